@@ -44,6 +44,12 @@ export class CycleState {
 export interface CycleContext {
   readonly request: LLMRequest;
   readonly state: CycleState;
+  /**
+   * The name of the scheduling profile whose plugins run now, set by the scheduler before each profile: one plugin
+   * instance listed in several profiles (a P/D config's prefill and decode) tells their cycles apart by it. Undefined
+   * in a cycle a plugin builds for itself.
+   */
+  profile?: string;
 }
 
 export interface Plugin {

@@ -238,7 +238,7 @@ export class Scheduler {
     const started = this.monotonicSeconds();
     try {
       if (candidates.length === 0) throw new SchedulingError('no-endpoints', 'no ready endpoint in the pool');
-      const cycle: CycleContext = { request, state: new CycleState() };
+      const cycle: CycleContext = { request, state: new CycleState(), profile: undefined };
       // A conditional decode (`Prefer: if-available`) may yet be refused 412 (request control's gate, on this cycle's
       // result): its post-cycle hooks (prefix-index learning, session bindings, speculative index entries) wait until
       // the result says it will be forwarded, as upstream's run in PreRequest, after that gate.
@@ -300,6 +300,7 @@ export class Scheduler {
       for (const name of next) {
         const profile = this.profiles.get(name);
         if (profile === undefined) throw new Error(`profile handler asked for unknown profile "${name}"`);
+        cycle.profile = name;
         outcomes.set(name, this.runProfile(profile, cycle, candidates, deferred));
         if (this.profileNames.length > 1) {
           // The prefix match each profile saw, kept apart: a later profile's scorer republishes over its own candidates.

@@ -5,7 +5,7 @@ import type { Endpoint, EndpointSnapshot } from '../../datastore/types';
 import { DEFAULT_MAX_NUM_SEQS, LatencyModel, type PodLatencyModel, type TtftPrediction } from '../../latency/pod-latency-model';
 import { DEFAULT_TPOT_PRIOR, TpotModel } from '../../latency/pod-tpot-model';
 import type { PostResponse, PreRequest, ResponseComplete, ResponseInfo } from '../../requestcontrol/hooks';
-import { scoresFromInto, stateKey, type CycleContext, type PluginHandle, type Scorer } from '../framework';
+import { scoresFromInto, stateKey, type CycleContext, type CycleState, type PluginHandle, type Scorer } from '../framework';
 import { definePlugin, parameters } from '../plugin';
 import { PREFIX_MATCH, uncachedPromptTokens, uncachedTokensOf, type PrefixMatchEstimate } from '../prefix-match';
 import { sessionHeaderValue } from './session-affinity-filter';
@@ -255,6 +255,37 @@ interface CycleInputs {
   readonly nowMs: number;
   /** Where the slot wait was added for this request (`slotWait`): every candidate, none, or the marked ones. */
   readonly slotWait: SlotWaitScope;
+  /** The profile that scored (`CycleContext.profile`), and the cycle: the same scorer may score in several profiles. */
+  readonly profile: string | undefined;
+  readonly state: CycleState;
+  /** The inputs of the profile this scorer scored before, in the same cycle (P/D: the decode profile's); else undefined. */
+  readonly previous: CycleInputs | undefined;
+}
+
+/** The inputs in `head`'s chain that profile `profile` scored (the newest first), or undefined. */
+function inputsOfProfile(head: CycleInputs, profile: string): CycleInputs | undefined {
+  for (let inputs: CycleInputs | undefined = head; inputs !== undefined; inputs = inputs.previous) {
+    if (inputs.profile === profile) return inputs;
+  }
+  return undefined;
+}
+
+/**
+ * Where `pick` stands among `candidates`: normally one of the scored snapshots itself (an identity scan, no closure: a
+ * keyed search over 256 candidates was a third of the pre-request hook's cost); by key when a profile handler handed
+ * back another snapshot; -1 when it was not scored.
+ */
+function indexOfPick(candidates: readonly EndpointSnapshot[], pick: EndpointSnapshot): number {
+  const i = candidates.indexOf(pick);
+  if (i >= 0) return i;
+  const key = pick.endpoint.key;
+  return candidates.findIndex((c) => c.endpoint.key === key);
+}
+
+/** A pick of another profile than the primary one (P/D: the prefill pod), tracked in that pod's model until it ends. */
+interface StagePick {
+  readonly endpointKey: string;
+  readonly tracked: string;
 }
 
 /**
@@ -303,6 +334,8 @@ export class LatencyScorer implements Scorer, PreRequest, PostResponse, Response
    * one, and a retry or a hedged copy may carry the same id while the first is in flight (each is its own slot).
    */
   private readonly trackedKey = stateKey<string>('latency-scorer tracked request');
+  /** The request's picks by its other profiles (`StagePick`), ended at the response's start; empty once ended. */
+  private readonly stagesKey = stateKey<readonly StagePick[]>('latency-scorer other profiles\' picks');
   private committed = 0;
   /**
    * Per candidate position, the snapshot scored there last and its pod's model. Positions rarely move between requests
@@ -381,7 +414,13 @@ export class LatencyScorer implements Scorer, PreRequest, PostResponse, Response
     }
     let best = Infinity;
     for (let i = 0; i < n; i++) if (out[i]! < best) best = out[i]!;
-    cycle.request.attributes?.set(this.inputsKey, { candidates, match, nowMs: now, slotWait });
+    const attributes = cycle.request.attributes;
+    if (attributes !== undefined) {
+      // A scorer listed in several profiles scores once in each: each profile's inputs are kept, the newest first.
+      const earlier = attributes.get(this.inputsKey);
+      const previous = earlier !== undefined && earlier.state === cycle.state ? earlier : undefined;
+      attributes.set(this.inputsKey, { candidates, match, nowMs: now, slotWait, profile: cycle.profile, state: cycle.state, previous });
+    }
     for (let i = 0; i < n; i++) out[i] = out[i]! <= 0 ? 1 : best / out[i]!;
   }
 
@@ -558,22 +597,28 @@ export class LatencyScorer implements Scorer, PreRequest, PostResponse, Response
   }
 
   preRequest(request: LLMRequest, result: SchedulingResult): void {
-    const inputs = request.attributes?.get(this.inputsKey);
-    if (inputs === undefined) return;
-    const key = result.target.endpoint.key;
-    // The pick is normally one of the scored snapshots themselves (an identity scan, no closure: a keyed search over
-    // 256 candidates was a third of this hook's cost); by key when a profile handler handed back another snapshot.
-    let i = inputs.candidates.indexOf(result.target);
-    if (i < 0) i = inputs.candidates.findIndex((c) => c.endpoint.key === key);
-    if (i < 0) return;
-    const { uncachedTokens, ttftSeconds, queuedTokens } = this.predictionAt(request, inputs, i);
-    const pod = this.model.pod(key);
+    const head = request.attributes?.get(this.inputsKey);
+    if (head === undefined) return;
+    // The primary profile's own inputs (P/D: the decode profile's, which the prefill profile's scoring came after);
+    // none when this scorer is not in that profile. A cycle a caller built without profiles has the one it scored.
+    const inputs = inputsOfProfile(head, result.profile) ?? (head.profile === undefined ? head : undefined);
+    const i = inputs === undefined ? -1 : indexOfPick(inputs.candidates, result.target);
+    if (i < 0 && result.profileTargets === undefined) return;
     const now = this.handle.now();
     // A request committed again (its earlier commit's end will not come under that name) stops counting there first.
     const earlier = request.attributes!.get(this.trackedKey);
     if (earlier !== undefined) this.uncount(earlier);
+    this.endStages(request, now);
     const tracked = `${request.requestId}#${++this.committed}`;
     request.attributes!.set(this.trackedKey, tracked);
+    if (i >= 0) this.trackPick(request, result.target.endpoint.key, inputs!, i, tracked, now);
+    if (result.profileTargets !== undefined) this.trackStages(request, result, head, tracked, now);
+  }
+
+  /** The primary profile's pick, the `i`th of `inputs.candidates`, counted on its pod under `tracked` until its response ends. */
+  private trackPick(request: LLMRequest, key: string, inputs: CycleInputs, i: number, tracked: string, now: number): void {
+    const { uncachedTokens, ttftSeconds, queuedTokens } = this.predictionAt(request, inputs, i);
+    const pod = this.model.pod(key);
     pod.addPending(tracked, uncachedTokens, ttftSeconds, now, queuedTokens);
     const held = inputs.match?.heldBlocks;
     if (this.parameters.slotWait === 'hot-prefixes') {
@@ -596,10 +641,46 @@ export class LatencyScorer implements Scorer, PreRequest, PostResponse, Response
   }
 
   /**
+   * The picks of the request's other profiles that this scorer scored (P/D: the prefill pod), each counted on its pod
+   * as that profile predicted it: queued prefill work and a running request from the commit to the response's start
+   * (`endStages`), as llm-d-router v0.10.0's in-flight load producer holds a `prefill` profile's pick
+   * (`pkg/epp/framework/plugins/requestcontrol/dataproducer/inflightload/producer.go`). Without it the prefill
+   * profile's next picks saw none of this one's work until the pod's next page, and a burst herded onto one pod.
+   */
+  private trackStages(request: LLMRequest, result: SchedulingResult, head: CycleInputs, tracked: string, now: number): void {
+    let stages: StagePick[] | undefined;
+    for (const [profile, target] of result.profileTargets!) {
+      if (profile === result.profile) continue;
+      const inputs = inputsOfProfile(head, profile);
+      if (inputs === undefined) continue;
+      const i = indexOfPick(inputs.candidates, target);
+      if (i < 0) continue;
+      const { uncachedTokens, ttftSeconds, queuedTokens } = this.predictionAt(request, inputs, i);
+      const endpointKey = target.endpoint.key;
+      const stage = `${tracked}@${profile}`;
+      const pod = this.model.pod(endpointKey);
+      pod.addPending(stage, uncachedTokens, ttftSeconds, now, queuedTokens);
+      const candidate = inputs.candidates[i]!;
+      pod.started(stage, now + 1000 * pod.slotWaitSeconds(candidate.metrics, candidate.activeRequests, now));
+      (stages ??= []).push({ endpointKey, tracked: stage });
+    }
+    if (stages !== undefined) request.attributes!.set(this.stagesKey, stages);
+  }
+
+  /** The request's other profiles' picks (`trackStages`) end on their pods: its response started, or it ended first. */
+  private endStages(request: LLMRequest, now: number): void {
+    const stages = request.attributes?.get(this.stagesKey);
+    if (stages === undefined || stages.length === 0) return;
+    request.attributes!.set(this.stagesKey, []);
+    for (const stage of stages) this.model.get(stage.endpointKey)?.ended(stage.tracked, now);
+  }
+
+  /**
    * The request's response ended (completed, failed, or abandoned by its client): it no longer holds a sequence slot on
    * its pod, nor, if its first token was never counted, queued prefill work there (`PodLatencyModel.ended`).
    */
   responseComplete(request: LLMRequest, target: Endpoint): void {
+    this.endStages(request, this.handle.now());
     const tracked = request.attributes?.get(this.trackedKey);
     // get, not pod: a pod that left the pool while this request ran has no model to end it in (pod() would recreate
     // one that nothing removes again: one per pod ever removed with requests in flight, which is every drained pod).
@@ -864,6 +945,9 @@ export class LatencyScorer implements Scorer, PreRequest, PostResponse, Response
   }
 
   postResponse(request: LLMRequest, response: ResponseInfo, target: Endpoint): undefined {
+    // The response started: a P/D request's prefill is over (with llm-d's routing sidecar's default connector the decode
+    // request is sent once the prefill pod has answered).
+    this.endStages(request, this.handle.now());
     // Streaming (SSE) headers precede the prefill; any other response's headers follow the whole generation (or an error).
     const contentType = response.headers['content-type'] ?? '';
     const tracked = request.attributes?.get(this.trackedKey);
