@@ -160,7 +160,7 @@ export const DEFAULT_LADDER_OPTIONS: Omit<LadderOptions, 'policies' | 'capacitie
   timeScale: { interactive: 1, 'shared-prefix': 2 },
 };
 
-/** `--quick`: smaller workloads; over every policy still about 25 minutes on 2 cores. */
+/** `--quick`: smaller workloads; over the default policies about 12 minutes on 2 cores (11 for the matrix's 8, 2026-12-06). */
 export const QUICK_LADDER_OVERRIDES: Partial<LadderOptions> = {
   interactive: { sessions: 24, turnsPerSession: 6, requests: 96, systemPrompts: 2, systemPromptWords: 400, userWords: 40, outputTokens: 8, thinkMs: 300 },
   sharedPrefix: { groups: 12, promptsPerGroup: 3, systemTokens: 512, questionTokens: 32, outputTokens: 8 },
@@ -643,10 +643,16 @@ export const TODAYS_DEFAULT = 'kvroute';
  * (2026-12-05, session 55), `kvroute-slot-wait-imbalanced` before it priced the wait on a full holder whenever another
  * holder waited less (2026-12-05, session 56), `kvroute-slot-wait-avoidable` before it priced the wait everywhere for
  * a request whose prefix's own requests fill its holders' slots (2026-12-05, session 57; since session 58, one whose hot
- * prefix's holders are the busier pods, replicated onto a pod with room). The slot-wait ones run today's start-up estimate of the wait (twice the oldest running
+ * prefix's holders are the busier pods, replicated onto a pod with room), `kvroute-no-keep-holder` before a one-off request
+ * stayed with its prompt's holder (`keepOneOffOnHolder`, 2026-12-06, session 61). The slot-wait ones run today's start-up estimate of the wait (twice the oldest running
  * request's age), which the defaults before session 56 lacked (session 55's was the age itself, the one before none).
  */
-export const EARLIER_DEFAULTS: readonly string[] = ['kvroute-no-session-load', 'kvroute-prefix-first', 'kvroute-filter', 'kvroute-no-lru', 'kvroute-page-queue', 'kvroute-slot-wait-sessions', 'kvroute-slot-wait-imbalanced', 'kvroute-slot-wait-avoidable'];
+export const EARLIER_DEFAULTS: readonly string[] = ['kvroute-no-session-load', 'kvroute-prefix-first', 'kvroute-filter', 'kvroute-no-lru', 'kvroute-page-queue', 'kvroute-slot-wait-sessions', 'kvroute-slot-wait-imbalanced', 'kvroute-slot-wait-avoidable', 'kvroute-no-keep-holder'];
+/**
+ * The default today's replaced, the last of `EARLIER_DEFAULTS`: the ladder runs it by default beside the matrix's
+ * policies, so that a default run judges every goal (the hit-rate goal holds today's default to it).
+ */
+export const PREVIOUS_DEFAULT = EARLIER_DEFAULTS[EARLIER_DEFAULTS.length - 1]!;
 /** kvroute's configs the goals are checked for: today's default and the candidates (bench/src/policies). */
 export const LADDER_CANDIDATES: readonly string[] = ['kvroute', 'kvroute-latency', 'kvroute-sessions', 'kvroute-no-session-load', 'kvroute-no-lru', 'kvroute-soft', 'kvroute-prefix-first', 'kvroute-active2', 'kvroute-latency-active', 'kvroute-page-queue', 'kvroute-own-prefill2', 'kvroute-own-prefill2-peers', 'kvroute-slot-wait-sessions', 'kvroute-slot-wait-imbalanced', 'kvroute-slot-wait-avoidable', 'kvroute-latency2', 'kvroute-no-flow-control', 'kvroute-no-keep-holder'];
 

@@ -10,11 +10,11 @@ import * as path from 'path';
 import { UsageError } from '../src/cli-args';
 import type { ChatResult } from '../src/client';
 import {
-  buildLadderWorkload, checkGoals, DEFAULT_LADDER_OPTIONS, LADDER_CANDIDATES, loadList, overloadSigns, runInteractiveOpenLoop, steadyThroughput,
+  buildLadderWorkload, checkGoals, DEFAULT_LADDER_OPTIONS, EARLIER_DEFAULTS, LADDER_CANDIDATES, loadList, overloadSigns, PREVIOUS_DEFAULT, runInteractiveOpenLoop, steadyThroughput,
   type LadderCell, type LadderOptions, type LadderRun,
 } from '../src/load-ladder';
 import { ladderMarkdown, p90LoadChart } from '../src/load-ladder-report';
-import { routingPolicy } from '../src/policies';
+import { CANDIDATE_POLICY_NAMES, DEFAULT_POLICY_NAMES, POLICY_NAMES, routingPolicy } from '../src/policies';
 import { ENTRY, stopAll } from '../src/processes';
 import { DEFAULT_ROUTING_OPTIONS, parseRoutingArgs, runRoutingBench } from '../src/routing-bench';
 import { routingHtmlReport } from '../src/routing-report';
@@ -134,12 +134,18 @@ describe('routing flags for the ladder', () => {
     expect(parseRoutingArgs(['--ladder-shared-prefix-order', 'shuffled'])!.ladder.sharedPrefixOrder).toBe('shuffled');
   });
 
-  test('by default the ladder runs every policy, kvroute-latency included, after the matrix', () => {
+  test('by default the ladder runs, after the matrix, the matrix\'s policies and the default today\'s replaced (the hit-rate goal\'s reference); another candidate only when --policies names it', () => {
     const o = parseRoutingArgs([])!;
     expect(o.only).toBeUndefined();
     expect(o.ladder.enabled).toBe(true);
-    expect(o.ladder.policies).toContain('kvroute-latency');
-    expect(o.policies).not.toContain('kvroute-latency');
+    expect(o.ladder.policies).toEqual([...DEFAULT_POLICY_NAMES, 'kvroute-no-keep-holder']);
+    expect(PREVIOUS_DEFAULT).toBe('kvroute-no-keep-holder');
+    expect(EARLIER_DEFAULTS.every((p) => (POLICY_NAMES as readonly string[]).includes(p))).toBe(true);
+    expect(o.policies).toEqual(DEFAULT_POLICY_NAMES);
+    expect(o.ladder.policies).toEqual(expect.arrayContaining(['kvroute', 'kvroute-precise', 'round-robin']));
+    for (const candidate of CANDIDATE_POLICY_NAMES) if (candidate !== PREVIOUS_DEFAULT) expect(o.ladder.policies).not.toContain(candidate);
+    expect(parseRoutingArgs(['--quick'])!.ladder.policies).toEqual(o.ladder.policies);
+    expect(parseRoutingArgs(['--policies', 'kvroute,kvroute-latency'])!.ladder.policies).toEqual(['kvroute', 'kvroute-latency']);
     expect(o.ladder.loads).toEqual([0.3, 0.6, 0.8, 0.95]);
     expect(parseRoutingArgs(['--no-ladder'])!.ladder.enabled).toBe(false);
   });
@@ -192,7 +198,7 @@ describe('checkGoals', () => {
     expect(by['cached-speedup']['kvroute-latency'].met).toBe(true);
     expect(by['no-429']['kvroute-latency']).toEqual({ met: true, actual: '0 in 3 runs' });
     expect(by['hit-rate']['kvroute-latency'].met).toBe(true);
-    expect(by['hit-rate'].kvroute).toEqual({ met: null, actual: 'kvroute-no-session-load nor kvroute-prefix-first nor kvroute-filter nor kvroute-no-lru nor kvroute-page-queue nor kvroute-slot-wait-sessions nor kvroute-slot-wait-imbalanced nor kvroute-slot-wait-avoidable did not run' });
+    expect(by['hit-rate'].kvroute).toEqual({ met: null, actual: 'kvroute-no-session-load nor kvroute-prefix-first nor kvroute-filter nor kvroute-no-lru nor kvroute-page-queue nor kvroute-slot-wait-sessions nor kvroute-slot-wait-imbalanced nor kvroute-slot-wait-avoidable nor kvroute-no-keep-holder did not run' });
   });
 
   test('session 60\'s candidates are goal-checked, not held against the default; round robin behind ext_proc is', () => {
