@@ -30,8 +30,14 @@ function pdPool(): Datastore {
 }
 
 /** llm-d's P/D guide with one latency scorer, weight 5, in both profiles (or in the prefill profile alone). */
-function pdWithLatencyScorer(prefillOnly = false): string {
-  const config = LLMD_GUIDE_CONFIGS['pd-disaggregation'].replace('- type: max-score-picker\n', '- type: max-score-picker\n- type: latency-scorer\n');
+function pdWithLatencyScorer(prefillOnly = false, prefillProfile = 'prefill'): string {
+  let config = LLMD_GUIDE_CONFIGS['pd-disaggregation'].replace('- type: max-score-picker\n', '- type: max-score-picker\n- type: latency-scorer\n');
+  if (prefillProfile !== 'prefill') {
+    config = config
+      .replace('    deciders:\n', `    profiles: {prefill: ${prefillProfile}}\n    deciders:\n`)
+      .replace('- type: disagg-headers-handler\n', `- type: disagg-headers-handler\n  parameters: {prefillProfile: ${prefillProfile}}\n`)
+      .replace('- name: prefill\n', `- name: ${prefillProfile}\n`);
+  }
   // After the prefix scorer in each profile (the latency scorer reads its match), before the picker.
   const picker = '  - pluginRef: max-score-picker\n';
   const scored = '  - pluginRef: latency-scorer\n    weight: 5\n' + picker;
@@ -58,8 +64,8 @@ describe('one latency-scorer in both profiles of a P/D config tracks each profil
   beforeEach(() => { ds = pdPool(); });
   afterEach(() => ds.stop());
 
-  const setUp = (prefillOnly = false) => {
-    const scheduler = buildScheduler(parseEndpointPickerConfig(pdWithLatencyScorer(prefillOnly)));
+  const setUp = (prefillOnly = false, prefillProfile = 'prefill') => {
+    const scheduler = buildScheduler(parseEndpointPickerConfig(pdWithLatencyScorer(prefillOnly, prefillProfile)));
     const scorer = scheduler.plugin('latency-scorer') as LatencyScorer;
     expect(scorer).toBeInstanceOf(LatencyScorer);
     const control = new RequestControl({ datastore: ds, scheduler });
@@ -67,7 +73,7 @@ describe('one latency-scorer in both profiles of a P/D config tracks each profil
     return { control, scorer, pending };
   };
 
-  test('the decode pick is tracked on its decode pod (slot and queued prefill) and the prefill pick on its prefill pod, each with its own profile\'s prediction', async () => {
+  test('the decode pick is tracked on its decode pod (slot and queued prefill), which it was not when the prefill profile scored last, and the prefill pick on its prefill pod', async () => {
     const { control, scorer, pending } = setUp();
     const d = await route(control, 'x'.repeat(4000));
     expect(DECODE).toContain(d.endpoint);
@@ -123,5 +129,17 @@ describe('one latency-scorer in both profiles of a P/D config tracks each profil
     expect(pending(d.endpoint)).toMatchObject({ trackedStarts: 1 });
     control.release(d.ticket, 'completed');
     expect(pending(d.endpoint)).toMatchObject({ pendingRequests: 0, trackedStarts: 0 });
+  });
+
+  test('as request control\'s in-flight counts (upstream\'s constant `profilePrefill`), only a profile named `prefill` ends at the response\'s start: one named otherwise is held to the request\'s end', async () => {
+    const { control, pending } = setUp(false, 'pf');
+    const d = await route(control, 'v'.repeat(4000));
+    expect(PREFILL).toContain(d.prefill);
+    expect(pending(d.prefill!)).toMatchObject({ pendingRequests: 1, trackedStarts: 1 });
+    control.responseHeaders(d.ticket, new Map([[':status', '200'], ['content-type', 'text/event-stream']]), {}, false);
+    expect(pending(d.prefill!)).toMatchObject({ pendingRequests: 1, trackedStarts: 1 });
+    expect(ds.activeRequests(d.prefill!)).toBe(1);
+    control.release(d.ticket, 'completed');
+    expect(pending(d.prefill!)).toMatchObject({ pendingRequests: 0, trackedStarts: 0 });
   });
 });

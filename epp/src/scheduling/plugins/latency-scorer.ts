@@ -9,7 +9,7 @@ import { scoresFromInto, stateKey, type CycleContext, type CycleState, type Plug
 import { definePlugin, parameters } from '../plugin';
 import { PREFIX_MATCH, uncachedPromptTokens, uncachedTokensOf, type PrefixMatchEstimate } from '../prefix-match';
 import { sessionHeaderValue } from './session-affinity-filter';
-import type { LLMRequest, SchedulingResult } from '../types';
+import { UPSTREAM_PREFILL_PROFILE, type LLMRequest, type SchedulingResult } from '../types';
 
 export interface LatencyScorerParameters {
   /**
@@ -286,6 +286,9 @@ function indexOfPick(candidates: readonly EndpointSnapshot[], pick: EndpointSnap
 interface StagePick {
   readonly endpointKey: string;
   readonly tracked: string;
+  /** Picked by the profile named `prefill`: ends at the response's start rather than the request's end. */
+  readonly early: boolean;
+  ended: boolean;
 }
 
 /**
@@ -643,9 +646,10 @@ export class LatencyScorer implements Scorer, PreRequest, PostResponse, Response
   /**
    * The picks of the request's other profiles that this scorer scored (P/D: the prefill pod), each counted on its pod
    * as that profile predicted it: queued prefill work and a running request from the commit to the response's start
-   * (`endStages`), as llm-d-router v0.10.0's in-flight load producer holds a `prefill` profile's pick
-   * (`pkg/epp/framework/plugins/requestcontrol/dataproducer/inflightload/producer.go`). Without it the prefill
-   * profile's next picks saw none of this one's work until the pod's next page, and a burst herded onto one pod.
+   * for the profile named `prefill`, to the request's end for any other (`endStages`), as llm-d-router v0.10.0's
+   * in-flight load producer holds them (`pkg/epp/framework/plugins/requestcontrol/dataproducer/inflightload/producer.go`)
+   * and request control's in-flight counts do. Without it the prefill profile's next picks saw none of this one's work
+   * until the pod's next page, and a burst herded onto one pod.
    */
   private trackStages(request: LLMRequest, result: SchedulingResult, head: CycleInputs, tracked: string, now: number): void {
     let stages: StagePick[] | undefined;
@@ -662,17 +666,23 @@ export class LatencyScorer implements Scorer, PreRequest, PostResponse, Response
       pod.addPending(stage, uncachedTokens, ttftSeconds, now, queuedTokens);
       const candidate = inputs.candidates[i]!;
       pod.started(stage, now + 1000 * pod.slotWaitSeconds(candidate.metrics, candidate.activeRequests, now));
-      (stages ??= []).push({ endpointKey, tracked: stage });
+      (stages ??= []).push({ endpointKey, tracked: stage, early: profile === UPSTREAM_PREFILL_PROFILE, ended: false });
     }
     if (stages !== undefined) request.attributes!.set(this.stagesKey, stages);
   }
 
-  /** The request's other profiles' picks (`trackStages`) end on their pods: its response started, or it ended first. */
-  private endStages(request: LLMRequest, now: number): void {
+  /**
+   * The request's other profiles' picks (`trackStages`) end on their pods: the `prefill` profile's (`onlyEarly`) at the
+   * response's start, every one still counted at the request's end or a new commit.
+   */
+  private endStages(request: LLMRequest, now: number, onlyEarly = false): void {
     const stages = request.attributes?.get(this.stagesKey);
-    if (stages === undefined || stages.length === 0) return;
-    request.attributes!.set(this.stagesKey, []);
-    for (const stage of stages) this.model.get(stage.endpointKey)?.ended(stage.tracked, now);
+    if (stages === undefined) return;
+    for (const stage of stages) {
+      if (stage.ended || (onlyEarly && !stage.early)) continue;
+      stage.ended = true;
+      this.model.get(stage.endpointKey)?.ended(stage.tracked, now);
+    }
   }
 
   /**
@@ -946,8 +956,10 @@ export class LatencyScorer implements Scorer, PreRequest, PostResponse, Response
 
   postResponse(request: LLMRequest, response: ResponseInfo, target: Endpoint): undefined {
     // The response started: a P/D request's prefill is over (with llm-d's routing sidecar's default connector the decode
-    // request is sent once the prefill pod has answered).
-    this.endStages(request, this.handle.now());
+    // request is sent once the prefill pod has answered). Its headers are the start request control releases the
+    // prefill pick at with kvroute's EnvoyFilter (response body mode NONE); when the proxy also shows the EPP the body,
+    // request control waits for the first chunk, and a proxy that skips the response headers ends it at the request's end.
+    this.endStages(request, this.handle.now(), true);
     // Streaming (SSE) headers precede the prefill; any other response's headers follow the whole generation (or an error).
     const contentType = response.headers['content-type'] ?? '';
     const tracked = request.attributes?.get(this.trackedKey);
