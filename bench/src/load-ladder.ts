@@ -649,10 +649,11 @@ export const TODAYS_DEFAULT = 'kvroute';
  */
 export const EARLIER_DEFAULTS: readonly string[] = ['kvroute-no-session-load', 'kvroute-prefix-first', 'kvroute-filter', 'kvroute-no-lru', 'kvroute-page-queue', 'kvroute-slot-wait-sessions', 'kvroute-slot-wait-imbalanced', 'kvroute-slot-wait-avoidable', 'kvroute-no-keep-holder'];
 /**
- * The default today's replaced, the last of `EARLIER_DEFAULTS`: the ladder runs it by default beside the matrix's
- * policies, so that a default run judges every goal (the hit-rate goal holds today's default to it).
+ * The default when issue 9 was filed (prefix-first weights, no latency scorer): the "today's default" its hit-rate goal
+ * names. The ladder runs it by default beside the matrix's policies, so that a default run judges every goal; today's
+ * default is held to it in the hit-rate goal and, as to every policy that ran, in the p90 goal.
  */
-export const PREVIOUS_DEFAULT = EARLIER_DEFAULTS[EARLIER_DEFAULTS.length - 1]!;
+export const ISSUE_REFERENCE_DEFAULT = 'kvroute-prefix-first';
 /** kvroute's configs the goals are checked for: today's default and the candidates (bench/src/policies). */
 export const LADDER_CANDIDATES: readonly string[] = ['kvroute', 'kvroute-latency', 'kvroute-sessions', 'kvroute-no-session-load', 'kvroute-no-lru', 'kvroute-soft', 'kvroute-prefix-first', 'kvroute-active2', 'kvroute-latency-active', 'kvroute-page-queue', 'kvroute-own-prefill2', 'kvroute-own-prefill2-peers', 'kvroute-slot-wait-sessions', 'kvroute-slot-wait-imbalanced', 'kvroute-slot-wait-avoidable', 'kvroute-latency2', 'kvroute-no-flow-control', 'kvroute-no-keep-holder'];
 

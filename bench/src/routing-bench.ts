@@ -17,7 +17,7 @@ import { bestHitRate } from './oracle';
 import { censoredTtft, idealSaturation, planRamp, preciseGoals, rampArrivals, stageResults, UPSTREAM_RAMP, type RampPlan } from './poisson-ramp';
 import { defaultOptions } from '@kvroute/sim';
 import {
-  DEFAULT_LADDER_OPTIONS, LADDER_WORKLOAD_NAMES, loadList, PREVIOUS_DEFAULT, QUICK_LADDER_OVERRIDES, runLoadLadder, type LadderOptions, type LadderReport,
+  DEFAULT_LADDER_OPTIONS, LADDER_WORKLOAD_NAMES, ISSUE_REFERENCE_DEFAULT, loadList, QUICK_LADDER_OVERRIDES, runLoadLadder, type LadderOptions, type LadderReport,
 } from './load-ladder';
 import { ladderCellTerminalTable, ladderGoalsTerminalTable } from './load-ladder-report';
 import {
@@ -126,11 +126,11 @@ export const ROUTING_SIM: SimulatorSettings = DEFAULT_SIM;
 
 /**
  * The ladder's policies unless `--policies` names others: the matrix's (the default, the precise config, the
- * baselines) and the default today's replaced (`PREVIOUS_DEFAULT`), which the hit-rate goal holds today's to. The other
- * candidates are comparisons a session made once (33 by session 62); running them all took the ladder to about an hour
- * and a half on 2 cores.
+ * baselines) and the default issue 9's goals are measured against (`ISSUE_REFERENCE_DEFAULT`). The other candidates
+ * are comparisons a session made once (33 by session 62); running them all took the ladder to about an hour and a half
+ * on 2 cores.
  */
-export const LADDER_DEFAULT_POLICIES: readonly PolicyName[] = [...DEFAULT_POLICY_NAMES, PREVIOUS_DEFAULT as PolicyName];
+export const LADDER_DEFAULT_POLICIES: readonly PolicyName[] = [...DEFAULT_POLICY_NAMES, ISSUE_REFERENCE_DEFAULT];
 
 export const DEFAULT_ROUTING_OPTIONS: RoutingBenchOptions = {
   quick: false,
@@ -744,8 +744,8 @@ Runs every workload × KV capacity × policy through simulated vLLM pods, the ga
 ext_proc director), fresh pods per run, then the EPP overhead check, then the open-loop load ladder. Prints a table per
 workload × capacity and writes results.json and report.html to --out. On 2 cores the matrix takes about 15 minutes
 without poisson-groups, whose ramp adds 3-13 minutes per policy and capacity (a policy that saturates early drains
-its backlog at its own pace), and the ladder about 23 (its default policies: the matrix's and the default today's
-replaced, about 2.3 minutes each; --only picks one). --quick is no smoke test: about 20 minutes for the matrix and about
+its backlog at its own pace), and the ladder about 23 (its default policies: the matrix's and the default of issue 9's
+goals, kvroute-prefix-first; about 2.3 minutes each; --only picks one). --quick is no smoke test: about 20 minutes for the matrix and about
 12 for the ladder (measured 2026-12-06); --only and --policies shorten it.
 
 General
@@ -755,7 +755,7 @@ General
                                redis-server on loopback, precise replicas subscribe to every pod)
   --workloads a,b              of ${WORKLOAD_NAMES.join(', ')} (default all)
   --capacities a,b             of ${CAPACITY_NAMES.join(', ')} (default both)
-  --policies a,b               of ${POLICY_NAMES.join(', ')} (default all but the candidates ${CANDIDATE_POLICY_NAMES.join(', ')} and the opt-in baseline ${OPT_IN_BASELINE_NAMES.join(', ')}; the ladder also runs ${PREVIOUS_DEFAULT}, the default today's replaced)
+  --policies a,b               of ${POLICY_NAMES.join(', ')} (default all but the candidates ${CANDIDATE_POLICY_NAMES.join(', ')} and the opt-in baseline ${OPT_IN_BASELINE_NAMES.join(', ')}; the ladder also runs ${ISSUE_REFERENCE_DEFAULT}, the default of issue 9's goals; a list given replaces both defaults)
   --repeats N                  runs per policy and cell; medians are reported (default ${DEFAULT_ROUTING_OPTIONS.repeats})
   --concurrency N              requests in flight, shared-prefix workloads (default ${DEFAULT_ROUTING_OPTIONS.concurrency}; quick ${QUICK_OVERRIDES.concurrency})
   --chat-concurrency N         conversations in flight, multi-turn (default ${DEFAULT_ROUTING_OPTIONS.chatConcurrency}; quick ${QUICK_OVERRIDES.chatConcurrency})

@@ -10,7 +10,7 @@ import * as path from 'path';
 import { UsageError } from '../src/cli-args';
 import type { ChatResult } from '../src/client';
 import {
-  buildLadderWorkload, checkGoals, DEFAULT_LADDER_OPTIONS, EARLIER_DEFAULTS, LADDER_CANDIDATES, loadList, overloadSigns, PREVIOUS_DEFAULT, runInteractiveOpenLoop, steadyThroughput,
+  buildLadderWorkload, checkGoals, DEFAULT_LADDER_OPTIONS, EARLIER_DEFAULTS, LADDER_CANDIDATES, ISSUE_REFERENCE_DEFAULT, loadList, overloadSigns, runInteractiveOpenLoop, steadyThroughput,
   type LadderCell, type LadderOptions, type LadderRun,
 } from '../src/load-ladder';
 import { ladderMarkdown, p90LoadChart } from '../src/load-ladder-report';
@@ -134,16 +134,16 @@ describe('routing flags for the ladder', () => {
     expect(parseRoutingArgs(['--ladder-shared-prefix-order', 'shuffled'])!.ladder.sharedPrefixOrder).toBe('shuffled');
   });
 
-  test('by default the ladder runs, after the matrix, the matrix\'s policies and the default today\'s replaced (the hit-rate goal\'s reference); another candidate only when --policies names it', () => {
+  test('by default the ladder runs, after the matrix, the matrix\'s policies and the default issue 9\'s goals are measured against; another candidate only when --policies names it', () => {
     const o = parseRoutingArgs([])!;
     expect(o.only).toBeUndefined();
     expect(o.ladder.enabled).toBe(true);
-    expect(o.ladder.policies).toEqual([...DEFAULT_POLICY_NAMES, 'kvroute-no-keep-holder']);
-    expect(PREVIOUS_DEFAULT).toBe('kvroute-no-keep-holder');
+    expect(o.ladder.policies).toEqual([...DEFAULT_POLICY_NAMES, 'kvroute-prefix-first']);
+    expect(EARLIER_DEFAULTS).toContain(ISSUE_REFERENCE_DEFAULT);
     expect(EARLIER_DEFAULTS.every((p) => (POLICY_NAMES as readonly string[]).includes(p))).toBe(true);
     expect(o.policies).toEqual(DEFAULT_POLICY_NAMES);
     expect(o.ladder.policies).toEqual(expect.arrayContaining(['kvroute', 'kvroute-precise', 'round-robin']));
-    for (const candidate of CANDIDATE_POLICY_NAMES) if (candidate !== PREVIOUS_DEFAULT) expect(o.ladder.policies).not.toContain(candidate);
+    for (const candidate of CANDIDATE_POLICY_NAMES) if (candidate !== ISSUE_REFERENCE_DEFAULT) expect(o.ladder.policies).not.toContain(candidate);
     expect(parseRoutingArgs(['--quick'])!.ladder.policies).toEqual(o.ladder.policies);
     expect(parseRoutingArgs(['--policies', 'kvroute,kvroute-latency'])!.ladder.policies).toEqual(['kvroute', 'kvroute-latency']);
     expect(o.ladder.loads).toEqual([0.3, 0.6, 0.8, 0.95]);
