@@ -88,12 +88,27 @@ describe('one latency-scorer in both profiles of a P/D config tracks each profil
     for (const k of [...DECODE, ...PREFILL]) expect(pending(k)).toMatchObject({ pendingRequests: 0, trackedStarts: 0 });
   });
 
-  test('the prefill pick stops counting at the response\'s start; the decode pick at the end', async () => {
+  test('the prefill pick stops counting at the response\'s start, when request control\'s in-flight count of it ends: its headers when the EPP is shown no body; the decode pick at the end', async () => {
     const { control, pending } = setUp();
     const d = await route(control, 'y'.repeat(4000));
     control.responseHeaders(d.ticket, new Map([[':status', '200'], ['content-type', 'text/event-stream']]), {}, false);
     expect(pending(d.prefill!)).toMatchObject({ pendingRequests: 0, trackedStarts: 0 });
+    expect(ds.activeRequests(d.prefill!)).toBe(0);
     expect(pending(d.endpoint)).toMatchObject({ trackedStarts: 1 });
+    control.release(d.ticket, 'completed');
+    expect(pending(d.endpoint)).toMatchObject({ pendingRequests: 0, trackedStarts: 0 });
+  });
+
+  test('when the EPP is shown the response body the prefill pick ends at its first chunk, not at the headers, with request control\'s count', async () => {
+    const { control, pending } = setUp();
+    const d = await route(control, 'u'.repeat(4000));
+    control.responseHeaders(d.ticket, new Map([[':status', '200'], ['content-type', 'text/event-stream']]), {}, true);
+    expect(pending(d.prefill!)).toMatchObject({ pendingRequests: 1, trackedStarts: 1 });
+    expect(ds.activeRequests(d.prefill!)).toBe(1);
+    control.responseBody(d.ticket, Buffer.from('data: {"choices":[]}\n\n'), false);
+    expect(pending(d.prefill!)).toMatchObject({ pendingRequests: 0, trackedStarts: 0 });
+    expect(ds.activeRequests(d.prefill!)).toBe(0);
+    control.responseBody(d.ticket, Buffer.from('data: [DONE]\n\n'), true);
     control.release(d.ticket, 'completed');
     expect(pending(d.endpoint)).toMatchObject({ pendingRequests: 0, trackedStarts: 0 });
   });

@@ -35,6 +35,12 @@ export function setRequestHeaders(request: LLMRequest, headers: Readonly<Record<
 export interface PreRequest extends Plugin {
   /** Runs once the request is committed to `result.target`, before it is forwarded. */
   preRequest(request: LLMRequest, result: SchedulingResult): void;
+  /**
+   * kvroute's: the response of a request whose result held several profiles' picks (P/D) started, when request control
+   * stops counting its `prefill` pick in flight (its first body chunk when the proxy shows the EPP the body, otherwise
+   * its headers); once a request. `request` is retained as for `PostResponse` (no prompt).
+   */
+  responseStarted?(request: LLMRequest): void;
 }
 
 /** What request control knows when the target's response headers arrive. */

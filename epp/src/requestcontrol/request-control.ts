@@ -385,6 +385,8 @@ class Ticket {
    * `early` ones at the response's start (`releaseAtResponseStart`), the rest with the request (`release`).
    */
   others: ProfileHold[] | undefined = undefined;
+  /** Whether the response's start was seen (`releaseAtResponseStart`; only for a request with `others`). */
+  responseStarted = false;
 
   constructor(
     /** Undefined for a response whose request this EPP never saw (`responseWithoutRequest`). */
@@ -492,6 +494,8 @@ export class RequestControl implements RequestDirector {
   private readonly preparePlugins: readonly PrepareRequest[];
   private readonly admitters: readonly Admitter[];
   private readonly preRequestPlugins: readonly PreRequest[];
+  /** The pre-request plugins that follow a P/D response's start (`PreRequest.responseStarted`). */
+  private readonly responseStartPlugins: readonly PreRequest[];
   private readonly postResponsePlugins: readonly PostResponse[];
   private readonly responseCompletePlugins: readonly ResponseComplete[];
   /** The config's `saturationDetector`, when it names one, and the usage-limit policy that says where it holds requests. */
@@ -526,6 +530,7 @@ export class RequestControl implements RequestDirector {
     this.parsers = parserRegistryOf(options.scheduler);
     this.admitters = options.scheduler.plugins.ofKind('admission');
     this.preRequestPlugins = options.scheduler.plugins.ofKind('pre-request');
+    this.responseStartPlugins = this.preRequestPlugins.filter((plugin) => typeof plugin.responseStarted === 'function');
     this.postResponsePlugins = options.scheduler.plugins.ofKind('post-response').filter((plugin) => plugin.handlesResponses !== false);
     this.responseCompletePlugins = options.scheduler.plugins.ofKind('response-complete');
     ({ detector: this.saturationDetector, usageLimitPolicy: this.usageLimitPolicy } = saturationDetectorOf(options.scheduler));
@@ -1332,9 +1337,23 @@ export class RequestControl implements RequestDirector {
    * at once (`connector_sglang.go`, `connector_p2p.go`, `connector_mooncake.go`).
    */
   private releaseAtResponseStart(t: Ticket): void {
+    if (t.others === undefined || t.responseStarted) return;
+    t.responseStarted = true;
+    const ended = this.releaseOtherProfiles(t, true);
+    // The plugins that count the same picks their own way (the latency scorer's prefill pick) end them at the same moment.
+    const request = t.request;
+    if (request !== undefined) {
+      for (const plugin of this.responseStartPlugins) {
+        try {
+          plugin.responseStarted!(request);
+        } catch (e) {
+          this.options.onInternalError?.(e as Error, request.requestId, `${plugin.name} response-start`);
+        }
+      }
+    }
     // A count ended as a request's end ends one (`release`): the pool may have room for the oldest waiter now, which
     // would otherwise wait for the next request's end or the next tick (upstream's dispatch loop polls every 1 ms).
-    if (t.others !== undefined && this.releaseOtherProfiles(t, true)) this.dispatchCycle(1);
+    if (ended) this.dispatchCycle(1);
   }
 
   /**

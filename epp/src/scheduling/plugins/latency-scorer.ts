@@ -672,6 +672,15 @@ export class LatencyScorer implements Scorer, PreRequest, PostResponse, Response
   }
 
   /**
+   * A P/D request's response started (request control's moment for releasing its `prefill` pick in flight): its
+   * prefill is over, with llm-d's routing sidecar's default connector, which sends the decode request once the prefill
+   * pod has answered.
+   */
+  responseStarted(request: LLMRequest): void {
+    this.endStages(request, this.handle.now(), true);
+  }
+
+  /**
    * The request's other profiles' picks (`trackStages`) end on their pods: the `prefill` profile's (`onlyEarly`) at the
    * response's start, every one still counted at the request's end or a new commit.
    */
@@ -955,11 +964,6 @@ export class LatencyScorer implements Scorer, PreRequest, PostResponse, Response
   }
 
   postResponse(request: LLMRequest, response: ResponseInfo, target: Endpoint): undefined {
-    // The response started: a P/D request's prefill is over (with llm-d's routing sidecar's default connector the decode
-    // request is sent once the prefill pod has answered). Its headers are the start request control releases the
-    // prefill pick at with kvroute's EnvoyFilter (response body mode NONE); when the proxy also shows the EPP the body,
-    // request control waits for the first chunk, and a proxy that skips the response headers ends it at the request's end.
-    this.endStages(request, this.handle.now(), true);
     // Streaming (SSE) headers precede the prefill; any other response's headers follow the whole generation (or an error).
     const contentType = response.headers['content-type'] ?? '';
     const tracked = request.attributes?.get(this.trackedKey);
