@@ -44,6 +44,9 @@ function pdWithLatencyScorer(prefillOnly = false, prefillProfile = 'prefill'): s
   return prefillOnly ? config.replace(picker, scored) : config.replaceAll(picker, scored);
 }
 
+/** A streamed response's headers. */
+const SSE = new Map([[':status', '200'], ['content-type', 'text/event-stream']]);
+
 let seq = 0;
 const completion = (prompt: string): IncomingRequest => ({
   requestId: `r${++seq}`,
@@ -70,7 +73,12 @@ describe('one latency-scorer in both profiles of a P/D config tracks each profil
     expect(scorer).toBeInstanceOf(LatencyScorer);
     const control = new RequestControl({ datastore: ds, scheduler });
     const pending = (key: string) => scorer.model.get(key)?.stats(Date.now()) ?? { pendingRequests: 0, pendingTokens: 0, trackedStarts: 0 };
-    return { control, scorer, pending };
+    /** The prefill pick counted `n` times, in the scorer's model and in request control's in-flight count alike. */
+    const prefillCounted = (d: Routed, n: number) => {
+      expect(pending(d.prefill!)).toMatchObject({ pendingRequests: n, trackedStarts: n });
+      expect(ds.activeRequests(d.prefill!)).toBe(n);
+    };
+    return { control, scorer, pending, prefillCounted };
   };
 
   test('the decode pick is tracked on its decode pod (slot and queued prefill), which it was not when the prefill profile scored last, and the prefill pick on its prefill pod', async () => {
@@ -89,25 +97,22 @@ describe('one latency-scorer in both profiles of a P/D config tracks each profil
   });
 
   test('the prefill pick stops counting at the response\'s start, when request control\'s in-flight count of it ends: its headers when the EPP is shown no body; the decode pick at the end', async () => {
-    const { control, pending } = setUp();
+    const { control, pending, prefillCounted } = setUp();
     const d = await route(control, 'y'.repeat(4000));
-    control.responseHeaders(d.ticket, new Map([[':status', '200'], ['content-type', 'text/event-stream']]), {}, false);
-    expect(pending(d.prefill!)).toMatchObject({ pendingRequests: 0, trackedStarts: 0 });
-    expect(ds.activeRequests(d.prefill!)).toBe(0);
+    control.responseHeaders(d.ticket, SSE, {}, false);
+    prefillCounted(d, 0);
     expect(pending(d.endpoint)).toMatchObject({ trackedStarts: 1 });
     control.release(d.ticket, 'completed');
     expect(pending(d.endpoint)).toMatchObject({ pendingRequests: 0, trackedStarts: 0 });
   });
 
   test('when the EPP is shown the response body the prefill pick ends at its first chunk, not at the headers, with request control\'s count', async () => {
-    const { control, pending } = setUp();
+    const { control, pending, prefillCounted } = setUp();
     const d = await route(control, 'u'.repeat(4000));
-    control.responseHeaders(d.ticket, new Map([[':status', '200'], ['content-type', 'text/event-stream']]), {}, true);
-    expect(pending(d.prefill!)).toMatchObject({ pendingRequests: 1, trackedStarts: 1 });
-    expect(ds.activeRequests(d.prefill!)).toBe(1);
+    control.responseHeaders(d.ticket, SSE, {}, true);
+    prefillCounted(d, 1);
     control.responseBody(d.ticket, Buffer.from('data: {"choices":[]}\n\n'), false);
-    expect(pending(d.prefill!)).toMatchObject({ pendingRequests: 0, trackedStarts: 0 });
-    expect(ds.activeRequests(d.prefill!)).toBe(0);
+    prefillCounted(d, 0);
     control.responseBody(d.ticket, Buffer.from('data: [DONE]\n\n'), true);
     control.release(d.ticket, 'completed');
     expect(pending(d.endpoint)).toMatchObject({ pendingRequests: 0, trackedStarts: 0 });
@@ -140,21 +145,20 @@ describe('one latency-scorer in both profiles of a P/D config tracks each profil
     const d = await route(control, 'w'.repeat(4000));
     expect([d.endpoint, d.prefill]).toEqual(['10.0.3.1:8000', '10.0.3.1:8000']);
     expect(pending(d.endpoint)).toMatchObject({ pendingRequests: 2, trackedStarts: 2 });
-    control.responseHeaders(d.ticket, new Map([[':status', '200'], ['content-type', 'text/event-stream']]), {}, false);
+    control.responseHeaders(d.ticket, SSE, {}, false);
     expect(pending(d.endpoint)).toMatchObject({ trackedStarts: 1 });
     control.release(d.ticket, 'completed');
     expect(pending(d.endpoint)).toMatchObject({ pendingRequests: 0, trackedStarts: 0 });
   });
 
   test('as request control\'s in-flight counts (upstream\'s constant `profilePrefill`), only a profile named `prefill` ends at the response\'s start: one named otherwise is held to the request\'s end', async () => {
-    const { control, pending } = setUp(false, 'pf');
+    const { control, prefillCounted } = setUp(false, 'pf');
     const d = await route(control, 'v'.repeat(4000));
     expect(PREFILL).toContain(d.prefill);
-    expect(pending(d.prefill!)).toMatchObject({ pendingRequests: 1, trackedStarts: 1 });
-    control.responseHeaders(d.ticket, new Map([[':status', '200'], ['content-type', 'text/event-stream']]), {}, false);
-    expect(pending(d.prefill!)).toMatchObject({ pendingRequests: 1, trackedStarts: 1 });
-    expect(ds.activeRequests(d.prefill!)).toBe(1);
+    prefillCounted(d, 1);
+    control.responseHeaders(d.ticket, SSE, {}, false);
+    prefillCounted(d, 1);
     control.release(d.ticket, 'completed');
-    expect(pending(d.prefill!)).toMatchObject({ pendingRequests: 0, trackedStarts: 0 });
+    prefillCounted(d, 0);
   });
 });
