@@ -337,7 +337,7 @@ export class LatencyScorer implements Scorer, PreRequest, PostResponse, Response
    * one, and a retry or a hedged copy may carry the same id while the first is in flight (each is its own slot).
    */
   private readonly trackedKey = stateKey<string>('latency-scorer tracked request');
-  /** The request's picks by its other profiles (`StagePick`), ended at the response's start; empty once ended. */
+  /** The request's picks by its other profiles (`StagePick`), each ended once (`endStages`). */
   private readonly stagesKey = stateKey<readonly StagePick[]>('latency-scorer other profiles\' picks');
   private committed = 0;
   /**
