@@ -355,6 +355,8 @@ export class LatencyScorer implements Scorer, PreRequest, PostResponse, Response
    */
   private shares = new Float64Array(0);
   private uncachedScratch = new Float64Array(0);
+  /** Per candidate, the uncached tokens the last prediction pass charged it (`chargedTokens`), which `keepOnHolder` reads. */
+  private chargedScratch = new Float64Array(0);
   private waitScratch = new Float64Array(0);
   private fullScratch: number[] = [];
   /**
@@ -413,7 +415,7 @@ export class LatencyScorer implements Scorer, PreRequest, PostResponse, Response
     if (ownPrefillWeight === 1) this.predictInto(cycle.request, match, candidates, out, now, slotWait, 1, replicated);
     else this.predictChargedInto(cycle.request, match, candidates, out, now, slotWait, ownPrefillWeight, this.parameters.fasterPodRatio ?? 0.8, replicated);
     if (this.parameters.keepOneOffOnHolder === true && match !== undefined && sessionHeaderValue(cycle.request, this.parameters.sessionHeaders) === undefined) {
-      this.keepOnHolder(cycle.request, match, candidates, out, now, replicated);
+      this.keepOnHolder(match, candidates, out, now);
     }
     let best = Infinity;
     for (let i = 0; i < n; i++) if (out[i]! < best) best = out[i]!;
@@ -442,14 +444,18 @@ export class LatencyScorer implements Scorer, PreRequest, PostResponse, Response
   }
 
   /**
-   * Each candidate's predicted seconds into `out`, each charged the uncached tokens `chargedTokens` gives.
+   * Each candidate's predicted seconds into `out`, each charged the uncached tokens `chargedTokens` gives (kept in
+   * `chargedScratch`).
    */
   private predictInto(request: LLMRequest, match: PrefixMatchEstimate | undefined, candidates: readonly EndpointSnapshot[], out: Float64Array, now: number, slotWait: SlotWaitScope, ownPrefillWeight: number, replicated = -1): void {
     const n = candidates.length;
+    if (this.chargedScratch.length < n) this.growScratch(n);
+    const charged = this.chargedScratch;
     for (let i = 0; i < n; i++) {
       const candidate = candidates[i]!;
       const pod = this.podAt(i, candidate, now);
-      out[i] = pod.predictSeconds(this.chargedTokens(this.uncachedAt(request, match, candidates, i), i, replicated), candidate.metrics, now, candidate.activeRequests, slotWaitAt(slotWait, i), ownPrefillWeight);
+      charged[i] = this.chargedTokens(this.uncachedAt(request, match, candidates, i), i, replicated);
+      out[i] = pod.predictSeconds(charged[i]!, candidate.metrics, now, candidate.activeRequests, slotWaitAt(slotWait, i), ownPrefillWeight);
     }
   }
 
@@ -479,12 +485,15 @@ export class LatencyScorer implements Scorer, PreRequest, PostResponse, Response
       }
     }
     const faster = fasterPodRatio * holderSeconds;
+    if (this.chargedScratch.length < n) this.growScratch(n);
+    const charged = this.chargedScratch;
     for (let i = 0; i < n; i++) {
       const candidate = candidates[i]!;
       const pod = this.podAt(i, candidate, now);
       const weight = pod.lineSeconds(promptTokens, now) < faster ? 1 : ownPrefillWeight;
       // The holder and the line it is compared with are the real ones; only the charge is the replication's.
-      out[i] = pod.predictSeconds(this.chargedTokens(out[i]!, i, replicated), candidate.metrics, now, candidate.activeRequests, slotWaitAt(slotWait, i), weight);
+      charged[i] = this.chargedTokens(out[i]!, i, replicated);
+      out[i] = pod.predictSeconds(charged[i]!, candidate.metrics, now, candidate.activeRequests, slotWaitAt(slotWait, i), weight);
     }
   }
 
@@ -494,17 +503,15 @@ export class LatencyScorer implements Scorer, PreRequest, PostResponse, Response
    * charged the fewest (among equals, the one predicted fastest), unless the prefix scorer's index has room for it
    * (`PrefixMatchEstimate.cacheFull`; the precise scorer cannot tell, and every cache counts as full) or its line
    * prefills the prompt in under `KEEP_ON_HOLDER_FASTER_LINE` of that holder line's time. The holder's own prediction
-   * is untouched.
+   * is untouched. Reads the charges the prediction pass just made (`chargedScratch`).
    */
-  private keepOnHolder(request: LLMRequest, match: PrefixMatchEstimate, candidates: readonly EndpointSnapshot[], out: Float64Array, now: number, replicated: number): void {
+  private keepOnHolder(match: PrefixMatchEstimate, candidates: readonly EndpointSnapshot[], out: Float64Array, now: number): void {
     const n = candidates.length;
-    if (this.uncachedScratch.length < n) this.growScratch(n);
-    const charged = this.uncachedScratch;
+    const charged = this.chargedScratch;
     let holder = -1;
     let most = 0;
     for (let i = 0; i < n; i++) {
-      const tokens = this.chargedTokens(this.uncachedAt(request, match, candidates, i), i, replicated);
-      charged[i] = tokens;
+      const tokens = charged[i]!;
       if (tokens > most) most = tokens;
       if (holder < 0 || tokens < charged[holder]! || (tokens === charged[holder] && out[i]! < out[holder]!)) holder = i;
     }
@@ -960,6 +967,7 @@ export class LatencyScorer implements Scorer, PreRequest, PostResponse, Response
     const size = Math.max(n, 2 * this.shares.length);
     this.shares = new Float64Array(size);
     this.uncachedScratch = new Float64Array(size);
+    this.chargedScratch = new Float64Array(size);
     this.waitScratch = new Float64Array(size);
   }
 
