@@ -1029,7 +1029,7 @@ export const latencyScorer = definePlugin({
     if (gie !== undefined) {
       throw new ConfigError(fields.fieldPath(gie), "is a parameter of GIE v1.5.0's latency-scorer (predicted-latency headroom from "
         + "its predicted-latency-producer), which kvroute does not implement; kvroute's latency-scorer learns each pod's "
-        + 'time to first token online and takes priorPrefillMsPerToken, priorOverheadMs, priorWeight, halfLife, pendingTimeout, charactersPerToken, maxNumSeqs, slotWait, sessionHeaders, ownPrefillWeight, fasterPodRatio');
+        + 'time to first token online and takes priorPrefillMsPerToken, priorOverheadMs, priorWeight, halfLife, pendingTimeout, charactersPerToken, maxNumSeqs, slotWait, sessionHeaders, ownPrefillWeight, fasterPodRatio, keepOneOffOnHolder');
     }
     const resolved = {
     priorPrefillMsPerToken: fields.number('priorPrefillMsPerToken', 0.2, 0),
