@@ -125,6 +125,10 @@ export class ExtProcFilter implements PhaseFilter {
       onFailure: (kind, detail, code) => this.onStreamFailure(kind, detail, code),
       owed: (direction) => this.timedAnswerOwed(direction),
     });
+    // A stream refused at once (no healthy EPP host) fails before anything is sent, as inside Envoy's openStream
+    // (`ext_proc.cc` @ v1.35.0 openStream L613-620): failing open, the request goes on untouched, its Content-Length kept, since
+    // decodeHeaders drops it only while processing is not complete (L755-756); failing closed, the 500 comes now.
+    if (this.session.failIfNotStarted()) return;
     this.send({
       request_headers: { headers: downstream.headers.toHeaderMap(), end_of_stream: !downstream.hasBody },
       protocol_config: {

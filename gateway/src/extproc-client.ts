@@ -143,20 +143,24 @@ export class ExtProcSession {
   /** Envoy's two message timers, `decoding_state_`'s and `encoding_state_`'s. */
   private readonly timers: Record<Direction, MessageTimer> = { request: new MessageTimer(), response: new MessageTimer() };
   private readonly drainWaiters: (() => void)[] = [];
+  /** Why the stream could not start (no call was made), until `failIfNotStarted` or the next turn reports it. */
+  private readonly startFailure: string | undefined;
 
   constructor(private readonly owner: ExtProcClient, private readonly handlers: SessionHandlers, private readonly timeoutMs: number,
     refusal?: string) {
     let call: grpc.ClientDuplexStream<Buffer, Buffer> | null = null;
-    if (refusal !== undefined) {
-      setImmediate(() => this.fail('unavailable', refusal, grpc.status.UNAVAILABLE));
-    } else {
+    let startFailure = refusal;
+    if (startFailure === undefined) {
       try {
         call = owner.startCall();
       } catch (err) {
-        // The channel is shut down (gateway closing): report it like an unreachable EPP, after the caller has the session.
-        setImmediate(() => this.fail('unavailable', `cannot start a stream: ${String(err)}`, grpc.status.UNAVAILABLE));
+        // The channel is shut down (gateway closing): reported like an unreachable EPP.
+        startFailure = `cannot start a stream: ${String(err)}`;
       }
     }
+    this.startFailure = startFailure;
+    // Reported on the next turn unless the caller asks first (`failIfNotStarted`), once it holds the session.
+    if (startFailure !== undefined) setImmediate(() => this.failIfNotStarted());
     this.call = call;
     if (!call) return;
     owner.streamsStarted++;
@@ -171,6 +175,18 @@ export class ExtProcSession {
 
   get active(): boolean {
     return !this.done;
+  }
+
+  /**
+   * A stream that could not start fails now, UNAVAILABLE, through `onFailure`; true when it did (or already had). Envoy's
+   * gRPC client reports a stream its router refuses (no healthy upstream) inside `Filter::openStream`, before the filter
+   * sends anything, so the failure policy runs before the request headers' processing goes on (`ext_proc.cc` @ v1.35.0
+   * openStream: onGrpcError, then `IgnoreError`).
+   */
+  failIfNotStarted(): boolean {
+    if (this.startFailure === undefined) return false;
+    this.fail('unavailable', this.startFailure, grpc.status.UNAVAILABLE);
+    return true;
   }
 
   /**

@@ -295,3 +295,50 @@ describe('outlier detection', () => {
     }
   });
 });
+
+/**
+ * No healthy EPP host (every EPP pod not Ready, or every replica ejected) with FULL_DUPLEX_STREAMED request bodies:
+ * Envoy's gRPC client gets the cluster's "no healthy upstream" inside Filter::openStream (onGrpcError, then
+ * IgnoreError or, failing closed, Error: `ext_proc.cc` @ v1.35.0 openStream L613-620), before the filter sends a
+ * message, so `processing_complete_` is already set when decodeHeaders would drop Content-Length (L755-756): the request
+ * goes on as the client sent it, every body chunk past the filter, and `streams_started` does not count the stream.
+ */
+describe.each(['1.35', '1.36'] as const)('Envoy %s, FULL_DUPLEX_STREAMED, no healthy EPP host', (version) => {
+  const duplex = { processingMode: 'full-duplex', processingModeScope: 'vhost', envoySemantics: version } as const;
+
+  async function withNoEppHost(failureModeAllow: boolean, run: (gw: Gateway) => Promise<void>): Promise<void> {
+    const a = await replica();
+    const gw = await gateway({ endpoints: [ups[0]!.address], extProc: [a.address], failureModeAllow, ...duplex });
+    try {
+      const put = await send(gw.port, { method: 'PUT', path: '/gateway/ext-proc/members', body: JSON.stringify({ members: [] }), headers: json });
+      expect(put.status).toBe(200);
+      await run(gw);
+    } finally {
+      await gw.close();
+      await a.server.stop(0);
+    }
+  }
+
+  it('failing open, the request reaches the fallback as sent: its whole body and its Content-Length', async () => {
+    await withNoEppHost(true, async (gw) => {
+      const body = completion('a prompt for a pool whose EPP has no ready pod');
+      const before = ups[0]!.seen.length;
+      const r = await send(gw.port, { body, headers: json });
+      const seen = ups[0]!.seen[before];
+      expect({ status: r.status, body: seen?.body.toString(), contentLength: seen?.headers['content-length'] })
+        .toEqual({ status: 200, body, contentLength: String(Buffer.byteLength(body)) });
+      expect(gw.stats()).toMatchObject({ failOpens: 1, lossyFailOpens: 0, failClosed: 0 });
+      expect(gw.envoyStats()).toMatchObject({ failure_mode_allowed: 1, streams_failed: 1 });
+      expect(gw.envoyStats().streams_started ?? 0).toBe(0);
+    });
+  });
+
+  it('failing closed, the client gets an empty 500 and the pool nothing', async () => {
+    await withNoEppHost(false, async (gw) => {
+      const before = ups[0]!.seen.length;
+      const r = await send(gw.port, { body: completion('refused'), headers: json });
+      expect({ status: r.status, body: r.body.toString(), upstream: ups[0]!.seen.length - before }).toEqual({ status: 500, body: '', upstream: 0 });
+      expect(gw.stats()).toMatchObject({ failClosed: 1, failOpens: 0 });
+    });
+  });
+});
