@@ -20,7 +20,7 @@ describe('parseVllmMetrics', () => {
     expect(r.issues).toEqual([]);
   });
 
-  it('sums queues, block-weights KV usage and sums blocks across engines', () => {
+  it('sums queues and averages KV usage across engines, and reads the pod\'s blocks once (each engine\'s series carries the total, as vLLM renders them)', () => {
     const r = parseVllmMetrics(
       renderVllmMetrics({
         engines: [
@@ -31,13 +31,34 @@ describe('parseVllmMetrics', () => {
     );
     expect(r.waitingQueueSize).toBe(3);
     expect(r.runningQueueSize).toBe(9);
-    // (0.9·1000 + 0.3·3000) / 4000: the pod's used share of all its blocks.
-    expect(r.kvCacheUsagePercent).toBeCloseTo(0.45, 10);
+    expect(r.kvCacheUsagePercent).toBeCloseTo(0.6, 10);
     expect(r.numGpuBlocks).toBe(4000);
     expect(r.engines).toBe(2);
   });
 
-  it('falls back to a plain mean of KV usage without per-engine block counts', () => {
+  // vLLM 0.10 with --data-parallel-size 2 behind one API server: the front end adds its engines' blocks into its one
+  // CacheConfig (vllm/v1/engine/utils.py wait_for_engine_startup, "Sum values from all engines in DP case") and
+  // PrometheusStatLogger.log_metrics_info labels each engine's cache_config_info series with that config
+  // (vllm/v1/metrics/loggers.py): two engines of 1,000 blocks show 2,000 on both series.
+  it('reads a data-parallel pod\'s num_gpu_blocks once: every engine\'s cache_config_info series carries the pod total', () => {
+    const info = (engine: number): string => `vllm:cache_config_info{block_size="16",engine="${engine}",num_gpu_blocks="2000"} 1.0`;
+    const r = parseVllmMetrics([
+      '# TYPE vllm:num_requests_waiting gauge',
+      'vllm:num_requests_waiting{engine="0",model_name="m"} 0.0',
+      'vllm:num_requests_waiting{engine="1",model_name="m"} 0.0',
+      '# TYPE vllm:kv_cache_usage_perc gauge',
+      'vllm:kv_cache_usage_perc{engine="0",model_name="m"} 0.5',
+      'vllm:kv_cache_usage_perc{engine="1",model_name="m"} 0.1',
+      '# TYPE vllm:cache_config_info gauge',
+      info(0),
+      info(1),
+      '',
+    ].join('\n'));
+    expect({ engines: r.engines, numGpuBlocks: r.numGpuBlocks, blockSize: r.blockSize }).toEqual({ engines: 2, numGpuBlocks: 2000, blockSize: 16 });
+    expect(r.kvCacheUsagePercent).toBeCloseTo(0.3, 10);
+  });
+
+  it('averages KV usage without cache_config_info too, and has no block count then', () => {
     const r = parseVllmMetrics(
       renderVllmMetrics({
         cacheConfigInfo: false,

@@ -11,6 +11,7 @@ export interface FakeEngine {
   running: number;
   /** 0..1 */
   kvUsage: number;
+  /** This engine's KV blocks (default 27153); the page shows the engines' total on every engine's series, as vLLM. */
   numGpuBlocks?: number;
 }
 
@@ -154,7 +155,10 @@ export function renderVllmMetrics(options: VllmPageOptions = {}): string {
   }
   if (options.cacheConfigInfo ?? true) {
     p.family('vllm:cache_config_info', 'gauge', 'Information of the LLMEngine CacheConfig');
-    engines.forEach((e, i) =>
+    // vLLM's front end sums its engines' blocks into its one CacheConfig and labels each engine's series with it
+    // (vllm/v1/engine/utils.py wait_for_engine_startup, vllm/v1/metrics/loggers.py log_metrics_info @ v0.10.0).
+    const totalBlocks = engines.reduce((t, e) => t + (e.numGpuBlocks ?? 27153), 0);
+    engines.forEach((_e, i) =>
       p.sample(
         'vllm:cache_config_info',
         {
@@ -167,7 +171,7 @@ export function renderVllmMetrics(options: VllmPageOptions = {}): string {
           gpu_memory_utilization: '0.9',
           is_attention_free: 'False',
           num_cpu_blocks: 'None',
-          num_gpu_blocks: String(e.numGpuBlocks ?? 27153),
+          num_gpu_blocks: String(totalBlocks),
           num_gpu_blocks_override: 'None',
           prefix_caching_hash_algo: 'sha256_cbor_64bit',
           sliding_window: 'None',

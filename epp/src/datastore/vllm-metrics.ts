@@ -8,10 +8,13 @@ import { histogramSeries, parsePrometheusText, type MetricFamily, type ParseIssu
  * Several series per family (vLLM labels engine metrics with `model_name` and `engine`; a data-parallel pod has one
  * `engine` per DP rank) are combined per pod, because the pod is what the EPP routes to:
  * - queue gauges (`num_requests_waiting`, `num_requests_running`) are **summed**: the pod's queue is every engine's queue;
- * - KV usage is the **block-weighted mean** (used blocks / total blocks of the pod) when `cache_config_info` gives each
- *   engine's `num_gpu_blocks`, else the plain mean; a pod whose engines are half full has half its cache free,
- *   whichever engine its internal balancer picks;
- * - `num_gpu_blocks` is summed over distinct engines (the pod's capacity); `block_size` is the engines' common value.
+ * - KV usage is the **mean** over the engines: a pod whose engines are half full has half its cache free, whichever
+ *   engine its internal balancer picks (a DP pod's engines have equal caches, and the page does not give each one's);
+ * - `num_gpu_blocks` is read **once**, the largest any engine's `cache_config_info` series carries: it is already the
+ *   pod's capacity, since vLLM's front end adds its engines' blocks into its one `CacheConfig` ("Sum values from all
+ *   engines in DP case", `vllm/v1/engine/utils.py` wait_for_engine_startup @ v0.10.0) and labels every engine's series
+ *   with that config (`vllm/v1/metrics/loggers.py` PrometheusStatLogger.log_metrics_info); summing the series counted a
+ *   DP pod N times over; `block_size` is the engines' common value.
  * Upstream takes the series with the newest timestamp instead; vLLM exports no timestamps, so that rule would just
  * keep an arbitrary engine. Timestamps are therefore ignored. NaN and other non-finite values count as absent.
  */
@@ -484,7 +487,7 @@ function extractReading(families: ReadonlyMap<string, MetricFamily>, options: Vl
   if (waiting.length > 0) out.waitingQueueSize = sum(waiting);
   if (running.length > 0) out.runningQueueSize = sum(running);
   if (kv.length > 0) {
-    out.kvCacheUsagePercent = clamp01(weightedKvUsage(kv, info.blocksByEngine));
+    out.kvCacheUsagePercent = clamp01(sum(kv) / kv.length);
     out.kvCacheMetric = kvCacheMetric;
   }
   if (info.blockSize !== undefined) out.blockSize = info.blockSize;
@@ -606,42 +609,18 @@ function selectSeries(family: MetricFamily | undefined, spec: MetricSpec, modelN
 interface CacheInfo {
   blockSize?: number;
   numGpuBlocks?: number;
-  blocksByEngine: Map<string, number>;
 }
 
 function readCacheInfo(series: PromSample[]): CacheInfo {
-  const info: CacheInfo = { blocksByEngine: new Map() };
+  const info: CacheInfo = {};
   for (const s of series) {
     const bs = parsePositiveInt(s.labels.block_size);
     if (bs !== undefined && info.blockSize === undefined) info.blockSize = bs;
+    // Every engine's series carries the pod's total (see the top of this file): the largest, never the sum.
     const blocks = parsePositiveInt(s.labels.num_gpu_blocks);
-    if (blocks !== undefined) {
-      const engine = s.labels.engine ?? '';
-      // The same engine listed twice (differing only in some other label) is one cache, not two.
-      info.blocksByEngine.set(engine, Math.max(blocks, info.blocksByEngine.get(engine) ?? 0));
-    }
-  }
-  if (info.blocksByEngine.size > 0) {
-    let total = 0;
-    for (const b of info.blocksByEngine.values()) total += b;
-    info.numGpuBlocks = total;
+    if (blocks !== undefined) info.numGpuBlocks = Math.max(blocks, info.numGpuBlocks ?? 0);
   }
   return info;
-}
-
-function weightedKvUsage(kv: PromSample[], blocksByEngine: Map<string, number>): number {
-  const weights = kv.map((s) => blocksByEngine.get(s.labels.engine ?? ''));
-  if (kv.length > 1 && weights.every((w): w is number => w !== undefined && w > 0)) {
-    let used = 0;
-    let total = 0;
-    kv.forEach((s, i) => {
-      const w = weights[i] as number;
-      used += s.value * w;
-      total += w;
-    });
-    return used / total;
-  }
-  return sum(kv) / kv.length;
 }
 
 function parsePositiveInt(v: string | undefined): number | undefined {
