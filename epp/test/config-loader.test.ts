@@ -278,8 +278,8 @@ describe('validation errors name the field and what is allowed', () => {
     ],
     [
       'duration as a number',
-      plugins('- type: active-request-scorer\n  parameters: {requestTimeout: 120}\n'),
-      'plugins[0].parameters.requestTimeout: must be a duration like "30m", "90s", "1h30m" or "200ms" (units h, m, s, ms, us, ns), got 120',
+      plugins('- type: session-affinity-filter\n  parameters: {ttl: 120}\n'),
+      'plugins[0].parameters.ttl: must be a duration like "30m", "90s", "1h30m" or "200ms" (units h, m, s, ms, us, ns), got 120',
     ],
     ['zero duration', plugins('- type: session-affinity-filter\n  parameters: {ttl: 0s}\n'), 'plugins[0].parameters.ttl: must be longer than 0, got "0s"'],
     ['empty header list', plugins('- type: session-affinity-filter\n  parameters: {headers: []}\n'), 'plugins[0].parameters.headers: must list at least 1 value(s)'],
@@ -335,14 +335,14 @@ describe('validation errors name the field and what is allowed', () => {
       'schedulingProfiles[0].plugins[0].weight: only scorers take a weight; "decode-filter" is not a scorer',
     ],
     [
-      'negative weight',
-      plugins('- type: queue-scorer\nschedulingProfiles:\n- name: p\n  plugins:\n  - pluginRef: queue-scorer\n    weight: -1\n'),
-      'schedulingProfiles[0].plugins[0].weight: must be a number >= 0, got -1',
+      'infinite weight',
+      plugins('- type: queue-scorer\nschedulingProfiles:\n- name: p\n  plugins:\n  - pluginRef: queue-scorer\n    weight: .inf\n'),
+      'schedulingProfiles[0].plugins[0].weight: must be a finite number, got Infinity',
     ],
     [
       'weight as a string',
       plugins('- type: queue-scorer\nschedulingProfiles:\n- name: p\n  plugins:\n  - pluginRef: queue-scorer\n    weight: "3"\n'),
-      'schedulingProfiles[0].plugins[0].weight: must be a number >= 0, got "3"',
+      'schedulingProfiles[0].plugins[0].weight: must be a finite number, got "3"',
     ],
     [
       'unknown profile field',

@@ -76,6 +76,8 @@ describe('disagg-profile-handler parameters', () => {
     expect(flat.plugins[3]!.parameters).toEqual({ stageOrder: 'decode-first', profiles: { decode: 'd', prefill: 'prefill', encode: 'encode' }, deciders: { prefill: 'always-disagg-pd-decider' } });
     expect(parseEndpointPickerConfig(`${HEAD}plugins:\n- {type: decode-filter}\n- {type: disagg-profile-handler, parameters: {stageOrder: Prefill_First}}\nschedulingProfiles:\n- name: decode\n  plugins: [{pluginRef: decode-filter}]\n`).plugins[1]!.parameters)
       .toMatchObject({ stageOrder: 'prefill-first' }); // ParseStageOrder ignores case, "-" and "_"
+    expect(parseEndpointPickerConfig(`${HEAD}plugins:\n- {type: decode-filter}\n- {type: disagg-profile-handler, parameters: {stageOrder: ""}}\nschedulingProfiles:\n- name: decode\n  plugins: [{pluginRef: decode-filter}]\n`).plugins[1]!.parameters)
+      .toMatchObject({ stageOrder: 'decode-first' }); // and takes "" as decode-first
   });
 
   test('pd-profile-handler: its upstream parameters, the deprecated unused ones included, read into the same shape', () => {
@@ -253,7 +255,7 @@ describe('P/D through the EPP (pd-epp-config.yaml)', () => {
 
   test('a session filter listed in both profiles binds the decode pick, the primary\'s (session_id.go pickedPodName): the session stays on its decode pod', async () => {
     const config = PD_EPP_CONFIG
-      .replace('- type: max-score-picker\n', '- type: max-score-picker\n- type: session-affinity-filter\n')
+      .replace('- type: max-score-picker\n', '- type: max-score-picker\n- type: session-affinity-filter\n  parameters: {strategy: session_id}\n')
       .replace(/  - pluginRef: prefill-filter\n/, '  - pluginRef: prefill-filter\n  - pluginRef: session-affinity-filter\n')
       .replace(/  - pluginRef: decode-filter\n/, '  - pluginRef: decode-filter\n  - pluginRef: session-affinity-filter\n');
     await start(config);

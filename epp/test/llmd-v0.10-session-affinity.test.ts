@@ -205,7 +205,8 @@ describe('session-affinity-filter: llm-d-router v0.10.0 parameters (filter/sessi
   const noResponse = { headers: {}, metadata: {} };
 
   it('strategy: encoded_endpoint_header keeps only the pod the token names while it is a candidate, else every candidate; the response carries its pod\'s token (encoded_endpoint_header.go @ v0.10.0)', () => {
-    for (const parameters of ['strategy: encoded_endpoint_header', 'encodedEndpointHeaderConfig: {header: x-session-token}', 'profileName: decode']) {
+    // No parameters at all is upstream's default too (`defaultParameters`), as the filter's README @ v0.10.0 lists it.
+    for (const parameters of [undefined, 'strategy: encoded_endpoint_header', 'encodedEndpointHeaderConfig: {header: x-session-token}', 'profileName: decode']) {
       const f = new Fixture(filterConfig(parameters));
       const filter = f.plugin<SessionAffinityFilter>('affinity');
       expect(filter.settings.strategy).toBe('encoded_endpoint_header');
@@ -251,8 +252,8 @@ describe('session-affinity-filter: llm-d-router v0.10.0 parameters (filter/sessi
     expect(defaults.settings).toMatchObject({ headers: ['x-session-id'], ttlMs: 300_000 });
   });
 
-  it('keeps kvroute\'s parameters and defaults: no parameters, or kvroute\'s names, are session_id with [x-session-id, x-session-token] and 30m; kvroute-only fields combine with strategy: session_id', () => {
-    for (const parameters of [undefined, 'ttl: 30m', 'headers: [x-session-id, x-session-token]\ncapacity: 10\nstickiness: soft']) {
+  it('keeps kvroute\'s parameters and defaults: kvroute\'s names are session_id with [x-session-id, x-session-token] and 30m; kvroute-only fields combine with strategy: session_id', () => {
+    for (const parameters of ['ttl: 30m', 'headers: [x-session-id, x-session-token]\ncapacity: 10\nstickiness: soft', 'stickiness: hard', 'capacity: 65536']) {
       const filter = new Fixture(filterConfig(parameters)).plugin<SessionAffinityFilter>('affinity');
       expect(filter.settings).toMatchObject({ strategy: 'session_id', headers: ['x-session-id', 'x-session-token'], ttlMs: 1_800_000 });
     }

@@ -64,6 +64,12 @@ describe('role filters', () => {
     expect(names(lenient.filter(cycle, gpus))).toEqual(['h', 'none']);
   });
 
+  it('by-label takes "" among validValues, which keeps unlabelled pods and pods labelled "" (llm-d-router v0.10.0 filter/bylabel/filter.go: a missing label reads as "")', () => {
+    const blank = new ByLabelFilter('gpu', resolvePluginParameters('by-label', { label: 'gpu', validValues: ['', 'h100'] }));
+    const gpus = [pod('a', { labels: { gpu: 'a100' } }), pod('h', { labels: { gpu: 'h100' } }), pod('e', { labels: { gpu: '' } }), pod('none')];
+    expect(names(blank.filter(cycle, gpus))).toEqual(['h', 'e', 'none']);
+  });
+
   it('label-selector-filter (llm-d-router filter/bylabel/selector.go @ v0.10.0; by-label-selector, its deprecated name) keeps pods matching a Kubernetes label selector, as apimachinery matches one', () => {
     const pods = [
       pod('decode-h100', { labels: { 'llm-d.ai/role': 'decode', gpu: 'h100' } }),

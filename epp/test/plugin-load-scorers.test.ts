@@ -1,7 +1,8 @@
-import { resolvePluginParameters } from '../src/config';
+import { parseEndpointPickerConfig, resolvePluginParameters } from '../src/config';
 import { EMPTY_METRICS, type EndpointMetrics, type EndpointSnapshot } from '../src/datastore/types';
 import { CycleState, SILENT_PLUGIN_LOGGER, type CycleContext } from '../src/scheduling/framework';
-import { ActiveRequestScorer } from '../src/scheduling/plugins/active-request-scorer';
+import { ActiveRequestScorer, activeRequestScorer } from '../src/scheduling/plugins/active-request-scorer';
+import { buildScheduler } from '../src/scheduling/scheduler';
 import { kvCacheScorer, KvCacheUtilizationScorer } from '../src/scheduling/plugins/kv-cache-utilization-scorer';
 import { createPlugin } from '../src/scheduling/plugin';
 import { NOOP_SCHEDULING_METRICS } from '../src/scheduling/metrics-hooks';
@@ -121,7 +122,40 @@ describe('active-request-scorer: (max − c) / max of the EPP in-flight count', 
     const tuned = new ActiveRequestScorer('active', resolvePluginParameters('active-request-scorer', { requestTimeout: '2m', idleThreshold: 1, maxBusyScore: 0.5 }));
     // 0 and 1 in flight are idle; 2 of max 4 scores (4 − 2) / 4 × 0.5; the busiest 0.
     expect(tuned.score(cycle, [0, 1, 2, 4].map((active, i) => pod(`p${i}`, {}, active)))).toEqual([1, 1, 0.25, 0]);
-    expect(() => resolvePluginParameters('active-request-scorer', { maxBusyScore: 1.5 })).toThrow(/maxBusyScore/);
-    expect(() => resolvePluginParameters('active-request-scorer', { idleThreshold: -1 })).toThrow(/idleThreshold/);
+  });
+
+  it('falls back where llm-d-router v0.10.0 NewActiveRequest falls back (scorer/activerequest/active_request.go): idleThreshold < 0 is 0, maxBusyScore outside [0, 1] is 1 with a log line, any requestTimeout string is ignored', () => {
+    expect(resolvePluginParameters('active-request-scorer', { idleThreshold: -3, requestTimeout: 'two minutes' })).toMatchObject({ idleThreshold: 0, requestTimeout: 'two minutes' });
+    const logged: string[] = [];
+    const logger = { ...SILENT_PLUGIN_LOGGER, info: (message: string, fields?: Record<string, unknown>) => { logged.push(`${message} ${JSON.stringify(fields)}`); } };
+    const handle = { now: Date.now, random: Math.random, metrics: NOOP_SCHEDULING_METRICS, logger };
+    const out = createPlugin(activeRequestScorer, 'active', { maxBusyScore: 1.5 }, handle) as ActiveRequestScorer;
+    expect(out.score(cycle, [0, 2, 4].map((active, i) => pod(`p${i}`, {}, active)))).toEqual([1, 0.5, 0]);
+    expect(logged).toEqual(['Ignoring out-of-range maxBusyScore; using default 1.0 {"provided":1.5}']);
+    // Go's decoder refuses what its plain string and int fields cannot hold.
+    expect(() => resolvePluginParameters('active-request-scorer', { requestTimeout: 120 })).toThrow('requestTimeout: must be a string, got 120');
+    expect(() => resolvePluginParameters('active-request-scorer', { idleThreshold: 0.5 })).toThrow(/idleThreshold: must be an integer/);
+  });
+
+  it('inFlightLoadProducerName (llm-d-router v0.10.0) must name an inflight-load-producer of the config', () => {
+    const config = (name: string): string => [
+      'apiVersion: llm-d.ai/v1alpha1',
+      'kind: EndpointPickerConfig',
+      'plugins:',
+      '- type: inflight-load-producer',
+      '  name: load',
+      '- type: queue-scorer',
+      '- type: active-request-scorer',
+      `  parameters: {inFlightLoadProducerName: ${name}}`,
+      'schedulingProfiles:',
+      '- name: default',
+      '  plugins:',
+      '  - pluginRef: active-request-scorer',
+      '  - pluginRef: queue-scorer',
+      '',
+    ].join('\n');
+    expect(() => buildScheduler(parseEndpointPickerConfig(config('load')))).not.toThrow();
+    expect(() => buildScheduler(parseEndpointPickerConfig(config('nope')))).toThrow('active-request-scorer.parameters.inFlightLoadProducerName: no plugin named "nope"');
+    expect(() => buildScheduler(parseEndpointPickerConfig(config('queue-scorer')))).toThrow('"queue-scorer" is a queue-scorer; name an inflight-load-producer');
   });
 });

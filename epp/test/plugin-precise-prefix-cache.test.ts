@@ -128,7 +128,8 @@ schedulingProfiles:
   test.each<[string, RegExp]>([
     ['kvEventsConfig: { zmqEndpoint: "localhost:5557" }', /kvEventsConfig\.zmqEndpoint: must be a ZMQ endpoint/],
     ['kvEventsConfig: { engineType: sglang }', /kvEventsConfig\.engineType: only "vllm" is supported/],
-    ['indexerConfig: { tokenProcessorConfig: { blockSize: 0 } }', /indexerConfig\.tokenProcessorConfig\.blockSize: must be an integer between 1 and 1024/],
+    ['indexerConfig: { tokenProcessorConfig: { blockSize: -1 } }', /indexerConfig\.tokenProcessorConfig\.blockSize: must be an integer between 0 and 1024/],
+    ['kvEventsConfig: { replayPort: 5558, podDiscoveryConfig: { replaySocketPort: 5558 } }', /kvEventsConfig\.replayPort: names the replay port podDiscoveryConfig\.replaySocketPort names too/],
     ['kvEventsConfig: { zmqEndpoin: "tcp://*:1" }', /kvEventsConfig\.zmqEndpoin: unknown field/],
     ['kvEventsConfig: { discoverPods: true, warmUpTimeout: 10 }', /kvEventsConfig\.warmUpTimeout: must be a duration/],
     ['indexerConfig: { kvCacheBackendConfigs: { gpu: 1 } }', /indexerConfig\.kvCacheBackendConfigs: must be a list of \{name, weight\}/],
@@ -138,6 +139,35 @@ schedulingProfiles:
     ['indexerConfig: { kvCacheBackendConfigs: [{ name: gpu, weight: 1 }, { name: GPU, weight: 0.5 }] }', /indexerConfig\.kvCacheBackendConfigs\[1\]\.name: names tier "gpu" a second time/],
   ])('%s is refused, naming the field', (params, message) => {
     expect(() => parseEndpointPickerConfig(`${HEADER}plugins:\n  - type: precise-prefix-cache-scorer\n    parameters: { ${params} }\n`)).toThrow(message);
+  });
+});
+
+describe('values llm-d-router v0.10.0 takes as unset, and its replaySocketPort', () => {
+  const parameters = (params: string): Record<string, unknown> =>
+    parseEndpointPickerConfig(`${HEADER}plugins:\n  - type: precise-prefix-cache-scorer\n    parameters: { ${params} }\n`).plugins[0]!.parameters as Record<string, unknown>;
+
+  test('a 0 block size is unset, the other size or 16 applying (pkg/kvcache/kvblock/token_processor.go NewChunkedTokenDatabase)', () => {
+    expect(parameters('tokenProcessorConfig: { blockSize: 64, blockSizeTokens: 0 }').tokenProcessorConfig).toEqual({ blockSize: 64 });
+    expect(parameters('tokenProcessorConfig: { blockSize: 0, blockSizeTokens: 32 }').tokenProcessorConfig).toEqual({ blockSizeTokens: 32 });
+    expect(parameters('tokenProcessorConfig: { blockSize: 0 }').tokenProcessorConfig).toEqual({});
+  });
+
+  test('a speculativeTTL that is not positive, or "", keeps 2s (preciseprefixcache/prerequest.go buildSpeculativeCache); one that is no duration is refused', () => {
+    for (const ttl of ['"0s"', '"0"', '"-5s"', '""']) expect(parameters(`speculativeIndexing: true, speculativeTTL: ${ttl}`).speculativeTTL).toBe('2s');
+    expect(parameters('speculativeIndexing: true, speculativeTTL: "5s"').speculativeTTL).toBe('5s');
+    expect(() => parameters('speculativeTTL: "soon"')).toThrow(/speculativeTTL: must be a duration/);
+  });
+
+  test('podDiscoveryConfig.replaySocketPort (pkg/kvevents/pool.go) is the replay port; 0 or negative is none, as EffectiveReplayPort', () => {
+    const replay = (params: string): number | undefined => {
+      const scheduler = buildScheduler(parseEndpointPickerConfig(`${HEADER}plugins:\n  - type: precise-prefix-cache-scorer\n    parameters: { ${params} }\n`));
+      const scorer = scheduler.plugin('precise-prefix-cache-scorer') as unknown as { subscriber: { options: { replayPort?: number } } };
+      return scorer.subscriber.options.replayPort;
+    };
+    expect(replay('kvEventsConfig: { discoverPods: true, podDiscoveryConfig: { replaySocketPort: 5600 } }')).toBe(5600);
+    expect(replay('kvEventsConfig: { discoverPods: true, podDiscoveryConfig: { replaySocketPort: 0 } }')).toBeUndefined();
+    expect(replay('kvEventsConfig: { discoverPods: true, replayPort: 5558 }')).toBe(5558);
+    expect(replay('kvEventsConfig: { discoverPods: true }')).toBeUndefined();
   });
 });
 

@@ -129,6 +129,20 @@ describe('the prefix-first config on synthetic pools', () => {
     expect(counts.get('busy')!).toBeGreaterThan(0);
   });
 
+  it('takes a negative weight as a penalty, as upstream takes any float64 weight (llm-d-router v0.10.0 config/loader/configloader.go)', () => {
+    const config = parseEndpointPickerConfig([
+      'apiVersion: llm-d.ai/v1alpha1', 'kind: EndpointPickerConfig', 'plugins:',
+      '- type: queue-scorer', '- type: kv-cache-utilization-scorer', '- type: max-score-picker',
+      'schedulingProfiles:', '- name: default', '  plugins:',
+      '  - pluginRef: queue-scorer', '    weight: -2', '  - pluginRef: kv-cache-utilization-scorer', '  - pluginRef: max-score-picker',
+    ].join('\n'));
+    expect(config.schedulingProfiles[0]!.plugins[0]).toEqual({ pluginRef: 'queue-scorer', weight: -2 });
+    const scheduler = buildScheduler(config, { now: () => NOW, random: seededRandom(3) });
+    // Totals: queued −2 × 0 + 0.9 = 0.9 against empty −2 × 1 + 0.5 = −1.5: the penalty outweighs the free cache.
+    const pool = [pod('empty', { kvCacheUsagePercent: 0.5 }), pod('queued', { waitingQueueSize: 4, kvCacheUsagePercent: 0.1 })];
+    expect(scheduler.schedule(request('hi'), pool).target.endpoint.name).toBe('queued');
+  });
+
   it("fails with 'no-endpoints' for an empty pool or a pool without decode pods", () => {
     const scheduler = defaultScheduler();
     expect(reasonOf(() => scheduler.schedule(request('hi'), []))).toBe('no-endpoints');

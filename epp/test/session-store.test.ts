@@ -516,7 +516,7 @@ plugins:
   });
 
   it('leaves the resolved config unchanged when no store is configured (rendered ConfigMaps stay as they were)', () => {
-    const config = parseEndpointPickerConfig('apiVersion: inference.networking.x-k8s.io/v1alpha1\nkind: EndpointPickerConfig\nplugins:\n- type: session-affinity-filter\n');
+    const config = parseEndpointPickerConfig('apiVersion: inference.networking.x-k8s.io/v1alpha1\nkind: EndpointPickerConfig\nplugins:\n- type: session-affinity-filter\n  parameters: {ttl: 30m}\n');
     expect(config.plugins[0]!.parameters).toEqual({ headers: ['x-session-id', 'x-session-token'], ttl: '30m', capacity: 65536 });
   });
 

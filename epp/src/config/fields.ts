@@ -93,8 +93,8 @@ export class FieldReader {
     const value = this.raw(key);
     if (value === undefined || value === null) return defaultValue;
     if (typeof value !== 'number' || !Number.isFinite(value) || value < min || value > max) {
-      const range = max === Number.POSITIVE_INFINITY ? `>= ${min}` : `between ${min} and ${max}`;
-      throw new ConfigError(this.fieldPath(key), `must be a number ${range}, got ${describeValue(value)}`);
+      const range = max !== Number.POSITIVE_INFINITY ? ` between ${min} and ${max}` : min !== Number.NEGATIVE_INFINITY ? ` >= ${min}` : '';
+      throw new ConfigError(this.fieldPath(key), `must be a ${range === '' ? 'finite ' : ''}number${range}, got ${describeValue(value)}`);
     }
     return value;
   }
@@ -142,14 +142,15 @@ export class FieldReader {
     return value;
   }
 
-  stringList(key: string, defaultValue: readonly string[], options: { minLength?: number } = {}): string[] {
+  /** A list of strings; with `allowEmpty`, "" is a value like any other (a Go `[]string` field takes it). */
+  stringList(key: string, defaultValue: readonly string[], options: { minLength?: number; allowEmpty?: boolean } = {}): string[] {
     const value = this.raw(key);
     if (value === undefined || value === null) return [...defaultValue];
     const path = this.fieldPath(key);
     if (!Array.isArray(value)) throw new ConfigError(path, `must be a list of strings, got ${describeValue(value)}`);
     value.forEach((item, index) => {
-      if (typeof item !== 'string' || item.length === 0) {
-        throw new ConfigError(`${path}[${index}]`, `must be a non-empty string, got ${describeValue(item)}`);
+      if (typeof item !== 'string' || (item.length === 0 && options.allowEmpty !== true)) {
+        throw new ConfigError(`${path}[${index}]`, `must be a ${options.allowEmpty === true ? '' : 'non-empty '}string, got ${describeValue(item)}`);
       }
     });
     const minLength = options.minLength ?? 0;

@@ -55,7 +55,8 @@ export function parseEndpointPickerConfig(yamlText: string): EndpointPickerConfi
  * - a profile without a picker gets a declared picker, else `max-score-picker` (added to `plugins` if absent);
  * - no profile handler and one profile → `single-profile-handler` is added;
  * - a `prefix-cache-affinity-filter` whose load gate reads in-flight tokens and no `inflight-load-producer` → one is added;
- * - every scorer reference has a weight (1 by default); weights are finite numbers >= 0, integral or not;
+ * - every scorer reference has a weight (1 by default); weights are finite numbers, integral or not, negative ones
+ *   included (a penalty: upstream takes any float64, `configloader.go` NewWeightedScorer @ llm-d-router v0.10.0);
  * - llm-d's producer form (`precise-prefix-cache-producer` read by a `prefix-cache-scorer`) becomes one
  *   `precise-prefix-cache-scorer`, and each `approx-prefix-cache-producer`'s parameters move onto the scorers that
  *   read it (`producer-form.ts`).
@@ -729,7 +730,7 @@ function readProfileRef(value: unknown, path: string, plugins: readonly PluginSp
     throw new ConfigError(`${path}.weight`, `only scorers take a weight; ${JSON.stringify(pluginRef)} is not a scorer`);
   }
   // Read even for non-scorers so an explicit `weight: null` is not reported as an unknown field.
-  const weight = fields.number('weight', DEFAULT_SCORER_WEIGHT, 0);
+  const weight = fields.number('weight', DEFAULT_SCORER_WEIGHT, Number.NEGATIVE_INFINITY);
   fields.finish();
   return isScorer ? { pluginRef, weight } : { pluginRef };
 }

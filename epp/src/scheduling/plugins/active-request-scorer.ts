@@ -1,19 +1,34 @@
-import type { Duration } from '../../config/duration';
+import { ConfigError } from '../../config/errors';
 import type { EndpointSnapshot } from '../../datastore/types';
-import { scoresFromInto, type CycleContext, type Scorer } from '../framework';
+import { scoresFromInto, type CycleContext, type PluginHandle, type Scorer } from '../framework';
 import { definePlugin, parameters } from '../plugin';
 
 export interface ActiveRequestScorerParameters {
   /**
-   * Accepted so llm-d v0.3 configs load unchanged. kvroute's in-flight count lives in the datastore, which ends each
-   * request when its stream ends, so the scorer does not use this timeout.
+   * Accepted so llm-d configs load unchanged: any string, unused (llm-d-router v0.10.0 deprecates it and ignores it, its
+   * in-flight counts coming from `inflight-load-producer`; kvroute's live in the datastore, which ends each request when
+   * its stream ends).
    * @default "2m"
    */
-  requestTimeout?: Duration;
-  /** Pods with at most this many requests in flight count as idle and score 1 (llm-d v0.8.0). @default 0 */
+  requestTimeout?: string;
+  /**
+   * Pods with at most this many requests in flight count as idle and score 1 (llm-d v0.8.0). A negative value is taken
+   * as 0, as upstream's NewActiveRequest does.
+   * @default 0
+   */
   idleThreshold?: number;
-  /** The most a busy pod (above `idleThreshold`) scores: busy pods are scaled into [0, maxBusyScore] (llm-d v0.8.0). @default 1 */
+  /**
+   * The most a busy pod (above `idleThreshold`) scores: busy pods are scaled into [0, maxBusyScore] (llm-d v0.8.0). A
+   * value outside [0, 1] is ignored with a log line, 1 kept, as upstream does.
+   * @default 1
+   */
   maxBusyScore?: number;
+  /**
+   * llm-d-router v0.10.0's: the `inflight-load-producer` whose counts it reads ("": the default one). When set it must
+   * name one in the config; the count read is the same either way (the datastore's, which the producer's stands for).
+   * @default ""
+   */
+  inFlightLoadProducerName?: string;
 }
 
 /**
@@ -31,8 +46,18 @@ export class ActiveRequestScorer implements Scorer {
 
   constructor(
     readonly name: string,
-    private readonly parameters: Required<ActiveRequestScorerParameters> = { requestTimeout: '2m', idleThreshold: 0, maxBusyScore: 1 },
+    private readonly parameters: Required<ActiveRequestScorerParameters> = { requestTimeout: '2m', idleThreshold: 0, maxBusyScore: 1, inFlightLoadProducerName: '' },
+    private readonly handle?: PluginHandle,
   ) {}
+
+  resolveReferences(): void {
+    const ref = this.parameters.inFlightLoadProducerName ?? '';
+    if (ref === '' || this.handle === undefined) return;
+    const plugin = this.handle.plugin?.(ref);
+    const path = `${this.name}.parameters.inFlightLoadProducerName`;
+    if (plugin === undefined) throw new ConfigError(path, `no plugin named ${JSON.stringify(ref)}`);
+    if (plugin.type !== 'inflight-load-producer') throw new ConfigError(path, `${JSON.stringify(ref)} is a ${plugin.type}; name an inflight-load-producer`);
+  }
 
   score(cycle: CycleContext, candidates: readonly EndpointSnapshot[]): number[] {
     return scoresFromInto(this, cycle, candidates);
@@ -57,10 +82,23 @@ export class ActiveRequestScorer implements Scorer {
 export const activeRequestScorer = definePlugin({
   type: 'active-request-scorer',
   kinds: ['scorer'],
-  parameters: parameters<ActiveRequestScorerParameters>((fields) => ({
-    requestTimeout: fields.duration('requestTimeout', '2m'),
-    idleThreshold: fields.integer('idleThreshold', 0, 0),
-    maxBusyScore: fields.number('maxBusyScore', 1, 0, 1),
-  })),
-  create: (name, resolved) => new ActiveRequestScorer(name, resolved),
+  // llm-d-router v0.10.0 `scorer/activerequest/active_request.go` NewActiveRequest: falls back rather than refuses.
+  parameters: parameters<ActiveRequestScorerParameters>((fields) => {
+    const inFlightLoadProducerName = fields.goString('inFlightLoadProducerName', 'a plugin name');
+    return {
+      requestTimeout: fields.goString('requestTimeout') || '2m',
+      idleThreshold: Math.max(0, fields.integer('idleThreshold', 0, Number.MIN_SAFE_INTEGER)),
+      maxBusyScore: fields.number('maxBusyScore', 1, Number.NEGATIVE_INFINITY),
+      // Rendered only when given, so configs that never set it render unchanged.
+      ...(inFlightLoadProducerName !== '' ? { inFlightLoadProducerName } : {}),
+    } as Required<ActiveRequestScorerParameters>;
+  }),
+  create: (name, resolved, handle) => {
+    const { maxBusyScore } = resolved;
+    if (!(maxBusyScore >= 0 && maxBusyScore <= 1)) {
+      handle.logger.info('Ignoring out-of-range maxBusyScore; using default 1.0', { provided: maxBusyScore });
+      return new ActiveRequestScorer(name, { ...resolved, maxBusyScore: 1 }, handle);
+    }
+    return new ActiveRequestScorer(name, resolved, handle);
+  },
 });

@@ -64,10 +64,13 @@ export class ByLabelFilter implements Filter {
     return this.verdicts.keep(candidates, this.keeps);
   }
 
-  /** Bound once, so a cycle allocates no closure. */
+  /**
+   * Bound once, so a cycle allocates no closure. A pod without the label reads as "" upstream (a Go map's zero value),
+   * so a "" among `validValues` keeps it too (`bylabel/filter.go` Filter @ llm-d-router v0.10.0).
+   */
   private readonly keeps = (endpoint: Endpoint): boolean => {
     const value = endpoint.labels[this.parameters.label];
-    return value === undefined ? this.parameters.allowsNoLabel : this.validValues.has(value);
+    return value === undefined ? this.parameters.allowsNoLabel || this.validValues.has('') : this.validValues.has(value);
   };
 }
 
@@ -77,7 +80,7 @@ export const byLabel = definePlugin({
   parameters: parameters<ByLabelFilterParameters>((fields) => {
     const resolved = {
       label: fields.requiredString('label'),
-      validValues: fields.stringList('validValues', []),
+      validValues: fields.stringList('validValues', [], { allowEmpty: true }),
       allowsNoLabel: fields.boolean('allowsNoLabel', false),
     };
     // A filter that keeps no pod at all is a config error, as llm-d refuses it

@@ -189,7 +189,8 @@ export const disaggProfileHandler = definePlugin({
     if (legacy.length > 0 && nested.length > 0) {
       throw new ConfigError(fields.fieldPath(legacy[0]!), `use one format exclusively: either nested profiles/deciders (${nested.join(', ')}) or the deprecated flat fields (${legacy.join(', ')})`);
     }
-    const stageOrder = parseStageOrder(fields.raw('stageOrder') == null ? undefined : fields.requiredString('stageOrder'), fields.fieldPath('stageOrder'));
+    // A plain Go string upstream: "" (or absent) is decode-first there too.
+    const stageOrder = parseStageOrder(fields.goString('stageOrder'), fields.fieldPath('stageOrder'));
     let decode: string | undefined;
     let prefill: string | undefined;
     let encode: string | undefined;

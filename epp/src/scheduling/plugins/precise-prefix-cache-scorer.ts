@@ -53,10 +53,17 @@ export interface KvEventsConfig {
     /** Accepted for llm-d configs; kvroute follows the InferencePool's endpoints. */
     podLabelSelector?: string;
     podNamespace?: string;
+    /**
+     * llm-d-router v0.10.0's name for `replayPort` (`pkg/kvevents/pool.go` PodDiscoveryConfig.ReplaySocketPort, dialled
+     * by `preciseprefixcache/extractor.go`); 0 or negative is unset, as upstream's EffectiveReplayPort. Not with
+     * `replayPort` too. @default none
+     */
+    replaySocketPort?: number;
   };
   /**
-   * kvroute's addition: the port of each pod's replay socket (vLLM's `replay_endpoint`, `tcp://*:<port>`), used to
-   * repair a sequence gap and to warm up; without it a gap is counted and the pod's entries are kept. @default none
+   * The port of each pod's replay socket (vLLM's `replay_endpoint`, `tcp://*:<port>`), used to repair a sequence gap and
+   * to warm up; without it a gap is counted and the pod's entries are kept. kvroute's name, from before llm-d-router
+   * v0.10.0 named it `podDiscoveryConfig.replaySocketPort`. @default none
    */
   replayPort?: number;
   /**
@@ -251,12 +258,48 @@ function scoreNormalization(f: FieldReader): 'min-max' | 'share' {
   return f.oneOf('scoreNormalization', ['min-max', 'share'], 'share');
 }
 
+/**
+ * A 0 size is unset, as upstream's NewChunkedTokenDatabase takes it: `blockSizeTokens` falls back to `blockSize`, then
+ * to 16 (`pkg/kvcache/kvblock/token_processor.go` @ llm-d-router v0.10.0); a 0 is dropped, so the other applies.
+ */
 function tokenProcessor(f: FieldReader): Record<string, unknown> {
+  const size = (key: string): Record<string, number> => {
+    if (!f.has(key)) return {};
+    const value = f.integer(key, 16, 0, 1024);
+    return value === 0 ? {} : { [key]: value };
+  };
   return {
-    ...optional(f, 'blockSize', () => f.integer('blockSize', 16, 1, 1024)),
-    ...optional(f, 'blockSizeTokens', () => f.integer('blockSizeTokens', 16, 1, 1024)),
+    ...size('blockSize'),
+    ...size('blockSizeTokens'),
     ...optional(f, 'hashSeed', () => f.raw('hashSeed')),
   };
+}
+
+/**
+ * `speculativeTTL`: "", zero or negative keep the 2 s default, as upstream's buildSpeculativeCache (`time.ParseDuration`
+ * takes a sign; only a positive TTL replaces the default); anything else as a duration.
+ */
+function speculativeTtl(fields: FieldReader): Duration {
+  const value = fields.raw('speculativeTTL');
+  if (value === '') return '2s';
+  if (typeof value === 'string') {
+    try {
+      if (value.startsWith('-') || parseDuration(value) <= 0) {
+        parseDuration(value.replace(/^-/, ''));
+        return '2s';
+      }
+    } catch {
+      // Not a duration: the reader below names the field.
+    }
+  }
+  return fields.duration('speculativeTTL', '2s');
+}
+
+/** The replay port either naming gives (`podDiscoveryConfig.replaySocketPort` ≤ 0 is none, as upstream's EffectiveReplayPort). */
+function replayPortOf(events: KvEventsConfig): { replayPort?: number } {
+  const upstream = events.podDiscoveryConfig?.replaySocketPort;
+  if (upstream !== undefined) return upstream > 0 ? { replayPort: upstream } : {};
+  return events.replayPort !== undefined ? { replayPort: events.replayPort } : {};
 }
 
 export class PrecisePrefixCacheScorer implements Scorer, PostCycle, PrepareRequest, ResponseComplete, PrefixMatchRatios {
@@ -336,7 +379,7 @@ export class PrecisePrefixCacheScorer implements Scorer, PostCycle, PrepareReque
       ...(events.discoverPods === undefined && events.zmqEndpoint === undefined ? { bindIsOptional: true } : {}),
       topicFilter: events.topicFilter ?? 'kv@',
       socketPort: events.podDiscoveryConfig?.socketPort ?? 5557,
-      ...(events.replayPort !== undefined ? { replayPort: events.replayPort } : {}),
+      ...replayPortOf(events),
       ...(events.warmUpTimeout !== undefined ? { warmUpTimeoutMs: parseDuration(events.warmUpTimeout) } : {}),
       onWarmUpChange: () => { for (const fn of this.warmListeners) fn(); },
       resolvePod: (podId, rank) => this.resolvePod(podId, rank),
@@ -750,8 +793,14 @@ export const precisePrefixCacheScorer = definePlugin({
           socketPort: p.integer('socketPort', 5557, 1, 65535),
           ...optional(p, 'podLabelSelector', () => p.raw('podLabelSelector')),
           ...optional(p, 'podNamespace', () => p.raw('podNamespace')),
+          ...optional(p, 'replaySocketPort', () => p.integer('replaySocketPort', 0, Number.MIN_SAFE_INTEGER, 65535)),
         })),
-        ...optional(f, 'replayPort', () => f.integer('replayPort', 5558, 1, 65535)),
+        ...optional(f, 'replayPort', () => {
+          if (f.has('podDiscoveryConfig') && FieldReader.ofOptionalMap(f.raw('podDiscoveryConfig'), f.fieldPath('podDiscoveryConfig')).has('replaySocketPort')) {
+            throw new ConfigError(f.fieldPath('replayPort'), 'names the replay port podDiscoveryConfig.replaySocketPort names too (llm-d-router v0.10.0\'s name for it): set one');
+          }
+          return f.integer('replayPort', 5558, 1, 65535);
+        }),
         ...optional(f, 'warmUpTimeout', () => f.duration('warmUpTimeout', '10s')),
       };
     });
@@ -823,7 +872,8 @@ export const precisePrefixCacheScorer = definePlugin({
       indexerConfig: indexerConfig as Resolved['indexerConfig'],
       tokenProcessorConfig: tokenProcessorConfig as TokenProcessorConfig,
       speculativeIndexing: fields.boolean('speculativeIndexing', false),
-      speculativeTTL: fields.duration('speculativeTTL', '2s'),
+      // A TTL that is not positive keeps the 2 s default (`preciseprefixcache/prerequest.go` buildSpeculativeCache @ v0.10.0).
+      speculativeTTL: speculativeTtl(fields),
       maxBlocksPerPod: fields.integer('maxBlocksPerPod', 1_000_000, 1),
       maxIndexEntries: fields.integer('maxIndexEntries', PRECISE_DEFAULT_MAX_INDEX_ENTRIES, 1),
       scoreNormalization: scoreNormalization(fields),

@@ -100,8 +100,8 @@ export interface SessionAffinityFilterParameters {
    * client id bound to a pod: kvroute's behaviour, with `headers`, `ttl`, `capacity`, `stickiness`, `sessionStore`) or
    * `encoded_endpoint_header` (stateless: the request's `encodedEndpointHeaderConfig.header` carries base64
    * ("namespace/name") of a pod, kept alone while a candidate, and every response carries the token of its pod).
-   * @default "session_id" when none of upstream's names (strategy, encodedEndpointHeaderConfig, sessionIdConfig,
-   *   profileName) is set or a kvroute session field is; else "encoded_endpoint_header", upstream's default
+   * @default "session_id" when a kvroute session field (headers, ttl, capacity, stickiness, sessionStore) is set; else
+   *   "encoded_endpoint_header", upstream's default (`defaultParameters`), a filter with no parameters included
    */
   strategy?: SessionAffinityStrategy;
   /** Upstream's config of `encoded_endpoint_header`: `header`. @default {header: "x-session-token"} */
@@ -161,11 +161,14 @@ function usesUpstreamNames(p: ResolvedSessionAffinityFilterParameters): boolean 
   return p.strategy !== undefined || p.encodedEndpointHeaderConfig !== undefined || p.sessionIdConfig !== undefined || p.profileName !== undefined;
 }
 
-/** Which strategy parameters select: `strategy`; else kvroute's session_id unless only upstream's names are set. */
+/**
+ * Which strategy parameters select: `strategy`; else kvroute's session_id when a kvroute session field is set; else
+ * upstream's default, encoded_endpoint_header (llm-d-router v0.10.0 filter/sessionaffinity/session_affinity.go
+ * `defaultParameters`), as for a filter listed with no parameters.
+ */
 function strategyOf(p: ResolvedSessionAffinityFilterParameters): SessionAffinityStrategy {
   if (p.strategy !== undefined) return p.strategy;
-  if (!usesUpstreamNames(p) || KVROUTE_SESSION_FIELDS.some((key) => p[key] !== undefined)) return STRATEGY_SESSION_ID;
-  return STRATEGY_ENCODED_ENDPOINT_HEADER;
+  return KVROUTE_SESSION_FIELDS.some((key) => p[key] !== undefined) ? STRATEGY_SESSION_ID : STRATEGY_ENCODED_ENDPOINT_HEADER;
 }
 
 export function filterSettings(p: ResolvedSessionAffinityFilterParameters): SessionAffinityFilterSettings {
@@ -516,7 +519,9 @@ export const sessionAffinityFilter = definePlugin({
     const kvrouteFields = KVROUTE_SESSION_FIELDS.filter((key) => fields.has(key));
     // llm-d-router v0.10.0's names (filter/sessionaffinity/session_affinity.go `parameters`).
     const explicitStrategy = parseStrategy(fields);
-    const strategy = explicitStrategy ?? (upstream && kvrouteFields.length === 0 ? STRATEGY_ENCODED_ENDPOINT_HEADER : STRATEGY_SESSION_ID);
+    // Upstream's default strategy unless a kvroute session field asks for kvroute's bindings (kvroute's own configs
+    // set `headers`, `ttl` and `capacity`). Until 2026-12-06 a filter with no parameters was kvroute's session_id.
+    const strategy = explicitStrategy ?? (kvrouteFields.length === 0 ? STRATEGY_ENCODED_ENDPOINT_HEADER : STRATEGY_SESSION_ID);
     const encodedEndpointHeaderConfig = parseEncodedEndpointHeaderConfig(fields);
     const sessionIdConfig = parseSessionIdConfig(fields, strategy === STRATEGY_SESSION_ID);
     const profileName = parseProfileName(fields);
