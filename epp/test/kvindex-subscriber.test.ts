@@ -788,7 +788,7 @@ describe('KV-event subscriptions: the unset-discoverPods default\'s bind, and to
     }
   });
 
-  test('a dialled socket\'s batch whose topic names another endpoint of the pool goes to that endpoint, as llm-d-kv-cache attributes by topic (pool.go @ v0.7.1); an unresolved topic keeps the socket\'s pod', async () => {
+  test('a dialled socket\'s batches go to the endpoint dialled whatever their topic names, as llm-d-router v0.10.0\'s SourceEndpoint wins over the topic (pkg/kvevents/pool.go processRawMessage)', async () => {
     const publisher = new TestKvEventPublisher('kv@127.0.0.1:8001@m');
     const r = new Recorder();
     const NAMED = '127.0.0.1:8001';
@@ -803,7 +803,7 @@ describe('KV-event subscriptions: the unset-discoverPods default\'s bind, and to
       await send(publisher, 0, 1);
       await send(publisher, 1, 2, { topic: 'kv@10.9.9.9@m' });
       await waitFor(() => r.batches().length === 2);
-      expect(r.batches()).toEqual([`batch ${NAMED} 1 m`, `batch ${POD} 2 m`]);
+      expect(r.batches()).toEqual([`batch ${POD} 1 m`, `batch ${POD} 2 m`]);
     } finally {
       subscriber.close();
       publisher.close();

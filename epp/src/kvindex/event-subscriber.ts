@@ -531,11 +531,11 @@ export class KvEventSubscriber {
     // and, in central mode, which of a pod's ranks the topic's pod id means.
     const decoded = decodePayload(payload);
     const rank = decoded.batch?.dataParallelRank ?? 0;
-    // A dialled socket's batches belong to its pod unless the topic names another endpoint of the pool: llm-d-kv-cache
-    // attributes every message by its topic (pool.go, engineadapter parseTopic @ v0.7.1), so does kvroute where the
-    // topic resolves.
-    const named = topic ? this.options.resolvePod(topic.pod, rank) : undefined;
-    const endpointKey = named ?? socketEndpoint;
+    // A dialled socket's batches belong to the endpoint it was dialled for, whatever its topic says (a copied or
+    // mis-set topic must not put one pod's blocks and sequence numbers on another): llm-d-router v0.10.0 sets the
+    // dialled endpoint as the message's SourceEndpoint, which wins over the topic's pod (pkg/kvevents/pool.go
+    // processRawMessage; llm-d-kv-cache v0.7.1 went by the topic). The bound socket's come by their topic.
+    const endpointKey = socketEndpoint ?? (topic ? this.options.resolvePod(topic.pod, rank) : undefined);
     if (endpointKey === undefined) {
       // Not applied now (counted so); kept for the pod's joining (`unresolved`).
       events.dropped(undefined, 'unknown-pod');
