@@ -226,8 +226,21 @@ describe('a tier weighted 0 (kvCacheBackendConfigs)', () => {
     await scorer.prepareRequest(request);
     const scores = (pods: readonly string[]) => scorer.score({ request, state: new CycleState() }, pods.map(snapshot));
     const ratios = (pods: readonly string[]) => scorer.matchRatios({ request, state: new CycleState() }, pods.map(snapshot));
-    return { scheduler, scorer, ids, stored, scores, ratios };
+    return { scheduler, scorer, ids, stored, scores, ratios, request };
   }
+
+  // llm-d-router v0.10.0 preciseprefixcache/prerequest.go PreRequest marks every key of the request on the pick,
+  // whatever it matched; a mark weighs as GPU (kvroute's; upstream's untiered entry weighs 1, the default GPU weight).
+  test('with speculativeIndexing, a prefix the pick holds only on CPU is marked on it: the next request scores it as GPU', async () => {
+    const a = '10.0.7.1:8000';
+    const { scheduler, scorer, ids, stored, scores, request } = await scorerWith('      speculativeIndexing: true\n', [a], 'Spec text. ');
+    scorer.index.store(a, stored(Math.floor(ids.length / 16), 100, 'CPU'), rootKey(''));
+    const cycle = { request, state: new CycleState() };
+    expect(scorer.score(cycle, [snapshot(a)])[0]).toBeCloseTo(0.8, 9);
+    scorer.postCycle(cycle, { targets: [snapshot(a)] } as unknown as Parameters<PrecisePrefixCacheScorer['postCycle']>[1]);
+    expect(scores([a])[0]).toBeCloseTo(1, 9);
+    await scheduler.plugins.close();
+  });
 
   // KVM's score map holds a pod whose only copy is on a tier weighted 0 at 0 (kvblock_scorer.go @ llm-d-kv-cache
   // v0.7.1), and utils.go's min-max (llm-d-inference-scheduler v0.8.0) takes its min over that map: such a holder

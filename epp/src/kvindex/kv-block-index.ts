@@ -923,6 +923,11 @@ export class KvBlockIndex {
    * The weight of the best tier holding the block (llm-d-kv-cache kvblock_scorer.go `fillMaxWeights`: the maximum over
    * the pod's entries); a live speculative mark counts as GPU; -1 when the pod holds no copy.
    */
+  /** The GPU tier's weight, which a speculative mark weighs. */
+  get gpuTierWeight(): number {
+    return this.gpuWeight;
+  }
+
   private weightOf(h: Holding | undefined, now: number): number {
     if (h === undefined) return -1;
     let w = h.gpu > 0 || h.speculativeUntil > now ? this.gpuWeight : -1;

@@ -551,11 +551,16 @@ export class PrecisePrefixCacheScorer implements Scorer, PostCycle, PrepareReque
     const blocks = cycle.request.attributes?.get(BLOCKS);
     const [target] = result.targets;
     if (!blocks || !target) return;
-    const matched = cycle.state.get(MATCHES)?.get(target.endpoint.key)?.blocks ?? 0;
+    const match = cycle.state.get(MATCHES)?.get(target.endpoint.key);
+    const matched = match?.blocks ?? 0;
     this.handle.metrics.observePreciseMatch(matched * this.blockSize, blocks.promptTokens);
     // The blocks the pod will reuse are its most recently used, as in vLLM's free queue.
     if (matched > 0) this.index.touch(target.endpoint.key, blocks.keys, matched);
-    if (this.parameters.speculativeIndexing && blocks.keys.length > matched) {
+    // Upstream marks every key of the request on the pick (preciseprefixcache/prerequest.go PreRequest @ llm-d-router
+    // v0.10.0): besides the blocks it lacks, a prefix matched on a slower tier (CPU) counts as GPU until the pod's own
+    // events say where it went. A prefix matched wholly on GPU gains nothing from the marks.
+    const belowGpu = match !== undefined && match.weight < matched * this.index.gpuTierWeight;
+    if (this.parameters.speculativeIndexing && (blocks.keys.length > matched || belowGpu)) {
       this.index.speculate(target.endpoint.key, blocks.keys, this.handle.now() + this.speculativeTtlMs);
     }
     // So the pod's events that continue a prefix this index never saw stored can still be keyed (`recoverParent`).
