@@ -23,7 +23,7 @@ import type { ExtProcLogger } from './extproc/stream';
 import { createEppMetrics, type EppMetrics } from './metrics';
 import { RequestControl } from './requestcontrol/request-control';
 import { FlowControlQueue, type BandOptions } from './requestcontrol/flow-control';
-import type { PriorityBandConfig } from './config/types';
+import { LLMD_ENDPOINT_PICKER_CONFIG_API_VERSION, type PriorityBandConfig } from './config/types';
 import { FLOW_CONTROL_DEFAULTS } from './config/flow-control-defaults';
 import { buildScheduler, type Scheduler } from './scheduling/scheduler';
 import { UsageError, type EppOptions, type FlowControlFlags } from './cli';
@@ -141,15 +141,25 @@ export interface FlowControlSettings {
 /** GIE's default byte bound of each priority band. */
 const DEFAULT_BAND_MAX_BYTES = 1_000_000_000;
 
+/**
+ * llm-d-router v0.10.0's request bound of each priority band when unset or 0 (`defaultPriorityBandMaxRequests`,
+ * `flowcontrol/registry/config.go` applyDefaults); GIE v1.5.0 has none (its comment names one, its code sets none).
+ */
+const LLMD_DEFAULT_BAND_MAX_REQUESTS = 5000;
+
+const isLlmdConfig = (config: EndpointPickerConfig): boolean => config.apiVersion === LLMD_ENDPOINT_PICKER_CONFIG_API_VERSION;
+
 /** A band of the config as the queue takes it: its refs resolved to a fairness policy. */
 function bandOptions(band: Omit<PriorityBandConfig, 'priority'> | undefined, config: EndpointPickerConfig): BandOptions {
+  const llmdRequests = isLlmdConfig(config) && !(Number(band?.maxRequests ?? 0) > 0) ? { maxRequests: LLMD_DEFAULT_BAND_MAX_REQUESTS } : {};
   // GIE bounds every band's bytes, 1 GB unless set (`flowcontrol/registry/config.go` @ v1.5.0).
-  if (band === undefined) return { maxBytes: DEFAULT_BAND_MAX_BYTES };
+  if (band === undefined) return { maxBytes: DEFAULT_BAND_MAX_BYTES, ...llmdRequests };
   const ref = band.fairnessPolicyRef;
   // A ref is a plugin's name or a policy's type name (the loader checked which).
   const type = ref === undefined ? undefined : (config.plugins.find((p) => p.name === ref)?.type ?? ref);
   return {
     ...(band.maxRequests !== undefined ? { maxRequests: Number(band.maxRequests) } : {}),
+    ...llmdRequests,
     maxBytes: band.maxBytes !== undefined ? Number(band.maxBytes) : DEFAULT_BAND_MAX_BYTES,
     ...(type !== undefined ? { fairness: type === 'global-strict-fairness-policy' ? 'global-strict' as const : 'round-robin' as const } : {}),
   };

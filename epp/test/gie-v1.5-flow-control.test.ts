@@ -147,7 +147,6 @@ describe('GIE v1.5.0 flow-control configs load', () => {
     ['a negative bound', 'flowControl: {priorityBands: [{priority: 1, maxRequests: -1}]}', 'flowControl.priorityBands[0].maxRequests: must not be negative, got -1'],
     ['a default band priority that is not one', 'flowControl: {defaultPriorityBand: {priority: junk}}', 'flowControl.defaultPriorityBand.priority: must be an integer'],
     ['a fairness ref naming an ordering policy', 'flowControl: {defaultPriorityBand: {fairnessPolicyRef: edf-ordering-policy}}', 'flowControl.defaultPriorityBand.fairnessPolicyRef: no plugin named "edf-ordering-policy"; give a plugin name or one of: global-strict-fairness-policy, round-robin-fairness-policy'],
-    ['a band without its priority', 'flowControl: {priorityBands: [{maxRequests: 5}]}', 'flowControl.priorityBands[0].priority: is required'],
     ['a misspelt band bound, listing the allowed keys', 'flowControl: {priorityBands: [{priority: 1, maxRequest: 5}]}', 'flowControl.priorityBands[0].maxRequest: unknown field; allowed: priority, maxRequests, maxBytes, fairnessPolicyRef, orderingPolicyRef'],
     ['one priority twice', 'flowControl: {priorityBands: [{priority: 1}, {priority: 1}]}', 'flowControl.priorityBands[1].priority: priority 1 is also flowControl.priorityBands[0]\'s'],
     ['an ordering kvroute lacks', 'flowControl: {priorityBands: [{priority: 1, orderingPolicyRef: edf-ordering-policy}]}', 'flowControl.priorityBands[0].orderingPolicyRef: GIE\'s edf-ordering-policy is not supported'],

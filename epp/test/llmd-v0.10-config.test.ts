@@ -183,6 +183,33 @@ describe('flowControl.saturationDetector (llm-d-router v0.10.0 endpointpickercon
   });
 });
 
+describe('flow control\'s defaults under llm-d.ai/v1alpha1 (llm-d-router v0.10.0 flowcontrol/controller/config.go, flowcontrol/registry/config.go applyDefaults)', () => {
+  test('an unset defaultRequestTTL is 60 s and every band holds at most 5000 requests unless set (0 is unset); GIE\'s group keeps kvroute\'s 30 s and no band request bound', () => {
+    const llmd = resolveFlowControl(parseEndpointPickerConfig(`${LLMD}plugins: []
+flowControl:
+  priorityBands:
+  - {priority: 5}
+  - {priority: 1, maxRequests: 0}
+  - {priority: 2, maxRequests: 7}
+`));
+    expect(llmd.maxWaitMs).toBe(60_000);
+    expect(llmd.defaultBand).toEqual({ maxBytes: 1_000_000_000, maxRequests: 5000 });
+    expect([5, 1, 2].map((p) => llmd.bands.get(p)?.maxRequests)).toEqual([5000, 5000, 7]);
+    expect(resolveFlowControl(parseEndpointPickerConfig(`${LLMD}plugins: []\nflowControl: {defaultRequestTTL: 0s}\n`)).maxWaitMs).toBe(Infinity);
+    const gie = resolveFlowControl(parseEndpointPickerConfig('apiVersion: inference.networking.x-k8s.io/v1alpha1\nkind: EndpointPickerConfig\nplugins: []\nflowControl:\n  priorityBands:\n  - {priority: 5}\n'));
+    expect(gie.maxWaitMs).toBe(30_000);
+    expect(gie.defaultBand).toEqual({ maxBytes: 1_000_000_000 });
+    expect(gie.bands.get(5)?.maxRequests).toBeUndefined();
+  });
+
+  test('a priority band without priority is level 0, as a plain Go int (apix/config/v1alpha1 PriorityBandConfig); two such are the same level twice', () => {
+    const flow = resolveFlowControl(parseEndpointPickerConfig(`${LLMD}plugins: []\nflowControl:\n  priorityBands:\n  - {maxRequests: 3}\n`));
+    expect(flow.bands.get(0)).toMatchObject({ maxRequests: 3 });
+    expect(configErrorOf(() => parseEndpointPickerConfig(`${LLMD}plugins: []\nflowControl:\n  priorityBands:\n  - {maxRequests: 3}\n  - {maxBytes: 1k}\n`)))
+      .toBe("flowControl.priorityBands[1].priority: priority 0 is also flowControl.priorityBands[0]'s; each level once");
+  });
+});
+
 describe('flowControl.defaultNegativePriorityBand and enableEviction (llm-d-router v0.10.0 endpointpickerconfig_types.go, flowcontrol/registry/registry.go provisionPriorityBandLocked)', () => {
   test('defaultNegativePriorityBand is kept and bounds every unlisted level below 0; other unlisted levels take defaultPriorityBand, listed ones their own', async () => {
     const config = parseEndpointPickerConfig(`${LLMD}plugins: []

@@ -103,7 +103,7 @@ function validateNormalized(document: unknown): EndpointPickerConfig {
   const plugins = readPlugins(top, notes);
   const declaredProfiles = readProfiles(top, plugins, notes);
   const featureGates = readFeatureGates(top);
-  const flowControlRead = readFlowControl(top, plugins);
+  const flowControlRead = readFlowControl(top, plugins, apiVersion);
   const flowControl = flowControlRead?.config;
   const dataLayer = readDataLayer(top, plugins);
   const parsers = readParsers(top, plugins, notes, apiVersion);
@@ -440,7 +440,7 @@ export function featureGateEnabled(config: Pick<EndpointPickerConfig, 'featureGa
  * v0.10.0's `priority-holdback-policy` or `soft-reflective-ceiling-policy`); `defaultRequestTTL: 0` means no
  * deadline of the EPP's own, as in GIE.
  */
-function readFlowControl(top: FieldReader, plugins: readonly PluginSpec[]): { config: FlowControlConfig; saturationDetector: unknown } | undefined {
+function readFlowControl(top: FieldReader, plugins: readonly PluginSpec[], apiVersion: EndpointPickerConfigApiVersion): { config: FlowControlConfig; saturationDetector: unknown } | undefined {
   if (!top.has('flowControl')) {
     top.raw('flowControl');
     return undefined;
@@ -488,7 +488,9 @@ function readFlowControl(top: FieldReader, plugins: readonly PluginSpec[]): { co
     enabled: r.boolean('enabled', FLOW_CONTROL_DEFAULTS.enabled),
     maxQueued: quantityAlias(r, 'maxQueued', 'maxRequests', FLOW_CONTROL_DEFAULTS.maxQueued),
     maxQueuedBytes: quantityAlias(r, 'maxQueuedBytes', 'maxBytes', FLOW_CONTROL_DEFAULTS.maxQueuedBytes),
-    defaultRequestTTL: readRequestTTL(r),
+    // Unset: llm-d-router v0.10.0's 60 s queue-wait budget under its group (`flowcontrol/controller/config.go`
+    // defaultRequestTTL), kvroute's 30 s otherwise (GIE v1.5.0 has none).
+    defaultRequestTTL: readRequestTTL(r, apiVersion === LLMD_ENDPOINT_PICKER_CONFIG_API_VERSION ? '60s' : FLOW_CONTROL_DEFAULTS.defaultRequestTTL),
     dispatchPerTick: r.integer('dispatchPerTick', FLOW_CONTROL_DEFAULTS.dispatchPerTick, 1),
     dispatchInterval: r.duration('dispatchInterval', FLOW_CONTROL_DEFAULTS.dispatchInterval),
     maxHeaderPriority: r.integer('maxHeaderPriority', FLOW_CONTROL_DEFAULTS.maxHeaderPriority, -MAX_FLOW_PRIORITY, MAX_FLOW_PRIORITY),
@@ -507,7 +509,7 @@ function readFlowControl(top: FieldReader, plugins: readonly PluginSpec[]): { co
 }
 
 /** `defaultRequestTTL`: a positive duration, or 0 for none (GIE: the request waits as long as its client does). */
-function readRequestTTL(r: FieldReader): string {
+function readRequestTTL(r: FieldReader, defaultTtl: string): string {
   const raw = r.raw('defaultRequestTTL');
   if (raw === 0) return '0s';
   if (typeof raw === 'string') {
@@ -519,7 +521,7 @@ function readRequestTTL(r: FieldReader): string {
     }
     if (ms === 0) return '0s';
   }
-  return r.duration('defaultRequestTTL', FLOW_CONTROL_DEFAULTS.defaultRequestTTL);
+  return r.duration('defaultRequestTTL', defaultTtl);
 }
 
 /** kvroute's integer field or GIE's quantity-valued name for the same bound; both given is an error. */
@@ -578,8 +580,8 @@ function readPriorityBand(raw: unknown, path: string, plugins: readonly PluginSp
   const f = FieldReader.ofMap(raw, path);
   let priority: number | undefined;
   if (needsPriority) {
-    if (!f.has('priority')) throw new ConfigError(`${path}.priority`, 'is required: the priority level this band configures');
-    // Any integer, as GIE's `PriorityBandConfig.Priority` (v1.5.0 `apix/config/v1alpha1/endpointpickerconfig_types.go`).
+    // Any integer, as GIE's `PriorityBandConfig.Priority` (v1.5.0 `apix/config/v1alpha1/endpointpickerconfig_types.go`),
+    // a plain int: omitted, it is level 0 there too (two such bands are refused below as the same level twice).
     priority = f.integer('priority', 0, Number.MIN_SAFE_INTEGER);
   } else {
     // GIE's PriorityBandConfig carries a priority; the default band's is checked and not used.
