@@ -160,12 +160,12 @@ describe('session-affinity-scorer: llm-d-router v0.10.0 parameters (scorer/sessi
     }
   });
 
-  it('refuses what upstream\'s validate refuses, and request-attribute sources (kvroute publishes none), each naming its field', () => {
+  it('refuses what upstream\'s validate refuses, and request-attribute sources other than agent-identity (kvroute publishes no other), each naming its field', () => {
     const cases: [string, string][] = [
       ['strategy: sticky', 'plugins[0].parameters.strategy'],
       ['strategy: session_id\nsessionIdConfig: {evictionTtlSeconds: -1}', 'plugins[0].parameters.sessionIdConfig.evictionTtlSeconds'],
       ['strategy: session_id\nsessionIdConfig: {sources: [{header: a, attribute: b}]}', 'plugins[0].parameters.sessionIdConfig.sources[0]'],
-      ['strategy: session_id\nsessionIdConfig: {sources: [{attribute: agent-identity}]}', 'plugins[0].parameters.sessionIdConfig.sources[0].attribute'],
+      ['strategy: session_id\nsessionIdConfig: {sources: [{attribute: tenant}]}', 'plugins[0].parameters.sessionIdConfig.sources[0].attribute'],
       ['encodedEndpointHeaderConfig: {name: x}', 'plugins[0].parameters.encodedEndpointHeaderConfig.name'],
     ];
     for (const [parameters, field] of cases) {
@@ -276,7 +276,7 @@ describe('session-affinity-filter: llm-d-router v0.10.0 parameters (filter/sessi
     for (const [parameters, field] of [
       ['strategy: encoded_endpoint_header\nsessionStore: {address: "redis:6379"}', 'sessionStore'],
       ['encodedEndpointHeaderConfig: {header: x-t}\nstrategy: encoded_endpoint_header\nstickiness: soft', 'stickiness'],
-      ['strategy: session_id\nsessionIdConfig: {sources: [{attribute: agent-identity}]}', 'sessionIdConfig.sources[0].attribute'],
+      ['strategy: session_id\nsessionIdConfig: {sources: [{attribute: tenant}]}', 'sessionIdConfig.sources[0].attribute'],
     ] as const) {
       expect(configError(() => parseEndpointPickerConfig(filterConfig(parameters))).path).toBe(`plugins[0].parameters.${field}`);
     }

@@ -25,6 +25,7 @@ import { parseAnthropicRequest, parseGenerateRequest, ParserRegistry, requestPat
 import type { HistogramSeries } from '../bound-histogram';
 import type { ValueSeries } from '../bound-counter';
 import type { Plugin } from '../scheduling/framework';
+import type { AgentIdentity } from '../scheduling/plugins/agent-identity';
 import type { ExtensionPoint } from '../scheduling/metrics-hooks';
 import { withLeadingMember } from './leading-member';
 import { issueResponseId, OwnerTags, ownerTagOf, responseIdInPath, withResponseId } from './response-owner';
@@ -494,6 +495,8 @@ export class RequestControl implements RequestDirector {
   private readonly preparePlugins: readonly PrepareRequest[];
   private readonly admitters: readonly Admitter[];
   private readonly preRequestPlugins: readonly PreRequest[];
+  /** The config's `agent-identity` plugins: a request's fairness id when no header names one. */
+  private readonly agentIdentities: readonly AgentIdentity[];
   /** The pre-request plugins that follow a P/D response's start (`PreRequest.responseStarted`). */
   private readonly responseStartPlugins: readonly PreRequest[];
   private readonly postResponsePlugins: readonly PostResponse[];
@@ -533,6 +536,10 @@ export class RequestControl implements RequestDirector {
     this.responseStartPlugins = this.preRequestPlugins.filter((plugin) => typeof plugin.responseStarted === 'function');
     this.postResponsePlugins = options.scheduler.plugins.ofKind('post-response').filter((plugin) => plugin.handlesResponses !== false);
     this.responseCompletePlugins = options.scheduler.plugins.ofKind('response-complete');
+    const plugins = options.scheduler.plugins;
+    // A test's stand-in scheduler may carry no config.
+    const specs = (plugins.config as typeof plugins.config | undefined)?.plugins ?? [];
+    this.agentIdentities = specs.flatMap((p) => (p.type === 'agent-identity' && p.name !== undefined ? [plugins.get(p.name) as AgentIdentity] : []));
     ({ detector: this.saturationDetector, usageLimitPolicy: this.usageLimitPolicy } = saturationDetectorOf(options.scheduler));
     this.configuredPriorities = new Set([
       0,
@@ -904,12 +911,27 @@ export class RequestControl implements RequestDirector {
     m.gieFlowControlQueueDuration.observe({ fairness_id, priority, outcome: 'Dispatched', inference_pool, model_name, target_model_name }, 0);
   }
 
+  /**
+   * The request's fairness id: its fairness-id header (llm-d's name or GIE's), else, with an `agent-identity` plugin in
+   * the config, the agent session it names, as llm-d-router v0.10.0's director derives `FairnessID` from that plugin's
+   * attribute when no header set one (`requestcontrol/director.go`).
+   */
+  private fairnessIdOf(headers: Readonly<Record<string, string>>): string | undefined {
+    const explicit = fairnessIdOf(headers);
+    if (nonEmpty(explicit) !== undefined || this.agentIdentities.length === 0) return explicit;
+    for (const plugin of this.agentIdentities) {
+      const identity = plugin.identityOf(headers);
+      if (identity !== undefined) return identity;
+    }
+    return explicit;
+  }
+
   /** GIE's flow-control labels for a request; every label a client chooses is bounded. */
   private gieFlowLabels(m: EppCollectors | undefined, request: LLMRequest, model: string) {
     // The (model, target) pair as the request series bound it (MAX_MODEL_SERIES): a client chooses the target too.
     const pair = m !== undefined ? this.seriesOf(m, model, this.rewrites.get(request)?.targetModel ?? model) : undefined;
     const labels = {
-      fairness_id: this.fairnessLabel(fairnessIdOf(request.headers)),
+      fairness_id: this.fairnessLabel(this.fairnessIdOf(request.headers)),
       priority: this.priorityLabel(request.headers),
       inference_pool: this.options.poolName ?? '',
       model_name: pair?.model ?? model,
@@ -948,7 +970,7 @@ export class RequestControl implements RequestDirector {
     // Fair across flows: GIE's fairness id when the gateway sets one, else the session (a session's requests share one
     // turn); a request with neither is its own flow.
     // An empty header names nothing (GIE maps an empty fairness id to its default flow, kvroute to the next key).
-    const flow = nonEmpty(fairnessIdOf(headers)) ?? nonEmpty(headers['x-session-id']) ?? nonEmpty(headers['x-session-token']) ?? `request:${request.requestId}`;
+    const flow = nonEmpty(this.fairnessIdOf(headers)) ?? nonEmpty(headers['x-session-id']) ?? nonEmpty(headers['x-session-token']) ?? `request:${request.requestId}`;
     const arrivalMs = queue.nowMs();
     const arrival = queue.arrivalTicket();
     // Infinity when `defaultRequestTTL` is 0 (GIE: wait until the client or the proxy gives up); llm-d's per-request
@@ -1682,7 +1704,7 @@ export class RequestControl implements RequestDirector {
    * string: this runs on every request.
    */
   private llmdSeriesFor(m: EppCollectors, series: RequestSeries, headers: Readonly<Record<string, string>>, priority: string): LlmdRequestSeries {
-    const fairness = this.fairnessLabel(fairnessIdOf(headers));
+    const fairness = this.fairnessLabel(this.fairnessIdOf(headers));
     let byPriority = series.llmd.get(fairness);
     const known = byPriority?.get(priority);
     if (known !== undefined) return known;
@@ -1701,7 +1723,7 @@ export class RequestControl implements RequestDirector {
    * `llmdSeriesFor` bounds them.
    */
   private llmdErrorSeriesOf(m: EppCollectors, headers: Readonly<Record<string, string>> | undefined, model: string, targetModel: string): LlmdRequestSeries {
-    const fairness = this.fairnessLabel(headers !== undefined ? fairnessIdOf(headers) : undefined);
+    const fairness = this.fairnessLabel(headers !== undefined ? this.fairnessIdOf(headers) : undefined);
     const priority = headers !== undefined ? this.priorityLabel(headers) : '0';
     const bounded = this.llmdSets >= MAX_LLMD_LABEL_SETS;
     const labels = { model_name: model, target_model_name: targetModel, fairness_id: bounded ? OTHER_LABEL : fairness, priority: bounded ? OTHER_LABEL : priority };

@@ -20,6 +20,7 @@
  */
 import { ConfigError, describeValue } from '../config/errors';
 import { FieldReader } from '../config/fields';
+import { AGENT_IDENTITY_ATTRIBUTE, AgentIdentity } from '../scheduling/plugins/agent-identity';
 
 export const STRATEGY_ENCODED_ENDPOINT_HEADER = 'encoded_endpoint_header';
 export const STRATEGY_SESSION_ID = 'session_id';
@@ -47,8 +48,9 @@ export interface SessionIdSource {
   /** A request header name. */
   header?: string;
   /**
-   * A request attribute published by an upstream plugin (llm-d's `agent-identity`). kvroute has no plugin publishing
-   * request attributes, so a source naming one is refused.
+   * A request attribute published by a plugin: only `agent-identity`, which the config's `agent-identity` plugins
+   * publish (their headers are read in its place; with none in the config it is never set, as upstream's). Any other
+   * attribute is refused: no kvroute plugin publishes it.
    */
   attribute?: string;
 }
@@ -182,10 +184,10 @@ function parseSources(f: FieldReader, selected: boolean): SessionIdSource[] | un
     if (selected && hasHeader === hasAttribute) {
       throw new ConfigError(`${path}[${index}]`, 'exactly one of header or attribute must be set');
     }
-    if (selected && hasAttribute) {
+    if (selected && hasAttribute && attribute !== AGENT_IDENTITY_ATTRIBUTE) {
       throw new ConfigError(
         s.fieldPath('attribute'),
-        `kvroute has no plugin that publishes request attributes (llm-d's agent-identity), so ${JSON.stringify(attribute)} would never ` +
+        `only ${JSON.stringify(AGENT_IDENTITY_ATTRIBUTE)} is published (by the agent-identity plugin), so ${JSON.stringify(attribute)} would never ` +
           'be set: read the session id from a request header instead ({header: <name>})',
       );
     }
@@ -194,10 +196,24 @@ function parseSources(f: FieldReader, selected: boolean): SessionIdSource[] | un
   });
 }
 
-/** The header names of a selected `sessionIdConfig`'s sources: upstream's default (`x-session-id`) when unset. */
-export function sessionIdHeaders(config: SessionIdConfig | undefined): string[] {
+/**
+ * The header names of a selected `sessionIdConfig`'s sources, in order: upstream's default (`x-session-id`) when unset;
+ * an `agent-identity` attribute source stands for `agentHeaders`, the headers the config's `agent-identity` plugins read
+ * (none without one: upstream's attribute is then never set).
+ */
+export function sessionIdHeaders(config: SessionIdConfig | undefined, agentHeaders: readonly string[] = []): string[] {
   const sources = config?.sources ?? [{ header: DEFAULT_SESSION_ID_HEADER }];
-  return sources.flatMap((s) => (s.header !== undefined ? [s.header] : []));
+  return sources.flatMap((s) => (s.header !== undefined ? [s.header] : s.attribute === AGENT_IDENTITY_ATTRIBUTE ? [...agentHeaders] : []));
+}
+
+/** Whether a selected `sessionIdConfig` reads the `agent-identity` attribute (its headers known once plugins are built). */
+export function readsAgentIdentity(config: SessionIdConfig | undefined): boolean {
+  return config?.sources?.some((s) => s.attribute === AGENT_IDENTITY_ATTRIBUTE) ?? false;
+}
+
+/** The headers every `agent-identity` plugin of the config reads, in config order (for `sessionIdHeaders`). */
+export function agentIdentityHeaders(plugins: Iterable<{ readonly type: string }>): string[] {
+  return [...plugins].flatMap((p) => (p instanceof AgentIdentity ? [...p.headers] : []));
 }
 
 /** A selected `sessionIdConfig`'s TTL in milliseconds (upstream's default 300 s when unset or 0). */

@@ -4,6 +4,7 @@
  * Only `definePlugin` results may be exported from this file (a test checks it).
  */
 export { activeRequestScorer } from './active-request-scorer';
+export { agentIdentity } from './agent-identity';
 export { alwaysDisaggPdDecider } from './always-disagg-pd-decider';
 export { byLabel } from './by-label';
 export { concurrencyDetector } from './concurrency-detector';

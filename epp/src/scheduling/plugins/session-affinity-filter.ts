@@ -13,7 +13,7 @@ import {
   parseEncodedEndpointHeaderConfig, parseProfileName, parseSessionIdConfig, parseStrategy, refuseBothNames, sessionIdHeaders,
   sessionIdTtlMs, STRATEGY_ENCODED_ENDPOINT_HEADER, STRATEGY_SESSION_ID, type EncodedEndpointHeaderConfig,
   type SessionAffinityStrategy, type SessionIdConfig,
-  bindsPickOf,
+  agentIdentityHeaders, bindsPickOf, readsAgentIdentity,
 } from '../../sessions/llmd-session-affinity';
 import { parseStoreAddress, RedisSessionStore, type SessionStoreRead } from '../../sessions/store';
 import type { SessionAffinityOutcome } from '../metrics-hooks';
@@ -246,7 +246,8 @@ export interface SessionAffinityStats {
 export class SessionAffinityFilter implements Filter, PostCycle, PrepareRequest, PostResponse {
   readonly type = 'session-affinity-filter';
   /** The parameters resolved from kvroute's or upstream's names. */
-  readonly settings: SessionAffinityFilterSettings;
+  /** What the filter does (`filterSettings`; an `agent-identity` source's headers are filled in at `resolveReferences`). */
+  private current: SessionAffinityFilterSettings;
   readonly emptyResultReason = 'saturated' as const;
   private readonly bindings: LRUCache<string, string>;
   private readonly pendingKey = stateKey<PendingBinding>('session-affinity-filter pending binding');
@@ -262,7 +263,7 @@ export class SessionAffinityFilter implements Filter, PostCycle, PrepareRequest,
     private readonly parameters: ResolvedSessionAffinityFilterParameters,
     private readonly handle: PluginHandle,
   ) {
-    this.settings = filterSettings(parameters);
+    this.current = filterSettings(parameters);
     // A binding's TTL restarts on every set (each hit re-binds in postCycle); reads do not extend it.
     this.bindings = createBindingTable(this.settings.capacity, this.settings.ttlMs, () => handle.now());
     const store = parameters.sessionStore;
@@ -281,6 +282,20 @@ export class SessionAffinityFilter implements Filter, PostCycle, PrepareRequest,
       connected: (up) => handle.metrics.setSessionStoreConnected(up),
       log: (level, message, fields) => handle.logger[level](message, fields),
     });
+  }
+
+  get settings(): SessionAffinityFilterSettings {
+    return this.current;
+  }
+
+  /**
+   * A `sessionIdConfig.sources` entry `{attribute: agent-identity}` reads the headers of the config's `agent-identity`
+   * plugins at its place in the list (llm-d-router v0.10.0's filter README: the attribute as a fallback after a header).
+   */
+  resolveReferences(): void {
+    const config = this.parameters.sessionIdConfig;
+    if (this.current.strategy !== STRATEGY_SESSION_ID || !readsAgentIdentity(config)) return;
+    this.current = { ...this.current, headers: sessionIdHeaders(config, agentIdentityHeaders(this.handle.plugins?.() ?? [])) };
   }
 
   async start(): Promise<void> {

@@ -7,6 +7,7 @@ import type { PostResponse, ResponseInfo } from '../../requestcontrol/hooks';
 import {
   checkProfileName, decodeEncodedEndpoint, DEFAULT_ENCODED_ENDPOINT_HEADER, encodeEndpoint, parseEncodedEndpointHeaderConfig,
   parseProfileName, parseSessionIdConfig, parseStrategy, sessionIdHeaders, sessionIdTtlMs, STRATEGY_SESSION_ID,
+  agentIdentityHeaders, readsAgentIdentity,
   type EncodedEndpointHeaderConfig, type SessionAffinityStrategy, type SessionIdConfig,
   bindsPickOf,
 } from '../../sessions/llmd-session-affinity';
@@ -130,7 +131,7 @@ export class SessionAffinityScorer implements Scorer, PostResponse, PostCycle {
   /** The encoded_endpoint_header strategy's request and response header. */
   private readonly header: string;
   /** The session_id strategy's headers, in priority order, and its bindings (session key -> endpoint key). */
-  private readonly sessionHeaders: readonly string[];
+  private sessionHeaders: readonly string[];
   private readonly bindings: LRUCache<string, string> | undefined;
 
   constructor(
@@ -144,6 +145,13 @@ export class SessionAffinityScorer implements Scorer, PostResponse, PostCycle {
     this.bindings = this.strategy === STRATEGY_SESSION_ID
       ? createBindingTable(SESSION_ID_SCORER_CAPACITY, sessionIdTtlMs(parameters.sessionIdConfig), handle.now)
       : undefined;
+  }
+
+  /** A `sessionIdConfig.sources` entry `{attribute: agent-identity}` reads the config's `agent-identity` plugins' headers there. */
+  resolveReferences(): void {
+    const config = this.parameters.sessionIdConfig;
+    if (this.strategy !== STRATEGY_SESSION_ID || !readsAgentIdentity(config)) return;
+    this.sessionHeaders = sessionIdHeaders(config, agentIdentityHeaders(this.handle.plugins?.() ?? []));
   }
 
   /** Reads the signing keys; a missing or short key stops start-up with the field named. */
