@@ -63,7 +63,7 @@ describe('the fairness id of a request without a fairness-id header is its agent
   /** The fairness ids the flow-control series counted for one request each of `requests`, with or without the plugin. */
   async function fairnessIds(withPlugin: boolean, requests: Record<string, string>[]): Promise<string[]> {
     const base = defaultEndpointPickerConfig();
-    const config = withPlugin ? { ...base, plugins: [...base.plugins, { type: 'agent-identity', name: 'agent-identity' }] } : base;
+    const config = withPlugin ? { ...base, plugins: [...base.plugins, { type: 'agent-identity' as const, name: 'agent-identity' }] } : base;
     const metrics = createEppMetrics();
     control = new RequestControl({
       datastore: ds,
