@@ -229,6 +229,27 @@ describe('a tier weighted 0 (kvCacheBackendConfigs)', () => {
     return { scheduler, scorer, ids, stored, scores, ratios, request };
   }
 
+  // llm-d-router v0.10.0's in-memory index keeps a block until its own BlockRemoved, with no per-pod bound
+  // (pkg/kvcache/kvblock/in_memory.go; pkg/kvevents/pool.go removes per tier): a pod that offloads holds more blocks
+  // than its num_gpu_blocks, and its CPU copies must not be cut to that.
+  test('a pod whose events store CPU copies is not bounded by its num_gpu_blocks: a prefix offloaded to CPU still scores after its GPU filled with other blocks', async () => {
+    const a = '10.0.6.1:8000';
+    const { scheduler, scorer, ids, stored, scores, request } = await scorerWith('', [a], 'Offload text. ');
+    const n = Math.floor(ids.length / 16);
+    scorer.index.store(a, stored(n, 100, 'GPU'), rootKey(''));
+    scorer.index.store(a, { ...stored(n, 100, 'CPU'), tokenIds: [] }, rootKey(''));
+    scorer.index.remove(a, { type: 'BlockRemoved', blockHashes: Array.from({ length: n }, (_, i) => String(100 + i)), medium: 'GPU' });
+    const other = Array.from(ids).reverse();
+    scorer.index.store(a, { type: 'BlockStored', blockHashes: Array.from({ length: n }, (_, i) => String(500 + i)), parentBlockHash: null, tokenIds: other.slice(0, n * 16), blockSize: 16, loraId: null, medium: 'GPU' }, rootKey(''));
+    const gpuFull = (key: string): EndpointSnapshot => ({ ...snapshot(key), metrics: { ...snapshot(key).metrics, numGpuBlocks: n, blockSize: 16 } });
+    // The scrape's num_gpu_blocks reaches the scorer with the candidate.
+    const [score] = scorer.score({ request, state: new CycleState() }, [gpuFull(a)]);
+    expect(score).toBeCloseTo(0.8, 9);
+    expect(scores([a])[0]).toBeCloseTo(0.8, 9);
+    expect(scorer.index.offloads(a)).toBe(true);
+    await scheduler.plugins.close();
+  });
+
   // llm-d-router v0.10.0 preciseprefixcache/prerequest.go PreRequest marks every key of the request on the pick,
   // whatever it matched; a mark weighs as GPU (kvroute's; upstream's untiered entry weighs 1, the default GPU weight).
   test('with speculativeIndexing, a prefix the pick holds only on CPU is marked on it: the next request scores it as GPU', async () => {
@@ -725,14 +746,29 @@ describe('precise scoring from KV events (central mode, real sockets, the model\
     await waitFor(() => scorer.index.blocksOf(pods[1]!) === before, 'the chunks to be removed with all their blocks');
   });
 
-  test('a pod\'s index capacity is its num_gpu_blocks in configured blocks: vLLM\'s block_size × blocks ÷ the configured size', () => {
-    const scorer = scheduler.plugin('precise-prefix-cache-scorer') as PrecisePrefixCacheScorer;
+  test('a pod\'s index capacity is its num_gpu_blocks in configured blocks: vLLM\'s block_size × blocks ÷ the configured size', async () => {
+    // A scheduler of its own: this block's pods have had CPU copies stored (next test), which lifts their bound and so
+    // their share of the budget.
+    const own = buildScheduler(preciseOnlyConfig(`{ modelName: "${MODEL}" }`));
+    const scorer = own.plugin('precise-prefix-cache-scorer') as PrecisePrefixCacheScorer;
     const withCache = (key: string, numGpuBlocks: number, blockSize: number): EndpointSnapshot => ({ ...snapshot(key), metrics: { ...snapshot(key).metrics, numGpuBlocks, blockSize } });
     const request = { requestId: 'cap', model: MODEL, prompt: '', headers: {}, attributes: new CycleState() };
-    scorer.score({ request, state: new CycleState() }, [withCache(pods[0]!, 1000, 8), withCache(pods[1]!, 1000, 64)]);
-    expect([scorer.index.capacityOf(pods[0]!), scorer.index.capacityOf(pods[1]!)]).toEqual([500, 4000]);
-    scorer.score({ request, state: new CycleState() }, [withCache(pods[0]!, 1000, 16), withCache(pods[1]!, 1000, 16)]);
-    expect([scorer.index.capacityOf(pods[0]!), scorer.index.capacityOf(pods[1]!)]).toEqual([1000, 1000]);
+    const [p, q] = [pods[0]!, pods[1]!];
+    scorer.score({ request, state: new CycleState() }, [withCache(p, 1000, 8), withCache(q, 1000, 64)]);
+    expect([scorer.index.capacityOf(p), scorer.index.capacityOf(q)]).toEqual([500, 4000]);
+    scorer.score({ request, state: new CycleState() }, [withCache(p, 1000, 16), withCache(q, 1000, 16)]);
+    expect([scorer.index.capacityOf(p), scorer.index.capacityOf(q)]).toEqual([1000, 1000]);
+    await own.plugins.close();
+  });
+
+  test('a pod whose events stored CPU copies keeps maxBlocksPerPod whatever its num_gpu_blocks (its CPU blocks are on no page)', () => {
+    const scorer = scheduler.plugin('precise-prefix-cache-scorer') as PrecisePrefixCacheScorer;
+    const offloading = pods.filter((pod) => scorer.index.offloads(pod));
+    expect(offloading.length).toBeGreaterThan(0);
+    const request = { requestId: 'cap', model: MODEL, prompt: '', headers: {}, attributes: new CycleState() };
+    scorer.score({ request, state: new CycleState() }, offloading.map((pod) => ({ ...snapshot(pod), metrics: { ...snapshot(pod).metrics, numGpuBlocks: 10, blockSize: 16 } })));
+    expect(offloading.map((pod) => scorer.index.capacityOf(pod)!)).toEqual(offloading.map(() => expect.any(Number)));
+    expect(Math.min(...offloading.map((pod) => scorer.index.capacityOf(pod)!))).toBeGreaterThan(10);
   });
 
   test('engine blocks of 8 under the configured 16 (vLLM\'s --block-size below tokenProcessorConfig.blockSize), in two events split inside a configured block, are gathered and match, as llm-d-kv-cache @ 7be76e1 maps many engine keys to one', async () => {

@@ -87,6 +87,8 @@ interface PodState {
   readonly keys: KeyLru;
   /** The pod's capacity, kept across `clearPod` (a pod's KV cache does not shrink when its events are lost). */
   readonly share: PodShare;
+  /** Its events have stored a copy on a tier other than GPU (CPU offloading): it holds more than `num_gpu_blocks`. */
+  offloads: boolean;
 }
 
 /** Copies of a block by tier, as vLLM reports them (`BlockStored` adds one, `BlockRemoved` takes one). */
@@ -944,7 +946,7 @@ export class KvBlockIndex {
   private pod(pod: string): PodState {
     let state = this.pods.get(pod);
     if (!state) {
-      state = { engineToKey: new Map(), chunkKeys: new Map(), parts: new Map(), splitBlocks: new Map(), splitRatio: 1, prunePartsAt: 0, partClock: 0, pruneHashesAt: 0, hashPasses: 0, otherGroups: new Set(), keys: new KeyLru(), share: this.share(pod) };
+      state = { engineToKey: new Map(), chunkKeys: new Map(), parts: new Map(), splitBlocks: new Map(), splitRatio: 1, prunePartsAt: 0, partClock: 0, pruneHashesAt: 0, hashPasses: 0, otherGroups: new Set(), keys: new KeyLru(), share: this.share(pod), offloads: false };
       this.pods.set(pod, state);
     }
     return state;
@@ -973,7 +975,16 @@ export class KvBlockIndex {
       if (key < 0) this.engineKeyed++;
     }
     addCopy(holding, tier);
+    if (tier !== 'gpu') state.offloads = true;
     state.keys.use(key);
+  }
+
+  /**
+   * Whether the pod's events have stored blocks on a tier other than GPU (CPU offloading, LMCache): its blocks then
+   * outnumber its `num_gpu_blocks`, which must not bound its entries (`PrecisePrefixCacheScorer.learnCapacity`).
+   */
+  offloads(pod: string): boolean {
+    return this.pods.get(pod)?.offloads ?? false;
   }
 
   private drop(pod: string, state: PodState, key: number): void {

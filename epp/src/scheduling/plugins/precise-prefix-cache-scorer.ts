@@ -686,7 +686,12 @@ export class PrecisePrefixCacheScorer implements Scorer, PostCycle, PrepareReque
     if (engineBlocks === undefined) return;
     // `num_gpu_blocks` counts vLLM's blocks (`block_size` in the same cache_config_info); the index holds configured
     // ones: a quarter as many at 16 under 64, four times as many at 64 under 16.
-    const blocks = Math.ceil((engineBlocks * (candidate.metrics.blockSize ?? this.blockSize)) / this.blockSize);
+    // A pod that offloads (its events store blocks on CPU) holds more than its GPU can: its CPU blocks, which vLLM
+    // reports nowhere on its page, stay until their own BlockRemoved, bounded only by `maxBlocksPerPod` and the budget
+    // (llm-d-router v0.10.0's index keeps them, with no per-pod bound).
+    const blocks = this.index.offloads(candidate.endpoint.key)
+      ? Math.max(this.parameters.maxBlocksPerPod, Math.ceil((engineBlocks * (candidate.metrics.blockSize ?? this.blockSize)) / this.blockSize))
+      : Math.ceil((engineBlocks * (candidate.metrics.blockSize ?? this.blockSize)) / this.blockSize);
     if (this.capacities.get(candidate.endpoint.key) === blocks) return;
     this.capacities.set(candidate.endpoint.key, blocks);
     this.index.setCapacity(candidate.endpoint.key, blocks);
