@@ -147,6 +147,9 @@ const DEFAULT_BAND_MAX_BYTES = 1_000_000_000;
  */
 const LLMD_DEFAULT_BAND_MAX_REQUESTS = 5000;
 
+/** llm-d-router v0.10.0's queue-wait budget when `defaultRequestTTL` is unset (`flowcontrol/controller/config.go`). */
+const LLMD_DEFAULT_REQUEST_TTL = '60s';
+
 const isLlmdConfig = (config: EndpointPickerConfig): boolean => config.apiVersion === LLMD_ENDPOINT_PICKER_CONFIG_API_VERSION;
 
 /** A band of the config as the queue takes it: its refs resolved to a fairness policy. */
@@ -173,7 +176,8 @@ export function resolveFlowControl(config: EndpointPickerConfig, flags: FlowCont
     maxQueued: flags.maxQueued ?? c.maxQueued ?? d.maxQueued,
     maxQueuedBytes: flags.maxQueuedBytes ?? c.maxQueuedBytes ?? d.maxQueuedBytes,
     // `defaultRequestTTL: 0` is GIE's "no deadline": the request waits as long as its client (and the proxy) does.
-    maxWaitMs: flags.maxWaitMs ?? (parseDuration(c.defaultRequestTTL ?? d.defaultRequestTTL) || Infinity),
+    // A config without flowControl has no defaults filled in by the loader: llm-d's group takes llm-d's 60 s there too.
+    maxWaitMs: flags.maxWaitMs ?? (parseDuration(c.defaultRequestTTL ?? (isLlmdConfig(config) ? LLMD_DEFAULT_REQUEST_TTL : d.defaultRequestTTL)) || Infinity),
     dispatchPerTick: flags.dispatchPerTick ?? c.dispatchPerTick ?? d.dispatchPerTick,
     dispatchIntervalMs: flags.dispatchIntervalMs ?? parseDuration(c.dispatchInterval ?? d.dispatchInterval),
     objectives: new Map(Object.entries(c.objectives ?? {})),

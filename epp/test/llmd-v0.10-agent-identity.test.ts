@@ -34,6 +34,19 @@ describe('agent-identity: the first non-empty of the additional headers, then th
     expect(extended.identityOf({ 'x-claude-code-session-id': 'claude', 'x-another-agent-id': 'mine' })).toBe('mine');
   });
 
+  test('with several agent-identity plugins the last one that matches names the session, as upstream runs each and each writes the attribute', () => {
+    const config = parseEndpointPickerConfig(`${LLMD}plugins:
+  - {type: agent-identity, name: first, parameters: {additionalSessionHeaders: [x-a]}}
+  - {type: agent-identity, name: second, parameters: {additionalSessionHeaders: [x-b]}}
+  - name: affinity
+    type: session-affinity-filter
+    parameters: {strategy: session_id, sessionIdConfig: {sources: [{attribute: agent-identity}]}}
+`);
+    const filter = buildScheduler(config).plugin('affinity') as unknown as SessionAffinityFilter;
+    expect(filter.settings.headers.slice(0, 2)).toEqual(['x-b', 'x-claude-code-session-id']);
+    expect(filter.settings.headers).toContain('x-a');
+  });
+
   test('renders and loads again unchanged; a header name that is not a string is refused, naming the field', () => {
     const config = parseEndpointPickerConfig(`${LLMD}plugins:\n  - type: agent-identity\n    parameters: {additionalSessionHeaders: [x-a]}\n`);
     expect(parseEndpointPickerConfig(renderEndpointPickerConfig(config)).plugins).toEqual(config.plugins);

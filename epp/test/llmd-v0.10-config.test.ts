@@ -196,6 +196,8 @@ flowControl:
     expect(llmd.defaultBand).toEqual({ maxBytes: 1_000_000_000, maxRequests: 5000 });
     expect([5, 1, 2].map((p) => llmd.bands.get(p)?.maxRequests)).toEqual([5000, 5000, 7]);
     expect(resolveFlowControl(parseEndpointPickerConfig(`${LLMD}plugins: []\nflowControl: {defaultRequestTTL: 0s}\n`)).maxWaitMs).toBe(Infinity);
+    // Without a flowControl section too (upstream's NewConfigFromAPI(nil) takes the same defaults).
+    expect(resolveFlowControl(parseEndpointPickerConfig(`${LLMD}plugins: []\n`)).maxWaitMs).toBe(60_000);
     const gie = resolveFlowControl(parseEndpointPickerConfig('apiVersion: inference.networking.x-k8s.io/v1alpha1\nkind: EndpointPickerConfig\nplugins: []\nflowControl:\n  priorityBands:\n  - {priority: 5}\n'));
     expect(gie.maxWaitMs).toBe(30_000);
     expect(gie.defaultBand).toEqual({ maxBytes: 1_000_000_000 });

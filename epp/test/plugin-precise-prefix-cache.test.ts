@@ -747,8 +747,7 @@ describe('precise scoring from KV events (central mode, real sockets, the model\
   });
 
   test('a pod\'s index capacity is its num_gpu_blocks in configured blocks: vLLM\'s block_size × blocks ÷ the configured size', async () => {
-    // A scheduler of its own: this block's pods have had CPU copies stored (next test), which lifts their bound and so
-    // their share of the budget.
+    // A scheduler of its own: earlier tests of this block stored CPU copies on its pods, which lifts their bound.
     const own = buildScheduler(preciseOnlyConfig(`{ modelName: "${MODEL}" }`));
     const scorer = own.plugin('precise-prefix-cache-scorer') as PrecisePrefixCacheScorer;
     const withCache = (key: string, numGpuBlocks: number, blockSize: number): EndpointSnapshot => ({ ...snapshot(key), metrics: { ...snapshot(key).metrics, numGpuBlocks, blockSize } });
@@ -761,14 +760,21 @@ describe('precise scoring from KV events (central mode, real sockets, the model\
     await own.plugins.close();
   });
 
-  test('a pod whose events stored CPU copies keeps maxBlocksPerPod whatever its num_gpu_blocks (its CPU blocks are on no page)', () => {
-    const scorer = scheduler.plugin('precise-prefix-cache-scorer') as PrecisePrefixCacheScorer;
-    const offloading = pods.filter((pod) => scorer.index.offloads(pod));
-    expect(offloading.length).toBeGreaterThan(0);
+  test('a pod whose events stored CPU copies keeps 4× its num_gpu_blocks (its CPU blocks are on no page), also after its entries are cleared; one that does not, its num_gpu_blocks', async () => {
+    const own = buildScheduler(preciseOnlyConfig(`{ modelName: "${MODEL}" }`));
+    const scorer = own.plugin('precise-prefix-cache-scorer') as PrecisePrefixCacheScorer;
+    const [offloading, gpuOnly] = [pods[0]!, pods[1]!];
+    const cpuCopy: BlockStored = { type: 'BlockStored', blockHashes: ['1'], parentBlockHash: null, tokenIds: Array.from({ length: 16 }, (_, i) => i + 1), blockSize: 16, loraId: null, medium: 'CPU' };
+    scorer.index.store(offloading, cpuCopy, rootKey(''));
     const request = { requestId: 'cap', model: MODEL, prompt: '', headers: {}, attributes: new CycleState() };
-    scorer.score({ request, state: new CycleState() }, offloading.map((pod) => ({ ...snapshot(pod), metrics: { ...snapshot(pod).metrics, numGpuBlocks: 10, blockSize: 16 } })));
-    expect(offloading.map((pod) => scorer.index.capacityOf(pod)!)).toEqual(offloading.map(() => expect.any(Number)));
-    expect(Math.min(...offloading.map((pod) => scorer.index.capacityOf(pod)!))).toBeGreaterThan(10);
+    const withGpu = (key: string): EndpointSnapshot => ({ ...snapshot(key), metrics: { ...snapshot(key).metrics, numGpuBlocks: 10, blockSize: 16 } });
+    scorer.score({ request, state: new CycleState() }, [withGpu(offloading), withGpu(gpuOnly)]);
+    expect([scorer.index.capacityOf(offloading), scorer.index.capacityOf(gpuOnly)]).toEqual([40, 10]);
+    // AllBlocksCleared (or lost events): the pod still offloads.
+    scorer.index.clearPod(offloading);
+    scorer.score({ request, state: new CycleState() }, [withGpu(offloading), withGpu(gpuOnly)]);
+    expect(scorer.index.capacityOf(offloading)).toBe(40);
+    await own.plugins.close();
   });
 
   test('engine blocks of 8 under the configured 16 (vLLM\'s --block-size below tokenProcessorConfig.blockSize), in two events split inside a configured block, are gathered and match, as llm-d-kv-cache @ 7be76e1 maps many engine keys to one', async () => {

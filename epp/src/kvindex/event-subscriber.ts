@@ -72,9 +72,9 @@ export interface SubscriberOptions {
    */
   readonly replayTimeoutMs?: number;
   /**
-   * Maps a topic's pod id (`ip` or `ip:port`) to an endpoint key of the pool, for every message whose topic parses
-   * (on a dialled socket an unresolved one keeps the socket's pod); `rank` is the batch's `data_parallel_rank` (0 when
-   * unset), which picks among the endpoints of a pod serving several target ports.
+   * Maps a topic's pod id (`ip` or `ip:port`) to an endpoint key of the pool, for the bound socket's messages (a
+   * dialled socket's belong to the endpoint dialled); `rank` is the batch's `data_parallel_rank` (0 when unset), which
+   * picks among the endpoints of a pod serving several target ports.
    */
   readonly resolvePod: (podId: string, rank: number) => string | undefined;
   readonly events: SubscriberEvents;

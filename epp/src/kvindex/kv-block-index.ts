@@ -87,8 +87,6 @@ interface PodState {
   readonly keys: KeyLru;
   /** The pod's capacity, kept across `clearPod` (a pod's KV cache does not shrink when its events are lost). */
   readonly share: PodShare;
-  /** Its events have stored a copy on a tier other than GPU (CPU offloading): it holds more than `num_gpu_blocks`. */
-  offloads: boolean;
 }
 
 /** Copies of a block by tier, as vLLM reports them (`BlockStored` adds one, `BlockRemoved` takes one). */
@@ -229,6 +227,11 @@ function tierCopies(h: TierCopies, tier: Tier): number {
 interface PodShare extends BudgetShare {
   /** Blocks the pod can hold: its `num_gpu_blocks`, or the default until scraped. */
   wanted: number;
+  /**
+   * Its events have stored a copy on a tier other than GPU (CPU offloading): it holds more than `num_gpu_blocks`. Kept
+   * across `clearPod`, as the share is (a reset does not stop a pod offloading).
+   */
+  offloads?: boolean;
 }
 
 /** Why a stored event (or part of it) was not indexed. */
@@ -921,15 +924,15 @@ export class KvBlockIndex {
     return matches;
   }
 
-  /**
-   * The weight of the best tier holding the block (llm-d-kv-cache kvblock_scorer.go `fillMaxWeights`: the maximum over
-   * the pod's entries); a live speculative mark counts as GPU; -1 when the pod holds no copy.
-   */
   /** The GPU tier's weight, which a speculative mark weighs. */
   get gpuTierWeight(): number {
     return this.gpuWeight;
   }
 
+  /**
+   * The weight of the best tier holding the block (llm-d-kv-cache kvblock_scorer.go `fillMaxWeights`: the maximum over
+   * the pod's entries); a live speculative mark counts as GPU; -1 when the pod holds no copy.
+   */
   private weightOf(h: Holding | undefined, now: number): number {
     if (h === undefined) return -1;
     let w = h.gpu > 0 || h.speculativeUntil > now ? this.gpuWeight : -1;
@@ -946,7 +949,7 @@ export class KvBlockIndex {
   private pod(pod: string): PodState {
     let state = this.pods.get(pod);
     if (!state) {
-      state = { engineToKey: new Map(), chunkKeys: new Map(), parts: new Map(), splitBlocks: new Map(), splitRatio: 1, prunePartsAt: 0, partClock: 0, pruneHashesAt: 0, hashPasses: 0, otherGroups: new Set(), keys: new KeyLru(), share: this.share(pod), offloads: false };
+      state = { engineToKey: new Map(), chunkKeys: new Map(), parts: new Map(), splitBlocks: new Map(), splitRatio: 1, prunePartsAt: 0, partClock: 0, pruneHashesAt: 0, hashPasses: 0, otherGroups: new Set(), keys: new KeyLru(), share: this.share(pod) };
       this.pods.set(pod, state);
     }
     return state;
@@ -975,7 +978,7 @@ export class KvBlockIndex {
       if (key < 0) this.engineKeyed++;
     }
     addCopy(holding, tier);
-    if (tier !== 'gpu') state.offloads = true;
+    if (tier !== 'gpu') state.share.offloads = true;
     state.keys.use(key);
   }
 
@@ -984,7 +987,7 @@ export class KvBlockIndex {
    * outnumber its `num_gpu_blocks`, which must not bound its entries (`PrecisePrefixCacheScorer.learnCapacity`).
    */
   offloads(pod: string): boolean {
-    return this.pods.get(pod)?.offloads ?? false;
+    return this.shares.get(pod)?.offloads ?? false;
   }
 
   private drop(pod: string, state: PodState, key: number): void {

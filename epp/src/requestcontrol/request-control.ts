@@ -919,8 +919,9 @@ export class RequestControl implements RequestDirector {
   private fairnessIdOf(headers: Readonly<Record<string, string>>): string | undefined {
     const explicit = fairnessIdOf(headers);
     if (nonEmpty(explicit) !== undefined || this.agentIdentities.length === 0) return explicit;
-    for (const plugin of this.agentIdentities) {
-      const identity = plugin.identityOf(headers);
+    // Upstream runs every one, each writing the attribute when it matches: the last that matches wins.
+    for (let i = this.agentIdentities.length - 1; i >= 0; i--) {
+      const identity = this.agentIdentities[i]!.identityOf(headers);
       if (identity !== undefined) return identity;
     }
     return explicit;

@@ -211,9 +211,13 @@ export function readsAgentIdentity(config: SessionIdConfig | undefined): boolean
   return config?.sources?.some((s) => s.attribute === AGENT_IDENTITY_ATTRIBUTE) ?? false;
 }
 
-/** The headers every `agent-identity` plugin of the config reads, in config order (for `sessionIdHeaders`). */
+/**
+ * The headers the config's `agent-identity` plugins read, as one list whose first non-empty is the attribute's value:
+ * upstream runs every such plugin, each writing the attribute when one of its headers matches, so the last plugin's
+ * headers come first (for `sessionIdHeaders`).
+ */
 export function agentIdentityHeaders(plugins: Iterable<{ readonly type: string }>): string[] {
-  return [...plugins].flatMap((p) => (p instanceof AgentIdentity ? [...p.headers] : []));
+  return [...plugins].filter((p): p is AgentIdentity => p instanceof AgentIdentity).reverse().flatMap((p) => [...p.headers]);
 }
 
 /** A selected `sessionIdConfig`'s TTL in milliseconds (upstream's default 300 s when unset or 0). */

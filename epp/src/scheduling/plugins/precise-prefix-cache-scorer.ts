@@ -686,12 +686,14 @@ export class PrecisePrefixCacheScorer implements Scorer, PostCycle, PrepareReque
     if (engineBlocks === undefined) return;
     // `num_gpu_blocks` counts vLLM's blocks (`block_size` in the same cache_config_info); the index holds configured
     // ones: a quarter as many at 16 under 64, four times as many at 64 under 16.
-    // A pod that offloads (its events store blocks on CPU) holds more than its GPU can: its CPU blocks, which vLLM
-    // reports nowhere on its page, stay until their own BlockRemoved, bounded only by `maxBlocksPerPod` and the budget
-    // (llm-d-router v0.10.0's index keeps them, with no per-pod bound).
+    const gpuBlocks = Math.ceil((engineBlocks * (candidate.metrics.blockSize ?? this.blockSize)) / this.blockSize);
+    // A pod that offloads (its events store blocks on CPU) holds more than its GPU can, and its page gives no CPU block
+    // count: it may keep OFFLOADING_CAPACITY_FACTOR times its GPU's blocks (up to `maxBlocksPerPod`), so a prefix
+    // offloaded to CPU keeps scoring until its own BlockRemoved, as llm-d-router v0.10.0's index keeps it (no per-pod
+    // bound), without its share of the budget crowding out the pods that do not offload.
     const blocks = this.index.offloads(candidate.endpoint.key)
-      ? Math.max(this.parameters.maxBlocksPerPod, Math.ceil((engineBlocks * (candidate.metrics.blockSize ?? this.blockSize)) / this.blockSize))
-      : Math.ceil((engineBlocks * (candidate.metrics.blockSize ?? this.blockSize)) / this.blockSize);
+      ? Math.max(gpuBlocks, Math.min(this.parameters.maxBlocksPerPod, OFFLOADING_CAPACITY_FACTOR * gpuBlocks))
+      : gpuBlocks;
     if (this.capacities.get(candidate.endpoint.key) === blocks) return;
     this.capacities.set(candidate.endpoint.key, blocks);
     this.index.setCapacity(candidate.endpoint.key, blocks);
@@ -777,6 +779,13 @@ function loraAdapterOrder(fields: FieldReader): string[] {
   });
   return names;
 }
+
+/**
+ * How many times its GPU's blocks a pod that offloads to CPU may keep in the index: CPU tiers are commonly sized a few
+ * times the GPU's KV cache (vLLM's `--kv-offloading-size` in GiB beside `--gpu-memory-utilization`; LMCache's
+ * `max_local_cpu_size`), and vLLM's page reports none of it.
+ */
+const OFFLOADING_CAPACITY_FACTOR = 4;
 
 const MATCHES = stateKey<ReadonlyMap<string, { blocks: number; weight: number }>>('precise-prefix-cache-scorer matches');
 
