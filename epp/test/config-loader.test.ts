@@ -320,9 +320,10 @@ describe('validation errors name the field and what is allowed', () => {
       'schedulingProfiles (defaulted from plugins).plugins[0].pluginRef: "no-hit-lru-scorer" reads the prefix-match that "precise-prefix-cache-scorer" (plugins[1]) writes, and scorers run in the order listed: list "no-hit-lru-scorer" after it',
     ],
     [
-      'same plugin twice in a profile',
-      plugins('- type: queue-scorer\nschedulingProfiles:\n- name: p\n  plugins:\n  - pluginRef: queue-scorer\n  - pluginRef: queue-scorer\n'),
-      'schedulingProfiles[0].plugins[1].pluginRef: "queue-scorer" is listed twice',
+      // scheduler_profile.go AddPlugins: "failed to set ... as picker, already have a registered picker plugin".
+      'same picker twice in a profile',
+      plugins('- type: queue-scorer\n- type: max-score-picker\nschedulingProfiles:\n- name: p\n  plugins:\n  - pluginRef: max-score-picker\n  - pluginRef: queue-scorer\n  - pluginRef: max-score-picker\n'),
+      'schedulingProfiles[0].plugins[2].pluginRef: "max-score-picker" is listed twice',
     ],
     [
       'weight on a profile handler listed in a profile',
@@ -705,6 +706,18 @@ describe('what upstream ignores without a word is skipped with a note, not refus
       'plugins[0].parameters: queue-scorer takes no parameters; ignored as upstream ignores them (threshold)',
       'schedulingProfiles[0].plugins[0].pluginRef: "single-profile-handler" is a single-profile-handler, which acts outside profiles (a profile holds filters, scorers and a picker); skipped as upstream skips it',
       'schedulingProfiles[0].plugins[2].pluginRef: "metrics-data-source" is a metrics-data-source, which acts outside profiles (a profile holds filters, scorers and a picker); skipped as upstream skips it',
+    ]);
+  });
+
+  test('a scorer listed twice in a profile counts with its weights added, a filter listed twice filters once (AddPlugins appends each listing)', () => {
+    const c = parseEndpointPickerConfig('apiVersion: llm-d.ai/v1alpha1\nkind: EndpointPickerConfig\nplugins:\n- {type: queue-scorer}\n- {type: decode-filter}\n- {type: kv-cache-utilization-scorer}\n' +
+      'schedulingProfiles:\n- name: p\n  plugins:\n  - {pluginRef: decode-filter}\n  - {pluginRef: queue-scorer, weight: 2}\n  - {pluginRef: kv-cache-utilization-scorer}\n  - {pluginRef: queue-scorer, weight: 0.5}\n  - {pluginRef: decode-filter}\n');
+    expect(c.schedulingProfiles[0]!.plugins).toEqual([
+      { pluginRef: 'decode-filter' }, { pluginRef: 'queue-scorer', weight: 2.5 }, { pluginRef: 'kv-cache-utilization-scorer', weight: 1 }, { pluginRef: 'max-score-picker' },
+    ]);
+    expect(endpointPickerConfigNotes(c)).toEqual([
+      'schedulingProfiles[0].plugins[3].pluginRef: "queue-scorer" is listed again: upstream scores it once per listing, so its weights add up (2.5)',
+      'schedulingProfiles[0].plugins[4].pluginRef: "decode-filter" is listed again: upstream filters twice, which keeps what once does; kept once',
     ]);
   });
 });

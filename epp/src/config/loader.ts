@@ -701,11 +701,41 @@ function readProfiles(top: FieldReader, plugins: readonly PluginSpec[], notes: s
     if (!Array.isArray(refs)) {
       throw new ConfigError(`${path}.plugins`, `must be a list of {pluginRef, weight?}, got ${describeValue(refs)}`);
     }
-    const profilePlugins = refs.flatMap((ref, refIndex) => readProfileRef(ref, `${path}.plugins[${refIndex}]`, plugins, notes) ?? []);
+    const profilePlugins = mergeRepeatedRefs(
+      refs.map((ref, refIndex) => readProfileRef(ref, `${path}.plugins[${refIndex}]`, plugins, notes)), plugins, path, notes);
     fields.finish();
     checkProfilePlugins(profilePlugins, plugins, path);
     return { name, plugins: profilePlugins };
   });
+}
+
+/**
+ * A scorer or filter listed twice in one profile: upstream appends it twice (`SchedulerProfile.AddPlugins`,
+ * pkg/epp/scheduling/scheduler_profile.go @ llm-d-router v0.10.0, GIE v1.5.0 the same), so a scorer counts with the sum
+ * of its weights and a filter filters twice, which keeps what once does. kvroute keeps one entry at the first place,
+ * the weights added, with a note. A picker listed twice stays, for `checkProfilePlugins` to refuse as upstream does
+ * ("already have a registered picker plugin"). `refs` holds undefined for entries `readProfileRef` skipped.
+ */
+function mergeRepeatedRefs(refs: readonly (SchedulingProfilePluginRef | undefined)[], plugins: readonly PluginSpec[], path: string, notes: string[]): SchedulingProfilePluginRef[] {
+  const out: SchedulingProfilePluginRef[] = [];
+  const first = new Map<string, number>();
+  refs.forEach((ref, index) => {
+    if (ref === undefined) return;
+    const at = first.get(ref.pluginRef);
+    if (at === undefined || isOfKind(ref.pluginRef, 'picker', plugins)) {
+      if (at === undefined) first.set(ref.pluginRef, out.length);
+      out.push(ref);
+      return;
+    }
+    const earlier = out[at]!;
+    if (earlier.weight !== undefined && ref.weight !== undefined) {
+      out[at] = { ...earlier, weight: earlier.weight + ref.weight };
+      notes.push(`${path}.plugins[${index}].pluginRef: ${JSON.stringify(ref.pluginRef)} is listed again: upstream scores it once per listing, so its weights add up (${out[at]!.weight})`);
+    } else {
+      notes.push(`${path}.plugins[${index}].pluginRef: ${JSON.stringify(ref.pluginRef)} is listed again: upstream filters twice, which keeps what once does; kept once`);
+    }
+  });
+  return out;
 }
 
 function readProfileRef(value: unknown, path: string, plugins: readonly PluginSpec[], notes: string[]): SchedulingProfilePluginRef | undefined {
