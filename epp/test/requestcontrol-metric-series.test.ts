@@ -85,12 +85,12 @@ describe('request control\'s resolved metric series', () => {
       expect(d.kind).toBe('route');
       const target = rewrite ?? model;
       const pod = Number(d.endpoint.split('.')[3]!.split(':')[0]) - 1;
-      const sent = rewrite !== undefined ? Buffer.from(JSON.stringify({ ...body, model: rewrite })) : req.body!;
       ref.attempts.add({ status: 'success', target_model_name: target, pod_name: `p${pod}`, namespace: 'ns', port: '8000' }, 1);
       ref.picks.add({ destination_endpoint: d.endpoint }, 1);
       ref.total.add({ model_name: model, target_model_name: target, priority: String(priority === undefined ? 0 : Number(priority)) }, 1);
       ref.sizesCount.add({ model_name: model, target_model_name: target }, 1);
-      ref.sizesSum.add({ model_name: model, target_model_name: target }, sent.length);
+      // The body as received, not as rewritten (GIE v1.5.0 handlers/server.go RequestSize).
+      ref.sizesSum.add({ model_name: model, target_model_name: target }, req.body!.length);
       ref.running.add({ model_name: model }, 1);
       open.push({ ticket: d.ticket, model, target });
       // Requests end out of order, some still open across the reset.

@@ -275,8 +275,9 @@ export const EPP_METRICS = {
     name: 'inference_extension_prefix_indexer_hit_bytes',
     type: 'histogram',
     labels: [],
-    // kvroute hashes characters; for ASCII prompts characters and bytes coincide.
-    help: '[ALPHA] Length of the prefix match on the chosen endpoint in characters in the cache lookup.',
+    // Upstream's help (GIE v1.5.0 pkg/epp/metrics/metrics.go prefixCacheHitLength). kvroute's approximate index hashes
+    // characters and observes characters; for ASCII prompts characters and bytes coincide.
+    help: '[ALPHA] Length of the prefix match in number of bytes in the cache lookup.',
     buckets: [0, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536],
   },
   modelRewriteDecisions: {

@@ -1291,7 +1291,9 @@ export class RequestControl implements RequestDirector {
     let llmd: LlmdRequestSeries | undefined;
     if (series !== undefined) {
       const priority = this.priorityLabel(scheduled!.request.headers);
-      const size = (body ?? scheduled!.body).length;
+      // The body as received, before a model rewrite, engine priority or response id edits it (GIE v1.5.0
+      // handlers/server.go: RequestSize = len(body) before HandleRequest; llm-d-router v0.10.0 the same).
+      const size = scheduled!.body.length;
       series.requestTotal(priority).value++;
       series.requestSizes().observe(size);
       // GIE v1.5.0 metrics.go IncRunningRequests skips an empty model name.
