@@ -80,6 +80,46 @@ describe('llm_d_epp_* twins (llm-d-router v0.10.0 llm_d_router_metrics.go)', () 
   });
 });
 
+describe('llm_d_epp_request_processing_duration_seconds and llm_d_epp_response_processing_duration_seconds (llm_d_router_metrics.go, handlers/server.go @ v0.10.0)', () => {
+  const post = (body: string, receivedAtMs?: number): IncomingRequest => ({
+    requestId: 'r',
+    headers: new Map([[':method', 'POST'], [':path', '/v1/completions'], ['content-type', 'application/json']]),
+    body: Buffer.from(body),
+    filterMetadata: {},
+    ...(receivedAtMs !== undefined ? { receivedAtMs } : {}),
+  });
+
+  test('once per request from its headers to its decision, routed or refused; once per response that reached the EPP, however it ended; upstream\'s buckets and help', async () => {
+    const ds = staticPool(2);
+    const { registry, collectors } = createEppMetrics();
+    const director = new RequestControl({ datastore: ds, scheduler: buildScheduler(defaultEndpointPickerConfig()), metrics: collectors });
+    try {
+      // Headers 20 ms before the body was handed over: the upload counts, as upstream times from RequestReceivedTimestamp.
+      const routed = await director.route(post(JSON.stringify({ model: 'm', prompt: 'hello' }), performance.now() - 20));
+      if (routed.kind !== 'route') throw new Error(`expected a route, got ${JSON.stringify(routed)}`);
+      expect((await director.route(post('{bad json', performance.now()))).kind).toBe('reject');
+      let page = await registry.metrics();
+      expect(sample(page, 'llm_d_epp_request_processing_duration_seconds_count')).toBe(2);
+      expect(sample(page, 'llm_d_epp_request_processing_duration_seconds_sum')).toBeGreaterThanOrEqual(0.02);
+      expect(sample(page, 'llm_d_epp_request_processing_duration_seconds_bucket{le="0.0005"}')).toBeDefined();
+      expect(sample(page, 'llm_d_epp_response_processing_duration_seconds_count')).toBe(0);
+      director.responseHeaders(routed.ticket, new Map([[':status', '200'], ['content-type', 'text/event-stream']]));
+      director.release(routed.ticket, 'cancelled');
+      page = await registry.metrics();
+      expect(sample(page, 'llm_d_epp_response_processing_duration_seconds_count')).toBe(1);
+      expect(sample(page, 'llm_d_epp_response_processing_duration_seconds_bucket{le="0.0001"}')).toBeDefined();
+      expect(page).toContain('# HELP llm_d_epp_request_processing_duration_seconds [ALPHA] EPP request processing latency distribution in seconds, from request receipt until the request body has been handled, including admission control.');
+      // A request whose transport does not say when its headers came is not timed.
+      const untimed = await director.route(post(JSON.stringify({ model: 'm', prompt: 'hi' })));
+      if (untimed.kind === 'route') director.release(untimed.ticket, 'completed');
+      expect(sample(await registry.metrics(), 'llm_d_epp_request_processing_duration_seconds_count')).toBe(2);
+    } finally {
+      director.close();
+      ds.stop();
+    }
+  });
+});
+
 describe('llm_d_epp_request_* (llm-d-router v0.10.0 metrics.go: each recorder writes GIE\'s family and llm-d\'s with fairness_id and priority)', () => {
   const post = (body: string, headers: Record<string, string>): IncomingRequest => ({
     requestId: 'r',

@@ -184,6 +184,26 @@ export const EPP_METRICS = {
     help: '[ALPHA] Normalized time per output token in seconds (end-to-end latency divided by output token count).',
     buckets: NTPOT_BUCKETS,
   },
+  // llm-d-router v0.10.0 pkg/epp/metrics/llm_d_router_metrics.go llmdRequestProcessingLatency: the EPP's own overhead
+  // per request, from its headers until its body is handled (routed, refused, or after its wait in flow control), once
+  // per request (handlers/server.go recordRequestProcessing).
+  llmdRequestProcessingDuration: {
+    name: 'llm_d_epp_request_processing_duration_seconds',
+    type: 'histogram',
+    labels: [],
+    help: '[ALPHA] EPP request processing latency distribution in seconds, from request receipt until the request body has been handled, including admission control.',
+    buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.015, 0.025, 0.04, 0.06, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+  },
+  // llm_d_router_metrics.go llmdResponseProcessingLatency: the EPP's time in the response phase, once per request that
+  // reached it (handlers/server.go). kvroute's is the sum of its handlers' time for the response headers and each body
+  // chunk, streamed or not: it never holds a non-streamed body back, where upstream counts from its headers to its end.
+  llmdResponseProcessingDuration: {
+    name: 'llm_d_epp_response_processing_duration_seconds',
+    type: 'histogram',
+    labels: [],
+    help: '[ALPHA] EPP response processing latency distribution in seconds: the sum of per-chunk handler time for a streamed response, or the interval from response headers to completion for a non-streaming response.',
+    buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+  },
   poolAverageKvCacheUtilization: {
     name: 'inference_pool_average_kv_cache_utilization',
     type: 'gauge',

@@ -379,6 +379,8 @@ class Ticket {
   modelServerError = false;
   /** With flow control on, how long the request waited in it (ms, 0 when it did not): `x-llm-d-flow-queue-duration-ms`. */
   flowQueueMs: number | undefined = undefined;
+  /** The EPP's time handling the response (its headers and body chunks, ms): `llm_d_epp_response_processing_duration_seconds`. */
+  responseProcessingMs = 0;
   /** llm-d's per-request series (with metrics and a scheduled request). */
   llmd: LlmdRequestSeries | undefined = undefined;
   /**
@@ -712,6 +714,24 @@ export class RequestControl implements RequestDirector {
    * microtask hop for it. `signal` is asked for only on the paths that wait.
    */
   decide(req: IncomingRequest, signal: () => AbortSignal): RouteDecision | Promise<RouteDecision> {
+    const decision = this.decideRequest(req, signal);
+    const m = this.options.metrics;
+    const receivedAtMs = req.receivedAtMs;
+    if (m === undefined || receivedAtMs === undefined) return decision;
+    // llm-d-router v0.10.0 handlers/server.go recordRequestProcessing: once per request, routed or refused, the wait
+    // in flow control included.
+    const observe = (): void => m.llmdRequestProcessingDuration.observe(Math.max(0, performance.now() - receivedAtMs) / 1000);
+    if (!(decision instanceof Promise)) {
+      observe();
+      return decision;
+    }
+    return decision.then((d) => {
+      observe();
+      return d;
+    });
+  }
+
+  private decideRequest(req: IncomingRequest, signal: () => AbortSignal): RouteDecision | Promise<RouteDecision> {
     // The request's duration (and time per output token) counts from its headers when the transport says when they came,
     // as GIE v1.5.0's does (handlers/request.go, RequestReceivedTimestamp), so a slow upload shows in it. The transport
     // stamps in the process's clock, and its age is carried into this one's (a test's fake clock stays consistent).
@@ -1482,6 +1502,16 @@ export class RequestControl implements RequestDirector {
   /** The post-response hooks, at the target's response headers; what they return is set on the client's response. */
   responseHeaders(ticket: unknown, headers: ReadonlyMap<string, string>, metadata: Readonly<Record<string, Readonly<Record<string, unknown>>>> = {}, bodyShown = false): Readonly<Record<string, string>> | undefined {
     const t = ticket as Ticket;
+    if (this.options.metrics === undefined) return this.handleResponseHeaders(t, headers, metadata, bodyShown);
+    const before = performance.now();
+    try {
+      return this.handleResponseHeaders(t, headers, metadata, bodyShown);
+    } finally {
+      t.responseProcessingMs += performance.now() - before;
+    }
+  }
+
+  private handleResponseHeaders(t: Ticket, headers: ReadonlyMap<string, string>, metadata: Readonly<Record<string, Readonly<Record<string, unknown>>>>, bodyShown: boolean): Readonly<Record<string, string>> | undefined {
     const { target, request } = t;
     // Without the body, the response's start the EPP sees is its headers (`releaseAtResponseStart`).
     if (!bodyShown) this.releaseAtResponseStart(t);
@@ -1518,11 +1548,14 @@ export class RequestControl implements RequestDirector {
    */
   responseBody(ticket: unknown, chunk: Buffer, endOfStream: boolean): Buffer | undefined {
     const t = ticket as Ticket;
+    const before = this.options.metrics !== undefined ? performance.now() : 0;
     this.releaseAtResponseStart(t);
     this.observeResponse(t, chunk, endOfStream);
     // GIE v1.5.0 handlers/server.go rewriteModelName: the client sees the model name it asked for, not the rewritten
     // one (a name split across two chunks is left as it is, as upstream leaves it across streamed chunks).
-    return t.rewrite !== undefined ? restoreModelName(chunk, t.rewrite.target, t.rewrite.incoming) : undefined;
+    const out = t.rewrite !== undefined ? restoreModelName(chunk, t.rewrite.target, t.rewrite.incoming) : undefined;
+    if (this.options.metrics !== undefined) t.responseProcessingMs += performance.now() - before;
+    return out;
   }
 
   private observeResponse(t: Ticket, chunk: Buffer, endOfStream: boolean): void {
@@ -1572,7 +1605,9 @@ export class RequestControl implements RequestDirector {
   }
 
   release(ticket: unknown, outcome: ReleaseOutcome): void {
-    const { target, started, series, request, modelServerError, llmd } = ticket as Ticket;
+    const { target, started, series, request, modelServerError, llmd, responseProcessingMs } = ticket as Ticket;
+    // Once per request whose response reached the EPP, however it ended (handlers/server.go's deferred record).
+    if (responseProcessingMs > 0) this.options.metrics?.llmdResponseProcessingDuration.observe(responseProcessingMs / 1000);
     if (modelServerError && series !== undefined) {
       this.options.metrics?.requestErrorTotal.inc({ model_name: series.model, target_model_name: series.targetModel, error_code: 'ModelServerError' });
       llmd?.error('ModelServerError');
