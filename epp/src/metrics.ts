@@ -34,6 +34,8 @@ const HOT_HISTOGRAM_KEYS = [
   'prefixIndexerHitBytes',
   'llmdRequestSizes',
   'llmdRequestDuration',
+  'llmdRequestProcessingDuration',
+  'llmdResponseProcessingDuration',
 ] as const satisfies readonly EppMetricKey[];
 type HotHistogramKey = (typeof HOT_HISTOGRAM_KEYS)[number];
 const HOT_HISTOGRAMS: ReadonlySet<EppMetricKey> = new Set(HOT_HISTOGRAM_KEYS);

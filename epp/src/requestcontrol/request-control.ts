@@ -497,6 +497,9 @@ export class RequestControl implements RequestDirector {
   private readonly preparePlugins: readonly PrepareRequest[];
   private readonly admitters: readonly Admitter[];
   private readonly preRequestPlugins: readonly PreRequest[];
+  /** `llm_d_epp_request_processing_duration_seconds` and `llm_d_epp_response_processing_duration_seconds`' one series each. */
+  private requestProcessing: HistogramSeries | undefined;
+  private responseProcessing: HistogramSeries | undefined;
   /** The config's `agent-identity` plugins: a request's fairness id when no header names one. */
   private readonly agentIdentities: readonly AgentIdentity[];
   /** The pre-request plugins that follow a P/D response's start (`PreRequest.responseStarted`). */
@@ -720,7 +723,8 @@ export class RequestControl implements RequestDirector {
     if (m === undefined || receivedAtMs === undefined) return decision;
     // llm-d-router v0.10.0 handlers/server.go recordRequestProcessing: once per request, routed or refused, the wait
     // in flow control included.
-    const observe = (): void => m.llmdRequestProcessingDuration.observe(Math.max(0, performance.now() - receivedAtMs) / 1000);
+    const series = (this.requestProcessing ??= m.llmdRequestProcessingDuration.child({}));
+    const observe = (): void => series.observe(Math.max(0, performance.now() - receivedAtMs) / 1000);
     if (!(decision instanceof Promise)) {
       observe();
       return decision;
@@ -1607,7 +1611,8 @@ export class RequestControl implements RequestDirector {
   release(ticket: unknown, outcome: ReleaseOutcome): void {
     const { target, started, series, request, modelServerError, llmd, responseProcessingMs } = ticket as Ticket;
     // Once per request whose response reached the EPP, however it ended (handlers/server.go's deferred record).
-    if (responseProcessingMs > 0) this.options.metrics?.llmdResponseProcessingDuration.observe(responseProcessingMs / 1000);
+    const m = this.options.metrics;
+    if (responseProcessingMs > 0 && m !== undefined) (this.responseProcessing ??= m.llmdResponseProcessingDuration.child({})).observe(responseProcessingMs / 1000);
     if (modelServerError && series !== undefined) {
       this.options.metrics?.requestErrorTotal.inc({ model_name: series.model, target_model_name: series.targetModel, error_code: 'ModelServerError' });
       llmd?.error('ModelServerError');
