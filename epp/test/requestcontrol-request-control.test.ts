@@ -91,6 +91,9 @@ describe('RequestControl', () => {
     const kept = await director.route(request(chat()), new AbortController().signal);
     expect(kept.kind).toBe('route');
     expect(cycles).toBe(1);
+    // Each preparation is timed as llm-d-router v0.10.0 times a data producer (requestcontrol/plugin_executor.go).
+    expect(await metrics.registry.getSingleMetricAsString('inference_extension_plugin_duration_seconds'))
+      .toContain('inference_extension_plugin_duration_seconds_count{extension_point="DataProducer",plugin_type="slow-tokenizer",plugin_name="slow-tokenizer"} 2');
   });
 
   test('a burst of requests routed at once spreads evenly: each pick sees the ones committed before it, not the counts from before it awaited', async () => {

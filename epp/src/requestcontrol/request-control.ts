@@ -1223,12 +1223,17 @@ export class RequestControl implements RequestDirector {
    * reported and the request is scheduled without its data, as if that plugin knew nothing of it.
    */
   private async prepare(plugins: readonly PrepareRequest[], request: LLMRequest, signal: AbortSignal): Promise<void> {
+    const m = this.options.metrics;
     await Promise.all(plugins.map(async (plugin) => {
+      const before = m !== undefined ? this.monotonicSeconds() : 0;
       try {
         await plugin.prepareRequest(request, signal);
       } catch (e) {
         this.options.onInternalError?.(e as Error, request.requestId, `${plugin.name} prepare-request`);
       }
+      // llm-d-router v0.10.0 requestcontrol/plugin_executor.go times each data producer as extension point
+      // DataProducer; kvroute's prepare-request hooks do that work (tokenizing for the precise scorer).
+      if (m !== undefined) this.pluginTiming(m, 'DataProducer', plugin).observe(this.monotonicSeconds() - before);
     }));
   }
 

@@ -25,7 +25,9 @@ export type ExtensionPoint =
   | 'Admission'
   | 'PreRequest'
   | 'ResponseReceived'
-  | 'ResponseStreaming';
+  | 'ResponseStreaming'
+  /** Request control's prepare-request hooks (tokenization, the shared session store's read), as llm-d times its data producers. */
+  | 'DataProducer';
 
 export type SessionAffinityOutcome =
   /** The session's bound endpoint was a candidate and got the request. */
