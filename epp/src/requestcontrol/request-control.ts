@@ -714,7 +714,8 @@ export class RequestControl implements RequestDirector {
   /**
    * `route`, answered synchronously unless the request has to wait (request-preparing plugins such as tokenization, or
    * the flow-control queue when every pod is saturated): the ext_proc stream then needs no abort signal, promise or
-   * microtask hop for it. `signal` is asked for only on the paths that wait.
+   * microtask hop for it. `signal` is asked for only on the paths that wait. Timed from the request's headers to its
+   * decision (`llm_d_epp_request_processing_duration_seconds`).
    */
   decide(req: IncomingRequest, signal: () => AbortSignal): RouteDecision | Promise<RouteDecision> {
     const decision = this.decideRequest(req, signal);
@@ -735,6 +736,7 @@ export class RequestControl implements RequestDirector {
     });
   }
 
+  /** `decide`'s decision itself. */
   private decideRequest(req: IncomingRequest, signal: () => AbortSignal): RouteDecision | Promise<RouteDecision> {
     // The request's duration (and time per output token) counts from its headers when the transport says when they came,
     // as GIE v1.5.0's does (handlers/request.go, RequestReceivedTimestamp), so a slow upload shows in it. The transport
@@ -1619,7 +1621,7 @@ export class RequestControl implements RequestDirector {
     const m = this.options.metrics;
     if (responseProcessingMs > 0 && m !== undefined) (this.responseProcessing ??= m.llmdResponseProcessingDuration.child({})).observe(responseProcessingMs / 1000);
     if (modelServerError && series !== undefined) {
-      this.options.metrics?.requestErrorTotal.inc({ model_name: series.model, target_model_name: series.targetModel, error_code: 'ModelServerError' });
+      m?.requestErrorTotal.inc({ model_name: series.model, target_model_name: series.targetModel, error_code: 'ModelServerError' });
       llmd?.error('ModelServerError');
     }
     // A response seen without its request: nothing was counted in flight for it.
@@ -1629,7 +1631,6 @@ export class RequestControl implements RequestDirector {
     // deferred cleanup in `handlers/server.go`, releases every profile's entry still held.
     this.releaseOtherProfiles(ticket as Ticket, false);
     if (request !== undefined) {
-      const m = this.options.metrics;
       for (const plugin of this.responseCompletePlugins) {
         const before = this.monotonicSeconds();
         try {

@@ -245,8 +245,7 @@ export interface SessionAffinityStats {
  */
 export class SessionAffinityFilter implements Filter, PostCycle, PrepareRequest, PostResponse {
   readonly type = 'session-affinity-filter';
-  /** The parameters resolved from kvroute's or upstream's names. */
-  /** What the filter does (`filterSettings`; an `agent-identity` source's headers are filled in at `resolveReferences`). */
+  /** `settings`, replaced once by `resolveReferences` when an `agent-identity` source names headers. */
   private current: SessionAffinityFilterSettings;
   readonly emptyResultReason = 'saturated' as const;
   private readonly bindings: LRUCache<string, string>;
@@ -284,6 +283,7 @@ export class SessionAffinityFilter implements Filter, PostCycle, PrepareRequest,
     });
   }
 
+  /** The parameters resolved from kvroute's or upstream's names (an `agent-identity` source's headers filled in). */
   get settings(): SessionAffinityFilterSettings {
     return this.current;
   }
