@@ -1,6 +1,6 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry, type Metric } from 'prom-client';
 import { EPP_METRICS, GIE_V1_0_ERROR_CODES, GIE_V1_0_REQUEST_METRICS, LLMD_TWIN_METRICS, type EppMetricKey } from './config/metric-names';
-import type { ExtensionPoint, SchedulingMetrics } from './scheduling/metrics-hooks';
+import type { ExtensionPoint, PluginIdentity, SchedulingMetrics } from './scheduling/metrics-hooks';
 import { BoundHistogram, type HistogramSeries } from './bound-histogram';
 import { BoundCounter, type ValueSeries } from './bound-counter';
 import type { Endpoint } from './datastore/types';
@@ -36,6 +36,8 @@ const HOT_HISTOGRAM_KEYS = [
   'llmdRequestDuration',
   'llmdRequestProcessingDuration',
   'llmdResponseProcessingDuration',
+  'llmdPrefixIndexerHitRatio',
+  'llmdPrefixIndexerHitBytes',
 ] as const satisfies readonly EppMetricKey[];
 type HotHistogramKey = (typeof HOT_HISTOGRAM_KEYS)[number];
 const HOT_HISTOGRAMS: ReadonlySet<EppMetricKey> = new Set(HOT_HISTOGRAM_KEYS);
@@ -149,6 +151,17 @@ export function createEppMetrics(options: EppMetricsOptions = {}): EppMetrics {
     }
     return series;
   };
+  // llm-d's prefix-indexer series of each indexing plugin, resolved once (a plugin name is unique in a config).
+  const llmdPrefixSeries = new Map<string, { bytes: HistogramSeries; ratio: HistogramSeries }>();
+  const llmdPrefixSeriesOf = (plugin: PluginIdentity): { bytes: HistogramSeries; ratio: HistogramSeries } => {
+    let series = llmdPrefixSeries.get(plugin.name);
+    if (series === undefined) {
+      const labels = { plugin_name: plugin.name, plugin_type: plugin.type };
+      series = { bytes: collectors.llmdPrefixIndexerHitBytes.child(labels), ratio: collectors.llmdPrefixIndexerHitRatio.child(labels) };
+      llmdPrefixSeries.set(plugin.name, series);
+    }
+    return series;
+  };
   // Unlabelled histograms have their one series from the start, as prom-client's do (zeros before the first request).
   const e2eDuration = collectors.schedulerE2eDuration.child({});
   const prefixHitBytes = collectors.prefixIndexerHitBytes.child({});
@@ -190,11 +203,19 @@ export function createEppMetrics(options: EppMetricsOptions = {}): EppMetrics {
       collectors.llmdPdDecisions.inc({ plugin_name: pluginName, plugin_type: pluginType, model_name: model, decision_type: decision });
       collectors.schedulerPdDecisions.inc({ model_name: model, decision_type: decision });
     },
-    setPrefixIndexerSize: (entries) => collectors.prefixIndexerSize.set(entries),
+    setPrefixIndexerSize: (entries, plugin) => {
+      collectors.prefixIndexerSize.set(entries);
+      if (plugin !== undefined) collectors.llmdPrefixIndexerSize.set({ plugin_name: plugin.name, plugin_type: plugin.type }, entries);
+    },
     setPrefixCharactersPerToken: (charactersPerToken) => collectors.prefixCharactersPerToken.set(charactersPerToken),
-    observePrefixMatch: (matchedCharacters, totalCharacters) => {
+    observePrefixMatch: (matchedCharacters, totalCharacters, plugin) => {
       prefixHitBytes.observe(matchedCharacters);
       if (totalCharacters > 0) prefixHitRatio.observe(matchedCharacters / totalCharacters);
+      if (plugin === undefined) return;
+      // llm-d-router v0.10.0 approximateprefix/metrics.go recordPrefixCacheMatch writes both, its own labelled.
+      const series = llmdPrefixSeriesOf(plugin);
+      series.bytes.observe(matchedCharacters);
+      if (totalCharacters > 0) series.ratio.observe(matchedCharacters / totalCharacters);
     },
     countKvEvents: (pod, outcome, count) => { if (count > 0) collectors.kvEvents.inc({ model_server_pod: pod, outcome }, count); },
     countKvEventGap: (pod) => collectors.kvEventGaps.inc({ model_server_pod: pod }),

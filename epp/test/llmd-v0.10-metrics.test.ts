@@ -80,6 +80,36 @@ describe('llm_d_epp_* twins (llm-d-router v0.10.0 llm_d_router_metrics.go)', () 
   });
 });
 
+describe('llm_d_epp_prefix_indexer_* (llm-d-router v0.10.0 dataproducer/approximateprefix/metrics.go: written beside GIE\'s, labelled with the indexing plugin)', () => {
+  test('each pick\'s prefix match and the index size, under the prefix scorer\'s name and type, with the values GIE\'s unlabelled families get', async () => {
+    const ds = staticPool(2);
+    const { registry, collectors, scheduling } = createEppMetrics();
+    const director = new RequestControl({ datastore: ds, scheduler: buildScheduler(defaultEndpointPickerConfig(), { metrics: scheduling }), metrics: collectors });
+    try {
+      const prompt = 'The same long system prompt for every request. '.repeat(8);
+      for (let i = 0; i < 2; i++) {
+        const d = await director.route({
+          requestId: `r${i}`, headers: new Map([[':method', 'POST'], [':path', '/v1/completions'], ['content-type', 'application/json']]),
+          body: Buffer.from(JSON.stringify({ model: 'm', prompt })), filterMetadata: {},
+        });
+        if (d.kind !== 'route') throw new Error(`expected a route, got ${JSON.stringify(d)}`);
+        director.release(d.ticket, 'completed');
+      }
+      const page = await registry.metrics();
+      const labels = 'plugin_name="prefix-cache-scorer",plugin_type="prefix-cache-scorer"';
+      expect(sample(page, `llm_d_epp_prefix_indexer_hit_bytes_count{${labels}}`)).toBe(2);
+      expect(sample(page, `llm_d_epp_prefix_indexer_hit_bytes_sum{${labels}}`)).toBe(sample(page, 'inference_extension_prefix_indexer_hit_bytes_sum'));
+      expect(sample(page, `llm_d_epp_prefix_indexer_hit_ratio_sum{${labels}}`)).toBe(sample(page, 'inference_extension_prefix_indexer_hit_ratio_sum'));
+      expect(sample(page, `llm_d_epp_prefix_indexer_size{${labels}}`)).toBe(sample(page, 'inference_extension_prefix_indexer_size'));
+      expect(sample(page, `llm_d_epp_prefix_indexer_size{${labels}}`)).toBeGreaterThan(0);
+      expect(page).toContain('# HELP llm_d_epp_prefix_indexer_hit_bytes [ALPHA] Length of the prefix match in number of bytes in the cache lookup.');
+    } finally {
+      director.close();
+      ds.stop();
+    }
+  });
+});
+
 describe('llm_d_epp_request_processing_duration_seconds and llm_d_epp_response_processing_duration_seconds (llm_d_router_metrics.go, handlers/server.go @ v0.10.0)', () => {
   const post = (body: string, receivedAtMs?: number): IncomingRequest => ({
     requestId: 'r',

@@ -300,6 +300,29 @@ export const EPP_METRICS = {
     help: '[ALPHA] Length of the prefix match in number of bytes in the cache lookup.',
     buckets: [0, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536],
   },
+  // llm-d-router v0.10.0's own prefix-indexer families (dataproducer/approximateprefix/metrics.go), written beside GIE's
+  // by the plugin that indexes (there the approximate producer; here the approximate prefix scorer, which does that
+  // work), labelled with its name and type.
+  llmdPrefixIndexerSize: {
+    name: 'llm_d_epp_prefix_indexer_size',
+    type: 'gauge',
+    labels: ['plugin_name', 'plugin_type'],
+    help: '[ALPHA] Size of the prefix indexer.',
+  },
+  llmdPrefixIndexerHitRatio: {
+    name: 'llm_d_epp_prefix_indexer_hit_ratio',
+    type: 'histogram',
+    labels: ['plugin_name', 'plugin_type'],
+    help: '[ALPHA] Ratio of prefix length matched to total prefix length in the cache lookup.',
+    buckets: [0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1],
+  },
+  llmdPrefixIndexerHitBytes: {
+    name: 'llm_d_epp_prefix_indexer_hit_bytes',
+    type: 'histogram',
+    labels: ['plugin_name', 'plugin_type'],
+    help: '[ALPHA] Length of the prefix match in number of bytes in the cache lookup.',
+    buckets: [0, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536],
+  },
   modelRewriteDecisions: {
     name: 'inference_extension_model_rewrite_decisions_total',
     type: 'counter',

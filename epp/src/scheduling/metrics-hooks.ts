@@ -29,6 +29,12 @@ export type ExtensionPoint =
   /** Request control's prepare-request hooks (tokenization, the shared session store's read), as llm-d times its data producers. */
   | 'DataProducer';
 
+/** A plugin's name and type, as llm-d labels the series a plugin writes. */
+export interface PluginIdentity {
+  readonly name: string;
+  readonly type: string;
+}
+
 export type SessionAffinityOutcome =
   /** The session's bound endpoint was a candidate and got the request. */
   | 'hit'
@@ -60,12 +66,12 @@ export interface SchedulingMetrics {
   countDisaggDecision(pluginName: string, pluginType: string, modelName: string, decision: 'decode-only' | 'prefill-decode'): void;
   /** One request's P/D outcome under the deprecated `pd-profile-handler` (the same file's RecordPDDecision). */
   countPdDecision(pluginName: string, pluginType: string, modelName: string, decision: 'decode-only' | 'prefill-decode'): void;
-  /** Block hashes held by the prefix index, summed over endpoints. */
-  setPrefixIndexerSize(entries: number): void;
+  /** Block hashes held by the prefix index, summed over endpoints; `plugin` (the indexing plugin) adds llm-d's labelled series. */
+  setPrefixIndexerSize(entries: number, plugin?: PluginIdentity): void;
   /** Characters per token learnt from the pods (the approximate index sizes with it under `learnCharactersPerToken`). */
   setPrefixCharactersPerToken(charactersPerToken: number): void;
-  /** The prefix matched on the chosen endpoint, in characters, against the hashed part of the prompt. */
-  observePrefixMatch(matchedCharacters: number, totalCharacters: number): void;
+  /** The prefix matched on the chosen endpoint, in characters, against the hashed part of the prompt (`plugin`: as above). */
+  observePrefixMatch(matchedCharacters: number, totalCharacters: number, plugin?: PluginIdentity): void;
   /** KV events of a pod by outcome (`received`, `applied`, `skipped_*`, `dropped_*`). */
   countKvEvents(pod: string, outcome: string, count: number): void;
   countKvEventGap(pod: string): void;

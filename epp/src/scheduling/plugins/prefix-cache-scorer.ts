@@ -430,7 +430,7 @@ export class PrefixCacheScorer implements Scorer, PostCycle, PrefixMatchRatios {
     const match = cycle.state.get(this.matchKey);
     if (match === undefined) return;
     this.index.record(target.endpoint.key, match.blocks);
-    this.metrics.setPrefixIndexerSize(this.index.size);
+    this.metrics.setPrefixIndexerSize(this.index.size, this);
   }
 
   postCycle(cycle: CycleContext, result: ProfileRunResult): void {
@@ -445,9 +445,9 @@ export class PrefixCacheScorer implements Scorer, PostCycle, PrefixMatchRatios {
     this.pickedBlocks += match.windowBlocks;
     this.pickedHits += hits;
     const blockSize = match.blockChars;
-    this.metrics.observePrefixMatch(hits * blockSize, match.windowBlocks * blockSize);
+    this.metrics.observePrefixMatch(hits * blockSize, match.windowBlocks * blockSize, this);
     this.index.record(target.endpoint.key, match.blocks);
-    this.metrics.setPrefixIndexerSize(this.index.size);
+    this.metrics.setPrefixIndexerSize(this.index.size, this);
   }
 
   /**
@@ -457,7 +457,7 @@ export class PrefixCacheScorer implements Scorer, PostCycle, PrefixMatchRatios {
    */
   endpointRestarted(endpointKey: string): void {
     this.index.clearEndpoint(endpointKey);
-    this.metrics.setPrefixIndexerSize(this.index.size);
+    this.metrics.setPrefixIndexerSize(this.index.size, this);
   }
 
   removeEndpoint(endpointKey: string): void {
@@ -527,7 +527,7 @@ export class PrefixCacheScorer implements Scorer, PostCycle, PrefixMatchRatios {
   }
 
   private afterCapacityChange(): void {
-    this.metrics.setPrefixIndexerSize(this.index.size);
+    this.metrics.setPrefixIndexerSize(this.index.size, this);
     const binding = this.index.budgetScale < 1;
     if (binding === this.budgetBinding) return;
     this.budgetBinding = binding;
