@@ -233,6 +233,8 @@ schedulingProfiles:
     const text = await metrics.registry.getSingleMetricAsString('inference_extension_plugin_duration_seconds');
     expect(text).toContain('inference_extension_plugin_duration_seconds_count{extension_point="PreRequest",plugin_type="latency-scorer",plugin_name="latency-scorer"} 2');
     expect(text).toContain('inference_extension_plugin_duration_seconds_count{extension_point="ResponseReceived",plugin_type="latency-scorer",plugin_name="latency-scorer"} 2');
+    // llm-d-router v0.10.0 handlers/server.go times each parse as extension point RequestParsing.
+    expect(text).toMatch(/inference_extension_plugin_duration_seconds_count\{extension_point="RequestParsing",plugin_type="openai-parser",plugin_name="[^"]+"\} 2/);
     const attempts = await metrics.registry.getSingleMetricAsString('inference_extension_scheduler_attempts_total');
     expect(attempts).toContain('inference_extension_scheduler_attempts_total{status="success",target_model_name="m",pod_name="p0",namespace="ns",port="8000"} 2');
   });

@@ -1257,23 +1257,36 @@ export class RequestControl implements RequestDirector {
     const path = requestPath(req.headers);
     const parser = this.parsers.resolve(path);
     if (parser === undefined) return { parsed: new RequestBodyError(unclaimedPathMessage(path), null, 'unsupported_path'), usage: undefined };
+    const m = this.options.metrics;
+    if (m === undefined) return this.parseWith(parser, req.body, req.headers, path);
+    // llm-d-router v0.10.0 handlers/server.go times each parse as extension point RequestParsing.
+    const before = this.monotonicSeconds();
+    try {
+      return this.parseWith(parser, req.body, req.headers, path);
+    } finally {
+      this.pluginTiming(m, 'RequestParsing', parser as unknown as Plugin).observe(this.monotonicSeconds() - before);
+    }
+  }
+
+  /** `readBody` with the parser its registry resolved for the request's path. */
+  private parseWith(parser: ParserRef, body: Buffer, headers: ReadonlyMap<string, string>, path: string): { parsed: ParsedRequestBody | RequestBodyError; usage: UsageFormat | undefined } | undefined {
     try {
       switch (parser.type) {
         case 'passthrough-parser':
           // The passthrough parser returns the raw payload: no model, no prompt, no validation; its ParseResponse nothing.
           return { parsed: UNREAD_BODY, usage: undefined };
         case 'anthropic-parser': {
-          const parsed = parseAnthropicRequest(req.body, path);
+          const parsed = parseAnthropicRequest(body, path);
           // count_tokens: forwarded unread and its response not processed (anthropic.go SkipResponseProcessing).
           return { parsed, usage: parsed === UNREAD_BODY ? undefined : 'anthropic' };
         }
         case 'vllmhttp-parser':
           // Its ParseResponse is the openai parser's (vllmhttp.go L104-106).
-          return { parsed: parseGenerateRequest(req.body, path), usage: 'openai' };
+          return { parsed: parseGenerateRequest(body, path), usage: 'openai' };
         case 'openai-parser':
-          if (!isJsonContentType(req.headers.get('content-type')) && !looksLikeJson(req.body)) return undefined;
+          if (!isJsonContentType(headers.get('content-type')) && !looksLikeJson(body)) return undefined;
           // The path says which vLLM endpoint reads the body, and so what it prefills (`/v1/responses` renders a chat).
-          return { parsed: parseRequestBody(req.body, req.headers.get(':path')), usage: 'openai' };
+          return { parsed: parseRequestBody(body, headers.get(':path')), usage: 'openai' };
       }
     } catch (e) {
       if (e instanceof RequestBodyError) return { parsed: e, usage: undefined };

@@ -27,7 +27,9 @@ export type ExtensionPoint =
   | 'ResponseReceived'
   | 'ResponseStreaming'
   /** Request control's prepare-request hooks (tokenization, the shared session store's read), as llm-d times its data producers. */
-  | 'DataProducer';
+  | 'DataProducer'
+  /** The request parser's reading of a body (llm-d-router v0.10.0 handlers/server.go, `RequestParsingExtensionPoint`). */
+  | 'RequestParsing';
 
 /** A plugin's name and type, as llm-d labels the series a plugin writes. */
 export interface PluginIdentity {
