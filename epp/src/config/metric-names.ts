@@ -24,6 +24,9 @@ export interface EppMetricDefinition {
   readonly buckets?: readonly number[];
 }
 
+/** The prefix indexer's hit ratio and hit length buckets (GIE v1.5.0 metrics.go; llm-d's twins use the same). */
+const PREFIX_HIT_RATIO_BUCKETS = [0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1];
+const PREFIX_HIT_BYTES_BUCKETS = [0, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536];
 const SCHEDULING_LATENCY_BUCKETS = [0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1];
 
 /** GIE's bounds for the input and cached-token histograms (metrics.go @ v1.5.0 writes the same literal for both). */
@@ -289,7 +292,7 @@ export const EPP_METRICS = {
     type: 'histogram',
     labels: [],
     help: '[ALPHA] Ratio of prefix length matched to total prefix length in the cache lookup.',
-    buckets: [0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1],
+    buckets: PREFIX_HIT_RATIO_BUCKETS,
   },
   prefixIndexerHitBytes: {
     name: 'inference_extension_prefix_indexer_hit_bytes',
@@ -298,7 +301,7 @@ export const EPP_METRICS = {
     // Upstream's help (GIE v1.5.0 pkg/epp/metrics/metrics.go prefixCacheHitLength). kvroute's approximate index hashes
     // characters and observes characters; for ASCII prompts characters and bytes coincide.
     help: '[ALPHA] Length of the prefix match in number of bytes in the cache lookup.',
-    buckets: [0, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536],
+    buckets: PREFIX_HIT_BYTES_BUCKETS,
   },
   // llm-d-router v0.10.0's own prefix-indexer families (dataproducer/approximateprefix/metrics.go), written beside GIE's
   // by the plugin that indexes (there the approximate producer; here the approximate prefix scorer, which does that
@@ -314,14 +317,14 @@ export const EPP_METRICS = {
     type: 'histogram',
     labels: ['plugin_name', 'plugin_type'],
     help: '[ALPHA] Ratio of prefix length matched to total prefix length in the cache lookup.',
-    buckets: [0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1],
+    buckets: PREFIX_HIT_RATIO_BUCKETS,
   },
   llmdPrefixIndexerHitBytes: {
     name: 'llm_d_epp_prefix_indexer_hit_bytes',
     type: 'histogram',
     labels: ['plugin_name', 'plugin_type'],
     help: '[ALPHA] Length of the prefix match in number of bytes in the cache lookup.',
-    buckets: [0, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536],
+    buckets: PREFIX_HIT_BYTES_BUCKETS,
   },
   modelRewriteDecisions: {
     name: 'inference_extension_model_rewrite_decisions_total',
