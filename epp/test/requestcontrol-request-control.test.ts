@@ -249,6 +249,25 @@ describe('RequestControl', () => {
     expect(all.length - before).toBeLessThan(5 * 1024 * 1024);
   });
 
+  test('with GIE\'s flowControl gate named, a request that does not fit the queue\'s bounds is refused 429 queue-full even on an idle pool, as GIE\'s enqueue checks capacity for every request (controller/internal/processor.go hasCapacity); without the gate it is routed', async () => {
+    const metrics = createEppMetrics();
+    const route = async (recordEveryRequest: boolean) => {
+      const queue = new FlowControlQueue({ maxQueued: 4, maxQueuedBytes: 10, maxWaitMs: 1000, maxDispatchPerCall: 1 });
+      const director = new RequestControl({ datastore: ds, scheduler: buildScheduler(defaultEndpointPickerConfig()), metrics: metrics.collectors, flowControl: { queue, recordEveryRequest } });
+      try {
+        freshenMetrics(ds);
+        const d = await director.route(request(chat()));
+        if (d.kind === 'route') director.release(d.ticket, 'completed');
+        return d;
+      } finally {
+        director.close();
+      }
+    };
+    expect(await route(true)).toMatchObject({ kind: 'reject', status: 429, headers: { 'x-kvroute-flow-control': 'queue-full' } });
+    expect((await metrics.registry.getSingleMetricAsString('inference_extension_flow_control_request_enqueue_duration_seconds'))).toMatch(/_count\{fairness_id="default-flow",priority="0",outcome="RejectedCapacity"\} 1/);
+    expect((await route(false)).kind).toBe('route');
+  });
+
   test('client-chosen fairness id × priority × model combinations of the flow-control series are bounded as a set (audit s46: ~4 KB a set, ~150 MB at the single-label caps)', async () => {
     const metrics = createEppMetrics();
     const queue = new FlowControlQueue({ maxQueued: 4, maxWaitMs: 1000, maxDispatchPerCall: 1 });

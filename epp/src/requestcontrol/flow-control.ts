@@ -537,6 +537,17 @@ export class FlowControlQueue {
   }
 
   /**
+   * Whether one more request of `priority` holding `bytes` fits the global bounds and its band's now, displacing
+   * nothing: GIE checks that capacity for every request its flow control sees, one it then dispatches at once included
+   * (`controller/internal/processor.go` enqueue, hasCapacity), and request control asks it for a request that passes
+   * the queue without waiting.
+   */
+  hasRoom(priority: number, bytes: number): boolean {
+    if (this.closed) return false;
+    return this.count < this.options.maxQueued && this.bytes + bytes <= (this.options.maxQueuedBytes ?? Infinity) && this.band(priority).fits(bytes);
+  }
+
+  /**
    * Whether a newcomer of `priority` holding `bytes` fits, after shedding what it may: the sheddable waiters below
    * its priority, lowest priority first and newest first within one, until it fits (in that order, not the fewest
    * possible). When even all of them would not make room, none is shed.

@@ -901,6 +901,9 @@ export class RequestControl implements RequestDirector {
         return this.reject(429, 'the pool is saturated and the request is sheddable (system saturated, sheddable request dropped)', model, { code: 'pool_saturated' }, undefined, this.targetOf(request, model), request.headers);
       }
     }
+    // With the gate named every request passes GIE's queue, whose capacity check refuses one that does not fit even when
+    // it would be dispatched at once (`controller/internal/processor.go` enqueue: RejectedCapacity, 429).
+    if (flowControl?.recordEveryRequest === true && !flowControl.queue.hasRoom(mine, req.body?.length ?? 0)) return this.passRefused(request, model);
     const denial = this.admissionDenial(request, current);
     if (denial !== undefined) return this.notAdmitted(denial, request, model);
     try {
@@ -928,6 +931,23 @@ export class RequestControl implements RequestDirector {
   }
 
   /** GIE's flow-control series for a request admitted without waiting: enqueued, then dispatched at once. */
+  /**
+   * A request that would pass the queue without waiting but does not fit its bounds (`hasRoom`): refused as a waiting
+   * one is refused for room (`queue-full`), counted as GIE counts a capacity rejection at enqueue.
+   */
+  private passRefused(request: LLMRequest, model: string): RouteDecision {
+    const m = this.options.metrics;
+    if (m !== undefined) {
+      const labels = this.gieFlowLabels(m, request, model);
+      m.flowControlRejections.inc({ reason: 'queue-full' });
+      m.gieFlowControlEnqueueDuration.observe({ fairness_id: labels.fairness_id, priority: labels.priority, outcome: 'RejectedCapacity' }, 0);
+      const { fairness_id, priority, inference_pool, model_name, target_model_name } = labels;
+      m.gieFlowControlQueueDuration.observe({ fairness_id, priority, outcome: 'RejectedCapacity', inference_pool, model_name, target_model_name }, 0);
+    }
+    const headers = { [FLOW_CONTROL_HEADER]: 'queue-full', [DROPPED_REASON_HEADER]: DROPPED_REASONS['queue-full'] };
+    return this.reject(429, 'the request does not fit the flow-control queue\'s bounds (queue-full)', model, { code: 'pool_saturated' }, headers, this.targetOf(request, model), request.headers);
+  }
+
   private recordPassedQueue(request: LLMRequest, model: string): void {
     const m = this.options.metrics;
     if (m === undefined) return;
