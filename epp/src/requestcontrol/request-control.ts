@@ -930,7 +930,6 @@ export class RequestControl implements RequestDirector {
     }
   }
 
-  /** GIE's flow-control series for a request admitted without waiting: enqueued, then dispatched at once. */
   /**
    * A request that would pass the queue without waiting but does not fit its bounds (`hasRoom`): refused as a waiting
    * one is refused for room (`queue-full`), counted as GIE counts a capacity rejection at enqueue.
@@ -948,6 +947,7 @@ export class RequestControl implements RequestDirector {
     return this.reject(429, 'the request does not fit the flow-control queue\'s bounds (queue-full)', model, { code: 'pool_saturated' }, headers, this.targetOf(request, model), request.headers);
   }
 
+  /** GIE's flow-control series for a request admitted without waiting: enqueued, then dispatched at once. */
   private recordPassedQueue(request: LLMRequest, model: string): void {
     const m = this.options.metrics;
     if (m === undefined) return;
