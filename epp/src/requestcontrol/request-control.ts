@@ -25,7 +25,7 @@ import { parseAnthropicRequest, parseGenerateRequest, ParserRegistry, requestPat
 import type { HistogramSeries } from '../bound-histogram';
 import type { ValueSeries } from '../bound-counter';
 import type { Plugin } from '../scheduling/framework';
-import type { AgentIdentity } from '../scheduling/plugins/agent-identity';
+import { agentIdentityHeaders, firstHeaderValue } from '../scheduling/plugins/agent-identity';
 import type { ExtensionPoint } from '../scheduling/metrics-hooks';
 import { withLeadingMember } from './leading-member';
 import { issueResponseId, OwnerTags, ownerTagOf, responseIdInPath, withResponseId } from './response-owner';
@@ -500,8 +500,8 @@ export class RequestControl implements RequestDirector {
   /** `llm_d_epp_request_processing_duration_seconds` and `llm_d_epp_response_processing_duration_seconds`' one series each. */
   private requestProcessing: HistogramSeries | undefined;
   private responseProcessing: HistogramSeries | undefined;
-  /** The config's `agent-identity` plugins: a request's fairness id when no header names one. */
-  private readonly agentIdentities: readonly AgentIdentity[];
+  /** The headers of the config's `agent-identity` plugins (`agentIdentityHeaders`): a request's fairness id when no header names one. */
+  private readonly agentHeaders: readonly string[];
   /** The pre-request plugins that follow a P/D response's start (`PreRequest.responseStarted`). */
   private readonly responseStartPlugins: readonly PreRequest[];
   private readonly postResponsePlugins: readonly PostResponse[];
@@ -544,7 +544,7 @@ export class RequestControl implements RequestDirector {
     const plugins = options.scheduler.plugins;
     // A test's stand-in scheduler may carry no config.
     const specs = (plugins.config as typeof plugins.config | undefined)?.plugins ?? [];
-    this.agentIdentities = specs.flatMap((p) => (p.type === 'agent-identity' && p.name !== undefined ? [plugins.get(p.name) as AgentIdentity] : []));
+    this.agentHeaders = agentIdentityHeaders(specs.flatMap((p) => (p.type === 'agent-identity' && p.name !== undefined ? [plugins.get(p.name)!] : [])));
     ({ detector: this.saturationDetector, usageLimitPolicy: this.usageLimitPolicy } = saturationDetectorOf(options.scheduler));
     this.configuredPriorities = new Set([
       0,
@@ -964,13 +964,8 @@ export class RequestControl implements RequestDirector {
    */
   private fairnessIdOf(headers: Readonly<Record<string, string>>): string | undefined {
     const explicit = fairnessIdOf(headers);
-    if (nonEmpty(explicit) !== undefined || this.agentIdentities.length === 0) return explicit;
-    // Upstream runs every one, each writing the attribute when it matches: the last that matches wins.
-    for (let i = this.agentIdentities.length - 1; i >= 0; i--) {
-      const identity = this.agentIdentities[i]!.identityOf(headers);
-      if (identity !== undefined) return identity;
-    }
-    return explicit;
+    if (nonEmpty(explicit) !== undefined || this.agentHeaders.length === 0) return explicit;
+    return firstHeaderValue(headers, this.agentHeaders) ?? explicit;
   }
 
   /** GIE's flow-control labels for a request; every label a client chooses is bounded. */

@@ -20,7 +20,7 @@
  */
 import { ConfigError, describeValue } from '../config/errors';
 import { FieldReader } from '../config/fields';
-import { AGENT_IDENTITY_ATTRIBUTE, AgentIdentity } from '../scheduling/plugins/agent-identity';
+import { AGENT_IDENTITY_ATTRIBUTE } from '../scheduling/plugins/agent-identity';
 
 export const STRATEGY_ENCODED_ENDPOINT_HEADER = 'encoded_endpoint_header';
 export const STRATEGY_SESSION_ID = 'session_id';
@@ -209,15 +209,6 @@ export function sessionIdHeaders(config: SessionIdConfig | undefined, agentHeade
 /** Whether a selected `sessionIdConfig` reads the `agent-identity` attribute (its headers known once plugins are built). */
 export function readsAgentIdentity(config: SessionIdConfig | undefined): boolean {
   return config?.sources?.some((s) => s.attribute === AGENT_IDENTITY_ATTRIBUTE) ?? false;
-}
-
-/**
- * The headers the config's `agent-identity` plugins read, as one list whose first non-empty is the attribute's value:
- * upstream runs every such plugin, each writing the attribute when one of its headers matches, so the last plugin's
- * headers come first (for `sessionIdHeaders`).
- */
-export function agentIdentityHeaders(plugins: Iterable<{ readonly type: string }>): string[] {
-  return [...plugins].filter((p): p is AgentIdentity => p instanceof AgentIdentity).reverse().flatMap((p) => [...p.headers]);
 }
 
 /** A selected `sessionIdConfig`'s TTL in milliseconds (upstream's default 300 s when unset or 0). */

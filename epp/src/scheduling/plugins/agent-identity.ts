@@ -37,12 +37,27 @@ export class AgentIdentity {
 
   /** The request's agent identity, or undefined when no header names one. */
   identityOf(headers: Readonly<Record<string, string>>): string | undefined {
-    for (const header of this.headers) {
-      const value = headers[header];
-      if (value !== undefined && value !== '') return value;
-    }
-    return undefined;
+    return firstHeaderValue(headers, this.headers);
   }
+}
+
+/** The value of the first of `names` the request carries non-empty, or undefined. */
+export function firstHeaderValue(headers: Readonly<Record<string, string>>, names: readonly string[]): string | undefined {
+  for (const name of names) {
+    const value = headers[name];
+    if (value !== undefined && value !== '') return value;
+  }
+  return undefined;
+}
+
+/**
+ * The headers the config's `agent-identity` plugins read, as one list whose first non-empty is the attribute's value:
+ * upstream runs every such plugin, each writing the attribute when one of its headers matches, so the last plugin's
+ * headers come first. Request control reads a request's agent session with it, and the session plugins their
+ * `{attribute: agent-identity}` source.
+ */
+export function agentIdentityHeaders(plugins: Iterable<{ readonly type: string }>): string[] {
+  return [...plugins].filter((p): p is AgentIdentity => p instanceof AgentIdentity).reverse().flatMap((p) => [...p.headers]);
 }
 
 export const agentIdentity = definePlugin({

@@ -13,11 +13,12 @@ import {
   parseEncodedEndpointHeaderConfig, parseProfileName, parseSessionIdConfig, parseStrategy, refuseBothNames, sessionIdHeaders,
   sessionIdTtlMs, STRATEGY_ENCODED_ENDPOINT_HEADER, STRATEGY_SESSION_ID, type EncodedEndpointHeaderConfig,
   type SessionAffinityStrategy, type SessionIdConfig,
-  agentIdentityHeaders, bindsPickOf, readsAgentIdentity,
+  bindsPickOf, readsAgentIdentity,
 } from '../../sessions/llmd-session-affinity';
 import { parseStoreAddress, RedisSessionStore, type SessionStoreRead } from '../../sessions/store';
 import type { SessionAffinityOutcome } from '../metrics-hooks';
 import { definePlugin, parameters } from '../plugin';
+import { agentIdentityHeaders } from './agent-identity';
 import { KV_LOADED_CANDIDATES, LOADED_CANDIDATES } from './saturation-filter';
 import type { LLMRequest } from '../types';
 

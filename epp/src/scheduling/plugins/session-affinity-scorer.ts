@@ -7,7 +7,7 @@ import type { PostResponse, ResponseInfo } from '../../requestcontrol/hooks';
 import {
   checkProfileName, decodeEncodedEndpoint, DEFAULT_ENCODED_ENDPOINT_HEADER, encodeEndpoint, parseEncodedEndpointHeaderConfig,
   parseProfileName, parseSessionIdConfig, parseStrategy, sessionIdHeaders, sessionIdTtlMs, STRATEGY_SESSION_ID,
-  agentIdentityHeaders, readsAgentIdentity,
+  readsAgentIdentity,
   type EncodedEndpointHeaderConfig, type SessionAffinityStrategy, type SessionIdConfig,
   bindsPickOf,
 } from '../../sessions/llmd-session-affinity';
@@ -16,6 +16,7 @@ import { readSecretBytes } from '../../sessions/store';
 import { SessionTokenSigner } from '../../sessions/token';
 import { stateKey, type CycleContext, type PluginHandle, type PostCycle, type ProfileRunResult, type Scorer } from '../framework';
 import { definePlugin, parameters } from '../plugin';
+import { agentIdentityHeaders } from './agent-identity';
 import type { LLMRequest } from '../types';
 import { sessionKeyOf } from './session-affinity-filter';
 
