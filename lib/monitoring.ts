@@ -120,8 +120,8 @@ export interface MonitoringProps {
   readonly extProcFailOpen?: boolean;
   /**
    * When EPP stream failures reach clients (`full-duplex` bodies, or fail-closed), page when more than this share of
-   * the gateway's ext_proc streams to the EPP failed (Envoy's `streams_failed`) over the last minute, for 30 seconds
-   * (`KvrouteEppStreamsFailing`).
+   * the gateway's ext_proc streams to the EPP failed (Envoy's `streams_failed`, and failing closed its
+   * `message_timeouts`) over the last minute, for 30 seconds (`KvrouteEppStreamsFailing`).
    * @default 0.1
    */
   readonly maxStreamFailureRatio?: number;
@@ -144,8 +144,10 @@ export interface MonitoringProps {
 /**
  * The production timings of the rules. The paging alerts are sized so that a one-minute EPP outage pages during it and
  * resolves after it: the EPP scrape (10 s) plus the alert evaluation (15 s) plus `for: 30s` is at most 55 s for the EPP
- * target going down, and the same for the gateway's fail-open share over a 1-minute window (10 s scrape); once the EPP
- * is back, its target is up within a scrape and the fail-open share falls under the threshold within the window.
+ * target going down. The gateway's fail-open share over a 1-minute window first needs about 5 s of failed-open requests
+ * (a tenth of the ~50 s its 10 s-apart samples span, which `rate()` reads), so that page comes at most about 60 s after
+ * (65 s with a 15 s gateway scrape); once the EPP is back, its target is up within a scrape and the fail-open share
+ * falls under the threshold within the window.
  */
 export const RULE_TIMINGS = {
   /** Evaluation interval of the recording group (the dashboard's series). */
@@ -221,8 +223,9 @@ export const PROMETHEUS_SERIES = { up: 'up' } as const;
  *   streams went on without the EPP's pick (`failure_mode_allowed`: unreachable, erroring, or later than the message
  *   timeout), for 30 s. It reads Envoy, not the EPP, so a slow EPP whose late answers Envoy discards counts too.
  * - `KvrouteEppStreamsFailing` (full-duplex bodies, which native routing always uses, or fail-closed): over the last
- *   minute more than `maxStreamFailureRatio` (10 %) of the ext_proc streams failed (`streams_failed`), for 30 s: there
- *   an EPP failure reaches the client as a 500 or a reset instead of failing open.
+ *   minute more than `maxStreamFailureRatio` (10 %) of the ext_proc streams failed (`streams_failed`; failing closed,
+ *   also those whose answer came after the message timeout, `message_timeouts`), for 30 s: there an EPP failure reaches
+ *   the client as a 500, a 504 or a reset instead of failing open.
  * - `KvrouteNoReadyDecodePods`: no ready decode pod, or no vLLM series at all, for 5 minutes.
  * Warnings: `KvrouteEppReplicaDown` (fewer EPP scrape targets up than the Deployment's replicas, or, from
  * kube-state-metrics where it runs, fewer replicas available than the Deployment asks for, while at least one target
@@ -350,7 +353,15 @@ export class Monitoring extends Construct {
     // failure_mode_allowed (`Filter::onGrpcError`, source/extensions/filters/http/ext_proc/ext_proc.cc @ v1.35.0):
     // failing open, only the difference reached clients as a 500 or a reset (a body chunk had gone to the EPP).
     const streamFailureRatio = (window: string) => {
-      if (!failOpen) return overStreams(ENVOY.streamsFailed, window);
+      if (!failOpen) {
+        // Failing closed, a message timeout is a 500/504 to the client as well, counted only as message_timeouts
+        // (`Filter::onMessageTimeout`): a late EPP fails every request without a single failed stream.
+        const failed = sumRate('namespace', ENVOY.streamsFailed, sel, window);
+        const timeouts = sumRate('namespace', ENVOY.messageTimeouts, sel, window);
+        const reachedClients = `(\n  ${failed}\n  +\n  (${timeouts} or 0 * ${failed})\n)`;
+        const started = sumRate('namespace', ENVOY.streamsStarted, sel, window);
+        return `${reachedClients}\n/\n(\n  ${started}\n  > ${reachedClients}\n  or\n  ${reachedClients}\n)`;
+      }
       const failed = sumRate('namespace', ENVOY.streamsFailed, sel, window);
       const allowed = sumRate('namespace', ENVOY.failureModeAllowed, sel, window);
       // failure_mode_allowed also counts message timeouts failed open (`onMessageTimeout`), which streams_failed
@@ -407,7 +418,7 @@ export class Monitoring extends Construct {
       record(RECORDED.picksByEndpoint, orIdle(sumRate('namespace, destination_endpoint', EPP_METRICS.picks, sel, W))),
     ];
     const alerts: pr.PrometheusRuleSpecGroupsRules[] = [
-      alert('KvrouteEppDown', `max by (namespace) (${eppTarget}) == 0\nor\nabsent(${eppTarget})`, t.pageFor, 'critical',
+      alert('KvrouteEppDown', `max by (namespace, job) (${eppTarget}) == 0\nor\nabsent(${eppTarget})`, t.pageFor, 'critical',
         `No Endpoint Picker of ${ns} is up (scrape target ${endpointPicker.serviceName} down or absent).`,
         (failOpen
           ? 'The gateway fails open: requests are served by the fallback policy without KV-cache affinity. '
@@ -443,7 +454,7 @@ export class Monitoring extends Construct {
         `{{ $value | humanizePercentage }} of the gateway's ext_proc streams to the EPP in ${ns} failed.`,
         failOpen
           ? 'The bodies stream to the EPP in full duplex: once a body chunk went to it, an EPP failure is a 500 or a reset for the client (Envoy >= 1.36), not a fail-open. Counted here: the failed streams less those Envoy failed open (KvrouteEppFailingOpen pages for those). Check the EPP pods, their restarts and logs.'
-          : 'The gateway does not fail open: each failed stream is a 500 for its client. Check the EPP pods, their restarts and logs.')] : []),
+          : 'The gateway does not fail open: each failed stream, and each EPP answer later than the message timeout (Envoy\'s message_timeouts), is a 500 or 504 for its client. Check the EPP pods, their restarts, logs and CPU.')] : []),
       alert('KvrouteGatewayExtProcStatsMissing', `absent(${ENVOY.streamsStarted}{${sel}})`, t.statsMissingFor, 'warning',
         `Prometheus has no ext_proc counters from the gateway in ${ns}.`,
         `${spoken([failOpen && 'KvrouteEppFailingOpen', messageTimer && 'KvrouteEppSlow', failuresReachClients && 'KvrouteEppStreamsFailing'])} cannot fire without them: check the gateway PodMonitor (port http-envoy-prom) and that the gateway pods carry the proxy.istio.io/config stats inclusion.`),

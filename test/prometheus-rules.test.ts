@@ -241,7 +241,7 @@ describe('durationScale renders the same rules with scaled durations', () => {
       name: '100 s outage', interval: '10s', series: outage(),
       alerts: [
         { at: '90s', alert: 'KvrouteEppDown', fires: [] },
-        { at: '180s', alert: 'KvrouteEppDown', fires: [expected('KvrouteEppDown', '')] },
+        { at: '180s', alert: 'KvrouteEppDown', fires: [expected('KvrouteEppDown', '', { job: eppJob })] },
         { at: '240s', alert: 'KvrouteEppDown', fires: [] },
         { at: '90s', alert: 'KvrouteEppFailingOpen', fires: [] },
         { at: '180s', alert: 'KvrouteEppFailingOpen', fires: [expected('KvrouteEppFailingOpen', '100%')] },
@@ -282,7 +282,7 @@ describe('durationScale renders the same rules with scaled durations', () => {
         name: 'all down', interval: '1m', series: [replica('epp-a', '1x2 0x17'), replica('epp-b', '1x2 0x17'), replica('epp-c', '1x2 0x17')],
         alerts: [
           { at: '10m', alert: 'KvrouteEppReplicaDown', fires: [] },
-          { at: '10m', alert: 'KvrouteEppDown', fires: [expected('KvrouteEppDown', '', {}, haAlerts)] },
+          { at: '10m', alert: 'KvrouteEppDown', fires: [expected('KvrouteEppDown', '', { job: haJob }, haAlerts)] },
         ],
       },
       { name: 'all up', interval: '1m', series: [replica('epp-a', '1x20'), replica('epp-b', '1x20'), replica('epp-c', '1x20')], alerts: [{ at: '15m', alert: 'KvrouteEppReplicaDown', fires: [] }] },
@@ -344,6 +344,35 @@ describe('durationScale renders the same rules with scaled durations', () => {
         alerts: [{ at: '15m', alert: 'KvrouteEppReplicaDown', fires: [] }],
       },
     ], haRule);
+    expect(out).toMatch(/^0\n/);
+  });
+
+  test('KvrouteEppDown keeps one label set, down or gone: a down EPP target that then disappears (pod deleted, its replacement Pending) stays firing (Prometheus rules/alerting.go keys an alert by its labels; absent() keeps the selector\'s equality matchers, namespace and job)', () => {
+    const firing = (at: string) => ({ at, expr: 'count(ALERTS{alertname="KvrouteEppDown",alertstate="firing"})', samples: [{ labels: '{}', value: 1 }] });
+    const out = run([{
+      name: 'EPP target up, down from 70 s, gone (stale) from 250 s', interval: '10s',
+      series: [eppUp('1x6 0x17 stale')],
+      exprs: ['2m', '4m', '4m15s', '4m30s', '5m', '8m'].map(firing),
+      alerts: [{ at: '4m30s', alert: 'KvrouteEppDown', fires: [expected('KvrouteEppDown', '', { job: eppJob })] }],
+    }]);
+    expect(out).toMatch(/^0\n/);
+  });
+
+  test('failing closed, an EPP answering after the message timeout fails every client (Envoy onMessageTimeout: message_timeouts, then a 500/504 without failure_mode_allow; streams_failed counts only gRPC errors, ext_proc.cc @ v1.35-v1.38) and pages KvrouteEppStreamsFailing', () => {
+    const closedRule = one(synthProps(withOverrides(DEMO, { extProc: { failureModeAllow: false } })), 'PrometheusRule');
+    const closedAlerts = alertsOf(closedRule);
+    const late = [eppUp('1x60'), envoy('streams_started', '0+100x60'), envoy('message_timeouts', '0+100x60'), envoy('streams_failed', '0x60'), envoy('failure_mode_allowed', '0x60')];
+    const someLate = [eppUp('1x60'), envoy('streams_started', '0+100x60'), envoy('message_timeouts', '0+2x60'), envoy('streams_failed', '0+3x60'), envoy('failure_mode_allowed', '0x60')];
+    const out = run([
+      {
+        name: 'every answer late, failing closed', interval: '10s', series: late,
+        alerts: [{ at: '3m', alert: 'KvrouteEppStreamsFailing', fires: [expected('KvrouteEppStreamsFailing', '100%', {}, closedAlerts)] }],
+      },
+      {
+        name: '2 % late and 3 % failed: 5 % of the clients failed, under the page', interval: '10s', series: someLate,
+        alerts: [{ at: '5m', alert: 'KvrouteEppStreamsFailing', fires: [] }],
+      },
+    ], closedRule);
     expect(out).toMatch(/^0\n/);
   });
 
