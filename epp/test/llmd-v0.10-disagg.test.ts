@@ -16,6 +16,7 @@ import { CycleState } from '../src/scheduling/framework';
 import { NOOP_SCHEDULING_METRICS } from '../src/scheduling/metrics-hooks';
 import { SchedulingError } from '../src/scheduling/types';
 import { startEpp, type Logger, type RunningEpp } from '../src/runner';
+import { createEppMetrics } from '../src/metrics';
 import { FakeEnvoy, protocolConfig, requestBody, requestHeaders, responseBody, responseHeaders, setHeaders, waitFor } from './extproc-harness';
 import { LLMD_GUIDE_CONFIGS } from './llmd-guides';
 
@@ -355,5 +356,20 @@ describe('P/D through the EPP (pd-epp-config.yaml)', () => {
     const alone = await send('hi');
     expect(pods.decode.map(key)).toContain(alone.destination);
     expect(alone.prefiller).toBeUndefined();
+  });
+});
+
+describe('the disagg decision counters\' model label is bounded (profilehandler/disagg/metrics.go @ llm-d-router v0.10.0 labels them with the client\'s model)', () => {
+  test('a model name over 128 characters counts as "other", as every client-chosen model label; past 64 names, so does every new one', async () => {
+    const { registry, scheduling } = createEppMetrics();
+    for (let i = 0; i < 4; i++) scheduling.countDisaggDecision('disagg-profile-handler', 'disagg-profile-handler', `${i}-${'m'.repeat(100_000)}`, 'prefill-decode');
+    scheduling.countDisaggDecision('disagg-profile-handler', 'disagg-profile-handler', 'm'.repeat(128), 'decode-only');
+    for (let i = 0; i < 70; i++) scheduling.countDisaggDecision('disagg-profile-handler', 'disagg-profile-handler', `model-${i}`, 'decode-only');
+    const lines = (await registry.metrics()).split('\n').filter((l) => /^llm_d_(epp|inference_scheduler)_(disagg|pd)_decision_total\{/.test(l));
+    expect(lines.filter((l) => l.length > 400)).toEqual([]);
+    expect(lines).toContain('llm_d_epp_disagg_decision_total{plugin_name="disagg-profile-handler",plugin_type="disagg-profile-handler",model_name="other",decision_type="prefill-decode"} 4');
+    expect(lines).toContain(`llm_d_epp_disagg_decision_total{plugin_name="disagg-profile-handler",plugin_type="disagg-profile-handler",model_name="${'m'.repeat(128)}",decision_type="decode-only"} 1`);
+    // 64 names kept: the 128-character one and model-0 … model-62; model-63 … model-69 are "other".
+    expect(lines).toContain('llm_d_epp_disagg_decision_total{plugin_name="disagg-profile-handler",plugin_type="disagg-profile-handler",model_name="other",decision_type="decode-only"} 7');
   });
 });

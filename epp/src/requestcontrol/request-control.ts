@@ -11,7 +11,7 @@ import { selectWeightedTarget, type ModelRewrites } from '../datastore/model-rew
 import type { EndpointSnapshot } from '../datastore/types';
 import { rejectWith, type IncomingRequest, type ReleaseOutcome, type RequestDirector, type RouteDecision } from '../extproc/request-director';
 import type { Endpoint } from '../datastore/types';
-import type { EppCollectors } from '../metrics';
+import { MAX_MODEL_LABELS, MAX_MODEL_LABEL_LENGTH, type EppCollectors } from '../metrics';
 import type { Scheduler } from '../scheduling/scheduler';
 import { CycleState } from '../scheduling/framework';
 import { ENGINE_PRIORITY, SET_REQUEST_HEADERS, type Admitter, type PostResponse, type PrepareRequest, type PreRequest, type ResponseComplete, type SaturationDetector } from './hooks';
@@ -38,10 +38,7 @@ import { isJsonContentType, parseRequestBody, promptHead, promptSlice, RequestBo
 export const SUBSET_HINT_NAMESPACE = 'envoy.lb.subset_hint';
 export const SUBSET_HINT_KEY = 'x-gateway-destination-endpoint-subset';
 
-/** Distinct `model_name` label values kept before the rest are counted as "other": clients choose the model string. */
-export const MAX_MODEL_LABELS = 64;
-/** Longer model names are counted as "other" (real model ids are well under it: `meta-llama/Llama-3.1-405B-Instruct-FP8`). */
-export const MAX_MODEL_LABEL_LENGTH = 128;
+export { MAX_MODEL_LABELS, MAX_MODEL_LABEL_LENGTH };
 /**
  * Distinct (`model_name`, `target_model_name`) pairs with series of their own; later pairs are counted under
  * ("other", "other"). Each name is bounded on its own (MAX_MODEL_LABELS), but a client also chooses the rewrite target
