@@ -272,13 +272,23 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       return;
     }
     if (closing) res.shouldKeepAlive = false;
-    if (req.httpVersionMajor === 1 && req.httpVersionMinor === 0 && !opts.acceptHttp10) {
-      // Envoy's HTTP/1 codec refuses HTTP/1.0 unless the HCM accepts it (ServerConnectionImpl::checkProtocolVersion:
+    if (!(req.httpVersionMajor === 1 && req.httpVersionMinor === 1) && !opts.acceptHttp10) {
+      // Envoy's HTTP/1 codec takes every version but 1.1 for HTTP/1.0 ("basically anything which is not HTTP/1.1") and
+      // refuses it unless the HCM accepts HTTP/1.0 (ServerConnectionImpl::checkProtocolVersion:
       // `if (!codec_settings_.accept_http_10_) { error_code_ = Http::Code::UpgradeRequired; ... sendProtocolError }`,
       // `source/common/http/http1/codec_impl.cc`), and Istio sets accept_http_10 on a gateway only with PILOT_HTTP10 or
       // the proxy's ISTIO_META_HTTP10, both off by default (pilot/pkg/networking/core/gateway.go @ 1.27.0 L700-703,
       // pilot/pkg/features/pilot.go L30-34): 426 with the code's name as the body, the connection closed.
       protocolError(req, res, 426);
+      return;
+    }
+    const transferEncoding = req.headers['transfer-encoding'];
+    if (transferEncoding !== undefined && (transferEncoding.toLowerCase() !== 'chunked' || req.method === 'CONNECT')) {
+      // A transfer coding other than exactly `chunked` (or any on CONNECT) is refused when the headers complete, before
+      // any filter: ConnectionImpl::onHeadersCompleteImpl sets error_code_ NotImplemented and sends the protocol error
+      // (`source/common/http/http1/codec_impl.cc`, InvalidTransferEncoding). Node's parser would read `gzip, chunked`
+      // as chunked and wait for the body of `gzip` forever.
+      protocolError(req, res, 501);
       return;
     }
     if (requestHeadersTooLarge(req.rawHeaders)) {
@@ -338,6 +348,9 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       },
     });
   });
+  // Node answers an `Expect` other than 100-continue with 417 itself; Envoy's HCM acts only on 100-continue
+  // (conn_manager_impl.cc ActiveStream::decodeHeaders) and the request goes on as any other.
+  server.on('checkExpectation', (req: http.IncomingMessage, res: http.ServerResponse) => server.emit('request', req, res));
   server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
     const tracker = idleTrackers.get(req.socket);
     if (tracker === undefined) return;
@@ -353,19 +366,32 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   // A malformed request pipelined behind one still being answered is answered after that response: Envoy's codec
   // parses one request at a time (`onMessageCompleteBase` pauses the parser "so that the calling code can process 1
   // request at a time"), where Node's parser reads ahead and reports the error at once.
-  server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+  // A request line whose version Node's parser refuses (`HTTP/1.2`) is one Envoy's parser reads (any `HTTP/d.d`) and its
+  // codec then answers as HTTP/1.0 (ServerConnectionImpl::checkProtocolVersion): 426 unless HTTP/1.0 is accepted.
+  const unsupportedVersion = (err: NodeJS.ErrnoException & { rawPacket?: Buffer }): boolean =>
+    err.code === 'HPE_INVALID_VERSION' && !opts.acceptHttp10
+    && /^[!#$%&'*+.^_`|~0-9A-Za-z-]+ \S+ HTTP\/\d\.\d\r?\n/.test(err.rawPacket?.toString('latin1') ?? '');
+  server.on('clientError', (err: NodeJS.ErrnoException & { rawPacket?: Buffer }, socket) => {
     const answer = () => {
       if (!socket.writable || socket.destroyed) {
         socket.destroy();
         return;
       }
-      const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : 400;
+      const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : unsupportedVersion(err) ? 426 : 400;
       const { body, headers } = codecErrorReply(status);
       stats.status(status);
       const lines = [...Object.entries(headers), ['date', new Date().toUTCString()]].map(([k, v]) => `${k}: ${v}\r\n`).join('');
       socket.end(Buffer.concat([Buffer.from(`HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\n${lines}\r\n`, 'latin1'), body]));
     };
     const inFlight = (socket as { _httpMessage?: http.ServerResponse | null })._httpMessage;
+    if (inFlight && !inFlight.req.complete) {
+      // The error is in the body of the request being answered (a chunk size that overflows): Envoy's codec sends the
+      // protocol error as a local reply while no response has started, and resets the stream once one has
+      // (ServerConnectionImpl::sendProtocolError). Closing the connection ends the exchange (upstream and ext_proc).
+      if (inFlight.headersSent) socket.destroy();
+      else answer();
+      return;
+    }
     if (inFlight && !inFlight.writableFinished) {
       // Answered once that response is all written; a response cut short leaves nothing to answer on.
       inFlight.once('close', () => (inFlight.writableFinished ? answer() : socket.destroy()));

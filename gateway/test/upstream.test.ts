@@ -486,6 +486,61 @@ describe('malformed requests, answered as Envoy answers them', () => {
     }
   });
 
+  it.each([
+    ['Transfer-Encoding other than chunked (ConnectionImpl::onHeadersCompleteImpl: error_code_ NotImplemented, InvalidTransferEncoding)', 'Transfer-Encoding: gzip', 501, 'Not Implemented'],
+    ['"gzip, chunked" (the whole value must be chunked, EqualsIgnoreCase)', 'Transfer-Encoding: gzip, chunked', 501, 'Not Implemented'],
+  ])('%s: %s is answered at once, nothing forwarded', async (_name, header, status, text) => {
+    const gw = await gateway({ endpoints: [ups[0].address] });
+    try {
+      const before = ups[0].seen.length;
+      const answer = await raw(gw.port, `POST /v1/completions HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\n${header}\r\n\r\n{"model":"m","prompt":"x"}`);
+      expect(answer).toMatch(new RegExp(`^HTTP/1\\.1 ${status} ${text}\r\n`));
+      expect(answer).toMatch(/\r\nserver: istio-envoy\r\n/);
+      expect(answer.endsWith(`\r\n\r\n${text}`)).toBe(true);
+      expect(ups[0].seen.length).toBe(before);
+    } finally {
+      await gw.close();
+    }
+  });
+
+  it.each(['buffered', 'full-duplex'] as const)('a body the codec refuses after its headers (a chunk size that overflows) is answered 400 at once, as ServerConnectionImpl::sendProtocolError answers while no response started (%s)', async (processingMode) => {
+    const up = await startUpstream();
+    const epp = await startEpp(new TestDirector([up.address]));
+    const gw = await gateway({ endpoints: [up.address], extProc: `${LOOPBACK}:${epp.port}`, processingMode, failureModeAllow: processingMode === 'buffered' });
+    try {
+      // Before the fix the gateway held the connection until the HCM's 60 s request_timeout: past this test's timeout.
+      expectCodecError(await raw(gw.port, 'POST /v1/completions HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffffff\r\n{}\r\n0\r\n\r\n'));
+      expect(up.seen.length).toBe(0);
+    } finally {
+      await gw.close();
+      await epp.stop();
+      await up.close();
+    }
+  });
+
+  it.each(['HTTP/1.2', 'HTTP/2.0'])('a %s request line is answered 426 Upgrade Required, as HTTP/1.0 is (checkProtocolVersion: "anything which is not HTTP/1.1")', async (version) => {
+    const gw = await gateway({ endpoints: [ups[0].address] });
+    try {
+      const before = ups[0].seen.length;
+      const answer = await raw(gw.port, `GET /v1/models ${version}\r\nHost: a\r\n\r\n`);
+      expect(answer).toMatch(/^HTTP\/1\.1 426 Upgrade Required\r\n/);
+      expect(answer).toMatch(/\r\n\r\nUpgrade Required$/);
+      expect(ups[0].seen.length).toBe(before);
+    } finally {
+      await gw.close();
+    }
+  });
+
+  it('an Expect other than 100-continue goes on with the request (the HCM acts only on 100-continue: conn_manager_impl.cc ActiveStream::decodeHeaders), never a 417 of its own', async () => {
+    const gw = await gateway({ endpoints: [ups[0].address] });
+    try {
+      const answer = await raw(gw.port, 'GET /v1/models HTTP/1.1\r\nHost: a\r\nExpect: something-else\r\nConnection: close\r\n\r\n');
+      expect(answer).toMatch(/^HTTP\/1\.1 200 OK\r\n/);
+    } finally {
+      await gw.close();
+    }
+  });
+
   it('a malformed request pipelined behind a response in flight is answered after that response, as Envoy\'s codec parses one request at a time', async () => {
     // An upstream of its own: the shared ones' gates may hold waiters of streams earlier tests cut.
     const up = await startUpstream();
