@@ -69,6 +69,20 @@ describe('predicted-latency-producer parameters (plugin.go Config, DefaultConfig
     })).toMatchObject({ sloBufferFactor: 0.9, streamingMode: true, predictInProduce: false, prefixMatchInfoProducerName: 'x' });
   });
 
+  // plugin.go @ v0.10.0: `ContextTTL time.Duration \`json:"contextTTL,omitempty"\`` decoded by encoding/json
+  // (PredictedLatencyFactory: rawParameters.Decode): time.Duration has no UnmarshalJSON, so upstream takes a JSON
+  // integer of nanoseconds and refuses a string or a fraction. kvroute takes the integer too, and keeps its Go duration
+  // string as an extension.
+  test('contextTTL: 300000000000 (5 min in ns, the form upstream\'s decoder takes) loads and is kept as given; "5m" stays accepted (kvroute)', () => {
+    expect(resolvePluginParameters('predicted-latency-producer', { contextTTL: 300_000_000_000 }, 'p')).toMatchObject({ contextTTL: 300_000_000_000 });
+    expect(resolvePluginParameters('predicted-latency-producer', { contextTTL: '5m' }, 'p')).toMatchObject({ contextTTL: '5m' });
+  });
+
+  test('contextTTL: 1.5 is refused, as encoding/json refuses a fraction for a time.Duration', () => {
+    expect(() => resolvePluginParameters('predicted-latency-producer', { contextTTL: 1.5 }, 'p'))
+      .toThrow('p.contextTTL: must be an integer number of nanoseconds (Go\'s time.Duration) or a duration like');
+  });
+
   test.each([
     [{ sloBufferFactor: 0 }, 'p.sloBufferFactor: sloBufferFactor must be > 0, got 0.000000'],
     [{ sloBufferFactor: -1 }, 'p.sloBufferFactor: sloBufferFactor must be > 0, got -1.000000'],

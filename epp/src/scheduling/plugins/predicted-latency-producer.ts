@@ -41,6 +41,7 @@
  * `DataProducer` before admission and scheduling. kvroute's admission runs before the cycle, so `latency-slo-admitter`
  * asks `predict` itself on the request's candidates (a cycle state of its own).
  */
+import { DURATION_FORMAT_HINT } from '../../config/duration';
 import { ConfigError, describeValue } from '../../config/errors';
 import type { FieldReader } from '../../config/fields';
 import type { Endpoint, EndpointSnapshot } from '../../datastore/types';
@@ -85,8 +86,13 @@ export interface PredictedLatencyProducerParameters {
   maxDecodeTokenSamplesForPrediction?: number;
   /** Multiplies the TPOT SLO and the endpoint's tightest running TPOT SLO (upstream applies it to TPOT only; used with `streamingMode: true`); > 0. @default 1 */
   sloBufferFactor?: number;
-  /** Upstream's per-request context TTL. kvroute keeps the context with the request itself: accepted, unused. @default "5m" */
-  contextTTL?: string;
+  /**
+   * Upstream's per-request context TTL. kvroute keeps the context with the request itself: accepted, unused. Upstream's
+   * field is a `time.Duration` decoded by encoding/json (plugin.go @ v0.10.0), which takes only a JSON integer of
+   * nanoseconds (300000000000 is 5 minutes); kvroute takes that and, as its other durations, a Go duration string
+   * ("5m"), which upstream's decoder refuses. Kept as given. @default "5m"
+   */
+  contextTTL?: string | number;
   /**
    * Upstream trains TTFT at the first chunk (true) or at EOS (false), and validates TPOT only when true (false: TPOT
    * neutralized, `tpotValid` true, headroom 0). kvroute's models learn from scrapes either way; this decides the TPOT
@@ -391,6 +397,19 @@ function numberField(fields: FieldReader, key: keyof PredictedLatencyProducerPar
   return value;
 }
 
+/**
+ * `contextTTL`: what upstream's `time.Duration` field decodes, a JSON integer of nanoseconds (any int64: encoding/json
+ * refuses a fraction), or a positive Go duration string as kvroute's other durations take.
+ */
+function contextTtlField(fields: FieldReader): string | number {
+  const value = fields.raw('contextTTL');
+  if (typeof value !== 'number') return fields.duration('contextTTL', DEFAULTS.contextTTL as string);
+  if (!Number.isInteger(value) || Math.abs(value) > 2 ** 63) {
+    throw new ConfigError(fields.fieldPath('contextTTL'), `must be an integer number of nanoseconds (Go's time.Duration) or ${DURATION_FORMAT_HINT}, got ${describeValue(value)}`);
+  }
+  return value;
+}
+
 /** Upstream Config fields kvroute cannot honour, refused by name with the reason. */
 function refuseUnsupported(fields: FieldReader): void {
   if (fields.boolean('useEncoderCacheFeatures', false)) {
@@ -417,7 +436,7 @@ export const predictedLatencyProducer = definePlugin({
       samplingMean: numberField(fields, 'samplingMean'),
       maxDecodeTokenSamplesForPrediction: numberField(fields, 'maxDecodeTokenSamplesForPrediction', true),
       sloBufferFactor,
-      contextTTL: fields.duration('contextTTL', DEFAULTS.contextTTL),
+      contextTTL: contextTtlField(fields),
       streamingMode: fields.boolean('streamingMode', DEFAULTS.streamingMode),
       endpointRoleLabel: fields.goString('endpointRoleLabel'),
       predictInProduce: fields.boolean('predictInProduce', DEFAULTS.predictInProduce),
