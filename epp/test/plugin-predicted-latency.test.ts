@@ -449,6 +449,134 @@ describe('llm-d\'s predicted-latency-slo guide, verbatim, on kvroute\'s model', 
   });
 });
 
+/** llm-d-router v0.10.0's chart config with router.latencyPredictor.enabled (config/charts/routerlib/templates/_config.yaml; vLLM over HTTP, no parsers): the producer without parameters, so in its default non-streaming mode. */
+const LLMD_CHART_PREDICTED_LATENCY = `apiVersion: llm-d.ai/v1alpha1
+kind: EndpointPickerConfig
+plugins:
+- type: queue-scorer
+- type: kv-cache-utilization-scorer
+- type: prefix-cache-scorer
+- type: metrics-data-source
+  parameters:
+    scheme: "http"
+    path: "/metrics"
+    insecureSkipVerify: true
+- type: core-metrics-extractor
+- type: predicted-latency-producer
+- name: strict-affinity-filter
+  type: prefix-cache-affinity-filter
+  parameters:
+    affinityThreshold: 0.99
+    ttftSource: latencyPredictor
+    maxTTFTPenaltyMs: 5000
+- name: loose-affinity-filter
+  type: prefix-cache-affinity-filter
+  parameters:
+    affinityThreshold: 0.80
+    ttftSource: latencyPredictor
+    maxTTFTPenaltyMs: 5000
+- type: latency-scorer
+- type: weighted-random-picker
+- type: slo-headroom-tier-filter
+- type: latency-slo-admitter
+schedulingProfiles:
+- name: default
+  plugins:
+  - pluginRef: predicted-latency-producer
+  - pluginRef: strict-affinity-filter
+  - pluginRef: slo-headroom-tier-filter
+  - pluginRef: loose-affinity-filter
+  - pluginRef: latency-scorer
+  - pluginRef: weighted-random-picker
+`;
+
+describe('predicted-latency-producer streamingMode: false (the default) predicts end-to-end latency (llm-d-router v0.10.0 predictedlatency/requestcontrol_hooks.go ResponseBody, README.md "Default Behavior")', () => {
+  // Upstream, with !StreamingMode, takes the "TTFT" sample at EndOfStream (processFirstTokenForLatencyPrediction: now −
+  // requestReceivedTimestamp; "In non-streaming mode, TTFT represents full e2e latency"), and validatePrediction
+  // (prediction.go) compares that prediction with x-llm-d-slo-ttft-ms: the header is an end-to-end budget there.
+  const guide = LLMD_GUIDE_CONFIGS['predicted-latency-slo'];
+  const nonStreaming = guide.replace('- type: predicted-latency-producer\n  parameters:\n    streamingMode: true\n', '- type: predicted-latency-producer\n');
+
+  /** Cumulative counters after `n` finished requests, each 50 ms to its first token and 5 s running (vllm:request_inference_time_seconds). */
+  const counters = (n: number, update: number): Partial<EndpointMetrics> => ({
+    updateTime: update, runningQueueSize: 10, waitingQueueSize: 0, kvCacheUsagePercent: 0.5,
+    firstTokenCount: n, firstTokenSecondsSum: 0.05 * n, inferenceCount: n, inferenceSecondsSum: 5 * n,
+    prefixCacheQueryTokens: 100 * n, prefixCacheHitTokens: 0,
+  });
+
+  function predictionsAfterLearning(config: string): LatencyPredictionInfo {
+    let now = 1_000_000;
+    const scheduler = buildScheduler(parseEndpointPickerConfig(config), { now: () => now, random: () => 0.5 });
+    const producer = scheduler.plugin('predicted-latency-producer') as PredictedLatencyProducer;
+    for (let k = 0; k < 20; k++) {
+      now += 1000;
+      producer.predict(req({}, 'x'.repeat(400)), [endpoint('a', counters(10 * k, k + 1), 10), endpoint('b', counters(10 * k, k + 1), 10)]);
+    }
+    now += 10;
+    return producer.predict(req({ 'x-llm-d-slo-ttft-ms': '1000' }, 'x'.repeat(400)), [endpoint('a', counters(200, 21), 10), endpoint('b', counters(200, 21), 10)])!.get('a:8000')!;
+  }
+
+  test('the guide without streamingMode loads in non-streaming mode', () => {
+    expect(nonStreaming).not.toContain('streamingMode');
+    expect((buildScheduler(parseEndpointPickerConfig(nonStreaming)).plugin('predicted-latency-producer') as PredictedLatencyProducer).parameters.streamingMode).toBe(false);
+  });
+
+  test('pods whose requests take 5 s end to end (50 ms to the first token): ~5,000 ms predicted, a 1,000 ms budget not met', () => {
+    const a = predictionsAfterLearning(nonStreaming);
+    expect(a.ttft).toBeGreaterThan(4500);
+    expect(a.ttft).toBeLessThan(6000);
+    expect(a.ttftValid).toBe(false);
+    expect(a.ttftHeadroom).toBeCloseTo(1000 - a.ttft, 6);
+  });
+
+  test('streamingMode: true (the guide) predicts the time to first token on the same pods: the budget is met', () => {
+    const a = predictionsAfterLearning(guide);
+    expect(a.ttft).toBeLessThan(1000);
+    expect(a.ttftValid).toBe(true);
+  });
+
+  function chat(i: number, headers: Record<string, string>): IncomingRequest {
+    return {
+      requestId: `c${i}`,
+      headers: new Map([[':method', 'POST'], [':path', '/v1/completions'], ['content-type', 'application/json'], ...Object.entries(headers)]),
+      body: Buffer.from(JSON.stringify({ model: 'm', prompt: `${i} `.padEnd(400, 'x') })),
+      filterMetadata: {},
+    };
+  }
+
+  /** RequestControl on `config` after three scrapes of busy pods whose requests take 5 s (50 ms to the first token): the answer to a sheddable request with a 1,000 ms budget. */
+  async function sheddableWithBudget(config: string): Promise<unknown> {
+    const ds = new Datastore({ scrape: false });
+    for (let i = 0; i < 2; i++) ds.upsertEndpoint({ key: `10.0.0.${i + 1}:8000`, name: `p${i}`, namespace: 'ns', address: `10.0.0.${i + 1}`, port: 8000, labels: {} });
+    let update = 0;
+    const scrape = (n: number) => ds.endpoints().forEach((e) => ds.setMetrics(e.key, {
+      waitingQueueSize: 0, runningQueueSize: 1, kvCacheUsagePercent: 0.5, updateTime: Date.now() + ++update, consecutiveFailures: 0,
+      firstTokenCount: n, firstTokenSecondsSum: 0.05 * n, inferenceCount: n, inferenceSecondsSum: 5 * n, prefixCacheQueryTokens: 100 * n, prefixCacheHitTokens: 0,
+    }));
+    const director = new RequestControl({ datastore: ds, scheduler: buildScheduler(parseEndpointPickerConfig(config), { now: () => Date.now(), random: () => 0.5 }), monotonicSeconds: () => Date.now() / 1000 });
+    for (let k = 0; k < 3; k++) {
+      scrape(10 * k);
+      // Not sheddable, no SLO: routed, and the model learns the pods' counters.
+      expect(await director.route(chat(k, {}))).toMatchObject({ kind: 'route' });
+    }
+    scrape(30);
+    return director.route(chat(99, { 'x-llm-d-slo-ttft-ms': '1000', 'x-kvroute-priority': '-1' }));
+  }
+
+  test('RequestControl on the guide without streamingMode: the sheddable request is denied (500), as upstream\'s e2e prediction denies it', async () => {
+    expect(await sheddableWithBudget(nonStreaming)).toMatchObject({ kind: 'reject', status: 500 });
+  });
+
+  test('RequestControl on llm-d-router v0.10.0\'s chart config (producer without parameters): denied (500) too', async () => {
+    expect((buildScheduler(parseEndpointPickerConfig(LLMD_CHART_PREDICTED_LATENCY)).plugin('predicted-latency-producer') as PredictedLatencyProducer).parameters.streamingMode).toBe(false);
+    expect(await sheddableWithBudget(LLMD_CHART_PREDICTED_LATENCY)).toMatchObject({ kind: 'reject', status: 500 });
+  });
+
+  test('RequestControl on the guide (streamingMode: true): admitted, the budget being for the first token', async () => {
+    expect(await sheddableWithBudget(guide)).toMatchObject({ kind: 'route' });
+  });
+});
+
 describe('predicted-latency-producer under the producer form', () => {
   test('prefixMatchInfoProducerName naming an approx-prefix-cache-producer names the prefix-cache-scorer that does its work', () => {
     const config = parseEndpointPickerConfig(`apiVersion: llm-d.ai/v1alpha1

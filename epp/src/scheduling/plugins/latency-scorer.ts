@@ -444,6 +444,28 @@ export class LatencyScorer implements Scorer, PreRequest, PostResponse, Response
   }
 
   /**
+   * Each candidate's predicted seconds from now to the end of the response, for the `predicted-latency-producer` in its
+   * non-streaming mode (upstream trains its "TTFT" at the end of the response there: the request's end-to-end latency):
+   * `predictTtftSeconds` plus the rest of the request's run on the pod, the pod's mean
+   * `vllm:request_inference_time_seconds` (a finished request's seconds RUNNING, its prefill and decode; the pool's mean
+   * for a pod with no finished request yet) less this request's own predicted prefill, which the time to first token
+   * already counts, at least 0. Before any pod finished a request there is no run time to add: the time to first token.
+   */
+  predictEndToEndSeconds(request: LLMRequest, match: PrefixMatchEstimate | undefined, candidates: readonly EndpointSnapshot[]): Float64Array {
+    const out = this.predictTtftSeconds(request, match, candidates);
+    const now = this.handle.now();
+    // The uncached tokens predictTtftSeconds charged each candidate.
+    const charged = this.chargedScratch;
+    for (let i = 0; i < candidates.length; i++) {
+      const pod = this.podAt(i, candidates[i]!, now);
+      const running = pod.inferenceSeconds();
+      if (running === undefined) continue;
+      out[i] = out[i]! + Math.max(0, running - pod.secondsPerToken(now) * charged[i]!);
+    }
+    return out;
+  }
+
+  /**
    * Each candidate's predicted seconds into `out`, each charged the uncached tokens `chargedTokens` gives (kept in
    * `chargedScratch`).
    */

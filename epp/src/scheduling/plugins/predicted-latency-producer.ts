@@ -11,7 +11,12 @@
  *
  * - TTFT: the config's `latency-scorer`'s prediction (`predictTtftSeconds`: queued prefill ahead, slot wait, the
  *   request's own uncached prefill by the prefix match, overhead), one model for scoring and for SLOs, learnt online
- *   from the pods' own TTFT histograms (`src/latency/`). The scorer must be listed in each profile listing this
+ *   from the pods' own TTFT histograms (`src/latency/`). That is with `streamingMode: true`. With `streamingMode:
+ *   false` (the default, and what llm-d's chart config runs) upstream samples its "TTFT" at the end of the response, so
+ *   the prediction it validates against `x-llm-d-slo-ttft-ms` is the request's end-to-end latency
+ *   (requestcontrol_hooks.go ResponseBody @ v0.10.0, "In non-streaming mode, TTFT represents full e2e latency";
+ *   README.md "Default Behavior"): this publishes `predictEndToEndSeconds` there, the time to first token plus the
+ *   pod's mean time RUNNING (`vllm:request_inference_time_seconds`) less the request's own prefill. The scorer must be listed in each profile listing this
  *   producer: its commits are what count the prefill queued on each pod (`weight: 0` predicts without scoring).
  *   Headroom as validatePrediction computes it: `ttftHeadroom = SLO − predicted`, valid when `predicted < SLO`; with no
  *   TTFT SLO the SLO is 0, every prediction invalid with negative headroom (upstream's "no SLO" convention, which makes
@@ -96,7 +101,8 @@ export interface PredictedLatencyProducerParameters {
   /**
    * Upstream trains TTFT at the first chunk (true) or at EOS (false), and validates TPOT only when true (false: TPOT
    * neutralized, `tpotValid` true, headroom 0). kvroute's models learn from scrapes either way; this decides the TPOT
-   * check, as upstream's. @default false
+   * check, as upstream's, and what the published `ttft` is: the time to first token (true) or, as upstream's EOS
+   * sample makes it, the end-to-end latency (false: `LatencyScorer.predictEndToEndSeconds`). @default false
    */
   streamingMode?: boolean;
   /** Label whose value `prefill` marks prefill endpoints, whose TPOT is neutralized as upstream's `hasPrefillRole`. "": none. @default "" */
@@ -259,10 +265,14 @@ export class PredictedLatencyProducer implements Filter, PostCycle, PreRequest, 
     if (!this.parameters.predictInProduce) return undefined;
     this.resolveReferences();
     if (this.prefix !== undefined) this.prefix.matchRatios({ request, state }, candidates);
-    const seconds = this.latency!.predictTtftSeconds(request, state.get(PREFIX_MATCH), candidates);
+    const { streamingMode, endpointRoleLabel, sloBufferFactor } = this.parameters;
+    // Upstream's "TTFT" is sampled at the first chunk in streaming mode and at the end of the response otherwise
+    // (requestcontrol_hooks.go ResponseBody @ v0.10.0: "In non-streaming mode, TTFT represents full e2e latency").
+    const seconds = streamingMode
+      ? this.latency!.predictTtftSeconds(request, state.get(PREFIX_MATCH), candidates)
+      : this.latency!.predictEndToEndSeconds(request, state.get(PREFIX_MATCH), candidates);
     const tpotSeconds = this.latency!.predictTpotSeconds(candidates);
     const { ttftSlo, tpotSlo } = sloOf(request);
-    const { streamingMode, endpointRoleLabel, sloBufferFactor } = this.parameters;
     const out = new Map<string, LatencyPredictionInfo>();
     for (let i = 0; i < candidates.length; i++) {
       const c = candidates[i]!;
