@@ -8,6 +8,8 @@ import type { PostResponse, PreRequest, ResponseComplete, ResponseInfo } from '.
 import { scoresFromInto, stateKey, type CycleContext, type CycleState, type PluginHandle, type Scorer } from '../framework';
 import { definePlugin, parameters } from '../plugin';
 import { PREFIX_MATCH, uncachedPromptTokens, uncachedTokensOf, type PrefixMatchEstimate } from '../prefix-match';
+import { headroomScoresInto } from './headroom-score';
+import type { LatencyPredictions, PredictedLatencyProducer } from './predicted-latency-producer';
 import { sessionHeaderValue } from './session-affinity-filter';
 import { UPSTREAM_PREFILL_PROFILE, type LLMRequest, type SchedulingResult } from '../types';
 
@@ -298,6 +300,8 @@ interface StagePick {
  * it as `best predicted TTFT ÷ this candidate's predicted TTFT`: 1 for the fastest candidate, 0.5 for one predicted to
  * take twice as long. The ratio keeps the score in (0, 1] whatever the absolute latencies, so it composes with the
  * other weighted scorers: at weight `w` a candidate twice as slow loses `w/2` points, ten times as slow `0.9·w`.
+ * When a `predicted-latency-producer` predicts with it (llm-d's predicted-latency configs) it scores that producer's
+ * predictions as llm-d-router v0.10.0's own `latency-scorer` does instead (`servePredictions`, `headroom-score.ts`).
  *
  * Uncached tokens per candidate come from the prefix scorer of the same profile (`prefix-match.ts`): the precise
  * scorer's tokens, or the approximate scorer's characters ÷ `charactersPerToken`. List this scorer after the prefix
@@ -329,6 +333,8 @@ export class LatencyScorer implements Scorer, PreRequest, PostResponse, Response
    * new snapshot feeds both once a producer asked for it: `wantTpot`), for the `predicted-latency-producer`'s TPOT; it does not enter this scorer's score.
    */
   readonly tpotModel: TpotModel;
+  /** The `predicted-latency-producer`s predicting with this scorer (`servePredictions`), whose predictions it then scores. */
+  private readonly producers: PredictedLatencyProducer[] = [];
   /** Whether a `predicted-latency-producer` reads `tpotModel` (`wantTpot`): until then scoring does not feed it. */
   private tpotWanted = false;
   private readonly inputsKey = stateKey<CycleInputs>('latency-scorer inputs');
@@ -426,7 +432,35 @@ export class LatencyScorer implements Scorer, PreRequest, PostResponse, Response
       const previous = earlier !== undefined && earlier.state === cycle.state ? earlier : undefined;
       attributes.set(this.inputsKey, { candidates, match, nowMs: now, slotWait, profile: cycle.profile, state: cycle.state, previous });
     }
+    const predictions = this.producers.length === 0 ? undefined : this.producerPredictions(cycle, candidates);
+    if (predictions !== undefined) {
+      headroomScoresInto(candidates.map((c) => predictions.get(c.endpoint.key)), out);
+      return;
+    }
     for (let i = 0; i < n; i++) out[i] = out[i]! <= 0 ? 1 : best / out[i]!;
+  }
+
+  /**
+   * A `predicted-latency-producer` predicts with this scorer (it calls this when it resolves its references): from then
+   * on this scorer scores as llm-d-router v0.10.0's `latency-scorer` does, from that producer's predictions
+   * (`headroom-score.ts`), which is what llm-d's predicted-latency configs list it for. kvroute's own configs list no
+   * producer, and score as before.
+   */
+  servePredictions(producer: PredictedLatencyProducer): void {
+    if (!this.producers.includes(producer)) this.producers.push(producer);
+  }
+
+  /**
+   * The cycle's predictions: those a producer published in this cycle's state (it ran as a filter of the profile),
+   * else the first producer's for these candidates (upstream's director runs every producer before each cycle, so its
+   * scorer always has them); undefined with `predictInProduce: false`, and this scorer then scores its own way.
+   */
+  private producerPredictions(cycle: CycleContext, candidates: readonly EndpointSnapshot[]): LatencyPredictions | undefined {
+    for (const producer of this.producers) {
+      const published = cycle.state.get(producer.predictionsKey);
+      if (published !== undefined) return published;
+    }
+    return this.producers[0]!.predict(cycle.request, candidates);
   }
 
   /**

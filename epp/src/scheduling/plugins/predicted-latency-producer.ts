@@ -229,6 +229,7 @@ export class PredictedLatencyProducer implements Filter, PostCycle, PreRequest, 
     }
     this.latency = latency as LatencyScorer;
     this.latency.wantTpot();
+    this.latency.servePredictions(this);
     (this.handle.profiles?.() ?? []).forEach((profile, i) => {
       const refs = profile.plugins.map((r) => r.pluginRef);
       if (!refs.includes(this.name)) return;
