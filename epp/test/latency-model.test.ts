@@ -1,9 +1,14 @@
 import { seededRandom } from '@kvroute/testkit';
+import { parseEndpointPickerConfig } from '../src/config';
+import { Datastore } from '../src/datastore/datastore';
 import { EMPTY_METRICS, type EndpointMetrics } from '../src/datastore/types';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { applyReading, parseVllmMetrics, VllmPageReader } from '../src/datastore/vllm-metrics';
 import { DecayedRobustLinearFit } from '../src/latency/linear-fit';
+import { CycleState } from '../src/scheduling/framework';
+import type { LatencyScorer } from '../src/scheduling/plugins/latency-scorer';
+import { buildScheduler } from '../src/scheduling/scheduler';
 import { DEFAULT_MAX_NUM_SEQS, LANE_LOAD_WINDOW_MS, LatencyModel, PodLatencyModel, type LatencyModelOptions } from '../src/latency/pod-latency-model';
 
 const seeded = seededRandom;
@@ -261,6 +266,61 @@ describe('PodLatencyModel: learning from scraped engine counters', () => {
     expect(stats.observations).toBe(0);
     expect(stats.skippedQueued).toBe(50);
     expect(stats.estimate).toEqual({ intercept: 0.02, slope: 0.0002 });
+  });
+
+  // The datastore's pages, not only the snapshots a scored request carried: the scorer reads a pod's page only when a
+  // request is scored, and a burst that queued and drained between two of those reads was fitted as prefill cost.
+  it('does not fit an interval whose queue showed only on a page no request read (the datastore counts such pages: waitingPages)', () => {
+    const ds = new Datastore({ scrape: false });
+    ds.upsertEndpoint({ key: 'a:8000', name: 'a', namespace: 'ns', address: 'a', port: 8000, labels: {} });
+    const page = (update: number, waiting: number, firstTokens: number, ttftSum: number, queries: number) => ds.setMetrics('a:8000', {
+      updateTime: update, waitingQueueSize: waiting, runningQueueSize: 1, firstTokenCount: firstTokens, firstTokenSecondsSum: ttftSum, prefixCacheQueryTokens: queries, prefixCacheHitTokens: 0,
+    });
+    const model = new PodLatencyModel(OPTIONS);
+    const read = (now: number) => model.ingest(ds.snapshot()[0]!.metrics, now);
+    page(1, 0, 0, 0, 0);
+    read(1000);
+    // Another client's burst: 6 waiting on a page nobody scored, then their 6 first tokens at 2 s each (mostly queue).
+    page(2, 6, 0, 0, 600);
+    page(3, 0, 6, 12, 600);
+    read(4000);
+    const stats = model.stats(4000);
+    expect(stats.skippedQueued).toBe(1);
+    expect(stats.observations).toBe(0);
+  });
+
+  it.each([[false], [true]])('a pod of the prior\'s cost (20 ms + 0.2 ms/token) whose bursts queue between the scorer\'s requests keeps a line near it (burst page scored too: %s)', (burstScored) => {
+    let now = 1_000_000;
+    const ds = new Datastore({ scrape: false });
+    ds.upsertEndpoint({ key: 'a:8000', name: 'a', namespace: 'ns', address: 'a', port: 8000, labels: {} });
+    const scheduler = buildScheduler(parseEndpointPickerConfig('apiVersion: llm-d.ai/v1alpha1\nkind: EndpointPickerConfig\nplugins:\n- type: latency-scorer\n- type: max-score-picker\n'
+      + 'schedulingProfiles:\n- name: default\n  plugins:\n  - pluginRef: latency-scorer\n  - pluginRef: max-score-picker\n'), { now: () => now });
+    const scorer = scheduler.plugin('latency-scorer') as LatencyScorer;
+    let update = 0;
+    let firstTokens = 0;
+    let ttftSum = 0;
+    let queries = 0;
+    const page = (waiting: number) => ds.setMetrics('a:8000', {
+      updateTime: ++update, waitingQueueSize: waiting, runningQueueSize: 1, firstTokenCount: firstTokens, firstTokenSecondsSum: ttftSum, prefixCacheQueryTokens: queries, prefixCacheHitTokens: 0,
+    });
+    const schedule = (id: string) => scheduler.schedule({ requestId: id, model: 'm', prompt: 'x'.repeat(400), headers: {}, attributes: new CycleState() }, ds.snapshot());
+    page(0);
+    schedule('r0');
+    for (let k = 1; k <= 30; k++) {
+      // Between two of this EPP's requests, 3 s apart, a burst of 8 × 100-token requests queued (7 waiting on one page)
+      // and each waited ~1 s before its 40 ms prefill.
+      queries += 800;
+      page(7);
+      if (burstScored) schedule(`b${k}`);
+      firstTokens += 8;
+      ttftSum += 8 * 1.04;
+      now += 3000;
+      page(0);
+      schedule(`r${k}`);
+    }
+    const line = scorer.model.pod('a:8000').line(now);
+    // Truth: 20 ms + 0.2 ms × 100 tokens = 40 ms; within 50%.
+    expect(line.intercept + line.slope * 100).toBeLessThan(0.06);
   });
 
   it('starts a new baseline when counters go down (a restarted pod) instead of fitting a negative interval', () => {

@@ -387,8 +387,19 @@ describe('applyReading', () => {
       updateTime: 1234,
       changedTime: 1234,
       consecutiveFailures: 0,
+      waitingPages: 1,
     });
     expect(Object.isFrozen(next)).toBe(true);
+  });
+
+  it('counts the pages that showed requests waiting (waitingPages, cumulative), for the latency model\'s skip of queued intervals', () => {
+    const first = applyReading(EMPTY_METRICS, { waitingQueueSize: 0, runningQueueSize: 2, engines: 1 }, 1000);
+    expect(first.waitingPages).toBe(0);
+    const queued = applyReading(first, { waitingQueueSize: 3, runningQueueSize: 2, engines: 1 }, 2000);
+    expect(queued.waitingPages).toBe(1);
+    const drained = applyReading(queued, { waitingQueueSize: 0, runningQueueSize: 2, engines: 1 }, 3000);
+    expect(drained.waitingPages).toBe(1);
+    expect(applyReading(drained, { waitingQueueSize: 1, engines: 1 }, 4000).waitingPages).toBe(2);
   });
 
   it('stamps changedTime only when a load reading moved (running, waiting, KV, first tokens, prefix queries)', () => {

@@ -10,7 +10,7 @@ import {
   metricsUrl,
   type ScrapeStatus,
 } from './scraper';
-import { modelServerRestarted, EMPTY_METRICS, endpointMetrics, type Endpoint, type EndpointMetrics, type EndpointSnapshot } from './types';
+import { modelServerRestarted, EMPTY_METRICS, endpointMetrics, nextWaitingPages, type Endpoint, type EndpointMetrics, type EndpointSnapshot } from './types';
 import type { VllmMetricNames } from './vllm-metrics';
 
 export interface DatastoreOptions {
@@ -447,7 +447,10 @@ export class Datastore {
     const rec = this.records.get(key);
     if (!rec) throw new Error(`unknown endpoint ${key}`);
     // With its `requestTime` the reading is a page like a scraper's: what was routed after that time is not in it.
-    this.applyMetrics(rec, endpointMetrics({ ...rec.metrics, ...metrics }), metrics.requestTime !== undefined ? 'scrape' : 'set');
+    const merged = { ...rec.metrics, ...metrics };
+    // A new reading counts as a page in `waitingPages`, as the scrapers count it (`applyReading`).
+    const waitingPages = metrics.waitingPages ?? (merged.updateTime !== rec.metrics.updateTime && merged.updateTime > 0 ? nextWaitingPages(rec.metrics, merged.waitingQueueSize) : rec.metrics.waitingPages);
+    this.applyMetrics(rec, endpointMetrics({ ...merged, waitingPages }), metrics.requestTime !== undefined ? 'scrape' : 'set');
   }
 
   /** A record's new reading: stored, and `endpointRestarted` told (after storing) when its server restarted. */

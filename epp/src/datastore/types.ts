@@ -107,6 +107,13 @@ export interface EndpointMetrics {
   readonly changedTime?: number;
   /** Consecutive failed scrapes since the last success. */
   readonly consecutiveFailures: number;
+  /**
+   * Successful pages so far that showed requests waiting (`vllm:num_requests_waiting` > 0), cumulative: a reader holding
+   * two snapshots knows whether any page between them, read or not, showed a queue (the latency model skips such
+   * intervals: `src/latency/pod-latency-model.ts`, "Which observations are real"). Absent before the first page and in
+   * metrics built outside a datastore.
+   */
+  readonly waitingPages?: number;
 }
 
 /** An endpoint together with its metrics and the EPP's own in-flight count, frozen for one scheduling cycle. */
@@ -163,6 +170,7 @@ export function endpointMetrics(m: EndpointMetrics): EndpointMetrics {
     requestTime: m.requestTime,
     changedTime: m.changedTime,
     consecutiveFailures: m.consecutiveFailures,
+    waitingPages: m.waitingPages,
   };
   return Object.freeze(shaped);
 }
@@ -179,11 +187,16 @@ function generalizeMetricsShape(): void {
   endpointMetrics({ waitingQueueSize: nothing, runningQueueSize: nothing, kvCacheUsagePercent: nothing, updateTime: nothing, consecutiveFailures: nothing });
   endpointMetrics({
     waitingQueueSize: 0.5, runningQueueSize: 0.5, kvCacheUsagePercent: 0.5, blockSize: 0.5, numGpuBlocks: 0.5, firstTokenCount: 0.5,
-    firstTokenSecondsSum: 0.5, interTokenCount: 0.5, interTokenSecondsSum: 0.5, inferenceCount: 0.5, inferenceSecondsSum: 0.5, promptTokensCount: 0.5, promptTokensSum: 0.5, engines: 0.5, prefixCacheQueryTokens: 0.5, prefixCacheHitTokens: 0.5, updateTime: 0.5, requestTime: 0.5, changedTime: 0.5, consecutiveFailures: 0.5,
+    firstTokenSecondsSum: 0.5, interTokenCount: 0.5, interTokenSecondsSum: 0.5, inferenceCount: 0.5, inferenceSecondsSum: 0.5, promptTokensCount: 0.5, promptTokensSum: 0.5, engines: 0.5, prefixCacheQueryTokens: 0.5, prefixCacheHitTokens: 0.5, updateTime: 0.5, requestTime: 0.5, changedTime: 0.5, consecutiveFailures: 0.5, waitingPages: 0.5,
     lora: { running: [], waiting: [], maxLora: 0 },
   });
 }
 generalizeMetricsShape();
+
+/** `EndpointMetrics.waitingPages` after a new page showing `waiting` requests waiting, `prev` the metrics before it. */
+export function nextWaitingPages(prev: EndpointMetrics, waiting: number): number {
+  return (prev.waitingPages ?? 0) + (waiting > 0 ? 1 : 0);
+}
 
 export const EMPTY_METRICS: EndpointMetrics = endpointMetrics({
   waitingQueueSize: 0,

@@ -1,4 +1,4 @@
-import { endpointMetrics, type EndpointMetrics } from './types';
+import { endpointMetrics, nextWaitingPages, type EndpointMetrics } from './types';
 import { parseKeptLines } from './kept-lines-parser';
 import { histogramSeries, parsePrometheusText, type MetricFamily, type ParseIssue, type PromSample } from '@kvroute/protocol/prometheus';
 
@@ -570,6 +570,7 @@ export function applyReading(prev: EndpointMetrics, r: Omit<VllmMetricsReading, 
     || next.kvCacheUsagePercent !== prev.kvCacheUsagePercent || next.firstTokenCount !== prev.firstTokenCount
     || next.prefixCacheQueryTokens !== prev.prefixCacheQueryTokens;
   next.changedTime = moved ? now : prev.changedTime ?? now;
+  next.waitingPages = nextWaitingPages(prev, next.waitingQueueSize);
   return endpointMetrics(next);
 }
 

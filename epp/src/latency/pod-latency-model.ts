@@ -36,7 +36,11 @@
  * pairs its tokens with its first token (counting only the observation's own interval read 0 tokens for any TTFT over
  * one scrape interval). Intervals where the pod had requests waiting (`vllm:num_requests_waiting` > 0 at either end or
  * in between) are not fitted: a request waits there for a sequence slot or the step's token budget, which the slot
- * wait and the queue estimate cover only roughly.
+ * wait and the queue estimate cover only roughly. "In between" counts every page the datastore received, not only
+ * those a scored request's snapshot carried: the model reads a pod's pages only as requests are scored, and the
+ * datastore counts the pages that showed a queue (`EndpointMetrics.waitingPages`), so a burst that queued and drained
+ * between two of the scorer's reads is not fitted as prefill cost either (metrics built outside a datastore have no
+ * such count, and only the pages read are checked).
  *
  * ## Queued prefill work
  * Per pod, the uncached tokens of requests this EPP picked that have not produced a first token yet, oldest first: an
@@ -176,6 +180,8 @@ interface CounterReading {
   /** When the page's request went out (`EndpointMetrics.requestTime`; its arrival where unknown). */
   readonly requestTime: number;
   readonly waiting: number;
+  /** `EndpointMetrics.waitingPages`: the pages so far that showed requests waiting, whether this model read them or not. */
+  readonly waitingPages: number | undefined;
   readonly inferenceCount: number | undefined;
   readonly inferenceSecondsSum: number | undefined;
   readonly firstTokenCount: number | undefined;
@@ -342,6 +348,7 @@ export class PodLatencyModel {
       updateTime: metrics.updateTime,
       requestTime: metrics.requestTime ?? metrics.updateTime,
       waiting: metrics.waitingQueueSize,
+      waitingPages: metrics.waitingPages,
       inferenceCount: metrics.inferenceCount,
       inferenceSecondsSum: metrics.inferenceSecondsSum,
       firstTokenCount: metrics.firstTokenCount,
@@ -372,12 +379,15 @@ export class PodLatencyModel {
       this.inference.observe(inferenceSum / finished, Math.min(finished, MAX_INTERVAL_WEIGHT), nowMs);
       this.inferenceObserved?.();
     }
+    // A page after the previous one this model read (this one included) showed requests waiting: the scorer reads only
+    // the pages of the moments it scores, and a queue seen only on a page between two of them is a wait all the same.
+    const waitedSince = reading.waiting > 0 || (delta(previous.waitingPages, reading.waitingPages) ?? 0) > 0;
     const firstTokens = delta(previous.firstTokenCount, reading.firstTokenCount);
     if (firstTokens === undefined || firstTokens <= 0) {
       // No first token yet: the tokens counted so far wait for theirs (a restarted pod's counters start a new base).
       const reset = firstTokens === undefined || delta(base.queryTokens, reading.queryTokens) === undefined || delta(base.hitTokens, reading.hitTokens) === undefined;
       if (reset) this.promptBase = promptBaseOf(reading);
-      else if (reading.waiting > 0) base.waited = true;
+      else if (waitedSince) base.waited = true;
       return;
     }
     this.promptBase = promptBaseOf(reading);
@@ -400,7 +410,7 @@ export class PodLatencyModel {
     const queries = delta(base.queryTokens, reading.queryTokens);
     const hits = delta(base.hitTokens, reading.hitTokens);
     if (ttftSum === undefined || queries === undefined || hits === undefined) return;
-    if (base.waited || previous.waiting > 0 || reading.waiting > 0) {
+    if (base.waited || previous.waiting > 0 || waitedSince) {
       this.skippedQueued++;
       return;
     }
