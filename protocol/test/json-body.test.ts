@@ -54,10 +54,14 @@ function toSource(v: unknown, rnd: () => number): string {
   return JSON.stringify(v);
 }
 
-/** `JSON.parse`'s result, or the fact that it threw. */
+/** `JSON.parse`'s result, or the fact that it threw or read a number out of float64's range (which parseJsonBody refuses). */
 function reference(text: Buffer): { ok: true; value: unknown } | { ok: false } {
   try {
-    return { ok: true, value: JSON.parse(text.toString('utf8')) };
+    const value: unknown = JSON.parse(text.toString('utf8'), (_key, v: unknown) => {
+      if (typeof v === 'number' && !Number.isFinite(v)) throw new SyntaxError('number out of range');
+      return v;
+    });
+    return { ok: true, value };
   } catch {
     return { ok: false };
   }
@@ -243,6 +247,25 @@ describe('parseJsonBody: JSON.parse for bodies longer than V8 regular heap objec
     const parsed = parseRequestBody(body, '/v1/chat/completions');
     expect(parsed.model).toBe('m');
     expect(topLevelMemberTexts(body, new Set(['tools'])).get('tools')).toBe(JSON.stringify(JSON.parse(chat).tools));
+  });
+
+  test('a number out of float64\'s range (JSON.parse reads ±Infinity) is refused, short body or long, as Go\'s encoding/json refuses it: a 400 (GIE v1.5.0 parsers/openai/openai.go ParseRequest json.Unmarshal, director.go processRequestBody BadRequest)', () => {
+    for (const text of ['{"model":"m","prompt":"p","max_tokens":1e400}', '{"model":"m","prompt":"p","temperature":-1e309}', `{"model":"m","prompt":"p","n":[${'9'.repeat(400)}]}`]) {
+      expect(() => parseJsonBody(Buffer.from(text))).toThrow(/number out of range/);
+      const long = Buffer.from(text.replace('"p"', `"${'p'.repeat(WHOLE_PARSE_MAX_BYTES)}"`));
+      expect(() => parseJsonBody(long)).toThrow(/number out of range/);
+      let err: unknown;
+      try {
+        parseRequestBody(Buffer.from(text), '/v1/completions');
+      } catch (e) {
+        err = e;
+      }
+      expect(err).toBeInstanceOf(RequestBodyError);
+      expect((err as RequestBodyError).status).toBe(400);
+      expect((err as RequestBodyError).code).toBe('invalid_json');
+    }
+    // The largest doubles, and an underflow to 0 (Go's strconv.ParseFloat reports only overflow), are read.
+    expect(parseJsonBody(Buffer.from('[1.7976931348623157e308,-1.7976931348623157e308,1e-400]'))).toEqual([1.7976931348623157e308, -1.7976931348623157e308, 0]);
   });
 
   test('a long body with more values than its budget (commas and containers) is refused before any parse; a short one is parsed whole', () => {

@@ -17,6 +17,9 @@
  * prototype. The differential test (`protocol/test/json-body.test.ts`) holds it to `JSON.parse` on generated documents
  * and on their corruptions.
  *
+ * A number out of float64's range, which `JSON.parse` reads as ±Infinity, throws (a `SyntaxError`), as Go's
+ * encoding/json refuses it (`refuseOutOfRange`).
+ *
  * One exception: a body over `WHOLE_PARSE_MAX_BYTES` nested deeper than `MAX_NESTING` throws (a `SyntaxError`) before
  * anything is parsed, where `JSON.parse` would spend about a microsecond a level on the routing thread (a 20 MB body
  * nested 10 M deep held every other request for 10 s and took 1.2 GB). Upstream refuses such a body too: GIE v1.5.0
@@ -77,11 +80,36 @@ const CLOSE_BRACKET = 0x5d;
  * @throws JsonBodyTooDenseError for a body over `wholeMaxBytes` with more than `maxValues` values, before parsing it.
  */
 export function parseJsonBody(body: Buffer, wholeMaxBytes: number = WHOLE_PARSE_MAX_BYTES, maxValues: number = MAX_JSON_VALUES): unknown {
-  if (body.length <= wholeMaxBytes) return JSON.parse(body.toString('utf8'));
+  if (body.length <= wholeMaxBytes) return refuseOutOfRange(JSON.parse(body.toString('utf8')));
   const start = skipWhitespace(body, 0, body.length);
   const end = scanValue(body, start, body.length, maxValues, MAX_NESTING);
   if (skipWhitespace(body, end, body.length) !== body.length) fail(body, end, 'unexpected data after the JSON value');
-  return new PieceParser(body, wholeMaxBytes).value(start, end, 0);
+  return refuseOutOfRange(new PieceParser(body, wholeMaxBytes).value(start, end, 0));
+}
+
+/**
+ * Returns `value`, or throws (a `SyntaxError`) where it holds a number `JSON.parse` read as ±Infinity: one out of
+ * float64's range, which Go's encoding/json refuses ("cannot unmarshal number 1e400 into Go value of type float64"), so
+ * GIE v1.5.0 answers such a body 400 (`parsers/openai/openai.go` ParseRequest, `requestcontrol/director.go`
+ * processRequestBody BadRequest). An underflow reads 0 in both. Walked without recursion: a body may nest 30 K deep.
+ */
+function refuseOutOfRange(value: unknown): unknown {
+  if (typeof value === 'number') {
+    if (!Number.isFinite(value)) throw new SyntaxError('number out of range (beyond float64)');
+    return value;
+  }
+  if (typeof value !== 'object' || value === null) return value;
+  const pending: object[] = [value];
+  for (let container = pending.pop(); container !== undefined; container = pending.pop()) {
+    for (const item of Array.isArray(container) ? container : Object.values(container)) {
+      if (typeof item === 'number') {
+        if (!Number.isFinite(item)) throw new SyntaxError('number out of range (beyond float64)');
+      } else if (typeof item === 'object' && item !== null) {
+        pending.push(item);
+      }
+    }
+  }
+  return value;
 }
 
 class PieceParser {
