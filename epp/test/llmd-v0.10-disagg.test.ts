@@ -166,7 +166,8 @@ describe('prefix-based-pd-decider when only the prefill profile lists the prefix
   // (approximateprefix/plugin.go PreRequest @ v0.10.0), so the decider's PrefixCacheMatchInfo for the decode pod knows
   // what that pod was sent before: the same long prompt again on the same decode pod is decode only.
   // kvroute's prefix-cache-scorer records the picks of the profiles listing it (here the prefill profile's), so the
-  // decider records the decode pick into the scorer it asked (learnPick): without that, every long prompt went to prefill.
+  // scheduler records the decode pick into the scorer the decider asked (learnPick) after the cycle: without that,
+  // every long prompt went to prefill.
   test('the same long prompt again, on the one decode pod that took it, is decode only', () => {
     const config = LLMD_GUIDE_CONFIGS['wide-ep-lws-experimental-dp-aware']
       .replace('- type: prefix-based-pd-decider\n', '- type: prefix-based-pd-decider\n  parameters:\n    nonCachedTokens: 16\n');
@@ -371,5 +372,110 @@ describe('the disagg decision counters\' model label is bounded (profilehandler/
     expect(lines).toContain(`llm_d_epp_disagg_decision_total{plugin_name="disagg-profile-handler",plugin_type="disagg-profile-handler",model_name="${'m'.repeat(128)}",decision_type="decode-only"} 1`);
     // 64 names kept: the 128-character one and model-0 … model-62; model-63 … model-69 are "other".
     expect(lines).toContain('llm_d_epp_disagg_decision_total{plugin_name="disagg-profile-handler",plugin_type="disagg-profile-handler",model_name="other",decision_type="decode-only"} 7');
+  });
+});
+
+/**
+ * llm-d-router v0.10.0 deploy/config/sim-e-p-d-epp-config.yaml with its encode stage taken out (kvroute refuses E/P/D
+ * by name): P/D scored by queue depth alone, the prefix-based decider at 16 non-cached tokens, no prefix scorer listed.
+ */
+const PD_QUEUE_ONLY_CONFIG = `apiVersion: llm-d.ai/v1alpha1
+kind: EndpointPickerConfig
+plugins:
+- type: queue-scorer
+- type: prefill-filter
+- type: decode-filter
+- type: disagg-profile-handler
+  parameters:
+    deciders:
+      prefill: prefix-based-pd-decider
+- type: prefix-based-pd-decider
+  parameters:
+    nonCachedTokens: 16
+schedulingProfiles:
+- name: prefill
+  plugins:
+  - pluginRef: prefill-filter
+  - pluginRef: queue-scorer
+    weight: 1
+- name: decode
+  plugins:
+  - pluginRef: decode-filter
+  - pluginRef: queue-scorer
+    weight: 1
+`;
+
+describe('P/D through the EPP: the decider\'s prefix match (pods of any role and queue depth)', () => {
+  interface Pod { name: string; role: string; waiting: number; server?: FakeVllmServer }
+  let dir: string;
+  let pods: Pod[] = [];
+  let epp: RunningEpp | undefined;
+  let envoy: FakeEnvoy | undefined;
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'kvroute-disagg-match-'));
+  });
+  afterEach(async () => {
+    envoy?.close();
+    envoy = undefined;
+    await epp?.stop();
+    epp = undefined;
+    await Promise.all(pods.map((p) => p.server?.close()));
+    pods = [];
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  async function start(config: string, layout: Pod[]): Promise<void> {
+    pods = layout;
+    for (const p of pods) p.server = await FakeVllmServer.start({ engines: [{ waiting: p.waiting, running: 0, kvUsage: 0.1 }] });
+    const file = join(dir, 'endpoints.yaml');
+    writeFileSync(file, `endpoints:\n${pods.map((p) => `  - {name: ${p.name}, address: "127.0.0.1", port: "${p.server!.port}", labels: {llm-d.ai/role: ${p.role}}}`).join('\n')}\n`);
+    const text = config
+      .replace('plugins:\n', `plugins:\n- name: files\n  type: file-discovery\n  parameters: {path: ${JSON.stringify(file)}}\n`)
+      .replace('schedulingProfiles:', 'dataLayer:\n  discovery: {pluginRef: files}\nschedulingProfiles:');
+    epp = await startEpp(parseArgs(['--config-text', text, '--grpc-port', '0', '--grpc-health-port', '0', '--metrics-port', '0', '--host', '127.0.0.1', '--refresh-metrics-interval', '20ms'], {})!, quiet);
+    envoy = new FakeEnvoy(`127.0.0.1:${epp.grpcPort}`);
+    await waitFor(() => epp!.datastore.snapshot().length === pods.length && epp!.datastore.snapshot().every((s) => s.metrics.updateTime > 0));
+  }
+
+  const key = (name: string) => `127.0.0.1:${pods.find((p) => p.name === name)!.server!.port}`;
+  const nameOf = (k: string | undefined) => pods.find((p) => k !== undefined && key(p.name) === k)?.name ?? k;
+  const decodeAndPrefill = (): Pod[] => [{ name: 'decode-0', role: 'decode', waiting: 0 }, { name: 'prefill-0', role: 'prefill', waiting: 0 }];
+
+  async function send(prompt: string | number[], headers: Record<string, string> = {}): Promise<{ destination: string | undefined; prefiller: string | undefined; status?: string }> {
+    const s = envoy!.open();
+    s.send(requestHeaders({ ':method': 'POST', ':path': '/v1/completions', ':authority': 'gw', 'content-type': 'application/json', ...headers }, false));
+    s.send(requestBody(Buffer.from(JSON.stringify({ model: 'm', prompt })), true));
+    const first = await s.next();
+    s.cancel();
+    if (first.immediate_response) return { destination: undefined, prefiller: undefined, status: first.immediate_response.status.code };
+    const set = setHeaders(first.request_headers.response.header_mutation);
+    return { destination: nameOf(set['x-gateway-destination-endpoint']), prefiller: nameOf(set['x-prefiller-host-port']) };
+  }
+
+  const document = (seed: string) => Array.from({ length: 60 }, (_, i) => `${seed} sentence ${i} of a long shared document.`).join(' ');
+
+  // llm-d-router v0.10.0: disagg_profile_handler.go Handler.Consumes() requires PrefixCacheMatchInfo; runner.go
+  // registers approx-prefix-cache-producer as its default producer and datalayer/data_graph.go
+  // CreateMissingDataProducers makes it (nil parameters) when no plugin produces it. So prefix_based_pd_decider.go
+  // disaggregate always finds the decode pick's PrefixCacheMatchInfo: a long cold prompt is disaggregated.
+  test('a P/D config listing no prefix scorer (sim-e-p-d-epp-config.yaml without encode) still disaggregates a long uncached prompt, and not the same prompt again on its decode pod', async () => {
+    await start(PD_QUEUE_ONLY_CONFIG, decodeAndPrefill());
+    expect(await send(document('alpha'))).toEqual({ destination: 'decode-0', prefiller: 'prefill-0' });
+    // The producer recorded the decode pick (approximateprefix/plugin.go PreRequest): cached there now.
+    expect(await send(document('alpha'))).toEqual({ destination: 'decode-0', prefiller: undefined });
+    expect(epp!.scheduler.config.plugins.filter((p) => p.type === 'prefix-cache-scorer').map((p) => p.name)).toEqual(['prefix-cache-scorer']);
+    expect(epp!.scheduler.config.schedulingProfiles.every((s) => s.plugins.every((r) => r.pluginRef !== 'prefix-cache-scorer'))).toBe(true);
+  });
+
+  // llm-d-router v0.10.0: pd_profile_handler.go PdProfileHandler.Consumes() requires PrefixCacheMatchInfo, so the
+  // auto-created approx-prefix-cache-producer matches every candidate before scheduling and records the primary
+  // (decode) pick in PreRequest (approximateprefix/plugin.go); the director's conditional-decode gate
+  // (director.go primaryEndpointHasCachedPrefix) reads that endpoint attribute. The data-parallel guide's decode
+  // profile lists no prefix scorer (its decider, at nonCachedTokens 0, never disaggregates).
+  test('llm-d\'s data-parallel guide verbatim: the same prompt again with Prefer: if-available, on the decode pod that took it, is forwarded, not 412', async () => {
+    await start(LLMD_GUIDE_CONFIGS['wide-ep-lws-experimental-dp-aware'], decodeAndPrefill());
+    expect((await send(document('delta'))).destination).toBe('decode-0');
+    expect(await send(document('delta'), { prefer: 'if-available' })).toEqual({ destination: 'decode-0', prefiller: undefined });
+    expect((await send(document('epsilon'), { prefer: 'if-available' })).status).toBe('PreconditionFailed');
   });
 });

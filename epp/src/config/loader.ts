@@ -7,7 +7,7 @@ import { FieldReader, isPlainObject } from './fields';
 import { parseQuantity } from './quantity';
 import { parseDuration } from './duration';
 import { resolvePluginParameters } from './parameters';
-import { normalizeProducerForms } from './producer-form';
+import { LLMD_MAX_PREFIX_BLOCKS, LLMD_MAX_PREFIX_TOKENS, normalizeProducerForms } from './producer-form';
 import {
   ENDPOINT_PICKER_CONFIG_API_VERSION,
   ENDPOINT_PICKER_CONFIG_API_VERSIONS,
@@ -55,6 +55,7 @@ export function parseEndpointPickerConfig(yamlText: string): EndpointPickerConfi
  * - a profile without a picker gets a declared picker, else `max-score-picker` (added to `plugins` if absent);
  * - no profile handler and one profile → `single-profile-handler` is added;
  * - a `prefix-cache-affinity-filter` whose load gate reads in-flight tokens and no `inflight-load-producer` → one is added;
+ * - a P/D profile handler and no prefix scorer → a `prefix-cache-scorer` in no profile, with upstream's producer defaults;
  * - every scorer reference has a weight (1 by default); weights are finite numbers, integral or not, negative ones
  *   included (a penalty: upstream takes any float64, `configloader.go` NewWeightedScorer @ llm-d-router v0.10.0);
  * - llm-d's producer form (`precise-prefix-cache-producer` read by a `prefix-cache-scorer`) becomes one
@@ -117,6 +118,7 @@ function validateNormalized(document: unknown): EndpointPickerConfig {
   for (const profile of profiles) addDefaultPicker(profile, plugins, declaredProfiles.indexOf(profile));
   addDefaultProfileHandler(plugins, profiles);
   addInFlightLoadProducer(plugins);
+  addPdPrefixScorer(plugins);
   // After the profiles, as GIE's ensureSaturationDetector runs after ensureSchedulingLayer: a detector the section
   // adds is not put into the defaulted profile.
   const saturationDetector = readSaturationDetector(saturationDetectorRaw?.raw, plugins, saturationDetectorRaw?.path ?? 'saturationDetector');
@@ -870,6 +872,25 @@ function addInFlightLoadProducer(plugins: PluginSpec[]): void {
   if (reads) ensurePlugin('inflight-load-producer', plugins, 'plugins (adding the inflight-load-producer a prefix-cache-affinity-filter reads)');
 }
 
+/** The P/D profile handlers, which read the decode pick's prefix match (their decider, the conditional-decode gate). */
+const PD_HANDLER_TYPES: readonly string[] = ['disagg-profile-handler', 'pd-profile-handler'];
+
+/**
+ * A P/D profile handler in a config with no prefix scorer gets a `prefix-cache-scorer` listed in no profile, with
+ * llm-d-router v0.10.0's `approx-prefix-cache-producer` defaults (`approximateprefix/types.go` defaultConfig: a
+ * 131,072-token window, 2048 blocks, autoTune): upstream's handlers `Consumes()` PrefixCacheMatchInfo
+ * (`disagg_profile_handler.go`, `pd_profile_handler.go`), and the data-layer DAG makes that producer when no plugin
+ * produces it (`datalayer/data_graph.go` CreateMissingDataProducers; `cmd/epp/runner/runner.go` registers it as the
+ * key's default producer). Scoring nothing, it matches the decode pick for the decider and the conditional-decode gate,
+ * and learns every pick (the scheduler's `pdPrefixSource`). The rendered config shows it.
+ */
+function addPdPrefixScorer(plugins: PluginSpec[]): void {
+  if (!plugins.some((p) => PD_HANDLER_TYPES.includes(p.type))) return;
+  if (plugins.some((p) => p.type === 'prefix-cache-scorer' || p.type === 'precise-prefix-cache-scorer')) return;
+  const path = 'plugins (adding the prefix-cache-scorer a P/D profile handler reads, as upstream\'s default approx-prefix-cache-producer)';
+  ensurePlugin('prefix-cache-scorer', plugins, path, { maxPrefixTokensToMatch: LLMD_MAX_PREFIX_TOKENS, maxPrefixBlocksToMatch: LLMD_MAX_PREFIX_BLOCKS });
+}
+
 /** Plugins the loader added to a config that did not declare them (GIE's defaults), for messages that must say so. */
 const addedByLoader = new WeakSet<PluginSpec>();
 
@@ -878,8 +899,8 @@ export function isAddedByLoader(plugin: PluginSpec): boolean {
   return addedByLoader.has(plugin);
 }
 
-/** Finds the plugin named after `type` or appends it with default parameters, like GIE's defaulting. */
-function ensurePlugin(type: PluginType, plugins: PluginSpec[], path: string): PluginSpec {
+/** Finds the plugin named after `type` or appends it with `parameters` (none: its defaults), like GIE's defaulting. */
+function ensurePlugin(type: PluginType, plugins: PluginSpec[], path: string, parameters?: Record<string, unknown>): PluginSpec {
   const existing = plugins.find((p) => p.name === type);
   if (existing !== undefined) {
     if (existing.type !== type) {
@@ -890,7 +911,7 @@ function ensurePlugin(type: PluginType, plugins: PluginSpec[], path: string): Pl
     }
     return existing;
   }
-  const added = pluginSpec(type, type, resolvePluginParameters(type, undefined, path));
+  const added = pluginSpec(type, type, resolvePluginParameters(type, parameters, path));
   addedByLoader.add(added);
   plugins.push(added);
   return added;

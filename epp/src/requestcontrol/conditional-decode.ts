@@ -5,7 +5,10 @@
  * at least one block of the prompt; otherwise it answers 412 Precondition Failed and the coordinator restarts the
  * pipeline at prefill. Upstream reads only its default approximate producer's match (a precise producer's never
  * reaches the gate, so every such request gets 412: its release note calls the optimisation "effectively disabled"
- * there); kvroute reads whichever prefix scorer ran, the precise one's match winning as everywhere else.
+ * there); kvroute reads whichever prefix scorer ran, the precise one's match winning as everywhere else. With a P/D
+ * handler the decode pick always has a match: its profile's, else the config's prefix scorer's (the scheduler's
+ * `pdPrefixSource`; the loader adds one to a P/D config that has none, as upstream's data layer makes its approximate
+ * producer for the handlers that consume its match).
  */
 import type { SchedulingResult } from '../scheduling/types';
 

@@ -176,6 +176,13 @@ export type ProfileOutcome = ProfileRunResult | SchedulingError;
 export interface ProfileHandler extends Plugin {
   /** The profile whose pick is the destination whenever it runs (P/D: the decode profile); undefined when it varies. */
   readonly primaryProfile?: string;
+  /**
+   * Reads the primary pick's prefix match whatever its profile lists (P/D: the decider, and the conditional-decode gate
+   * after the cycle), as llm-d-router v0.10.0's P/D handlers `Consumes()` PrefixCacheMatchInfo: the scheduler then
+   * matches the primary pick by the config's prefix scorer when its profile published no match, and has that scorer
+   * record the picks of the profiles that do not list it (`pdPrefixSource`).
+   */
+  readonly consumesPrefixMatch?: boolean;
   /** The profiles to run next given the outcomes so far; an empty list ends the cycle. */
   pickProfiles(
     cycle: CycleContext,

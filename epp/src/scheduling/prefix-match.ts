@@ -5,7 +5,7 @@
  * match in tokens is kept over one in characters: it is what vLLM will actually find.
  */
 import type { EndpointSnapshot } from '../datastore/types';
-import { stateKey, type CycleContext, type CycleState, type Plugin } from './framework';
+import { CycleState, stateKey, type CycleContext, type Plugin } from './framework';
 import { LazyReadonlyMap } from './lazy-map';
 
 export interface PrefixMatchEstimate {
@@ -119,4 +119,45 @@ export interface PrefixMatchRatios extends Plugin {
 
 export function isPrefixMatchRatios(plugin: Plugin): plugin is PrefixMatchRatios {
   return (PREFIX_SCORER_TYPES as readonly string[]).includes(plugin.type) && typeof (plugin as Partial<PrefixMatchRatios>).matchRatios === 'function';
+}
+
+/** A prefix scorer that records a pick made by a profile not listing it (the approximate one: `PrefixCacheScorer`). */
+export interface PickLearner extends PrefixMatchRatios {
+  learnPick(cycle: CycleContext, target: EndpointSnapshot): void;
+}
+
+export function isPickLearner(plugin: PrefixMatchRatios): plugin is PickLearner {
+  return typeof (plugin as Partial<PickLearner>).learnPick === 'function';
+}
+
+/**
+ * The prefix scorer whose match of a P/D cycle's picks the decider and the conditional-decode gate read when the
+ * decode profile lists none, and which records the picks of the profiles not listing it: llm-d-router v0.10.0's
+ * approximate producer, which matches before scheduling and records the primary and prefill picks in PreRequest
+ * (`approximateprefix/plugin.go`). The precise one when the config has both; the loader adds an approximate one to a
+ * P/D config that has neither (`addPdPrefixScorer`).
+ */
+export function pdPrefixSource(plugins: Iterable<Plugin>): PrefixMatchRatios | undefined {
+  let approx: PrefixMatchRatios | undefined;
+  for (const plugin of plugins) {
+    if (!isPrefixMatchRatios(plugin)) continue;
+    if (plugin.type === 'precise-prefix-cache-scorer') return plugin;
+    approx ??= plugin;
+  }
+  return approx;
+}
+
+const PICK_MATCH = stateKey<{ readonly target: EndpointSnapshot; readonly cycle: CycleContext }>('prefix match of one pick');
+
+/**
+ * `source`'s match of the prompt on `target` alone, in a cycle of its own (`PREFIX_MATCH` in its state): the profiles'
+ * matches stay theirs. Made once a cycle for the same target, for the decider and the conditional-decode gate both.
+ */
+export function pickPrefixMatch(cycle: CycleContext, source: PrefixMatchRatios, target: EndpointSnapshot): CycleContext {
+  const made = cycle.state.get(PICK_MATCH);
+  if (made?.target === target) return made.cycle;
+  const scratch: CycleContext = { request: cycle.request, state: new CycleState() };
+  source.matchRatios(scratch, [target]);
+  cycle.state.set(PICK_MATCH, { target, cycle: scratch });
+  return scratch;
 }

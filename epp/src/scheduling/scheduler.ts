@@ -28,7 +28,7 @@ import { NOOP_SCHEDULING_METRICS, type ExtensionPoint, type SchedulingMetrics } 
 import { createPlugin, type ParameterSpec, type PluginDefinition, type PluginKind, type PluginKindInterfaces } from './plugin';
 import { SchedulingError, type LLMRequest, type SchedulingResult } from './types';
 import { LazyReadonlyMap } from './lazy-map';
-import { PREFIX_MATCH, type PrefixMatchEstimate } from './prefix-match';
+import { isPickLearner, pdPrefixSource, type PickLearner, pickPrefixMatch, PREFIX_MATCH, type PrefixMatchEstimate, type PrefixMatchRatios } from './prefix-match';
 import { isConditionalDecode, pickHoldsCachedPrefix } from '../requestcontrol/conditional-decode';
 
 export interface PluginSetOptions {
@@ -209,6 +209,8 @@ export class Scheduler {
   private scratch = { scores: new Float64Array(0), sums: new Float64Array(0) };
   /** Each cycle's prefix match by profile, when the config has several profiles. */
   private readonly matchOf = new WeakMap<CycleContext, Map<string, PrefixMatchEstimate>>();
+  /** The prefix scorer a P/D handler reads beyond its profiles (`ProfileHandler.consumesPrefixMatch`), else undefined. */
+  private readonly pdPrefixSource: PrefixMatchRatios | undefined;
 
   constructor(
     /** The plugins of the config, shared with request control. */
@@ -222,6 +224,7 @@ export class Scheduler {
     this.profileHandler = handler;
     this.profiles = new Map(plugins.config.schedulingProfiles.map((spec) => [spec.name, resolveProfile(spec, plugins)]));
     this.profileNames = [...this.profiles.keys()];
+    this.pdPrefixSource = handler.consumesPrefixMatch === true ? pdPrefixSource(plugins.ofKind('scorer')) : undefined;
   }
 
   /** The normalized config the scheduler was built from. */
@@ -258,7 +261,11 @@ export class Scheduler {
       const target = outcome.targets[0]!;
       this.metrics.countPick(target.endpoint.key);
       // With one profile the state holds its match; with several, each profile's own, as each scorer published it.
-      const prefixMatch = outcomes.size > 1 ? this.matchOf.get(cycle)?.get(primaryProfile) : cycle.state.get(PREFIX_MATCH);
+      let prefixMatch = outcomes.size > 1 ? this.matchOf.get(cycle)?.get(primaryProfile) : cycle.state.get(PREFIX_MATCH);
+      const source = this.pdPrefixSource;
+      // A P/D primary profile that lists no prefix scorer: the source's match of the pick, as upstream's producer
+      // puts PrefixCacheMatchInfo on every endpoint before scheduling (approximateprefix/plugin.go Produce).
+      if (prefixMatch === undefined && source !== undefined) prefixMatch = pickPrefixMatch(cycle, source, target).state.get(PREFIX_MATCH);
       let profileTargets: Map<string, EndpointSnapshot> | undefined;
       if (outcomes.size > 1) {
         profileTargets = new Map();
@@ -269,6 +276,11 @@ export class Scheduler {
         ...(prefixMatch !== undefined ? { prefixMatch } : {}),
         ...(profileTargets !== undefined ? { profileTargets } : {}),
       };
+      if (source !== undefined && isPickLearner(source)) {
+        const learn = () => this.learnUnlistedPicks(cycle, source, target, outcomes);
+        if (deferred !== undefined) deferred.push(learn);
+        else learn();
+      }
       if (deferred !== undefined && pickHoldsCachedPrefix(result)) for (const run of deferred) run();
       return result;
     } catch (error) {
@@ -282,6 +294,18 @@ export class Scheduler {
   /** The plugin configured under `name` (for stats and tests). */
   plugin(name: string): Plugin | undefined {
     return this.plugins.get(name);
+  }
+
+  /**
+   * The P/D prefix source records each profile's pick that its own post-cycle did not (a profile not listing it), with
+   * the prompt's blocks as matched on the primary pick: upstream's approximate producer records the primary pick and
+   * the prefill one in PreRequest, after the whole cycle (approximateprefix/plugin.go), one set of hashes for both.
+   */
+  private learnUnlistedPicks(cycle: CycleContext, source: PickLearner, primary: EndpointSnapshot, outcomes: ReadonlyMap<string, ProfileOutcome>): void {
+    for (const [name, outcome] of outcomes) {
+      if (outcome instanceof SchedulingError || this.profiles.get(name)!.postCycles.some((p) => (p as Plugin) === source)) continue;
+      source.learnPick(pickPrefixMatch(cycle, source, primary), outcome.targets[0]!);
+    }
   }
 
   private runProfiles(cycle: CycleContext, candidates: readonly EndpointSnapshot[], deferred: (() => void)[] | undefined): Map<string, ProfileOutcome> {

@@ -95,6 +95,8 @@ const LEGACY_FIELDS = ['decodeProfile', 'prefillProfile', 'encodeProfile', 'pref
  */
 export class DisaggCycle implements ProfileHandler {
   readonly type: HandlerVariant['type'];
+  /** Its decider and the conditional-decode gate read the decode pick's prefix match (`disagg_profile_handler.go` Consumes). */
+  readonly consumesPrefixMatch = true;
   private decider: PdDecider | undefined;
 
   constructor(readonly name: string, private readonly p: Resolved, private readonly handle: PluginHandle, private readonly variant: HandlerVariant = DISAGG_VARIANT) {

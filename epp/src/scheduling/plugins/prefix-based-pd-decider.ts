@@ -1,8 +1,8 @@
 import type { EndpointSnapshot } from '../../datastore/types';
-import { CycleState, type CycleContext, type PluginHandle, type Scorer } from '../framework';
+import type { CycleContext, PluginHandle } from '../framework';
 import type { PdDecider } from '../pd-decider';
 import { definePlugin, parameters } from '../plugin';
-import { PREFIX_MATCH, uncachedTokensOf, type PrefixMatchEstimate } from '../prefix-match';
+import { pdPrefixSource, pickPrefixMatch, PREFIX_MATCH, uncachedTokensOf, type PrefixMatchEstimate, type PrefixMatchRatios } from '../prefix-match';
 
 export interface PrefixBasedPdDeciderParameters {
   /**
@@ -26,40 +26,31 @@ const CHARACTERS_PER_TOKEN = 4;
  * prefill when the prompt is long enough (`promptTokens`, `nonCachedTokens`) and the decode pod's cached prefix leaves
  * at least `nonCachedTokens` of it to compute. The cached length is the decode profile's prefix scorer's match for the
  * decode pick (upstream reads `PrefixCacheMatchInfo` from that endpoint), or, when the decode profile lists no prefix
- * scorer, the config's prefix scorer's match for the pick alone; with no prefix scorer in the config it never
- * disaggregates, as upstream's "unable to read prefix cache state".
+ * scorer, the config's prefix scorer's match for the pick alone (`pdPrefixSource`: a P/D config always has one, the
+ * loader adding upstream's default approximate producer as a `prefix-cache-scorer` in no profile when it lists none).
  */
 class PrefixBasedPdDecider implements PdDecider {
   readonly type = 'prefix-based-pd-decider';
   /** The config's prefix scorer (the precise one when both are listed): asked when the decode profile scored no prefix. */
-  private prefixScorer: (Scorer & { learnPick?(cycle: CycleContext, target: EndpointSnapshot): void }) | undefined;
+  private prefixScorer: PrefixMatchRatios | undefined;
 
   constructor(readonly name: string, private readonly p: Required<PrefixBasedPdDeciderParameters>, private readonly handle?: PluginHandle) {}
 
   resolveReferences(): void {
-    const plugins = [...(this.handle?.plugins?.() ?? [])];
-    this.prefixScorer = (plugins.find((p) => p.type === 'precise-prefix-cache-scorer') ?? plugins.find((p) => p.type === 'prefix-cache-scorer')) as typeof this.prefixScorer;
+    this.prefixScorer = pdPrefixSource(this.handle?.plugins?.() ?? []);
   }
 
   disaggregate(cycle: CycleContext, decodeTarget: EndpointSnapshot): boolean {
     const { nonCachedTokens } = this.p;
     if (nonCachedTokens === 0) return false;
     let match = cycle.state.get(PREFIX_MATCH);
-    if (match !== undefined || this.prefixScorer === undefined) return this.decide(cycle, match, decodeTarget);
     // Upstream matches the prompt on every candidate before scheduling (the approx producer is a data producer the
     // director runs first, director.go runDataProducerPlugins), so its decider knows the decode pod's cached prefix
     // even when only the prefill profile lists the prefix scorer, as llm-d's data-parallel guide does
-    // (wellknown_configs_test.go "wide-ep-lws-experimental-dp-aware"). Here the match is made for the decode pick
-    // alone, in a cycle state of its own: the profiles' own matches are untouched.
-    const scratch: CycleContext = { request: cycle.request, state: new CycleState() };
-    this.prefixScorer.score(scratch, [decodeTarget]);
-    match = scratch.state.get(PREFIX_MATCH);
-    const decision = this.decide(cycle, match, decodeTarget);
-    // And upstream's producer records the primary (decode) pick as well as the prefill one (approximateprefix/plugin.go
-    // PreRequest), which a scorer listed only in the prefill profile never sees: without this, the same long prompt to
-    // the same decode pod would be disaggregated every time.
-    this.prefixScorer.learnPick?.(scratch, decodeTarget);
-    return decision;
+    // (wellknown_configs_test.go "wide-ep-lws-experimental-dp-aware"), or none does. The scheduler records the pick
+    // after the cycle, as upstream's producer does in PreRequest.
+    if (match === undefined && this.prefixScorer !== undefined) match = pickPrefixMatch(cycle, this.prefixScorer, decodeTarget).state.get(PREFIX_MATCH);
+    return this.decide(cycle, match, decodeTarget);
   }
 
   private decide(cycle: CycleContext, match: PrefixMatchEstimate | undefined, decodeTarget: EndpointSnapshot): boolean {
