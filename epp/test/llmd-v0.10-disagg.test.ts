@@ -467,6 +467,23 @@ describe('P/D through the EPP: the decider\'s prefix match (pods of any role and
     expect(epp!.scheduler.config.schedulingProfiles.every((s) => s.plugins.every((r) => r.pluginRef !== 'prefix-cache-scorer'))).toBe(true);
   });
 
+  // llm-d-router v0.10.0: the approximate producer matches the prompt on every candidate once, before scheduling
+  // (approximateprefix/plugin.go Produce, run by requestcontrol/director.go before Schedule), and records the picks only
+  // in PreRequest, after the whole cycle: the prefill profile sees the same cold match the decode profile saw. B (role
+  // both) is the decode pick (A is busier); in the prefill profile B (1 waiting) and C (0 waiting) match nothing alike,
+  // so queue-scorer decides: C. Recording the decode pick before the prefill profile scores would give B the whole
+  // prompt (prefix weight 2) and make the decode pod its own prefiller.
+  test('pd-epp-config.yaml: the decode pick is not yet in the prefix index when the prefill profile scores (a "both" pod is not made its own prefiller)', async () => {
+    await start(PD_EPP_CONFIG, [
+      { name: 'A', role: 'decode', waiting: 5 },
+      { name: 'B', role: 'both', waiting: 1 },
+      { name: 'C', role: 'prefill', waiting: 0 },
+    ]);
+    expect(await send(document('gamma'))).toEqual({ destination: 'B', prefiller: 'C' });
+    // Both picks recorded after the cycle: the same prompt again is cached on its decode pod, decode only.
+    expect(await send(document('gamma'))).toEqual({ destination: 'B', prefiller: undefined });
+  });
+
   // llm-d-router v0.10.0: pd_profile_handler.go PdProfileHandler.Consumes() requires PrefixCacheMatchInfo, so the
   // auto-created approx-prefix-cache-producer matches every candidate before scheduling and records the primary
   // (decode) pick in PreRequest (approximateprefix/plugin.go); the director's conditional-decode gate

@@ -166,7 +166,12 @@ export interface ProfileRunResult {
 }
 
 export interface PostCycle extends Plugin {
-  /** Runs after the profile's picker succeeded. */
+  /**
+   * Runs after the profile's picker succeeded: right after the profile in a single-profile config; with several
+   * profiles once every profile ran (so a later profile does not score against an earlier one's pick, as upstream's
+   * producers record picks in PreRequest), with the cycle state as this profile left it; for a conditional decode
+   * (`Prefer: if-available`) only when it will be forwarded.
+   */
   postCycle(cycle: CycleContext, result: ProfileRunResult): void;
 }
 

@@ -242,10 +242,13 @@ export class Scheduler {
     try {
       if (candidates.length === 0) throw new SchedulingError('no-endpoints', 'no ready endpoint in the pool');
       const cycle: CycleContext = { request, state: new CycleState(), profile: undefined };
-      // A conditional decode (`Prefer: if-available`) may yet be refused 412 (request control's gate, on this cycle's
-      // result): its post-cycle hooks (prefix-index learning, session bindings, speculative index entries) wait until
-      // the result says it will be forwarded, as upstream's run in PreRequest, after that gate.
-      const deferred: (() => void)[] | undefined = isConditionalDecode(request.headers) ? [] : undefined;
+      // Post-cycle hooks (prefix-index learning, session bindings, speculative index entries) run once the cycle is
+      // over, as upstream's run in PreRequest: with several profiles, after the last one, so that no profile scores
+      // against what an earlier one just picked (upstream matches once before scheduling, approximateprefix/plugin.go
+      // Produce, and records the picks in PreRequest); and a conditional decode (`Prefer: if-available`), which may yet
+      // be refused 412 (request control's gate, on this cycle's result), only when the result says it will be forwarded.
+      const conditional = isConditionalDecode(request.headers);
+      const deferred: (() => void)[] | undefined = conditional || this.profileNames.length > 1 ? [] : undefined;
       const outcomes = this.runProfiles(cycle, candidates, deferred);
       const handler = this.profileHandler;
       const processStarted = this.monotonicSeconds();
@@ -281,7 +284,7 @@ export class Scheduler {
         if (deferred !== undefined) deferred.push(learn);
         else learn();
       }
-      if (deferred !== undefined && pickHoldsCachedPrefix(result)) for (const run of deferred) run();
+      if (deferred !== undefined && (!conditional || pickHoldsCachedPrefix(result))) for (const run of deferred) run();
       return result;
     } catch (error) {
       if (error instanceof SchedulingError) this.metrics.countSchedulingFailure(error.reason);
@@ -418,7 +421,7 @@ export class Scheduler {
     if (deferred !== undefined) {
       // Run later over this profile's state as it is now: a later profile's plugins overwrite their keys.
       if (profile.postCycles.length > 0) {
-        const later: CycleContext = { request: cycle.request, state: cycle.state.copy() };
+        const later: CycleContext = { request: cycle.request, state: cycle.state.copy(), profile: profile.name };
         deferred.push(() => this.runPostCycles(profile, later, result));
       }
       return result;
