@@ -484,6 +484,47 @@ describe('P/D through the EPP: the decider\'s prefix match (pods of any role and
     expect(await send(document('gamma'))).toEqual({ destination: 'B', prefiller: undefined });
   });
 
+  // llm-d-router v0.10.0: prefix_based_pd_decider.go disaggregate reads the prompt's length from
+  // getUserInputLenInTokens, the TokenizedPrompt's TokenCount; the default token-producer is the estimate backend
+  // (requestcontrol/dataproducer/tokenizer/estimate.go produce: a completions prompt's UTF-8 bytes packed 4 to a token,
+  // packBytes/align). 40 CJK characters are 120 bytes: 30 tokens >= nonCachedTokens 16, none cached: disaggregated.
+  test('pd-epp-config.yaml: a 40-character CJK prompt (120 UTF-8 bytes, 30 estimated tokens) is disaggregated at nonCachedTokens 16', async () => {
+    await start(PD_EPP_CONFIG, decodeAndPrefill());
+    const prompt = '長い文書の要約をお願いします。'.repeat(3).slice(0, 40);
+    expect(Buffer.byteLength(prompt, 'utf8')).toBe(120);
+    expect(await send(prompt)).toEqual({ destination: 'decode-0', prefiller: 'prefill-0' });
+  });
+
+  // llm-d-router v0.10.0 estimate.go produce: a completions prompt of token ids is those tokens as they are
+  // (`body.Completions.Prompt.TokenIDs`), TokenCount 40 here: cold, at nonCachedTokens 32, disaggregated.
+  test('pd-epp-config.yaml at nonCachedTokens 32: a cold prompt of 40 token ids is disaggregated (the ids counted, not their text)', async () => {
+    await start(PD_EPP_CONFIG.replace('nonCachedTokens: 16', 'nonCachedTokens: 32'), decodeAndPrefill());
+    expect(await send(Array.from({ length: 40 }, (_, i) => i + 1))).toEqual({ destination: 'decode-0', prefiller: 'prefill-0' });
+  });
+
+  // llm-d-router v0.10.0 estimate.go chatCompletionsBytes/appendChatMessage: a chat is packed from the tools' JSON and
+  // each message's role and content bytes, nothing else: "user" + 40 characters = 44 bytes = 11 tokens, under
+  // nonCachedTokens 16: decode only (prefix_based_pd_decider.go "Input is shorter than the nonCachedToken"). With one
+  // tool (Go's JSON of the array, [{"function":{"name":"lookup"},"type":"function"}], 50 bytes) it is 94 bytes, 24
+  // tokens: disaggregated.
+  test('pd-epp-config.yaml: a one-message chat of 40 characters (11 estimated tokens) stays decode only at nonCachedTokens 16; with a tool, 24 tokens, it is disaggregated', async () => {
+    await start(PD_EPP_CONFIG, decodeAndPrefill());
+    const chat = async (body: object) => {
+      const s = envoy!.open();
+      s.send(requestHeaders({ ':method': 'POST', ':path': '/v1/chat/completions', ':authority': 'gw', 'content-type': 'application/json' }, false));
+      s.send(requestBody(Buffer.from(JSON.stringify({ model: 'm', ...body })), true));
+      const first = await s.next();
+      s.cancel();
+      const set = setHeaders(first.request_headers.response.header_mutation);
+      return { destination: nameOf(set['x-gateway-destination-endpoint']), prefiller: nameOf(set['x-prefiller-host-port']) };
+    };
+    const messages = [{ role: 'user', content: 'Please summarise the attached document.!' }];
+    expect(await chat({ messages })).toEqual({ destination: 'decode-0', prefiller: undefined });
+    const tools = [{ type: 'function', function: { name: 'lookup' } }];
+    expect(JSON.stringify(tools)).toHaveLength(50);
+    expect(await chat({ messages: [{ role: 'user', content: 'Please summarise the other document now!' }], tools })).toEqual({ destination: 'decode-0', prefiller: 'prefill-0' });
+  });
+
   // llm-d-router v0.10.0: pd_profile_handler.go PdProfileHandler.Consumes() requires PrefixCacheMatchInfo, so the
   // auto-created approx-prefix-cache-producer matches every candidate before scheduling and records the primary
   // (decode) pick in PreRequest (approximateprefix/plugin.go); the director's conditional-decode gate

@@ -2,7 +2,8 @@ import type { EndpointSnapshot } from '../../datastore/types';
 import type { CycleContext, PluginHandle } from '../framework';
 import type { PdDecider } from '../pd-decider';
 import { definePlugin, parameters } from '../plugin';
-import { pdPrefixSource, pickPrefixMatch, PREFIX_MATCH, uncachedTokensOf, type PrefixMatchEstimate, type PrefixMatchRatios } from '../prefix-match';
+import { estimatedPromptTokens } from '../estimated-tokens';
+import { pdPrefixSource, pickPrefixMatch, PREFIX_MATCH, type PrefixMatchEstimate, type PrefixMatchRatios } from '../prefix-match';
 
 export interface PrefixBasedPdDeciderParameters {
   /**
@@ -16,10 +17,15 @@ export interface PrefixBasedPdDeciderParameters {
 }
 
 /**
- * GIE's characters per token, for a prompt the approximate prefix scorer measured in characters (the precise scorer
- * counts tokens). Upstream counts the tokenized prompt (`token-producer`).
+ * A cached length in `match`'s unit as tokens of a prompt of `inputTokens`: the precise scorer's are tokens; the
+ * approximate scorer's are characters of kvroute's prompt text (a chat's ChatML turns, token ids written out), so the
+ * cached share of that text is taken of the estimated tokens. Upstream's CachedBlockCount × BlockSizeTokens counts
+ * blocks of the same pseudo-tokens its estimate counts: for ASCII text the two agree.
  */
-const CHARACTERS_PER_TOKEN = 4;
+function cachedTokensOf(match: PrefixMatchEstimate, cached: number, inputTokens: number): number {
+  if (match.unit === 'tokens') return cached;
+  return match.promptLength === 0 ? 0 : (Math.min(cached, match.promptLength) / match.promptLength) * inputTokens;
+}
 
 /**
  * `prefix-based-pd-decider` (llm-d-router v0.10.0 `profilehandler/disagg/prefix_based_pd_decider.go`): a separate
@@ -55,17 +61,18 @@ class PrefixBasedPdDecider implements PdDecider {
 
   private decide(cycle: CycleContext, match: PrefixMatchEstimate | undefined, decodeTarget: EndpointSnapshot): boolean {
     const { nonCachedTokens, promptTokens } = this.p;
-    const inputTokens = match === undefined
-      ? cycle.request.prompt.length / CHARACTERS_PER_TOKEN
-      : match.unit === 'tokens' ? match.promptLength : match.promptLength / CHARACTERS_PER_TOKEN;
+    // The precise scorer's tokens are the tokenizer's; otherwise upstream's default token producer's estimate.
+    const inputTokens = match?.unit === 'tokens' ? match.promptLength : estimatedPromptTokens(cycle.request);
     if (promptTokens > 0 && inputTokens < promptTokens) return false;
     if (inputTokens < nonCachedTokens) return false;
-    if (match === undefined) return false;
+    // No match: the prompt is shorter than one block (upstream's producer still puts a match of 0 blocks) or the
+    // prefix scorer could not read it; nothing is cached.
+    if (match === undefined) return true;
     const key = decodeTarget.endpoint.key;
     const byCandidate = match.byCandidate;
     const i = byCandidate !== undefined ? byCandidate.candidates.indexOf(decodeTarget) : -1;
     const cached = i !== -1 ? byCandidate!.cachedLength[i]! : match.cachedLength.get(key) ?? 0;
-    return uncachedTokensOf(match, cached, CHARACTERS_PER_TOKEN) >= nonCachedTokens;
+    return inputTokens - cachedTokensOf(match, cached, inputTokens) >= nonCachedTokens;
   }
 
 }

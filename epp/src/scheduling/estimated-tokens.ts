@@ -1,0 +1,67 @@
+/**
+ * The prompt's length in tokens as llm-d-router v0.10.0's default token producer counts it without a tokenizer: its
+ * estimate backend (`requestcontrol/dataproducer/tokenizer/estimate.go` produce) packs the request's bytes four to a
+ * pseudo-token, rounded up (packBytes, align), and passes token ids through as they are. The prefix-based P/D decider
+ * reads this count (`prefix_based_pd_decider.go` getUserInputLenInTokens: TokenizedPrompt.TokenCount()).
+ */
+import type { LLMRequest } from './types';
+
+/** estimate.go bytesPerToken. */
+const BYTES_PER_TOKEN = 4;
+
+const utf8Bytes = (text: string): number => Buffer.byteLength(text, 'utf8');
+
+/**
+ * Bytes of Go's `json.Marshal` of a parsed JSON value: JSON.stringify's, but Go escapes `<`, `>` and `&` as `\u003c`
+ * (six bytes for one) and U+2028, U+2029 as `\u2028` (six for three). Key order (Go sorts map keys) leaves the length alone.
+ */
+function goJsonBytes(value: unknown): number {
+  const json = JSON.stringify(value) ?? '';
+  let extra = 0;
+  for (let i = 0; i < json.length; i++) {
+    const c = json.charCodeAt(i);
+    if (c === 0x3c || c === 0x3e || c === 0x26) extra += 5;
+    else if (c === 0x2028 || c === 0x2029) extra += 3;
+  }
+  return utf8Bytes(json) + extra;
+}
+
+/** A chat message's text bytes as appendChatMessage packs them: a string content, or its `text` blocks' text. */
+function contentBytes(content: unknown): number {
+  if (typeof content === 'string') return utf8Bytes(content);
+  if (!Array.isArray(content)) return 0;
+  let bytes = 0;
+  for (const part of content) {
+    const block = part as { type?: unknown; text?: unknown } | null;
+    if (block !== null && typeof block === 'object' && block.type === 'text' && typeof block.text === 'string') bytes += utf8Bytes(block.text);
+  }
+  return bytes;
+}
+
+/**
+ * Estimated prompt tokens: token ids counted as they are; a text prompt's UTF-8 bytes ÷ 4, rounded up; a chat's tools
+ * (Go's JSON of them) and each message's role and text bytes ÷ 4, rounded up (chatCompletionsBytes, appendChatMessage:
+ * no template, no separators). Multimodal parts, which upstream folds in as placeholder tokens, count nothing here:
+ * kvroute's prefix index keys text only. A request without a structured input (built by a test) counts its prompt's
+ * bytes. An Anthropic Messages body counts as the chat it is read into (its system text a `system` message).
+ */
+export function estimatedPromptTokens(request: LLMRequest): number {
+  const input = request.input;
+  let bytes: number;
+  switch (input?.kind) {
+    case 'tokens':
+      return input.tokens.length;
+    case 'none':
+      return 0;
+    case 'text':
+      bytes = utf8Bytes(input.text);
+      break;
+    case 'chat':
+      bytes = input.tools !== undefined && input.tools.length > 0 ? goJsonBytes(input.tools) : 0;
+      for (const m of input.messages) bytes += utf8Bytes(m.role ?? '') + contentBytes(m.content);
+      break;
+    default:
+      bytes = utf8Bytes(request.prompt);
+  }
+  return Math.ceil(bytes / BYTES_PER_TOKEN);
+}
