@@ -525,6 +525,21 @@ describe('P/D through the EPP: the decider\'s prefix match (pods of any role and
     expect(await chat({ messages: [{ role: 'user', content: 'Please summarise the other document now!' }], tools })).toEqual({ destination: 'decode-0', prefiller: 'prefill-0' });
   });
 
+  // llm-d-router v0.10.0: prefix_based_pd_decider.go disaggregate counts as cached CachedBlockCount × BlockSizeTokens,
+  // and the approximate producer hashes at most maxPrefixTokensToMatch tokens (approximateprefix/plugin.go Produce,
+  // resolveMaxBlocks: 16384 in pd-epp-config.yaml). A prompt of ~22,400 estimated tokens sent again to the decode pod
+  // holding all of it still has 22,400 − 16,384 ≥ 16 tokens "non-cached": disaggregated again.
+  test('pd-epp-config.yaml: a ~22,400-token prompt sent again to its decode pod is disaggregated again (cached length capped at maxPrefixTokensToMatch)', async () => {
+    await start(PD_EPP_CONFIG, decodeAndPrefill());
+    const long = Array.from({ length: 3200 }, (_, i) => `Line ${String(i).padStart(5, '0')} of the long doc. `).join('');
+    expect(long.length).toBeGreaterThanOrEqual(88_000);
+    expect(await send(long)).toEqual({ destination: 'decode-0', prefiller: 'prefill-0' });
+    expect(await send(long)).toEqual({ destination: 'decode-0', prefiller: 'prefill-0' });
+    // Within the window (and whole blocks at 16 and at 64 tokens), a prompt the pod holds all of is decode only.
+    const within = long.slice(0, 59_904);
+    expect(await send(within)).toEqual({ destination: 'decode-0', prefiller: undefined });
+  });
+
   // llm-d-router v0.10.0: pd_profile_handler.go PdProfileHandler.Consumes() requires PrefixCacheMatchInfo, so the
   // auto-created approx-prefix-cache-producer matches every candidate before scheduling and records the primary
   // (decode) pick in PreRequest (approximateprefix/plugin.go); the director's conditional-decode gate

@@ -34,6 +34,12 @@ export interface PrefixMatchEstimate {
    */
   readonly heldBlocks?: HeldBlocks;
   /**
+   * Optional: the leading length (in `unit`) the publisher's match window covers, when lengths past it come from sparse
+   * probes beyond the window (the approximate scorer's tail probes, for the latency scorer's uncached prefill). Readers
+   * that count as upstream does, its producer matching the window alone (the P/D decider), cap lengths here.
+   */
+  readonly window?: number;
+  /**
    * Optional: whether the publisher's index holds as much as `endpointKey`'s cache can (the approximate index at its
    * capacity for the pod, sized from the pod's KV cache), so that a prefill there evicts cached prefixes; one with room
    * evicts little or nothing. The index sees only this EPP's picks: with several replicas a pod's cache fills before

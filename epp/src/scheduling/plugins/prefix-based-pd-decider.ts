@@ -17,14 +17,17 @@ export interface PrefixBasedPdDeciderParameters {
 }
 
 /**
- * A cached length in `match`'s unit as tokens of a prompt of `inputTokens`: the precise scorer's are tokens; the
- * approximate scorer's are characters of kvroute's prompt text (a chat's ChatML turns, token ids written out), so the
- * cached share of that text is taken of the estimated tokens. Upstream's CachedBlockCount × BlockSizeTokens counts
- * blocks of the same pseudo-tokens its estimate counts: for ASCII text the two agree.
+ * A cached length in `match`'s unit as tokens of a prompt of `inputTokens`, at most the match window's (upstream's
+ * CachedBlockCount × BlockSizeTokens counts the blocks its producer hashed, at most `maxPrefixTokensToMatch`; the
+ * approximate scorer's tail probes past the window do not count). The precise scorer's are tokens; the approximate
+ * scorer's are characters of kvroute's prompt text (a chat's ChatML turns, token ids written out), so the cached share
+ * of that text is taken of the estimated tokens: upstream's blocks are of the same pseudo-tokens its estimate counts,
+ * and for ASCII text the two agree.
  */
 function cachedTokensOf(match: PrefixMatchEstimate, cached: number, inputTokens: number): number {
-  if (match.unit === 'tokens') return cached;
-  return match.promptLength === 0 ? 0 : (Math.min(cached, match.promptLength) / match.promptLength) * inputTokens;
+  const held = Math.min(cached, match.window ?? cached);
+  if (match.unit === 'tokens') return held;
+  return match.promptLength === 0 ? 0 : (Math.min(held, match.promptLength) / match.promptLength) * inputTokens;
 }
 
 /**

@@ -325,6 +325,7 @@ export class PrefixCacheScorer implements Scorer, PostCycle, PrefixMatchRatios {
       // The window's blocks only: the tail's sparse probes are chained over the sampled blocks alone (and placed by the
       // prompt's length), so equal probe keys do not mean an equal leading part.
       ...(longest > 0 ? { heldBlocks: { keys: windowKeys, longest: Math.min(longest, windowBlocks), lengthOf } } : {}),
+      ...(tailEnds !== undefined ? { window: windowBlocks * hashBlockSize } : {}),
       ...(this.cacheFull !== undefined ? { cacheFull: this.cacheFull } : {}),
     });
   }
