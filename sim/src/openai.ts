@@ -350,7 +350,7 @@ interface CommonRequest extends StopParams {
   maxTokens: number | undefined;
   n: number;
   stream: boolean;
-  /** `stream_options` given (and non-empty, as Python's truthiness has it). */
+  /** The final usage chunk: `stream_options` given with `include_usage` true or absent. */
   includeUsage: boolean;
   continuousUsage: boolean;
   /** A non-empty string when given (vLLM refuses "" and non-strings). */
@@ -483,11 +483,10 @@ function parseCommon(body: Json, kind: 'chat' | 'completion', generation: VllmGe
     if (Object.keys(o).length > 0 && !stream) {
       throw validationError([], 'value_error', 'Value error, Stream options can only be defined when `stream=True`.', body);
     }
-    // The serving classes read `if stream_options:`, and an empty dict is falsy: no usage then.
-    if (Object.keys(o).length > 0) {
-      includeUsage = iu;
-      continuousUsage = iu && cu;
-    }
+    // The serving classes read `if stream_options:` of the parsed StreamOptions, a pydantic model, which is truthy
+    // even when built from `{}` (serving_chat.py / serving_completion.py @ v0.10.0): its defaults apply then.
+    includeUsage = iu;
+    continuousUsage = iu && cu;
   }
   let logprobs: number | undefined;
   let promptLogprobs = opt(body, 'prompt_logprobs', laxInt, undefined as number | undefined);

@@ -754,6 +754,19 @@ describe('request parameters and endpoints as vLLM 0.10.0 answers them (protocol
     expect(r.events.at(-1).choices).toEqual([]);
   });
 
+  // protocol.py @ v0.10.0 StreamOptions `include_usage: Optional[bool] = True`: `{}` validates into a StreamOptions
+  // model, truthy (pydantic's BaseModel defines neither __bool__ nor __len__), and serving_chat.py /
+  // serving_completion.py @ v0.10.0 read `if stream_options: include_usage = stream_options.include_usage or ...`.
+  it.each([
+    ['/v1/chat/completions', { messages: [{ role: 'user', content: 'hi' }] }],
+    ['/v1/completions', { prompt: 'hi' }],
+  ])('stream_options: {} on %s ends the stream with the usage chunk (include_usage defaults to true)', async (path, body) => {
+    const r = parseSse((await http(sim.url, 'POST', path, { ...body, max_tokens: 2, stream: true, stream_options: {} })).text);
+    expect(r.done).toBe(true);
+    expect(r.events.at(-1).choices).toEqual([]);
+    expect(r.events.at(-1).usage).toMatchObject({ completion_tokens: 2 });
+  });
+
   it('/ping, /load, /version, /detokenize, /tokenize return_token_strs, /v1/models permission', async () => {
     expect((await http(sim.url, 'GET', '/ping')).status).toBe(200);
     expect((await http(sim.url, 'POST', '/ping')).status).toBe(200);
