@@ -100,6 +100,12 @@ export interface SimulatorOptions {
    */
   serverDevMode: boolean;
   /**
+   * `VLLM_ALLOW_RUNTIME_LORA_UPDATING`: POST /v1/load_lora_adapter and /v1/unload_lora_adapter exist only when it is
+   * set (api_server.py @ v0.10.0). Not given, {@link resolveOptions} reads the environment variable as vLLM does,
+   * `os.environ.get(..., "0").strip().lower() in ("1", "true")` (vllm/envs.py @ v0.10.0): any other value is off.
+   */
+  allowRuntimeLoraUpdating: boolean;
+  /**
    * Seconds an idle HTTP keep-alive connection stays open: uvicorn's `timeout_keep_alive`, which vLLM sets from
    * `VLLM_HTTP_TIMEOUT_KEEP_ALIVE` (vllm/envs.py @ v0.10.0 L602-603, `int(os.environ.get(..., "5"))`;
    * vllm/entrypoints/openai/api_server.py @ v0.10.0 L1832, `serve_http(..., timeout_keep_alive=...)`). Not given,
@@ -181,6 +187,8 @@ export function defaultOptions(): SimulatorOptions {
     maxLoras: 1,
     // resolveOptions reads $VLLM_SERVER_DEV_MODE when it is not given.
     serverDevMode: false,
+    // resolveOptions reads $VLLM_ALLOW_RUNTIME_LORA_UPDATING when it is not given.
+    allowRuntimeLoraUpdating: false,
     // VLLM_HTTP_TIMEOUT_KEEP_ALIVE's default (vllm/envs.py @ v0.10.0); resolveOptions reads the variable when not given.
     timeoutKeepAlive: 5,
     // parseCli reads $VLLM_API_KEY when the flag is absent.
@@ -197,6 +205,7 @@ export function resolveOptions(partial: SimulatorInput = {}): SimulatorOptions {
   // An explicit undefined seed means "unset", not "use the default".
   if ('pythonHashSeed' in partial) o.pythonHashSeed = partial.pythonHashSeed;
   if (partial.serverDevMode === undefined) o.serverDevMode = serverDevModeFromEnv(process.env.VLLM_SERVER_DEV_MODE);
+  if (partial.allowRuntimeLoraUpdating === undefined) o.allowRuntimeLoraUpdating = runtimeLoraUpdatingFromEnv(process.env.VLLM_ALLOW_RUNTIME_LORA_UPDATING);
   if (partial.timeoutKeepAlive === undefined) o.timeoutKeepAlive = timeoutKeepAliveFromEnv(process.env.VLLM_HTTP_TIMEOUT_KEEP_ALIVE);
   if (o.apiKey !== null && typeof o.apiKey !== 'string') throw new OptionError('--api-key', 'expected a string');
   if (o.apiKey === '') o.apiKey = null;
@@ -254,6 +263,7 @@ export function resolveOptions(partial: SimulatorInput = {}): SimulatorOptions {
   if (typeof o.simExtension !== 'boolean') throw new OptionError('--sim-extension', 'expected a boolean');
   if (typeof o.enablePrefixCaching !== 'boolean') throw new OptionError('--enable-prefix-caching', 'expected a boolean');
   if (typeof o.serverDevMode !== 'boolean') throw new OptionError('VLLM_SERVER_DEV_MODE', 'expected a boolean');
+  if (typeof o.allowRuntimeLoraUpdating !== 'boolean') throw new OptionError('VLLM_ALLOW_RUNTIME_LORA_UPDATING', 'expected a boolean');
   // uvicorn's timeout_keep_alive is an int of seconds. 0 is refused: uvicorn would close each connection after its
   // response, where Node's keepAliveTimeout 0 would keep idle connections open for ever. The upper bound is what Node's
   // timers take (2^31 - 1 ms).
@@ -328,6 +338,12 @@ export function serverDevModeFromEnv(value: string | undefined): boolean {
   const m = /^\s*[+-]?(\d+(?:_\d+)*)\s*$/.exec(value);
   if (!m) throw new OptionError('VLLM_SERVER_DEV_MODE', `expected an integer (vLLM reads bool(int(value))), got ${JSON.stringify(value)}`);
   return /[1-9]/.test(m[1]);
+}
+
+/** `VLLM_ALLOW_RUNTIME_LORA_UPDATING` as vllm/envs.py @ v0.10.0 reads it: "1" or "true", any case, around spaces. */
+export function runtimeLoraUpdatingFromEnv(value: string | undefined): boolean {
+  // Python's str.strip() with no argument strips whitespace, as String.prototype.trim does for these values.
+  return ['1', 'true'].includes((value ?? '0').trim().toLowerCase());
 }
 
 /**

@@ -41,6 +41,7 @@ import { pythonJsonDumps } from '@kvroute/protocol/openai';
 import { parseRequiredCalls, requiredStreamDelta, toolOutput, type ToolOutput } from './tool-calls';
 import { resolveOptions, type SimulatorInput, type SimulatorOptions } from './options';
 import { loadQwen3Tokenizer, type SimTokenizer } from './tokenizer';
+import { ServedModels } from './served-models';
 import {
   constructInputMessages,
   invalidIdError,
@@ -138,6 +139,7 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
     throw e;
   }
   const eng = engine;
+  const models = new ServedModels(options);
   const inflight = new Set<Promise<void>>();
   let draining = false;
 
@@ -328,7 +330,9 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
   // The dev-mode routes exist only under VLLM_SERVER_DEV_MODE (`if envs.VLLM_SERVER_DEV_MODE:` around their
   // definitions, vllm/entrypoints/openai/api_server.py @ v0.10.0 lines 970-991; v0.10.2 lines 1050-1070): otherwise a
   // 404 from the router, whatever the method.
-  const routeOf = (p: string): string[] | undefined => (DEV_MODE_ROUTES.has(p) && !options.serverDevMode ? undefined : ROUTES[p] ?? pathParamRoute(p));
+  // Likewise the LoRA routes under VLLM_ALLOW_RUNTIME_LORA_UPDATING (same file, after the profiler routes).
+  const routeOf = (p: string): string[] | undefined =>
+    (DEV_MODE_ROUTES.has(p) && !options.serverDevMode) || (RUNTIME_LORA_ROUTES.has(p) && !options.allowRuntimeLoraUpdating) ? undefined : ROUTES[p] ?? pathParamRoute(p);
 
   async function handle(req: IncomingMessage, res: ServerResponse, http: { reached: boolean }): Promise<void> {
     res.setHeader('x-kvroute-pod', options.podName);
@@ -429,7 +433,7 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
         return;
       }
       case '/v1/models':
-        sendJson(res, 200, modelsResponse(options));
+        sendJson(res, 200, modelsResponse(options, models));
         return;
       case '/version':
         // `{"version": VLLM_VERSION}`; the hash algorithm decides which release is simulated (block-hash.ts).
@@ -452,11 +456,30 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
         res.end();
         return;
       }
+      case '/v1/load_lora_adapter':
+      case '/v1/unload_lora_adapter': {
+        // api_server.py @ v0.10.0: validate_json_request, the LoadLoRAAdapterRequest / UnloadLoRAAdapterRequest body
+        // (`lora_name: str`, `lora_path: str`; `lora_int_id: Optional[int]`), then the text of the handler's success as
+        // `Response(status_code=200, content=response)` (no media type, so no content-type), or its ErrorResponse as
+        // JSON with its code as status.
+        const body = await readJsonRequest(req);
+        const name = requiredStr(body, 'lora_name');
+        let text: string;
+        if (path === '/v1/load_lora_adapter') {
+          text = models.load(name, requiredStr(body, 'lora_path'));
+        } else {
+          if (body.lora_int_id !== undefined && body.lora_int_id !== null) laxInt(body.lora_int_id, ['lora_int_id']);
+          text = models.unload(name);
+        }
+        res.writeHead(200, { 'content-length': Buffer.byteLength(text) });
+        res.end(text);
+        return;
+      }
       case '/tokenize': {
         const body = await readJsonRequest(req);
         let answer: unknown;
         try {
-          answer = tokenizeResponse(body, tokenizer, options);
+          answer = tokenizeResponse(body, tokenizer, options, models);
         } catch (e) {
           // vLLM's tokenize route (api_server.py @ v0.10.0 L470-480) turns any exception the handler lets out into
           // HTTPException(500, str(e)), a JSON 500; the chat route lets the same one out as a plain-text 500.
@@ -468,7 +491,7 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
       }
       case '/detokenize': {
         const body = await readJsonRequest(req);
-        sendJson(res, 200, detokenizeResponse(body, tokenizer, options));
+        sendJson(res, 200, detokenizeResponse(body, tokenizer, models));
         return;
       }
       case '/v1/embeddings':
@@ -546,7 +569,7 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
 
   /** The chat and completions routes' common tail: the model, the prompt, the engine and the answer. */
   async function serveGeneration(parsed: CompletionRequest | ChatRequest, req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const model = resolveModel(parsed.model, options);
+    const model = models.resolve(parsed.model);
     const prepared = prepare(parsed, model, tokenizer, options, options.enableAutoToolChoice);
     const base = req.headers['x-request-id'];
     // `_base_request_id(raw_request, request.request_id)`: the header, else the body's request_id, else a uuid.
@@ -601,7 +624,7 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
     if (draining) throw new ApiError(503, 'Server is shutting down.');
     const body = await readJsonRequest(req);
     const r = parseResponsesRequest(body, () => `resp_${randomUUIDHex()}`);
-    const model = resolveModel(r.model, options);
+    const model = models.resolve(r.model);
     let prev: { messages: Record<string, unknown>[]; response: StoredResponse } | undefined;
     if (r.previousResponseId !== null) {
       const response = retrieveResponse(r.previousResponseId);
@@ -734,14 +757,14 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
 
   /** The engine request of one choice of `p` (of `parentN` siblings) answering prompt `pr` with `plan`. */
   function engineParams(p: Prepared, pr: PreparedPrompt, plan: OutputPlan, parentN: number): Parameters<Engine['submitAll']>[0][number]['params'] {
-    // A LoRA adapter's lora_int_id is its 1-based position in --lora-modules (OpenAIServingModels' counter).
-    const lora = options.loraModules.indexOf(p.model);
+    // A LoRA adapter's lora_int_id is OpenAIServingModels' counter at its load.
+    const lora = models.adapter(p.model);
     return {
       promptTokens: pr.tokens,
       outputTokens: plan.ids,
       cacheSalt: p.req.cacheSalt,
-      loraId: lora >= 0 ? lora + 1 : null,
-      loraName: lora >= 0 ? p.model : null,
+      loraId: lora?.intId ?? null,
+      loraName: lora?.name ?? null,
       finishReason: plan.finishReason,
       maxTokensParam: pr.maxTokensParam,
       parentN,
@@ -1115,6 +1138,9 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
 /** Routes vLLM registers only when VLLM_SERVER_DEV_MODE is set (the simulator has only this one of them). */
 const DEV_MODE_ROUTES: ReadonlySet<string> = new Set(['/reset_prefix_cache']);
 
+/** Routes vLLM registers only when VLLM_ALLOW_RUNTIME_LORA_UPDATING is set. */
+const RUNTIME_LORA_ROUTES: ReadonlySet<string> = new Set(['/v1/load_lora_adapter', '/v1/unload_lora_adapter']);
+
 /** Routes of the other tasks (pooling, scoring, speech), each with the API name its 400 gives for a generate model. */
 const UNSUPPORTED_TASK_ROUTES: Record<string, string> = {
   '/v1/embeddings': 'Embeddings',
@@ -1140,6 +1166,8 @@ const ROUTES: Record<string, string[]> = {
   '/tokenize': ['POST'],
   '/detokenize': ['POST'],
   '/reset_prefix_cache': ['POST'],
+  '/v1/load_lora_adapter': ['POST'],
+  '/v1/unload_lora_adapter': ['POST'],
   '/v1/completions': ['POST'],
   '/v1/chat/completions': ['POST'],
   '/v1/responses': ['POST'],
@@ -1242,16 +1270,6 @@ function toolCallsOf(reply: string, tool: ToolOutput | undefined): Record<string
 /** vLLM's `random_uuid()`: a uuid4's 32 hex digits. */
 function randomUUIDHex(): string {
   return randomUUID().replace(/-/g, '');
-}
-
-/**
- * The model a request names: absent or "" means the first served name, a served name or LoRA adapter is used as
- * sent, anything else is a 404 (serving_engine.py `_check_model`, `_is_model_supported`, `_get_model_name` @ v0.10.0).
- */
-function resolveModel(model: string | undefined, o: SimulatorOptions): string {
-  if (!model) return o.servedModelNames[0];
-  if (o.servedModelNames.includes(model) || o.loraModules.includes(model)) return model;
-  throw new ApiError(404, `The model \`${model}\` does not exist.`, 'NotFoundError');
 }
 
 function tokenizeChat(req: ChatPromptRequest, tokenizer: SimTokenizer, addSpecialTokens = false, route: 'chat' | 'tokenize' = 'chat'): Uint32Array {
@@ -1445,16 +1463,22 @@ export function truncated(
  * POST /tokenize: TokenizeCompletionRequest or TokenizeChatRequest (serving_tokenization.py @ v0.10.0), parsed with
  * their own fields only (parseTokenizeRequest): none of the completion or chat requests' checks apply.
  */
-function tokenizeResponse(body: Record<string, unknown>, tokenizer: SimTokenizer, o: SimulatorOptions): unknown {
+function tokenizeResponse(body: Record<string, unknown>, tokenizer: SimTokenizer, o: SimulatorOptions, models: ServedModels): unknown {
   const req = parseTokenizeRequest(body);
-  resolveModel(req.model, o);
+  models.resolve(req.model);
   const tokens = Array.from(req.kind === 'chat' ? tokenizeChat(req, tokenizer, req.addSpecialTokens, 'tokenize') : tokenizer.encode(req.prompt, req.addSpecialTokens));
   return { count: tokens.length, max_model_len: o.maxModelLen, tokens, token_strs: req.returnTokenStrs ? tokens.map((t) => tokenizer.idToToken(t)) : null };
 }
 
+/** A required `str` field of a request model: absent is pydantic's `missing`, anything but a string `string_type`. */
+function requiredStr(body: Record<string, unknown>, key: string): string {
+  if (body[key] === undefined) throw validationError([key], 'missing', 'Field required', body);
+  return strictStr(body[key], [key]);
+}
+
 /** POST /detokenize: `{tokens, model?}` → `{prompt}` (serving_tokenization.py @ v0.10.0). */
-function detokenizeResponse(body: Record<string, unknown>, tokenizer: SimTokenizer, o: SimulatorOptions): unknown {
-  resolveModel(body.model === undefined || body.model === null ? undefined : strictStr(body.model, ['model']), o);
+function detokenizeResponse(body: Record<string, unknown>, tokenizer: SimTokenizer, models: ServedModels): unknown {
+  models.resolve(body.model === undefined || body.model === null ? undefined : strictStr(body.model, ['model']));
   if (body.tokens === undefined) throw validationError(['tokens'], 'missing', 'Field required', body);
   if (!Array.isArray(body.tokens)) throw validationError(['tokens'], 'list_type', 'Input should be a valid list', body.tokens);
   const ids = body.tokens.map((t, i) => laxInt(t, ['tokens', i]));
@@ -1464,7 +1488,7 @@ function detokenizeResponse(body: Record<string, unknown>, tokenizer: SimTokeniz
 }
 
 /** GET /v1/models: one ModelCard per served name, then the LoRA adapters (serving_models.py @ v0.10.0). */
-function modelsResponse(o: SimulatorOptions): unknown {
+function modelsResponse(o: SimulatorOptions, models: ServedModels): unknown {
   const created = Math.floor(Date.now() / 1000);
   const permission = () => [
     {
@@ -1498,7 +1522,7 @@ function modelsResponse(o: SimulatorOptions): unknown {
     // --lora-modules gave none).
     data: [
       ...o.servedModelNames.map((name) => card(name, o.model, null, o.maxModelLen)),
-      ...o.loraModules.map((name) => card(name, o.loraModulePaths[name] ?? name, o.servedModelNames[0], null)),
+      ...models.loraAdapters().map((lora) => card(lora.name, lora.path, o.servedModelNames[0], null)),
     ],
   };
 }

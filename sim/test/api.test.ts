@@ -3,7 +3,7 @@ import { Agent, request as httpRequest, type IncomingMessage } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import * as path from 'node:path';
 import { ManualClock } from '../src/clock';
-import { serverDevModeFromEnv } from '../src/options';
+import { runtimeLoraUpdatingFromEnv, serverDevModeFromEnv } from '../src/options';
 import { pythonUnquote, startSimulator, type Simulator } from '../src/server';
 import { http, longText, metricValue, openStream, parsePrometheus, parseSse, waitFor } from './helpers';
 
@@ -961,6 +961,70 @@ describe('LoRA adapters in /v1/models (serving_models.py @ v0.10.0)', () => {
       ]);
       const r = await http(sim.url, 'POST', '/v1/completions', { model: 'sql', prompt: 'x', max_tokens: 1 });
       expect(r.json().model).toBe('sql');
+    } finally {
+      await sim.close();
+    }
+  });
+});
+
+describe('runtime LoRA updating: /v1/load_lora_adapter and /v1/unload_lora_adapter (api_server.py, serving_models.py @ v0.10.0)', () => {
+  it('VLLM_ALLOW_RUNTIME_LORA_UPDATING is read as vllm/envs.py @ v0.10.0 does: "1" or "true" in any case, stripped', () => {
+    for (const v of ['1', 'true', 'True', ' TRUE ']) expect(runtimeLoraUpdatingFromEnv(v)).toBe(true);
+    for (const v of [undefined, '0', 'yes', 'on', '2', '']) expect(runtimeLoraUpdatingFromEnv(v)).toBe(false);
+  });
+
+  it('without the variable the routes do not exist (404)', async () => {
+    const sim = await startSimulator({ port: 0, timeScale: 1000, enableLora: true, allowRuntimeLoraUpdating: false });
+    try {
+      expect((await http(sim.url, 'POST', '/v1/load_lora_adapter', { lora_name: 'sql', lora_path: '/a' })).status).toBe(404);
+      expect((await http(sim.url, 'POST', '/v1/unload_lora_adapter', { lora_name: 'sql' })).status).toBe(404);
+    } finally {
+      await sim.close();
+    }
+  });
+
+  it('loads an adapter (listed, served, in vllm:lora_requests_info), refuses a second load, unloads it, then 404s', async () => {
+    const saved = process.env.VLLM_ALLOW_RUNTIME_LORA_UPDATING;
+    // GIE's config/manifests/vllm/gpu-deployment.yaml @ v1.5.0 sets the variable to "true" with --enable-lora.
+    process.env.VLLM_ALLOW_RUNTIME_LORA_UPDATING = 'True';
+    const sim = await startSimulator({ port: 0, timeScale: 1000, servedModelNames: ['base'], enableLora: true, maxLoras: 2, loraModules: ['static'] });
+    if (saved === undefined) delete process.env.VLLM_ALLOW_RUNTIME_LORA_UPDATING;
+    else process.env.VLLM_ALLOW_RUNTIME_LORA_UPDATING = saved;
+    try {
+      const load = await http(sim.url, 'POST', '/v1/load_lora_adapter', { lora_name: 'sql', lora_path: '/adapters/sql' });
+      expect(load.status).toBe(200);
+      expect(load.text).toBe("Success: LoRA adapter 'sql' added successfully.");
+      // Starlette's Response without a media type: no content-type.
+      expect(load.headers['content-type']).toBeUndefined();
+      const cards = (await http(sim.url, 'GET', '/v1/models')).json().data as { id: string; root: string; parent: string | null }[];
+      expect(cards.map((c) => [c.id, c.root, c.parent])).toEqual([
+        ['base', MODEL, null],
+        ['static', 'static', 'base'],
+        ['sql', '/adapters/sql', 'base'],
+      ]);
+      const gen = await http(sim.url, 'POST', '/v1/completions', { model: 'sql', prompt: 'hi', max_tokens: 2 });
+      expect(gen.status).toBe(200);
+      expect(gen.json().model).toBe('sql');
+      const info = parsePrometheus((await http(sim.url, 'GET', '/metrics')).text).filter((s) => s.name === 'vllm:lora_requests_info');
+      expect(info.some((s) => s.labels.running_lora_adapters === 'sql' && s.labels.max_lora === '2')).toBe(true);
+      const again = await http(sim.url, 'POST', '/v1/load_lora_adapter', { lora_name: 'sql', lora_path: '/elsewhere' });
+      expect(again.status).toBe(400);
+      expect(again.json()).toEqual({ object: 'error', message: "The lora adapter 'sql' has already been loaded.", type: 'InvalidUserInput', param: null, code: 400 });
+      const empty = await http(sim.url, 'POST', '/v1/load_lora_adapter', { lora_name: 'x', lora_path: '' });
+      expect(empty.json()).toMatchObject({ message: "Both 'lora_name' and 'lora_path' must be provided.", type: 'InvalidUserInput', code: 400 });
+      const missing = await http(sim.url, 'POST', '/v1/load_lora_adapter', { lora_name: 'x' });
+      expect(missing.status).toBe(400);
+      expect(missing.json().message).toContain("'type': 'missing', 'loc': ('body', 'lora_path')");
+      const unload = await http(sim.url, 'POST', '/v1/unload_lora_adapter', { lora_name: 'sql', lora_int_id: 2 });
+      expect(unload.status).toBe(200);
+      expect(unload.text).toBe("Success: LoRA adapter 'sql' removed successfully.");
+      expect((await http(sim.url, 'GET', '/v1/models')).json().data.map((c: { id: string }) => c.id)).toEqual(['base', 'static']);
+      expect((await http(sim.url, 'POST', '/v1/completions', { model: 'sql', prompt: 'hi', max_tokens: 1 })).status).toBe(404);
+      const unknown = await http(sim.url, 'POST', '/v1/unload_lora_adapter', { lora_name: 'sql' });
+      expect(unknown.status).toBe(404);
+      expect(unknown.json()).toEqual({ object: 'error', message: "The lora adapter 'sql' cannot be found.", type: 'NotFoundError', param: null, code: 404 });
+      // A static adapter unloads the same way.
+      expect((await http(sim.url, 'POST', '/v1/unload_lora_adapter', { lora_name: 'static' })).status).toBe(200);
     } finally {
       await sim.close();
     }

@@ -1,7 +1,7 @@
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { join } from 'node:path';
 import { parseCli, USAGE } from '../src/cli';
-import { OptionError, resolveOptions, serverDevModeFromEnv } from '../src/options';
+import { OptionError, resolveOptions, runtimeLoraUpdatingFromEnv, serverDevModeFromEnv } from '../src/options';
 import { startSimulator } from '../src/server';
 import { http } from './helpers';
 import { E2E_TEST_TIMEOUT_MS } from '@kvroute/testkit';
@@ -120,6 +120,7 @@ describe('flag parsing', () => {
         enableAutoToolChoice: true,
         enablePrefixCaching: false,
         serverDevMode: serverDevModeFromEnv(process.env.VLLM_SERVER_DEV_MODE),
+        allowRuntimeLoraUpdating: runtimeLoraUpdatingFromEnv(process.env.VLLM_ALLOW_RUNTIME_LORA_UPDATING),
         swapSpace: 4,
         disableLogStats: false,
         timeoutKeepAlive: 7,
