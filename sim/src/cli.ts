@@ -200,7 +200,11 @@ export function parseCli(argv: readonly string[]): CliResult {
     if (values.length > 1) throw new OptionError(flag, 'given more than once');
     const spec = FLAGS[name];
     set(flag, spec, convert(flag, spec, values[0]));
-    if (spec.kind === 'lora-list') partial.loraModulePaths = loraPaths(String(values[0]));
+    if (spec.kind === 'lora-list') {
+      const { paths, bases } = loraPathsAndBases(String(values[0]));
+      partial.loraModulePaths = paths;
+      partial.loraModuleBaseModels = bases;
+    }
   }
   if (positionals.length === 1) {
     const model = convert('model_tag', FLAGS.model, positionals[0]) as string;
@@ -350,8 +354,8 @@ function withLoraItemsJoined(argv: readonly string[]): string[] {
  * `,`, otherwise JSON `{"name": …, "path": …, "base_model_name": …}`. The simulator also takes its own earlier form, one
  * comma-separated item of names or `name=path` pairs (which vLLM would read as JSON and refuse).
  */
-function loraItems(flag: string, value: string): { name: string; path?: string }[] {
-  const out: { name: string; path?: string }[] = [];
+function loraItems(flag: string, value: string): { name: string; path?: string; baseModelName?: string }[] {
+  const out: { name: string; path?: string; baseModelName?: string }[] = [];
   for (const item of value.split(LORA_ITEM_SEPARATOR)) {
     const text = item.trim();
     if (text.startsWith('{')) {
@@ -361,11 +365,13 @@ function loraItems(flag: string, value: string): { name: string; path?: string }
       } catch {
         throw new OptionError(flag, `Invalid JSON format for --lora-modules: ${text}`);
       }
-      const { name, path } = (parsed ?? {}) as { name?: unknown; path?: unknown };
+      const { name, path, base_model_name: base } = (parsed ?? {}) as { name?: unknown; path?: unknown; base_model_name?: unknown };
       if (typeof name !== 'string' || name.trim() === '' || typeof path !== 'string') {
         throw new OptionError(flag, `Invalid fields for --lora-modules: ${text} (needs "name" and "path" strings)`);
       }
-      out.push({ name: name.trim(), path });
+      // LoRAModulePath's optional `base_model_name` (serving_models.py @ v0.10.0): only a served name is ever used, so
+      // anything but a string can be dropped here.
+      out.push(typeof base === 'string' ? { name: name.trim(), path, baseModelName: base } : { name: name.trim(), path });
       continue;
     }
     for (const part of text.split(',')) {
@@ -379,11 +385,15 @@ function loraItems(flag: string, value: string): { name: string; path?: string }
   return out;
 }
 
-/** The `path` of each adapter of --lora-modules that gave one (a bare name has none). */
-function loraPaths(value: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const { name, path } of loraItems('--lora-modules', value)) if (path !== undefined) out[name] = path;
-  return out;
+/** The `path` of each adapter of --lora-modules that gave one (a bare name has none), and each JSON item's `base_model_name`. */
+function loraPathsAndBases(value: string): { paths: Record<string, string>; bases: Record<string, string> } {
+  const paths: Record<string, string> = {};
+  const bases: Record<string, string> = {};
+  for (const { name, path, baseModelName } of loraItems('--lora-modules', value)) {
+    if (path !== undefined) paths[name] = path;
+    if (baseModelName !== undefined) bases[name] = baseModelName;
+  }
+  return { paths, bases };
 }
 
 /** parseArgs' errors as OptionErrors; its error codes are API, and its messages quote the flag or argument. */

@@ -80,6 +80,11 @@ export interface SimulatorOptions {
   /** The path of each `--lora-modules name=path` pair: the adapter's `root` in /v1/models. */
   loraModulePaths: Record<string, string>;
   /**
+   * The `base_model_name` of each `--lora-modules` JSON item that gave one: the adapter's `parent` in /v1/models when it
+   * is a served name, else ignored (serving_models.py @ v0.10.0 load_lora_adapter, `is_base_model`).
+   */
+  loraModuleBaseModels: Record<string, string>;
+  /**
    * vLLM's `--enable-lora`: without it vLLM has no LoRAConfig, refuses `--lora-modules` at start-up ("LoRA is not
    * enabled.") and registers no `vllm:lora_requests_info` (vllm/engine/arg_utils.py @ 6eca337ce, create_lora_config;
    * vllm/v1/worker/lora_model_runner_mixin.py; vllm/v1/metrics/loggers.py lines 444-463). @default false
@@ -182,6 +187,7 @@ export function defaultOptions(): SimulatorOptions {
     loraModules: [],
     enableAutoToolChoice: false,
     loraModulePaths: {},
+    loraModuleBaseModels: {},
     enableLora: false,
     // LoRAConfig.max_loras (vllm/config.py @ 6eca337ce).
     maxLoras: 1,

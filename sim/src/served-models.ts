@@ -8,6 +8,8 @@ export interface LoraAdapter {
   intId: number;
   /** `lora_path`: the card's `root`. */
   path: string;
+  /** `base_model_name`, kept only when it is a served name: the card's `parent` (else the first served name). */
+  baseModelName: string | null;
 }
 
 /**
@@ -22,7 +24,7 @@ export class ServedModels {
 
   constructor(private readonly o: SimulatorOptions) {
     // init_static_loras: each --lora-modules item through load_lora_adapter, in order.
-    for (const name of o.loraModules) this.add(name, o.loraModulePaths[name] ?? name);
+    for (const name of o.loraModules) this.add(name, o.loraModulePaths[name] ?? name, o.loraModuleBaseModels[name]);
   }
 
   /**
@@ -70,7 +72,8 @@ export class ServedModels {
     return `Success: LoRA adapter '${name}' removed successfully.`;
   }
 
-  private add(name: string, path: string): void {
-    this.adapters.set(name, { name, intId: ++this.loraIdCounter, path });
+  private add(name: string, path: string, baseModelName?: string): void {
+    const base = baseModelName !== undefined && this.o.servedModelNames.includes(baseModelName) ? baseModelName : null;
+    this.adapters.set(name, { name, intId: ++this.loraIdCounter, path, baseModelName: base });
   }
 }

@@ -1518,11 +1518,12 @@ function modelsResponse(o: SimulatorOptions, models: ServedModels): unknown {
   });
   return {
     object: 'list',
-    // LoRA cards have the base model as parent, no max_model_len, and the adapter's path as root (the name when
-    // --lora-modules gave none).
+    // LoRA cards have as parent their base_model_name when it is a served name, else the first served name
+    // (show_available_models), no max_model_len, and the adapter's path as root (the name when --lora-modules gave
+    // none).
     data: [
       ...o.servedModelNames.map((name) => card(name, o.model, null, o.maxModelLen)),
-      ...models.loraAdapters().map((lora) => card(lora.name, lora.path, o.servedModelNames[0], null)),
+      ...models.loraAdapters().map((lora) => card(lora.name, lora.path, lora.baseModelName ?? o.servedModelNames[0], null)),
     ],
   };
 }

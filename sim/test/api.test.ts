@@ -3,6 +3,7 @@ import { Agent, request as httpRequest, type IncomingMessage } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import * as path from 'node:path';
 import { ManualClock } from '../src/clock';
+import { parseCli } from '../src/cli';
 import { runtimeLoraUpdatingFromEnv, serverDevModeFromEnv } from '../src/options';
 import { pythonUnquote, startSimulator, type Simulator } from '../src/server';
 import { http, longText, metricValue, openStream, parsePrometheus, parseSse, waitFor } from './helpers';
@@ -961,6 +962,32 @@ describe('LoRA adapters in /v1/models (serving_models.py @ v0.10.0)', () => {
       ]);
       const r = await http(sim.url, 'POST', '/v1/completions', { model: 'sql', prompt: 'x', max_tokens: 1 });
       expect(r.json().model).toBe('sql');
+    } finally {
+      await sim.close();
+    }
+  });
+});
+
+describe('--lora-modules base_model_name (serving_models.py @ v0.10.0 init_static_loras, load_lora_adapter, show_available_models)', () => {
+  // LoRAModulePath.base_model_name is passed to load_lora_adapter, which keeps it when `self.is_base_model(...)`;
+  // show_available_models writes `parent=lora.base_model_name if lora.base_model_name else self.base_model_paths[0].name`.
+  it('a JSON item naming the second served name has it as parent; a name that is not served is ignored', async () => {
+    const r = parseCli([
+      'Qwen/Qwen3-0.6B', '--served-model-name', 'base-a', 'base-b', '--enable-lora', '--lora-modules',
+      '{"name": "sql", "path": "/adapters/sql", "base_model_name": "base-b"}',
+      '{"name": "chat", "path": "/adapters/chat", "base_model_name": "elsewhere"}',
+    ]);
+    if (r.kind !== 'run') throw new Error('expected run');
+    expect(r.options.loraModuleBaseModels).toEqual({ sql: 'base-b', chat: 'elsewhere' });
+    const sim = await startSimulator({ ...r.options, port: 0, host: '127.0.0.1', timeScale: 1000 });
+    try {
+      const cards = (await http(sim.url, 'GET', '/v1/models')).json().data as { id: string; root: string; parent: string | null }[];
+      expect(cards.map((c) => [c.id, c.root, c.parent])).toEqual([
+        ['base-a', MODEL, null],
+        ['base-b', MODEL, null],
+        ['sql', '/adapters/sql', 'base-b'],
+        ['chat', '/adapters/chat', 'base-a'],
+      ]);
     } finally {
       await sim.close();
     }

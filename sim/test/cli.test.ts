@@ -115,6 +115,7 @@ describe('flag parsing', () => {
         longPrefillTokenThreshold: 256,
         loraModules: ['sql', 'chat'],
         loraModulePaths: { sql: '/adapters/sql' },
+        loraModuleBaseModels: {},
         enableLora: true,
         maxLoras: 2,
         enableAutoToolChoice: true,
