@@ -571,11 +571,12 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
   async function serveGeneration(parsed: CompletionRequest | ChatRequest, req: IncomingMessage, res: ServerResponse): Promise<void> {
     const model = models.resolve(parsed.model);
     const prepared = prepare(parsed, model, tokenizer, options, options.enableAutoToolChoice);
-    const base = req.headers['x-request-id'];
-    // `_base_request_id(raw_request, request.request_id)`: the header, else the body's request_id, else a uuid.
+    // `_base_request_id(raw_request, request.request_id)` (serving_engine.py @ v0.10.0): `default = default or
+    // random_uuid()`, then `raw_request.headers.get("X-Request-Id", default)`: the header whenever it is present, even
+    // empty (Starlette's Headers.get; the first of repeated ones), else the body's non-empty request_id, else a uuid.
     // Completions read the body's only from 0.10.2 (serving_completion.py @ 61aa4b290 line 120; 0.10.0 has
     // `_base_request_id(raw_request)`), so the parser leaves it undefined in 0.10.0 mode.
-    const rid = (typeof base === 'string' && base) || parsed.requestId || randomUUIDHex();
+    const rid = req.headersDistinct['x-request-id']?.[0] ?? (parsed.requestId || randomUUIDHex());
     await generate(prepared, `${parsed.kind === 'chat' ? 'chatcmpl' : 'cmpl'}-${rid}`, res);
   }
 

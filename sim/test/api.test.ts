@@ -691,6 +691,31 @@ describe('request parameters and endpoints as vLLM 0.10.0 answers them (protocol
     expect(b.json().id).toBe('chatcmpl-mine');
   });
 
+  // serving_engine.py @ v0.10.0 `_base_request_id`: `raw_request.headers.get("X-Request-Id", default)`. Starlette's
+  // Headers.get returns a present header's value even when empty, and the first of repeated ones.
+  it.each([
+    ['/v1/chat/completions', { messages: [{ role: 'user', content: 'hi' }], max_tokens: 1, request_id: 'body' }, 'chatcmpl-'],
+    ['/v1/completions', { prompt: 'hi', max_tokens: 1 }, 'cmpl-'],
+  ])('an empty X-Request-Id header on %s is the id as is: the bare prefix', async (path, body, prefix) => {
+    const res = await fetch(sim.url + path, { method: 'POST', headers: { 'content-type': 'application/json', 'x-request-id': '' }, body: JSON.stringify(body) });
+    expect(res.status).toBe(200);
+    expect(((await res.json()) as { id: string }).id).toBe(prefix);
+  });
+
+  it('of repeated X-Request-Id headers the first is the id', async () => {
+    const raw = await new Promise<string>((resolve, reject) => {
+      const body = JSON.stringify({ prompt: 'hi', max_tokens: 1 });
+      const socket = connect(sim.port, '127.0.0.1', () => {
+        socket.write(`POST /v1/completions HTTP/1.1\r\nhost: x\r\nconnection: close\r\ncontent-type: application/json\r\nx-request-id: one\r\nx-request-id: two\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+      });
+      let text = '';
+      socket.on('data', (c: Buffer) => (text += c.toString()));
+      socket.on('end', () => resolve(text.slice(text.indexOf('\r\n\r\n') + 4)));
+      socket.on('error', reject);
+    });
+    expect(JSON.parse(raw).id).toBe('cmpl-one');
+  });
+
   it("pydantic's lax coercions: \"2\" is an int, \"yes\" a bool", async () => {
     const r = await http(sim.url, 'POST', '/v1/completions', { prompt: 'Hi', max_tokens: '2', stream: 'no' });
     expect(r.status).toBe(200);
