@@ -197,14 +197,16 @@ export function pythonJsonLoads(text: string): PythonJsonLoads {
  * Parses a request body as FastAPI does before validating it: Python's `json.loads` (`pythonJsonLoads`), else a 400
  * `json_invalid` validation error at Python's position with Python's message (`{'type': 'json_invalid', 'loc':
  * ('body', e.pos), 'msg': 'JSON decode error', 'input': {}, 'ctx': {'error': e.msg}}`, fastapi/routing.py
- * `get_request_handler`); then `requestObject`.
+ * `get_request_handler`); then `requestObject`. A JSON `null` is undefined, no body: FastAPI's body is then None, which
+ * `_validate_value_with_model_field` reports as a missing required body, as for an empty one.
  */
-export function parseJsonBody(raw: string): Json {
+export function parseJsonBody(raw: string): Json | undefined {
   const loaded = pythonJsonLoads(raw);
   if (loaded.kind === 'unreadable') throw unparseableBody();
   if (loaded.kind === 'decode-error') throw validationError([loaded.pos], 'json_invalid', 'JSON decode error', {}, { error: loaded.msg });
   const body = loaded.value;
-  if (body === null || typeof body !== 'object' || Array.isArray(body)) {
+  if (body === null) return undefined;
+  if (typeof body !== 'object' || Array.isArray(body)) {
     throw validationError([], 'model_attributes_type', 'Input should be a valid dictionary or object to extract fields from', body);
   }
   return requestObject(raw, body as Record<string, unknown>);

@@ -1573,7 +1573,9 @@ async function readJsonRequest(req: IncomingMessage): Promise<Record<string, unk
   let body: Record<string, unknown> | undefined;
   if (jsonish && raw.length > 0) body = parseJsonBody(decodeJsonBytes(raw));
   if (media !== 'application/json') throw handRaisedValidationError("Unsupported Media Type: Only 'application/json' is allowed");
-  // fastapi/_compat.py get_missing_field_error: `error["input"] = None`.
+  // An empty body, or `null` (fastapi/routing.py get_request_handler passes None on; fastapi/dependencies/utils.py
+  // _validate_value_with_model_field: `if value is None: ... get_missing_field_error(loc=loc)`), with
+  // fastapi/_compat.py get_missing_field_error's `error["input"] = None`.
   if (body === undefined) throw validationError([], 'missing', 'Field required', null);
   return body;
 }

@@ -198,6 +198,18 @@ describe('OpenAI API over loopback', () => {
       if (message) expect(e.message).toMatch(message);
     };
 
+    // fastapi/routing.py get_request_handler: `json_body = await request.json()` is None for `null`, and
+    // fastapi/dependencies/utils.py _validate_value_with_model_field answers a None value of the required body with
+    // get_missing_field_error(loc=('body',)), the same 400 as an empty body (validation_exception_handler, api_server.py
+    // @ v0.10.0).
+    it.each(['/v1/completions', '/v1/chat/completions', '/tokenize', '/v1/responses'])("a JSON null body on %s is FastAPI's missing-body error, as an empty one", async (path) => {
+      const empty = await http(sim.url, 'POST', path, '');
+      const nul = await http(sim.url, 'POST', path, 'null');
+      expect(nul.status).toBe(400);
+      expect(nul.json()).toEqual({ object: 'error', message: "[{'type': 'missing', 'loc': ('body',), 'msg': 'Field required', 'input': None}]", type: 'Bad Request', param: null, code: 400 });
+      expect(nul.json()).toEqual(empty.json());
+    });
+
     // serving_engine.py:873-880 @ v0.10.0 (kwargs over the request's arguments), chat_utils.py:398-400 and 1292-1335
     // (a given template first; errors re-raised with the original as cause), transformers v4.53 render_jinja_template.
     it('a chat_template (the request\'s, or in chat_template_kwargs) replaces the model\'s; continue_final_message leaves the last turn open', async () => {
