@@ -140,6 +140,8 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
   }
   const eng = engine;
   const models = new ServedModels(options);
+  /** The executor's `sleeping_tags` (POST /sleep, /wake_up): asleep while any is left. */
+  let sleepingTags = new Set<string>();
   const inflight = new Set<Promise<void>>();
   let draining = false;
 
@@ -475,6 +477,39 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
         res.end(text);
         return;
       }
+      case '/server_info':
+        // `{"vllm_config": str(raw_request.app.state.vllm_config)}` (api_server.py @ v0.10.0); see vllmConfigString.
+        sendJson(res, 200, { vllm_config: vllmConfigString(options) });
+        return;
+      case '/sleep': {
+        // `int(raw_request.query_params.get("level", "1"))`, a ValueError (Starlette's plain 500) for anything else,
+        // then the executor's sleep (vllm/v1/executor/abstract.py @ v0.10.0 via executor_base.py): a warning if already
+        // asleep, else every tag asleep. No weights or KV memory exist here, so only the state is kept; requests are
+        // still served, as vLLM's API server does not refuse them either.
+        const level = new URLSearchParams((req.url ?? '').split('?').slice(1).join('?')).get('level') ?? '1';
+        if (!/^\s*[+-]?\d+(?:_\d+)*\s*$/.test(level)) throw new PlainServerError(`invalid literal for int() with base 10: '${level}'`);
+        if (sleepingTags.size > 0) stderrLogger.warn('Executor is already sleeping.');
+        else sleepingTags = new Set(['weights', 'kv_cache']);
+        res.writeHead(200, { 'content-length': '0' });
+        res.end();
+        return;
+      }
+      case '/wake_up': {
+        // `tags = query_params.getlist("tags")`, none meaning all; the executor's wake_up: a warning and nothing done
+        // when not asleep or when a tag is not asleep, else those tags (all without tags) awake; awake when none is left.
+        const tags = new URLSearchParams((req.url ?? '').split('?').slice(1).join('?')).getAll('tags');
+        const unknown = tags.find((t) => !sleepingTags.has(t));
+        if (sleepingTags.size === 0) stderrLogger.warn('Executor is not sleeping.');
+        else if (unknown !== undefined) stderrLogger.warn(`Tag ${unknown} is not in sleeping tags`, { sleeping_tags: [...sleepingTags] });
+        else if (tags.length === 0) sleepingTags.clear();
+        else for (const t of tags) sleepingTags.delete(t);
+        res.writeHead(200, { 'content-length': '0' });
+        res.end();
+        return;
+      }
+      case '/is_sleeping':
+        sendJson(res, 200, { is_sleeping: sleepingTags.size > 0 });
+        return;
       case '/tokenize': {
         const body = await readJsonRequest(req);
         let answer: unknown;
@@ -1136,8 +1171,8 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
   };
 }
 
-/** Routes vLLM registers only when VLLM_SERVER_DEV_MODE is set (the simulator has only this one of them). */
-const DEV_MODE_ROUTES: ReadonlySet<string> = new Set(['/reset_prefix_cache']);
+/** Routes vLLM registers only when VLLM_SERVER_DEV_MODE is set (api_server.py @ v0.10.0). */
+const DEV_MODE_ROUTES: ReadonlySet<string> = new Set(['/server_info', '/reset_prefix_cache', '/sleep', '/wake_up', '/is_sleeping']);
 
 /** Routes vLLM registers only when VLLM_ALLOW_RUNTIME_LORA_UPDATING is set. */
 const RUNTIME_LORA_ROUTES: ReadonlySet<string> = new Set(['/v1/load_lora_adapter', '/v1/unload_lora_adapter']);
@@ -1166,7 +1201,11 @@ const ROUTES: Record<string, string[]> = {
   '/version': ['GET'],
   '/tokenize': ['POST'],
   '/detokenize': ['POST'],
+  '/server_info': ['GET'],
   '/reset_prefix_cache': ['POST'],
+  '/sleep': ['POST'],
+  '/wake_up': ['POST'],
+  '/is_sleeping': ['GET'],
   '/v1/load_lora_adapter': ['POST'],
   '/v1/unload_lora_adapter': ['POST'],
   '/v1/completions': ['POST'],
@@ -1533,6 +1572,24 @@ function modelsResponse(o: SimulatorOptions, models: ServedModels): unknown {
 function wireEncoding(o: SimulatorOptions): KvEventEncoding {
   if (o.kvEventsEncoding === 'map') return 'map';
   return generationOf(o.prefixCachingHashAlgo) === '0.10.0' ? 'positional-v0.10.0' : 'positional-v0.10.2';
+}
+
+/**
+ * `str(VllmConfig)` as GET /server_info shows it (VllmConfig.__str__, vllm/config.py @ v0.10.0), shortened: its fields
+ * up to disable_custom_all_reduce as vLLM writes them, then the later ones the simulator has a value for; vLLM's string
+ * has more between and after them (decoding, observability and compilation configs and the like).
+ */
+function vllmConfigString(o: SimulatorOptions): string {
+  const pyBool = (b: boolean): string => (b ? 'True' : 'False');
+  const served = o.servedModelNames.length === 1 ? o.servedModelNames[0] : `[${o.servedModelNames.map((n) => `'${n}'`).join(', ')}]`;
+  return (
+    `model='${o.model}', speculative_config=None, tokenizer='${o.model}', skip_tokenizer_init=False, ` +
+    `tokenizer_mode=auto, revision=None, override_neuron_config={}, tokenizer_revision=None, trust_remote_code=False, ` +
+    `dtype=torch.bfloat16, max_seq_len=${o.maxModelLen}, download_dir=None, load_format=auto, tensor_parallel_size=1, ` +
+    `pipeline_parallel_size=1, disable_custom_all_reduce=False, quantization=None, enforce_eager=False, ` +
+    `kv_cache_dtype=auto, device_config=cuda, seed=0, served_model_name=${served}, ` +
+    `enable_prefix_caching=${pyBool(o.enablePrefixCaching)}, chunked_prefill_enabled=True, use_async_output_proc=True`
+  );
 }
 
 /** vLLM-style warnings on stderr, one JSON line each (stdout carries only the lifecycle lines). */

@@ -1164,7 +1164,7 @@ describe('logprobs of the filler (serving_chat.py _create_chat_logprobs, serving
   });
 });
 
-describe('POST /reset_prefix_cache: a dev-mode route, as in vLLM 0.10 (VLLM_SERVER_DEV_MODE)', () => {
+describe('POST /reset_prefix_cache and the other dev-mode routes, as in vLLM 0.10 (VLLM_SERVER_DEV_MODE)', () => {
   // vllm/entrypoints/openai/api_server.py @ 6eca337ce (v0.10.0) lines 970-991: the route is defined only under
   // `if envs.VLLM_SERVER_DEV_MODE:`; vllm/envs.py: bool(int(os.getenv("VLLM_SERVER_DEV_MODE", "0"))).
   const withDevMode = async <T>(value: string | undefined, f: () => Promise<T>): Promise<T> => {
@@ -1218,6 +1218,49 @@ describe('POST /reset_prefix_cache: a dev-mode route, as in vLLM 0.10 (VLLM_SERV
       expect(ok.headers['x-kvroute-prefix-cache-reset']).toBe('done');
       expect(sim.engine.peekCachedTokens(prompt)).toBe(0);
       expect((await http(sim.url, 'POST', '/reset_prefix_cache')).status).toBe(200);
+    } finally {
+      await sim.close();
+    }
+  });
+
+  // api_server.py @ v0.10.0, the `if envs.VLLM_SERVER_DEV_MODE:` block: GET /server_info (`{"vllm_config":
+  // str(vllm_config)}`), POST /sleep (`?level=`, int()), POST /wake_up (`?tags=`, getlist), GET /is_sleeping
+  // (`{"is_sleeping": ...}`); the executor keeps sleeping_tags (vllm/executor/executor_base.py @ v0.10.0 sleep, wake_up).
+  it('the other dev-mode routes: /server_info, /sleep, /wake_up (by tags), /is_sleeping; 404 without dev mode', async () => {
+    const off = await startSimulator({ port: 0, timeScale: 1000, serverDevMode: false });
+    try {
+      for (const [method, path] of [['GET', '/server_info'], ['POST', '/sleep'], ['POST', '/wake_up'], ['GET', '/is_sleeping']]) {
+        expect([path, (await http(off.url, method!, path!)).status]).toEqual([path, 404]);
+      }
+    } finally {
+      await off.close();
+    }
+    const sim = await startSimulator({ port: 0, timeScale: 1000, serverDevMode: true });
+    try {
+      const info = await http(sim.url, 'GET', '/server_info');
+      expect(info.status).toBe(200);
+      expect(info.json().vllm_config).toMatch(/^model='Qwen\/Qwen3-0\.6B', speculative_config=None, tokenizer='Qwen\/Qwen3-0\.6B', .*max_seq_len=40960, /);
+      const sleeping = async (): Promise<boolean> => (await http(sim.url, 'GET', '/is_sleeping')).json().is_sleeping;
+      expect(await sleeping()).toBe(false);
+      expect((await http(sim.url, 'POST', '/wake_up')).status).toBe(200);
+      expect((await http(sim.url, 'POST', '/sleep?level=x')).status).toBe(500);
+      expect(await sleeping()).toBe(false);
+      const slept = await http(sim.url, 'POST', '/sleep?level=2');
+      expect([slept.status, slept.text]).toEqual([200, '']);
+      expect(await sleeping()).toBe(true);
+      // A tag that is not asleep: a warning, nothing woken.
+      expect((await http(sim.url, 'POST', '/wake_up?tags=weights&tags=other')).status).toBe(200);
+      expect(await sleeping()).toBe(true);
+      expect((await http(sim.url, 'POST', '/wake_up?tags=weights')).status).toBe(200);
+      expect(await sleeping()).toBe(true);
+      expect((await http(sim.url, 'POST', '/wake_up?tags=kv_cache')).status).toBe(200);
+      expect(await sleeping()).toBe(false);
+      expect((await http(sim.url, 'POST', '/sleep')).status).toBe(200);
+      // vLLM's API server does not refuse requests while asleep.
+      expect((await http(sim.url, 'POST', '/v1/completions', { prompt: 'hi', max_tokens: 1 })).status).toBe(200);
+      expect((await http(sim.url, 'POST', '/wake_up')).status).toBe(200);
+      expect(await sleeping()).toBe(false);
+      expect((await http(sim.url, 'GET', '/sleep')).status).toBe(405);
     } finally {
       await sim.close();
     }
