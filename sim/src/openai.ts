@@ -365,6 +365,13 @@ interface CommonRequest extends StopParams {
   /** `priority` (protocol.py @ v0.10.0: an int, default 0, lower is handled earlier). */
   priority: number;
   /**
+   * `allowed_token_ids` (completions: `Optional[list[int]]`): checked by the V1 processor (processorError), not applied
+   * to the filler.
+   */
+  allowedTokenIds: number[] | undefined;
+  /** `logits_processors` was given non-empty: refused by to_sampling_params (checkSampling). */
+  logitsProcessors: boolean;
+  /**
    * `truncate_prompt_tokens` (protocol.py @ v0.10.0: `Optional[Annotated[int, Field(ge=1)]]` on both requests): keep
    * only the prompt's last N tokens. In 0.10.2 (#22761, 5b8077b8a; protocol.py @ 61aa4b290 lines 456 and 999) it is
    * `Field(ge=-1)`: -1 keeps the last max_model_len tokens (serving_engine.py @ 61aa4b290 lines 573-579), and 0 passes
@@ -443,6 +450,62 @@ function intList(v: unknown, loc: Loc): number[] {
   return list(v, loc).map((t, i) => laxInt(t, [...loc, i]));
 }
 
+function strList(v: unknown, loc: Loc): string[] {
+  return list(v, loc).map((t, i) => strictStr(t, [...loc, i]));
+}
+
+/** Several errors of one validation, in pydantic's order, as FastAPI's error list prints them. */
+function validationErrors(errors: readonly ApiError[]): ApiError {
+  return new ApiError(400, `[${errors.map((e) => e.message.slice(1, -1)).join(', ')}]`, 'Bad Request');
+}
+
+/**
+ * `response_format: Optional[AnyResponseFormat]`, `Union[ResponseFormat, StructuralTagResponseFormat]` (protocol.py @
+ * v0.10.0): ResponseFormat's `type: Literal["text", "json_object", "json_schema"]`, or StructuralTagResponseFormat's
+ * `type: Literal["structural_tag"]` with `structures: list[...]` and `triggers: list[str]`. When neither member
+ * validates, pydantic reports the errors of both, each under its member's name. Only the members' own fields are
+ * checked (not json_schema's or the structures' insides); the reply stays filler either way.
+ */
+function checkResponseFormat(v: unknown, loc: Loc): void {
+  const member = (name: string): Loc => [...loc, name];
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) {
+    throw validationErrors(
+      ['ResponseFormat', 'StructuralTagResponseFormat'].map((name) =>
+        validationError(member(name), 'model_type', `Input should be a valid dictionary or instance of ${name}`, v, { class_name: name }),
+      ),
+    );
+  }
+  const o = v as Json;
+  const literal = (at: Loc, allowed: readonly string[]): ApiError | null => {
+    if (o.type === undefined) return validationError([...at, 'type'], 'missing', 'Field required', o);
+    if (typeof o.type === 'string' && allowed.includes(o.type)) return null;
+    const expected = allowed.length === 1 ? `'${allowed[0]}'` : `${allowed.slice(0, -1).map((a) => `'${a}'`).join(', ')} or '${allowed.at(-1)}'`;
+    return validationError([...at, 'type'], 'literal_error', `Input should be ${expected}`, o.type, { expected });
+  };
+  const plain = [literal(member('ResponseFormat'), ['text', 'json_object', 'json_schema'])].filter((e): e is ApiError => e !== null);
+  if (plain.length === 0) return;
+  const tag = member('StructuralTagResponseFormat');
+  const tagged = [literal(tag, ['structural_tag'])];
+  for (const field of ['structures', 'triggers']) {
+    if (o[field] === undefined) tagged.push(validationError([...tag, field], 'missing', 'Field required', o));
+    else if (!Array.isArray(o[field])) tagged.push(validationError([...tag, field], 'list_type', 'Input should be a valid list', o[field]));
+  }
+  const tagErrors = tagged.filter((e): e is ApiError => e !== null);
+  if (tagErrors.length === 0) return;
+  throw validationErrors([...plain, ...tagErrors]);
+}
+
+/**
+ * check_guided_decoding_count (protocol.py @ v0.10.0), a mode="before" model validator of both requests, on the raw
+ * body: more than one of guided_json, guided_regex and guided_choice given (not null) is refused.
+ */
+function checkGuidedDecodingCount(body: Json): void {
+  const given = ['guided_json', 'guided_regex', 'guided_choice'].filter((k) => body[k] !== undefined && body[k] !== null);
+  if (given.length > 1) {
+    throw validationError([], 'value_error', "Value error, You can only use one kind of guided decoding ('guided_json', 'guided_regex' or 'guided_choice').", body);
+  }
+}
+
 /**
  * check_cache_salt_support (protocol.py @ v0.10.0, vLLM #17045), a mode="before" model validator of both request
  * models. It reads the raw value, so a non-string is refused with this message rather than pydantic's string_type;
@@ -518,6 +581,10 @@ function parseCommon(body: Json, kind: 'chat' | 'completion', generation: VllmGe
   // Type-checked like vLLM, then ignored: the reply is filler.
   checkSeed(body);
   opt(body, 'user', strictStr, undefined);
+  // Typed fields of both request models (protocol.py @ v0.10.0) that do not change the filler: pydantic's errors only.
+  opt(body, 'response_format', checkResponseFormat, undefined);
+  req(body, 'skip_special_tokens', laxBool, true);
+  opt(body, 'guided_choice', strList, undefined);
   const ignoreEos = req(body, 'ignore_eos', laxBool, false);
   // `logit_bias: Optional[dict[str, float]]`: the values are pydantic floats; the keys are turned into token ids only
   // by SamplingParams.from_optional (checkSampling), and range-checked by the V1 processor (processorError).
@@ -532,6 +599,9 @@ function parseCommon(body: Json, kind: 'chat' | 'completion', generation: VllmGe
     continuousUsage,
     cacheSalt: salt === undefined || salt === null ? undefined : (salt as string),
     priority: req(body, 'priority', laxInt, 0),
+    // CompletionRequest's field alone (protocol.py @ v0.10.0): ChatCompletionRequest has none, so there it is an extra.
+    allowedTokenIds: kind === 'completion' ? opt(body, 'allowed_token_ids', intList, undefined as number[] | undefined) : undefined,
+    logitsProcessors: opt(body, 'logits_processors', list, []).length > 0,
     truncatePromptTokens: opt(body, 'truncate_prompt_tokens', intAtLeast(generation === '0.10.2' ? -1 : 1), undefined as number | undefined),
     echo,
     logitBiasKeys: bias === undefined ? [] : Object.keys(bias),
@@ -566,6 +636,7 @@ export function parseCompletionRequest(body: Json, generation: VllmGeneration): 
     throw validationError([], 'value_error', 'Value error, At least one of `prompt` or `prompt_embeds` must be set.', body);
   }
   if (raw === undefined || raw === null) throw new ApiError(501, 'prompt_embeds are not simulated.', 'Not Implemented');
+  checkGuidedDecodingCount(body);
   const common = parseCommon(body, 'completion', generation);
   // CompletionRequest.max_tokens defaults to 16 (protocol.py @ v0.10.0); an explicit null means "no limit".
   if (body.max_tokens === undefined) common.maxTokens = 16;
@@ -591,7 +662,10 @@ export function parseChatRequest(body: Json, generation: VllmGeneration): ChatRe
   // check_tool_usage is a mode="before" validator defined before check_generation_prompt and check_cache_salt_support,
   // after the stream_options, logprobs and guided-decoding ones: pydantic runs it before those and before any field.
   let toolChoice = checkToolUsage(body);
+  checkGuidedDecodingCount(body);
   const common = parseCommon(body, 'chat', generation);
+  // `parallel_tool_calls: Optional[bool] = False` (ChatCompletionRequest @ v0.10.0): type-checked, then not read.
+  opt(body, 'parallel_tool_calls', laxBool, undefined);
   const mct = opt(body, 'max_completion_tokens', laxInt, undefined as number | undefined);
   const raw = body.messages;
   if (raw === undefined) throw validationError(['messages'], 'missing', 'Field required', body);
@@ -778,6 +852,11 @@ function normalizeMessage(m: unknown, i: number): ChatMessage {
  */
 export function checkSampling(r: CommonRequest, maxTokens: number): void {
   const s = r.sampling;
+  // get_logits_processors (protocol.py @ v0.10.0), first in to_sampling_params: without --logits-processor-pattern
+  // (which the simulator does not take) any processor is refused, in vLLM's words (its typo included).
+  if (r.logitsProcessors) {
+    throw badRequest('The `logits_processors` argument is not supported by this server. See --logits-processor-pattern engine argugment for more information.');
+  }
   // from_optional: `{int(token): … for token, bias in logit_bias.items()}`; Python's int() takes surrounding
   // whitespace, a sign and single underscores between digits.
   for (const key of r.logitBiasKeys) {
@@ -840,6 +919,12 @@ export function processorError(r: CommonRequest, maxLogprobs = 20, vocabSize = V
   const ids = [...new Set(r.logitBiasKeys.map((k) => Number(k.trim().replace(/_/g, ''))))];
   const invalid = ids.filter((t) => t < 0 || t >= vocabSize);
   if (invalid.length > 0) return badRequest(`token_id(s) [${invalid.join(', ')}] in logit_bias contain out-of-vocab token ids. Vocabulary size: ${vocabSize}`);
+  // _validate_sampling_params, after the logit bias: `allowed_token_ids` must be non-empty and within the same
+  // `model_config.get_vocab_size()` (later releases check `len(tokenizer)`).
+  if (r.allowedTokenIds !== undefined) {
+    if (r.allowedTokenIds.length === 0) return badRequest('allowed_token_ids is not None and empty!');
+    if (!r.allowedTokenIds.every((t) => t >= 0 && t < vocabSize)) return badRequest('allowed_token_ids contains out-of-vocab token id!');
+  }
   if (s.bestOf !== undefined && s.bestOf > 1) return badRequest('vLLM V1 does not yet support best_of.');
   return null;
 }

@@ -198,6 +198,90 @@ describe('OpenAI API over loopback', () => {
       if (message) expect(e.message).toMatch(message);
     };
 
+    // protocol.py @ v0.10.0: `response_format: Optional[AnyResponseFormat]`, Union[ResponseFormat (type "text",
+    // "json_object" or "json_schema"), StructuralTagResponseFormat (type "structural_tag", structures, triggers)]; when
+    // neither member validates pydantic lists both members' errors.
+    it('response_format is validated as the union vLLM types it', async () => {
+      const chat = { messages: [{ role: 'user', content: 'hi' }], max_tokens: 1 };
+      const foo = await http(sim.url, 'POST', '/v1/chat/completions', { ...chat, response_format: { type: 'foo' } });
+      expect(foo.status).toBe(400);
+      expect(foo.json()).toEqual({
+        object: 'error',
+        message:
+          "[{'type': 'literal_error', 'loc': ('body', 'response_format', 'ResponseFormat', 'type'), 'msg': \"Input should be 'text', 'json_object' or 'json_schema'\", 'input': 'foo', 'ctx': {'expected': \"'text', 'json_object' or 'json_schema'\"}}, " +
+          "{'type': 'literal_error', 'loc': ('body', 'response_format', 'StructuralTagResponseFormat', 'type'), 'msg': \"Input should be 'structural_tag'\", 'input': 'foo', 'ctx': {'expected': \"'structural_tag'\"}}, " +
+          "{'type': 'missing', 'loc': ('body', 'response_format', 'StructuralTagResponseFormat', 'structures'), 'msg': 'Field required', 'input': {'type': 'foo'}}, " +
+          "{'type': 'missing', 'loc': ('body', 'response_format', 'StructuralTagResponseFormat', 'triggers'), 'msg': 'Field required', 'input': {'type': 'foo'}}]",
+        type: 'Bad Request',
+        param: null,
+        code: 400,
+      });
+      const str = await http(sim.url, 'POST', '/v1/completions', { prompt: 'hi', max_tokens: 1, response_format: 'json' });
+      expect(str.status).toBe(400);
+      expect(str.json().message).toBe(
+        "[{'type': 'model_type', 'loc': ('body', 'response_format', 'ResponseFormat'), 'msg': 'Input should be a valid dictionary or instance of ResponseFormat', 'input': 'json', 'ctx': {'class_name': 'ResponseFormat'}}, " +
+          "{'type': 'model_type', 'loc': ('body', 'response_format', 'StructuralTagResponseFormat'), 'msg': 'Input should be a valid dictionary or instance of StructuralTagResponseFormat', 'input': 'json', 'ctx': {'class_name': 'StructuralTagResponseFormat'}}]",
+      );
+      for (const rf of [{ type: 'text' }, { type: 'json_object' }, { type: 'json_schema', json_schema: { name: 'x' } }, { type: 'structural_tag', structures: [], triggers: [] }, null]) {
+        expect([rf, (await http(sim.url, 'POST', '/v1/chat/completions', { ...chat, response_format: rf })).status]).toEqual([rf, 200]);
+      }
+    });
+
+    // protocol.py @ v0.10.0: `skip_special_tokens: bool = True` (both requests), `parallel_tool_calls: Optional[bool] =
+    // False` (chat), `guided_choice: Optional[list[str]]` (both): pydantic's error list as FastAPI's 400.
+    it.each([
+      ['/v1/chat/completions', 'skip_special_tokens', 'maybe', "[{'type': 'bool_parsing', 'loc': ('body', 'skip_special_tokens'), 'msg': 'Input should be a valid boolean, unable to interpret input', 'input': 'maybe'}]"],
+      ['/v1/completions', 'skip_special_tokens', null, "[{'type': 'bool_type', 'loc': ('body', 'skip_special_tokens'), 'msg': 'Input should be a valid boolean', 'input': None}]"],
+      ['/v1/chat/completions', 'parallel_tool_calls', 'x', "[{'type': 'bool_parsing', 'loc': ('body', 'parallel_tool_calls'), 'msg': 'Input should be a valid boolean, unable to interpret input', 'input': 'x'}]"],
+      ['/v1/chat/completions', 'guided_choice', 5, "[{'type': 'list_type', 'loc': ('body', 'guided_choice'), 'msg': 'Input should be a valid list', 'input': 5}]"],
+      ['/v1/completions', 'guided_choice', ['a', 1], "[{'type': 'string_type', 'loc': ('body', 'guided_choice', 1), 'msg': 'Input should be a valid string', 'input': 1}]"],
+    ])('%s: %s = %j is a validation 400', async (path, field, value, message) => {
+      const body = path === '/v1/completions' ? { prompt: 'hi', max_tokens: 1 } : { messages: [{ role: 'user', content: 'hi' }], max_tokens: 1 };
+      const r = await http(sim.url, 'POST', path, { ...body, [field]: value });
+      expect(r.json()).toEqual({ object: 'error', message, type: 'Bad Request', param: null, code: 400 });
+    });
+
+    // protocol.py @ v0.10.0 check_guided_decoding_count, a mode="before" model validator of both requests.
+    it.each(['/v1/chat/completions', '/v1/completions'])('two kinds of guided decoding on %s are refused', async (path) => {
+      const body = path === '/v1/completions' ? { prompt: 'hi', max_tokens: 1 } : { messages: [{ role: 'user', content: 'hi' }], max_tokens: 1 };
+      const r = await http(sim.url, 'POST', path, { ...body, guided_json: { type: 'object' }, guided_regex: 'a+' });
+      expect(r.status).toBe(400);
+      expect(r.json().message).toMatch(/^\[\{'type': 'value_error', 'loc': \('body',\), 'msg': "Value error, You can only use one kind of guided decoding \('guided_json', 'guided_regex' or 'guided_choice'\)\."/);
+      expect((await http(sim.url, 'POST', path, { ...body, guided_json: { type: 'object' }, guided_regex: null, guided_choice: ['a'] })).status).toBe(400);
+      expect((await http(sim.url, 'POST', path, { ...body, guided_regex: 'a+', guided_json: null })).status).toBe(200);
+    });
+
+    // protocol.py @ v0.10.0 get_logits_processors, called first by to_sampling_params: without
+    // --logits-processor-pattern, `elif processors: raise ValueError(...)`, answered create_error_response(str(e)).
+    it.each([false, true])('logits_processors is refused without --logits-processor-pattern (stream %s): a JSON 400', async (stream) => {
+      for (const body of [{ prompt: 'hi', max_tokens: 1 }, { messages: [{ role: 'user', content: 'hi' }], max_tokens: 1 }]) {
+        const path = 'prompt' in body ? '/v1/completions' : '/v1/chat/completions';
+        const r = await http(sim.url, 'POST', path, { ...body, stream, logits_processors: ['my.mod.Proc'] });
+        expect(r.json()).toEqual({
+          object: 'error',
+          message: 'The `logits_processors` argument is not supported by this server. See --logits-processor-pattern engine argugment for more information.',
+          type: 'BadRequestError',
+          param: null,
+          code: 400,
+        });
+        expect((await http(sim.url, 'POST', path, { ...body, stream, logits_processors: [] })).status).toBe(200);
+      }
+    });
+
+    // vllm/v1/engine/processor.py @ v0.10.0 _validate_sampling_params: `if not params.allowed_token_ids: raise
+    // ValueError("allowed_token_ids is not None and empty!")`; every id within model_config.get_vocab_size() (151936 for
+    // Qwen3), else "allowed_token_ids contains out-of-vocab token id!". A processor check: a JSON 400 unless streamed.
+    it.each([
+      [[151936], 'allowed_token_ids contains out-of-vocab token id!'],
+      [[-1], 'allowed_token_ids contains out-of-vocab token id!'],
+      [[], 'allowed_token_ids is not None and empty!'],
+    ])('allowed_token_ids %j is refused on completions (an ignored extra on chat, whose request model has no such field)', async (ids, message) => {
+      const r = await http(sim.url, 'POST', '/v1/completions', { prompt: 'hi', max_tokens: 1, allowed_token_ids: ids });
+      expect(r.json()).toEqual({ object: 'error', message, type: 'BadRequestError', param: null, code: 400 });
+      expect((await http(sim.url, 'POST', '/v1/chat/completions', { messages: [{ role: 'user', content: 'hi' }], max_tokens: 1, allowed_token_ids: ids })).status).toBe(200);
+      expect((await http(sim.url, 'POST', '/v1/completions', { prompt: 'hi', max_tokens: 1, allowed_token_ids: [0, 151935] })).status).toBe(200);
+    });
+
     // fastapi/routing.py get_request_handler: `json_body = await request.json()` is None for `null`, and
     // fastapi/dependencies/utils.py _validate_value_with_model_field answers a None value of the required body with
     // get_missing_field_error(loc=('body',)), the same 400 as an empty body (validation_exception_handler, api_server.py
