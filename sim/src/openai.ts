@@ -372,6 +372,11 @@ interface CommonRequest extends StopParams {
   /** `logits_processors` was given non-empty: refused by to_sampling_params (checkSampling). */
   logitsProcessors: boolean;
   /**
+   * `return_tokens_as_token_ids` (both requests, `Optional[bool]`): logprob tokens as `token_id:N`. Unset, vLLM uses its
+   * `--return-tokens-as-token-ids` flag, which the simulator does not take (vLLM's default, off).
+   */
+  returnTokensAsTokenIds: boolean;
+  /**
    * `truncate_prompt_tokens` (protocol.py @ v0.10.0: `Optional[Annotated[int, Field(ge=1)]]` on both requests): keep
    * only the prompt's last N tokens. In 0.10.2 (#22761, 5b8077b8a; protocol.py @ 61aa4b290 lines 456 and 999) it is
    * `Field(ge=-1)`: -1 keeps the last max_model_len tokens (serving_engine.py @ 61aa4b290 lines 573-579), and 0 passes
@@ -602,6 +607,7 @@ function parseCommon(body: Json, kind: 'chat' | 'completion', generation: VllmGe
     // CompletionRequest's field alone (protocol.py @ v0.10.0): ChatCompletionRequest has none, so there it is an extra.
     allowedTokenIds: kind === 'completion' ? opt(body, 'allowed_token_ids', intList, undefined as number[] | undefined) : undefined,
     logitsProcessors: opt(body, 'logits_processors', list, []).length > 0,
+    returnTokensAsTokenIds: opt(body, 'return_tokens_as_token_ids', laxBool, false),
     truncatePromptTokens: opt(body, 'truncate_prompt_tokens', intAtLeast(generation === '0.10.2' ? -1 : 1), undefined as number | undefined),
     echo,
     logitBiasKeys: bias === undefined ? [] : Object.keys(bias),
@@ -1046,12 +1052,22 @@ export interface TokenLogprobs {
  * (the sampled one among them, first) or only the sampled token when `k` is 0 (vllm/v1/sample/sampler.py,
  * serving_chat.py `_create_chat_logprobs`, serving_completion.py `_create_completion_logprobs` @ v0.10.0).
  */
-export function fillerLogprobs(ids: readonly number[], texts: readonly string[], vocab: { ids: readonly number[]; texts: readonly string[] }, k: number): TokenLogprobs[] {
+export function fillerLogprobs(
+  ids: readonly number[],
+  texts: readonly string[],
+  vocab: { ids: readonly number[]; texts: readonly string[] },
+  k: number,
+  asTokenIds = false,
+): TokenLogprobs[] {
+  // `return_tokens_as_token_ids`: OpenAIServing._get_decoded_token (serving_engine.py @ v0.10.0) names the sampled
+  // token and each alternative `token_id:{token_id}` instead of its text (so also in chat's `bytes` and in completions'
+  // text offsets, which advance by the token's length).
+  const name = (id: number, text: string): string => (asTokenIds ? `token_id:${id}` : text);
   return ids.map((id, i) => {
-    const token = texts[i] ?? '';
+    const token = name(id, texts[i] ?? '');
     const top = [{ token, logprob: 0 }];
     for (let j = 0; top.length < k && j < vocab.ids.length; j++) {
-      if (vocab.ids[j] !== id) top.push({ token: vocab.texts[j], logprob: -9999 });
+      if (vocab.ids[j] !== id) top.push({ token: name(vocab.ids[j]!, vocab.texts[j]!), logprob: -9999 });
     }
     return { token, logprob: 0, top };
   });

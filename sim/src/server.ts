@@ -871,7 +871,7 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
         if (!isChat) echoText = pr.text;
         else if (req.messages[req.messages.length - 1].role === role) echoText = String(req.messages[req.messages.length - 1].content ?? '');
       }
-      const lp = req.sampling.logprobs === undefined ? null : fillerLogprobs(plan.ids, fillerTexts, { ids: tokenizer.fillerIds, texts: tokenizer.fillerTexts }, req.sampling.logprobs);
+      const lp = req.sampling.logprobs === undefined ? null : fillerLogprobs(plan.ids, fillerTexts, { ids: tokenizer.fillerIds, texts: tokenizer.fillerTexts }, req.sampling.logprobs, req.returnTokensAsTokenIds);
       return Array.from({ length: n }, () => ({ pi, pr, plan, echoText, lp, textSent: 0, promptIdsSent: false, result: null as RequestResult | null, finishedAs: 0, lastChunk: undefined as Record<string, unknown> | undefined, toolText: '', toolState: { nameReturned: false } }));
     });
     const k = req.sampling.logprobs ?? 0;

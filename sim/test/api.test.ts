@@ -1186,6 +1186,32 @@ describe('logprobs of the filler (serving_chat.py _create_chat_logprobs, serving
   });
   afterAll(() => sim.close());
 
+  // protocol.py @ v0.10.0 `return_tokens_as_token_ids: Optional[bool]` on both requests; serving_chat.py
+  // _create_chat_logprobs and serving_completion.py _create_completion_logprobs pass it to _get_decoded_token
+  // (serving_engine.py @ v0.10.0), which returns f"token_id:{token_id}" for the sampled token and every alternative.
+  it('return_tokens_as_token_ids names every logprob token token_id:<id> (chat and completions, streamed or not)', async () => {
+    const chat = (await http(sim.url, 'POST', '/v1/chat/completions', { messages: [{ role: 'user', content: 'x' }], max_tokens: 2, logprobs: true, top_logprobs: 2, return_tokens_as_token_ids: true })).json();
+    const content = chat.choices[0].logprobs.content as { token: string; bytes: number[]; top_logprobs: { token: string }[] }[];
+    expect(content).toHaveLength(2);
+    for (const c of content) {
+      expect(c.token).toMatch(/^token_id:\d+$/);
+      expect(c.bytes).toEqual(Array.from(Buffer.from(c.token)));
+      expect(c.top_logprobs.map((t) => t.token)).toEqual([c.token, expect.stringMatching(/^token_id:\d+$/)]);
+      expect(c.top_logprobs[1]!.token).not.toBe(c.token);
+    }
+    const cmpl = (await http(sim.url, 'POST', '/v1/completions', { prompt: 'x', max_tokens: 2, logprobs: 1, return_tokens_as_token_ids: 'true' })).json();
+    const lp = cmpl.choices[0].logprobs;
+    expect(lp.tokens).toEqual([expect.stringMatching(/^token_id:\d+$/), expect.stringMatching(/^token_id:\d+$/)]);
+    // _create_completion_logprobs advances text_offset by len(token), the token_id string's.
+    expect(lp.text_offset).toEqual([0, lp.tokens[0].length]);
+    expect(Object.keys(lp.top_logprobs[0])[0]).toBe(lp.tokens[0]);
+    const streamed = parseSse((await http(sim.url, 'POST', '/v1/completions', { prompt: 'x', max_tokens: 2, logprobs: 0, stream: true, return_tokens_as_token_ids: true })).text);
+    expect(streamed.events.map((e) => e.choices[0].logprobs.tokens[0])).toEqual(lp.tokens);
+    // false (or absent): the text, as before.
+    const plain = (await http(sim.url, 'POST', '/v1/completions', { prompt: 'x', max_tokens: 2, logprobs: 0, return_tokens_as_token_ids: false })).json();
+    expect(plain.choices[0].logprobs.tokens.join('')).toBe(plain.choices[0].text);
+  });
+
   it('chat: each token logprob 0.0 with its bytes, top_logprobs = the token then other words at -9999.0', async () => {
     const b = (await http(sim.url, 'POST', '/v1/chat/completions', { messages: [{ role: 'user', content: 'x' }], max_tokens: 2, logprobs: true, top_logprobs: 2 })).json();
     const content = b.choices[0].logprobs.content;
