@@ -160,6 +160,7 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
           // outside it, wrote this 500: it saw no response start (status 500, no Content-Length).
           http.raised = true;
           res.removeHeader('access-control-allow-origin');
+          res.removeHeader('vary');
           res.writeHead(500, { 'content-type': 'text/plain; charset=utf-8', 'content-length': '21' });
           res.end('Internal Server Error');
         }
@@ -352,7 +353,9 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
       return;
     }
     // vLLM's CORSMiddleware with its defaults (--allowed-origins/methods/headers '*', no credentials; Starlette's
-    // cors.py): a preflight is answered before routing, and any request with an Origin gets allow-origin *.
+    // cors.py): a preflight is answered before routing, and any request with an Origin gets allow-origin *, or, when it
+    // carries a Cookie header, its own Origin and `Vary: Origin` ("If request includes any cookie headers, then we must
+    // respond with the specific origin instead of '*'", CORSMiddleware.send, allow_explicit_origin).
     if (req.headers.origin !== undefined) {
       if (method === 'OPTIONS' && req.headers['access-control-request-method'] !== undefined) {
         const headers: Record<string, string> = {
@@ -368,7 +371,12 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
         res.end('OK');
         return;
       }
-      res.setHeader('access-control-allow-origin', '*');
+      if (req.headers.cookie !== undefined) {
+        res.setHeader('access-control-allow-origin', req.headers.origin);
+        res.setHeader('vary', 'Origin');
+      } else {
+        res.setHeader('access-control-allow-origin', '*');
+      }
     }
     // Past the API-key and CORS middlewares: the instrumentator's middleware sees the request from here on.
     http.reached = true;

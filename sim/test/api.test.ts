@@ -920,6 +920,26 @@ describe('request parameters and endpoints as vLLM 0.10.0 answers them (protocol
     expect(sse.headers['cache-control']).toBeUndefined();
   });
 
+  // starlette/middleware/cors.py CORSMiddleware.send, which vLLM adds with allow_origins ["*"] (api_server.py @ v0.10.0
+  // build_app): `if self.allow_all_origins and has_cookie: self.allow_explicit_origin(headers, origin)`, which sets the
+  // request's Origin and adds `Vary: Origin`. A preflight is answered by preflight_response, which ignores cookies.
+  it('CORS: a request with Origin and Cookie gets its origin echoed and Vary: Origin; without a cookie, * and no Vary', async () => {
+    const withCookie = await fetch(`${sim.url}/v1/models`, { headers: { origin: 'https://ui.example', cookie: 'session=1' } });
+    expect(withCookie.status).toBe(200);
+    expect(withCookie.headers.get('access-control-allow-origin')).toBe('https://ui.example');
+    expect(withCookie.headers.get('vary')).toBe('Origin');
+    const chat = await fetch(`${sim.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { origin: 'https://ui.example', cookie: 'a=b', 'content-type': 'application/json' },
+      body: JSON.stringify({ messages: [{ role: 'user', content: 'hi' }], max_tokens: 1 }),
+    });
+    expect([chat.status, chat.headers.get('access-control-allow-origin'), chat.headers.get('vary')]).toEqual([200, 'https://ui.example', 'Origin']);
+    const plain = await fetch(`${sim.url}/v1/models`, { headers: { origin: 'https://ui.example' } });
+    expect([plain.headers.get('access-control-allow-origin'), plain.headers.get('vary')]).toEqual(['*', null]);
+    const pre = await fetch(`${sim.url}/v1/models`, { method: 'OPTIONS', headers: { origin: 'https://ui.example', cookie: 'a=b', 'access-control-request-method': 'GET' } });
+    expect([pre.status, pre.headers.get('access-control-allow-origin'), pre.headers.get('vary')]).toEqual([200, '*', null]);
+  });
+
   it('vLLM 0.10.2 (a 0.10.2 hash algorithm) nests the error under "error" (#22099)', async () => {
     const s2 = await startSimulator({ port: 0, timeScale: 1000, prefixCachingHashAlgo: 'sha256_cbor' });
     try {
