@@ -226,7 +226,7 @@ describe('the EPP end to end', () => {
     for (let round = 0; round < 4; round++) {
       for (let g = 0; g < groups; g++) {
         const prompt = `${document(1000 + g, 8000)}\n\nQuestion ${round}: ${document(round * 31 + g, 80)}`;
-        const out = await send(envoy, { model: 'Qwen/Qwen3-0.6B', prompt });
+        const out = await send(envoy, { model: 'Qwen/Qwen3-0.6B', prompt }, { ':path': '/v1/completions' });
         if (!homes.has(g)) homes.set(g, new Set());
         homes.get(g)!.add(out.endpoint!);
       }
@@ -282,10 +282,12 @@ describe('the EPP end to end', () => {
     const noModel = await send(envoy, { messages: [{ role: 'user', content: 'x' }] });
     expect(noModel.status).toBe('BadRequest');
     expect(JSON.parse(noModel.body!).error).toEqual({ message: 'model not found in request body', type: 'invalid_request_error', param: 'model', code: 'model_not_found' });
-    // What names a model is routed: an embeddings body, a body with no prompt.
-    for (const body of [{ model: 'm', input: 'embed this' }, { model: 'm' }]) {
-      expect((await send(envoy, body)).endpoint).toBeDefined();
-    }
+    // What names a model and has its API's input is routed: an embeddings body on /v1/embeddings. A chat without
+    // messages is refused as upstream's openai-parser refuses it (parsers/openai/openai.go extractRequestBody).
+    expect((await send(envoy, { model: 'm', input: 'embed this' }, { ':path': '/v1/embeddings' })).endpoint).toBeDefined();
+    const noMessages = await send(envoy, { model: 'm' });
+    expect(noMessages.status).toBe('BadRequest');
+    expect(JSON.parse(noMessages.body!).error).toMatchObject({ message: 'invalid chat completions request: must have valid messages field', param: 'messages' });
 
     pods.forEach((p) => { p.page = { engines: [{ waiting: 50, running: 8, kvUsage: 0.99 }] }; });
     await waitFor(() => epp.datastore.snapshot().every((s) => s.metrics.waitingQueueSize === 50));

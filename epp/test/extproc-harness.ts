@@ -131,6 +131,9 @@ export const POST_HEADERS = {
   'content-type': 'application/json', 'x-request-id': 'req-1',
 };
 
+/** POST_HEADERS for a chat: upstream's openai-parser reads the API from the path and refuses a chat on /v1/completions. */
+export const CHAT_POST_HEADERS = { ...POST_HEADERS, ':path': '/v1/chat/completions' };
+
 /** `set_headers` of a HeaderMutation as a plain record. */
 export function setHeaders(mutation: Json | null | undefined): Record<string, string> {
   const out: Record<string, string> = {};

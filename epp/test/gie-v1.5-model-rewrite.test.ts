@@ -112,7 +112,7 @@ schedulingProfiles:
 `);
   const post = (body: unknown, headers: Record<string, string> = {}): IncomingRequest => ({
     requestId: 'r',
-    headers: new Map([[':method', 'POST'], ['content-type', 'application/json'], ...Object.entries(headers)]),
+    headers: new Map([[':method', 'POST'], [':path', typeof body === 'object' && body !== null && 'messages' in body ? '/v1/chat/completions' : '/v1/completions'], ['content-type', 'application/json'], ...Object.entries(headers)]),
     body: Buffer.from(JSON.stringify(body)),
     filterMetadata: {},
   });

@@ -15,9 +15,15 @@ import { buildScheduler } from '../src/scheduling/scheduler';
 
 const pool = staticPool;
 
+/** A POST of `body`, by default to the path whose API reads it (GIE's openai-parser refuses a chat sent to /v1/completions). */
 const post = (body: unknown, headers: Record<string, string> = {}): IncomingRequest => ({
   requestId: 'r',
-  headers: new Map([[':method', 'POST'], ['content-type', 'application/json'], ...Object.entries(headers)]),
+  headers: new Map([
+    [':method', 'POST'],
+    [':path', typeof body === 'object' && body !== null && 'messages' in body ? '/v1/chat/completions' : '/v1/completions'],
+    ['content-type', 'application/json'],
+    ...Object.entries(headers),
+  ]),
   body: Buffer.from(JSON.stringify(body)),
   filterMetadata: {},
 });

@@ -11,7 +11,7 @@ import { createEppMetrics } from '../src/metrics';
 import { RequestControl } from '../src/requestcontrol/request-control';
 import { MAX_JSON_BODY_BYTES, ResponseObserver } from '../src/requestcontrol/response-usage';
 import { buildScheduler } from '../src/scheduling/scheduler';
-import { collectingLogger, FakeEnvoy, POST_HEADERS, protocolConfig, readStreamedBody, requestBody, requestHeaders, responseBody, responseHeaders } from './extproc-harness';
+import { collectingLogger, FakeEnvoy, CHAT_POST_HEADERS, POST_HEADERS, protocolConfig, readStreamedBody, requestBody, requestHeaders, responseBody, responseHeaders } from './extproc-harness';
 
 describe('ResponseObserver (openai.go ParseResponse)', () => {
   test('a JSON body: usage with the cached prompt tokens vLLM reports', () => {
@@ -161,7 +161,7 @@ describe('response metrics over a real ext_proc stream (response body FULL_DUPLE
 
   test('a streamed chat completion: response size, input, output and cached tokens and NTPOT are recorded at its end', async () => {
     const s = envoy.open();
-    s.send({ ...requestHeaders(POST_HEADERS, false), ...protocolConfig('FULL_DUPLEX_STREAMED', 'FULL_DUPLEX_STREAMED') });
+    s.send({ ...requestHeaders(CHAT_POST_HEADERS, false), ...protocolConfig('FULL_DUPLEX_STREAMED', 'FULL_DUPLEX_STREAMED') });
     s.send(requestBody(JSON.stringify({ model: 'm', messages: [{ role: 'user', content: 'hello' }], stream: true }), true));
     expect((await s.next()).response).toBe('request_headers');
     await readStreamedBody(s, 'request_body');
@@ -207,7 +207,7 @@ describe('response metrics over a real ext_proc stream (response body FULL_DUPLE
 
   test('request duration and NTPOT count from the request headers, as GIE v1.5.0 (handlers/request.go sets RequestReceivedTimestamp in HandleRequestHeaders): a body that comes 400 ms later counts', async () => {
     const s = envoy.open();
-    s.send({ ...requestHeaders(POST_HEADERS, false), ...protocolConfig('FULL_DUPLEX_STREAMED', 'FULL_DUPLEX_STREAMED') });
+    s.send({ ...requestHeaders(CHAT_POST_HEADERS, false), ...protocolConfig('FULL_DUPLEX_STREAMED', 'FULL_DUPLEX_STREAMED') });
     await new Promise((resolve) => setTimeout(resolve, 400));
     s.send(requestBody(JSON.stringify({ model: 'm', messages: [{ role: 'user', content: 'hello' }] }), true));
     expect((await s.next()).response).toBe('request_headers');
@@ -235,7 +235,7 @@ describe('response metrics over a real ext_proc stream (response body FULL_DUPLE
     ];
     for (const [first, last] of bodies) {
       const s = envoy.open();
-      s.send({ ...requestHeaders(POST_HEADERS, false), ...protocolConfig('FULL_DUPLEX_STREAMED', 'FULL_DUPLEX_STREAMED') });
+      s.send({ ...requestHeaders(CHAT_POST_HEADERS, false), ...protocolConfig('FULL_DUPLEX_STREAMED', 'FULL_DUPLEX_STREAMED') });
       s.send(requestBody(JSON.stringify({ model: 'm', messages: [{ role: 'user', content: 'hello' }] }), true));
       expect((await s.next()).response).toBe('request_headers');
       await readStreamedBody(s, 'request_body');

@@ -9,6 +9,7 @@ import {
   matchPathSuffix,
   parseAnthropicRequest,
   parseGenerateRequest,
+  parseOpenAiRequest,
   ParserRegistry,
   requestPath,
   UNREAD_BODY,
@@ -298,14 +299,112 @@ describe('parsers by path through ext_proc (handlers/server.go@v0.10.0 L206-225 
     });
   });
 
-  test('GIE\'s form (GIE v1.5.0 test/integration/epp/testdata/default-config.yaml): the one parser reads every path', async () => {
+  // GIE v1.5.0 parsers/openai/openai.go determineAPITypeFromPath: a path it does not know is a completion, whose
+  // CompletionsRequest needs a prompt (extractRequestBody); kvroute routed such a body by load until 2026-12-06.
+  test('GIE\'s form (GIE v1.5.0 test/integration/epp/testdata/default-config.yaml): the one parser reads every path, an unknown one as a completion', async () => {
     const h = await Harness.start([P(0, 0, 0.1)], { mode: 'standalone-nocrd', configText: GIE_DEFAULT_CONFIG });
     try {
-      const out = (await h.streamed(reqRaw({ ':path': '/v1/score', 'x-request-id': 'gie' }, JSON.stringify({ model: 'm', text_1: 'a', text_2: 'b' })), 2)).map(normalise);
+      const refused = (await h.streamed(reqRaw({ ':path': '/v1/score', 'x-request-id': 'gie' }, JSON.stringify({ model: 'm', text_1: 'a', text_2: 'b' })), 1)).map(normalise);
+      const reply = (refused[0] as Extract<Norm, { immediate: unknown }>).immediate;
+      expect(reply.status).toBe(400);
+      expect(JSON.parse(reply.body).error.message).toBe('invalid completions request: must have prompt field');
+      expect(await h.metrics()).toContain('error_code="BadRequest"');
+      const out = (await h.streamed(reqRaw({ ':path': '/v1/score', 'x-request-id': 'gie-prompt' }, JSON.stringify({ model: 'm', prompt: 'a', text_1: 'a', text_2: 'b' })), 2)).map(normalise);
       expect(routedTo(out)).toBe(h.endpoint(0));
-      expect(await h.metrics()).not.toContain('error_code="BadRequest"');
     } finally {
       await h.stop();
     }
   });
+});
+
+const statusOf = (out: Norm[]): number | 'routed' => {
+  const first = out[0] as Norm | undefined;
+  return first !== undefined && 'immediate' in first ? first.immediate.status : 'routed';
+};
+
+/** Both upstreams' `extractRequestBody` (parsers/openai/openai.go): each API's required member, its message on a 400. */
+const REQUIRED: [string, string, unknown, string][] = [
+  ['chat/completions without messages (a prompt instead)', '/v1/chat/completions', { model: 'm', prompt: 'hello' }, 'invalid chat completions request: must have valid messages field'],
+  ['chat/completions with no input at all', '/v1/chat/completions', { model: 'm' }, 'invalid chat completions request: must have valid messages field'],
+  ['chat/completions with an empty messages array', '/v1/chat/completions', { model: 'm', messages: [] }, 'invalid chat completions request: must have valid messages field'],
+  ['chat/completions whose messages are not an array', '/v1/chat/completions', { model: 'm', messages: 'hi' }, 'invalid chat completions request: must have valid messages field'],
+  ['completions without a prompt', '/v1/completions', { model: 'm', max_tokens: 4 }, 'invalid completions request: must have prompt field'],
+  ['completions with an empty prompt', '/v1/completions', { model: 'm', prompt: '' }, 'invalid completions request: must have prompt field'],
+  ['completions with a null prompt (Prompt.UnmarshalJSON refuses it)', '/v1/completions', { model: 'm', prompt: null }, 'invalid completions request: must have prompt field'],
+  ['completions with an empty prompt array', '/v1/completions', { model: 'm', prompt: [] }, 'invalid completions request: must have prompt field'],
+  ['completions whose prompt is a number', '/v1/completions', { model: 'm', prompt: 5 }, 'invalid completions request: must have prompt field'],
+  ['a chat sent to completions (messages, no prompt)', '/v1/completions', { model: 'm', messages: [{ role: 'user', content: 'hi' }] }, 'invalid completions request: must have prompt field'],
+  ['responses without input', '/v1/responses', { model: 'm', instructions: 'be brief' }, 'invalid responses request: must have input field'],
+  ['responses with a null input', '/v1/responses', { model: 'm', input: null }, 'invalid responses request: must have input field'],
+  ['embeddings without input', '/v1/embeddings', { model: 'm' }, 'invalid embeddings request: must have input field'],
+  ['conversations without items', '/v1/conversations', { model: 'm', metadata: {} }, 'invalid conversations request: must have items field'],
+  ['conversations with an empty items array', '/v1/conversations', { items: [] }, 'invalid conversations request: must have items field'],
+];
+
+/** llm-d-router v0.10.0's copy only (requesthandling/types.go `EmbeddingsInput`, `parseArrayInput`; openai.go images/generations). */
+const REQUIRED_LLMD: [string, string, unknown, string][] = [
+  ['embeddings with an empty input (EmbeddingsInput.IsEmpty)', '/v1/embeddings', { model: 'm', input: '' }, 'invalid embeddings request: must have input field'],
+  ['embeddings whose input is a batch of token lists (parseArrayInput: unsupported array element type)', '/v1/embeddings', { model: 'm', input: [[1, 2]] }, 'invalid embeddings request: must have input field'],
+  ['images/generations with an empty prompt', '/v1/images/generations', { model: 'm', prompt: '' }, 'invalid images generations request: must have prompt field'],
+  ['chat/completions/render without messages', '/v1/chat/completions/render', { model: 'm', prompt: 'x' }, 'invalid chat completions request: must have valid messages field'],
+  ['completions whose prompt mixes strings and token ids', '/v1/completions', { model: 'm', prompt: ['a', 1] }, 'invalid completions request: must have prompt field'],
+];
+
+/** GIE v1.5.0's copy only (scheduling/types.go: `Prompt` is a string or `[]string`; `getRequestPath` keeps the query). */
+const REQUIRED_GIE: [string, string, unknown, string][] = [
+  ['completions whose prompt is token ids (Prompt.UnmarshalJSON reads []string)', '/v1/completions', { model: 'm', prompt: [1, 2, 3] }, 'invalid completions request: must have prompt field'],
+  ['a chat on a path with a query (HasSuffix on the path as sent: a completion)', '/v1/chat/completions?x=1', { model: 'm', messages: [{ role: 'user', content: 'hi' }] }, 'invalid completions request: must have prompt field'],
+  ['a chat on /v1/messages (a completion there)', '/v1/messages', { model: 'm', max_tokens: 8, messages: [{ role: 'user', content: 'hi' }] }, 'invalid completions request: must have prompt field'],
+];
+
+/** Bodies each form routes where the other refuses them, and controls both route. */
+const ROUTED: [string, string, unknown][] = [
+  ['a chat', '/v1/chat/completions', { model: 'm', messages: [{ role: 'user', content: 'hi' }] }],
+  ['a completion with a batch of prompts', '/v1/completions', { model: 'm', prompt: ['a', 'b'] }],
+  ['a completion with a stray messages member', '/v1/completions', { model: 'm', prompt: 'a', messages: 'not read' }],
+  ['a response with a string input', '/v1/responses', { model: 'm', input: 'hi' }],
+  ['a conversation with an item', '/v1/conversations', { model: 'm', items: [{ type: 'message', role: 'user', content: 'hi' }] }],
+];
+const ROUTED_LLMD: [string, string, unknown][] = [
+  ['a completion given token ids', '/v1/completions', { model: 'm', prompt: [1, 2, 3] }],
+  ['a chat on a path with a query (cut off by GetRequestPath)', '/v1/chat/completions?x=1', { model: 'm', messages: [{ role: 'user', content: 'hi' }] }],
+];
+const ROUTED_GIE: [string, string, unknown][] = [
+  ['embeddings with an empty input (GIE tests Input != nil)', '/v1/embeddings', { model: 'm', input: '' }],
+  ['images/generations given a prompt (a completion there)', '/v1/images/generations', { model: 'm', prompt: 'a cat' }],
+];
+
+describe.each([
+  ['llm-d-router v0.10.0', LLMD_DEFAULT, [...REQUIRED, ...REQUIRED_LLMD], [...ROUTED, ...ROUTED_LLMD]],
+  ['GIE v1.5.0', GIE_DEFAULT_CONFIG, [...REQUIRED, ...REQUIRED_GIE], [...ROUTED, ...ROUTED_GIE]],
+] as const)('openai-parser extractRequestBody (%s parsers/openai/openai.go determineAPITypeFromPath; requestcontrol/director.go processRequestBody: BadRequest)', (_form, configText, refused, routed) => {
+  let h: Harness;
+  beforeAll(async () => {
+    h = await Harness.start([P(0, 0, 0.1), P(1, 0, 0.1)], { mode: 'standalone-nocrd', configText });
+  });
+  afterAll(async () => h.stop());
+
+  test.each(refused as [string, string, unknown, string][])('%s: 400 with upstream\'s message', async (_case, path, request, message) => {
+    const out = (await h.streamed(reqRaw({ ':path': path, 'content-type': 'application/json', 'x-request-id': 'req' }, JSON.stringify(request)), 1)).map(normalise);
+    expect(statusOf(out)).toBe(400);
+    expect(JSON.parse((out[0] as Extract<Norm, { immediate: unknown }>).immediate.body).error.message).toBe(message);
+  });
+
+  test.each(routed as [string, string, unknown][])('%s: routed', async (_case, path, request) => {
+    const out = (await h.streamed(reqRaw({ ':path': path, 'content-type': 'application/json', 'x-request-id': 'req' }, JSON.stringify(request)), 2)).map(normalise);
+    expect(statusOf(out)).toBe('routed');
+  });
+
+  test('a request without a body is routed by load on any path', async () => {
+    const out = (await h.streamed([{ request_headers: { headers: { headers: [{ key: ':path', value: '/v1/chat/completions' }, { key: ':method', value: 'GET' }] }, end_of_stream: true } }], 1)).map(normalise);
+    expect(routedTo(out)).toMatch(/^127\.0\.0\.[12]:\d+$/);
+  });
+});
+
+// GIE v1.5.0 and llm-d-router v0.10.0 openai.go extractRequestBody decode a CompletionsRequest on a completion path and
+// key its `Prompt` (approximateprefix/hashing.go; tokenizer/estimate.go estimateBytes): a stray `messages` is not read.
+test.each(['gie', 'llmd'] as const)('openai-parser (%s): /v1/completions with a stray messages member is keyed on its prompt', (form) => {
+  const parsed = parseOpenAiRequest(body({ model: 'm', prompt: 'the document', messages: [{ role: 'user', content: 'unrelated' }] }), new Map([[':path', '/v1/completions']]), form);
+  expect(parsed.input).toEqual({ kind: 'text', text: 'the document' });
+  expect(parsed.prompt).toBe('the document');
 });

@@ -155,7 +155,7 @@ schedulingProfiles:
     weight: 3
 `);
   const body = (model: string, question: string): IncomingRequest => ({
-    requestId: `${model}-${question}`, headers: new Map([[':method', 'POST']]), filterMetadata: {},
+    requestId: `${model}-${question}`, headers: new Map([[':method', 'POST'], [':path', '/v1/chat/completions']]), filterMetadata: {},
     body: Buffer.from(JSON.stringify({ model, messages: [{ role: 'user', content: question }] })),
   });
   const POD1 = '10.0.0.1:8000';

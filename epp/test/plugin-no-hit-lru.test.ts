@@ -214,7 +214,7 @@ describe('no-hit-lru-scorer', () => {
       const placed: string[] = [];
       for (let g = 0; g < 4; g++) {
         const body = { model: 'm', messages: [{ role: 'system', content: system(g) }, { role: 'user', content: 'q' }] };
-        const incoming: IncomingRequest = { requestId: `g${g}`, headers: new Map([[':method', 'POST'], ['content-type', 'application/json']]), body: Buffer.from(JSON.stringify(body)), filterMetadata: {} };
+        const incoming: IncomingRequest = { requestId: `g${g}`, headers: new Map([[':method', 'POST'], [':path', '/v1/chat/completions'], ['content-type', 'application/json']]), body: Buffer.from(JSON.stringify(body)), filterMetadata: {} };
         const decision = await control.route(incoming);
         if (decision.kind !== 'route') throw new Error(`not routed: ${JSON.stringify(decision)}`);
         placed.push(decision.endpoint);

@@ -412,7 +412,7 @@ describe('speculativeIndexing (llm-d precise_prefix_cache.go @ v0.8.0: off unles
         datastore.setMetrics(key, { waitingQueueSize: 0, runningQueueSize: 0, kvCacheUsagePercent: 0, updateTime: Date.now(), consecutiveFailures: 0 });
       }
       const control = new RequestControl({ datastore, scheduler });
-      const d = await control.route({ requestId: 'first', headers: new Map([['content-type', 'application/json']]), body: Buffer.from(JSON.stringify(body)), filterMetadata: {} });
+      const d = await control.route({ requestId: 'first', headers: new Map([['content-type', 'application/json'], [':path', '/v1/chat/completions']]), body: Buffer.from(JSON.stringify(body)), filterMetadata: {} });
       if (d.kind !== 'route') throw new Error(`rejected: ${d.body}`);
       const scorer = scheduler.plugin('precise-prefix-cache-scorer') as PrecisePrefixCacheScorer;
       const request = { requestId: 'second', model: MODEL, prompt: '', input: parseRequestBody(Buffer.from(JSON.stringify(body))).input, headers: {}, attributes: new CycleState() };
@@ -569,7 +569,7 @@ describe('precise scoring from KV events (central mode, real sockets, the model\
     datastore.upsertEndpoint(snapshot(pods[0]!).endpoint);
     datastore.upsertEndpoint(snapshot(pods[1]!).endpoint);
     for (const p of pods) datastore.setMetrics(p, { waitingQueueSize: 0, runningQueueSize: 0, kvCacheUsagePercent: 0, updateTime: Date.now(), consecutiveFailures: 0 });
-    const d = await control.route({ requestId: 'r', headers: new Map([['content-type', 'application/json']]), body: Buffer.from(JSON.stringify(body)), filterMetadata: {} });
+    const d = await control.route({ requestId: 'r', headers: new Map([['content-type', 'application/json'], [':path', '/v1/chat/completions']]), body: Buffer.from(JSON.stringify(body)), filterMetadata: {} });
     if (d.kind !== 'route') throw new Error(`rejected: ${d.body}`);
     control.release(d.ticket, 'completed');
     const scorer = scheduler.plugin('precise-prefix-cache-scorer') as PrecisePrefixCacheScorer;
@@ -690,7 +690,7 @@ describe('precise scoring from KV events (central mode, real sockets, the model\
       datastore.upsertEndpoint(snapshot(p).endpoint);
       datastore.setMetrics(p, { waitingQueueSize: 0, runningQueueSize: 0, kvCacheUsagePercent: 0, updateTime: Date.now(), consecutiveFailures: 0 });
     }
-    const d = await control.route({ requestId: 'evict', headers: new Map([['content-type', 'application/json']]), body: Buffer.from(JSON.stringify(body)), filterMetadata: {} });
+    const d = await control.route({ requestId: 'evict', headers: new Map([['content-type', 'application/json'], [':path', '/v1/chat/completions']]), body: Buffer.from(JSON.stringify(body)), filterMetadata: {} });
     if (d.kind !== 'route') throw new Error(`rejected: ${d.body}`);
     expect(d.endpoint).toBe(pod);
     // The pod prefills the rest of the prompt while the request runs: its blocks are stored after the pick.

@@ -12,7 +12,7 @@ function prefillPriorityConfig(parameters: object = {}): EndpointPickerConfig {
 }
 
 const request = (body: object, headers: Record<string, string> = {}): IncomingRequest => ({
-  requestId: 'r', headers: new Map([[':method', 'POST'], ...Object.entries(headers)]), body: Buffer.from(JSON.stringify(body)), filterMetadata: {},
+  requestId: 'r', headers: new Map([[':method', 'POST'], [':path', typeof body === 'object' && body !== null && 'messages' in body ? '/v1/chat/completions' : '/v1/completions'], ...Object.entries(headers)]), body: Buffer.from(JSON.stringify(body)), filterMetadata: {},
 });
 
 /** A 4,096-character prompt: 1,024 tokens at the approximate prefix scorer's 4 characters a token. */

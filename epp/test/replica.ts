@@ -45,7 +45,7 @@ export class Replica {
    * the response headers arrive, and returns the picked pod's name.
    */
   async route(session: string | undefined, extra: Record<string, string> = {}): Promise<string> {
-    const headers = new Map([[':method', 'POST'], ['content-type', 'application/json'], ...Object.entries(extra)]);
+    const headers = new Map([[':method', 'POST'], [':path', '/v1/chat/completions'], ['content-type', 'application/json'], ...Object.entries(extra)]);
     if (session !== undefined) headers.set('x-session-id', session);
     const req: IncomingRequest = {
       requestId: `r-${Math.random()}`, headers, filterMetadata: {},

@@ -23,7 +23,7 @@ function pool(n: number, waiting: number): Datastore {
 
 const incoming = (id: string): IncomingRequest => ({
   requestId: id,
-  headers: new Map([[':method', 'POST'], ['content-type', 'application/json']]),
+  headers: new Map([[':method', 'POST'], [':path', '/v1/chat/completions'], ['content-type', 'application/json']]),
   body: Buffer.from(JSON.stringify({ model: 'm', messages: [{ role: 'user', content: `hello ${id}` }] })),
   filterMetadata: {},
 });

@@ -74,7 +74,7 @@ describe('request control\'s resolved metric series', () => {
       const model = pick(['qwen', 'llama', 'mistral']);
       const rewrite = pick([undefined, undefined, 'qwen-lora', 'llama']);
       const priority = pick([undefined, '3', '-2', ' 7 ']);
-      const headers = new Map([[':method', 'POST'], ['content-type', 'application/json']]);
+      const headers = new Map([[':method', 'POST'], [':path', '/v1/chat/completions'], ['content-type', 'application/json']]);
       if (rewrite !== undefined) headers.set(MODEL_REWRITE_HEADER, rewrite);
       if (priority !== undefined) headers.set(PRIORITY_HEADER, priority);
       const body = { model, messages: [{ role: 'user', content: `request ${i} ${'x'.repeat(Math.floor(random() * 300))}` }] };

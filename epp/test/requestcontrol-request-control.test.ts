@@ -13,8 +13,12 @@ import * as vm from 'vm';
 
 const pool = staticPool;
 
+/** A POST of `body` to the path whose API reads it (upstream's openai-parser refuses a chat sent to /v1/completions). */
 const request = (body: unknown, filterMetadata: IncomingRequest['filterMetadata'] = {}): IncomingRequest => ({
-  requestId: 'r', headers: new Map([[':method', 'POST']]), body: Buffer.from(JSON.stringify(body)), filterMetadata,
+  requestId: 'r',
+  headers: new Map([[':method', 'POST'], [':path', typeof body === 'object' && body !== null && 'messages' in body ? '/v1/chat/completions' : '/v1/completions']]),
+  body: Buffer.from(JSON.stringify(body)),
+  filterMetadata,
 });
 const chat = (model = 'm') => ({ model, messages: [{ role: 'user', content: 'hello' }] });
 
@@ -152,7 +156,8 @@ describe('RequestControl', () => {
     ];
     for (const set of headerSets) {
       const headers = new Map(set as [string, string][]);
-      const d = await director.route({ requestId: 'r', headers, body: Buffer.from(JSON.stringify(chat())), filterMetadata: {} });
+      // A completion: none of these header sets has a :path, and the path upstream's parser then reads is /v1/completions.
+      const d = await director.route({ requestId: 'r', headers, body: Buffer.from(JSON.stringify({ model: 'm', prompt: 'hello' })), filterMetadata: {} });
       if (d.kind === 'route') director.release(d.ticket, 'completed');
       const got = seen[seen.length - 1]!;
       const expected = Object.fromEntries(headers);
@@ -368,13 +373,13 @@ schedulingProfiles:
     expect(ds.activeRequests(d.endpoint)).toBe(0);
   });
 
-  test('a body it cannot read a prompt from is routed by load, not refused; a malformed one is a 400 naming the field', async () => {
+  test('a body it cannot read a prompt from is routed by load, not refused; a malformed one is a 400 naming the field (GIE v1.5.0 parsers/openai/openai.go extractRequestBody\'s message)', async () => {
     const control = new RequestControl({ datastore: ds, scheduler: buildScheduler(defaultEndpointPickerConfig()) });
     const multipart: IncomingRequest = { requestId: 'r', headers: new Map([[':method', 'POST'], ['content-type', 'multipart/form-data; boundary=x']]), body: Buffer.from('--x--'), filterMetadata: {} };
     expect(await control.route(multipart)).toMatchObject({ kind: 'route', endpoint: '10.0.0.1:8000' });
     const bad = await control.route(request({ model: 'm', messages: 'hi' }));
     expect(bad).toMatchObject({ kind: 'reject', status: 400 });
-    if (bad.kind === 'reject') expect(JSON.parse(bad.body).error).toMatchObject({ param: 'messages', code: 'invalid_type' });
+    if (bad.kind === 'reject') expect(JSON.parse(bad.body).error).toMatchObject({ message: 'invalid chat completions request: must have valid messages field', param: 'messages' });
   });
 
   test('response-complete hooks (GIE v1.5.0 ResponseComplete) run once per committed request, however it ends, after the in-flight count drops; one that throws is reported and does not keep the request in flight', async () => {
@@ -458,7 +463,7 @@ schedulingProfiles:
     const plugins = Object.create(real.plugins) as Scheduler['plugins'];
     plugins.ofKind = ((kind: string) => (kind === 'post-response' ? [hook] : real.plugins.ofKind(kind as 'pre-request'))) as Scheduler['plugins']['ofKind'];
     const director = new RequestControl({ datastore: ds, scheduler: Object.create(real, { plugins: { value: plugins } }) as Scheduler });
-    const first = await director.route({ ...request(chat()), headers: new Map([[':method', 'POST'], ['x-session-id', 's1']]), requestId: 'req-1' });
+    const first = await director.route({ ...request(chat()), headers: new Map([[':method', 'POST'], [':path', '/v1/chat/completions'], ['x-session-id', 's1']]), requestId: 'req-1' });
     if (first.kind !== 'route') throw new Error(`not routed: ${JSON.stringify(first)}`);
     director.responseHeaders(first.ticket, new Map([[':status', '200'], ['content-type', 'text/event-stream']]));
     expect(seen).toHaveLength(1);
@@ -500,7 +505,7 @@ schedulingProfiles:
     const flood = async (from: number, count: number) => {
       for (let i = from; i < from + count; i++) {
         if (i % 500 === 0) freshenMetrics(ds);
-        const d = await director.route({ ...request(chat()), headers: new Map([[':method', 'POST'], ['x-session-id', `${i}:`.padEnd(4000, 'x')]]) });
+        const d = await director.route({ ...request(chat()), headers: new Map([[':method', 'POST'], [':path', '/v1/chat/completions'], ['x-session-id', `${i}:`.padEnd(4000, 'x')]]) });
         if (d.kind !== 'route') throw new Error(`request ${i} not routed: ${JSON.stringify(d)}`);
         director.responseHeaders(d.ticket, new Map([[':status', '200'], ['content-type', 'text/event-stream']]));
         director.release(d.ticket, 'completed');

@@ -21,7 +21,7 @@ import { FLOW_CONTROL_DEFAULTS, MAX_FLOW_PRIORITY } from '../config/flow-control
 import { parseDuration } from '../config/duration';
 import { SchedulingError, UPSTREAM_PREFILL_PROFILE, type LLMRequest, type SchedulingErrorReason, type SchedulingResult } from '../scheduling/types';
 import { ResponseObserver, type UsageFormat } from './response-usage';
-import { parseAnthropicRequest, parseGenerateRequest, ParserRegistry, requestPath, unclaimedPathMessage, UNREAD_BODY, type ParserRef } from './request-parsers';
+import { parseAnthropicRequest, parseGenerateRequest, parseOpenAiRequest, ParserRegistry, requestPath, unclaimedPathMessage, UNREAD_BODY, type ParserRef } from './request-parsers';
 import type { HistogramSeries } from '../bound-histogram';
 import type { ValueSeries } from '../bound-counter';
 import type { Plugin } from '../scheduling/framework';
@@ -29,7 +29,7 @@ import { agentIdentityHeaders, firstHeaderValue } from '../scheduling/plugins/ag
 import type { ExtensionPoint } from '../scheduling/metrics-hooks';
 import { withLeadingMember } from './leading-member';
 import { issueResponseId, OwnerTags, ownerTagOf, responseIdInPath, withResponseId } from './response-owner';
-import { isJsonContentType, parseRequestBody, promptHead, promptSlice, RequestBodyError, type OpenAiErrorOptions, type ParsedRequestBody } from '@kvroute/protocol/openai';
+import { isJsonContentType, promptHead, promptSlice, RequestBodyError, type OpenAiErrorOptions, type ParsedRequestBody } from '@kvroute/protocol/openai';
 
 /**
  * Where a proxy may restrict the candidates (the Endpoint Picker protocol's subset hint, GIE proposal 004): request
@@ -1297,8 +1297,9 @@ export class RequestControl implements RequestDirector {
           return { parsed: parseGenerateRequest(body, path), usage: 'openai' };
         case 'openai-parser':
           if (!isJsonContentType(headers.get('content-type')) && !looksLikeJson(body)) return undefined;
-          // The path says which vLLM endpoint reads the body, and so what it prefills (`/v1/responses` renders a chat).
-          return { parsed: parseRequestBody(body, headers.get(':path')), usage: 'openai' };
+          // The path says which API upstream's parser reads the body as, and which vLLM endpoint reads it, and so what
+          // it prefills (`/v1/responses` renders a chat).
+          return { parsed: parseOpenAiRequest(body, headers, this.parsers.registry ? 'llmd' : 'gie'), usage: 'openai' };
       }
     } catch (e) {
       if (e instanceof RequestBodyError) return { parsed: e, usage: undefined };

@@ -19,6 +19,7 @@
  */
 import {
   parseJsonBody,
+  parseRequestBody,
   JsonBodyTooDenseError,
   promptOf,
   pythonJsonDumps,
@@ -412,4 +413,156 @@ export function parseGenerateRequest(body: Buffer, path: string): ParsedRequestB
   if (tokens.length === 0) throw new RequestBodyError('invalid generate request: must have non-empty token_ids field', 'token_ids', 'invalid_value');
   const input: PromptInput = { kind: 'tokens', tokens };
   return parsedBody(o, input, cacheSalt);
+}
+
+// ---------------------------------------------------------------------------------------------------------------------
+// openai-parser
+
+/** The API upstream's openai-parser reads a body as (`determineAPITypeFromPath`, `parsers/openai/openai.go`). */
+export type OpenAiApi = 'conversations' | 'responses' | 'chat/completions' | 'completions' | 'embeddings' | 'images/generations';
+
+/** Which upstream's openai-parser a config runs: GIE v1.5.0's (every path) or llm-d-router v0.10.0's (its claims). */
+export type OpenAiParserForm = 'gie' | 'llmd';
+
+/**
+ * `determineAPITypeFromPath` of each form, first match wins, anything else `completions` ("for backward compatibility").
+ * GIE v1.5.0: a plain `strings.HasSuffix` on the request path as `getRequestPath` (openai.go) takes it, query included
+ * (a `/v1/chat/completions?x=1` is a completion there). llm-d-router v0.10.0: `request.MatchPathSuffix` on
+ * `request.GetRequestPath` (query cut off, `requestPath`), with the render sub-paths and `images/generations`.
+ */
+export function openAiApiOf(headers: ReadonlyMap<string, string>, form: OpenAiParserForm): OpenAiApi {
+  if (form === 'gie') {
+    const path = [':path', 'x-original-path', 'x-forwarded-path'].map((h) => headers.get(h)).find((p) => p !== undefined && p !== '') ?? '/v1/completions';
+    for (const api of ['conversations', 'responses', 'chat/completions', 'completions', 'embeddings'] as const) {
+      if (path.endsWith(`/${api}`)) return api;
+    }
+    return 'completions';
+  }
+  const path = requestPath(headers);
+  const ends = (suffix: string): boolean => matchPathSuffix(path, suffix);
+  if (ends('/conversations')) return 'conversations';
+  if (ends('/responses')) return 'responses';
+  if (ends('/chat/completions') || ends('/chat/completions/render')) return 'chat/completions';
+  if (ends('/completions') || ends('/completions/render')) return 'completions';
+  if (ends('/embeddings')) return 'embeddings';
+  if (ends('/images/generations')) return 'images/generations';
+  return 'completions';
+}
+
+/**
+ * How Go's `encoding/json` decodes a member into the request struct upstream's `extractRequestBody` unmarshals: a
+ * JSON null leaves any field as it is except one with its own `UnmarshalJSON` (`custom`, given the null too).
+ */
+type GoType =
+  | 'string'
+  | 'bool'
+  /** `*int64`: a whole number. */
+  | 'int64'
+  /** `any`, `json.RawMessage`: anything. */
+  | 'any'
+  /** `map[string]any`. */
+  | 'map'
+  | { readonly slice: GoType }
+  /** A struct: an object whose listed members decode (unlisted ones are ignored). */
+  | { readonly struct: Readonly<Record<string, GoType>> }
+  | { readonly custom: (v: unknown) => boolean };
+
+function decodes(v: unknown, t: GoType): boolean {
+  if (v === undefined) return true;
+  if (typeof t === 'object' && 'custom' in t) return t.custom(v);
+  if (v === null) return true;
+  if (t === 'any') return true;
+  if (t === 'string') return typeof v === 'string';
+  if (t === 'bool') return typeof v === 'boolean';
+  if (t === 'int64') return typeof v === 'number' && Number.isInteger(v) && Math.abs(v) <= 2 ** 63;
+  if (t === 'map') return isObject(v);
+  if ('slice' in t) return Array.isArray(v) && v.every((e) => decodes(e, t.slice));
+  return isObject(v) && Object.entries(t.struct).every(([k, ft]) => decodes(v[k], ft));
+}
+
+/** GIE v1.5.0 `Prompt.UnmarshalJSON` (scheduling/types.go): a string, or an array read as `[]string` (nulls are ""). */
+const GIE_PROMPT: GoType = { custom: (v) => typeof v === 'string' || (Array.isArray(v) && v.every((e) => e === null || typeof e === 'string')) };
+
+/**
+ * llm-d-router v0.10.0 `Prompt` / `EmbeddingsInput.UnmarshalJSON` (requesthandling/types.go `parseArrayInput`): a
+ * string, or an array whose first element says it all: strings, or token ids (numbers that are uint32 values).
+ */
+const LLMD_PROMPT: GoType = {
+  custom: (v) => {
+    if (typeof v === 'string') return true;
+    if (!Array.isArray(v)) return false;
+    if (v.length === 0 || typeof v[0] === 'string') return v.every((e) => typeof e === 'string');
+    return v.every((e) => typeof e === 'number' && Number.isInteger(e) && e >= 0 && e <= MAX_UINT32);
+  },
+};
+
+/** `Prompt.IsEmpty` / `EmbeddingsInput.IsEmpty`: "" or no elements. */
+function isEmptyPrompt(v: unknown): boolean {
+  return v === undefined || v === null || v === '' || (Array.isArray(v) && v.length === 0);
+}
+
+/** The request struct each API's body decodes into, per form (GIE v1.5.0 scheduling/types.go, llm-d v0.10.0 requesthandling/types.go). */
+function requestStruct(api: OpenAiApi, form: OpenAiParserForm): GoType {
+  switch (api) {
+    case 'conversations':
+      return { struct: { items: { slice: { struct: {} } } } };
+    case 'responses':
+      return { struct: {} };
+    case 'chat/completions':
+      return { struct: { messages: { slice: { struct: {} } } } };
+    case 'completions':
+      return { struct: { prompt: form === 'gie' ? GIE_PROMPT : LLMD_PROMPT } };
+    case 'embeddings':
+      return { struct: form === 'gie' ? {} : { input: LLMD_PROMPT } };
+    case 'images/generations':
+      return { struct: { prompt: 'string' } };
+  }
+}
+
+/**
+ * `extractRequestBody` (`parsers/openai/openai.go`, GIE v1.5.0 and llm-d-router v0.10.0): the body must decode into
+ * its API's request struct and have the API's required member, else the parser fails and `requestcontrol/director.go`
+ * answers a BadRequest (400) with its message. The differences of llm-d's copy: `input` of embeddings must not be
+ * empty (`EmbeddingsInput.IsEmpty`), and `images/generations` needs a non-empty `prompt`.
+ */
+function requiredMissing(o: JsonObject, api: OpenAiApi, form: OpenAiParserForm): RequestBodyError | undefined {
+  const ok = decodes(o, requestStruct(api, form));
+  switch (api) {
+    case 'conversations':
+      if (ok && Array.isArray(o.items) && o.items.length > 0) return undefined;
+      return new RequestBodyError('invalid conversations request: must have items field', 'items');
+    case 'responses':
+      if (ok && o.input !== undefined && o.input !== null) return undefined;
+      return new RequestBodyError('invalid responses request: must have input field', 'input');
+    case 'chat/completions':
+      if (ok && Array.isArray(o.messages) && o.messages.length > 0) return undefined;
+      return new RequestBodyError('invalid chat completions request: must have valid messages field', 'messages');
+    case 'completions':
+      if (ok && !isEmptyPrompt(o.prompt)) return undefined;
+      return new RequestBodyError('invalid completions request: must have prompt field', 'prompt');
+    case 'embeddings':
+      if (ok && (form === 'gie' ? o.input !== undefined && o.input !== null : !isEmptyPrompt(o.input))) return undefined;
+      return new RequestBodyError('invalid embeddings request: must have input field', 'input');
+    case 'images/generations':
+      if (ok && typeof o.prompt === 'string' && o.prompt !== '') return undefined;
+      return new RequestBodyError('invalid images generations request: must have prompt field', 'prompt');
+  }
+}
+
+/**
+ * `openai-parser`'s ParseRequest (`parsers/openai/openai.go` @ GIE v1.5.0 / llm-d-router v0.10.0): the path decides
+ * the API (`openAiApiOf`), whose required member the body must have (`requiredMissing`); then the body is read as
+ * kvroute reads OpenAI bodies (`parseRequestBody`), a completion endpoint's input being its `prompt` as upstream reads
+ * `CompletionsRequest.Prompt` there.
+ * @throws RequestBodyError (400) with upstream's messages, or `parseRequestBody`'s.
+ */
+export function parseOpenAiRequest(body: Buffer, headers: ReadonlyMap<string, string>, form: OpenAiParserForm): ParsedRequestBody {
+  const api = openAiApiOf(headers, form);
+  return parseRequestBody(body, headers.get(':path'), {
+    check: (o) => {
+      const missing = requiredMissing(o, api, form);
+      if (missing !== undefined) throw missing;
+    },
+    promptOnly: api === 'completions' || api === 'images/generations',
+  });
 }

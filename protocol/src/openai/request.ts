@@ -251,9 +251,12 @@ export function templateMembersWithFloats(body: Buffer): { tools?: unknown[]; ch
   return out;
 }
 
-/** Picks the input by the fields present, most specific first; the endpoint's path is not needed. */
-function readInput(o: Record<string, unknown>, body?: Buffer): PromptInput {
-  if (o.messages !== undefined) {
+/**
+ * Picks the input by the fields present, most specific first; the endpoint's path is not needed. `promptOnly`: the
+ * endpoint is a completion one, whose input is `prompt` whatever else the body holds (`ParseRequestOptions`).
+ */
+function readInput(o: Record<string, unknown>, body: Buffer | undefined, promptOnly: boolean): PromptInput {
+  if (!promptOnly && o.messages !== undefined) {
     const tools = o.tools;
     if (tools !== undefined && tools !== null && !Array.isArray(tools)) {
       throw new RequestBodyError('tools: must be an array', 'tools', 'invalid_type');
@@ -382,7 +385,7 @@ function responsesChat(o: Record<string, unknown>): PromptInput {
 }
 
 /** The input as `endpoint` prefills it (see `engineEndpoint`); the fields' reading where it agrees. */
-function endpointInput(o: Record<string, unknown>, body: Buffer, endpoint: EngineEndpoint): PromptInput {
+function endpointInput(o: Record<string, unknown>, body: Buffer, endpoint: EngineEndpoint, promptOnly: boolean): PromptInput {
   switch (endpoint) {
     case 'responses':
       // Only `input` and `instructions` are read: its other members are the Responses API's (a `prompt` there is a
@@ -392,14 +395,14 @@ function endpointInput(o: Record<string, unknown>, body: Buffer, endpoint: Engin
       // "In embedding requests, we are not generating tokens, so there is no need to append extra tokens to the input"
       // (serving_embedding.py, serving_pooling.py, serving_classification.py @ v0.10.0: `add_generation_prompt=False,
       // continue_final_message=False` whatever the body says).
-      const input = readInput(o, body);
+      const input = readInput(o, body, promptOnly);
       return input.kind === 'chat' ? { ...input, addGenerationPrompt: false, continueFinalMessage: false } : input;
     }
     case 'no-prefill':
-      readInput(o, body);
+      readInput(o, body, promptOnly);
       return NO_INPUT;
     case 'other':
-      return readInput(o, body);
+      return readInput(o, body, promptOnly);
   }
 }
 
@@ -504,14 +507,28 @@ export function promptHead(input: PromptInput, maxChars: number): string {
   }
 }
 
+/** What a router that reads bodies by its own rules adds to `parseRequestBody`'s reading. */
+export interface ParseRequestOptions {
+  /**
+   * Called with the body's JSON object before any member is read, so that what it throws is the answer: epp's
+   * openai-parser refuses there what upstream's openai-parser refuses, with upstream's messages.
+   */
+  readonly check?: (body: Readonly<Record<string, unknown>>) => void;
+  /**
+   * The path is a completion endpoint, which reads `prompt` (upstream's openai-parser decodes a CompletionsRequest
+   * there, and vLLM's CompletionRequest has no `messages`): a stray `messages` member is not the input.
+   */
+  readonly promptOnly?: boolean;
+}
+
 /**
- * Parses a JSON request body. `messages` wins over `prompt` (chat endpoints ignore `prompt`), `prompt` over `input`.
- * With the request's `path` (its `:path`), the input is what that vLLM endpoint prefills (`endpointInput`); without it,
- * what the fields say.
+ * Parses a JSON request body. `messages` wins over `prompt` (chat endpoints ignore `prompt`) unless
+ * `options.promptOnly`, `prompt` over `input`. With the request's `path` (its `:path`), the input is what that vLLM
+ * endpoint prefills (`endpointInput`); without it, what the fields say.
  * @throws RequestBodyError for a body that is not a JSON object or a field of the wrong type (400), or one over 60 KiB
- *   with more than `MAX_JSON_VALUES` values (413 `request_too_large`, refused unparsed).
+ *   with more than `MAX_JSON_VALUES` values (413 `request_too_large`, refused unparsed); whatever `options.check` throws.
  */
-export function parseRequestBody(body: Buffer, path?: string): ParsedRequestBody {
+export function parseRequestBody(body: Buffer, path?: string, options?: ParseRequestOptions): ParsedRequestBody {
   let json: unknown;
   try {
     json = parseJsonBody(body);
@@ -523,10 +540,12 @@ export function parseRequestBody(body: Buffer, path?: string): ParsedRequestBody
     throw new RequestBodyError('request body must be a JSON object', null, 'invalid_json');
   }
   const o = json as Record<string, unknown>;
+  options?.check?.(o);
+  const promptOnly = options?.promptOnly === true;
   const model = optionalString(o, 'model');
   const cacheSalt = optionalString(o, 'cache_salt');
   const endpoint = path === undefined ? 'other' : engineEndpoint(path);
-  const input = endpointInput(o, body, endpoint);
+  const input = endpointInput(o, body, endpoint, promptOnly);
   const prompt = promptText(input);
   const stream = o.stream === true;
   // The same members in the same order as ever, built without object spreads (each one a generic copy).
@@ -542,7 +561,7 @@ export function parseRequestBody(body: Buffer, path?: string): ParsedRequestBody
   // untruncated prompt's leading ones, so such a request is keyed whole.
   if (typeof truncate === 'number' && Number.isInteger(truncate) && truncate >= 1 && endpoint === 'other') out.truncatePromptTokens = truncate;
   // Only the generation endpoints have prompt logprobs (a stray field elsewhere is ignored by vLLM).
-  if (endpoint === 'other' && asksPromptLogprobs(o)) out.skipsPrefixCache = true;
+  if (endpoint === 'other' && asksPromptLogprobs(o, promptOnly)) out.skipsPrefixCache = true;
   if (endpoint === 'responses') {
     if (typeof o.previous_response_id === 'string') out.previousResponseId = o.previous_response_id;
     // `store: Optional[bool] = True`: a null is None, which stores nothing (`if request.store:`).
@@ -557,10 +576,10 @@ export function parseRequestBody(body: Buffer, path?: string): ParsedRequestBody
  * absent, so a chat's `echo` alone asks for them (`ChatCompletionRequest.to_sampling_params`: `if prompt_logprobs is
  * None and self.echo: prompt_logprobs = self.top_logprobs`, `top_logprobs: Optional[int] = 0`; protocol.py @ v0.10.0).
  */
-function asksPromptLogprobs(o: Record<string, unknown>): boolean {
+function asksPromptLogprobs(o: Record<string, unknown>, promptOnly: boolean): boolean {
   if (o.prompt_logprobs !== undefined && o.prompt_logprobs !== null) return true;
   if (pydanticLaxBool(o.echo) !== true) return false;
-  if (o.messages !== undefined) return o.top_logprobs !== null;
+  if (!promptOnly && o.messages !== undefined) return o.top_logprobs !== null;
   return o.prompt !== undefined && o.logprobs !== undefined && o.logprobs !== null;
 }
 
