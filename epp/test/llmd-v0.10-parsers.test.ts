@@ -408,3 +408,90 @@ test.each(['gie', 'llmd'] as const)('openai-parser (%s): /v1/completions with a 
   expect(parsed.input).toEqual({ kind: 'text', text: 'the document' });
   expect(parsed.prompt).toBe('the document');
 });
+
+/**
+ * A member of the wrong JSON type makes upstream's `json.Unmarshal` into the API's request struct fail, and
+ * extractRequestBody answers its required-member message (400): GIE v1.5.0
+ * `pkg/epp/framework/interface/scheduling/types.go`, llm-d-router v0.10.0
+ * `pkg/epp/framework/interface/requesthandling/types.go` (`ContentBlock.Text`/`Type` strings, `Content.UnmarshalJSON`
+ * "content format not supported", `ChatCompletionsRequest.ChatTemplate` a string, its flags bools, …).
+ */
+const CHAT_INVALID = 'invalid chat completions request: must have valid messages field';
+const chatWith = (extra: Record<string, unknown>, content: unknown = 'hi') => ({ model: 'm', messages: [{ role: 'user', content }], ...extra });
+const WRONG_TYPES: [string, string, unknown, string][] = [
+  ['a content part whose text is a number (ContentBlock.Text string)', '/v1/chat/completions', chatWith({}, [{ type: 'text', text: 5 }]), CHAT_INVALID],
+  ['a content part whose type is a number (ContentBlock.Type string)', '/v1/chat/completions', chatWith({}, [{ type: 5, text: 'hi' }]), CHAT_INVALID],
+  ['an image_url part whose image_url is a string (ImageBlock struct)', '/v1/chat/completions', chatWith({}, [{ type: 'image_url', image_url: 'https://x/cat.png' }]), CHAT_INVALID],
+  ['an image_url whose url is a number (ImageBlock.URL string)', '/v1/chat/completions', chatWith({}, [{ type: 'image_url', image_url: { url: 5 } }]), CHAT_INVALID],
+  ['an input_audio whose data is a number (AudioBlock.Data string)', '/v1/chat/completions', chatWith({}, [{ type: 'input_audio', input_audio: { data: 5, format: 'wav' } }]), CHAT_INVALID],
+  ['a video_url whose url is an array (VideoBlock.URL string)', '/v1/chat/completions', chatWith({}, [{ type: 'video_url', video_url: { url: [] } }]), CHAT_INVALID],
+  ['content that is a number (Content.UnmarshalJSON)', '/v1/chat/completions', chatWith({}, 5), CHAT_INVALID],
+  ['a role that is a number (Message.Role string)', '/v1/chat/completions', { model: 'm', messages: [{ role: 7, content: 'hi' }] }, CHAT_INVALID],
+  ['a chat_template that is not a string (ChatCompletionsRequest.ChatTemplate string)', '/v1/chat/completions', chatWith({ chat_template: 5 }), CHAT_INVALID],
+  ['add_generation_prompt given as a string (AddGenerationPrompt bool)', '/v1/chat/completions', chatWith({ add_generation_prompt: 'true' }), CHAT_INVALID],
+  ['continue_final_message given as 1 (ContinueFinalMessage bool)', '/v1/chat/completions', chatWith({ continue_final_message: 1 }), CHAT_INVALID],
+  ['return_assistant_tokens_mask given as a string (bool)', '/v1/chat/completions', chatWith({ return_assistant_tokens_mask: 'no' }), CHAT_INVALID],
+  ['documents that are an object (Documents []any)', '/v1/chat/completions', chatWith({ documents: { a: 1 } }), CHAT_INVALID],
+  ['chat_template_kwargs that are an array (map[string]any)', '/v1/chat/completions', chatWith({ chat_template_kwargs: [] }), CHAT_INVALID],
+  ['a chat cache_salt that is a number (CacheSalt string)', '/v1/chat/completions', chatWith({ cache_salt: 5 }), CHAT_INVALID],
+  ['a completion cache_salt that is a number', '/v1/completions', { model: 'm', prompt: 'hi', cache_salt: 5 }, 'invalid completions request: must have prompt field'],
+  ['a response cache_salt that is a number', '/v1/responses', { model: 'm', input: 'hi', cache_salt: true }, 'invalid responses request: must have input field'],
+  ['a conversation item whose role is a number (ConversationItem.Role string)', '/v1/conversations', { model: 'm', items: [{ type: 'message', role: 1, content: 'hi' }] }, 'invalid conversations request: must have items field'],
+  ['conversation metadata that is an array (map[string]any)', '/v1/conversations', { model: 'm', items: [{ role: 'user', content: 'hi' }], metadata: [] }, 'invalid conversations request: must have items field'],
+  ['an embeddings cache_salt that is a number', '/v1/embeddings', { model: 'm', input: 'hi', cache_salt: 1 }, 'invalid embeddings request: must have input field'],
+];
+const WRONG_TYPES_LLMD: [string, string, unknown, string][] = [
+  ['tool_calls that are an object (llm-d Message.ToolCalls []any)', '/v1/chat/completions', { model: 'm', messages: [{ role: 'assistant', content: 'x', tool_calls: {} }] }, CHAT_INVALID],
+  ['images/generations whose n is not whole (N *int64)', '/v1/images/generations', { model: 'm', prompt: 'a cat', n: 1.5 }, 'invalid images generations request: must have prompt field'],
+  ['images/generations whose size is a number (Size string)', '/v1/images/generations', { model: 'm', prompt: 'a cat', size: 1024 }, 'invalid images generations request: must have prompt field'],
+];
+
+describe.each([
+  ['llm-d-router v0.10.0', 'llmd', [...WRONG_TYPES, ...WRONG_TYPES_LLMD]],
+  ['GIE v1.5.0', 'gie', WRONG_TYPES],
+] as const)('openai-parser: a member of the wrong type is 400 as upstream\'s json.Unmarshal fails (%s request structs)', (_form, form, cases) => {
+  test.each(cases as [string, string, unknown, string][])('%s', (_case, path, request, message) => {
+    expect(errorOf(() => parseOpenAiRequest(body(request), new Map([[':path', path]]), form))).toBe(`400 ${message}`);
+  });
+
+  test('the right types, null where upstream takes null, and members upstream does not read are accepted', () => {
+    const chat = {
+      model: 'm', chat_template: null, add_generation_prompt: true, documents: [{ title: 't', text: 'x' }], cache_salt: 's',
+      messages: [{ role: 'user', content: [{ type: 'text', text: 'hi' }, { type: 'image_url', image_url: { url: 'https://x/cat.png' } }] }, { role: 'assistant', content: null }],
+    };
+    expect(parseOpenAiRequest(body(chat), new Map([[':path', '/v1/chat/completions']]), form).model).toBe('m');
+    // GIE v1.5.0's Message has no tool_calls: a wrongly typed one is not its concern (vLLM's).
+    if (form === 'gie') expect(parseOpenAiRequest(body({ model: 'm', messages: [{ role: 'assistant', content: 'x', tool_calls: {} }] }), new Map([[':path', '/v1/chat/completions']]), form).model).toBe('m');
+  });
+});
+
+// anthropic-parser ParseRequest (parsers/anthropic/anthropic.go@v0.10.0): json.Unmarshal into MessagesRequest fails on a
+// wrongly typed AnthropicTool.Strict / DeferLoading (*bool) or AnthropicImageSource member (strings), types.go L686-781.
+test.each([
+  ['a tool whose strict is not a boolean', { model: 'c', max_tokens: 8, tools: [{ name: 't', input_schema: { type: 'object' }, strict: 'yes' }], messages: [{ role: 'user', content: 'hi' }] }, 'tools[0].strict'],
+  ['a tool whose defer_loading is not a boolean', { model: 'c', max_tokens: 8, tools: [{ name: 't', defer_loading: 1 }], messages: [{ role: 'user', content: 'hi' }] }, 'tools[0].defer_loading'],
+  ['an image source whose data is not a string', { model: 'c', max_tokens: 8, messages: [{ role: 'user', content: [{ type: 'image', source: { type: 'base64', media_type: 'image/png', data: 5 } }, { type: 'text', text: 'hi' }] }] }, 'messages[0].content[0].source.data'],
+  ['an image source whose url is not a string', { model: 'c', max_tokens: 8, messages: [{ role: 'user', content: [{ type: 'image', source: { type: 'url', url: {} } }] }] }, 'messages[0].content[0].source.url'],
+])('anthropic-parser: %s is 400 (error parsing messages request)', (_case, request, param) => {
+  expect(errorOf(() => parseAnthropicRequest(body(request), '/v1/messages'))).toMatch(/^400 error parsing messages request: /);
+  try {
+    parseAnthropicRequest(body(request), '/v1/messages');
+  } catch (e) {
+    expect((e as RequestBodyError).param).toBe(param);
+  }
+});
+
+// vllmhttp-parser (parsers/vllmhttp/vllmhttp.go@v0.10.0 parseGenerateRequest): GenerateRequest.UnmarshalJSON decodes
+// `features` into typed maps, so a wrongly typed one fails ("invalid generate request: …").
+test.each([
+  ['features that are an array', { token_ids: [1], features: [] }],
+  ['mm_hashes whose hashes are numbers', { token_ids: [1], features: { mm_hashes: { image: [1] } } }],
+  ['a placeholder whose offset is a string', { token_ids: [1], features: { mm_placeholders: { image: [{ offset: '0', length: 4 }] } } }],
+])('vllmhttp-parser: %s is 400', (_case, request) => {
+  expect(errorOf(() => parseGenerateRequest(body(request), '/inference/v1/generate'))).toMatch(/^400 invalid generate request: /);
+});
+
+test('vllmhttp-parser: well-typed features are accepted (and not read)', () => {
+  const parsed = parseGenerateRequest(body({ token_ids: [1, 2], features: { mm_hashes: { image: ['h'] }, mm_placeholders: { image: [{ offset: 0, length: 2 }] } } }), '/inference/v1/generate');
+  expect(parsed.input).toEqual({ kind: 'tokens', tokens: [1, 2] });
+});

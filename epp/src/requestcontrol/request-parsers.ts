@@ -186,8 +186,10 @@ function anthropicContent(v: unknown, path: string, prefix: string): AnthropicCo
       if (block === null) return {};
       if (!isObject(block)) throw new RequestBodyError(`${prefix}: ${at}: a content block must be an object`, at, 'invalid_type');
       for (const f of ['type', 'text', 'id', 'name', 'tool_use_id', 'thinking']) goString(block, f, `${at}.`, prefix);
-      if (block.source !== undefined && block.source !== null && !isObject(block.source)) {
-        throw new RequestBodyError(`${prefix}: ${at}.source: must be an object`, `${at}.source`, 'invalid_type');
+      if (block.source !== undefined && block.source !== null) {
+        if (!isObject(block.source)) throw new RequestBodyError(`${prefix}: ${at}.source: must be an object`, `${at}.source`, 'invalid_type');
+        // `AnthropicImageSource`: four strings (types.go L776-781 @ v0.10.0).
+        for (const f of ['type', 'media_type', 'data', 'url']) goString(block.source, f, `${at}.source.`, prefix);
       }
       anthropicContent(block.content, `${at}.content`, prefix);
       return block;
@@ -344,6 +346,10 @@ export function parseAnthropicRequest(body: Buffer, path: string): ParsedRequest
     if (!isObject(t)) throw new RequestBodyError(`${prefix}: ${at}: must be an object`, at, 'invalid_type');
     goString(t, 'name', `${at}.`, prefix);
     goString(t, 'description', `${at}.`, prefix);
+    // `AnthropicTool.Strict`, `DeferLoading`: `*bool` (types.go L686-692 @ v0.10.0).
+    for (const f of ['strict', 'defer_loading']) {
+      if (t[f] !== undefined && t[f] !== null && typeof t[f] !== 'boolean') throw new RequestBodyError(`${prefix}: ${at}.${f}: must be a boolean`, `${at}.${f}`, 'invalid_type');
+    }
     return t;
   });
   const cacheSalt = goString(o, 'cache_salt', '', prefix);
@@ -384,6 +390,14 @@ function parsedBody(o: JsonObject, input: PromptInput, cacheSalt: string): Parse
 // vllmhttp-parser
 
 const GENERATE_PATH_SUFFIX = 'inference/v1/generate';
+
+/** `GenerateRequest.UnmarshalJSON`'s `features` (types.go L531-538 @ v0.10.0): decoded, so typed, though kvroute reads none of it. */
+const GENERATE_FEATURES: GoType = {
+  struct: {
+    mm_hashes: { mapOf: { slice: 'string' } },
+    mm_placeholders: { mapOf: { slice: { struct: { offset: 'int64', length: 'int64' } } } },
+  },
+};
 const MAX_UINT32 = 0xffffffff;
 
 /**
@@ -392,7 +406,7 @@ const MAX_UINT32 = 0xffffffff;
  * whole numbers in [0, 2^32) and not empty; `model` (a string), `stream` (true) and `cache_salt` read beside them. The
  * prompt is the token ids themselves (kind `tokens`, as a completion given ids): upstream's token producer takes them
  * as they are (`dataproducer/tokenizer/estimate.go` L114-118). Multimodal `features` (mm hashes and placeholders) are
- * not read: kvroute's prefix index keys text and token blocks only.
+ * not read: kvroute's prefix index keys text and token blocks only; they are type-checked, as upstream decodes them.
  * @throws RequestBodyError (400) with upstream's messages.
  */
 export function parseGenerateRequest(body: Buffer, path: string): ParsedRequestBody {
@@ -410,6 +424,7 @@ export function parseGenerateRequest(body: Buffer, path: string): ParsedRequestB
     return t;
   });
   const cacheSalt = goString(o, 'cache_salt', '', 'invalid generate request');
+  if (!decodes(o.features, GENERATE_FEATURES)) throw new RequestBodyError('invalid generate request: features: wrong type', 'features', 'invalid_type');
   if (tokens.length === 0) throw new RequestBodyError('invalid generate request: must have non-empty token_ids field', 'token_ids', 'invalid_value');
   const input: PromptInput = { kind: 'tokens', tokens };
   return parsedBody(o, input, cacheSalt);
@@ -462,6 +477,8 @@ type GoType =
   | 'any'
   /** `map[string]any`. */
   | 'map'
+  /** `map[string]T`. */
+  | { readonly mapOf: GoType }
   | { readonly slice: GoType }
   /** A struct: an object whose listed members decode (unlisted ones are ignored). */
   | { readonly struct: Readonly<Record<string, GoType>> }
@@ -476,6 +493,7 @@ function decodes(v: unknown, t: GoType): boolean {
   if (t === 'bool') return typeof v === 'boolean';
   if (t === 'int64') return typeof v === 'number' && Number.isInteger(v) && Math.abs(v) <= 2 ** 63;
   if (t === 'map') return isObject(v);
+  if ('mapOf' in t) return isObject(v) && Object.values(v).every((e) => decodes(e, t.mapOf));
   if ('slice' in t) return Array.isArray(v) && v.every((e) => decodes(e, t.slice));
   return isObject(v) && Object.entries(t.struct).every(([k, ft]) => decodes(v[k], ft));
 }
@@ -501,21 +519,53 @@ function isEmptyPrompt(v: unknown): boolean {
   return v === undefined || v === null || v === '' || (Array.isArray(v) && v.length === 0);
 }
 
-/** The request struct each API's body decodes into, per form (GIE v1.5.0 scheduling/types.go, llm-d v0.10.0 requesthandling/types.go). */
+/** `ContentBlock` (the same in both forms): `type` and `text` strings, each media part an object of strings. */
+const CONTENT_BLOCK: GoType = {
+  struct: {
+    type: 'string',
+    text: 'string',
+    image_url: { struct: { url: 'string' } },
+    input_audio: { struct: { data: 'string', format: 'string' } },
+    video_url: { struct: { url: 'string' } },
+  },
+};
+
+/** `Content.UnmarshalJSON`: a string (null is ""), else `[]ContentBlock`, else "content format not supported". */
+const CONTENT: GoType = { custom: (v) => v === null || typeof v === 'string' || decodes(v, { slice: CONTENT_BLOCK }) };
+
+/**
+ * The request struct each API's body decodes into: GIE v1.5.0 `pkg/epp/framework/interface/scheduling/types.go`,
+ * llm-d-router v0.10.0 `pkg/epp/framework/interface/requesthandling/types.go` (its `Message` adds `tool_calls`, its
+ * `input` of embeddings is typed, and it has `ImagesGenerationsRequest`).
+ */
 function requestStruct(api: OpenAiApi, form: OpenAiParserForm): GoType {
   switch (api) {
     case 'conversations':
-      return { struct: { items: { slice: { struct: {} } } } };
+      return { struct: { items: { slice: { struct: { type: 'string', role: 'string', content: 'any' } } }, metadata: 'map', cache_salt: 'string' } };
     case 'responses':
-      return { struct: {} };
-    case 'chat/completions':
-      return { struct: { messages: { slice: { struct: {} } } } };
+      return { struct: { input: 'any', instructions: 'any', tools: 'any', cache_salt: 'string' } };
+    case 'chat/completions': {
+      const message: GoType = { struct: form === 'gie' ? { role: 'string', content: CONTENT } : { role: 'string', content: CONTENT, tool_calls: { slice: 'any' } } };
+      return {
+        struct: {
+          messages: { slice: message },
+          tools: { slice: 'any' },
+          documents: { slice: 'any' },
+          chat_template: 'string',
+          return_assistant_tokens_mask: 'bool',
+          continue_final_message: 'bool',
+          add_generation_prompt: 'bool',
+          chat_template_kwargs: 'map',
+          cache_salt: 'string',
+        },
+      };
+    }
     case 'completions':
-      return { struct: { prompt: form === 'gie' ? GIE_PROMPT : LLMD_PROMPT } };
+      return { struct: { prompt: form === 'gie' ? GIE_PROMPT : LLMD_PROMPT, cache_salt: 'string' } };
     case 'embeddings':
-      return { struct: form === 'gie' ? {} : { input: LLMD_PROMPT } };
+      return { struct: { input: form === 'gie' ? 'any' : LLMD_PROMPT, cache_salt: 'string' } };
     case 'images/generations':
-      return { struct: { prompt: 'string' } };
+      return { struct: { prompt: 'string', n: 'int64', size: 'string', num_inference_steps: 'int64' } };
   }
 }
 
