@@ -4,6 +4,7 @@
  * (`pkg/epp/framework/plugins/requesthandling/parsers/{openai,anthropic,vllmhttp,passthrough}` @ v0.10.0); GIE v1.5.0's
  * one parser for every path for a config in GIE's form. Each test names the upstream file it mirrors.
  */
+import { createHash } from 'node:crypto';
 import { RequestBodyError } from '@kvroute/protocol/openai';
 import {
   matchPathSuffix,
@@ -145,7 +146,9 @@ describe('anthropic-parser ParseRequest (parsers/anthropic/anthropic.go@v0.10.0 
         { role: 'tool', tool_call_id: 'toolu_1', content: 'Sunny\n21C' },
       ],
     });
-    expect(parsed.prompt).toBe('<|im_start|>system\nYou are helpful.<|im_end|>\n<|im_start|>user\nWeather in Paris?<|im_end|>\n<|im_start|>assistant\n<|im_end|>\n<|im_start|>tool\nSunny\n21C<|im_end|>\n');
+    // The image keyed by its data URI's digest (tokenizer/estimate.go messagesBytes → appendMMAsset @ v0.10.0).
+    const image = `<|image_url:${createHash('sha256').update('data:image/png;base64,AAAA').digest('base64url').slice(0, 22)}|>`;
+    expect(parsed.prompt).toBe(`<|im_start|>system\nYou are helpful.<|im_end|>\n<|im_start|>user\nWeather in Paris?${image}<|im_end|>\n<|im_start|>assistant\n<|im_end|>\n<|im_start|>tool\nSunny\n21C<|im_end|>\n`);
   });
 
   test.each([

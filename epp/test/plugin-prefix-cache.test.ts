@@ -1,3 +1,4 @@
+import { parseRequestBody } from '@kvroute/protocol/openai';
 import { resolvePluginParameters } from '../src/config';
 import { EMPTY_METRICS, type EndpointSnapshot } from '../src/datastore/types';
 import { CycleState, SILENT_PLUGIN_LOGGER, type CycleContext } from '../src/scheduling/framework';
@@ -699,5 +700,49 @@ describe('matchLengthWeight and matchLengthScaleTokens (llm-d-router v0.10.0 sco
       .toThrow('parameters.matchLengthScaleTokens: matchLengthScaleTokens must be greater than 0 when matchLengthWeight is greater than 0, got 0');
     expect(() => read({ matchLengthWeight: '0.5' })).toThrow('parameters.matchLengthWeight: must be a number between 0.0 and 1.0, got "0.5"');
     expect(() => read({ matchLengthScaleTokens: 1.5 })).toThrow('parameters.matchLengthScaleTokens: must be an integer, got 1.5');
+  });
+});
+
+/**
+ * Media parts are part of the approximate key, at their place in the message: GIE v1.5.0
+ * `pkg/epp/framework/plugins/requestcontrol/dataproducer/approximateprefix/hashing.go` getUserInputBytes hashes
+ * `json.Marshal(Messages)` (image URLs included); llm-d-router v0.10.0 `dataproducer/tokenizer/estimate.go`
+ * appendChatMessage → appendMMAsset puts placeholder tokens hashed from the URL (an input_audio's data and format).
+ * Until 2026-12-06 kvroute's prompt dropped them, so a chat that differed only in its image scored a full hit.
+ */
+describe('prefix-cache-scorer: media parts in the approximate key', () => {
+  const chatCycle = (content: unknown[]): CycleContext => {
+    const parsed = parseRequestBody(Buffer.from(JSON.stringify({ model: 'llava', messages: [{ role: 'user', content }] })), '/v1/chat/completions');
+    return { request: { requestId: 'r', model: 'llava', prompt: parsed.prompt, input: parsed.input, headers: {} } as CycleContext['request'], state: new CycleState() };
+  };
+  const question = { type: 'text', text: 'Describe this picture in detail, please. '.repeat(100) };
+  const served = (first: CycleContext): PrefixCacheScorer => {
+    const scorer = new PrefixCacheScorer('prefix', resolvePluginParameters('prefix-cache-scorer', {}), NOOP_SCHEDULING_METRICS);
+    scorer.score(first, [podA, podB]);
+    scorer.postCycle(first, { targets: [podA], scores: new Map() });
+    return scorer;
+  };
+
+  test.each([
+    ['image_url', (u: string) => ({ type: 'image_url', image_url: { url: `https://example.com/${u}.png` } })],
+    ['video_url', (u: string) => ({ type: 'video_url', video_url: { url: `https://example.com/${u}.mp4` } })],
+    ['input_audio', (u: string) => ({ type: 'input_audio', input_audio: { data: Buffer.from(u).toString('base64'), format: 'wav' } })],
+  ])('a chat whose only difference is its %s part shares no block with the other; the same one is a full hit', (_type, part) => {
+    const scorer = served(chatCycle([part('cat'), question]));
+    expect(scorer.score(chatCycle([part('cat'), question]), [podA, podB])).toEqual([1, 0]);
+    expect(scorer.score(chatCycle([part('dog'), question]), [podA, podB])).toEqual([0, 0]);
+  });
+
+  test('text-only content keeps its key: parts joined, as a string content of the same text', () => {
+    const parts = parseRequestBody(Buffer.from(JSON.stringify({ model: 'm', messages: [{ role: 'user', content: [{ type: 'text', text: 'a' }, { type: 'text', text: 'b' }] }] })));
+    expect(parts.prompt).toBe('<|im_start|>user\nab<|im_end|>\n');
+  });
+
+  test('the image sits where it was sent: text before it still matches, the text after it does not', () => {
+    const before = { type: 'text', text: 'Shared instructions before the picture. '.repeat(50) };
+    const scorer = served(chatCycle([before, { type: 'image_url', image_url: { url: 'https://example.com/cat.png' } }, question]));
+    const [onA] = scorer.score(chatCycle([before, { type: 'image_url', image_url: { url: 'https://example.com/dog.png' } }, question]), [podA, podB]);
+    expect(onA).toBeGreaterThan(0.3);
+    expect(onA).toBeLessThan(0.6);
   });
 });

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { isJsonContentType, parseRequestBody, promptHead, promptSlice, RequestBodyError } from '../src/openai/request';
 
 const parse = (v: unknown) => parseRequestBody(Buffer.from(typeof v === 'string' ? v : JSON.stringify(v)));
@@ -31,7 +32,10 @@ describe('OpenAI request bodies', () => {
     expect(parse({ model: 'm', prompt: 'x', logprobs: 2, prompt_logprobs: null }).skipsPrefixCache).toBeUndefined();
   });
 
-  test('chat: messages rendered as ChatML turns, array content parts joined, images skipped', () => {
+  // An image is keyed by its URL, as GIE v1.5.0 approximateprefix/hashing.go (json.Marshal of the messages) and
+  // llm-d-router v0.10.0 tokenizer/estimate.go appendMMAsset (placeholders hashed from the URL) key it; until
+  // 2026-12-06 it was skipped.
+  test('chat: messages rendered as ChatML turns, array content parts joined, an image as a placeholder digested from its URL', () => {
     const body = {
       model: 'm',
       messages: [
@@ -40,7 +44,8 @@ describe('OpenAI request bodies', () => {
         { role: 'assistant', content: null, tool_calls: [] },
       ],
     };
-    expect(parse(body).prompt).toBe('<|im_start|>system\nYou are terse.<|im_end|>\n<|im_start|>user\nLook: what is it?<|im_end|>\n<|im_start|>assistant\n<|im_end|>\n');
+    const image = `<|image_url:${createHash('sha256').update('x').digest('base64url').slice(0, 22)}|>`;
+    expect(parse(body).prompt).toBe(`<|im_start|>system\nYou are terse.<|im_end|>\n<|im_start|>user\nLook: ${image}what is it?<|im_end|>\n<|im_start|>assistant\n<|im_end|>\n`);
   });
 
   test('a conversation\'s next turn extends the previous turn\'s text, so their prefixes match', () => {

@@ -6,6 +6,7 @@
  * is rejected: a body that is not JSON, or fields of the wrong type. Rejections name the field, as vLLM's errors do.
  * @see vllm-project/vllm: vllm/entrypoints/openai/protocol.py @ v0.10.0 (the request models and their field names)
  */
+import { createHash } from 'node:crypto';
 import { OpenAiApiError } from './errors';
 import { JsonBodyTooDenseError, parseJsonBody, topLevelMemberTexts } from './json-body';
 import { hasIntegralFloat, parsePythonJson, someJsonValue } from './python-json';
@@ -71,7 +72,7 @@ export interface ParsedRequestBody {
   readonly input: PromptInput;
   /**
    * The input as one string for text-based prefix matching: the prompt, or chat messages as ChatML turns (what GIE's
-   * EPP hashes). Empty when the input is `none`.
+   * EPP hashes), a media part as a placeholder digested from its URL (`mediaPlaceholder`). Empty when the input is `none`.
    */
   readonly prompt: string;
   /** Whether the response will be SSE (`stream: true`). */
@@ -116,7 +117,56 @@ function renderChatTurn(role: string, content: string): string {
   return `<|im_start|>${role}\n${content}<|im_end|>\n`;
 }
 
-/** Text of a message's `content`: a string, or the `text` parts of an array of content parts (images are skipped). */
+/** Each media part's placeholder, digested once: the prompt, its head and its slices are all built from the same parts. */
+const mediaPlaceholders = new WeakMap<object, string>();
+
+/**
+ * What a media part carries: the URL of an `image_url`, `video_url` or `audio_url` part (an object with `url`, or the
+ * URL itself, as the Responses API's `input_image` sends it), an `input_audio`'s data and format; undefined for any
+ * other part.
+ */
+function mediaContent(p: Record<string, unknown>): string | undefined {
+  switch (p.type) {
+    case 'image_url':
+    case 'video_url':
+    case 'audio_url':
+    case 'input_image': {
+      const v = p[p.type === 'input_image' ? 'image_url' : p.type];
+      if (typeof v === 'string') return v;
+      return typeof v === 'object' && v !== null && typeof (v as { url?: unknown }).url === 'string' ? (v as { url: string }).url : undefined;
+    }
+    case 'input_audio': {
+      const a = p.input_audio;
+      if (typeof a !== 'object' || a === null) return undefined;
+      const { data, format } = a as { data?: unknown; format?: unknown };
+      return `${typeof data === 'string' ? data : ''}${typeof format === 'string' ? format : ''}`;
+    }
+    default:
+      return undefined;
+  }
+}
+
+/**
+ * A media part's stand-in in the prompt: its type and a digest of what it carries, so that chats differing only in an
+ * image part ways at the image and the same image still matches, as upstream keys them: GIE v1.5.0
+ * `approximateprefix/hashing.go` getUserInputBytes hashes `json.Marshal(Messages)`, image URLs included; llm-d-router
+ * v0.10.0 `dataproducer/tokenizer/estimate.go` appendChatMessage → appendMMAsset puts placeholder tokens hashed from
+ * the URL (an audio's data and format). A digest, not the URL: a data URI of megabytes would fill the prefix scorer's
+ * window, leaving the text after it unkeyed.
+ */
+function mediaPlaceholder(p: Record<string, unknown>): string {
+  const cached = mediaPlaceholders.get(p);
+  if (cached !== undefined) return cached;
+  const content = mediaContent(p);
+  const placeholder = content === undefined || content === '' ? '' : `<|${p.type as string}:${createHash('sha256').update(content).digest('base64url').slice(0, 22)}|>`;
+  mediaPlaceholders.set(p, placeholder);
+  return placeholder;
+}
+
+/**
+ * Text of a message's `content`: a string, or its content parts in order: `text` parts as their text, media parts as
+ * their placeholders (`mediaPlaceholder`), other parts as nothing.
+ */
 function messageText(content: unknown, path: string): string {
   if (typeof content === 'string') return content;
   if (content === null || content === undefined) return '';
@@ -127,8 +177,7 @@ function messageText(content: unknown, path: string): string {
         throw new RequestBodyError(`${path}[${i}]: a content part must be an object or a string`, `${path}[${i}]`, 'invalid_type');
       }
       const p = part as Record<string, unknown>;
-      // Non-text parts (image_url, input_audio, …) carry no prefix text; their position still separates the text.
-      return typeof p.text === 'string' ? p.text : '';
+      return typeof p.text === 'string' ? p.text : mediaPlaceholder(p);
     }).join('');
   }
   throw new RequestBodyError(`${path}: must be a string or an array of content parts`, path, 'invalid_type');
