@@ -440,18 +440,21 @@ export type OpenAiApi = 'conversations' | 'responses' | 'chat/completions' | 'co
 export type OpenAiParserForm = 'gie' | 'llmd';
 
 /**
- * `determineAPITypeFromPath` of each form, first match wins, anything else `completions` ("for backward compatibility").
- * GIE v1.5.0: a plain `strings.HasSuffix` on the request path as `getRequestPath` (openai.go) takes it, query included
- * (a `/v1/chat/completions?x=1` is a completion there). llm-d-router v0.10.0: `request.MatchPathSuffix` on
- * `request.GetRequestPath` (query cut off, `requestPath`), with the render sub-paths and `images/generations`.
+ * `determineAPITypeFromPath` of each form, first match wins. llm-d-router v0.10.0: `request.MatchPathSuffix` on
+ * `request.GetRequestPath` (query cut off, `requestPath`), with the render sub-paths and `images/generations`, anything
+ * else `completions` (its registry sends this parser only the paths it claims). GIE v1.5.0 tests the path with a plain
+ * `strings.HasSuffix`; kvroute departs from it in two ways, both for traffic vLLM serves: it cuts the query first (GIE
+ * tests the path as sent, so a `/v1/chat/completions?api-version=1` chat was a completion there and refused), and a
+ * path ending in none of GIE's five APIs (`/v1/score`, `/v1/rerank`, `/tokenize`, `/pooling`, `/v1/messages`), which GIE
+ * reads as a completion and refuses without a `prompt`, is undefined: not checked, read by its fields.
  */
-export function openAiApiOf(headers: ReadonlyMap<string, string>, form: OpenAiParserForm): OpenAiApi {
+export function openAiApiOf(headers: ReadonlyMap<string, string>, form: OpenAiParserForm): OpenAiApi | undefined {
   if (form === 'gie') {
-    const path = [':path', 'x-original-path', 'x-forwarded-path'].map((h) => headers.get(h)).find((p) => p !== undefined && p !== '') ?? '/v1/completions';
+    const path = requestPath(headers);
     for (const api of ['conversations', 'responses', 'chat/completions', 'completions', 'embeddings'] as const) {
       if (path.endsWith(`/${api}`)) return api;
     }
-    return 'completions';
+    return undefined;
   }
   const path = requestPath(headers);
   const ends = (suffix: string): boolean => matchPathSuffix(path, suffix);
@@ -498,8 +501,18 @@ function decodes(v: unknown, t: GoType): boolean {
   return isObject(v) && Object.entries(t.struct).every(([k, ft]) => decodes(v[k], ft));
 }
 
-/** GIE v1.5.0 `Prompt.UnmarshalJSON` (scheduling/types.go): a string, or an array read as `[]string` (nulls are ""). */
-const GIE_PROMPT: GoType = { custom: (v) => typeof v === 'string' || (Array.isArray(v) && v.every((e) => e === null || typeof e === 'string')) };
+const isTokenIds = (v: unknown): boolean =>
+  Array.isArray(v) && v.length > 0 && v.every((e) => typeof e === 'number' && Number.isInteger(e) && e >= 0 && e <= MAX_UINT32);
+
+/**
+ * GIE v1.5.0 `Prompt.UnmarshalJSON` (scheduling/types.go): a string, or an array read as `[]string` (nulls are "").
+ * kvroute also takes what vLLM's completions take beside text, which GIE's type refuses (a 400 there): token ids, and a
+ * batch of token-id lists (lm-eval's local-completions sends these).
+ */
+const GIE_PROMPT: GoType = {
+  custom: (v) => typeof v === 'string'
+    || (Array.isArray(v) && (v.every((e) => e === null || typeof e === 'string') || isTokenIds(v) || v.every(isTokenIds))),
+};
 
 /**
  * llm-d-router v0.10.0 `Prompt` / `EmbeddingsInput.UnmarshalJSON` (requesthandling/types.go `parseArrayInput`): a
@@ -608,6 +621,7 @@ function requiredMissing(o: JsonObject, api: OpenAiApi, form: OpenAiParserForm):
  */
 export function parseOpenAiRequest(body: Buffer, headers: ReadonlyMap<string, string>, form: OpenAiParserForm): ParsedRequestBody {
   const api = openAiApiOf(headers, form);
+  if (api === undefined) return parseRequestBody(body, headers.get(':path'));
   return parseRequestBody(body, headers.get(':path'), {
     check: (o) => {
       const missing = requiredMissing(o, api, form);
