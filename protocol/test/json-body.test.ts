@@ -250,7 +250,7 @@ describe('parseJsonBody: JSON.parse for bodies longer than V8 regular heap objec
   });
 
   test('a number out of float64\'s range (JSON.parse reads ±Infinity) is refused, short body or long, as Go\'s encoding/json refuses it: a 400 (GIE v1.5.0 parsers/openai/openai.go ParseRequest json.Unmarshal, director.go processRequestBody BadRequest)', () => {
-    for (const text of ['{"model":"m","prompt":"p","max_tokens":1e400}', '{"model":"m","prompt":"p","temperature":-1e309}', `{"model":"m","prompt":"p","n":[${'9'.repeat(400)}]}`]) {
+    for (const text of ['{"model":"m","prompt":"p","max_tokens":1e400}', '{"model":"m","prompt":"p","temperature":-1e309}', `{"model":"m","prompt":"p","n":[${'9'.repeat(400)}]}`, `{"model":"m","prompt":"p","x":2${'0'.repeat(209)}e99}`, '{"model":"m","prompt":"p","x":0.5e0309}']) {
       expect(() => parseJsonBody(Buffer.from(text))).toThrow(/number out of range/);
       const long = Buffer.from(text.replace('"p"', `"${'p'.repeat(WHOLE_PARSE_MAX_BYTES)}"`));
       expect(() => parseJsonBody(long)).toThrow(/number out of range/);

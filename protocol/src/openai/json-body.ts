@@ -80,12 +80,25 @@ const CLOSE_BRACKET = 0x5d;
  * @throws JsonBodyTooDenseError for a body over `wholeMaxBytes` with more than `maxValues` values, before parsing it.
  */
 export function parseJsonBody(body: Buffer, wholeMaxBytes: number = WHOLE_PARSE_MAX_BYTES, maxValues: number = MAX_JSON_VALUES): unknown {
-  if (body.length <= wholeMaxBytes) return refuseOutOfRange(JSON.parse(body.toString('utf8')));
+  if (body.length <= wholeMaxBytes) {
+    const text = body.toString('utf8');
+    const value: unknown = JSON.parse(text);
+    return MAY_OVERFLOW.test(text) ? refuseOutOfRange(value) : value;
+  }
   const start = skipWhitespace(body, 0, body.length);
   const end = scanValue(body, start, body.length, maxValues, MAX_NESTING);
   if (skipWhitespace(body, end, body.length) !== body.length) fail(body, end, 'unexpected data after the JSON value');
-  return refuseOutOfRange(new PieceParser(body, wholeMaxBytes).value(start, end, 0));
+  const parser = new PieceParser(body, wholeMaxBytes);
+  const value = parser.value(start, end, 0);
+  return parser.mayOverflow ? refuseOutOfRange(value) : value;
 }
+
+/**
+ * Text in which a number may be out of float64's range: a literal reaches 1.8e308 only with an exponent of three
+ * digits or more, or with an integer part of over 200 digits (an exponent of at most 99 leaves 209 for it to make up).
+ * A string holding such text matches too; the walk then finds nothing. Most bodies are never walked.
+ */
+const MAY_OVERFLOW = /[eE]\+?\d{3}|\d{20}/;
 
 /**
  * Returns `value`, or throws (a `SyntaxError`) where it holds a number `JSON.parse` read as ±Infinity: one out of
@@ -113,7 +126,16 @@ function refuseOutOfRange(value: unknown): unknown {
 }
 
 class PieceParser {
+  /** Whether a piece's text may hold a number out of float64's range (`MAY_OVERFLOW`). */
+  mayOverflow = false;
+
   constructor(private readonly buf: Buffer, private readonly wholeMaxBytes: number) {}
+
+  /** `JSON.parse` of `text`, noting whether it may hold a number out of range. */
+  private parse(text: string): unknown {
+    if (!this.mayOverflow && MAY_OVERFLOW.test(text)) this.mayOverflow = true;
+    return JSON.parse(text);
+  }
 
   /** The value in [start, end), which `scanValue` delimited, `depth` containers down from the body. */
   value(start: number, end: number, depth: number): unknown {
@@ -123,7 +145,7 @@ class PieceParser {
       if (buf[start] === OPEN_BRACKET) return this.array(start, end, depth);
       // A single string (or number) this long is a long string whichever way it is parsed.
     }
-    return JSON.parse(buf.toString('utf8', start, end));
+    return this.parse(buf.toString('utf8', start, end));
   }
 
   /**
@@ -198,12 +220,12 @@ class PieceParser {
 
   /** Members in [start, end) (no trailing comma), parsed as one object and copied in order. */
   private assignRun(out: Record<string, unknown>, start: number, end: number): void {
-    const run = JSON.parse(`{${this.buf.toString('utf8', start, end)}}`) as Record<string, unknown>;
+    const run = this.parse(`{${this.buf.toString('utf8', start, end)}}`) as Record<string, unknown>;
     for (const key of Object.keys(run)) define(out, key, run[key]);
   }
 
   private pushRun(out: unknown[], start: number, end: number): void {
-    const run = JSON.parse(`[${this.buf.toString('utf8', start, end)}]`) as unknown[];
+    const run = this.parse(`[${this.buf.toString('utf8', start, end)}]`) as unknown[];
     for (const v of run) out.push(v);
   }
 }
