@@ -398,6 +398,7 @@ const GENERATE_FEATURES: GoType = {
     mm_placeholders: { mapOf: { slice: { struct: { offset: 'int64', length: 'int64' } } } },
   },
 };
+const decodesGenerateFeatures = compileGoType(GENERATE_FEATURES);
 const MAX_UINT32 = 0xffffffff;
 
 /**
@@ -424,7 +425,7 @@ export function parseGenerateRequest(body: Buffer, path: string): ParsedRequestB
     return t;
   });
   const cacheSalt = goString(o, 'cache_salt', '', 'invalid generate request');
-  if (!decodes(o.features, GENERATE_FEATURES)) throw new RequestBodyError('invalid generate request: features: wrong type', 'features', 'invalid_type');
+  if (!decodesGenerateFeatures(o.features)) throw new RequestBodyError('invalid generate request: features: wrong type', 'features', 'invalid_type');
   if (tokens.length === 0) throw new RequestBodyError('invalid generate request: must have non-empty token_ids field', 'token_ids', 'invalid_value');
   const input: PromptInput = { kind: 'tokens', tokens };
   return parsedBody(o, input, cacheSalt);
@@ -487,18 +488,50 @@ type GoType =
   | { readonly struct: Readonly<Record<string, GoType>> }
   | { readonly custom: (v: unknown) => boolean };
 
-function decodes(v: unknown, t: GoType): boolean {
-  if (v === undefined) return true;
-  if (typeof t === 'object' && 'custom' in t) return t.custom(v);
-  if (v === null) return true;
-  if (t === 'any') return true;
-  if (t === 'string') return typeof v === 'string';
-  if (t === 'bool') return typeof v === 'boolean';
-  if (t === 'int64') return typeof v === 'number' && Number.isInteger(v) && Math.abs(v) <= 2 ** 63;
-  if (t === 'map') return isObject(v);
-  if ('mapOf' in t) return isObject(v) && Object.values(v).every((e) => decodes(e, t.mapOf));
-  if ('slice' in t) return Array.isArray(v) && v.every((e) => decodes(e, t.slice));
-  return isObject(v) && Object.entries(t.struct).every(([k, ft]) => decodes(v[k], ft));
+/** Whether a JSON value decodes into a `GoType`. */
+type Decodes = (v: unknown) => boolean;
+
+/**
+ * `t` as a function, built once (module load) rather than walked as a description on every request: a chat of
+ * thousands of messages is checked member by member with no allocation.
+ */
+function compileGoType(t: GoType): Decodes {
+  if (typeof t === 'object' && 'custom' in t) {
+    const custom = t.custom;
+    return (v) => v === undefined || custom(v);
+  }
+  switch (t) {
+    case 'any': return () => true;
+    case 'string': return (v) => v === undefined || v === null || typeof v === 'string';
+    case 'bool': return (v) => v === undefined || v === null || typeof v === 'boolean';
+    case 'int64': return (v) => v === undefined || v === null || (typeof v === 'number' && Number.isInteger(v) && Math.abs(v) <= 2 ** 63);
+    case 'map': return (v) => v === undefined || v === null || isObject(v);
+  }
+  if ('mapOf' in t) {
+    const element = compileGoType(t.mapOf);
+    return (v) => {
+      if (v === undefined || v === null) return true;
+      if (!isObject(v)) return false;
+      for (const k in v) if (!element(v[k])) return false;
+      return true;
+    };
+  }
+  if ('slice' in t) {
+    const element = compileGoType(t.slice);
+    return (v) => {
+      if (v === undefined || v === null) return true;
+      if (!Array.isArray(v)) return false;
+      for (let i = 0; i < v.length; i++) if (!element(v[i])) return false;
+      return true;
+    };
+  }
+  const fields = Object.entries(t.struct).map(([k, ft]) => [k, compileGoType(ft)] as const);
+  return (v) => {
+    if (v === undefined || v === null) return true;
+    if (!isObject(v)) return false;
+    for (let i = 0; i < fields.length; i++) if (!fields[i]![1](v[fields[i]![0]])) return false;
+    return true;
+  };
 }
 
 const isTokenIds = (v: unknown): boolean =>
@@ -543,8 +576,10 @@ const CONTENT_BLOCK: GoType = {
   },
 };
 
+const decodesContentBlocks = compileGoType({ slice: CONTENT_BLOCK });
+
 /** `Content.UnmarshalJSON`: a string (null is ""), else `[]ContentBlock`, else "content format not supported". */
-const CONTENT: GoType = { custom: (v) => v === null || typeof v === 'string' || decodes(v, { slice: CONTENT_BLOCK }) };
+const CONTENT: GoType = { custom: (v) => v === null || typeof v === 'string' || (Array.isArray(v) && decodesContentBlocks(v)) };
 
 /**
  * The request struct each API's body decodes into: GIE v1.5.0 `pkg/epp/framework/interface/scheduling/types.go`,
@@ -588,8 +623,16 @@ function requestStruct(api: OpenAiApi, form: OpenAiParserForm): GoType {
  * answers a BadRequest (400) with its message. The differences of llm-d's copy: `input` of embeddings must not be
  * empty (`EmbeddingsInput.IsEmpty`), and `images/generations` needs a non-empty `prompt`.
  */
+const OPENAI_APIS: readonly OpenAiApi[] = ['conversations', 'responses', 'chat/completions', 'completions', 'embeddings', 'images/generations'];
+
+/** Each form's request structs, compiled once. */
+const DECODES_REQUEST: Readonly<Record<OpenAiParserForm, Readonly<Record<OpenAiApi, Decodes>>>> = {
+  gie: Object.fromEntries(OPENAI_APIS.map((api) => [api, compileGoType(requestStruct(api, 'gie'))])) as Record<OpenAiApi, Decodes>,
+  llmd: Object.fromEntries(OPENAI_APIS.map((api) => [api, compileGoType(requestStruct(api, 'llmd'))])) as Record<OpenAiApi, Decodes>,
+};
+
 function requiredMissing(o: JsonObject, api: OpenAiApi, form: OpenAiParserForm): RequestBodyError | undefined {
-  const ok = decodes(o, requestStruct(api, form));
+  const ok = DECODES_REQUEST[form][api](o);
   switch (api) {
     case 'conversations':
       if (ok && Array.isArray(o.items) && o.items.length > 0) return undefined;
