@@ -17,6 +17,10 @@ import { NOOP_SCHEDULING_METRICS } from '../src/scheduling/metrics-hooks';
 import { SchedulingError } from '../src/scheduling/types';
 import { startEpp, type Logger, type RunningEpp } from '../src/runner';
 import { createEppMetrics } from '../src/metrics';
+import { prefixBasedPdDecider } from '../src/scheduling/plugins/prefix-based-pd-decider';
+import { createPlugin } from '../src/scheduling/plugin';
+import type { Plugin } from '../src/scheduling/framework';
+import type { PdDecider } from '../src/scheduling/pd-decider';
 import { FakeEnvoy, protocolConfig, requestBody, requestHeaders, responseBody, responseHeaders, setHeaders, waitFor } from './extproc-harness';
 import { LLMD_GUIDE_CONFIGS } from './llmd-guides';
 
@@ -550,5 +554,25 @@ describe('P/D through the EPP: the decider\'s prefix match (pods of any role and
     expect((await send(document('delta'))).destination).toBe('decode-0');
     expect(await send(document('delta'), { prefer: 'if-available' })).toEqual({ destination: 'decode-0', prefiller: undefined });
     expect((await send(document('epsilon'), { prefer: 'if-available' })).status).toBe('PreconditionFailed');
+  });
+});
+
+describe('prefix-based-pd-decider with no prefix match for the decode pick (prefix_based_pd_decider.go @ llm-d-router v0.10.0: "unable to read prefix cache state" keeps decode only)', () => {
+  /** A prefix scorer of `type` that publishes no match: the precise one when it cannot key the prompt (no tokenizer). */
+  const silentScorer = (type: string): Plugin => ({ name: type, type, matchRatios: () => [] }) as unknown as Plugin;
+  const decider = (scorers: Plugin[]): PdDecider => {
+    const handle = { now: Date.now, random: Math.random, metrics: NOOP_SCHEDULING_METRICS, logger: { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined }, plugins: () => scorers };
+    const plugin = createPlugin(prefixBasedPdDecider, 'prefix-based-pd-decider', { nonCachedTokens: 16, promptTokens: 0 }, handle as never) as PdDecider & { resolveReferences(): void };
+    plugin.resolveReferences();
+    return plugin;
+  };
+  const long = { ...request, prompt: 'x'.repeat(400) };
+
+  test('the precise scorer could not key the prompt: decode only, as upstream\'s precise producer puts no match', () => {
+    expect(decider([silentScorer('precise-prefix-cache-scorer')]).disaggregate({ request: long, state: new CycleState() }, pod('d', 'decode'))).toBe(false);
+  });
+
+  test('the approximate scorer published none (a prompt under one block): nothing cached, as upstream\'s producer puts a match of 0 blocks', () => {
+    expect(decider([silentScorer('prefix-cache-scorer')]).disaggregate({ request: long, state: new CycleState() }, pod('d', 'decode'))).toBe(true);
   });
 });

@@ -41,8 +41,8 @@ function contentBytes(content: unknown): number {
 /**
  * Estimated prompt tokens: token ids counted as they are; a text prompt's UTF-8 bytes ÷ 4, rounded up; a chat's tools
  * (Go's JSON of them) and each message's role and text bytes ÷ 4, rounded up (chatCompletionsBytes, appendChatMessage:
- * no template, no separators). Multimodal parts, which upstream folds in as placeholder tokens, count nothing here:
- * kvroute's prefix index keys text only. A request without a structured input (built by a test) counts its prompt's
+ * no template, no separators). Multimodal parts, which upstream folds in as placeholder tokens, count nothing here
+ * (the approximate index keys each as a short digest, not as upstream's placeholder tokens). A request without a structured input (built by a test) counts its prompt's
  * bytes. An Anthropic Messages body counts as the chat it is read into (its system text a `system` message).
  */
 export function estimatedPromptTokens(request: LLMRequest): number {

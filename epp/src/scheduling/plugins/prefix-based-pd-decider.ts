@@ -68,9 +68,11 @@ class PrefixBasedPdDecider implements PdDecider {
     const inputTokens = match?.unit === 'tokens' ? match.promptLength : estimatedPromptTokens(cycle.request);
     if (promptTokens > 0 && inputTokens < promptTokens) return false;
     if (inputTokens < nonCachedTokens) return false;
-    // No match: the prompt is shorter than one block (upstream's producer still puts a match of 0 blocks) or the
-    // prefix scorer could not read it; nothing is cached.
-    if (match === undefined) return true;
+    // No match. From the approximate scorer: the prompt is shorter than one block, where upstream's producer still
+    // puts a match of 0 blocks (nothing cached). From the precise scorer: it could not key the prompt (no tokenizer
+    // for the model, a tokenization error), where upstream's producer puts nothing and the decider, "unable to read
+    // prefix cache state", keeps the request on its decode pod (prefix_based_pd_decider.go).
+    if (match === undefined) return this.prefixScorer !== undefined && this.prefixScorer.type !== 'precise-prefix-cache-scorer';
     const key = decodeTarget.endpoint.key;
     const byCandidate = match.byCandidate;
     const i = byCandidate !== undefined ? byCandidate.candidates.indexOf(decodeTarget) : -1;
