@@ -318,7 +318,9 @@ describe('FlowControlQueue', () => {
 
   it('an idle queue\'s dispatch (request control calls it at every request\'s end) returns at once; one that just lost a waiter still re-arms its timer', async () => {
     let reads = 0;
-    const q = new FlowControlQueue({ maxQueued: 4, maxWaitMs: 20, maxDispatchPerCall: 4, now: () => { reads++; return Date.now(); } });
+    // A deadline long enough that the gone waiter's timer cannot fire during the few turns below on a loaded machine
+    // (at 20 ms it did in CI, and the dispatch then rightly took the idle path).
+    const q = new FlowControlQueue({ maxQueued: 4, maxWaitMs: 1000, maxDispatchPerCall: 4, now: () => { reads++; return Date.now(); } });
     expect(q.dispatch(1)).toBe(0);
     expect(reads).toBe(0);
     // A waiter that went away leaves its deadline timer armed: the next dispatch takes the full path (and re-arms it).
