@@ -404,6 +404,22 @@ describe.each([
   });
 });
 
+// GIE v1.5.0 / llm-d-router v0.10.0 openai.go ParseRequest: json.Unmarshal into map[string]any fails on a number out
+// of float64's range, and director.go processRequestBody answers BadRequest; JSON.parse would read ±Infinity.
+test.each(['gie', 'llmd'] as const)('openai-parser (%s): a number out of float64\'s range is a 400, on a known path or not', (form) => {
+  for (const path of ['/v1/completions', '/v1/chat/completions', '/v1/score']) {
+    const text = path.includes('chat') ? '{"model":"m","messages":[{"role":"user","content":"hi"}],"max_tokens":1e400}' : '{"model":"m","prompt":"p","temperature":-1e309}';
+    let err: unknown;
+    try {
+      parseOpenAiRequest(Buffer.from(text), new Map([[':path', path]]), form);
+    } catch (e) {
+      err = e;
+    }
+    expect((err as { status?: number } | undefined)?.status).toBe(400);
+  }
+  expect(parseOpenAiRequest(Buffer.from('{"model":"m","prompt":"p","temperature":1e308}'), new Map([[':path', '/v1/completions']]), form).model).toBe('m');
+});
+
 // GIE v1.5.0 and llm-d-router v0.10.0 openai.go extractRequestBody decode a CompletionsRequest on a completion path and
 // key its `Prompt` (approximateprefix/hashing.go; tokenizer/estimate.go estimateBytes): a stray `messages` is not read.
 test.each(['gie', 'llmd'] as const)('openai-parser (%s): /v1/completions with a stray messages member is keyed on its prompt', (form) => {

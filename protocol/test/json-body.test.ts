@@ -54,14 +54,10 @@ function toSource(v: unknown, rnd: () => number): string {
   return JSON.stringify(v);
 }
 
-/** `JSON.parse`'s result, or the fact that it threw or read a number out of float64's range (which parseJsonBody refuses). */
+/** `JSON.parse`'s result, or the fact that it threw. */
 function reference(text: Buffer): { ok: true; value: unknown } | { ok: false } {
   try {
-    const value: unknown = JSON.parse(text.toString('utf8'), (_key, v: unknown) => {
-      if (typeof v === 'number' && !Number.isFinite(v)) throw new SyntaxError('number out of range');
-      return v;
-    });
-    return { ok: true, value };
+    return { ok: true, value: JSON.parse(text.toString('utf8')) };
   } catch {
     return { ok: false };
   }
@@ -249,14 +245,17 @@ describe('parseJsonBody: JSON.parse for bodies longer than V8 regular heap objec
     expect(topLevelMemberTexts(body, new Set(['tools'])).get('tools')).toBe(JSON.stringify(JSON.parse(chat).tools));
   });
 
-  test('a number out of float64\'s range (JSON.parse reads ±Infinity) is refused, short body or long, as Go\'s encoding/json refuses it: a 400 (GIE v1.5.0 parsers/openai/openai.go ParseRequest json.Unmarshal, director.go processRequestBody BadRequest)', () => {
+  test('with refuseOutOfRange (the EPP\'s parsers), a number out of float64\'s range (JSON.parse reads ±Infinity) is refused, short body or long, as Go\'s encoding/json refuses it: a 400 (GIE v1.5.0 parsers/openai/openai.go ParseRequest json.Unmarshal, director.go processRequestBody BadRequest); without it, ±Infinity, as Python\'s json (vLLM) reads it', () => {
+    const finite = { refuseOutOfRange: true };
     for (const text of ['{"model":"m","prompt":"p","max_tokens":1e400}', '{"model":"m","prompt":"p","temperature":-1e309}', `{"model":"m","prompt":"p","n":[${'9'.repeat(400)}]}`, `{"model":"m","prompt":"p","x":2${'0'.repeat(209)}e99}`, '{"model":"m","prompt":"p","x":0.5e0309}']) {
-      expect(() => parseJsonBody(Buffer.from(text))).toThrow(/number out of range/);
+      expect(() => parseJsonBody(Buffer.from(text), undefined, undefined, finite)).toThrow(/number out of range/);
       const long = Buffer.from(text.replace('"p"', `"${'p'.repeat(WHOLE_PARSE_MAX_BYTES)}"`));
-      expect(() => parseJsonBody(long)).toThrow(/number out of range/);
+      expect(() => parseJsonBody(long, undefined, undefined, finite)).toThrow(/number out of range/);
+      expect(parseJsonBody(Buffer.from(text))).toEqual(JSON.parse(text));
+      expect(parseJsonBody(long)).toEqual(JSON.parse(long.toString('utf8')));
       let err: unknown;
       try {
-        parseRequestBody(Buffer.from(text), '/v1/completions');
+        parseRequestBody(Buffer.from(text), '/v1/completions', finite);
       } catch (e) {
         err = e;
       }
@@ -265,7 +264,7 @@ describe('parseJsonBody: JSON.parse for bodies longer than V8 regular heap objec
       expect((err as RequestBodyError).code).toBe('invalid_json');
     }
     // The largest doubles, and an underflow to 0 (Go's strconv.ParseFloat reports only overflow), are read.
-    expect(parseJsonBody(Buffer.from('[1.7976931348623157e308,-1.7976931348623157e308,1e-400]'))).toEqual([1.7976931348623157e308, -1.7976931348623157e308, 0]);
+    expect(parseJsonBody(Buffer.from('[1.7976931348623157e308,-1.7976931348623157e308,1e-400]'), undefined, undefined, finite)).toEqual([1.7976931348623157e308, -1.7976931348623157e308, 0]);
   });
 
   test('a long body with more values than its budget (commas and containers) is refused before any parse; a short one is parsed whole', () => {

@@ -153,7 +153,8 @@ function isObject(v: unknown): v is JsonObject {
 /** The body as a JSON value, with kvroute's limits (`parseJsonBody`): a 413 for one too dense, a 400 for bad JSON. */
 function jsonOf(body: Buffer, what: string): unknown {
   try {
-    return parseJsonBody(body);
+    // A number out of float64's range is refused, as upstream's Go parsers refuse it.
+    return parseJsonBody(body, undefined, undefined, { refuseOutOfRange: true });
   } catch (e) {
     if (e instanceof JsonBodyTooDenseError) throw new RequestBodyError(`request body has ${e.message}`, null, 'request_too_large', 413);
     throw new RequestBodyError(`${what}: ${(e as Error).message}`, null, 'invalid_json');
@@ -664,8 +665,9 @@ function requiredMissing(o: JsonObject, api: OpenAiApi, form: OpenAiParserForm):
  */
 export function parseOpenAiRequest(body: Buffer, headers: ReadonlyMap<string, string>, form: OpenAiParserForm): ParsedRequestBody {
   const api = openAiApiOf(headers, form);
-  if (api === undefined) return parseRequestBody(body, headers.get(':path'));
+  if (api === undefined) return parseRequestBody(body, headers.get(':path'), { refuseOutOfRange: true });
   return parseRequestBody(body, headers.get(':path'), {
+    refuseOutOfRange: true,
     check: (o) => {
       const missing = requiredMissing(o, api, form);
       if (missing !== undefined) throw missing;

@@ -17,8 +17,8 @@
  * prototype. The differential test (`protocol/test/json-body.test.ts`) holds it to `JSON.parse` on generated documents
  * and on their corruptions.
  *
- * A number out of float64's range, which `JSON.parse` reads as ±Infinity, throws (a `SyntaxError`), as Go's
- * encoding/json refuses it (`refuseOutOfRange`).
+ * With `refuseOutOfRange` (the EPP's parsers, as GIE's are Go), a number out of float64's range, which `JSON.parse`
+ * reads as ±Infinity (and Python's json, vLLM's, as inf), throws (a `SyntaxError`), as Go's encoding/json refuses it.
  *
  * One exception: a body over `WHOLE_PARSE_MAX_BYTES` nested deeper than `MAX_NESTING` throws (a `SyntaxError`) before
  * anything is parsed, where `JSON.parse` would spend about a microsecond a level on the routing thread (a 20 MB body
@@ -79,18 +79,33 @@ const CLOSE_BRACKET = 0x5d;
  * Parses `body` as UTF-8 JSON exactly as `JSON.parse(body.toString('utf8'))` does; see the module comment.
  * @throws JsonBodyTooDenseError for a body over `wholeMaxBytes` with more than `maxValues` values, before parsing it.
  */
-export function parseJsonBody(body: Buffer, wholeMaxBytes: number = WHOLE_PARSE_MAX_BYTES, maxValues: number = MAX_JSON_VALUES): unknown {
+export function parseJsonBody(
+  body: Buffer,
+  wholeMaxBytes: number = WHOLE_PARSE_MAX_BYTES,
+  maxValues: number = MAX_JSON_VALUES,
+  options: JsonBodyOptions = {},
+): unknown {
+  const finite = options.refuseOutOfRange === true;
   if (body.length <= wholeMaxBytes) {
     const text = body.toString('utf8');
     const value: unknown = JSON.parse(text);
-    return MAY_OVERFLOW.test(text) ? refuseOutOfRange(value) : value;
+    return finite && MAY_OVERFLOW.test(text) ? refuseOutOfRange(value) : value;
   }
   const start = skipWhitespace(body, 0, body.length);
   const end = scanValue(body, start, body.length, maxValues, MAX_NESTING);
   if (skipWhitespace(body, end, body.length) !== body.length) fail(body, end, 'unexpected data after the JSON value');
   const parser = new PieceParser(body, wholeMaxBytes);
   const value = parser.value(start, end, 0);
-  return parser.mayOverflow ? refuseOutOfRange(value) : value;
+  return finite && parser.mayOverflow ? refuseOutOfRange(value) : value;
+}
+
+export interface JsonBodyOptions {
+  /**
+   * Throw (a `SyntaxError`) where a number is out of float64's range, which `JSON.parse` reads as ±Infinity, as Go's
+   * encoding/json refuses it: the EPP's parsers ask for this, as GIE's are Go. Off, such a number is ±Infinity, as
+   * Python's json (vLLM) reads it. @default false
+   */
+  readonly refuseOutOfRange?: boolean;
 }
 
 /**

@@ -568,6 +568,8 @@ export interface ParseRequestOptions {
    * there, and vLLM's CompletionRequest has no `messages`): a stray `messages` member is not the input.
    */
   readonly promptOnly?: boolean;
+  /** A number out of float64's range is invalid JSON, as in Go (`JsonBodyOptions.refuseOutOfRange`). @default false */
+  readonly refuseOutOfRange?: boolean;
 }
 
 /**
@@ -580,7 +582,7 @@ export interface ParseRequestOptions {
 export function parseRequestBody(body: Buffer, path?: string, options?: ParseRequestOptions): ParsedRequestBody {
   let json: unknown;
   try {
-    json = parseJsonBody(body);
+    json = parseJsonBody(body, undefined, undefined, { refuseOutOfRange: options?.refuseOutOfRange === true });
   } catch (e) {
     if (e instanceof JsonBodyTooDenseError) throw new RequestBodyError(`request body has ${e.message}`, null, 'request_too_large', 413);
     throw new RequestBodyError(`request body is not valid JSON: ${(e as Error).message}`, null, 'invalid_json');
