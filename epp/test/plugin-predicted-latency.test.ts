@@ -578,6 +578,38 @@ describe('predicted-latency-producer streamingMode: false (the default) predicts
   test('RequestControl on the guide (streamingMode: true): admitted, the budget being for the first token', async () => {
     expect(await sheddableWithBudget(guide)).toMatchObject({ kind: 'route' });
   });
+
+  // prefixcacheaffinity/plugin.go @ llm-d-router v0.10.0, ttftSource latencyPredictor: the gate reads
+  // LatencyPredictionInfo.TTFT(), the producer's published "TTFT", which is end to end in non-streaming mode.
+  test.each([
+    ['llm-d\'s chart config (non-streaming): the gate compares end-to-end predictions, 20 s against 5 s, and breaks stickiness', false, ['a', 'b']],
+    ['the same with streamingMode: true: the gate compares times to first token, 50 ms each, and keeps the holder', true, ['a']],
+  ] as const)('prefix-cache-affinity-filter reading the producer, %s', (_name, streaming, kept) => {
+    const config = streaming
+      ? LLMD_CHART_PREDICTED_LATENCY.replace('- type: predicted-latency-producer\n', '- type: predicted-latency-producer\n  parameters:\n    streamingMode: true\n')
+      : LLMD_CHART_PREDICTED_LATENCY;
+    let now = 1_000_000;
+    const scheduler = buildScheduler(parseEndpointPickerConfig(config), { now: () => now, random: () => 0.5 });
+    const producer = scheduler.plugin('predicted-latency-producer') as PredictedLatencyProducer;
+    /** `n` finished requests, 50 ms each to the first token and `seconds` running. */
+    const pod = (name: string, n: number, update: number, seconds: number) => endpoint(name, {
+      updateTime: update, runningQueueSize: 10, waitingQueueSize: 0, kvCacheUsagePercent: 0.5,
+      firstTokenCount: n, firstTokenSecondsSum: 0.05 * n, inferenceCount: n, inferenceSecondsSum: seconds * n,
+      prefixCacheQueryTokens: 100 * n, prefixCacheHitTokens: 0,
+    }, 10);
+    const prompt = 'the shared document '.repeat(40);
+    for (let k = 0; k < 20; k++) {
+      now += 1000;
+      producer.predict(req({}, `warm ${k}`.padEnd(400, 'x')), [pod('a', 10 * k, k + 1, 20), pod('b', 10 * k, k + 1, 5)]);
+    }
+    now += 10;
+    const a = pod('a', 200, 21, 20);
+    const b = pod('b', 200, 21, 5);
+    // The prompt goes to a first (the only candidate): the producer records the pick in its prefix scorer's index.
+    expect(scheduler.schedule(req({}, prompt), [a]).target.endpoint.name).toBe('a');
+    const filter = scheduler.plugin('strict-affinity-filter') as unknown as { filter(cycle: { request: LLMRequest; state: CycleState }, c: readonly EndpointSnapshot[]): readonly EndpointSnapshot[] };
+    expect(filter.filter({ request: req({}, prompt), state: new CycleState() }, [a, b]).map((c) => c.endpoint.name)).toEqual(kept);
+  });
 });
 
 describe('latency-scorer serving a predicted-latency-producer scores as llm-d-router v0.10.0\'s latency-scorer (scheduling/scorer/latency/plugin.go Score, scoreBucket; plugin_test.go)', () => {

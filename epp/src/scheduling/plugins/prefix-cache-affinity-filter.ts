@@ -141,6 +141,8 @@ export class PrefixCacheAffinityFilter implements Filter {
   readonly emptyResultReason = 'no-endpoints' as const;
   private prefix: PrefixMatchRatios | undefined;
   private latency: LatencyScorer | undefined;
+  /** The TTFT read is a non-streaming predicted-latency-producer's, its end-to-end prediction. */
+  private endToEnd = false;
   private inFlight: InFlightLoadProducer | undefined;
 
   constructor(readonly name: string, readonly parameters: Required<PrefixCacheAffinityFilterParameters>, private readonly handle: PluginHandle) {}
@@ -170,9 +172,15 @@ export class PrefixCacheAffinityFilter implements Filter {
         throw new ConfigError(`${this.name}.parameters.ttftSource`, '"latencyPredictor" reads TTFT predictions, and the config has no latency-scorer, kvroute\'s predictor '
           + '(a predicted-latency-producer predicts with one too): add a latency-scorer, or use "prefillThroughput"');
       }
-      // Upstream names its predicted-latency producer here: its TTFT is its latency-scorer's prediction.
-      if (latency instanceof PredictedLatencyProducer) {
-        this.latency = latency.latencyScorer();
+      // Upstream reads the LatencyPredictionInfo of its predicted-latency producer (the one named here, else the
+      // default-named one the config lists): the producer's "TTFT", its latency-scorer's prediction of the time to the
+      // first token, or of the whole request in non-streaming mode (prefixcacheaffinity/plugin.go reads info.TTFT();
+      // predictedlatency/requestcontrol_hooks.go samples "TTFT" at end of stream there).
+      const producer = latency instanceof PredictedLatencyProducer ? latency
+        : p.latencyPredictionInfoProducerName === '' ? plugins.find((x): x is PredictedLatencyProducer => x instanceof PredictedLatencyProducer) : undefined;
+      if (producer !== undefined) {
+        this.latency = producer.latencyScorer();
+        this.endToEnd = !producer.parameters.streamingMode;
         return;
       }
       if (latency.type !== 'latency-scorer') {
@@ -238,7 +246,10 @@ export class PrefixCacheAffinityFilter implements Filter {
   /** Each candidate's time to first token in ms, from `ttftSource`. */
   private ttftMs(scratch: CycleContext, candidates: readonly EndpointSnapshot[]): ArrayLike<number> {
     if (this.latency !== undefined) {
-      const seconds = this.latency.predictTtftSeconds(scratch.request, scratch.state.get(PREFIX_MATCH), candidates);
+      const match = scratch.state.get(PREFIX_MATCH);
+      const seconds = this.endToEnd
+        ? this.latency.predictEndToEndSeconds(scratch.request, match, candidates)
+        : this.latency.predictTtftSeconds(scratch.request, match, candidates);
       for (let i = 0; i < seconds.length; i++) seconds[i]! *= 1000;
       return seconds;
     }
