@@ -458,7 +458,7 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
         // ValueError("Not supported on CPU.") for CPU (vllm/v1/engine/async_llm.py @ v0.10.0, lines 559-563): either
         // error escapes the route, and Starlette's ServerErrorMiddleware, outside the CORS middleware, answers a
         // plain-text 500 without resetting anything. The last `device` counts (Starlette's query_params.get).
-        const device = new URLSearchParams((req.url ?? '').split('?').slice(1).join('?')).getAll('device').at(-1);
+        const device = queryParams(req).getAll('device').at(-1);
         if (device !== undefined && device.toUpperCase() !== 'GPU') throw new PlainServerError(`device ${device}`);
         const ok = eng.resetPrefixCache();
         if (!ok) stderrLogger.warn('Failed to reset prefix cache because some blocks are not freed yet', { used_blocks: eng.stats().usedBlocks - 1 });
@@ -494,7 +494,7 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
         // then the executor's sleep (vllm/v1/executor/abstract.py @ v0.10.0 via executor_base.py): a warning if already
         // asleep, else every tag asleep. No weights or KV memory exist here, so only the state is kept; requests are
         // still served, as vLLM's API server does not refuse them either.
-        const level = new URLSearchParams((req.url ?? '').split('?').slice(1).join('?')).get('level') ?? '1';
+        const level = queryParams(req).get('level') ?? '1';
         if (!/^\s*[+-]?\d+(?:_\d+)*\s*$/.test(level)) throw new PlainServerError(`invalid literal for int() with base 10: '${level}'`);
         if (sleepingTags.size > 0) stderrLogger.warn('Executor is already sleeping.');
         else sleepingTags = new Set(['weights', 'kv_cache']);
@@ -505,7 +505,7 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
       case '/wake_up': {
         // `tags = query_params.getlist("tags")`, none meaning all; the executor's wake_up: a warning and nothing done
         // when not asleep or when a tag is not asleep, else those tags (all without tags) awake; awake when none is left.
-        const tags = new URLSearchParams((req.url ?? '').split('?').slice(1).join('?')).getAll('tags');
+        const tags = queryParams(req).getAll('tags');
         const unknown = tags.find((t) => !sleepingTags.has(t));
         if (sleepingTags.size === 0) stderrLogger.warn('Executor is not sleeping.');
         else if (unknown !== undefined) stderrLogger.warn(`Tag ${unknown} is not in sleeping tags`, { sleeping_tags: [...sleepingTags] });
@@ -1516,6 +1516,11 @@ function tokenizeResponse(body: Record<string, unknown>, tokenizer: SimTokenizer
   models.resolve(req.model);
   const tokens = Array.from(req.kind === 'chat' ? tokenizeChat(req, tokenizer, req.addSpecialTokens, 'tokenize') : tokenizer.encode(req.prompt, req.addSpecialTokens));
   return { count: tokens.length, max_model_len: o.maxModelLen, tokens, token_strs: req.returnTokenStrs ? tokens.map((t) => tokenizer.idToToken(t)) : null };
+}
+
+/** The request's query parameters, as Starlette's `request.query_params` reads them (everything after the first `?`). */
+function queryParams(req: IncomingMessage): URLSearchParams {
+  return new URLSearchParams((req.url ?? '').split('?').slice(1).join('?'));
 }
 
 /** A required `str` field of a request model: absent is pydantic's `missing`, anything but a string `string_type`. */
