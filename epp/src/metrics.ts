@@ -3,15 +3,11 @@ import { EPP_METRICS, GIE_V1_0_ERROR_CODES, GIE_V1_0_REQUEST_METRICS, LLMD_TWIN_
 import type { ExtensionPoint, PluginIdentity, SchedulingMetrics } from './scheduling/metrics-hooks';
 import { BoundHistogram, type HistogramSeries } from './bound-histogram';
 import { BoundCounter, type ValueSeries } from './bound-counter';
+import { BoundedLabelValues, MAX_MODEL_LABELS } from './bounded-label';
 import type { Endpoint } from './datastore/types';
 
 /** Endpoint keys whose pick counter series `countPick` keeps resolved. */
 const MAX_CACHED_PICK_SERIES = 16_384;
-/** Distinct `model_name` values of the disaggregation counters before the rest count as "other" (client strings). */
-/** Distinct `model_name` label values kept before the rest are counted as "other": clients choose the model string. */
-export const MAX_MODEL_LABELS = 64;
-/** Longer model names are counted as "other" (real model ids are well under it: `meta-llama/Llama-3.1-405B-Instruct-FP8`). */
-export const MAX_MODEL_LABEL_LENGTH = 128;
 
 /**
  * The EPP's Prometheus metrics on a prom-client Registry. Names, labels and buckets come from the table in
@@ -182,14 +178,9 @@ export function createEppMetrics(options: EppMetricsOptions = {}): EppMetrics {
     }
     series.value++;
   };
-  const disaggModels = new Set<string>();
-  // The model is the client's: one longer than MAX_MODEL_LABEL_LENGTH, or new past MAX_MODEL_LABELS names, counts as
-  // "other", as every client label is bounded.
-  const disaggModel = (modelName: string) => {
-    if (modelName.length > MAX_MODEL_LABEL_LENGTH) return 'other';
-    if (disaggModels.has(modelName) || disaggModels.size < MAX_MODEL_LABELS) return (disaggModels.add(modelName), modelName);
-    return 'other';
-  };
+  // The model is the client's, bounded as every client label is.
+  const disaggModels = new BoundedLabelValues(MAX_MODEL_LABELS);
+  const disaggModel = (modelName: string) => disaggModels.label(modelName);
   const scheduling: SchedulingMetrics = {
     observeSchedulingDuration: (seconds) => e2eDuration.observe(seconds),
     observePluginDuration: (extensionPoint, pluginType, pluginName, seconds) => seriesOf(extensionPoint, pluginType, pluginName).observe(seconds),

@@ -11,7 +11,8 @@ import { selectWeightedTarget, type ModelRewrites } from '../datastore/model-rew
 import type { EndpointSnapshot } from '../datastore/types';
 import { rejectWith, type IncomingRequest, type ReleaseOutcome, type RequestDirector, type RouteDecision } from '../extproc/request-director';
 import type { Endpoint } from '../datastore/types';
-import { MAX_MODEL_LABELS, MAX_MODEL_LABEL_LENGTH, type EppCollectors } from '../metrics';
+import type { EppCollectors } from '../metrics';
+import { BoundedLabelValues, MAX_MODEL_LABELS, MAX_MODEL_LABEL_LENGTH, OTHER_LABEL } from '../bounded-label';
 import type { Scheduler } from '../scheduling/scheduler';
 import { CycleState } from '../scheduling/framework';
 import { ENGINE_PRIORITY, SET_REQUEST_HEADERS, type Admitter, type PostResponse, type PrepareRequest, type PreRequest, type ResponseComplete, type SaturationDetector } from './hooks';
@@ -80,8 +81,6 @@ const GIE_QUEUE_OUTCOMES: Readonly<Record<FlowRejectionReason, GieQueueOutcome>>
   shed: 'EvictedOther',
   closed: 'EvictedOther',
 };
-/** The label value of whatever a bound turned away. */
-const OTHER_LABEL = 'other';
 
 export interface RequestControlOptions {
   readonly datastore: Datastore;
@@ -463,9 +462,13 @@ export const ERROR_CODES: Readonly<Record<number, string>> = {
 export class RequestControl implements RequestDirector {
   private readonly random: () => number;
   private readonly monotonicSeconds: () => number;
-  private readonly modelLabels = new Set<string>();
+  /**
+   * The request's model as a metric label: its own name for the first MAX_MODEL_LABELS names up to
+   * MAX_MODEL_LABEL_LENGTH characters, then "other": every distinct value multiplies the series of every request metric.
+   */
+  private readonly modelLabels = new BoundedLabelValues(MAX_MODEL_LABELS);
   /** `fairness_id` label values taken from `x-gateway-inference-fairness-id` (see MAX_FAIRNESS_LABELS). */
-  private readonly fairnessLabels = new Set<string>();
+  private readonly fairnessLabels = new BoundedLabelValues(MAX_FAIRNESS_LABELS);
   /** The flow-control series' label sets so far (see MAX_FLOW_LABEL_SETS). */
   private readonly flowLabelSets = new Set<string>();
   /** How many llm-d per-request label sets have their own labels (MAX_LLMD_LABEL_SETS). */
@@ -479,7 +482,7 @@ export class RequestControl implements RequestDirector {
   /** Pairs in `requestSeries`, ("other", "other") not counted: it stays reachable past the bound. */
   private requestSeriesPairs = 0;
   /** `priority` label values taken from `x-kvroute-priority` (see MAX_PRIORITY_LABELS). */
-  private readonly headerPriorityLabels = new Set<string>();
+  private readonly headerPriorityLabels = new BoundedLabelValues(MAX_PRIORITY_LABELS);
   /** Requests whose body sets `priority` itself: no pre-request hook's engine priority is written over it. */
   private readonly clientPriorities = new WeakSet<LLMRequest>();
   /** With the passthrough parser: the rewrite target a request is labelled with, its body left as it came. */
@@ -1518,10 +1521,7 @@ export class RequestControl implements RequestDirector {
     const fromHeader = this.headerPriority(headers[PRIORITY_HEADER]) ?? 0;
     const label = String(fromHeader);
     // The client picks this one: the default 0 and the first MAX_PRIORITY_LABELS other values, then "other".
-    if (fromHeader === 0 || this.headerPriorityLabels.has(label)) return label;
-    if (this.headerPriorityLabels.size >= MAX_PRIORITY_LABELS) return OTHER_LABEL;
-    this.headerPriorityLabels.add(label);
-    return label;
+    return fromHeader === 0 ? label : this.headerPriorityLabels.label(label);
   }
 
   /**
@@ -1733,19 +1733,10 @@ export class RequestControl implements RequestDirector {
     return all.filter((s) => exact.has(s.endpoint.key) || hosts.has(s.endpoint.address));
   }
 
-  /**
-   * The request's model as a metric label: its own name for the first MAX_MODEL_LABELS names up to
-   * MAX_MODEL_LABEL_LENGTH characters, then "other": clients choose this string, and every distinct value multiplies
-   * the series of every request metric.
-   */
   /** The `fairness_id` label: GIE's `default-flow` without the header, the header's value for the first MAX_FAIRNESS_LABELS, then "other". */
   private fairnessLabel(id: string | undefined): string {
     if (id === undefined || id === '') return DEFAULT_FAIRNESS_ID;
-    if (id.length > MAX_MODEL_LABEL_LENGTH) return OTHER_LABEL;
-    if (this.fairnessLabels.has(id)) return id;
-    if (this.fairnessLabels.size >= MAX_FAIRNESS_LABELS) return OTHER_LABEL;
-    this.fairnessLabels.add(id);
-    return id;
+    return this.fairnessLabels.label(id);
   }
 
   /** The pool detector's reading over every ready pod, for `inference_extension_flow_control_pool_saturation`; undefined without one. */
@@ -1754,11 +1745,7 @@ export class RequestControl implements RequestDirector {
   }
 
   private modelLabel(model: string): string {
-    if (model.length > MAX_MODEL_LABEL_LENGTH) return OTHER_LABEL;
-    if (this.modelLabels.has(model)) return model;
-    if (this.modelLabels.size >= MAX_MODEL_LABELS) return OTHER_LABEL;
-    this.modelLabels.add(model);
-    return model;
+    return this.modelLabels.label(model);
   }
 
   /**
