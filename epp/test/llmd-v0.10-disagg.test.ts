@@ -445,7 +445,7 @@ describe('P/D through the EPP: the decider\'s prefix match (pods of any role and
   const nameOf = (k: string | undefined) => pods.find((p) => k !== undefined && key(p.name) === k)?.name ?? k;
   const decodeAndPrefill = (): Pod[] => [{ name: 'decode-0', role: 'decode', waiting: 0 }, { name: 'prefill-0', role: 'prefill', waiting: 0 }];
 
-  async function send(prompt: string | number[], headers: Record<string, string> = {}): Promise<{ destination: string | undefined; prefiller: string | undefined; status?: string }> {
+  async function send(prompt: string | number[] | string[], headers: Record<string, string> = {}): Promise<{ destination: string | undefined; prefiller: string | undefined; status?: string }> {
     const s = envoy!.open();
     s.send(requestHeaders({ ':method': 'POST', ':path': '/v1/completions', ':authority': 'gw', 'content-type': 'application/json', ...headers }, false));
     s.send(requestBody(Buffer.from(JSON.stringify({ model: 'm', prompt })), true));
@@ -504,6 +504,30 @@ describe('P/D through the EPP: the decider\'s prefix match (pods of any role and
   test('pd-epp-config.yaml at nonCachedTokens 32: a cold prompt of 40 token ids is disaggregated (the ids counted, not their text)', async () => {
     await start(PD_EPP_CONFIG.replace('nonCachedTokens: 16', 'nonCachedTokens: 32'), decodeAndPrefill());
     expect(await send(Array.from({ length: 40 }, (_, i) => i + 1))).toEqual({ destination: 'decode-0', prefiller: 'prefill-0' });
+  });
+
+  // llm-d-router v0.10.0: a batch of strings is one token list per prompt (requestcontrol/dataproducer/tokenizer/
+  // estimate.go estimateMultiStringCompletions, each string's bytes packed 4 to a token; the render backend's per-prompt
+  // lists, backend.go renderCompletions), the decider's TokenCount their sum (framework/interface/requesthandling/
+  // types.go TokenizedPrompt.TokenCount). Two prompts of 80 ASCII bytes: 40 tokens >= nonCachedTokens 32,
+  // disaggregated (until session 65 the first prompt alone, 20 tokens, stayed decode only).
+  test('pd-epp-config.yaml at nonCachedTokens 32: a cold batch of two 80-byte prompts (20 estimated tokens each) is disaggregated (both prompts counted)', async () => {
+    await start(PD_EPP_CONFIG.replace('nonCachedTokens: 16', 'nonCachedTokens: 32'), decodeAndPrefill());
+    const prompts = ['first', 'other'].map((seed) => `${seed} prompt of the batch, eighty ASCII characters long. `.padEnd(80, '.'));
+    expect(prompts.map((p) => Buffer.byteLength(p, 'utf8'))).toEqual([80, 80]);
+    expect(await send(prompts)).toEqual({ destination: 'decode-0', prefiller: 'prefill-0' });
+  });
+
+  // llm-d-router v0.10.0: each prompt of a batch is hashed on its own (dataproducer/prefixhash/hashing.go
+  // GetBlockHashes), matched and summed (approximateprefix/plugin.go Produce), and every prompt's hashes are recorded on
+  // the decode and prefill picks (PreRequest). So the batch's second document alone is then cached on the decode pod,
+  // decode only (until session 65 only the first prompt was keyed and recorded: the second stayed cold, disaggregated);
+  // a batch of a cached document and a cold one leaves the cold one's tokens to prefill, disaggregated.
+  test('pd-epp-config.yaml: a batch of two cold documents is disaggregated and recorded prompt by prompt: its second document alone is then decode only', async () => {
+    await start(PD_EPP_CONFIG, decodeAndPrefill());
+    expect(await send([document('delta'), document('epsilon')])).toEqual({ destination: 'decode-0', prefiller: 'prefill-0' });
+    expect(await send(document('epsilon'))).toEqual({ destination: 'decode-0', prefiller: undefined });
+    expect(await send([document('epsilon'), document('zeta')])).toEqual({ destination: 'decode-0', prefiller: 'prefill-0' });
   });
 
   // llm-d-router v0.10.0 estimate.go chatCompletionsBytes/appendChatMessage: a chat is packed from the tools' JSON and

@@ -352,6 +352,64 @@ describe('a tier weighted 0 (kvCacheBackendConfigs)', () => {
   });
 });
 
+/**
+ * A batch (`prompt` or `input` as a list) is keyed prompt by prompt, as llm-d-router v0.10.0 keys it:
+ * `dataproducer/preciseprefixcache/blockkeys.go` computeBlockKeys makes one key list per `PerPromptTokens` entry (the
+ * cache salt in each one's first block), `producer.go` produceFromBlockKeys sums each pod's match over the prompts
+ * against the sum of their blocks, and `prerequest.go` PreRequest speculates every prompt's keys on the pick. vLLM
+ * serves each prompt as an engine request of its own (serving_engine.py @ v0.10.0 `_tokenize_prompt_inputs`), so its
+ * KV events store each prompt's blocks as a chain of their own. Until session 65 a batch was keyed by its first prompt.
+ */
+describe('a batch of prompts (llm-d-router v0.10.0 preciseprefixcache/blockkeys.go computeBlockKeys, producer.go produceFromBlockKeys, prerequest.go PreRequest)', () => {
+  const tokenizer = ModelTokenizer.load(resolveTokenizerFiles({ model: MODEL, hubCache: '/nonexistent' }));
+  const snapshot = (key: string): EndpointSnapshot => ({
+    endpoint: { key, name: key, namespace: 'ns', address: key.split(':')[0]!, port: 8000, labels: {} },
+    metrics: { ...EMPTY_METRICS, updateTime: Date.now() }, activeRequests: 0,
+  });
+  const completion = (prompt: unknown) => ({
+    requestId: 'r', model: MODEL, prompt: '', headers: {}, attributes: new CycleState(),
+    input: parseRequestBody(Buffer.from(JSON.stringify({ model: MODEL, prompt })), '/v1/completions').input,
+  });
+  /** The blocks vLLM stores for a completion prompt: its token ids in blocks of 16, opaque engine hashes. */
+  const storedFor = async (text: string, hashBase: number): Promise<{ stored: BlockStored; tokens: number }> => {
+    const { ids } = (await tokenizer.promptTokens({ kind: 'text', text }))!;
+    const full = Math.floor(ids.length / 16);
+    return {
+      stored: { type: 'BlockStored', blockHashes: Array.from({ length: full }, (_, i) => String(hashBase + i)), parentBlockHash: null, tokenIds: [...ids.slice(0, full * 16)], blockSize: 16, loraId: null },
+      tokens: ids.length,
+    };
+  };
+  const A = `The alpha manual. ${'Alpha section text. '.repeat(40)}`;
+  const C = `The gamma manual. ${'Gamma section text. '.repeat(60)}`;
+
+  test('a batch [A, C] against A on one pod and C on another scores both, each pod its blocks over the batch\'s; after the pick, C alone is speculated there', async () => {
+    const [a, b] = ['10.0.10.1:8000', '10.0.10.2:8000'] as const;
+    const scheduler = buildScheduler(preciseOnlyConfig(`{ modelName: "${MODEL}" }`, '      speculativeIndexing: true\n'));
+    const scorer = scheduler.plugin('precise-prefix-cache-scorer') as PrecisePrefixCacheScorer;
+    for (const key of [a, b]) scheduler.plugins.addEndpoint(snapshot(key).endpoint);
+    const alpha = await storedFor(A, 100);
+    const gamma = await storedFor(C, 200);
+    scorer.index.store(a, alpha.stored, rootKey(''));
+    scorer.index.store(b, gamma.stored, rootKey(''));
+    const [nA, nC] = [alpha.stored.blockHashes.length, gamma.stored.blockHashes.length];
+    expect(Math.min(nA, nC)).toBeGreaterThanOrEqual(4);
+    const batch = completion([A, C]);
+    await scorer.prepareRequest(batch);
+    const cycle = { request: batch, state: new CycleState() };
+    expect(scorer.score(cycle, [snapshot(a), snapshot(b)])).toEqual([nA / (nA + nC), nC / (nA + nC)]);
+    expect(scorer.matchRatios({ request: batch, state: new CycleState() }, [snapshot(a), snapshot(b)])).toEqual([nA / (nA + nC), nC / (nA + nC)]);
+    // What the latency scorer and the P/D decider read: the batch's tokens, and each pod's held ones summed.
+    const match = cycle.state.get(PREFIX_MATCH)!;
+    expect(match.promptLength).toBe(alpha.tokens + gamma.tokens);
+    expect(new Map(match.cachedLength)).toEqual(new Map([[a, nA * 16], [b, nC * 16]]));
+    scorer.postCycle(cycle, { targets: [snapshot(a)] } as unknown as Parameters<PrecisePrefixCacheScorer['postCycle']>[1]);
+    const alone = completion(C);
+    await scorer.prepareRequest(alone);
+    expect(scorer.score({ request: alone, state: new CycleState() }, [snapshot(a), snapshot(b)])).toEqual([1, 1]);
+    await scheduler.plugins.close();
+  });
+});
+
 describe('truncate_prompt_tokens on a model whose tokenizer adds a BOS', () => {
   // vLLM 0.10.0 truncates a text prompt in the tokenizer (`truncation=True, max_length=n`, truncation_side "left":
   // serving_engine.py _normalize_prompt_text_to_input), and the Rust tokenizer keeps the post-processor's BOS, cutting

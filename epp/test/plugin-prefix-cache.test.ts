@@ -7,6 +7,7 @@ import { indexCapacityFor, PrefixCacheScorer } from '../src/scheduling/plugins/p
 import { matchLengthScore } from '../src/scheduling/plugins/match-length';
 import { hashPromptBlocks, hashTailProbes } from '../src/scheduling/plugins/prefix-hash';
 import { PrefixBlockIndex } from '../src/scheduling/plugins/prefix-index';
+import { PREFIX_MATCH, uncachedPromptTokens } from '../src/scheduling/prefix-match';
 
 function pod(name: string): EndpointSnapshot {
   return {
@@ -744,5 +745,65 @@ describe('prefix-cache-scorer: media parts in the approximate key', () => {
     const [onA] = scorer.score(chatCycle([before, { type: 'image_url', image_url: { url: 'https://example.com/dog.png' } }, question]), [podA, podB]);
     expect(onA).toBeGreaterThan(0.3);
     expect(onA).toBeLessThan(0.6);
+  });
+});
+
+/**
+ * A batch (`prompt` or `input` as a list of strings or of token-id lists) is keyed prompt by prompt, as llm-d-router
+ * v0.10.0 keys it: `dataproducer/prefixhash/hashing.go` GetBlockHashes hashes each of `TokenizedPrompt.PerPromptTokens`
+ * on its own (its first block seeded with the model and cache salt, no chaining across prompts);
+ * `dataproducer/approximateprefix/plugin.go` Produce sums each prompt's matched blocks per pod over the sum of their
+ * blocks, and PreRequest adds every prompt's hashes to the index for the pick. vLLM serves each prompt of a batch as an
+ * engine request of its own (serving_engine.py @ v0.10.0 `_tokenize_prompt_inputs`). Until session 65 a batch was
+ * keyed by its first prompt alone.
+ */
+describe('prefix-cache-scorer: a batch of prompts, each keyed on its own (llm-d-router v0.10.0 prefixhash/hashing.go, approximateprefix/plugin.go)', () => {
+  const parameters = resolvePluginParameters('prefix-cache-scorer', { hashBlockSize: 4, lruCapacityPerServer: 100 });
+  const completion = (prompt: unknown): CycleContext => {
+    const parsed = parseRequestBody(Buffer.from(JSON.stringify({ model: 'llama', prompt })), '/v1/completions');
+    return { request: { requestId: 'r', model: 'llama', prompt: parsed.prompt, input: parsed.input, headers: {} }, state: new CycleState() };
+  };
+  const routed = (scorer: PrefixCacheScorer, context: CycleContext, picked: EndpointSnapshot): number[] => {
+    const scores = scorer.score(context, [podA, podB, podC]);
+    scorer.postCycle(context, { targets: [picked], scores: new Map() });
+    return scores;
+  };
+  const A = 'aaaabbbbcccc'; // 3 blocks
+  const B = 'wwwwxxxx'; // 2 blocks
+  const C = 'ppppqqqqrrrrssss'; // 4 blocks
+
+  test('after a batch [A, B] routed to a pod, B alone is a full hit there: every prompt is recorded on the pick', () => {
+    const scorer = new PrefixCacheScorer('prefix', parameters, NOOP_SCHEDULING_METRICS);
+    expect(routed(scorer, completion([A, B]), podA)).toEqual([0, 0, 0]);
+    expect(scorer.score(completion(B), [podA, podB, podC])).toEqual([1, 0, 0]);
+    expect(scorer.score(completion(A), [podA, podB, podC])).toEqual([1, 0, 0]);
+  });
+
+  test('a batch [A, C] against A on one pod and C on another scores both: each pod\'s matched blocks over all the batch\'s blocks', () => {
+    const scorer = new PrefixCacheScorer('prefix', parameters, NOOP_SCHEDULING_METRICS);
+    routed(scorer, completion(A), podA);
+    routed(scorer, completion(C), podB);
+    const context = completion([A, C]);
+    expect(scorer.score(context, [podA, podB, podC])).toEqual([3 / 7, 4 / 7, 0]);
+    expect(scorer.matchRatios({ request: context.request, state: new CycleState() }, [podA, podB, podC])).toEqual([3 / 7, 4 / 7, 0]);
+    // What the latency scorer and the P/D decider read: the whole batch's characters, and each pod's held ones summed.
+    const match = context.state.get(PREFIX_MATCH)!;
+    expect(match.promptLength).toBe(A.length + C.length);
+    expect(new Map(match.cachedLength)).toEqual(new Map([[podA.endpoint.key, A.length], [podB.endpoint.key, C.length]]));
+    // The prompt tokens left to prefill (the latency scorer's, prefill-priority's, the in-flight load's): the other
+    // prompt's on each holder; with no match, every prompt's.
+    expect(uncachedPromptTokens(context.request, match, podA.endpoint.key, 4)).toBe(C.length / 4);
+    expect(uncachedPromptTokens(context.request, match, podC.endpoint.key, 4)).toBe((A.length + C.length) / 4);
+    expect(uncachedPromptTokens(context.request, undefined, podA.endpoint.key, 4)).toBe((A.length + C.length) / 4);
+    // A prompt's blocks are chained from the model alone, not from the prompt before it: [C, A] matches the same.
+    expect(scorer.score(completion([C, A]), [podA, podB, podC])).toEqual([3 / 7, 4 / 7, 0]);
+  });
+
+  test('a batch of token-id lists is keyed list by list (each as the text of its ids, as a single token-id prompt is)', () => {
+    const scorer = new PrefixCacheScorer('prefix', parameters, NOOP_SCHEDULING_METRICS);
+    const first = Array.from({ length: 8 }, (_, i) => 100 + i);
+    const second = Array.from({ length: 8 }, (_, i) => 200 + i);
+    routed(scorer, completion([first, second]), podC);
+    expect(scorer.score(completion(second), [podA, podB, podC])).toEqual([0, 0, 1]);
   });
 });

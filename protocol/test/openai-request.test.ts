@@ -1,15 +1,29 @@
 import { createHash } from 'node:crypto';
-import { isJsonContentType, parseRequestBody, promptHead, promptSlice, RequestBodyError } from '../src/openai/request';
+import { batchPrompts, isJsonContentType, parseRequestBody, promptHead, promptSlice, RequestBodyError } from '../src/openai/request';
 
 const parse = (v: unknown) => parseRequestBody(Buffer.from(typeof v === 'string' ? v : JSON.stringify(v)));
 
 describe('OpenAI request bodies', () => {
-  test('completions: prompt as a string or token ids; a batch keyed by its first prompt, each of which vLLM prefills on its own (serving_engine.py @ v0.10.0 _tokenize_prompt_inputs)', () => {
+  // llm-d-router v0.10.0 keys each prompt of a batch (requesthandling/types.go TokenizedPrompt.PerPromptTokens,
+  // tokenizer/estimate.go estimateMultiStringCompletions); until session 65 only the first prompt was kept.
+  test('completions: prompt as a string or token ids; a batch keeps every prompt, each of which vLLM prefills on its own (serving_engine.py @ v0.10.0 _tokenize_prompt_inputs)', () => {
     expect(parse({ model: 'm', prompt: 'hello' })).toEqual({ model: 'm', input: { kind: 'text', text: 'hello' }, prompt: 'hello', stream: false });
-    expect(parse({ model: 'm', prompt: ['a', 'b'], stream: true })).toEqual({ model: 'm', input: { kind: 'text', text: 'a' }, prompt: 'a', stream: true });
+    expect(parse({ model: 'm', prompt: ['a', 'b', 'c'], stream: true })).toEqual({ model: 'm', input: { kind: 'text', text: 'a', rest: ['b', 'c'] }, prompt: 'a', stream: true });
+    // A batch of one is a single prompt.
+    expect(parse({ model: 'm', prompt: ['a'] }).input).toEqual({ kind: 'text', text: 'a' });
     expect(parse({ model: 'm', prompt: [1, 2, 3] })).toMatchObject({ input: { kind: 'tokens', tokens: [1, 2, 3] }, prompt: '1 2 3' });
     // lm-evaluation-harness's local-completions sends token-id batches: the ids are the prompt, not decimal text.
-    expect(parse({ model: 'm', prompt: [[9707, 11, 1879, 0], [5, 6]] }).input).toEqual({ kind: 'tokens', tokens: [9707, 11, 1879, 0] });
+    expect(parse({ model: 'm', prompt: [[9707, 11, 1879, 0], [5, 6]] }).input).toEqual({ kind: 'tokens', tokens: [9707, 11, 1879, 0], rest: [[5, 6]] });
+    expect(parse({ model: 'm', prompt: [[5, 6]] }).input).toEqual({ kind: 'tokens', tokens: [5, 6] });
+  });
+
+  test('batchPrompts: each prompt of a batch as an input of its own, add_special_tokens on each; any other input alone', () => {
+    expect(batchPrompts(parse({ model: 'm', prompt: ['a', 'b'], add_special_tokens: false }).input))
+      .toEqual([{ kind: 'text', text: 'a', addSpecialTokens: false }, { kind: 'text', text: 'b', addSpecialTokens: false }]);
+    expect(batchPrompts(parse({ model: 'm', input: [[1, 2], [3]] }).input)).toEqual([{ kind: 'tokens', tokens: [1, 2] }, { kind: 'tokens', tokens: [3] }]);
+    const single = parse({ model: 'm', prompt: 'a' }).input;
+    expect(batchPrompts(single)).toEqual([single]);
+    expect(batchPrompts(single)[0]).toBe(single);
   });
 
   test('add_special_tokens is read as vLLM\'s pydantic bool reads it ("false" and 0 are false)', () => {
@@ -264,7 +278,7 @@ describe('promptHead', () => {
     expect(chat.prompt).toContain('hi');
     expect(parse({ model: 'm', input: 7 }).input).toEqual({ kind: 'none' });
     expect(parse({ model: 'm', input: { nested: true } }).input).toEqual({ kind: 'none' });
-    expect(parse({ model: 'm', input: ['a', 'b'] }).input).toEqual({ kind: 'text', text: 'a' });
+    expect(parse({ model: 'm', input: ['a', 'b'] }).input).toEqual({ kind: 'text', text: 'a', rest: ['b'] });
     // An item without a role is no message of the Responses API (serving_responses.py @ v0.10.0): nothing to match.
     expect(parse({ model: 'm', input: [{ content: 5 }] }).input).toEqual({ kind: 'none' });
   });

@@ -39,7 +39,9 @@ function contentBytes(content: unknown): number {
 }
 
 /**
- * Estimated prompt tokens: token ids counted as they are; a text prompt's UTF-8 bytes ÷ 4, rounded up; a chat's tools
+ * Estimated prompt tokens: token ids counted as they are; a text prompt's UTF-8 bytes ÷ 4, rounded up; a batch, each
+ * prompt's count summed (estimate.go estimateMultiStringCompletions packs each string on its own, and
+ * `TokenizedPrompt.TokenCount` sums the prompts' lists, `framework/interface/requesthandling/types.go`); a chat's tools
  * (Go's JSON of them) and each message's role and text bytes ÷ 4, rounded up (chatCompletionsBytes, appendChatMessage:
  * no template, no separators). Multimodal parts, which upstream folds in as placeholder tokens, count nothing here
  * (the approximate index keys each as a short digest, not as upstream's placeholder tokens). A request without a structured input (built by a test) counts its prompt's
@@ -49,11 +51,19 @@ export function estimatedPromptTokens(request: LLMRequest): number {
   const input = request.input;
   let bytes: number;
   switch (input?.kind) {
-    case 'tokens':
-      return input.tokens.length;
+    case 'tokens': {
+      let tokens = input.tokens.length;
+      if (input.rest !== undefined) for (const ids of input.rest) tokens += ids.length;
+      return tokens;
+    }
     case 'none':
       return 0;
     case 'text':
+      if (input.rest !== undefined) {
+        let tokens = Math.ceil(utf8Bytes(input.text) / BYTES_PER_TOKEN);
+        for (const text of input.rest) tokens += Math.ceil(utf8Bytes(text) / BYTES_PER_TOKEN);
+        return tokens;
+      }
       bytes = utf8Bytes(input.text);
       break;
     case 'chat':

@@ -4,16 +4,24 @@
  * scorer publishes in its own unit: the approximate index hashes characters, the precise one tokens. When both run, a
  * match in tokens is kept over one in characters: it is what vLLM will actually find.
  */
+import { batchPrompts, isBatch, promptOf } from '@kvroute/protocol/openai';
 import type { EndpointSnapshot } from '../datastore/types';
 import { CycleState, stateKey, type CycleContext, type Plugin } from './framework';
 import { LazyReadonlyMap } from './lazy-map';
+import type { LLMRequest } from './types';
 
 export interface PrefixMatchEstimate {
   /** `characters` for the approximate `prefix-cache-scorer`, `tokens` for the `precise-prefix-cache-scorer`. */
   readonly unit: 'characters' | 'tokens';
-  /** The whole prompt's length in `unit` (matches cover at most the scorer's hashed leading part of it). */
+  /**
+   * The whole prompt's length in `unit` (matches cover at most the scorer's hashed leading part of it); a batch's, all
+   * its prompts' summed.
+   */
   readonly promptLength: number;
-  /** Endpoint key → length of the prompt's leading part the endpoint is believed to hold, in `unit`. */
+  /**
+   * Endpoint key → length of the prompt's leading part the endpoint is believed to hold, in `unit`; a batch's, each
+   * prompt's leading part summed.
+   */
   readonly cachedLength: ReadonlyMap<string, number>;
   /**
    * Optional: the same lengths by position for the candidates the publishing scorer scored (`candidates` is that very
@@ -62,11 +70,23 @@ export interface HeldBlocks {
 export const PREFIX_MATCH = stateKey<PrefixMatchEstimate>('prefix match per endpoint');
 
 /**
- * The prompt tokens `endpointKey` would still have to prefill by `match`: the uncached length, divided by
- * `charactersPerToken` when the match counts characters; without a match, the whole prompt.
+ * The request's prompt characters as the approximate scorer counts them: `prompt`'s, and a batch's every prompt's (vLLM
+ * prefills each; `PrefixMatchEstimate.promptLength` sums them too).
  */
-export function uncachedPromptTokens(prompt: string, match: PrefixMatchEstimate | undefined, endpointKey: string, charactersPerToken: number): number {
-  if (match === undefined) return prompt.length / charactersPerToken;
+export function promptCharacters(request: LLMRequest): number {
+  const input = request.input;
+  if (input === undefined || !isBatch(input)) return request.prompt.length;
+  let characters = 0;
+  for (const prompt of batchPrompts(input)) characters += promptOf(prompt).length;
+  return characters;
+}
+
+/**
+ * The prompt tokens `endpointKey` would still have to prefill by `match`: the uncached length, divided by
+ * `charactersPerToken` when the match counts characters; without a match, the whole prompt (every prompt of a batch).
+ */
+export function uncachedPromptTokens(request: LLMRequest, match: PrefixMatchEstimate | undefined, endpointKey: string, charactersPerToken: number): number {
+  if (match === undefined) return promptCharacters(request) / charactersPerToken;
   return uncachedTokensOf(match, match.cachedLength.get(endpointKey) ?? 0, charactersPerToken);
 }
 

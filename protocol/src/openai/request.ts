@@ -54,10 +54,11 @@ export type PromptInput =
   /**
    * A text prompt (completions, embeddings, responses with a string `input`, score, rerank, …); `addSpecialTokens` when
    * the body sets vLLM's `add_special_tokens` (CompletionRequest's default is true: a BOS where the model has one).
+   * `rest`: a batch's prompts after the first (`text`), absent for a single prompt (`batchPrompts`).
    */
-  | { readonly kind: 'text'; readonly text: string; readonly addSpecialTokens?: boolean }
-  /** A prompt of token ids (completions or embeddings given ids). */
-  | { readonly kind: 'tokens'; readonly tokens: readonly number[] }
+  | { readonly kind: 'text'; readonly text: string; readonly addSpecialTokens?: boolean; readonly rest?: readonly string[] }
+  /** A prompt of token ids (completions or embeddings given ids); `rest` as for a text batch. */
+  | { readonly kind: 'tokens'; readonly tokens: readonly number[]; readonly rest?: readonly (readonly number[])[] }
   /** Nothing to read a prefix from: route by load alone. */
   | { readonly kind: 'none' };
 
@@ -72,7 +73,8 @@ export interface ParsedRequestBody {
   readonly input: PromptInput;
   /**
    * The input as one string for text-based prefix matching: the prompt, or chat messages as ChatML turns (what GIE's
-   * EPP hashes), a media part as a placeholder digested from its URL (`mediaPlaceholder`). Empty when the input is `none`.
+   * EPP hashes), a media part as a placeholder digested from its URL (`mediaPlaceholder`). Empty when the input is `none`;
+   * a batch's first prompt (`input.rest` holds the others).
    */
   readonly prompt: string;
   /** Whether the response will be SSE (`stream: true`). */
@@ -214,16 +216,23 @@ function isTokenIds(v: unknown): v is number[] {
 /**
  * A completion-style `prompt` or an embeddings-style `input`: a string, token ids, or a batch of either. vLLM serves a
  * batch as one engine request per prompt, each prefilled and cached on its own (`_tokenize_prompt_inputs`, each token
- * list taken as is: serving_engine.py @ v0.10.0), so the batch is routed as one request by its first prompt, the one
- * whose blocks the pod stores first. Until session 37 a batch of strings was keyed as their joined text, and a batch of
- * token lists as the decimal text of its ids (lm-evaluation-harness's `local-completions` sends that shape).
+ * list taken as is: serving_engine.py @ v0.10.0), so every prompt of a batch is kept: the first as a single prompt is
+ * (`text`, `tokens`, and the `prompt` string), the others in `rest`, each keyed on its own and the matches summed, as
+ * llm-d-router v0.10.0 keys each prompt of a batch (`TokenizedPrompt.PerPromptTokens`, prefixhash/hashing.go
+ * GetBlockHashes). A batch of one is a single prompt. Until session 37 a batch of strings was keyed as their joined
+ * text, and a batch of token lists as the decimal text of its ids (lm-evaluation-harness's `local-completions` sends
+ * that shape); until session 65 by its first prompt alone.
  */
 function textOrTokens(value: unknown, field: string): PromptInput {
   if (typeof value === 'string') return { kind: 'text', text: value };
   if (isTokenIds(value)) return { kind: 'tokens', tokens: value };
   if (Array.isArray(value) && value.length > 0) {
-    if (value.every((p) => typeof p === 'string')) return { kind: 'text', text: value[0] as string };
-    if (value.every(isTokenIds)) return { kind: 'tokens', tokens: value[0] as number[] };
+    if (value.every((p) => typeof p === 'string')) {
+      return value.length === 1 ? { kind: 'text', text: value[0] as string } : { kind: 'text', text: value[0] as string, rest: value.slice(1) as string[] };
+    }
+    if (value.every(isTokenIds)) {
+      return value.length === 1 ? { kind: 'tokens', tokens: value[0] as number[] } : { kind: 'tokens', tokens: value[0] as number[], rest: value.slice(1) as number[][] };
+    }
   }
   throw new RequestBodyError(`${field}: must be a string, an array of strings, or an array of token ids`, field, 'invalid_type');
 }
@@ -479,6 +488,24 @@ function promptText(input: PromptInput): string {
     case 'none':
       return '';
   }
+}
+
+/** Whether `input` is a batch of several prompts (`rest`), which `batchPrompts` splits. */
+export function isBatch(input: PromptInput): boolean {
+  return (input.kind === 'text' || input.kind === 'tokens') && input.rest !== undefined;
+}
+
+/**
+ * Each prompt of `input` as an input of its own, in order: a batch's (`rest`), which vLLM serves as one engine request
+ * per prompt, each prefilled and cached on its own; any other input is one prompt, returned as is.
+ */
+export function batchPrompts(input: PromptInput): readonly PromptInput[] {
+  if (input.kind === 'text' && input.rest !== undefined) {
+    const { addSpecialTokens } = input;
+    return [input.text, ...input.rest].map((text): PromptInput => (addSpecialTokens === undefined ? { kind: 'text', text } : { kind: 'text', text, addSpecialTokens }));
+  }
+  if (input.kind === 'tokens' && input.rest !== undefined) return [input.tokens, ...input.rest].map((tokens): PromptInput => ({ kind: 'tokens', tokens }));
+  return [input];
 }
 
 /**

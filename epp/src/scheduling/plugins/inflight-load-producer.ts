@@ -131,7 +131,7 @@ export class InFlightLoadProducer implements PreRequest, PostResponse, ResponseC
     for (const target of targets) {
       const key = target.endpoint.key;
       if (tracked.some((t) => t.endpointKey === key)) continue;
-      const tokens = uncachedPromptTokens(request.prompt, this.matchFor(request, result, target), key, CHARACTERS_PER_TOKEN);
+      const tokens = uncachedPromptTokens(request, this.matchFor(request, result, target), key, CHARACTERS_PER_TOKEN);
       const pod = this.model.pod(key);
       // The pod's latest scrape first: it retires the picks whose first tokens it counted, before this one joins them.
       pod.ingest(target.metrics, now);

@@ -652,7 +652,7 @@ export class LatencyScorer implements Scorer, PreRequest, PostResponse, Response
 
   /** The request's prompt tokens the endpoint would have to prefill. */
   uncachedTokens(request: LLMRequest, match: PrefixMatchEstimate | undefined, endpointKey: string): number {
-    return uncachedPromptTokens(request.prompt, match, endpointKey, this.parameters.charactersPerToken);
+    return uncachedPromptTokens(request, match, endpointKey, this.parameters.charactersPerToken);
   }
 
   /** The predictions of the request's last scoring, by endpoint key (for logs and tests). */

@@ -17,7 +17,7 @@ import * as fs from 'node:fs';
 import * as nodePath from 'node:path';
 import { isIPv6 } from 'node:net';
 import type { KvEventBatch } from '@kvroute/protocol/kv-events';
-import { ChatTemplateRefusal } from '@kvroute/protocol/openai';
+import { batchPrompts, ChatTemplateRefusal, type PromptInput } from '@kvroute/protocol/openai';
 import type * as Tokenizer from '@kvroute/tokenizer';
 import { parseDuration, type Duration } from '../../config/duration';
 import { ConfigError, describeValue } from '../../config/errors';
@@ -190,6 +190,30 @@ interface RequestBlocks {
   readonly promptTokens: number;
   /** The same blocks' engine keys (`engine-hash.ts`), when any pod's blocks are known by engine hash only. */
   readonly engineKeys?: readonly number[];
+  /**
+   * A batch's other prompts, each keyed on its own (the fields above are its first's): vLLM serves each as an engine
+   * request of its own, whose blocks chain from the root, not from the prompt before it.
+   */
+  readonly rest?: readonly RequestBlocks[];
+}
+
+/** Each prompt's blocks: the request's, or a batch's prompt by prompt. */
+function promptBlocks(blocks: RequestBlocks): readonly RequestBlocks[] {
+  return blocks.rest === undefined ? [blocks] : [blocks, ...blocks.rest];
+}
+
+/** The request's blocks (a batch's, all its prompts'). */
+function totalBlocks(blocks: RequestBlocks): number {
+  let total = blocks.keys.length;
+  if (blocks.rest !== undefined) for (const prompt of blocks.rest) total += prompt.keys.length;
+  return total;
+}
+
+/** The request's prompt tokens (a batch's, all its prompts'). */
+function totalTokens(blocks: RequestBlocks): number {
+  let total = blocks.promptTokens;
+  if (blocks.rest !== undefined) for (const prompt of blocks.rest) total += prompt.promptTokens;
+  return total;
 }
 
 const NO_IDS: ArrayLike<number> = new Uint32Array(0);
@@ -447,22 +471,38 @@ export class PrecisePrefixCacheScorer implements Scorer, PostCycle, PrepareReque
     const tokenizer = await this.tokenizerFor(this.tokenizerModel(request.model));
     if (!tokenizer) return;
     const started = performance.now();
+    // A batch is keyed prompt by prompt, as llm-d-router v0.10.0 keys it (preciseprefixcache/blockkeys.go
+    // computeBlockKeys: one key list per PerPromptTokens entry, the salt in each one's first block).
+    const [first, ...rest] = batchPrompts(request.input);
+    const blocks = await this.blocksOf(tokenizer, request, first!);
+    if (blocks === undefined) return;
+    const others: RequestBlocks[] = [];
+    for (const input of rest) {
+      const prompt = await this.blocksOf(tokenizer, request, input);
+      if (prompt !== undefined) others.push(prompt);
+    }
+    request.attributes.set(BLOCKS, others.length > 0 ? { ...blocks, rest: others } : blocks);
+    this.handle.metrics.observeTokenization((performance.now() - started) / 1000);
+  }
+
+  /** One prompt's block keys (`input`: the request's, or one prompt of its batch); undefined when it has none to key. */
+  private async blocksOf(tokenizer: Tokenizer.ModelTokenizer, request: LLMRequest, input: PromptInput): Promise<RequestBlocks | undefined> {
     let tokenized: Awaited<ReturnType<typeof tokenizer.promptTokens>>;
     try {
       // vLLM keeps only the last truncate_prompt_tokens tokens (serving_engine.py @ v0.10.0): a text prompt truncated
       // on the left by the tokenizer, which keeps the post-processor's BOS, token ids sliced. Its blocks, and so its
       // BlockStored events, start there.
-      tokenized = await tokenizer.promptTokens(request.input, { truncatePromptTokens: request.truncatePromptTokens });
+      tokenized = await tokenizer.promptTokens(input, { truncatePromptTokens: request.truncatePromptTokens });
     } catch (error) {
       // A chat vLLM itself refuses (its answer will be a 400) is the client's mistake, not the EPP's: no keys, and no
       // error line per request (request control logs what a plugin throws as an internal error).
       if (error instanceof ChatTemplateRefusal) {
         this.handle.logger.debug('chat refused as vLLM refuses it; routed without prefix keys', { requestId: request.requestId, reason: error.message });
-        return;
+        return undefined;
       }
       throw error;
     }
-    if (!tokenized) return;
+    if (!tokenized) return undefined;
     const tokens = tokenized;
     const adapter = request.model === '' || this.baseModels.size === 0 || this.baseModels.has(request.model) ? '' : request.model;
     const root = rootKey(adapter);
@@ -485,19 +525,20 @@ export class PrecisePrefixCacheScorer implements Scorer, PostCycle, PrepareReque
     const engine = this.index.hasEngineHashKeys && adapter === '' && salt === undefined
       ? engineKeys(tokens.ids, this.blockSize, this.engineRoot)
       : undefined;
-    request.attributes.set(BLOCKS, { keys, ids: tokens.ids, root, promptTokens: tokens.ids.length, ...(engine !== undefined ? { engineKeys: engine } : {}) });
-    this.handle.metrics.observeTokenization((performance.now() - started) / 1000);
+    return { keys, ids: tokens.ids, root, promptTokens: tokens.ids.length, ...(engine !== undefined ? { engineKeys: engine } : {}) };
   }
 
   score(cycle: CycleContext, candidates: readonly EndpointSnapshot[]): number[] {
     const blocks = cycle.request.attributes?.get(BLOCKS);
     for (const c of candidates) this.learnCapacity(c);
-    if (!blocks || blocks.keys.length === 0) return candidates.map(() => 0);
+    if (!blocks) return candidates.map(() => 0);
+    const total = totalBlocks(blocks);
+    if (total === 0) return candidates.map(() => 0);
     if (cycle.request.skipsPrefixCache) {
       // vLLM looks no prompt-logprobs request up in its prefix cache (kv_cache_manager.py @ v0.10.0
       // get_computed_blocks): every pod prefills all of it, so no pod scores and the predicted cached length is 0. Its
       // blocks are still stored on the pick (postCycle speculates them, and its events confirm them).
-      publishPrefixMatch(cycle.state, { unit: 'tokens', promptLength: blocks.promptTokens, cachedLength: new Map() });
+      publishPrefixMatch(cycle.state, { unit: 'tokens', promptLength: totalTokens(blocks), cachedLength: new Map() });
       return candidates.map(() => 0);
     }
     const minMax = this.parameters.scoreNormalization === 'min-max';
@@ -506,29 +547,48 @@ export class PrecisePrefixCacheScorer implements Scorer, PostCycle, PrepareReque
     // profile's filters with speculative indexing: precise_prefix_cache.go @ v0.8.0), so a holder a filter removed
     // still lowers the others' scores; kvroute looks up the pool it knows.
     const looked = minMax ? { has: (pod: string) => candidateKeys.has(pod) || this.endpoints.has(pod) } : candidateKeys;
-    const found = this.index.longestPrefix(blocks.keys, looked, this.handle.now(), blocks.engineKeys);
+    const found = blocks.rest === undefined
+      ? this.index.longestPrefix(blocks.keys, looked, this.handle.now(), blocks.engineKeys)
+      : this.batchLongestPrefix(blocks, looked);
     const matches = minMax ? new Map([...found].filter(([pod]) => candidateKeys.has(pod))) : found;
     cycle.state.set(MATCHES, matches);
     let longest = 0;
     for (const m of matches.values()) if (m.blocks > longest) longest = m.blocks;
     publishPrefixMatch(cycle.state, {
       unit: 'tokens',
-      promptLength: blocks.promptTokens,
+      promptLength: totalTokens(blocks),
       cachedLength: new Map([...matches].map(([k, m]) => [k, m.blocks * this.blockSize])),
-      ...(longest > 0 && longest <= blocks.keys.length ? { heldBlocks: { keys: blocks.keys, longest, lengthOf: (count: number) => count * this.blockSize } } : {}),
+      // One prompt's chain (a batch's lengths are sums over several).
+      ...(longest > 0 && longest <= blocks.keys.length && blocks.rest === undefined ? { heldBlocks: { keys: blocks.keys, longest, lengthOf: (count: number) => count * this.blockSize } } : {}),
     });
     if (!minMax) {
       // llm-d-router v0.10.0: the producer's match info (tier-weighted blocks of the request's total) read by
       // prefix-cache-scorer, with its match-length blend when weighted (upstream truncates the weighted blocks to an
       // int, kvroute keeps the fraction).
       const { matchLengthWeight, matchLengthScaleTokens } = this.parameters;
-      const total = blocks.keys.length;
       return candidates.map((c) => {
         const weight = matches.get(c.endpoint.key)?.weight ?? 0;
         return matchLengthWeight > 0 ? matchLengthScore(weight, total, this.blockSize, matchLengthWeight, matchLengthScaleTokens) : weight / total;
       });
     }
     return minMaxNormalized(candidates.map((c) => matches.get(c.endpoint.key)?.weight), [...found.values()].map((m) => m.weight));
+  }
+
+  /**
+   * Each pod's leading blocks of each of a batch's prompts, blocks and tier weights summed over the prompts, as
+   * llm-d-router v0.10.0 `preciseprefixcache/producer.go` produceFromBlockKeys sums a batch's per-prompt scores.
+   */
+  private batchLongestPrefix(blocks: RequestBlocks, looked: { has(pod: string): boolean }): Map<string, { blocks: number; weight: number }> {
+    const summed = new Map<string, { blocks: number; weight: number }>();
+    const now = this.handle.now();
+    for (const prompt of promptBlocks(blocks)) {
+      if (prompt.keys.length === 0) continue;
+      for (const [pod, m] of this.index.longestPrefix(prompt.keys, looked, now, prompt.engineKeys)) {
+        const sum = summed.get(pod);
+        summed.set(pod, sum === undefined ? { blocks: m.blocks, weight: m.weight } : { blocks: sum.blocks + m.blocks, weight: sum.weight + m.weight });
+      }
+    }
+    return summed;
   }
 
   /**
@@ -543,32 +603,51 @@ export class PrecisePrefixCacheScorer implements Scorer, PostCycle, PrepareReque
     if (this.parameters.scoreNormalization !== 'min-max' && this.parameters.matchLengthWeight === 0) return scores;
     const blocks = cycle.request.attributes?.get(BLOCKS);
     const matches = cycle.state.get(MATCHES);
-    if (!blocks || blocks.keys.length === 0 || matches === undefined) return candidates.map(() => 0);
-    return candidates.map((c) => (matches.get(c.endpoint.key)?.weight ?? 0) / blocks.keys.length);
+    const total = blocks === undefined ? 0 : totalBlocks(blocks);
+    if (total === 0 || matches === undefined) return candidates.map(() => 0);
+    return candidates.map((c) => (matches.get(c.endpoint.key)?.weight ?? 0) / total);
   }
 
   postCycle(cycle: CycleContext, result: ProfileRunResult): void {
     const blocks = cycle.request.attributes?.get(BLOCKS);
     const [target] = result.targets;
     if (!blocks || !target) return;
-    const match = cycle.state.get(MATCHES)?.get(target.endpoint.key);
+    const pod = target.endpoint.key;
+    const match = cycle.state.get(MATCHES)?.get(pod);
+    this.handle.metrics.observePreciseMatch((match?.blocks ?? 0) * this.blockSize, totalTokens(blocks));
+    if (blocks.rest === undefined) {
+      this.recordPick(pod, blocks, match);
+    } else {
+      // Each prompt of a batch by its own match on the pick: what it reuses and what it lacks are its own (upstream's
+      // PreRequest speculates every prompt's keys, prerequest.go).
+      const only = new Set([pod]);
+      const now = this.handle.now();
+      for (const prompt of promptBlocks(blocks)) {
+        if (prompt.keys.length > 0) this.recordPick(pod, prompt, this.index.longestPrefix(prompt.keys, only, now, prompt.engineKeys).get(pod));
+      }
+    }
+    // The request is kept until its response ends (for `responseComplete`); its token ids need not be: the index's
+    // bounded ring holds those it keeps.
+    cycle.request.attributes?.set(BLOCKS, blocks.rest === undefined
+      ? { ...blocks, ids: NO_IDS }
+      : { ...blocks, ids: NO_IDS, rest: blocks.rest.map((prompt) => ({ ...prompt, ids: NO_IDS })) });
+    this.handle.metrics.setKvIndexBlocks(pod, this.index.blocksOf(pod));
+  }
+
+  /** Records on `pod` a prompt routed there, which it holds `match` of. */
+  private recordPick(pod: string, blocks: RequestBlocks, match: { blocks: number; weight: number } | undefined): void {
     const matched = match?.blocks ?? 0;
-    this.handle.metrics.observePreciseMatch(matched * this.blockSize, blocks.promptTokens);
     // The blocks the pod will reuse are its most recently used, as in vLLM's free queue.
-    if (matched > 0) this.index.touch(target.endpoint.key, blocks.keys, matched);
+    if (matched > 0) this.index.touch(pod, blocks.keys, matched);
     // Upstream marks every key of the request on the pick (preciseprefixcache/prerequest.go PreRequest @ llm-d-router
     // v0.10.0): besides the blocks it lacks, a prefix matched on a slower tier (CPU) counts as GPU until the pod's own
     // events say where it went. A prefix matched wholly on GPU gains nothing from the marks.
     const belowGpu = match !== undefined && match.weight < matched * this.index.gpuTierWeight;
     if (this.parameters.speculativeIndexing && (blocks.keys.length > matched || belowGpu)) {
-      this.index.speculate(target.endpoint.key, blocks.keys, this.handle.now() + this.speculativeTtlMs);
+      this.index.speculate(pod, blocks.keys, this.handle.now() + this.speculativeTtlMs);
     }
     // So the pod's events that continue a prefix this index never saw stored can still be keyed (`recoverParent`).
-    this.index.noteRouted(target.endpoint.key, blocks.root, blocks.keys, blocks.ids);
-    // The request is kept until its response ends (for `responseComplete`); its token ids need not be: the index's
-    // bounded ring holds those it keeps.
-    cycle.request.attributes?.set(BLOCKS, { ...blocks, ids: NO_IDS });
-    this.handle.metrics.setKvIndexBlocks(target.endpoint.key, this.index.blocksOf(target.endpoint.key));
+    this.index.noteRouted(pod, blocks.root, blocks.keys, blocks.ids);
   }
 
   /**
@@ -578,7 +657,10 @@ export class PrecisePrefixCacheScorer implements Scorer, PostCycle, PrepareReque
    */
   responseComplete(request: LLMRequest, target: Endpoint): void {
     const blocks = request.attributes?.get(BLOCKS);
-    if (blocks !== undefined) this.index.touch(target.key, blocks.keys, blocks.keys.length);
+    if (blocks === undefined) return;
+    this.index.touch(target.key, blocks.keys, blocks.keys.length);
+    // vLLM frees each prompt of a batch as the engine request it is.
+    if (blocks.rest !== undefined) for (const prompt of blocks.rest) this.index.touch(target.key, prompt.keys, prompt.keys.length);
   }
 
   private applyBatch(endpoint: string, batch: KvEventBatch, model: string | undefined): void {

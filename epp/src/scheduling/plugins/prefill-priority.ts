@@ -69,7 +69,7 @@ export class PrefillPriority implements Scorer, PreRequest {
     const match = attributes.get(this.matchKey);
     if (match === undefined) return; // not scored in this cycle (a request routed without scheduling)
     attributes.set(this.matchKey, null);
-    const uncached = uncachedPromptTokens(request.prompt, match ?? undefined, result.target.endpoint.key, this.parameters.charactersPerToken);
+    const uncached = uncachedPromptTokens(request, match ?? undefined, result.target.endpoint.key, this.parameters.charactersPerToken);
     attributes.set(ENGINE_PRIORITY, this.priority(uncached));
   }
 

@@ -1,3 +1,4 @@
+import { batchPrompts, isBatch, promptHead, promptOf, type PromptInput } from '@kvroute/protocol/openai';
 import { ConfigError, describeValue } from '../../config/errors';
 import type { Endpoint, EndpointSnapshot } from '../../datastore/types';
 import {
@@ -101,12 +102,17 @@ export interface PrefixCacheScorerParameters extends MatchLengthParameters {
 interface PrefixMatch {
   /** The window's block keys, then the tail probes' (`hashTailProbes`) when the window cut the prompt short. */
   readonly blocks: readonly number[];
-  /** How many of `blocks` are the window's: scores, hit metrics and stats count these only, as GIE's do. */
+  /** A batch's other prompts' window keys (`blocks` is its first keyed prompt's), each recorded as a chain of its own. */
+  readonly otherPrompts?: readonly (readonly number[])[];
+  /**
+   * How many of `blocks` are the window's (a batch: all its prompts' blocks): scores, hit metrics and stats count these
+   * only, as GIE's do.
+   */
   readonly windowBlocks: number;
   /** Characters per block of this request's hashing. */
   readonly blockChars: number;
-  /** Every endpoint's leading blocks held, from the index's walk. */
-  readonly matches: PrefixMatches;
+  /** Every endpoint's leading blocks held, from the index's walk (a batch: summed over its prompts' walks). */
+  readonly matches: Pick<PrefixMatches, 'keys' | 'counts'>;
   /** The candidates scored, and the characters each holds (blocks × hashBlockSize), by position. */
   readonly candidates: readonly EndpointSnapshot[];
   readonly cachedLength: number[];
@@ -254,10 +260,14 @@ export class PrefixCacheScorer implements Scorer, PostCycle, PrefixMatchRatios {
     const hashBlockSize = this.blockCharsFor(candidates);
     const maxPrefixBlocksToMatch = this.maxBlocksFor(hashBlockSize);
     const hashedChars = hashBlockSize * maxPrefixBlocksToMatch;
-    const text = request.prompt.length > hashedChars && request.promptHead !== undefined ? request.promptHead(hashedChars) : request.prompt;
     // vLLM shares no KV block across cache salts, so a salted request's chain starts from its own seed: the model and
     // the salt, as GIE v1.5.0 seeds it (approximateprefix/hashing.go: TargetModel, then the body's CacheSalt).
     const seed = request.cacheSalt ? `${request.model}\u0000${request.cacheSalt}` : request.model;
+    if (request.input !== undefined && isBatch(request.input)) {
+      this.matchBatch(cycle, candidates, out, matchLengthWeight, request.input, seed, hashBlockSize, maxPrefixBlocksToMatch);
+      return;
+    }
+    const text = request.prompt.length > hashedChars && request.promptHead !== undefined ? request.promptHead(hashedChars) : request.prompt;
     const windowKeys = hashPromptBlocks(seed, text, hashBlockSize, maxPrefixBlocksToMatch);
     if (windowKeys.length === 0) return;
     const windowBlocks = windowKeys.length;
@@ -326,6 +336,61 @@ export class PrefixCacheScorer implements Scorer, PostCycle, PrefixMatchRatios {
       // prompt's length), so equal probe keys do not mean an equal leading part.
       ...(longest > 0 ? { heldBlocks: { keys: windowKeys, longest: Math.min(longest, windowBlocks), lengthOf } } : {}),
       ...(tailEnds !== undefined ? { window: windowBlocks * hashBlockSize } : {}),
+      ...(this.cacheFull !== undefined ? { cacheFull: this.cacheFull } : {}),
+    });
+  }
+
+  /**
+   * `match` for a batch, which vLLM serves as one engine request per prompt, each prefilled and cached on its own: each
+   * prompt's window hashed on its own, its chain seeded as a single prompt's (so a prompt matches what it left as part
+   * of a batch and alone alike), and each candidate's leading blocks of each prompt summed over the sum of the prompts'
+   * blocks, as llm-d-router v0.10.0 matches a batch (`prefixhash/hashing.go` GetBlockHashes, one hash list per prompt;
+   * `approximateprefix/plugin.go` Produce, MatchBlocks and TotalBlocks summed over them). No tail probes, so no
+   * length passes a prompt's window; and no `heldBlocks`, which stand for one prompt's chain.
+   */
+  private matchBatch(
+    cycle: CycleContext,
+    candidates: readonly EndpointSnapshot[],
+    out: Float64Array,
+    matchLengthWeight: number,
+    input: PromptInput,
+    seed: string,
+    hashBlockSize: number,
+    maxPrefixBlocksToMatch: number,
+  ): void {
+    const prompts: number[][] = [];
+    const held = new Map<string, number>();
+    let total = 0;
+    let promptLength = 0;
+    for (const prompt of batchPrompts(input)) {
+      promptLength += promptOf(prompt).length;
+      const keys = hashPromptBlocks(seed, promptHead(prompt, hashBlockSize * maxPrefixBlocksToMatch), hashBlockSize, maxPrefixBlocksToMatch);
+      if (keys.length === 0) continue;
+      prompts.push(keys);
+      total += keys.length;
+      const matches = this.index.matchPrefix(keys);
+      for (let j = 0; j < matches.size; j++) held.set(matches.keys[j]!, (held.get(matches.keys[j]!) ?? 0) + matches.counts[j]!);
+    }
+    if (total === 0) return;
+    const n = candidates.length;
+    const cachedLength = doubleZeros(n);
+    const { matchLengthScaleTokens } = this.parameters;
+    const blockTokens = hashBlockSize / CHARACTERS_PER_TOKEN;
+    let matched = 0;
+    for (let i = 0; i < n; i++) {
+      const count = held.get(candidates[i]!.endpoint.key) ?? 0;
+      if (count === 0) continue;
+      out[i] = matchLengthWeight > 0 ? matchLengthScore(count, total, blockTokens, matchLengthWeight, matchLengthScaleTokens) : count / total;
+      cachedLength[i] = count * hashBlockSize;
+      matched++;
+    }
+    const matches = { keys: [...held.keys()], counts: [...held.values()] };
+    cycle.state.set(this.matchKey, { blocks: prompts[0]!, otherPrompts: prompts.slice(1), windowBlocks: total, blockChars: hashBlockSize, matches, candidates, cachedLength });
+    publishPrefixMatch(cycle.state, {
+      unit: 'characters',
+      promptLength,
+      cachedLength: new LazyLengths(matches.keys, matches.counts, hashBlockSize),
+      byCandidate: { candidates, cachedLength, matched },
       ...(this.cacheFull !== undefined ? { cacheFull: this.cacheFull } : {}),
     });
   }
@@ -430,8 +495,27 @@ export class PrefixCacheScorer implements Scorer, PostCycle, PrefixMatchRatios {
   learnPick(cycle: CycleContext, target: EndpointSnapshot): void {
     const match = cycle.state.get(this.matchKey);
     if (match === undefined) return;
-    this.index.record(target.endpoint.key, match.blocks);
+    this.record(target.endpoint.key, match);
     this.metrics.setPrefixIndexerSize(this.index.size, this);
+  }
+
+  /**
+   * Records `match`'s prompt as cached on `endpointKey`: every prompt of a batch, each as a chain of its own, as
+   * llm-d-router v0.10.0 `approximateprefix/plugin.go` PreRequest adds each of a batch's `PerPromptHashes`.
+   */
+  private record(endpointKey: string, match: PrefixMatch): void {
+    this.index.record(endpointKey, match.blocks);
+    if (match.otherPrompts !== undefined) for (const blocks of match.otherPrompts) this.index.record(endpointKey, blocks);
+  }
+
+  /**
+   * Counts a routed request's prompt characters for the learnt characters per token: a batch's prompt by prompt, since
+   * vLLM's `vllm:request_prompt_tokens` counts each of its engine requests.
+   */
+  private recordRouted(request: CycleContext['request']): void {
+    const input = request.input;
+    if (input !== undefined && isBatch(input)) for (const prompt of batchPrompts(input)) this.charactersPerToken.recordRouted(promptOf(prompt).length);
+    else this.charactersPerToken.recordRouted(request.prompt.length);
   }
 
   postCycle(cycle: CycleContext, result: ProfileRunResult): void {
@@ -439,7 +523,7 @@ export class PrefixCacheScorer implements Scorer, PostCycle, PrefixMatchRatios {
     const [target] = result.targets;
     if (target === undefined) return;
     // Every pick, a prompt shorter than one block too (it hashes nothing, but vLLM counts its tokens).
-    if (this.parameters.autoTune) this.charactersPerToken.recordRouted(cycle.request.prompt.length);
+    if (this.parameters.autoTune) this.recordRouted(cycle.request);
     if (match === undefined) return;
     const hits = matchedBlocksOf(match, target);
     this.picks++;
@@ -447,7 +531,7 @@ export class PrefixCacheScorer implements Scorer, PostCycle, PrefixMatchRatios {
     this.pickedHits += hits;
     const blockSize = match.blockChars;
     this.metrics.observePrefixMatch(hits * blockSize, match.windowBlocks * blockSize, this);
-    this.index.record(target.endpoint.key, match.blocks);
+    this.record(target.endpoint.key, match);
     this.metrics.setPrefixIndexerSize(this.index.size, this);
   }
 
