@@ -57,7 +57,12 @@ export interface KvAwareRoutingProps {
    * @see README.md "What `npm run synth` produces" (one stack per namespace)
    */
   readonly name?: string;
-  /** InferencePool name (the EPP's `--pool-name`). @default the `name` value */
+  /**
+   * InferencePool name (the EPP's `--pool-name`): a DNS-1123 subdomain. With `native` routing a DNS-1035 label of at
+   * most 63 characters: Istio names the Service it creates for the pool `<poolName>-ip-<8 hex>` and labels it
+   * `istio.io/inferencepool-name: <poolName>`.
+   * @default the `name` value
+   */
   readonly poolName?: string;
   /**
    * The Istio the gateway runs ("1.27.0", a minor line such as "1.28", or "1.28.3"): every Istio-facing object takes
@@ -218,6 +223,15 @@ export class KvAwareRouting extends Chart {
     if (native && poolApiGroup !== this.istio.inferencePoolApiGroup) {
       throw new PropsError('EndpointPicker', 'poolApiGroup', `must be "${this.istio.inferencePoolApiGroup}" with native routing on Istio ${this.istio.version}`, poolApiGroup);
     }
+    const poolName = props.poolName ?? name;
+    if (native) {
+      // Istio makes a Service of every InferencePool a Gateway routes to (istio/istio pilot/pkg/config/kube/gateway/
+      // inferencepool_collection.go InferencePoolServiceName @ 1.28.0-1.30.0): it cuts the name to 63 characters but
+      // keeps a dot or a leading digit, which the API server refuses in a Service name, and labels the Service with the
+      // whole pool name, which a label value takes up to 63 characters. The route would have no endpoints.
+      checkDns1035Label('KvAwareRouting', 'poolName', poolName, 63,
+        ' with "native" routing: Istio creates the pool\'s shadow Service "<poolName>-ip-<8 hex>" (cut to 63 characters, dots and a leading digit kept) labelled istio.io/inferencepool-name=<poolName>, and Kubernetes refuses a Service name that is not a DNS-1035 label and a label value over 63 characters');
+    }
 
     // Central KV events: vLLM connects to the EPP's Service unless the profile names another endpoint.
     const eppName = `${name}-epp`;
@@ -278,7 +292,7 @@ export class KvAwareRouting extends Chart {
         : {}),
       namespace,
       name: eppName,
-      poolName: props.poolName ?? name,
+      poolName,
     });
     // vLLM's fcfs queue ignores the priority the plugin writes (V1's processor passes it on, request_queue.py @ v0.10.0
     // orders by arrival only): the plugin would cost a body edit a request and change nothing, a misconfiguration.

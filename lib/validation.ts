@@ -39,12 +39,13 @@ const DNS_1035_LABEL = /^[a-z]([-a-z0-9]*[a-z0-9])?$/;
 
 /**
  * A name that becomes a Service's (or a prefix of one): Kubernetes refuses Service names that are not DNS-1035 labels,
- * so `1pool-epp` fails at apply although `1pool` is a valid DNS-1123 label.
+ * so `1pool-epp` fails at apply although `1pool` is a valid DNS-1123 label. `reason` ends the message: why this name
+ * must be one.
  * @see https://kubernetes.io/docs/concepts/overview/working-with-objects/names/#rfc-1035-label-names
  */
-export function checkDns1035Label(scope: string, field: string, value: string, maxLength = 63): string {
+export function checkDns1035Label(scope: string, field: string, value: string, maxLength = 63, reason = ', as Service names are'): string {
   if (typeof value !== 'string' || value.length > maxLength || !DNS_1035_LABEL.test(value)) {
-    throw new PropsError(scope, field, `must be a DNS-1035 label (lower-case alphanumerics and '-', starting with a letter, at most ${maxLength} characters), as Service names are`, value);
+    throw new PropsError(scope, field, `must be a DNS-1035 label (lower-case alphanumerics and '-', starting with a letter, at most ${maxLength} characters)${reason}`, value);
   }
   return value;
 }

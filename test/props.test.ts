@@ -1,3 +1,4 @@
+import { createHash } from 'crypto';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
@@ -684,6 +685,37 @@ describe('names that become Service names and pod labels', () => {
     expect(() => synthProps(withOverrides(DEMO, { name: 'n'.repeat(48) }))).not.toThrow();
     expect(() => new SessionStore(Testing.chart(), 'Store', { namespace: 'llm-d', name: 's'.repeat(53) }))
       .toThrow(/^SessionStore\.name: must be a DNS-1035 label .*at most 52 characters/);
+  });
+
+  // istio/istio pilot/pkg/config/kube/gateway/inferencepool_collection.go @ 1.28.0-1.30.0: for every InferencePool a
+  // Gateway routes to, Istio creates the Service `InferencePoolServiceName(pool)` labelled `istio.io/inferencepool-name:
+  // <pool>`. The name is cut to 63 characters but keeps the pool name's dots and leading digit, and the API server
+  // refuses a Service name that is not a DNS-1035 label (pkg/apis/core/validation ValidateServiceName) and a label
+  // value over 63 characters: the Service is never created and the route has no endpoints.
+  const istioShadowServiceName = (pool: string): string => {
+    const hash = createHash('sha256').update(pool).digest('hex').slice(0, 8);
+    const name = `${pool}-ip-${hash}`;
+    return name.length > 63 ? `${pool.slice(0, 63 - '-ip-'.length - 8)}-ip-${hash}` : name;
+  };
+  const dns1035Label = /^[a-z]([-a-z0-9]*[a-z0-9])?$/;
+
+  test.each([
+    ['a dot', 'qwen3-0.6b'],
+    ['a leading digit', '1pool'],
+    ['64 characters', `p${'o'.repeat(62)}l`],
+  ])('with native routing a poolName with %s, which Istio cannot make its shadow Service or label from, is refused (Istio 1.28-1.30 inferencepool_collection.go InferencePoolServiceName)', (_what, poolName) => {
+    expect(dns1035Label.test(istioShadowServiceName(poolName)) && poolName.length <= 63).toBe(false);
+    const native = withOverrides(DEMO, { istioVersion: '1.30', inferenceRouting: 'native', poolName });
+    expect(() => build(native)).toThrow(new RegExp(`^KvAwareRouting\\.poolName: must be a DNS-1035 label \\(lower-case alphanumerics and '-', starting with a letter, at most 63 characters\\) with "native" routing: Istio creates the pool's shadow Service "<poolName>-ip-<8 hex>" .* labelled istio\\.io/inferencepool-name=<poolName>.*, got "${poolName.replace(/\./g, '\\.')}"$`));
+    // Through kvroute's EnvoyFilter only the EPP reads the pool: any InferencePool name goes.
+    expect(() => build(withOverrides(DEMO, { poolName }))).not.toThrow();
+  });
+
+  test('with native routing the longest poolName Istio accepts, 63 characters, gives a valid shadow Service name', () => {
+    const poolName = `p${'o'.repeat(61)}l`;
+    expect(dns1035Label.test(istioShadowServiceName(poolName)) && istioShadowServiceName(poolName).length <= 63).toBe(true);
+    const m = synthProps(withOverrides(DEMO, { istioVersion: '1.30', inferenceRouting: 'native', poolName }));
+    expect(one(m, 'InferencePool').metadata.name).toBe(poolName);
   });
 
   test('the longest gateway name with the default class makes a 63-character Service name', () => {
