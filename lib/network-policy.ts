@@ -4,7 +4,7 @@ import { DecodePool } from './decode-pool';
 import { EndpointPicker } from './endpoint-picker';
 import { InferenceGateway } from './gateway';
 import { SessionStore } from './session-store';
-import { checkCidr, checkDnsLabel, checkLabels, checkPort, PropsError } from './validation';
+import { checkCidr, checkCidrExcept, checkDnsLabel, checkLabels, checkPort, PropsError } from './validation';
 
 /**
  * The label the control plane sets on every Namespace, valued with its name, so a policy can select one namespace.
@@ -42,7 +42,11 @@ export interface LocalPodsPeer {
 export interface CidrPeer {
   /** An IPv4 or IPv6 CIDR, e.g. "10.0.0.0/16" or "192.0.2.10/32". */
   readonly cidr: string;
-  /** Ranges inside `cidr` to leave out. @default none */
+  /**
+   * Ranges inside `cidr` to leave out, each a strict subset of it (the same address family, a longer prefix), as the
+   * API server requires.
+   * @default none
+   */
   readonly except?: readonly string[];
 }
 
@@ -243,7 +247,7 @@ function toPeer(field: string, peer: NetworkPeer, scope: string = SCOPE): k8s.Ne
     return {
       ipBlock: {
         cidr: checkCidr(scope, `${field}.cidr`, p.cidr),
-        ...(p.except ? { except: p.except.map((e, j) => checkCidr(scope, `${field}.except[${j}]`, e)) } : {}),
+        ...(p.except ? { except: checkCidrExcept(scope, field, p.cidr, p.except) } : {}),
       },
     };
   }

@@ -3,7 +3,7 @@
  * cluster profile fails `cdk8s synth` with a sentence a platform engineer can act on.
  */
 
-import { isIP } from 'net';
+import { BlockList, isIP } from 'net';
 
 export class PropsError extends Error {
   constructor(scope: string, field: string, requirement: string, got: unknown) {
@@ -240,13 +240,41 @@ export function checkLabels(scope: string, field: string, value: Readonly<Record
   return { ...value };
 }
 
+/** A CIDR's address, its family (4 or 6) and its prefix length; undefined for anything else. */
+function parseCidr(value: string): { address: string; family: 4 | 6; bits: number } | undefined {
+  const m = typeof value === 'string' ? /^([^/\s]+)\/(\d{1,3})$/.exec(value) : null;
+  const family = m ? isIP(m[1]!) : 0;
+  const bits = m ? Number(m[2]) : NaN;
+  if (!m || (family !== 4 && family !== 6) || bits > (family === 4 ? 32 : 128)) return undefined;
+  return { address: m[1]!, family, bits };
+}
+
 /** An IPv4 or IPv6 CIDR ("10.0.0.0/8", "fd00::/8"), as a NetworkPolicy `ipBlock` takes it. */
 export function checkCidr(scope: string, field: string, value: string): string {
-  const m = typeof value === 'string' ? /^([^/\s]+)\/(\d{1,3})$/.exec(value) : null;
-  const family = m ? isIP(m[1]) : 0;
-  const bits = m ? Number(m[2]) : NaN;
-  if (!m || family === 0 || bits > (family === 4 ? 32 : 128)) {
+  if (parseCidr(value) === undefined) {
     throw new PropsError(scope, field, 'must be an IPv4 or IPv6 CIDR such as "10.0.0.0/8" or "fd00::/64"', value);
   }
   return value;
+}
+
+/**
+ * A NetworkPolicy ipBlock's `except` ranges, each a strict subset of `cidr`: the same address family, a longer prefix,
+ * inside it. The API server refuses the whole policy otherwise (kubernetes pkg/apis/networking/validation/validation.go
+ * ValidateIPBlock, "must be a strict subset of `cidr`"). `field` is the ipBlock's; errors name `<field>.except[j]`.
+ */
+export function checkCidrExcept(scope: string, field: string, cidr: string, except: readonly string[]): string[] {
+  const block = parseCidr(checkCidr(scope, `${field}.cidr`, cidr))!;
+  const type = block.family === 4 ? 'ipv4' : 'ipv6';
+  const inside = new BlockList();
+  inside.addSubnet(block.address, block.bits, type);
+  return except.map((e, j) => {
+    const path = `${field}.except[${j}]`;
+    const range = parseCidr(checkCidr(scope, path, e))!;
+    // With a longer prefix the range lies inside the block exactly when its address does (ValidateIPBlock checks the
+    // range's network address, which differs from the written one past the range's prefix only).
+    if (range.family !== block.family || range.bits <= block.bits || !inside.check(range.address, type)) {
+      throw new PropsError(scope, path, `must be a strict subset of cidr ${JSON.stringify(cidr)} (the same address family, a longer prefix, inside it), as the API server requires of an ipBlock`, e);
+    }
+    return e;
+  });
 }

@@ -401,6 +401,41 @@ describe('the NetworkPolicy check itself', () => {
   });
 });
 
+// kubernetes/kubernetes pkg/apis/networking/validation/validation.go ValidateIPBlock: each `except` must be a strict
+// subset of `cidr` ("must be a strict subset of `cidr`": inside it, with a longer mask), or the API server refuses the
+// whole NetworkPolicy at apply.
+describe('ipBlock except ranges are strict subsets of their cidr, as the API server requires (ValidateIPBlock)', () => {
+  const lockedDown = { apiServer: [{ cidrs: ['10.96.0.1/32'], ports: [443] }] };
+  test.each<[string, KvAwareRoutingProps, RegExp]>([
+    ['a metrics source except outside its cidr', withOverrides(DEMO, { networkPolicy: { metricsSources: [{ cidr: '10.0.0.0/16', except: ['192.168.0.0/24'] }] } }),
+      /^EppNetworkPolicy\.metricsSources\[0\]\.except\[0\]: must be a strict subset of cidr "10\.0\.0\.0\/16" \(the same address family, a longer prefix, inside it\), as the API server requires of an ipBlock, got "192\.168\.0\.0\/24"$/],
+    ['a health source except equal to its cidr', withOverrides(DEMO, { networkPolicy: { healthSources: [{ cidr: '10.0.0.0/16', except: ['10.0.0.0/16'] }] } }),
+      /^EppNetworkPolicy\.healthSources\[0\]\.except\[0\]: must be a strict subset of cidr "10\.0\.0\.0\/16"/],
+    ['an except wider than its cidr', withOverrides(DEMO, { networkPolicy: { healthSources: [{ cidr: '10.0.0.0/16', except: ['10.0.1.0/24', '10.0.0.0/8'] }] } }),
+      /^EppNetworkPolicy\.healthSources\[0\]\.except\[1\]: must be a strict subset of cidr "10\.0\.0\.0\/16"/],
+    ['a DNS peer except of the other address family', withOverrides(DEMO, { networkPolicy: { egress: { ...lockedDown, dns: [{ cidr: '169.254.0.0/16', except: ['fd00::/64'] }] } } }),
+      /^EppNetworkPolicy\.egress\.dns\[0\]\.except\[0\]: must be a strict subset of cidr "169\.254\.0\.0\/16"/],
+    ['an IPv6 except outside its cidr', withOverrides(DEMO, { networkPolicy: { healthSources: [{ cidr: 'fd00::/48', except: ['fd01::/64'] }] } }),
+      /^EppNetworkPolicy\.healthSources\[0\]\.except\[0\]: must be a strict subset of cidr "fd00::\/48"/],
+    ['an existing session store\'s network peer except outside its cidr', withOverrides(DEMO, {
+      decode: { kvEvents: { mode: 'per-pod' } }, endpointPicker: { replicas: 2 },
+      sessionStore: { existing: { host: 'redis.cache.svc.cluster.local', networkPeer: { cidr: '10.1.0.0/16', except: ['10.2.0.0/24'] } } },
+      networkPolicy: { egress: lockedDown },
+    }), /^SessionStore\.existing\.networkPeer\.except\[0\]: must be a strict subset of cidr "10\.1\.0\.0\/16"/],
+    ['a decode client except outside its cidr', withOverrides(DEMO, { networkPolicy: { decodeClients: [{ cidr: '10.0.0.0/16', except: ['10.1.0.0/24'] }] } }),
+      /^DecodeNetworkPolicy\.clients\[0\]\.except\[0\]: must be a strict subset of cidr "10\.0\.0\.0\/16"/],
+  ])('%s is refused at synth', (_what, props, message) => {
+    expect(() => synthChart(props)).toThrow(message);
+  });
+
+  test('excepts inside their cidr with a longer prefix, IPv4 and IPv6, reach the policy as given', () => {
+    const healthSources = [{ cidr: '10.0.0.0/16', except: ['10.0.99.0/24', '10.0.255.255/32'] }, { cidr: 'fd00::/48', except: ['fd00:0:0:1::/64'] }];
+    const { manifests: x } = synthChart(withOverrides(DEMO, { networkPolicy: { healthSources } }));
+    const policy = one(x, 'NetworkPolicy', 'ms-llm-d-modelservice-epp');
+    expect(policy.spec.ingress.find((r: Json) => portsOf(r).includes(9003)).from).toEqual(healthSources.map((s) => ({ ipBlock: s })));
+  });
+});
+
 function container0(d: Manifest): Json {
   return d.spec.template.spec.containers[0];
 }
