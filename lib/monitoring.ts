@@ -256,6 +256,13 @@ export class Monitoring extends Construct {
     const ns = decodePool.namespace;
     const labels = props.selectorLabels ? checkLabels(S, 'selectorLabels', props.selectorLabels, { allowEmpty: true }) : undefined;
     const dashboardLabels = checkLabels(S, 'dashboardLabels', props.dashboardLabels ?? { grafana_dashboard: '1' }, { allowEmpty: true });
+    // poolName may be 253 characters (a DNS-1123 subdomain, as an InferencePool's name), and so may the names made from
+    // it (ValidateConfigMapName = NameIsDNSSubdomain; a custom resource's name likewise): the dashboard's is the longer,
+    // so the PrometheusRule's `<poolName>-kvroute` fits whenever it does.
+    const dashboardName = `${endpointPicker.poolName}-kvroute-dashboard`;
+    if (dashboardName.length > 253) {
+      throw new PropsError(S, 'endpointPicker.poolName', `must be at most ${253 - (dashboardName.length - endpointPicker.poolName.length)} characters with monitoring on: the dashboard ConfigMap's name "<poolName>-kvroute-dashboard" would be ${dashboardName.length} characters, over the 253 Kubernetes allows (a DNS-1123 subdomain)`, endpointPicker.poolName);
+    }
     const scale = props.durationScale ?? 1;
     if (typeof scale !== 'number' || !(scale > 0 && scale <= 1)) {
       throw new PropsError(S, 'durationScale', 'must be a number greater than 0 and at most 1', scale);
@@ -504,7 +511,7 @@ export class Monitoring extends Construct {
 
     this.dashboard = new k8s.KubeConfigMap(this, 'Dashboard', {
       metadata: {
-        name: `${endpointPicker.poolName}-kvroute-dashboard`,
+        name: dashboardName,
         namespace: ns,
         labels: dashboardLabels,
       },

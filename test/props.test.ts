@@ -718,6 +718,18 @@ describe('names that become Service names and pod labels', () => {
     expect(one(m, 'InferencePool').metadata.name).toBe(poolName);
   });
 
+  // kubernetes/kubernetes pkg/apis/core/validation/validation.go ValidateConfigMapName = NameIsDNSSubdomain (at most 253
+  // characters; a PrometheusRule's name too), while the InferencePool's name, poolName, may itself be 253 characters.
+  test('a poolName that would name the dashboard ConfigMap <poolName>-kvroute-dashboard past 253 characters (ValidateConfigMapName) is refused with monitoring on; at 235 the name is 253; without monitoring the pool takes 253', () => {
+    expect(() => build(withOverrides(DEMO, { poolName: 'p'.repeat(236) })))
+      .toThrow(/^Monitoring\.endpointPicker\.poolName: must be at most 235 characters with monitoring on: the dashboard ConfigMap's name "<poolName>-kvroute-dashboard" would be 254 characters, over the 253 Kubernetes allows \(a DNS-1123 subdomain\), got "p{236}"$/);
+    const longest = synthProps(withOverrides(DEMO, { poolName: 'p'.repeat(235) }));
+    expect(one(longest, 'ConfigMap', `${'p'.repeat(235)}-kvroute-dashboard`).metadata.name).toHaveLength(253);
+    expect(one(longest, 'PrometheusRule').metadata.name).toBe(`${'p'.repeat(235)}-kvroute`);
+    const unmonitored = synthProps(withOverrides(DEMO, { poolName: 'p'.repeat(253), monitoring: { enabled: false } }));
+    expect(one(unmonitored, 'InferencePool').metadata.name).toHaveLength(253);
+  });
+
   test('the longest gateway name with the default class makes a 63-character Service name', () => {
     const routing = new KvAwareRouting(Testing.app(), 'test', withOverrides(DEMO, { gateway: { name: 'g'.repeat(57) } }));
     expect(routing.gateway.serviceName).toHaveLength(63);
