@@ -48,6 +48,8 @@ schedulingProfiles:
             hashBlockSize: 64,
             maxPrefixBlocksToMatch: 256,
             maxPrefixTokensToMatch: 0,
+            minBlockSizeTokens: 1,
+            partialLastBlock: false,
             // No block size given: the pods' own, as GIE v1.5.0's autoTune takes it (64 characters until scraped).
             tuneBlockSize: true,
             autoTune: true,
@@ -252,7 +254,7 @@ describe('validation errors name the field and what is allowed', () => {
     [
       'unknown parameter',
       plugins('- type: prefix-cache-scorer\n  parameters: {blockChars: 16}\n'),
-      'plugins[0].parameters.blockChars: unknown field; allowed: mode, hashBlockSize, blockSize, blockSizeTokens, maxPrefixTokensToMatch, maxPrefixBlocksToMatch, autoTune, tuneBlockSize, capacityFactor, learnCharactersPerToken, lruCapacityPerServer, maxIndexEntries, matchLengthWeight, matchLengthScaleTokens',
+      'plugins[0].parameters.blockChars: unknown field; allowed: mode, hashBlockSize, blockSize, blockSizeTokens, maxPrefixTokensToMatch, maxPrefixBlocksToMatch, minBlockSizeTokens, partialLastBlock, autoTune, tuneBlockSize, capacityFactor, learnCharactersPerToken, lruCapacityPerServer, maxIndexEntries, matchLengthWeight, matchLengthScaleTokens',
     ],
     [
       'kvroute\'s hashBlockSize beside one of GIE\'s block sizes',
@@ -614,6 +616,8 @@ describe('defaultEndpointPickerConfig', () => {
       hashBlockSize: 64,
       maxPrefixBlocksToMatch: 256,
       maxPrefixTokensToMatch: 0,
+      minBlockSizeTokens: 1,
+      partialLastBlock: false,
       // kvroute's own fixed 64-character blocks, whatever the pods' block size.
       tuneBlockSize: false,
       autoTune: true,

@@ -350,13 +350,14 @@ describe("the approximate prefix window of llm-d's form (llm-d-router v0.10.0 ap
   };
 
   test("llm-d's group matches up to 131072 tokens where the config sets no token window; GIE's keeps its 256 blocks; a token window set is kept", () => {
-    expect(windowOf(LLMD)).toMatchObject({ maxPrefixTokensToMatch: 131072, maxPrefixBlocksToMatch: 8192 });
-    expect(windowOf(GIE)).toMatchObject({ maxPrefixTokensToMatch: 0, maxPrefixBlocksToMatch: 256 });
-    expect(windowOf(LLMD, ', parameters: {maxPrefixTokensToMatch: 4096}')).toMatchObject({ maxPrefixTokensToMatch: 4096, maxPrefixBlocksToMatch: 256 });
+    // Blocks of at least 64 tokens there (approximateprefix/plugin.go minBlockSizeTokens): 131072 / 64 = 2048 blocks.
+    expect(windowOf(LLMD)).toMatchObject({ maxPrefixTokensToMatch: 131072, maxPrefixBlocksToMatch: 2048, minBlockSizeTokens: 64, partialLastBlock: true });
+    expect(windowOf(GIE)).toMatchObject({ maxPrefixTokensToMatch: 0, maxPrefixBlocksToMatch: 256, minBlockSizeTokens: 1, partialLastBlock: false });
+    expect(windowOf(LLMD, ', parameters: {maxPrefixTokensToMatch: 4096}')).toMatchObject({ maxPrefixTokensToMatch: 4096, maxPrefixBlocksToMatch: 64 });
     // approximateprefix/plugin.go resolveMaxBlocks @ v0.10.0: the token window wins whenever positive, its default
     // included, so a block cap alone changes nothing there; it applies under maxPrefixTokensToMatch: 0, by default
     // v0.10.0's 2048 blocks (types.go defaultMaxPrefixBlocks).
-    expect(windowOf(LLMD, ', parameters: {maxPrefixBlocksToMatch: 64}')).toMatchObject({ maxPrefixTokensToMatch: 131072, maxPrefixBlocksToMatch: 8192 });
+    expect(windowOf(LLMD, ', parameters: {maxPrefixBlocksToMatch: 64}')).toMatchObject({ maxPrefixTokensToMatch: 131072, maxPrefixBlocksToMatch: 2048 });
     expect(windowOf(LLMD, ', parameters: {maxPrefixTokensToMatch: 0, maxPrefixBlocksToMatch: 64}')).toMatchObject({ maxPrefixTokensToMatch: 0, maxPrefixBlocksToMatch: 64 });
     expect(windowOf(LLMD, ', parameters: {maxPrefixTokensToMatch: 0}')).toMatchObject({ maxPrefixTokensToMatch: 0, maxPrefixBlocksToMatch: 2048 });
     expect(windowOf(GIE, ', parameters: {maxPrefixBlocksToMatch: 64}')).toMatchObject({ maxPrefixTokensToMatch: 0, maxPrefixBlocksToMatch: 64 });
@@ -387,5 +388,40 @@ describe("the approximate prefix window of llm-d's form (llm-d-router v0.10.0 ap
     expect(llmdA).toBeGreaterThan(llmdB);
     const [gieA, gieB] = matched(GIE);
     expect(gieA).toBe(gieB);
+  });
+  // llm-d-router v0.10.0 cuts a prompt into blocks of at least 64 tokens (approximateprefix/plugin.go GetBlockSize,
+  // minBlockSizeTokens) and hashes the short last block too (prefixhash/hashing.go getKVCacheBlocksFromTokens), its
+  // tokens the estimate's 4 bytes each (dataproducer/tokenizer/estimate.go packBytes); GIE v1.5.0 hashes full blocks of
+  // the pods' size (16 tokens, 64 characters) only (approximateprefix/hashing.go).
+  const scoresAfter = (head: string, served: string, asked: string, blockSize = 16) => {
+    const scheduler = buildScheduler(parseEndpointPickerConfig(`${head}${PLUGINS}`));
+    const tuned = (name: string): EndpointSnapshot => ({ ...pod(name), metrics: { ...pod(name).metrics, blockSize } });
+    const [a, b] = [tuned('a'), tuned('b')];
+    const req = (prompt: string) => ({ requestId: 'r', model: 'm', prompt, headers: {} });
+    scheduler.schedule(req(served), [a]);
+    const { scores } = scheduler.schedule(req(asked), [a, b]);
+    return [scores.get('a:8000')!, scores.get('b:8000')!];
+  };
+
+  test("llm-d's group matches a repeated prompt shorter than one block on the pod that served it; GIE's hashes no block of it", () => {
+    const short = 'What is the capital of France?'; // 30 characters: under GIE's 64, under llm-d's 256
+    expect(scoresAfter(LLMD, short, short)).toEqual([1, 0]);
+    expect(scoresAfter(GIE, short, short)).toEqual([0, 0]);
+  });
+
+  test("llm-d's group scores in blocks of 64 tokens even when the pods' blocks are 16: a shared 200-character head is no shared block there", () => {
+    const head = 'h'.repeat(200);
+    const [x, y] = [`${head}${'x'.repeat(312)}`, `${head}${'y'.repeat(312)}`]; // 512 characters: two blocks of 256
+    expect(scoresAfter(LLMD, x, y)).toEqual([0, 0]);
+    // GIE: three of eight 64-character blocks are shared.
+    expect(scoresAfter(GIE, x, y)).toEqual([3 / 8, 0]);
+    // A larger block size of the pods' is kept (only smaller ones are raised): 128 tokens, one block of 512 characters.
+    expect(scoresAfter(LLMD, x, x, 128)).toEqual([1, 0]);
+  });
+
+  test("a block size under llm-d's 64 tokens is raised with a note, as upstream overrides it with a warning (approximateprefix/plugin.go newDataProducer)", () => {
+    const config = parseEndpointPickerConfig(`${LLMD}${PLUGINS.replace('{type: prefix-cache-scorer}', '{type: prefix-cache-scorer, parameters: {blockSizeTokens: 16}}')}`);
+    expect(endpointPickerConfigNotes(config).join('\n')).toContain('the configured block size (16 tokens) is below llm-d-router v0.10.0\'s minimum of 64 and is raised to it');
+    expect(endpointPickerConfigNotes(parseEndpointPickerConfig(`${LLMD}${PLUGINS}`)).join('\n')).not.toContain('minimum of 64');
   });
 });

@@ -26,7 +26,8 @@ const pod = (name: string): EndpointSnapshot => ({
 });
 const cycle = (prompt: string): CycleContext => ({ request: { requestId: 'r', model: 'm', prompt, headers: {} }, state: new CycleState() });
 /** A prompt of `blocks` 64-character blocks (the scorers' block while the pods' own block size is unknown), from `seed`. */
-const prompt = (seed: string, blocks: number) => Array.from({ length: blocks }, (_, i) => `${seed} block ${i} `.padEnd(64, '.')).join('');
+// Blocks of llm-d-router v0.10.0's smallest size, 64 tokens (256 characters at its 4 a token), which its producers hash.
+const prompt = (seed: string, blocks: number) => Array.from({ length: blocks }, (_, i) => `${seed} block ${i} `.padEnd(256, '.')).join('');
 const parametersOf = (yaml: string, name: string) => parseEndpointPickerConfig(yaml).plugins.find((p) => p.name === name)?.parameters as Record<string, unknown> | undefined;
 
 describe('llm-d-router v0.10.0 "tiered-prefix-cache-cpu" (test/integration/epp/wellknown_configs_test.go)', () => {
@@ -163,7 +164,7 @@ describe('named approx-prefix-cache-producers under llm-d\'s group', () => {
     ['a bad producer parameter', TIERED.replace('lruCapacityPerServer: 1000', 'lruCapacityPerServer: 0'),
       'plugins[1].parameters.lruCapacityPerServer: must be an integer >= 1, got 0'],
     ['an unknown producer parameter', TIERED.replace('lruCapacityPerServer: 1000', 'lruCapacity: 1000'),
-      'plugins[1].parameters.lruCapacity: unknown field; allowed: mode, hashBlockSize, blockSize, blockSizeTokens, maxPrefixTokensToMatch, maxPrefixBlocksToMatch, autoTune, tuneBlockSize, '
+      'plugins[1].parameters.lruCapacity: unknown field; allowed: mode, hashBlockSize, blockSize, blockSizeTokens, maxPrefixTokensToMatch, maxPrefixBlocksToMatch, minBlockSizeTokens, partialLastBlock, autoTune, tuneBlockSize, '
         + 'capacityFactor, learnCharactersPerToken, lruCapacityPerServer, maxIndexEntries, matchLengthWeight, matchLengthScaleTokens'],
     // And errors found after the producers are merged away name the plugins as written.
     ['a bad weight on the scorer after the producer', TIERED.replace('    prefixMatchInfoProducerName: cpu-prefix-cache-producer\n', '    prefixMatchInfoProducerName: cpu-prefix-cache-producer\n    matchLengthWeight: 2\n'),

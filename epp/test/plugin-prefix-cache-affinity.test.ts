@@ -443,12 +443,16 @@ class Pool {
   readonly observed: { hits: number; total: number }[] = [];
   private seq = 0;
 
-  constructor(filter: string, readonly names = ['p0', 'p1', 'p2', 'p3'], scorerParameters = '{}') {
+  /**
+   * The scorer cuts prompts into GIE's 64-character blocks (`minBlockSizeTokens: 1`, `partialLastBlock: false`) so the
+   * arithmetic below counts in the pods' 16-token blocks; llm-d's own 64-token cut is `llmd-v0.10-config.test.ts`'s.
+   */
+  constructor(filter: string, readonly names = ['p0', 'p1', 'p2', 'p3'], scorerParameters = '') {
     this.scheduler = buildScheduler(parseEndpointPickerConfig(`${HEADER}plugins:
 - type: prefix-cache-affinity-filter
   parameters: ${filter}
 - type: prefix-cache-scorer
-  parameters: ${scorerParameters}
+  parameters: { minBlockSizeTokens: 1, partialLastBlock: false${scorerParameters} }
 - type: active-request-scorer
 - type: max-score-picker
 schedulingProfiles:
@@ -533,7 +537,7 @@ describe('prefix-cache-affinity-filter end to end (buildScheduler, the prefix sc
   it('stickiness reads the match ratio, not the scorer\'s match-length blend (upstream\'s filter reads MatchBlocks ÷ TotalBlocks)', () => {
     // 25 of 25 blocks held: ratio 1, sticky upstream whatever the scorer's matchLengthWeight. The blend at weight 0.5
     // (400 tokens of an 8192 scale) is 0.5·(400/8192)² + 0.5·1 ≈ 0.501, under the 0.8 threshold.
-    const pool = new Pool('{ maxTTFTPenaltyMs: 0 }', undefined, '{ matchLengthWeight: 0.5 }');
+    const pool = new Pool('{ maxTTFTPenaltyMs: 0 }', undefined, ', matchLengthWeight: 0.5');
     const picks = Array.from({ length: 40 }, (_, u) => pool.send(ask(u)).name);
     expect(new Set(picks).size).toBe(1);
   });

@@ -37,6 +37,21 @@ describe('hashPromptBlocks', () => {
     expect(hashPromptBlocks('m', 'aaaabbbbcc', 4, 256)).toEqual(hashPromptBlocks('m', 'aaaabbbbdd', 4, 256));
   });
 
+  it('with partialLastBlock hashes the short last block as one more key while under maxBlocks, as llm-d-router v0.10.0 prefixhash/hashing.go getKVCacheBlocksFromTokens', () => {
+    expect(hashPromptBlocks('m', 'abc', 4, 256, true)).toHaveLength(1);
+    expect(hashPromptBlocks('m', 'abcd', 4, 256, true)).toHaveLength(1);
+    const [cc, dd] = [hashPromptBlocks('m', 'aaaabbbbcc', 4, 256, true), hashPromptBlocks('m', 'aaaabbbbdd', 4, 256, true)];
+    expect(cc).toHaveLength(3);
+    expect(cc.slice(0, 2)).toEqual(dd.slice(0, 2));
+    expect(cc[2]).not.toBe(dd[2]);
+    // The full blocks' keys are the same either way; a short block is not the full block it begins.
+    expect(cc.slice(0, 2)).toEqual(hashPromptBlocks('m', 'aaaabbbbcc', 4, 256));
+    expect(hashPromptBlocks('m', 'aaaabbbbcccc', 4, 256, true)[2]).not.toBe(cc[2]);
+    // At the cap the rest is cut, as upstream stops at maxPrefixBlocks.
+    expect(hashPromptBlocks('m', 'aaaabbbbcc', 4, 2, true)).toEqual(cc.slice(0, 2));
+    expect(hashPromptBlocks('m', '', 4, 256, true)).toEqual([]);
+  });
+
   it('gives prompts sharing N leading blocks the same first N keys, then different ones', () => {
     const first = hashPromptBlocks('m', 'aaaabbbbccccdddd', 4, 256);
     const second = hashPromptBlocks('m', 'aaaabbbbXcccdddd', 4, 256);

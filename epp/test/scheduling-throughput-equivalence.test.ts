@@ -209,7 +209,8 @@ describe('hashPromptBlocks over copied code units', () => {
       const blockSize = 1 + Math.floor(random() * 80);
       const maxBlocks = 1 + Math.floor(random() * 300);
       const model = random() < 0.5 ? 'Qwen/Qwen3-0.6B' : 'm';
-      expect(hashPromptBlocks(model, consed, blockSize, maxBlocks)).toEqual(hashPromptBlocksFromString(model, prompt, blockSize, maxBlocks));
+      const partialLastBlock = random() < 0.5;
+      expect(hashPromptBlocks(model, consed, blockSize, maxBlocks, partialLastBlock)).toEqual(hashPromptBlocksFromString(model, prompt, blockSize, maxBlocks, partialLastBlock));
     }
   });
 });

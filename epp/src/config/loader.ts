@@ -7,7 +7,7 @@ import { FieldReader, isPlainObject } from './fields';
 import { parseQuantity } from './quantity';
 import { parseDuration } from './duration';
 import { resolvePluginParameters } from './parameters';
-import { LLMD_MAX_PREFIX_BLOCKS, LLMD_MAX_PREFIX_TOKENS, normalizeProducerForms } from './producer-form';
+import { LLMD_BLOCK_CUT, LLMD_MAX_PREFIX_BLOCKS, LLMD_MAX_PREFIX_TOKENS, normalizeProducerForms } from './producer-form';
 import {
   ENDPOINT_PICKER_CONFIG_API_VERSION,
   ENDPOINT_PICKER_CONFIG_API_VERSIONS,
@@ -888,7 +888,7 @@ function addPdPrefixScorer(plugins: PluginSpec[]): void {
   if (!plugins.some((p) => PD_HANDLER_TYPES.includes(p.type))) return;
   if (plugins.some((p) => p.type === 'prefix-cache-scorer' || p.type === 'precise-prefix-cache-scorer')) return;
   const path = 'plugins (adding the prefix-cache-scorer a P/D profile handler reads, as upstream\'s default approx-prefix-cache-producer)';
-  ensurePlugin('prefix-cache-scorer', plugins, path, { maxPrefixTokensToMatch: LLMD_MAX_PREFIX_TOKENS, maxPrefixBlocksToMatch: LLMD_MAX_PREFIX_BLOCKS });
+  ensurePlugin('prefix-cache-scorer', plugins, path, { maxPrefixTokensToMatch: LLMD_MAX_PREFIX_TOKENS, maxPrefixBlocksToMatch: LLMD_MAX_PREFIX_BLOCKS, ...LLMD_BLOCK_CUT });
 }
 
 /** Plugins the loader added to a config that did not declare them (GIE's defaults), for messages that must say so. */

@@ -475,6 +475,24 @@ function mergeLlmdApproxProducers(document: unknown): Merged {
 export const LLMD_MAX_PREFIX_TOKENS = 131072;
 /** llm-d-router v0.10.0's block cap, in force only under `maxPrefixTokensToMatch: 0` (`approximateprefix/types.go` defaultMaxPrefixBlocks). */
 export const LLMD_MAX_PREFIX_BLOCKS = 2048;
+/** llm-d-router v0.10.0's smallest block, in tokens, whatever the pods' or the config's (`approximateprefix/plugin.go` minBlockSizeTokens, #1158). */
+export const LLMD_MIN_BLOCK_SIZE_TOKENS = 64;
+
+/**
+ * How llm-d-router v0.10.0 cuts a prompt into blocks, as the scorer's parameters: blocks of at least 64 tokens
+ * (`approximateprefix/plugin.go` GetBlockSize) and the short last block hashed too (`prefixhash/hashing.go`
+ * getKVCacheBlocksFromTokens), where GIE v1.5.0 hashes full blocks of the pods' size only.
+ */
+export const LLMD_BLOCK_CUT = Object.freeze({ minBlockSizeTokens: LLMD_MIN_BLOCK_SIZE_TOKENS, partialLastBlock: true });
+
+/** The block size a scorer's parameters give, in tokens (GIE's `blockSizeTokens`; characters ÷ 4 otherwise), if any. */
+function configuredBlockTokens(params: Record<string, unknown>): number | undefined {
+  if (typeof params.blockSizeTokens === 'number') return params.blockSizeTokens;
+  for (const key of ['hashBlockSize', 'blockSize']) {
+    if (typeof params[key] === 'number') return (params[key] as number) / 4;
+  }
+  return undefined;
+}
 
 /**
  * A config in llm-d's group gets llm-d-router v0.10.0's approximate prefix window where it sets none: its producers
@@ -483,8 +501,10 @@ export const LLMD_MAX_PREFIX_BLOCKS = 2048;
  * that share their first 4K tokens and part after are told apart there as upstream tells them. As upstream, the token
  * window is the default even beside a `maxPrefixBlocksToMatch`, which then applies only with `maxPrefixTokensToMatch: 0`
  * (`approximateprefix/plugin.go` resolveMaxBlocks; README: "Applies only when maxPrefixTokensToMatch is 0"), and the
- * block cap's default is v0.10.0's 2048. GIE's group keeps GIE's window. Runs after the producer merges, on the scorers
- * that carry each producer's parameters.
+ * block cap's default is v0.10.0's 2048. Prompts are cut as v0.10.0 cuts them too (`LLMD_BLOCK_CUT`: blocks of at
+ * least 64 tokens, the short last block hashed), unless the scorer sets `minBlockSizeTokens` or `partialLastBlock`
+ * itself. GIE's group keeps GIE's window and cut. Runs after the producer merges, on the scorers that carry each
+ * producer's parameters.
  */
 export function applyLlmdPrefixWindow(document: unknown, notes: string[] = []): unknown {
   if (!isPlainObject(document) || document.apiVersion !== LLMD_ENDPOINT_PICKER_CONFIG_API_VERSION || !Array.isArray(document.plugins)) return document;
@@ -498,7 +518,18 @@ export function applyLlmdPrefixWindow(document: unknown, notes: string[] = []): 
     const window = {
       ...(unset('maxPrefixTokensToMatch') ? { maxPrefixTokensToMatch: LLMD_MAX_PREFIX_TOKENS } : {}),
       ...(unset('maxPrefixBlocksToMatch') ? { maxPrefixBlocksToMatch: LLMD_MAX_PREFIX_BLOCKS } : {}),
+      ...(unset('minBlockSizeTokens') ? { minBlockSizeTokens: LLMD_MIN_BLOCK_SIZE_TOKENS } : {}),
+      ...(unset('partialLastBlock') ? { partialLastBlock: true } : {}),
     };
+    // Upstream's start-up warning for a block size its floor overrides (`approximateprefix/plugin.go` newDataProducer).
+    const configured = configuredBlockTokens(params);
+    const floor = typeof params.minBlockSizeTokens === 'number' ? params.minBlockSizeTokens : LLMD_MIN_BLOCK_SIZE_TOKENS;
+    if (configured !== undefined && configured < floor) {
+      notes.push(
+        `${SCORER_TYPE} ${JSON.stringify(nameOf(p))}: the configured block size (${configured} tokens) is below llm-d-router v0.10.0's minimum of ${floor} and is raised to it, `
+          + 'as upstream overrides it (llm-d-router#1158); the pods\' own block size is raised the same way',
+      );
+    }
     if (Object.keys(window).length === 0) return p;
     // A block cap with the token window left to its default is one upstream ignores (approximateprefix/types.go:
     // MaxPrefixBlocksToMatch "applies only when MaxPrefixTokensToMatch is 0"): say so, as the config read quietly before.

@@ -43,6 +43,20 @@ export interface PrefixCacheScorerParameters extends MatchLengthParameters {
   /** Prompt blocks considered, from the start; longer prompts are truncated. @default 256 */
   maxPrefixBlocksToMatch?: number;
   /**
+   * The smallest block hashed, in tokens (× 4 characters): a block size given or tuned from the pods under it is raised
+   * to it. kvroute's parameter for llm-d-router v0.10.0's fixed floor of 64 (`approximateprefix/plugin.go`
+   * minBlockSizeTokens, GetBlockSize; llm-d-router#1158: vLLM's 16-token blocks made its index too large), which the
+   * loader sets for a config in llm-d's group; GIE v1.5.0 has no floor. @default 1 (64 in llm-d's group)
+   */
+  minBlockSizeTokens?: number;
+  /**
+   * Hash the prompt's short last block too (while under the block cap), so a prompt shorter than one block is matched
+   * when repeated: kvroute's parameter for llm-d-router v0.10.0's cut (`prefixhash/hashing.go` getKVCacheBlocksFromTokens
+   * yields the short last block), which the loader sets for a config in llm-d's group; GIE v1.5.0 hashes full blocks
+   * only (`approximateprefix/hashing.go`). @default false (true in llm-d's group)
+   */
+  partialLastBlock?: boolean;
+  /**
    * GIE v1.5.0's window in tokens, which wins over `maxPrefixBlocksToMatch` when positive: with `tuneBlockSize` it is
    * divided by the block size of each request's hashing (approximateprefix/plugin.go PrepareRequestData), else turned
    * into `maxPrefixBlocksToMatch` once. @default 0
@@ -268,7 +282,7 @@ export class PrefixCacheScorer implements Scorer, PostCycle, PrefixMatchRatios {
       return;
     }
     const text = request.prompt.length > hashedChars && request.promptHead !== undefined ? request.promptHead(hashedChars) : request.prompt;
-    const windowKeys = hashPromptBlocks(seed, text, hashBlockSize, maxPrefixBlocksToMatch);
+    const windowKeys = hashPromptBlocks(seed, text, hashBlockSize, maxPrefixBlocksToMatch, this.parameters.partialLastBlock);
     if (windowKeys.length === 0) return;
     const windowBlocks = windowKeys.length;
     // A prompt the window cut short gets sparse probes past it, matched and recorded as the chain's continuation: how
@@ -364,7 +378,7 @@ export class PrefixCacheScorer implements Scorer, PostCycle, PrefixMatchRatios {
     let promptLength = 0;
     for (const prompt of batchPrompts(input)) {
       promptLength += promptOf(prompt).length;
-      const keys = hashPromptBlocks(seed, promptHead(prompt, hashBlockSize * maxPrefixBlocksToMatch), hashBlockSize, maxPrefixBlocksToMatch);
+      const keys = hashPromptBlocks(seed, promptHead(prompt, hashBlockSize * maxPrefixBlocksToMatch), hashBlockSize, maxPrefixBlocksToMatch, this.parameters.partialLastBlock);
       if (keys.length === 0) continue;
       prompts.push(keys);
       total += keys.length;
@@ -400,16 +414,18 @@ export class PrefixCacheScorer implements Scorer, PostCycle, PrefixMatchRatios {
    * `endpoints[0]`).
    */
   private blockCharsFor(candidates: readonly EndpointSnapshot[]): number {
-    return candidates.length === 0 ? this.parameters.hashBlockSize : this.podBlockChars(candidates[0]!.metrics.blockSize);
+    return this.podBlockChars(candidates.length === 0 ? undefined : candidates[0]!.metrics.blockSize);
   }
 
   /**
    * Characters per block of a pod whose vLLM block size is `blockSizeTokens`: that × 4 with `tuneBlockSize` (resolved
-   * off without `autoTune`) once scraped, else `hashBlockSize`.
+   * off without `autoTune`) once scraped, else `hashBlockSize`; at least `minBlockSizeTokens` × 4 either way, as
+   * llm-d-router v0.10.0's GetBlockSize raises the pods', the fallback and a configured size alike.
    */
   private podBlockChars(blockSizeTokens: number | undefined): number {
-    const { tuneBlockSize, hashBlockSize } = this.parameters;
-    return tuneBlockSize && blockSizeTokens !== undefined && blockSizeTokens > 0 ? blockSizeTokens * CHARACTERS_PER_TOKEN : hashBlockSize;
+    const { tuneBlockSize, hashBlockSize, minBlockSizeTokens } = this.parameters;
+    const chars = tuneBlockSize && blockSizeTokens !== undefined && blockSizeTokens > 0 ? blockSizeTokens * CHARACTERS_PER_TOKEN : hashBlockSize;
+    return Math.max(chars, minBlockSizeTokens * CHARACTERS_PER_TOKEN);
   }
 
   /**
@@ -654,6 +670,8 @@ export const prefixCacheScorer = definePlugin({
     const hashBlockSize = upstreamSize === 'blockSizeTokens' ? blockSizeTokens * CHARACTERS_PER_TOKEN : upstreamSize === 'blockSize' ? blockSize : characters;
     const maxPrefixTokens = fields.integer('maxPrefixTokensToMatch', 0, 0);
     const maxPrefixBlocks = fields.integer('maxPrefixBlocksToMatch', 256, 1);
+    const minBlockSizeTokens = fields.integer('minBlockSizeTokens', 1, 1);
+    const partialLastBlock = fields.boolean('partialLastBlock', false);
     const autoTune = fields.boolean('autoTune', true);
     // Read whatever autoTune says, so a rendered config (which states it) loads again.
     const tuneBlockSize = fields.boolean('tuneBlockSize', !present('hashBlockSize'));
@@ -666,8 +684,10 @@ export const prefixCacheScorer = definePlugin({
     return {
       mode: 'estimate',
       hashBlockSize,
-      maxPrefixBlocksToMatch: maxPrefixTokens > 0 ? Math.max(1, Math.floor((maxPrefixTokens * CHARACTERS_PER_TOKEN) / hashBlockSize)) : maxPrefixBlocks,
+      maxPrefixBlocksToMatch: maxPrefixTokens > 0 ? Math.max(1, Math.floor(maxPrefixTokens / Math.max(hashBlockSize / CHARACTERS_PER_TOKEN, minBlockSizeTokens))) : maxPrefixBlocks,
       maxPrefixTokensToMatch: maxPrefixTokens,
+      minBlockSizeTokens,
+      partialLastBlock,
       // GIE sizes blocks from the pods under autoTune; kvroute's own hashBlockSize is a fixed size.
       tuneBlockSize: autoTune && tuneBlockSize,
       autoTune,

@@ -137,42 +137,51 @@ function codeUnits(text: string, length: number): Uint16Array {
 
 /**
  * The index keys of `prompt`'s full blocks: `min(floor(length / blockSize), maxBlocks)` keys, block 0 seeded with
- * the hash of `model`. A prompt shorter than one block has no keys; the partial last block is never hashed.
+ * the hash of `model`. A prompt shorter than one block has no keys, and the partial last block is not hashed (GIE
+ * v1.5.0 `approximateprefix/hashing.go`), unless `partialLastBlock`: then what is left past the full blocks is one more
+ * key while the keys stay under `maxBlocks`, as llm-d-router v0.10.0 cuts its prompts (`prefixhash/hashing.go`
+ * getKVCacheBlocksFromTokens yields the short last block), so a prompt shorter than one block has one key.
  */
-export function hashPromptBlocks(model: string, prompt: string, blockSize: number, maxBlocks: number): number[] {
-  const blockCount = Math.min(Math.floor(prompt.length / blockSize), maxBlocks);
-  if (blockCount <= 0) return [];
-  if (!LITTLE_ENDIAN) return hashPromptBlocksFromString(model, prompt, blockSize, blockCount);
-  const units = codeUnits(prompt, blockCount * blockSize);
+export function hashPromptBlocks(model: string, prompt: string, blockSize: number, maxBlocks: number, partialLastBlock = false): number[] {
+  const fullBlocks = Math.min(Math.floor(prompt.length / blockSize), maxBlocks);
+  const hashedLength = partialLastBlock && fullBlocks < maxBlocks ? prompt.length : fullBlocks * blockSize;
+  if (hashedLength <= 0) return [];
+  if (!LITTLE_ENDIAN) return hashPromptBlocksFromString(model, prompt, blockSize, maxBlocks, partialLastBlock);
+  const units = codeUnits(prompt, hashedLength);
   hashRange(model, 0, model.length, LANE_A_SEED, LANE_B_SEED);
-  const keys = new Array<number>(blockCount);
+  const keys = new Array<number>(Math.ceil(hashedLength / blockSize));
   if (blockSize % 2 === 0) {
     // Every block starts on a whole word: one 32-bit load per pair of code units instead of two 16-bit loads and a
     // shift, the same words (~25% off the hash, which at 16 KB prompts was the routing thread's largest function).
     const half = blockSize >> 1;
-    for (let block = 0; block < blockCount; block++) {
+    for (let block = 0; block < fullBlocks; block++) {
       hashWords(scratchWords, block * half, block * half + half, blockSize, laneA, laneB);
       keys[block] = (laneA >>> 11) * TWO_TO_32 + (laneB >>> 0);
     }
-    return keys;
+  } else {
+    for (let block = 0; block < fullBlocks; block++) {
+      const start = block * blockSize;
+      hashUnits(units, start, start + blockSize, laneA, laneB);
+      keys[block] = (laneA >>> 11) * TWO_TO_32 + (laneB >>> 0);
+    }
   }
-  for (let block = 0; block < blockCount; block++) {
-    const start = block * blockSize;
-    hashUnits(units, start, start + blockSize, laneA, laneB);
-    keys[block] = (laneA >>> 11) * TWO_TO_32 + (laneB >>> 0);
+  if (keys.length > fullBlocks) {
+    hashUnits(units, fullBlocks * blockSize, hashedLength, laneA, laneB);
+    keys[fullBlocks] = (laneA >>> 11) * TWO_TO_32 + (laneB >>> 0);
   }
   return keys;
 }
 
 /** `hashPromptBlocks` reading the string itself: the reference the fast path is tested against. */
-export function hashPromptBlocksFromString(model: string, prompt: string, blockSize: number, maxBlocks: number): number[] {
-  const blockCount = Math.min(Math.floor(prompt.length / blockSize), maxBlocks);
-  if (blockCount <= 0) return [];
+export function hashPromptBlocksFromString(model: string, prompt: string, blockSize: number, maxBlocks: number, partialLastBlock = false): number[] {
+  const fullBlocks = Math.min(Math.floor(prompt.length / blockSize), maxBlocks);
+  const hashedLength = partialLastBlock && fullBlocks < maxBlocks ? prompt.length : fullBlocks * blockSize;
+  if (hashedLength <= 0) return [];
   hashRange(model, 0, model.length, LANE_A_SEED, LANE_B_SEED);
-  const keys = new Array<number>(blockCount);
-  for (let block = 0; block < blockCount; block++) {
+  const keys = new Array<number>(Math.ceil(hashedLength / blockSize));
+  for (let block = 0; block < keys.length; block++) {
     const start = block * blockSize;
-    hashRange(prompt, start, start + blockSize, laneA, laneB);
+    hashRange(prompt, start, Math.min(start + blockSize, hashedLength), laneA, laneB);
     keys[block] = (laneA >>> 11) * TWO_TO_32 + (laneB >>> 0);
   }
   return keys;
