@@ -9,6 +9,7 @@ import {
 import * as eppPackage from '@kvroute/epp/package.json';
 import { hasBundledTokenizer } from '@kvroute/tokenizer/bundled';
 import type { RequestBodyMode } from './ext-proc';
+import { ROUTING_SIDECAR_CLIENT_HEADERS } from './gateway';
 import { hardenedContainerSecurityContext, PodSecurityException, RUNTIME_DEFAULT_SECCOMP } from './pod-security';
 import { checkSecretKeyReference, SESSION_STORE_PASSWORD_ENV, type SecretKeyReference, type SessionStoreConnection } from './session-store';
 import {
@@ -192,6 +193,9 @@ export interface EndpointPickerProps {
 
 const SCOPE = 'EndpointPicker';
 
+/** llm-d-router v0.10.0's prefill/decode profile handlers, which these manifests cannot serve (see the constructor). */
+const P_D_PROFILE_HANDLERS: readonly string[] = ['disagg-profile-handler', 'pd-profile-handler'];
+
 /**
  * The kvroute Endpoint Picker: Deployment, Service (ext_proc gRPC, health, metrics), least-privilege RBAC and the
  * ConfigMap holding its `EndpointPickerConfig`. Exposes the Service and ports the InferencePool and EnvoyFilter use.
@@ -309,6 +313,21 @@ export class EndpointPicker extends Construct {
       this.config = validateEndpointPickerConfig(withSigning);
     } catch (e) {
       throw new PropsError(SCOPE, 'config', `must be a valid EndpointPickerConfig (${(e as Error).message})`, '(see above)');
+    }
+    // Prefill/decode disaggregation needs prefill pods and the decode pods' routing sidecar reading the prefill pod the
+    // EPP names in `x-prefiller-host-port`; these manifests deploy one decode pool, and the `/v1` route removes that
+    // header at Envoy's router, after ext_proc set it (ROUTING_SIDECAR_CLIENT_HEADERS): such a config would synthesize
+    // and never disaggregate.
+    const pdHandler = this.config.plugins.find((p) => P_D_PROFILE_HANDLERS.includes(p.type));
+    if (pdHandler !== undefined) {
+      throw new PropsError(
+        SCOPE,
+        'config',
+        `must not disaggregate prefill and decode (${pdHandler.type} "${pdHandler.name}"): these manifests deploy no prefill pool, and the /v1 HTTPRoute removes `
+          + `${ROUTING_SIDECAR_CLIENT_HEADERS.join(' and ')} after the EPP sets them (lib/gateway.ts ROUTING_SIDECAR_CLIENT_HEADERS, the routing sidecar's SSRF guard); `
+          + 'use a single-profile config here, or run the EPP with this config outside these manifests (epp/README.md)',
+        pdHandler.type,
+      );
     }
     const configYaml = renderEndpointPickerConfig(this.config);
     if (props.precise?.mode === 'central') {

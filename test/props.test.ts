@@ -347,6 +347,27 @@ describe('invalid props fail synth with a message that names the field and what 
     expect(() => build(props)).toThrow(/^EndpointPicker\.config: must be a valid EndpointPickerConfig \(.*plugins\[0\]\.type.*no-such-scorer.*prefix-cache-scorer/s);
   });
 
+  // llm-d-router v0.10.0 deploy/config/pd-epp-config.yaml's shape: P/D needs prefill pods and the routing sidecar reading
+  // x-prefiller-host-port, which the /v1 route removes (Envoy applies a route's request_headers_to_remove at the router,
+  // after ext_proc): such a config would synthesize and never disaggregate.
+  test.each(['disagg-profile-handler', 'pd-profile-handler'])('an EPP config with the P/D %s is refused: no prefill pool, and the route removes x-prefiller-host-port', (handler) => {
+    const config = parseEndpointPickerConfig(`apiVersion: llm-d.ai/v1alpha1
+kind: EndpointPickerConfig
+plugins:
+- type: ${handler}
+- type: prefix-based-pd-decider
+- type: prefix-cache-scorer
+- type: max-score-picker
+schedulingProfiles:
+- name: prefill
+  plugins: [{pluginRef: prefix-cache-scorer}, {pluginRef: max-score-picker}]
+- name: decode
+  plugins: [{pluginRef: prefix-cache-scorer}, {pluginRef: max-score-picker}]
+`);
+    expect(() => build(withOverrides(DEMO, { endpointPicker: { config } })))
+      .toThrow(new RegExp(`^EndpointPicker\\.config: must not disaggregate prefill and decode \\(${handler} "${handler}"\\): these manifests deploy no prefill pool, and the /v1 HTTPRoute removes x-prefiller-host-port and x-prefiller-url`));
+  });
+
   test('vLLM\'s priority scheduling: the flag with schedulingPolicy "priority", none by default; the EPP config with prefill-priority builds on such a pool', () => {
     const args = (props: KvAwareRoutingProps): string[] => container(one(synthProps(props), 'Deployment', 'ms-llm-d-modelservice-decode'), 'vllm').args;
     expect(args(DEMO).some((a) => a.startsWith('--scheduling-policy'))).toBe(false);
