@@ -103,7 +103,9 @@ export interface DecodePoolProps {
    */
   readonly maxNumSeqs?: number;
   /**
-   * Tokens per KV-cache block (`--block-size`). The EPP's prefix scorer assumes 16-token blocks (64 characters).
+   * Tokens per KV-cache block (`--block-size`). The EPP's prefix scorer assumes 16-token blocks (64 characters). 16, 32,
+   * 64 or 128 on the default image (its CUDA attention backend refuses other sizes at start-up); 1 and 8 too with an
+   * `image` whose backend takes them.
    * @default 16
    */
   readonly blockSize?: number;
@@ -368,7 +370,6 @@ export class DecodePool extends Construct {
           + `${DEFAULT_MAX_NUM_BATCHED_TOKENS} (8192 on H100-class GPUs)`, this.maxNumSeqs);
       }
     }
-    this.blockSize = checkOneOf(SCOPE, 'blockSize', props.blockSize ?? 16, [1, 8, 16, 32, 64, 128]);
     this.schedulingPolicy = checkOneOf(SCOPE, 'schedulingPolicy', props.schedulingPolicy ?? 'fcfs', ['fcfs', 'priority'] as const);
     this.loraAdapters = checkLoraAdapters(props.loraAdapters ?? [], this.servedModelName);
     if (props.maxLoras !== undefined) {
@@ -403,6 +404,12 @@ export class DecodePool extends Construct {
       throw new PropsError(SCOPE, 'gpusPerPod', `must equal the GPUs the parallel layout in extraArgs uses (${parallel.layout} = ${parallel.gpus})`, gpus);
     }
     const image = checkImage(SCOPE, 'image', props.image ?? DEFAULT_DECODE_IMAGE);
+    // vLLM's CLI takes 1 and 8 too (`--block-size` choices, vllm/config.py @ v0.10.0), but FlashAttention, V1's backend on
+    // the default image's CUDA GPUs, fails the KV cache's set-up on anything but a multiple of 16
+    // (vllm/v1/attention/backends/flash_attn.py get_kv_cache_shape: "Block size must be a multiple of 16.").
+    this.blockSize = image === DEFAULT_DECODE_IMAGE
+      ? checkOneOf(SCOPE, 'blockSize', props.blockSize ?? 16, [16, 32, 64, 128])
+      : checkOneOf(SCOPE, 'blockSize', props.blockSize ?? 16, [1, 8, 16, 32, 64, 128]);
     if (image === DEFAULT_DECODE_IMAGE && !VLLM_0_10_0_HASH_ALGOS.includes(this.prefixCachingHashAlgo)) {
       throw new PropsError(SCOPE, 'prefixCachingHashAlgo',
         `the default image (${DEFAULT_DECODE_IMAGE}, vLLM 0.10.0) accepts ${VLLM_0_10_0_HASH_ALGOS.map((a) => `"${a}"`).join(', ')}; set image to one with vLLM 0.10.2 or later for it`,
@@ -457,6 +464,13 @@ export class DecodePool extends Construct {
       };
       if (this.kvEvents.port === this.kvEvents.replayPort) {
         throw new PropsError(SCOPE, 'kvEvents.replayPort', 'must differ from kvEvents.port', this.kvEvents.replayPort);
+      }
+      if (mode === 'per-pod' && (parallel?.ranks ?? 1) > 1) {
+        // Each data-parallel rank's scheduler publishes on its own sockets, both ports offset by its rank
+        // (vllm/distributed/kv_events.py @ v0.10.0 ZmqEventPublisher offset_endpoint_port): rank 1's publisher binds
+        // port + 1, which is rank 0's replay port by default, and the engine dies with "address in use"; and the EPP
+        // subscribes to one port a pod.
+        throw new PropsError(SCOPE, 'kvEvents', `per-pod KV events serve one data-parallel rank a pod; extraArgs runs ${parallel!.ranks} on each (vLLM offsets each rank's publisher and replay ports by its rank)`, props.kvEvents);
       }
       if (mode === 'per-pod') {
         // vLLM binds both in the pod, beside the routing sidecar's and its own HTTP port: a shared one fails its start
@@ -783,7 +797,7 @@ const PARALLEL_FLAGS = [
  * (vllm/engine/arg_utils.py @ v0.10.0, ParallelConfig's `world_size`; `-tp`, `-pp`, `-dp`, `-dpl` its short forms).
  * Undefined when none is given. A value that is not a positive integer is refused, naming its flag.
  */
-function parallelGpus(extraArgs: readonly string[]): { gpus: number; layout: string } | undefined {
+function parallelGpus(extraArgs: readonly string[]): { gpus: number; ranks: number; layout: string } | undefined {
   const read = (flag: string, short: string): number | undefined => {
     const v = extraArgValue(extraArgs, flag, short, PARALLEL_FLAGS);
     if (v === undefined) return undefined;
@@ -796,7 +810,7 @@ function parallelGpus(extraArgs: readonly string[]): { gpus: number; layout: str
   const dpLocal = read('--data-parallel-size-local', '-dpl');
   if (tp === undefined && pp === undefined && dp === undefined && dpLocal === undefined) return undefined;
   const ranks = dpLocal ?? dp ?? 1;
-  return { gpus: (tp ?? 1) * (pp ?? 1) * ranks, layout: `tensor ${tp ?? 1} × pipeline ${pp ?? 1} × data-parallel ranks on the pod ${ranks}` };
+  return { gpus: (tp ?? 1) * (pp ?? 1) * ranks, ranks, layout: `tensor ${tp ?? 1} × pipeline ${pp ?? 1} × data-parallel ranks on the pod ${ranks}` };
 }
 
 /**
