@@ -52,10 +52,19 @@ export interface PolicyResult {
   readonly failures: { readonly status: number; readonly error: string }[];
 }
 
+/**
+ * The q-quantile of `values`, linear between the two closest ranks: numpy's default `percentile`/`median`, which is
+ * what vLLM's `vllm bench serve` (vllm/benchmarks/serve.py `calculate_metrics`) and inference-perf
+ * (inference_perf/reportgen/base.py `summarize`) report, so a p50 or p90 here reads like theirs; the median of two
+ * values is their mean. Null when there are none.
+ */
 export function quantile(values: readonly number[], q: number): number | null {
   if (values.length === 0) return null;
   const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))];
+  const pos = Math.min(1, Math.max(0, q)) * (sorted.length - 1);
+  const lo = Math.floor(pos);
+  const hi = Math.min(sorted.length - 1, lo + 1);
+  return sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo);
 }
 
 function summary(values: number[]): LatencySummary {

@@ -2,6 +2,17 @@ import { analyze, quantile } from '../src/analysis';
 import { recountLine, type CellReport, type RunRecord } from '../src/routing-report';
 import type { RequestRecord } from '../src/run';
 import { buildWorkload, DEFAULT_WORKLOAD } from '../src/workload';
+import { ChatClient } from '../src/client';
+import { startSimulator } from '@kvroute/sim';
+
+/** numpy.percentile(values, 100 q) with its default method ('linear'), written out independently of quantile(). */
+function numpyPercentile(values: readonly number[], q: number): number {
+  const s = [...values].sort((a, b) => a - b);
+  const pos = q * (s.length - 1);
+  const lo = Math.floor(pos);
+  const hi = Math.ceil(pos);
+  return s[lo]! + (s[hi]! - s[lo]!) * (pos - lo);
+}
 
 function rec(partial: Partial<RequestRecord> & { servedBy?: string; ttft?: number; prompt?: number; cached?: number; ok?: boolean }): RequestRecord {
   return {
@@ -42,8 +53,13 @@ describe('analysis of a run', () => {
       rec({ ttft: 0.03, prompt: 1000, cached: 300 }),
     ];
     const r = analyze('x', records, { hits: 0, queries: 0 }, 1, null, 4);
-    expect(r.ttftCached).toEqual({ count: 2, p50: 0.04, p90: 0.048 });
-    expect(r.ttftUncached).toEqual({ count: 2, p50: 0.2, p90: 0.24 });
+    // Linear between the two (numpy's percentile): p50 is their mean, p90 nine tenths of the way up.
+    expect(r.ttftCached.count).toBe(2);
+    expect(r.ttftCached.p50).toBeCloseTo(0.044, 12);
+    expect(r.ttftCached.p90).toBeCloseTo(0.0472, 12);
+    expect(r.ttftUncached.count).toBe(2);
+    expect(r.ttftUncached.p50).toBeCloseTo(0.22, 12);
+    expect(r.ttftUncached.p90).toBeCloseTo(0.236, 12);
     expect(r.cachedSpeedup).toBeCloseTo(5);
   });
 
@@ -77,10 +93,36 @@ describe('analysis of a run', () => {
     expect(r.failures).toHaveLength(1);
   });
 
-  test('quantile uses the nearest rank', () => {
+  // vLLM vllm/benchmarks/serve.py @ 009e6d4 calculate_metrics (np.percentile, np.median) and inference-perf
+  // inference_perf/reportgen/base.py @ 3788ed5 summarize (np.percentile): numpy's default, linear between the two
+  // closest ranks.
+  test('quantile is numpy\'s percentile (linear), as vLLM serve.py calculate_metrics and inference-perf reportgen summarize report', () => {
+    // Four uncached TTFTs (a cached/uncached split of a short run often has this few): numpy's median is 475 ms.
+    expect(quantile([0.4, 0.45, 0.5, 0.52], 0.5)).toBeCloseTo(numpyPercentile([0.4, 0.45, 0.5, 0.52], 0.5), 9);
+    expect(quantile([0.4, 0.45, 0.5, 0.52], 0.5)).toBeCloseTo(0.475, 9);
+    const ten = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10];
+    expect(quantile(ten, 0.9)).toBeCloseTo(numpyPercentile(ten, 0.9), 9);
+    expect(quantile(ten, 0.9)).toBeCloseTo(9.1, 9);
     expect(quantile([5, 1, 3, 2, 4], 0.5)).toBe(3);
-    expect(quantile([1, 2, 3, 4, 5, 6, 7, 8, 9, 10], 0.9)).toBe(9);
+    expect(quantile([7], 0.99)).toBe(7);
     expect(quantile([], 0.5)).toBeNull();
+  });
+
+  test('analyze(): TTFT p50 / p90 are numpy\'s percentile over the successful requests, timed over HTTP from a simulated pod', async () => {
+    const pod = await startSimulator({ host: '127.0.0.1', port: 0, model: 'm', itlMs: 5 });
+    try {
+      const client = new ChatClient(pod.url, 'm');
+      const results = [];
+      for (let i = 0; i < 6; i++) results.push(await client.chat([{ role: 'user', content: `q${i} ${'word '.repeat(20 * (i + 1))}` }], 2));
+      client.close();
+      const records: RequestRecord[] = results.map((result, i) => ({ kind: 'rag', document: i, messages: [], headers: {}, startedMs: 0, endedMs: 1, result }));
+      const r = analyze('x', records, { hits: 0, queries: 0 }, 1, null, 1);
+      const ttfts = results.map((x) => x.ttft!);
+      expect(r.ttft.p50).toBeCloseTo(numpyPercentile(ttfts, 0.5), 9);
+      expect(r.ttft.p90).toBeCloseTo(numpyPercentile(ttfts, 0.9), 9);
+    } finally {
+      await pod.close();
+    }
   });
 });
 

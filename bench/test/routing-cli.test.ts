@@ -119,4 +119,11 @@ describe('summaries', () => {
     expect(kv.vsBaseline.throughput).toBeCloseTo(21 / 11, 12);
     expect(rr.vsBaseline.hitRate).toBe(1);
   });
+
+  test('--repeats 2: the median of the two runs is their mean (np.median, as vLLM serve.py @ 009e6d4 calculate_metrics), not the lower one', () => {
+    const [kv] = summarize(['kvroute'], [run('kvroute', 0, 0.6, 1.0, 10), run('kvroute', 1, 0.8, 3.0, 20)], null, 'kvroute');
+    expect(kv!.ttftP50).toBeCloseTo(2.0, 9);
+    expect(kv!.hitRate).toBeCloseTo(0.7, 9);
+    expect(kv!.throughputRps).toBeCloseTo(15, 9);
+  });
 });
