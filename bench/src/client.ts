@@ -23,8 +23,18 @@ export interface ChatResult {
 }
 
 export class ChatClient {
-  private readonly agent = new http.Agent({ keepAlive: true, maxSockets: 256 });
+  /**
+   * No cap on sockets (Node's default, Infinity): a request goes out when it is sent whatever else is in flight, as
+   * vLLM's `vllm bench serve` client does (vllm/benchmarks/serve.py `benchmark`: `aiohttp.TCPConnector(limit=0)`
+   * without --max-concurrency). A cap would queue arrivals past it inside this agent, closing the open loop and
+   * counting the wait for a socket in their TTFT.
+   */
+  private readonly agent = new http.Agent({ keepAlive: true });
 
+  /**
+   * `timeoutMs`: a request fails after this long without a byte from the server (the socket's idle timeout; with no
+   * socket cap its clock starts when the request is sent).
+   */
   constructor(private readonly baseUrl: string, private readonly model: string, private readonly timeoutMs = 120_000) {}
 
   chat(messages: readonly ChatMessage[], maxTokens: number, headers: Record<string, string> = {}): Promise<ChatResult> {
