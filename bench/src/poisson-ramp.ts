@@ -12,7 +12,11 @@
  * evicting it: the caches turn over many times.
  *
  * How it is scaled to 2 cores, decided from that shape and the pool, not from which policy wins:
- * - The stages are upstream's, as fractions of its top (3/60 … 60/60) with its relative durations, warm-up included.
+ * - The stages are upstream's, as fractions of its top (3/60 … 60/60) with its relative durations, warm-up included,
+ *   run as inference-perf runs them (`loadgen/load_generator.py` @ 3788ed5 `run_stage`): int(rate × duration) requests
+ *   a stage, the next stage once they have all finished and the stage interval (1 s, scaled as the durations are) has
+ *   passed. Before session 65 the ramp was one continuous stream, whose top stage got 104 of its 168 requests with the
+ *   default seed and whose stages inherited each other's backlog.
  * - The prompts cycle as inference-perf's do, `passes` times (each prompt once per pass, same shuffled order).
  * - The top is the pool's capacity for the best placement its KV allows: the saturation throughput of the pods, run
  *   by the simulator's own engine in virtual time, with the groups statically partitioned over them (the ideal
@@ -50,38 +54,46 @@ export const UPSTREAM_RAMP: readonly RampStage[] = [
 ];
 
 /**
- * Arrival times (seconds, at a top rate of 1 request/s) of `n` requests offered in `stages`: a Poisson process whose rate
- * is constant within a stage (exponential gaps, as inference-perf's `poisson` load type draws them), the stage lengths
- * scaled together so that the expected number of arrivals is `n`. Deterministic from `random`.
+ * inference-perf's pause between stages, in upstream's seconds: `LoadConfig.interval` (inference_perf/config.py @ 3788ed5,
+ * default 1.0), slept after a stage's requests have all finished (loadgen/load_generator.py `mp_run`).
  */
-export function rampArrivals(n: number, stages: readonly RampStage[], random: () => number): { unitSeconds: number[]; stageEnds: number[] } {
+export const UPSTREAM_STAGE_INTERVAL_SECONDS = 1;
+
+/** The ramp's requests, at a top rate of 1 request/s (unit seconds), stage by stage. */
+export interface RampArrivals {
+  /** Each request's send time in unit seconds from the start of its stage. */
+  readonly unitSeconds: readonly number[];
+  /** The stage each request is sent in: stage 0's requests first, then stage 1's, and so on. */
+  readonly stageOfRequest: readonly number[];
+  /** Each stage's length, and the pause after a stage, in unit seconds: upstream's seconds scaled together. */
+  readonly stageSeconds: readonly number[];
+  readonly gapSeconds: number;
+}
+
+/**
+ * The ramp as inference-perf runs a load's stages (inference_perf/loadgen/load_generator.py @ 3788ed5 `run_stage`):
+ * each stage sends exactly `int(rate × duration)` requests, Poisson at its rate (exponential gaps from the stage's
+ * start, as the `poisson` load type draws them), and the next stage starts once all of them have finished and the
+ * stage interval has passed (`runWorkload`'s `stages`), so no stage inherits the one before's backlog. Upstream's
+ * durations (and its 1 s interval) are scaled together so that the rates times the durations add up to `n`; the
+ * stages then send that sum rounded down stage by stage, a few requests fewer than `n`. Deterministic from `random`.
+ */
+export function rampArrivals(n: number, stages: readonly RampStage[], random: () => number): RampArrivals {
   if (!Number.isInteger(n) || n < 1) throw new RangeError(`the ramp needs a positive whole number of requests, got ${n}`);
   const expected = stages.reduce((a, s) => a + s.fraction * s.upstreamSeconds, 0);
   const scale = n / expected;
-  const stageEnds: number[] = [];
-  let end = 0;
-  for (const s of stages) stageEnds.push((end += s.upstreamSeconds * scale));
   const unitSeconds: number[] = [];
-  let t = 0;
-  let stage = 0;
-  while (unitSeconds.length < n) {
-    // Memorylessness: a gap that crosses a stage boundary restarts at the boundary with the next stage's rate.
-    const gap = -Math.log(1 - random()) / stages[stage].fraction;
-    if (t + gap > stageEnds[stage] && stage < stages.length - 1) {
-      t = stageEnds[stage];
-      stage++;
-      continue;
+  const stageOfRequest: number[] = [];
+  stages.forEach((s, stage) => {
+    const count = Math.floor(s.fraction * s.upstreamSeconds * scale);
+    let t = 0;
+    for (let k = 0; k < count; k++) {
+      t -= Math.log(1 - random()) / s.fraction;
+      unitSeconds.push(t);
+      stageOfRequest.push(stage);
     }
-    t += gap;
-    unitSeconds.push(t);
-  }
-  return { unitSeconds, stageEnds };
-}
-
-/** The stage a send time (unit seconds) falls in. */
-export function stageOf(unitSeconds: number, stageEnds: readonly number[]): number {
-  const i = stageEnds.findIndex((end) => unitSeconds <= end);
-  return i < 0 ? stageEnds.length - 1 : i;
+  });
+  return { unitSeconds, stageOfRequest, stageSeconds: stages.map((s) => s.upstreamSeconds * scale), gapSeconds: UPSTREAM_STAGE_INTERVAL_SECONDS * scale };
 }
 
 export interface PoolCapacity {
@@ -155,31 +167,31 @@ export interface RampPlan {
   readonly capacity: PoolCapacity;
   /** Simulated time speed-up of this run's pods (TTFTs are multiplied back). */
   readonly timeScale: number;
-  readonly stages: readonly { readonly fraction: number; readonly rateRps: number; readonly seconds: number; readonly warmUp: boolean }[];
-  /** Send times in wall-clock ms, and each request's stage. */
+  readonly stages: readonly {
+    readonly fraction: number; readonly rateRps: number; readonly seconds: number; readonly warmUp: boolean; readonly requests: number;
+  }[];
+  /** Send times in wall-clock ms from the start of each request's stage, and each request's stage. */
   readonly arrivalsMs: readonly number[];
   readonly stageOfRequest: readonly number[];
-  /** Where each stage ends, wall-clock ms since the start. */
-  readonly stageEndsMs: readonly number[];
+  /** Wall-clock ms from a stage's last answer to the next stage's start. */
+  readonly stageGapMs: number;
 }
 
 /** Scales the unit ramp to a pool: the top at its capacity, time scale capped so the top is at most `maxWallRps` per wall second. */
-export function planRamp(unitSeconds: readonly number[], stageEnds: readonly number[], stages: readonly RampStage[], capacity: PoolCapacity,
-  maxTimeScale: number, maxWallRps: number): RampPlan {
+export function planRamp(arrivals: RampArrivals, stages: readonly RampStage[], capacity: PoolCapacity, maxTimeScale: number,
+  maxWallRps: number): RampPlan {
   const timeScale = Math.min(maxTimeScale, maxWallRps / capacity.topRps);
   const toWallMs = (unit: number) => ((unit / capacity.topRps) * 1000) / timeScale;
-  let start = 0;
   return {
     capacity,
     timeScale,
-    stages: stages.map((s, i) => {
-      const seconds = (stageEnds[i] - start) / capacity.topRps;
-      start = stageEnds[i];
-      return { fraction: s.fraction, rateRps: s.fraction * capacity.topRps, seconds, warmUp: s.warmUp === true };
-    }),
-    arrivalsMs: unitSeconds.map(toWallMs),
-    stageOfRequest: unitSeconds.map((u) => stageOf(u, stageEnds)),
-    stageEndsMs: stageEnds.map(toWallMs),
+    stages: stages.map((s, i) => ({
+      fraction: s.fraction, rateRps: s.fraction * capacity.topRps, seconds: arrivals.stageSeconds[i]! / capacity.topRps, warmUp: s.warmUp === true,
+      requests: arrivals.stageOfRequest.filter((x) => x === i).length,
+    })),
+    arrivalsMs: arrivals.unitSeconds.map(toWallMs),
+    stageOfRequest: arrivals.stageOfRequest,
+    stageGapMs: toWallMs(arrivals.gapSeconds),
   };
 }
 
@@ -202,9 +214,8 @@ export function censoredTtft(r: RequestRecord): number {
 export function stageResults(plan: RampPlan, records: readonly RequestRecord[]): StageResult[] {
   const byStage = plan.stages.map(() => ({ requests: 0, succeeded: 0, ttfts: [] as number[] }));
   for (const r of records) {
-    // Sends run a millisecond or two behind their arrival times: a request belongs to the stage its arrival was in.
-    const i = plan.stageEndsMs.findIndex((end) => r.startedMs <= end + 1);
-    const s = byStage[i < 0 ? byStage.length - 1 : i];
+    if (r.stage === undefined) throw new Error('a ramp run\'s request without its stage');
+    const s = byStage[r.stage]!;
     s.requests++;
     if (r.result.ok) s.succeeded++;
     s.ttfts.push(censoredTtft(r) * plan.timeScale);

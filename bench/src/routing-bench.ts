@@ -151,7 +151,7 @@ export const DEFAULT_ROUTING_OPTIONS: RoutingBenchOptions = {
   lowCache: { groups: 16, promptsPerGroup: 8, systemTokens: 128, questionTokens: 1024 },
   // llm-d's precise-vs-approximate benchmark (150 groups × 5 users, 6,000-token contexts, Poisson arrivals ramped
   // 3 → 60 QPS, the prompts cycled ~20 times) scaled to 2 cores (poisson-ramp.ts says how and why): 48 groups × 5,
-  // 8 passes (1,920 requests), upstream's ramp up to the pool's prefill capacity. Replies of 16 tokens: in the
+  // 8 passes (1,920 requests, 1,911 sent by the ramp's stages), upstream's ramp up to the pool's prefill capacity. Replies of 16 tokens: in the
   // simulator each output token holds one of a pod's 16 sequence slots for 20 ms (a GPU batches decode), so upstream's
   // 1,000-token outputs scaled by the prompt (≈128) would make decode slots the pool's bottleneck, a regime in which a
   // cache hit barely shortens a request; upstream's pods are bound by prefill. At most 24 requests per wall second:
@@ -223,16 +223,21 @@ export function buildBenchWorkload(name: WorkloadName, o: RoutingBenchOptions, t
         arrivalRate: rate,
       };
     }
-    const { unitSeconds, stageEnds } = rampArrivals(w.requests.length, UPSTREAM_RAMP, rng(o.seed * 7919 + 5));
+    const arrivals = rampArrivals(w.requests.length, UPSTREAM_RAMP, rng(o.seed * 7919 + 5));
+    // The stages send int(rate × duration) each, a few requests short of the passes: the last pass is cut there.
+    const sent = arrivals.unitSeconds.length;
     // No x-session-id: inference-perf's shared_prefix requests carry none, so a router sees only the prompt. With the
     // prompts coming back every pass, a session header would let kvroute's hard session affinity pin every user's
     // later requests to its first pod, and the benchmark would measure that instead of prefix routing.
-    const rag = w.workload.rag.map(({ headers: _, ...plan }) => plan);
+    const rag = w.workload.rag.slice(0, sent).map(({ headers: _, ...plan }) => plan);
     return {
       ...w,
-      workload: { ...w.workload, rag },
-      description: `${w.description}${times}, Poisson arrivals ramped in llm-d's ${UPSTREAM_RAMP.length} stages up to the pool's capacity (open loop)`,
-      ramp: { unitSeconds, stageEnds, stages: UPSTREAM_RAMP },
+      workload: { ...w.workload, rag, totalRequests: sent, options: { ...w.workload.options, ragRequests: sent } },
+      requests: w.requests.slice(0, sent),
+      ...(w.groupOf ? { groupOf: w.groupOf.slice(0, sent) } : {}),
+      description: `${w.description}${times}, Poisson arrivals ramped in llm-d's ${UPSTREAM_RAMP.length} stages up to the pool's capacity `
+        + `(open loop within a stage; each stage starts once the one before has finished)`,
+      ramp: { arrivals, stages: UPSTREAM_RAMP },
     };
   }
   const size = name === 'high-cache' ? o.highCache : o.lowCache;
@@ -285,7 +290,7 @@ function simFor(o: RoutingBenchOptions, blocks: number, timeScale = o.sim.timeSc
 function rampPlanFor(w: BenchWorkload, blocks: number, o: RoutingBenchOptions, tok: TokenizerLike): RampPlan | undefined {
   if (!w.ramp) return undefined;
   const capacity = idealSaturation(w, tok, simFor(o, blocks), defaultOptions().prefillConcurrency, o.pods);
-  return planRamp(w.ramp.unitSeconds, w.ramp.stageEnds, w.ramp.stages, capacity, o.sim.timeScale, o.poisson.maxWallRps);
+  return planRamp(w.ramp.arrivals, w.ramp.stages, capacity, o.sim.timeScale, o.poisson.maxWallRps);
 }
 
 function directorStats(director: unknown): Record<string, unknown> | undefined {
@@ -355,6 +360,7 @@ async function runOnce(w: BenchWorkload, capacity: CapacityName, blocks: number,
   try {
     const outcome = await runWorkload(w.workload, {
       gatewayUrl: stack.gatewayUrl, model: sim.model, concurrency: concurrencyOf(w, o), ...(arrivalsMs ? { arrivalsMs } : {}),
+      ...(plan ? { stages: { ofRequest: plan.stageOfRequest, gapMs: plan.stageGapMs } } : {}),
     });
     const counters = await prefixCacheCounters(stack.podAddresses);
     // Every policy that binds the pods' KV events (the flag, not a list of names: a new precise candidate reports too).
@@ -620,7 +626,8 @@ export async function runRoutingBench(o: RoutingBenchOptions): Promise<RoutingRe
         const c = plan.capacity;
         log(o, `${w.name} × ${capacity}: ramp top ${c.topRps.toFixed(1)} req/s (the pool's saturation under the ideal static placement, `
           + `${(c.hitRate * 100).toFixed(1)}% hit rate), time scale ${plan.timeScale.toFixed(3)}, `
-          + `${plan.arrivalsMs.length} requests over ${(plan.arrivalsMs[plan.arrivalsMs.length - 1] / 1000).toFixed(0)} s wall`);
+          + `${plan.arrivalsMs.length} requests in stages of ${plan.stages.reduce((a, st) => a + st.seconds / plan.timeScale, 0).toFixed(0)} s wall `
+          + `(each stage's drain and a ${(plan.stageGapMs / 1000).toFixed(2)} s pause after it not counted)`);
       }
       const runs: RunRecord[] = [];
       for (let repeat = 0; repeat < o.repeats; repeat++) {

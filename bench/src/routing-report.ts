@@ -285,7 +285,7 @@ export function rampLine(c: CellReport): string | undefined {
   if (!c.ramp) return undefined;
   const k = c.ramp.capacity;
   return `ramp: ${c.ramp.stages.length} Poisson stages (llm-d's ladder) from ${c.ramp.stages[1]?.rateRps.toFixed(1) ?? '?'} to ${k.topRps.toFixed(1)} req/s `
-    + `(simulated), warm-up at ${c.ramp.stages[0]?.rateRps.toFixed(1) ?? '?'}; top = the pool's saturation throughput under the ideal static `
+    + `(simulated), each of int(rate × duration) requests, the next started once they have all finished and a pause has passed (inference-perf's), warm-up at ${c.ramp.stages[0]?.rateRps.toFixed(1) ?? '?'}; top = the pool's saturation throughput under the ideal static `
     + `placement (group g on pod g mod R, simulator engine in virtual time, ${k.depthPerPod} requests submitted per pod; its hit rate ${pct(k.hitRate)}); `
     + `time scale ${c.ramp.timeScale.toFixed(3)}`;
 }

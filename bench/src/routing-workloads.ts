@@ -16,7 +16,7 @@
  */
 import { createHash } from 'crypto';
 import { loadQwen3Tokenizer } from '@kvroute/sim/tokenizer';
-import type { RampStage } from './poisson-ramp';
+import type { RampArrivals, RampStage } from './poisson-ramp';
 import { buildWorkload, rng, text, type ChatMessage, type RagPlan, type Workload, type WorkloadOptions } from './workload';
 
 /** What the generators and the working-set count need from a tokenizer. */
@@ -91,10 +91,10 @@ export interface BenchWorkload {
   /** The mean rate of `arrivalsMs`, requests per second. */
   readonly arrivalRate?: number;
   /**
-   * Open loop with a rate ramp (`poisson-ramp.ts`): send times at a top rate of 1 request/s and the stages' ends; the
-   * run scales them to the pool's capacity. Absent: `arrivalsMs` or a closed loop.
+   * Open loop with a rate ramp (`poisson-ramp.ts`): each request's stage and send time within it at a top rate of 1
+   * request/s; the run scales them to the pool's capacity. Absent: `arrivalsMs` or a closed loop.
    */
-  readonly ramp?: { readonly unitSeconds: readonly number[]; readonly stageEnds: readonly number[]; readonly stages: readonly RampStage[] };
+  readonly ramp?: { readonly arrivals: RampArrivals; readonly stages: readonly RampStage[] };
 }
 
 /**

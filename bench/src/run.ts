@@ -12,6 +12,8 @@ export interface RequestRecord {
   /** 0-based turn within the session. */
   readonly turn?: number;
   readonly document?: number;
+  /** The stage it was sent in, when the run offers its load in stages (`RunOptions.stages`). */
+  readonly stage?: number;
   /** What was sent (the oracle replays it). */
   readonly messages: readonly ChatMessage[];
   readonly headers: Readonly<Record<string, string>>;
@@ -39,6 +41,12 @@ export interface RunOptions {
    * chat sessions, whose turns wait for each other by nature.
    */
   readonly arrivalsMs?: readonly number[];
+  /**
+   * Open loop in stages, as inference-perf runs a load's stages (inference_perf/loadgen/load_generator.py @ 3788ed5
+   * `run_stage`, `mp_run`): request i belongs to stage `ofRequest[i]` and `arrivalsMs[i]` counts from its stage's
+   * start; a stage starts once every request of the stage before has finished and `gapMs` more have passed.
+   */
+  readonly stages?: { readonly ofRequest: readonly number[]; readonly gapMs: number };
   readonly hooks?: readonly FaultHook[];
   /** Called after each request with (done, total). */
   readonly onProgress?: (done: number, total: number) => void;
@@ -104,23 +112,34 @@ export async function runWorkload(workload: Workload, options: RunOptions): Prom
     }
   };
 
-  const runRag = async (index: number) => {
+  const runRag = async (index: number, stage?: number) => {
     const plan = workload.rag[index];
     const startedMs = Date.now() - t0;
     const headers = { ...(plan.headers ?? {}) };
     const result = await client.chat(plan.messages, maxTokens, headers);
-    record({ kind: 'rag', document: plan.document, messages: plan.messages, headers, startedMs, endedMs: Date.now() - t0, result });
+    record({
+      kind: 'rag', document: plan.document, ...(stage !== undefined ? { stage } : {}), messages: plan.messages, headers, startedMs,
+      endedMs: Date.now() - t0, result,
+    });
   };
 
   const arrivals = options.arrivalsMs;
   if (arrivals) {
     if (workload.sessions.length > 0) throw new Error('open-loop arrivals are for single requests; this workload has chat sessions');
     if (arrivals.length !== workload.rag.length) throw new Error(`${arrivals.length} arrival times for ${workload.rag.length} requests`);
-    await Promise.all(workload.rag.map(async (_, i) => {
-      const wait = t0 + arrivals[i]! - Date.now();
-      if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
-      await runRag(i);
-    }));
+    const stages = options.stages;
+    if (stages && stages.ofRequest.length !== arrivals.length) throw new Error(`${stages.ofRequest.length} stages for ${arrivals.length} requests`);
+    const byStage: number[][] = [];
+    arrivals.forEach((_, i) => (byStage[stages?.ofRequest[i] ?? 0] ??= []).push(i));
+    for (let stage = 0; stage < byStage.length; stage++) {
+      if (stage > 0) await new Promise((resolve) => setTimeout(resolve, stages!.gapMs));
+      const start = Date.now();
+      await Promise.all((byStage[stage] ?? []).map(async (i) => {
+        const wait = start + arrivals[i]! - Date.now();
+        if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+        await runRag(i, stages ? stage : undefined);
+      }));
+    }
   } else {
     const queue = schedule(workload);
     await Promise.all(Array.from({ length: Math.max(1, options.concurrency) }, async () => {
