@@ -22,7 +22,13 @@ export function templateTokenizerJson(single: readonly TemplatePiece[] = ['<s>',
   const special = (content: string, id: number) => ({ id, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true });
   return {
     version: '1.0', truncation: null, padding: null, added_tokens: [special('<s>', 1), special('</s>', 2)],
-    normalizer: null, pre_tokenizer: { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: true }, decoder: null,
+    // Llama 3's pre-tokenizer, which kvroute encodes in pieces (`piecewiseEncodingSafe`).
+    normalizer: null,
+    pre_tokenizer: { type: 'Sequence', pretokenizers: [
+      { type: 'Split', pattern: { Regex: "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+" }, behavior: 'Isolated', invert: false },
+      { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: false },
+    ] },
+    decoder: null,
     post_processor: {
       type: 'TemplateProcessing', single: single.map(piece), pair: [...single.map(piece), { Sequence: { id: 'B', type_id: 1 } }],
       special_tokens: { '<s>': { id: '<s>', ids: [1], tokens: ['<s>'] }, '</s>': { id: '</s>', ids: [2], tokens: ['</s>'] } },

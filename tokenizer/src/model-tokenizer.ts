@@ -9,10 +9,10 @@
  *
  * Encoding is memoized by piece. Text is cut where no token can span the cut: at special tokens (added tokens are
  * extracted before normalization and pre-tokenization, so no merge crosses them) and after a run of line breaks that
- * is followed by a non-space character (every pre-tokenizer pattern that consumes a line break ends at it there, so
- * the pre-tokens, and with them the BPE merges, on both sides are those of the whole text; checked against unsplit
- * encoding in the tests). A conversation's next turn, or a RAG prompt over a known document, then only pays for
- * its new paragraphs.
+ * is followed by a non-space character, for the split patterns whose pre-token holding the run ends there (Llama 3's
+ * and Qwen's, `piecewiseEncodingSafe`), so the pre-tokens, and with them the BPE merges, on both sides are those of
+ * the whole text (checked against unsplit encoding in the tests); other tokenizers encode every text whole. A
+ * conversation's next turn, or a RAG prompt over a known document, then only pays for its new paragraphs.
  */
 import { LRUCache } from 'lru-cache';
 import {
@@ -144,38 +144,46 @@ interface TokenizerJsonShape {
 
 interface TokenizerStage {
   readonly type?: string;
-  readonly normalizers?: readonly TokenizerStage[];
   readonly pretokenizers?: readonly TokenizerStage[];
-  readonly prepend_scheme?: string;
+  readonly pattern?: { readonly Regex?: string; readonly String?: string };
+  readonly behavior?: string;
+  readonly invert?: boolean;
   readonly add_prefix_space?: boolean;
 }
 
 /**
+ * Split patterns under which the pre-token holding a run of line breaks ends at the run's end when a character that is
+ * not whitespace follows: ` ?[^\s\p{L}\p{N}]+[\r\n]*` and `\s*[\r\n]+` take the whole run and nothing after it, and
+ * no alternative tried before them starts with a line break. Llama 3's (`\p{N}{1,3}`) and Qwen2's, which Qwen2.5 and
+ * Qwen3 keep (`\p{N}`). Not GPT-2's byte-level pattern (`\s+(?!\S)|\s+`, tokenizers' `pre_tokenizers/byte_level.rs`:
+ * in "a\n\nb" the lookahead gives the last line break to a pre-token of its own, so "\n\n" is two pre-tokens in the
+ * whole text and one at the end of a piece), nor o200k's (gpt-oss, Tekken: ` ?[^\s\p{L}\p{N}]+[\r\n/]*` takes the
+ * slashes after the line breaks too).
+ */
+const CUT_SAFE_SPLIT_PATTERNS: ReadonlySet<string> = new Set([
+  "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+",
+  "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+",
+]);
+
+/**
  * Whether encoding a text in pieces (cut after runs of line breaks and around special tokens, each piece memoized)
- * gives the ids vLLM gets by encoding it whole. Not for a tokenizer that marks the start of each input it is given:
- * a `Prepend` normalizer (Llama 2, Phi-3's "▁"), a `Metaspace` pre-tokenizer with a prepend scheme other than "never"
- * (Mistral v0.3's "first"; tokenizers' default "always"; the older `add_prefix_space`), or `ByteLevel` with
- * `add_prefix_space`: every piece would gain the mark the whole text has once (tokenizers'
- * `normalizers/prepend.rs`, `pre_tokenizers/metaspace.rs`, `pre_tokenizers/byte_level.rs`). Such tokenizers encode
- * every text whole.
+ * gives the ids vLLM gets by encoding it whole. Only where the cut is proven to be a pre-token boundary of the whole
+ * text, so that no merge spans it: no normalizer, or NFC (a line break composes with nothing), and the pre-tokenizer
+ * Llama 3's and Qwen's, a `Split` on one of `CUT_SAFE_SPLIT_PATTERNS` (Isolated) then `ByteLevel` without
+ * `add_prefix_space` (which would prepend a space to every pre-token it is given, `pre_tokenizers/byte_level.rs`).
+ * Every other tokenizer encodes every text whole: GPT-2's byte-level pattern and o200k's end their pre-tokens
+ * elsewhere (`CUT_SAFE_SPLIT_PATTERNS`), and start-marking tokenizers (a `Prepend` normalizer, `Metaspace`) would
+ * give every piece the mark the whole text has once.
  */
 export function piecewiseEncodingSafe(json: TokenizerJsonShape): boolean {
-  const marksStart = (stage: TokenizerStage | null | undefined): boolean => {
-    if (stage === null || stage === undefined) return false;
-    switch (stage.type) {
-      case 'Sequence':
-        return [...(stage.normalizers ?? []), ...(stage.pretokenizers ?? [])].some(marksStart);
-      case 'Prepend':
-        return true;
-      case 'Metaspace':
-        return stage.prepend_scheme !== undefined ? stage.prepend_scheme !== 'never' : stage.add_prefix_space !== false;
-      case 'ByteLevel':
-        return stage.add_prefix_space === true;
-      default:
-        return false;
-    }
-  };
-  return !marksStart(json.normalizer) && !marksStart(json.pre_tokenizer);
+  const normalizer = json.normalizer ?? null;
+  if (normalizer !== null && normalizer.type !== 'NFC') return false;
+  const stages = json.pre_tokenizer?.type === 'Sequence' ? json.pre_tokenizer.pretokenizers ?? [] : [];
+  const [split, byteLevel] = stages;
+  return stages.length === 2
+    && split?.type === 'Split' && split.behavior === 'Isolated' && split.invert !== true
+    && split.pattern?.Regex !== undefined && CUT_SAFE_SPLIT_PATTERNS.has(split.pattern.Regex)
+    && byteLevel?.type === 'ByteLevel' && byteLevel.add_prefix_space !== true;
 }
 
 /** The safe cut: after a run of line breaks followed by a character that is not whitespace. */

@@ -5,7 +5,7 @@ import * as v8 from 'node:v8';
 import * as vm from 'node:vm';
 import { ChatTemplateRefusal, parseRequestBody, type ChatMessageInput, type PromptInput } from '@kvroute/protocol/openai';
 import { Tokenizer as RustTokenizer } from 'tokenizers';
-import { writeTemplateTokenizer } from '@kvroute/testkit';
+import { templateTokenizerJson, writeTemplateTokenizer } from '@kvroute/testkit';
 import { hasBundledTokenizer, MEMO_ENTRY_BYTES, memoEntryBytes, ModelTokenizer, piecewiseEncodingSafe, resolveTokenizerFiles, TokenizerNotFoundError } from '../src';
 
 type TokenizersModule = typeof import('@huggingface/tokenizers', { with: { 'resolution-mode': 'import' } });
@@ -389,6 +389,53 @@ describe('finding the tokenizer files', () => {
   });
 });
 
+/** Llama 3's pre-tokenizer (tokenizer.json of meta-llama/Meta-Llama-3-8B-Instruct), one kvroute encodes in pieces. */
+const LLAMA3_PRE_TOKENIZER = { type: 'Sequence', pretokenizers: [
+  { type: 'Split', pattern: { Regex: "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+" }, behavior: 'Isolated', invert: false },
+  { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: false },
+] };
+
+describe('tokenizers whose pre-tokens do not end after a run of line breaks encode texts whole, as vLLM does', () => {
+  const dirs: string[] = [];
+  afterAll(() => { for (const d of dirs) fs.rmSync(d, { recursive: true, force: true }); });
+  /** The testkit's byte-level BPE with `preTokenizer` and one merge more. */
+  const load = (preTokenizer: unknown, tokens: readonly string[], merges: readonly string[]): ModelTokenizer => {
+    const json = templateTokenizerJson(['A']) as { pre_tokenizer: unknown; model: { vocab: Record<string, number>; merges: string[] } };
+    json.pre_tokenizer = preTokenizer;
+    for (const t of tokens) json.model.vocab[t] = Object.keys(json.model.vocab).length;
+    json.model.merges = [...merges];
+    expect(piecewiseEncodingSafe(json as never)).toBe(false);
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kvroute-split-'));
+    dirs.push(dir);
+    fs.writeFileSync(path.join(dir, 'tokenizer.json'), JSON.stringify(json));
+    fs.writeFileSync(path.join(dir, 'tokenizer_config.json'), '{}');
+    return ModelTokenizer.load({ tokenizerJson: path.join(dir, 'tokenizer.json'), tokenizerConfigJson: path.join(dir, 'tokenizer_config.json'), source: 'path' } as never);
+  };
+  const promptIds = async (t: ModelTokenizer, prompt: string) => [...(await t.promptTokens(parseRequestBody(Buffer.from(JSON.stringify({ prompt }))).input))!.ids];
+
+  // tokenizers' ByteLevel with use_regex (pre_tokenizers/byte_level.rs, GPT-2's `\s+(?!\S)|\s+`), as GPT-2,
+  // GPT-NeoX/Pythia and StarCoder use it: in "a\n\nb" the lookahead gives the last line break back, so the run is two
+  // pre-tokens "\n", "\n" and "ĊĊ" never merges there; a piece cut after the run ends with "\n\n" and merges it.
+  test('GPT-2\'s byte-level pattern: a paragraph break before text is two "Ċ" tokens', async () => {
+    const t = load({ type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: true }, ['ĊĊ'], ['Ċ Ċ']);
+    const prompt = 'Hello.\n\nWorld';
+    expect(await promptIds(t, prompt)).toEqual([...(await t.encodeWhole(prompt, true))]);
+    expect(await t.encodeWhole('\n\n')).toHaveLength(1); // at the end of a piece, the run is one pre-token and merges
+  });
+
+  // o200k's pattern (tiktoken o200k_base, gpt-oss's tokenizer.json Split; Tekken's alike): ` ?[^\s\p{L}\p{N}]+[\r\n/]*`
+  // lets a punctuation run take the line breaks and the slashes after them: ":\n/usr" is ":\n/" and "usr".
+  test('o200k\'s pattern (gpt-oss): ":\\n/usr" keeps its "/" with the line break before it', async () => {
+    const O200K = "[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]*[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?|[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]+[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n/]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+    const t = load({ type: 'Sequence', pretokenizers: [
+      { type: 'Split', pattern: { Regex: O200K }, behavior: 'Isolated', invert: false },
+      { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: false },
+    ] }, ['us', 'usr', '/usr'], ['u s', 'us r', '/ usr']);
+    const prompt = 'Path:\n/usr';
+    expect(await promptIds(t, prompt)).toEqual([...(await t.encodeWhole(prompt, true))]);
+  });
+});
+
 describe('tokenizers that mark the start of each input encode texts whole (SentencePiece-style ▁, add_prefix_space)', () => {
   // vLLM encodes the whole prompt in one call; kvroute's pieces (cut after line breaks, around special tokens) would each
   // get the start mark. Minimal tokenizer.json files of each kind, read by the real tokenizers library.
@@ -438,7 +485,7 @@ describe('tokenizers that mark the start of each input encode texts whole (Sente
   // passed to the tokenizer (serving_completion.py, serving_chat.py _preprocess_chat).
   test.each([
     ['Metaspace "first", encoded whole', build(null, { type: 'Metaspace', replacement: '▁', prepend_scheme: 'first', split: false }, false, true)],
-    ['ByteLevel, encoded in pieces', build(null, { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: true }, true, true)],
+    ['Llama 3\'s Split and ByteLevel, encoded in pieces', build(null, LLAMA3_PRE_TOKENIZER, true, true)],
   ])('a request\'s add_special_tokens decides the BOS (%s)', async (_kind, tokenizer) => {
     const ids = async (body: Record<string, unknown>) => [...(await tokenizer.promptTokens(parseRequestBody(Buffer.from(JSON.stringify(body))).input))!.ids];
     const whole = async (text: string, special: boolean) => [...await tokenizer.encodeWhole(text, special)];
@@ -454,7 +501,9 @@ describe('tokenizers that mark the start of each input encode texts whole (Sente
   test('which tokenizers are encoded in pieces: Qwen3\'s byte-level BPE is, the start-marking kinds are not', () => {
     const qwen = JSON.parse(fs.readFileSync(resolveTokenizerFiles({ model: MODEL, hubCache: '/nonexistent' }).tokenizerJson, 'utf8'));
     expect(piecewiseEncodingSafe(qwen)).toBe(true);
-    expect(piecewiseEncodingSafe({ pre_tokenizer: { type: 'Metaspace', prepend_scheme: 'never' } })).toBe(true);
+    expect(piecewiseEncodingSafe({ pre_tokenizer: LLAMA3_PRE_TOKENIZER })).toBe(true);
+    // Metaspace splits at spaces only: "a\nb" is one pre-token, whose merges may span a cut after the line break.
+    expect(piecewiseEncodingSafe({ pre_tokenizer: { type: 'Metaspace', prepend_scheme: 'never' } })).toBe(false);
     expect(piecewiseEncodingSafe({ pre_tokenizer: { type: 'Metaspace', add_prefix_space: true } })).toBe(false);
     expect(piecewiseEncodingSafe({ pre_tokenizer: { type: 'Sequence', pretokenizers: [{ type: 'Metaspace', prepend_scheme: 'first' }] } })).toBe(false);
     expect(piecewiseEncodingSafe({ normalizer: { type: 'Prepend' } })).toBe(false);
