@@ -189,16 +189,38 @@ export function piecewiseEncodingSafe(json: TokenizerJsonShape): boolean {
 /** The safe cut: after a run of line breaks followed by a character that is not whitespace. */
 const SAFE_CUT = /[\r\n]+(?=[^\s])/g;
 
-function piecesOf(segment: string): string[] {
+/**
+ * The safe cuts in `s`, but those an added token with `lstrip` starts at (`lstripStart`, a sticky pattern of them):
+ * tokenizers' AddedVocabulary matches such a token with the whitespace before it (`AddedToken::get_pattern`,
+ * added_vocabulary.rs), so in the whole text the run of line breaks belongs to the token.
+ */
+function lineBreakCuts(s: string, lstripStart: RegExp | undefined): number[] {
+  const cuts: number[] = [];
+  for (const m of s.matchAll(SAFE_CUT)) {
+    const end = m.index! + m[0].length;
+    if (lstripStart !== undefined) {
+      lstripStart.lastIndex = end;
+      if (lstripStart.test(s)) continue;
+    }
+    cuts.push(end);
+  }
+  return cuts;
+}
+
+function piecesOf(segment: string, lstripStart: RegExp | undefined): string[] {
   const pieces: string[] = [];
   let start = 0;
-  for (const m of segment.matchAll(SAFE_CUT)) {
-    const end = m.index! + m[0].length;
+  for (const end of lineBreakCuts(segment, lstripStart)) {
     pieces.push(segment.slice(start, end));
     start = end;
   }
   if (start < segment.length) pieces.push(segment.slice(start));
   return pieces;
+}
+
+/** A regex source matching any of `texts` literally, longest first. */
+function alternativesOf(texts: readonly string[]): string {
+  return [...texts].sort((a, b) => b.length - a.length).map((s) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('|');
 }
 
 /**
@@ -282,6 +304,8 @@ export class ModelTokenizer {
   private readonly renderings = new Map<string, ArgumentsRendering>();
   private readonly specialIds: ReadonlyMap<string, number>;
   private readonly specialSplit?: RegExp;
+  /** The added tokens with `lstrip`, sticky: no piece ends where one starts (`lineBreakCuts`). */
+  private readonly lstripStart?: RegExp;
   private readonly memo: LRUCache<string, Uint32Array>;
   private added?: Promise<{ readonly front: Uint32Array; readonly back: Uint32Array }>;
 
@@ -300,10 +324,9 @@ export class ModelTokenizer {
     // neighbouring whitespace.
     const splittable = addedTokens.filter((t) => t.special && !t.lstrip && !t.rstrip);
     this.specialIds = new Map(splittable.map((t) => [t.content, t.id]));
-    if (splittable.length > 0) {
-      const alternatives = splittable.map((t) => t.content).sort((a, b) => b.length - a.length).map((s) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'));
-      this.specialSplit = new RegExp(`(${alternatives.join('|')})`);
-    }
+    if (splittable.length > 0) this.specialSplit = new RegExp(`(${alternativesOf(splittable.map((t) => t.content))})`);
+    const lstrip = addedTokens.filter((t) => t.lstrip);
+    if (lstrip.length > 0) this.lstripStart = new RegExp(alternativesOf(lstrip.map((t) => t.content)), 'y');
     // Sized by estimated heap bytes, not characters: a short piece costs far more than its text (MEMO_ENTRY_BYTES).
     this.memo = new LRUCache<string, Uint32Array>({ maxSize: memoBytes, sizeCalculation: (ids, key) => memoEntryBytes(key, ids) });
   }
@@ -343,7 +366,7 @@ export class ModelTokenizer {
       if (segment.length === 0) continue;
       const special = this.specialIds.get(segment);
       if (special !== undefined) pieces.push({ text: segment, special });
-      else for (const piece of piecesOf(segment)) pieces.push({ text: piece });
+      else for (const piece of piecesOf(segment, this.lstripStart)) pieces.push({ text: piece });
     }
     // Ids of this call's pieces, from the memo or encoded now; held here so a prompt larger than the memo still works.
     const known = new Map<string, Uint32Array>();
@@ -605,12 +628,13 @@ export class ModelTokenizer {
 
   /**
    * The last position before `cut` where no token can span, whatever text follows `cut`: after a special token, or
-   * after a run of line breaks followed by a character that is not whitespace (the cuts `encode` splits at).
+   * after a run of line breaks followed by a character that is not whitespace nor a token with lstrip (the cuts
+   * `encode` splits at).
    */
   private safeCutBefore(text: string, cut: number): number {
     const head = text.slice(0, cut);
     let best = 0;
-    for (const m of head.matchAll(SAFE_CUT)) best = Math.max(best, m.index! + m[0].length);
+    for (const end of lineBreakCuts(head, this.lstripStart)) best = Math.max(best, end);
     if (this.specialSplit) {
       const global = new RegExp(this.specialSplit.source, 'g');
       for (const m of head.matchAll(global)) best = Math.max(best, m.index! + m[0].length);

@@ -81,6 +81,24 @@ describe('ModelTokenizer (npm tokenizers, the Rust crate vLLM\'s fast tokenizer 
     expect([...(await tok.encode(t))]).toEqual([...(await tok.encodeWhole(t))]);
   });
 
+  // tokenizers' AddedVocabulary (added_vocabulary.rs, `AddedToken::get_pattern`): a token with `lstrip` matches with
+  // the whitespace before it, line breaks included (RoBERTa's and ModernBERT's <mask>), so no piece may end there.
+  test('a token with lstrip takes the line breaks before it: no cut between them', async () => {
+    const files = resolveTokenizerFiles({ model: MODEL, hubCache: '/nonexistent' });
+    const json = JSON.parse(fs.readFileSync(files.tokenizerJson, 'utf8')) as { added_tokens: { content: string; lstrip: boolean }[] };
+    json.added_tokens.find((t) => t.content === '<|im_start|>')!.lstrip = true;
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kvroute-lstrip-'));
+    try {
+      fs.writeFileSync(path.join(dir, 'tokenizer.json'), JSON.stringify(json));
+      const t = ModelTokenizer.load({ ...files, tokenizerJson: path.join(dir, 'tokenizer.json') });
+      for (const prompt of ['Hello\n\n<|im_start|>user', `${text(9, 200)}\n<|im_start|>a\n<|im_end|>\n\n<|im_start|>b`]) {
+        expect([...(await t.encode(prompt, true))]).toEqual([...(await t.encodeWhole(prompt, true))]);
+      }
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   test('a second request sharing paragraphs reuses them (same ids, whatever was cached)', async () => {
     const doc = `${text(11, 4000)}\nEnd of document.\n`;
     const a = await tok.encode(`${doc}Question one?`);
