@@ -12,6 +12,7 @@ const vectors = parsed.value as {
   trims: { s: string; chars: string | null; out: string }[];
   splits: { s: string; maxsplit: number | null; out: string }[];
   printing: { template: string; x: unknown; m?: unknown; out: string }[];
+  casing: { template: string; s: string; out: string }[];
 };
 
 type JinjaModule = typeof import('@huggingface/jinja', { with: { 'resolution-mode': 'import' } });
@@ -65,6 +66,13 @@ describe('Python str.strip / lstrip / rstrip in @huggingface/jinja templates (ji
     const template = new jinja.Template(c.template);
     pythonTrimFilter(template.parsed);
     expect(template.render({ x: c.x, m: c.m })).toBe(c.out);
+  });
+
+  // jinja2/filters.py @ 3.1.6 do_title and do_capitalize; CPython's str.title() and str.capitalize().
+  test.each(vectors.casing.map((c) => [`${c.template} with s = ${JSON.stringify(c.s).slice(0, 40)}`, c] as const))('title and capitalize as jinja2 and Python case: %s', (_name, c) => {
+    pythonStringMethods(jinja);
+    pythonValuePrinting(jinja);
+    expect(new jinja.Template(c.template).render({ s: c.s })).toBe(c.out);
   });
 
   test('a macro or a namespace keeps the package\'s own printing and refusals (jinja2\'s <Macro …> is not reproduced)', () => {

@@ -407,6 +407,27 @@ describe('finding the tokenizer files', () => {
   });
 });
 
+// Other models' own chat templates, rendered by real jinja2 in transformers 4.53's environment with vLLM 0.10.0's
+// conversation and tools (tokenizer/test/vectors/model-templates.py), keyed here on Qwen3's tokenizer.json.
+describe('models\' templates evaluated as jinja2 evaluates them', () => {
+  const vectors = JSON.parse(fs.readFileSync(path.join(__dirname, 'vectors', 'model-templates.json'), 'utf8')) as {
+    cases: { name: string; template: string; body: string; text: string }[];
+  };
+  const dirs: string[] = [];
+  afterAll(() => { for (const d of dirs) fs.rmSync(d, { recursive: true, force: true }); });
+
+  test.each(vectors.cases.map((c) => [c.name, c] as const))('%s', async (_name, c) => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kvroute-model-template-'));
+    dirs.push(dir);
+    const files = { ...resolveTokenizerFiles({ model: MODEL, hubCache: '/nonexistent' }), tokenizerConfigJson: path.join(dir, 'tokenizer_config.json') };
+    fs.writeFileSync(files.tokenizerConfigJson, JSON.stringify({ bos_token: '<s>', eos_token: '</s>', chat_template: c.template }));
+    const t = ModelTokenizer.load(files);
+    const keyed = await t.promptTokens(parseRequestBody(Buffer.from(c.body)).input);
+    expect(keyed?.exact).toBe(true);
+    expect([...keyed!.ids]).toEqual([...(await t.encodeWhole(c.text))]);
+  });
+});
+
 /** Llama 3's pre-tokenizer (tokenizer.json of meta-llama/Meta-Llama-3-8B-Instruct), one kvroute encodes in pieces. */
 const LLAMA3_PRE_TOKENIZER = { type: 'Sequence', pretokenizers: [
   { type: 'Split', pattern: { Regex: "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+" }, behavior: 'Isolated', invert: false },

@@ -5,10 +5,12 @@
  * trim JavaScript's whitespace (`String.prototype.trim`): `content.strip('\n')` there also strips spaces and tabs.
  * jinja2 calls the Python methods, so a chat template such as Qwen3's (`reasoning_content.strip('\n')`,
  * `content.split('</think>')[-1].lstrip('\n')`) renders an assistant turn with a space next to `</think>` differently
- * in kvroute than in vLLM. Checked against CPython by `protocol/test/vectors/python-strings.py`.
+ * in kvroute than in vLLM. Likewise `title()` and `capitalize()`, which there upper-case a letter and keep the rest
+ * (MiniCPM3's template prints an enum parameter's name with jinja2's `title` filter: `sortOrder` is `Sortorder`).
+ * Checked against CPython by `protocol/test/vectors/python-strings.py`.
  *
  * @huggingface/jinja 0.5.11 exports no string class or hook; `pythonStringMethods` finds the class through a value
- * its public `Environment` holds and replaces the three entries of its `builtins` map, once per package instance. The
+ * its public `Environment` holds and replaces those entries of its `builtins` map, once per package instance. The
  * caller passes its own loaded module, so this package needs no jinja.
  */
 
@@ -52,6 +54,78 @@ export function pythonStrip(s: string, side: 'both' | 'left' | 'right', chars?: 
   return points.slice(start, end).join('');
 }
 
+const CASED = /\p{Cased}/u;
+const CASE_IGNORABLE = /\p{Case_Ignorable}/u;
+
+/**
+ * Python's lower case of `points[i]` within `points` (CPython's `lower_ucs4`): a capital sigma is final (ς) after a
+ * cased character and not before one, case-ignorable characters skipped (`handle_capital_sigma`).
+ */
+function pythonLowerAt(points: readonly string[], i: number): string {
+  const c = points[i]!;
+  if (c !== 'Σ') return c.toLowerCase();
+  let before = i - 1;
+  while (before >= 0 && CASE_IGNORABLE.test(points[before]!)) before--;
+  if (before < 0 || !CASED.test(points[before]!)) return 'σ';
+  let after = i + 1;
+  while (after < points.length && CASE_IGNORABLE.test(points[after]!)) after++;
+  return after === points.length || !CASED.test(points[after]!) ? 'ς' : 'σ';
+}
+
+function pythonLower(points: readonly string[]): string {
+  return points.map((_, i) => pythonLowerAt(points, i)).join('');
+}
+
+/** The Latin digraphs, whose titlecase (ǅ) is neither their uppercase (Ǆ) nor their lowercase (ǆ). */
+const DIGRAPH_TITLECASE = new Map([...'ǄǅǆǇǈǉǊǋǌǱǲǳ'].map((c, i, all) => [c, all[i - (i % 3) + 1]!]));
+
+/**
+ * Python's titlecase of one character (`_PyUnicode_ToTitleFull`), which JavaScript has no method for: the uppercase,
+ * but for the digraphs (ǅ), Georgian Mkhedruli (its own titlecase; the uppercase is Mtavruli), Greek letters with
+ * ypogegrammeni (the uppercase spells the iota out, ΑΙ; the titlecase keeps it subscript, ᾼ) and characters whose
+ * uppercase is several letters (ß is SS, its titlecase Ss; ﬁ, Fi). Checked against CPython for every such character.
+ */
+function pythonTitlecase(c: string): string {
+  const digraph = DIGRAPH_TITLECASE.get(c);
+  if (digraph !== undefined) return digraph;
+  if (/[\u10D0-\u10FA\u10FD-\u10FF]/.test(c)) return c;
+  const upper = [...c.toUpperCase()];
+  if (upper.length === 1) return upper[0]!;
+  if (/[\u1F80-\u1FFF]/.test(c) && upper[upper.length - 1] === 'Ι') {
+    // One letter and the subscript compose where Unicode has the letter (ᾼ; not Ὰͅ); after a perispomeni they stay apart.
+    const subscript = `${upper.slice(0, -1).join('')}\u0345`;
+    return upper.length === 2 ? subscript.normalize('NFC') : subscript;
+  }
+  return upper[0]! + pythonLower(upper.slice(1));
+}
+
+/** Python's `str.capitalize()` (3.8 on): the first character titlecased, the rest lower-cased. */
+export function pythonCapitalize(s: string): string {
+  const points = [...s];
+  return points.map((c, i) => (i === 0 ? pythonTitlecase(c) : pythonLowerAt(points, i))).join('');
+}
+
+/** Python's `str.title()`: a character after a cased one lower-cased, any other titlecased (CPython's `do_title`). */
+export function pythonTitle(s: string): string {
+  const points = [...s];
+  return points.map((c, i) => (i > 0 && CASED.test(points[i - 1]!) ? pythonLowerAt(points, i) : pythonTitlecase(c))).join('');
+}
+
+/** jinja2's `_word_beginning_split_re`, `([-\s({\[<]+)`, with Python's `\s` (str.isspace()). */
+const JINJA2_WORD_BEGINNING = new RegExp(`([-({[<${[...PYTHON_WHITESPACE].map((c) => `\\u{${c.codePointAt(0)!.toString(16)}}`).join('')}]+)`, 'u');
+
+/**
+ * jinja2's `title` filter (`do_title`, jinja2/filters.py @ 3.1.6): the text split at runs of `-`, whitespace and opening
+ * brackets, each part's first character upper-cased and the rest lower-cased (`item[0].upper() + item[1:].lower()`),
+ * so `sortOrder` is `Sortorder`. Not Python's `str.title()`, which starts a word after any character that is not cased.
+ */
+export function jinja2Title(s: string): string {
+  return s.split(JINJA2_WORD_BEGINNING).filter((item) => item !== '').map((item) => {
+    const [first, ...rest] = [...item];
+    return first!.toUpperCase() + pythonLower(rest);
+  }).join('');
+}
+
 interface JinjaModuleLike {
   readonly Environment: new () => { set(name: string, value: unknown): unknown; lookupVariable(name: string): unknown };
 }
@@ -64,7 +138,8 @@ interface RuntimeValueLike {
 const PATCHED = Symbol.for('kvroute.pythonStringMethods');
 
 /**
- * Makes `strip`, `lstrip` and `rstrip` on the strings of `jinja` (a loaded `@huggingface/jinja`) behave as Python's.
+ * Makes `strip`, `lstrip`, `rstrip`, `split`, `title` and `capitalize` on the strings of `jinja` (a loaded
+ * `@huggingface/jinja`) behave as Python's.
  * Idempotent.
  * @throws Error when the package's shape is not the one this was written against (a newer release): better to fail
  *   loudly at start-up than to render silently unlike vLLM.
@@ -102,6 +177,10 @@ export function pythonStringMethods(jinja: JinjaModuleLike): void {
         for (const [method, side] of [['strip', 'both'], ['lstrip', 'left'], ['rstrip', 'right']] as const) {
           map.set(method, new FunctionValue((args) => new StringValue(pythonStrip(value, side, charsOf(method, args)))));
         }
+        // The package's title() upper-cases after JavaScript's word boundaries and keeps the rest; capitalize() keeps
+        // the rest too. These also serve the `capitalize` filter, which the package reads from here.
+        map.set('title', new FunctionValue(() => new StringValue(pythonTitle(value))));
+        map.set('capitalize', new FunctionValue(() => new StringValue(pythonCapitalize(value))));
         // split() without a separator splits on Python's whitespace; with one, the package's own (already Python's).
         const split = map.get('split') as { value: (args: RuntimeValueLike[], env: unknown) => unknown } | undefined;
         if (split !== undefined) {
@@ -300,6 +379,10 @@ export function pythonValuePrinting(jinja: JinjaModuleLike & { readonly Interpre
   proto.applyFilter = function (this: InterpreterLike['prototype'], operand, filter, environment) {
     if (!PRINTABLE_TYPES.has(operand.type)) return applyFilter.call(this, operand, filter, environment);
     if (filter.type === 'Identifier' && filter.value === 'string') return new StringValue(String(operand));
+    // jinja2's title filter is not str.title() (`jinja2Title`); its capitalize filter is str.capitalize(); both of the
+    // value's str(). The package reads both from the string's methods, and refuses other values.
+    if (filter.type === 'Identifier' && filter.value === 'title') return new StringValue(jinja2Title(String(operand)));
+    if (filter.type === 'Identifier' && filter.value === 'capitalize') return new StringValue(pythonCapitalize(String(operand)));
     // join: jinja2's do_join writes each item's str() (the package writes the JavaScript value: `true`, ``).
     const name = filter.type === 'Identifier' ? filter.value : filter.type === 'CallExpression' && filter.callee?.type === 'Identifier' ? filter.callee.value : undefined;
     if (name === 'join' && (operand.type === 'ArrayValue' || operand.type === 'TupleValue')) {

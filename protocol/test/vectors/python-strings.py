@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Reference values for protocol/test/jinja-python-strings.test.ts: `str.strip`, `lstrip` and `rstrip` as a chat
 template calls them in jinja2 (the sandbox transformers renders in calls the Python methods), with and without an
-argument, the `trim` filter, `split()` without a separator, and how values print. Run once, commit the output:  python3 python-strings.py > python-strings.json
+argument, the `trim` filter, `split()` without a separator, `title` and `capitalize` as filters (jinja2's `do_title`, its
+own word split, and `do_capitalize`) and as str methods, and how values print. Run once, commit the output:  python3 python-strings.py > python-strings.json
 """
 import json
 import sys
@@ -59,5 +60,17 @@ for t in ["{{ 1.0 }}", "{{ 2.50 }}", "{{ 3 / 2 }}", "{{ 4 / 2 }}", "{{ (1, 'a') 
           "{% set y = 1 %}{{ y }}", "{% if x is none %}{{ x }}{% endif %}", "{{ [none, true] | join('-') }}"]:
     printing.append({"template": t, "x": None, "out": env.from_string(t).render(x=None)})
 
-json.dump({"jinja2": jinja2.__version__, "python": sys.version.split()[0], "cases": cases, "trims": trims, "splits": splits, "printing": printing}, sys.stdout, indent=1)
+# Casing: jinja2's title filter (`item[0].upper() + item[1:].lower()` over `([-\s({\[<]+)` splits), its capitalize
+# filter (str.capitalize) and Python's str.title() / str.capitalize() (titlecase first, lower-case after a cased
+# character, the final sigma in context). The last strings hold every character whose titlecase is not its uppercase.
+TITLECASE_NOT_UPPER = "".join(chr(c) for c in range(0x110000) if not 0xD800 <= c < 0xE000 and chr(c).title() != chr(c).upper())
+CASED = ["sortOrder", "maxResults", "hello world", "HELLO wORLD", "it's o'neil", "x-ray (beta)[gamma]{delta}<eps>", "a\tb\nc",
+         "  lead", "snake_case_name", "123abc 4ever", "ÉCOLE été", "ßtraße", "ǆungla ǉ ǌ", "ΣΑΣ ΟΔΟΣ.", "ΑΣ'Σ", "İstanbul",
+         "ﬁne ﬂow", "ᾳ ᾲ ᾷ", "", " ".join(TITLECASE_NOT_UPPER), TITLECASE_NOT_UPPER]
+casing = []
+for s in CASED:
+    for t in ["{{ s | title }}", "{{ s | capitalize }}", "{{ s.title() }}", "{{ s.capitalize() }}"]:
+        casing.append({"template": t, "s": s, "out": env.from_string(t).render(s=s)})
+
+json.dump({"jinja2": jinja2.__version__, "python": sys.version.split()[0], "cases": cases, "trims": trims, "splits": splits, "printing": printing, "casing": casing}, sys.stdout, indent=1)
 print()
