@@ -451,7 +451,9 @@ export class ModelTokenizer {
   private compiledTemplate(text: string): Template {
     let template = this.compiled.get(text);
     if (!template) {
-      template = new Template(text);
+      // jinja2's lexer reads "\r\n" and "\r" in a template's source as "\n" (lexer.py `tokeniter`); @huggingface/jinja
+      // keeps them, and a template saved with CRLF line endings would print them.
+      template = new Template(text.replace(/\r\n?/g, '\n'));
       // jinja2's trim filter is Python's str.strip (jinja-python-strings.ts).
       pythonTrimFilter(template.parsed);
       this.compiled.set(text, template);

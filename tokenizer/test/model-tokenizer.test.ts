@@ -411,7 +411,7 @@ describe('finding the tokenizer files', () => {
 // conversation and tools (tokenizer/test/vectors/model-templates.py), keyed here on Qwen3's tokenizer.json.
 describe('models\' templates evaluated as jinja2 evaluates them', () => {
   const vectors = JSON.parse(fs.readFileSync(path.join(__dirname, 'vectors', 'model-templates.json'), 'utf8')) as {
-    cases: { name: string; template: string; body: string; text: string }[];
+    cases: { name: string; template: string; file: boolean; body: string; text: string }[];
   };
   const dirs: string[] = [];
   afterAll(() => { for (const d of dirs) fs.rmSync(d, { recursive: true, force: true }); });
@@ -420,8 +420,9 @@ describe('models\' templates evaluated as jinja2 evaluates them', () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kvroute-model-template-'));
     dirs.push(dir);
     const files = { ...resolveTokenizerFiles({ model: MODEL, hubCache: '/nonexistent' }), tokenizerConfigJson: path.join(dir, 'tokenizer_config.json') };
-    fs.writeFileSync(files.tokenizerConfigJson, JSON.stringify({ bos_token: '<s>', eos_token: '</s>', chat_template: c.template }));
-    const t = ModelTokenizer.load(files);
+    fs.writeFileSync(files.tokenizerConfigJson, JSON.stringify({ bos_token: '<s>', eos_token: '</s>', ...(c.file ? {} : { chat_template: c.template }) }));
+    if (c.file) fs.writeFileSync(path.join(dir, 'chat_template.jinja'), c.template);
+    const t = ModelTokenizer.load(c.file ? { ...files, chatTemplateJinja: path.join(dir, 'chat_template.jinja') } : files);
     const keyed = await t.promptTokens(parseRequestBody(Buffer.from(c.body)).input);
     expect(keyed?.exact).toBe(true);
     expect([...keyed!.ids]).toEqual([...(await t.encodeWhole(c.text))]);
