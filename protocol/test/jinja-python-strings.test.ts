@@ -1,6 +1,6 @@
 import * as fs from 'fs';
 import * as path from 'path';
-import { parsePythonJson, pythonJson, pythonSplitWhitespace, pythonStringMethods, pythonStrip, pythonTrimFilter, pythonValuePrinting } from '../src/openai';
+import { parsePythonJson, pythonEquality, pythonJson, pythonSplitWhitespace, pythonStringMethods, pythonStrip, pythonTrimFilter, pythonValuePrinting } from '../src/openai';
 
 // Reference values from CPython through real jinja2's sandbox (protocol/test/vectors/python-strings.py).
 interface Case { s: string; method: 'strip' | 'lstrip' | 'rstrip'; chars: string | null; out: string }
@@ -13,6 +13,7 @@ const vectors = parsed.value as {
   splits: { s: string; maxsplit: number | null; out: string }[];
   printing: { template: string; x: unknown; m?: unknown; out: string }[];
   casing: { template: string; s: string; out: string }[];
+  equality: { template: string; a: unknown; b: unknown; m?: unknown; out: string }[];
 };
 
 type JinjaModule = typeof import('@huggingface/jinja', { with: { 'resolution-mode': 'import' } });
@@ -73,6 +74,14 @@ describe('Python str.strip / lstrip / rstrip in @huggingface/jinja templates (ji
     pythonStringMethods(jinja);
     pythonValuePrinting(jinja);
     expect(new jinja.Template(c.template).render({ s: c.s })).toBe(c.out);
+  });
+
+  // jinja2 compiles `==`, `!=` and `in` to Python's operators (jinja2/compiler.py @ 3.1.6 visit_Compare).
+  test.each(vectors.equality.map((c) => [`${c.template} with a = ${JSON.stringify(c.a)}, b = ${JSON.stringify(c.b)}`, c] as const))('comparisons as Python compares: %s', (_name, c) => {
+    pythonValuePrinting(jinja);
+    pythonJson(jinja);
+    pythonEquality(jinja);
+    expect(new jinja.Template(c.template).render({ a: c.a, b: c.b, m: c.m })).toBe(c.out);
   });
 
   test('a macro or a namespace keeps the package\'s own printing and refusals (jinja2\'s <Macro …> is not reproduced)', () => {

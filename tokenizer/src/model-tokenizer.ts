@@ -16,7 +16,7 @@
  */
 import { LRUCache } from 'lru-cache';
 import {
-  applyChatTemplate, namedOwnTemplate, ownTemplateFor, postProcessorAddsOf, pythonStringMethods, truncatePromptIds, pythonJson, pythonTrimFilter, pythonValuePrinting, RequestFieldError, vllmConversation, vllmToolDicts,
+  applyChatTemplate, namedOwnTemplate, ownTemplateFor, postProcessorAddsOf, pythonEquality, pythonStringMethods, truncatePromptIds, pythonJson, pythonTrimFilter, pythonValuePrinting, RequestFieldError, vllmConversation, vllmToolDicts,
   type ArgumentsRendering, type ChatMessageInput, type OwnChatTemplate, type PromptInput,
 } from '@kvroute/protocol/openai';
 import * as fs from 'node:fs';
@@ -33,6 +33,8 @@ const { Template } = jinja;
 // (jinja-python-strings.ts in @kvroute/protocol).
 pythonStringMethods(jinja);
 pythonValuePrinting(jinja);
+// jinja2's `==` and `in` are Python's: dicts and lists by value, no string equal to a number.
+pythonEquality(jinja);
 // vLLM keeps a tool schema's `0.0` a float and renders tojson with Python's json.dumps (jinja-python-json.ts).
 pythonJson(jinja);
 type Template = InstanceType<JinjaModule['Template']>;

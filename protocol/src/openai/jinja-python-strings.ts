@@ -409,3 +409,74 @@ export function pythonValuePrinting(jinja: JinjaModuleLike & { readonly Interpre
   };
   Object.defineProperty(proto, PRINTING_PATCHED, { value: true });
 }
+
+/** Kinds Python compares as numbers: `bool` is an `int` (True == 1), and an int equals the float of its value. */
+const NUMERIC_TYPES = new Set(['BooleanValue', 'IntegerValue', 'FloatValue']);
+const SEQUENCE_TYPES = new Set(['ArrayValue', 'TupleValue']);
+const MAPPING_TYPES = new Set(['ObjectValue', 'KeywordArgumentsValue']);
+
+/**
+ * Python's `a == b` of two jinja runtime values, as jinja2 compiles `==` (Python's operator): numbers by value (a bool
+ * is 0 or 1), strings by text, a string never equal to a number ('1' == 1 is False), lists and tuples item by item
+ * (a list never equal to a tuple), dicts by their keys and values whatever the order, None only to None, an undefined
+ * value only to another (jinja2's `Undefined.__eq__`). Anything else (a macro, a namespace) only to itself.
+ */
+export function pythonEquals(a: PrintableValue, b: PrintableValue): boolean {
+  if (NUMERIC_TYPES.has(a.type) && NUMERIC_TYPES.has(b.type)) return Number(a.value) === Number(b.value);
+  if (SEQUENCE_TYPES.has(a.type) && SEQUENCE_TYPES.has(b.type)) {
+    const x = a.value as PrintableValue[];
+    const y = b.value as PrintableValue[];
+    return a.type === b.type && x.length === y.length && x.every((item, i) => pythonEquals(item, y[i]!));
+  }
+  if (MAPPING_TYPES.has(a.type) && MAPPING_TYPES.has(b.type)) {
+    const x = a.value as Map<string, PrintableValue>;
+    const y = b.value as Map<string, PrintableValue>;
+    return x.size === y.size && [...x].every(([k, v]) => y.has(k) && pythonEquals(v, y.get(k)!));
+  }
+  if (a.type !== b.type) return false;
+  if (a.type === 'NullValue' || a.type === 'UndefinedValue') return true;
+  return a.type === 'StringValue' ? a.value === b.value : a === b || a.value === b.value;
+}
+
+/**
+ * Python's `item in container`: a list or tuple holds an item equal to it, a string the substring, a dict the key (its
+ * keys are strings: no other value is one), an undefined value nothing (jinja2's Undefined iterates as empty).
+ * @throws Error where Python raises TypeError (a number or None as the container, a non-string in a string).
+ */
+function pythonContains(container: PrintableValue, item: PrintableValue): boolean {
+  if (SEQUENCE_TYPES.has(container.type)) return (container.value as PrintableValue[]).some((x) => pythonEquals(item, x));
+  if (MAPPING_TYPES.has(container.type)) return item.type === 'StringValue' && (container.value as Map<string, unknown>).has(item.value as string);
+  if (container.type === 'UndefinedValue') return false;
+  if (container.type === 'StringValue') {
+    if (item.type !== 'StringValue') throw new Error("'in <string>' requires string as left operand");
+    return (container.value as string).includes(item.value as string);
+  }
+  throw new Error(`argument of type ${container.type} is not iterable`);
+}
+
+const EQUALITY_PATCHED = Symbol.for('kvroute.pythonEquality');
+
+/**
+ * Makes @huggingface/jinja's `==`, `!=`, `in` and `not in` Python's (`pythonEquals`, `pythonContains`): the package compares
+ * with JavaScript's loose `==` (so '1' == 1, and two dicts only when they are the same object) and finds list members
+ * by identity. Mistral v0.3's and Mistral-Nemo's templates print the tools before the last user turn with
+ * `message == user_messages[-1]`, which jinja2 also finds true for an earlier turn equal to it. Checked against jinja2
+ * by `protocol/test/vectors/python-strings.py`. Idempotent.
+ */
+export function pythonEquality(jinja: JinjaModuleLike & { readonly Interpreter: InterpreterLike }): void {
+  const proto = jinja.Interpreter.prototype as InterpreterLike['prototype'] & { [EQUALITY_PATCHED]?: boolean };
+  if (proto[EQUALITY_PATCHED]) return;
+  const env = new jinja.Environment();
+  env.set('kvrouteProbe', true);
+  const BooleanValue = (env.lookupVariable('kvrouteProbe') as object).constructor as new (value: boolean) => unknown;
+  const evaluateBinaryExpression = proto.evaluateBinaryExpression;
+  proto.evaluateBinaryExpression = function (this: InterpreterLike['prototype'], node, environment) {
+    const operator = node.operator.value;
+    if (operator !== '==' && operator !== '!=' && operator !== 'in' && operator !== 'not in') return evaluateBinaryExpression.call(this, node, environment);
+    const left = this.evaluate(node.left, environment);
+    const right = this.evaluate(node.right, environment);
+    if (operator === '==' || operator === '!=') return new BooleanValue(pythonEquals(left, right) === (operator === '=='));
+    return new BooleanValue(pythonContains(right, left) === (operator === 'in'));
+  };
+  Object.defineProperty(proto, EQUALITY_PATCHED, { value: true });
+}

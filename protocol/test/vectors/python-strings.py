@@ -2,7 +2,8 @@
 """Reference values for protocol/test/jinja-python-strings.test.ts: `str.strip`, `lstrip` and `rstrip` as a chat
 template calls them in jinja2 (the sandbox transformers renders in calls the Python methods), with and without an
 argument, the `trim` filter, `split()` without a separator, `title` and `capitalize` as filters (jinja2's `do_title`, its
-own word split, and `do_capitalize`) and as str methods, and how values print. Run once, commit the output:  python3 python-strings.py > python-strings.json
+own word split, and `do_capitalize`) and as str methods, `==`, `!=` and `in` (Python's operators, which jinja2
+compiles them to), and how values print. Run once, commit the output:  python3 python-strings.py > python-strings.json
 """
 import json
 import sys
@@ -72,5 +73,22 @@ for s in CASED:
     for t in ["{{ s | title }}", "{{ s | capitalize }}", "{{ s.title() }}", "{{ s.capitalize() }}"]:
         casing.append({"template": t, "s": s, "out": env.from_string(t).render(s=s)})
 
-json.dump({"jinja2": jinja2.__version__, "python": sys.version.split()[0], "cases": cases, "trims": trims, "splits": splits, "printing": printing, "casing": casing}, sys.stdout, indent=1)
+# Comparisons: `==`, `!=` and `in` are Python's (values from JSON, so no tuples among them but the literal ones).
+COMPARED = [1, 1.0, True, 0, False, "1", "a", None, [], [1, "a"], [1.0, "a"], ["a", 1], {}, {"role": "user", "content": "Continue"},
+            {"content": "Continue", "role": "user"}, {"role": "user", "content": "continue"}, [{"role": "user"}], {"1": 1}]
+equality = []
+for a in COMPARED:
+    for b in COMPARED:
+        for t in ["{{ a == b }}", "{{ a != b }}"]:
+            equality.append({"template": t, "a": a, "b": b, "out": env.from_string(t).render(a=a, b=b)})
+    for b in [COMPARED, [[1, "a"]], [{"content": "Continue", "role": "user"}], ["1", "a"], {"1": 1, "a": 2}, "a1"]:
+        if (isinstance(b, str) and not isinstance(a, str)) or (isinstance(b, dict) and isinstance(a, (list, dict))):
+            continue  # TypeError in Python
+        for t in ["{{ a in b }}", "{{ a not in b }}"]:
+            equality.append({"template": t, "a": a, "b": b, "out": env.from_string(t).render(a=a, b=b)})
+for t in ["{{ [1, 2] == (1, 2) }}", "{{ (1, 2) == (1, 2) }}", "{{ m.missing == m.other }}", "{{ m.missing == none }}",
+          "{{ 1 in (1, 2) }}", "{{ m.missing in [1] }}", "{{ 'a' in m.missing }}"]:
+    equality.append({"template": t, "a": None, "b": None, "m": {}, "out": env.from_string(t).render(m={})})
+
+json.dump({"jinja2": jinja2.__version__, "python": sys.version.split()[0], "cases": cases, "trims": trims, "splits": splits, "printing": printing, "casing": casing, "equality": equality}, sys.stdout, indent=1)
 print()

@@ -62,6 +62,14 @@ CASES = {
             "required": ["sortOrder"]}}}],
         "messages": [{"role": "user", "content": "Find cats"}],
     },
+    # Mistral-Nemo (and Mistral v0.3) print the tools before the last user turn, found by `message == user_messages[-1]`:
+    # Python compares dicts by value, so an earlier user turn equal to the last one gets [AVAILABLE_TOOLS] too.
+    "Mistral-Nemo: a user turn equal to the last one": {
+        "template": "Mistral-Nemo-Instruct-2407",
+        "tools": [{"type": "function", "function": {"name": "get_weather", "description": "Get the weather", "parameters": {
+            "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}],
+        "messages": [{"role": "user", "content": "Continue"}, {"role": "assistant", "content": "Part one."}, {"role": "user", "content": "Continue"}],
+    },
     # A template saved with CRLF line endings. transformers reads chat_template.jinja in text mode (universal
     # newlines: tokenization_utils_base.py `open(chat_template_file, encoding="utf-8")`), and jinja2's lexer turns
     # "\r\n" and "\r" into "\n" in any template source (lexer.py `tokeniter`, newline_re), tokenizer_config.json's too.
