@@ -16,7 +16,7 @@
  */
 import { LRUCache } from 'lru-cache';
 import {
-  applyChatTemplate, namedOwnTemplate, ownTemplateFor, postProcessorAddsOf, pythonEquality, pythonStringMethods, truncatePromptIds, pythonJson, pythonTrimFilter, pythonValuePrinting, RequestFieldError, vllmConversation, vllmToolDicts,
+  applyChatTemplate, markReorderedMappings, namedOwnTemplate, ownTemplateFor, postProcessorAddsOf, pythonEquality, pythonStringMethods, truncatePromptIds, pythonJson, pythonTrimFilter, pythonValuePrinting, RequestFieldError, vllmConversation, vllmToolDicts,
   type ArgumentsRendering, type ChatMessageInput, type OwnChatTemplate, type PromptInput,
 } from '@kvroute/protocol/openai';
 import * as fs from 'node:fs';
@@ -100,7 +100,8 @@ export interface PromptTokens {
 const MEDIA_CUT = '\uE000kvroute-media-cut\uE000';
 
 /**
- * Stands in for the arguments of the first tool call kvroute cannot render as vLLM does. Printable characters only, so
+ * Stands in for the arguments of the first tool call kvroute cannot render as vLLM does, and for mappings in the tools,
+ * documents and `chat_template_kwargs` whose keys JavaScript orders unlike Python. Printable characters only, so
  * the marker reads the same through `tojson`, `| string` and Python's repr of the mapping (which escapes the private-use
  * characters the content marker is made of).
  */
@@ -588,7 +589,20 @@ export class ModelTokenizer {
         // marker's line. Both markers stay when both occur (a later message's rendering can change an earlier one's:
         // Qwen3 finds the last user query by content); the ids end at the first. Later calls' arguments are emptied, so
         // a value the template cannot print (a null through `| string`) cannot fail the render after the cut.
-        const exact = cutAt === undefined && inexactCall === undefined;
+        // Mappings in the tools, documents and kwargs' values with array-index keys ("10" before "zeta" in JavaScript,
+        // in the JSON's order in vLLM's dicts: `markReorderedMappings`) become the arguments' marker mapping, which the
+        // ids end before as well. The kwargs themselves are the template's variables, whose order nothing prints.
+        const reorderedMarker = { [ARGUMENTS_CUT]: ARGUMENTS_CUT };
+        let reordered = false;
+        const inPythonOrder = <T>(value: T): T => {
+          const marked = markReorderedMappings(value, reorderedMarker);
+          reordered ||= marked.marked;
+          return marked.value as T;
+        };
+        const templateTools = inPythonOrder(tools);
+        const documents = inPythonOrder(input.documents);
+        const kwargs = input.chatTemplateKwargs && Object.fromEntries(Object.entries(input.chatTemplateKwargs).map(([k, v]) => [k, inPythonOrder(v)]));
+        const exact = cutAt === undefined && inexactCall === undefined && !reordered;
         const messages: TemplateMessage[] = conversation.messages.map((m, i) => {
           let message: TemplateMessage = m;
           if (i === cutAt) message = { ...message, content: format === 'openai' ? [{ type: 'text', text: MEDIA_CUT }] : MEDIA_CUT };
@@ -606,9 +620,9 @@ export class ModelTokenizer {
         let text = this.renderChat(messages, {
           addGenerationPrompt: input.addGenerationPrompt,
           continueFinalMessage: input.continueFinalMessage,
-          ...(tools ? { tools } : {}),
-          ...(input.chatTemplateKwargs ? { chatTemplateKwargs: input.chatTemplateKwargs } : {}),
-          ...(input.documents ? { documents: input.documents } : {}),
+          ...(templateTools ? { tools: templateTools } : {}),
+          ...(kwargs ? { chatTemplateKwargs: kwargs } : {}),
+          ...(documents ? { documents } : {}),
           ...(input.chatTemplate !== undefined ? { chatTemplate: input.chatTemplate } : {}),
         });
         if (!exact) {

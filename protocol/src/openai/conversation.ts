@@ -263,6 +263,26 @@ function plainKeysAndStrings(root: unknown): boolean {
 }
 
 /**
+ * `value` (a request's tools, documents or a `chat_template_kwargs` value) with every mapping in it that holds an
+ * array-index key replaced by `marker`, and whether one was. vLLM reads the body with `json.loads`, whose dicts keep
+ * the JSON's key order, which `tojson` and `| items` print; JavaScript lists such keys first ("10", "2", then "zeta").
+ * A mapping nested deeper than MAX_EXACT_DEPTH is replaced too. Unchanged parts are the same objects.
+ */
+export function markReorderedMappings(value: unknown, marker: unknown, depth = 0): { value: unknown; marked: boolean } {
+  const isContainer = Array.isArray(value) || isDict(value);
+  if (!isContainer) return { value, marked: false };
+  if (depth >= MAX_EXACT_DEPTH || (isDict(value) && Object.keys(value).some((k) => ARRAY_INDEX.test(k)))) return { value: marker, marked: true };
+  let marked = false;
+  const mark = (v: unknown): unknown => {
+    const inner = markReorderedMappings(v, marker, depth + 1);
+    marked ||= inner.marked;
+    return inner.value;
+  };
+  const copy = Array.isArray(value) ? value.map(mark) : Object.fromEntries(Object.entries(value as Record<string, unknown>).map(([k, v]) => [k, mark(v)]));
+  return marked ? { value: copy, marked } : { value, marked };
+}
+
+/**
  * Whether a template that prints arguments as `rendering` says (`ArgumentsRendering`) renders the parsed `value` of
  * the arguments `text` as jinja2 renders Python's: through `tojson`, when `tojsonMatchesPython`; value by value, for a
  * mapping of strings, safe integers and floats under keys V8 keeps in place (their `str()` as `pythonValuePrinting`

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Reference prompts for tokenizer/test/model-tokenizer.test.ts: chats with tools and tool calls, rendered as vLLM
-0.10.0 renders them for Qwen3, with real jinja2 and real pydantic.
+"""Reference prompts for tokenizer/test/model-tokenizer.test.ts: chats with tools and tool calls (and documents and
+chat_template_kwargs), rendered as vLLM 0.10.0 renders them for Qwen3, with real jinja2 and real pydantic.
 
 - The conversation and the tool dicts come from protocol/test/vectors/conversation.py (vLLM's message fields, pydantic's
   validation of tool calls and tools, `json.loads` of the arguments), imported from there.
@@ -95,6 +95,14 @@ TRIM_TEMPLATE = """{%- for m in messages %}<|im_start|>{{ m.role }}
 # Prints each tool's description directly: vLLM's model_dump gives None when absent, which jinja2 prints "None".
 TOOLS_TEMPLATE = """{%- for t in tools %}[{{ t.function.name }}: {{ t.function.description }}]
 {% endfor %}{%- for m in messages %}<|im_start|>{{ m.role }}
+{{ m.content }}<|im_end|>
+{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant
+{% endif %}"""
+
+# Prints the documents and a `chat_template_kwargs` value with tojson, as RAG templates print documents.
+DOCUMENTS_TEMPLATE = """{%- for d in documents %}[doc {{ d | tojson }}]
+{% endfor %}{% if extra is defined %}[extra {{ extra | tojson }}]
+{% endif %}{%- for m in messages %}<|im_start|>{{ m.role }}
 {{ m.content }}<|im_end|>
 {% endfor %}{% if add_generation_prompt %}<|im_start|>assistant
 {% endif %}"""
@@ -199,6 +207,23 @@ CASES = {
             call('{"path": "/tmp"}', name="search"), call('{"all": true}', id="call_2", name="search"), call('{"x": null}', id="call_3", name="search")]},
                      {"role": "tool", "content": "a b", "tool_call_id": "call_1"}],
     },
+    # vLLM's json.loads keeps the JSON's key order, which tojson prints; JavaScript lists array-index keys ("10", "2")
+    # first, so kvroute cuts before the tool, document or value holding them.
+    "a tool whose properties are named zeta, 10, 2": {
+        "tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {
+            "zeta": {"type": "string"}, "10": {"type": "string"}, "2": {"type": "string"}}}}}],
+        "exact": False, "messages": [SYSTEM, {"role": "user", "content": "hi"}],
+    },
+    "documents, the second with keys 10 and 2": {
+        "template": DOCUMENTS_TEMPLATE, "tools": [SEARCH], "exact": False,
+        "documents": [{"title": "first", "text": "plain " * 40}, {"title": "second", "10": "x", "2": "y"}],
+        "messages": [{"role": "user", "content": "Summarize."}],
+    },
+    "a chat_template_kwargs value with keys b, 1": {
+        "template": DOCUMENTS_TEMPLATE, "tools": [SEARCH], "exact": False,
+        "documents": [{"title": "first", "text": "plain " * 40}], "chat_template_kwargs": {"extra": {"b": 1, "1": 2}},
+        "messages": [{"role": "user", "content": "Summarize."}],
+    },
 }
 
 
@@ -207,9 +232,12 @@ def main():
     for name, case in CASES.items():
         tools = [t.model_dump() for t in TypeAdapter(list[ChatCompletionToolsParam]).validate_python(case["tools"])]
         chosen = compile_template(case["template"]) if "template" in case else template
-        text = chosen.render(messages=conversation(case["messages"]), tools=tools, add_generation_prompt=True, **special)
+        extra = {k: case[k] for k in ("documents",) if k in case}
+        text = chosen.render(messages=conversation(case["messages"]), tools=tools, add_generation_prompt=True,
+                             **special, **extra, **case.get("chat_template_kwargs", {}))
         # The request body as a client sends it: the test reads it as the EPP does (floats such as 0.0 kept).
-        body = json.dumps({"model": "Qwen/Qwen3-0.6B", "messages": case["messages"], "tools": case["tools"]}, ensure_ascii=False)
+        body = json.dumps({"model": "Qwen/Qwen3-0.6B", "messages": case["messages"], "tools": case["tools"], **extra,
+                           **{k: case[k] for k in ("chat_template_kwargs",) if k in case}}, ensure_ascii=False)
         out["cases"].append({"name": name, "body": body, "tools": case["tools"], "messages": case["messages"], "text": text,
                              "exact": case.get("exact", "True" not in name),
                              **({"template": case["template"]} if "template" in case else {})})
