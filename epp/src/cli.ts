@@ -21,7 +21,8 @@ export interface EppOptions {
   readonly grpcPort: number;
   readonly grpcHealthPort: number;
   readonly metricsPort: number;
-  readonly host: string;
+  /** Bind address; undefined: every address (`::`, or `0.0.0.0` without IPv6; `allAddresses`). */
+  readonly host?: string;
   readonly configFile?: string;
   readonly configText?: string;
   readonly poolName?: string;
@@ -173,7 +174,8 @@ const FLAGS: readonly FlagSpec[] = [
   { name: 'grpc-port', aliases: ['grpcPort'], kind: 'port', default: '9002', help: 'ext_proc gRPC port (also serves grpc.health.v1 for Envoy\'s health checks)' },
   { name: 'grpc-health-port', aliases: ['grpcHealthPort'], kind: 'port', default: '9003', help: 'plaintext grpc.health.v1 port for Kubernetes probes; service "liveness" is SERVING while the process runs, every other name once the pool has synced (and, at start-up, the KV-event subscriptions of the pods it had then are warm), ready pods or not' },
   { name: 'metrics-port', aliases: ['metricsPort'], kind: 'port', default: '9090', help: 'HTTP port serving Prometheus /metrics' },
-  { name: 'host', aliases: [], kind: 'string', default: '0.0.0.0', help: 'address the three servers bind' },
+  // GIE v1.5.0 listens on ":<port>" (internal/runnable/grpc.go GRPCServer; metrics on ":9090"): every address.
+  { name: 'host', aliases: [], kind: 'string', help: 'address the three servers bind (default: every address, IPv6 included: ::, which also takes IPv4, or 0.0.0.0 on a host without IPv6)' },
   { name: 'config-file', aliases: ['configFile'], kind: 'string', help: 'EndpointPickerConfig YAML file (default: kvroute\'s built-in config)' },
   { name: 'config-text', aliases: ['configText'], kind: 'string', help: 'EndpointPickerConfig YAML given inline (exclusive with --config-file)' },
   { name: 'pool-name', aliases: ['poolName'], kind: 'string', help: 'InferencePool whose pods are the endpoints (Kubernetes discovery)' },
@@ -462,7 +464,7 @@ export function parseArgs(argv: readonly string[], env: Readonly<Record<string, 
     grpcPort: get<number>('grpc-port')!,
     grpcHealthPort: get<number>('grpc-health-port')!,
     metricsPort: get<number>('metrics-port')!,
-    host: get<string>('host')!,
+    host: get<string>('host'),
     configFile,
     configText,
     poolName,

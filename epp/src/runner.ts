@@ -17,7 +17,7 @@ import { Datastore, type ScrapeMode } from './datastore/datastore';
 import { KubernetesDiscovery } from './datastore/kubernetes-discovery';
 import { StaticDiscovery, type Discovery } from './datastore/static-discovery';
 import { FileDiscovery } from './datastore/file-discovery';
-import { hostPort, startExtProcServer, type ExtProcServer } from './extproc/server';
+import { allAddresses, hostPort, startExtProcServer, type ExtProcServer } from './extproc/server';
 import { streamResetLimitWarning } from './extproc/stream-reset-limit';
 import type { ExtProcLogger } from './extproc/stream';
 import { createEppMetrics, type EppMetrics } from './metrics';
@@ -297,7 +297,8 @@ export async function startEpp(options: EppOptions, logger: Logger = jsonLogger(
   try {
     // Before anything binds: an address that does not resolve fails with grpc-js's "Name resolution failed for target
     // dns:…", which names neither the flag nor the fix.
-    await checkBindHost(options.host);
+    const host = options.host ?? await allAddresses();
+    if (options.host !== undefined) await checkBindHost(options.host);
     // Plugins open their sockets first and close them last, after the EPP stopped answering.
     cleanups.push(() => scheduler.plugins.close());
     // After ext_proc has stopped: whatever still waits is refused ('closed'), and the dispatch ticker stops.
@@ -305,7 +306,7 @@ export async function startEpp(options: EppOptions, logger: Logger = jsonLogger(
     await scheduler.plugins.start();
     const extProc: ExtProcServer = await startExtProcServer({
       director,
-      host: options.host,
+      host,
       port: options.grpcPort,
       healthPort: options.grpcHealthPort,
       tlsCertDir: options.certPath,
@@ -404,8 +405,8 @@ export async function startEpp(options: EppOptions, logger: Logger = jsonLogger(
       }
     });
     await new Promise<void>((resolve, reject) => {
-      metricsServer.once('error', (e) => reject(new Error(`cannot listen on ${hostPort(options.host, options.metricsPort)} for metrics (--host, --metrics-port): ${e.message}`)));
-      metricsServer.listen(options.metricsPort, options.host, () => resolve());
+      metricsServer.once('error', (e) => reject(new Error(`cannot listen on ${hostPort(host, options.metricsPort)} for metrics (--host, --metrics-port): ${e.message}`)));
+      metricsServer.listen(options.metricsPort, host, () => resolve());
     });
     cleanups.push(() => new Promise<void>((resolve) => {
       metricsServer.close(() => resolve());
@@ -487,6 +488,6 @@ async function checkBindHost(host: string): Promise<void> {
   try {
     await dns.promises.lookup(host);
   } catch (e) {
-    throw new Error(`--host ${JSON.stringify(host)}: not an address or a name this machine resolves (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}); give an IP address such as 0.0.0.0 (the default), :: or 127.0.0.1`);
+    throw new Error(`--host ${JSON.stringify(host)}: not an address or a name this machine resolves (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}); give an IP address such as :: (every address), 0.0.0.0 (every IPv4 address) or 127.0.0.1, or leave --host unset to bind every address`);
   }
 }

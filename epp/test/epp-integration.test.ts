@@ -366,11 +366,11 @@ describe('the EPP end to end', () => {
 });
 
 /** One grpc.health.v1 Check on `port`. */
-async function healthStatus(port: number, service: string): Promise<string> {
+async function healthStatus(port: number, service: string, host = '127.0.0.1'): Promise<string> {
   const pkg = grpc.loadPackageDefinition(loadEnvoyApi().packageDefinition) as unknown as {
     grpc: { health: { v1: { Health: new (a: string, c: grpc.ChannelCredentials) => grpc.Client & { Check(r: { service: string }, o: grpc.CallOptions, cb: (e: Error | null, r?: { status: string }) => void): void } } } };
   };
-  const client = new pkg.grpc.health.v1.Health(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
+  const client = new pkg.grpc.health.v1.Health(host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`, grpc.credentials.createInsecure());
   try {
     // A probe has a deadline (kubelet's timeoutSeconds); without one a call to a closing server could wait forever.
     return await new Promise<string>((resolve, reject) => client.Check({ service }, { deadline: Date.now() + 5000 }, (e, r) => (e ? reject(e) : resolve(r!.status))));
@@ -417,6 +417,31 @@ test('the health service answers on the health port', async () => {
   expect(await healthStatus(epp.grpcHealthPort, 'envoy.service.ext_proc.v3.ExternalProcessor')).toBe('SERVING');
   await epp.stop();
   await pod.close();
+});
+
+// GIE v1.5.0 internal/runnable/grpc.go GRPCServer listens on ":<port>" (Go: every address, IPv6 included), and its
+// metrics server on ":9090" likewise (cmd/epp/runner/runner.go metricsserver.Options BindAddress): an IPv6 single-stack
+// cluster probes the pod's IPv6 address and routes to it.
+test('without --host the health port, the ext_proc port and /metrics answer on IPv6 and IPv4 alike, as GIE v1.5.0\'s ":<port>" listeners', async () => {
+  const pod = await FakeVllmServer.start();
+  const epp = await startEpp(parseArgs(['--endpoints', `127.0.0.1:${pod.port}`, '--grpc-port', '0', '--grpc-health-port', '0', '--metrics-port', '0'])!, quiet);
+  const metricsStatus = (host: string): Promise<number | string> => new Promise((resolve) => {
+    http.get(`http://${host}:${epp.metricsPort}/metrics`, (res) => { res.resume(); resolve(res.statusCode!); })
+      .on('error', (e) => resolve((e as NodeJS.ErrnoException).code ?? e.message));
+  });
+  try {
+    await waitFor(() => epp.serving);
+    expect({
+      healthV4: await healthStatus(epp.grpcHealthPort, 'liveness'),
+      healthV6: await healthStatus(epp.grpcHealthPort, 'liveness', '::1'),
+      extProcV6: await healthStatus(epp.grpcPort, 'envoy.service.ext_proc.v3.ExternalProcessor', '::1'),
+      metricsV4: await metricsStatus('127.0.0.1'),
+      metricsV6: await metricsStatus('[::1]'),
+    }).toEqual({ healthV4: 'SERVING', healthV6: 'SERVING', extProcV6: 'SERVING', metricsV4: 200, metricsV6: 200 });
+  } finally {
+    await epp.stop();
+    await pod.close();
+  }
 });
 
 test('shutdown drains: NOT_SERVING at once, an open response finishes, then the EPP stops', async () => {

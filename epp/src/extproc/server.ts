@@ -11,6 +11,7 @@
  */
 import { selfSignedCertificate } from './self-signed-certificate';
 import * as fs from 'fs';
+import * as net from 'net';
 import * as path from 'path';
 import * as grpc from '@grpc/grpc-js';
 import { loadEnvoyApi, processingRequestReader } from '@kvroute/protocol/envoy';
@@ -32,7 +33,7 @@ export const DEFAULT_MAX_REQUEST_BODY_BYTES = 64 * 1024 * 1024;
 
 export interface ExtProcServerOptions {
   readonly director: RequestDirector;
-  /** Bind address; default `0.0.0.0`. */
+  /** Bind address; default every address (`allAddresses`). */
   readonly host?: string;
   /** ext_proc (+ health) port; default 9002; 0 picks a free port. */
   readonly port?: number;
@@ -222,6 +223,20 @@ function shutdown(server: grpc.Server, graceMs: number): Promise<void> {
   });
 }
 
+/**
+ * The address that binds every interface, as Go's `net.Listen("tcp", ":<port>")` does for GIE v1.5.0's servers
+ * (`internal/runnable/grpc.go` GRPCServer; the metrics server's ":9090"): `::`, which also takes IPv4 (libuv clears
+ * IPV6_V6ONLY), or `0.0.0.0` on a host without IPv6, where binding `::` fails (Node's own fallback for a `listen`
+ * without a host). An IPv6 single-stack cluster probes and routes to the pod's IPv6 address.
+ */
+export function allAddresses(): Promise<string> {
+  return new Promise((resolve) => {
+    const probe = net.createServer();
+    probe.once('error', () => resolve('0.0.0.0'));
+    probe.listen(0, '::', () => probe.close(() => resolve('::')));
+  });
+}
+
 /** `host:port`, an IPv6 host bracketed, for a bind address or a message. */
 export function hostPort(host: string, port: number): string {
   return host.includes(':') && !host.startsWith('[') ? `[${host}]:${port}` : `${host}:${port}`;
@@ -233,7 +248,7 @@ export async function startExtProcServer(opts: ExtProcServerOptions): Promise<Ex
   const serialize = definition.Process!.responseSerialize as (msg: ProcessingResponse) => Buffer;
   const settings: StreamSettings = { ...base, encoded: new EncodedAnswers(serialize, base.destinationHeader, base.metadataNamespace) };
   const health = opts.health ?? new HealthState(false);
-  const host = opts.host ?? '0.0.0.0';
+  const host = opts.host ?? await allAddresses();
   let active = 0;
 
   const maxBody = settings.maxRequestBodyBytes;
