@@ -195,8 +195,8 @@ describe.each(CLUSTERS.map((c) => [c.name, synthProfile(c)] as const))('cluster 
     expect(portOf('http-metrics')).toBe(options.metricsPort);
     expect(c.readinessProbe.grpc.port).toBe(options.grpcHealthPort);
     expect(c.readinessProbe.grpc.service).not.toBe(LIVENESS_SERVICE);
-    // The drain must end before Kubernetes kills the pod.
-    expect(options.shutdownGracePeriodMs / 1000).toBeLessThan(eppDeployment.spec.template.spec.terminationGracePeriodSeconds);
+    // The drain window and the drain of open streams must end before Kubernetes kills the pod.
+    expect((options.drainTimeoutMs + options.shutdownGracePeriodMs) / 1000).toBeLessThan(eppDeployment.spec.template.spec.terminationGracePeriodSeconds);
     expect(options.ignoredFlags).toEqual([]);
     expect(c.livenessProbe.grpc).toEqual({ port: options.grpcHealthPort, service: LIVENESS_SERVICE });
   });

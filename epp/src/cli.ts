@@ -67,7 +67,9 @@ export interface EppOptions {
   readonly secureServing?: boolean;
   readonly requestBodyMode: RequestBodyModeFlag;
   readonly responseBodyMode: ResponseBodyModeFlag;
-  /** How long SIGTERM waits for open ext_proc streams (each lasts as long as its response) before cancelling them. */
+  /** `--drain-timeout`: how long after SIGTERM new ext_proc streams are still accepted (NOT_SERVING meanwhile). */
+  readonly drainTimeoutMs: number;
+  /** How long, after the drain window, open ext_proc streams (each lasts as long as its response) get before being cancelled. */
   readonly shutdownGracePeriodMs: number;
   /** llm-d's `--grpc-max-recv-msg-size` / `--grpc-max-send-msg-size` in bytes; undefined or 0: kvroute's defaults. */
   readonly grpcMaxRecvMsgSize?: number;
@@ -196,9 +198,11 @@ const FLAGS: readonly FlagSpec[] = [
   { name: 'secure-serving', aliases: ['secureServing'], kind: 'bool', default: 'false', help: 'serve TLS on the ext_proc port: with --cert-path\'s certificate, else a self-signed one made at start-up (GIE\'s default; kvroute\'s default is plaintext, the mesh brings mTLS)' },
   { name: 'request-body-mode', aliases: [], kind: 'string', default: 'full-duplex', help: 'body mode assumed when Envoy sends no protocol_config: full-duplex (FULL_DUPLEX_STREAMED) or buffered; must match the filter\'s processing_mode' },
   { name: 'response-body-mode', aliases: [], kind: 'string', default: 'none', help: 'response body mode assumed when Envoy sends no protocol_config: none (kvroute\'s EnvoyFilter: the stream ends with the exchange) or full-duplex; a body that arrives under an assumed none is streamed back in full duplex, as GIE does' },
-  // llm-d-router v0.10.0's --drain-timeout (pkg/epp/server/options.go: default 30s; on SIGTERM NotServing, then ext_proc
-  // keeps serving for the window) is this flag's concept under another name; kvroute's default stays 120s.
-  { name: 'shutdown-grace-period', aliases: ['drain-timeout'], kind: 'duration', default: '120s', help: 'on SIGTERM: report NOT_SERVING, then wait this long for open streams (whole responses, generations included) before cancelling them; keep below the pod\'s terminationGracePeriodSeconds' },
+  // llm-d-router v0.10.0's (pkg/epp/server/options.go; cmd/epp/runner/runner.go runWithGracefulShutdown): on SIGTERM
+  // NotServing, and ext_proc keeps accepting new streams for the window. Upstream's default is 30s; kvroute's is 0, as
+  // its multi-replica manifests keep a terminating replica accepting through a preStop sleep instead.
+  { name: 'drain-timeout', aliases: [], kind: 'duration', default: '0s', help: 'on SIGTERM: report NOT_SERVING and keep accepting new ext_proc streams this long (Envoys that have not yet learnt the pod is leaving still send to it), then stop accepting and drain for --shutdown-grace-period; 0: stop accepting at once' },
+  { name: 'shutdown-grace-period', aliases: [], kind: 'duration', default: '120s', help: 'on SIGTERM, after --drain-timeout: stop accepting streams and wait this long for open ones (whole responses, generations included) before cancelling them; keep the two together below the pod\'s terminationGracePeriodSeconds' },
   // Flow control (issue 9): each flag overrides the config's `flowControl` field of the same meaning.
   { name: 'flow-control', aliases: [], kind: 'bool', help: 'when every pod is saturated, hold requests in a bounded queue and dispatch them as capacity frees instead of answering 429 at once (default true, or the config\'s flowControl.enabled)' },
   { name: 'flow-control-max-queued', aliases: [], kind: 'int', help: 'requests that may wait at once; past it a newcomer displaces a lower-priority sheddable one or gets 429 (default 1024, or flowControl.maxQueued)' },
@@ -310,6 +314,8 @@ function parseValue(spec: FlagSpec, flag: string, raw: string): string | number 
         if (ms === 0 && spec.name === 'flow-control-max-wait') return Infinity;
         // GIE takes 0 here too: no pod's metrics are fresh enough, so the pool gauges read no ready pod.
         if (ms === 0 && spec.name === 'metrics-staleness-threshold') return 0;
+        // llm-d-router: "A drainTimeout of 0 stops the servers as soon as the manager terminates."
+        if (ms === 0 && spec.name === 'drain-timeout') return 0;
         if (ms <= 0) throw new Error(`must be positive, got ${JSON.stringify(raw)}`);
         return ms;
       } catch (e) {
@@ -492,6 +498,7 @@ export function parseArgs(argv: readonly string[], env: Readonly<Record<string, 
     secureServing,
     requestBodyMode: bodyMode,
     responseBodyMode,
+    drainTimeoutMs: get<number>('drain-timeout')!,
     shutdownGracePeriodMs: get<number>('shutdown-grace-period')!,
     ...messageSizes(get<string>('grpc-max-recv-msg-size'), get<string>('grpc-max-send-msg-size')),
     emitEndpointScores: get<boolean>('emit-endpoint-scores')!,

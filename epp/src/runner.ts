@@ -437,7 +437,7 @@ export async function startEpp(options: EppOptions, logger: Logger = jsonLogger(
     }
     // Discovery stops before the datastore: a stopped datastore refuses changes.
     cleanups.push(() => discovery.stop());
-    cleanups.push(() => extProc.stop(options.shutdownGracePeriodMs));
+    cleanups.push(() => extProc.stop(options.shutdownGracePeriodMs, options.drainTimeoutMs));
     await discovery.start();
     updateServing();
 

@@ -175,9 +175,11 @@ describe('the built binary', () => {
 });
 
 describe('llm-d-router v0.10.0 flags (pkg/epp/server/options.go AddFlags, Complete, parseTLSVersion @ v0.10.0)', () => {
-  test('--drain-timeout is --shutdown-grace-period (same concept; kvroute\'s default stays 120s, upstream\'s is 30s)', () => {
-    expect(parseArgs(['--pool-name', 'p', '--drain-timeout', '45s'], {})!.shutdownGracePeriodMs).toBe(45_000);
-    expect(parseArgs(['--pool-name', 'p', '--drain-timeout=10s', '--shutdown-grace-period', '20s'], {})!.shutdownGracePeriodMs).toBe(20_000);
+  test('--drain-timeout is the window after SIGTERM in which new streams are still accepted (cmd/epp/runner/runner.go runWithGracefulShutdown), its own flag beside --shutdown-grace-period; 0 allowed; kvroute\'s default 0, upstream\'s 30s', () => {
+    expect(parseArgs(['--pool-name', 'p'], {})).toMatchObject({ drainTimeoutMs: 0, shutdownGracePeriodMs: 120_000 });
+    expect(parseArgs(['--pool-name', 'p', '--drain-timeout', '45s'], {})).toMatchObject({ drainTimeoutMs: 45_000, shutdownGracePeriodMs: 120_000 });
+    expect(parseArgs(['--pool-name', 'p', '--drain-timeout=10s', '--shutdown-grace-period', '20s'], {})).toMatchObject({ drainTimeoutMs: 10_000, shutdownGracePeriodMs: 20_000 });
+    expect(parseArgs(['--pool-name', 'p', '--drain-timeout=0s'], {})!.drainTimeoutMs).toBe(0);
     expect(() => parseArgs(['--pool-name', 'p', '--drain-timeout', 'soon'], {})).toThrow(/^--drain-timeout: /);
   });
 

@@ -479,6 +479,46 @@ test('shutdown drains: NOT_SERVING at once, an open response finishes, then the 
   await pod.close();
 }, 30_000);
 
+// llm-d-router v0.10.0 cmd/epp/runner/runner.go runWithGracefulShutdown: on SIGTERM readiness goes NotServing and the
+// ext_proc server "keeps accepting requests for drainTimeout so in-flight and pre-DNS-refresh requests are served rather
+// than rejected", then stops (GracefulStop).
+test('--drain-timeout: a request Envoy sends after SIGTERM, inside the window, is still routed; after the window the EPP stops', async () => {
+  const pod = await FakeVllmServer.start();
+  const epp = await startEpp(parseArgs(['--endpoints', `127.0.0.1:${pod.port}`, '--grpc-port', '0', '--grpc-health-port', '0',
+    '--metrics-port', '0', '--host', '127.0.0.1', '--refresh-metrics-interval', '20ms', '--drain-timeout', '2s', '--shutdown-grace-period', '20s'])!, quiet);
+  const envoy = new FakeEnvoy(`127.0.0.1:${epp.grpcPort}`);
+  const pick = async (): Promise<string> => {
+    const s = envoy.open();
+    s.send(requestHeaders({ ':method': 'POST', ':path': '/v1/chat/completions', 'content-type': 'application/json' }, false));
+    s.send(requestBody(JSON.stringify(chat('hello')), true));
+    try {
+      return setHeaders((await s.next()).request_headers.response.header_mutation)['x-gateway-destination-endpoint']!;
+    } catch (e) {
+      return `refused: ${(e as Error).message}`;
+    } finally {
+      s.end();
+    }
+  };
+  let stopping: Promise<void> | undefined;
+  try {
+    await waitFor(() => epp.serving && epp.datastore.snapshot().every((s) => s.metrics.updateTime > 0));
+    let stopped = false;
+    const started = Date.now();
+    stopping = epp.stop().then(() => { stopped = true; });
+    await waitFor(() => !epp.serving);
+    expect(await healthStatus(epp.grpcHealthPort, 'envoy.service.ext_proc.v3.ExternalProcessor')).toBe('NOT_SERVING');
+    // The endpoint's removal has not reached this Envoy yet: its new request is routed, not refused.
+    expect(await pick()).toBe(`127.0.0.1:${pod.port}`);
+    expect(stopped).toBe(false);
+    await stopping;
+    expect(Date.now() - started).toBeGreaterThanOrEqual(1900);
+  } finally {
+    envoy.close();
+    await (stopping ?? epp.stop());
+    await pod.close();
+  }
+}, 30_000);
+
 /**
  * GIE's conformance EPP: its config (a profile of `header-based-testing-filter`, plus `extraPlugins` declared beside it)
  * over echo-like pods on their own loopback addresses, as the conformance suite's pods have their own IPs; like its echo

@@ -81,10 +81,11 @@ export interface ExtProcServer {
   /** Process streams currently open. */
   activeStreams(): number;
   /**
-   * Reports NOT_SERVING, then waits up to `graceMs` for open streams to finish before cancelling them (their tickets
-   * are released as 'cancelled').
+   * Reports NOT_SERVING and keeps accepting new streams for `drainMs` (llm-d-router v0.10.0 runWithGracefulShutdown's
+   * drain window: Envoys that have not yet learnt the pod is leaving still send to it), then stops accepting and waits
+   * up to `graceMs` for open streams to finish before cancelling them (their tickets are released as 'cancelled').
    */
-  stop(graceMs?: number): Promise<void>;
+  stop(graceMs?: number, drainMs?: number): Promise<void>;
 }
 
 const consoleLogger: ExtProcLogger = {
@@ -292,9 +293,10 @@ export async function startExtProcServer(opts: ExtProcServerOptions): Promise<Ex
         if (!stopping) health.setServing(serving);
       },
       activeStreams: () => active,
-      stop: async (graceMs = 0) => {
+      stop: async (graceMs = 0, drainMs = 0) => {
         stopping = true;
         health.setServing(false);
+        if (drainMs > 0) await new Promise((resolve) => setTimeout(resolve, drainMs));
         // The health port stays open through the drain, answering NOT_SERVING for readiness and SERVING for
         // `liveness`: closed at once, every probe would be refused, liveness included, for as long as the drain lasts.
         // It closes once the ext_proc streams have drained (or the grace period has passed).
