@@ -235,6 +235,40 @@ describe('KubernetesDiscovery against a fake API server', () => {
     expect(keys()).toEqual([`${ip(1)}:8000`]);
   });
 
+  // GIE v1.5.0 pkg/epp/controller/inferencepool_reconciler.go Reconcile (and llm-d-router v0.10.0's): "InferencePool is
+  // marked for deletion. Clearing the datastore": a pool with deletionTimestamp set is no pool, in the watch and the list.
+  it('empties the pool and stops being synced when the pool is marked for deletion (deletionTimestamp set, a finalizer pending), and syncs once it is recreated', async () => {
+    const marked = (): ReturnType<typeof fakePoolV1> => {
+      const pool = fakePoolV1('pool', SELECTOR, 8000);
+      pool.metadata.deletionTimestamp = '2026-12-06T14:00:00Z';
+      pool.metadata.finalizers = ['example.com/gateway-cleanup'];
+      return pool;
+    };
+    api.upsertPool(fakePoolV1('pool', SELECTOR, 8000));
+    api.upsertPod(fakePod({ name: 'a', ip: ip(1), labels: SELECTOR }));
+    const d = await start();
+    await d.waitForSync(15_000);
+    expect(keys()).toEqual([`${ip(1)}:8000`]);
+
+    // The API server sets deletionTimestamp and keeps the object while the finalizer is pending: a MODIFIED event.
+    api.upsertPool(marked());
+    await waitFor(() => keys().length === 0 && !ds.poolSynced, 'pool marked for deletion cleared', { limitMs: 5000 }).catch(() => undefined);
+    expect({ endpoints: keys(), poolSynced: ds.poolSynced, synced: d.synced }).toEqual({ endpoints: [], poolSynced: false, synced: false });
+    expect(d.lastError?.message).toMatch(/InferencePool default\/pool is marked for deletion/);
+    await d.stop();
+
+    // Listed so from the start: not synced either.
+    const listed = await start();
+    await waitFor(() => listed.lastError !== undefined, 'an error');
+    expect({ endpoints: keys(), synced: listed.synced }).toEqual({ endpoints: [], synced: false });
+    expect(listed.lastError?.message).toMatch(/marked for deletion/);
+
+    api.deletePool(V1, 'pool');
+    api.upsertPool(fakePoolV1('pool', SELECTOR, 8000));
+    await listed.waitForSync(15_000);
+    expect(keys()).toEqual([`${ip(1)}:8000`]);
+  });
+
   it('re-lists after 410 Gone and catches up on what changed while disconnected', async () => {
     api.upsertPool(fakePoolV1('pool', SELECTOR, 8000));
     api.upsertPod(fakePod({ name: 'a', ip: ip(1), labels: SELECTOR }));

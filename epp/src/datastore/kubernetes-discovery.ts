@@ -354,10 +354,10 @@ export class KubernetesDiscovery implements Discovery {
       try {
         const found = await this.fetchPool();
         if (this.stopped) return;
-        if (!found) {
-          this.poolMissing(
-            `InferencePool ${this.namespace}/${this.poolName} not found (looked for ${this.versionsToTry().join(', ')})`,
-          );
+        if (found === undefined || found === 'marked-for-deletion') {
+          this.poolMissing(found === undefined
+            ? `InferencePool ${this.namespace}/${this.poolName} not found (looked for ${this.versionsToTry().join(', ')})`
+            : this.markedForDeletionMessage());
           // Polled rather than backed off to the API-error ceiling: the pool is often created just after the EPP.
           await this.sleep(Math.min(backoff, MISSING_POOL_POLL_MS));
           backoff = this.nextBackoff(backoff);
@@ -367,6 +367,7 @@ export class KubernetesDiscovery implements Discovery {
         const watchStarted = Date.now();
         const outcome = await this.watchPool(found.pool, found.listVersion);
         if (outcome === 'deleted') this.poolMissing(`InferencePool ${this.namespace}/${this.poolName} was deleted`);
+        if (outcome === 'marked-for-deletion') this.poolMissing(this.markedForDeletionMessage());
         // Any other end (server timeout, 410, dropped connection) falls through to a fresh list, which is cheap for
         // one object and re-establishes a valid resourceVersion. A watch that ends at once, again and again, is
         // backed off like an error so a misbehaving server cannot spin this loop.
@@ -394,7 +395,7 @@ export class KubernetesDiscovery implements Discovery {
    * safe to watch from. The object's own version can predate the server's compaction window (a pool unchanged for
    * hours), and a watch from it would only ever answer 410 Gone.
    */
-  private async fetchPool(): Promise<{ pool: PoolSpec; listVersion: string } | undefined> {
+  private async fetchPool(): Promise<{ pool: PoolSpec; listVersion: string } | 'marked-for-deletion' | undefined> {
     for (const apiVersion of this.versionsToTry()) {
       const { group, version } = splitApiVersion(apiVersion);
       let list: { items?: unknown[]; metadata?: { resourceVersion?: string } };
@@ -412,6 +413,7 @@ export class KubernetesDiscovery implements Discovery {
         throw err;
       }
       const obj = (list.items ?? []).find((o) => (o as { metadata?: { name?: string } }).metadata?.name === this.poolName);
+      if (obj !== undefined && isMarkedForDeletion(obj)) return 'marked-for-deletion';
       if (obj !== undefined) return { pool: parseInferencePool(obj, apiVersion), listVersion: list.metadata?.resourceVersion ?? '' };
     }
     return undefined;
@@ -438,6 +440,15 @@ export class KubernetesDiscovery implements Discovery {
     this.restartPodLoop();
   }
 
+  /**
+   * A pool whose deletion has begun (a finalizer still holds the object) is no pool: GIE v1.5.0's (and llm-d-router
+   * v0.10.0's) `inferencepool_reconciler.go` Reconcile clears the datastore for it ("InferencePool is marked for
+   * deletion"), so the gateway's fallback takes over rather than a pool about to vanish.
+   */
+  private markedForDeletionMessage(): string {
+    return `InferencePool ${this.namespace}/${this.poolName} is marked for deletion (metadata.deletionTimestamp is set)`;
+  }
+
   private poolMissing(message: string): void {
     if (this.pool || !this.error || this.error.message !== message) this.fail(new Error(message));
     this.pool = undefined;
@@ -448,9 +459,10 @@ export class KubernetesDiscovery implements Discovery {
     this.setSynced(false);
   }
 
-  private async watchPool(pool: PoolSpec, fromVersion: string): Promise<'deleted' | 'closed' | 'error'> {
+  private async watchPool(pool: PoolSpec, fromVersion: string): Promise<'deleted' | 'marked-for-deletion' | 'closed' | 'error'> {
     const { group, version } = splitApiVersion(pool.apiVersion);
     let deleted = false;
+    let marked = false;
     const handle = this.startWatch(
       `/apis/${group}/${version}/namespaces/${this.namespace}/inferencepools`,
       {
@@ -461,6 +473,10 @@ export class KubernetesDiscovery implements Discovery {
       (type, obj) => {
         if (type === 'DELETED') {
           deleted = true;
+          return true;
+        }
+        if ((type === 'ADDED' || type === 'MODIFIED') && isMarkedForDeletion(obj)) {
+          marked = true;
           return true;
         }
         if (type === 'ADDED' || type === 'MODIFIED') {
@@ -476,6 +492,7 @@ export class KubernetesDiscovery implements Discovery {
     );
     const err = await handle.done;
     if (deleted) return 'deleted';
+    if (marked) return 'marked-for-deletion';
     if (err) {
       if (!this.stopped) this.fail(err, 'watching the InferencePool');
       return 'error';
@@ -769,8 +786,7 @@ export class KubernetesDiscovery implements Discovery {
 
   /** A v1alpha2 resource that names this pool in `spec.poolRef` and is not being deleted (the group is checked at use). */
   private refersToPool(obj: unknown): boolean {
-    const deleting = (obj as { metadata?: { deletionTimestamp?: unknown } }).metadata?.deletionTimestamp !== undefined;
-    return !deleting && (obj as { spec?: { poolRef?: { name?: unknown } } }).spec?.poolRef?.name === this.poolName;
+    return !isMarkedForDeletion(obj) && (obj as { spec?: { poolRef?: { name?: unknown } } }).spec?.poolRef?.name === this.poolName;
   }
 
   // ---- plumbing ----
@@ -899,6 +915,12 @@ export class KubernetesDiscovery implements Discovery {
     if (!this.watcher) throw new Error('not started');
     return this.watcher;
   }
+}
+
+/** The object's deletion has begun: `metadata.deletionTimestamp` is set (finalizers may still hold it). */
+function isMarkedForDeletion(obj: unknown): boolean {
+  const ts = (obj as { metadata?: { deletionTimestamp?: unknown } } | undefined)?.metadata?.deletionTimestamp;
+  return ts !== undefined && ts !== null;
 }
 
 function objectName(obj: unknown): string | undefined {
