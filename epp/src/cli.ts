@@ -11,7 +11,7 @@ import { MAX_FLOW_PRIORITY } from './config/flow-control-defaults';
 import { LORA_INFO_METRIC, VLLM_METRIC_NAMES } from './datastore/vllm-metrics';
 import { parseEndpointList } from './datastore/static-discovery';
 import { parseLabelSelector, type LabelSelector } from './datastore/label-selector';
-import type { PoolApiVersion } from './datastore/inference-pool';
+import { POOL_GROUPS, type PoolGroup } from './datastore/inference-pool';
 import { SCRAPE_MODES, type ScrapeMode } from './datastore/datastore';
 
 export type RequestBodyModeFlag = 'full-duplex' | 'buffered';
@@ -27,8 +27,11 @@ export interface EppOptions {
   readonly configText?: string;
   readonly poolName?: string;
   readonly poolNamespace: string;
-  /** Pinned InferencePool API version; auto-detected (v1, then v1alpha2) when unset. */
-  readonly poolApiVersion?: PoolApiVersion;
+  /**
+   * `--pool-group`: the group InferenceObjectives' and InferenceModelRewrites' poolRef must name, and which pool version
+   * is read first (KubernetesDiscoveryOptions.poolGroup); unset: the pool's own group, v1 first.
+   */
+  readonly poolGroup?: PoolGroup;
   readonly endpoints?: string;
   /**
    * llm-d-router v0.10.0's standalone mode (`--endpoint-selector`, `--endpoint-target-ports`): the pods the selector
@@ -182,7 +185,7 @@ const FLAGS: readonly FlagSpec[] = [
   { name: 'config-text', aliases: ['configText'], kind: 'string', help: 'EndpointPickerConfig YAML given inline (exclusive with --config-file)' },
   { name: 'pool-name', aliases: ['poolName'], kind: 'string', help: 'InferencePool whose pods are the endpoints (Kubernetes discovery)' },
   { name: 'pool-namespace', aliases: ['poolNamespace'], kind: 'string', help: 'namespace of the InferencePool and its pods (default: $NAMESPACE, else "default", as GIE\'s runner resolves it)' },
-  { name: 'pool-group', aliases: ['poolGroup'], kind: 'string', help: 'InferencePool API group: inference.networking.x-k8s.io (v1alpha2) or inference.networking.k8s.io (v1); default: try v1, then v1alpha2' },
+  { name: 'pool-group', aliases: ['poolGroup'], kind: 'string', help: 'inference.networking.k8s.io or inference.networking.x-k8s.io: the group InferenceObjectives\' and InferenceModelRewrites\' poolRef must name (GIE v1.5.0; default: the pool\'s own group), and which InferencePool version is read first: v1alpha2 for inference.networking.x-k8s.io (as GIE v1.0-v1.4), else v1; the other version is read when that one has no such pool (GIE v1.5.0 reads v1 whatever the group)' },
   { name: 'endpoints', aliases: [], kind: 'string', help: 'static endpoints host:port,host:port (local runs; exclusive with --pool-name)' },
   { name: 'disable-endpoint-subset-filter', aliases: [], kind: 'bool', default: 'false', help: 'ignore the proxy\'s x-gateway-destination-endpoint-subset hint (metadata envoy.lb.subset_hint): every ready endpoint is a candidate' },
   { name: 'kubeconfig', aliases: [], kind: 'string', help: 'kubeconfig file (default: $KUBECONFIG, ~/.kube/config, then the in-cluster service account)' },
@@ -398,12 +401,9 @@ export function parseArgs(argv: readonly string[], env: Readonly<Record<string, 
     }
   }
 
-  const group = get<string>('pool-group');
-  let poolApiVersion: PoolApiVersion | undefined;
-  if (group === 'inference.networking.x-k8s.io') poolApiVersion = 'inference.networking.x-k8s.io/v1alpha2';
-  else if (group === 'inference.networking.k8s.io') poolApiVersion = 'inference.networking.k8s.io/v1';
-  else if (group !== undefined) {
-    throw new UsageError(`--pool-group: must be inference.networking.x-k8s.io or inference.networking.k8s.io, got ${JSON.stringify(group)}`);
+  const poolGroup = get<string>('pool-group');
+  if (poolGroup !== undefined && !(POOL_GROUPS as readonly string[]).includes(poolGroup)) {
+    throw new UsageError(`--pool-group: must be inference.networking.x-k8s.io or inference.networking.k8s.io, got ${JSON.stringify(poolGroup)}`);
   }
 
   const certPath = get<string>('cert-path');
@@ -476,7 +476,7 @@ export function parseArgs(argv: readonly string[], env: Readonly<Record<string, 
     poolName,
     // GIE v1.5.0 cmd/epp/runner/runner.go resolvePoolNamespace: the flag, else $NAMESPACE, else "default".
     poolNamespace: get<string>('pool-namespace') ?? (env.NAMESPACE || 'default'),
-    poolApiVersion,
+    ...(poolGroup !== undefined ? { poolGroup: poolGroup as PoolGroup } : {}),
     endpoints,
     ...(standalone ? { endpointSelector: { selector: standalone.selector, targetPorts: standalone.targetPorts } } : {}),
     kubeconfig: get<string>('kubeconfig'),

@@ -421,7 +421,7 @@ export async function startEpp(options: EppOptions, logger: Logger = jsonLogger(
       : new KubernetesDiscovery(datastore, {
         poolName: options.poolName!,
         poolNamespace: options.poolNamespace,
-        poolApiVersion: options.poolApiVersion,
+        ...(options.poolGroup !== undefined ? { poolGroup: options.poolGroup } : {}),
         kubeConfig: options.kubeconfig ? { kind: 'file', path: options.kubeconfig } : { kind: 'default' },
         log: (level, message) => logger[level](message),
         // llm-d-router v0.10.0 runner.go: "If endpointSelector is nil, it means it's not in the standalone mode. Then we

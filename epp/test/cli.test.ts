@@ -10,7 +10,7 @@ describe('kvroute-epp flags', () => {
       poolName: 'pool', poolNamespace: 'llm-d', grpcPort: 9002, grpcHealthPort: 9003, metricsPort: 9090,
       refreshMetricsIntervalMs: 50, modelServerMetricsPath: '/metrics', requestBodyMode: 'full-duplex', verbosity: 0,
     });
-    expect(o.poolApiVersion).toBeUndefined();
+    expect(o.poolGroup).toBeUndefined();
     expect(o.certPath).toBeUndefined();
   });
 
@@ -54,7 +54,7 @@ describe('kvroute-epp flags', () => {
 
   test('a repeated flag keeps its last value, as pflag does (GIE v1.5.0 config/charts/epplib/templates/_deployment.yaml writes --pool-group and --config-file, then appends the release\'s flags)', () => {
     expect(parseArgs(['--pool-name', 'p', '--pool-name', 'q'])?.poolName).toBe('q');
-    expect(parseArgs(['--pool-name', 'p', '--pool-group', 'inference.networking.k8s.io', '--poolGroup', 'inference.networking.x-k8s.io'])?.poolApiVersion).toBe('inference.networking.x-k8s.io/v1alpha2');
+    expect(parseArgs(['--pool-name', 'p', '--pool-group', 'inference.networking.k8s.io', '--poolGroup', 'inference.networking.x-k8s.io'])?.poolGroup).toBe('inference.networking.x-k8s.io');
     expect(parseArgs(['--endpoints', '127.0.0.1:1', '--v', '1', '--v=2'])?.verbosity).toBe(2);
   });
 
@@ -92,9 +92,9 @@ describe('kvroute-epp flags', () => {
     expect(() => parseArgs(['--poolName', 'p', '--modelServerMetricsScheme=ftp'])).toThrow(/--model-server-metrics-scheme: must be http or https/);
   });
 
-  test('--pool-group pins the InferencePool API version', () => {
-    expect(parseArgs(['--pool-name=p', '--pool-group=inference.networking.x-k8s.io'])!.poolApiVersion).toBe('inference.networking.x-k8s.io/v1alpha2');
-    expect(parseArgs(['--pool-name=p', '--pool-group=inference.networking.k8s.io'])!.poolApiVersion).toBe('inference.networking.k8s.io/v1');
+  test('--pool-group names a group, not a pinned version (GIE v1.5.0 reads v1.InferencePool whatever the group; discovery-kubernetes.test.ts)', () => {
+    expect(parseArgs(['--pool-name=p', '--pool-group=inference.networking.x-k8s.io'])!.poolGroup).toBe('inference.networking.x-k8s.io');
+    expect(parseArgs(['--pool-name=p', '--pool-group=inference.networking.k8s.io'])!.poolGroup).toBe('inference.networking.k8s.io');
   });
 
   test.each<[string[], RegExp]>([

@@ -6,6 +6,8 @@ import { Datastore } from '../src/datastore/datastore';
 import { KubernetesDiscovery, NO_KUBECONFIG, type KubernetesDiscoveryOptions } from '../src/datastore/kubernetes-discovery';
 import { FakeKubeApiServer, fakeObjective, fakePod, fakePoolV1, fakePoolV1alpha2 } from '@kvroute/testkit';
 import { FakeVllmServer } from '@kvroute/testkit';
+import { parseArgs } from '../src/cli';
+import { startEpp, type Logger } from '../src/runner';
 
 // The waits below are conditions with generous limits, not speed assertions; give them room on a shared machine.
 jest.setTimeout(60_000);
@@ -189,14 +191,43 @@ describe('KubernetesDiscovery against a fake API server', () => {
     await waitFor(() => keys().join() === `${ip(1)}:9000`, 'v1alpha2 port change');
   });
 
-  it('reads only the configured version when one is given', async () => {
+  it('--pool-group inference.networking.x-k8s.io reads the v1alpha2 pool first, as GIE v1.0-v1.4 read that group (inferencepool_reconciler.go @ v1.4.0)', async () => {
     api.upsertPool(fakePoolV1('pool', SELECTOR, 8000));
     api.upsertPool(fakePoolV1alpha2('pool', SELECTOR, 9000));
     api.upsertPod(fakePod({ name: 'a', ip: ip(1), labels: SELECTOR }));
-    const d = await start({ poolApiVersion: V1ALPHA2 });
+    const d = await start({ poolGroup: 'inference.networking.x-k8s.io' });
     await d.waitForSync(15_000);
     expect(keys()).toEqual([`${ip(1)}:9000`]);
     expect(api.requests.some((r) => r.path.startsWith('/apis/inference.networking.k8s.io/'))).toBe(false);
+  });
+
+  // GIE v1.5.0 pkg/epp/server/controller_manager.go and inferencepool_reconciler.go: the pool reconciler always reads
+  // v1.InferencePool; --pool-group is only the group InferenceObjectives' and InferenceModelRewrites' poolRef must name.
+  it('--pool-group inference.networking.x-k8s.io still reads a v1 InferencePool when there is no v1alpha2 one (GIE v1.5.0 reads v1.InferencePool whatever the group)', async () => {
+    api.upsertPool(fakePoolV1('pool', SELECTOR, 8000));
+    api.upsertPod(fakePod({ name: 'a', ip: ip(1), labels: SELECTOR }));
+    const file = api.writeKubeconfig();
+    const quiet: Logger = { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined };
+    const epp = await startEpp(parseArgs(['--pool-name', 'pool', '--pool-group', 'inference.networking.x-k8s.io', '--kubeconfig', file,
+      '--grpc-port', '0', '--grpc-health-port', '0', '--metrics-port', '0', '--host', '127.0.0.1'], {})!, quiet);
+    try {
+      await waitFor(() => epp.datastore.poolSynced, 'pool synced', { limitMs: 5000 }).catch(() => undefined);
+      expect({ synced: epp.datastore.poolSynced, endpoints: epp.datastore.endpoints().map((e) => e.key) }).toEqual({ synced: true, endpoints: [`${ip(1)}:8000`] });
+    } finally {
+      await epp.stop();
+      fs.rmSync(path.dirname(file), { recursive: true, force: true });
+    }
+  });
+
+  it('--pool-group inference.networking.x-k8s.io with only the v1 API readable (RBAC grants the other group): the v1alpha2 list\'s 403 does not hide the v1 pool, and a missing pool is reported as missing', async () => {
+    api.upsertPod(fakePod({ name: 'a', ip: ip(1), labels: SELECTOR }));
+    api.failNext(/\/apis\/inference\.networking\.x-k8s\.io\/v1alpha2\/namespaces\/default\/inferencepools/, 403, 1000);
+    const d = await start({ poolGroup: 'inference.networking.x-k8s.io' });
+    await waitFor(() => d.lastError !== undefined, 'an error');
+    expect(d.lastError?.message).toMatch(/InferencePool default\/pool not found \(looked for inference\.networking\.x-k8s\.io\/v1alpha2 \(forbidden: HTTP 403\), inference\.networking\.k8s\.io\/v1\)/);
+    api.upsertPool(fakePoolV1('pool', SELECTOR, 8000));
+    await d.waitForSync(15_000);
+    expect(keys()).toEqual([`${ip(1)}:8000`]);
   });
 
   it('is not synced while the pool is missing, with an error naming it, and syncs once it appears', async () => {
@@ -417,12 +448,13 @@ describe('KubernetesDiscovery following InferenceObjectives (GIE v1.5.0 inferenc
   let discovery: KubernetesDiscovery | undefined;
   const logs: string[] = [];
 
-  const start = async (): Promise<KubernetesDiscovery> => {
+  const start = async (opts: Partial<KubernetesDiscoveryOptions> = {}): Promise<KubernetesDiscovery> => {
     discovery = new KubernetesDiscovery(ds, {
       poolName: 'pool',
       kubeConfig: { kind: 'options', options: api.kubeConfigOptions() },
       backoff: { initialMs: 20, maxMs: 200 },
       objectives: true,
+      ...opts,
       log: (level, message) => logs.push(`${level}: ${message}`),
     });
     await discovery.start();
@@ -465,6 +497,15 @@ describe('KubernetesDiscovery following InferenceObjectives (GIE v1.5.0 inferenc
     await waitFor(() => d.objectivePriority('critical') === undefined, 'moved to another pool');
     api.deleteObjective('batch');
     await waitFor(() => d.objectivePriority('batch') === undefined, 'deleted');
+  });
+
+  it('with --pool-group, the objectives whose poolRef names that group refer to the pool, whichever version the pool was read as (GIE v1.5.0 inferenceobjective_reconciler.go compares poolRef.group with the flag\'s)', async () => {
+    api.upsertObjective(fakeObjective('x-group', 'pool', 7, { poolGroup: 'inference.networking.x-k8s.io' }));
+    api.upsertObjective(fakeObjective('v1-group', 'pool', 3));
+    const d = await start({ poolGroup: 'inference.networking.x-k8s.io' });
+    await waitFor(() => d.objectivePriority('x-group') === 7, 'listed');
+    expect(d.currentPool?.apiVersion).toBe(V1);
+    expect(d.objectivePriority('v1-group')).toBeUndefined();
   });
 
   it('a cluster without the InferenceObjective CRD is not an error: the pool syncs and the absence is logged at info', async () => {

@@ -5,6 +5,9 @@ import type { Endpoint } from './types';
 /** The two InferencePool API versions in the field: GIE ≥ v1.0, and GIE v0.5 (llm-d v0.2, Istio 1.27). */
 export const POOL_API_VERSIONS = ['inference.networking.k8s.io/v1', 'inference.networking.x-k8s.io/v1alpha2'] as const;
 export type PoolApiVersion = (typeof POOL_API_VERSIONS)[number];
+/** `--pool-group`'s values: the groups of the two versions. */
+export const POOL_GROUPS = ['inference.networking.k8s.io', 'inference.networking.x-k8s.io'] as const;
+export type PoolGroup = (typeof POOL_GROUPS)[number];
 
 /** What discovery needs from an InferencePool, whichever version it came from. */
 export interface PoolSpec {

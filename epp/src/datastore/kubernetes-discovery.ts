@@ -10,6 +10,7 @@ import {
   splitApiVersion,
   type PodLike,
   type PoolApiVersion,
+  type PoolGroup,
   type PoolSpec,
 } from './inference-pool';
 import { loadKubernetesClient } from './k8s-client';
@@ -54,8 +55,13 @@ export interface KubernetesDiscoveryOptions {
   readonly poolName: string;
   /** Default `default`. */
   readonly poolNamespace?: string;
-  /** Read the pool only as this version. Default: try v1, then v1alpha2. */
-  readonly poolApiVersion?: PoolApiVersion;
+  /**
+   * `--pool-group`: the group InferenceObjectives' and InferenceModelRewrites' `poolRef.group` must name (GIE v1.5.0
+   * `inferenceobjective_reconciler.go`, `inferencemodelrewrite_reconciler.go`; default: the pool's own group), and the
+   * pool version read first: v1alpha2 for `inference.networking.x-k8s.io` (GIE v1.0-v1.4 read that group's pool), then
+   * v1, which GIE v1.5.0 reads whatever the group (`controller_manager.go`). Default: v1, then v1alpha2.
+   */
+  readonly poolGroup?: PoolGroup;
   readonly kubeConfig?: KubeConfigSource;
   /** Retry delays after API errors: doubling from initialMs up to maxMs, with ±20% jitter. Default 500 ms .. 30 s. */
   readonly backoff?: { readonly initialMs?: number; readonly maxMs?: number };
@@ -124,6 +130,7 @@ const GONE = 410;
 const QUICK_CLOSE_MS = 1000;
 const MISSING_POOL_POLL_MS = 5000;
 const NOT_FOUND = 404;
+const FORBIDDEN = 403;
 
 /**
  * Follows one InferencePool and the Ready pods its selector picks, keeping the datastore's endpoint set equal to
@@ -269,8 +276,8 @@ export class KubernetesDiscovery implements Discovery {
   }
 
   /**
-   * The priority of the InferenceObjective `name` when it refers to this pool (by name, and by group once the pool's
-   * API version is known), as GIE's reconciler keeps it (`pkg/epp/controller/inferenceobjective_reconciler.go` @
+   * The priority of the InferenceObjective `name` when it refers to this pool (by name, and by `--pool-group`, else by
+   * the pool's group once its API version is known), as GIE's reconciler keeps it (`pkg/epp/controller/inferenceobjective_reconciler.go` @
    * v1.5.0: objectives of other pools are dropped); an unset `spec.priority` is 0. Undefined for any other name.
    */
   objectivePriority(name: string): number | undefined {
@@ -305,15 +312,16 @@ export class KubernetesDiscovery implements Discovery {
     return this.followedGroups.get('InferenceModelRewrite');
   }
 
-  /** The pool's API group, once its API version is known. */
+  /** The group objectives and rewrites must refer to: `--pool-group`, else the pool's, once its API version is known. */
   private poolGroup(): string | undefined {
     if (this.options.endpointSelector !== undefined) return undefined;
+    if (this.options.poolGroup !== undefined) return this.options.poolGroup;
     return this.pool !== undefined ? splitApiVersion(this.pool.apiVersion).group : undefined;
   }
 
   /**
-   * The namespace's InferenceModelRewrites that refer to this pool (by name, and by group once the pool's API version
-   * is known), as GIE v1.5.0's reconciler and store keep them (`pkg/epp/controller/inferencemodelrewrite_reconciler.go`,
+   * The namespace's InferenceModelRewrites that refer to this pool (by name, and by `--pool-group`, else by the pool's
+   * group once its API version is known), as GIE v1.5.0's reconciler and store keep them (`pkg/epp/controller/inferencemodelrewrite_reconciler.go`,
    * `pkg/epp/datastore/modelrewritestore.go`).
    */
   get modelRewrites(): ModelRewrites {
@@ -354,9 +362,9 @@ export class KubernetesDiscovery implements Discovery {
       try {
         const found = await this.fetchPool();
         if (this.stopped) return;
-        if (found === undefined || found === 'marked-for-deletion') {
-          this.poolMissing(found === undefined
-            ? `InferencePool ${this.namespace}/${this.poolName} not found (looked for ${this.versionsToTry().join(', ')})`
+        if (!('pool' in found)) {
+          this.poolMissing(found.kind === 'missing'
+            ? `InferencePool ${this.namespace}/${this.poolName} not found (looked for ${found.looked.join(', ')})`
             : this.markedForDeletionMessage());
           // Polled rather than backed off to the API-error ceiling: the pool is often created just after the EPP.
           await this.sleep(Math.min(backoff, MISSING_POOL_POLL_MS));
@@ -387,7 +395,8 @@ export class KubernetesDiscovery implements Discovery {
   }
 
   private versionsToTry(): PoolApiVersion[] {
-    return this.options.poolApiVersion ? [this.options.poolApiVersion] : [...POOL_API_VERSIONS];
+    const [v1, v1alpha2] = POOL_API_VERSIONS;
+    return this.options.poolGroup === 'inference.networking.x-k8s.io' ? [v1alpha2, v1] : [v1, v1alpha2];
   }
 
   /**
@@ -395,7 +404,11 @@ export class KubernetesDiscovery implements Discovery {
    * safe to watch from. The object's own version can predate the server's compaction window (a pool unchanged for
    * hours), and a watch from it would only ever answer 410 Gone.
    */
-  private async fetchPool(): Promise<{ pool: PoolSpec; listVersion: string } | 'marked-for-deletion' | undefined> {
+  private async fetchPool(): Promise<{ pool: PoolSpec; listVersion: string } | { kind: 'marked-for-deletion' } | { kind: 'missing'; looked: string[] }> {
+    const looked: string[] = [];
+    /** The first 403, thrown when no version could be read at all. */
+    let forbidden: unknown;
+    let answered = false;
     for (const apiVersion of this.versionsToTry()) {
       const { group, version } = splitApiVersion(apiVersion);
       let list: { items?: unknown[]; metadata?: { resourceVersion?: string } };
@@ -408,15 +421,29 @@ export class KubernetesDiscovery implements Discovery {
           fieldSelector: `metadata.name=${this.poolName}`,
         })) as typeof list;
       } catch (err) {
-        // 404: this version's CRD is not installed; the pool may exist under the other one.
-        if (statusCode(err) === NOT_FOUND) continue;
+        // 404: this version's CRD is not installed; the pool may exist under the other one. 403: the Role grants the
+        // other group only (kvroute's and GIE's charts grant the one group they deploy the pool in).
+        if (statusCode(err) === NOT_FOUND) {
+          answered = true;
+          looked.push(apiVersion);
+          continue;
+        }
+        if (statusCode(err) === FORBIDDEN) {
+          forbidden ??= err;
+          looked.push(`${apiVersion} (forbidden: HTTP ${FORBIDDEN})`);
+          continue;
+        }
         throw err;
       }
+      answered = true;
+      looked.push(apiVersion);
       const obj = (list.items ?? []).find((o) => (o as { metadata?: { name?: string } }).metadata?.name === this.poolName);
-      if (obj !== undefined && isMarkedForDeletion(obj)) return 'marked-for-deletion';
+      if (obj !== undefined && isMarkedForDeletion(obj)) return { kind: 'marked-for-deletion' };
       if (obj !== undefined) return { pool: parseInferencePool(obj, apiVersion), listVersion: list.metadata?.resourceVersion ?? '' };
     }
-    return undefined;
+    // No version could be read at all: that is the error to report, not a missing pool.
+    if (!answered && forbidden !== undefined) throw forbidden;
+    return { kind: 'missing', looked };
   }
 
   private applyPool(next: PoolSpec): void {
