@@ -5,6 +5,7 @@
  * names the flag, never silently ignored.
  */
 import { DEPRECATED_SATURATION_ENV, type DeprecatedSaturationEnv } from './config/deprecated-saturation-env';
+import { DEPRECATED_ENV_FEATURE_GATES, parseGoBool, type DeprecatedFeatureGateEnv } from './config/deprecated-env-feature-gates';
 import { parseDuration } from './config/duration';
 import { parseWholeQuantity } from './config/quantity';
 import { MAX_FLOW_PRIORITY } from './config/flow-control-defaults';
@@ -51,6 +52,8 @@ export interface EppOptions {
   readonly buildRef: string | undefined;
   /** GIE v1.0-v1.4's `SD_*` saturation-detector variables, as set in the environment (`deprecated-saturation-env.ts`). */
   readonly deprecatedSaturationEnv: DeprecatedSaturationEnv;
+  /** GIE v1.5.0's feature-gate variables (`ENABLE_EXPERIMENTAL_FLOW_CONTROL_LAYER`), as set in the environment. */
+  readonly deprecatedFeatureGateEnv: DeprecatedFeatureGateEnv;
   readonly modelServerMetricsPort?: number;
   readonly modelServerMetricsPath: string;
   readonly modelServerMetricsScheme: 'http' | 'https';
@@ -305,10 +308,10 @@ function parseValue(spec: FlagSpec, flag: string, raw: string): string | number 
       throw new UsageError(`${flag} ${spec.help}`);
     case 'ignored-bool':
     case 'bool': {
-      // Go's strconv.ParseBool, which GIE's flags use: 1, t, T, TRUE, true, True; 0, f, F, FALSE, false, False.
-      if (['1', 't', 'T', 'TRUE', 'true', 'True'].includes(raw)) return true;
-      if (['0', 'f', 'F', 'FALSE', 'false', 'False'].includes(raw)) return false;
-      throw new UsageError(`${flag}: must be true or false, got ${JSON.stringify(raw)}`);
+      // Go's strconv.ParseBool, which GIE's flags use.
+      const b = parseGoBool(raw);
+      if (b === undefined) throw new UsageError(`${flag}: must be true or false, got ${JSON.stringify(raw)}`);
+      return b;
     }
     case 'duration':
       try {
@@ -485,6 +488,7 @@ export function parseArgs(argv: readonly string[], env: Readonly<Record<string, 
     commit: env.KVROUTE_COMMIT_SHA || undefined,
     buildRef: env.KVROUTE_BUILD_REF || undefined,
     deprecatedSaturationEnv: Object.fromEntries(DEPRECATED_SATURATION_ENV.filter((k) => env[k] !== undefined).map((k) => [k, env[k]!])),
+    deprecatedFeatureGateEnv: Object.fromEntries(DEPRECATED_ENV_FEATURE_GATES.filter((g) => env[g.env] !== undefined).map((g) => [g.env, env[g.env]!])),
     modelServerMetricsPort: get<number>('model-server-metrics-port'),
     modelServerMetricsPath: get<string>('model-server-metrics-path')!,
     modelServerMetricsScheme: scheme,

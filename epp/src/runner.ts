@@ -3,6 +3,7 @@
  * health and metrics servers. `startEpp` is what `main.ts` runs and what integration tests start in-process.
  */
 import { applyDeprecatedSaturationEnv } from './config/deprecated-saturation-env';
+import { applyDeprecatedEnvFeatureGates } from './config/deprecated-env-feature-gates';
 import * as dns from 'dns';
 import * as fs from 'fs';
 import * as http from 'http';
@@ -211,7 +212,10 @@ export async function startEpp(options: EppOptions, logger: Logger = jsonLogger(
   for (const note of endpointPickerConfigNotes(read)) logger.info(note);
   const loaded = applyDeprecatedSaturationEnv(read, options.deprecatedSaturationEnv);
   for (const note of loaded.notes) logger.warn(note);
-  const config = loaded.config;
+  // Info, as GIE v1.5.0 logs them (setupLog.Info in applyDeprecatedEnvFeatureGate, env.GetEnvBool).
+  const gated = applyDeprecatedEnvFeatureGates(loaded.config, options.deprecatedFeatureGateEnv);
+  for (const note of gated.notes) logger.info(note);
+  const config = gated.config;
   for (const w of stalenessWarnings(config, options.metricsScrapeMode, options.refreshMetricsIntervalMs, options.metricsScrapeBudget)) logger.warn(w);
   const metrics = createEppMetrics({
     collectDefaultMetrics: true,

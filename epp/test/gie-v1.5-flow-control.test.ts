@@ -484,10 +484,10 @@ describe('a pool saturation detector in the running EPP', () => {
   const streams: EnvoyStream[] = [];
   const keys = () => pods.map((p) => `127.0.0.1:${p.port}`);
 
-  async function start(config: string, flags: string[] = []): Promise<void> {
+  async function start(config: string, flags: string[] = [], env: Record<string, string> = {}): Promise<void> {
     pods = await Promise.all([0, 1].map(() => FakeVllmServer.start({ engines: [{ waiting: 0, running: 0, kvUsage: 0.1 }] })));
     epp = await startEpp(parseArgs(['--endpoints', keys().join(','), '--grpc-port', '0', '--grpc-health-port', '0', '--metrics-port', '0',
-      '--host', '127.0.0.1', '--refresh-metrics-interval', '20ms', '--shutdown-grace-period', '1s', '--config-text', config, ...flags])!, quiet);
+      '--host', '127.0.0.1', '--refresh-metrics-interval', '20ms', '--shutdown-grace-period', '1s', '--config-text', config, ...flags], env)!, quiet);
     envoy = new FakeEnvoy(`127.0.0.1:${epp.grpcPort}`);
     await waitFor(() => epp.datastore.snapshot().every((s) => s.metrics.updateTime > 0));
   }
@@ -568,6 +568,18 @@ describe('a pool saturation detector in the running EPP', () => {
     expect(keys()).toContain((await quietRequest.answer).endpoint);
     await complete(quietRequest.stream);
     expect(await metricsPage(epp)).not.toContain('inference_extension_flow_control_request_queue_duration_seconds_count{fairness_id="tenant-b"');
+  });
+
+  // GIE v1.5.0 cmd/epp/runner/runner.go applyDeprecatedEnvFeatureGate: ENABLE_EXPERIMENTAL_FLOW_CONTROL_LAYER, read with
+  // strconv.ParseBool (a value that does not parse is false), appends the flowControl gate to the config's featureGates.
+  test.each([
+    ['true', true], ['1', true], ['false', false], ['yes', false],
+  ])('ENABLE_EXPERIMENTAL_FLOW_CONTROL_LAYER=%s turns GIE\'s flowControl gate on (%s) as featureGates: [flowControl] does (GIE v1.5.0 runner.go applyDeprecatedEnvFeatureGate)', async (value, gated) => {
+    await start(UTILIZATION.replace('featureGates:\n  - "flowControl"\n', ''), [], { ENABLE_EXPERIMENTAL_FLOW_CONTROL_LAYER: value });
+    const r = send({ 'x-gateway-inference-fairness-id': 'tenant-env' });
+    expect(keys()).toContain((await r.answer).endpoint);
+    await complete(r.stream);
+    expect((await metricsPage(epp)).includes('inference_extension_flow_control_request_queue_duration_seconds_count{fairness_id="tenant-env",priority="0",outcome="Dispatched",inference_pool="static",model_name="m",target_model_name="m"} 1')).toBe(gated);
   });
 
   test('with the gate named, a request whose cycle finds every pod saturated (kvroute\'s saturation-filter) waits and is counted once, at the queue, not also as passing it', async () => {
