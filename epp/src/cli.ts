@@ -251,7 +251,7 @@ const FLAGS: readonly FlagSpec[] = [
   { name: 'metrics-cert-dir', aliases: [], kind: 'unsupported', help: 'is not supported: /metrics is plain HTTP; ignoring the flag would serve it without the TLS asked for (restrict it with the NetworkPolicy, or put the mesh\'s mTLS in front)' },
   { name: 'metrics-client-ca-file', aliases: [], kind: 'unsupported', help: 'is not supported: /metrics cannot require client certificates; ignoring the flag would serve it unauthenticated (restrict it with the NetworkPolicy, or put the mesh\'s mTLS in front)' },
   { name: 'endpoint-selector', aliases: [], kind: 'string', help: 'llm-d-router\'s standalone mode: the pods this Kubernetes label selector matches in the namespace are the pool, no InferencePool (\'app=vllm,env in (prod,staging)\'); needs --endpoint-target-ports and $POD_NAME; exclusive with --pool-name and --endpoints' },
-  { name: 'endpoint-target-ports', aliases: [], kind: 'string', help: 'with --endpoint-selector: the pods\' model-server ports, 1-8 comma-separated (\'8000\' or \'8000,8001\'), each its own endpoint per pod' },
+  { name: 'endpoint-target-ports', aliases: [], kind: 'string', help: 'with --endpoint-selector: the pods\' model-server ports, 1-8 comma-separated (\'8000\' or \'8000,8001\'), each its own endpoint per pod; given again, its ports are added, as pflag\'s int slices do' },
   metricNameFlag('total-queued-requests-metric', ['totalQueuedRequestsMetric'], [VLLM_METRIC_NAMES.waiting.name]),
   metricNameFlag('total-running-requests-metric', [], [VLLM_METRIC_NAMES.running.name]),
   metricNameFlag('kv-cache-usage-percentage-metric', ['kvCacheUsagePercentageMetric'], VLLM_METRIC_NAMES.kvUsage.map((m) => m.name)),
@@ -333,6 +333,13 @@ function parseValue(spec: FlagSpec, flag: string, raw: string): string | number 
   }
 }
 
+/**
+ * Flags upstream declares as slices (`fs.IntSliceVar` in GIE v1.5.0 / llm-d-router v0.10.0 pkg/epp/server/options.go):
+ * pflag's Set replaces the default on the first use and appends on every later one (spf13/pflag int_slice.go), so a
+ * repeated one adds to the list. (Upstream's other slice flag, `--tls-cipher-suites`, is refused here.)
+ */
+const APPENDING: ReadonlySet<string> = new Set(['endpoint-target-ports']);
+
 /** String flags whose empty value stands for unset (their default, or the environment's): GIE's pool and config flags. */
 const EMPTY_IS_UNSET: ReadonlySet<string> = new Set(['config-file', 'config-text', 'pool-name', 'pool-namespace', 'pool-group', 'endpoints', 'endpoint-selector', 'endpoint-target-ports', 'kubeconfig', 'cert-path']);
 
@@ -356,7 +363,10 @@ export function parseArgs(argv: readonly string[], env: Readonly<Record<string, 
     }
     // A repeated flag keeps its last value, as Go's pflag does: GIE's chart writes some flags itself and then appends
     // the release's `inferenceExtension.flags` (config/charts/epplib/templates/_deployment.yaml @ v1.5.0 L89-134).
+    // A slice flag's earlier values are kept and the new ones appended.
+    const earlier = APPENDING.has(spec.name) ? rawValues.get(spec.name) : undefined;
     values.delete(spec.name);
+    rawValues.delete(spec.name);
     let raw: string;
     if (inline !== undefined) {
       raw = inline;
@@ -373,6 +383,7 @@ export function parseArgs(argv: readonly string[], env: Readonly<Record<string, 
     // ("leave the flag unset or set it to an empty string", site-src/guides/epp-configuration/flags.md @ v1.5.0) and
     // kvroute extends to its other pool and config flags: Helm templates render unset values as "".
     if (raw === '' && EMPTY_IS_UNSET.has(spec.name)) continue;
+    if (earlier !== undefined) raw = `${earlier},${raw}`;
     values.set(spec.name, parseValue(spec, `--${name}`, raw));
     rawValues.set(spec.name, raw);
   }

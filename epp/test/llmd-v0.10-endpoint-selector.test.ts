@@ -83,6 +83,15 @@ describe('--endpoint-selector and --endpoint-target-ports (options.go, runner.go
     expect(o.endpointSelector!.targetPorts).toEqual([8000, 8001]);
   });
 
+  // GIE v1.5.0 / llm-d-router v0.10.0 pkg/epp/server/options.go: fs.IntSliceVar; spf13/pflag int_slice.go Set replaces
+  // the default on the first use and appends on every later one.
+  test('a repeated --endpoint-target-ports appends, as pflag\'s IntSlice does, rather than keeping the last; the bounds apply to the whole list', () => {
+    const ports = (...argv: string[]) => parseArgs(['--endpoint-selector', 'app=vllm', ...argv], env)!.endpointSelector!.targetPorts;
+    expect(ports('--endpoint-target-ports', '8000', '--endpoint-target-ports', '8001')).toEqual([8000, 8001]);
+    expect(ports('--endpoint-target-ports=8000,8001', '--endpoint-target-ports', '8002,8000')).toEqual([8000, 8001, 8002]);
+    expect(() => ports('--endpoint-target-ports', '1,2,3,4,5', '--endpoint-target-ports', '6,7,8,9')).toThrow('at most 8 ports, got 9');
+  });
+
   test.each([
     [['--endpoint-selector', 'app=vllm', '--endpoint-target-ports', '8000', '--pool-name', 'p'], env, '--pool-name and --endpoint-selector are exclusive'],
     [['--endpoint-selector', 'app=vllm', '--endpoint-target-ports', '8000', '--endpoints', '127.0.0.1:1'], env, '--endpoints and --endpoint-selector are exclusive'],
