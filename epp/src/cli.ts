@@ -69,6 +69,8 @@ export interface EppOptions {
   /** Ignore the proxy's subset hint (`envoy.lb.subset_hint`): every ready endpoint is a candidate. */
   readonly disableEndpointSubsetFilter: boolean;
   readonly certPath?: string;
+  /** `--enable-cert-reload`: follow changes to `certPath`'s pair. */
+  readonly enableCertReload: boolean;
   /** TLS on the ext_proc port: `certPath`'s certificate, else a self-signed one (`--secure-serving`). */
   readonly secureServing?: boolean;
   readonly requestBodyMode: RequestBodyModeFlag;
@@ -231,7 +233,7 @@ const FLAGS: readonly FlagSpec[] = [
   { name: 'health-checking', aliases: ['healthChecking'], kind: 'ignored-bool', help: 'ignored: grpc.health.v1 is always served on the ext_proc port too' },
   { name: 'tracing', aliases: [], kind: 'ignored-bool', help: 'ignored: no OpenTelemetry traces are emitted' },
   { name: 'metrics-endpoint-auth', aliases: ['metricsEndpointAuth'], kind: 'ignored-bool', help: 'ignored: /metrics is plain HTTP without an auth filter (restrict it with the NetworkPolicy)' },
-  { name: 'enable-cert-reload', aliases: [], kind: 'ignored-bool', help: 'ignored: the certificate in --cert-path is read at start-up' },
+  { name: 'enable-cert-reload', aliases: [], kind: 'bool', default: 'false', help: 'with --cert-path: watch the directory and serve a rotated tls.crt/tls.key to new connections, 250ms after the last change (GIE v1.5.0 pkg/common/certs.go NewCertReloader); a pair that fails to load is logged and the previous one stays. Without --cert-path it changes nothing (reported as ignored)' },
   { name: 'ha-enable-leader-election', aliases: [], kind: 'ignored-bool', help: 'ignored: every replica serves (active-active; replicas share session bindings through the session store) instead of only the leader reporting ready' },
   { name: 'refresh-prometheus-metrics-interval', aliases: ['refreshPrometheusMetricsInterval'], kind: 'ignored-string', help: 'ignored: pool gauges are computed at each scrape of /metrics' },
   { name: 'metrics-staleness-threshold', aliases: [], kind: 'duration', default: '2s', help: 'GIE\'s: inference_pool_ready_pods and the inference_pool_average_* gauges count the pods whose last successful scrape is at most this old (scheduling staleness is the saturation filter\'s metricsStalenessThreshold parameter)' },
@@ -477,6 +479,8 @@ export function parseArgs(argv: readonly string[], env: Readonly<Record<string, 
   const ignoredFlags = FLAGS.filter((f) => f.kind.startsWith('ignored-') && values.has(f.name)).map((f) => `--${f.name}`);
   // Upstream reads the target ports only with a selector and ignores them beside --pool-name (options.go Validate).
   if (!standalone && values.has('endpoint-target-ports')) ignoredFlags.push('--endpoint-target-ports');
+  // Upstream reloads only a --cert-path certificate (runserver.go: `r.CertPath != "" && r.EnableCertReload`).
+  if (certPath === undefined && values.has('enable-cert-reload')) ignoredFlags.push('--enable-cert-reload');
   const verbosity = get<number>('v')!;
   if (verbosity < 0) throw new UsageError(`--v: must be >= 0, got ${verbosity}`);
 
@@ -510,6 +514,7 @@ export function parseArgs(argv: readonly string[], env: Readonly<Record<string, 
     ignoredFlags,
     disableEndpointSubsetFilter: get<boolean>('disable-endpoint-subset-filter')!,
     certPath,
+    enableCertReload: certPath !== undefined && get<boolean>('enable-cert-reload') === true,
     secureServing,
     requestBodyMode: bodyMode,
     responseBodyMode,

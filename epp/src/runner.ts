@@ -314,6 +314,7 @@ export async function startEpp(options: EppOptions, logger: Logger = jsonLogger(
       port: options.grpcPort,
       healthPort: options.grpcHealthPort,
       tlsCertDir: options.certPath,
+      tlsCertReload: options.enableCertReload,
       selfSignedTls: options.secureServing === true && options.certPath === undefined,
       defaultRequestBodyMode: options.requestBodyMode === 'buffered' ? 'BUFFERED' : 'FULL_DUPLEX_STREAMED',
       defaultResponseBodyMode: options.responseBodyMode === 'none' ? 'NONE' : 'FULL_DUPLEX_STREAMED',

@@ -24,8 +24,13 @@ describe('kvroute-epp flags', () => {
     const o = parseArgs(['--pool-name', 'p', '--enable-pprof=false', '--health-checking', '--tracing=false', '--metrics-endpoint-auth=false',
       '--enable-cert-reload', '--ha-enable-leader-election', '--refresh-prometheus-metrics-interval', '5s', '--metrics-staleness-threshold=2s',
       '--disable-endpoint-subset-filter'], {})!;
-    expect(o.ignoredFlags).toEqual(['--enable-pprof', '--health-checking', '--tracing', '--metrics-endpoint-auth', '--enable-cert-reload',
-      '--ha-enable-leader-election', '--refresh-prometheus-metrics-interval']);
+    // --enable-cert-reload without --cert-path reloads nothing, as upstream (the reload itself: extproc-health.test.ts).
+    expect(o.ignoredFlags).toEqual(['--enable-pprof', '--health-checking', '--tracing', '--metrics-endpoint-auth',
+      '--ha-enable-leader-election', '--refresh-prometheus-metrics-interval', '--enable-cert-reload']);
+    expect(o.enableCertReload).toBe(false);
+    // With a --cert-path (GIE v1.5.0 runserver.go: `r.CertPath != "" && r.EnableCertReload`) the pair is followed.
+    const withCert = parseArgs(['--pool-name', 'p', '--cert-path', '/certs', '--enable-cert-reload'], {})!;
+    expect({ reload: withCert.enableCertReload, ignored: withCert.ignoredFlags }).toEqual({ reload: true, ignored: [] });
     // Used, as GIE v1.5.0 uses it: the pool gauges' staleness (pkg/epp/datalayer/logger/logger.go).
     expect(o.metricsStalenessThresholdMs).toBe(2000);
     expect(parseArgs(['--pool-name', 'p', '--metrics-staleness-threshold', '500ms'], {})!.metricsStalenessThresholdMs).toBe(500);

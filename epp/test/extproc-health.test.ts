@@ -2,6 +2,7 @@ import { execFileSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
+import * as tls from 'tls';
 import * as grpc from '@grpc/grpc-js';
 import { loadEnvoyApi } from '@kvroute/protocol/envoy';
 import * as crypto from 'crypto';
@@ -149,6 +150,82 @@ describe('TLS and shutdown', () => {
         await server.stop();
       }
     } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  // GIE v1.5.0 pkg/epp/server/runserver.go with --enable-cert-reload and pkg/common/certs.go NewCertReloader: the cert
+  // dir is watched, a write or create is debounced 250 ms, then tls.crt/tls.key are loaded again and served to new
+  // connections; a pair that fails to load is logged and the previous certificate stays.
+  (hasOpenssl ? it : it.skip)('with cert reload, a certificate rotated in the cert dir is served to new connections; a broken pair keeps the last good one (GIE v1.5.0 pkg/common/certs.go NewCertReloader)', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kvroute-tls-reload-'));
+    const makeCert = (cn: string): void => {
+      execFileSync('openssl', [
+        'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1',
+        '-subj', `/CN=${cn}`, '-keyout', path.join(dir, 'tls.key'), '-out', path.join(dir, 'tls.crt'),
+      ], { stdio: 'ignore' });
+    };
+    const servedCn = (port: number): Promise<string> => new Promise((resolve, reject) => {
+      const socket = tls.connect({ host: '127.0.0.1', port, rejectUnauthorized: false, ALPNProtocols: ['h2'] }, () => {
+        const cn = socket.getPeerCertificate().subject?.CN;
+        socket.destroy();
+        resolve(String(cn));
+      });
+      socket.on('error', reject);
+    });
+    const servedAfterReload = async (port: number, expected: string): Promise<string> => {
+      let cn = '';
+      for (let i = 0; i < 50 && cn !== expected; i++) {
+        await new Promise((r) => setTimeout(r, 100));
+        cn = await servedCn(port);
+      }
+      return cn;
+    };
+    makeCert('first');
+    const logger = collectingLogger();
+    const server = await startExtProcServer({ director: new TestDirector(), host: '127.0.0.1', port: 0, tlsCertDir: dir, tlsCertReload: true, logger });
+    try {
+      expect(await servedCn(server.port)).toBe('first');
+      // cert-manager rewrites the Secret; the kubelet swaps the mounted files.
+      makeCert('rotated');
+      expect(await servedAfterReload(server.port, 'rotated')).toBe('rotated');
+      // A key that does not match the certificate: logged, and the rotated certificate is still served.
+      const crt = fs.readFileSync(path.join(dir, 'tls.crt'));
+      makeCert('unmatched');
+      fs.writeFileSync(path.join(dir, 'tls.crt'), crt);
+      await waitFor(() => logger.warnings.some((l) => l.includes('cannot reload the TLS certificate')));
+      expect(await servedCn(server.port)).toBe('rotated');
+
+      // A Secret volume's layout: tls.crt -> ..data/tls.crt, and the kubelet swaps ..data to a new directory at once.
+      for (const f of ['tls.crt', 'tls.key']) fs.rmSync(path.join(dir, f));
+      const version = (n: number, cn: string): string => {
+        const v = path.join(dir, `..v${n}`);
+        fs.mkdirSync(v);
+        execFileSync('openssl', [
+          'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1',
+          '-subj', `/CN=${cn}`, '-keyout', path.join(v, 'tls.key'), '-out', path.join(v, 'tls.crt'),
+        ], { stdio: 'ignore' });
+        return `..v${n}`;
+      };
+      fs.symlinkSync(version(1, 'secret-1'), path.join(dir, '..data'));
+      for (const f of ['tls.crt', 'tls.key']) fs.symlinkSync(path.join('..data', f), path.join(dir, f));
+      expect(await servedAfterReload(server.port, 'secret-1')).toBe('secret-1');
+      fs.symlinkSync(version(2, 'secret-2'), path.join(dir, '..data_tmp'));
+      fs.renameSync(path.join(dir, '..data_tmp'), path.join(dir, '..data'));
+      expect(await servedAfterReload(server.port, 'secret-2')).toBe('secret-2');
+
+      // gRPC over the reloaded credentials.
+      const envoy = new FakeEnvoy(`127.0.0.1:${server.port}`, grpc.credentials.createSsl(null, null, null, { rejectUnauthorized: false }));
+      try {
+        const stream = envoy.open();
+        stream.send(requestHeaders({ ':method': 'GET', ':path': '/v1/models' }, true));
+        expect((await stream.next()).response).toBe('request_headers');
+        stream.end();
+      } finally {
+        envoy.close();
+      }
+    } finally {
+      await server.stop();
       fs.rmSync(dir, { recursive: true, force: true });
     }
   });

@@ -10,6 +10,7 @@
  * answer, and guessing wrong would stall the request until Envoy's message timeout.
  */
 import { selfSignedCertificate } from './self-signed-certificate';
+import { CertReloader } from './cert-reloader';
 import * as fs from 'fs';
 import * as net from 'net';
 import * as path from 'path';
@@ -41,6 +42,8 @@ export interface ExtProcServerOptions {
   readonly healthPort?: number | null;
   /** Directory holding `tls.crt` and `tls.key`: serve TLS on the ext_proc port. Plaintext when omitted. */
   readonly tlsCertDir?: string;
+  /** With `tlsCertDir`: follow changes to the pair (`--enable-cert-reload`, `CertReloader`). */
+  readonly tlsCertReload?: boolean;
   /** Without `tlsCertDir`: serve TLS with a self-signed certificate made now (GIE's `--secure-serving` default). */
   readonly selfSignedTls?: boolean;
   /** The request body mode assumed when Envoy sends no `protocol_config`. @default 'FULL_DUPLEX_STREAMED' */
@@ -267,8 +270,12 @@ export async function startExtProcServer(opts: ExtProcServerOptions): Promise<Ex
   main.addService(healthServiceDefinition(), healthImplementation(health));
 
   const servers: grpc.Server[] = [main];
+  let reloader: CertReloader | undefined;
   try {
-    const creds = opts.tlsCertDir
+    if (opts.tlsCertDir !== undefined && opts.tlsCertReload === true) reloader = new CertReloader(opts.tlsCertDir, opts.logger ?? consoleLogger);
+    const creds = reloader
+      ? grpc.experimental.createCertificateProviderServerCredentials(reloader, null, false)
+      : opts.tlsCertDir
       ? readTls(opts.tlsCertDir)
       : opts.selfSignedTls === true
         ? selfSignedTls()
@@ -301,10 +308,12 @@ export async function startExtProcServer(opts: ExtProcServerOptions): Promise<Ex
         // `liveness`: closed at once, every probe would be refused, liveness included, for as long as the drain lasts.
         // It closes once the ext_proc streams have drained (or the grace period has passed).
         await shutdown(main, graceMs);
+        reloader?.close();
         await Promise.all(servers.filter((s) => s !== main).map((s) => shutdown(s, 0)));
       },
     };
   } catch (err) {
+    reloader?.close();
     for (const s of servers) s.forceShutdown();
     throw err;
   }
