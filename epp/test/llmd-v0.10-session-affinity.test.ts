@@ -7,7 +7,8 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { seededRandom } from '@kvroute/testkit';
+import { FakeVllmServer, INTEGRATION_TEST_TIMEOUT_MS, seededRandom } from '@kvroute/testkit';
+import { parseArgs } from '../src/cli';
 import { defaultEndpointPickerConfig, parseEndpointPickerConfig, validateEndpointPickerConfig } from '../src/config';
 import { ConfigError } from '../src/config/errors';
 import { EMPTY_METRICS, type EndpointMetrics, type EndpointSnapshot } from '../src/datastore/types';
@@ -16,6 +17,10 @@ import type { SessionAffinityFilter } from '../src/scheduling/plugins/session-af
 import type { SessionAffinityScorer } from '../src/scheduling/plugins/session-affinity-scorer';
 import { buildScheduler, type Scheduler } from '../src/scheduling/scheduler';
 import type { LLMRequest } from '../src/scheduling/types';
+import { startEpp, type Logger, type RunningEpp } from '../src/runner';
+import { FakeEnvoy, requestBody, requestHeaders, responseBody, responseHeaders, setHeaders, waitFor } from './extproc-harness';
+
+jest.setTimeout(INTEGRATION_TEST_TIMEOUT_MS);
 
 const b64 = (s: string) => Buffer.from(s, 'utf8').toString('base64');
 
@@ -289,6 +294,130 @@ describe('session-affinity-filter: llm-d-router v0.10.0 parameters (filter/sessi
       const once = parseEndpointPickerConfig(filterConfig(parameters));
       expect(validateEndpointPickerConfig(once).plugins).toEqual(once.plugins);
     }
+  });
+});
+
+/**
+ * llm-d-router v0.10.0 deploy/config/pd-epp-config.yaml with the filter README's two P/D instances (a decode one on
+ * x-session-token, a `profileName: prefill` one on x-session-token-prefill), as test/integration/epp/
+ * session_affinity_test.go @ v0.10.0 `pdConfigBase` lists them.
+ */
+const pdSessionConfig = (kind: 'filter' | 'scorer', decider: string) => `apiVersion: llm-d.ai/v1alpha1
+kind: EndpointPickerConfig
+plugins:
+- type: prefix-cache-scorer
+- type: queue-scorer
+- type: prefill-filter
+- type: decode-filter
+- type: max-score-picker
+- type: disagg-profile-handler
+  parameters:
+    deciders:
+      prefill: ${decider}
+- type: ${decider}
+- name: session-affinity-decode
+  type: session-affinity-${kind}
+  parameters:
+    encodedEndpointHeaderConfig:
+      header: x-session-token
+- name: session-affinity-prefill
+  type: session-affinity-${kind}
+  parameters:
+    profileName: prefill
+    encodedEndpointHeaderConfig:
+      header: x-session-token-prefill
+schedulingProfiles:
+- name: prefill
+  plugins:
+  - pluginRef: prefill-filter
+  - pluginRef: session-affinity-prefill${kind === 'scorer' ? '\n    weight: 10' : ''}
+  - pluginRef: max-score-picker
+  - pluginRef: queue-scorer
+- name: decode
+  plugins:
+  - pluginRef: decode-filter
+  - pluginRef: session-affinity-decode${kind === 'scorer' ? '\n    weight: 10' : ''}
+  - pluginRef: max-score-picker
+  - pluginRef: queue-scorer
+`;
+
+describe('profileName under P/D: the response token names THAT profile\'s pick, none when it picked nothing (util/sessionaffinity/header.go ResolvePodToWrite @ llm-d-router v0.10.0), over ext_proc to the whole EPP', () => {
+  const quiet: Logger = { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined };
+  let dir: string;
+  let pods: FakeVllmServer[] = [];
+  let names = new Map<string, string>();
+  let epp: RunningEpp | undefined;
+  let envoy: FakeEnvoy | undefined;
+  beforeEach(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kvroute-llmd-session-pd-'));
+  });
+  afterEach(async () => {
+    envoy?.close();
+    envoy = undefined;
+    await epp?.stop();
+    epp = undefined;
+    await Promise.all(pods.map((p) => p.close()));
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  /** Two decode and two prefill pods (real metrics servers), their roles from a file-discovery endpoints file. */
+  async function start(text: string): Promise<void> {
+    const page = { engines: [{ waiting: 0, running: 0, kvUsage: 0.1 }] };
+    pods = await Promise.all([0, 1, 2, 3].map(() => FakeVllmServer.start(page)));
+    const entries = pods.map((p, i) => ({ p, name: i < 2 ? `decode-${i}` : `prefill-${i - 2}`, role: i < 2 ? 'decode' : 'prefill' }));
+    names = new Map(entries.map((e) => [`127.0.0.1:${e.p.port}`, e.name]));
+    const file = path.join(dir, 'endpoints.yaml');
+    fs.writeFileSync(file, `endpoints:\n${entries.map((e) => `  - {name: ${e.name}, address: "127.0.0.1", port: "${e.p.port}", labels: {llm-d.ai/role: ${e.role}}}`).join('\n')}\n`);
+    const full = text
+      .replace('plugins:\n', `plugins:\n- name: files\n  type: file-discovery\n  parameters: {path: ${JSON.stringify(file)}}\n`)
+      .replace('schedulingProfiles:', 'dataLayer:\n  discovery: {pluginRef: files}\nschedulingProfiles:');
+    epp = await startEpp(parseArgs(['--config-text', full, '--grpc-port', '0', '--grpc-health-port', '0', '--metrics-port', '0', '--host', '127.0.0.1', '--refresh-metrics-interval', '20ms'], {})!, quiet);
+    envoy = new FakeEnvoy(`127.0.0.1:${epp.grpcPort}`);
+    await waitFor(() => epp!.datastore.snapshot().length === 4 && epp!.datastore.snapshot().every((s) => s.metrics.updateTime > 0));
+  }
+
+  /** One request through ext_proc: where it was routed, and the headers set on its response. */
+  async function exchange(prompt: string, headers: Record<string, string> = {}): Promise<{ decode: string; prefill?: string; response: Record<string, string> }> {
+    const s = envoy!.open();
+    s.send(requestHeaders({ ':method': 'POST', ':path': '/v1/completions', ':authority': 'gw', 'content-type': 'application/json', ...headers }, false));
+    s.send(requestBody(Buffer.from(JSON.stringify({ model: 'm', prompt })), true));
+    const routed = setHeaders((await s.next()).request_headers.response.header_mutation);
+    for (;;) {
+      const m = await s.next();
+      if (m.request_body.response.body_mutation.streamed_response.end_of_stream) break;
+    }
+    s.send(responseHeaders({ ':status': '200', 'content-type': 'application/json' }, false));
+    const response = setHeaders((await s.next()).response_headers.response?.header_mutation);
+    s.send(responseBody('{"choices":[]}', true));
+    await s.next();
+    s.end();
+    const prefill = routed['x-prefiller-host-port'];
+    return { decode: names.get(routed['x-gateway-destination-endpoint'] as string)!, ...(prefill ? { prefill: names.get(prefill)! } : {}), response };
+  }
+
+  const decoded = (token: string | undefined) => (token === undefined ? undefined : Buffer.from(token, 'base64').toString('utf8'));
+
+  test.each(['filter', 'scorer'] as const)('session-affinity-%s: the profileName: prefill instance writes the prefill pick to x-session-token-prefill; both tokens sent back pin both pods (TestSessionAffinityFilter_PDDisaggregated)', async (kind) => {
+    await start(pdSessionConfig(kind, 'always-disagg-pd-decider'));
+    const first = await exchange('hello there');
+    expect(first.prefill).toMatch(/^prefill-/);
+    expect(decoded(first.response['x-session-token'])).toBe(`default/${first.decode}`);
+    // Upstream: base64("<namespace>/<pod>") of the prefill profile's TargetEndpoints[0] (until 2026-12-06 the decode pod's).
+    expect(decoded(first.response['x-session-token-prefill'])).toBe(`default/${first.prefill}`);
+    const tokens = { 'x-session-token': first.response['x-session-token']!, 'x-session-token-prefill': first.response['x-session-token-prefill']! };
+    for (let i = 0; i < 3; i++) {
+      const again = await exchange('hello there', tokens);
+      expect([again.decode, again.prefill]).toEqual([first.decode, first.prefill]);
+      expect(again.response).toMatchObject(tokens);
+    }
+  });
+
+  test('a decode-only request (the decider said no prefill): the profileName: prefill instance writes nothing, the decode one its token (TestSessionAffinityFilter_DecodeOnly)', async () => {
+    await start(pdSessionConfig('filter', 'prefix-based-pd-decider'));
+    const r = await exchange('hi');
+    expect(r.prefill).toBeUndefined();
+    expect(decoded(r.response['x-session-token'])).toBe(`default/${r.decode}`);
+    expect(r.response['x-session-token-prefill']).toBeUndefined();
   });
 });
 

@@ -121,6 +121,16 @@ export function bindsPickOf(profileName: string | undefined, result: { readonly 
   return result.primary !== false;
 }
 
+/**
+ * The profile whose pick an `encoded_endpoint_header` instance writes on the response instead of the pod that served
+ * it: a `profileName` other than empty or `decode` (llm-d-router v0.10.0 `header.go` ResolvePodToWrite: that profile's
+ * first pick, and no header when it picked nothing, as a decode-only request's prefill profile). Undefined: the pod
+ * that served the response, the primary profile's pick.
+ */
+export function scopedProfileName(profileName: string | undefined): string | undefined {
+  return profileName === undefined || PRIMARY_PROFILE_ALIASES.includes(profileName) ? undefined : profileName;
+}
+
 /** `encodedEndpointHeaderConfig`, or undefined when absent. `header: ""` is upstream's zero value: the default. */
 export function parseEncodedEndpointHeaderConfig(fields: FieldReader): EncodedEndpointHeaderConfig | undefined {
   const raw = fields.raw('encodedEndpointHeaderConfig');

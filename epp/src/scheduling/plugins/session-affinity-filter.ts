@@ -10,8 +10,8 @@ import type { Endpoint } from '../../datastore/types';
 import { createBindingTable } from '../../sessions/bindings';
 import {
   checkProfileName, decodeEncodedEndpoint, DEFAULT_ENCODED_ENDPOINT_HEADER, encodeEndpoint, hasUpstreamSessionAffinityFields,
-  parseEncodedEndpointHeaderConfig, parseProfileName, parseSessionIdConfig, parseStrategy, refuseBothNames, sessionIdHeaders,
-  sessionIdTtlMs, STRATEGY_ENCODED_ENDPOINT_HEADER, STRATEGY_SESSION_ID, type EncodedEndpointHeaderConfig,
+  parseEncodedEndpointHeaderConfig, parseProfileName, parseSessionIdConfig, parseStrategy, refuseBothNames, scopedProfileName,
+  sessionIdHeaders, sessionIdTtlMs, STRATEGY_ENCODED_ENDPOINT_HEADER, STRATEGY_SESSION_ID, type EncodedEndpointHeaderConfig,
   type SessionAffinityStrategy, type SessionIdConfig,
   bindsPickOf, readsAgentIdentity,
 } from '../../sessions/llmd-session-affinity';
@@ -114,8 +114,10 @@ export interface SessionAffinityFilterParameters {
    */
   sessionIdConfig?: SessionIdConfig;
   /**
-   * Upstream's profile whose pick this instance binds: a profile of the config; empty or `decode` mean the primary
-   * profile's pick (the only one with one profile; the decode profile's under `disagg-profile-handler`). @default ""
+   * Upstream's profile whose pick this instance binds (`session_id`) or writes the token of (`encoded_endpoint_header`:
+   * none when it picked nothing): a profile of the config; empty or `decode` mean the primary profile's pick (the only
+   * one with one profile; the decode profile's under `disagg-profile-handler`), the pod that served the response.
+   * @default ""
    */
   profileName?: string;
 }
@@ -252,6 +254,8 @@ export class SessionAffinityFilter implements Filter, PostCycle, PrepareRequest,
   private readonly bindings: LRUCache<string, string>;
   private readonly pendingKey = stateKey<PendingBinding>('session-affinity-filter pending binding');
   private readonly sharedKey = stateKey<SharedLookup>('session-affinity-filter shared binding');
+  /** `encoded_endpoint_header` with a `profileName` profile: that profile's pick, the pod its response token names. */
+  private readonly profilePickKey = stateKey<Endpoint>('session-affinity-filter profile pick');
   private readonly counts = { hit: 0, miss: 0, repin: 0 };
   /** The shared store, when `sessionStore` is configured. */
   readonly store: RedisSessionStore | undefined;
@@ -384,25 +388,34 @@ export class SessionAffinityFilter implements Filter, PostCycle, PrepareRequest,
     return pinned !== undefined ? [pinned] : candidates;
   }
 
-  /**
-   * `encoded_endpoint_header`: the response carries base64("namespace/name") of the pod that served it, for the client
-   * to send back (`WriteResponseHeader`, util/sessionaffinity/header.go @ v0.10.0). `session_id`: nothing (the client
-   * owns its id).
-   */
   /** Only `encoded_endpoint_header` writes at the response: under `session_id` (the default) request control skips it. */
   get handlesResponses(): boolean {
     return this.settings.strategy === STRATEGY_ENCODED_ENDPOINT_HEADER;
   }
 
-  postResponse(_request: LLMRequest, _response: ResponseInfo, target: Endpoint): Readonly<Record<string, string>> | undefined {
+  /**
+   * `encoded_endpoint_header`: the response carries base64("namespace/name") of the pod that served it, for the client
+   * to send back, or with a `profileName` profile (llm-d's `prefill` instance) that profile's pick, and nothing when it
+   * picked none (`ResolvePodToWrite`, `WriteResponseHeader`, util/sessionaffinity/header.go @ v0.10.0). `session_id`:
+   * nothing (the client owns its id).
+   */
+  postResponse(request: LLMRequest, _response: ResponseInfo, target: Endpoint): Readonly<Record<string, string>> | undefined {
     if (this.settings.strategy !== STRATEGY_ENCODED_ENDPOINT_HEADER) return undefined;
-    return { [this.settings.encodedHeader]: encodeEndpoint(endpointIdentity(target)) };
+    const pod = scopedProfileName(this.parameters.profileName) === undefined ? target : request.attributes?.get(this.profilePickKey);
+    return pod === undefined ? undefined : { [this.settings.encodedHeader]: encodeEndpoint(endpointIdentity(pod)) };
   }
 
   postCycle(cycle: CycleContext, result: ProfileRunResult): void {
-    const pending = cycle.state.get(this.pendingKey);
     const [target] = result.targets;
-    if (pending === undefined || target === undefined || !bindsPickOf(this.parameters.profileName, result)) return;
+    if (target === undefined || !bindsPickOf(this.parameters.profileName, result)) return;
+    if (this.settings.strategy === STRATEGY_ENCODED_ENDPOINT_HEADER) {
+      // Kept for the response when it is not the pod that serves it. A profile that picked nothing (a decode-only
+      // request's prefill profile) has no post-cycle call, so that request's response gets no token.
+      if (scopedProfileName(this.parameters.profileName) !== undefined) cycle.request.attributes?.set(this.profilePickKey, target.endpoint);
+      return;
+    }
+    const pending = cycle.state.get(this.pendingKey);
+    if (pending === undefined) return;
     // A bound session the scorers sent elsewhere moved (counted as a re-pin): soft mode, or hard mode off a loaded pod.
     const outcome: SessionAffinityOutcome = pending.outcome === 'hit' && pending.boundKey !== target.endpoint.key ? 'repin' : pending.outcome;
     this.bindings.set(pending.sessionId, target.endpoint.key);

@@ -6,7 +6,7 @@ import { FieldReader } from '../../config/fields';
 import type { PostResponse, ResponseInfo } from '../../requestcontrol/hooks';
 import {
   checkProfileName, decodeEncodedEndpoint, DEFAULT_ENCODED_ENDPOINT_HEADER, encodeEndpoint, parseEncodedEndpointHeaderConfig,
-  parseProfileName, parseSessionIdConfig, parseStrategy, sessionIdHeaders, sessionIdTtlMs, STRATEGY_SESSION_ID,
+  parseProfileName, parseSessionIdConfig, parseStrategy, scopedProfileName, sessionIdHeaders, sessionIdTtlMs, STRATEGY_SESSION_ID,
   readsAgentIdentity,
   type EncodedEndpointHeaderConfig, type SessionAffinityStrategy, type SessionIdConfig,
   bindsPickOf,
@@ -58,8 +58,9 @@ export interface SessionAffinityScorerParameters {
   /** Upstream's config of `session_id`: `sources`, `evictionTtlSeconds`, `evictionSweepSeconds`. */
   sessionIdConfig?: SessionIdConfig;
   /**
-   * Upstream's profile whose pick this instance binds (`session_id`): a profile of the config; empty or `decode` mean the
-   * primary profile's pick (the only one with one profile; the decode profile's under `disagg-profile-handler`); any
+   * Upstream's profile whose pick this instance binds (`session_id`) or writes the token of (`encoded_endpoint_header`:
+   * none when it picked nothing): a profile of the config; empty or `decode` mean the primary profile's pick (the only
+   * one with one profile; the decode profile's under `disagg-profile-handler`), the pod that served the response; any
    * other name is refused when the plugins are built. @default ""
    */
   profileName?: string;
@@ -128,6 +129,8 @@ export class SessionAffinityScorer implements Scorer, PostResponse, PostCycle {
   /** The pod a request's token validly names, computed once per request for the scorer and the response hook. */
   private readonly tokenKey = stateKey<PresentedToken>('session-affinity-scorer token');
   private readonly choiceKey = stateKey<SessionIdChoice>('session-affinity-scorer session_id choice');
+  /** `encoded_endpoint_header` with a `profileName` profile: that profile's pick, the pod its response token names. */
+  private readonly profilePickKey = stateKey<Endpoint>('session-affinity-scorer profile pick');
   private readonly strategy: SessionAffinityStrategy;
   /** The encoded_endpoint_header strategy's request and response header. */
   private readonly header: string;
@@ -185,11 +188,20 @@ export class SessionAffinityScorer implements Scorer, PostResponse, PostCycle {
     return candidates.map((candidate) => (present && candidate.endpoint.key === boundKey ? 1 : 0));
   }
 
-  /** `session_id`: upstream's `PreRequest` (session_id.go @ v0.10.0), the only place a binding changes. */
+  /**
+   * `session_id`: upstream's `PreRequest` (session_id.go @ v0.10.0), the only place a binding changes.
+   * `encoded_endpoint_header` with a `profileName` profile: that profile's pick, kept for the response (a profile that
+   * picked nothing has no post-cycle call, so its request's response gets no token).
+   */
   postCycle(cycle: CycleContext, result: ProfileRunResult): void {
-    const choice = cycle.state.get(this.choiceKey);
     const [target] = result.targets;
-    if (this.bindings === undefined || choice === undefined || target === undefined || !bindsPickOf(this.parameters.profileName, result)) return;
+    if (target === undefined || !bindsPickOf(this.parameters.profileName, result)) return;
+    if (this.bindings === undefined) {
+      if (scopedProfileName(this.parameters.profileName) !== undefined) cycle.request.attributes?.set(this.profilePickKey, target.endpoint);
+      return;
+    }
+    const choice = cycle.state.get(this.choiceKey);
+    if (choice === undefined) return;
     // Bound to a candidate the picker passed over: kept (only a confirmed absence moves a session).
     if (choice.boundKey !== undefined && choice.boundKey !== target.endpoint.key && choice.present) return;
     this.bindings.set(choice.key, target.endpoint.key);
@@ -201,10 +213,17 @@ export class SessionAffinityScorer implements Scorer, PostResponse, PostCycle {
     return key === undefined ? undefined : this.bindings?.get(key, { updateAgeOnGet: false });
   }
 
+  /**
+   * `encoded_endpoint_header`: the token of the pod that served the response or, with a `profileName` profile (llm-d's
+   * `prefill` instance), of that profile's pick, and none when it picked nothing (util/sessionaffinity/header.go
+   * ResolvePodToWrite @ v0.10.0).
+   */
   postResponse(request: LLMRequest, _response: ResponseInfo, target: Endpoint): Readonly<Record<string, string>> | undefined {
     // session_id: the client owns its id; nothing is written back (upstream's SessionIDHeader.ResponseHeader is a no-op).
     if (this.bindings !== undefined) return undefined;
-    const pod = namespacedName(target);
+    const written = scopedProfileName(this.parameters.profileName) === undefined ? target : request.attributes?.get(this.profilePickKey);
+    if (written === undefined) return undefined;
+    const pod = namespacedName(written);
     if (this.parameters.tokenSigning === undefined) return { [this.header]: encodeEndpoint(pod) };
     const signer = this.requireSigner();
     const nowSeconds = Math.floor(this.handle.now() / 1000);
