@@ -245,6 +245,79 @@ const routedTo = (norm: Norm[]): string | undefined => {
   return first?.requestHeaders?.set['x-gateway-destination-endpoint'];
 };
 
+describe('openai-parser ParseResponse cached tokens (parsers/openai/openai.go@v0.10.0 extractUsage: prompt_tokens_details, then the Responses API\'s input_tokens_details)', () => {
+  const read = (form: 'llmd' | 'gie', streaming: boolean, text: string) => {
+    const o = new ResponseObserver(streaming, 'openai', form);
+    o.push(Buffer.from(text), true);
+    return o.usage?.cachedPromptTokens;
+  };
+  const RESPONSES_JSON = '{"object":"response","usage":{"input_tokens":31,"input_tokens_details":{"cached_tokens":16},"output_tokens":5,"total_tokens":36}}';
+  const RESPONSES_STREAM = 'event: response.completed\ndata: {"type":"response.completed","response":{"usage":{"input_tokens":40,"input_tokens_details":{"cached_tokens":32},"output_tokens":3}}}\n\n';
+
+  test('llm-d\'s form reads input_tokens_details, from a JSON body and from the stream\'s response.completed (extractUsageStreaming -> extractUsage)', () => {
+    expect(read('llmd', false, RESPONSES_JSON)).toBe(16);
+    expect(read('llmd', true, RESPONSES_STREAM)).toBe(32);
+    // Both present: upstream's loop reads them in order, the later (input_tokens_details) overwriting.
+    expect(read('llmd', false, '{"usage":{"prompt_tokens":9,"prompt_tokens_details":{"cached_tokens":2},"input_tokens_details":{"cached_tokens":5}}}')).toBe(5);
+    expect(read('llmd', false, '{"usage":{"prompt_tokens":9,"prompt_tokens_details":{"cached_tokens":2}}}')).toBe(2);
+    // GIE v1.5.0's spelling, which llm-d-router v0.10.0 does not read.
+    expect(read('llmd', false, '{"usage":{"prompt_tokens":9,"prompt_token_details":{"cached_tokens":2}}}')).toBeUndefined();
+  });
+
+  test('GIE\'s form does not (GIE v1.5.0 openai.go extractUsage reads prompt_token_details; kvroute\'s GIE form prompt_tokens_details too)', () => {
+    expect(read('gie', false, RESPONSES_JSON)).toBeUndefined();
+    expect(read('gie', true, RESPONSES_STREAM)).toBeUndefined();
+    expect(read('gie', false, '{"usage":{"prompt_tokens":9,"prompt_token_details":{"cached_tokens":2}}}')).toBe(2);
+    expect(read('gie', false, '{"usage":{"prompt_tokens":9,"prompt_token_details":{"cached_tokens":2},"prompt_tokens_details":{"cached_tokens":4}}}')).toBe(4);
+  });
+});
+
+describe('llm-d\'s form through ext_proc: cached tokens from input_tokens_details are recorded (openai.go@v0.10.0 extractUsage; vllmhttp.go ParseResponse delegates to it)', () => {
+  let h: Harness;
+  beforeAll(async () => {
+    h = await Harness.start([P(0, 0, 0.1)], { mode: 'standalone-nocrd', configText: LLMD_DEFAULT });
+  });
+  afterAll(async () => h.stop());
+
+  test('/v1/responses, non-streamed: usage.input_tokens_details.cached_tokens is recorded as prompt_cached_tokens', async () => {
+    const request = JSON.stringify({ model: 'resp-m', input: 'Hello there' });
+    const out = (await h.streamed([
+      ...reqRaw({ ':path': '/v1/responses', 'content-type': 'application/json', 'x-request-id': 'responses' }, request),
+      ...responseMessages({ ':status': '200', 'content-type': 'application/json' },
+        '{"id":"resp_1","object":"response","usage":{"input_tokens":31,"input_tokens_details":{"cached_tokens":16},"output_tokens":5,"output_tokens_details":{"reasoning_tokens":0},"total_tokens":36}}'),
+    ], 4)).map(normalise);
+    expect(routedTo(out)).toBe(h.endpoint(0));
+    const page = await h.metrics();
+    expect(page).toContain('inference_objective_input_tokens_sum{model_name="resp-m",target_model_name="resp-m"} 31');
+    expect(page).toContain('inference_objective_prompt_cached_tokens_sum{model_name="resp-m",target_model_name="resp-m"} 16');
+  });
+
+  test('/inference/v1/generate (vllmhttp-parser): usage.input_tokens_details.cached_tokens is recorded', async () => {
+    const request = JSON.stringify({ model: 'gen-m', token_ids: [1, 2, 3] });
+    const out = (await h.streamed([
+      ...reqRaw({ ':path': '/inference/v1/generate', 'content-type': 'application/json', 'x-request-id': 'gen' }, request),
+      ...responseMessages({ ':status': '200', 'content-type': 'application/json' },
+        '{"usage":{"input_tokens":3,"input_tokens_details":{"cached_tokens":2},"output_tokens":4}}'),
+    ], 4)).map(normalise);
+    expect(routedTo(out)).toBe(h.endpoint(0));
+    expect(await h.metrics()).toContain('inference_objective_prompt_cached_tokens_sum{model_name="gen-m",target_model_name="gen-m"} 2');
+  });
+
+  test('/v1/responses, streamed: the response.completed event\'s usage.input_tokens_details.cached_tokens is recorded', async () => {
+    const request = JSON.stringify({ model: 'resp-s', input: 'Hello there', stream: true });
+    const out = (await h.streamed([
+      ...reqRaw({ ':path': '/v1/responses', 'content-type': 'application/json', 'x-request-id': 'responses-stream' }, request),
+      ...responseMessages({ ':status': '200', 'content-type': 'text/event-stream' },
+        'event: response.created\ndata: {"type":"response.created","response":{"id":"resp_2"}}\n\n',
+        'event: response.completed\ndata: {"type":"response.completed","response":{"id":"resp_2","usage":{"input_tokens":40,"input_tokens_details":{"cached_tokens":32},"output_tokens":3,"total_tokens":43}}}\n\n'),
+    ], 5)).map(normalise);
+    expect(routedTo(out)).toBe(h.endpoint(0));
+    const page = await h.metrics();
+    expect(page).toContain('inference_objective_input_tokens_sum{model_name="resp-s",target_model_name="resp-s"} 40');
+    expect(page).toContain('inference_objective_prompt_cached_tokens_sum{model_name="resp-s",target_model_name="resp-s"} 32');
+  });
+});
+
 describe('parsers by path through ext_proc (handlers/server.go@v0.10.0 L206-225 getOrResolveParser, L461-465; pkg/common/error/error.go BuildErrResponse)', () => {
   describe('llm-d\'s form: no parsers named is openai, anthropic and vllmhttp (config/loader/defaults.go ensureParsers)', () => {
     let h: Harness;

@@ -1605,7 +1605,7 @@ export class RequestControl implements RequestDirector {
       if (t.eventStream === undefined) t.unsniffedBytes += chunk.length;
     }
     if (t.eventStream === undefined || t.responseRecorded) return;
-    const observer = (t.response ??= new ResponseObserver(t.eventStream, t.usageFormat ?? 'openai'));
+    const observer = (t.response ??= new ResponseObserver(t.eventStream, t.usageFormat ?? 'openai', this.parsers.registry ? 'llmd' : 'gie'));
     observer.bytes += t.unsniffedBytes;
     t.unsniffedBytes = 0;
     observer.push(chunk, endOfStream);

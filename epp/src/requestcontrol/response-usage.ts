@@ -5,8 +5,7 @@
  * `text/event-stream` response, in the `data: ` event carrying `usage` (vLLM sends it with
  * `stream_options.include_usage`), or the Responses API's `response.completed` event. Field names as upstream reads
  * them: `prompt_tokens`/`completion_tokens`, or the Responses API's `input_tokens`/`output_tokens`; cached prompt
- * tokens from `prompt_tokens_details.cached_tokens` (OpenAI's and vLLM's spelling) or `prompt_token_details` (the
- * spelling upstream reads).
+ * tokens as each form's openai parser reads them (`CACHED_TOKENS_DETAILS`).
  *
  * A response to a request `anthropic-parser` read is read as llm-d-router v0.10.0's parser reads it
  * (`parsers/anthropic/anthropic.go` ParseResponse, extractUsage, extractUsageStreaming): the JSON body's `usage`
@@ -16,6 +15,8 @@
  * Chunks are read as they pass and never held whole: an event stream keeps only its unfinished last line, a JSON body
  * is kept up to `MAX_JSON_BODY_BYTES` (a larger one is counted but its usage not read).
  */
+
+import type { OpenAiParserForm } from './request-parsers';
 
 /** Whose usage fields a response carries: an OpenAI-style server's, or the Anthropic Messages API's. */
 export type UsageFormat = 'openai' | 'anthropic';
@@ -53,7 +54,12 @@ export class ResponseObserver {
   private pendingLength = 0;
   private skippingLine = false;
 
-  constructor(readonly streaming: boolean, readonly format: UsageFormat = 'openai') {}
+  constructor(
+    readonly streaming: boolean,
+    readonly format: UsageFormat = 'openai',
+    /** Whose openai parser reads an `openai` usage: the config's form (GIE's or llm-d's). */
+    readonly form: OpenAiParserForm = 'gie',
+  ) {}
 
   /** Reads one chunk; at `endOfStream` the usage is final. */
   push(chunk: Buffer, endOfStream: boolean): void {
@@ -73,7 +79,7 @@ export class ResponseObserver {
     }
     if (endOfStream && !this.overflow && this.partBytes > 0) {
       const body = parseJson(Buffer.concat(this.parts, this.partBytes).toString('utf8'));
-      this.usage = this.format === 'anthropic' ? anthropicUsageOf(body) : usageOf(body);
+      this.usage = this.format === 'anthropic' ? anthropicUsageOf(body) : usageOf(body, this.form);
       this.parts.length = 0;
     }
   }
@@ -157,8 +163,8 @@ export class ResponseObserver {
       return true;
     }
     // Responses API: `{"type":"response.completed","response":{"usage":{...}}}`.
-    const nested = event.type === 'response.completed' && isObject(event.response) ? usageOf(event.response) : undefined;
-    const usage = nested ?? usageOf(event);
+    const nested = event.type === 'response.completed' && isObject(event.response) ? usageOf(event.response, this.form) : undefined;
+    const usage = nested ?? usageOf(event, this.form);
     if (usage !== undefined) this.usage = usage;
     return true;
   }
@@ -183,14 +189,29 @@ function count(v: unknown): number | undefined {
   return typeof v === 'number' && Number.isFinite(v) && v >= 0 ? Math.floor(v) : undefined;
 }
 
-function usageOf(body: JsonObject | undefined): ResponseUsage | undefined {
+/**
+ * Where each form's openai parser reads the cached prompt tokens (`cached_tokens`), in order, a later field that has them
+ * winning. llm-d-router v0.10.0 (`parsers/openai/openai.go` extractUsage, which `vllmhttp-parser` delegates to):
+ * `prompt_tokens_details`, then the Responses API's `input_tokens_details` (vLLM's `/v1/responses` reports it).
+ * GIE v1.5.0 reads `prompt_token_details` alone (its extractUsage); kvroute's GIE form also reads OpenAI's and vLLM's
+ * `prompt_tokens_details`, ahead of it (epp/README.md, "Differences from GIE").
+ */
+const CACHED_TOKENS_DETAILS: Readonly<Record<OpenAiParserForm, readonly string[]>> = {
+  llmd: ['prompt_tokens_details', 'input_tokens_details'],
+  gie: ['prompt_token_details', 'prompt_tokens_details'],
+};
+
+function usageOf(body: JsonObject | undefined, form: OpenAiParserForm): ResponseUsage | undefined {
   const u = body?.usage;
   if (!isObject(u)) return undefined;
   const prompt = count(u.prompt_tokens) ?? count(u.input_tokens);
   const completion = count(u.completion_tokens) ?? count(u.output_tokens);
   if (prompt === undefined && completion === undefined) return undefined;
-  const details = isObject(u.prompt_tokens_details) ? u.prompt_tokens_details : isObject(u.prompt_token_details) ? u.prompt_token_details : undefined;
-  const cached = count(details?.cached_tokens);
+  let cached: number | undefined;
+  for (const field of CACHED_TOKENS_DETAILS[form]) {
+    const details = u[field];
+    cached = (isObject(details) ? count(details.cached_tokens) : undefined) ?? cached;
+  }
   return { promptTokens: prompt ?? 0, completionTokens: completion ?? 0, ...(cached !== undefined ? { cachedPromptTokens: cached } : {}) };
 }
 
