@@ -297,6 +297,28 @@ describe('session-affinity-filter: llm-d-router v0.10.0 parameters (filter/sessi
   });
 });
 
+describe('multicluster-session-affinity-filter (filter/sessionaffinity/multicluster.go @ llm-d-router v0.10.0: MultiClusterFactory builds the session-affinity-filter from the same parameters and delegates to it)', () => {
+  const multicluster = (parameters: string | undefined) => filterConfig(parameters).replace('type: session-affinity-filter', 'type: multicluster-session-affinity-filter');
+
+  it('loads with no parameters and behaves as session-affinity-filter: the token\'s pod alone, the response carrying its token; its type is its own (TestMultiClusterFactory)', () => {
+    const f = new Fixture(multicluster(undefined));
+    const filter = f.plugin<SessionAffinityFilter>('affinity');
+    expect(filter.type).toBe('multicluster-session-affinity-filter');
+    expect(filter.settings.strategy).toBe('encoded_endpoint_header');
+    const [a, b] = [f.pod('a'), f.pod('b', { waitingQueueSize: 50 })];
+    expect(f.route({ 'x-session-token': b64('team/b') }, [a, b])).toBe('b');
+    expect(filter.postResponse(request({}), { headers: {}, metadata: {} }, a.endpoint)).toEqual({ 'x-session-token': b64('team/a') });
+  });
+
+  it('takes the filter\'s parameters (session_id) and refuses what the filter refuses, naming the field', () => {
+    const f = new Fixture(multicluster('strategy: session_id'));
+    expect(f.route({ 'x-session-id': 's' }, [f.pod('a'), f.pod('b', { waitingQueueSize: 1 })])).toBe('a');
+    expect(f.route({ 'x-session-id': 's' }, [f.pod('a', { waitingQueueSize: 9 }), f.pod('b')])).toBe('a');
+    expect(f.plugin<SessionAffinityFilter>('affinity').boundEndpoint('s')).toBe('a:8000');
+    expect(configError(() => parseEndpointPickerConfig(multicluster('strategy: sticky'))).path).toBe('plugins[0].parameters.strategy');
+  });
+});
+
 /**
  * llm-d-router v0.10.0 deploy/config/pd-epp-config.yaml with the filter README's two P/D instances (a decode one on
  * x-session-token, a `profileName: prefill` one on x-session-token-prefill), as test/integration/epp/

@@ -52,7 +52,7 @@ describe('plugin modules → catalogue → registry', () => {
   });
 
   it('aliases build the same plugin as their target, reporting the alias as type', () => {
-    expect(PLUGIN_TYPE_ALIASES).toEqual({ 'kv-cache-scorer': 'kv-cache-utilization-scorer', 'by-label-selector': 'label-selector-filter', 'prefill-header-handler': 'disagg-headers-handler' });
+    expect(PLUGIN_TYPE_ALIASES).toEqual({ 'kv-cache-scorer': 'kv-cache-utilization-scorer', 'by-label-selector': 'label-selector-filter', 'prefill-header-handler': 'disagg-headers-handler', 'multicluster-session-affinity-filter': 'session-affinity-filter' });
     for (const [alias, target] of Object.entries(PLUGIN_TYPE_ALIASES) as [PluginType, PluginType][]) {
       expect(pluginDefinition(alias).kinds).toEqual(pluginDefinition(target).kinds);
       expect(Object.getPrototypeOf(build(alias))).toBe(Object.getPrototypeOf(build(target)));

@@ -139,7 +139,10 @@ export function definePlugin<const T extends string, P extends object, const K e
   return definition;
 }
 
-/** An older name for the same plugin (e.g. GIE v0.5.1's `kv-cache-scorer`); instances report the alias as their type. */
+/**
+ * Another name for the same plugin: an older one (e.g. GIE v0.5.1's `kv-cache-scorer`), or one upstream registers for the
+ * same factory (llm-d's `multicluster-session-affinity-filter`); instances report the alias as their type.
+ */
 export function aliasOf<const T extends string, P extends object, K extends readonly PluginKind[]>(
   type: T,
   target: PluginDefinition<string, P, K>,

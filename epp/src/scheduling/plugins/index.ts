@@ -39,7 +39,7 @@ export { randomPicker } from './random-picker';
 export { sloHeadroomTierFilter } from './slo-headroom-tier-filter';
 export { runningRequestsSizeScorer } from './running-requests-size-scorer';
 export { saturationFilter } from './saturation-filter';
-export { sessionAffinityFilter } from './session-affinity-filter';
+export { sessionAffinityFilter, multiclusterSessionAffinityFilter } from './session-affinity-filter';
 export { sessionAffinityScorer } from './session-affinity-scorer';
 export { sessionLoadScorer } from './session-load-scorer';
 export { singleProfileHandler } from './single-profile-handler';

@@ -17,7 +17,7 @@ import {
 } from '../../sessions/llmd-session-affinity';
 import { parseStoreAddress, RedisSessionStore, type SessionStoreRead } from '../../sessions/store';
 import type { SessionAffinityOutcome } from '../metrics-hooks';
-import { definePlugin, parameters } from '../plugin';
+import { aliasOf, definePlugin, parameters } from '../plugin';
 import { agentIdentityHeaders } from './agent-identity';
 import { KV_LOADED_CANDIDATES, LOADED_CANDIDATES } from './saturation-filter';
 import type { LLMRequest } from '../types';
@@ -589,6 +589,14 @@ export const sessionAffinityFilter = definePlugin({
   }, (resolved, profileNames, path) => checkProfileName(resolved.profileName, profileNames, `${path}.profileName`)),
   create: (name, resolved, handle) => new SessionAffinityFilter(name, resolved, handle),
 });
+
+/**
+ * llm-d-router v0.10.0's `multicluster-session-affinity-filter` (filter/sessionaffinity/multicluster.go
+ * MultiClusterFactory): this filter under another type, built by the same factory from the same parameters and
+ * delegating every extension point to it ("cluster identity comes from discovery, so it delegates to this filter
+ * unchanged", the filter's README).
+ */
+export const multiclusterSessionAffinityFilter = aliasOf('multicluster-session-affinity-filter', sessionAffinityFilter);
 
 function parseStickiness(fields: FieldReader): 'hard' | 'soft' | undefined {
   return fields.optionalOneOf('stickiness', ['hard', 'soft'] as const);
