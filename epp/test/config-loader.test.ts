@@ -551,6 +551,7 @@ schedulingProfiles:
     'lora-room-filter': { adapters: ['a'] },
     'file-discovery': { path: '/etc/endpoints.yaml' },
     'priority-holdback-policy': { minCeiling: 0.5 },
+    'session-id-producer': { headerName: 'x-session-id' },
   };
   it.each([...KNOWN_PLUGIN_TYPES])('%s: its resolved parameters read back unchanged', (type) => {
     const resolved = resolvePluginParameters(type, REQUIRED[type]);

@@ -297,6 +297,74 @@ describe('session-affinity-filter: llm-d-router v0.10.0 parameters (filter/sessi
   });
 });
 
+/**
+ * llm-d-router v0.10.0's `session-id-producer` (cmd/epp/runner/runner.go registers it, Beta, as SessionIDDataKey's default
+ * producer; requestcontrol/dataproducer/sessionid/producer.go, README.md): a session id from a header or a cookie,
+ * published as the attribute "SessionIDDataKey/<producer name>", which the session plugins read through
+ * sessionIdConfig.sources[].attribute (util/sessionaffinity/session_id.go resolveSessionID, attributeString).
+ */
+describe('session-id-producer (requestcontrol/dataproducer/sessionid/producer.go @ llm-d-router v0.10.0)', () => {
+  const withProducer = (producer: string, session: string, sources: string) => `apiVersion: llm-d.ai/v1alpha1
+kind: EndpointPickerConfig
+plugins:
+${producer}
+- name: affinity
+  type: session-affinity-${session}
+  parameters:
+    strategy: session_id
+    sessionIdConfig:
+      sources: ${sources}
+- type: queue-scorer
+schedulingProfiles:
+- name: default
+  plugins:
+  - pluginRef: affinity${session === 'scorer' ? '\n    weight: 10' : ''}
+  - pluginRef: queue-scorer
+`;
+  const COOKIE_PRODUCER = '- type: session-id-producer\n  parameters:\n    cookieName: llm-d-session';
+
+  it('the README\'s cookie example: a filter reading SessionIDDataKey/session-id-producer pins the cookie\'s session (the cookie trimmed, other cookies and pairs without "=" skipped)', () => {
+    const f = new Fixture(withProducer(COOKIE_PRODUCER, 'filter', '[{attribute: SessionIDDataKey/session-id-producer}]'));
+    const filter = f.plugin<SessionAffinityFilter>('affinity');
+    expect(f.route({ cookie: 'theme=dark; flag; llm-d-session=abc' }, [f.pod('a'), f.pod('b', { waitingQueueSize: 5 })])).toBe('a');
+    expect(filter.boundEndpoint('abc')).toBe('a:8000');
+    // Bound to a: stays there though b is now the emptier pod.
+    expect(f.route({ cookie: 'llm-d-session= abc ' }, [f.pod('a', { waitingQueueSize: 9 }), f.pod('b')])).toBe('a');
+    // No such cookie: no session.
+    expect(f.route({ cookie: 'llm-d-session2=abc' }, [f.pod('a', { waitingQueueSize: 9 }), f.pod('b')])).toBe('b');
+  });
+
+  it('the README\'s header example, named: the scorer reads SessionIDDataKey/<its name> after a header source, in the sources\' order', () => {
+    const producer = '- name: conv\n  type: session-id-producer\n  parameters:\n    headerName: X-Conversation';
+    const f = new Fixture(withProducer(producer, 'scorer', '[{header: x-session-id}, {attribute: SessionIDDataKey/conv}]'));
+    const scorer = f.plugin<SessionAffinityScorer>('affinity');
+    expect(f.route({ 'x-conversation': 'c1' }, [f.pod('a'), f.pod('b', { waitingQueueSize: 1 })])).toBe('a');
+    expect(scorer.boundEndpoint('c1')).toBe('a:8000');
+    expect(f.route({ 'x-conversation': 'c1' }, [f.pod('a', { waitingQueueSize: 3 }), f.pod('b')])).toBe('a');
+    // The header source comes first.
+    f.route({ 'x-session-id': 's1', 'x-conversation': 'c1' }, [f.pod('a', { waitingQueueSize: 3 }), f.pod('b')]);
+    expect(scorer.boundEndpoint('s1')).toBe('b:8000');
+    // A producer name the config does not have: its attribute is never set, as upstream's.
+    const unnamed = new Fixture(withProducer(producer, 'scorer', '[{attribute: SessionIDDataKey/session-id-producer}]'));
+    unnamed.route({ 'x-conversation': 'c1' }, [unnamed.pod('a'), unnamed.pod('b')]);
+    expect(unnamed.plugin<SessionAffinityScorer>('affinity').boundEndpoint('c1')).toBeUndefined();
+  });
+
+  it('refuses what producer.go Factory refuses, in its words: neither or both of headerName and cookieName ("" is unset)', () => {
+    const load = (parameters: string) => parseEndpointPickerConfig(withProducer(`- type: session-id-producer\n  parameters: ${parameters}`, 'filter', '[{attribute: SessionIDDataKey/session-id-producer}]'));
+    for (const [parameters, field, message] of [
+      ['{}', 'headerName', '\'session-id-producer\' requires exactly one of headerName or cookieName to be set'],
+      ['{headerName: " ", cookieName: ""}', 'headerName', '\'session-id-producer\' requires exactly one of headerName or cookieName to be set'],
+      ['{headerName: x-a, cookieName: c}', 'cookieName', '\'session-id-producer\' requires exactly one of headerName or cookieName to be set, not both'],
+    ] as const) {
+      const e = configError(() => load(parameters));
+      expect(e.path).toBe(`plugins[0].parameters.${field}`);
+      expect(e.message).toContain(message);
+    }
+    expect(load('{headerName: " X-A "}').plugins[0]).toEqual({ type: 'session-id-producer', name: 'session-id-producer', parameters: { headerName: 'x-a' } });
+  });
+});
+
 describe('multicluster-session-affinity-filter (filter/sessionaffinity/multicluster.go @ llm-d-router v0.10.0: MultiClusterFactory builds the session-affinity-filter from the same parameters and delegates to it)', () => {
   const multicluster = (parameters: string | undefined) => filterConfig(parameters).replace('type: session-affinity-filter', 'type: multicluster-session-affinity-filter');
 

@@ -21,6 +21,7 @@
 import { ConfigError, describeValue } from '../config/errors';
 import { FieldReader } from '../config/fields';
 import { AGENT_IDENTITY_ATTRIBUTE } from '../scheduling/plugins/agent-identity';
+import { SESSION_ID_ATTRIBUTE_PREFIX } from '../scheduling/plugins/session-id-producer';
 
 export const STRATEGY_ENCODED_ENDPOINT_HEADER = 'encoded_endpoint_header';
 export const STRATEGY_SESSION_ID = 'session_id';
@@ -48,12 +49,19 @@ export interface SessionIdSource {
   /** A request header name. */
   header?: string;
   /**
-   * A request attribute published by a plugin: only `agent-identity`, which the config's `agent-identity` plugins
-   * publish (their headers are read in its place; with none in the config it is never set, as upstream's). Any other
-   * attribute is refused: no kvroute plugin publishes it.
+   * A request attribute published by a plugin: `agent-identity`, which the config's `agent-identity` plugins publish
+   * (their headers are read in its place), or `SessionIDDataKey/<name>`, which the `session-id-producer` of that name
+   * publishes (its header or cookie read in its place); with no such plugin in the config it is never set, as
+   * upstream's. Any other attribute is refused: no kvroute plugin publishes it.
    */
   attribute?: string;
 }
+
+/**
+ * Where a session plugin reads a session id: a request header (lower-case name), or a cookie of the `cookie` header (a
+ * `session-id-producer`'s `cookieName`).
+ */
+export type SessionIdRead = string | { readonly cookie: string };
 
 export interface SessionIdConfig {
   /** Where the session id is read from, in priority order; the first non-empty wins. @default [{header: x-session-id}] */
@@ -194,10 +202,11 @@ function parseSources(f: FieldReader, selected: boolean): SessionIdSource[] | un
     if (selected && hasHeader === hasAttribute) {
       throw new ConfigError(`${path}[${index}]`, 'exactly one of header or attribute must be set');
     }
-    if (selected && hasAttribute && attribute !== AGENT_IDENTITY_ATTRIBUTE) {
+    if (selected && hasAttribute && !isPublishedAttribute(attribute as string)) {
       throw new ConfigError(
         s.fieldPath('attribute'),
-        `only ${JSON.stringify(AGENT_IDENTITY_ATTRIBUTE)} is published (by the agent-identity plugin), so ${JSON.stringify(attribute)} would never ` +
+        `only ${JSON.stringify(AGENT_IDENTITY_ATTRIBUTE)} (by the agent-identity plugin) and ${JSON.stringify(`${SESSION_ID_ATTRIBUTE_PREFIX}<name>`)} ` +
+          `(by the session-id-producer of that name) are published, so ${JSON.stringify(attribute)} would never ` +
           'be set: read the session id from a request header instead ({header: <name>})',
       );
     }
@@ -206,19 +215,24 @@ function parseSources(f: FieldReader, selected: boolean): SessionIdSource[] | un
   });
 }
 
-/**
- * The header names of a selected `sessionIdConfig`'s sources, in order: upstream's default (`x-session-id`) when unset;
- * an `agent-identity` attribute source stands for `agentHeaders`, the headers the config's `agent-identity` plugins read
- * (none without one: upstream's attribute is then never set).
- */
-export function sessionIdHeaders(config: SessionIdConfig | undefined, agentHeaders: readonly string[] = []): string[] {
-  const sources = config?.sources ?? [{ header: DEFAULT_SESSION_ID_HEADER }];
-  return sources.flatMap((s) => (s.header !== undefined ? [s.header] : s.attribute === AGENT_IDENTITY_ATTRIBUTE ? [...agentHeaders] : []));
+/** Whether an attribute is one a kvroute plugin publishes (`SessionIdSource.attribute`). */
+function isPublishedAttribute(attribute: string): boolean {
+  return attribute === AGENT_IDENTITY_ATTRIBUTE || (attribute.startsWith(SESSION_ID_ATTRIBUTE_PREFIX) && attribute.length > SESSION_ID_ATTRIBUTE_PREFIX.length);
 }
 
-/** Whether a selected `sessionIdConfig` reads the `agent-identity` attribute (its headers known once plugins are built). */
-export function readsAgentIdentity(config: SessionIdConfig | undefined): boolean {
-  return config?.sources?.some((s) => s.attribute === AGENT_IDENTITY_ATTRIBUTE) ?? false;
+/**
+ * Where a selected `sessionIdConfig`'s sources read, in order: upstream's default (`x-session-id`) when unset; an
+ * attribute source stands for `attributeReads(attribute)`, where the config's plugins publishing it read (none without
+ * one: upstream's attribute is then never set).
+ */
+export function sessionIdReads(config: SessionIdConfig | undefined, attributeReads: (attribute: string) => readonly SessionIdRead[] = () => []): SessionIdRead[] {
+  const sources = config?.sources ?? [{ header: DEFAULT_SESSION_ID_HEADER }];
+  return sources.flatMap((s) => (s.header !== undefined ? [s.header] : s.attribute !== undefined ? [...attributeReads(s.attribute)] : []));
+}
+
+/** Whether a selected `sessionIdConfig` reads a request attribute (where it is read from is known once plugins are built). */
+export function readsAttributes(config: SessionIdConfig | undefined): boolean {
+  return config?.sources?.some((s) => s.attribute !== undefined) ?? false;
 }
 
 /** A selected `sessionIdConfig`'s TTL in milliseconds (upstream's default 300 s when unset or 0). */

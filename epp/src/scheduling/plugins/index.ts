@@ -42,6 +42,7 @@ export { saturationFilter } from './saturation-filter';
 export { sessionAffinityFilter, multiclusterSessionAffinityFilter } from './session-affinity-filter';
 export { sessionAffinityScorer } from './session-affinity-scorer';
 export { sessionLoadScorer } from './session-load-scorer';
+export { sessionIdProducer } from './session-id-producer';
 export { singleProfileHandler } from './single-profile-handler';
 export { softReflectiveCeilingPolicy } from './soft-reflective-ceiling-policy';
 export { tokenizer } from './tokenizer';

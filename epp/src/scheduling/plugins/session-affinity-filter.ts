@@ -11,14 +11,14 @@ import { createBindingTable } from '../../sessions/bindings';
 import {
   checkProfileName, decodeEncodedEndpoint, DEFAULT_ENCODED_ENDPOINT_HEADER, encodeEndpoint, hasUpstreamSessionAffinityFields,
   parseEncodedEndpointHeaderConfig, parseProfileName, parseSessionIdConfig, parseStrategy, refuseBothNames, scopedProfileName,
-  sessionIdHeaders, sessionIdTtlMs, STRATEGY_ENCODED_ENDPOINT_HEADER, STRATEGY_SESSION_ID, type EncodedEndpointHeaderConfig,
+  sessionIdReads, sessionIdTtlMs, STRATEGY_ENCODED_ENDPOINT_HEADER, STRATEGY_SESSION_ID, type EncodedEndpointHeaderConfig,
   type SessionAffinityStrategy, type SessionIdConfig,
-  bindsPickOf, readsAgentIdentity,
+  bindsPickOf, readsAttributes, type SessionIdRead,
 } from '../../sessions/llmd-session-affinity';
 import { parseStoreAddress, RedisSessionStore, type SessionStoreRead } from '../../sessions/store';
 import type { SessionAffinityOutcome } from '../metrics-hooks';
 import { aliasOf, definePlugin, parameters } from '../plugin';
-import { agentIdentityHeaders } from './agent-identity';
+import { cookieValue, publishedAttributeReads } from './session-id-producer';
 import { KV_LOADED_CANDIDATES, LOADED_CANDIDATES } from './saturation-filter';
 import type { LLMRequest } from '../types';
 
@@ -108,7 +108,8 @@ export interface SessionAffinityFilterParameters {
   /** Upstream's config of `encoded_endpoint_header`: `header`. @default {header: "x-session-token"} */
   encodedEndpointHeaderConfig?: EncodedEndpointHeaderConfig;
   /**
-   * Upstream's config of `session_id`: `sources` (headers; upstream's request attributes are refused) is `headers`,
+   * Upstream's config of `session_id`: `sources` (headers, and the attributes `agent-identity` and `session-id-producer`
+   * publish; any other attribute is refused) is `headers`,
    * `evictionTtlSeconds` is `ttl` (set one name of each, not both); `evictionSweepSeconds` is accepted (bindings expire
    * when read). Unset: upstream's defaults, [x-session-id] and 300 s.
    */
@@ -153,8 +154,8 @@ export interface SessionAffinityFilterSettings {
   readonly strategy: SessionAffinityStrategy;
   /** `encoded_endpoint_header`: the token's header. */
   readonly encodedHeader: string;
-  /** `session_id`: the headers read, first non-empty wins; bindings' TTL and count. */
-  readonly headers: readonly string[];
+  /** `session_id`: the headers (or a producer's cookie) read, first non-empty wins; bindings' TTL and count. */
+  readonly headers: readonly SessionIdRead[];
   readonly ttlMs: number;
   readonly capacity: number;
 }
@@ -179,7 +180,7 @@ export function filterSettings(p: ResolvedSessionAffinityFilterParameters): Sess
   return {
     strategy: strategyOf(p),
     encodedHeader: p.encodedEndpointHeaderConfig?.header ?? DEFAULT_ENCODED_ENDPOINT_HEADER,
-    headers: p.headers ?? (upstream ? sessionIdHeaders(p.sessionIdConfig) : [...DEFAULT_SESSION_HEADERS]),
+    headers: p.headers ?? (upstream ? sessionIdReads(p.sessionIdConfig) : [...DEFAULT_SESSION_HEADERS]),
     ttlMs: p.ttl !== undefined ? parseDuration(p.ttl) : upstream ? sessionIdTtlMs(p.sessionIdConfig) : parseDuration(DEFAULT_SESSION_TTL),
     capacity: p.capacity ?? DEFAULT_SESSION_CAPACITY,
   };
@@ -248,7 +249,7 @@ export interface SessionAffinityStats {
  */
 export class SessionAffinityFilter implements Filter, PostCycle, PrepareRequest, PostResponse {
   readonly type = 'session-affinity-filter';
-  /** `settings`, replaced once by `resolveReferences` when an `agent-identity` source names headers. */
+  /** `settings`, replaced once by `resolveReferences` when an attribute source names where it is read. */
   private current: SessionAffinityFilterSettings;
   readonly emptyResultReason = 'saturated' as const;
   private readonly bindings: LRUCache<string, string>;
@@ -288,19 +289,20 @@ export class SessionAffinityFilter implements Filter, PostCycle, PrepareRequest,
     });
   }
 
-  /** The parameters resolved from kvroute's or upstream's names (an `agent-identity` source's headers filled in). */
+  /** The parameters resolved from kvroute's or upstream's names (an attribute source's headers or cookie filled in). */
   get settings(): SessionAffinityFilterSettings {
     return this.current;
   }
 
   /**
    * A `sessionIdConfig.sources` entry `{attribute: agent-identity}` reads the headers of the config's `agent-identity`
-   * plugins at its place in the list (llm-d-router v0.10.0's filter README: the attribute as a fallback after a header).
+   * plugins at its place in the list (llm-d-router v0.10.0's filter README: the attribute as a fallback after a header);
+   * `{attribute: SessionIDDataKey/<name>}` the header or cookie of the `session-id-producer` named so.
    */
   resolveReferences(): void {
     const config = this.parameters.sessionIdConfig;
-    if (this.current.strategy !== STRATEGY_SESSION_ID || !readsAgentIdentity(config)) return;
-    this.current = { ...this.current, headers: sessionIdHeaders(config, agentIdentityHeaders(this.handle.plugins?.() ?? [])) };
+    if (this.current.strategy !== STRATEGY_SESSION_ID || !readsAttributes(config)) return;
+    this.current = { ...this.current, headers: sessionIdReads(config, publishedAttributeReads(this.handle.plugins?.() ?? [])) };
   }
 
   async start(): Promise<void> {
@@ -443,7 +445,7 @@ export class SessionAffinityFilter implements Filter, PostCycle, PrepareRequest,
 
   /** The endpoint key a session id is bound to now, if any. */
   boundEndpoint(sessionId: string): string | undefined {
-    const key = this.sessionIdOf({ requestId: '', model: '', prompt: '', headers: { [this.settings.headers[0]!]: sessionId } });
+    const key = sessionId === '' ? undefined : sessionIdKey(sessionId);
     return key === undefined ? undefined : this.bindings.get(key);
   }
 
@@ -468,14 +470,19 @@ export class SessionAffinityFilter implements Filter, PostCycle, PrepareRequest,
   }
 }
 
+/** A session's key in a table (`sessionIdKey`) for the id the request carries where `reads` say (`sessionHeaderValue`). */
+export function sessionKeyOf(request: LLMRequest, reads: readonly SessionIdRead[]): string | undefined {
+  const value = sessionHeaderValue(request, reads);
+  return value === undefined ? undefined : sessionIdKey(value);
+}
+
 /**
- * A session's key in a table: a SHA-256 digest of the id in the first of `headers` the request carries (22 base64url
- * characters, 132 bits), so what is kept per session is bounded whatever clients send (Envoy forwards headers up to
- * 60 KiB), and ids cannot be chosen to collide. Ids longer than MAX_SESSION_ID_LENGTH have no key (are not bound).
+ * A session id's key in a table: a SHA-256 digest of the id (22 base64url characters, 132 bits), so what is kept per
+ * session is bounded whatever clients send (Envoy forwards headers up to 60 KiB), and ids cannot be chosen to collide.
+ * Ids longer than MAX_SESSION_ID_LENGTH have no key (are not bound).
  */
-export function sessionKeyOf(request: LLMRequest, headers: readonly string[]): string | undefined {
-  const value = sessionHeaderValue(request, headers);
-  if (value === undefined || value.length > MAX_SESSION_ID_LENGTH) return undefined;
+export function sessionIdKey(value: string): string | undefined {
+  if (value.length > MAX_SESSION_ID_LENGTH) return undefined;
   // One request asks several times (the affinity filter's prepare step and filter, session-load-scorer): the last
   // id's digest is kept, so it is computed once per request. Comparing ids costs far less than hashing one.
   if (value !== lastSessionId) {
@@ -488,10 +495,13 @@ export function sessionKeyOf(request: LLMRequest, headers: readonly string[]): s
 let lastSessionId: string | undefined;
 let lastSessionKey: string | undefined;
 
-/** The session id as sent: the value of the first of `headers` the request carries non-empty. */
-export function sessionHeaderValue(request: LLMRequest, headers: readonly string[]): string | undefined {
-  for (const header of headers) {
-    const value = request.headers[header];
+/**
+ * The session id as sent: the first non-empty of the headers `reads` name, or of the cookie one names (trimmed, as
+ * llm-d-router v0.10.0's `session-id-producer` trims it: producer.go extract).
+ */
+export function sessionHeaderValue(request: LLMRequest, reads: readonly SessionIdRead[]): string | undefined {
+  for (const read of reads) {
+    const value = typeof read === 'string' ? request.headers[read] : cookieValue(request.headers.cookie, read.cookie)?.trim();
     if (value !== undefined && value !== '') return value;
   }
   return undefined;

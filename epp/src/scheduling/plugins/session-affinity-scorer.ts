@@ -6,9 +6,9 @@ import { FieldReader } from '../../config/fields';
 import type { PostResponse, ResponseInfo } from '../../requestcontrol/hooks';
 import {
   checkProfileName, decodeEncodedEndpoint, DEFAULT_ENCODED_ENDPOINT_HEADER, encodeEndpoint, parseEncodedEndpointHeaderConfig,
-  parseProfileName, parseSessionIdConfig, parseStrategy, scopedProfileName, sessionIdHeaders, sessionIdTtlMs, STRATEGY_SESSION_ID,
-  readsAgentIdentity,
-  type EncodedEndpointHeaderConfig, type SessionAffinityStrategy, type SessionIdConfig,
+  parseProfileName, parseSessionIdConfig, parseStrategy, scopedProfileName, sessionIdReads, sessionIdTtlMs, STRATEGY_SESSION_ID,
+  readsAttributes,
+  type EncodedEndpointHeaderConfig, type SessionAffinityStrategy, type SessionIdConfig, type SessionIdRead,
   bindsPickOf,
 } from '../../sessions/llmd-session-affinity';
 import { createBindingTable } from '../../sessions/bindings';
@@ -16,9 +16,9 @@ import { readSecretBytes } from '../../sessions/store';
 import { SessionTokenSigner } from '../../sessions/token';
 import { stateKey, type CycleContext, type PluginHandle, type PostCycle, type ProfileRunResult, type Scorer } from '../framework';
 import { definePlugin, parameters } from '../plugin';
-import { agentIdentityHeaders } from './agent-identity';
+import { publishedAttributeReads } from './session-id-producer';
 import type { LLMRequest } from '../types';
-import { sessionKeyOf } from './session-affinity-filter';
+import { sessionIdKey, sessionKeyOf } from './session-affinity-filter';
 
 /** Sessions the `session_id` strategy remembers at most (upstream's map is unbounded): the filter's default `capacity`. */
 export const SESSION_ID_SCORER_CAPACITY = 65536;
@@ -134,8 +134,8 @@ export class SessionAffinityScorer implements Scorer, PostResponse, PostCycle {
   private readonly strategy: SessionAffinityStrategy;
   /** The encoded_endpoint_header strategy's request and response header. */
   private readonly header: string;
-  /** The session_id strategy's headers, in priority order, and its bindings (session key -> endpoint key). */
-  private sessionHeaders: readonly string[];
+  /** Where the session_id strategy reads a session id, in priority order, and its bindings (session key -> endpoint key). */
+  private sessionReads: readonly SessionIdRead[];
   private readonly bindings: LRUCache<string, string> | undefined;
 
   constructor(
@@ -145,17 +145,20 @@ export class SessionAffinityScorer implements Scorer, PostResponse, PostCycle {
   ) {
     this.strategy = parameters.strategy ?? 'encoded_endpoint_header';
     this.header = parameters.encodedEndpointHeaderConfig?.header ?? DEFAULT_ENCODED_ENDPOINT_HEADER;
-    this.sessionHeaders = sessionIdHeaders(parameters.sessionIdConfig);
+    this.sessionReads = sessionIdReads(parameters.sessionIdConfig);
     this.bindings = this.strategy === STRATEGY_SESSION_ID
       ? createBindingTable(SESSION_ID_SCORER_CAPACITY, sessionIdTtlMs(parameters.sessionIdConfig), handle.now)
       : undefined;
   }
 
-  /** A `sessionIdConfig.sources` entry `{attribute: agent-identity}` reads the config's `agent-identity` plugins' headers there. */
+  /**
+   * A `sessionIdConfig.sources` entry `{attribute: agent-identity}` reads the config's `agent-identity` plugins' headers
+   * there; `{attribute: SessionIDDataKey/<name>}` the header or cookie of the `session-id-producer` named so.
+   */
   resolveReferences(): void {
     const config = this.parameters.sessionIdConfig;
-    if (this.strategy !== STRATEGY_SESSION_ID || !readsAgentIdentity(config)) return;
-    this.sessionHeaders = sessionIdHeaders(config, agentIdentityHeaders(this.handle.plugins?.() ?? []));
+    if (this.strategy !== STRATEGY_SESSION_ID || !readsAttributes(config)) return;
+    this.sessionReads = sessionIdReads(config, publishedAttributeReads(this.handle.plugins?.() ?? []));
   }
 
   /** Reads the signing keys; a missing or short key stops start-up with the field named. */
@@ -180,7 +183,7 @@ export class SessionAffinityScorer implements Scorer, PostResponse, PostCycle {
 
   /** `session_id`: upstream's `Choose` (session_id.go @ v0.10.0). Reading a binding neither refreshes nor moves it. */
   private scoreSessionId(cycle: CycleContext, candidates: readonly EndpointSnapshot[], bindings: LRUCache<string, string>): number[] {
-    const key = sessionKeyOf(cycle.request, this.sessionHeaders);
+    const key = sessionKeyOf(cycle.request, this.sessionReads);
     if (key === undefined) return candidates.map(() => 0);
     const boundKey = bindings.get(key, { updateAgeOnGet: false });
     const present = boundKey !== undefined && candidates.some((candidate) => candidate.endpoint.key === boundKey);
@@ -209,7 +212,7 @@ export class SessionAffinityScorer implements Scorer, PostResponse, PostCycle {
 
   /** The endpoint key a session id is bound to under `session_id` (for tests and stats). */
   boundEndpoint(sessionId: string): string | undefined {
-    const key = sessionKeyOf({ requestId: '', model: '', prompt: '', headers: { [this.sessionHeaders[0]!]: sessionId } }, this.sessionHeaders);
+    const key = sessionId === '' ? undefined : sessionIdKey(sessionId);
     return key === undefined ? undefined : this.bindings?.get(key, { updateAgeOnGet: false });
   }
 
