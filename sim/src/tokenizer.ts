@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { applyChatTemplate, detectContentFormat, postProcessorAddsOf, pythonStringMethods, pythonJson, pythonTrimFilter, pythonValuePrinting, type ContentFormat, type PostProcessorAdds, type TemplateAstNode, type VllmConversationMessage } from '@kvroute/protocol/openai';
+import { applyChatTemplate, detectContentFormat, postProcessorAddsOf, pythonEquality, pythonStringMethods, pythonJson, pythonTrimFilter, pythonValuePrinting, type ContentFormat, type PostProcessorAdds, type TemplateAstNode, type VllmConversationMessage } from '@kvroute/protocol/openai';
 
 // Both packages are "type": "module" but their exports maps have a `require` condition pointing at a CommonJS build,
 // so require() loads them from this CommonJS package (and under jest without --experimental-vm-modules). Their
@@ -12,10 +12,22 @@ const { Template } = jinja;
 // (jinja-python-strings.ts in @kvroute/protocol).
 pythonStringMethods(jinja);
 pythonValuePrinting(jinja);
+// jinja2 compiles ==, != and `in` to Python's value comparisons (jinja-python-strings.ts pythonEquality).
+pythonEquality(jinja);
 // vLLM keeps a tool schema's `0.0` a float and renders tojson with Python's json.dumps (jinja-python-json.ts).
 pythonJson(jinja);
 const { Tokenizer } = require('@huggingface/tokenizers') as TokenizersModule;
 type Template = InstanceType<JinjaModule['Template']>;
+
+/**
+ * A chat template as jinja2 reads it: "\r\n" and "\r" in the source are "\n" (lexer.py `tokeniter`), and its trim filter
+ * is Python's str.strip (jinja-python-strings.ts), as the EPP's tokenizer compiles templates.
+ */
+function compileTemplate(text: string): Template {
+  const template = new Template(text.replace(/\r\n?/g, '\n'));
+  pythonTrimFilter(template.parsed);
+  return template;
+}
 type Tokenizer = InstanceType<TokenizersModule['Tokenizer']>;
 
 /** A chat message after content normalization (what the template sees). */
@@ -139,7 +151,7 @@ export class SimTokenizer {
     for (const t of addedTokens) this.idTokens[t.id] = t.content;
     this.maxTokenId = this.idTokens.length - 1;
     this.eosToken = config.eos_token ?? '<|im_end|>';
-    this.templates.set(config.chat_template, new Template(config.chat_template));
+    this.templates.set(config.chat_template, compileTemplate(config.chat_template));
     this.cache = new TextTokenCache(cacheChars);
     // Only special tokens without lstrip/rstrip can be cut out verbatim; the
     // flags would make the tokenizer swallow neighbouring whitespace.
@@ -279,9 +291,7 @@ export class SimTokenizer {
   private compiledTemplate(text: string): Template {
     let template = this.templates.get(text);
     if (!template) {
-      template = new Template(text);
-      // jinja2's trim filter is Python's str.strip (jinja-python-strings.ts).
-      pythonTrimFilter(template.parsed);
+      template = compileTemplate(text);
       // Qwen3's own (the first entry) stays; a request's replacement pushes out the oldest other one.
       if (this.templates.size >= 16) {
         const [, oldest] = [...this.templates.keys()];

@@ -119,6 +119,15 @@ describe('Qwen3 tokenizer', () => {
       .toBe('<|im_start|>user\nWrite<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\nOnce upon');
   });
 
+  // jinja2 3.1.6, as the EPP's tokenizer renders (tokenizer/src/model-tokenizer.ts): lexer.py tokeniter reads "\r\n" in
+  // the source as "\n"; compiler.py visit_Compare makes == Python's value equality (Mistral v0.3's
+  // `message == user_messages[-1]`), where @huggingface/jinja compares dicts by identity.
+  it('a request\'s chat template renders as jinja2 does: CRLF line endings as \\n, == between equal messages true', () => {
+    const messages: ChatMessage[] = [{ role: 'user', content: 'Same' }, { role: 'user', content: 'Same' }];
+    expect(tok.renderChat(messages, { chatTemplate: 'a\r\nb\rc' })).toBe('a\nb\nc');
+    expect(tok.renderChat(messages, { chatTemplate: '{{ messages[0] == messages[1] }}|{{ messages[0] in [messages[1]] }}' })).toBe('True|True');
+  });
+
   it('chat_template_kwargs vLLM 0.10.0 refuses: continue_final_message with the default add_generation_prompt, a kwarg named like apply_hf_chat_template\'s own argument (serving_chat.py:206-209, chat_utils.py:1335)', () => {
     const story: ChatMessage[] = [{ role: 'user', content: 'Write' }, { role: 'assistant', content: 'Once upon' }];
     expect(() => tok.renderChat(story, { templateKwargs: { continue_final_message: true } })).toThrow(/^continue_final_message and add_generation_prompt are not compatible/);
