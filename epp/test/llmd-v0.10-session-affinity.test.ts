@@ -344,6 +344,10 @@ schedulingProfiles:
     // The header source comes first.
     f.route({ 'x-session-id': 's1', 'x-conversation': 'c1' }, [f.pod('a', { waitingQueueSize: 3 }), f.pod('b')]);
     expect(scorer.boundEndpoint('s1')).toBe('b:8000');
+    // The header's value trimmed, as the cookie's (producer.go extract: strings.TrimSpace(request.Headers[headerName])).
+    expect(f.route({ 'x-conversation': ' c1 ' }, [f.pod('a', { waitingQueueSize: 3 }), f.pod('b')])).toBe('a');
+    // A header source trimmed too (util/sessionaffinity/session_id.go resolveSessionID: TrimSpace).
+    expect(f.route({ 'x-session-id': ' s1 ' }, [f.pod('a'), f.pod('b', { waitingQueueSize: 3 })])).toBe('b');
     // A producer name the config does not have: its attribute is never set, as upstream's.
     const unnamed = new Fixture(withProducer(producer, 'scorer', '[{attribute: SessionIDDataKey/session-id-producer}]'));
     unnamed.route({ 'x-conversation': 'c1' }, [unnamed.pod('a'), unnamed.pod('b')]);

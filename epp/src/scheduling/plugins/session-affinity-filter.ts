@@ -501,7 +501,9 @@ let lastSessionKey: string | undefined;
  */
 export function sessionHeaderValue(request: LLMRequest, reads: readonly SessionIdRead[]): string | undefined {
   for (const read of reads) {
-    const value = typeof read === 'string' ? request.headers[read] : cookieValue(request.headers.cookie, read.cookie)?.trim();
+    // Trimmed, as llm-d-router v0.10.0 reads a session id from a header or a producer's header or cookie
+    // (util/sessionaffinity/session_id.go resolveSessionID, dataproducer/sessionid/producer.go extract: TrimSpace).
+    const value = (typeof read === 'string' ? request.headers[read] : cookieValue(request.headers.cookie, read.cookie))?.trim();
     if (value !== undefined && value !== '') return value;
   }
   return undefined;
