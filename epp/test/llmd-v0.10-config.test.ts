@@ -11,6 +11,7 @@ import {
 import { FlowControlQueue } from '../src/requestcontrol/flow-control';
 import { resolveFlowControl } from '../src/runner';
 import { buildScheduler } from '../src/scheduling/scheduler';
+import type { PrefixCacheScorer } from '../src/scheduling/plugins/prefix-cache-scorer';
 import { EMPTY_METRICS, type EndpointSnapshot } from '../src/datastore/types';
 import { configErrorOf } from './config-error';
 import { LLMD_HELM_DEFAULT } from './upstream-configs';
@@ -417,6 +418,28 @@ describe("the approximate prefix window of llm-d's form (llm-d-router v0.10.0 ap
     expect(scoresAfter(GIE, x, y)).toEqual([3 / 8, 0]);
     // A larger block size of the pods' is kept (only smaller ones are raised): 128 tokens, one block of 512 characters.
     expect(scoresAfter(LLMD, x, x, 128)).toEqual([1, 0]);
+  });
+
+  test("under llm-d's cut a pod keeps one index entry a KV block of its own, as upstream's makeserver sizes it (NumOfGPUBlocks entries), whatever the hashed block", () => {
+    const entriesOf = (head: string) => {
+      const scheduler = buildScheduler(parseEndpointPickerConfig(`${head}${PLUGINS}`));
+      const tuned: EndpointSnapshot = { ...pod('a'), metrics: { ...pod('a').metrics, blockSize: 16, numGpuBlocks: 1000 } };
+      scheduler.schedule({ requestId: 'r', model: 'm', prompt: 'x'.repeat(1000), headers: {} }, [tuned]);
+      return (scheduler.plugin('prefix-cache-scorer') as PrefixCacheScorer).index.capacityOf('a:8000');
+    };
+    expect(entriesOf(LLMD)).toBe(1000);
+    expect(entriesOf(GIE)).toBe(1000);
+  });
+
+  test("llm-d's deprecated blockSize counts tokens, mapped into blockSizeTokens with upstream's deprecation note (approximateprefix/plugin.go ApproxPrefixCacheFactory, #1068); GIE's v1.1-v1.3 one counts characters", () => {
+    const scorerOf = (head: string, parameters: string) => parseEndpointPickerConfig(`${head}${PLUGINS.replace('{type: prefix-cache-scorer}', `{type: prefix-cache-scorer, parameters: ${parameters}}`)}`);
+    const llmd = scorerOf(LLMD, '{blockSize: 128}');
+    expect(llmd.plugins.find((p) => p.type === 'prefix-cache-scorer')!.parameters).toMatchObject({ hashBlockSize: 512 });
+    expect(endpointPickerConfigNotes(llmd).join('\n')).toContain("'blockSize' is deprecated; use 'blockSizeTokens' instead");
+    expect(endpointPickerConfigNotes(llmd).join('\n')).not.toContain('minimum of 64');
+    // A blockSizeTokens set otherwise than its default wins, as upstream keeps it.
+    expect(scorerOf(LLMD, '{blockSize: 128, blockSizeTokens: 96}').plugins.find((p) => p.type === 'prefix-cache-scorer')!.parameters).toMatchObject({ hashBlockSize: 384 });
+    expect(scorerOf(GIE, '{blockSize: 128}').plugins.find((p) => p.type === 'prefix-cache-scorer')!.parameters).toMatchObject({ hashBlockSize: 128 });
   });
 
   test("a block size under llm-d's 64 tokens is raised with a note, as upstream overrides it with a warning (approximateprefix/plugin.go newDataProducer)", () => {

@@ -515,14 +515,23 @@ export function applyLlmdPrefixWindow(document: unknown, notes: string[] = []): 
     if (!isPlainObject(params) || params.mode === 'cache_tracking') return p;
     // A key written with no value (YAML null) leaves upstream's default, as Go's json does.
     const unset = (key: string) => params[key] === undefined || params[key] === null;
+    // llm-d's deprecated `blockSize` is a token count, mapped into `blockSizeTokens` when that is left at its default
+    // (approximateprefix/plugin.go ApproxPrefixCacheFactory, #1068); GIE v1.1-v1.3's, which the scorer reads, counted
+    // characters.
+    let tokens: Record<string, unknown> = {};
+    if (typeof params.blockSize === 'number') {
+      notes.push(`${SCORER_TYPE} ${JSON.stringify(nameOf(p))}: 'blockSize' is deprecated; use 'blockSizeTokens' instead (llm-d-router v0.10.0 reads it as tokens, as here)`);
+      tokens = unset('blockSizeTokens') || params.blockSizeTokens === 16 ? { blockSizeTokens: params.blockSize } : {};
+    }
     const window = {
+      ...tokens,
       ...(unset('maxPrefixTokensToMatch') ? { maxPrefixTokensToMatch: LLMD_MAX_PREFIX_TOKENS } : {}),
       ...(unset('maxPrefixBlocksToMatch') ? { maxPrefixBlocksToMatch: LLMD_MAX_PREFIX_BLOCKS } : {}),
       ...(unset('minBlockSizeTokens') ? { minBlockSizeTokens: LLMD_MIN_BLOCK_SIZE_TOKENS } : {}),
       ...(unset('partialLastBlock') ? { partialLastBlock: true } : {}),
     };
     // Upstream's start-up warning for a block size its floor overrides (`approximateprefix/plugin.go` newDataProducer).
-    const configured = configuredBlockTokens(params);
+    const configured = configuredBlockTokens({ ...params, ...tokens });
     const floor = typeof params.minBlockSizeTokens === 'number' ? params.minBlockSizeTokens : LLMD_MIN_BLOCK_SIZE_TOKENS;
     if (configured !== undefined && configured < floor) {
       notes.push(
@@ -530,7 +539,7 @@ export function applyLlmdPrefixWindow(document: unknown, notes: string[] = []): 
           + 'as upstream overrides it (llm-d-router#1158); the pods\' own block size is raised the same way',
       );
     }
-    if (Object.keys(window).length === 0) return p;
+    if (Object.keys(window).length === 0 && params.blockSize === undefined) return p;
     // A block cap with the token window left to its default is one upstream ignores (approximateprefix/types.go:
     // MaxPrefixBlocksToMatch "applies only when MaxPrefixTokensToMatch is 0"): say so, as the config read quietly before.
     if (!unset('maxPrefixBlocksToMatch') && unset('maxPrefixTokensToMatch')) {
@@ -540,7 +549,8 @@ export function applyLlmdPrefixWindow(document: unknown, notes: string[] = []): 
       );
     }
     changed = true;
-    return { ...p, parameters: { ...params, ...window } };
+    const { blockSize: _deprecated, ...kept } = params;
+    return { ...p, parameters: { ...kept, ...window } };
   });
   return changed ? { ...document, plugins } : document;
 }

@@ -423,9 +423,13 @@ export class PrefixCacheScorer implements Scorer, PostCycle, PrefixMatchRatios {
    * llm-d-router v0.10.0's GetBlockSize raises the pods', the fallback and a configured size alike.
    */
   private podBlockChars(blockSizeTokens: number | undefined): number {
-    const { tuneBlockSize, hashBlockSize, minBlockSizeTokens } = this.parameters;
-    const chars = tuneBlockSize && blockSizeTokens !== undefined && blockSizeTokens > 0 ? blockSizeTokens * CHARACTERS_PER_TOKEN : hashBlockSize;
-    return Math.max(chars, minBlockSizeTokens * CHARACTERS_PER_TOKEN);
+    return Math.max(this.podOwnBlockChars(blockSizeTokens), this.parameters.minBlockSizeTokens * CHARACTERS_PER_TOKEN);
+  }
+
+  /** `podBlockChars` before `minBlockSizeTokens` raises it: the block the pod's own KV cache is counted in. */
+  private podOwnBlockChars(blockSizeTokens: number | undefined): number {
+    const { tuneBlockSize, hashBlockSize } = this.parameters;
+    return tuneBlockSize && blockSizeTokens !== undefined && blockSizeTokens > 0 ? blockSizeTokens * CHARACTERS_PER_TOKEN : hashBlockSize;
   }
 
   /**
@@ -591,7 +595,9 @@ export class PrefixCacheScorer implements Scorer, PostCycle, PrefixMatchRatios {
     const last = this.sizedFrom.get(key);
     if (last !== undefined && last.numGpuBlocks === numGpuBlocks && last.blockSize === blockSize) return false;
     this.sizedFrom.set(key, { numGpuBlocks, blockSize });
-    // Tuned, the pod's blocks are hashed at its own block size: one entry a KV block, as GIE's makeserver sizes it.
+    // One entry a KV block of the pod's own, as upstream's makeserver sizes it (GIE v1.5.0 and llm-d-router v0.10.0:
+    // NumOfGPUBlocks entries): tuned, the pod's blocks are hashed at its own size; under llm-d's 64-token floor a hashed
+    // block spans several of the pod's, and the index remembers more than the KV holds, as upstream's does.
     const entries = this.entriesFor(numGpuBlocks, blockSize);
     this.index.setCapacity(key, entries);
     this.logger.debug('prefix index sized from the pod\'s KV capacity', {
@@ -603,7 +609,7 @@ export class PrefixCacheScorer implements Scorer, PostCycle, PrefixMatchRatios {
 
   /** Index entries for a pod of `numGpuBlocks` blocks of `blockSize` tokens, at the current characters per token. */
   private entriesFor(numGpuBlocks: number, blockSize: number | undefined): number {
-    return Math.ceil(indexCapacityFor(numGpuBlocks, blockSize, this.podBlockChars(blockSize), this.sizedAtCharactersPerToken) * this.parameters.capacityFactor);
+    return Math.ceil(indexCapacityFor(numGpuBlocks, blockSize, this.podOwnBlockChars(blockSize), this.sizedAtCharactersPerToken) * this.parameters.capacityFactor);
   }
 
   /**
