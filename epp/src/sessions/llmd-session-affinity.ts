@@ -20,8 +20,11 @@
  */
 import { ConfigError, describeValue } from '../config/errors';
 import { FieldReader } from '../config/fields';
+import type { Endpoint } from '../datastore/types';
+import { stateKey } from '../scheduling/framework';
 import { AGENT_IDENTITY_ATTRIBUTE } from '../scheduling/plugins/agent-identity';
 import { SESSION_ID_ATTRIBUTE_PREFIX } from '../scheduling/plugins/session-id-producer';
+import type { LLMRequest } from '../scheduling/types';
 
 export const STRATEGY_ENCODED_ENDPOINT_HEADER = 'encoded_endpoint_header';
 export const STRATEGY_SESSION_ID = 'session_id';
@@ -137,6 +140,32 @@ export function bindsPickOf(profileName: string | undefined, result: { readonly 
  */
 export function scopedProfileName(profileName: string | undefined): string | undefined {
   return profileName === undefined || PRIMARY_PROFILE_ALIASES.includes(profileName) ? undefined : profileName;
+}
+
+/**
+ * The pod an `encoded_endpoint_header` response token names, as upstream's `ResolvePodToWrite` chooses it
+ * (util/sessionaffinity/header.go @ v0.10.0): the pod that served the response, or with a `profileName` profile
+ * (llm-d's `prefill` instance) that profile's pick, kept at its post-cycle, and none when it picked nothing (a profile
+ * that picked nothing has no post-cycle call). One per plugin instance: the pick is kept under its own key.
+ */
+export class TokenPod {
+  private readonly scoped: boolean;
+  private readonly pickKey;
+
+  constructor(owner: string, profileName: string | undefined) {
+    this.scoped = scopedProfileName(profileName) !== undefined;
+    this.pickKey = stateKey<Endpoint>(`${owner} profile pick`);
+  }
+
+  /** At the profile's post-cycle: keeps its pick for the response, when the token names that profile's. */
+  keep(request: LLMRequest, pick: Endpoint): void {
+    if (this.scoped) request.attributes?.set(this.pickKey, pick);
+  }
+
+  /** At the response: the pod its token names (`target`, the one that served it, unless scoped), if any. */
+  of(request: LLMRequest, target: Endpoint): Endpoint | undefined {
+    return this.scoped ? request.attributes?.get(this.pickKey) : target;
+  }
 }
 
 /** `encodedEndpointHeaderConfig`, or undefined when absent. `header: ""` is upstream's zero value: the default. */

@@ -10,7 +10,7 @@ import type { Endpoint } from '../../datastore/types';
 import { createBindingTable } from '../../sessions/bindings';
 import {
   checkProfileName, decodeEncodedEndpoint, DEFAULT_ENCODED_ENDPOINT_HEADER, encodeEndpoint, hasUpstreamSessionAffinityFields,
-  parseEncodedEndpointHeaderConfig, parseProfileName, parseSessionIdConfig, parseStrategy, refuseBothNames, scopedProfileName,
+  parseEncodedEndpointHeaderConfig, parseProfileName, parseSessionIdConfig, parseStrategy, refuseBothNames, TokenPod,
   sessionIdReads, sessionIdTtlMs, STRATEGY_ENCODED_ENDPOINT_HEADER, STRATEGY_SESSION_ID, type EncodedEndpointHeaderConfig,
   type SessionAffinityStrategy, type SessionIdConfig,
   bindsPickOf, readsAttributes, type SessionIdRead,
@@ -255,8 +255,8 @@ export class SessionAffinityFilter implements Filter, PostCycle, PrepareRequest,
   private readonly bindings: LRUCache<string, string>;
   private readonly pendingKey = stateKey<PendingBinding>('session-affinity-filter pending binding');
   private readonly sharedKey = stateKey<SharedLookup>('session-affinity-filter shared binding');
-  /** `encoded_endpoint_header` with a `profileName` profile: that profile's pick, the pod its response token names. */
-  private readonly profilePickKey = stateKey<Endpoint>('session-affinity-filter profile pick');
+  /** The pod an `encoded_endpoint_header` response token names (the served one, or a `profileName` profile's pick). */
+  private readonly responsePod: TokenPod;
   private readonly counts = { hit: 0, miss: 0, repin: 0 };
   /** The shared store, when `sessionStore` is configured. */
   readonly store: RedisSessionStore | undefined;
@@ -269,6 +269,7 @@ export class SessionAffinityFilter implements Filter, PostCycle, PrepareRequest,
     private readonly handle: PluginHandle,
   ) {
     this.current = filterSettings(parameters);
+    this.responsePod = new TokenPod('session-affinity-filter', parameters.profileName);
     // A binding's TTL restarts on every set (each hit re-binds in postCycle); reads do not extend it.
     this.bindings = createBindingTable(this.settings.capacity, this.settings.ttlMs, () => handle.now());
     const store = parameters.sessionStore;
@@ -403,7 +404,7 @@ export class SessionAffinityFilter implements Filter, PostCycle, PrepareRequest,
    */
   postResponse(request: LLMRequest, _response: ResponseInfo, target: Endpoint): Readonly<Record<string, string>> | undefined {
     if (this.settings.strategy !== STRATEGY_ENCODED_ENDPOINT_HEADER) return undefined;
-    const pod = scopedProfileName(this.parameters.profileName) === undefined ? target : request.attributes?.get(this.profilePickKey);
+    const pod = this.responsePod.of(request, target);
     return pod === undefined ? undefined : { [this.settings.encodedHeader]: encodeEndpoint(endpointIdentity(pod)) };
   }
 
@@ -413,7 +414,7 @@ export class SessionAffinityFilter implements Filter, PostCycle, PrepareRequest,
     if (this.settings.strategy === STRATEGY_ENCODED_ENDPOINT_HEADER) {
       // Kept for the response when it is not the pod that serves it. A profile that picked nothing (a decode-only
       // request's prefill profile) has no post-cycle call, so that request's response gets no token.
-      if (scopedProfileName(this.parameters.profileName) !== undefined) cycle.request.attributes?.set(this.profilePickKey, target.endpoint);
+      this.responsePod.keep(cycle.request, target.endpoint);
       return;
     }
     const pending = cycle.state.get(this.pendingKey);

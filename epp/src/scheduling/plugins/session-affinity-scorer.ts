@@ -6,7 +6,7 @@ import { FieldReader } from '../../config/fields';
 import type { PostResponse, ResponseInfo } from '../../requestcontrol/hooks';
 import {
   checkProfileName, decodeEncodedEndpoint, DEFAULT_ENCODED_ENDPOINT_HEADER, encodeEndpoint, parseEncodedEndpointHeaderConfig,
-  parseProfileName, parseSessionIdConfig, parseStrategy, scopedProfileName, sessionIdReads, sessionIdTtlMs, STRATEGY_SESSION_ID,
+  parseProfileName, parseSessionIdConfig, parseStrategy, sessionIdReads, TokenPod, sessionIdTtlMs, STRATEGY_SESSION_ID,
   readsAttributes,
   type EncodedEndpointHeaderConfig, type SessionAffinityStrategy, type SessionIdConfig, type SessionIdRead,
   bindsPickOf,
@@ -129,8 +129,8 @@ export class SessionAffinityScorer implements Scorer, PostResponse, PostCycle {
   /** The pod a request's token validly names, computed once per request for the scorer and the response hook. */
   private readonly tokenKey = stateKey<PresentedToken>('session-affinity-scorer token');
   private readonly choiceKey = stateKey<SessionIdChoice>('session-affinity-scorer session_id choice');
-  /** `encoded_endpoint_header` with a `profileName` profile: that profile's pick, the pod its response token names. */
-  private readonly profilePickKey = stateKey<Endpoint>('session-affinity-scorer profile pick');
+  /** The pod an `encoded_endpoint_header` response token names (the served one, or a `profileName` profile's pick). */
+  private readonly responsePod: TokenPod;
   private readonly strategy: SessionAffinityStrategy;
   /** The encoded_endpoint_header strategy's request and response header. */
   private readonly header: string;
@@ -144,6 +144,7 @@ export class SessionAffinityScorer implements Scorer, PostResponse, PostCycle {
     private readonly handle: PluginHandle,
   ) {
     this.strategy = parameters.strategy ?? 'encoded_endpoint_header';
+    this.responsePod = new TokenPod('session-affinity-scorer', parameters.profileName);
     this.header = parameters.encodedEndpointHeaderConfig?.header ?? DEFAULT_ENCODED_ENDPOINT_HEADER;
     this.sessionReads = sessionIdReads(parameters.sessionIdConfig);
     this.bindings = this.strategy === STRATEGY_SESSION_ID
@@ -200,7 +201,7 @@ export class SessionAffinityScorer implements Scorer, PostResponse, PostCycle {
     const [target] = result.targets;
     if (target === undefined || !bindsPickOf(this.parameters.profileName, result)) return;
     if (this.bindings === undefined) {
-      if (scopedProfileName(this.parameters.profileName) !== undefined) cycle.request.attributes?.set(this.profilePickKey, target.endpoint);
+      this.responsePod.keep(cycle.request, target.endpoint);
       return;
     }
     const choice = cycle.state.get(this.choiceKey);
@@ -224,7 +225,7 @@ export class SessionAffinityScorer implements Scorer, PostResponse, PostCycle {
   postResponse(request: LLMRequest, _response: ResponseInfo, target: Endpoint): Readonly<Record<string, string>> | undefined {
     // session_id: the client owns its id; nothing is written back (upstream's SessionIDHeader.ResponseHeader is a no-op).
     if (this.bindings !== undefined) return undefined;
-    const written = scopedProfileName(this.parameters.profileName) === undefined ? target : request.attributes?.get(this.profilePickKey);
+    const written = this.responsePod.of(request, target);
     if (written === undefined) return undefined;
     const pod = namespacedName(written);
     if (this.parameters.tokenSigning === undefined) return { [this.header]: encodeEndpoint(pod) };
