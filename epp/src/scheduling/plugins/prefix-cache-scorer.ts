@@ -304,13 +304,13 @@ export class PrefixCacheScorer implements Scorer, PostCycle, PrefixMatchRatios {
     const matches = this.index.matchPrefix(blocks);
     // Zeros kept as doubles, not a Float64Array: ~4x cheaper to allocate at 256 (see doubleZeros).
     const cachedLength = doubleZeros(n);
-    // llm-d-router v0.10.0's match-length blend (`match-length.ts`) when weighted; the matched share alone otherwise. A
+    // llm-d-router v0.10.0's match-length blend (`match-length.ts`), which at weight 0 is the matched share alone. A
     // block holds blockChars ÷ 4 tokens (GIE's averageCharactersPerToken): the pods' own block size when tuned.
     const { matchLengthScaleTokens } = this.parameters;
     const blockTokens = hashBlockSize / CHARACTERS_PER_TOKEN;
     const scoreOf = (count: number): number => {
       const m = Math.min(count, windowBlocks);
-      return matchLengthWeight > 0 ? matchLengthScore(m, windowBlocks, blockTokens, matchLengthWeight, matchLengthScaleTokens) : m / windowBlocks;
+      return matchLengthScore(m, windowBlocks, blockTokens, matchLengthWeight, matchLengthScaleTokens);
     };
     let matched = 0;
     let longest = 0;
@@ -394,7 +394,7 @@ export class PrefixCacheScorer implements Scorer, PostCycle, PrefixMatchRatios {
     for (let i = 0; i < n; i++) {
       const count = held.get(candidates[i]!.endpoint.key) ?? 0;
       if (count === 0) continue;
-      out[i] = matchLengthWeight > 0 ? matchLengthScore(count, total, blockTokens, matchLengthWeight, matchLengthScaleTokens) : count / total;
+      out[i] = matchLengthScore(count, total, blockTokens, matchLengthWeight, matchLengthScaleTokens);
       cachedLength[i] = count * hashBlockSize;
       matched++;
     }
