@@ -23,6 +23,7 @@ import type { Plugin } from '../src/scheduling/framework';
 import type { PdDecider } from '../src/scheduling/pd-decider';
 import { FakeEnvoy, protocolConfig, requestBody, requestHeaders, responseBody, responseHeaders, setHeaders, waitFor } from './extproc-harness';
 import { LLMD_GUIDE_CONFIGS } from './llmd-guides';
+import { configErrorOf } from './config-error';
 
 jest.setTimeout(INTEGRATION_TEST_TIMEOUT_MS);
 
@@ -86,10 +87,37 @@ describe('disagg-profile-handler parameters', () => {
   });
 
   test('pd-profile-handler: its upstream parameters, the deprecated unused ones included, read into the same shape', () => {
-    const config = parseEndpointPickerConfig(`${HEAD}plugins:\n- {type: prefill-filter}\n- {type: decode-filter}\n- {type: always-disagg-pd-decider, name: d}\n` +
+    const config = parseEndpointPickerConfig(`${HEAD}plugins:\n- {type: prefill-filter}\n- {type: decode-filter}\n- {type: always-disagg-pd-decider, name: d}\n- {type: approx-prefix-cache-producer, name: q}\n` +
+      `- {type: prefix-cache-scorer, parameters: {prefixMatchInfoProducerName: q}}\n` +
       `- {type: pd-profile-handler, parameters: {deciderPluginName: d, primaryPort: 0, prefixPluginType: prefix-cache-scorer, prefixPluginName: p, prefixMatchInfoProducerName: q}}\n${PROFILES}`);
-    expect(config.plugins[3]!.parameters).toEqual({ decodeProfile: 'decode', prefillProfile: 'prefill', deciderPluginName: 'd', primaryPort: 0 });
+    expect(config.plugins.find((p) => p.type === 'pd-profile-handler')!.parameters).toEqual({ decodeProfile: 'decode', prefillProfile: 'prefill', deciderPluginName: 'd', primaryPort: 0 });
     expect(buildScheduler(config).plugin('pd-profile-handler')!.type).toBe('pd-profile-handler');
+  });
+
+  /**
+   * llm-d-router v0.10.0 `profilehandler/disagg/pd_profile_handler.go`: the handler `Consumes` (Required)
+   * PrefixCacheMatchInfoDataKey.WithNonEmptyProducerName(prefixMatchInfoProducerName), and the runner refuses a config
+   * where no plugin produces that key and it is no key's default (`pkg/epp/datalayer/data_graph.go`
+   * CreateMissingDataProducers: "no default producer found for missing data key ..., consumed by ..."; only the
+   * default-named `approx-prefix-cache-producer` is made when unlisted). The producers are the prefix producers (and
+   * the precise scorer's legacy producer, `scorer/preciseprefixcache/legacy_producer.go`), by name.
+   */
+  test('pd-profile-handler prefixMatchInfoProducerName must name a prefix producer of the config, as llm-d-router v0.10.0 pd_profile_handler.go Consumes and data_graph.go CreateMissingDataProducers require', () => {
+    const pd = (ref: string, others = '') => `${HEAD}plugins:\n- {type: prefill-filter}\n- {type: decode-filter}\n- {type: always-disagg-pd-decider, name: d}\n- {type: queue-scorer}\n${others}`
+      + `- {type: pd-profile-handler, parameters: {deciderPluginName: d, prefixMatchInfoProducerName: ${ref}}}\n${PROFILES}`;
+    const at = (i: number) => `plugins[${i}].parameters.prefixMatchInfoProducerName: `;
+    expect(configErrorOf(() => parseEndpointPickerConfig(pd('q')))).toBe(`${at(4)}no approx-prefix-cache-producer or precise-prefix-cache-producer named "q"; `
+      + 'approx-prefix-cache-producers: (none); precise-prefix-cache-producers: (none) '
+      + '(approx-prefix-cache-producer may also be named unlisted: llm-d-router v0.10.0 makes that one with its defaults)');
+    expect(configErrorOf(() => parseEndpointPickerConfig(pd('queue-scorer')))).toBe(`${at(4)}"queue-scorer" is a queue-scorer (plugins[3]), not a producer of the prefix match; `
+      + 'approx-prefix-cache-producers: (none); precise-prefix-cache-producers: (none)');
+    // Upstream's prefix-cache-scorer reads a producer's match and produces none.
+    expect(configErrorOf(() => parseEndpointPickerConfig(pd('prefix-cache-scorer', '- {type: prefix-cache-scorer}\n')))).toMatch(/^plugins\[5\]\.parameters\.prefixMatchInfoProducerName: "prefix-cache-scorer" is a prefix-cache-scorer \(plugins\[4\]\), not a producer/);
+    // Accepted: a listed producer, the default producer's name unlisted (upstream makes it), no name.
+    const producer = '- {type: approx-prefix-cache-producer, name: approx}\n- {type: prefix-cache-scorer, parameters: {prefixMatchInfoProducerName: approx}}\n';
+    for (const [ref, others] of [['approx', producer], ['approx-prefix-cache-producer', ''], ['""', '']] as const) {
+      expect(buildScheduler(parseEndpointPickerConfig(pd(ref, others))).plugin('pd-profile-handler')!.type).toBe('pd-profile-handler');
+    }
   });
 
   test.each([

@@ -43,6 +43,7 @@ export const APPROX_PRODUCER_TYPE = 'approx-prefix-cache-producer';
 export const DEFAULT_APPROX_PRODUCER_NAME = APPROX_PRODUCER_TYPE;
 const SCORER_TYPE = 'prefix-cache-scorer';
 const PRECISE_SCORER_TYPE = 'precise-prefix-cache-scorer';
+const PD_HANDLER_TYPE = 'pd-profile-handler';
 const PRODUCER_REF = 'prefixMatchInfoProducerName';
 /** llm-d-router v0.10.0's own `prefix-cache-scorer` parameters besides the reference (`scorer/prefix/plugin.go` Config). */
 const MATCH_LENGTH_PARAMETERS: readonly string[] = ['matchLengthWeight', 'matchLengthScaleTokens'];
@@ -92,7 +93,8 @@ export function normalizeProducerForms(value: unknown): { document: unknown; plu
  * `approx-prefix-cache-producer` or a `precise-prefix-cache-producer` that is listed, or (under llm-d's group)
  * the default producer's name, which llm-d-router v0.10.0 makes when it is not listed. An empty (or null) name is no
  * name, as upstream's DataKey.WithNonEmptyProducerName keeps the default (`framework/interface/plugin/datakey.go`), and
- * is dropped. Also refuses a producer whose name another plugin has, as the loader would had the producer stayed.
+ * is dropped. Also refuses a producer whose name another plugin has, as the loader would had the producer stayed, and
+ * checks `pd-profile-handler`'s reference (`checkPdHandlerReferences`).
  * @throws ConfigError naming the field and the producers that exist.
  */
 function checkProducerReferences(document: unknown): unknown {
@@ -117,23 +119,48 @@ function checkProducerReferences(document: unknown): unknown {
       throw new ConfigError(at, `must be the name of an ${APPROX_PRODUCER_TYPE} or a ${PRECISE_PRODUCER_TYPE} plugin, got ${describeValue(ref)}`);
     }
     if (approx.includes(ref) || precise.includes(ref) || (llmd && ref === DEFAULT_APPROX_PRODUCER_NAME)) return p;
-    // A plugin of that name and another type (llm-d's `burst-prefix-cache-producer`, say): its type is the problem.
-    const other = plugins.findIndex((q) => nameOf(q) === ref);
-    if (other !== -1) {
-      throw new ConfigError(
-        at,
-        `${JSON.stringify(ref)} is a ${typeOf(plugins[other]) ?? 'plugin without a type'} (plugins[${other}]), not a producer kvroute's prefix scorer reads; `
-          + `${APPROX_PRODUCER_TYPE}s: ${listed(approx)}; ${PRECISE_PRODUCER_TYPE}s: ${listed(precise)}`,
-      );
-    }
-    throw new ConfigError(
-      at,
-      `no ${APPROX_PRODUCER_TYPE} or ${PRECISE_PRODUCER_TYPE} named ${JSON.stringify(ref)}; ${APPROX_PRODUCER_TYPE}s: ${listed(approx)}; `
-        + `${PRECISE_PRODUCER_TYPE}s: ${listed(precise)}`
-        + (llmd ? ` (${DEFAULT_APPROX_PRODUCER_NAME} may also be named unlisted: llm-d-router v0.10.0 makes that one with its defaults)` : ''),
-    );
+    throw missingProducer(at, ref, plugins, "kvroute's prefix scorer reads", llmd);
   });
+  checkPdHandlerReferences(plugins, llmd);
   return changed ? { ...document, plugins: checked } : document;
+}
+
+/**
+ * A `pd-profile-handler`'s `prefixMatchInfoProducerName`, when set, names a producer of the prefix match: llm-d-router
+ * v0.10.0's handler `Consumes` (Required) the match info under that producer's name (`profilehandler/disagg/
+ * pd_profile_handler.go` NewPdProfileHandler, WithNonEmptyProducerName), and its runner refuses a config where no plugin
+ * produces that key unless it is the default-named `approx-prefix-cache-producer`'s, which it then makes
+ * (`pkg/epp/datalayer/data_graph.go` CreateMissingDataProducers: "no default producer found for missing data key").
+ * Besides the producers, the precise scorer produces under its own name (`scorer/preciseprefixcache/
+ * legacy_producer.go`); upstream's `prefix-cache-scorer` only reads. kvroute's decider reads the decode profile's
+ * prefix match whatever the handler names, so the name is checked and then dropped.
+ */
+function checkPdHandlerReferences(plugins: readonly unknown[], llmd: boolean): void {
+  const producers = [...namesOf(plugins, APPROX_PRODUCER_TYPE), ...namesOf(plugins, PRECISE_PRODUCER_TYPE), ...namesOf(plugins, PRECISE_SCORER_TYPE)];
+  plugins.forEach((p, i) => {
+    if (typeOf(p) !== PD_HANDLER_TYPE || !isPlainObject(p) || !isPlainObject(p.parameters)) return;
+    const ref = p.parameters[PRODUCER_REF];
+    // Not a string: the handler's own parameters refuse it. Empty: no name, as WithNonEmptyProducerName keeps the default.
+    if (typeof ref !== 'string' || ref === '' || producers.includes(ref) || (llmd && ref === DEFAULT_APPROX_PRODUCER_NAME)) return;
+    throw missingProducer(`plugins[${i}].parameters.${PRODUCER_REF}`, ref, plugins, 'of the prefix match', llmd);
+  });
+}
+
+/** The error for a `prefixMatchInfoProducerName` naming no producer: the plugin it names instead, or none, and the producers there are. */
+function missingProducer(at: string, ref: string, plugins: readonly unknown[], producerOf: string, llmd: boolean): ConfigError {
+  const approx = namesOf(plugins, APPROX_PRODUCER_TYPE);
+  const precise = namesOf(plugins, PRECISE_PRODUCER_TYPE);
+  const producers = `${APPROX_PRODUCER_TYPE}s: ${listed(approx)}; ${PRECISE_PRODUCER_TYPE}s: ${listed(precise)}`;
+  // A plugin of that name and another type (llm-d's `burst-prefix-cache-producer`, say): its type is the problem.
+  const other = plugins.findIndex((q) => nameOf(q) === ref);
+  if (other !== -1) {
+    return new ConfigError(at, `${JSON.stringify(ref)} is a ${typeOf(plugins[other]) ?? 'plugin without a type'} (plugins[${other}]), not a producer ${producerOf}; ${producers}`);
+  }
+  return new ConfigError(
+    at,
+    `no ${APPROX_PRODUCER_TYPE} or ${PRECISE_PRODUCER_TYPE} named ${JSON.stringify(ref)}; ${producers}`
+      + (llmd ? ` (${DEFAULT_APPROX_PRODUCER_NAME} may also be named unlisted: llm-d-router v0.10.0 makes that one with its defaults)` : ''),
+  );
 }
 
 /** The loader's duplicate-name rule (`readPlugins`), applied while the producers are still in the list. */

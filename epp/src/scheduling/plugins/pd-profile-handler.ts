@@ -17,7 +17,12 @@ export interface PdProfileHandlerParameters {
    * deprecated there as not needed with Istio >= 1.28.1. Only 0 (off) is accepted. @default 0
    */
   primaryPort?: number;
-  /** Read by upstream's decider; kvroute's decider reads the decode profile's prefix match. Accepted, unused. */
+  /**
+   * The prefix producer whose match upstream's handler consumes: when set, it must name one in the config (an
+   * `approx-prefix-cache-producer`, a `precise-prefix-cache-producer` or a `precise-prefix-cache-scorer`; under llm-d's
+   * group also `approx-prefix-cache-producer` unlisted, which upstream makes), else the config is refused as upstream
+   * refuses it. kvroute's decider reads the decode profile's prefix match either way. @default "" (the default producer)
+   */
   prefixMatchInfoProducerName?: string;
   /** Deprecated upstream, where it was never used. Accepted, unused. */
   prefixPluginType?: string;
@@ -60,7 +65,10 @@ export const pdProfileHandler = definePlugin({
         `data parallelism through one primary port (${primaryPort}) is not supported: upstream deprecates it (not needed with Istio >= 1.28.1); list every rank's port in the InferencePool's targetPorts and drop primaryPort`,
       );
     }
-    for (const unused of ['prefixMatchInfoProducerName', 'prefixPluginType', 'prefixPluginName']) fields.optionalString(unused);
+    // Named producers were checked against the config's plugins before validation (`producer-form.ts`
+    // checkPdHandlerReferences); "" is no name, as upstream's WithNonEmptyProducerName keeps the default.
+    fields.goString('prefixMatchInfoProducerName', 'a plugin name');
+    for (const unused of ['prefixPluginType', 'prefixPluginName']) fields.optionalString(unused);
     // Resolved in the parameters' own shape, so the normalized config reads back as it was written.
     return { decodeProfile: decode, prefillProfile: prefill, deciderPluginName: decider, primaryPort } as Required<PdProfileHandlerParameters>;
   }, (resolved, profileNames, path) => {
