@@ -89,7 +89,7 @@ describe('disagg-profile-handler parameters', () => {
   test('pd-profile-handler: its upstream parameters, the deprecated unused ones included, read into the same shape', () => {
     const config = parseEndpointPickerConfig(`${HEAD}plugins:\n- {type: prefill-filter}\n- {type: decode-filter}\n- {type: always-disagg-pd-decider, name: d}\n- {type: approx-prefix-cache-producer, name: q}\n` +
       `- {type: prefix-cache-scorer, parameters: {prefixMatchInfoProducerName: q}}\n` +
-      `- {type: pd-profile-handler, parameters: {deciderPluginName: d, primaryPort: 0, prefixPluginType: prefix-cache-scorer, prefixPluginName: p, prefixMatchInfoProducerName: q}}\n${PROFILES}`);
+      `- {type: pd-profile-handler, parameters: {deciderPluginName: d, primaryPort: 0, prefixPluginType: prefix-cache-scorer, prefixPluginName: q, prefixMatchInfoProducerName: q}}\n${PROFILES}`);
     expect(config.plugins.find((p) => p.type === 'pd-profile-handler')!.parameters).toEqual({ decodeProfile: 'decode', prefillProfile: 'prefill', deciderPluginName: 'd', primaryPort: 0 });
     expect(buildScheduler(config).plugin('pd-profile-handler')!.type).toBe('pd-profile-handler');
   });
@@ -102,6 +102,28 @@ describe('disagg-profile-handler parameters', () => {
    * default-named `approx-prefix-cache-producer` is made when unlisted). The producers are the prefix producers (and
    * the precise scorer's legacy producer, `scorer/preciseprefixcache/legacy_producer.go`), by name.
    */
+  /**
+   * llm-d-router v0.10.0 `profilehandler/disagg/pd_profile_handler.go`: `prefixPluginName` carries a `pluginRef` tag
+   * (and takes `prefixPluginType` when empty, PdProfileHandlerConfigParser), and the handler is registered with its
+   * plugin dependencies (`cmd/epp/runner/runner.go` RegisterDeprecatedWithPluginDependencies), so the loader refuses a
+   * name no configured plugin has (`pkg/epp/config/loader/configloader.go` buildPluginDAG: "a plugin has a dependency on
+   * the unregistered plugin"), whatever its type, though the handler never reads it.
+   */
+  test('pd-profile-handler prefixPluginName (else prefixPluginType) must name a configured plugin, as llm-d-router v0.10.0 configloader.go buildPluginDAG requires of its pluginRef', () => {
+    const pd = (parameters: string) => `${HEAD}plugins:\n- {type: prefill-filter}\n- {type: decode-filter}\n- {type: always-disagg-pd-decider, name: d}\n- {type: queue-scorer}\n`
+      + `- {type: pd-profile-handler, parameters: {deciderPluginName: d, ${parameters}}}\n${PROFILES}`;
+    expect(configErrorOf(() => parseEndpointPickerConfig(pd('prefixPluginName: p'))))
+      .toBe('plugins[4].parameters.prefixPluginName: no plugin named "p" (llm-d-router v0.10.0: a plugin has a dependency on the unregistered plugin p)');
+    expect(configErrorOf(() => parseEndpointPickerConfig(pd('prefixPluginType: prefix-cache-scorer'))))
+      .toBe('plugins[4].parameters.prefixPluginType: no plugin named "prefix-cache-scorer" (prefixPluginName, empty, takes it; llm-d-router v0.10.0: a plugin has a dependency on the unregistered plugin prefix-cache-scorer)');
+    expect(configErrorOf(() => parseEndpointPickerConfig(pd('prefixPluginType: prefix-cache-scorer, prefixPluginName: ""'))))
+      .toMatch(/^plugins\[4\]\.parameters\.prefixPluginType: no plugin named "prefix-cache-scorer"/);
+    // Any configured plugin, by name; the type is not read when a name is given; "" is no name.
+    for (const parameters of ['prefixPluginName: queue-scorer', 'prefixPluginType: nothing-by-this-name, prefixPluginName: d', 'prefixPluginType: queue-scorer', 'prefixPluginName: ""']) {
+      expect(buildScheduler(parseEndpointPickerConfig(pd(parameters))).plugin('pd-profile-handler')!.type).toBe('pd-profile-handler');
+    }
+  });
+
   test('pd-profile-handler prefixMatchInfoProducerName must name a prefix producer of the config, as llm-d-router v0.10.0 pd_profile_handler.go Consumes and data_graph.go CreateMissingDataProducers require', () => {
     const pd = (ref: string, others = '') => `${HEAD}plugins:\n- {type: prefill-filter}\n- {type: decode-filter}\n- {type: always-disagg-pd-decider, name: d}\n- {type: queue-scorer}\n${others}`
       + `- {type: pd-profile-handler, parameters: {deciderPluginName: d, prefixMatchInfoProducerName: ${ref}}}\n${PROFILES}`;

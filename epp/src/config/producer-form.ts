@@ -126,7 +126,14 @@ function checkProducerReferences(document: unknown): unknown {
 }
 
 /**
- * A `pd-profile-handler`'s `prefixMatchInfoProducerName`, when set, names a producer of the prefix match: llm-d-router
+ * A `pd-profile-handler`'s references, checked against the plugins as written (before the merges drop producers):
+ *
+ * Its `prefixPluginName`, else its `prefixPluginType` (llm-d-router v0.10.0 `profilehandler/disagg/pd_profile_handler.go`
+ * PdProfileHandlerConfigParser takes the type when the name is empty), names a configured plugin of any type: the field
+ * is a `pluginRef`, and the loader refuses a dependency on a name no plugin has (`pkg/epp/config/loader/configloader.go`
+ * buildPluginDAG), though the handler never reads it.
+ *
+ * Its `prefixMatchInfoProducerName`, when set, names a producer of the prefix match: llm-d-router
  * v0.10.0's handler `Consumes` (Required) the match info under that producer's name (`profilehandler/disagg/
  * pd_profile_handler.go` NewPdProfileHandler, WithNonEmptyProducerName), and its runner refuses a config where no plugin
  * produces that key unless it is the default-named `approx-prefix-cache-producer`'s, which it then makes
@@ -137,8 +144,19 @@ function checkProducerReferences(document: unknown): unknown {
  */
 function checkPdHandlerReferences(plugins: readonly unknown[], llmd: boolean): void {
   const producers = [...namesOf(plugins, APPROX_PRODUCER_TYPE), ...namesOf(plugins, PRECISE_PRODUCER_TYPE), ...namesOf(plugins, PRECISE_SCORER_TYPE)];
+  const names = plugins.map(nameOf);
   plugins.forEach((p, i) => {
     if (typeOf(p) !== PD_HANDLER_TYPE || !isPlainObject(p) || !isPlainObject(p.parameters)) return;
+    const { prefixPluginName, prefixPluginType } = p.parameters;
+    // Not strings: the handler's own parameters refuse them.
+    const byType = (prefixPluginName === undefined || prefixPluginName === null || prefixPluginName === '') && typeof prefixPluginType === 'string';
+    const dependency = byType ? prefixPluginType : prefixPluginName;
+    if (typeof dependency === 'string' && dependency !== '' && !names.includes(dependency)) {
+      throw new ConfigError(
+        `plugins[${i}].parameters.${byType ? 'prefixPluginType' : 'prefixPluginName'}`,
+        `no plugin named ${JSON.stringify(dependency)} (${byType ? 'prefixPluginName, empty, takes it; ' : ''}llm-d-router v0.10.0: a plugin has a dependency on the unregistered plugin ${dependency})`,
+      );
+    }
     const ref = p.parameters[PRODUCER_REF];
     // Not a string: the handler's own parameters refuse it. Empty: no name, as WithNonEmptyProducerName keeps the default.
     if (typeof ref !== 'string' || ref === '' || producers.includes(ref) || (llmd && ref === DEFAULT_APPROX_PRODUCER_NAME)) return;

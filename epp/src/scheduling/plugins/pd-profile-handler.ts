@@ -24,9 +24,12 @@ export interface PdProfileHandlerParameters {
    * refuses it. kvroute's decider reads the decode profile's prefix match either way. @default "" (the default producer)
    */
   prefixMatchInfoProducerName?: string;
-  /** Deprecated upstream, where it was never used. Accepted, unused. */
+  /** Deprecated upstream, where it was never used: `prefixPluginName` when that is empty. Checked, unused. */
   prefixPluginType?: string;
-  /** Deprecated upstream, where it was never used. Accepted, unused. */
+  /**
+   * Deprecated upstream, where it was never used, but a plugin reference there: when set (else `prefixPluginType`), it
+   * must name a plugin of the config as written, or the config is refused, as upstream's loader refuses it. Checked, unused.
+   */
   prefixPluginName?: string;
 }
 
@@ -68,7 +71,7 @@ export const pdProfileHandler = definePlugin({
     // Named producers were checked against the config's plugins before validation (`producer-form.ts`
     // checkPdHandlerReferences); "" is no name, as upstream's WithNonEmptyProducerName keeps the default.
     fields.goString('prefixMatchInfoProducerName', 'a plugin name');
-    for (const unused of ['prefixPluginType', 'prefixPluginName']) fields.optionalString(unused);
+    for (const unused of ['prefixPluginType', 'prefixPluginName']) fields.goString(unused);
     // Resolved in the parameters' own shape, so the normalized config reads back as it was written.
     return { decodeProfile: decode, prefillProfile: prefill, deciderPluginName: decider, primaryPort } as Required<PdProfileHandlerParameters>;
   }, (resolved, profileNames, path) => {
