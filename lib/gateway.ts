@@ -80,17 +80,17 @@ export interface InferenceGatewayProps {
    */
   readonly requestReceiveTimeout?: string;
   /**
-   * Ends a `/v1` request after this long without a byte in either direction (Envoy's route `idle_timeout`): a pod that
-   * accepts the connection and never answers, or stalls mid-stream (504 before response headers, a reset after). It
-   * must exceed the longest wait for a first byte:
-   * vLLM sends a streaming response's headers at once and then one event per token, but a non-streaming response only
-   * when the generation is done. The default equals Envoy's connection-manager default `stream_idle_timeout` (5
-   * minutes), written on the route so the bound is explicit and set per cluster: it ends a pod hung for minutes, not
-   * one that stalls for seconds. A pool whose clients all stream can set tens of seconds, so a hung pod's requests end
-   * (504) that much sooner; a pool serving long non-streaming generations needs more. "0s" leaves it off (Envoy's
-   * default then applies).
+   * Ends a request, on any route, after this long without a byte in either direction (Envoy's connection-manager
+   * `stream_idle_timeout`): a pod that accepts the connection and never answers, or stalls mid-stream (504 before
+   * response headers, a reset after), or a client that stalls mid-upload (408). It must exceed the longest wait for a
+   * first byte: vLLM sends a streaming response's headers at once and then one event per token, but a non-streaming
+   * response only when the generation is done. The default is Envoy's own default for the
+   * field (5 minutes), which never applies under Istio: Istio sets `stream_idle_timeout` to 0s on every connection
+   * manager it builds, so this is the only idle bound the gateway has. It ends a pod hung for minutes, not one that
+   * stalls for seconds. A pool whose clients all stream can set less, so a hung pod's requests end (504) that much
+   * sooner; a pool serving long non-streaming generations needs more. "0s" leaves the gateway with no idle bound at all.
    * @default '300s'
-   * @see https://www.envoyproxy.io/docs/envoy/latest/api-v3/config/route/v3/route_components.proto (RouteAction.idle_timeout)
+   * @see https://www.envoyproxy.io/docs/envoy/latest/api-v3/extensions/filters/network/http_connection_manager/v3/http_connection_manager.proto (stream_idle_timeout)
    */
   readonly idleTimeout?: string;
   /**
@@ -249,36 +249,30 @@ export class InferenceGateway extends Construct {
       });
     }
 
-    const patches: ef.EnvoyFilterSpecConfigPatches[] = [];
-    if (receiveTimeout !== '0s') {
-      patches.push({
-        applyTo: ef.EnvoyFilterSpecConfigPatchesApplyTo.NETWORK_UNDERSCORE_FILTER,
-        match: {
-          context: ef.EnvoyFilterSpecConfigPatchesMatchContext.GATEWAY,
-          listener: { portNumber: this.port, filterChain: { filter: { name: 'envoy.filters.network.http_connection_manager' } } },
-        },
-        patch: {
-          operation: ef.EnvoyFilterSpecConfigPatchesPatchOperation.MERGE,
-          value: { typed_config: { '@type': HTTP_CONNECTION_MANAGER_TYPE, request_timeout: toProtoDuration(receiveTimeout) } },
-        },
-      });
-    }
-    if (idleTimeout !== '0s') {
-      patches.push({
-        applyTo: ef.EnvoyFilterSpecConfigPatchesApplyTo.HTTP_UNDERSCORE_ROUTE,
-        match: {
-          context: ef.EnvoyFilterSpecConfigPatchesMatchContext.GATEWAY,
-          routeConfiguration: { vhost: { name: this.vhostName, route: { name: this.envoyRouteName(this.inferenceRoute) } } },
-        },
-        patch: { operation: ef.EnvoyFilterSpecConfigPatchesPatchOperation.MERGE, value: { route: { idle_timeout: toProtoDuration(idleTimeout) } } },
-      });
-    }
-    if (patches.length > 0) {
+    // The idle bound goes on the connection manager, so it covers every route (`/v1/models` too) and the stream before
+    // its route is chosen: Istio sets `stream_idle_timeout` to 0s on every connection manager it builds (istio/istio
+    // pilot/pkg/networking/core/listener_builder.go buildHTTPConnectionManager, L365 @ 1.27.0, L371 @ 1.28.0 to
+    // 1.30.0), and its EnvoyFilter MERGE replaces a Duration field whole (pkg/proto/merge ReplaceMergeFn).
+    const hcmTimeouts = {
+      ...(receiveTimeout !== '0s' ? { request_timeout: toProtoDuration(receiveTimeout) } : {}),
+      ...(idleTimeout !== '0s' ? { stream_idle_timeout: toProtoDuration(idleTimeout) } : {}),
+    };
+    if (Object.keys(hcmTimeouts).length > 0) {
       this.timeoutsFilter = new ef.EnvoyFilter(this, 'Timeouts', {
         metadata: { name: `${this.name}-timeouts`, namespace: this.namespace },
         spec: {
           targetRefs: [{ group: 'gateway.networking.k8s.io', kind: 'Gateway', name: this.name }],
-          configPatches: patches,
+          configPatches: [{
+            applyTo: ef.EnvoyFilterSpecConfigPatchesApplyTo.NETWORK_UNDERSCORE_FILTER,
+            match: {
+              context: ef.EnvoyFilterSpecConfigPatchesMatchContext.GATEWAY,
+              listener: { portNumber: this.port, filterChain: { filter: { name: 'envoy.filters.network.http_connection_manager' } } },
+            },
+            patch: {
+              operation: ef.EnvoyFilterSpecConfigPatchesPatchOperation.MERGE,
+              value: { typed_config: { '@type': HTTP_CONNECTION_MANAGER_TYPE, ...hcmTimeouts } },
+            },
+          }],
         },
       });
     }

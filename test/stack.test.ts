@@ -184,14 +184,22 @@ describe('the seed (demo cluster)', () => {
     expect(patch.patch.value.typed_per_filter_config['envoy.filters.http.ext_proc'].disabled).toBe(true);
   });
 
-  test('the gateway bounds receiving a request (client upload and EPP hold) and an idle /v1 exchange', () => {
+  // Istio writes `stream_idle_timeout: 0s` on every connection manager it builds, gateways included
+  // (istio/istio pilot/pkg/networking/core/listener_builder.go buildHTTPConnectionManager, L365 @ 1.27.0, L371 @ 1.28.0
+  // to 1.30.0), so Envoy's 5-minute default never applies: only what the EnvoyFilter writes bounds an idle exchange.
+  test('the gateway bounds receiving a request (client upload and EPP hold) and an idle exchange on every route', () => {
     const timeouts = one(demo, 'EnvoyFilter', 'llm-d-gateway-timeouts');
+    expect(timeouts.spec.configPatches).toHaveLength(1);
     const hcm = patchOf(timeouts, 'NETWORK_FILTER');
     expect(hcm.match.listener).toEqual({ portNumber: 80, filterChain: { filter: { name: 'envoy.filters.network.http_connection_manager' } } });
-    expect(hcm.patch.value.typed_config.request_timeout).toBe('60s');
-    const idle = patchOf(timeouts, 'HTTP_ROUTE');
-    expect(idle.match.routeConfiguration.vhost.route.name).toBe('llm-d.llm-d-gateway.0');
-    expect(idle.patch.value).toEqual({ route: { idle_timeout: '300s' } });
+    expect(hcm.patch.value.typed_config).toMatchObject({ request_timeout: '60s', stream_idle_timeout: '300s' });
+  });
+
+  test('"0s" timeouts write nothing: with both off the gateway has no timeouts EnvoyFilter and, under Istio, no idle bound', () => {
+    const idleOff = synthProps(withOverrides(DEMO, { gateway: { idleTimeout: '0s' } }));
+    expect(patchOf(one(idleOff, 'EnvoyFilter', 'llm-d-gateway-timeouts'), 'NETWORK_FILTER').patch.value.typed_config).not.toHaveProperty('stream_idle_timeout');
+    const bothOff = synthProps(withOverrides(DEMO, { gateway: { idleTimeout: '0s', requestReceiveTimeout: '0s' } }));
+    expect(all(bothOff, 'EnvoyFilter').map((f) => f.metadata.name)).not.toContain('llm-d-gateway-timeouts');
   });
 
   test('the local gateway (bench/src/stack.ts GATEWAY_ENVOY_FLAGS) runs with the timeouts these manifests give Envoy', () => {
@@ -199,7 +207,7 @@ describe('the seed (demo cluster)', () => {
     const ms = (duration: string) => [...duration.matchAll(/(\d+)(ms|h|m|s)/g)].reduce((t, [, n, unit]) => t + Number(n) * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[unit!]!, 0);
     const timeouts = one(demo, 'EnvoyFilter', 'llm-d-gateway-timeouts');
     expect(flag('--request-receive-timeout-ms')).toBe(ms(patchOf(timeouts, 'NETWORK_FILTER').patch.value.typed_config.request_timeout));
-    expect(flag('--idle-timeout-ms')).toBe(ms(patchOf(timeouts, 'HTTP_ROUTE').patch.value.route.idle_timeout));
+    expect(flag('--idle-timeout-ms')).toBe(ms(patchOf(timeouts, 'NETWORK_FILTER').patch.value.typed_config.stream_idle_timeout));
     expect(flag('--request-timeout-ms')).toBe(ms(one(demo, 'HTTPRoute', 'llm-d-gateway').spec.rules[0].timeouts.request));
   });
 

@@ -32,7 +32,7 @@ import { startRedisServer, type RedisProcess } from './redis-process';
  *   (with the EPP's matching `--ext-proc-max-message-timeout`, so a flow-control wait is the EPP's, not a fail-open),
  *   the listener's per_connection_buffer_limit_bytes 8 MiB;
  * - the gateway EnvoyFilter and HTTPRoute of `lib/gateway.ts` (`InferenceGateway` defaults): HCM request_timeout 60s,
- *   route idle_timeout 300s, route timeout 0s.
+ *   HCM stream_idle_timeout 300s, route timeout 0s.
  * `messageTimeoutMs` stays an option of the stack (`--message-timeout-ms` is appended after these).
  */
 export const GATEWAY_ENVOY_FLAGS: readonly string[] = [

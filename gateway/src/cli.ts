@@ -49,8 +49,8 @@ Options:
   --request-receive-timeout-ms N
                               the whole request received and passed on, EPP hold included
                               (HCM request_timeout; default ${DEFAULTS.requestReceiveTimeoutMs}; 0 = off)
-  --idle-timeout-ms N         no byte either way for this long ends a request (route idle_timeout;
-                              default ${DEFAULTS.idleTimeoutMs}; 0 = off)
+  --idle-timeout-ms N         no byte either way for this long ends a request (HCM
+                              stream_idle_timeout; default ${DEFAULTS.idleTimeoutMs}; 0 = off)
   --request-timeout-ms N      from forwarding the request to the end of the response (route timeout;
                               default ${DEFAULTS.requestTimeoutMs} = off)
   --connection-idle-timeout-ms N

@@ -66,7 +66,7 @@ export class Exchange implements FilterHost {
     });
     this.relay = new ResponseRelay(this.downstream, () => this.timeouts.responseComplete());
     this.bypassed = bypasses(ctx.opts.extProcBypass, this.downstream.method, this.downstream.path);
-    // The bypassed requests stand for the models route, which has no idle or route timeout; the rest are the /v1 route.
+    // The bypassed requests stand for the models route, which has no route timeout; the rest are the /v1 route.
     this.timeouts = new StreamTimeouts(ctx.opts, !this.bypassed, (e) => this.onTimeout(e));
   }
 

@@ -240,7 +240,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     // Node's keep-alive timer would close an idle connection after this and advertise `Keep-Alive: timeout=…`, which
     // Envoy does not send: off, and the HCM's connection idle timeout below instead.
     keepAliveTimeout: 0,
-    // Envoy's own stream timeouts (HCM request_timeout, route idle_timeout and timeout) are the gateway's, per
+    // Envoy's own stream timeouts (HCM request_timeout and stream_idle_timeout, route timeout) are the gateway's, per
     // exchange (`timeouts.ts`); Node's must not answer first.
     requestTimeout: 0,
     // Node answers a Host-less HTTP/1.1 request itself (400, no `server` header, connection closed); Envoy's HCM

@@ -86,7 +86,7 @@ export interface GatewayOptions {
   readonly requestBodyBufferLimitBytes?: number;
   /** HCM `request_timeout`: the whole request received and passed on (EPP hold included). Default 60000; 0 = off. */
   readonly requestReceiveTimeoutMs?: number;
-  /** Route `idle_timeout`: no byte either way for this long ends the request. Default 300000; 0 = off. */
+  /** HCM `stream_idle_timeout`: no byte either way for this long ends the request, on any route. Default 300000; 0 = off. */
   readonly idleTimeoutMs?: number;
   /** Route `timeout`: from the request's forwarding to the response's end. Default 0 = off (HTTPRoute 0s). */
   readonly requestTimeoutMs?: number;

@@ -7,7 +7,7 @@ import type { ExtProcClusterStats } from './ext-proc-cluster';
 /** Why a request went on without the EPP. `spurious`: the EPP answered out of order. */
 export type FailOpenReason = ProcFailure | 'spurious';
 
-/** Envoy's stream timeouts: HCM `request_timeout`, route `idle_timeout`, route `timeout`. */
+/** Envoy's stream timeouts: HCM `request_timeout`, HCM `stream_idle_timeout`, route `timeout`. */
 export type TimeoutKind = 'requestReceive' | 'idle' | 'route';
 
 export interface EndpointStats {

@@ -8,9 +8,10 @@
  *   L781-784, decodeTrailers L863: a filter that stops iteration returns before these), or when response headers are
  *   encoded (encodeHeaders L1254-1255). So it bounds the client's upload plus the time the EPP holds the request.
  *   Expiry: onRequestTimeout (L980-986), a local reply "request timeout".
- * - route `idle_timeout` (`idleTimeoutMs`): on the route's requests only (refreshIdleTimeout L2155-2176); reset by every
- *   header, data or trailer event either way (see `DownstreamEvents.activity`). Expiry: onIdleTimeout (L970-978), a
- *   local reply "stream timeout".
+ * - HCM `stream_idle_timeout` (`idleTimeoutMs`): on every stream, whatever its route (armed in the ActiveStream
+ *   constructor; a route's own `idle_timeout` would replace it, refreshIdleTimeout L2155-2176, and the manifests set
+ *   none); reset by every header, data or trailer event either way (see `DownstreamEvents.activity`). Expiry:
+ *   onIdleTimeout (L970-978), a local reply "stream timeout".
  * - route `timeout` (`requestTimeoutMs`): armed when the router has the whole request (Filter::onRequestComplete,
  *   `source/common/router/router.cc` L1123-1148, timer L1138-1141), cleared when the upstream response is complete.
  *   Expiry: onResponseTimeout (L1170-1214) resets the upstream request and onUpstreamTimeoutAbort (L1347-1362)
@@ -42,8 +43,8 @@ export class StreamTimeouts {
   private done = false;
 
   /**
-   * `routeTimeouts`: the request is on the inference route, which carries `idle_timeout` and `timeout` (requests that
-   * bypass ext_proc stand for the models route, which has neither).
+   * `routeTimeouts`: the request is on the inference route, which carries `timeout` (requests that bypass ext_proc
+   * stand for the models route, which has none).
    */
   constructor(
     private readonly settings: TimeoutSettings,
@@ -61,7 +62,7 @@ export class StreamTimeouts {
 
   /** Bytes moved either way: the idle timer starts over. */
   activity(): void {
-    if (this.done || !this.routeTimeouts || this.settings.idleTimeoutMs <= 0) return;
+    if (this.done || this.settings.idleTimeoutMs <= 0) return;
     if (this.idleTimer) {
       this.idleTimer.refresh();
       return;

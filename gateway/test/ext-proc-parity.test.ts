@@ -166,7 +166,7 @@ describe('max_message_timeout defaults to what the demo EnvoyFilter sets (Envoy\
 });
 
 describe('the upstream timeouts default to what the demo manifests set (lib/gateway.ts: the llm-d-gateway-timeouts EnvoyFilter and the HTTPRoute)', () => {
-  test('request_timeout, the route\'s idle_timeout and the HTTPRoute\'s timeouts.request are the gateway\'s defaults', () => {
+  test('request_timeout, stream_idle_timeout and the HTTPRoute\'s timeouts.request are the gateway\'s defaults', () => {
     const demo = path.join(__dirname, '../../dist/demo');
     const filter = fs.readFileSync(path.join(demo, 'EnvoyFilter.llm-d-gateway-timeouts.k8s.yaml'), 'utf8');
     const route = fs.readFileSync(path.join(demo, 'HTTPRoute.llm-d-gateway.k8s.yaml'), 'utf8');
@@ -176,7 +176,7 @@ describe('the upstream timeouts default to what the demo manifests set (lib/gate
       return Number(m[1]) * 1000;
     };
     expect(DEFAULTS.requestReceiveTimeoutMs).toBe(seconds(filter, 'request_timeout'));
-    expect(DEFAULTS.idleTimeoutMs).toBe(seconds(filter, 'idle_timeout'));
+    expect(DEFAULTS.idleTimeoutMs).toBe(seconds(filter, 'stream_idle_timeout'));
     expect(DEFAULTS.requestTimeoutMs).toBe(seconds(route, 'request'));
   });
 });

@@ -1,5 +1,5 @@
 /**
- * Envoy's stream timeouts as the gateway EnvoyFilter sets them (HCM `request_timeout`, route `idle_timeout`, route
+ * Envoy's stream timeouts as the gateway EnvoyFilter sets them (HCM `request_timeout`, HCM `stream_idle_timeout`, route
  * `timeout`) and the listener buffer limit, over real sockets: a pod that accepts and never answers, one that stalls
  * mid-stream, a client that stalls mid-upload. Short timeouts; the tests assert only how each request ended. Cited at
  * envoyproxy/envoy v1.35.0 (84305a6cb6): `CM` = source/common/http/conn_manager_impl.cc, `FM` = filter_manager.cc.
@@ -41,7 +41,7 @@ afterAll(async () => {
   destroyClientAgent();
 });
 
-describe('route idle_timeout (CM onIdleTimeout L970-978, reset by every event either way)', () => {
+describe('HCM stream_idle_timeout (CM onIdleTimeout L970-978, reset by every event either way)', () => {
   it('ends a request to a pod that never answers: 504 "stream timeout" (the whole request was in: utility.cc L1539-1544), upstream request reset', async () => {
     // The idle timer runs from the stream's start, so it must outlast the EPP's answer for the request to reach the pod
     // at all: at 300 ms a loaded machine's ext_proc round trip outlasted it, the 504 came before any upstream request,
@@ -71,6 +71,21 @@ describe('route idle_timeout (CM onIdleTimeout L970-978, reset by every event ei
       expect(gw.stats().timeouts.idle).toBe(1);
     } finally {
       up.gate.open();
+      await gw.close();
+    }
+  });
+
+  // The manifests write the idle bound as the connection manager's stream_idle_timeout, which covers every route: Istio
+  // sets it to 0s on every connection manager it builds (istio/istio pilot/pkg/networking/core/listener_builder.go
+  // buildHTTPConnectionManager L365 @ 1.27.0), so a route left out of the EnvoyFilter would have none.
+  it('ends a request that bypasses the EPP (the /v1/models route) to a pod that never answers as well', async () => {
+    const gw = await gateway({ endpoints: [hungAddress], extProc: `${LOOPBACK}:${epp.port}`, extProcBypass: ['GET /v1/models'], idleTimeoutMs: 1500 });
+    try {
+      const r = await send(gw.port, { method: 'GET', path: '/v1/models' });
+      expect(r.status).toBe(504);
+      expect(r.body.toString()).toBe('stream timeout');
+      expect(gw.stats().timeouts).toEqual({ requestReceive: 0, idle: 1, route: 0 });
+    } finally {
       await gw.close();
     }
   });
