@@ -3,7 +3,7 @@ import * as dr from '../imports/destinationrule-networking.istio.io';
 import * as ef from '../imports/envoyfilter-networking.istio.io';
 import { DecodePool } from './decode-pool';
 import { EndpointPicker } from './endpoint-picker';
-import { InferenceGateway } from './gateway';
+import { InferenceGateway, REQUEST_RECEIVE_UPLOAD_MARGIN } from './gateway';
 import type { IstioSupport } from './istio';
 import { checkDuration, checkInteger, checkOneOf, durationNanos, PropsError, toProtoDuration } from './validation';
 
@@ -149,7 +149,9 @@ export interface ExtProcRoutingProps {
    * when it starts such a wait, and ends the wait 250 ms before it with its own answer (a pick, or a 429 saying why).
    * A hung or stopped EPP cannot ask, so it still fails open at `messageTimeout`. `'0s'` turns it off: Envoy then
    * ignores every override, and a wait longer than `messageTimeout` ends in a fail-open onto the fallback policy.
-   * At most 1h (the proto's bound); not below `messageTimeout`.
+   * At most 1h (the proto's bound); not below `messageTimeout`; below the gateway's `idleTimeout` and more than
+   * {@link REQUEST_RECEIVE_UPLOAD_MARGIN} below its `requestReceiveTimeout` (unless those are off), which keep running
+   * while the EPP holds the request: a longer hold would end in Envoy's 504.
    * @default '30s' (the EPP's flow-control TTL, `flowControl.defaultRequestTTL`)
    * @see https://www.envoyproxy.io/docs/envoy/latest/api-v3/extensions/filters/http/ext_proc/v3/ext_proc.proto
    */
@@ -194,6 +196,27 @@ export function resolveMaxMessageTimeout(props: Pick<ExtProcRoutingProps, 'maxMe
     throw new PropsError(S, 'maxMessageTimeout', `must be "0s" (off) or between messageTimeout (${props.messageTimeout ?? '1s'}) and 1h`, value);
   }
   return value;
+}
+
+/**
+ * The gateway's own timers must outlast the longest hold the EPP may take (`max_message_timeout`; it answers 250 ms
+ * before), or Envoy ends every such wait with its 504 instead of the EPP's pick or 429. Envoy's HCM `request_timeout`
+ * keeps running while ext_proc holds the buffered request: it "is disarmed when the last byte of the request is sent
+ * upstream (i.e. all decoding filters have processed the request)" (http_connection_manager.proto field 28, Envoy
+ * 58fce3a7c8 = go-control-plane 197b96a9c7, Istio 1.27.0's pin). Its `stream_idle_timeout` is reset only by a header,
+ * data or trailer event on the stream, and none moves while the EPP holds the request.
+ */
+function checkGatewayOutlastsHold(gateway: InferenceGateway, maxMessageTimeout: string): void {
+  const S = 'ExtProcRouting';
+  const hold = durationNanos(maxMessageTimeout);
+  const receive = durationNanos(gateway.requestReceiveTimeout);
+  if (receive !== 0n && receive <= hold + durationNanos(REQUEST_RECEIVE_UPLOAD_MARGIN)) {
+    throw new PropsError(S, 'maxMessageTimeout', `must be more than ${REQUEST_RECEIVE_UPLOAD_MARGIN} (the client's upload) below the gateway's requestReceiveTimeout ("${gateway.requestReceiveTimeout}"), which keeps running while the EPP holds the request and would answer 504 before the EPP's pick or 429; raise gateway.requestReceiveTimeout ("0s" turns it off) or lower extProc.maxMessageTimeout`, maxMessageTimeout);
+  }
+  const idle = durationNanos(gateway.idleTimeout);
+  if (idle !== 0n && idle <= hold) {
+    throw new PropsError(S, 'maxMessageTimeout', `must be below the gateway's idleTimeout ("${gateway.idleTimeout}"): no byte moves while the EPP holds the request, so the idle timeout would answer 504 before the EPP's pick or 429; raise gateway.idleTimeout ("0s" turns it off) or lower extProc.maxMessageTimeout`, maxMessageTimeout);
+  }
 }
 
 /** The outlier-detection settings kvroute exposes for the EPP cluster (Istio's `OutlierDetection` fields). */
@@ -275,6 +298,7 @@ export class ExtProcRouting extends Construct {
     if (endpointPicker.extProcMaxMessageTimeout !== this.maxMessageTimeout) {
       throw new PropsError(S, 'maxMessageTimeout', `must be what the EndpointPicker is told (extProcMaxMessageTimeout "${endpointPicker.extProcMaxMessageTimeout ?? 'unset'}"); pass the same to both`, this.maxMessageTimeout ?? 'unset');
     }
+    if (this.maxMessageTimeout !== undefined) checkGatewayOutlastsHold(gateway, this.maxMessageTimeout);
 
     const processingMode = this.requestBodyMode === 'buffered'
       ? {

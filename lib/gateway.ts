@@ -18,6 +18,12 @@ export const EXT_PROC_STATS_PROXY_CONFIG = JSON.stringify({ proxyStatsMatcher: {
 
 export const HTTP_CONNECTION_MANAGER_TYPE = 'type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager';
 
+/**
+ * How much longer than `max_message_timeout` the gateway's `request_timeout` must be: it also covers the client's
+ * upload (the 8 MiB body buffer at 1 MB/s) and the request headers' round trip to the EPP, which run before the hold.
+ */
+export const REQUEST_RECEIVE_UPLOAD_MARGIN = '10s';
+
 /** Props of {@link InferenceGateway}. */
 export interface InferenceGatewayProps {
   readonly namespace: string;
@@ -74,7 +80,11 @@ export interface InferenceGatewayProps {
    * `request_timeout`): client upload plus the time the EPP holds the request. The one bound on a hung EPP that works
    * with every ext_proc mode (Envoy never starts ext_proc's message timer for FULL_DUPLEX_STREAMED bodies, and
    * Istio's native integration uses only those). Expiry answers 408 while the request is still arriving and 504 once it has
-   * arrived (the EPP held it), as Envoy's `maybeRequestTimeoutCode` decides. "0s" leaves it off, Istio's default.
+   * arrived (the EPP held it), as Envoy's `maybeRequestTimeoutCode` decides. It keeps running while ext_proc holds the
+   * buffered request ("disarmed when the last byte of the request is sent upstream", http_connection_manager.proto
+   * field 28), so with `buffered` bodies `ExtProcRouting` refuses one that does not exceed `extProc.maxMessageTimeout`
+   * by more than {@link REQUEST_RECEIVE_UPLOAD_MARGIN}: it would answer 504 before the EPP's pick or 429 arrives.
+   * "0s" leaves it off, Istio's default.
    * @default '60s'
    * @see https://www.envoyproxy.io/docs/envoy/latest/api-v3/extensions/filters/network/http_connection_manager/v3/http_connection_manager.proto
    */
@@ -84,11 +94,13 @@ export interface InferenceGatewayProps {
    * `stream_idle_timeout`): a pod that accepts the connection and never answers, or stalls mid-stream (504 before
    * response headers, a reset after), or a client that stalls mid-upload (408). It must exceed the longest wait for a
    * first byte: vLLM sends a streaming response's headers at once and then one event per token, but a non-streaming
-   * response only when the generation is done. The default is Envoy's own default for the
-   * field (5 minutes), which never applies under Istio: Istio sets `stream_idle_timeout` to 0s on every connection
-   * manager it builds, so this is the only idle bound the gateway has. It ends a pod hung for minutes, not one that
-   * stalls for seconds. A pool whose clients all stream can set less, so a hung pod's requests end (504) that much
-   * sooner; a pool serving long non-streaming generations needs more. "0s" leaves the gateway with no idle bound at all.
+   * response only when the generation is done; and no byte moves while the EPP holds a request in flow control, so
+   * with `buffered` bodies `ExtProcRouting` refuses one that does not exceed `extProc.maxMessageTimeout`. The default
+   * is Envoy's own default for the field (5 minutes), which never applies under Istio: Istio sets
+   * `stream_idle_timeout` to 0s on every connection manager it builds, so this is the only idle bound the gateway has.
+   * It ends a pod hung for minutes, not one that stalls for seconds. A pool whose clients all stream can set less, so a
+   * hung pod's requests end (504) that much sooner; a pool serving long non-streaming generations needs more. "0s"
+   * leaves the gateway with no idle bound at all.
    * @default '300s'
    * @see https://www.envoyproxy.io/docs/envoy/latest/api-v3/extensions/filters/network/http_connection_manager/v3/http_connection_manager.proto (stream_idle_timeout)
    */
@@ -148,6 +160,10 @@ export class InferenceGateway extends Construct {
   public readonly parametersConfigMap?: k8s.KubeConfigMap;
   /** The gateway's own Envoy settings (timeouts); absent when every timeout is off. */
   public readonly timeoutsFilter?: ef.EnvoyFilter;
+  /** Envoy's connection-manager `request_timeout`, as given ("0s": off). */
+  public readonly requestReceiveTimeout: string;
+  /** Envoy's connection-manager `stream_idle_timeout`, as given ("0s": off). */
+  public readonly idleTimeout: string;
 
   constructor(scope: Construct, id: string, props: InferenceGatewayProps) {
     super(scope, id);
@@ -164,8 +180,8 @@ export class InferenceGateway extends Construct {
     this.hostname = checkGatewayHostname(S, 'hostname', props.hostname ?? 'llm-d.demo.local');
     this.port = checkPort(S, 'port', props.port ?? 80);
     const timeout = checkGatewayApiDuration(S, 'requestTimeout', props.requestTimeout ?? '0s');
-    const receiveTimeout = checkDuration(S, 'requestReceiveTimeout', props.requestReceiveTimeout ?? '60s');
-    const idleTimeout = checkDuration(S, 'idleTimeout', props.idleTimeout ?? '300s');
+    this.requestReceiveTimeout = checkDuration(S, 'requestReceiveTimeout', props.requestReceiveTimeout ?? '60s');
+    this.idleTimeout = checkDuration(S, 'idleTimeout', props.idleTimeout ?? '300s');
     const pool = props.inferencePool;
     if (pool !== undefined && pool.apiVersion !== 'inference.networking.k8s.io/v1') {
       throw new PropsError(S, 'inferencePool', 'must be an InferencePool of inference.networking.k8s.io/v1 (what Istio >= 1.28 routes to natively)', pool.apiVersion);
@@ -254,8 +270,8 @@ export class InferenceGateway extends Construct {
     // pilot/pkg/networking/core/listener_builder.go buildHTTPConnectionManager, L365 @ 1.27.0, L371 @ 1.28.0 to
     // 1.30.0), and its EnvoyFilter MERGE replaces a Duration field whole (pkg/proto/merge ReplaceMergeFn).
     const hcmTimeouts = {
-      ...(receiveTimeout !== '0s' ? { request_timeout: toProtoDuration(receiveTimeout) } : {}),
-      ...(idleTimeout !== '0s' ? { stream_idle_timeout: toProtoDuration(idleTimeout) } : {}),
+      ...(this.requestReceiveTimeout !== '0s' ? { request_timeout: toProtoDuration(this.requestReceiveTimeout) } : {}),
+      ...(this.idleTimeout !== '0s' ? { stream_idle_timeout: toProtoDuration(this.idleTimeout) } : {}),
     };
     if (Object.keys(hcmTimeouts).length > 0) {
       this.timeoutsFilter = new ef.EnvoyFilter(this, 'Timeouts', {

@@ -113,13 +113,27 @@ describe('max_message_timeout: the EnvoyFilter allows what the EPP is told to as
     expect(filterOf(byDefault)).toMatchObject({ message_timeout: '1s', max_message_timeout: '30s' });
     expect(eppArgs(byDefault)).toContain('--ext-proc-max-message-timeout=30s');
 
-    const chosen = synthProps(withOverrides(DEMO, { extProc: { maxMessageTimeout: '90s' } }));
+    // The gateway's request_timeout raised with it: it keeps running while the EPP holds the request.
+    const chosen = synthProps(withOverrides(DEMO, { extProc: { maxMessageTimeout: '90s' }, gateway: { requestReceiveTimeout: '120s' } }));
     expect(filterOf(chosen)).toMatchObject({ max_message_timeout: '90s' });
     expect(eppArgs(chosen)).toContain('--ext-proc-max-message-timeout=90s');
 
     const off = synthProps(withOverrides(DEMO, { extProc: { maxMessageTimeout: '0s' } }));
     expect(filterOf(off)).not.toHaveProperty('max_message_timeout');
     expect(eppArgs(off).some((a) => a.startsWith('--ext-proc-max-message-timeout'))).toBe(false);
+  });
+
+  // Envoy's HCM request_timeout runs on while ext_proc holds the buffered request (disarmed "when the last byte of the
+  // request is sent upstream", http_connection_manager.proto field 28 at go-control-plane 197b96a9c7, Istio 1.27.0's
+  // pin), and stream_idle_timeout is reset only by the stream's own events: both must outlast the hold.
+  test.each(CLUSTERS.map((c) => [c.name, c] as const))('%s: the gateway\'s request_timeout (by more than the 10s upload margin) and stream_idle_timeout outlast max_message_timeout', (_name, profile) => {
+    const m = synthProfile(profile);
+    const seconds = (d: unknown): number => (typeof d === 'string' ? Number(/^(\d+(?:\.\d+)?)s$/.exec(d)![1]) : Infinity);
+    const hcm = (all(m, 'EnvoyFilter').find((f) => f.metadata.name.endsWith('-timeouts'))?.spec.configPatches[0]?.patch.value.typed_config ?? {}) as Record<string, unknown>;
+    const hold = seconds(filterOf(m)?.max_message_timeout ?? '0s');
+    if (hold === 0) return;
+    expect(seconds(hcm.request_timeout)).toBeGreaterThan(hold + 10);
+    expect(seconds(hcm.stream_idle_timeout)).toBeGreaterThan(hold);
   });
 
   test('full-duplex: Envoy runs no message timer, so neither side sets it', () => {

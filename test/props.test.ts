@@ -176,6 +176,17 @@ describe('invalid props fail synth with a message that names the field and what 
       /^ExtProcRouting\.maxMessageTimeout: must be "0s" \(off\) or between messageTimeout \(1s\) and 1h, got "2h"$/],
     ['a bad max message timeout', withOverrides(DEMO, { extProc: { maxMessageTimeout: 'long' } }),
       /^ExtProcRouting\.maxMessageTimeout: must be a duration/],
+    // Envoy's HCM request_timeout "is disarmed when the last byte of the request is sent upstream" (envoyproxy
+    // go-control-plane 197b96a9c7, Istio 1.27.0's pin: http_connection_manager.proto field 28), so it runs on while
+    // ext_proc holds the buffered request; stream_idle_timeout is reset by stream events only, and none moves then.
+    ['a max message timeout the default request_timeout (60s) would cut', withOverrides(DEMO, { extProc: { maxMessageTimeout: '90s' } }),
+      /^ExtProcRouting\.maxMessageTimeout: must be more than 10s \(the client's upload\) below the gateway's requestReceiveTimeout \("60s"\), .*raise gateway\.requestReceiveTimeout \("0s" turns it off\) or lower extProc\.maxMessageTimeout, got "90s"$/],
+    ['a request_timeout that leaves no more than 10s beside the default max message timeout (30s)', withOverrides(DEMO, { gateway: { requestReceiveTimeout: '40s' } }),
+      /^ExtProcRouting\.maxMessageTimeout: must be more than 10s \(the client's upload\) below the gateway's requestReceiveTimeout \("40s"\)/],
+    ['an idle timeout of tens of seconds under the default max message timeout (30s)', withOverrides(DEMO, { gateway: { idleTimeout: '20s' } }),
+      /^ExtProcRouting\.maxMessageTimeout: must be below the gateway's idleTimeout \("20s"\): .*raise gateway\.idleTimeout \("0s" turns it off\) or lower extProc\.maxMessageTimeout, got "30s"$/],
+    ['an idle timeout equal to the max message timeout', withOverrides(DEMO, { gateway: { idleTimeout: '30000ms' } }),
+      /^ExtProcRouting\.maxMessageTimeout: must be below the gateway's idleTimeout \("30000ms"\)/],
     ['an EPP outlier detection that could never eject', withOverrides(DEMO, { endpointPicker: { replicas: 2 }, extProc: { eppOutlierDetection: { maxEjectionPercent: 0 } } }),
       /^ExtProcRouting\.eppOutlierDetection\.maxEjectionPercent: must be an integer from 1 to 100, got 0$/],
     ['a bad EPP ejection time', withOverrides(DEMO, { endpointPicker: { replicas: 2 }, extProc: { eppOutlierDetection: { baseEjectionTime: 'ten' } } }),
@@ -525,6 +536,17 @@ schedulingProfiles:
     expect(() => build(withOverrides(DEMO, { poolFailureMode: 'FailOpen', extProc: { failureModeAllow: false } })))
       .toThrow('KvAwareRouting.poolFailureMode: must agree with extProc.failureModeAllow (false): "FailClose", or leave one of them unset to follow the other, got "FailOpen"');
     expect(() => build(withOverrides(DEMO, { poolFailureMode: 'Open' as never }))).toThrow(/KvAwareRouting\.poolFailureMode: must be one of "FailOpen", "FailClose"/);
+  });
+
+  test('gateway timeouts that outlast the EPP\'s hold build, as do any without a max_message_timeout (full-duplex, native, "0s")', () => {
+    const builds = [
+      withOverrides(DEMO, { extProc: { maxMessageTimeout: '90s' }, gateway: { requestReceiveTimeout: '100.001s', idleTimeout: '90.001s' } }),
+      withOverrides(DEMO, { extProc: { maxMessageTimeout: '90s' }, gateway: { requestReceiveTimeout: '0s', idleTimeout: '0s' } }),
+      withOverrides(DEMO, { extProc: { maxMessageTimeout: '0s' }, gateway: { requestReceiveTimeout: '5s', idleTimeout: '20s' } }),
+      withOverrides(DEMO, { extProc: { requestBodyMode: 'full-duplex' }, gateway: { idleTimeout: '20s' } }),
+      withOverrides(DEMO, { istioVersion: '1.28', inferenceRouting: 'native', gateway: { idleTimeout: '20s' } }),
+    ];
+    for (const props of builds) expect(() => synthProps(props)).not.toThrow();
   });
 
   test('the defaults build without error', () => {

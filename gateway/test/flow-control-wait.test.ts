@@ -79,3 +79,29 @@ test('without it (0, Envoy\'s default when the field is unset) the override is i
     await gw.close();
   }
 });
+
+/**
+ * Why `lib/ext-proc.ts` refuses gateway timeouts that do not outlast max_message_timeout: neither of the connection
+ * manager's stream timers stops while ext_proc holds the buffered request. `request_timeout` is disarmed only once
+ * the request has passed every decoder filter (http_connection_manager.proto field 28; `filter_manager.cc` decodeData
+ * L781-784 @ v1.35.0, which a filter that stops iteration never reaches), and `stream_idle_timeout` is reset only by
+ * the stream's own events, none of which moves during the hold. The pod stays saturated, so the EPP would answer
+ * only at its deadline, 29.75 s in; message_timeout (10 s) is far above the gateway timer, so the outcome does not
+ * depend on how fast the EPP's override arrives: Envoy's 504 ends the wait the EPP was told it may take.
+ */
+describe('gateway timers shorter than the hold the EPP may take cut it with a 504', () => {
+  test.each([
+    ['request_timeout', { requestReceiveTimeoutMs: 2000 }, 'request timeout', { requestReceive: 1, idle: 0, route: 0 }],
+    ['stream_idle_timeout', { idleTimeoutMs: 2000 }, 'stream timeout', { requestReceive: 0, idle: 1, route: 0 }],
+  ] as const)('%s', async (_timer, timeouts, body, fired) => {
+    const gw = await gateway({ endpoints: [up.address], extProc: `${LOOPBACK}:${epp.grpcPort}`, messageTimeoutMs: 10_000, maxMessageTimeoutMs: 30_000, ...timeouts });
+    try {
+      const r = await send(gw.port, { body: completion(), headers: json });
+      expect({ status: r.status, body: r.body.toString() }).toEqual({ status: 504, body });
+      const s = gw.stats();
+      expect({ timeouts: s.timeouts, picksHonoured: s.picksHonoured, failOpens: s.failOpens }).toEqual({ timeouts: fired, picksHonoured: 0, failOpens: 0 });
+    } finally {
+      await gw.close();
+    }
+  });
+});
