@@ -2,7 +2,7 @@ import type { BlockStored, KvCacheEvent, KvEventEncoding } from '@kvroute/protoc
 import { parseRequestBody } from '@kvroute/protocol/openai';
 import { TestKvEventPublisher, waitFor, writeTemplateTokenizer } from '@kvroute/testkit';
 import { ModelTokenizer, resolveTokenizerFiles } from '@kvroute/tokenizer';
-import { parseEndpointPickerConfig, preciseEndpointPickerConfig, renderEndpointPickerConfig, resolvePluginParameters } from '../src/config';
+import { endpointPickerConfigNotes, parseEndpointPickerConfig, preciseEndpointPickerConfig, renderEndpointPickerConfig, resolvePluginParameters } from '../src/config';
 import { EMPTY_METRICS, type EndpointSnapshot } from '../src/datastore/types';
 import { RequestControl } from '../src/requestcontrol/request-control';
 import { Datastore } from '../src/datastore/datastore';
@@ -543,7 +543,6 @@ schedulingProfiles:
   test.each<[string, string, RegExp]>([
     ['a scorer naming a missing producer', '{ prefixMatchInfoProducerName: other }', /plugins\[1\]\.parameters\.prefixMatchInfoProducerName: no approx-prefix-cache-producer or precise-prefix-cache-producer named "other"; approx-prefix-cache-producers: \(none\); precise-prefix-cache-producers: kv-events$/],
     ['a scorer mixing estimate parameters in', '{ prefixMatchInfoProducerName: kv-events, hashBlockSize: 64 }', /plugins\[1\]\.parameters\.hashBlockSize: .*do not apply/],
-    ['a producer nobody reads', '{ mode: estimate }', /plugins\[0\]: precise-prefix-cache-producer "kv-events" is read by no scorer/],
   ])('%s is refused, naming the field', (_what, scorerParams, message) => {
     expect(() => parseEndpointPickerConfig(producerForm(scorerParams))).toThrow(message);
   });
@@ -558,6 +557,61 @@ schedulingProfiles:
       .toThrow(/^plugins\[0\]\.parameters\.matchLengthWeight: is a prefix-cache-scorer parameter .*set it on the scorer that reads this producer$/);
     expect(() => parseEndpointPickerConfig(producerForm('{ prefixMatchInfoProducerName: kv-events, matchLengthWeight: 1.5 }')))
       .toThrow('plugins[1].parameters.matchLengthWeight: matchLengthWeight must be between 0.0 and 1.0, got 1.500000');
+  });
+
+  // llm-d-router v0.10.0 scorer/preciseprefixcache/precise_prefix_cache.go PluginFactory: "When a
+  // precise-prefix-cache-producer is already registered in the handle, the factory returns a prefix-cache-scorer bound
+  // to it and ignores any legacy parameters" (precise_prefix_cache_test.go TestPluginFactory_DefersToExistingProducer).
+  describe('the deprecated precise-prefix-cache-scorer beside a precise-prefix-cache-producer (llm-d-router v0.10.0 precise_prefix_cache.go PluginFactory)', () => {
+    const LLMD = 'apiVersion: llm-d.ai/v1alpha1\nkind: EndpointPickerConfig\n';
+    const beside = (producers: string) => `${LLMD}plugins:
+${producers}- type: precise-prefix-cache-scorer
+  parameters:
+    speculativeIndexing: true
+    kvEventsConfig: { zmqEndpoint: "tcp://*:5999" }
+- type: max-score-picker
+schedulingProfiles:
+- name: default
+  plugins:
+  - pluginRef: precise-prefix-cache-scorer
+    weight: 2
+`;
+    const producer = (name: string) => `- type: precise-prefix-cache-producer
+  name: ${name}
+  parameters:
+    tokenProcessorConfig:
+      blockSizeTokens: 64
+    speculativeIndexing: false
+`;
+
+    test('one producer: the scorer scores from it under its own name and weight; its legacy parameters are ignored with a note', () => {
+      const config = parseEndpointPickerConfig(beside(producer('kv-events')));
+      expect(() => buildScheduler(config)).not.toThrow();
+      expect(config.plugins.filter((p) => p.type.startsWith('precise-prefix-cache')).map((p) => `${p.type}/${p.name}`))
+        .toEqual(['precise-prefix-cache-scorer/precise-prefix-cache-scorer']);
+      expect(config.plugins[0]!.parameters).toMatchObject({ tokenProcessorConfig: { blockSizeTokens: 64 }, speculativeIndexing: false });
+      expect((config.plugins[0]!.parameters as { kvEventsConfig: Record<string, unknown> }).kvEventsConfig.zmqEndpoint).toBeUndefined();
+      expect(config.schedulingProfiles[0]!.plugins[0]).toEqual({ pluginRef: 'precise-prefix-cache-scorer', weight: 2 });
+      expect(endpointPickerConfigNotes(config)).toContain(
+        'plugins[1]: precise-prefix-cache-scorer "precise-prefix-cache-scorer" is deprecated and defers to precise-prefix-cache-producer "kv-events" (plugins[0]), '
+          + 'scoring from it; its own parameters (speculativeIndexing, kvEventsConfig) are ignored, as llm-d-router v0.10.0 ignores them',
+      );
+    });
+
+    test('several producers are refused with upstream\'s error (precise_prefix_cache_test.go TestPluginFactory_RejectsMultipleExistingProducers)', () => {
+      expect(() => parseEndpointPickerConfig(beside(producer('first') + producer('second')))).toThrow(
+        'plugins[2]: multiple precise-prefix-cache-producer instances configured (first/precise-prefix-cache-producer, second/precise-prefix-cache-producer); '
+          + 'precise-prefix-cache-scorer cannot disambiguate — configure prefix-cache-scorer directly with an explicit prefixMatchInfoProducerName',
+      );
+    });
+  });
+
+  // llm-d-router v0.10.0 config/loader/configloader.go instantiatePlugins makes every listed plugin, read or not.
+  test('a producer nobody reads is skipped with a note (llm-d-router v0.10.0 configloader.go instantiatePlugins does not refuse it)', () => {
+    const config = parseEndpointPickerConfig(producerForm('{ mode: estimate }'));
+    expect(config.plugins.map((p) => p.type)).not.toContain('precise-prefix-cache-producer');
+    expect(config.plugins.find((p) => p.name === 'prefix-cache-scorer')!.type).toBe('prefix-cache-scorer');
+    expect(endpointPickerConfigNotes(config).some((n) => n.startsWith('plugins[0]: precise-prefix-cache-producer "kv-events" is read by no scorer and was skipped'))).toBe(true);
   });
 
   test('a profile referencing the producer itself is refused', () => {

@@ -80,7 +80,7 @@ export function normalizeProducerForms(value: unknown): { document: unknown; plu
   const approx = isPlainObject(precise.document) && precise.document.apiVersion === LLMD_ENDPOINT_PICKER_CONFIG_API_VERSION
     ? mergeLlmdApproxProducers(precise.document)
     : mergeGieApproxProducer(precise.document);
-  const notes = [...(approx.notes ?? [])];
+  const notes = [...(precise.notes ?? []), ...(approx.notes ?? [])];
   const document = applyLlmdPrefixWindow(approx.document, notes);
   if (precise.removed.length === 0 && approx.removed.length === 0) return { document, pluginOrigins: undefined, notes };
   const count = isPlainObject(checked) && Array.isArray(checked.plugins) ? checked.plugins.length : 0;
@@ -231,9 +231,15 @@ function checkApproxProducerParameters(parameters: Record<string, unknown> | und
  * The precise producer + scorer pairs merged, each into one `precise-prefix-cache-scorer` (the document itself when it
  * lists no precise producer). A `prefix-cache-scorer` naming an approximate producer (or none) is left for the
  * approximate merge. Only the shape of the pair is checked here; the merged plugin is then validated like any other.
- * @throws ConfigError naming the field when a producer is not read by exactly one scorer, or a scorer that reads a
- *         producer also sets estimate parameters (llm-d-router v0.10.0's scorer takes only the match-length ones, which
- *         are carried onto the merged plugin).
+ * A deprecated `precise-prefix-cache-scorer` listed beside a producer reads it and its own parameters are ignored, with
+ * a note, as llm-d-router v0.10.0's factory "returns a prefix-cache-scorer bound to it and ignores any legacy
+ * parameters" (`scheduling/scorer/preciseprefixcache/precise_prefix_cache.go` PluginFactory; upstream defers when the
+ * producer was made first, which its loader's map-ordered instantiation leaves to chance, kvroute always). A producer
+ * no scorer reads is dropped with a note, as upstream's loader makes it all the same and it runs for nobody.
+ * @throws ConfigError naming the field when a producer is read by several scorers, a deprecated scorer sits beside
+ *         several producers (upstream's findExistingPreciseProducer error), or a scorer that reads a producer also sets
+ *         estimate parameters (llm-d-router v0.10.0's scorer takes only the match-length ones, which are carried onto
+ *         the merged plugin).
  */
 function mergePreciseProducers(document: unknown): Merged {
   if (!isPlainObject(document) || !Array.isArray(document.plugins)) return { document, removed: [] };
@@ -252,8 +258,19 @@ function mergePreciseProducers(document: unknown): Merged {
     .map((p) => (isPlainObject(p) && isPlainObject(p.parameters) && typeof p.parameters.modelName === 'string' && p.parameters.modelName !== '' ? p.parameters.modelName : undefined))
     .filter((m): m is string => m !== undefined);
   const tokenModel = tokenModels.length === 1 ? tokenModels[0] : undefined;
+  const notes: string[] = [];
+  const deprecated = plugins.findIndex((p) => typeOf(p) === PRECISE_SCORER_TYPE);
+  if (deprecated !== -1 && producers.size > 1) {
+    const [first, second] = [...producers.keys()];
+    throw new ConfigError(
+      `plugins[${deprecated}]`,
+      `multiple ${PRECISE_PRODUCER_TYPE} instances configured (${first}/${PRECISE_PRODUCER_TYPE}, ${second}/${PRECISE_PRODUCER_TYPE}); `
+        + `${PRECISE_SCORER_TYPE} cannot disambiguate — configure ${SCORER_TYPE} directly with an explicit ${PRODUCER_REF}`,
+    );
+  }
   const merged = plugins.map((p, i) => {
-    const producerName = referenceOf(p);
+    // The deprecated scorer beside the one producer reads it, as a prefix-cache-scorer naming it would.
+    const producerName = typeOf(p) === PRECISE_SCORER_TYPE ? [...producers.keys()][0] : referenceOf(p);
     if (producerName === undefined || !producers.has(producerName)) return p;
     const scorer = p as Record<string, unknown> & { parameters: Record<string, unknown> };
     const path = `plugins[${i}].parameters`;
@@ -263,6 +280,18 @@ function mergePreciseProducers(document: unknown): Merged {
       throw new ConfigError(`${path}.${PRODUCER_REF}`, `${JSON.stringify(producerName)} is already read by plugins[${earlier}]; one scorer per producer`);
     }
     readBy.set(producerName, i);
+    const producer = plugins[producerIndex] as Record<string, unknown>;
+    scorerOf.set(producerName, nameOf(scorer)!);
+    const withModel = withTokenizerModel(producerParameters(producer, producerIndex), tokenModel) as Record<string, unknown> | undefined;
+    if (typeOf(p) === PRECISE_SCORER_TYPE) {
+      const ignored = isPlainObject(scorer.parameters) ? Object.keys(scorer.parameters) : [];
+      notes.push(
+        `plugins[${i}]: ${PRECISE_SCORER_TYPE} ${JSON.stringify(nameOf(scorer))} is deprecated and defers to ${PRECISE_PRODUCER_TYPE} ${JSON.stringify(producerName)} `
+          + `(plugins[${producerIndex}]), scoring from it`
+          + (ignored.length > 0 ? `; its own parameters (${ignored.join(', ')}) are ignored, as llm-d-router v0.10.0 ignores them` : ''),
+      );
+      return { type: PRECISE_SCORER_TYPE, name: nameOf(scorer), ...(withModel !== undefined ? { parameters: withModel } : {}) };
+    }
     const others = Object.keys(scorer.parameters).filter((k) => k !== PRODUCER_REF && !MATCH_LENGTH_PARAMETERS.includes(k));
     if (others.length > 0) {
       throw new ConfigError(
@@ -271,10 +300,6 @@ function mergePreciseProducers(document: unknown): Merged {
           + `do not apply: set them on the ${PRECISE_PRODUCER_TYPE} or drop them`,
       );
     }
-    const producer = plugins[producerIndex] as Record<string, unknown>;
-    scorerOf.set(producerName, nameOf(scorer)!);
-    const own = producerParameters(producer, producerIndex);
-    const withModel = withTokenizerModel(own, tokenModel) as Record<string, unknown> | undefined;
     const parameters = { ...withModel, ...matchLengthOf(scorer.parameters) };
     return {
       type: PRECISE_SCORER_TYPE,
@@ -282,12 +307,13 @@ function mergePreciseProducers(document: unknown): Merged {
       ...(withModel !== undefined || Object.keys(parameters).length > 0 ? { parameters } : {}),
     };
   });
+  // A producer no scorer reads: upstream's loader makes it all the same (configloader.go instantiatePlugins) and it
+  // runs for nobody; kvroute drops it with a note.
   for (const [name, index] of producers) {
     if (!readBy.has(name)) {
-      throw new ConfigError(
-        `plugins[${index}]`,
-        `${PRECISE_PRODUCER_TYPE} ${JSON.stringify(name)} is read by no scorer: add a ${SCORER_TYPE} with `
-          + `parameters.${PRODUCER_REF}: ${name}, or use type ${PRECISE_SCORER_TYPE} directly`,
+      notes.push(
+        `plugins[${index}]: ${PRECISE_PRODUCER_TYPE} ${JSON.stringify(name)} is read by no scorer and was skipped (to score from it, add a ${SCORER_TYPE} with `
+          + `parameters.${PRODUCER_REF}: ${name}, or use type ${PRECISE_SCORER_TYPE} directly)`,
       );
     }
   }
@@ -297,6 +323,7 @@ function mergePreciseProducers(document: unknown): Merged {
   return {
     document: { ...document, plugins: renameMatchReaders(merged.filter((_, i) => !removed.includes(i)), scorerOf), ...(dataLayer !== undefined ? { dataLayer } : {}) },
     removed,
+    notes,
   };
 }
 
