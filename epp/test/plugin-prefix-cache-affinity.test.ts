@@ -6,7 +6,7 @@
  */
 import { seededRandom } from '@kvroute/testkit';
 import { ConfigError } from '../src/config/errors';
-import { parseEndpointPickerConfig, renderEndpointPickerConfig, resolvePluginParameters, validateEndpointPickerConfig } from '../src/config';
+import { endpointPickerConfigNotes, parseEndpointPickerConfig, renderEndpointPickerConfig, resolvePluginParameters, validateEndpointPickerConfig } from '../src/config';
 import { EMPTY_METRICS, type EndpointSnapshot } from '../src/datastore/types';
 import { CycleState, SILENT_PLUGIN_LOGGER, type CycleContext, type Plugin, type PluginHandle } from '../src/scheduling/framework';
 import { NOOP_SCHEDULING_METRICS } from '../src/scheduling/metrics-hooks';
@@ -220,11 +220,45 @@ schedulingProfiles:
     expect(() => buildScheduler(off)).not.toThrow();
   });
 
-  it('a config without a prefix scorer is refused when it is built', () => {
-    const text = config('', '').replace('- type: prefix-cache-scorer\n', '');
-    expect(() => buildScheduler(parseEndpointPickerConfig(text))).toThrow(
-      'prefix-cache-affinity-filter.type: reads the prefix match of a prefix-cache-scorer or precise-prefix-cache-scorer, and the config has none',
+  // llm-d-router v0.10.0: the filter Consumes PrefixCacheMatchInfo (prefixcacheaffinity/plugin.go), and the data layer
+  // creates that key's default producer, approx-prefix-cache-producer with its defaults, when no plugin produces it
+  // (datalayer/data_graph.go CreateMissingDataProducers; cmd/epp/runner/runner.go RegisterAsDefaultProducer), so the
+  // filter's README example (filter/prefixcacheaffinity/README.md "Configuration") loads.
+  it('without a prefix scorer, the loader adds one in the filter\'s profiles at weight 0, as upstream\'s data layer adds its default approx-prefix-cache-producer', () => {
+    const readme = `${HEADER}plugins:
+  - type: prefix-cache-affinity-filter
+    name: prefix-affinity
+    parameters:
+      affinityThreshold: 0.80
+      explorationProbability: 0.01
+      maxTTFTPenaltyMs: 5000
+      ttftSource: prefillThroughput
+schedulingProfiles:
+  - name: default
+    plugins:
+      - pluginRef: prefix-affinity
+`;
+    const parsed = parseEndpointPickerConfig(readme);
+    expect(parsed.plugins.find((p) => p.type === 'prefix-cache-scorer')).toMatchObject({
+      name: 'prefix-cache-scorer', parameters: { maxPrefixTokensToMatch: 131072, maxPrefixBlocksToMatch: 2048, minBlockSizeTokens: 64, partialLastBlock: true },
+    });
+    expect(parsed.schedulingProfiles[0]!.plugins).toContainEqual({ pluginRef: 'prefix-cache-scorer', weight: 0 });
+    expect(endpointPickerConfigNotes(parsed)).toContain(
+      'plugins: added a prefix-cache-scorer (weight 0 in profile default), which prefix-cache-affinity-filter "prefix-affinity" reads, '
+        + 'as llm-d-router v0.10.0\'s data layer adds its default approx-prefix-cache-producer',
     );
+    expect(parseEndpointPickerConfig(renderEndpointPickerConfig(parsed))).toEqual(parsed);
+    // It learns the profile's picks, so a repeated prompt sticks to the pod that served it.
+    const scheduler = buildScheduler(parsed, { now: () => 1_000_000, random: seededRandom(3) });
+    const send = (prompt: string) => {
+      const req = { ...request(prompt), requestId: prompt.slice(-8) };
+      const result = scheduler.schedule(req, ['p0', 'p1', 'p2'].map((n) => pod(n)));
+      for (const plugin of scheduler.plugins.ofKind('pre-request')) plugin.preRequest(req, result);
+      return result.target.endpoint.name;
+    };
+    const prompt = `${'A long shared system prompt about routing. '.repeat(60)}question`;
+    const first = send(prompt);
+    for (let i = 0; i < 5; i++) expect(send(prompt)).toBe(first);
   });
 
   it('an approximate prefix scorer the filter\'s profile does not list is refused (it would never learn), naming the fix', () => {

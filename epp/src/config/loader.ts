@@ -55,6 +55,8 @@ export function parseEndpointPickerConfig(yamlText: string): EndpointPickerConfi
  * - a profile without a picker gets a declared picker, else `max-score-picker` (added to `plugins` if absent);
  * - no profile handler and one profile → `single-profile-handler` is added;
  * - a `prefix-cache-affinity-filter` whose load gate reads in-flight tokens and no `inflight-load-producer` → one is added;
+ * - a `prefix-cache-affinity-filter` naming no producer and no prefix scorer → a `prefix-cache-scorer` with upstream's
+ *   producer defaults, at weight 0 in the filter's profiles;
  * - a P/D profile handler and no prefix scorer → a `prefix-cache-scorer` in no profile, with upstream's producer defaults;
  * - every scorer reference has a weight (1 by default); weights are finite numbers, integral or not, negative ones
  *   included (a penalty: upstream takes any float64, `configloader.go` NewWeightedScorer @ llm-d-router v0.10.0);
@@ -118,6 +120,7 @@ function validateNormalized(document: unknown): EndpointPickerConfig {
   for (const profile of profiles) addDefaultPicker(profile, plugins, declaredProfiles.indexOf(profile));
   addDefaultProfileHandler(plugins, profiles);
   addInFlightLoadProducer(plugins);
+  addAffinityPrefixScorer(plugins, profiles, notes);
   addPdPrefixScorer(plugins);
   // After the profiles, as GIE's ensureSaturationDetector runs after ensureSchedulingLayer: a detector the section
   // adds is not put into the defaulted profile.
@@ -870,6 +873,32 @@ function addInFlightLoadProducer(plugins: PluginSpec[]): void {
     return (q?.maxTTFTPenaltyMs ?? 0) > 0 && q?.ttftSource === 'prefillThroughput' && (q.inFlightLoadProducerName ?? '') === '';
   });
   if (reads) ensurePlugin('inflight-load-producer', plugins, 'plugins (adding the inflight-load-producer a prefix-cache-affinity-filter reads)');
+}
+
+/**
+ * A `prefix-cache-affinity-filter` naming no producer, in a config with no prefix scorer, gets a `prefix-cache-scorer`
+ * with llm-d-router v0.10.0's `approx-prefix-cache-producer` defaults, listed at weight 0 in each profile listing such
+ * a filter (kvroute's approximate scorer learns only the picks of the profiles that list it): upstream's filter
+ * `Consumes()` PrefixCacheMatchInfo (`filter/prefixcacheaffinity/plugin.go`) and the data-layer DAG makes the key's
+ * default producer when no plugin produces it (`datalayer/data_graph.go` CreateMissingDataProducers;
+ * `cmd/epp/runner/runner.go` RegisterAsDefaultProducer), so the filter's README example loads there. Said in a note;
+ * the rendered config shows the scorer.
+ */
+function addAffinityPrefixScorer(plugins: PluginSpec[], profiles: SchedulingProfileSpec[], notes: string[]): void {
+  if (plugins.some((p) => p.type === 'prefix-cache-scorer' || p.type === 'precise-prefix-cache-scorer')) return;
+  const filters = plugins.filter((p) => p.type === 'prefix-cache-affinity-filter'
+    && ((p.parameters as { prefixMatchInfoProducerName?: string } | undefined)?.prefixMatchInfoProducerName ?? '') === '');
+  if (filters.length === 0) return;
+  const path = 'plugins (adding the prefix-cache-scorer a prefix-cache-affinity-filter reads, as upstream\'s default approx-prefix-cache-producer)';
+  // Named after its type, as ensurePlugin names what it adds.
+  ensurePlugin('prefix-cache-scorer', plugins, path, { maxPrefixTokensToMatch: LLMD_MAX_PREFIX_TOKENS, maxPrefixBlocksToMatch: LLMD_MAX_PREFIX_BLOCKS, ...LLMD_BLOCK_CUT });
+  const names = new Set(filters.map((f) => f.name));
+  const listing = profiles.filter((profile) => profile.plugins.some((ref) => names.has(ref.pluginRef)));
+  for (const profile of listing) profile.plugins.push({ pluginRef: 'prefix-cache-scorer', weight: 0 });
+  notes.push(
+    `plugins: added a prefix-cache-scorer (weight 0 in profile ${listing.map((p) => p.name).join(', ')}), which prefix-cache-affinity-filter `
+      + `${filters.map((f) => JSON.stringify(f.name)).join(', ')} reads, as llm-d-router v0.10.0's data layer adds its default approx-prefix-cache-producer`,
+  );
 }
 
 /** The P/D profile handlers, which read the decode pick's prefix match (their decider, the conditional-decode gate). */

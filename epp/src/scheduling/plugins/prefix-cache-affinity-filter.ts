@@ -112,11 +112,10 @@ export function stickyCandidates(
  * precise one's tier-weighted match ÷ prompt blocks), in a cycle state of its own: the profile's state, and so what
  * the scorer records at post-cycle (its own run, over the candidates the filters left), are untouched.
  * The approximate scorer learns only from the picks of the profiles that list it, so each profile that lists this
- * filter must list it too (`weight: 0` learns without scoring); a config without a prefix scorer is refused when it is
- * built. Upstream creates an approximate producer in that case; kvroute does not make an index on the side: that index
- * would learn picks apart from the config's scorer (two filters, two indexes of up to `maxIndexEntries` each), and
- * adding a scorer to the profile behind the user's back changes what the latency scorer, the no-hit LRU, the P/D
- * decider and `Prefer: if-available` read.
+ * filter must list it too (`weight: 0` learns without scoring). A config listing no prefix scorer gets one from the
+ * loader, at weight 0 in the profiles listing the filter, as upstream's data layer creates its default approximate
+ * producer for the filter (`addAffinityPrefixScorer` in `config/loader.ts`); like that producer's match, the added
+ * scorer's is then what the latency scorer, the no-hit LRU, the P/D decider and `Prefer: if-available` read.
  *
  * **The load gate** (`maxTTFTPenaltyMs` > 0; compared only when some candidates are sticky and some not):
  * - `prefillThroughput`: TTFT ms = in-flight tokens ÷ `peakPrefillThroughput` × 1000, the tokens from the config's
