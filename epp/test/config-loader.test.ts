@@ -552,6 +552,8 @@ schedulingProfiles:
     'file-discovery': { path: '/etc/endpoints.yaml' },
     'priority-holdback-policy': { minCeiling: 0.5 },
     'session-id-producer': { headerName: 'x-session-id' },
+    'utilization-filter': { conditions: [{ metric: 'waiting-queue', maxValue: 0 }] },
+    'header-label-affinity-scorer': { headerName: 'x-preferred-zone', labelKey: 'topology.kubernetes.io/zone' },
   };
   it.each([...KNOWN_PLUGIN_TYPES])('%s: its resolved parameters read back unchanged', (type) => {
     const resolved = resolvePluginParameters(type, REQUIRED[type]);

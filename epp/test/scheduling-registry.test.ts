@@ -8,7 +8,7 @@ import * as PLUGIN_MODULE_EXPORTS from '../src/scheduling/plugins';
 
 const handle: PluginHandle = { now: () => 0, random: () => 0, metrics: NOOP_SCHEDULING_METRICS, logger: SILENT_PLUGIN_LOGGER };
 /** Parameters for types that have required ones. */
-const REQUIRED_PARAMETERS: Partial<Record<PluginType, object>> = { 'by-label': { label: 'tier', allowsNoLabel: true }, 'lora-room-filter': { adapters: ['sql-lora'] }, 'file-discovery': { path: '/etc/epp/endpoints.yaml' }, 'priority-holdback-policy': { minCeiling: 0.5 }, 'session-id-producer': { cookieName: 'llm-d-session' } };
+const REQUIRED_PARAMETERS: Partial<Record<PluginType, object>> = { 'by-label': { label: 'tier', allowsNoLabel: true }, 'lora-room-filter': { adapters: ['sql-lora'] }, 'file-discovery': { path: '/etc/epp/endpoints.yaml' }, 'priority-holdback-policy': { minCeiling: 0.5 }, 'session-id-producer': { cookieName: 'llm-d-session' }, 'utilization-filter': { conditions: [{ metric: 'waiting-queue', maxValue: 0 }] }, 'header-label-affinity-scorer': { headerName: 'x-preferred-zone', labelKey: 'topology.kubernetes.io/zone' } };
 
 /** The method each kind obliges, checked independently of the framework's own table. */
 const METHOD_OF_KIND: Record<PluginKind, string> = {

@@ -14,6 +14,7 @@ export { disaggHeadersHandler, prefillHeaderHandler } from './disagg-headers-han
 export { disaggProfileHandler } from './disagg-profile-handler';
 export { fcfsOrderingPolicy, globalStrictFairnessPolicy, roundRobinFairnessPolicy, staticUsageLimitPolicy } from './flow-control-policies';
 export { headerBasedTestingFilter } from './header-based-testing-filter';
+export { headerLabelAffinityScorer } from './header-label-affinity-scorer';
 export { inflightLoadProducer } from './inflight-load-producer';
 export { kvCacheUtilizationScorer, kvCacheScorer } from './kv-cache-utilization-scorer';
 export { labelSelectorFilter, byLabelSelector } from './label-selector-filter';
@@ -48,5 +49,6 @@ export { softReflectiveCeilingPolicy } from './soft-reflective-ceiling-policy';
 export { tokenizer } from './tokenizer';
 export { tokenProducer } from './token-producer';
 export { utilizationDetector } from './utilization-detector';
+export { utilizationFilter } from './utilization-filter';
 export { weightedRandomPicker } from './weighted-random-picker';
 export { metricsDataSource, coreMetricsExtractor, endpointNotificationSource, fileDiscovery, openaiParser, passthroughParser, anthropicParser, vllmhttpParser } from './upstream-data-layer';
