@@ -15,6 +15,7 @@ export { disaggProfileHandler } from './disagg-profile-handler';
 export { fcfsOrderingPolicy, globalStrictFairnessPolicy, roundRobinFairnessPolicy, staticUsageLimitPolicy } from './flow-control-policies';
 export { headerBasedTestingFilter } from './header-based-testing-filter';
 export { headerLabelAffinityScorer } from './header-label-affinity-scorer';
+export { headerProfileHandler } from './header-profile-handler';
 export { inflightLoadProducer } from './inflight-load-producer';
 export { kvCacheUtilizationScorer, kvCacheScorer } from './kv-cache-utilization-scorer';
 export { labelSelectorFilter, byLabelSelector } from './label-selector-filter';
