@@ -223,7 +223,7 @@ schedulingProfiles:
       let up = false;
       const store = new RedisSessionStore(
         { address: redis.url, keyPrefix: 'late:', timeoutMs: 20, ttlMs: 60_000 },
-        { read: (o) => reads.push(o), write: () => undefined, connected: (c) => { up = c; }, log: () => undefined },
+        { read: (o) => reads.push(o), write: () => undefined, connected: (c) => { up = c; }, reconnect: () => undefined, log: () => undefined },
       );
       await store.start();
       try {
@@ -263,7 +263,7 @@ schedulingProfiles:
       let up = false;
       const store = new RedisSessionStore(
         { address: redis.url, keyPrefix: 'w:', timeoutMs: 5, ttlMs: 60_000 },
-        { read: () => undefined, write: (o) => writes.push(o), connected: (c) => { up = c; }, log: () => undefined },
+        { read: () => undefined, write: (o) => writes.push(o), connected: (c) => { up = c; }, reconnect: () => undefined, log: () => undefined },
       );
       await store.start();
       try {
@@ -295,7 +295,7 @@ schedulingProfiles:
       let up = false;
       const store = new RedisSessionStore(
         { address: redis.url, keyPrefix: 'busy:', timeoutMs: 5, ttlMs: 60_000 },
-        { read: (o) => reads.push(o), write: () => undefined, connected: (c) => { up = c; }, log: () => undefined },
+        { read: (o) => reads.push(o), write: () => undefined, connected: (c) => { up = c; }, reconnect: () => undefined, log: () => undefined },
       );
       await store.start();
       try {
@@ -320,7 +320,7 @@ schedulingProfiles:
       let up = false;
       const store = new RedisSessionStore(
         { address: redis.url, keyPrefix: 'bound:', timeoutMs: 20, ttlMs: 60_000, maxOutstanding: 10 },
-        { read: (o) => reads.push(o), write: (o) => writes.push(o), connected: (c) => { up = c; }, log: () => undefined },
+        { read: (o) => reads.push(o), write: (o) => writes.push(o), connected: (c) => { up = c; }, reconnect: () => undefined, log: () => undefined },
       );
       await store.start();
       try {

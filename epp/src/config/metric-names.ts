@@ -400,7 +400,7 @@ export const EPP_METRICS = {
     name: 'kvroute_epp_session_store_operations_total',
     type: 'counter',
     labels: ['operation', 'outcome'],
-    help: 'Shared session store (Redis/Valkey) calls: operation="read" outcome="hit", "miss", "late_hit", "late_miss" (answered after timeout, within unboundTimeout), or "timeout", "error", "unavailable" (each a pick that fell back to the local bindings); operation="write" outcome="ok", "exists" (SET NX kept a binding already there), "error" (counted when the store answers), "unavailable" or "dropped" (too many commands pending).',
+    help: 'Shared session store (Redis/Valkey) calls: operation="read" outcome="hit", "miss", "late_hit", "late_miss" (answered after timeout, within unboundTimeout), or "timeout", "error", "unavailable" (each a pick that fell back to the local bindings); operation="write" outcome="ok", "exists" (SET NX kept a binding already there), "error" (counted when the store answers), "unavailable" or "dropped" (too many commands pending); operation="reconnect" outcome="readonly" (the store refused a command with READONLY, as a primary demoted by a failover does: the connection was dropped to reach the new primary).',
   },
   sessionStoreConnected: {
     name: 'kvroute_epp_session_store_connected',

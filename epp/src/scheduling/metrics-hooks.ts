@@ -45,7 +45,8 @@ export type SessionAffinityOutcome =
   /** The bound endpoint was gone or filtered out (e.g. saturated); re-bound to this pick. */
   | 'repin';
 
-export type SessionStoreOperation = 'read' | 'write';
+/** `reconnect`: the connection dropped on purpose, by reason (`readonly`: the store answered READONLY). */
+export type SessionStoreOperation = 'read' | 'write' | 'reconnect';
 export type SessionTokenOutcome = 'valid' | 'expired' | 'forged' | 'malformed';
 
 export type SaturationExclusionReason = 'queue' | 'kv_cache' | 'stale_metrics' | 'scrape_failures';

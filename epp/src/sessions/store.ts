@@ -64,6 +64,8 @@ export interface SessionStoreEvents {
   read(outcome: SessionStoreReadOutcome): void;
   write(outcome: SessionStoreWriteOutcome): void;
   connected(up: boolean): void;
+  /** The connection was dropped to reach another node: `readonly`, the store answered READONLY (a demoted primary). */
+  reconnect(reason: 'readonly'): void;
   log(level: 'info' | 'warn', message: string, fields?: Record<string, unknown>): void;
 }
 
@@ -149,6 +151,8 @@ export class RedisSessionStore {
   private closed = false;
   /** The first failing command after each connect is logged (NOAUTH, a Redis without GETEX…); the rest only counted. */
   private errorLogged = false;
+  /** This connection is being dropped for a READONLY reply: the commands refused with it do not count it again. */
+  private readonlyDropping = false;
 
   constructor(
     private readonly options: SessionStoreOptions,
@@ -188,6 +192,20 @@ export class RedisSessionStore {
       connectTimeout: Math.max(1000, this.options.timeoutMs),
       socketTimeout: socketTimeoutMs(this.options.timeoutMs),
       retryStrategy: (attempt) => (this.closed ? null : reconnectDelayMs(attempt)),
+      // A primary demoted to a replica by a failover behind one address (a Service, a managed store's primary
+      // endpoint) keeps the open connection and refuses every write command on it with READONLY, GETEX included
+      // (Redis flags it "write": src/commands/getex.json), so without this every read would fail for as long as the
+      // connection lives. Dropping it reconnects through the address to the new primary, as ioredis documents
+      // `reconnectOnError` for; the refused command fails (counted as an error), it is not resent.
+      reconnectOnError: (e) => {
+        if (!e.message.startsWith('READONLY')) return false;
+        if (!this.readonlyDropping) {
+          this.readonlyDropping = true;
+          this.events.reconnect('readonly');
+          this.events.log('warn', 'session store answered READONLY (a replica, after a failover?); reconnecting to reach the primary', { address: this.options.address, error: e.message });
+        }
+        return true;
+      },
       connectionName: 'kvroute-epp-sessions',
       enableReadyCheck: false,
     };
@@ -319,7 +337,10 @@ export class RedisSessionStore {
   private setUp(up: boolean): void {
     if (up === this.up) return;
     this.up = up;
-    if (up) this.errorLogged = false;
+    if (up) {
+      this.errorLogged = false;
+      this.readonlyDropping = false;
+    }
     this.events.connected(up);
     if (up) this.events.log('info', 'session store connected', { address: this.options.address });
     else if (!this.closed) this.events.log('warn', 'session store connection lost; picks use the local bindings, reconnecting', { address: this.options.address });

@@ -286,6 +286,7 @@ export class SessionAffinityFilter implements Filter, PostCycle, PrepareRequest,
       read: (outcome) => handle.metrics.countSessionStore('read', outcome),
       write: (outcome) => handle.metrics.countSessionStore('write', outcome),
       connected: (up) => handle.metrics.setSessionStoreConnected(up),
+      reconnect: (reason) => handle.metrics.countSessionStore('reconnect', reason),
       log: (level, message, fields) => handle.logger[level](message, fields),
     });
   }
