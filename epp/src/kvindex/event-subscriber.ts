@@ -104,8 +104,63 @@ export const DEFAULT_WARM_UP_TIMEOUT_MS = 10_000;
 /** Replay answers in a row that may bring nothing new before the replay counts as failed (llm-d-router's 3). */
 export const MAX_IDLE_REPLAY_ATTEMPTS = 3;
 
-/** The longest a replay may go on, all its answers together (llm-d-router's `replayTimeout`). */
+/**
+ * The longest a replay may go on, all its answers together and its waits for a replay slot included (llm-d-router's
+ * `replayTimeout`, whose context also bounds its wait on `processReplayLimiter`).
+ */
 export const REPLAY_DEADLINE_MS = 120_000;
+
+/**
+ * Replay answers streaming at once in this process, every subscriber's together (llm-d-router v0.10.0
+ * `maxConcurrentReplay`, the process-wide `processReplayLimiter`, pkg/kvevents/zmq_subscriber.go `requestReplay`): a
+ * replica that starts beside a running pool asks every pod for its whole buffer (up to 10,000 batches each), and
+ * decoding them all at once would hold the event loop, and the picks waiting on it, for as long.
+ */
+export const MAX_CONCURRENT_REPLAYS = 8;
+
+/**
+ * After a replay that failed, the publisher's replay socket is not asked again for this long (llm-d-router v0.10.0
+ * `replayCooldown`, `canAttemptReplay`): a gap meanwhile drops the pod's entries at once, as a failed replay does.
+ */
+export const REPLAY_COOLDOWN_MS = 30_000;
+
+/**
+ * The replay slots (MAX_CONCURRENT_REPLAYS), taken first come first served: a semaphore like llm-d-router's
+ * `semaphore.NewWeighted`, whose waiters are admitted in order.
+ */
+class ReplaySlots {
+  private readonly waiting: (() => void)[] = [];
+
+  constructor(private free: number) {}
+
+  /** Resolves true once a slot is this caller's (to `release`), false when `deadline` (epoch ms) passed first. */
+  acquire(deadline: number): Promise<boolean> {
+    if (this.free > 0) {
+      this.free--;
+      return Promise.resolve(true);
+    }
+    return new Promise((resolve) => {
+      const admit = () => {
+        clearTimeout(timer);
+        resolve(true);
+      };
+      const timer = setTimeout(() => {
+        this.waiting.splice(this.waiting.indexOf(admit), 1);
+        resolve(false);
+      }, Math.max(0, deadline - Date.now()));
+      timer.unref();
+      this.waiting.push(admit);
+    });
+  }
+
+  release(): void {
+    const next = this.waiting.shift();
+    if (next !== undefined) next();
+    else this.free++;
+  }
+}
+
+const replaySlots = new ReplaySlots(MAX_CONCURRENT_REPLAYS);
 
 /** A payload decoded once, on arrival: its data-parallel rank picks the sequence it belongs to. */
 interface Decoded {
@@ -131,6 +186,8 @@ interface PublisherState {
   held?: { seq: bigint; decoded: Decoded; model?: string }[];
   /** The replay running now, if one is: a warm-up waits for it rather than starting another. */
   replaying?: Promise<void>;
+  /** When its last replay failed, while that is less than REPLAY_COOLDOWN_MS ago matters. */
+  replayFailedAt?: number;
 }
 
 /**
@@ -143,6 +200,11 @@ interface PublisherState {
  */
 function streamKey(endpointKey: string, rank: number): string {
   return rank === 0 ? endpointKey : `${endpointKey}#dp${rank}`;
+}
+
+/** Whether the publisher's last replay failed less than REPLAY_COOLDOWN_MS ago. */
+function coolingDown(state: PublisherState): boolean {
+  return state.replayFailedAt !== undefined && Date.now() - state.replayFailedAt < REPLAY_COOLDOWN_MS;
 }
 
 function decodePayload(payload: Uint8Array): Decoded {
@@ -453,6 +515,7 @@ export class KvEventSubscriber {
       if (state.endpointKey !== endpointKey || state.held !== undefined) continue;
       state.next = undefined;
       state.liveNext = undefined;
+      state.replayFailedAt = undefined;
     }
   }
 
@@ -599,7 +662,7 @@ export class KvEventSubscriber {
     }
     if (state.next === undefined) {
       // Joining a running publisher: what it cached before is unknown; its replay buffer can tell.
-      if (seq > 0n && this.options.replayPort !== undefined) {
+      if (seq > 0n && this.options.replayPort !== undefined && !coolingDown(state)) {
         state.held = [{ seq, decoded, ...(model !== undefined ? { model } : {}) }];
         void this.replay(state, 0n, model, false);
         return;
@@ -619,6 +682,8 @@ export class KvEventSubscriber {
         this.forgetSequences(endpointKey);
         state.next = undefined;
         state.liveNext = undefined;
+        // A new process, a new replay buffer: llm-d-router ends the cooldown at a sequence reset too.
+        state.replayFailedAt = undefined;
         // Now as a publisher joined mid-stream: its replay buffer may still hold the batches this socket missed.
         this.sequenced(state, seq, decoded, model);
         return;
@@ -627,7 +692,10 @@ export class KvEventSubscriber {
       if (lastLive === undefined || seq >= lastLive) return;
     } else if (seq > state.next) {
       this.options.events.gap(endpointKey);
-      if (this.options.replayPort !== undefined) {
+      if (this.options.replayPort !== undefined && coolingDown(state)) {
+        // The replay socket failed a moment ago: the lost batches are taken as gone, as that replay's failure took them.
+        this.options.events.reset(endpointKey, 'gap');
+      } else if (this.options.replayPort !== undefined) {
         state.held = [{ seq, decoded, ...(model !== undefined ? { model } : {}) }];
         void this.replay(state, state.next, model, true);
         return;
@@ -686,14 +754,23 @@ export class KvEventSubscriber {
     let askFrom = from;
     let idleAttempts = 0;
     // llm-d-router bounds the whole replay too (`replayTimeout`, 2 minutes): a publisher that drops something in every
-    // answer must not keep the live batches held for ever.
+    // answer must not keep the live batches held for ever. The deadline counts from the request, waits for a replay
+    // slot included, as upstream's context does: the live batches are held from then, so that is what it bounds; the
+    // quiet-answer timeout (`replayTimeoutMs`) only starts once an answer is asked for, with a slot taken.
     const deadline = Date.now() + REPLAY_DEADLINE_MS;
     for (;;) {
+      // One slot an answer, given back between answers, as llm-d-router holds `processReplayLimiter` per attempt.
+      const admitted = await replaySlots.acquire(deadline);
+      if (!registered()) {
+        if (admitted) replaySlots.release();
+        return;
+      }
       const dealer = new (zmq().Dealer)({ receiveTimeout: this.options.replayTimeoutMs ?? 2000, linger: 0 });
       let outcome: 'complete' | 'interrupted' | 'moved-on' = 'interrupted';
       let progressed = false;
       let failure: string | undefined;
       try {
+        if (!admitted) throw new Error(`no replay slot free (at most ${MAX_CONCURRENT_REPLAYS} replays at once)`);
         dealer.connect(`tcp://${hostForUrl(ipOf(endpointKey))}:${this.options.replayPort! + state.rank}`);
         await dealer.send(['', encodeSeq(askFrom)]);
         let expected = askFrom;
@@ -736,6 +813,7 @@ export class KvEventSubscriber {
         failure = (e as Error).message;
       } finally {
         dealer.close();
+        if (admitted) replaySlots.release();
       }
       if (!registered()) return;
       // An answer whose last batches the ROUTER dropped while its end marker got through: a live batch held meanwhile
@@ -754,6 +832,7 @@ export class KvEventSubscriber {
       this.options.logger.debug('KV-event replay interrupted; asking again', { endpoint: endpointKey, from: String(askFrom), error: failure });
     }
     if (!registered()) return;
+    state.replayFailedAt = covered ? undefined : Date.now();
     this.options.events.replay(endpointKey, covered ? 'repaired' : 'failed');
     const held = state.held ?? [];
     state.held = undefined;
