@@ -528,7 +528,7 @@ plugins:
     ['"redis:6379"', 'plugins[0].parameters.sessionStore: must be a map'],
     ['{address: "r:1", timeout: 5s}', 'sessionStore.timeout: must be at most 1s'],
     ['{address: "r:1", timeout: 0s}', 'sessionStore.timeout: must be longer than 0'],
-    ['{address: "r:1", keyPrefix: "has space"}', 'sessionStore.keyPrefix: must be at most 64 characters without spaces'],
+    ['{address: "r:1", keyPrefix: "has space"}', 'sessionStore.keyPrefix: must be at most 334 characters without spaces'],
     ['{address: "r:1", unavailablePlacement: hash}', 'plugins[0].parameters.sessionStore.unavailablePlacement: must be "rendezvous" or "scorers", got "hash"'],
     ['{address: "r:1", passwordFile: /a, passwordEnv: B}', 'sessionStore.passwordEnv: set passwordFile or passwordEnv, not both'],
     ['{address: "r:1", passwordEnv: "not a name"}', 'sessionStore.passwordEnv: must be an environment variable name'],

@@ -35,7 +35,11 @@ export interface SessionStoreParameters {
    * user name may be given (`redis://epp@host:6379`); a password may not (use passwordFile or passwordEnv).
    */
   address: string;
-  /** Prefix of every key; the rest is the session id's fixed-length digest. @default "kvroute:session:" */
+  /**
+   * Prefix of every key; the rest is the session id's fixed-length digest. Pools sharing one store need their own (the
+   * cdk8s app renders `kvroute:session:<namespace>/<pool name>:`); a binding that names another namespace's pod is
+   * read as none all the same (see `filter`). At most 334 characters. @default "kvroute:session:"
+   */
   keyPrefix?: string;
   /** Longest a pick waits for the store before using the local binding instead (and counting it). @default "5ms" */
   timeout?: Duration;
@@ -200,8 +204,11 @@ export function unboundTimeoutMs(store: SessionStoreParameters): number {
   return store.unboundTimeout !== undefined ? parseDuration(store.unboundTimeout) : Math.max(timeoutMs, Math.min(10 * timeoutMs, DEFAULT_MAX_UNBOUND_TIMEOUT_MS));
 }
 
-/** The key prefix's longest form: keys stay bounded (prefix + 22-character digest). */
-export const MAX_KEY_PREFIX_LENGTH = 64;
+/**
+ * The key prefix's longest form: keys stay bounded (prefix + 22-character digest). Room for the prefix the cdk8s app
+ * renders, `kvroute:session:<namespace>/<pool name>:`, with Kubernetes' longest names (63 and 253 characters).
+ */
+export const MAX_KEY_PREFIX_LENGTH = 'kvroute:session:'.length + 63 + 1 + 253 + 1;
 
 interface PendingBinding {
   readonly sessionId: string;
@@ -216,6 +223,21 @@ interface PendingBinding {
 interface SharedLookup {
   readonly sessionId: string;
   readonly read: SessionStoreRead;
+}
+
+const MISS: SessionStoreRead = { status: 'miss' };
+
+/**
+ * Whether a shared binding names a pod of another namespace than every candidate's: another pool's binding under the
+ * same key (stacks sharing a store and a key prefix), not this pool's. A value without a namespace (a build before
+ * 2026-11-30 stored the pod's name alone) is this pool's, re-pinned once.
+ */
+function isOtherPools(read: SessionStoreRead, candidates: readonly EndpointSnapshot[]): boolean {
+  if (read.status !== 'hit' || candidates.length === 0) return false;
+  const slash = read.value.indexOf('/');
+  if (slash < 0) return false;
+  const namespace = read.value.slice(0, slash);
+  return !candidates.some((candidate) => candidate.endpoint.namespace === namespace);
 }
 
 /** An endpoint's identity in the shared store: `namespace/pod`, stable across IP reuse, as llm-d's token names pods. */
@@ -341,7 +363,10 @@ export class SessionAffinityFilter implements Filter, PostCycle, PrepareRequest,
     const lookup = cycle.request.attributes?.get(this.sharedKey);
     const sessionId = lookup?.sessionId ?? this.sessionIdOf(cycle.request);
     if (sessionId === undefined) return candidates;
-    const shared = lookup?.read;
+    // A binding to a namespace none of the candidates is in is another pool's (another stack sharing the store and its
+    // key prefix): read as none here, so this pool places the session and writes with NX, leaving that pool's binding
+    // alone. A binding to a pod of this namespace that is gone or filtered out is this pool's, re-pinned as before.
+    const shared = lookup !== undefined && isOtherPools(lookup.read, candidates) ? MISS : lookup?.read;
     // The shared binding wins when the store has one: another replica may have re-pinned the session since this one
     // last saw it. Otherwise (no store, no binding there, or the store unavailable) this replica's table decides.
     let bound: EndpointSnapshot | undefined;
