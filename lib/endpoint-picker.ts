@@ -300,7 +300,7 @@ export class EndpointPicker extends Construct {
     const maxNumSeqs = props.maxNumSeqs === undefined ? undefined : checkInteger(SCOPE, 'maxNumSeqs', props.maxNumSeqs, 1, 65536);
     const sized = maxNumSeqs === undefined ? builtIn : withMaxNumSeqs(builtIn, maxNumSeqs);
     const base = props.config ?? (loraAdapters.length > 0 ? withLoraRoomFilter(sized, loraAdapters) : sized);
-    const withStore = this.sessionStore ? withSessionStore(base, this.sessionStore) : base;
+    const withStore = this.sessionStore ? withSessionStore(base, this.sessionStore, sessionKeyPrefix(this.namespace, this.poolName)) : base;
     const signing = props.sessionTokenSigning === undefined ? undefined : {
       key: checkSecretKeyReference(SCOPE, 'sessionTokenSigning.keySecret', props.sessionTokenSigning.keySecret, 'key'),
       previous: props.sessionTokenSigning.previousKeySecret === undefined
@@ -543,14 +543,24 @@ export class EndpointPicker extends Construct {
 }
 
 /**
- * `config` with the session-affinity-filter's `sessionStore` set to `store`: the address, and the environment variable
+ * The session store's key prefix for one pool. Stacks may share one store (the platform's, `sessionStore.existing`):
+ * with the EPP's default prefix, which every stack rendered until the replicas review, a session id two pools both see
+ * was one key, and each pool overwrote the other's binding of it.
+ */
+export function sessionKeyPrefix(namespace: string, poolName: string): string {
+  return `kvroute:session:${namespace}/${poolName}:`;
+}
+
+/**
+ * `config` with the session-affinity-filter's `sessionStore` set to `store`: the address, the pool's own `keyPrefix`
+ * (`sessionKeyPrefix`), and the environment variable
  * the Deployment fills from the password's Secret. The config must have a session-affinity-filter that names no store.
  * With precise prefix scoring (`precise-prefix-cache-scorer` in the config) a session the store cannot place while it
  * is down is left to the scorers (`unavailablePlacement: scorers`): every replica's precise index is built from the
  * same KV events, so replicas agree on where a session's history is without the store; the approximate index is each
  * replica's own, so there the default rendezvous hash makes them agree.
  */
-export function withSessionStore(config: EndpointPickerConfig, store: SessionStoreConnection): EndpointPickerConfig {
+export function withSessionStore(config: EndpointPickerConfig, store: SessionStoreConnection, keyPrefix: string): EndpointPickerConfig {
   const filters = config.plugins.filter((p) => p.type === 'session-affinity-filter');
   if (filters.length !== 1) {
     throw new PropsError(SCOPE, 'config', `must have exactly one session-affinity-filter to share its bindings through sessionStore (found ${filters.length})`, filters.length);
@@ -567,6 +577,7 @@ export function withSessionStore(config: EndpointPickerConfig, store: SessionSto
         ...p.parameters,
         sessionStore: {
           address: store.address,
+          keyPrefix,
           ...(store.passwordSecret ? { passwordEnv: SESSION_STORE_PASSWORD_ENV } : {}),
           ...(precise ? { unavailablePlacement: 'scorers' as const } : {}),
         },

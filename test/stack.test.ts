@@ -421,7 +421,9 @@ describe('cluster overrides', () => {
     const precise = synthProfile(clusterProfile('prod-precise'));
     const store = (m: Manifest[]) => parseEndpointPickerConfig(one(m, 'ConfigMap', 'ms-llm-d-modelservice-epp').data['epp-config.yaml'])
       .plugins.find((p) => p.type === 'session-affinity-filter')!.parameters as Record<string, unknown>;
-    expect(store(precise).sessionStore).toEqual({ address: 'redis://ms-llm-d-modelservice-session-store.llm-d.svc.cluster.local:6379', keyPrefix: 'kvroute:session:', timeout: '5ms', unavailablePlacement: 'scorers' });
+    expect(store(precise).sessionStore).toEqual({
+      address: 'redis://ms-llm-d-modelservice-session-store.llm-d.svc.cluster.local:6379', keyPrefix: 'kvroute:session:llm-d/ms-llm-d-modelservice:', timeout: '5ms', unavailablePlacement: 'scorers',
+    });
     const valkey = container(one(precise, 'StatefulSet', 'ms-llm-d-modelservice-session-store'), 'valkey');
     expect(valkey.image).toBe('valkey/valkey:8.1.8');
     // Soft state: nothing persisted, memory bounded with LRU eviction.
@@ -432,11 +434,28 @@ describe('cluster overrides', () => {
     const ha = synthProfile(clusterProfile('prod-ha'));
     expect(all(ha, 'StatefulSet')).toHaveLength(0);
     expect(store(ha).sessionStore).toEqual({
-      address: 'redis://valkey.platform-cache.svc.cluster.local:6379', keyPrefix: 'kvroute:session:', timeout: '5ms', passwordEnv: 'KVROUTE_SESSION_STORE_PASSWORD', unavailablePlacement: 'scorers',
+      address: 'redis://valkey.platform-cache.svc.cluster.local:6379', keyPrefix: 'kvroute:session:llm-d/ms-llm-d-modelservice:', timeout: '5ms', passwordEnv: 'KVROUTE_SESSION_STORE_PASSWORD', unavailablePlacement: 'scorers',
     });
     expect(container(one(ha, 'Deployment', 'ms-llm-d-modelservice-epp'), 'epp').env).toEqual([
       { name: 'KVROUTE_SESSION_STORE_PASSWORD', valueFrom: { secretKeyRef: { name: 'kvroute-session-store', key: 'password' } } },
     ]);
+  });
+
+  // Found by the replicas review (rev-replicas): every stack rendered the EPP's default prefix, "kvroute:session:", so
+  // stacks sharing the platform's store (the README's `existing` example) shared every key, and a session id both saw
+  // was one binding for both pools (epp/test/session-store-two-stacks.test.ts).
+  test('stacks sharing the platform\'s store render key prefixes of their own, by namespace and pool', () => {
+    const prefix = (namespace: string) => {
+      const m = synthProps(withOverrides(DEMO, {
+        namespace, decode: { kvEvents: { mode: 'per-pod' } }, endpointPicker: { replicas: 2 },
+        sessionStore: { existing: { host: 'valkey.platform-cache.svc.cluster.local' } },
+      }));
+      const filter = parseEndpointPickerConfig(one(m, 'ConfigMap', 'ms-llm-d-modelservice-epp').data['epp-config.yaml'])
+        .plugins.find((p) => p.type === 'session-affinity-filter')!;
+      return (filter.parameters as { sessionStore: { keyPrefix: string } }).sessionStore.keyPrefix;
+    };
+    expect(prefix('team-a')).toBe('kvroute:session:team-a/ms-llm-d-modelservice:');
+    expect(prefix('team-b')).toBe('kvroute:session:team-b/ms-llm-d-modelservice:');
   });
 
   test('a deployed Valkey with a password: Valkey and the EPP read the same Secret key, neither manifest holds it', () => {
