@@ -1,20 +1,28 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry, type Metric } from 'prom-client';
-import { EPP_METRICS, GIE_V1_0_ERROR_CODES, GIE_V1_0_REQUEST_METRICS, LLMD_TWIN_METRICS, type EppMetricKey } from './config/metric-names';
+import { EPP_METRICS, GIE_V1_0_ERROR_CODES, GIE_V1_0_REQUEST_METRICS, LLMD_INFLIGHT_LOAD_METRICS, LLMD_TWIN_METRICS, type EppMetricKey } from './config/metric-names';
 import type { ExtensionPoint, PluginIdentity, SchedulingMetrics } from './scheduling/metrics-hooks';
 import { BoundHistogram, type HistogramSeries } from './bound-histogram';
 import { BoundCounter, type ValueSeries } from './bound-counter';
-import { BoundedLabelValues, MAX_MODEL_LABELS } from './bounded-label';
+import { BoundedLabelValues, MAX_MODEL_LABELS, OTHER_LABEL } from './bounded-label';
 import type { Endpoint } from './datastore/types';
 
 /** Endpoint keys whose pick counter series `countPick` keeps resolved. */
 const MAX_CACHED_PICK_SERIES = 16_384;
 
 /**
+ * Distinct (`fairness_id`, `priority`) label sets of the in-flight load gauges; later sets count as (`other`, `other`).
+ * Request control bounds each label on its own (64 fairness ids besides `default-flow` and `other`, 8 header priorities
+ * besides 0, `other` and the configured ones), but the gauges are per endpoint and producer too: at 256 pods their
+ * product could reach ~170,000 series a family, this bound ~4,400.
+ */
+export const MAX_INFLIGHT_LABEL_SETS = 16;
+
+/**
  * The EPP's Prometheus metrics on a prom-client Registry. Names, labels and buckets come from the table in
  * `config/metric-names.ts` (GIE v1.5.0's `inference_*` plus kvroute's `kvroute_epp_*`), so the manifests
  * and this module cannot disagree.
  */
-export { EPP_METRICS, EPP_METRIC_NAMES, GIE_V1_0_REQUEST_METRICS, LLMD_TWIN_METRICS, eppMetricSeriesNames } from './config/metric-names';
+export { EPP_METRICS, EPP_METRIC_NAMES, GIE_V1_0_REQUEST_METRICS, LLMD_INFLIGHT_LOAD_METRICS, LLMD_TWIN_METRICS, eppMetricSeriesNames } from './config/metric-names';
 
 type Definitions = typeof EPP_METRICS;
 type LabelsOf<K extends EppMetricKey> = Definitions[K]['labels'][number];
@@ -90,9 +98,10 @@ export interface EppMetrics {
   readonly scheduling: SchedulingMetrics;
   /**
    * Drops the series labelled by an endpoint that left the pool: its picks, its scheduler attempts (`pod_name`,
-   * `namespace` and `port` all its own) and its KV-event families. Kept, a gauge such as `kvroute_epp_kv_index_blocks`
-   * would go on reporting the index it no longer has, and every pod a rollout or an autoscaler ever created would stay
-   * a series for the EPP's lifetime. (GIE v1.5.0 keeps its scheduler-attempt series.) What was counted since the last
+   * `namespace` and `port` all its own), its KV-event families and its in-flight load gauges. Kept, a gauge such as
+   * `kvroute_epp_kv_index_blocks` would go on reporting the index it no longer has, and every pod a rollout or an
+   * autoscaler ever created would stay a series for the EPP's lifetime. (GIE v1.5.0 keeps its scheduler-attempt series,
+   * llm-d-router v0.10.0 its in-flight gauges, at 0.) What was counted since the last
    * scrape of this page is lost with the series, and an endpoint that leaves and comes back between two scrapes reads
    * to `rate()` as a counter that never reset: both at most one scrape interval's worth.
    */
@@ -178,6 +187,17 @@ export function createEppMetrics(options: EppMetricsOptions = {}): EppMetrics {
     }
     series.value++;
   };
+  // llm-d-router v0.10.0's in-flight load gauges, registered by the first inflight-load-producer built.
+  let inflight: { readonly requests: BoundCounter<string>; readonly tokens: BoundCounter<string> } | undefined;
+  // Keyed by fairness id and priority joined with U+0000, which no header value holds.
+  const inflightSets = new BoundedLabelValues(MAX_INFLIGHT_LABEL_SETS, Infinity);
+  const registerInflightLoad = (): { readonly requests: BoundCounter<string>; readonly tokens: BoundCounter<string> } => {
+    const { requests, tokens } = LLMD_INFLIGHT_LOAD_METRICS;
+    return (inflight ??= {
+      requests: new BoundCounter(requests.name, requests.help, requests.labels, requests.type, registry),
+      tokens: new BoundCounter(tokens.name, tokens.help, tokens.labels, tokens.type, registry),
+    });
+  };
   // The model is the client's, bounded as every client label is.
   const disaggModels = new BoundedLabelValues(MAX_MODEL_LABELS);
   const disaggModel = (modelName: string) => disaggModels.label(modelName);
@@ -227,6 +247,16 @@ export function createEppMetrics(options: EppMetricsOptions = {}): EppMetrics {
       collectors.precisePromptTokens.inc(prompt);
       if (prompt > 0) collectors.preciseHitRatio.observe(Math.min(1, predicted / prompt));
     },
+    registerInflightLoad: () => void registerInflightLoad(),
+    inflightLoadSeries: (producerName, endpointName, namespace, fairnessId, priority) => {
+      const gauges = registerInflightLoad();
+      const own = inflightSets.label(`${fairnessId}\u0000${priority}`) !== OTHER_LABEL;
+      const labels = {
+        endpoint_name: endpointName, namespace, producer_name: producerName,
+        fairness_id: own ? fairnessId : OTHER_LABEL, priority: own ? priority : OTHER_LABEL,
+      };
+      return { requests: gauges.requests.child(labels), tokens: gauges.tokens.child(labels) };
+    },
   };
   const forgetEndpoint: EppMetrics['forgetEndpoint'] = (endpoint) => {
     collectors.picks.removeWhere((l) => l.destination_endpoint === endpoint.key);
@@ -238,6 +268,10 @@ export function createEppMetrics(options: EppMetricsOptions = {}): EppMetrics {
     for (const family of [collectors.kvEvents, collectors.kvEventGaps, collectors.kvEventReplays, collectors.kvIndexResets, collectors.kvIndexBlocks]) {
       family.removeWhere(ofPod);
     }
+    // A request still held there releases into its detached series, which is no longer exported.
+    const ofEndpoint = (l: Readonly<Record<string, string>>): boolean => l.endpoint_name === endpoint.name && l.namespace === endpoint.namespace;
+    inflight?.requests.removeWhere(ofEndpoint);
+    inflight?.tokens.removeWhere(ofEndpoint);
   };
   return { registry, collectors, scheduling, forgetEndpoint };
 }

@@ -393,9 +393,11 @@ export async function startEpp(options: EppOptions, logger: Logger = jsonLogger(
       if (stats.stdDevWaitingQueue !== undefined) c.poolStdDevQueueSize.set({ name: poolName }, stats.stdDevWaitingQueue);
       if (stats.stdDevRunningQueue !== undefined) c.poolStdDevRunningRequests.set({ name: poolName }, stats.stdDevRunningQueue);
       c.poolPerPodQueueSize.reset();
-      for (const s of datastore.snapshot()) {
+      const snapshot = datastore.snapshot();
+      for (const s of snapshot) {
         c.poolPerPodQueueSize.set({ name: poolName, model_server_pod: s.endpoint.name }, s.metrics.waitingQueueSize);
       }
+      scheduler.plugins.refreshGauges(snapshot);
     };
 
     const metricsServer = http.createServer((req, res) => {

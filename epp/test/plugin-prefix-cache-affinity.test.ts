@@ -210,8 +210,7 @@ schedulingProfiles:
       { type: 'inflight-load-producer', name: 'inflight-load-producer', parameters: { addEstimatedOutputTokens: false, outputRatio: 1.5, prefixMatchInfoProducerName: '', syncCrossReplicaState: true } },
     ]);
     expect(parseEndpointPickerConfig(renderEndpointPickerConfig(parsed))).toEqual(parsed);
-    const scheduler = buildScheduler(parsed);
-    expect((scheduler.plugin('inflight-load-producer') as InFlightLoadProducer).counting).toBe(true);
+    expect(buildScheduler(parsed).plugin('inflight-load-producer')).toBeInstanceOf(InFlightLoadProducer);
   });
 
   it('no producer is added for a gate that is off or reads the latency predictor', () => {
@@ -397,8 +396,10 @@ schedulingProfiles:
   - pluginRef: max-score-picker
 `);
     const producer = buildScheduler(parsed).plugin('inflight-load-producer') as InFlightLoadProducer;
-    // No reader: it counts nothing (the request count upstream keeps beside the tokens is the datastore's here).
-    expect(producer.counting).toBe(false);
+    // No filter reads it, and it counts all the same, as upstream's does (its gauges: llmd-v0.10-inflight-gauges.test.ts).
+    const target = pod('a');
+    producer.preRequest({ ...request('x'.repeat(400)), requestId: 'r' }, { target, profile: 'default', scores: new Map() });
+    expect(producer.inFlightTokens(target)).toBe(100);
   });
 });
 
@@ -431,11 +432,10 @@ describe('inflight-load-producer counts', () => {
     expect(p.inFlightTokens(pod('b'))).toBe(0);
   });
 
-  it('counts nothing while no plugin reads it (listed alone, it keeps no queue)', () => {
+  it('counts with no plugin reading it, as upstream\'s counts whenever it is listed (llm-d-router v0.10.0 inflightload/producer.go PreRequest)', () => {
     const p = producer({ t: 1000 }, false);
     commit(p, pod('a'), 'x'.repeat(4000));
-    expect(p.inFlightTokens(pod('a'))).toBe(0);
-    expect(p.handlesResponses).toBe(false);
+    expect(p.inFlightTokens(pod('a'))).toBe(1000);
   });
 
   it('releases at a non-streaming response\'s headers and at the exchange\'s end, not at streaming headers', () => {

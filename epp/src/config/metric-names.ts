@@ -574,6 +574,30 @@ export const EPP_METRICS = {
 
 export type EppMetricKey = keyof typeof EPP_METRICS;
 
+/** llm-d-router v0.10.0's labels of the in-flight load gauges (`dataproducer/inflightload/metrics.go`), in its order. */
+const LLMD_INFLIGHT_LABELS = ['endpoint_name', 'namespace', 'producer_name', 'fairness_id', 'priority'] as const;
+
+/**
+ * llm-d-router v0.10.0's in-flight load gauges (`pkg/epp/framework/plugins/requestcontrol/dataproducer/inflightload/
+ * metrics.go`: subsystem `llm_d_epp`, help with its `[ALPHA]` stability): what each `inflight-load-producer` holds per
+ * endpoint, by the request's fairness id and priority. Registered when a producer is built, as upstream's factory
+ * registers them (`registerMetrics`), not with the families above: a config without one has neither.
+ */
+export const LLMD_INFLIGHT_LOAD_METRICS = {
+  requests: {
+    name: 'llm_d_epp_inflight_requests',
+    type: 'gauge',
+    labels: LLMD_INFLIGHT_LABELS,
+    help: '[ALPHA] Current number of in-flight requests per endpoint, as tracked by the in-flight load producer.',
+  },
+  tokens: {
+    name: 'llm_d_epp_inflight_tokens',
+    type: 'gauge',
+    labels: LLMD_INFLIGHT_LABELS,
+    help: '[ALPHA] Current number of in-flight tokens per endpoint (uncached prompt tokens, optionally plus estimated output), as tracked by the in-flight load producer.',
+  },
+} as const satisfies Readonly<Record<string, EppMetricDefinition>>;
+
 /** Metric key → metric name, for code and manifests that reference the metrics by name. */
 export const EPP_METRIC_NAMES: { readonly [K in EppMetricKey]: (typeof EPP_METRICS)[K]['name'] } = Object.fromEntries(
   Object.entries(EPP_METRICS).map(([key, definition]) => [key, definition.name]),
@@ -584,7 +608,7 @@ export const EPP_METRIC_NAMES: { readonly [K in EppMetricKey]: (typeof EPP_METRI
  * names PromQL expressions use.
  */
 export function eppMetricSeriesNames(): string[] {
-  return Object.values(EPP_METRICS).flatMap((definition: EppMetricDefinition) =>
+  return [...Object.values(EPP_METRICS), ...Object.values(LLMD_INFLIGHT_LOAD_METRICS)].flatMap((definition: EppMetricDefinition) =>
     definition.type === 'histogram'
       ? [`${definition.name}_bucket`, `${definition.name}_sum`, `${definition.name}_count`]
       : [definition.name],

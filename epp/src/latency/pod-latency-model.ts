@@ -314,12 +314,15 @@ export class PodLatencyModel {
    * @param pool the pool's mean inference seconds, for a pod with no finished request of its own yet
    * @param reference the pool's reference line now (`LatencyModel.referenceLine`), undefined with no pod observed recently
    * @param inferenceObserved called when this pod's own mean inference seconds may have changed (`pool`'s cache)
+   * @param prefillLeft called when a pending entry stops counting as queued prefill work, however it does (its first
+   *   token scraped, released, finished, expired, or gone with the old process), with its name and tokens
    */
   constructor(
     private readonly options: LatencyModelOptions,
     private readonly pool?: () => number | undefined,
     reference?: (nowMs: number) => LinearEstimate | undefined,
     private readonly inferenceObserved?: () => void,
+    private readonly prefillLeft?: (requestId: string, tokens: number) => void,
   ) {
     this.inference = new DecayedMean(options.halfLifeMs);
     this.ownPrompt = new DecayedMean(options.halfLifeMs);
@@ -401,6 +404,7 @@ export class PodLatencyModel {
       if (!Number.isNaN(retired.releasedAt)) continue;
       this.pendingTokens -= retired.tokens;
       this.inFlightPending--;
+      this.prefillLeft?.(retired.requestId, retired.tokens);
       const waitedMs = Math.max(0, nowMs - retired.addedAt);
       this.retireMeanMs = Number.isNaN(this.retireMeanMs) ? waitedMs : this.retireMeanMs + (waitedMs - this.retireMeanMs) / RETIRE_MEAN_WINDOW;
     }
@@ -479,6 +483,7 @@ export class PodLatencyModel {
         p.releasedAt = nowMs;
         this.pendingTokens -= p.tokens;
         if (--this.inFlightPending === 0) this.pendingTokens = 0;
+        this.prefillLeft?.(p.requestId, p.tokens);
       }
       return;
     }
@@ -505,6 +510,7 @@ export class PodLatencyModel {
     if (!Number.isNaN(finished!.releasedAt)) return;
     this.pendingTokens -= finished!.tokens;
     if (--this.inFlightPending === 0) this.pendingTokens = 0;
+    this.prefillLeft?.(finished!.requestId, finished!.tokens);
   }
 
   /**
@@ -704,7 +710,10 @@ export class PodLatencyModel {
     let inFlight = 0;
     let next = Infinity;
     for (const p of this.pending) {
-      if (!keep(p)) continue;
+      if (!keep(p)) {
+        if (Number.isNaN(p.releasedAt)) this.prefillLeft?.(p.requestId, p.tokens);
+        continue;
+      }
       this.pending[kept++] = p;
       if (Number.isNaN(p.releasedAt)) {
         tokens += p.tokens;
@@ -758,7 +767,8 @@ export class LatencyModel {
   private poolInference: number | undefined;
   private poolInferenceStale = true;
 
-  constructor(readonly options: LatencyModelOptions) {
+  /** @param prefillLeft a pod's `prefillLeft` (see `PodLatencyModel`), with the pod's endpoint key */
+  constructor(readonly options: LatencyModelOptions, private readonly prefillLeft?: (endpointKey: string, requestId: string, tokens: number) => void) {
     this.reference = new PoolReferenceLine(options.halfLifeMs, () => this.anchoredLines());
   }
 
@@ -769,9 +779,10 @@ export class LatencyModel {
   pod(endpointKey: string): PodLatencyModel {
     let model = this.pods.get(endpointKey);
     if (model === undefined) {
+      const prefillLeft = this.prefillLeft;
       model = new PodLatencyModel(this.options, () => this.poolInferenceSeconds(), (nowMs) => this.referenceLine(nowMs), () => {
         this.poolInferenceStale = true;
-      });
+      }, prefillLeft === undefined ? undefined : (requestId, tokens) => prefillLeft(endpointKey, requestId, tokens));
       this.pods.set(endpointKey, model);
     }
     return model;

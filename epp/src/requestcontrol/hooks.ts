@@ -21,6 +21,14 @@ export const ENGINE_PRIORITY = stateKey<number>('engine priority');
 export const SET_REQUEST_HEADERS = stateKey<Readonly<Record<string, string>>>('request headers to set');
 
 /**
+ * The request's flow-control fairness id and priority as metric labels, set by request control before the pre-request
+ * hooks run, bounded as it bounds them for llm-d's per-request families (`default-flow` without a fairness id; the
+ * InferenceObjective's priority, else `x-kvroute-priority`, else 0): llm-d-router v0.10.0's `inflight-load-producer`
+ * labels its gauges with the request's `FairnessID` and `Objectives.Priority` (`inflightload/producer.go` PreRequest).
+ */
+export const REQUEST_FLOW_LABELS = stateKey<{ readonly fairnessId: string; readonly priority: string }>('request flow labels');
+
+/**
  * Adds `headers` to the ones earlier pre-request hooks of this request asked for (a later hook's value for the same
  * name wins), as every llm-d PreRequest plugin writes into the one `request.Headers` map: `disagg-profile-handler` and
  * the deprecated `disagg-headers-handler` listed together both name the prefill pod, and neither may erase the other's.

@@ -15,7 +15,7 @@ import type { EppCollectors } from '../metrics';
 import { BoundedLabelValues, MAX_MODEL_LABELS, MAX_MODEL_LABEL_LENGTH, OTHER_LABEL } from '../bounded-label';
 import type { Scheduler } from '../scheduling/scheduler';
 import { CycleState } from '../scheduling/framework';
-import { ENGINE_PRIORITY, SET_REQUEST_HEADERS, type Admitter, type PostResponse, type PrepareRequest, type PreRequest, type ResponseComplete, type SaturationDetector } from './hooks';
+import { ENGINE_PRIORITY, REQUEST_FLOW_LABELS, SET_REQUEST_HEADERS, type Admitter, type PostResponse, type PrepareRequest, type PreRequest, type ResponseComplete, type SaturationDetector } from './hooks';
 import { computeCeilings, StaticUsageLimitPolicy, UsageLimitPolicyPlugin } from '../scheduling/plugins/flow-control-policies';
 import { DROPPED_NO_ENDPOINTS, DROPPED_REASON_HEADER, DROPPED_REASONS, FLOW_CONTROL_HEADER, FlowControlRejection, type FlowControlQueue, type FlowRejectionReason } from './flow-control';
 import { FLOW_CONTROL_DEFAULTS, MAX_FLOW_PRIORITY } from '../config/flow-control-defaults';
@@ -1324,6 +1324,8 @@ export class RequestControl implements RequestDirector {
     const targetModel = rewrite?.targetModel ?? (scheduled !== undefined ? this.labelTargets.get(scheduled.request) : undefined) ?? scheduled?.model ?? '';
     const series = m !== undefined && scheduled !== undefined ? this.seriesOf(m, scheduled.model, targetModel) : undefined;
     if (result !== undefined) {
+      const headers = scheduled!.request.headers;
+      scheduled!.request.attributes?.set(REQUEST_FLOW_LABELS, { fairnessId: this.fairnessLabel(this.fairnessIdOf(headers)), priority: this.priorityLabel(headers) });
       for (const plugin of this.preRequestPlugins) {
         const before = m !== undefined ? this.monotonicSeconds() : 0;
         try {

@@ -67,6 +67,11 @@ export interface Plugin {
    * `sinceMs`: wall-clock ms of the reading before, after which what was learnt may be the new process's.
    */
   endpointRestarted?(endpointKey: string, sinceMs: number): void;
+  /**
+   * Plugins exporting gauges of what they derive from the pods' scrapes bring them up to date here: called as the EPP's
+   * `/metrics` is rendered, with the pool's latest scrapes.
+   */
+  refreshGauges?(endpoints: readonly EndpointSnapshot[]): void;
   /** Plugins that name other plugins look them up here, once the whole config is built; throws ConfigError when wrong. */
   resolveReferences?(): void;
   /** Plugins that open sockets (a KV-event subscription) do it here, before the EPP serves; a failure stops start-up. */

@@ -51,6 +51,17 @@ export type SessionTokenOutcome = 'valid' | 'expired' | 'forged' | 'malformed';
 
 export type SaturationExclusionReason = 'queue' | 'kv_cache' | 'stale_metrics' | 'scrape_failures';
 
+/** A gauge's series a holder updates in place (`value`); one of an endpoint that left the pool is no longer exported. */
+export interface GaugeSeries {
+  value: number;
+}
+
+/** One `inflight-load-producer`'s series for one endpoint and request label set: `llm_d_epp_inflight_requests`, `_tokens`. */
+export interface InflightLoadSeries {
+  readonly requests: GaugeSeries;
+  readonly tokens: GaugeSeries;
+}
+
 export interface SchedulingMetrics {
   /** One whole `Scheduler.schedule` call, successful or not. */
   observeSchedulingDuration(seconds: number): void;
@@ -84,6 +95,16 @@ export interface SchedulingMetrics {
   observeTokenization(seconds: number): void;
   /** Prompt tokens the precise index predicted cached on the picked pod, and the prompt's length. */
   observePreciseMatch(predictedHitTokens: number, promptTokens: number): void;
+  /**
+   * Registers llm-d-router v0.10.0's in-flight load gauges (`llm_d_epp_inflight_requests`, `_tokens`), once whatever
+   * the calls: an `inflight-load-producer` calls it when it is built, as upstream's factory registers them.
+   */
+  registerInflightLoad(): void;
+  /**
+   * The in-flight load series of producer `producerName` on the endpoint `endpointName` of `namespace` for requests of
+   * `fairnessId` and `priority` (label values request control bounded; the label sets are bounded again here).
+   */
+  inflightLoadSeries(producerName: string, endpointName: string, namespace: string, fairnessId: string, priority: string): InflightLoadSeries;
 }
 
 const ignore = (): void => undefined;
@@ -111,4 +132,6 @@ export const NOOP_SCHEDULING_METRICS: SchedulingMetrics = Object.freeze({
   setKvIndexBlocks: ignore,
   observeTokenization: ignore,
   observePreciseMatch: ignore,
+  registerInflightLoad: ignore,
+  inflightLoadSeries: () => ({ requests: { value: 0 }, tokens: { value: 0 } }),
 });

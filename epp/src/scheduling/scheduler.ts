@@ -114,6 +114,11 @@ export class PluginSet {
     for (const { plugin } of this.entries.values()) plugin.endpointRestarted?.(endpointKey, sinceMs);
   }
 
+  /** Lets plugins bring their gauges up to date with the pool's latest scrapes, as `/metrics` is rendered (`Plugin.refreshGauges`). */
+  refreshGauges(endpoints: readonly EndpointSnapshot[]): void {
+    for (const { plugin } of this.entries.values()) plugin.refreshGauges?.(endpoints);
+  }
+
   /** Opens what plugins need before the EPP serves (sockets). */
   async start(): Promise<void> {
     for (const { plugin } of this.entries.values()) await plugin.start?.();

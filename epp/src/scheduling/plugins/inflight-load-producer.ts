@@ -3,11 +3,12 @@ import type { FieldReader } from '../../config/fields';
 import type { Endpoint, EndpointSnapshot } from '../../datastore/types';
 import type { ReleaseOutcome } from '../../extproc/request-director';
 import { LatencyModel } from '../../latency/pod-latency-model';
-import type { PostResponse, PreRequest, ResponseComplete, ResponseInfo } from '../../requestcontrol/hooks';
+import { REQUEST_FLOW_LABELS, type PostResponse, type PreRequest, type ResponseComplete, type ResponseInfo } from '../../requestcontrol/hooks';
 import { CycleState, stateKey, type PluginHandle } from '../framework';
+import type { GaugeSeries, InflightLoadSeries } from '../metrics-hooks';
 import { definePlugin, parameters } from '../plugin';
 import { isPrefixMatchRatios, PREFIX_MATCH, PREFIX_SCORER_TYPES, uncachedPromptTokens, type PrefixMatchEstimate, type PrefixMatchRatios } from '../prefix-match';
-import type { LLMRequest, SchedulingResult } from '../types';
+import { UPSTREAM_PREFILL_PROFILE, type LLMRequest, type SchedulingResult } from '../types';
 
 export interface InFlightLoadProducerParameters {
   /**
@@ -37,11 +38,25 @@ export interface InFlightLoadProducerParameters {
 /** GIE's characters per token, for a prompt the approximate prefix scorer measured in characters. */
 const CHARACTERS_PER_TOKEN = 4;
 
+/** The labels of a request that did not come through request control (tests, the simulator): upstream's defaults. */
+const UNLABELLED = { fairnessId: 'default-flow', priority: '0' } as const;
+
 /**
- * What one commit added: the pod models it was added to, under the name each tracks it by (one per profile target:
- * P/D adds the prefill pick as well as the decode pick, as upstream's PreRequest tracks every profile's first target).
+ * One profile's pick a commit added (upstream's `addedTokensEntry`: PreRequest tracks every profile's first target,
+ * so P/D adds the prefill pick as well as the decode pick).
  */
-type Tracked = readonly { readonly endpointKey: string; readonly id: string }[];
+interface Held {
+  readonly profile: string;
+  readonly endpointKey: string;
+  /**
+   * Its entry in the pod's queue of pending prefills; undefined when an earlier profile's pick of the request is the
+   * same pod, whose tokens count once there.
+   */
+  readonly id: string | undefined;
+  readonly series: InflightLoadSeries;
+  /** Whether it still counts in `llm_d_epp_inflight_requests`. */
+  requestHeld: boolean;
+}
 
 /**
  * `inflight-load-producer` (llm-d-router v0.10.0 `pkg/epp/framework/plugins/requestcontrol/dataproducer/inflightload/
@@ -70,10 +85,16 @@ type Tracked = readonly { readonly endpointKey: string; readonly id: string }[];
  * That is the latency model's own queue of pending prefills (`src/latency/pod-latency-model.ts`, "Queued prefill
  * work"), kept here apart from any `latency-scorer` so the gate works without one. Upstream's request count
  * (`InFlightLoad.Requests`) is kvroute's `EndpointSnapshot.activeRequests` (the datastore's, from the commit to the
- * exchange's end; a P/D request's prefill pick to the response's start, as upstream releases its `prefill` profile), which `active-request-scorer` and `concurrency-detector` read; this plugin keeps no copy.
+ * exchange's end; a P/D request's prefill pick to the response's start, as upstream releases its `prefill` profile),
+ * which `active-request-scorer` and `concurrency-detector` read.
  *
- * It counts only while a reader needs it (a filter registers in `resolveReferences`): listed alone, as llm-d's
- * least-busy example lists it beside `active-request-scorer`, it does nothing.
+ * It counts whenever it is listed, as upstream's does, and exports upstream's gauges (`inflightload/metrics.go`,
+ * registered when it is built): `llm_d_epp_inflight_requests`, +1 per profile pick at the commit, the `prefill`
+ * profile's released at the response's start and the rest at the exchange's end (the same moments as the datastore's
+ * count); `llm_d_epp_inflight_tokens`, the tokens above, released as above. Only a filter reading `inFlightTokens`
+ * picks by them. While none reads them, each render of `/metrics` first reads the pods' latest scrapes and timeouts
+ * (`refreshGauges`); while one does, its cycles read them, and the gauges show its last reading (a read between two of
+ * its cycles could change what the next retires or expires first, and so its picks).
  */
 export class InFlightLoadProducer implements PreRequest, PostResponse, ResponseComplete {
   readonly type = 'inflight-load-producer';
@@ -84,13 +105,17 @@ export class InFlightLoadProducer implements PreRequest, PostResponse, ResponseC
     priorWeight: 8,
     halfLifeMs: 60_000,
     pendingTimeoutMs: 30_000,
-  });
-  private readonly trackedKey = stateKey<Tracked>('inflight-load-producer tracked');
+  }, (endpointKey, id, tokens) => this.prefillLeft(endpointKey, id, tokens));
+  private readonly trackedKey = stateKey<readonly Held[]>('inflight-load-producer tracked');
+  /** The tokens series of each queue entry still counting, by pod, then entry name. */
+  private readonly pendingSeries = new Map<string, Map<string, GaugeSeries>>();
   private committed = 0;
   private readers = 0;
   private prefixScorer: PrefixMatchRatios | undefined;
 
-  constructor(readonly name: string, readonly parameters: Required<InFlightLoadProducerParameters>, private readonly handle: PluginHandle) {}
+  constructor(readonly name: string, readonly parameters: Required<InFlightLoadProducerParameters>, private readonly handle: PluginHandle) {
+    handle.metrics.registerInflightLoad();
+  }
 
   resolveReferences(): void {
     const ref = this.parameters.prefixMatchInfoProducerName;
@@ -102,14 +127,9 @@ export class InFlightLoadProducer implements PreRequest, PostResponse, ResponseC
     this.prefixScorer = plugin;
   }
 
-  /** A plugin reads the counts from now on: the producer starts counting. */
+  /** A filter reads the counts from now on (see `refreshGauges`). */
   addReader(): void {
     this.readers++;
-  }
-
-  /** Whether it counts (some plugin reads it). */
-  get counting(): boolean {
-    return this.readers > 0;
   }
 
   /**
@@ -124,22 +144,40 @@ export class InFlightLoadProducer implements PreRequest, PostResponse, ResponseC
   }
 
   preRequest(request: LLMRequest, result: SchedulingResult): void {
-    if (this.readers === 0) return;
     const now = this.handle.now();
-    const targets = result.profileTargets !== undefined ? [...result.profileTargets.values()] : [result.target];
-    const tracked: { endpointKey: string; id: string }[] = [];
-    for (const target of targets) {
-      const key = target.endpoint.key;
-      if (tracked.some((t) => t.endpointKey === key)) continue;
-      const tokens = uncachedPromptTokens(request, this.matchFor(request, result, target), key, CHARACTERS_PER_TOKEN);
-      const pod = this.model.pod(key);
-      // The pod's latest scrape first: it retires the picks whose first tokens it counted, before this one joins them.
-      pod.ingest(target.metrics, now);
-      const id = `${request.requestId}#${++this.committed}`;
-      pod.addPending(id, tokens, pod.predict(tokens, target.metrics, now).ttftSeconds, now);
-      tracked.push({ endpointKey: key, id });
+    const { fairnessId, priority } = request.attributes?.get(REQUEST_FLOW_LABELS) ?? UNLABELLED;
+    const picks = result.profileTargets ?? [[result.profile, result.target] as const];
+    const held: Held[] = [];
+    for (const [profile, target] of picks) {
+      const { key, name, namespace } = target.endpoint;
+      const series = this.handle.metrics.inflightLoadSeries(this.name, name, namespace, fairnessId, priority);
+      series.requests.value++;
+      let id: string | undefined;
+      if (!held.some((h) => h.endpointKey === key)) {
+        const tokens = uncachedPromptTokens(request, this.matchFor(request, result, target), key, CHARACTERS_PER_TOKEN);
+        const pod = this.model.pod(key);
+        // The pod's latest scrape first: it retires the picks whose first tokens it counted, before this one joins them.
+        pod.ingest(target.metrics, now);
+        id = `${request.requestId}#${++this.committed}`;
+        pod.addPending(id, tokens, pod.predict(tokens, target.metrics, now).ttftSeconds, now);
+        series.tokens.value += tokens;
+        let pending = this.pendingSeries.get(key);
+        if (pending === undefined) this.pendingSeries.set(key, (pending = new Map()));
+        pending.set(id, series.tokens);
+      }
+      held.push({ profile, endpointKey: key, id, series, requestHeld: true });
     }
-    request.attributes?.set(this.trackedKey, tracked);
+    request.attributes?.set(this.trackedKey, held);
+  }
+
+  /** A queue entry stopped counting (see `LatencyModel`'s `prefillLeft`): its tokens leave its gauge series. */
+  private prefillLeft(endpointKey: string, id: string, tokens: number): void {
+    const pending = this.pendingSeries.get(endpointKey);
+    const series = pending?.get(id);
+    if (series === undefined) return;
+    series.value -= tokens;
+    pending!.delete(id);
+    if (pending!.size === 0) this.pendingSeries.delete(endpointKey);
   }
 
   /** The prefix match that discounts `target`'s prefill (see `prefixMatchInfoProducerName`). */
@@ -158,8 +196,16 @@ export class InFlightLoadProducer implements PreRequest, PostResponse, ResponseC
     return undefined;
   }
 
+  /** A P/D response started: the `prefill` profile's pick leaves `llm_d_epp_inflight_requests`, as upstream's StartOfStream releases it. */
+  responseStarted(request: LLMRequest): void {
+    for (const held of request.attributes?.get(this.trackedKey) ?? []) {
+      if (held.profile === UPSTREAM_PREFILL_PROFILE) releaseRequest(held);
+    }
+  }
+
   responseComplete(request: LLMRequest, _target: Endpoint, _outcome?: ReleaseOutcome): void {
     this.release(request, true);
+    for (const held of request.attributes?.get(this.trackedKey) ?? []) releaseRequest(held);
   }
 
   /** Its tokens stop counting on every pod it was added to; `ended`: the exchange is over (the entry may go). */
@@ -168,23 +214,44 @@ export class InFlightLoadProducer implements PreRequest, PostResponse, ResponseC
     if (tracked === undefined) return;
     const now = this.handle.now();
     for (const { endpointKey, id } of tracked) {
+      if (id === undefined) continue;
       const pod = this.model.get(endpointKey);
       if (ended) pod?.ended(id, now);
       else pod?.release(id, now);
     }
   }
 
-  get handlesResponses(): boolean {
-    return this.readers > 0;
+  /**
+   * Reads the pods' latest scrapes and timeouts into the queues, so the gauges show them, while no filter reads the
+   * counts (see the class comment); only the pods holding entries that still count.
+   */
+  refreshGauges(endpoints: readonly EndpointSnapshot[]): void {
+    if (this.readers > 0 || this.pendingSeries.size === 0) return;
+    const now = this.handle.now();
+    for (const { endpoint, metrics } of endpoints) {
+      if (!this.pendingSeries.has(endpoint.key)) continue;
+      const pod = this.model.get(endpoint.key)!;
+      pod.ingest(metrics, now);
+      pod.pendingPrefillTokens(now);
+    }
   }
 
   endpointRestarted(endpointKey: string, sinceMs: number): void {
     this.model.get(endpointKey)?.restarted(sinceMs);
   }
 
+  /** Its queue goes; its gauge series go with the endpoint's others (`EppMetrics.forgetEndpoint`). */
   removeEndpoint(endpointKey: string): void {
     this.model.remove(endpointKey);
+    this.pendingSeries.delete(endpointKey);
   }
+}
+
+/** The pick stops counting in `llm_d_epp_inflight_requests` (once). */
+function releaseRequest(held: Held): void {
+  if (!held.requestHeld) return;
+  held.requestHeld = false;
+  held.series.requests.value--;
 }
 
 function nonNegative(fields: FieldReader, key: string): number | undefined {

@@ -1,0 +1,241 @@
+/**
+ * llm-d-router v0.10.0's in-flight load gauges (`pkg/epp/framework/plugins/requestcontrol/dataproducer/inflightload/
+ * metrics.go` registerMetrics, `producer.go` PreRequest, ResponseBody, OnEvicted): `llm_d_epp_inflight_requests` and
+ * `llm_d_epp_inflight_tokens{endpoint_name,namespace,producer_name,fairness_id,priority}`, registered when an
+ * `inflight-load-producer` is built, counted whenever one is listed (with no filter reading it too), +1 request and the
+ * pick's uncached prompt tokens at the commit, released at kvroute's release points, 0 once the request ended.
+ */
+import { FakeVllmServer, INTEGRATION_TEST_TIMEOUT_MS, renderVllmMetrics, seededRandom } from '@kvroute/testkit';
+import { parseArgs } from '../src/cli';
+import { parseEndpointPickerConfig } from '../src/config';
+import { Datastore } from '../src/datastore/datastore';
+import type { IncomingRequest, RouteDecision } from '../src/extproc/request-director';
+import { createEppMetrics, MAX_INFLIGHT_LABEL_SETS } from '../src/metrics';
+import { FAIRNESS_ID_HEADER, RequestControl } from '../src/requestcontrol/request-control';
+import { startEpp, type Logger } from '../src/runner';
+import { buildScheduler } from '../src/scheduling/scheduler';
+import { FakeEnvoy, POST_HEADERS, requestBody, requestHeaders, responseHeaders, setHeaders, waitFor, type EnvoyStream } from './extproc-harness';
+import { LLMD_GUIDE_CONFIGS } from './llmd-guides';
+import { staticPool } from './static-pool';
+
+const quiet: Logger = { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined };
+
+const HELP_REQUESTS = '# HELP llm_d_epp_inflight_requests [ALPHA] Current number of in-flight requests per endpoint, as tracked by the in-flight load producer.';
+const HELP_TOKENS = '# HELP llm_d_epp_inflight_tokens [ALPHA] Current number of in-flight tokens per endpoint (uncached prompt tokens, optionally plus estimated output), as tracked by the in-flight load producer.';
+
+/** The value of one exposition line, `name{labels}`, or undefined when absent. */
+function sample(page: string, series: string): number | undefined {
+  const line = page.split('\n').find((l) => l.startsWith(`${series} `));
+  return line === undefined ? undefined : Number(line.slice(series.length + 1));
+}
+
+/** llm-d's least-busy example lists the producer with no filter reading it (test/coordinator/e2e/coordinator/configs_test.go @ v0.10.0). */
+const LISTED_ALONE = `apiVersion: llm-d.ai/v1alpha1
+kind: EndpointPickerConfig
+plugins:
+- type: inflight-load-producer
+- type: queue-scorer
+- type: max-score-picker
+schedulingProfiles:
+- name: default
+  plugins:
+  - pluginRef: queue-scorer
+  - pluginRef: max-score-picker
+`;
+
+test('over ext_proc, /metrics shows the gauges rise at the pick and fall at kvroute\'s release points (streamed: the scrape counting its first token; non-streamed: its headers; a timeout), 0 once the request ended, and gone with the pod', async () => {
+  const pod = await FakeVllmServer.start();
+  const key = `127.0.0.1:${pod.port}`;
+  const epp = await startEpp(parseArgs(['--endpoints', key, '--config-text', LISTED_ALONE, '--grpc-port', '0', '--grpc-health-port', '0', '--metrics-port', '0', '--host', '127.0.0.1'])!, quiet);
+  const envoy = new FakeEnvoy(`127.0.0.1:${epp.grpcPort}`);
+  const page = async (): Promise<string> => (await fetch(`http://127.0.0.1:${epp.metricsPort}/metrics`)).text();
+  // A static endpoint is named by its key, in no namespace.
+  const series = (family: 'requests' | 'tokens', fairness: string) =>
+    `llm_d_epp_inflight_${family}{endpoint_name="${key}",namespace="",producer_name="inflight-load-producer",fairness_id="${fairness}",priority="0"}`;
+  const read = async (fairness: string) => {
+    const p = await page();
+    return { requests: sample(p, series('requests', fairness)), tokens: sample(p, series('tokens', fairness)) };
+  };
+  const open: EnvoyStream[] = [];
+  const pick = async (fairness: string): Promise<EnvoyStream> => {
+    const s = envoy.open();
+    open.push(s);
+    s.send(requestHeaders({ ...POST_HEADERS, [FAIRNESS_ID_HEADER]: fairness }, false));
+    // 20,000 characters, no prefix scorer: 5,000 uncached tokens (characters ÷ 4), which the producer's prior line
+    // predicts at ~1 s to first token, so its timeout (4×) comes some 4 s after the pick.
+    s.send(requestBody(JSON.stringify({ model: 'm', prompt: 'x'.repeat(20_000) }), true));
+    expect(setHeaders((await s.next()).request_headers.response.header_mutation)['x-gateway-destination-endpoint']).toBe(key);
+    // The body streamed back (full duplex), to its end: the next message is the answer to the response's headers.
+    for (;;) if ((await s.next()).request_body.response.body_mutation.streamed_response.end_of_stream) break;
+    return s;
+  };
+  const respond = async (s: EnvoyStream, contentType: string): Promise<void> => {
+    s.send(responseHeaders({ ':status': '200', 'content-type': contentType }, false));
+    expect((await s.next()).response_headers).toBeDefined();
+  };
+  const firstTokens = () => epp.datastore.snapshot()[0]!.metrics.firstTokenCount ?? 0;
+  try {
+    await waitFor(() => epp.datastore.snapshot().every((s) => s.metrics.updateTime > 0));
+    // Registered with the producer, before anything is counted (upstream's factory registers them).
+    const empty = await page();
+    expect(empty).toContain(HELP_REQUESTS);
+    expect(empty).toContain('# TYPE llm_d_epp_inflight_requests gauge');
+    expect(empty).toContain(HELP_TOKENS);
+    expect(empty).toContain('# TYPE llm_d_epp_inflight_tokens gauge');
+
+    // Streamed: its headers come before the prefill and release nothing; the scrape counting its first token does.
+    const streamed = await pick('tenant-a');
+    expect(await read('tenant-a')).toEqual({ requests: 1, tokens: 5_000 });
+    await respond(streamed, 'text/event-stream');
+    expect(await read('tenant-a')).toEqual({ requests: 1, tokens: 5_000 });
+    const before = firstTokens();
+    pod.body = renderVllmMetrics().replace(/^(vllm:time_to_first_token_seconds_count\{[^}]*\}) (\S+)$/m, (_m, name: string, n: string) => `${name} ${Number(n) + 1}`);
+    await waitFor(() => firstTokens() === before + 1);
+    expect(await read('tenant-a')).toEqual({ requests: 1, tokens: 0 });
+    // The exchange's end releases the request; the series stay, at 0.
+    streamed.end();
+    await waitFor(async () => (await read('tenant-a')).requests === 0);
+    expect(await read('tenant-a')).toEqual({ requests: 0, tokens: 0 });
+
+    // Non-streamed: its headers come after the generation and release its tokens; its end, the request.
+    const plain = await pick('tenant-b');
+    expect(await read('tenant-b')).toEqual({ requests: 1, tokens: 5_000 });
+    await respond(plain, 'application/json');
+    expect(await read('tenant-b')).toEqual({ requests: 1, tokens: 0 });
+    plain.end();
+    await waitFor(async () => (await read('tenant-b')).requests === 0);
+
+    // No scrape counts its first token: the timeout releases its tokens (4× the longer of its predicted TTFT and the
+    // time the pod's picks took to leave, here some 4 s); the request stays until its end.
+    const waiting = await pick('tenant-c');
+    expect(await read('tenant-c')).toEqual({ requests: 1, tokens: 5_000 });
+    await waitFor(async () => (await read('tenant-c')).tokens === 0, 'the timeout', { limitMs: 40_000 });
+    expect((await read('tenant-c')).requests).toBe(1);
+
+    // The pod leaves with the request still held: its series go, and its end brings none back.
+    expect(epp.datastore.removeEndpoint(key)).toBe(true);
+    const gone = await page();
+    expect(gone).not.toContain(`endpoint_name="${key}"`);
+    expect(gone).toContain(HELP_REQUESTS);
+    waiting.end();
+    await new Promise((r) => setTimeout(r, 100));
+    expect(await page()).not.toContain(`endpoint_name="${key}"`);
+  } finally {
+    // An open stream would hold the EPP's drain.
+    for (const s of open) s.cancel();
+    envoy.close();
+    await epp.stop();
+    await pod.close();
+  }
+}, INTEGRATION_TEST_TIMEOUT_MS);
+
+let seq = 0;
+const completion = (prompt: string, headers: Record<string, string> = {}): IncomingRequest => ({
+  requestId: `r${++seq}`,
+  headers: new Map([[':method', 'POST'], [':path', '/v1/completions'], ['content-type', 'application/json'], ...Object.entries(headers)]),
+  body: Buffer.from(JSON.stringify({ model: 'm', prompt })),
+  filterMetadata: {},
+});
+type Routed = Extract<RouteDecision, { kind: 'route' }>;
+async function route(control: RequestControl, prompt: string, headers?: Record<string, string>): Promise<Routed> {
+  const d = await control.route(completion(prompt, headers));
+  if (d.kind !== 'route') throw new Error(`not routed: ${JSON.stringify(d)}`);
+  return d;
+}
+
+describe('inflight-load-producer gauges through request control', () => {
+  test('a P/D request: the prefill pick\'s request is released at the response\'s start, the decode pick\'s at its end (producer.go ResponseBody: the `prefill` profile in full at StartOfStream)', async () => {
+    const ds = new Datastore({ scrape: false });
+    const add = (key: string, name: string, role: string) => {
+      ds.upsertEndpoint({ key, name, namespace: 'ns', address: key.split(':')[0]!, port: 8000, labels: { 'llm-d.ai/role': role } });
+      ds.setMetrics(key, { waitingQueueSize: 0, runningQueueSize: 0, kvCacheUsagePercent: 0.1, updateTime: Date.now(), consecutiveFailures: 0 });
+    };
+    add('10.0.1.1:8000', 'decode-0', 'decode');
+    add('10.0.2.1:8000', 'prefill-0', 'prefill');
+    const metrics = createEppMetrics();
+    const config = LLMD_GUIDE_CONFIGS['pd-disaggregation'].replace('- type: max-score-picker\n', '- type: max-score-picker\n- type: inflight-load-producer\n');
+    const control = new RequestControl({ datastore: ds, scheduler: buildScheduler(parseEndpointPickerConfig(config), { metrics: metrics.scheduling }), metrics: metrics.collectors });
+    const requests = async (name: string) => sample(await metrics.registry.metrics(),
+      `llm_d_epp_inflight_requests{endpoint_name="${name}",namespace="ns",producer_name="inflight-load-producer",fairness_id="default-flow",priority="0"}`);
+    try {
+      const d = await route(control, 'y'.repeat(400));
+      expect(d.setHeaders?.['x-prefiller-host-port']).toBe('10.0.2.1:8000');
+      expect([await requests('decode-0'), await requests('prefill-0')]).toEqual([1, 1]);
+      control.responseHeaders(d.ticket, new Map([[':status', '200'], ['content-type', 'text/event-stream']]), {}, false);
+      expect([await requests('decode-0'), await requests('prefill-0')]).toEqual([1, 0]);
+      control.release(d.ticket, 'completed');
+      expect([await requests('decode-0'), await requests('prefill-0')]).toEqual([0, 0]);
+    } finally {
+      control.close();
+      ds.stop();
+    }
+  });
+
+  test(`a flood of fairness ids is bounded: the first ${MAX_INFLIGHT_LABEL_SETS} (fairness_id, priority) sets keep their labels, later ones count as other`, async () => {
+    const ds = staticPool(1);
+    const metrics = createEppMetrics();
+    const control = new RequestControl({ datastore: ds, scheduler: buildScheduler(parseEndpointPickerConfig(LISTED_ALONE), { metrics: metrics.scheduling }), metrics: metrics.collectors });
+    try {
+      const routed = [];
+      for (let i = 0; i < 3 * MAX_INFLIGHT_LABEL_SETS; i++) routed.push(await route(control, `flood ${i}`, { [FAIRNESS_ID_HEADER]: `tenant-${i}` }));
+      const lines = (await metrics.registry.metrics()).split('\n').filter((l) => l.startsWith('llm_d_epp_inflight_requests{'));
+      expect(lines).toHaveLength(MAX_INFLIGHT_LABEL_SETS + 1);
+      expect(sample(lines.join('\n'), 'llm_d_epp_inflight_requests{endpoint_name="p0",namespace="ns",producer_name="inflight-load-producer",fairness_id="other",priority="other"}'))
+        .toBe(2 * MAX_INFLIGHT_LABEL_SETS);
+      for (const d of routed) control.release(d.ticket, 'completed');
+      const after = (await metrics.registry.metrics()).split('\n').filter((l) => l.startsWith('llm_d_epp_inflight_'));
+      expect(after.every((l) => l.endsWith(' 0'))).toBe(true);
+    } finally {
+      control.close();
+      ds.stop();
+    }
+  });
+
+  test('counting while no filter reads it changes no pick: the same requests go to the same pods with and without the producer listed', async () => {
+    const base = `apiVersion: llm-d.ai/v1alpha1
+kind: EndpointPickerConfig
+plugins:
+- type: prefix-cache-scorer
+- type: queue-scorer
+- type: active-request-scorer
+- type: max-score-picker
+schedulingProfiles:
+- name: default
+  plugins:
+  - pluginRef: prefix-cache-scorer
+    weight: 3
+  - pluginRef: queue-scorer
+  - pluginRef: active-request-scorer
+  - pluginRef: max-score-picker
+`;
+    // Its discount asks the prefix scorer for the pick's match: that read must not move a pick either.
+    const listed = base.replace('- type: max-score-picker\n', '- type: max-score-picker\n- type: inflight-load-producer\n  parameters: { prefixMatchInfoProducerName: prefix-cache-scorer }\n');
+    const picks = async (text: string): Promise<string[]> => {
+      const ds = staticPool(4);
+      const random = seededRandom(11);
+      const control = new RequestControl({ datastore: ds, random, scheduler: buildScheduler(parseEndpointPickerConfig(text), { random, now: () => 1_000_000 }) });
+      try {
+        const out: string[] = [];
+        const held: Routed[] = [];
+        for (let i = 0; i < 80; i++) {
+          const d = await route(control, `${'shared system prompt '.repeat(10 + (i % 3) * 7)}question ${i % 11}`);
+          out.push(d.endpoint);
+          held.push(d);
+          // Responses end out of order, some streamed, some not.
+          if (i % 3 === 2) {
+            const done = held.splice(i % 2, 1)[0]!;
+            control.responseHeaders(done.ticket, new Map([[':status', '200'], ['content-type', i % 2 === 0 ? 'text/event-stream' : 'application/json']]), {}, false);
+            control.release(done.ticket, 'completed');
+          }
+        }
+        return out;
+      } finally {
+        control.close();
+        ds.stop();
+      }
+    };
+    const without = await picks(base);
+    expect(new Set(without).size).toBeGreaterThan(1);
+    expect(await picks(listed)).toEqual(without);
+  });
+});
