@@ -11,7 +11,7 @@ import { createEppMetrics } from '../src/metrics';
 import { RequestControl } from '../src/requestcontrol/request-control';
 import { MAX_JSON_BODY_BYTES, ResponseObserver } from '../src/requestcontrol/response-usage';
 import { buildScheduler } from '../src/scheduling/scheduler';
-import { collectingLogger, FakeEnvoy, CHAT_POST_HEADERS, POST_HEADERS, protocolConfig, readStreamedBody, requestBody, requestHeaders, responseBody, responseHeaders } from './extproc-harness';
+import { collectingLogger, FakeEnvoy, CHAT_POST_HEADERS, POST_HEADERS, protocolConfig, readStreamedBody, requestBody, requestHeaders, responseBody, responseHeaders, responseTrailers } from './extproc-harness';
 
 describe('ResponseObserver (openai.go ParseResponse)', () => {
   test('a JSON body: usage with the cached prompt tokens vLLM reports', () => {
@@ -314,6 +314,84 @@ describe('response metrics over a real ext_proc stream (response body FULL_DUPLE
     s.send(responseBody(answer.subarray(cut), true));
     const rest = await readStreamedBody(s, 'response_body');
     expect(Buffer.concat([...first.chunks, ...rest.chunks]).toString()).toBe('{"model":"m","choices":[{"text":"é"}],"again":{"model": "m"}}');
+    s.end();
+    await s.status;
+  });
+
+  /** A request rewritten from `m` to `m-v2`, answered by a response with these headers; the stream is at the response body. */
+  const rewrittenUpTo = async (response: Record<string, string>, request: Record<string, unknown> = {}) => {
+    const s = envoy.open();
+    s.send({ ...requestHeaders({ ...POST_HEADERS, 'x-gateway-model-name-rewrite': 'm-v2' }, false), ...protocolConfig('FULL_DUPLEX_STREAMED', 'FULL_DUPLEX_STREAMED') });
+    s.send(requestBody(JSON.stringify({ model: 'm', prompt: 'hello', ...request }), true));
+    await s.next();
+    expect(JSON.parse(Buffer.concat((await readStreamedBody(s, 'request_body')).chunks).toString()).model).toBe('m-v2');
+    s.send(responseHeaders({ ':status': '200', ...response }, false));
+    await s.next();
+    return s;
+  };
+
+  // GIE v1.5.0 pkg/epp/handlers/server.go Process (ResponseBody): a non-streamed body is gathered to end_of_stream and
+  // finishResponse runs rewriteModelName on all of it (handlers/response_test.go TestRewriteModelName), so where Envoy
+  // cuts the chunks never decides what the client sees.
+  test('server.go finishResponse rewrites the whole non-streamed body: the client gets its model name back when Envoy cuts the chunk inside it', async () => {
+    const s = await rewrittenUpTo({ 'content-type': 'application/json' });
+    const answer = Buffer.from('{"id":"cmpl-1","model":"m-v2","choices":[{"text":"hi"}]}');
+    const cut = answer.indexOf(Buffer.from('m-v2')) + 2; // Envoy's chunk ends inside the name
+    s.send(responseBody(answer.subarray(0, cut), false));
+    s.send(responseBody(answer.subarray(cut), true));
+    const got = await readStreamedBody(s, 'response_body');
+    expect(Buffer.concat(got.chunks).toString()).toBe('{"id":"cmpl-1","model":"m","choices":[{"text":"hi"}]}');
+    s.end();
+    await s.status;
+  });
+
+  test('server.go finishResponse: a non-streamed body cut anywhere, or one byte per chunk, reaches the client as rewriteModelName of the whole body, byte for byte', async () => {
+    const answer = Buffer.from('{"id":"c","model":"m-v2","x":"\"model\":\"","again":{"model": "m-v2"},"é":"m-v2"}');
+    const whole = '{"id":"c","model":"m","x":"\"model\":\"","again":{"model": "m"},"é":"m-v2"}';
+    const cuts: Buffer[][] = [];
+    for (let at = 1; at < answer.length; at++) cuts.push([answer.subarray(0, at), answer.subarray(at)]);
+    cuts.push([...answer].map((b) => Buffer.from([b])));
+    for (const pieces of cuts) {
+      const s = await rewrittenUpTo({ 'content-type': 'application/json' });
+      pieces.forEach((p, i) => s.send(responseBody(p, i === pieces.length - 1)));
+      const got = await readStreamedBody(s, 'response_body');
+      expect(Buffer.concat(got.chunks).toString()).toBe(whole);
+      s.end();
+      await s.status;
+    }
+  });
+
+  // GIE v1.5.0 server.go ResponseTrailers: trailers end a non-streamed response (gRPC-style upstreams), finishResponse
+  // answering its body (end_of_stream false) before the trailers.
+  test('server.go ResponseTrailers finishes a non-streamed body: a name cut between chunks is restored, and the body\'s last byte, kept as a name\'s possible start, is sent before the trailers response', async () => {
+    const s = await rewrittenUpTo({ 'content-type': 'application/json' });
+    s.send(responseBody('{"id":"cmpl-1","model":"m-', false));
+    s.send(responseBody('v2","text":"', false)); // ends with a quote: perhaps the start of "model":"m-v2"
+    s.send(responseTrailers({ 'grpc-status': '0' }));
+    const got = await readStreamedBody(s, 'response_body', 3);
+    expect(got.chunks.map(String)).toEqual(['{"id":"cmpl-1",', '"model":"m","text":', '"']);
+    expect(got.eos).toEqual([false, false, false]);
+    expect((await s.next()).response).toBe('response_trailers');
+    s.end();
+    await s.status;
+  });
+
+  // GIE v1.5.0 server.go Process (ResponseBody): a streamed response (the request's `stream: true`, or a
+  // text/event-stream content-type) is answered chunk by chunk, rewriteModelName run on each chunk alone, so a name
+  // Envoy cuts between two chunks stays as the server wrote it there. kvroute holds no streamed chunk back either.
+  test.each<[string, Record<string, string>, Record<string, unknown>]>([
+    ['a text/event-stream response', { 'content-type': 'text/event-stream' }, {}],
+    ['a request with stream: true (server.go "Request with stream=true with non-streaming response header")', { 'content-type': 'application/json' }, { stream: true }],
+  ])('server.go rewrites a streamed body per chunk, each answered as it comes: %s', async (_, response, request) => {
+    const s = await rewrittenUpTo(response, request);
+    const event = Buffer.from('data: {"id":"c","model":"m-v2","choices":[]}\n\ndata: {"id":"c","model":"m-v2"}\n\n');
+    const cut = event.lastIndexOf(Buffer.from('m-v2')) + 2;
+    s.send(responseBody(event.subarray(0, cut), false));
+    const first = await readStreamedBody(s, 'response_body', 1);
+    expect(Buffer.concat(first.chunks).toString()).toBe('data: {"id":"c","model":"m","choices":[]}\n\ndata: {"id":"c","model":"m-');
+    s.send(responseBody(event.subarray(cut), true));
+    const rest = await readStreamedBody(s, 'response_body');
+    expect(Buffer.concat(rest.chunks).toString()).toBe('v2"}\n\n');
     s.end();
     await s.status;
   });

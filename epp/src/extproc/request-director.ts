@@ -109,7 +109,8 @@ export interface RequestDirector {
    * with an empty chunk). For what upstream reads there: usage and sizes (GIE v1.5.0 `pkg/epp/handlers/response.go`).
    * The chunk is the proxy's buffer; keep no reference past the call. Returning a buffer sends it in the chunk's place
    * (in full-duplex mode, the only one where the EPP answers with the body; e.g. the client's model name put back
-   * after a model rewrite). Throwing is logged and ignored.
+   * after a model rewrite); at the trailers, one returned is sent before the trailers response. Throwing is logged and
+   * ignored.
    */
   responseBody?(ticket: unknown, chunk: Buffer, endOfStream: boolean): Buffer | undefined | void;
   /**

@@ -653,8 +653,12 @@ export class ExtProcStream {
   private onResponseTrailers(msg: ProcessingRequest): void {
     this.beginResponseWithoutHeaders(msg);
     if (this.state !== 'response-body') throw new ProtocolError(`unexpected response_trailers in state ${this.state}`);
-    // Trailers end the response (gRPC-style upstreams): GIE v1.5.0 handlers/server.go finishes it there too.
-    if (this.responseBodyMode !== 'NONE') this.observeResponseBody(Buffer.alloc(0), true);
+    // Trailers end the response (gRPC-style upstreams): GIE v1.5.0 handlers/server.go finishes it there too, sending
+    // what it still had of the body (end_of_stream false: the trailers end the stream) before the trailers response.
+    const rest = this.responseBodyMode !== 'NONE' ? this.observeResponseBody(Buffer.alloc(0), true) : undefined;
+    if (rest !== undefined && rest.length > 0 && this.responseBodyMode === 'FULL_DUPLEX_STREAMED') {
+      for (const piece of chunk(rest, this.settings.maxChunkBytes)) this.io.send(streamedBodyChunk('response', piece, false));
+    }
     this.io.send(trailersResponse('response'));
     this.responseDone();
   }

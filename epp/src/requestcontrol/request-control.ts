@@ -395,8 +395,8 @@ class Ticket {
     /** The request as the post-response hooks see it, without its prompt (`retainedRequest`); only when a cycle picked it. */
     readonly request: LLMRequest | undefined,
     readonly started: number,
-    /** After a model rewrite: the model the client asked for and the one the server answers as. */
-    readonly rewrite: { readonly incoming: string; readonly target: string } | undefined,
+    /** After a model rewrite: puts the model the client asked for back where the server answers as the target. */
+    readonly rewrite: ModelNameRestorer | undefined,
     /** The request metrics' series (with metrics and a scheduled request). */
     readonly series: RequestSeries | undefined,
   ) {}
@@ -488,7 +488,7 @@ export class RequestControl implements RequestDirector {
   /** With the passthrough parser: the rewrite target a request is labelled with, its body left as it came. */
   private readonly labelTargets = new WeakMap<LLMRequest, string>();
   /** Requests whose model the gateway rewrites (`x-gateway-model-name-rewrite`): the target's label and the new body. */
-  private readonly rewrites = new WeakMap<LLMRequest, { readonly targetModel: string; readonly body: Buffer; readonly incoming: string; readonly target: string }>();
+  private readonly rewrites = new WeakMap<LLMRequest, { readonly targetModel: string; readonly body: Buffer; readonly incoming: string; readonly target: string; readonly stream: boolean }>();
   /** Requests naming a stored response kvroute issued (response-owner.ts): the owner pod's tag. */
   private readonly responseOwners = new WeakMap<IncomingRequest, string>();
   /** /v1/responses requests the pod will store under an id of its own: the id kvroute sets names the pick. */
@@ -809,7 +809,7 @@ export class RequestControl implements RequestDirector {
     const model = this.modelLabel(parsed.model ?? '');
     // Before anything can refuse the request, so its error series carry the rewrite target as every later one does.
     if (rewritten !== undefined) {
-      this.rewrites.set(request, { targetModel: this.modelLabel(rewriteTo!), body: rewritten, incoming: parsed.model ?? '', target: rewriteTo! });
+      this.rewrites.set(request, { targetModel: this.modelLabel(rewriteTo!), body: rewritten, incoming: parsed.model ?? '', target: rewriteTo!, stream: parsed.stream });
     }
     if (passthroughTarget) this.labelTargets.set(request, this.modelLabel(passthroughTarget));
     if (parsed.storesUnnamedResponse === true && !unread) this.unnamedResponses.add(request);
@@ -1371,7 +1371,7 @@ export class RequestControl implements RequestDirector {
       scheduled !== undefined,
       scheduled !== undefined && result !== undefined ? retainedRequest(scheduled.request) : undefined,
       started,
-      rewrite !== undefined && rewrite.incoming !== '' && rewrite.incoming !== rewrite.target ? { incoming: rewrite.incoming, target: rewrite.target } : undefined,
+      rewrite !== undefined && rewrite.incoming !== '' && rewrite.incoming !== rewrite.target ? new ModelNameRestorer(rewrite.target, rewrite.incoming, rewrite.stream) : undefined,
       series,
     );
     ticket.usageFormat = scheduled !== undefined ? (this.usageFormats.has(scheduled.request) ? this.usageFormats.get(scheduled.request) : 'openai') : 'openai';
@@ -1561,10 +1561,11 @@ export class RequestControl implements RequestDirector {
     if (status !== undefined && status !== '200') t.modelServerError = true;
     // GIE v1.5.0 handlers/server.go: a `text/event-stream` response is read as a stream of events. The reader itself is
     // made at the first body chunk: with kvroute's EnvoyFilter (response body mode NONE) none ever comes.
-    if (t.bodyRead && this.options.metrics !== undefined) {
-      const contentType = headers.get('content-type');
-      t.eventStream = contentType !== undefined && contentType.toLowerCase().includes('text/event-stream');
-    }
+    const contentType = headers.get('content-type');
+    const eventStream = contentType !== undefined && contentType.toLowerCase().includes('text/event-stream');
+    if (t.bodyRead && this.options.metrics !== undefined) t.eventStream = eventStream;
+    // GIE v1.5.0 handlers/server.go: such a response is streamed (`modelServerStreaming`), whatever the request said.
+    if (eventStream && t.rewrite !== undefined) t.rewrite.streamed = true;
     const set: Record<string, string> = {};
     if (t.flowQueueMs !== undefined) set[LLMD_FLOW_QUEUE_DURATION_HEADER] = String(t.flowQueueMs);
     if (request === undefined || target === undefined || this.postResponsePlugins.length === 0) return Object.keys(set).length > 0 ? set : undefined;
@@ -1590,9 +1591,8 @@ export class RequestControl implements RequestDirector {
     const before = this.options.metrics !== undefined ? performance.now() : 0;
     this.releaseAtResponseStart(t);
     this.observeResponse(t, chunk, endOfStream);
-    // GIE v1.5.0 handlers/server.go rewriteModelName: the client sees the model name it asked for, not the rewritten
-    // one (a name split across two chunks is left as it is, as upstream leaves it across streamed chunks).
-    const out = t.rewrite !== undefined ? restoreModelName(chunk, t.rewrite.target, t.rewrite.incoming) : undefined;
+    // GIE v1.5.0 handlers/server.go rewriteModelName: the client sees the model name it asked for, not the rewritten one.
+    const out = t.rewrite?.restore(chunk, endOfStream);
     if (this.options.metrics !== undefined) t.responseProcessingMs += performance.now() - before;
     return out;
   }
@@ -1875,32 +1875,75 @@ export function withPriority(body: Buffer, priority: number): Buffer | undefined
   return withLeadingMember(body, 'priority', String(priority));
 }
 
-/**
- * `"model":"<target>"` (or with a space after the colon) back to the incoming name, byte by byte (a chunk may end
- * inside a UTF-8 character); undefined when the chunk has neither.
- */
-function restoreModelName(chunk: Buffer, target: string, incoming: string): Buffer | undefined {
-  let out: Buffer | undefined;
-  for (const sep of [':', ': ']) {
-    const from = Buffer.from(`"model"${sep}${JSON.stringify(target)}`);
-    const to = Buffer.from(`"model"${sep}${JSON.stringify(incoming)}`);
-    out = replaceAll(out ?? chunk, from, to) ?? out;
-  }
-  return out;
-}
+const QUOTE = 0x22;
+/** What both of `ModelNameRestorer`'s patterns begin with. */
+const MODEL_KEY = Buffer.from('"model":');
 
-function replaceAll(buf: Buffer, from: Buffer, to: Buffer): Buffer | undefined {
-  let at = buf.indexOf(from);
-  if (at < 0) return undefined;
-  const parts: Buffer[] = [];
-  let start = 0;
-  while (at >= 0) {
-    parts.push(buf.subarray(start, at), to);
-    start = at + from.length;
-    at = buf.indexOf(from, start);
+/**
+ * Puts the client's model name back into the response of a request whose model the gateway rewrote: `"model":"<target>"`
+ * (or with a space after the colon) becomes the incoming name, byte by byte (a chunk may end inside a UTF-8 character),
+ * as GIE v1.5.0 `pkg/epp/handlers/server.go` rewriteModelName does. Upstream runs it on each chunk of a streamed
+ * response, and on the whole of a non-streamed one, which it holds to its end (`finishResponse`). Here a streamed chunk
+ * is rewritten alone too, so a name cut between two chunks of an event stream stays as the server wrote it, as upstream
+ * leaves it. A non-streamed body is not held whole: only its end that may begin a name the next chunk finishes (shorter
+ * than the longer pattern) is kept back, and sent with that chunk, or at the body's end. So the client gets the bytes
+ * upstream's whole-body rewrite gives, wherever Envoy cut the chunks, with memory bounded by the name's length rather
+ * than the body's (an embeddings response can be megabytes), and the rest of each chunk sent on as it comes.
+ */
+class ModelNameRestorer {
+  /** Each pattern and its replacement; they differ in the byte after `"model":`, so at most one starts at any place. */
+  private readonly patterns: readonly (readonly [from: Buffer, to: Buffer])[];
+  private readonly longest: number;
+  /** The end of the non-streamed body so far that may begin a pattern: sent with the next chunk. */
+  private held: Buffer | undefined = undefined;
+
+  constructor(
+    target: string,
+    incoming: string,
+    /**
+     * Whether the response is streamed, as upstream's `modelServerStreaming`: the request said `stream: true`, or the
+     * response headers' content-type is an event stream.
+     */
+    public streamed: boolean,
+  ) {
+    this.patterns = [':', ': '].map((sep) => [Buffer.from(`"model"${sep}${JSON.stringify(target)}`), Buffer.from(`"model"${sep}${JSON.stringify(incoming)}`)] as const);
+    this.longest = Math.max(...this.patterns.map(([from]) => from.length));
   }
-  parts.push(buf.subarray(start));
-  return Buffer.concat(parts);
+
+  /** What to send in the chunk's place; undefined: the chunk as it came. */
+  restore(chunk: Buffer, endOfStream: boolean): Buffer | undefined {
+    const body = this.held !== undefined ? Buffer.concat([this.held, chunk]) : chunk;
+    const parts: Buffer[] = [];
+    let end = 0; // past the last pattern replaced
+    let at = body.indexOf(MODEL_KEY);
+    while (at >= 0) {
+      const pattern = this.patterns.find(([from]) => body.length - at >= from.length && body.compare(from, 0, from.length, at, at + from.length) === 0);
+      if (pattern !== undefined) {
+        parts.push(body.subarray(end, at), pattern[1]);
+        end = at + pattern[0].length;
+      }
+      at = body.indexOf(MODEL_KEY, pattern !== undefined ? end : at + 1);
+    }
+    const cut = this.streamed || endOfStream ? body.length : this.heldFrom(body, end);
+    // A copy: the chunk is the proxy's buffer, not to be kept past the call.
+    this.held = cut < body.length ? Buffer.from(body.subarray(cut)) : undefined;
+    if (parts.length === 0 && body === chunk && cut === body.length) return undefined;
+    parts.push(body.subarray(end, cut));
+    return Buffer.concat(parts);
+  }
+
+  /**
+   * Where the body's end that may begin a pattern starts: the first quote at or past `from` (the last replaced
+   * pattern's end, so none is cut) whose bytes to the end are a pattern's proper prefix; the body's length when none
+   * is. Being the longest such end, it holds every name that spans the cut, which the next chunk then completes.
+   */
+  private heldFrom(body: Buffer, from: number): number {
+    for (let at = body.indexOf(QUOTE, Math.max(from, body.length - this.longest + 1)); at >= 0; at = body.indexOf(QUOTE, at + 1)) {
+      const rest = body.length - at;
+      if (this.patterns.some(([pattern]) => rest < pattern.length && body.compare(pattern, 0, rest, at) === 0)) return at;
+    }
+    return body.length;
+  }
 }
 
 const NO_HEADERS: ReadonlyMap<string, string> = new Map();
