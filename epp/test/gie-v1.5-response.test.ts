@@ -318,6 +318,32 @@ describe('response metrics over a real ext_proc stream (response body FULL_DUPLE
     await s.status;
   });
 
+  // GIE v1.5.0 pkg/epp/requestcontrol/director.go HandleRequest -> repackage re-marshals the mutated body and sets
+  // `reqCtx.RequestSize = len(requestBodyBytes)`; handlers/server.go records RecordRequestSizes(..., RequestSize) after
+  // HandleRequest (director_test.go asserts len(RawBody) == RequestSize); llm-d-router v0.10.0 director.go repackage the
+  // same. So request_sizes observes the body forwarded to the pod, whose length the EPP sets as content-length.
+  // kvroute's own edits (here the response id a stored /v1/responses answer is named by) count too: they are in it.
+  test.each<[string, Record<string, string>, Record<string, unknown>, string]>([
+    ['a model rewrite (director.go repackage)', { ...POST_HEADERS, 'x-gateway-model-name-rewrite': 'a-much-longer-target-model' }, { model: 'm', prompt: 'hello' }, 'target_model_name="a-much-longer-target-model"'],
+    ['kvroute\'s response id on a stored /v1/responses answer', { ...POST_HEADERS, ':path': '/v1/responses' }, { model: 'm', input: 'hello' }, 'target_model_name="m"'],
+  ])('director.go repackage: request_sizes observes the forwarded body, the content-length the EPP sets, after %s', async (_, headers, body, target) => {
+    const s = envoy.open();
+    s.send({ ...requestHeaders(headers, false), ...protocolConfig('FULL_DUPLEX_STREAMED', 'FULL_DUPLEX_STREAMED') });
+    const received = JSON.stringify(body);
+    s.send(requestBody(received, true));
+    const answer = await s.next();
+    const set = Object.fromEntries((answer.request_headers.response.header_mutation.set_headers as { header: { key: string; raw_value: Buffer } }[])
+      .map((h) => [h.header.key, h.header.raw_value.toString()]));
+    const forwarded = Buffer.concat((await readStreamedBody(s, 'request_body')).chunks);
+    expect(forwarded.length).not.toBe(Buffer.byteLength(received));
+    expect(set['content-length']).toBe(String(forwarded.length));
+    s.cancel();
+    const text = await metrics.registry.metrics();
+    expect(text).toMatch(new RegExp(`^inference_objective_request_sizes_count\\{model_name="m",${target}\\} 1$`, 'm'));
+    const sum = new RegExp(`^inference_objective_request_sizes_sum\\{model_name="m",${target}\\} (\\d+)$`, 'm').exec(text)?.[1];
+    expect(Number(sum)).toBe(forwarded.length);
+  });
+
   /** A request rewritten from `m` to `m-v2`, answered by a response with these headers; the stream is at the response body. */
   const rewrittenUpTo = async (response: Record<string, string>, request: Record<string, unknown> = {}) => {
     const s = envoy.open();

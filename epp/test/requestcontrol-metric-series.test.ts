@@ -89,8 +89,8 @@ describe('request control\'s resolved metric series', () => {
       ref.picks.add({ destination_endpoint: d.endpoint }, 1);
       ref.total.add({ model_name: model, target_model_name: target, priority: String(priority === undefined ? 0 : Number(priority)) }, 1);
       ref.sizesCount.add({ model_name: model, target_model_name: target }, 1);
-      // The body as received, not as rewritten (GIE v1.5.0 handlers/server.go RequestSize).
-      ref.sizesSum.add({ model_name: model, target_model_name: target }, req.body!.length);
+      // The body forwarded, rewritten when it is (GIE v1.5.0 director.go repackage sets RequestSize to its length).
+      ref.sizesSum.add({ model_name: model, target_model_name: target }, (d.body ?? req.body!).length);
       ref.running.add({ model_name: model }, 1);
       open.push({ ticket: d.ticket, model, target });
       // Requests end out of order, some still open across the reset.

@@ -1353,9 +1353,11 @@ export class RequestControl implements RequestDirector {
     let llmd: LlmdRequestSeries | undefined;
     if (series !== undefined) {
       const priority = this.priorityLabel(scheduled!.request.headers);
-      // The body as received, before a model rewrite, engine priority or response id edits it (GIE v1.5.0
-      // handlers/server.go: RequestSize = len(body) before HandleRequest; llm-d-router v0.10.0 the same).
-      const size = scheduled!.body.length;
+      // The body the pod gets, whose length the stream sets as content-length: GIE v1.5.0 director.go repackage sets
+      // RequestSize to the forwarded (re-marshalled) body's length before handlers/server.go records it (llm-d-router
+      // v0.10.0 the same). kvroute's own edits (engine priority, a response id) are counted, being in what it forwards.
+      // An unedited body goes byte for byte and counts as received, where GIE counts its re-marshalled (compact) form.
+      const size = (body ?? scheduled!.body).length;
       series.requestTotal(priority).value++;
       series.requestSizes().observe(size);
       // GIE v1.5.0 metrics.go IncRunningRequests skips an empty model name.
