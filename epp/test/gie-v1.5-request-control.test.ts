@@ -12,6 +12,8 @@ import { createEppMetrics } from '../src/metrics';
 import { RequestControl } from '../src/requestcontrol/request-control';
 import { FlowControlQueue } from '../src/requestcontrol/flow-control';
 import { buildScheduler } from '../src/scheduling/scheduler';
+import { startExtProcServer } from '../src/extproc/server';
+import { collectingLogger, FakeEnvoy, POST_HEADERS, protocolConfig, readStreamedBody, requestBody } from './extproc-harness';
 
 const pool = staticPool;
 
@@ -266,6 +268,45 @@ schedulingProfiles:
       expect(text).toContain('inference_objective_request_total{model_name="m",target_model_name="m",priority="5"} 1');
     } finally {
       director.close();
+    }
+  });
+});
+
+describe('request headers as GIE v1.5.0 reads them off a real ext_proc stream', () => {
+  // GIE v1.5.0 pkg/epp/handlers/request.go HandleRequestHeaders sets `reqCtx.Request.Headers[header.Key]` (and
+  // TargetModelName, ObjectiveKey, FairnessID) once per header entry, so of a header Envoy sends twice the last value
+  // is the one read; llm-d-router v0.10.0 handlers/request.go fills its map the same way. Envoy hands ext_proc a
+  // repeated custom header as separate entries.
+  test('handlers/request.go HandleRequestHeaders: of a header sent twice the last value is read: the body is rewritten to the last x-gateway-model-name-rewrite, the priority is the last objective\'s', async () => {
+    const ds = pool(1);
+    const metrics = createEppMetrics();
+    const director = new RequestControl({
+      datastore: ds,
+      scheduler: buildScheduler(config('- type: queue-scorer', '  - pluginRef: queue-scorer')),
+      metrics: metrics.collectors,
+      objectives: new Map([['low', 1], ['critical', 5]]),
+    });
+    const server = await startExtProcServer({ director, host: '127.0.0.1', port: 0, logger: collectingLogger() });
+    const envoy = new FakeEnvoy(`127.0.0.1:${server.port}`);
+    try {
+      const entries: [string, string][] = [
+        ...Object.entries(POST_HEADERS),
+        ['x-gateway-model-name-rewrite', 'first-target'], ['x-gateway-model-name-rewrite', 'm-v2'],
+        ['x-gateway-inference-objective', 'low'], ['x-gateway-inference-objective', 'critical'],
+      ];
+      const s = envoy.open();
+      s.send({ request_headers: { headers: { headers: entries.map(([key, v]) => ({ key, raw_value: Buffer.from(v) })) }, end_of_stream: false }, ...protocolConfig('FULL_DUPLEX_STREAMED', 'FULL_DUPLEX_STREAMED') });
+      s.send(requestBody(JSON.stringify({ model: 'm', prompt: 'hello' }), true));
+      expect((await s.next()).response).toBe('request_headers');
+      expect(JSON.parse(Buffer.concat((await readStreamedBody(s, 'request_body')).chunks).toString()).model).toBe('m-v2');
+      s.cancel();
+      const text = await metrics.registry.getSingleMetricAsString('inference_objective_request_total');
+      expect(text).toContain('inference_objective_request_total{model_name="m",target_model_name="m-v2",priority="5"} 1');
+    } finally {
+      envoy.close();
+      await server.stop();
+      director.close();
+      ds.stop();
     }
   });
 });

@@ -11,7 +11,7 @@ export interface IncomingRequest {
   /** `x-request-id` when the proxy sent one, otherwise a generated UUID. */
   readonly requestId: string;
   /** Request headers including HTTP/2 pseudo-headers (`:method`, `:path`, ...): lower-case names, values taken from
-   *  `raw_value` (UTF-8) or `value`; repeated names are joined with `,`. */
+   *  `raw_value` (UTF-8) or `value`; of a repeated name the last value, as GIE v1.5.0 reads it (`headerMapToMap`). */
   readonly headers: ReadonlyMap<string, string>;
   /**
    * The whole request body, byte-exact. Undefined when the request has none (the headers message had end_of_stream)

@@ -150,22 +150,20 @@ export function chunk(body: Buffer, max: number): Buffer[] {
 }
 
 /**
- * The value `headerMapToMap(map).get(name)` has, read without building the map: only the matching headers' values are
+ * The value `headerMapToMap(map).get(name)` has, read without building the map: only the matching header's value is
  * decoded. `name` matches a header whose lower-cased name it equals (so an upper-case `name` matches nothing, as in the
  * map).
  */
 export function headerValue(map: HeaderMap | null | undefined, name: string): string | undefined {
   const headers = map?.headers;
   if (headers === undefined) return undefined;
-  let out: string | undefined;
-  for (let i = 0; i < headers.length; i++) {
+  // From the end: the last entry of the name is its value.
+  for (let i = headers.length - 1; i >= 0; i--) {
     const h = headers[i]!;
     // toLowerCase returns the same string when there is nothing to lower (Envoy sends lower-case names).
-    if (!h.key || h.key.toLowerCase() !== name) continue;
-    const value = headerText(h);
-    out = out === undefined ? value : `${out},${value}`;
+    if (h.key && h.key.toLowerCase() === name) return headerText(h);
   }
-  return out;
+  return undefined;
 }
 
 /**
@@ -219,15 +217,16 @@ function headerText(h: HeaderValue): string {
   return h.raw_value && h.raw_value.length > 0 ? h.raw_value.toString('utf8') : (h.value ?? '');
 }
 
-/** Lower-case name → value, preferring `raw_value`; repeated names are joined with `,` as HTTP allows. */
+/**
+ * Lower-case name → value, preferring `raw_value`. Of a name Envoy sends more than once (a repeated custom header comes
+ * as separate entries), the last value: GIE v1.5.0 `pkg/epp/handlers/request.go` HandleRequestHeaders and
+ * `response.go` HandleResponseHeaders set their header map once per entry, and read the rewrite target, objective and
+ * fairness id from it, as llm-d-router v0.10.0's do; joined, `a,b` would name a model or objective neither sent.
+ */
 export function headerMapToMap(map: HeaderMap | null | undefined): Map<string, string> {
   const out = new Map<string, string>();
   for (const h of map?.headers ?? []) {
-    if (!h.key) continue;
-    const name = h.key.toLowerCase();
-    const value = headerText(h);
-    const prev = out.get(name);
-    out.set(name, prev === undefined ? value : `${prev},${value}`);
+    if (h.key) out.set(h.key.toLowerCase(), headerText(h));
   }
   return out;
 }
