@@ -68,6 +68,8 @@ Options:
                               decode DestinationRule sets none)
   --accept-http-10[=B]        serve HTTP/1.0 requests (default false: 426 Upgrade Required, as Istio's gateway
                               answers without PILOT_HTTP10)
+  --http1-enable-trailers[=B] carry HTTP/1.1 trailers both ways (Http1ProtocolOptions.enable_trailers; default
+                              false: Envoy's HTTP/1 codec drops them, and Istio enables none)
   --retry-back-off-base-ms N  a retry waits a random time below N ms, doubling per retry up to 10 × N (Envoy's
                               jittered back-off; default ${DEFAULTS.retryBackOffBaseMs}; 0 = at once)
   --max-retries N             connect-failure retries after the first attempt (route num_retries; default
@@ -133,6 +135,7 @@ const FLAGS: Readonly<Record<string, FlagSpec>> = {
   'connect-timeout-ms': { kind: 'int', option: 'connectTimeoutMs' },
   'eject-ms': { kind: 'int', option: 'ejectMs' },
   'accept-http-10': { kind: 'bool', option: 'acceptHttp10' },
+  'http1-enable-trailers': { kind: 'bool', option: 'http1EnableTrailers' },
   'retry-back-off-base-ms': { kind: 'int', option: 'retryBackOffBaseMs' },
   'max-retries': { kind: 'int', option: 'maxRetries' },
   'max-request-body-bytes': { kind: 'int', option: 'maxRequestBodyBytes' },

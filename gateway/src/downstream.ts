@@ -72,7 +72,17 @@ export class Downstream {
   private onActivity: () => void = () => undefined;
   private onResponseHeaders: () => void = () => undefined;
 
-  constructor(private readonly req: http.IncomingMessage, private readonly res: http.ServerResponse, private readonly stats: StatsCollector) {
+  /**
+   * `enableTrailers`: Http1ProtocolOptions.enable_trailers. Without it Envoy's HTTP/1 codec ignores the trailers it
+   * parses (`source/common/http/http1/codec_impl.cc` @ v1.35.0 ConnectionImpl::onHeaderFieldImpl / onHeaderValueImpl:
+   * "Ignore trailers."; BalsaParser skips them too), so the filters and the pod never see the client's.
+   */
+  constructor(
+    private readonly req: http.IncomingMessage,
+    private readonly res: http.ServerResponse,
+    private readonly stats: StatsCollector,
+    private readonly enableTrailers: boolean,
+  ) {
     this.method = req.method ?? 'GET';
     const list = HeaderList.fromRaw(req.rawHeaders);
     // A client's own `x-gateway-destination-endpoint` is kept, as Envoy keeps it (ConnectionManagerUtility removes only
@@ -196,7 +206,7 @@ export class Downstream {
       if (this.closed) return;
       this.onActivity();
       this.bodyEnded = true;
-      this.bodyTrailers = trailerList(this.req.rawTrailers);
+      this.bodyTrailers = this.enableTrailers ? trailerList(this.req.rawTrailers) : null;
       events.end();
     });
   }

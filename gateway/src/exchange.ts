@@ -57,14 +57,14 @@ export class Exchange implements FilterHost {
   private readonly bypassed: boolean;
 
   constructor(private readonly ctx: ExchangeContext, req: http.IncomingMessage, res: http.ServerResponse) {
-    this.downstream = new Downstream(req, res, ctx.stats);
+    this.downstream = new Downstream(req, res, ctx.stats, ctx.opts.http1EnableTrailers);
     this.router = new Router(ctx, {
       onResponse: (upstreamRes, endpoint, serviceTimeMs) => this.onUpstreamResponse(upstreamRes, endpoint, serviceTimeMs),
       onNoResponse: (status, message) => this.onNoUpstreamResponse(status, message),
       onDrain: () => this.downstream.resume('upstream'),
       onRequestComplete: () => this.timeouts.requestComplete(),
     });
-    this.relay = new ResponseRelay(this.downstream, () => this.timeouts.responseComplete());
+    this.relay = new ResponseRelay(this.downstream, () => this.timeouts.responseComplete(), ctx.opts.http1EnableTrailers);
     this.bypassed = bypasses(ctx.opts.extProcBypass, this.downstream.method, this.downstream.path);
     // The bypassed requests stand for the models route, which has no route timeout; the rest are the /v1 route.
     this.timeouts = new StreamTimeouts(ctx.opts, !this.bypassed, (e) => this.onTimeout(e));

@@ -307,7 +307,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       // (`source/common/http/conn_manager_impl.cc` @ v1.35.0): a 400 local reply with no body, before any filter
       // (`missing_host_header`); an HTTP/1.0 request without one gets the same, as Istio sets no
       // `default_host_for_http_10`.
-      new Downstream(req, res, stats).sendLocalReply(400, '');
+      new Downstream(req, res, stats, opts.http1EnableTrailers).sendLocalReply(400, '');
       req.resume();
       return;
     }

@@ -110,6 +110,14 @@ export interface GatewayOptions {
    * ISTIO_META_HTTP10). Default false: 426 Upgrade Required, as Envoy answers.
    */
   readonly acceptHttp10?: boolean;
+  /**
+   * Carry HTTP/1.1 trailers, both ways: `Http1ProtocolOptions.enable_trailers` on the HCM and the decode cluster. Default
+   * false, Envoy's default, which neither Istio's gateway nor kvroute's EnvoyFilter changes: Envoy's HTTP/1 codec then
+   * ignores the trailers it parses and drops those it would encode (`source/common/http/http1/codec_impl.cc` @ v1.35.0
+   * ConnectionImpl::onHeaderFieldImpl "Ignore trailers.", StreamEncoderImpl::encodeTrailersBase), so no trailer reaches
+   * the EPP, the pod or the client.
+   */
+  readonly http1EnableTrailers?: boolean;
   /** Ring hash `minimum_ring_size`. Default 1024 (Envoy's default). */
   readonly ringSize?: number;
   /** Upstream connect timeout. Default 10000 (Istio's default connect timeout). */
@@ -185,6 +193,7 @@ export interface ResolvedOptions {
   readonly requestHeadersToRemove: readonly string[];
   readonly hashHeader: string | null;
   readonly acceptHttp10: boolean;
+  readonly http1EnableTrailers: boolean;
   readonly ringSize: number;
   readonly connectTimeoutMs: number;
   readonly ejectMs: number;
@@ -407,6 +416,7 @@ export function resolveOptions(o: GatewayOptions): ResolvedOptions {
     requestHeadersToRemove,
     hashHeader,
     acceptHttp10: o.acceptHttp10 === true,
+    http1EnableTrailers: o.http1EnableTrailers === true,
     ringSize: int('ringSize', o.ringSize ?? DEFAULTS.ringSize, 1, 8_388_608),
     connectTimeoutMs: int('connectTimeoutMs', o.connectTimeoutMs ?? DEFAULTS.connectTimeoutMs, 1, 3_600_000),
     ejectMs: int('ejectMs', o.ejectMs ?? DEFAULTS.ejectMs, 0, 3_600_000),

@@ -52,8 +52,17 @@ export class ResponseRelay {
   private endHeldForHeaders = false;
   private trailers: HeaderList | null = null;
 
-  /** `onUpstreamComplete`: the upstream's whole response is in (Envoy's router onUpstreamComplete). */
-  constructor(private readonly downstream: Downstream, private readonly onUpstreamComplete: () => void) {}
+  /**
+   * `onUpstreamComplete`: the upstream's whole response is in (Envoy's router onUpstreamComplete). `enableTrailers`:
+   * the cluster's Http1ProtocolOptions.enable_trailers; without it Envoy's HTTP/1 client codec ignores the pod's
+   * trailers (`source/common/http/http1/codec_impl.cc` @ v1.35.0 ConnectionImpl::onHeaderFieldImpl), so neither the
+   * EPP nor the client gets them.
+   */
+  constructor(
+    private readonly downstream: Downstream,
+    private readonly onUpstreamComplete: () => void,
+    private readonly enableTrailers: boolean,
+  ) {}
 
   get bodyRoute(): ResponseBodyRoute {
     return this.route;
@@ -79,7 +88,7 @@ export class ResponseRelay {
    */
   get upstreamCompleteWithoutTrailers(): boolean {
     const res = this.upstream;
-    return res !== null && res.complete && res.rawTrailers.length === 0;
+    return res !== null && res.complete && (!this.enableTrailers || res.rawTrailers.length === 0);
   }
 
   /** Takes over the upstream's response; `filter` is the ext_proc response phase when the EPP is to see it. */
@@ -188,7 +197,7 @@ export class ResponseRelay {
     this.ended = true;
     this.onUpstreamComplete();
     if (this.downstream.closed) return;
-    this.trailers = trailerList(this.upstream?.rawTrailers ?? []);
+    this.trailers = this.enableTrailers ? trailerList(this.upstream?.rawTrailers ?? []) : null;
     // A response without a body (HEAD, 204, 304, Content-Length: 0) ends at its headers, before the EPP has answered
     // them; ending the client's response now would write a default head in place of the upstream's. Envoy's encoder
     // chain holds the end of stream with the headers until the ext_proc filter continues them.

@@ -346,7 +346,7 @@ describe('what Envoy sends on every message', () => {
       for (const m of messages) expect(m.metadata_context).toEqual(expect.objectContaining({ filter_metadata: {} }));
       // protocol_config on the first message only (encodeProtocolConfig L965-977).
       expect(messages.map((m) => m.protocol_config != null)).toEqual([true, false, false, false]);
-    }, { requestTrailerMode: 'send' });
+    }, { requestTrailerMode: 'send', http1EnableTrailers: true }); // trailers reach the filter only with enable_trailers
   });
 });
 

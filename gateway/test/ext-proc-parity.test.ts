@@ -124,7 +124,8 @@ describe('CONTINUE_AND_REPLACE does not end the other side at once (EP/ext_proc.
     // (send_trailers_ is false after CONTINUE_AND_REPLACE): the pod gets the new body and the client's trailers, at the
     // client's end. The gateway used to end the upstream request at once, without them.
     const epp = await startScriptedExtProc({ respond: (kind) => (kind === 'request_headers' ? [replace('request')] : undefined) });
-    const gw = await gateway({ endpoints: [up.address], extProc: epp.address });
+    // Trailers reach the filter only with the HTTP/1 codec's enable_trailers (off in Envoy and Istio; http1-codec.test.ts).
+    const gw = await gateway({ endpoints: [up.address], extProc: epp.address, http1EnableTrailers: true });
     const before = up.seen.length;
     const r = await send(gw.port, { body: ['{"a":', '1}'], headers: { 'content-type': 'application/json' }, trailers: { 'x-client-trailer': 'kept' } });
     expect(r.status).toBe(200);
@@ -138,7 +139,7 @@ describe('CONTINUE_AND_REPLACE does not end the other side at once (EP/ext_proc.
 
   test('on the response headers: the upstream\'s later body is drained and its end, with its trailers, ends the client\'s response', async () => {
     const epp = await startScriptedExtProc({ respond: (kind) => (kind === 'response_headers' ? [replace('response')] : undefined) });
-    const gw = await gateway({ endpoints: [up.address], extProc: epp.address });
+    const gw = await gateway({ endpoints: [up.address], extProc: epp.address, http1EnableTrailers: true });
     const r = await send(gw.port, { path: '/v1/completions?trailers=1', body: '{}', headers: { 'content-type': 'application/json' } });
     expect(r.status).toBe(200);
     expect(r.body.toString()).toBe('replaced');
@@ -206,13 +207,15 @@ describe(':status values Envoy takes and the HTTP/1 codec writes as a number (so
   });
 });
 
+// These need trailers to reach the filter at all: the HTTP/1 codec's enable_trailers (off in Envoy and Istio; see
+// http1-codec.test.ts) is turned on for them.
 describe('a BUFFERED request with trailers SEND waits for the trailers answer (EP/processor_state.cc @ v1.35.0 finalizeBodyResponse)', () => {
   test('nothing reaches the pod before the trailers answer: a timeout on it fails closed with no upstream request made', async () => {
     // Envoy sends the trailers from the body answer and only the trailers answer continues the filter chain, so the
     // router has not seen the request yet; the gateway used to start the upstream request at the body answer.
     earlyRequests = 0;
     const epp = await startScriptedExtProc({ silentOn: ['request_trailers'] });
-    const gw = await gateway({ endpoints: [earlyAddress], extProc: epp.address, requestTrailerMode: 'send', failureModeAllow: false, messageTimeoutMs: 1000 });
+    const gw = await gateway({ endpoints: [earlyAddress], extProc: epp.address, requestTrailerMode: 'send', failureModeAllow: false, messageTimeoutMs: 1000, http1EnableTrailers: true });
     const r = await send(gw.port, { body: ['{"a":', '1}'], headers: { 'content-type': 'application/json' }, trailers: { 'x-client-trailer': 'held' } });
     expect(r.status).toBe(504);
     expect(epp.streams[0].events.slice(0, 3)).toEqual(['request_headers', 'request_body', 'request_trailers']);
@@ -227,7 +230,7 @@ describe('a BUFFERED request with trailers SEND waits for the trailers answer (E
         ? [{ request_trailers: { header_mutation: { set_headers: [{ header: { key: 'x-epp-trailer', raw_value: Buffer.from('added') } }] } } }]
         : undefined),
     });
-    const gw = await gateway({ endpoints: [up.address], extProc: epp.address, requestTrailerMode: 'send' });
+    const gw = await gateway({ endpoints: [up.address], extProc: epp.address, requestTrailerMode: 'send', http1EnableTrailers: true });
     const before = up.seen.length;
     const r = await send(gw.port, { body: ['{"a":', '1}'], headers: { 'content-type': 'application/json' }, trailers: { 'x-client-trailer': 'kept' } });
     expect(r.status).toBe(200);

@@ -50,6 +50,8 @@ describe.each<RequestBodyMode>(['full-duplex', 'buffered'])('processing mode %s'
       extProc: `127.0.0.1:${epp.port}`,
       processingMode: mode,
       processingModeScope: mode === 'full-duplex' ? 'vhost' : 'filter',
+      // The trailer tests below need the HTTP/1 codec's enable_trailers, off in Envoy and Istio (http1-codec.test.ts).
+      http1EnableTrailers: true,
     });
   });
 

@@ -1,0 +1,87 @@
+/**
+ * Envoy's HTTP/1 codec as Istio's gateway configures it, both towards the client (the HCM's ServerConnectionImpl) and
+ * towards the pod (the decode cluster's ClientConnectionImpl). Real loopback upstream, real scripted ext_proc server,
+ * real HTTP client; no mocks. Cited at envoyproxy/envoy v1.35.0 unless said otherwise.
+ */
+import { destroyClientAgent, gateway, send, startUpstream, type Upstream } from './harness';
+import { startScriptedExtProc } from './scripted-ext-proc';
+
+jest.setTimeout(30_000);
+
+let up: Upstream;
+
+beforeAll(async () => {
+  up = await startUpstream();
+});
+
+afterAll(async () => {
+  await up.close();
+  destroyClientAgent();
+});
+
+const json = { 'content-type': 'application/json' };
+
+/**
+ * `Http1ProtocolOptions.enable_trailers` defaults to false ("By default the HTTP/1 codec drops proxied trailers",
+ * `api/envoy/config/core/v3/protocol.proto`), and neither Istio's gateway (pilot/pkg/networking/core @ 1.27.0 sets no
+ * `enable_trailers`) nor kvroute's EnvoyFilter sets it. The codec then ignores the trailers it parses
+ * (`source/common/http/http1/codec_impl.cc` ConnectionImpl::onHeaderFieldImpl / onHeaderValueImpl: "Ignore
+ * trailers."; `balsa_parser.cc` validateAndProcessHeadersOrTrailersImpl: `if (trailers && !enable_trailers_)
+ * continue;`) and drops those it would encode (StreamEncoderImpl::encodeTrailersBase: `if
+ * (!connection_.enableTrailers()) return endEncode();`).
+ */
+describe('HTTP/1 trailers with enable_trailers unset (codec_impl.cc, Envoy\'s default, Istio sets none)', () => {
+  test('the pod\'s response trailers do not reach the client', async () => {
+    const gw = await gateway({ endpoints: [up.address] });
+    try {
+      const r = await send(gw.port, { path: '/v1/completions?trailers=1', body: '{}', headers: json });
+      expect(r.status).toBe(200);
+      expect(r.trailers['x-upstream-trailer']).toBeUndefined();
+    } finally {
+      await gw.close();
+    }
+  });
+
+  test('the client\'s request trailers do not reach the pod', async () => {
+    const gw = await gateway({ endpoints: [up.address] });
+    try {
+      const before = up.seen.length;
+      const r = await send(gw.port, { body: ['{"a":', '1}'], headers: json, trailers: { 'x-client-trailer': 'sent' } });
+      expect(r.status).toBe(200);
+      expect(up.seen[before].body.toString()).toBe('{"a":1}');
+      expect(up.seen[before].trailers['x-client-trailer']).toBeUndefined();
+    } finally {
+      await gw.close();
+    }
+  });
+
+  test('with trailer modes SEND the EPP gets no request_trailers or response_trailers message: there are none', async () => {
+    const epp = await startScriptedExtProc();
+    const gw = await gateway({ endpoints: [up.address], extProc: epp.address, requestTrailerMode: 'send', responseTrailerMode: 'send' });
+    try {
+      const r = await send(gw.port, {
+        path: '/v1/completions?trailers=1', body: ['{"a":', '1}'], headers: json, trailers: { 'x-client-trailer': 'sent' },
+      });
+      expect(r.status).toBe(200);
+      const events = epp.streams[0].events;
+      expect(events).not.toContain('request_trailers');
+      expect(events).not.toContain('response_trailers');
+    } finally {
+      await gw.close();
+      await epp.stop();
+    }
+  });
+
+  test('--http1-enable-trailers (enable_trailers: true) carries them both ways', async () => {
+    const gw = await gateway({ endpoints: [up.address], http1EnableTrailers: true });
+    try {
+      const before = up.seen.length;
+      const r = await send(gw.port, { path: '/v1/completions?trailers=1', body: ['{"a":', '1}'], headers: json, trailers: { 'x-client-trailer': 'sent' } });
+      expect(r.status).toBe(200);
+      expect(r.trailers['x-upstream-trailer']).toBe('done');
+      expect(up.seen[before].trailers['x-client-trailer']).toBe('sent');
+    } finally {
+      await gw.close();
+    }
+  });
+});
