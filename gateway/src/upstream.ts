@@ -119,6 +119,10 @@ export function envoyResetReason(err: NodeJS.ErrnoException, connected: boolean)
     const detail = STRERROR[code];
     return detail === undefined ? 'remote connection failure' : `remote connection failure, transport failure reason: delayed connect error: ${detail}`;
   }
+  // Node's parser refused the pod's response (HPE_*): Envoy's HTTP/1 client codec fails the dispatch, CodecClient::onData
+  // sets `protocol_error_` and closes, and the close resets the stream with StreamResetReason::ProtocolError
+  // (`source/common/http/codec_client.cc` onEvent).
+  if (code.startsWith('HPE_')) return 'protocol error';
   // Connected, then closed or reset by the pod before its response headers.
   return 'connection termination';
 }

@@ -3,7 +3,9 @@
  * towards the pod (the decode cluster's ClientConnectionImpl). Real loopback upstream, real scripted ext_proc server,
  * real HTTP client; no mocks. Cited at envoyproxy/envoy v1.35.0 unless said otherwise.
  */
-import { destroyClientAgent, gateway, send, startUpstream, type Upstream } from './harness';
+import * as net from 'net';
+import type { AddressInfo } from 'net';
+import { destroyClientAgent, gateway, LOOPBACK, send, startUpstream, type Upstream } from './harness';
 import { startScriptedExtProc } from './scripted-ext-proc';
 
 jest.setTimeout(30_000);
@@ -82,6 +84,41 @@ describe('HTTP/1 trailers with enable_trailers unset (codec_impl.cc, Envoy\'s de
       expect(up.seen[before].trailers['x-client-trailer']).toBe('sent');
     } finally {
       await gw.close();
+    }
+  });
+});
+
+/** A pod that answers every request with `head` (raw bytes), then closes. */
+async function rawPod(head: string): Promise<{ address: string; close(): Promise<void> }> {
+  const server = net.createServer((socket) => {
+    socket.once('data', () => socket.end(head));
+  });
+  await new Promise<void>((resolve) => server.listen(0, LOOPBACK, resolve));
+  return {
+    address: `${LOOPBACK}:${(server.address() as AddressInfo).port}`,
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}
+
+/**
+ * A response the HTTP/1 client codec cannot parse fails its dispatch: CodecClient::onData sets `protocol_error_` and
+ * closes, and the close resets the stream with StreamResetReason::ProtocolError (`source/common/http/codec_client.cc`
+ * onEvent: `if (protocol_error_) reason = StreamResetReason::ProtocolError`), which
+ * Http::Utility::resetReasonToString writes `protocol error` (`source/common/http/utility.cc`). Not a connect failure,
+ * so Istio's retry_on (connect-failure,…) does not retry it.
+ */
+describe('upstream response heads the HTTP/1 client codec refuses (codec_client.cc onData/onEvent)', () => {
+  test('a malformed header line is a 503 with reset reason `protocol error`', async () => {
+    const pod = await rawPod('HTTP/1.1 200 OK\r\nBad Header Line\r\nContent-Length: 2\r\n\r\nok');
+    const gw = await gateway({ endpoints: [pod.address] });
+    try {
+      const r = await send(gw.port, { body: '{}', headers: json });
+      expect(r.status).toBe(503);
+      expect(r.body.toString()).toBe('upstream connect error or disconnect/reset before headers. reset reason: protocol error');
+      expect(gw.stats().retries).toBe(0);
+    } finally {
+      await gw.close();
+      await pod.close();
     }
   });
 });
