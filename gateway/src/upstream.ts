@@ -86,6 +86,18 @@ export function retryBackOffMs(retry: number, baseMs: number, random: () => numb
   return Math.min(Math.floor(random() * interval), max);
 }
 
+/**
+ * The HTTP/1 client codec's limits on a pod's response head, with the decode cluster's defaults (neither Istio nor
+ * kvroute sets them): `max_response_headers_kb` unset → MAX_RESPONSE_HEADERS_KB, 80 KiB
+ * (`source/common/http/http1/codec_impl.h`, ClientConnectionImpl in `codec_impl.cc` @ v1.35.0; the BalsaParser's
+ * max_header_length counts the whole head, as Node's maxHeaderSize does), and `common_http_protocol_options
+ * .max_headers_count` unset → 100 (ClusterInfoImpl max_response_headers_count_ = DEFAULT_MAX_HEADERS_COUNT,
+ * `source/common/upstream/upstream_impl.cc`). Past either, the codec's dispatch fails (ConnectionImpl::
+ * completeCurrentHeader, checkMaxHeadersSize): a protocol error, not Node's 16 KiB / 2000-header limits.
+ */
+export const MAX_RESPONSE_HEADERS_BYTES = 80 * 1024;
+export const MAX_RESPONSE_HEADERS_COUNT = 100;
+
 const CONNECT_FAILURE_CODES = new Set([
   'ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'EADDRNOTAVAIL', 'ENOTFOUND', 'EAI_AGAIN', 'ETIMEDOUT', 'ECONNRESET',
 ]);
@@ -262,6 +274,7 @@ export class UpstreamCall {
         // Node accepts a flat [name, value, ...] array here (order and repeats kept); typed as an object only.
         headers: this.rawHeaders(endpoint) as unknown as http.OutgoingHttpHeaders,
         setHost: false,
+        maxHeaderSize: MAX_RESPONSE_HEADERS_BYTES,
       });
     } catch (err) {
       // An invalid method, path or header: no endpoint would take it.
@@ -299,6 +312,15 @@ export class UpstreamCall {
     req.on('response', (res) => {
       responded = true;
       clearTimeout(timer);
+      if (res.rawHeaders.length / 2 > MAX_RESPONSE_HEADERS_COUNT && !this.finished) {
+        // Envoy's codec fails on the 101st field, before the router sees any header: the connection is closed and the
+        // stream reset with a protocol error, which is not a connect failure, so no retry (see envoyResetReason).
+        req.destroy();
+        release();
+        this.lastReason = 'protocol error';
+        this.failReset();
+        return;
+      }
       this.record = null;
       if (this.finished) {
         res.resume();

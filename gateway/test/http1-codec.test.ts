@@ -3,6 +3,7 @@
  * towards the pod (the decode cluster's ClientConnectionImpl). Real loopback upstream, real scripted ext_proc server,
  * real HTTP client; no mocks. Cited at envoyproxy/envoy v1.35.0 unless said otherwise.
  */
+import * as http from 'http';
 import * as net from 'net';
 import type { AddressInfo } from 'net';
 import { destroyClientAgent, gateway, LOOPBACK, send, startUpstream, type Upstream } from './harness';
@@ -91,6 +92,8 @@ describe('HTTP/1 trailers with enable_trailers unset (codec_impl.cc, Envoy\'s de
 /** A pod that answers every request with `head` (raw bytes), then closes. */
 async function rawPod(head: string): Promise<{ address: string; close(): Promise<void> }> {
   const server = net.createServer((socket) => {
+    // The gateway may close before reading all of a head it refuses.
+    socket.on('error', () => undefined);
     socket.once('data', () => socket.end(head));
   });
   await new Promise<void>((resolve) => server.listen(0, LOOPBACK, resolve));
@@ -120,5 +123,60 @@ describe('upstream response heads the HTTP/1 client codec refuses (codec_client.
       await gw.close();
       await pod.close();
     }
+  });
+});
+
+/**
+ * The decode cluster's response head limits, which neither Istio nor kvroute sets: `max_response_headers_kb` unset →
+ * the codec's MAX_RESPONSE_HEADERS_KB, 80 KiB (`source/common/http/http1/codec_impl.h`, ClientConnectionImpl in
+ * `codec_impl.cc`), and `common_http_protocol_options.max_headers_count` unset → 100 (ClusterInfoImpl
+ * max_response_headers_count_ = DEFAULT_MAX_HEADERS_COUNT, `source/common/upstream/upstream_impl.cc`). Past either,
+ * ConnectionImpl::completeCurrentHeader / checkMaxHeadersSize fail the dispatch: a protocol error, the stream reset
+ * before headers, 503. Node's own client limits (16 KiB, 2000 headers) must not apply.
+ */
+describe('upstream response head limits (HTTP/1 ClientConnectionImpl with the cluster defaults)', () => {
+  /** A response head of `fields` header fields in all, the first carrying `kib` KiB. */
+  const head = (fields: number, kib = 0): string => {
+    const lines = ['Content-Length: 2', `X-Big: ${'a'.repeat(kib * 1024)}`];
+    for (let i = lines.length; i < fields; i++) lines.push(`X-H${i}: ${i}`);
+    return `HTTP/1.1 200 OK\r\n${lines.join('\r\n')}\r\n\r\nok`;
+  };
+
+  /** Status and `x-big` length as a client with room for an 80 KiB head sees them (Node's own client stops at 16). */
+  const fetchHead = (port: number): Promise<{ status: number; big: number }> => new Promise((resolve, reject) => {
+    const req = http.request({ host: LOOPBACK, port, method: 'POST', path: '/v1/completions', headers: json, maxHeaderSize: 128 * 1024 }, (res) => {
+      res.resume();
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, big: String(res.headers['x-big'] ?? '').length }));
+    });
+    req.on('error', reject);
+    req.end('{}');
+  });
+
+  const through = async (podHead: string): Promise<{ status: number; big: number; body: string; retries: number }> => {
+    const pod = await rawPod(podHead);
+    const gw = await gateway({ endpoints: [pod.address] });
+    try {
+      const { status, big } = await fetchHead(gw.port);
+      const body = status === 503 ? (await send(gw.port, { body: '{}', headers: json })).body.toString() : '';
+      return { status, big, body, retries: gw.stats().retries };
+    } finally {
+      await gw.close();
+      await pod.close();
+    }
+  };
+
+  const reset = 'upstream connect error or disconnect/reset before headers. reset reason: protocol error';
+
+  test('a 20 KiB response head (over Node\'s 16 KiB, under Envoy\'s 80 KiB) reaches the client', async () => {
+    expect(await through(head(2, 20))).toMatchObject({ status: 200, big: 20 * 1024 });
+  });
+
+  test('an 81 KiB response head is a 503 with reset reason `protocol error`', async () => {
+    expect(await through(head(2, 81))).toEqual({ status: 503, big: 0, body: reset, retries: 0 });
+  });
+
+  test('100 response header fields pass; 101 (over max_headers_count) are a 503 with reset reason `protocol error`', async () => {
+    expect(await through(head(100))).toMatchObject({ status: 200 });
+    expect(await through(head(101))).toEqual({ status: 503, big: 0, body: reset, retries: 0 });
   });
 });
