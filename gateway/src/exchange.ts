@@ -120,7 +120,9 @@ export class Exchange implements FilterHost {
       this.sendLocalReply(404, '');
       return;
     }
-    this.router.route(this.downstream.headers, this.filter?.lbMetadata ?? {}, this.downstream.method);
+    // The models route (the bypass) has no timeout, the inference route `--request-timeout-ms` (as StreamTimeouts).
+    const routeTimeoutMs = this.bypassed ? 0 : this.ctx.opts.requestTimeoutMs;
+    this.router.route(this.downstream.headers, this.filter?.lbMetadata ?? {}, this.downstream.method, routeTimeoutMs);
   }
 
   sendLocalReply(status: number, body: string | Buffer, headers?: HeaderList, grpcStatus?: number): void {

@@ -103,9 +103,9 @@ export class Router {
 
   /**
    * Starts the upstream request for `headers` as they are now (after the EPP's mutations), once. `method` stands in
-   * for a request that somehow lost its `:method`.
+   * for a request that somehow lost its `:method`. `routeTimeoutMs`: the matched route's `timeout` (0: none).
    */
-  route(headers: HeaderList, lbMetadata: Readonly<Record<string, JsonValue>>, method: string): void {
+  route(headers: HeaderList, lbMetadata: Readonly<Record<string, JsonValue>>, method: string, routeTimeoutMs: number): void {
     if (this.call) return;
     const { pool, fallback, opts, stats } = this.ctx;
     const { hosts, given } = overrideHosts(lbMetadata[DESTINATION_HEADER], pool);
@@ -127,6 +127,7 @@ export class Router {
         maxReplayBytes: opts.requestBodyBufferLimitBytes,
         maxRetries: opts.maxRetries,
         retryBackOffBaseMs: opts.retryBackOffBaseMs,
+        routeTimeoutMs,
       },
       { method: headers.get(':method') ?? method, path: headers.get(':path') ?? '/', headers: upstreamHeaders },
       new Candidates(hosts, () => fallback.order(hashKey), fallback.previousHosts, hashKey !== undefined,

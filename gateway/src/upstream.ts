@@ -47,6 +47,16 @@ export const ISTIO_DEFAULT_NUM_RETRIES = 2;
  */
 export const ATTEMPT_COUNT_HEADER = 'x-envoy-attempt-count';
 
+/**
+ * The header Envoy's router tells the upstream its deadline with: FilterUtility::setTimeoutHeaders
+ * (`source/common/router/router.cc` @ v1.35.0), called from Filter::decodeHeaders (finalTimeout, nothing elapsed) and
+ * again from doRetry (the time since the router had the whole request), with `insert_envoy_expected_request_timeout_ms
+ * = !suppress_envoy_headers_`, which Istio leaves off on gateways (`listener_builder.go` @ 1.27.0 L440-442). With no
+ * per-try timeout (Istio's default retry policy sets none) it is the route timeout less the time elapsed, 1 once that is
+ * spent ("0 would be an infinite timeout"), and none without a route timeout. Overwritten, not appended.
+ */
+export const EXPECTED_TIMEOUT_HEADER = 'x-envoy-expected-rq-timeout-ms';
+
 export interface UpstreamCallbacks {
   onResponse(res: http.IncomingMessage, endpoint: Endpoint, attempts: number): void;
   /** No response could be obtained. `status` is what the client should get (503, or 500 for an unsendable request). */
@@ -68,6 +78,8 @@ export interface UpstreamSettings {
   readonly maxRetries: number;
   /** The retry back-off's base interval (`retryBackOffMs`); 0 retries at once. */
   readonly retryBackOffBaseMs: number;
+  /** The route's `timeout` (0: none), which `EXPECTED_TIMEOUT_HEADER` states. */
+  readonly routeTimeoutMs: number;
 }
 
 /**
@@ -146,6 +158,8 @@ export class UpstreamCall {
   private record: Buffer[] | null = [];
   private recordBytes = 0;
   private ended = false;
+  /** performance.now() when the body ended: the router had the whole request (downstream_request_complete_time_). */
+  private endedAt: number | undefined;
   private trailers: Record<string, string> | null = null;
   /** The outcome is decided: a response arrived or the request failed; no further attempt. */
   private finished = false;
@@ -196,6 +210,7 @@ export class UpstreamCall {
   end(trailers?: Record<string, string> | null): void {
     if (this.aborted || this.ended) return;
     this.ended = true;
+    this.endedAt = performance.now();
     this.trailers = trailers && Object.keys(trailers).length > 0 ? trailers : null;
     if (this.current) this.endCurrent(this.current);
   }
@@ -360,11 +375,23 @@ export class UpstreamCall {
 
   private rawHeaders(endpoint: Endpoint): string[] {
     const raw: string[] = [];
-    for (const [n, v] of this.head.headers.pairs) if (n !== ATTEMPT_COUNT_HEADER && !n.startsWith(':')) raw.push(n, v);
+    const expectedTimeout = this.expectedTimeoutMs();
+    const set = (n: string): boolean => n === ATTEMPT_COUNT_HEADER || (expectedTimeout !== undefined && n === EXPECTED_TIMEOUT_HEADER);
+    for (const [n, v] of this.head.headers.pairs) if (!set(n) && !n.startsWith(':')) raw.push(n, v);
     // Set, not appended: Envoy overwrites whatever the client (or nobody) put there.
     raw.push(ATTEMPT_COUNT_HEADER, String(this.attempts));
+    if (expectedTimeout !== undefined) raw.push(EXPECTED_TIMEOUT_HEADER, String(expectedTimeout));
     // HTTP/1.1 requires Host; a client that sent none (HTTP/1.0) gets the endpoint's address.
     return this.head.headers.has('host') ? raw : ['host', endpoint.address, ...raw];
+  }
+
+  /** `EXPECTED_TIMEOUT_HEADER` for the current attempt: setTimeoutHeaders with no per-try timeout. */
+  private expectedTimeoutMs(): number | undefined {
+    const global = this.settings.routeTimeoutMs;
+    if (global <= 0) return undefined;
+    // decodeHeaders passes no elapsed time; doRetry the whole milliseconds since the request was complete, if it is.
+    const elapsed = this.attempts > 1 && this.endedAt !== undefined ? Math.floor(performance.now() - this.endedAt) : 0;
+    return elapsed >= global ? 1 : global - elapsed;
   }
 
   /** Starts the next attempt on a later tick (never re-entrantly from inside an 'error' handler). */

@@ -9,7 +9,7 @@ import * as net from 'net';
 import type { AddressInfo } from 'net';
 import type { ExtProcServer } from '@kvroute/epp/extproc';
 import { StreamingReply } from './clients';
-import { completion, destroyClientAgent, gateway, LOOPBACK, pseudoRandom, send, startEpp, startUpstream, TestDirector, waitFor, type Upstream } from './harness';
+import { completion, deadPort, destroyClientAgent, gateway, LOOPBACK, pseudoRandom, send, startEpp, startUpstream, TestDirector, waitFor, type Upstream } from './harness';
 import { startScriptedExtProc } from './scripted-ext-proc';
 
 // Generous bounds for a shared, loaded machine (no test relies on them for timing).
@@ -159,6 +159,54 @@ describe('route timeout (source/common/router/router.cc onRequestComplete L1138-
       expect(gw.stats().timeouts).toEqual({ requestReceive: 0, idle: 0, route: 1 });
     } finally {
       up.gate.open();
+      await gw.close();
+    }
+  });
+});
+
+/**
+ * The router tells the pod its deadline: FilterUtility::finalTimeout → setTimeoutHeaders(0, …) in Filter::decodeHeaders
+ * and setTimeoutHeaders(elapsed since the router had the whole request, …) in doRetry (`source/common/router/router.cc`
+ * @ v1.35.0), writing `x-envoy-expected-rq-timeout-ms` when `insert_envoy_expected_request_timeout_ms =
+ * !suppress_envoy_headers_` (Istio leaves it off on gateways, `listener_builder.go` @ 1.27.0 L440-442). With no per-try
+ * timeout the value is the route timeout, less what has elapsed (1 once it is spent); with no route timeout, none.
+ */
+describe('x-envoy-expected-rq-timeout-ms (router.cc FilterUtility::setTimeoutHeaders)', () => {
+  const header = (u: Upstream, i: number): string | string[] | undefined => u.seen[i].headers['x-envoy-expected-rq-timeout-ms'];
+
+  it('the first attempt carries the route timeout; without one (the default, and the models route) none is sent', async () => {
+    const timed = await gateway({ endpoints: [up.address], extProc: `${LOOPBACK}:${epp.port}`, requestTimeoutMs: 30_000, extProcBypass: ['GET /v1/models'] });
+    const untimed = await gateway({ endpoints: [up.address], extProc: `${LOOPBACK}:${epp.port}` });
+    try {
+      const before = up.seen.length;
+      expect((await send(timed.port, { body: completion() })).status).toBe(200);
+      expect(header(up, before)).toBe('30000');
+      expect((await send(timed.port, { method: 'GET', path: '/v1/models' })).status).toBe(200);
+      expect(header(up, before + 1)).toBeUndefined();
+      expect((await send(untimed.port, { body: completion() })).status).toBe(200);
+      expect(header(up, before + 2)).toBeUndefined();
+    } finally {
+      await timed.close();
+      await untimed.close();
+    }
+  });
+
+  it('a retry carries what is left of it since the router had the whole request (doRetry)', async () => {
+    // Two refused attempts first, each retry after a random back-off (0-499 ms, then 0-999 ms): by the third attempt
+    // at least a millisecond has passed but for a one-in-a-million draw, so less than the timeout is left.
+    const dead = [`${LOOPBACK}:${await deadPort()}`, `${LOOPBACK}:${await deadPort()}`];
+    const gw = await gateway({ endpoints: [...dead, up.address], extProc: `${LOOPBACK}:${epp.port}`, requestTimeoutMs: 30_000, retryBackOffBaseMs: 500 });
+    try {
+      const before = up.seen.length;
+      const started = performance.now();
+      const r = await send(gw.port, { body: completion(), headers: { 'content-type': 'application/json', 'x-test-pick': [...dead, up.address].join(',') } });
+      const took = performance.now() - started;
+      expect(r.status).toBe(200);
+      expect(gw.stats().retries).toBe(2);
+      const left = Number(header(up, before));
+      expect(left).toBeLessThan(30_000);
+      expect(left).toBeGreaterThanOrEqual(30_000 - Math.ceil(took));
+    } finally {
       await gw.close();
     }
   });
