@@ -233,6 +233,7 @@ export class Downstream {
     headers.set('server', SERVER_NAME);
     // A pod answering before the upload is done ends the connection too (the same check in Envoy covers every response).
     this.closeIfRequestIncomplete(headers);
+    this.omitKeepAlive();
     this.onResponseHeaders();
     this.onActivity();
     this.headSent = true;
@@ -303,6 +304,7 @@ export class Downstream {
     headers.set('content-length', String(bytes.length));
     headers.set('server', SERVER_NAME);
     this.closeIfRequestIncomplete(headers);
+    this.omitKeepAlive();
     this.onResponseHeaders();
     this.onActivity();
     this.headSent = true;
@@ -323,6 +325,19 @@ export class Downstream {
     headers.set('connection', 'close');
     this.res.shouldKeepAlive = false;
     this.stats.responseBeforeRequestComplete++;
+  }
+
+  /**
+   * An HTTP/1.1 response on a connection that stays open carries no `connection` header from Envoy: the HTTP/1 codec
+   * writes only the header map (`source/common/http/http1/codec_impl.cc` @ v1.35.0 ResponseEncoderImpl::encodeHeaders,
+   * encodeHeadersBase), from which the HCM removed the upstream's (ConnectionManagerUtility::mutateResponseHeaders) and
+   * to which it adds `connection: close` only when the connection is to close (ActiveStream::encodeHeaders: the
+   * client's `Connection: close`, a drain, a reply before the request is complete). Node adds `Connection: keep-alive`
+   * unless told the header is removed; when it closes the connection it says `Connection: close`, as Envoy does.
+   * HTTP/1.0 (`--accept-http-10`) is left to Node, which answers keep-alive with `Connection: keep-alive` as Envoy does.
+   */
+  private omitKeepAlive(): void {
+    if (this.res.shouldKeepAlive && this.req.httpVersion === '1.1') this.res.removeHeader('connection');
   }
 
   /**

@@ -180,3 +180,62 @@ describe('upstream response head limits (HTTP/1 ClientConnectionImpl with the cl
     expect(await through(head(101))).toEqual({ status: 503, big: 0, body: reset, retries: 0 });
   });
 });
+
+/** What the client's socket receives, lower-cased, for requests written raw, once `responses` status lines are in. */
+async function rawExchange(port: number, requests: string, responses = 1): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(port, LOOPBACK, () => socket.write(requests));
+    let data = '';
+    socket.setEncoding('latin1');
+    socket.on('data', (c: string) => {
+      data += c.toLowerCase();
+      if ((data.match(/http\/1\.1 \d{3} /g) ?? []).length >= responses && data.endsWith('}')) {
+        socket.destroy();
+        resolve(data);
+      }
+    });
+    socket.on('close', () => resolve(data));
+    socket.on('error', reject);
+  });
+}
+
+/**
+ * Envoy's HTTP/1 ResponseEncoderImpl::encodeHeaders / encodeHeadersBase (`source/common/http/http1/codec_impl.cc`)
+ * write the response header map and only `transfer-encoding: chunked` or `content-length: 0` of their own; the HCM
+ * removes the upstream's `connection` (ConnectionManagerUtility::mutateResponseHeaders) and sets `connection: close`
+ * only when the connection is to close (ActiveStream::encodeHeaders, `conn_manager_impl.cc`: drain_state_ not
+ * NotDraining, e.g. the client's own `Connection: close` via saw_connection_close_). Node adds `Connection:
+ * keep-alive` to every other response.
+ */
+describe('the connection header of a response (HTTP/1 ResponseEncoderImpl::encodeHeaders, HCM encodeHeaders)', () => {
+  test('an HTTP/1.1 keep-alive response, upstream or local, carries none', async () => {
+    const gw = await gateway({ endpoints: [up.address], routePrefixes: ['/v1'] });
+    try {
+      const r = await send(gw.port, { body: '{}', headers: json });
+      expect(r.status).toBe(200);
+      expect(r.headers.connection).toBeUndefined();
+      // A local reply to a complete request (one before the request is complete closes the connection, as in Envoy).
+      const local = await send(gw.port, { method: 'GET', path: '/other' });
+      expect(local.status).toBe(404);
+      expect(local.headers.connection).toBeUndefined();
+      // The connection is kept all the same: a second request on it is answered.
+      const request = 'POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}';
+      const both = await rawExchange(gw.port, request + request, 2);
+      expect(both.match(/http\/1\.1 200 /g)).toHaveLength(2);
+      expect(both).not.toContain('\r\nconnection:');
+    } finally {
+      await gw.close();
+    }
+  });
+
+  test('a response on a connection that closes says `connection: close`, as the HCM does once it drains it', async () => {
+    const gw = await gateway({ endpoints: [up.address] });
+    try {
+      const head = await rawExchange(gw.port, 'POST /v1/completions HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 2\r\n\r\n{}');
+      expect(head).toMatch(/^http\/1\.1 200 /);
+      expect(head).toContain('\r\nconnection: close\r\n');
+    } finally {
+      await gw.close();
+    }
+  });
+});
