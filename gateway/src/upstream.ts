@@ -9,7 +9,7 @@
  * the response headers, and `retriable-status-codes` comes with no codes (Istio sets `retriable_status_codes` only
  * from an explicit retry stanza, and Envoy strips the client's `x-envoy-retriable-status-codes`): none of them can
  * fire against an HTTP/1.1 vLLM pod, so none is modelled. Each attempt carries `x-envoy-attempt-count` (see
- * `rawHeaders`). A stale keep-alive socket (reset before any response byte on a reused connection) is replayed on
+ * `outgoingHeaders`). A stale keep-alive socket (reset before any response byte on a reused connection) is replayed on
  * the same endpoint as the same attempt: a Node artefact, not an Envoy retry, so it counts against nothing. The body
  * written so far is kept until the response headers arrive so that a retry can replay it; every later failure is
  * final.
@@ -279,6 +279,7 @@ export class UpstreamCall {
       this.attempts++;
     }
     let req: http.ClientRequest;
+    const headers = this.outgoingHeaders(endpoint);
     try {
       req = http.request({
         agent: this.settings.agent,
@@ -286,11 +287,15 @@ export class UpstreamCall {
         port: endpoint.port,
         method: this.head.method,
         path: this.head.path,
-        // Node accepts a flat [name, value, ...] array here (order and repeats kept); typed as an object only.
-        headers: this.rawHeaders(endpoint) as unknown as http.OutgoingHttpHeaders,
+        headers,
         setHost: false,
         maxHeaderSize: MAX_RESPONSE_HEADERS_BYTES,
       });
+      // Envoy's HTTP/1 codec writes no `connection` header on a keep-alive request (RequestEncoderImpl::encodeHeaders,
+      // `source/common/http/http1/codec_impl.cc` @ v1.35.0; the client's was removed as hop-by-hop); Node's client
+      // would add `Connection: keep-alive`. Removed, the connection is still kept (HTTP/1.1's default). An `expect`
+      // makes Node write the head at once, and one the EPP set stays.
+      if (headers.connection === undefined && !req.headersSent) req.removeHeader('connection');
     } catch (err) {
       // An invalid method, path or header: no endpoint would take it.
       this.fail(500, `invalid upstream request: ${err instanceof Error ? err.message : String(err)}`);
@@ -373,16 +378,26 @@ export class UpstreamCall {
     if (this.ended) this.endCurrent(req);
   }
 
-  private rawHeaders(endpoint: Endpoint): string[] {
-    const raw: string[] = [];
+  /**
+   * The attempt's headers for `http.request`, by name in the order each first appears, a repeated name's values in
+   * order (HTTP gives meaning only to the order within a name). An object rather than Node's flat array: with the
+   * array Node writes the head at once, `Connection: keep-alive` included, before `removeHeader` can drop it.
+   */
+  private outgoingHeaders(endpoint: Endpoint): http.OutgoingHttpHeaders {
+    const out: Record<string, string | string[]> = Object.create(null) as Record<string, string | string[]>;
+    const add = (n: string, v: string): void => {
+      const had = out[n];
+      out[n] = had === undefined ? v : [...(Array.isArray(had) ? had : [had]), v];
+    };
+    // HTTP/1.1 requires Host; a client that sent none (HTTP/1.0) gets the endpoint's address.
+    if (!this.head.headers.has('host')) add('host', endpoint.address);
     const expectedTimeout = this.expectedTimeoutMs();
     const set = (n: string): boolean => n === ATTEMPT_COUNT_HEADER || (expectedTimeout !== undefined && n === EXPECTED_TIMEOUT_HEADER);
-    for (const [n, v] of this.head.headers.pairs) if (!set(n) && !n.startsWith(':')) raw.push(n, v);
+    for (const [n, v] of this.head.headers.pairs) if (!set(n) && !n.startsWith(':')) add(n, v);
     // Set, not appended: Envoy overwrites whatever the client (or nobody) put there.
-    raw.push(ATTEMPT_COUNT_HEADER, String(this.attempts));
-    if (expectedTimeout !== undefined) raw.push(EXPECTED_TIMEOUT_HEADER, String(expectedTimeout));
-    // HTTP/1.1 requires Host; a client that sent none (HTTP/1.0) gets the endpoint's address.
-    return this.head.headers.has('host') ? raw : ['host', endpoint.address, ...raw];
+    add(ATTEMPT_COUNT_HEADER, String(this.attempts));
+    if (expectedTimeout !== undefined) add(EXPECTED_TIMEOUT_HEADER, String(expectedTimeout));
+    return out;
   }
 
   /** `EXPECTED_TIMEOUT_HEADER` for the current attempt: setTimeoutHeaders with no per-try timeout. */

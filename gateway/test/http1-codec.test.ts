@@ -239,3 +239,37 @@ describe('the connection header of a response (HTTP/1 ResponseEncoderImpl::encod
     }
   });
 });
+
+/**
+ * Envoy's HTTP/1 RequestEncoderImpl::encodeHeaders writes the request line and the header map (encodeHeadersBase adds
+ * only `transfer-encoding: chunked` or `content-length: 0`), and the HCM has removed the client's `connection` as a
+ * hop-by-hop header: a keep-alive upstream request carries no `connection` header. Node's client adds `Connection:
+ * keep-alive` when its agent keeps connections.
+ */
+describe('the connection header of an upstream request (HTTP/1 RequestEncoderImpl::encodeHeaders)', () => {
+  test('carries none, whatever the client sent', async () => {
+    const gw = await gateway({ endpoints: [up.address] });
+    try {
+      const before = up.seen.length;
+      for (let i = 0; i < 2; i++) expect((await send(gw.port, { body: '{}', headers: { ...json, connection: 'keep-alive', 'x-a': '1' } })).status).toBe(200);
+      expect(up.seen[before].headers.connection).toBeUndefined();
+      expect(up.seen[before + 1].headers.connection).toBeUndefined();
+      expect(up.seen[before].headers['x-a']).toBe('1');
+    } finally {
+      await gw.close();
+    }
+  });
+
+  test('repeated fields keep their values in order', async () => {
+    const gw = await gateway({ endpoints: [up.address] });
+    try {
+      const before = up.seen.length;
+      const r = await send(gw.port, { body: '{}', headers: { ...json, 'x-multi': ['a', 'b'] } });
+      expect(r.status).toBe(200);
+      const raw = up.seen[before].rawHeaders;
+      expect(raw.flatMap((v, i) => (i % 2 === 0 && v.toLowerCase() === 'x-multi' ? [raw[i + 1]] : []))).toEqual(['a', 'b']);
+    } finally {
+      await gw.close();
+    }
+  });
+});
