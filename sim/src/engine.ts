@@ -269,8 +269,9 @@ function less(x: TimedEvent, y: TimedEvent): boolean {
  * which something happens: a request arrives or is aborted, a prefill chunk is due, or tokens are sampled (all
  * requests whose token falls on the same instant share the step). Each step does what `schedule()` does:
  * 1. running requests, in the order they were scheduled, get the slots they need (the token sampled last, or the
- *    next prefill chunk); when the pool cannot cover one, the **last** running request is preempted (fcfs; under
- *    the priority policy the one with the largest (priority, arrival)), its blocks freed with their hashes kept,
+ *    next prefill chunk, at most what the step's token budget has left) while the budget lasts; when the pool
+ *    cannot cover one, the **last** running request is preempted (fcfs; under the priority policy the one with the
+ *    largest (priority, arrival)), its blocks freed with their hashes kept,
  *    `num_computed_tokens = 0`, and it goes to the front of the waiting queue (its place by priority under the
  *    priority policy), until the allocation succeeds or the request preempted itself;
  * 2. only if nothing was preempted: waiting requests in FCFS order (by priority, then arrival, under the priority
@@ -285,8 +286,8 @@ function less(x: TimedEvent, y: TimedEvent): boolean {
  * **Time.** Every state change happens at an exact simulated instant computed from the latency model, so a late
  * timer (GC, a 100 ms tokenization on the same thread) delays delivery but never changes the reported times or hits.
  *   waits (WAITING) until a step with budget left (see admitWaiting) → admitted + overhead, then its lane's queue →
- *   prefills (tokens − hit) tokens, scheduling a chunk per step (the first at most what the step's budget has left,
- *   the others max-num-batched-tokens; blocks are cached as each chunk is scheduled) →
+ *   prefills (tokens − hit) tokens, scheduling a chunk per step (each at most what the step's budget has left when
+ *   its turn comes; blocks are cached as each chunk is scheduled) →
  *   first token (not before the hit blocks' own prefill is done) → one token every ITL → finish after max_tokens
  *   tokens.
  * A preempted request is prefilled again (prompt + outputs so far, less what it hits) when it is scheduled again.
@@ -583,14 +584,26 @@ export class Engine {
     if (this.eventsAfterStep && this.kvEventSink) this.publishAt(at, this.kv.takeEvents());
     this.stepDoneAt = at;
 
-    // RUNNING requests, in order. The prefill chunks they take come out of this step's token budget.
+    // RUNNING requests, in the order they were scheduled, each taking its tokens out of the step's budget in turn, as
+    // vLLM's running loop does (scheduler.py @ v0.10.0: `while req_index < len(self.running) and token_budget > 0`,
+    // the threshold cap, then `num_new_tokens = min(num_new_tokens, token_budget)` and `token_budget -= num_new_tokens`
+    // for decode tokens and chunks alike): a chunk gets what the requests before it left, and the requests the
+    // budget does not reach wait for the next step. The budget starts whole, or from what the open step at this instant
+    // left (a request joining it, admitWaiting); without lanes there is no step budget, only the per-request chunk.
+    const lanes = this.laneFreeAt.length > 0;
+    const joined = lanes && at === this.openStepAt;
+    let budget = !lanes ? Infinity : joined ? this.openStepBudget : this.config.maxNumBatchedTokens;
     let preempted = false;
-    let chunkTokens = 0;
     let chunkScheduled = false;
-    for (let i = 0; i < this.running.length; i++) {
+    for (let i = 0; i < this.running.length && budget > 0; i++) {
       const r = this.running[i];
-      if (r.need === 'none') continue;
-      const numNew = r.need === 'decode' ? 1 : Math.min(this.config.maxNumBatchedTokens, this.chunkCap, r.numTokens - r.numComputedTokens);
+      if (r.need === 'none') {
+        // A decoding request whose token is not due at this instant is in vLLM's step all the same (every running
+        // request is), with its one token; the open step a request joins has counted it already.
+        if (!joined && r.firstOutAt <= at) budget--;
+        continue;
+      }
+      const numNew = r.need === 'decode' ? 1 : Math.min(this.config.maxNumBatchedTokens, this.chunkCap, r.numTokens - r.numComputedTokens, budget);
       if (this.kv.enableCaching) this.ensureHashes(r, r.numComputedTokens + numNew);
       let fresh: number[] | null;
       for (;;) {
@@ -614,6 +627,7 @@ export class Engine {
         break;
       }
       r.numComputedTokens += numNew;
+      budget -= numNew;
       if (r.need === 'decode') {
         this.stepDoneAt = Math.max(this.stepDoneAt, at + this.config.itlMs);
         r.need = 'none';
@@ -624,7 +638,6 @@ export class Engine {
         }
       } else {
         r.need = 'none';
-        chunkTokens += numNew;
         chunkScheduled = true;
         if (this.lanePerChunk) this.holdLaneForChunk(r, at, numNew);
         this.afterChunk(r, fresh);
@@ -635,12 +648,20 @@ export class Engine {
     // `_process_engine_step()`, vllm/v1/engine/core.py @ v0.10.0; `Scheduler.add_request` records QUEUED): a request
     // that arrived during a step in flight is neither waiting nor queued until that step ends. With prefill lanes a
     // boundary is an instant a step can schedule prefill (admitWaiting's test below); without, every step is one.
-    if (this.laneFreeAt.length === 0 || chunkScheduled || at === this.openStepAt || this.laneCanStart(at)) {
+    if (!lanes || chunkScheduled || joined || this.laneCanStart(at)) {
       for (const r of this.waiting) if (r.queuedMs === null) r.queuedMs = at;
     }
-    // WAITING requests, only if nothing was preempted in this step.
-    if (!preempted) this.admitWaiting(at, chunkScheduled, chunkTokens);
+    // WAITING requests, only if nothing was preempted in this step, with the budget the running ones left.
+    if (!preempted) this.admitWaiting(at, joined || chunkScheduled, budget);
     if (this.interference) this.flushStep();
+    // Running requests the budget did not reach are served in vLLM's next step, which follows this one's end.
+    // A step that cost nothing ends at its own instant: the next one is a new step with a budget of its own.
+    const starved = budget <= 0 ? this.running.find((q) => q.need !== 'none') : undefined;
+    if (starved) {
+      const next = Math.max(this.stepDoneAt, at);
+      if (next === at) this.openStepAt = -Infinity;
+      this.heap.push({ at: next, order: this.order++, req: starved, epoch: starved.epoch, kind: 'wake', k: 0 });
+    }
 
     if (this.kvEventSink) {
       const events = this.kv.takeEvents();
@@ -727,27 +748,11 @@ export class Engine {
     return lane;
   }
 
-  private admitWaiting(at: number, chunkScheduled: boolean, chunkTokens: number): void {
-    // Nothing to schedule and no new prefill step to record (a decode-only step, most of them): skip the budget's count.
-    if (this.waiting.length === 0 && !chunkScheduled) return;
+  private admitWaiting(at: number, stepOpen: boolean, budget: number): void {
+    // Nothing to schedule and no new prefill step to record (a decode-only step, most of them).
+    if (this.waiting.length === 0 && !stepOpen) return;
     const c = this.config;
     const lanes = this.laneFreeAt.length > 0;
-    let budget = 0;
-    let stepOpen = false;
-    if (lanes) {
-      if (at === this.openStepAt) {
-        // Another step at the instant of one that could schedule prefill (requests submitted at the instant a chunk
-        // was due): vLLM reads new requests before it schedules, so they join that step with what its budget has left.
-        budget = this.openStepBudget - chunkTokens;
-        stepOpen = true;
-      } else {
-        // Decoding: past their prefill (a preempted request prefilling again is not).
-        let decoding = 0;
-        for (const r of this.running) if (r.firstOutAt <= at) decoding++;
-        budget = c.maxNumBatchedTokens - decoding - chunkTokens;
-        stepOpen = chunkScheduled;
-      }
-    }
     // With LoRA on, the adapters of the running requests, each of which is in every one of vLLM's steps
     // (`scheduled_loras`, scheduler.py @ 6eca337ce lines 319-325).
     const loras = c.maxLoras === undefined ? null : new Set<number>();
@@ -778,7 +783,7 @@ export class Engine {
       if (lookUp) this.observer.onPrefixQuery?.({ queries: r.numTokens, hits: hit.tokens });
       // The first chunk: what the step's budget has left (vLLM's `min(num_new_tokens, token_budget)`, scheduler.py
       // @ v0.10.0 line 426), so the last request a step takes may start with part of its prompt.
-      const numNew = Math.min(r.numTokens - hit.tokens, c.maxNumBatchedTokens, this.chunkCap, lanes ? budget : Infinity);
+      const numNew = Math.min(r.numTokens - hit.tokens, c.maxNumBatchedTokens, this.chunkCap, budget);
       const fresh = this.kv.allocateSlots(r, numNew, hit);
       // Under either policy a head that does not fit blocks the queue.
       if (!fresh) break;
@@ -944,7 +949,7 @@ export class Engine {
     r.prefillFrom = r.numComputedTokens - numNew;
     r.chunkAt = at;
     // Its prefill ends no earlier than this chunk and the rest back to back: a request whose chunks wait behind others
-    // is not yet decoding (admitWaiting's budget counts a request past firstOutAt as one decode token).
+    // is not yet decoding (runStep's budget counts a request past firstOutAt as one decode token).
     r.firstOutAt = Math.max(r.firstOutAt, r.laneUntil + (r.numTokens - r.numComputedTokens) * this.config.prefillMsPerToken);
     // Its last chunk: the lane frees when it is computed, and the step that can schedule prefill on it then comes
     // the overhead before (admitWaiting's test), as start() arms it for a prefill held whole.

@@ -174,10 +174,12 @@ describe('Engine latency model (simulated time, ManualClock)', () => {
         continue;
       }
       expect(d.tokenTimes.slice(0, 4)).toEqual([45, 65, 85, 105]);
-      // P's chunks: 2047 (the budget less D's decode token), 2048, 2048, 1857 tokens from 120 ms; each of D's tokens
-      // comes at the end of the step that computed one: 631.75, 1143.75, 1655.75, then 2120 with P's first token.
-      expect(d.tokenTimes.slice(4, 8)).toEqual([631.75, 1143.75, 1655.75, 2120]);
-      expect(gaps.slice(3, 7)).toEqual([526.75, 512, 512, 464.25]);
+      // P's chunks: 2047, 2047, 2047, 1859 tokens from 120 ms, since D runs before P (scheduled first) and its decode
+      // token takes one of each step's 2048 (scheduler.py @ v0.10.0, the running loop's `min(num_new_tokens,
+      // token_budget)`); each of D's tokens comes at the end of the step that computed one: 631.75, 1143.5, 1655.25,
+      // then 2120 with P's first token.
+      expect(d.tokenTimes.slice(4, 8)).toEqual([631.75, 1143.5, 1655.25, 2120]);
+      expect(gaps.slice(3, 7)).toEqual([526.75, 511.75, 511.75, 464.75]);
       expect(p.result?.firstTokenMs).toBe(2120);
       // Back to itl once the prompt is computed.
       expect(gaps.slice(0, 3)).toEqual([20, 20, 20]);
@@ -262,6 +264,21 @@ describe('Engine latency model (simulated time, ManualClock)', () => {
     expect(engine.stats()).toMatchObject({ running: 3, waiting: 1 });
     clock.runAll();
     expect(all[1]!.result?.admittedMs).toBeGreaterThan(all[0]!.result?.admittedMs as number);
+  });
+
+  it('a running request the step\'s budget does not reach waits for the next step (scheduler.py @ v0.10.0, the running loop\'s `while req_index < len(self.running) and token_budget > 0`)', () => {
+    const clock = new ManualClock();
+    // Two lanes, so B (2,000 tokens, at 12) is scheduled on the second while A (5,000) computes its first chunk, and
+    // B's first token falls at A's next chunk step, 532 (20 + 2,048 × 0.25 and 12 + 20 + 2,000 × 0.25).
+    const engine = new Engine({ ...BASE, prefillConcurrency: 2 }, clock);
+    const a = submit(engine, tokens(5000, 1), 3);
+    clock.advance(12);
+    const b = submit(engine, tokens(2000, 2), 3);
+    clock.runAll();
+    // At 532 A, scheduled first, takes the whole 2,048-token budget: B's decode token is not scheduled, and waits for
+    // the step after, at 1,044, where A's last 904 tokens leave room for it: B's second token at 1,044 + 904 × 0.25.
+    expect(b.tokenTimes).toEqual([532, 1270, 1290]);
+    expect(a.tokenTimes).toEqual([1270, 1290, 1310]);
   });
 
   it('--max-loras: a waiting request for one adapter too many is skipped and keeps its place, the requests behind it are scheduled (scheduler.py @ 6eca337ce lines 319-325, 363-370)', () => {

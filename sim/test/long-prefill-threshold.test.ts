@@ -97,11 +97,13 @@ describe('--long-prefill-token-threshold (vLLM v0.10.0 SchedulerConfig.long_pref
     }
   });
 
-  it('a prompt whose chunks wait behind others is not counted as decoding in a step\'s budget', () => {
-    // max-num-batched-tokens 300. The 2,000-token prompt A's chunks share the lane with B (600 tokens at 30 ms), so
-    // A, due at 520 back to back, is still prefilling at 554 (1,792 of 2,000 computed); B has finished (its 2 tokens at
-    // 490 and 510). C (600 tokens, at 540) is taken at 554 beside A's chunk: 300 − 256 = 44 tokens of budget, C's
-    // first chunk (43 when A was counted as a decode), computed before A's last chunk on the lane (A: 745, not 744.75).
+  it('the running requests share the step\'s budget in their order, a decode token and a chunk alike, and the waiting request gets what they leave (scheduler.py @ v0.10.0, the running loop)', () => {
+    // max-num-batched-tokens 300. A (2,000 tokens) takes 256 a step; B (600, at 30) is scheduled at 84 with the 44
+    // tokens A's chunk leaves, and as a running request keeps getting 44 a step behind A's 256 (vLLM's
+    // `min(num_new_tokens, token_budget)`), then 92 beside A's last 208 at 534. At 609 A decodes (1 token), B takes
+    // its last 244, and C (600 tokens, at 540) the 55 left; each step one batch: A's first token 609, B's 683.75, and
+    // C's after its chunks of 256, 256 and 33, at 820. (Before the running loop shared the budget, B took 256 a step
+    // beside A's, a step of 512 tokens over a 300-token budget, and C was scheduled at 554.)
     const clock = new ManualClock();
     const engine = new Engine({ ...BASE, maxNumBatchedTokens: 300, longPrefillTokenThreshold: 256 }, clock);
     const a = submit(engine, tokens(2000, 1));
@@ -110,8 +112,8 @@ describe('--long-prefill-token-threshold (vLLM v0.10.0 SchedulerConfig.long_pref
     clock.setTimer(30, () => submit(engine, tokens(600, 2), b));
     clock.setTimer(540, () => submit(engine, tokens(600, 3), c));
     clock.runAll();
-    expect(c.result?.admittedMs).toBe(554);
-    expect([a.firstToken, c.firstToken]).toEqual([745, 820]);
+    expect([b.result?.admittedMs, c.result?.admittedMs]).toEqual([84, 609]);
+    expect([a.firstToken, b.firstToken, c.firstToken]).toEqual([609, 683.75, 820]);
   });
 
   it('with two lanes, a request taken in at one lane\'s step does not go ahead of the other lane\'s next chunk', () => {
