@@ -333,6 +333,8 @@ export class Engine {
   /** With interference: what this step scheduled, timed at the step's end once the whole step is known (flushStep). */
   private readonly stepChunks: { r: Req; epoch: number; fresh: readonly number[] }[] = [];
   private readonly stepDecodes: { r: Req; epoch: number; fresh: readonly number[] }[] = [];
+  /** The chunk and token events flushStep timed for them: a step joined at its instant (admitWaiting) times them again. */
+  private readonly stepEvents: TimedEvent[] = [];
 
   constructor(
     readonly config: EngineConfig,
@@ -582,7 +584,18 @@ export class Engine {
     }
     // After #25875 the outputs' frees (finished requests) are taken with the step that just ended, now.
     if (this.eventsAfterStep && this.kvEventSink) this.publishAt(at, this.kv.takeEvents());
-    this.stepDoneAt = at;
+    // A step at the instant of one that could schedule prefill and is still computing is that step: vLLM reads new
+    // requests before schedule() (`run_busy_loop`, vllm/v1/engine/core.py @ v0.10.0), so a request submitted or a
+    // request aborted at that instant is in the same schedule(), and what it adds is computed in the same forward pass
+    // (flushStep). A step that ended at its own instant (no cost) is over: the next one is a step of its own.
+    const lanes = this.laneFreeAt.length > 0;
+    const joined = lanes && at === this.openStepAt && this.stepDoneAt > at;
+    if (!joined) {
+      this.stepDoneAt = at;
+      this.stepChunks.length = 0;
+      this.stepDecodes.length = 0;
+      this.stepEvents.length = 0;
+    }
 
     // RUNNING requests, in the order they were scheduled, each taking its tokens out of the step's budget in turn, as
     // vLLM's running loop does (scheduler.py @ v0.10.0: `while req_index < len(self.running) and token_budget > 0`,
@@ -590,8 +603,6 @@ export class Engine {
     // for decode tokens and chunks alike): a chunk gets what the requests before it left, and the requests the
     // budget does not reach wait for the next step. The budget starts whole, or from what the open step at this instant
     // left (a request joining it, admitWaiting); without lanes there is no step budget, only the per-request chunk.
-    const lanes = this.laneFreeAt.length > 0;
-    const joined = lanes && at === this.openStepAt;
     let budget = !lanes ? Infinity : joined ? this.openStepBudget : this.config.maxNumBatchedTokens;
     let preempted = false;
     let chunkScheduled = false;
@@ -655,13 +666,8 @@ export class Engine {
     if (!preempted) this.admitWaiting(at, joined || chunkScheduled, budget);
     if (this.interference) this.flushStep();
     // Running requests the budget did not reach are served in vLLM's next step, which follows this one's end.
-    // A step that cost nothing ends at its own instant: the next one is a new step with a budget of its own.
     const starved = budget <= 0 ? this.running.find((q) => q.need !== 'none') : undefined;
-    if (starved) {
-      const next = Math.max(this.stepDoneAt, at);
-      if (next === at) this.openStepAt = -Infinity;
-      this.heap.push({ at: next, order: this.order++, req: starved, epoch: starved.epoch, kind: 'wake', k: 0 });
-    }
+    if (starved) this.heap.push({ at: Math.max(this.stepDoneAt, at), order: this.order++, req: starved, epoch: starved.epoch, kind: 'wake', k: 0 });
 
     if (this.kvEventSink) {
       const events = this.kv.takeEvents();
@@ -841,29 +847,30 @@ export class Engine {
    * the cost model unchanged) and, with a decode, now + itl. Each chunk's blocks are ready, and its next chunk or its
    * first token due, at that end: the requests scheduled in one step get their first tokens at one instant. A decode
    * token comes then too, and not before the chunks of an earlier step still computing (`busyUntil`): vLLM samples a
-   * running request's token in the step that also computes those chunks.
+   * running request's token in the step that also computes those chunks. A step joined at its instant is flushed
+   * again with what the joining request added: everything the step scheduled moves to its new end.
    */
   private flushStep(): void {
+    for (const e of this.stepEvents) this.heap.remove(e);
+    this.stepEvents.length = 0;
     const end = this.stepDoneAt;
     if (this.stepChunks.length > 0) this.busyUntil = Math.max(this.busyUntil, end);
     for (const { r, epoch, fresh } of this.stepChunks) {
       if (r.epoch !== epoch || r.state !== 'running') continue;
       for (const b of fresh) this.blockReadyAt[b] = end;
-      if (r.numComputedTokens < r.numTokens) this.schedule(r, 'chunk', end, 0);
+      if (r.numComputedTokens < r.numTokens) this.stepEvents.push(this.schedule(r, 'chunk', end, 0));
       else {
         r.firstOutAt = Math.max(r.firstOutAt, end);
-        this.schedule(r, 'token', r.firstOutAt, r.emitted);
+        this.stepEvents.push(this.schedule(r, 'token', r.firstOutAt, r.emitted));
       }
     }
     const tokenAt = Math.max(end, this.busyUntil);
     for (const { r, epoch, fresh } of this.stepDecodes) {
       if (r.epoch !== epoch || r.state !== 'running') continue;
       for (const b of fresh) this.blockReadyAt[b] = tokenAt;
-      this.schedule(r, 'token', tokenAt, r.emitted);
+      this.stepEvents.push(this.schedule(r, 'token', tokenAt, r.emitted));
     }
     if (this.stepDecodes.length > 0) this.stepDoneAt = Math.max(this.stepDoneAt, tokenAt);
-    this.stepChunks.length = 0;
-    this.stepDecodes.length = 0;
   }
 
   /** After a prefill chunk was scheduled: its blocks' KV is ready when the chunk is computed; then the next chunk or the first token. */
@@ -979,8 +986,10 @@ export class Engine {
     return lane;
   }
 
-  private schedule(r: Req, kind: 'chunk' | 'token', at: number, k: number): void {
-    this.heap.push({ at, order: this.order++, req: r, epoch: r.epoch, kind, k });
+  private schedule(r: Req, kind: 'chunk' | 'token', at: number, k: number): TimedEvent {
+    const e: TimedEvent = { at, order: this.order++, req: r, epoch: r.epoch, kind, k };
+    this.heap.push(e);
+    return e;
   }
 
   private emit(r: Req, k: number, at: number): void {

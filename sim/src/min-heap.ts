@@ -25,12 +25,33 @@ export class MinHeap<T> {
   }
 
   pop(): T | undefined {
+    const top = this.a[0];
+    if (top !== undefined) this.removeAt(0);
+    return top;
+  }
+
+  /** Takes `item` (the same object) out of the heap; false if it is not there. */
+  remove(item: T): boolean {
+    const i = this.a.indexOf(item);
+    if (i < 0) return false;
+    this.removeAt(i);
+    return true;
+  }
+
+  private removeAt(at: number): void {
     const a = this.a;
-    const top = a[0];
-    const last = a.pop();
-    if (a.length > 0 && last !== undefined) {
-      a[0] = last;
-      let i = 0;
+    const last = a.pop() as T;
+    if (at === a.length) return;
+    a[at] = last;
+    // The moved item may belong above its new place or below it.
+    let i = at;
+    while (i > 0) {
+      const p = (i - 1) >> 1;
+      if (!this.less(a[i], a[p])) break;
+      [a[i], a[p]] = [a[p], a[i]];
+      i = p;
+    }
+    if (i === at) {
       for (;;) {
         const l = 2 * i + 1;
         const r = l + 1;
@@ -42,6 +63,5 @@ export class MinHeap<T> {
         i = m;
       }
     }
-    return top;
   }
 }

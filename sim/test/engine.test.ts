@@ -101,18 +101,34 @@ describe('Engine latency model (simulated time, ManualClock)', () => {
   });
 
   it('serializes prefills with --prefill-concurrency 1 and runs them side by side with 0', () => {
-    for (const [lanes, expectSecond] of [
-      [1, 20 + 2 * 250],
-      [0, 20 + 250],
+    // Submitted one after the other at one instant, the two are one step on one lane (the second joins the first's),
+    // computed one after the other and sampled together at its end; with no lanes each prefills on its own.
+    for (const [lanes, expectFirst, expectSecond] of [
+      [1, 20 + 2 * 250, 20 + 2 * 250],
+      [0, 20 + 250, 20 + 250],
     ] as const) {
       const clock = new ManualClock();
       const engine = new Engine({ ...BASE, prefillConcurrency: lanes }, clock);
       const a = submit(engine, tokens(1000, 1), 1);
       const b = submit(engine, tokens(1000, 2), 1);
       clock.runAll();
-      expect(ttft(a)).toBeCloseTo(20 + 250);
+      expect(ttft(a)).toBeCloseTo(expectFirst);
       expect(ttft(b)).toBeCloseTo(expectSecond);
     }
+  });
+
+  it('a request submitted at the instant of a step that can schedule prefill joins that step, and both first tokens come at its end, as submitAll\'s burst has them (vllm/v1/engine/core.py @ v0.10.0 EngineCore.step: one schedule(), one execute_model(), then update_from_output())', () => {
+    const clock = new ManualClock();
+    const queued: number[] = [];
+    const engine = new Engine(BASE, clock, { onAdmit: (i) => queued.push(i.queueMs) });
+    const a = submit(engine, tokens(500, 1), 3);
+    const b = submit(engine, tokens(500, 2), 3);
+    clock.runAll();
+    // One step of 1,000 tokens, 20 + 250 ms, as the burst of two 500-token prompts: not 145 for the first and 270 for
+    // the second, which was in the step (queue time 0) but sampled as if in the next one.
+    expect([a.tokenTimes, b.tokenTimes]).toEqual([[270, 290, 310], [270, 290, 310]]);
+    expect(queued).toEqual([0, 0]);
+    expect(b.result?.admittedMs).toBe(0);
   });
 
   it('a request that arrives while a step is in flight is taken in at its end, as vLLM\'s engine core reads new requests between forward passes (vllm/v1/engine/core.py @ v0.10.0 run_busy_loop): not waiting before, holding no blocks, queue time from then (audit s36)', () => {
