@@ -710,3 +710,87 @@ async function sizeOf(epp: RunningEpp): Promise<number> {
   const page = await metricsPage(epp);
   return page.split('\n').filter((l) => l.startsWith('kvroute_epp_flow_control_queue_size ')).reduce((a, l) => a + Number(l.slice(l.lastIndexOf(' ') + 1)), 0);
 }
+
+/**
+ * GIE v1.5.0's fairness through a running EPP, with GIE's own unit tests as the specification (reviewer rev-flow's
+ * tests): `pkg/epp/framework/plugins/flowcontrol/fairness/roundrobin_test.go` TestRoundRobin_Pick_Logic ("Expected
+ * order is based on sorted FlowKeys: flow1, flow2, flow3", the band's keys given unsorted "to test sorting").
+ */
+describe('GIE v1.5.0 fairness through ext_proc, a GIE config with the flowControl gate', () => {
+  let pods: FakeVllmServer[] = [];
+  let epp: RunningEpp | undefined;
+  let envoy: FakeEnvoy | undefined;
+  const keys = () => pods.map((p) => `127.0.0.1:${p.port}`);
+
+  const CONFIG = `${HEADER}featureGates:
+  - "flowControl"
+plugins:
+- type: queue-scorer
+- type: utilization-detector
+  parameters:
+    queueDepthThreshold: 2
+    kvCacheUtilThreshold: 0.85
+    metricsStalenessThreshold: 10s
+saturationDetector:
+  pluginRef: utilization-detector
+flowControl:
+  dispatchPerTick: 1
+  dispatchInterval: 100ms
+  priorityBands:
+    - priority: 0
+      fairnessPolicyRef: round-robin-fairness-policy
+schedulingProfiles:
+- name: default
+  plugins:
+  - pluginRef: queue-scorer
+`;
+
+  afterEach(async () => {
+    envoy?.close();
+    await epp?.stop();
+    await Promise.all(pods.map((p) => p.close()));
+  });
+
+  async function setWaiting(waiting: number): Promise<void> {
+    for (const p of pods) p.page = { engines: [{ waiting, running: 4, kvUsage: 0.3 }] };
+    await waitFor(() => epp!.datastore.snapshot().every((s) => s.metrics.waitingQueueSize === waiting));
+  }
+
+  async function start(config: string = CONFIG): Promise<void> {
+    pods = await Promise.all([0, 1].map(() => FakeVllmServer.start({ engines: [{ waiting: 0, running: 0, kvUsage: 0.1 }] })));
+    epp = await startEpp(parseArgs(['--endpoints', keys().join(','), '--grpc-port', '0', '--grpc-health-port', '0', '--metrics-port', '0',
+      '--host', '127.0.0.1', '--refresh-metrics-interval', '20ms', '--shutdown-grace-period', '1s', '--config-text', config])!, quiet);
+    envoy = new FakeEnvoy(`127.0.0.1:${epp.grpcPort}`);
+    await waitFor(() => epp!.datastore.snapshot().every((s) => s.metrics.updateTime > 0));
+    await setWaiting(3); // saturation 1.5: every request waits
+  }
+
+  /** Sends requests one at a time (each waiting before the next is sent); resolves with the labels in routed order once the pool drains. */
+  async function routedOrder(requests: readonly (readonly [label: string, fairnessId: string | undefined])[]): Promise<string[]> {
+    const order: string[] = [];
+    const answers: Promise<void>[] = [];
+    let sent = 0;
+    for (const [label, fairnessId] of requests) {
+      const stream: EnvoyStream = envoy!.open();
+      stream.send(requestHeaders({ ':method': 'POST', ':path': '/v1/chat/completions', 'content-type': 'application/json', ...(fairnessId !== undefined ? { 'x-gateway-inference-fairness-id': fairnessId } : {}) }, false));
+      stream.send(requestBody(JSON.stringify({ model: 'm', messages: [{ role: 'user', content: `hello ${label}` }] }), true));
+      answers.push(stream.next().then((first: Json) => {
+        expect(first.immediate_response).toBeUndefined();
+        expect(keys()).toContain(setHeaders(first.request_headers.response.header_mutation)['x-gateway-destination-endpoint']);
+        order.push(label);
+      }));
+      sent++;
+      const expected = sent;
+      await waitFor(async () => (await sizeOf(epp!)) === expected);
+    }
+    await setWaiting(1); // saturation 0.5: the queue drains, one request a tick
+    await Promise.all(answers);
+    return order;
+  }
+
+  test('round-robin-fairness-policy: requests of flows flow3, flow1, flow2 (arriving in that order) are routed flow1, flow2, flow3, flow2, flow3, flow3 (roundrobin.go Pick: sorted flow keys)', async () => {
+    await start();
+    const order = await routedOrder([['flow3', 'flow3'], ['flow3', 'flow3'], ['flow3', 'flow3'], ['flow1', 'flow1'], ['flow2', 'flow2'], ['flow2', 'flow2']]);
+    expect(order).toEqual(['flow1', 'flow2', 'flow3', 'flow2', 'flow3', 'flow3']);
+  });
+});

@@ -211,7 +211,7 @@ describe('FlowControlQueue', () => {
     expect(log).toEqual(['high', 'std', 'low']);
   });
 
-  it('is fair across flows: flows of one priority take turns, each first come first served', async () => {
+  it('is fair across flows: flows of one priority take turns in sorted flow-key order (GIE v1.5.0 roundrobin.go), each first come first served', async () => {
     const { q } = queue({ maxQueued: 100 });
     const log: string[] = [];
     for (let i = 1; i <= 6; i++) void track(q, log, `A${i}`, { flow: 'chatty', priority: 0 });
@@ -220,7 +220,43 @@ describe('FlowControlQueue', () => {
     void track(q, log, 'C1', { flow: 'late', priority: 0 });
     q.dispatch(100);
     await turns(5);
-    expect(log).toEqual(['A1', 'B1', 'C1', 'A2', 'B2', 'A3', 'A4', 'A5', 'A6']);
+    expect(log).toEqual(['A1', 'C1', 'B1', 'A2', 'B2', 'A3', 'A4', 'A5', 'A6']);
+  });
+
+  // GIE v1.5.0 pkg/epp/framework/plugins/flowcontrol/fairness/roundrobin_test.go TestRoundRobin_Pick_Logic ("Expected
+  // order is based on sorted FlowKeys: flow1, flow2, flow3", the band's keys handed over unsorted) and
+  // TestRoundRobin_Pick_SkipsEmptyQueues: roundrobin.go Pick sorts the band's flow keys (FlowKey.Compare: priority, then
+  // ID) and serves the first non-empty flow after the last one served, wrapping. (Reviewer rev-flow's test.)
+  it('round robin serves flows in sorted flow-key order, from the flow after the last one served: flows arriving flow3, flow1, flow2 go flow1, flow2, flow3, then around again, skipping empty ones (GIE v1.5.0 roundrobin.go Pick)', async () => {
+    const { q } = queue({ maxQueued: 100, defaultBand: { fairness: 'round-robin' } });
+    const log: string[] = [];
+    // TestRoundRobin_Pick_Logic's band: flow1 holds 1, flow2 2, flow3 3; keys handed over unsorted (flow3, flow1, flow2).
+    for (const [flow, n] of [['flow3', 3], ['flow1', 1], ['flow2', 2]] as const) {
+      for (let i = 0; i < n; i++) void track(q, log, flow, { flow, priority: 0 });
+    }
+    for (let i = 0; i < 6; i++) q.dispatch(1);
+    await turns(5);
+    expect(log).toEqual(['flow1', 'flow2', 'flow3', 'flow2', 'flow3', 'flow3']);
+    // The cursor is the key last served, not a place in a list: a flow that joins sorts into its turn (flow25 after
+    // flow2, before flow3), and flow1, empty a while, is next after the last flow again.
+    void track(q, log, 'flow3', { flow: 'flow3', priority: 0 });
+    void track(q, log, 'flow1', { flow: 'flow1', priority: 0 });
+    q.dispatch(1);
+    void track(q, log, 'flow25', { flow: 'flow25', priority: 0 });
+    void track(q, log, 'flow2', { flow: 'flow2', priority: 0 });
+    q.dispatch(3);
+    await turns(5);
+    expect(log.slice(6)).toEqual(['flow1', 'flow2', 'flow25', 'flow3']);
+  });
+
+  it('round robin orders flow keys as Go compares strings, by UTF-8 bytes (code points), not by UTF-16 units', async () => {
+    const { q } = queue({ maxQueued: 100, defaultBand: { fairness: 'round-robin' } });
+    const log: string[] = [];
+    // U+FF21 (EF BC A1 in UTF-8) sorts before U+1F600 (F0 9F 98 80); in UTF-16 the emoji's surrogate D83D comes first.
+    for (const flow of ['\u{1F600}', '\uFF21', 'a']) void track(q, log, flow, { flow, priority: 0 });
+    q.dispatch(3);
+    await turns(5);
+    expect(log).toEqual(['a', '\uFF21', '\u{1F600}']);
   });
 
   it('rejects a request whose deadline passed as deadline, keeping the others', async () => {
@@ -345,14 +381,16 @@ describe('FlowControlQueue', () => {
   it('a retry (dispatched, still saturated) goes back to the head of its flow and is never refused for room', async () => {
     const { q } = queue({ maxQueued: 2 });
     const log: string[] = [];
-    void track(q, log, 'a1', { flow: 'a', priority: 0 });
+    // As request control sends them: the retry keeps its first arrival ticket.
+    const arrival = q.arrivalTicket();
+    void track(q, log, 'a1', { flow: 'a', priority: 0, arrival });
     void track(q, log, 'a2', { flow: 'a', priority: 0 });
     expect(q.dispatch(1)).toBe(1);
     await turns(5);
     expect(log).toEqual(['a1']);
-    // a1 found no capacity; meanwhile a newcomer took its slot. The retry still gets in, ahead of a2.
+    // a1 found no capacity; meanwhile a newcomer took its slot. The retry still gets in, ahead of a2, and its turn back.
     void track(q, log, 'b1', { flow: 'b', priority: 0 });
-    void track(q, log, 'a1-retry', { flow: 'a', priority: 0, retry: true });
+    void track(q, log, 'a1-retry', { flow: 'a', priority: 0, retry: true, arrival });
     await turns(5);
     expect(q.size).toBe(3);
     q.dispatch(1);

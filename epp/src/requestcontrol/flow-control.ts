@@ -10,8 +10,11 @@
  * coming from the request's InferenceObjective, 0 without one):
  * - **Priority bands**: a higher `priority` is always dispatched first.
  * - **Fair across flows** (a flow is a session, a tenant or an objective — the caller chooses the key): within a band,
- *   flows take turns (round robin), so one chatty session cannot starve the others; within a flow, first come first
- *   served.
+ *   flows take turns (round robin, as GIE v1.5.0's `fairness/roundrobin.go` Pick: in sorted flow-key order, each turn
+ *   the first flow with requests waiting after the one served last, wrapping), so one chatty session cannot starve the
+ *   others; within a flow, first come first served. Only requests that wait are picked here: GIE also picks the ones
+ *   that pass its queue at once, and empty bands every tick (which resets its cursor), so its cursor can stand
+ *   elsewhere when a backlog starts.
  * - **Bounded**: at most `maxQueued` requests wait, holding at most `maxQueuedBytes` of request bodies together (GIE
  *   bounds bytes: `flowcontrol/registry/config.go`, per band and an optional global `limits.maxBytes`); a retry,
  *   below, may pass either by the few just dispatched. When a newcomer does not fit, it displaces the lowest-priority
@@ -25,10 +28,12 @@
  *   (and as many narrowed ones, below), so a backlog that built up during a stall is released a slice per tick, never
  *   dumped onto pods at once.
  * - **Retries keep their place**: a dispatched request that finds every pod still saturated re-enters with
- *   `retry: true`, at the head of its flow, with its original deadline, and under round robin its flow gets back the
- *   turn it had when that dispatch began (whether or not the flow still had requests waiting), so the order requests
- *   are finally released in does not depend on how many dispatches found the pool full. GIE has no such case: its
- *   dispatch cycle never re-queues a dispatched item (v1.5.0 `controller/internal/processor.go`).
+ *   `retry: true`, at the head of its flow, with its original deadline, and under round robin the band's cursor goes
+ *   back to where it was before the earliest release of that dispatch that came back, so the order requests are
+ *   finally released in does not depend on how many dispatches found the pool full. (A request that comes back after
+ *   a later dispatch released from its band only takes the head of its flow: rewinding the cursor then would replay
+ *   that dispatch's turns.) GIE has no such case: its dispatch cycle never re-queues a dispatched item (v1.5.0
+ *   `controller/internal/processor.go`).
  * - **Narrowed requests wait apart**: a request restricted to some of the pool's pods (`narrowed`: the proxy's subset
  *   hint) waits for room on those pods, not the pool's. It waits in its band's rotation, outside the flows: a retry
  *   goes to the back of it, `dispatch` releases up to its limit of them besides the pool-wide ones, and
@@ -39,6 +44,7 @@
  */
 
 import { DeadlineHeap, type DeadlineEntry } from './deadline-heap';
+import { SortedKeys } from './sorted-keys';
 
 /** The longest delay Node's timers take (2^31 - 1 ms, about 24.8 days). */
 const MAX_TIMER_MS = 2_147_483_647;
@@ -108,7 +114,8 @@ export interface FlowControlOptions {
 
 /**
  * How the flows of one priority level share it (GIE v1.5.0 `pkg/epp/framework/plugins/flowcontrol/fairness`):
- * `round-robin` gives each flow a turn (`roundrobin.go`; kvroute's default, issue 9's "fair across sessions");
+ * `round-robin` gives each flow a turn, in sorted flow-key order from the flow after the one served last
+ * (`roundrobin.go` Pick; kvroute's default, issue 9's "fair across sessions");
  * `global-strict` serves the band's oldest request whatever its flow, one FCFS order (`besthead.go`, GIE's default).
  */
 export type FairnessPolicy = 'round-robin' | 'global-strict';
@@ -171,25 +178,30 @@ function isEarlierRetry(w: Waiter | undefined, than: Waiter): boolean {
 }
 
 /**
- * The round-robin rotation as one dispatch found it: the place from the cursor of each flow it released from, the
- * arrival tickets it released, and the flows already given their turn back.
+ * The round-robin releases of one dispatch: for each arrival ticket it released, the release's place in the dispatch
+ * and the flow served last before it; and the earliest of those places whose request came back.
  */
 interface Turn {
   readonly dispatch: number;
-  readonly rank: Map<string, number>;
-  readonly released: Set<number>;
-  readonly restored: Set<string>;
+  readonly released: Map<number, { readonly index: number; readonly lastServed: string | undefined }>;
+  restoredFrom: number;
 }
 
-/** One priority level: its flows in turn order, each a FIFO, and its narrowed requests in rotation. */
+/** One priority level: its flows, each a FIFO, and its narrowed requests in rotation. */
 class Band {
+  /** The flows with requests waiting. */
   readonly flows = new Map<string, Waiter[]>();
   /** Narrowed requests (`FlowRequest.narrowed`), in the order they are tried: a retry goes to the back. */
   readonly narrowed: Waiter[] = [];
-  /** Flow keys in round-robin order; the next to dispatch is at `cursor`. */
-  readonly order: string[] = [];
-  cursor = 0;
-  /** Round robin: the rotation the latest dispatch that released from this band began with (`restoreTurn`). */
+  /** The keys of `flows` in GIE's flow-key order (`FlowKey.Compare`: one band's flows differ only by ID). */
+  private readonly keys = new SortedKeys();
+  /**
+   * Round robin's cursor, GIE's `lastSelected` (v1.5.0 `fairness/roundrobin.go`): the flow served last, kept when that
+   * flow empties (GIE's registry keeps an empty flow, so its place in the sorted keys stays), undefined from a pick
+   * that found no flow waiting.
+   */
+  private lastServed: string | undefined;
+  /** Round robin: the releases of the latest dispatch that released from this band (`push` of a retry). */
   private turn: Turn | undefined;
   /** Every waiter of the band, narrowed ones included (the band's bounds count them all). */
   size = 0;
@@ -223,52 +235,25 @@ class Band {
     }
     const retry = w.request.retry === true;
     let queue = this.flows.get(w.request.flow);
-    if (retry && this.turn?.released.has(w.arrival) === true) {
-      queue = this.restoreTurn(w.request.flow, this.turn, queue);
-    } else if (queue === undefined) {
+    if (queue === undefined) {
       queue = [];
       this.flows.set(w.request.flow, queue);
-      // A new flow joins just before the cursor: it takes its turn after every flow already waiting. A retried one
-      // (from an earlier dispatch than the latest: see `restoreTurn` for the usual case) joins at the cursor, after the
-      // flows retried before it: it is next, as it was when it was dispatched.
-      let at = this.cursor;
-      if (retry) while (at < this.order.length && isEarlierRetry(this.flows.get(this.order[at]!)![0], w)) at++;
-      this.order.splice(at, 0, w.request.flow);
-      if (!retry) this.cursor = (this.cursor + 1) % this.order.length;
+      this.keys.add(w.request.flow);
     }
     if (retry) {
+      // Released by the latest dispatch and back (the pool was still full): the cursor goes back to where it was
+      // before the earliest such release, so a batch released into a full pool leaves the rotation as it was, and
+      // the order requests are finally released in does not depend on how many dispatches failed before.
+      const release = this.turn?.released.get(w.arrival);
+      if (release !== undefined && release.index < this.turn!.restoredFrom) {
+        this.turn!.restoredFrom = release.index;
+        this.lastServed = release.lastServed;
+      }
       // At the head of its flow, behind the retries that arrived before it: a released batch keeps its order.
       let at = 0;
       while (at < queue.length && isEarlierRetry(queue[at], w)) at++;
       queue.splice(at, 0, w);
     } else queue.push(w);
-  }
-
-  /**
-   * A request released by the latest dispatch came back (the pool was still full): its flow takes back the turn it had
-   * when that dispatch began. The flows it released from come back to the cursor in the rotation order the dispatch
-   * found them in, whether or not they still had requests waiting (the dispatch moved the cursor past those), so a
-   * batch released into a full pool leaves the rotation as it was, and the order requests are finally released in
-   * does not depend on how many dispatches failed before. Returns the flow's queue.
-   */
-  private restoreTurn(flow: string, turn: Turn, queue: Waiter[] | undefined): Waiter[] {
-    if (queue === undefined) {
-      queue = [];
-      this.flows.set(flow, queue);
-    }
-    if (turn.restored.has(flow)) return queue;
-    turn.restored.add(flow);
-    const was = this.order.indexOf(flow);
-    if (was >= 0) {
-      this.order.splice(was, 1);
-      if (was < this.cursor) this.cursor--;
-    }
-    if (this.cursor > this.order.length) this.cursor = 0;
-    const rank = turn.rank.get(flow) ?? Infinity;
-    let at = this.cursor;
-    while (at < this.order.length && turn.restored.has(this.order[at]!) && (turn.rank.get(this.order[at]!) ?? Infinity) < rank) at++;
-    this.order.splice(at, 0, flow);
-    return queue;
   }
 
   /** The next narrowed waiter. */
@@ -296,28 +281,34 @@ class Band {
     if (this.pushed.length > 2 * this.size + 32) this.pushed = this.pushed.filter((x) => !x.left && x !== w);
   }
 
-  /** The next pool-wide waiter in round-robin order, released by dispatch number `dispatch`. */
+  /**
+   * The next pool-wide waiter, released by dispatch number `dispatch`. Round robin is GIE v1.5.0's
+   * `fairness/roundrobin.go` Pick: the first flow after the one served last in sorted flow-key order, wrapping to the
+   * first; a pick that finds no flow waiting forgets the last one served.
+   */
   shift(dispatch: number): Waiter | undefined {
-    if (this.order.length === 0) return undefined;
-    if (this.cursor >= this.order.length) this.cursor = 0;
-    if (this.options.fairness === 'global-strict') this.cursor = this.oldestHead();
-    else if (this.turn?.dispatch !== dispatch) this.turn = { dispatch, rank: new Map(), released: new Set(), restored: new Set() };
-    const flow = this.order[this.cursor]!;
-    // The rotation as this dispatch found it, for the requests it releases that come back (`restoreTurn`): one dispatch
-    // walks the rotation from the cursor, so the order in which it first takes from each flow is their order there.
-    if (this.turn?.dispatch === dispatch && !this.turn.rank.has(flow)) this.turn.rank.set(flow, this.turn.rank.size);
+    if (this.flows.size === 0) {
+      this.lastServed = undefined;
+      return undefined;
+    }
+    let flow: string;
+    if (this.options.fairness === 'global-strict') {
+      flow = this.oldestHead();
+    } else {
+      flow = (this.lastServed !== undefined ? this.keys.after(this.lastServed) : undefined) ?? this.keys.first()!;
+      if (this.turn?.dispatch !== dispatch) this.turn = { dispatch, released: new Map(), restoredFrom: Infinity };
+    }
     const queue = this.flows.get(flow)!;
     const w = queue.shift()!;
     this.leaveBand(w);
     if (queue.length === 0) {
       this.flows.delete(flow);
-      this.order.splice(this.cursor, 1);
-    } else {
-      this.cursor++;
+      this.keys.delete(flow);
     }
-    if (this.order.length > 0) this.cursor %= this.order.length;
-    else this.cursor = 0;
-    this.turn?.released.add(w.arrival);
+    if (this.turn?.dispatch === dispatch) {
+      this.turn.released.set(w.arrival, { index: this.turn.released.size, lastServed: this.lastServed });
+      this.lastServed = flow;
+    }
     return w;
   }
 
@@ -336,23 +327,19 @@ class Band {
     this.leaveBand(w);
     if (queue.length === 0) {
       this.flows.delete(w.request.flow);
-      const at = this.order.indexOf(w.request.flow);
-      this.order.splice(at, 1);
-      if (at < this.cursor) this.cursor--;
-      if (this.order.length > 0) this.cursor %= this.order.length;
-      else this.cursor = 0;
+      this.keys.delete(w.request.flow);
     }
     return true;
   }
 
-  /** The position in `order` of the flow whose head arrived first (GIE's global-strict "best head" under FCFS). */
-  private oldestHead(): number {
-    let best = 0;
+  /** The flow whose head arrived first (GIE's global-strict "best head" under FCFS). */
+  private oldestHead(): string {
+    let best = '';
     let bestHead: Waiter | undefined;
-    for (let i = 0; i < this.order.length; i++) {
-      const head = this.flows.get(this.order[i]!)![0]!;
+    for (const [flow, queue] of this.flows) {
+      const head = queue[0]!;
       if (bestHead === undefined || head.arrival < bestHead.arrival) {
-        best = i;
+        best = flow;
         bestHead = head;
       }
     }
