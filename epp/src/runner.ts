@@ -132,6 +132,8 @@ export interface FlowControlSettings {
   readonly maxHeaderPriority: number;
   /** `--ext-proc-max-message-timeout` (0: off). */
   readonly maxMessageTimeoutMs: number;
+  /** `flowControl.sessionFairness`, else false when GIE's `flowControl` gate is on, else true. */
+  readonly sessionFairness: boolean;
   /** Bounds and fairness per priority level (`flowControl.priorityBands`), and for the levels not listed. */
   readonly bands: ReadonlyMap<number, BandOptions>;
   readonly defaultBand: BandOptions;
@@ -184,6 +186,8 @@ export function resolveFlowControl(config: EndpointPickerConfig, flags: FlowCont
     objectives: new Map(Object.entries(c.objectives ?? {})),
     maxHeaderPriority: flags.maxHeaderPriority ?? c.maxHeaderPriority ?? d.maxHeaderPriority,
     maxMessageTimeoutMs: flags.maxMessageTimeoutMs ?? 0,
+    // A config that turns GIE's gate on is written for GIE's flow control, so it gets GIE's flows.
+    sessionFairness: c.sessionFairness ?? !featureGateEnabled(config, 'flowControl'),
     bands: new Map((c.priorityBands ?? []).map((band) => [band.priority, bandOptions(band, config)])),
     defaultBand: bandOptions(c.defaultPriorityBand, config),
     ...(c.defaultNegativePriorityBand !== undefined ? { defaultNegativeBand: bandOptions(c.defaultNegativePriorityBand, config) } : {}),
@@ -271,7 +275,7 @@ export async function startEpp(options: EppOptions, logger: Logger = jsonLogger(
     ...(options.emitEndpointScores ? { emitEndpointScores: true } : {}),
     ...(flowQueue ? {
       flowControl: {
-        queue: flowQueue, tickMs: flow.dispatchIntervalMs, objectives: flow.objectives, maxMessageTimeoutMs: flow.maxMessageTimeoutMs,
+        queue: flowQueue, tickMs: flow.dispatchIntervalMs, objectives: flow.objectives, maxMessageTimeoutMs: flow.maxMessageTimeoutMs, sessionFairness: flow.sessionFairness,
         // A config that turns GIE's gate on (`flowControl` or `flowControl=true`; `=false` is as if not named, llm-d-router
         // v0.10.0 pkg/epp/config/loader/configloader.go loadFeatureConfig) gets GIE's series for every request
         // (RequestControl's flowControl.recordEveryRequest).

@@ -32,7 +32,7 @@ describe('flow-control settings: flags over the config\'s flowControl over the d
 
   it('without flags or config: on, with the documented defaults', () => {
     expect(resolveFlowControl(defaultEndpointPickerConfig())).toEqual({
-      enabled: true, maxQueued: 1024, maxQueuedBytes: 128 * 1024 * 1024, maxWaitMs: 30_000, dispatchPerTick: 4, dispatchIntervalMs: 50, objectives: new Map(), maxHeaderPriority: 0, maxMessageTimeoutMs: 0,
+      enabled: true, maxQueued: 1024, maxQueuedBytes: 128 * 1024 * 1024, maxWaitMs: 30_000, dispatchPerTick: 4, dispatchIntervalMs: 50, objectives: new Map(), maxHeaderPriority: 0, maxMessageTimeoutMs: 0, sessionFairness: true,
       bands: new Map(), defaultBand: { maxBytes: 1_000_000_000 },
     });
     expect(FLOW_CONTROL_DEFAULTS.enabled).toBe(true);
@@ -44,7 +44,7 @@ describe('flow-control settings: flags over the config\'s flowControl over the d
       flowControl: { enabled: false, maxQueued: 64, maxQueuedBytes: 1_000_000, defaultRequestTTL: '5s', objectives: { batch: -2 }, maxHeaderPriority: 3 },
     }));
     expect(resolveFlowControl(config)).toEqual({
-      enabled: false, maxQueued: 64, maxQueuedBytes: 1_000_000, maxWaitMs: 5_000, dispatchPerTick: 4, dispatchIntervalMs: 50, objectives: new Map([['batch', -2]]), maxHeaderPriority: 3, maxMessageTimeoutMs: 0,
+      enabled: false, maxQueued: 64, maxQueuedBytes: 1_000_000, maxWaitMs: 5_000, dispatchPerTick: 4, dispatchIntervalMs: 50, objectives: new Map([['batch', -2]]), maxHeaderPriority: 3, maxMessageTimeoutMs: 0, sessionFairness: true,
       bands: new Map(), defaultBand: { maxBytes: 1_000_000_000 },
     });
     expect(resolveFlowControl(config, parseArgs([...base, '--flow-control', '--flow-control-max-wait', '2s', '--ext-proc-max-message-timeout', '30s', '--flow-control-max-queued-bytes', '2000000', '--flow-control-max-header-priority', '10'])!.flowControl)).toMatchObject({

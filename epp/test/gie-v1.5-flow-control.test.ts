@@ -9,7 +9,7 @@
  * (`requestcontrol/admission.go`: only sheddable requests are dropped).
  */
 import * as http from 'http';
-import { parseEndpointPickerConfig, renderEndpointPickerConfig, resolvePluginParameters } from '../src/config';
+import { defaultEndpointPickerConfig, parseEndpointPickerConfig, renderEndpointPickerConfig, resolvePluginParameters } from '../src/config';
 import { parseQuantity } from '../src/config/quantity';
 import { EMPTY_METRICS, type EndpointMetrics, type EndpointSnapshot } from '../src/datastore/types';
 import { parseArgs } from '../src/cli';
@@ -180,6 +180,31 @@ describe('GIE v1.5.0 flow-control configs load', () => {
     [{ metricsStalenessThreshold: '0s' }, 'metricsStalenessThreshold: must be longer than 0'],
   ])('utilization-detector refuses %j as GIE\'s validateConfig does', (parameters, message) => {
     expect(() => resolvePluginParameters('utilization-detector', parameters)).toThrow(message);
+  });
+
+  // GIE v1.5.0 handlers/request.go: a request without x-gateway-inference-fairness-id gets metadata.DefaultFairnessID
+  // ("default-flow", metadata/consts.go): in a config written in GIE's terms, requests without one share that flow;
+  // kvroute's own configs key them by session (flowControl.sessionFairness).
+  test('sessionFairness: false (GIE\'s one default-flow) in a config written in GIE\'s terms, its flowControl keys or its gate; true in kvroute\'s own; either when given', () => {
+    const sessionFairness = (text: string) => resolveFlowControl(parseEndpointPickerConfig(text)).sessionFairness;
+    expect(parseEndpointPickerConfig(GUIDE_BANDS).flowControl?.sessionFairness).toBe(false);
+    expect(sessionFairness(GUIDE_BANDS)).toBe(false);
+    expect(sessionFairness(`${HEADER}plugins:\n${SCORERS}flowControl: {maxRequests: 10}\n${PROFILE}`)).toBe(false);
+    expect(sessionFairness(`${HEADER}plugins:\n${SCORERS}flowControl: {usageLimitPolicyPluginRef: static-usage-limit-policy}\n${PROFILE}`)).toBe(false);
+    // The gate alone, with or without a section of kvroute's keys.
+    expect(sessionFairness(GUIDE_UTILIZATION)).toBe(false);
+    expect(sessionFairness(GUIDE_UTILIZATION.replace('saturationDetector:', 'flowControl: {maxQueued: 10}\nsaturationDetector:'))).toBe(false);
+    // kvroute's own: its default config, and a section of kvroute's keys only.
+    expect(resolveFlowControl(defaultEndpointPickerConfig()).sessionFairness).toBe(true);
+    const own = parseEndpointPickerConfig(`${HEADER}plugins:\n${SCORERS}flowControl: {maxQueued: 10, defaultRequestTTL: 5s}\n${PROFILE}`);
+    expect(own.flowControl).not.toHaveProperty('sessionFairness');
+    expect(resolveFlowControl(own).sessionFairness).toBe(true);
+    // Given, it wins either way, and renders back.
+    const chosen = parseEndpointPickerConfig(GUIDE_BANDS.replace('flowControl:', 'flowControl:\n  sessionFairness: true'));
+    expect(resolveFlowControl(chosen).sessionFairness).toBe(true);
+    expect(parseEndpointPickerConfig(renderEndpointPickerConfig(chosen))).toEqual(chosen);
+    expect(sessionFairness(GUIDE_UTILIZATION.replace('saturationDetector:', 'flowControl: {sessionFairness: true}\nsaturationDetector:'))).toBe(true);
+    expect(() => parseEndpointPickerConfig(`${HEADER}plugins:\n${SCORERS}flowControl: {sessionFairness: 1}\n${PROFILE}`)).toThrow('flowControl.sessionFairness: must be true or false, got 1');
   });
 
   test('quantities as Kubernetes reads them, rounded up', () => {
@@ -792,5 +817,16 @@ schedulingProfiles:
     await start();
     const order = await routedOrder([['flow3', 'flow3'], ['flow3', 'flow3'], ['flow3', 'flow3'], ['flow1', 'flow1'], ['flow2', 'flow2'], ['flow2', 'flow2']]);
     expect(order).toEqual(['flow1', 'flow2', 'flow3', 'flow2', 'flow3', 'flow3']);
+  });
+
+  // GIE v1.5.0 handlers/request.go: a request without a fairness-id header gets FairnessID = metadata.DefaultFairnessID
+  // ("default-flow", metadata/consts.go), so all such requests are ONE flow, and round robin alternates it with each
+  // named tenant's flow. (kvroute made each such request its own flow, so a named tenant waited behind every
+  // anonymous request queued before it.)
+  test('requests without a fairness id share GIE\'s one "default-flow": a tenant\'s requests alternate with them instead of waiting behind all of them (handlers/request.go DefaultFairnessID)', async () => {
+    await start();
+    const order = await routedOrder([['anon1', undefined], ['anon2', undefined], ['anon3', undefined], ['zeta1', 'zeta'], ['zeta2', 'zeta']]);
+    // Sorted keys [default-flow, zeta]: default-flow, zeta, default-flow, zeta, default-flow.
+    expect(order).toEqual(['anon1', 'zeta1', 'anon2', 'zeta2', 'anon3']);
   });
 });

@@ -489,6 +489,9 @@ function readFlowControl(top: FieldReader, plugins: readonly PluginSpec[], apiVe
       );
     }
   }
+  // Written in GIE's terms: GIE's meaning of what the section leaves out (FlowControlConfig.sessionFairness).
+  const upstreamTerms = UPSTREAM_FLOW_CONTROL_KEYS.some((key) => r.has(key));
+  const sessionFairness = r.boolean('sessionFairness', !upstreamTerms);
   const config: FlowControlConfig = {
     enabled: r.boolean('enabled', FLOW_CONTROL_DEFAULTS.enabled),
     maxQueued: quantityAlias(r, 'maxQueued', 'maxRequests', FLOW_CONTROL_DEFAULTS.maxQueued),
@@ -499,6 +502,9 @@ function readFlowControl(top: FieldReader, plugins: readonly PluginSpec[], apiVe
     dispatchPerTick: r.integer('dispatchPerTick', FLOW_CONTROL_DEFAULTS.dispatchPerTick, 1),
     dispatchInterval: r.duration('dispatchInterval', FLOW_CONTROL_DEFAULTS.dispatchInterval),
     maxHeaderPriority: r.integer('maxHeaderPriority', FLOW_CONTROL_DEFAULTS.maxHeaderPriority, -MAX_FLOW_PRIORITY, MAX_FLOW_PRIORITY),
+    // Left out when neither given nor implied, so that GIE's gate (which an environment variable may turn on after
+    // loading) decides at start (`resolveFlowControl`).
+    ...(upstreamTerms || r.has('sessionFairness') ? { sessionFairness } : {}),
     objectives,
     ...(bands !== undefined ? { priorityBands: bands } : {}),
     ...(defaultBand !== undefined && defaultBand !== null
@@ -539,6 +545,13 @@ function quantityAlias(r: FieldReader, key: string, gieKey: string, defaultValue
   // stays.
   return quantity(gie, r.fieldPath(gieKey)) || defaultValue;
 }
+
+/**
+ * `flowControl` keys GIE v1.5.0 (`apix/config/v1alpha1` FlowControlConfig) or llm-d-router v0.10.0 has and kvroute's own
+ * configs need not: a section with any of them is written in upstream's terms. (`defaultRequestTTL` is GIE's too, but
+ * also kvroute's only name for the wait.)
+ */
+const UPSTREAM_FLOW_CONTROL_KEYS = ['maxRequests', 'maxBytes', 'priorityBands', 'defaultPriorityBand', 'defaultNegativePriorityBand', 'usageLimitPolicyPluginRef', 'saturationDetector', 'enableEviction'];
 
 /** A non-negative quantity, as GIE's resolveQuantity accepts (`flowcontrol/registry/config.go` @ v1.5.0). */
 function quantity(value: unknown, path: string): number {

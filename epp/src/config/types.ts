@@ -185,6 +185,16 @@ export interface FlowControlConfig {
    * objective found in neither has priority 0.
    */
   objectives?: Record<string, number>;
+  /**
+   * kvroute's: a request without a fairness id (`x-gateway-inference-fairness-id`, llm-d's alias, an agent identity)
+   * is its session's flow (`x-session-id`, `x-session-token`), else a flow of its own — issue 9's fairness across
+   * sessions. false: GIE v1.5.0's, every such request in one flow, `default-flow` (`handlers/request.go`,
+   * `metadata/consts.go` DefaultFairnessID). @default true, false in a config written in GIE's terms: one whose
+   * `flowControl` has GIE's (or llm-d-router's) keys (`maxRequests`, `maxBytes`, `priorityBands`,
+   * `defaultPriorityBand`, `defaultNegativePriorityBand`, `usageLimitPolicyPluginRef`, `saturationDetector`,
+   * `enableEviction`: the loader then writes false), or that turns GIE's `flowControl` feature gate on.
+   */
+  sessionFairness?: boolean;
   /** GIE's name for `maxQueued`, a quantity (`100`, `"1k"`); read into `maxQueued` (give one of the two). */
   maxRequests?: number | string;
   /** GIE's name for `maxQueuedBytes`, a quantity (`"1Gi"`, `500000000`); read into `maxQueuedBytes` (give one of the two). */

@@ -149,6 +149,11 @@ export interface RequestControlOptions {
      * only the requests that wait, and spares the rest the labelled observations.
      */
     readonly recordEveryRequest?: boolean;
+    /**
+     * A request without a fairness id waits as its session's flow, else as a flow of its own (issue 9's fairness across
+     * sessions); false: in GIE's one `default-flow` (`FlowControlConfig.sessionFairness`). @default true
+     */
+    readonly sessionFairness?: boolean;
   };
 }
 
@@ -1009,10 +1014,11 @@ export class RequestControl implements RequestDirector {
     if (priority === undefined) {
       return this.reject(400, `${PRIORITY_HEADER} must be an integer between -${MAX_PRIORITY} and ${MAX_PRIORITY}`, model, { code: 'invalid_priority' }, undefined, this.targetOf(request, model), request.headers);
     }
-    // Fair across flows: GIE's fairness id when the gateway sets one, else the session (a session's requests share one
-    // turn); a request with neither is its own flow.
-    // An empty header names nothing (GIE maps an empty fairness id to its default flow, kvroute to the next key).
-    const flow = nonEmpty(this.fairnessIdOf(headers)) ?? nonEmpty(headers['x-session-id']) ?? nonEmpty(headers['x-session-token']) ?? `request:${request.requestId}`;
+    // Fair across flows: GIE's fairness id when the gateway sets one; without one, GIE's one `default-flow`
+    // (v1.5.0 `handlers/request.go`), or with kvroute's session fairness the session (a session's requests share one
+    // turn), else the request alone. An empty header names nothing (GIE maps it to its default flow too).
+    const flow = nonEmpty(this.fairnessIdOf(headers))
+      ?? (flowControl.sessionFairness === false ? DEFAULT_FAIRNESS_ID : nonEmpty(headers['x-session-id']) ?? nonEmpty(headers['x-session-token']) ?? `request:${request.requestId}`);
     const arrivalMs = queue.nowMs();
     const arrival = queue.arrivalTicket();
     // Infinity when `defaultRequestTTL` is 0 (GIE: wait until the client or the proxy gives up); llm-d's per-request
