@@ -132,7 +132,10 @@ export interface FlowControlSettings {
   readonly maxHeaderPriority: number;
   /** `--ext-proc-max-message-timeout` (0: off). */
   readonly maxMessageTimeoutMs: number;
-  /** `flowControl.sessionFairness`, else false when GIE's `flowControl` gate is on, else true. */
+  /**
+   * `flowControl.sessionFairness`, else false when GIE's `flowControl` gate is on, else true: requests without a fairness
+   * id keyed by session, and round robin for bands naming no fairness policy (else GIE's default-flow and global-strict).
+   */
   readonly sessionFairness: boolean;
   /** Bounds and fairness per priority level (`flowControl.priorityBands`), and for the levels not listed. */
   readonly bands: ReadonlyMap<number, BandOptions>;
@@ -155,25 +158,34 @@ const LLMD_DEFAULT_REQUEST_TTL = '60s';
 
 const isLlmdConfig = (config: EndpointPickerConfig): boolean => config.apiVersion === LLMD_ENDPOINT_PICKER_CONFIG_API_VERSION;
 
-/** A band of the config as the queue takes it: its refs resolved to a fairness policy. */
-function bandOptions(band: Omit<PriorityBandConfig, 'priority'> | undefined, config: EndpointPickerConfig): BandOptions {
+/**
+ * A band of the config as the queue takes it: its refs resolved to a fairness policy. A band naming none takes GIE's
+ * default, global-strict (`flowcontrol/registry/config.go` DefaultFairnessPolicyRef @ v1.5.0), unless the config keeps
+ * kvroute's session fairness, whose flows take turns (the queue's round-robin default).
+ */
+function bandOptions(band: Omit<PriorityBandConfig, 'priority'> | undefined, config: EndpointPickerConfig, sessionFairness: boolean): BandOptions {
   const llmdRequests = isLlmdConfig(config) && !(Number(band?.maxRequests ?? 0) > 0) ? { maxRequests: LLMD_DEFAULT_BAND_MAX_REQUESTS } : {};
-  // GIE bounds every band's bytes, 1 GB unless set (`flowcontrol/registry/config.go` @ v1.5.0).
-  if (band === undefined) return { maxBytes: DEFAULT_BAND_MAX_BYTES, ...llmdRequests };
-  const ref = band.fairnessPolicyRef;
+  const ref = band?.fairnessPolicyRef;
   // A ref is a plugin's name or a policy's type name (the loader checked which).
   const type = ref === undefined ? undefined : (config.plugins.find((p) => p.name === ref)?.type ?? ref);
+  const fairness = type !== undefined
+    ? { fairness: type === 'global-strict-fairness-policy' ? 'global-strict' as const : 'round-robin' as const }
+    : sessionFairness ? {} : { fairness: 'global-strict' as const };
+  // GIE bounds every band's bytes, 1 GB unless set (`flowcontrol/registry/config.go` @ v1.5.0).
+  if (band === undefined) return { maxBytes: DEFAULT_BAND_MAX_BYTES, ...llmdRequests, ...fairness };
   return {
     ...(band.maxRequests !== undefined ? { maxRequests: Number(band.maxRequests) } : {}),
     ...llmdRequests,
     maxBytes: band.maxBytes !== undefined ? Number(band.maxBytes) : DEFAULT_BAND_MAX_BYTES,
-    ...(type !== undefined ? { fairness: type === 'global-strict-fairness-policy' ? 'global-strict' as const : 'round-robin' as const } : {}),
+    ...fairness,
   };
 }
 
 export function resolveFlowControl(config: EndpointPickerConfig, flags: FlowControlFlags = {}): FlowControlSettings {
   const c = config.flowControl ?? {};
   const d = FLOW_CONTROL_DEFAULTS;
+  // A config that turns GIE's gate on is written for GIE's flow control, so it gets GIE's flows and fairness.
+  const sessionFairness = c.sessionFairness ?? !featureGateEnabled(config, 'flowControl');
   return {
     enabled: flags.enabled ?? c.enabled ?? d.enabled,
     maxQueued: flags.maxQueued ?? c.maxQueued ?? d.maxQueued,
@@ -186,11 +198,10 @@ export function resolveFlowControl(config: EndpointPickerConfig, flags: FlowCont
     objectives: new Map(Object.entries(c.objectives ?? {})),
     maxHeaderPriority: flags.maxHeaderPriority ?? c.maxHeaderPriority ?? d.maxHeaderPriority,
     maxMessageTimeoutMs: flags.maxMessageTimeoutMs ?? 0,
-    // A config that turns GIE's gate on is written for GIE's flow control, so it gets GIE's flows.
-    sessionFairness: c.sessionFairness ?? !featureGateEnabled(config, 'flowControl'),
-    bands: new Map((c.priorityBands ?? []).map((band) => [band.priority, bandOptions(band, config)])),
-    defaultBand: bandOptions(c.defaultPriorityBand, config),
-    ...(c.defaultNegativePriorityBand !== undefined ? { defaultNegativeBand: bandOptions(c.defaultNegativePriorityBand, config) } : {}),
+    sessionFairness,
+    bands: new Map((c.priorityBands ?? []).map((band) => [band.priority, bandOptions(band, config, sessionFairness)])),
+    defaultBand: bandOptions(c.defaultPriorityBand, config, sessionFairness),
+    ...(c.defaultNegativePriorityBand !== undefined ? { defaultNegativeBand: bandOptions(c.defaultNegativePriorityBand, config, sessionFairness) } : {}),
   };
 }
 

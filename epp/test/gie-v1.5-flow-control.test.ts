@@ -113,7 +113,8 @@ describe('GIE v1.5.0 flow-control configs load', () => {
     const settings = resolveFlowControl(config);
     expect(settings.maxQueuedBytes).toBe(1_000_000_000);
     expect(settings.bands).toEqual(new Map([[100, { maxBytes: 500_000_000, fairness: 'global-strict' }]]));
-    expect(settings.defaultBand).toEqual({ maxBytes: 1_000_000_000 });
+    // The levels it does not list take GIE's default policy too (registry/config.go DefaultFairnessPolicyRef).
+    expect(settings.defaultBand).toEqual({ maxBytes: 1_000_000_000, fairness: 'global-strict' });
   });
 
   test('a plugin named utilization-detector is the detector without the section; an empty section adds one with its defaults, outside the defaulted profile', () => {
@@ -163,8 +164,8 @@ describe('GIE v1.5.0 flow-control configs load', () => {
       '  priorityBands: [{priority: 1, maxRequests: 0, maxBytes: 0, fairnessPolicyRef: "", orderingPolicyRef: ""}]\n' + PROFILE);
     expect(config.saturationDetector).toEqual({ pluginRef: 'utilization-detector' });
     expect(config.flowControl).toMatchObject({ maxQueued: 1024, maxQueuedBytes: 128 * 1024 * 1024, defaultRequestTTL: '0s', usageLimitPolicyPluginRef: 'static-usage-limit-policy', priorityBands: [{ priority: 1 }] });
-    expect(resolveFlowControl(config).bands).toEqual(new Map([[1, { maxBytes: 1_000_000_000 }]]));
-    expect(resolveFlowControl(config).defaultBand).toEqual({ maxBytes: 1_000_000_000 });
+    expect(resolveFlowControl(config).bands).toEqual(new Map([[1, { maxBytes: 1_000_000_000, fairness: 'global-strict' }]]));
+    expect(resolveFlowControl(config).defaultBand).toEqual({ maxBytes: 1_000_000_000, fairness: 'global-strict' });
     expect(parseEndpointPickerConfig(renderEndpointPickerConfig(config))).toEqual(config);
     // concurrency-detector's token bound is checked in requests mode too, and unused.
     expect(() => parseEndpointPickerConfig(GUIDE_CONCURRENCY.replace('maxConcurrency: 110', 'maxConcurrency: 110\n    maxTokenConcurrency: 5000'))).not.toThrow();
@@ -205,6 +206,20 @@ describe('GIE v1.5.0 flow-control configs load', () => {
     expect(parseEndpointPickerConfig(renderEndpointPickerConfig(chosen))).toEqual(chosen);
     expect(sessionFairness(GUIDE_UTILIZATION.replace('saturationDetector:', 'flowControl: {sessionFairness: true}\nsaturationDetector:'))).toBe(true);
     expect(() => parseEndpointPickerConfig(`${HEADER}plugins:\n${SCORERS}flowControl: {sessionFairness: 1}\n${PROFILE}`)).toThrow('flowControl.sessionFairness: must be true or false, got 1');
+  });
+
+  // GIE v1.5.0 flowcontrol/registry/config.go: DefaultFairnessPolicyRef = global-strict-fairness-policy, applied to a
+  // band (and the default band template) that names none; kvroute's session fairness takes turns instead.
+  test('a band that names no fairness policy is global-strict where sessionFairness is false (GIE\'s terms), round robin where it is true', () => {
+    const bands = `flowControl:\n  priorityBands: [{priority: 5}, {priority: 6, fairnessPolicyRef: round-robin-fairness-policy}]\n`;
+    const gie = resolveFlowControl(parseEndpointPickerConfig(`${HEADER}plugins:\n${SCORERS}${bands}${PROFILE}`));
+    expect(gie.bands).toEqual(new Map([[5, { maxBytes: 1_000_000_000, fairness: 'global-strict' }], [6, { maxBytes: 1_000_000_000, fairness: 'round-robin' }]]));
+    expect(gie.defaultBand.fairness).toBe('global-strict');
+    expect(resolveFlowControl(parseEndpointPickerConfig(GUIDE_UTILIZATION)).defaultBand.fairness).toBe('global-strict');
+    const sessions = resolveFlowControl(parseEndpointPickerConfig(`${HEADER}plugins:\n${SCORERS}${bands}  sessionFairness: true\n${PROFILE}`));
+    expect(sessions.bands.get(5)!.fairness ?? 'round-robin').toBe('round-robin');
+    expect(sessions.defaultBand.fairness ?? 'round-robin').toBe('round-robin');
+    expect(resolveFlowControl(defaultEndpointPickerConfig()).defaultBand.fairness ?? 'round-robin').toBe('round-robin');
   });
 
   test('quantities as Kubernetes reads them, rounded up', () => {
@@ -828,5 +843,15 @@ schedulingProfiles:
     const order = await routedOrder([['anon1', undefined], ['anon2', undefined], ['anon3', undefined], ['zeta1', 'zeta'], ['zeta2', 'zeta']]);
     // Sorted keys [default-flow, zeta]: default-flow, zeta, default-flow, zeta, default-flow.
     expect(order).toEqual(['anon1', 'zeta1', 'anon2', 'zeta2', 'anon3']);
+  });
+
+  // GIE v1.5.0 apix/config/v1alpha1/endpointpickerconfig_types.go PriorityBandConfig.FairnessPolicyRef: "If omitted,
+  // the system default ("global-strict-fairness-policy") is used" (flowcontrol/registry/config.go
+  // DefaultFairnessPolicyRef = GlobalStrictFairnessPolicyType; besthead.go: the band behaves "as if all requests were
+  // in one global queue"). (kvroute gave an omitted reference round robin.)
+  test('a GIE config that names no fairness policy serves the band in one arrival order (global-strict, registry/config.go DefaultFairnessPolicyRef)', async () => {
+    await start(CONFIG.replace('      fairnessPolicyRef: round-robin-fairness-policy\n', '      maxRequests: 100\n'));
+    const order = await routedOrder([['a1', 'a'], ['a2', 'a'], ['a3', 'a'], ['b1', 'b']]);
+    expect(order).toEqual(['a1', 'a2', 'a3', 'b1']);
   });
 });

@@ -194,14 +194,15 @@ flowControl:
   - {priority: 2, maxRequests: 7}
 `));
     expect(llmd.maxWaitMs).toBe(60_000);
-    expect(llmd.defaultBand).toEqual({ maxBytes: 1_000_000_000, maxRequests: 5000 });
+    // Upstream's default fairness too (llm-d-router v0.10.0 flowcontrol/registry/config.go DefaultFairnessPolicyRef).
+    expect(llmd.defaultBand).toEqual({ maxBytes: 1_000_000_000, maxRequests: 5000, fairness: 'global-strict' });
     expect([5, 1, 2].map((p) => llmd.bands.get(p)?.maxRequests)).toEqual([5000, 5000, 7]);
     expect(resolveFlowControl(parseEndpointPickerConfig(`${LLMD}plugins: []\nflowControl: {defaultRequestTTL: 0s}\n`)).maxWaitMs).toBe(Infinity);
     // Without a flowControl section too (upstream's NewConfigFromAPI(nil) takes the same defaults).
     expect(resolveFlowControl(parseEndpointPickerConfig(`${LLMD}plugins: []\n`)).maxWaitMs).toBe(60_000);
     const gie = resolveFlowControl(parseEndpointPickerConfig('apiVersion: inference.networking.x-k8s.io/v1alpha1\nkind: EndpointPickerConfig\nplugins: []\nflowControl:\n  priorityBands:\n  - {priority: 5}\n'));
     expect(gie.maxWaitMs).toBe(30_000);
-    expect(gie.defaultBand).toEqual({ maxBytes: 1_000_000_000 });
+    expect(gie.defaultBand).toEqual({ maxBytes: 1_000_000_000, fairness: 'global-strict' });
     expect(gie.bands.get(5)?.maxRequests).toBeUndefined();
   });
 
@@ -224,7 +225,7 @@ flowControl:
 `);
     expect(config.flowControl!.defaultNegativePriorityBand).toEqual({ maxRequests: 1, maxBytes: 1000 });
     const flow = resolveFlowControl(config);
-    expect(flow.defaultNegativeBand).toEqual({ maxRequests: 1, maxBytes: 1000 });
+    expect(flow.defaultNegativeBand).toEqual({ maxRequests: 1, maxBytes: 1000, fairness: 'global-strict' });
     expect(flow.bands.get(-5)).toMatchObject({ maxRequests: 3 });
     expect(flow.bands.get(0)).toBeUndefined();
     const queue = new FlowControlQueue({ maxQueued: 100, maxQueuedBytes: 1_000_000, maxWaitMs: 60_000, maxDispatchPerCall: 1, bands: flow.bands, defaultBand: flow.defaultBand, defaultNegativeBand: flow.defaultNegativeBand });

@@ -188,8 +188,9 @@ export interface FlowControlConfig {
   /**
    * kvroute's: a request without a fairness id (`x-gateway-inference-fairness-id`, llm-d's alias, an agent identity)
    * is its session's flow (`x-session-id`, `x-session-token`), else a flow of its own — issue 9's fairness across
-   * sessions. false: GIE v1.5.0's, every such request in one flow, `default-flow` (`handlers/request.go`,
-   * `metadata/consts.go` DefaultFairnessID). @default true, false in a config written in GIE's terms: one whose
+   * sessions; and a band that names no fairness policy takes turns (round robin). false: GIE v1.5.0's, every such
+   * request in one flow, `default-flow` (`handlers/request.go`, `metadata/consts.go` DefaultFairnessID), and such a
+   * band global-strict (`flowcontrol/registry/config.go` DefaultFairnessPolicyRef). @default true, false in a config written in GIE's terms: one whose
    * `flowControl` has GIE's (or llm-d-router's) keys (`maxRequests`, `maxBytes`, `priorityBands`,
    * `defaultPriorityBand`, `defaultNegativePriorityBand`, `usageLimitPolicyPluginRef`, `saturationDetector`,
    * `enableEviction`: the loader then writes false), or that turns GIE's `flowControl` feature gate on.
@@ -241,7 +242,7 @@ export interface PriorityBandConfig {
   maxBytes?: number | string;
   /**
    * How the level's flows share it: the name of a `global-strict-fairness-policy` or `round-robin-fairness-policy`
-   * plugin, or either type name. @default round robin (kvroute's; GIE's default is global-strict)
+   * plugin, or either type name. @default global-strict (GIE's), round robin where `sessionFairness` is true
    */
   fairnessPolicyRef?: string;
   /** Order within a flow: `fcfs-ordering-policy` (by name or type), the only one kvroute has. @default FCFS */

@@ -115,8 +115,9 @@ export interface FlowControlOptions {
 /**
  * How the flows of one priority level share it (GIE v1.5.0 `pkg/epp/framework/plugins/flowcontrol/fairness`):
  * `round-robin` gives each flow a turn, in sorted flow-key order from the flow after the one served last
- * (`roundrobin.go` Pick; kvroute's default, issue 9's "fair across sessions");
- * `global-strict` serves the band's oldest request whatever its flow, one FCFS order (`besthead.go`, GIE's default).
+ * (`roundrobin.go` Pick; the queue's default, issue 9's "fair across sessions");
+ * `global-strict` serves the band's oldest request whatever its flow, one FCFS order (`besthead.go`, GIE's default,
+ * which the EPP gives a band naming no policy in a config written in GIE's terms: `FlowControlConfig.sessionFairness`).
  */
 export type FairnessPolicy = 'round-robin' | 'global-strict';
 
