@@ -9,6 +9,7 @@ import { FakeVllmServer, INTEGRATION_TEST_TIMEOUT_MS, renderVllmMetrics, seededR
 import { parseArgs } from '../src/cli';
 import { parseEndpointPickerConfig } from '../src/config';
 import { Datastore } from '../src/datastore/datastore';
+import { EMPTY_METRICS } from '../src/datastore/types';
 import type { IncomingRequest, RouteDecision } from '../src/extproc/request-director';
 import { createEppMetrics, MAX_INFLIGHT_LABEL_SETS } from '../src/metrics';
 import { FAIRNESS_ID_HEADER, RequestControl } from '../src/requestcontrol/request-control';
@@ -237,5 +238,72 @@ schedulingProfiles:
     const without = await picks(base);
     expect(new Set(without).size).toBeGreaterThan(1);
     expect(await picks(listed)).toEqual(without);
+  });
+});
+
+/**
+ * llm-d-router v0.10.0 datalayer/data_graph.go CreateMissingDataProducers builds a key's default producer
+ * (cmd/epp/runner/runner.go RegisterAsDefaultProducer: inflight-load-producer for InFlightLoadDataKey) when a listed
+ * plugin's Consumes() requires it and nothing listed produces it: utilization-filter with an active-requests condition
+ * (filter/utilization/filter.go), active-request-scorer (scorer/activerequest/active_request.go), concurrency-detector
+ * (flowcontrol/saturationdetector/concurrency/detector.go), predicted-latency-producer (dataproducer/predictedlatency/
+ * dataproducer_hooks.go). Its factory registers the gauges (inflightload/metrics.go registerMetrics).
+ */
+describe('the default inflight-load-producer, built for a plugin consuming the in-flight load with none listed', () => {
+  const config = (reader: string, ref = reader) => `apiVersion: llm-d.ai/v1alpha1
+kind: EndpointPickerConfig
+plugins:
+${reader}
+- type: queue-scorer
+- type: max-score-picker
+schedulingProfiles:
+- name: default
+  plugins:
+${ref === '' ? '' : `  - pluginRef: ${ref}\n`}  - pluginRef: queue-scorer
+  - pluginRef: max-score-picker
+`;
+  const UTILIZATION = '- type: utilization-filter\n  parameters:\n    conditions:\n    - metric: active-requests\n      maxValue: 4';
+  test.each<[string, string, string]>([
+    ['utilization-filter (active-requests)', UTILIZATION, 'utilization-filter'],
+    ['active-request-scorer', '- type: active-request-scorer', 'active-request-scorer'],
+    ['concurrency-detector', '- type: concurrency-detector', 'concurrency-detector'],
+    ['predicted-latency-producer', '- type: predicted-latency-producer\n- type: latency-scorer', 'latency-scorer'],
+  ])('%s: added to the rendered config, its gauges registered', async (_, reader, ref) => {
+    const parsed = parseEndpointPickerConfig(config(reader, ref));
+    expect(parsed.plugins.filter((p) => p.type === 'inflight-load-producer').map((p) => p.name)).toEqual(['inflight-load-producer']);
+    const metrics = createEppMetrics();
+    buildScheduler(parsed, { metrics: metrics.scheduling });
+    expect(await metrics.registry.metrics()).toContain('# TYPE llm_d_epp_inflight_requests gauge');
+  });
+
+  test('not for a utilization-filter without an active-requests condition (upstream consumes the key only then), nor when a producer is named', () => {
+    const other = config('- type: utilization-filter\n  parameters:\n    conditions:\n    - metric: waiting-queue\n      maxValue: 4', 'utilization-filter');
+    expect(parseEndpointPickerConfig(other).plugins.map((p) => p.type)).not.toContain('inflight-load-producer');
+    const named = config('- type: inflight-load-producer\n  name: mine\n- type: active-request-scorer\n  parameters: { inFlightLoadProducerName: mine }', 'active-request-scorer');
+    expect(parseEndpointPickerConfig(named).plugins.filter((p) => p.type === 'inflight-load-producer').map((p) => p.name)).toEqual(['mine']);
+  });
+
+  test('picks are those of the same config without it (the filters and scorers read the datastore\'s count)', () => {
+    const parsed = parseEndpointPickerConfig(config(`${UTILIZATION}\n- type: active-request-scorer`, 'utilization-filter\n  - pluginRef: active-request-scorer'));
+    const without = { ...parsed, plugins: parsed.plugins.filter((p) => p.type !== 'inflight-load-producer') };
+    const random = seededRandom(7);
+    const pods = Array.from({ length: 4 }, (_, i) => ({
+      endpoint: { key: `p${i}:8000`, name: `p${i}`, namespace: 'ns', address: `p${i}`, port: 8000, labels: {} },
+      metrics: { ...EMPTY_METRICS, updateTime: 1 },
+      activeRequests: 0,
+    }));
+    // The same tie-breaks on both sides.
+    const a = buildScheduler(parsed, { random: seededRandom(3), now: () => 1_000_000 });
+    const b = buildScheduler(without, { random: seededRandom(3), now: () => 1_000_000 });
+    const picked = new Set<string>();
+    for (let i = 0; i < 50; i++) {
+      const pool = pods.map((p) => ({ ...p, activeRequests: Math.floor(random() * 6), metrics: { ...p.metrics, waitingQueueSize: Math.floor(random() * 3) } }));
+      const request = { requestId: `r${i}`, model: 'm', prompt: `prompt ${i}`, headers: {} };
+      const pick = (s: ReturnType<typeof buildScheduler>) => { try { return s.schedule(request, pool).target.endpoint.name; } catch (e) { return String(e); } };
+      const fromA = pick(a);
+      picked.add(fromA);
+      expect(fromA).toBe(pick(b));
+    }
+    expect(picked.size).toBeGreaterThan(1);
   });
 });

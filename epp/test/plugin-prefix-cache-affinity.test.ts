@@ -214,7 +214,8 @@ schedulingProfiles:
   });
 
   it('no producer is added for a gate that is off or reads the latency predictor', () => {
-    const off = parseEndpointPickerConfig(config('\n  parameters: { maxTTFTPenaltyMs: 0 }', withScorer));
+    // queue-scorer for active-request-scorer, which reads the in-flight load itself (the loader adds the producer for it).
+    const off = parseEndpointPickerConfig(config('\n  parameters: { maxTTFTPenaltyMs: 0 }', withScorer).replaceAll('active-request-scorer', 'queue-scorer'));
     expect(off.plugins.map((p) => p.type)).not.toContain('inflight-load-producer');
     expect(() => buildScheduler(off)).not.toThrow();
   });

@@ -54,7 +54,9 @@ export function parseEndpointPickerConfig(yamlText: string): EndpointPickerConfi
  * - no profiles → a `default` profile with every filter, scorer and picker, in declaration order;
  * - a profile without a picker gets a declared picker, else `max-score-picker` (added to `plugins` if absent);
  * - no profile handler and one profile → `single-profile-handler` is added;
- * - a `prefix-cache-affinity-filter` whose load gate reads in-flight tokens and no `inflight-load-producer` → one is added;
+ * - a plugin reading the default in-flight load (upstream's `Consumes()`: `prefix-cache-affinity-filter` whose load
+ *   gate reads in-flight tokens, `utilization-filter` with an `active-requests` condition, `active-request-scorer`,
+ *   `concurrency-detector`, `predicted-latency-producer`) and no `inflight-load-producer` → one is added;
  * - a `prefix-cache-affinity-filter` naming no producer and no prefix scorer → a `prefix-cache-scorer` with upstream's
  *   producer defaults, at weight 0 in the filter's profiles;
  * - a P/D profile handler and no prefix scorer → a `prefix-cache-scorer` in no profile, with upstream's producer defaults;
@@ -873,19 +875,41 @@ function addDefaultProfileHandler(plugins: PluginSpec[], profiles: readonly Sche
 }
 
 /**
- * A `prefix-cache-affinity-filter` whose load gate reads in-flight tokens (`ttftSource: prefillThroughput`, its default,
- * with `maxTTFTPenaltyMs` > 0) and names no producer gets an `inflight-load-producer` when the config lists none, as
- * llm-d-router v0.10.0's data-layer DAG creates the producer of an attribute a plugin requires (the filter's
- * `Consumes`). The rendered config shows it.
+ * A config listing no `inflight-load-producer` gets one when a plugin reads the default producer's in-flight load, as
+ * llm-d-router v0.10.0's data-layer DAG creates the default producer of a key a plugin's `Consumes()` requires
+ * (`datalayer/data_graph.go` CreateMissingDataProducers; `cmd/epp/runner/runner.go` RegisterAsDefaultProducer), so its
+ * gauges (`llm_d_epp_inflight_requests`, `_tokens`) are exported as there. The readers, by upstream's `Consumes()`:
+ * - `prefix-cache-affinity-filter` whose load gate reads in-flight tokens (`ttftSource: prefillThroughput`, its
+ *   default, with `maxTTFTPenaltyMs` > 0) (`filter/prefixcacheaffinity/plugin.go`);
+ * - `utilization-filter` with an `active-requests` condition (`filter/utilization/filter.go`);
+ * - `active-request-scorer` (`scorer/activerequest/active_request.go`);
+ * - `concurrency-detector` (`flowcontrol/saturationdetector/concurrency/detector.go`);
+ * - `predicted-latency-producer` (`requestcontrol/dataproducer/predictedlatency/dataproducer_hooks.go`; kvroute's
+ *   reads no counts from it, but upstream's DAG builds it all the same).
+ * Each only when it names no producer. The rendered config shows it. Picks do not change: the counts the filters and
+ * scorers read are the datastore's, and only `prefix-cache-affinity-filter` reads the producer's tokens.
  */
 function addInFlightLoadProducer(plugins: PluginSpec[]): void {
   if (plugins.some((p) => p.type === 'inflight-load-producer')) return;
-  const reads = plugins.some((p) => {
-    if (p.type !== 'prefix-cache-affinity-filter') return false;
-    const q = p.parameters as { maxTTFTPenaltyMs?: number; ttftSource?: string; inFlightLoadProducerName?: string } | undefined;
-    return (q?.maxTTFTPenaltyMs ?? 0) > 0 && q?.ttftSource === 'prefillThroughput' && (q.inFlightLoadProducerName ?? '') === '';
+  const reader = plugins.find((p) => {
+    const q = p.parameters as { inFlightLoadProducerName?: string } | undefined;
+    if ((q?.inFlightLoadProducerName ?? '') !== '') return false;
+    switch (p.type) {
+      case 'prefix-cache-affinity-filter': {
+        const a = p.parameters as { maxTTFTPenaltyMs?: number; ttftSource?: string } | undefined;
+        return (a?.maxTTFTPenaltyMs ?? 0) > 0 && a?.ttftSource === 'prefillThroughput';
+      }
+      case 'utilization-filter':
+        return ((p.parameters as { conditions?: { metric?: string }[] } | undefined)?.conditions ?? []).some((c) => c.metric === 'active-requests');
+      case 'active-request-scorer':
+      case 'concurrency-detector':
+      case 'predicted-latency-producer':
+        return true;
+      default:
+        return false;
+    }
   });
-  if (reads) ensurePlugin('inflight-load-producer', plugins, 'plugins (adding the inflight-load-producer a prefix-cache-affinity-filter reads)');
+  if (reader !== undefined) ensurePlugin('inflight-load-producer', plugins, `plugins (adding the inflight-load-producer a ${reader.type} reads)`);
 }
 
 /**

@@ -62,8 +62,10 @@ interface Held {
  * `inflight-load-producer` (llm-d-router v0.10.0 `pkg/epp/framework/plugins/requestcontrol/dataproducer/inflightload/
  * producer.go`, its `InFlightLoad` attribute in `datalayer/attribute/concurrency/data_types.go`): the tokens this EPP
  * has committed to each endpoint and that the endpoint has not yet prefilled, for `prefix-cache-affinity-filter`'s
- * `prefillThroughput` load gate. The loader adds one when such a filter needs it and the config lists none, as
- * upstream's data-layer DAG creates a required producer.
+ * `prefillThroughput` load gate. The loader adds one when a plugin reads the default in-flight load (such a filter,
+ * `utilization-filter` on `active-requests`, `active-request-scorer`, `concurrency-detector`,
+ * `predicted-latency-producer`: upstream's `Consumes()`) and the config lists none, as upstream's data-layer DAG
+ * creates a required producer.
  *
  * Upstream's count (with `addEstimatedOutputTokens: false`): at PreRequest, every profile's first target gets the
  * request's prompt tokens less the prefix that endpoint holds by the prefix producer's match
