@@ -172,6 +172,55 @@ describe('inflight-load-producer gauges through request control', () => {
     }
   });
 
+  // llm-d-router v0.10.0 inflightload/producer.go ResponseBody releases, at StartOfStream, the entry of whichever pick
+  // ran under the profile named `prefill`; header-profile-handler (profilehandler/headerprofile/header_profile_handler.go)
+  // runs the one profile EPP-Profile names, so a request sent to `prefill` alone has its only (primary) pick there.
+  test('EPP-Profile: prefill (header-profile-handler): the primary pick under `prefill` is released at the response\'s start, in the gauge and the datastore\'s activeRequests', async () => {
+    const ds = new Datastore({ scrape: false });
+    ds.upsertEndpoint({ key: '10.0.0.1:8000', name: 'p0', namespace: 'ns', address: '10.0.0.1', port: 8000, labels: {} });
+    ds.setMetrics('10.0.0.1:8000', { waitingQueueSize: 0, runningQueueSize: 0, kvCacheUsagePercent: 0.1, updateTime: Date.now(), consecutiveFailures: 0 });
+    const config = `apiVersion: llm-d.ai/v1alpha1
+kind: EndpointPickerConfig
+plugins:
+- type: header-profile-handler
+- type: inflight-load-producer
+- type: queue-scorer
+- type: max-score-picker
+schedulingProfiles:
+- name: decode
+  plugins:
+  - pluginRef: queue-scorer
+  - pluginRef: max-score-picker
+- name: prefill
+  plugins:
+  - pluginRef: queue-scorer
+  - pluginRef: max-score-picker
+`;
+    const metrics = createEppMetrics();
+    const control = new RequestControl({ datastore: ds, scheduler: buildScheduler(parseEndpointPickerConfig(config), { metrics: metrics.scheduling }), metrics: metrics.collectors });
+    const counts = async () => [
+      sample(await metrics.registry.metrics(), 'llm_d_epp_inflight_requests{endpoint_name="p0",namespace="ns",producer_name="inflight-load-producer",fairness_id="default-flow",priority="0"}'),
+      ds.activeRequests('10.0.0.1:8000'),
+    ];
+    try {
+      const prefill = await route(control, 'hello', { 'epp-profile': 'prefill' });
+      expect(await counts()).toEqual([1, 1]);
+      control.responseHeaders(prefill.ticket, new Map([[':status', '200'], ['content-type', 'text/event-stream']]), {}, false);
+      expect(await counts()).toEqual([0, 0]);
+      control.release(prefill.ticket, 'completed');
+      expect(await counts()).toEqual([0, 0]);
+      // Sent to `decode`, it counts to its end.
+      const decode = await route(control, 'hello', { 'epp-profile': 'decode' });
+      control.responseHeaders(decode.ticket, new Map([[':status', '200'], ['content-type', 'text/event-stream']]), {}, false);
+      expect(await counts()).toEqual([1, 1]);
+      control.release(decode.ticket, 'completed');
+      expect(await counts()).toEqual([0, 0]);
+    } finally {
+      control.close();
+      ds.stop();
+    }
+  });
+
   test(`a flood of fairness ids is bounded: the first ${MAX_INFLIGHT_LABEL_SETS} (fairness_id, priority) sets keep their labels, later ones count as other`, async () => {
     const ds = staticPool(1);
     const metrics = createEppMetrics();

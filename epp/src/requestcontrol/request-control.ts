@@ -385,10 +385,13 @@ class Ticket {
   /** llm-d's per-request series (with metrics and a scheduled request). */
   llmd: LlmdRequestSeries | undefined = undefined;
   /**
-   * The other profiles' picks counted in flight besides `target` (a P/D request's prefill pod), each released once:
-   * `early` ones at the response's start (`releaseAtResponseStart`), the rest with the request (`release`).
+   * The other profiles' picks counted in flight besides `target` (a P/D request's prefill pod), and `target` when its
+   * profile is `prefill` (`targetHeld`), each released once: `early` ones at the response's start
+   * (`releaseAtResponseStart`), the rest with the request (`release`).
    */
   others: ProfileHold[] | undefined = undefined;
+  /** `target`'s count is among `others`, released with them: the primary profile is `prefill` (`acquireProfiles`). */
+  targetHeld = false;
   /** Whether the response's start was seen (`releaseAtResponseStart`; only for a request with `others`). */
   responseStarted = false;
 
@@ -407,7 +410,7 @@ class Ticket {
   ) {}
 }
 
-/** A non-primary profile's pick counted in flight for a request (`Ticket.others`). */
+/** A profile's pick counted in flight for a request (`Ticket.others`): a non-primary one, or a `prefill` primary. */
 interface ProfileHold {
   readonly key: string;
   /** Its profile is upstream's `prefill`: released at the response's start rather than its end. */
@@ -1318,7 +1321,8 @@ export class RequestControl implements RequestDirector {
 
   /**
    * Commits the request to `target`: the pre-request hooks learn the pick (only for a scheduled request), the
-   * datastore counts it (and the other profiles' picks: a P/D request's prefill pod) in flight until `release`, and the
+   * datastore counts it (and the other profiles' picks: a P/D request's prefill pod) in flight until `release` (a pick
+   * under the `prefill` profile until the response's start: `acquireProfiles`), and the
    * request metrics count it.
    */
   private commit(target: Endpoint, scheduled: Scheduled | undefined, started: number, flowQueueMs?: number): RouteDecision {
@@ -1354,8 +1358,7 @@ export class RequestControl implements RequestDirector {
     if (scheduled !== undefined && this.unnamedResponses.has(scheduled.request)) {
       body = withResponseId(body ?? scheduled.body, issueResponseId(target.key, (key) => this.ownerTags.of(key))) ?? body;
     }
-    this.options.datastore.acquire(target.key);
-    const others = this.acquireOtherProfiles(result);
+    const { others, targetHeld } = this.acquireProfiles(target, result);
     let llmd: LlmdRequestSeries | undefined;
     if (series !== undefined) {
       const priority = this.priorityLabel(scheduled!.request.headers);
@@ -1386,6 +1389,7 @@ export class RequestControl implements RequestDirector {
     ticket.flowQueueMs = flowQueueMs;
     ticket.llmd = llmd;
     ticket.others = others;
+    ticket.targetHeld = targetHeld;
     // A picker asked for several endpoints (max-score-picker's maxNumOfEndpoints) names them all, best first, as one
     // comma-separated value Envoy tries in order on retries: GIE v1.5.0 `pkg/epp/requestcontrol/director.go`
     // prepareRequest joins the primary profile's targets with ","; the first is the one counted in flight.
@@ -1401,22 +1405,25 @@ export class RequestControl implements RequestDirector {
   }
 
   /**
-   * Counts in flight (the datastore's `activeRequests`, and its unseen queue, `netPicksSinceScrape`) the first pick of
-   * every profile but the primary one: a P/D request's prefill pod, besides its decode pod (`target`). llm-d-router
-   * v0.10.0 `pkg/epp/framework/plugins/requestcontrol/dataproducer/inflightload/producer.go` PreRequest increments the
-   * request counter of every profile result's first target endpoint, which `active-request-scorer` and
-   * `concurrency-detector` read; a pod picked by two profiles counts twice, as there.
+   * Counts in flight (the datastore's `activeRequests`, and its unseen queue, `netPicksSinceScrape`) `target` and the
+   * first pick of every other profile: a P/D request's prefill pod, besides its decode pod. llm-d-router v0.10.0
+   * `pkg/epp/framework/plugins/requestcontrol/dataproducer/inflightload/producer.go` PreRequest increments the request
+   * counter of every profile result's first target endpoint, which `active-request-scorer` and `concurrency-detector`
+   * read; a pod picked by two profiles counts twice, as there. Each pick under the profile named `prefill` is held to
+   * be released at the response's start, `target` included (`targetHeld`: `header-profile-handler` running `prefill`
+   * alone), as upstream's ResponseBody releases that profile's entry whichever profile is primary.
    */
-  private acquireOtherProfiles(result: SchedulingResult | undefined): ProfileHold[] | undefined {
-    const profiles = result?.profileTargets;
-    if (profiles === undefined) return undefined;
+  private acquireProfiles(target: Endpoint, result: SchedulingResult | undefined): { others: ProfileHold[] | undefined; targetHeld: boolean } {
+    const targetRouteId = this.options.datastore.acquire(target.key);
     let others: ProfileHold[] | undefined;
-    for (const [profile, pick] of profiles) {
+    const targetHeld = result?.profile === UPSTREAM_PREFILL_PROFILE;
+    if (targetHeld) others = [{ key: target.key, early: true, routeId: targetRouteId, released: false }];
+    for (const [profile, pick] of result?.profileTargets ?? []) {
       if (profile === result!.profile) continue;
       const routeId = this.options.datastore.acquire(pick.endpoint.key);
       (others ??= []).push({ key: pick.endpoint.key, early: profile === UPSTREAM_PREFILL_PROFILE, routeId, released: false });
     }
-    return others;
+    return { others, targetHeld };
   }
 
   /**
@@ -1662,7 +1669,7 @@ export class RequestControl implements RequestDirector {
     }
     // A response seen without its request: nothing was counted in flight for it.
     if (target === undefined) return;
-    this.options.datastore.release(target.key);
+    if (!(ticket as Ticket).targetHeld) this.options.datastore.release(target.key);
     // However it ended (completed, cancelled, failed), as upstream's EndOfStream, run for every ending by the
     // deferred cleanup in `handlers/server.go`, releases every profile's entry still held.
     this.releaseOtherProfiles(ticket as Ticket, false);
