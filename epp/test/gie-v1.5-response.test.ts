@@ -306,14 +306,15 @@ describe('response metrics over a real ext_proc stream (response body FULL_DUPLE
     expect(set['content-length']).toBe(String(forwarded.length));
     s.send(responseHeaders({ ':status': '200', 'content-type': 'application/json' }, false));
     await s.next();
-    // The second occurrence uses the spacing Python's json.dumps writes; the chunk ends inside "é" (2 bytes).
+    // The second occurrence uses the spacing Python's json.dumps writes, left as it is (rewriteModelName restores it only
+    // in a body with no compact one); the chunk ends inside "é" (2 bytes).
     const answer = Buffer.from('{"model":"m-v2","choices":[{"text":"é"}],"again":{"model": "m-v2"}}');
     const cut = answer.indexOf(Buffer.from('é')) + 1;
     s.send(responseBody(answer.subarray(0, cut), false));
     const first = await readStreamedBody(s, 'response_body', 1);
     s.send(responseBody(answer.subarray(cut), true));
     const rest = await readStreamedBody(s, 'response_body');
-    expect(Buffer.concat([...first.chunks, ...rest.chunks]).toString()).toBe('{"model":"m","choices":[{"text":"é"}],"again":{"model": "m"}}');
+    expect(Buffer.concat([...first.chunks, ...rest.chunks]).toString()).toBe('{"model":"m","choices":[{"text":"é"}],"again":{"model": "m-v2"}}');
     s.end();
     await s.status;
   });
@@ -373,7 +374,8 @@ describe('response metrics over a real ext_proc stream (response body FULL_DUPLE
 
   test('server.go finishResponse: a non-streamed body cut anywhere, or one byte per chunk, reaches the client as rewriteModelName of the whole body, byte for byte', async () => {
     const answer = Buffer.from('{"id":"c","model":"m-v2","x":"\"model\":\"","again":{"model": "m-v2"},"é":"m-v2"}');
-    const whole = '{"id":"c","model":"m","x":"\"model\":\"","again":{"model": "m"},"é":"m-v2"}';
+    // rewriteModelName replaces the compact name and returns: the spaced one stays.
+    const whole = '{"id":"c","model":"m","x":"\"model\":\"","again":{"model": "m-v2"},"é":"m-v2"}';
     const cuts: Buffer[][] = [];
     for (let at = 1; at < answer.length; at++) cuts.push([answer.subarray(0, at), answer.subarray(at)]);
     cuts.push([...answer].map((b) => Buffer.from([b])));
@@ -385,6 +387,46 @@ describe('response metrics over a real ext_proc stream (response body FULL_DUPLE
       s.end();
       await s.status;
     }
+  });
+
+  // GIE v1.5.0 server.go rewriteModelName replaces `"model":"<target>"` and returns when that changed the body; only a
+  // body with none gets `"model": "<target>"` (a space after the colon) replaced.
+  test('server.go rewriteModelName on a whole non-streamed body: with both spellings the compact one is restored and the spaced one left; with the spaced one alone, it is restored', async () => {
+    const both = await rewrittenUpTo({ 'content-type': 'application/json' });
+    both.send(responseBody('{"id":"c","model":"m-v2","again":{"model": "m-v2"}}', true));
+    expect(Buffer.concat((await readStreamedBody(both, 'response_body')).chunks).toString()).toBe('{"id":"c","model":"m","again":{"model": "m-v2"}}');
+    both.end();
+    await both.status;
+    const spaced = await rewrittenUpTo({ 'content-type': 'application/json' });
+    const answer = Buffer.from('{"id": "c", "model": "m-v2", "again": {"model": "m-v2"}}');
+    for (let at = 0; at < answer.length; at += 7) spaced.send(responseBody(answer.subarray(at, at + 7), at + 7 >= answer.length));
+    expect(Buffer.concat((await readStreamedBody(spaced, 'response_body')).chunks).toString()).toBe('{"id": "c", "model": "m", "again": {"model": "m"}}');
+    spaced.end();
+    await spaced.status;
+  });
+
+  // The one case kvroute's bounded hold departs from the whole-body rewrite (ModelNameRestorer's comment): a spaced name
+  // sent on before the chunk completing the body's first compact name is restored, where upstream would leave it.
+  test('a non-streamed body whose spaced name comes in a chunk before its first compact name: the spaced one is restored (documented departure), the compact one too', async () => {
+    const s = await rewrittenUpTo({ 'content-type': 'application/json' });
+    s.send(responseBody('{"a":{"model": "m-v2"},', false));
+    s.send(responseBody('"model":"m-v2","b":{"model": "m-v2"}}', true));
+    expect(Buffer.concat((await readStreamedBody(s, 'response_body')).chunks).toString()).toBe('{"a":{"model": "m"},"model":"m","b":{"model": "m-v2"}}');
+    s.end();
+    await s.status;
+  });
+
+  // GIE v1.5.0 server.go Process (ResponseBody) runs rewriteModelName on each streamed chunk alone: the rule holds per chunk.
+  test('server.go rewriteModelName per streamed chunk: a chunk with a compact name keeps its spaced ones, a chunk with spaced ones alone has them restored', async () => {
+    const s = await rewrittenUpTo({ 'content-type': 'text/event-stream' });
+    s.send(responseBody('data: {"model":"m-v2","x":{"model": "m-v2"}}\n\n', false));
+    const first = await readStreamedBody(s, 'response_body', 1);
+    expect(Buffer.concat(first.chunks).toString()).toBe('data: {"model":"m","x":{"model": "m-v2"}}\n\n');
+    s.send(responseBody('data: {"model": "m-v2"}\n\n', true));
+    const rest = await readStreamedBody(s, 'response_body');
+    expect(Buffer.concat(rest.chunks).toString()).toBe('data: {"model": "m"}\n\n');
+    s.end();
+    await s.status;
   });
 
   // GIE v1.5.0 server.go ResponseTrailers: trailers end a non-streamed response (gRPC-style upstreams), finishResponse

@@ -1891,26 +1891,37 @@ export function withPriority(body: Buffer, priority: number): Buffer | undefined
 }
 
 const QUOTE = 0x22;
-/** What both of `ModelNameRestorer`'s patterns begin with. */
-const MODEL_KEY = Buffer.from('"model":');
+
+/** Where `pattern` starts in `body`, left to right, without overlaps: the places Go's bytes.ReplaceAll replaces. */
+function occurrences(body: Buffer, pattern: Buffer): number[] {
+  const found: number[] = [];
+  for (let at = body.indexOf(pattern); at >= 0; at = body.indexOf(pattern, at + pattern.length)) found.push(at);
+  return found;
+}
 
 /**
- * Puts the client's model name back into the response of a request whose model the gateway rewrote: `"model":"<target>"`
- * (or with a space after the colon) becomes the incoming name, byte by byte (a chunk may end inside a UTF-8 character),
- * as GIE v1.5.0 `pkg/epp/handlers/server.go` rewriteModelName does. Upstream runs it on each chunk of a streamed
- * response, and on the whole of a non-streamed one, which it holds to its end (`finishResponse`). Here a streamed chunk
- * is rewritten alone too, so a name cut between two chunks of an event stream stays as the server wrote it, as upstream
- * leaves it. A non-streamed body is not held whole: only its end that may begin a name the next chunk finishes (shorter
- * than the longer pattern) is kept back, and sent with that chunk, or at the body's end. So the client gets the bytes
- * upstream's whole-body rewrite gives, wherever Envoy cut the chunks, with memory bounded by the name's length rather
- * than the body's (an embeddings response can be megabytes), and the rest of each chunk sent on as it comes.
+ * Puts the client's model name back into the response of a request whose model the gateway rewrote, byte by byte (a
+ * chunk may end inside a UTF-8 character), as GIE v1.5.0 `pkg/epp/handlers/server.go` rewriteModelName does: every
+ * `"model":"<target>"` becomes the incoming name; only a body holding none of those gets every `"model": "<target>"`
+ * (a space after the colon) restored instead, as upstream returns once the compact replacement changed anything.
+ * Upstream runs it on each chunk of a streamed response, and on the whole of a non-streamed one, which it holds to its
+ * end (`finishResponse`). Here a streamed chunk is rewritten alone too (the rule applied per chunk), so a name cut
+ * between two chunks of an event stream stays as the server wrote it, as upstream leaves it. A non-streamed body is not
+ * held whole: only its end that may begin a name the next chunk finishes (shorter than the longer pattern) is kept
+ * back, and sent with that chunk, or at the body's end; once a compact name was seen, no spaced one is restored. So the
+ * client gets the bytes upstream's whole-body rewrite gives, wherever Envoy cut the chunks, with memory bounded by the
+ * name's length rather than the body's (an embeddings response can be megabytes), and the rest of each chunk sent on as
+ * it comes; except in one case, where parity would need the body held whole: a spaced name sent on in a chunk before
+ * the one that completes the body's first compact name is restored, where upstream's whole-body rewrite leaves it.
  */
 class ModelNameRestorer {
-  /** Each pattern and its replacement; they differ in the byte after `"model":`, so at most one starts at any place. */
+  /** Each pattern and its replacement: the compact one, then the spaced one. */
   private readonly patterns: readonly (readonly [from: Buffer, to: Buffer])[];
   private readonly longest: number;
   /** The end of the non-streamed body so far that may begin a pattern: sent with the next chunk. */
   private held: Buffer | undefined = undefined;
+  /** The non-streamed body so far holds a compact name: its spaced ones are no longer restored. */
+  private compactSeen = false;
 
   constructor(
     target: string,
@@ -1928,16 +1939,17 @@ class ModelNameRestorer {
   /** What to send in the chunk's place; undefined: the chunk as it came. */
   restore(chunk: Buffer, endOfStream: boolean): Buffer | undefined {
     const body = this.held !== undefined ? Buffer.concat([this.held, chunk]) : chunk;
+    // Upstream's rule: the compact names, or else (none in the body; for a streamed response, in the chunk) the spaced ones.
+    const [compactFrom] = this.patterns[0]!;
+    const compactAt = occurrences(body, compactFrom);
+    const compact = compactAt.length > 0 || (!this.streamed && this.compactSeen);
+    if (!this.streamed && compactAt.length > 0) this.compactSeen = true;
+    const [from, to] = this.patterns[compact ? 0 : 1]!;
     const parts: Buffer[] = [];
     let end = 0; // past the last pattern replaced
-    let at = body.indexOf(MODEL_KEY);
-    while (at >= 0) {
-      const pattern = this.patterns.find(([from]) => body.length - at >= from.length && body.compare(from, 0, from.length, at, at + from.length) === 0);
-      if (pattern !== undefined) {
-        parts.push(body.subarray(end, at), pattern[1]);
-        end = at + pattern[0].length;
-      }
-      at = body.indexOf(MODEL_KEY, pattern !== undefined ? end : at + 1);
+    for (const at of compact ? compactAt : occurrences(body, from)) {
+      parts.push(body.subarray(end, at), to);
+      end = at + from.length;
     }
     const cut = this.streamed || endOfStream ? body.length : this.heldFrom(body, end);
     // A copy: the chunk is the proxy's buffer, not to be kept past the call.
