@@ -12,6 +12,32 @@ import { buildScheduler, type Scheduler } from '../src/scheduling/scheduler';
 export const PODS = ['p0', 'p1', 'p2', 'p3'];
 
 /**
+ * A config whose session-affinity-filter shares bindings through the store at `storeAddress`, with a queue scorer to
+ * tell pods apart. `keyPrefix` left out keeps the EPP's default (what stacks that share a store used to collide on);
+ * `extra` adds parameter lines to the store's block.
+ */
+export function sessionStoreConfig(storeAddress: string, options: { keyPrefix?: string; extra?: string } = {}): string {
+  const keyPrefix = options.keyPrefix !== undefined ? `      keyPrefix: ${JSON.stringify(options.keyPrefix)}\n` : '';
+  return `apiVersion: inference.networking.x-k8s.io/v1alpha1
+kind: EndpointPickerConfig
+plugins:
+- type: session-affinity-filter
+  parameters:
+    ttl: 30m
+    sessionStore:
+      address: ${JSON.stringify(storeAddress)}
+${keyPrefix}      timeout: 1s
+${options.extra ?? ''}
+- type: queue-scorer
+schedulingProfiles:
+- name: default
+  plugins:
+  - pluginRef: session-affinity-filter
+  - pluginRef: queue-scorer
+`;
+}
+
+/**
  * One EPP replica: a datastore of the four pods where `favourite` has the shortest queue (so without a shared store
  * each replica would send a new session to its own favourite), the scheduler from `config` and request control.
  */

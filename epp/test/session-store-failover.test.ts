@@ -13,7 +13,9 @@
 import * as net from 'node:net';
 import { INTEGRATION_TEST_TIMEOUT_MS, waitFor } from '@kvroute/testkit';
 import { RedisSessionStore, type SessionStoreEvents } from '../src/sessions/store';
-import { RedisServer, redisServerAvailable } from './redis-server';
+import { RedisServer, redisServerAvailable, requireRedisServerInCi } from './redis-server';
+
+requireRedisServerInCi();
 
 /** A TCP forwarder whose target can be switched: new connections go to the current target, open ones stay. */
 async function forwarder(initialTarget: number): Promise<{ port: number; retarget(port: number): void; close(): Promise<void> }> {

@@ -9,27 +9,10 @@
  * pick written with NX. Real redis-server on loopback.
  */
 import { INTEGRATION_TEST_TIMEOUT_MS, waitFor } from '@kvroute/testkit';
-import { RedisServer, redisServerAvailable } from './redis-server';
-import { PODS, Replica } from './replica';
+import { RedisServer, redisServerAvailable, requireRedisServerInCi } from './redis-server';
+import { PODS, Replica, sessionStoreConfig as config } from './replica';
 
-function config(storeAddress: string): string {
-  return `apiVersion: inference.networking.x-k8s.io/v1alpha1
-kind: EndpointPickerConfig
-plugins:
-- type: session-affinity-filter
-  parameters:
-    ttl: 30m
-    sessionStore:
-      address: ${JSON.stringify(storeAddress)}
-      timeout: 1s
-- type: queue-scorer
-schedulingProfiles:
-- name: default
-  plugins:
-  - pluginRef: session-affinity-filter
-  - pluginRef: queue-scorer
-`;
-}
+requireRedisServerInCi();
 
 /** Moves a replica's four pods into another namespace (another stack's pool), `favourite` with the shortest queue. */
 function moveToNamespace(replica: Replica, namespace: string, favourite: string): void {

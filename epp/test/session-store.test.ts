@@ -13,29 +13,12 @@ import { ConfigError } from '../src/config/errors';
 import { MAX_SESSION_ID_LENGTH, unboundTimeoutMs } from '../src/scheduling/plugins/session-affinity-filter';
 import { parseStoreAddress, RedisSessionStore, socketTimeoutMs, type SessionStoreEvents, type SessionStoreReadOutcome, type SessionStoreWriteOutcome } from '../src/sessions/store';
 import { RedisServer, redisServerAvailable, requireRedisServerInCi } from './redis-server';
-import { Replica } from './replica';
+import { Replica, sessionStoreConfig } from './replica';
 
 requireRedisServerInCi();
 
 function config(storeAddress: string, extra = ''): string {
-  return `apiVersion: inference.networking.x-k8s.io/v1alpha1
-kind: EndpointPickerConfig
-plugins:
-- type: session-affinity-filter
-  parameters:
-    ttl: 30m
-    sessionStore:
-      address: ${JSON.stringify(storeAddress)}
-      keyPrefix: "test:s:"
-      timeout: 1s
-${extra}
-- type: queue-scorer
-schedulingProfiles:
-- name: default
-  plugins:
-  - pluginRef: session-affinity-filter
-  - pluginRef: queue-scorer
-`;
+  return sessionStoreConfig(storeAddress, { keyPrefix: 'test:s:', extra });
 }
 
 (redisServerAvailable ? describe : describe.skip)(
