@@ -231,7 +231,9 @@ describe('session-affinity-filter: llm-d-router v0.10.0 parameters (filter/sessi
     expect(new Fixture(filterConfig('strategy: encoded_endpoint_header')).plugin<SessionAffinityFilter>('affinity').handlesResponses).toBe(true);
     expect(new Fixture(filterConfig('strategy: session_id')).plugin<SessionAffinityFilter>('affinity').handlesResponses).toBe(false);
     const defaults = buildScheduler(defaultEndpointPickerConfig()).plugins.ofKind('post-response');
-    expect(defaults.filter((p) => p.handlesResponses !== false).map((p) => p.type)).toEqual(['latency-scorer']);
+    // Of the default config's plugins, only the latency model and the in-flight load producer (which the default
+    // active-request-scorer brings in, as llm-d-router v0.10.0's data layer does) work at the response.
+    expect(defaults.filter((p) => p.handlesResponses !== false).map((p) => p.type)).toEqual(['latency-scorer', 'inflight-load-producer']);
   });
 
   it('encodedEndpointHeaderConfig.header names the request and response header (the README @ v0.10.0 prefill example\'s header on the decode profile)', () => {
