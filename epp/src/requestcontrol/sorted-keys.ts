@@ -1,8 +1,8 @@
 /**
- * A set of strings in Go's string order, with the next key after any given one in O(log n) (expected): round-robin
- * fairness picks the first flow after the one it served last among thousands of flows (kvroute keys each anonymous
- * session its own flow), and a flow joins or leaves the set at nearly every enqueue and dispatch. A treap: each node's
- * heap priority comes from a private generator, never from the keys, so no choice of keys unbalances it.
+ * A set of strings in Go's string order, with the next key after any given one by binary search: round-robin fairness
+ * picks the first flow after the one it served last, and a flow joins or leaves the set at nearly every enqueue and
+ * dispatch. A sorted array: the set holds only flows with requests waiting, at most the queue's `maxQueued` (1024 by
+ * default), where moving entries on insert and delete is cheap and a balanced tree would only add code.
  */
 
 /**
@@ -26,102 +26,50 @@ export function compareGoStrings(a: string, b: string): number {
   return a.length === b.length ? 0 : a.length < b.length ? -1 : 1;
 }
 
-interface Node {
-  readonly key: string;
-  readonly weight: number;
-  left: Node | undefined;
-  right: Node | undefined;
-}
-
 export class SortedKeys {
-  private root: Node | undefined;
-  private count = 0;
-  private seed = 0x2545f491;
+  private readonly keys: string[] = [];
 
   get size(): number {
-    return this.count;
+    return this.keys.length;
   }
 
   has(key: string): boolean {
-    let node = this.root;
-    while (node !== undefined) {
-      const c = compareGoStrings(key, node.key);
-      if (c === 0) return true;
-      node = c < 0 ? node.left : node.right;
-    }
-    return false;
+    const i = this.lowerBound(key);
+    return i < this.keys.length && this.keys[i] === key;
   }
 
   add(key: string): void {
-    if (this.has(key)) return;
-    const [below, above] = split(this.root, key, false);
-    this.root = merge(merge(below, { key, weight: this.nextWeight(), left: undefined, right: undefined }), above);
-    this.count++;
+    const i = this.lowerBound(key);
+    if (this.keys[i] !== key) this.keys.splice(i, 0, key);
   }
 
   delete(key: string): boolean {
-    if (!this.has(key)) return false;
-    const [below, rest] = split(this.root, key, false);
-    this.root = merge(below, split(rest, key, true)[1]);
-    this.count--;
+    const i = this.lowerBound(key);
+    if (this.keys[i] !== key) return false;
+    this.keys.splice(i, 1);
     return true;
   }
 
   /** The smallest key. */
   first(): string | undefined {
-    let node = this.root;
-    while (node?.left !== undefined) node = node.left;
-    return node?.key;
+    return this.keys[0];
   }
 
   /** The smallest key greater than `key` (which need not be in the set). */
   after(key: string): string | undefined {
-    let best: string | undefined;
-    let node = this.root;
-    while (node !== undefined) {
-      if (compareGoStrings(node.key, key) > 0) {
-        best = node.key;
-        node = node.left;
-      } else {
-        node = node.right;
-      }
+    const i = this.lowerBound(key);
+    return this.keys[this.keys[i] === key ? i + 1 : i];
+  }
+
+  /** The index of the first key not below `key`. */
+  private lowerBound(key: string): number {
+    let lo = 0;
+    let hi = this.keys.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (compareGoStrings(this.keys[mid]!, key) < 0) lo = mid + 1;
+      else hi = mid;
     }
-    return best;
+    return lo;
   }
-
-  /** xorshift32. */
-  private nextWeight(): number {
-    let x = this.seed;
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    this.seed = x >>> 0;
-    return this.seed;
-  }
-}
-
-/** Splits `node` into the keys below `key` (with `key` itself when `inclusive`) and the rest. */
-function split(node: Node | undefined, key: string, inclusive: boolean): [Node | undefined, Node | undefined] {
-  if (node === undefined) return [undefined, undefined];
-  const c = compareGoStrings(node.key, key);
-  if (c < 0 || (inclusive && c === 0)) {
-    const [below, above] = split(node.right, key, inclusive);
-    node.right = below;
-    return [node, above];
-  }
-  const [below, above] = split(node.left, key, inclusive);
-  node.left = above;
-  return [below, node];
-}
-
-/** Joins two treaps, every key of `a` below every key of `b`. */
-function merge(a: Node | undefined, b: Node | undefined): Node | undefined {
-  if (a === undefined) return b;
-  if (b === undefined) return a;
-  if (a.weight > b.weight) {
-    a.right = merge(a.right, b);
-    return a;
-  }
-  b.left = merge(a, b.left);
-  return b;
 }
