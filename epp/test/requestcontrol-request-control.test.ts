@@ -39,7 +39,7 @@ describe('RequestControl', () => {
     expect(none).toMatchObject({ kind: 'reject', status: 503 });
   });
 
-  test('subset hint: a comma-separated string is read too (GIE v1.6.0 lwepp #2935); an ip:port of the pool selects that endpoint only, a bare IP or a port the pool lacks every endpoint at the IP (lwepp #2963, v1.5.0 candidates.go)', async () => {
+  test('subset hint: a comma-separated string is read too (GIE v1.6.0 lwepp #2935); an ip:port of the pool selects that endpoint only, a bare IP or a port the pool lacks every endpoint at the IP, a pool port the pod lacks none (lwepp #2963, v1.5.0 candidates.go)', async () => {
     // A data-parallel pod: two endpoints at one IP (two target ports).
     for (const port of [8000, 8001]) {
       ds.upsertEndpoint({ key: `10.0.0.9:${port}`, name: `dp-rank-${port - 8000}`, podName: 'dp', rank: port - 8000, namespace: 'ns', address: '10.0.0.9', port, labels: {} });
@@ -61,6 +61,14 @@ describe('RequestControl', () => {
     expect(await picks('10.0.0.9:8000')).toEqual(new Set(['10.0.0.9:8000']));
     expect(await picks(['10.0.0.9'])).toEqual(new Set(['10.0.0.9:8000', '10.0.0.9:8001']));
     expect(await picks(['10.0.0.9:1234'])).toEqual(new Set(['10.0.0.9:8000', '10.0.0.9:8001']));
+    // A pool port this pod does not serve (`llm-d.ai/active-ports` left it out): the hint allows only that rank, so
+    // nothing qualifies, as the protocol's "Endpoint Subset" says (GIE v1.6.0 docs/proposals/004-endpoint-picker-protocol,
+    // lwepp `handleRequestHeaders`), never another port of the pod.
+    ds.removeEndpoint('10.0.0.9:8001');
+    ds.upsertEndpoint({ key: '10.0.0.8:8001', name: 'dp2-rank-1', podName: 'dp2', rank: 1, namespace: 'ns', address: '10.0.0.8', port: 8001, labels: {} });
+    ds.setMetrics('10.0.0.8:8001', { waitingQueueSize: 0, runningQueueSize: 0, kvCacheUsagePercent: 0.1, updateTime: Date.now(), consecutiveFailures: 0 });
+    expect(await director.route(request(chat(), { [SUBSET_HINT_NAMESPACE]: { [SUBSET_HINT_KEY]: ['10.0.0.9:8001'] } }))).toMatchObject({ kind: 'reject', status: 503 });
+    expect(await picks(['10.0.0.9:8001', '10.0.0.8:8001'])).toEqual(new Set(['10.0.0.8:8001']));
     const none = await director.route(request(chat(), { [SUBSET_HINT_NAMESPACE]: { [SUBSET_HINT_KEY]: ' , ' } }));
     expect(none).toMatchObject({ kind: 'reject', status: 503 });
   });

@@ -1724,9 +1724,10 @@ export class RequestControl implements RequestDirector {
    * The ready endpoints, narrowed to a proxy's subset hint when it sent one (an empty hint means none qualify). The
    * hint is a list of `ip:port` (GIE v1.5.0 `candidates.go` reads a list only), or one comma-separated string, which
    * GIE's reference EPP reads too since v1.6.0 (lwepp `handleRequestHeaders`, #2935: what Envoy's header-to-metadata
-   * rules produce). An entry selects the endpoint at its `ip:port` when the pool has one there (lwepp's port-aware
-   * matching for data-parallel ranks, #2963), and otherwise every endpoint at its IP: v1.5.0 matches IPs only, so a
-   * hint whose port is not the pool's still selects the pod.
+   * rules produce). An entry whose port is one of the pool's selects only the endpoint at its `ip:port`, none when
+   * that pod does not serve the port (lwepp's port-aware matching for data-parallel ranks, #2963; the protocol's
+   * "Endpoint Subset": only endpoints from the list); a bare IP, or a port no endpoint of the pool has, every endpoint
+   * at its IP: v1.5.0 matches IPs only, so a hint whose port is not the pool's still selects the pod.
    */
   private hinted(req: IncomingRequest): readonly EndpointSnapshot[] {
     const all = this.options.datastore.snapshot();
@@ -1736,15 +1737,15 @@ export class RequestControl implements RequestDirector {
     if (Array.isArray(hint)) entries = hint.filter((h): h is string => typeof h === 'string').flatMap((h) => h.split(','));
     else if (typeof hint === 'string') entries = hint.split(',');
     else return all;
-    const keys = new Set(all.map((s) => s.endpoint.key));
+    const ports = new Set(all.map((s) => s.endpoint.port));
     const exact = new Set<string>();
     const hosts = new Set<string>();
     for (const raw of entries) {
       const entry = raw.trim();
       if (entry === '') continue;
       const host = hostOf(entry);
-      const key = host === entry ? undefined : endpointKeyOf(entry);
-      if (key !== undefined && keys.has(key)) exact.add(key);
+      const port = host === entry ? undefined : portOf(entry);
+      if (port !== undefined && ports.has(port)) exact.add(endpointKey(host, port));
       else hosts.add(host);
     }
     return all.filter((s) => exact.has(s.endpoint.key) || hosts.has(s.endpoint.address));
@@ -2020,10 +2021,9 @@ function looksLikeJson(body: Buffer): boolean {
 }
 
 /** An `ip:port` entry as an endpoint key (IPv6 hosts bracketed), or undefined when the port is not a port. */
-function endpointKeyOf(hostPort: string): string | undefined {
+function portOf(hostPort: string): number | undefined {
   const port = Number(hostPort.slice(hostPort.lastIndexOf(':') + 1));
-  if (!Number.isInteger(port) || port < 1 || port > 65535) return undefined;
-  return endpointKey(hostOf(hostPort), port);
+  return Number.isInteger(port) && port >= 1 && port <= 65535 ? port : undefined;
 }
 
 function hostOf(hostPort: string): string {
