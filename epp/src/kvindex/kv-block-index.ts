@@ -430,8 +430,8 @@ export class KvBlockIndex {
     if (event.tokenIds.length === 0) {
       // Offload events carry no tokens (vLLM's OffloadingConnector): only blocks already known by hash gain a copy in
       // that tier, as llm-d-kv-cache's `handleDeviceTierUpdate` (pool.go @ v0.8.1) does, on every configured block an
-      // engine hash covers (vLLM offloaded all its tokens; upstream's `GetRequestKey` copies only the last one). A GPU store without tokens is a
-      // hash-only publisher's (llm-d-kv-cache v0.4.0's demo): indexed by engine hash.
+      // engine hash covers (vLLM offloaded all its tokens; upstream's `GetRequestKey` copies only the last one). A GPU
+      // store without tokens is a hash-only publisher's (llm-d-kv-cache v0.4.0's demo): indexed by engine hash.
       if (tier !== 'gpu') {
         let stored = 0;
         for (const hash of event.blockHashes) {
