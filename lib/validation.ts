@@ -242,7 +242,9 @@ export function checkLabels(scope: string, field: string, value: Readonly<Record
 
 /** A CIDR's address, its family (4 or 6) and its prefix length; undefined for anything else. */
 function parseCidr(value: string): { address: string; family: 4 | 6; bits: number } | undefined {
-  const m = typeof value === 'string' ? /^([^/\s]+)\/(\d{1,3})$/.exec(value) : null;
+  // No IPv6 zone ("fe80::%eth0"): Node's isIP takes one, the API server's CIDR parser (k8s.io/utils/net
+  // ParseCIDRSloppy, as Go's net.ParseCIDR) refuses it, and with it the whole NetworkPolicy.
+  const m = typeof value === 'string' ? /^([^/\s%]+)\/(\d{1,3})$/.exec(value) : null;
   const family = m ? isIP(m[1]!) : 0;
   const bits = m ? Number(m[2]) : NaN;
   if (!m || (family !== 4 && family !== 6) || bits > (family === 4 ? 32 : 128)) return undefined;
