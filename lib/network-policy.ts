@@ -191,7 +191,7 @@ export class EppNetworkPolicy extends Construct {
         if (store.peer === undefined) {
           throw new PropsError(SCOPE, 'egress', 'restricts egress, so the existing session store needs sessionStore.existing.networkPeer (where its pods or addresses are)', undefined);
         }
-        egress.push({ to: [toPeer('sessionStore.existing.networkPeer', store.peer)], ports: [tcp(store.port)] });
+        egress.push({ to: [toPeer('sessionStore.existing.networkPeer', store.peer)], ports: [tcp(store.peerPort)] });
       }
     }
     this.restrictsEgress = egress !== undefined;

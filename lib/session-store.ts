@@ -63,6 +63,14 @@ export interface ExistingSessionStoreProps {
    * @default none
    */
   readonly networkPeer?: NetworkPeer;
+  /**
+   * The port the store listens on at `networkPeer`, for that egress rule, when it is not `port`: a NetworkPolicy
+   * matches the port on the pod, after the Service has mapped its port to the pods' (a Service exposing 6380 in front
+   * of pods on 6379 needs 6379 here).
+   * @default port
+   * @see https://kubernetes.io/docs/reference/kubernetes-api/policy-resources/network-policy-v1/#NetworkPolicySpec
+   */
+  readonly networkPeerPort?: number;
 }
 
 /**
@@ -83,6 +91,8 @@ export interface SessionStoreConnection {
   readonly passwordSecret?: Required<SecretKeyReference>;
   /** The store's pods, for the EPP's egress rule: labels in the EPP's namespace, or a peer the profile named. */
   readonly peer?: { readonly podLabels: Readonly<Record<string, string>> } | NetworkPeer;
+  /** The port the egress rule opens at `peer` (the pods' port, which a Service may map `port` to). */
+  readonly peerPort: number;
 }
 
 const SCOPE = 'SessionStore';
@@ -117,9 +127,11 @@ export function existingSessionStore(props: ExistingSessionStoreProps): SessionS
   const tls = props.tls ?? false;
   if (typeof tls !== 'boolean') throw new PropsError(SCOPE, 'existing.tls', 'must be true or false', tls);
   const passwordSecret = secretRef('existing.passwordSecret', props.passwordSecret);
+  const peerPort = checkPort(SCOPE, 'existing.networkPeerPort', props.networkPeerPort ?? port);
   return {
     address: `${tls ? 'rediss' : 'redis'}://${host}:${port}`,
     port,
+    peerPort,
     ...(passwordSecret ? { passwordSecret } : {}),
     ...(props.networkPeer !== undefined ? { peer: props.networkPeer } : {}),
   };
@@ -262,6 +274,7 @@ export class SessionStore extends Construct {
     this.connection = {
       address: `redis://${this.serviceFqdn}:${SessionStore.PORT}`,
       port: SessionStore.PORT,
+      peerPort: SessionStore.PORT,
       ...(passwordSecret ? { passwordSecret } : {}),
       peer: { podLabels: this.podLabels },
     };

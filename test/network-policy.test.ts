@@ -351,6 +351,24 @@ describe('the NetworkPolicy check itself', () => {
     expect(mutated((x) => { x.splice(x.indexOf(storePolicy(x)), 1); })).toEqual(['no NetworkPolicy selects the ms-llm-d-modelservice-session-store pods']);
   });
 
+  // NetworkPolicyPort.port is "a numerical or named port on a pod" (k8s.io/api networking/v1 types.go @ v0.28): a
+  // connection through the store's Service arrives at the pods' port, which the rule must open.
+  test('an existing store whose Service maps its port to another port on the pods: the egress rule opens the pods\' port (networkPeerPort)', () => {
+    const store = { host: 'valkey.cache.svc.cluster.local', port: 6380, networkPeer: { namespace: 'cache', podLabels: { app: 'valkey' } } };
+    const storeRule = (networkPeerPort?: number) => {
+      const { manifests: x } = synthChart(withOverrides(DEMO, {
+        decode: { kvEvents: { mode: 'per-pod' } }, endpointPicker: { replicas: 2 },
+        sessionStore: { existing: { ...store, ...(networkPeerPort !== undefined ? { networkPeerPort } : {}) } },
+        networkPolicy: { egress: { apiServer: API_SERVER } },
+      }));
+      const epp = one(x, 'NetworkPolicy', 'ms-llm-d-modelservice-epp');
+      return epp.spec.egress.find((r: Json) => r.to?.[0]?.podSelector?.matchLabels?.app === 'valkey');
+    };
+    expect(storeRule(6379).ports).toEqual([{ protocol: 'TCP', port: 6379 }]);
+    expect(storeRule().ports).toEqual([{ protocol: 'TCP', port: 6380 }]);
+    expect(() => storeRule(0)).toThrow(/^SessionStore\.existing\.networkPeerPort: /);
+  });
+
   test('restricted egress with an existing store needs to know where the store is', () => {
     expect(() => synthChart(withOverrides(DEMO, {
       sessionStore: { existing: { host: 'valkey.cache.svc.cluster.local' } },
@@ -424,6 +442,9 @@ describe('ipBlock except ranges are strict subsets of their cidr, as the API ser
     }), /^SessionStore\.existing\.networkPeer\.except\[0\]: must be a strict subset of cidr "10\.1\.0\.0\/16"/],
     ['a decode client except outside its cidr', withOverrides(DEMO, { networkPolicy: { decodeClients: [{ cidr: '10.0.0.0/16', except: ['10.1.0.0/24'] }] } }),
       /^DecodeNetworkPolicy\.clients\[0\]\.except\[0\]: must be a strict subset of cidr "10\.0\.0\.0\/16"/],
+    // ValidateCIDR parses with k8s.io/utils/net ParseCIDRSloppy, which (as Go's net.ParseCIDR) takes no IPv6 zone.
+    ['an IPv6 cidr with a zone', withOverrides(DEMO, { networkPolicy: { healthSources: [{ cidr: 'fe80::%eth0/64' }] } }),
+      /^EppNetworkPolicy\.healthSources\[0\]\.cidr: must be an IPv4 or IPv6 CIDR/],
   ])('%s is refused at synth', (_what, props, message) => {
     expect(() => synthChart(props)).toThrow(message);
   });
