@@ -323,7 +323,7 @@ export class ExtProcFilter implements PhaseFilter {
    * (`source/common/http/utility.cc` prepareLocalReply @ v1.35.0 L709-781):
    * - the status: 200 when unset, and 200 for anything below 200 (MutationUtils::isValidHttpStatus);
    * - the headers: the mutation runs on a map holding only `:status`, under the filter's configured (default) rules,
-   *   so `x-envoy-*` and routing headers are refused and counted, and a failure is only logged; the local reply then
+   *   so `x-envoy…` and routing headers are refused and counted, and a failure is only logged; the local reply then
    *   sets `:status` itself, so the EPP cannot change it;
    * - then, with a body, Content-Length is the body's and Content-Type `text/plain` unless the EPP set one; without a
    *   body, both are removed;

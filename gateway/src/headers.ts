@@ -178,16 +178,17 @@ export class MutationCounts {
  * Envoy's Checker::isAllowed with the default HeaderMutationRules (kvroute's EnvoyFilter sets no `mutation_rules`),
  * `source/extensions/filters/common/mutation_rules/mutation_rules.cc` @ v1.35.0 L69-102: never remove `host` or a
  * `:`-header (HeaderUtility::isModifiableHeader); never touch the "extra routing headers" `host`, `:authority`,
- * `:method`, `:scheme`; never append to a `:`-header; never touch `x-envoy-*`. Every target uses these rules, the
- * ImmediateResponse's headers included: `sendImmediateResponse` applies `config().mutationChecker()`, not the
- * permissive ImmediateMutationChecker the file defines (`ext_proc.cc` @ v1.35.0 L1741-1751; the same through main
- * @ 06e40b2de3).
+ * `:method`, `:scheme`; never append to a `:`-header; never touch a name that starts with `x-envoy`, the prefix
+ * `Http::Headers::get().prefix()` returns (`source/common/http/headers.h` PrefixValue, no dash: `x-envoyfoo` too; Istio
+ * sets no bootstrap `header_prefix`). Every target uses these rules, the ImmediateResponse's headers included:
+ * `sendImmediateResponse` applies `config().mutationChecker()`, not the permissive ImmediateMutationChecker the file
+ * defines (`ext_proc.cc` @ v1.35.0 L1741-1751; the same through main @ 06e40b2de3).
  */
 function envoyAllows(op: 'set' | 'append' | 'remove', name: string): boolean {
   if (op === 'remove' && (name.startsWith(':') || name === 'host')) return false;
   if (ROUTING_HEADERS.has(name)) return false;
   if (name.startsWith(':') && op === 'append') return false;
-  return !name.startsWith('x-envoy-');
+  return !name.startsWith('x-envoy');
 }
 
 /** Checker::isValidValue (L104-132) for the names it checks beyond the character set: `:status` is an integer >= 200. */

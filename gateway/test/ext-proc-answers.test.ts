@@ -158,6 +158,27 @@ describe('header mutations on a live stream (EP/mutation_utils.cc @ v1.35.0)', (
   });
 });
 
+// source/extensions/filters/common/mutation_rules/mutation_rules.cc @ v1.35.0 Checker::isAllowed: without allow_envoy
+// (kvroute's EnvoyFilter sets no mutation_rules) a name that starts with Http::Headers::get().prefix() is refused; that
+// prefix is PrefixValue's "x-envoy" (source/common/http/headers.h @ v1.35.0, no dash; Istio sets no bootstrap
+// header_prefix), so `x-envoyfoo` and `x-envoy` itself are refused and counted like `x-envoy-foo`.
+describe('the x-envoy prefix of the default mutation rules is "x-envoy", without a dash (Checker::isAllowed)', () => {
+  const setOnRequest = (name: string): Script => on('request_headers', () => [
+    { request_headers: { response: { header_mutation: { set_headers: [{ header: { key: name, raw_value: raw('1') } }] } } } },
+  ]);
+
+  for (const name of ['x-envoy-foo', 'x-envoyfoo', 'x-envoy']) {
+    it(`${name} is refused and counted`, async () => {
+      await withEpp(setOnRequest(name), async (port, _epp, gw) => {
+        const r = await send(port, { body: completion(), headers: json });
+        expect(r.status).toBe(200);
+        expect(r.json().headers[name]).toBeUndefined();
+        expect(gw.envoyStats().rejected_header_mutations).toBe(1);
+      });
+    });
+  }
+});
+
 describe('dynamic metadata (EP/ext_proc.cc @ v1.35.0 onReceiveMessage L1558-1615)', () => {
   it('is not taken from a message with no response member: that message is spurious and its pick is dropped', async () => {
     const pick = ups[1].address;
