@@ -11,7 +11,7 @@ import type { Endpoint } from './endpoints';
 import { ExtProcFilter, type FilterContext, type FilterHost, type RequestBodyRoute } from './ext-proc-filter';
 import type { ExtProcCluster } from './ext-proc-cluster';
 import type { HeaderList } from './headers';
-import type { BypassRule } from './options';
+import type { ResolvedOptions } from './options';
 import { ResponseRelay } from './response-relay';
 import { Router, type RouterContext } from './router';
 import { StreamTimeouts, type TimeoutExpiry } from './timeouts';
@@ -28,23 +28,25 @@ function pathOnly(url: string): string {
 }
 
 /**
- * Whether a route matches the request: a bypass rule does (`bypassed`: its exact path, and its method when it names
- * one, as the models route's method match), else one of the prefixes as Gateway API's PathPrefix matches (the prefix,
- * or it followed by "/"; a trailing "/" on the prefix is ignored); every request without prefixes.
+ * The gateway's routes, the demo HTTPRoute's: the models route (the bypass rules, whose ExtProcPerRoute disables
+ * ext_proc and which has no route timeout) and the inference route (the prefixes); `none` when neither matches.
  */
-export function routable(prefixes: readonly string[], bypassed: boolean, url: string): boolean {
-  if (prefixes.length === 0 || bypassed) return true;
+type GatewayRoute = 'models' | 'inference' | 'none';
+
+/**
+ * The route a request matches on its `:method` and `:path`: a bypass rule's (its exact path, and its method when it
+ * names one, as the models route's method match), else the inference route when there are no prefixes or one matches
+ * as Gateway API's PathPrefix does (the prefix, or it followed by "/"; a trailing "/" on the prefix is ignored).
+ */
+function matchRoute(opts: Pick<ResolvedOptions, 'extProcBypass' | 'routePrefixes'>, method: string, url: string): GatewayRoute {
   const path = pathOnly(url);
-  return prefixes.some((raw) => {
+  if (opts.extProcBypass.some((r) => r.path === path && (r.method === undefined || r.method === method))) return 'models';
+  if (opts.routePrefixes.length === 0) return 'inference';
+  const matches = opts.routePrefixes.some((raw) => {
     const prefix = raw.length > 1 && raw.endsWith('/') ? raw.slice(0, -1) : raw;
     return prefix === '/' || path === prefix || path.startsWith(`${prefix}/`);
   });
-}
-
-/** Whether a request skips ext_proc (the EnvoyFilter's ExtProcPerRoute `disabled: true`). */
-export function bypasses(rules: readonly BypassRule[], method: string, url: string): boolean {
-  const path = pathOnly(url);
-  return rules.some((r) => r.path === path && (r.method === undefined || r.method === method));
+  return matches ? 'inference' : 'none';
 }
 
 export class Exchange implements FilterHost {
@@ -54,7 +56,18 @@ export class Exchange implements FilterHost {
   private filter: ExtProcFilter | null = null;
   private bodyRoute: RequestBodyRoute = 'upstream';
   private readonly timeouts: StreamTimeouts;
+  /**
+   * The route matched on the client's request headers (the HCM's cached route); undefined once the EPP cleared the
+   * route cache, so the router matches again on the headers as they are then.
+   */
+  private cachedRoute: GatewayRoute | undefined;
+  /**
+   * The matched route's ExtProcPerRoute `disabled`, decided once on the client's headers: the filter merges per-route
+   * config only at decodeHeaders (`ext_proc.cc` @ v1.35.0 Filter::mergePerRouteConfig, `route_config_merged_`).
+   */
   private readonly bypassed: boolean;
+  /** The route timeout of the route the router took (0: none). */
+  private routeTimeoutMs = 0;
 
   constructor(private readonly ctx: ExchangeContext, req: http.IncomingMessage, res: http.ServerResponse) {
     this.downstream = new Downstream(req, res, ctx.stats, ctx.opts.http1EnableTrailers);
@@ -62,12 +75,12 @@ export class Exchange implements FilterHost {
       onResponse: (upstreamRes, endpoint, serviceTimeMs) => this.onUpstreamResponse(upstreamRes, endpoint, serviceTimeMs),
       onNoResponse: (status, message) => this.onNoUpstreamResponse(status, message),
       onDrain: () => this.downstream.resume('upstream'),
-      onRequestComplete: () => this.timeouts.requestComplete(),
+      onRequestComplete: () => this.timeouts.requestComplete(this.routeTimeoutMs),
     });
     this.relay = new ResponseRelay(this.downstream, () => this.timeouts.responseComplete(), ctx.opts.http1EnableTrailers);
-    this.bypassed = bypasses(ctx.opts.extProcBypass, this.downstream.method, this.downstream.path);
-    // The bypassed requests stand for the models route, which has no route timeout; the rest are the /v1 route.
-    this.timeouts = new StreamTimeouts(ctx.opts, !this.bypassed, (e) => this.onTimeout(e));
+    this.cachedRoute = matchRoute(ctx.opts, this.downstream.method, this.downstream.path);
+    this.bypassed = this.cachedRoute === 'models';
+    this.timeouts = new StreamTimeouts(ctx.opts, (e) => this.onTimeout(e));
   }
 
   start(): void {
@@ -111,18 +124,28 @@ export class Exchange implements FilterHost {
     this.bodyRoute = route;
   }
 
+  clearRouteCache(): void {
+    this.cachedRoute = undefined;
+  }
+
   route(): void {
-    if (this.downstream.closed) return;
-    if (!routable(this.ctx.opts.routePrefixes, this.bypassed, this.downstream.path)) {
+    // The router takes its route once: a clear after that changes nothing for this request.
+    if (this.downstream.closed || this.router.routed) return;
+    const { headers, method } = this.downstream;
+    // A cleared cache is refilled by matching the route table on the headers as the filters left them
+    // (ConnectionManagerImpl::ActiveStream::route → refreshCachedRoute, `conn_manager_impl.cc` @ v1.35.0).
+    this.cachedRoute ??= matchRoute(this.ctx.opts, headers.get(':method') ?? method, headers.get(':path') ?? '/');
+    if (this.cachedRoute === 'none') {
       // The router filter with no route: a 404 with an empty body, details `route_not_found`, counted `no_route`
       // (`source/common/router/router.cc` decodeHeaders @ v1.35.0).
       this.ctx.stats.routeNotFound++;
       this.sendLocalReply(404, '');
       return;
     }
-    // The models route (the bypass) has no timeout, the inference route `--request-timeout-ms` (as StreamTimeouts).
-    const routeTimeoutMs = this.bypassed ? 0 : this.ctx.opts.requestTimeoutMs;
-    this.router.route(this.downstream.headers, this.filter?.lbMetadata ?? {}, this.downstream.method, routeTimeoutMs);
+    // The models route has no timeout, the inference route `--request-timeout-ms`; the router reads it off the route
+    // it takes.
+    this.routeTimeoutMs = this.cachedRoute === 'models' ? 0 : this.ctx.opts.requestTimeoutMs;
+    this.router.route(headers, this.filter?.lbMetadata ?? {}, method, this.routeTimeoutMs);
   }
 
   sendLocalReply(status: number, body: string | Buffer, headers?: HeaderList, grpcStatus?: number): void {

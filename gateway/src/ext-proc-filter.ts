@@ -35,8 +35,13 @@ export type RequestBodyRoute = 'filter' | 'upstream' | 'drain' | 'discard';
 export interface FilterHost {
   readonly requestBodyRoute: RequestBodyRoute;
   requestBodyTo(route: RequestBodyRoute): void;
-  /** Starts the upstream request (override_host, then the fallback policy); later calls do nothing. */
+  /**
+   * Starts the upstream request on the route (override_host, then the fallback policy), or answers 404 when no route
+   * matches; later calls do nothing.
+   */
   route(): void;
+  /** The route cache is cleared: `route()` matches the route again on the headers as they are then. */
+  clearRouteCache(): void;
   /**
    * Ends the exchange with a response of the gateway's own (Envoy's sendLocalReply); `grpcStatus` is the gRPC status
    * a gRPC client gets (default: mapped from `status`).
@@ -51,8 +56,8 @@ export interface PhaseFilter {
   send(msg: ProcessingRequest, direction: Direction): void;
   /** Applies a header mutation under Envoy's rules and counts what was refused; throws `InvalidMutation` (a 500). */
   mutate(list: HeaderList, mutation: DecodedHeaderMutation | null | undefined, target: MutationTarget, options?: MutationOptions): void;
-  /** An answer with `clear_route_cache` set; `withHeaderMutation`: it also mutated headers (else Envoy ignores it). */
-  countRouteCacheClear(withHeaderMutation: boolean): void;
+  /** A request answer with `clear_route_cache` set; `withHeaderMutation`: it has one (else Envoy ignores the flag). */
+  clearRouteCache(withHeaderMutation: boolean): void;
   /** An answer out of order. */
   spurious(detail: string): void;
   /** An answer Envoy refuses to apply: a 500 local reply. */
@@ -174,12 +179,13 @@ export class ExtProcFilter implements PhaseFilter {
     }
   }
 
-  countRouteCacheClear(withHeaderMutation: boolean): void {
-    // Every route leads to the same cluster, so re-matching would change nothing; it is only counted.
+  clearRouteCache(withHeaderMutation: boolean): void {
     this.ctx.stats.routeCacheClears++;
-    // Envoy clears the route cache only beside a header mutation (DecodingProcessorState::clearRouteCache,
-    // `processor_state.cc` @ v1.35.0 L648-655).
-    if (!withHeaderMutation) this.ctx.stats.envoy.inc('clear_route_cache_ignored');
+    // Envoy clears the route cache only beside a header mutation, and with route_cache_action DEFAULT (kvroute's
+    // EnvoyFilter sets none) only when asked (DecodingProcessorState::clearRouteCache, `processor_state.cc` @ v1.35.0
+    // L637-683). The router then matches the route again on the mutated headers.
+    if (withHeaderMutation) this.parts.host.clearRouteCache();
+    else this.ctx.stats.envoy.inc('clear_route_cache_ignored');
   }
 
   /** An answer out of order: the failure policy decides, as for a stream error (`ext_proc.cc` @ v1.35.0 L1620-1643). */

@@ -151,9 +151,10 @@ export interface GatewayOptions {
   readonly extProcBypass?: readonly string[];
   /**
    * The HTTPRoute's path prefixes (Gateway API PathPrefix: whole path elements, `/v1` matches `/v1` and `/v1/…`, not
-   * `/v1beta`); with the bypass paths, the routes the gateway has. Any other path gets Envoy's 404 for a request no
-   * route matches (`route_not_found`), after the ext_proc filter ran, as the HCM runs its filters before the router
-   * finds no route. Default `/v1`, the demo HTTPRoute's (`lib/gateway.ts`); `[]` routes every path.
+   * `/v1beta`); with the bypass paths, the routes the gateway has. Any other path (the client's, or the EPP's `:path`
+   * after a `clear_route_cache`) gets Envoy's 404 for a request no route matches (`route_not_found`), after the
+   * ext_proc filter ran, as the HCM runs its filters before the router finds no route. Default `/v1`, the demo
+   * HTTPRoute's (`lib/gateway.ts`); `[]` routes every path.
    */
   readonly routePrefixes?: readonly string[];
   /** On close(), how long in-flight requests may run before their connections are cut. Default 10000. */

@@ -239,7 +239,7 @@ export class RequestPhase {
     this.router.write(body);
     // handleBodyResponse clears the route cache for every body answer (`processor_state.cc` @ v1.35.0 L354);
     // a streamed body answer's header_mutation is never applied but still counts as one there.
-    if (common.clear_route_cache) this.filter.countRouteCacheClear(common.header_mutation != null);
+    if (common.clear_route_cache) this.filter.clearRouteCache(common.header_mutation != null);
     if (!streamed.end_of_stream) return;
     this.bodyEndOfStream = true;
     this.step = this.sent === 'trailers' ? 'trailers' : 'complete';
@@ -290,7 +290,7 @@ export class RequestPhase {
     // In FULL_DUPLEX_STREAMED a Content-Length the EPP sets is skipped (MutationUtils::applyHeaderMutations with
     // remove_content_length, `mutation_utils.cc` @ v1.35.0 L150-153): the body stays chunked.
     if (this.mode.duplex) this.downstream.headers.remove('content-length');
-    if (common.clear_route_cache) this.filter.countRouteCacheClear(common.header_mutation != null);
+    if (common.clear_route_cache) this.filter.clearRouteCache(common.header_mutation != null);
   }
 
   private sendChunk(chunk: Buffer, endOfStream: boolean): void {

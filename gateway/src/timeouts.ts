@@ -12,8 +12,9 @@
  *   constructor; a route's own `idle_timeout` would replace it, refreshIdleTimeout L2155-2176, and the manifests set
  *   none); reset by every header, data or trailer event either way (see `DownstreamEvents.activity`). Expiry:
  *   onIdleTimeout (L970-978), a local reply "stream timeout".
- * - route `timeout` (`requestTimeoutMs`): armed when the router has the whole request (Filter::onRequestComplete,
- *   `source/common/router/router.cc` L1123-1148, timer L1138-1141), cleared when the upstream response is complete.
+ * - route `timeout` of the route the router took (the inference route's `requestTimeoutMs`; the models route has
+ *   none): armed when the router has the whole request (Filter::onRequestComplete, `source/common/router/router.cc`
+ *   L1123-1148, timer L1138-1141), cleared when the upstream response is complete.
  *   Expiry: onResponseTimeout (L1170-1214) resets the upstream request and onUpstreamTimeoutAbort (L1347-1362)
  *   answers 504 "upstream request timeout".
  *
@@ -27,7 +28,6 @@ import type { TimeoutKind } from './stats';
 export interface TimeoutSettings {
   readonly requestReceiveTimeoutMs: number;
   readonly idleTimeoutMs: number;
-  readonly requestTimeoutMs: number;
 }
 
 export interface TimeoutExpiry {
@@ -42,15 +42,7 @@ export class StreamTimeouts {
   private routeTimer: NodeJS.Timeout | undefined;
   private done = false;
 
-  /**
-   * `routeTimeouts`: the request is on the inference route, which carries `timeout` (requests that bypass ext_proc
-   * stand for the models route, which has none).
-   */
-  constructor(
-    private readonly settings: TimeoutSettings,
-    private readonly routeTimeouts: boolean,
-    private readonly expire: (e: TimeoutExpiry) => void,
-  ) {}
+  constructor(private readonly settings: TimeoutSettings, private readonly expire: (e: TimeoutExpiry) => void) {}
 
   /** The stream exists and its request headers are in. */
   start(): void {
@@ -70,11 +62,14 @@ export class StreamTimeouts {
     this.idleTimer = setTimeout(() => this.fire({ kind: 'idle', body: 'stream timeout' }), this.settings.idleTimeoutMs);
   }
 
-  /** The router has the whole request: the HCM's request timer stops and the route's timeout starts. */
-  requestComplete(): void {
+  /**
+   * The router has the whole request: the HCM's request timer stops and the timeout of the route the router took
+   * (`routeTimeoutMs`, 0: none; the inference route's `timeout`, the models route has none) starts.
+   */
+  requestComplete(routeTimeoutMs: number): void {
     this.stopRequestTimer();
-    if (this.done || !this.routeTimeouts || this.settings.requestTimeoutMs <= 0 || this.routeTimer) return;
-    this.routeTimer = setTimeout(() => this.fire({ kind: 'route', body: 'upstream request timeout' }), this.settings.requestTimeoutMs);
+    if (this.done || routeTimeoutMs <= 0 || this.routeTimer) return;
+    this.routeTimer = setTimeout(() => this.fire({ kind: 'route', body: 'upstream request timeout' }), routeTimeoutMs);
   }
 
   /** Response headers are on their way to the client. */

@@ -467,6 +467,96 @@ describe('FULL_DUPLEX_STREAMED trailers answers (EP/processor_state.cc @ v1.35.0
 });
 
 describe('clear_route_cache (EP/processor_state.cc @ v1.35.0 DecodingProcessorState::clearRouteCache L637-683)', () => {
+  const setPath = (path: string): { set_headers: unknown[] } => ({ set_headers: [{ header: { key: ':path', raw_value: raw(path) } }] });
+  /** A request-headers answer that sets `:path`, with or without clear_route_cache. */
+  const pathRewrite = (path: string, clear: boolean): Script => on('request_headers', () => [
+    { request_headers: { response: { header_mutation: setPath(path), clear_route_cache: clear } } },
+  ]);
+  const seen = (): number => ups.reduce((n, u) => n + u.seen.length, 0);
+
+  // With route_cache_action DEFAULT (kvroute's EnvoyFilter sets none) a request answer with a header mutation and
+  // clear_route_cache calls downstreamCallbacks()->clearRouteCache(), so the router matches again on the mutated headers
+  // (HCM ActiveStream::route → refreshCachedRoute); without the flag the route the HCM matched at decodeHeaders stays.
+  it('without clear_route_cache the cached route stays: a /v1 request rewritten to /other still goes upstream', async () => {
+    await withEpp(pathRewrite('/other', false), async (port) => {
+      const r = await send(port, { body: completion(), headers: json });
+      expect(r.status).toBe(200);
+      expect(r.json().url).toBe('/other');
+    }, { routePrefixes: ['/v1'] });
+  });
+
+  it('with clear_route_cache a /v1 request rewritten to /other matches no route: 404 route_not_found, nothing upstream', async () => {
+    await withEpp(pathRewrite('/other', true), async (port, _epp, gw) => {
+      const before = seen();
+      const r = await send(port, { body: completion(), headers: json });
+      expect(r.status).toBe(404);
+      expect(r.body.length).toBe(0);
+      expect(seen()).toBe(before);
+      expect(gw.stats().routeNotFound).toBe(1);
+    }, { routePrefixes: ['/v1'] });
+  });
+
+  it('with clear_route_cache a request outside the route rewritten into /v1 is routed upstream', async () => {
+    await withEpp(pathRewrite('/v1/completions', true), async (port, _epp, gw) => {
+      const r = await send(port, { path: '/legacy/completions', body: completion(), headers: json });
+      expect(r.status).toBe(200);
+      expect(r.json().url).toBe('/v1/completions');
+      expect(gw.stats().routeNotFound).toBe(0);
+    }, { routePrefixes: ['/v1'] });
+  });
+
+  it('a BUFFERED body answer with a :path mutation and clear_route_cache re-matches too (handleBodyResponse clears before the router runs)', async () => {
+    await withEpp(on('request_body', () => [
+      { request_body: { response: { header_mutation: setPath('/other'), clear_route_cache: true } } },
+    ]), async (port, _epp, gw) => {
+      const r = await send(port, { body: completion(), headers: json });
+      expect(r.status).toBe(404);
+      expect(gw.stats().routeNotFound).toBe(1);
+    }, { routePrefixes: ['/v1'] });
+  });
+
+  it('clear_route_cache without a header mutation clears nothing: a later :path mutation without it keeps the cached route', async () => {
+    await withEpp({
+      respond: (kind) => {
+        if (kind === 'request_headers') return [{ request_headers: { response: { clear_route_cache: true } } }];
+        if (kind === 'request_body') return [{ request_body: { response: { header_mutation: setPath('/other') } } }];
+        return undefined;
+      },
+    }, async (port, _epp, gw) => {
+      const r = await send(port, { body: completion(), headers: json });
+      expect(r.status).toBe(200);
+      expect(r.json().url).toBe('/other');
+      expect(gw.envoyStats().clear_route_cache_ignored).toBe(1);
+    }, { routePrefixes: ['/v1'] });
+  });
+
+  // The re-matched route is the router's, with its own timeout (none on the models route); the ExtProcPerRoute
+  // `disabled` of the models route is not looked at again: the filter merges per-route config once, at decodeHeaders
+  // (EP/ext_proc.cc @ v1.35.0 Filter::mergePerRouteConfig, route_config_merged_), so the EPP still sees the response.
+  it('a request re-matched onto the models route takes its (absent) route timeout and stays with the EPP', async () => {
+    await withEpp(pathRewrite('/v1/models', true), async (port, epp) => {
+      const r = await send(port, { method: 'GET', path: '/v1/chat', headers: json });
+      expect(r.status).toBe(200);
+      expect(r.json().url).toBe('/v1/models');
+      expect(r.json().headers['x-envoy-expected-rq-timeout-ms']).toBeUndefined();
+      expect(epp.streams[0].events).toContain('response_headers');
+    }, { routePrefixes: ['/v1'], extProcBypass: ['GET /v1/models'], requestTimeoutMs: 30_000 });
+  });
+
+  // EncodingProcessorState does not override ProcessorState::clearRouteCache, a no-op (EP/processor_state.h @ v1.35.0):
+  // on a response answer the flag does nothing and is not counted.
+  it('is a no-op on a response answer, even beside a header mutation', async () => {
+    await withEpp(on('response_headers', () => [
+      { response_headers: { response: { header_mutation: { set_headers: [{ header: { key: 'x-seen', raw_value: raw('1') } }] }, clear_route_cache: true } } },
+    ]), async (port, _epp, gw) => {
+      const r = await send(port, { body: completion(), headers: json });
+      expect(r.status).toBe(200);
+      expect(r.headers['x-seen']).toBe('1');
+      expect(gw.envoyStats().clear_route_cache_ignored).toBe(0);
+      expect(gw.stats().routeCacheClears).toBe(0);
+    });
+  });
+
   it('a streamed (FULL_DUPLEX_STREAMED) body answer without a header mutation counts clear_route_cache_ignored', async () => {
     await withEpp({
       respond: (kind, msg) => {

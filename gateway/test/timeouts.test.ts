@@ -147,6 +147,28 @@ describe('route timeout (source/common/router/router.cc onRequestComplete L1138-
     }
   });
 
+  // The router reads the timeout off the route it takes: a clear_route_cache with a :path mutation that re-matches the
+  // request onto the models route leaves it without one (EP/processor_state.cc @ v1.35.0
+  // DecodingProcessorState::clearRouteCache, then the HCM's refreshCachedRoute).
+  it('is the re-matched route\'s: a request the EPP moves onto the models route (clear_route_cache) has none', async () => {
+    const scripted = await startScriptedExtProc({
+      respond: (kind) => (kind === 'request_headers' ? [{ request_headers: { response: {
+        header_mutation: { set_headers: [{ header: { key: ':path', raw_value: Buffer.from('/v1/models') } }] },
+        clear_route_cache: true,
+      } } }] : undefined),
+    });
+    const gw = await gateway({ endpoints: [hungAddress], extProc: scripted.address, extProcBypass: ['GET /v1/models'], requestTimeoutMs: 300, idleTimeoutMs: 1500 });
+    try {
+      const r = await send(gw.port, { method: 'GET', path: '/v1/chat' });
+      expect(r.status).toBe(504);
+      expect(r.body.toString()).toBe('stream timeout');
+      expect(gw.stats().timeouts).toEqual({ requestReceive: 0, idle: 1, route: 0 });
+    } finally {
+      await gw.close();
+      await scripted.stop();
+    }
+  });
+
   it('resets a response still streaming when it expires, and lets a complete one be', async () => {
     // Long enough for the complete response and the first event on a loaded machine (not a speed goal).
     const gw = await gateway({ endpoints: [up.address], extProc: `${LOOPBACK}:${epp.port}`, requestTimeoutMs: 1500 });
