@@ -65,8 +65,12 @@ describe('header-label-affinity-scorer (llm-d-router v0.10.0 scorer/headerlabela
     }
   });
 
-  // plugin.go Factory's checks and messages.
+  // plugin.go Factory's checks and messages (llm-d-router v0.10.0); no parameters, or `parameters:` written empty
+  // (null), reach the factory as a nil decoder (plugin/registry.go StrictDecoder); `{}` is a decoder.
   test.each<[string, unknown, string]>([
+    ['no parameters', undefined, 'p: header-label-affinity-scorer requires parameters'],
+    ['null parameters', null, 'p: header-label-affinity-scorer requires parameters'],
+    ['empty parameters', {}, 'p.headerName: header-label-affinity-scorer headerName is required'],
     ['no headerName', { labelKey: 'k' }, 'p.headerName: header-label-affinity-scorer headerName is required'],
     ['an empty labelKey', { headerName: 'h', labelKey: '' }, 'p.labelKey: header-label-affinity-scorer labelKey is required'],
     ['an unknown key (upstream decodes strictly)', { headerName: 'h', labelKey: 'k', header: 'x' }, 'p.header'],

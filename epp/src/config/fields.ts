@@ -16,11 +16,13 @@ export class FieldReader {
   private constructor(
     private readonly fields: Readonly<Record<string, unknown>>,
     readonly path: string,
+    /** False for an absent or null map read as empty (what upstream's StrictDecoder hands a factory as nil). */
+    readonly given = true,
   ) {}
 
   /** `null`/absent become an empty map because YAML writes `parameters:` with nothing after it as null. */
   static ofOptionalMap(value: unknown, path: string): FieldReader {
-    if (value === undefined || value === null) return new FieldReader({}, path);
+    if (value === undefined || value === null) return new FieldReader({}, path, false);
     return FieldReader.ofMap(value, path);
   }
 

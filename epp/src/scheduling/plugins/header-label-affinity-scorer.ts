@@ -41,9 +41,10 @@ export class HeaderLabelAffinityScorer implements Scorer {
 export const headerLabelAffinityScorer = definePlugin({
   type: 'header-label-affinity-scorer',
   kinds: ['scorer'],
-  // Upstream's checks and messages (Factory); absent parameters get the headerName message, where upstream's is
-  // "header-label-affinity-scorer requires parameters".
+  // Upstream's checks and messages (Factory): no parameters at all (StrictDecoder's nil decoder, plugin/registry.go),
+  // then each field.
   parameters: parameters<HeaderLabelAffinityScorerParameters>((fields) => {
+    if (!fields.given) throw new ConfigError(fields.path, 'header-label-affinity-scorer requires parameters');
     const headerName = fields.goString('headerName');
     if (headerName === '') throw new ConfigError(fields.fieldPath('headerName'), 'header-label-affinity-scorer headerName is required');
     const labelKey = fields.goString('labelKey');
