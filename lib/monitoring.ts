@@ -86,7 +86,7 @@ export interface MonitoringProps {
   readonly maxKvCacheUsage?: number;
   /**
    * Page when more than this share of the gateway's ext_proc streams went on without the EPP (Envoy's
-   * `failure_mode_allowed`) over the last minute, for 30 seconds.
+   * `failure_mode_allowed`) over the last minute, and at least {@link PAGE_MIN_FAILED_REQUESTS} in 5 minutes, for 30 seconds.
    * @default 0.1
    */
   readonly maxFailOpenRatio?: number;
@@ -121,7 +121,8 @@ export interface MonitoringProps {
   /**
    * When EPP stream failures reach clients (`full-duplex` bodies, or fail-closed), page when more than this share of
    * the gateway's ext_proc streams to the EPP failed (Envoy's `streams_failed`, and failing closed its
-   * `message_timeouts`) over the last minute, for 30 seconds (`KvrouteEppStreamsFailing`).
+   * `message_timeouts`) over the last minute, and at least {@link PAGE_MIN_FAILED_REQUESTS} in 5 minutes, for 30 seconds
+   * (`KvrouteEppStreamsFailing`).
    * @default 0.1
    */
   readonly maxStreamFailureRatio?: number;
@@ -161,6 +162,11 @@ export const RULE_TIMINGS = {
   /** `for:` of the two pages: the EPP target down or absent, and the gateway failing open. */
   pageFor: '30s',
   /**
+   * Window in which the gateway pages (`KvrouteEppFailingOpen`, `KvrouteEppStreamsFailing`) also need
+   * {@link PAGE_MIN_FAILED_REQUESTS} failed requests: at a quiet gateway one failed request is most of the minute.
+   */
+  pageVolumeWindow: '5m',
+  /**
    * Window and `for:` of the slow-EPP and refusing-requests warnings, and the short window whose ratio must be over
    * the threshold too: a 5-minute window stays high for 5 minutes after a burst, so the long window alone fired the
    * warning minutes after a one-minute incident had ended.
@@ -178,6 +184,15 @@ export const RULE_TIMINGS = {
   /** `for:` of the warning that some, not all, EPP replicas are down (a rollout or a reschedule takes less). */
   replicaDownFor: '5m',
 } as const;
+
+/**
+ * Failed requests (Envoy counts each once: `onMessageTimeout`, `onGrpcError` in ext_proc.cc @ v1.35.0) the gateway
+ * pages need within {@link RULE_TIMINGS}.pageVolumeWindow besides their share of the last minute. At 2 requests a
+ * minute one late answer read 46 % and paged; three failures in 5 minutes are no single slow or lost request, and
+ * an EPP that fails every request reaches them within 1.5 minutes even at one request every 30 s (an EPP that is down
+ * pages as `KvrouteEppDown` regardless). At a busy gateway the share decides alone, as before.
+ */
+export const PAGE_MIN_FAILED_REQUESTS = 3;
 
 /**
  * Names of the series the PrometheusRule records; the dashboard reads only these. A ratio or quantile is NaN while its
@@ -221,10 +236,12 @@ export const PROMETHEUS_SERIES = { up: 'up' } as const;
  *   every 10 s): the EPP is gone and every request is routed without KV-cache affinity.
  * - `KvrouteEppFailingOpen`: over the last minute more than `maxFailOpenRatio` (10 %) of the gateway Envoy's ext_proc
  *   streams went on without the EPP's pick (`failure_mode_allowed`: unreachable, erroring, or later than the message
- *   timeout), for 30 s. It reads Envoy, not the EPP, so a slow EPP whose late answers Envoy discards counts too.
+ *   timeout), with at least 3 of them in 5 minutes ({@link PAGE_MIN_FAILED_REQUESTS}), for 30 s. It reads Envoy, not
+ *   the EPP, so a slow EPP whose late answers Envoy discards counts too.
  * - `KvrouteEppStreamsFailing` (full-duplex bodies, which native routing always uses, or fail-closed): over the last
  *   minute more than `maxStreamFailureRatio` (10 %) of the ext_proc streams failed (`streams_failed`; failing closed,
- *   also those whose answer came after the message timeout, `message_timeouts`), for 30 s: there an EPP failure reaches
+ *   also those whose answer came after the message timeout, `message_timeouts`), with at least 3 of them in 5 minutes,
+ *   for 30 s: there an EPP failure reaches
  *   the client as a 500, a 504 or a reset instead of failing open.
  * - `KvrouteNoReadyDecodePods`: no ready decode pod, or no vLLM series at all, for 5 minutes.
  * Warnings: `KvrouteEppReplicaDown` (fewer EPP scrape targets up than the Deployment's replicas, or, from
@@ -337,6 +354,7 @@ export class Monitoring extends Construct {
     const eppDeployment = `${sel},exported_namespace="",deployment="${endpointPicker.deployment.name}"`;
     const rate = (metric: string, matchers: string, window: string) => `rate(${metric}{${matchers}}[${window}])`;
     const sumRate = (by: string, metric: string, matchers: string, window: string) => `sum by (${by}) (${rate(metric, matchers, window)})`;
+    const sumIncrease = (by: string, metric: string, matchers: string, window: string) => `sum by (${by}) (increase(${metric}{${matchers}}[${window}]))`;
     const W = t.dashboardWindow;
     const quantile = (q: number) =>
       `histogram_quantile(${q}, sum by (namespace, model_name, le) (${rate(`${VLLM_METRICS.timeToFirstToken}_bucket`, sel, W)}))`;
@@ -359,26 +377,29 @@ export class Monitoring extends Construct {
     // started). Envoy counts every gRPC error as streams_failed and, failing open, the same error again as
     // failure_mode_allowed (`Filter::onGrpcError`, source/extensions/filters/http/ext_proc/ext_proc.cc @ v1.35.0):
     // failing open, only the difference reached clients as a 500 or a reset (a body chunk had gone to the EPP).
-    const streamFailureRatio = (window: string) => {
-      if (!failOpen) {
-        // Failing closed, a message timeout is a 500/504 to the client as well, counted only as message_timeouts
-        // (`Filter::onMessageTimeout`): a late EPP fails every request without a single failed stream.
-        const failed = sumRate('namespace', ENVOY.streamsFailed, sel, window);
-        const timeouts = sumRate('namespace', ENVOY.messageTimeouts, sel, window);
-        const reachedClients = `(\n  ${failed}\n  +\n  (${timeouts} or 0 * ${failed})\n)`;
-        const started = sumRate('namespace', ENVOY.streamsStarted, sel, window);
-        return `${reachedClients}\n/\n(\n  ${started}\n  > ${reachedClients}\n  or\n  ${reachedClients}\n)`;
-      }
-      const failed = sumRate('namespace', ENVOY.streamsFailed, sel, window);
-      const allowed = sumRate('namespace', ENVOY.failureModeAllowed, sel, window);
+    // `sum` is sumRate for the ratio, sumIncrease for the count of failed requests the page needs as well.
+    const streamFailures = (window: string, sum: typeof sumRate) => {
+      const failed = sum('namespace', ENVOY.streamsFailed, sel, window);
+      const timeouts = sum('namespace', ENVOY.messageTimeouts, sel, window);
+      // Failing closed, a message timeout is a 500/504 to the client as well, counted only as message_timeouts
+      // (`Filter::onMessageTimeout`): a late EPP fails every request without a single failed stream.
+      if (!failOpen) return `(\n  ${failed}\n  +\n  (${timeouts} or 0 * ${failed})\n)`;
+      const allowed = sum('namespace', ENVOY.failureModeAllowed, sel, window);
       // failure_mode_allowed also counts message timeouts failed open (`onMessageTimeout`), which streams_failed
       // never counts: only the gRPC errors failed open are taken off.
-      const timeouts = sumRate('namespace', ENVOY.messageTimeouts, sel, window);
       const grpcErrorsFailedOpen = `clamp_min((${allowed} or 0 * ${failed}) - (${timeouts} or 0 * ${failed}), 0)`;
-      const reachedClients = `clamp_min(\n  ${failed}\n  -\n  ${grpcErrorsFailedOpen},\n  0\n)`;
+      return `clamp_min(\n  ${failed}\n  -\n  ${grpcErrorsFailedOpen},\n  0\n)`;
+    };
+    const streamFailureRatio = (window: string) => {
+      const reachedClients = streamFailures(window, sumRate);
       const started = sumRate('namespace', ENVOY.streamsStarted, sel, window);
+      const failed = failOpen ? sumRate('namespace', ENVOY.streamsFailed, sel, window) : reachedClients;
       return `${reachedClients}\n/\n(\n  ${started}\n  > ${failed}\n  or\n  ${failed}\n)`;
     };
+    // A page: the share of the last minute over its threshold, and at least PAGE_MIN_FAILED_REQUESTS failed requests in
+    // the volume window, both `sum by (namespace)` so that `and` matches.
+    const page = (ratio: string, threshold: number, failures: string) =>
+      `(\n${indent(ratio)}\n) > ${threshold}\nand on (namespace)\n(\n${indent(failures)}\n) >= ${PAGE_MIN_FAILED_REQUESTS}`;
     const timeoutRatio = (window: string) =>
       `${sumRate('namespace', ENVOY.messageTimeouts, sel, window)}\n/\n${sumRate('namespace', ENVOY.streamsStarted, sel, window)}`;
     // Over `long` and still over the last `short`: the warning ends with its incident instead of minutes after it.
@@ -448,7 +469,8 @@ export class Monitoring extends Construct {
           : `With its only replica not ready the EPP Service has no endpoint: ${failOpen ? 'the gateway fails open (KvrouteEppFailingOpen pages)' : 'requests through the gateway fail (KvrouteEppStreamsFailing pages)'}. `)
         + 'A replica is missing when its scrape target is down or gone (Pending, evicted, its node lost), or, read from kube-state-metrics, when it runs but is not available (failing readiness): check the EPP Deployment\'s pods, their events, logs and nodes.'),
       // Fail-closed, nothing fails open: this could never fire.
-      ...(failOpen ? [alert('KvrouteEppFailingOpen', `(\n${indent(failOpenRatio(t.pageWindow))}\n) > ${maxFailOpen}`, t.pageFor, 'critical',
+      ...(failOpen ? [alert('KvrouteEppFailingOpen',
+        page(failOpenRatio(t.pageWindow), maxFailOpen, sumIncrease('namespace', ENVOY.failureModeAllowed, sel, t.pageVolumeWindow)), t.pageFor, 'critical',
         `{{ $value | humanizePercentage }} of the gateway's requests in ${ns} went on without the EPP's pick.`,
         native
           ? 'Envoy counted them as failure_mode_allowed: the EPP was unreachable or failed the stream before any body chunk went to it. Istio\'s InferencePool cluster serves them by its own load balancing, without KV-cache affinity.'
@@ -457,7 +479,8 @@ export class Monitoring extends Construct {
       ...(messageTimer ? [alert('KvrouteEppSlow', sustained(timeoutRatio, maxTimeouts, t.slowWindow, t.slowConfirmWindow), t.slowFor, 'warning',
         `{{ $value | humanizePercentage }} of the EPP's answers in ${ns} came later than the gateway's message timeout.`,
         'Envoy discarded those answers and routed without them. Check the EPP\'s CPU, its scheduling latency (inference_extension_scheduler_e2e_duration_seconds) and tokenization time.')] : []),
-      ...(failuresReachClients ? [alert('KvrouteEppStreamsFailing', `(\n${indent(streamFailureRatio(t.pageWindow))}\n) > ${maxStreamFailures}`, t.pageFor, 'critical',
+      ...(failuresReachClients ? [alert('KvrouteEppStreamsFailing',
+        page(streamFailureRatio(t.pageWindow), maxStreamFailures, streamFailures(t.pageVolumeWindow, sumIncrease)), t.pageFor, 'critical',
         `{{ $value | humanizePercentage }} of the gateway's ext_proc streams to the EPP in ${ns} failed.`,
         failOpen
           ? 'The bodies stream to the EPP in full duplex: once a body chunk went to it, an EPP failure is a 500 or a reset for the client (Envoy >= 1.36), not a fail-open. Counted here: the failed streams less those Envoy failed open (KvrouteEppFailingOpen pages for those). Check the EPP pods, their restarts and logs.'

@@ -422,6 +422,66 @@ describe('durationScale renders the same rules with scaled durations', () => {
     expect(out).toMatch(/^0\n/);
   });
 
+  /** A quiet gateway: one request every 30 s (the 10 s samples step 0,0,1,1,1,2,...), for `minutes`. */
+  const quietStarted = (minutes: number): string => Array.from({ length: minutes * 6 + 1 }, (_, i) => String(Math.floor(i / 3))).join(' ');
+  /** From the same quiet gateway, every request from `from` seconds on: an EPP that stalls for good. */
+  const quietFailingFrom = (from: number, minutes: number): string =>
+    Array.from({ length: minutes * 6 + 1 }, (_, i) => String(Math.max(0, Math.floor(i / 3) - Math.floor(from / 30)))).join(' ');
+  /** One request counted at 185 s, between the samples at 180 s and 190 s, the counter's `samples` long. */
+  const oneAt185 = (samples: number) => `0x18 1x${samples - 19}`;
+
+  // Envoy counts each failed request once (ext_proc.cc @ v1.35.0: onMessageTimeout adds one message_timeouts and, failing
+  // open, one failure_mode_allowed; onGrpcError one streams_failed): at a quiet gateway one late answer is ~46 % of the
+  // minute. Reviewer rev-prom's cases, real series shapes through promtool.
+  test('a quiet gateway (2 requests/min): ONE request whose EPP answer came after the message timeout does not page KvrouteEppFailingOpen; a stall of every request does, within about 2 minutes', () => {
+    const out = run([
+      {
+        name: 'one late request at 2 requests/min', interval: '10s',
+        series: [eppUp('1x60'), envoy('streams_started', quietStarted(10)), envoy('message_timeouts', oneAt185(61)), envoy('failure_mode_allowed', oneAt185(61))],
+        alerts: ['210s', '225s', '240s', '255s', '270s'].map((at) => ({ at, alert: 'KvrouteEppFailingOpen', fires: [] })),
+      },
+      {
+        // The EPP up but answering every request late from 120 s on: three failed open by 210 s.
+        name: 'every request late from 120 s at 2 requests/min', interval: '10s',
+        series: [eppUp('1x60'), envoy('streams_started', quietStarted(10)), envoy('message_timeouts', quietFailingFrom(120, 10)), envoy('failure_mode_allowed', quietFailingFrom(120, 10))],
+        alerts: [
+          { at: '180s', alert: 'KvrouteEppFailingOpen', fires: [] },
+          { at: '255s', alert: 'KvrouteEppFailingOpen', fires: [expected('KvrouteEppFailingOpen', '100%')] },
+          { at: '300s', alert: 'KvrouteEppFailingOpen', fires: [expected('KvrouteEppFailingOpen', '100%')] },
+        ],
+      },
+    ]);
+    expect(out).toMatch(/^0\n/);
+  });
+
+  test('a gateway at 6 requests/min: ONE late request does not page KvrouteEppFailingOpen either', () => {
+    const out = run([{
+      name: 'one late request at 6 requests/min', interval: '10s',
+      series: [eppUp('1x60'), envoy('streams_started', '0+1x60'), envoy('message_timeouts', oneAt185(61)), envoy('failure_mode_allowed', oneAt185(61))],
+      alerts: ['210s', '225s', '240s', '255s', '270s'].map((at) => ({ at, alert: 'KvrouteEppFailingOpen', fires: [] })),
+    }]);
+    expect(out).toMatch(/^0\n/);
+  });
+
+  test('native routing, a quiet gateway (2 requests/min): ONE failed ext_proc stream does not page KvrouteEppStreamsFailing; every stream failing does', () => {
+    const out = run([
+      {
+        name: 'one failed stream at 2 requests/min', interval: '10s',
+        series: [eppUp('1x60'), envoy('streams_started', quietStarted(10)), envoy('streams_failed', oneAt185(61)), envoy('failure_mode_allowed', '0x60'), envoy('message_timeouts', '0x60')],
+        alerts: ['210s', '225s', '240s', '255s', '270s'].map((at) => ({ at, alert: 'KvrouteEppStreamsFailing', fires: [] })),
+      },
+      {
+        name: 'every stream failing mid-body from 120 s at 2 requests/min', interval: '10s',
+        series: [eppUp('1x60'), envoy('streams_started', quietStarted(10)), envoy('streams_failed', quietFailingFrom(120, 10)), envoy('failure_mode_allowed', '0x60'), envoy('message_timeouts', '0x60')],
+        alerts: [
+          { at: '180s', alert: 'KvrouteEppStreamsFailing', fires: [] },
+          { at: '300s', alert: 'KvrouteEppStreamsFailing', fires: [expected('KvrouteEppStreamsFailing', '100%', {}, nativeAlerts)] },
+        ],
+      },
+    ], nativeRule);
+    expect(out).toMatch(/^0\n/);
+  });
+
   test('streams that fail while opening (no EPP endpoint) count as failed open without being started', () => {
     const out = run([{
       name: 'no stream opens', interval: '10s',
