@@ -57,14 +57,16 @@ export interface MonitoringProps {
    * Also warn (`KvroutePrefixCacheHitRatioLow`) when the pool's prefix-cache hit ratio stays below this absolute floor
    * for 15 minutes. What ratio is healthy depends on the workload (a chat fleet sharing system prompts reaches 0.8-0.9,
    * distinct prompts near 0), so there is no default floor: by default the warning is `KvroutePrefixCacheHitsBelowExpected`,
-   * which compares the pods' ratio with what the EPP's index expected of its picks.
+   * which compares the pods' ratio with what the EPP's precise index predicted of its picks (where it runs; with the
+   * approximate index alone this floor is the only hit-ratio warning).
    * @default none
    */
   readonly minPrefixCacheHitRatio?: number;
   /**
    * Warn (`KvroutePrefixCacheHitsBelowExpected`) when the pool's prefix-cache hit ratio stays this far (in ratio points)
-   * under the one the EPP's prefix index expected of its picks, for 15 minutes: the pods evict what the index still
-   * credits (a KV cache too small for the working set) or the index is out of step with them.
+   * under the one the EPP's precise index predicted the pods would count, for 15 minutes: the pods evict what the index
+   * still credits (a KV cache too small for the working set) or the index is out of step with them. Only where the
+   * precise index runs: the approximate index's per-request share of whole character blocks is not in vLLM's units.
    * @default 0.25
    */
   readonly maxPrefixHitShortfall?: number;
@@ -254,7 +256,8 @@ export const PROMETHEUS_SERIES = { up: 'up' } as const;
  * `KvrouteSessionStoreFailing` (with a session store: a replica without it for 5 minutes, or whose reads fall back
  * more than `maxSessionStoreFallbackRatio`, 5 %, of the time for 10 minutes), `KvrouteGatewayExtProcStatsMissing` (no ext_proc counters from the
  * gateway for 10 minutes, so the fail-open page could not fire), `KvroutePrefixCacheHitsBelowExpected` (the pods' hit
- * ratio `maxPrefixHitShortfall`, 25 points, under what the EPP's index expected, for 15 minutes),
+ * ratio `maxPrefixHitShortfall`, 25 points, under what the EPP's precise index predicted, for 15 minutes; not with the
+ * approximate index, whose ratio is not in vLLM's units),
  * `KvroutePrefixCacheHitRatioLow` (only with `minPrefixCacheHitRatio`: under it for 15 minutes) and
  * `KvrouteKvCacheNearFull` (over `maxKvCacheUsage` for 10 minutes). Scrape intervals are bounded so that every window
  * holds four scrapes and the EPP-down page comes within 55 s.
@@ -415,12 +418,14 @@ export class Monitoring extends Construct {
       const refused = `(\n  ${errors}\n  -\n  (${aborted} or 0 * ${errors})\n)`;
       return `${refused}\n/\n(\n${indent(refused)}\n  +\n  (${routed} or 0 * ${errors})\n)`;
     };
-    // What the EPP's index expected of its picks: the precise index's predicted tokens over prompt tokens where it
-    // runs, else the approximate index's mean match ratio (GIE's prefix_indexer_hit_ratio, per request).
-    // Every EPP exports the precise counters (at 0 without the precise index): the precise side is kept only where it
-    // scored prompt tokens, else its 0/0 (NaN, a sample `or` keeps) would hide the approximate side and mute the alert.
-    const expectedHitRatio = `(\n  ${sumRate('namespace', EPP_METRICS.precisePredictedHitTokens, sel, W)}\n  /\n  (${sumRate('namespace', EPP_METRICS.precisePromptTokens, sel, W)} > 0)\n)\nor\n(\n`
-      + `  ${sumRate('namespace', `${EPP_METRICS.prefixIndexerHitRatio}_sum`, sel, W)}\n  /\n  ${sumRate('namespace', `${EPP_METRICS.prefixIndexerHitRatio}_count`, sel, W)}\n)`;
+    // The hit ratio the picked pods will count by the precise index: its predicted hit tokens (whole blocks, never a
+    // prompt's last token, as vLLM counts hits) over prompt tokens (every one, as vLLM counts queries). Every EPP exports
+    // the counters, at 0 without the precise index: kept only where it scored prompt tokens, so that an EPP without it
+    // (0/0) warns of nothing. The approximate index's ratio (GIE v1.5.0's prefix_indexer_hit_ratio) is not compared: it
+    // is matched whole blocks of characters per request, where vLLM counts tokens, so a cached 24-token prompt reads 1
+    // against vLLM's 16 of 24 (approximateprefix/hashing.go, plugin.go PreRequest; vllm/v1/core/kv_cache_manager.py
+    // get_computed_blocks @ v0.10.0).
+    const expectedHitRatio = `${sumRate('namespace', EPP_METRICS.precisePredictedHitTokens, sel, W)}\n/\n(${sumRate('namespace', EPP_METRICS.precisePromptTokens, sel, W)} > 0)`;
     const eppReplicas = endpointPicker.replicas;
 
     const rules: pr.PrometheusRuleSpecGroupsRules[] = [
@@ -504,10 +509,9 @@ export class Monitoring extends Construct {
           'EPP replica {{ $labels.pod }} of ' + ns + ' fell back from its session store, or waited past its read timeout, on {{ $value | humanizePercentage }} of its reads.',
           'The store is connected but its reads time out, fail or answer late (kvroute_epp_session_store_operations_total{operation="read"} by outcome): after a timeout or failure the pick uses the replica\'s own bindings, so replicas may send one session to different pods; a late answer (late_hit, late_miss) held a new session\'s pick up to the sessionStore unboundTimeout. Check the store\'s latency against the sessionStore timeout, and that it accepts GETEX and writes (Redis >= 6.2 or Valkey, a primary, not full, ACLs).'),
       ] : []),
-      // Parenthesized: `or` binds last, after `-` and `>`.
       alert('KvroutePrefixCacheHitsBelowExpected', `(\n${indent(expectedHitRatio)}\n)\n- on (namespace)\n${RECORDED.prefixHitRatio}{${sel}}\n> ${maxShortfall}`, t.hitRatioFor, 'warning',
-        `Prefix-cache hit ratio in ${ns} is {{ $value | humanizePercentage }} under what the EPP's index expected of its picks.`,
-        'The pods are evicting prefixes the EPP still credits them with (a KV cache too small for the working set: lower max-model-len or add replicas), or the index is out of step with them (with precise routing, KV events lost: check the EPP\'s kvroute_epp_kv_events_total).'),
+        `Prefix-cache hit ratio in ${ns} is {{ $value | humanizePercentage }} under what the EPP's precise index predicted of its picks.`,
+        'The pods are evicting prefixes the EPP still credits them with (a KV cache too small for the working set: lower max-model-len or add replicas), or the index is out of step with them (KV events lost: check the EPP\'s kvroute_epp_kv_events_total).'),
       ...(minHit !== undefined ? [alert('KvroutePrefixCacheHitRatioLow', `${RECORDED.prefixHitRatio}{${sel}} < ${minHit}`, t.hitRatioFor, 'warning',
         `Prefix-cache hit ratio in ${ns} is {{ $value | humanizePercentage }}, under ${minHit * 100}% for 15 minutes.`,
         'Requests that share prefixes are not landing where their KV cache is: check the EPP picks and its prefix scorer weight, or whether the KV cache is too small for the working set.')] : []),

@@ -534,32 +534,67 @@ describe('durationScale renders the same rules with scaled durations', () => {
     expect(out).toMatch(/^0\n/);
   });
 
-  test('hit ratio: warns when the pods hit well under what the EPP\'s index expected, not when a workload shares little (audit 29: the absolute floor fired on a healthy stack of distinct prompts)', () => {
-    // The approximate index: GIE's per-request match ratio histogram (mean = _sum / _count); 10 requests a minute.
-    const expectedMean = (mean: number): Series[] => [
+  test('hit ratio: warns when the pods hit well under what the precise index predicted they would count, not when a workload shares little (audit 29: the absolute floor fired on a healthy stack of distinct prompts)', () => {
+    // The precise index's counters: predicted hit tokens (as vLLM counts hits: whole blocks, never a prompt's last token)
+    // over prompt tokens; vLLM's queries are 6000 tokens a minute.
+    const predicted = (ratio: number): Series[] => [
+      epp('kvroute_epp_precise_predicted_hit_tokens_total', `0+${Math.round(6000 * ratio)}x40`, 'pod="epp-a"'),
+      epp('kvroute_epp_precise_prompt_tokens_total', '0+6000x40', 'pod="epp-a"'),
+    ];
+    // GIE's per-request match ratio histogram (mean = _sum / _count; 10 requests a minute), which every EPP exports.
+    const approximateMean = (mean: number): Series[] => [
       epp('inference_extension_prefix_indexer_hit_ratio_sum', `0+${Math.round(mean * 10)}x40`, 'pod="epp-a"'),
       epp('inference_extension_prefix_indexer_hit_ratio_count', '0+10x40', 'pod="epp-a"'),
     ];
-    const hits = (ratio: number) => vllm('vllm:prefix_cache_hits_total', `0+${Math.round(6000 * ratio)}x40`);
     // Every EPP exports the precise index's counters, at 0 where it does not run (prom-client's unlabelled counters).
     const preciseIdle: Series[] = [
       epp('kvroute_epp_precise_predicted_hit_tokens_total', '0x40', 'pod="epp-a"'),
       epp('kvroute_epp_precise_prompt_tokens_total', '0x40', 'pod="epp-a"'),
     ];
+    const hits = (ratio: number) => vllm('vllm:prefix_cache_hits_total', `0+${Math.round(6000 * ratio)}x40`);
     const out = run([
-      { name: 'expected 90%, hit 10%', series: [queries, hits(0.1), ...expectedMean(0.9), ...preciseIdle], alerts: [{ at: '30m', alert: 'KvroutePrefixCacheHitsBelowExpected', fires: [expected('KvroutePrefixCacheHitsBelowExpected', '80%')] }] },
-      { name: 'expected 90%, hit 85%', series: [queries, hits(0.85), ...expectedMean(0.9), ...preciseIdle], alerts: [{ at: '30m', alert: 'KvroutePrefixCacheHitsBelowExpected', fires: [] }] },
-      { name: 'distinct prompts: expected 0%, hit 0%', series: [queries, hits(0), ...expectedMean(0), ...preciseIdle], alerts: [{ at: '30m', alert: 'KvroutePrefixCacheHitsBelowExpected', fires: [] }] },
+      { name: 'predicted 90%, hit 10%', series: [queries, hits(0.1), ...predicted(0.9), ...approximateMean(0.9)], alerts: [{ at: '30m', alert: 'KvroutePrefixCacheHitsBelowExpected', fires: [expected('KvroutePrefixCacheHitsBelowExpected', '80%')] }] },
+      { name: 'predicted 90%, hit 85%', series: [queries, hits(0.85), ...predicted(0.9), ...approximateMean(0.9)], alerts: [{ at: '30m', alert: 'KvroutePrefixCacheHitsBelowExpected', fires: [] }] },
+      { name: 'distinct prompts: predicted 0%, hit 0%', series: [queries, hits(0), ...predicted(0), ...approximateMean(0)], alerts: [{ at: '30m', alert: 'KvroutePrefixCacheHitsBelowExpected', fires: [] }] },
       {
-        // The precise index's own prediction wins over the approximate histogram where it runs.
+        // The precise index's own prediction, whatever GIE's histogram says.
         name: 'precise: predicted 90% of prompt tokens, hit 30%',
-        series: [queries, hits(0.3), ...expectedMean(0.2), epp('kvroute_epp_precise_predicted_hit_tokens_total', '0+900x40', 'pod="epp-a"'), epp('kvroute_epp_precise_prompt_tokens_total', '0+1000x40', 'pod="epp-a"')],
+        series: [queries, hits(0.3), ...approximateMean(0.2), ...predicted(0.9)],
         alerts: [{ at: '30m', alert: 'KvroutePrefixCacheHitsBelowExpected', fires: [expected('KvroutePrefixCacheHitsBelowExpected', '60%')] }],
       },
-      { name: 'idle', series: [vllm('vllm:prefix_cache_queries_total', '0x40'), vllm('vllm:prefix_cache_hits_total', '0x40'), ...expectedMean(0)], alerts: [{ at: '30m', alert: 'KvroutePrefixCacheHitsBelowExpected', fires: [] }] },
+      { name: 'idle', series: [vllm('vllm:prefix_cache_queries_total', '0x40'), vllm('vllm:prefix_cache_hits_total', '0x40'), ...preciseIdle, ...approximateMean(0)], alerts: [{ at: '30m', alert: 'KvroutePrefixCacheHitsBelowExpected', fires: [] }] },
     ]);
     expect(out).toMatch(/^0\n/);
     expect(Object.keys(alerts)).not.toContain('KvroutePrefixCacheHitRatioLow');
+  });
+
+  test('the approximate index\'s match ratio is not compared with vLLM\'s (reviewer rev-prom: a repeated 24-token prompt, perfectly routed and cached, read 1 against vLLM\'s 16 of 24 tokens and warned)', () => {
+    // GIE v1.5.0 approximateprefix: hashing.go hashes whole blocks of characters only and plugin.go PreRequest records
+    // matched ÷ total blocks per request, so a cached prompt reads 1; vLLM v0.10.0 counts every prompt token as a query
+    // and hits in whole blocks short of the last token (kv_cache_manager.py get_computed_blocks): 16 of 24 tokens.
+    const vllm24 = (name: string, values: string): Series => ({ series: `${name}{namespace="${ns}",pod="decode-a",model_name="Qwen/Qwen3-0.6B",engine="0"}`, values });
+    const eppA = (name: string, values: string): Series => ({ series: `${name}{namespace="${ns}",pod="epp-a",job="${eppJob}"}`, values });
+    const out = run([
+      {
+        name: 'short repeated prompt, one request every 10 s', interval: '10s',
+        series: [
+          eppUp('1x240'),
+          vllm24('vllm:prefix_cache_queries_total', '0+24x240'), vllm24('vllm:prefix_cache_hits_total', '0+16x240'),
+          eppA('inference_extension_prefix_indexer_hit_ratio_sum', '0+1x240'), eppA('inference_extension_prefix_indexer_hit_ratio_count', '0+1x240'),
+          eppA('kvroute_epp_precise_predicted_hit_tokens_total', '0x240'), eppA('kvroute_epp_precise_prompt_tokens_total', '0x240'),
+        ],
+        alerts: [{ at: '35m', alert: 'KvroutePrefixCacheHitsBelowExpected', fires: [] }],
+      },
+      {
+        // Nor does a 90 % mean match against 10 % hits warn: the approximate index's ratio is not in vLLM's units.
+        name: 'approximate only: mean match 90%, hit 10%',
+        series: [queries, vllm('vllm:prefix_cache_hits_total', '0+600x40'),
+          epp('inference_extension_prefix_indexer_hit_ratio_sum', '0+9x40', 'pod="epp-a"'), epp('inference_extension_prefix_indexer_hit_ratio_count', '0+10x40', 'pod="epp-a"'),
+          epp('kvroute_epp_precise_predicted_hit_tokens_total', '0x40', 'pod="epp-a"'), epp('kvroute_epp_precise_prompt_tokens_total', '0x40', 'pod="epp-a"')],
+        alerts: [{ at: '30m', alert: 'KvroutePrefixCacheHitsBelowExpected', fires: [] }],
+      },
+    ]);
+    expect(out).toMatch(/^0\n/);
   });
 
   test('an absolute hit-ratio floor warns only where the profile sets one (minPrefixCacheHitRatio): fires at 0%, quiet at 90% and when idle', () => {

@@ -555,20 +555,20 @@ export const EPP_METRICS = {
     name: 'kvroute_epp_precise_predicted_hit_ratio',
     type: 'histogram',
     labels: [],
-    help: 'Share of a picked request\'s prompt tokens the precise index predicted cached on its pod (compare with vllm:prefix_cache_hits_total / vllm:prefix_cache_queries_total).',
+    help: 'Share of a picked request\'s prompt tokens its pod will count as prefix-cache hits by the precise index (whole blocks, never the last token, as vLLM counts them; compare with vllm:prefix_cache_hits_total / vllm:prefix_cache_queries_total).',
     buckets: [0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1],
   },
   precisePredictedHitTokens: {
     name: 'kvroute_epp_precise_predicted_hit_tokens_total',
     type: 'counter',
     labels: [],
-    help: 'Prompt tokens the precise index predicted cached on the picked pods; over kvroute_epp_precise_prompt_tokens_total it is the predicted hit rate.',
+    help: 'Prompt tokens the picked pods will count as prefix-cache hits by the precise index (its matched whole blocks, without the prompt\'s last token, as vLLM counts vllm:prefix_cache_hits_total); over kvroute_epp_precise_prompt_tokens_total it is the predicted hit rate, in the units of vllm:prefix_cache_hits_total / vllm:prefix_cache_queries_total.',
   },
   precisePromptTokens: {
     name: 'kvroute_epp_precise_prompt_tokens_total',
     type: 'counter',
     labels: [],
-    help: 'Prompt tokens of the requests the precise index scored.',
+    help: 'Prompt tokens of the requests the precise index scored, every one of them, as vLLM counts vllm:prefix_cache_queries_total.',
   },
 } as const satisfies Readonly<Record<string, EppMetricDefinition>>;
 

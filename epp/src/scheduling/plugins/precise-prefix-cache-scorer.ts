@@ -614,17 +614,21 @@ export class PrecisePrefixCacheScorer implements Scorer, PostCycle, PrepareReque
     if (!blocks || !target) return;
     const pod = target.endpoint.key;
     const match = cycle.state.get(MATCHES)?.get(pod);
-    this.handle.metrics.observePreciseMatch((match?.blocks ?? 0) * this.blockSize, totalTokens(blocks));
+    const engineBlockSize = target.metrics.blockSize ?? this.blockSize;
     if (blocks.rest === undefined) {
+      this.handle.metrics.observePreciseMatch(this.predictedHitTokens(match?.blocks ?? 0, blocks.promptTokens, engineBlockSize), blocks.promptTokens);
       this.recordPick(pod, blocks, match);
     } else {
       // Each prompt of a batch by its own match on the pick: what it reuses and what it lacks are its own (upstream's
-      // PreRequest speculates every prompt's keys, prerequest.go).
+      // PreRequest speculates every prompt's keys, prerequest.go); each is predicted, as `batchLongestPrefix` matched
+      // it, before any is recorded.
       const only = new Set([pod]);
       const now = this.handle.now();
-      for (const prompt of promptBlocks(blocks)) {
-        if (prompt.keys.length > 0) this.recordPick(pod, prompt, this.index.longestPrefix(prompt.keys, only, now, prompt.engineKeys).get(pod));
-      }
+      const prompts = promptBlocks(blocks).filter((prompt) => prompt.keys.length > 0);
+      const matches = prompts.map((prompt) => this.index.longestPrefix(prompt.keys, only, now, prompt.engineKeys).get(pod));
+      const predicted = prompts.reduce((sum, prompt, i) => sum + this.predictedHitTokens(matches[i]?.blocks ?? 0, prompt.promptTokens, engineBlockSize), 0);
+      this.handle.metrics.observePreciseMatch(predicted, totalTokens(blocks));
+      for (const prompt of prompts) this.recordPick(pod, prompt, this.index.longestPrefix(prompt.keys, only, now, prompt.engineKeys).get(pod));
     }
     // The request is kept until its response ends (for `responseComplete`); its token ids need not be: the index's
     // bounded ring holds those it keeps.
@@ -632,6 +636,19 @@ export class PrecisePrefixCacheScorer implements Scorer, PostCycle, PrepareReque
       ? { ...blocks, ids: NO_IDS }
       : { ...blocks, ids: NO_IDS, rest: blocks.rest.map((prompt) => ({ ...prompt, ids: NO_IDS })) });
     this.handle.metrics.setKvIndexBlocks(pod, this.index.blocksOf(pod));
+  }
+
+  /**
+   * The prompt tokens vLLM will count as prefix-cache hits of a prompt of `promptTokens` whose leading `matched`
+   * configured blocks the pod holds: whole engine blocks only, and never the prompt's last token, which vLLM recomputes
+   * for its logits (vllm/v1/core/kv_cache_manager.py get_computed_blocks @ v0.10.0: max_cache_hit_length =
+   * num_tokens - 1; its prefix_cache_stats count those hits over every prompt token). A fully cached 48-token prompt of
+   * 16-token blocks hits 32 tokens, not 48. `engineBlockSize` is the pod's vLLM block size, which a configured block
+   * of several engine blocks (many:1) is a multiple of.
+   */
+  private predictedHitTokens(matched: number, promptTokens: number, engineBlockSize: number): number {
+    const hittable = Math.floor(Math.max(0, promptTokens - 1) / engineBlockSize) * engineBlockSize;
+    return Math.min(matched * this.blockSize, hittable);
   }
 
   /** Records on `pod` a prompt routed there, which it holds `match` of. */
