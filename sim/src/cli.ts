@@ -70,6 +70,10 @@ const FLAGS: Record<string, FlagSpec> = {
   'max-num-batched-tokens': { key: 'maxNumBatchedTokens', kind: 'int', help: 'a scheduler step\'s token budget: a prefill chunk at most, and what the requests a step schedules share (with prefill lanes; default 2048)' },
   'enable-prompt-tokens-details': { key: 'enablePromptTokensDetails', kind: 'bool', help: 'report usage.prompt_tokens_details.cached_tokens, as vLLM (default off)' },
   'no-enable-prompt-tokens-details': { key: 'enablePromptTokensDetails', kind: 'no-bool', help: 'the default' },
+  // FrontendArgs `enable_request_id_headers: bool = False` (vllm/entrypoints/openai/cli_args.py @ v0.10.0), added
+  // through get_kwargs: a BooleanOptionalAction pair.
+  'enable-request-id-headers': { key: 'enableRequestIdHeaders', kind: 'bool', help: 'send X-Request-Id on every response: the request\'s, else a fresh uuid4 hex, as vLLM\'s XRequestIdMiddleware (default off)' },
+  'no-enable-request-id-headers': { key: 'enableRequestIdHeaders', kind: 'no-bool', help: 'the default' },
   'sim-extension': { key: 'simExtension', kind: 'bool', help: 'add kvroute_sim {pod, cached_tokens, queue_time_s, ttft_s, e2e_s} to each body and last chunk (default off: exactly vLLM\'s members)' },
   'no-sim-extension': { key: 'simExtension', kind: 'no-bool', help: 'the default' },
   // vLLM's BooleanOptionalAction pair (vllm/engine/arg_utils.py @ v0.10.0, `--enable-prefix-caching` from CacheConfig's

@@ -43,6 +43,12 @@ export interface SimulatorOptions {
   /** vLLM's `--enable-prompt-tokens-details`: report `usage.prompt_tokens_details.cached_tokens` (when non-zero). */
   enablePromptTokensDetails: boolean;
   /**
+   * vLLM's `--enable-request-id-headers`: every response carries `X-Request-Id`, the request's own (even empty; the
+   * first of repeated ones) or else a fresh uuid4 hex, as vLLM's XRequestIdMiddleware appends it at the response's start
+   * (vllm/entrypoints/openai/api_server.py @ v0.10.0). @default false
+   */
+  enableRequestIdHeaders: boolean;
+  /**
    * Add the `kvroute_sim` member (pod, cached tokens, queue time, TTFT, e2e in model seconds) to each non-streaming body
    * and to the last token's chunk. Off by default, so responses carry exactly vLLM's members.
    */
@@ -173,6 +179,7 @@ export function defaultOptions(): SimulatorOptions {
     podName: process.env.POD_NAME || hostname(),
     defaultMaxTokens: 16,
     enablePromptTokensDetails: false,
+    enableRequestIdHeaders: false,
     simExtension: false,
     // None → True for a generation model on V1 (vllm/engine/arg_utils.py @ v0.10.0, _set_default_args_v1).
     enablePrefixCaching: true,
@@ -266,6 +273,7 @@ export function resolveOptions(partial: SimulatorInput = {}): SimulatorOptions {
   }
   if (typeof o.enableAutoToolChoice !== 'boolean') throw new OptionError('--enable-auto-tool-choice', 'expected a boolean');
   if (typeof o.enablePromptTokensDetails !== 'boolean') throw new OptionError('--enable-prompt-tokens-details', 'expected a boolean');
+  if (typeof o.enableRequestIdHeaders !== 'boolean') throw new OptionError('--enable-request-id-headers', 'expected a boolean');
   if (typeof o.simExtension !== 'boolean') throw new OptionError('--sim-extension', 'expected a boolean');
   if (typeof o.enablePrefixCaching !== 'boolean') throw new OptionError('--enable-prefix-caching', 'expected a boolean');
   if (typeof o.serverDevMode !== 'boolean') throw new OptionError('VLLM_SERVER_DEV_MODE', 'expected a boolean');

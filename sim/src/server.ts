@@ -157,10 +157,12 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
       if (e instanceof PlainServerError) {
         if (!res.headersSent) {
           // The exception passed through the instrumentator's middleware before Starlette's ServerErrorMiddleware,
-          // outside it, wrote this 500: it saw no response start (status 500, no Content-Length).
+          // outside it, wrote this 500: it saw no response start (status 500, no Content-Length). It is outside the
+          // CORS and X-Request-Id middlewares too, so neither adds its header.
           http.raised = true;
           res.removeHeader('access-control-allow-origin');
           res.removeHeader('vary');
+          res.removeHeader('x-request-id');
           res.writeHead(500, { 'content-type': 'text/plain; charset=utf-8', 'content-length': '21' });
           res.end('Internal Server Error');
         }
@@ -341,6 +343,11 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
     res.setHeader('x-kvroute-pod', options.podName);
     // uvicorn.Config's default server_header=True (vllm/entrypoints/launcher.py @ v0.10.0 builds it with defaults).
     res.setHeader('server', 'uvicorn');
+    // vLLM's XRequestIdMiddleware (api_server.py @ v0.10.0): build_app adds it after the API-key middleware, so it
+    // wraps that and CORS, and every response they or the routes start gets `X-Request-Id: request_headers.get(
+    // "X-Request-Id", uuid.uuid4().hex)` appended: the request's header whenever it is present, even empty (Starlette's
+    // Headers.get, the first of repeated ones), else a fresh uuid, drawn apart from the one a body's id takes.
+    if (options.enableRequestIdHeaders) res.setHeader('x-request-id', req.headersDistinct['x-request-id']?.[0] ?? randomUUIDHex());
     // uvicorn routes on the percent-decoded path (`scope["path"] = urllib.parse.unquote(raw_path)`,
     // uvicorn/protocols/http/httptools_impl.py), so `/v1/chat%2Fcompletions` is the chat route; Envoy keeps `%2F`.
     const path = pythonUnquote((req.url ?? '/').split('?')[0]!);

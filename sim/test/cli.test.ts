@@ -75,6 +75,7 @@ describe('flag parsing', () => {
       '--no-decode-prefill-interference',
       '--api-key',
       'k-1',
+      '--enable-request-id-headers',
     ]);
     expect(r).toEqual({
       kind: 'run',
@@ -126,6 +127,7 @@ describe('flag parsing', () => {
         disableLogStats: false,
         timeoutKeepAlive: 7,
         apiKey: 'k-1',
+        enableRequestIdHeaders: true,
         decodePrefillInterference: false,
       },
     });
