@@ -40,6 +40,34 @@ interface FlagSpec {
   min?: number;
 }
 
+/**
+ * The names vLLM 0.10.0's `--tool-call-parser` takes: its argparse `choices`, `ToolParserManager.tool_parsers.keys()`
+ * in the order the tool_parsers package registers them (cli_args.py @ v0.10.0, FrontendArgs.add_cli_args), as 0.10.0
+ * itself lists them refusing another name (zai-org/GLM-4.5 issue #58: "vllm serve: error: argument --tool-call-parser:
+ * invalid choice: 'glm45' (choose from 'deepseek_v3', 'glm4_moe', …)"). vLLM #21902 (merged after 0.10.0) made the
+ * list a metavar, so later releases also take names a --tool-parser-plugin registers.
+ */
+const TOOL_CALL_PARSERS = [
+  'deepseek_v3',
+  'glm4_moe',
+  'granite-20b-fc',
+  'granite',
+  'hermes',
+  'hunyuan_a13b',
+  'internlm',
+  'jamba',
+  'kimi_k2',
+  'llama4_pythonic',
+  'llama4_json',
+  'llama3_json',
+  'minimax',
+  'mistral',
+  'phi4_mini_json',
+  'pythonic',
+  'qwen3_coder',
+  'xlam',
+] as const;
+
 /** By name, without the leading dashes. */
 const FLAGS: Record<string, FlagSpec> = {
   host: { key: 'host', kind: 'string', help: 'address to bind (default 0.0.0.0)' },
@@ -92,7 +120,18 @@ const FLAGS: Record<string, FlagSpec> = {
   'max-loras': { key: 'maxLoras', kind: 'int', help: 'LoRA adapters one scheduler step serves; a request for another waits (default 1)' },
   'max-lora-rank': { inert: 'max_lora_rank', kind: 'py-int', min: 0, help: 'accepted and ignored: adapter weights are not simulated' },
   'max-cpu-loras': { inert: 'max_cpu_loras', kind: 'py-int', min: 0, help: 'accepted and ignored: adapters are never evicted to CPU here' },
-  'enable-auto-tool-choice': { key: 'enableAutoToolChoice', kind: 'bool', help: 'accept tool_choice "auto" (vLLM needs it with --tool-call-parser; default off: 400)' },
+  // FrontendArgs `enable_auto_tool_choice: bool = False` (vllm/entrypoints/openai/cli_args.py @ v0.10.0): a
+  // BooleanOptionalAction pair. Only with --tool-call-parser (parseCli, validate_parsed_serve_args).
+  'enable-auto-tool-choice': { key: 'enableAutoToolChoice', kind: 'bool', help: 'accept tool_choice "auto"; needs --tool-call-parser, as vLLM (default off: 400)' },
+  'no-enable-auto-tool-choice': { key: 'enableAutoToolChoice', kind: 'no-bool', help: 'the default' },
+  // FrontendArgs `tool_call_parser: Optional[str] = None`, whose argparse `choices` FrontendArgs.add_cli_args sets to
+  // the registered parsers in 0.10.0 (a metavar only from vLLM #21902, after 0.10.0; TOOL_CALL_PARSERS).
+  'tool-call-parser': {
+    inert: 'tool_call_parser',
+    kind: 'choice',
+    choices: TOOL_CALL_PARSERS,
+    help: 'one of vLLM 0.10.0\'s tool parsers (hermes for Qwen3); required by --enable-auto-tool-choice, else ignored: tool calls are not parsed from generated text here',
+  },
   // vLLM 0.10.0's own flags that change something the simulator shows (vllm/engine/arg_utils.py @ 6eca337ce).
   // `swap_space: float = CacheConfig.swap_space` (line 319, added at 676; argparse type=float from _compute_kwargs):
   // V1 preempts by recompute only, so it swaps nothing, but cache_config_info reports swap_space and swap_space_bytes.
@@ -227,6 +266,11 @@ export function parseCli(argv: readonly string[]): CliResult {
     // before; like any repeated flag here, refused.
     if (given[flag.slice(2)]) throw new OptionError(flag, 'given more than once (as JSON and as dotted keys)');
     set(flag, spec, value);
+  }
+  // validate_parsed_serve_args (cli_args.py @ v0.10.0), which `vllm serve` runs before starting anything: `if
+  // args.enable_auto_tool_choice and not args.tool_call_parser: raise TypeError(...)`.
+  if (partial.enableAutoToolChoice && !setBy.has('tool_call_parser')) {
+    throw new OptionError('--enable-auto-tool-choice', 'Error: --enable-auto-tool-choice requires --tool-call-parser');
   }
   // `args.api_key or envs.VLLM_API_KEY` (api_server.py @ v0.10.0): the flag's key when it is one, else the variable's.
   if (!partial.apiKey && process.env.VLLM_API_KEY) partial.apiKey = process.env.VLLM_API_KEY;

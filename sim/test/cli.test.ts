@@ -69,6 +69,8 @@ describe('flag parsing', () => {
       '--max-lora-rank',
       '64',
       '--enable-auto-tool-choice',
+      '--tool-call-parser',
+      'hermes',
       '--no-enable-prefix-caching',
       '--timeout-keep-alive',
       '7',

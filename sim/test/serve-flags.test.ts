@@ -94,3 +94,46 @@ describe('without --enable-request-id-headers no X-Request-Id is sent (vLLM v0.1
     }
   });
 });
+
+// vLLM v0.10.0 vllm/entrypoints/openai/cli_args.py: FrontendArgs `tool_call_parser: Optional[str] = None` with argparse
+// `choices` = the registered tool parsers (a metavar only from vLLM #21902, after 0.10.0), and
+// validate_parsed_serve_args: `if args.enable_auto_tool_choice and not args.tool_call_parser: raise TypeError("Error:
+// --enable-auto-tool-choice requires --tool-call-parser")`. So `--enable-auto-tool-choice --tool-call-parser hermes`
+// (how Qwen3 is served with tools) is the command line that accepts tool_choice "auto".
+describe('--enable-auto-tool-choice with --tool-call-parser (cli_args.py @ v0.10.0 validate_parsed_serve_args)', () => {
+  const tools = [{ type: 'function', function: { name: 'get_weather', parameters: { type: 'object', properties: { city: { type: 'string' } } } } }];
+  const withTools = { model: MODEL, messages: [{ role: 'user', content: 'Hi' }], max_tokens: 4, tools };
+
+  it('accepts the pair, and then serves tool_choice "auto"', async () => {
+    const sim = await startFromCli([MODEL, '--enable-auto-tool-choice', '--tool-call-parser', 'hermes']);
+    try {
+      const r = await post(sim, '/v1/chat/completions', withTools);
+      expect(r.status).toBe(200);
+      await r.text();
+    } finally {
+      await sim.close();
+    }
+  });
+
+  it('a parser alone changes nothing: tool_choice "auto" is still the 400 naming both flags', async () => {
+    const sim = await startFromCli([MODEL, '--tool-call-parser=qwen3_coder', '--no-enable-auto-tool-choice']);
+    try {
+      const r = await post(sim, '/v1/chat/completions', withTools);
+      expect(r.status).toBe(400);
+      expect(((await r.json()) as { message: string }).message).toMatch(/requires --enable-auto-tool-choice and --tool-call-parser/);
+    } finally {
+      await sim.close();
+    }
+  });
+
+  it('refuses --enable-auto-tool-choice without a parser, as vLLM stops at start-up', () => {
+    expect(() => parseCli([MODEL, '--enable-auto-tool-choice'])).toThrow(/--enable-auto-tool-choice requires --tool-call-parser/);
+  });
+
+  it("refuses a name outside 0.10.0's parsers, as its argparse choices do", () => {
+    expect(() => parseCli([MODEL, '--tool-call-parser', 'glm45', '--enable-auto-tool-choice'])).toThrow(
+      /--tool-call-parser: invalid choice: "glm45" \(choose from deepseek_v3, glm4_moe, granite-20b-fc, granite, hermes, hunyuan_a13b, internlm, jamba, kimi_k2, llama4_pythonic, llama4_json, llama3_json, minimax, mistral, phi4_mini_json, pythonic, qwen3_coder, xlam\)/,
+    );
+    expect(() => parseCli([MODEL, '--tool-call-parser', 'None'])).toThrow(/invalid choice/);
+  });
+});
