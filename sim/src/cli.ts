@@ -171,6 +171,12 @@ const FLAGS: Record<string, FlagSpec> = {
   // 129), added through get_kwargs: BooleanOptionalAction. One of the server setups vLLM's own metrics test starts.
   'disable-frontend-multiprocessing': { inert: 'disable_frontend_multiprocessing', kind: 'bool', help: 'accepted and ignored: the simulator is one process either way' },
   'no-disable-frontend-multiprocessing': { inert: 'disable_frontend_multiprocessing', kind: 'no-bool', help: 'accepted and ignored (the default)' },
+  // `enable_sleep_mode: bool = ModelConfig.enable_sleep_mode` (False): BooleanOptionalAction. It only makes the workers
+  // allocate weights and KV cache from the CuMemAllocator pools; the dev-mode /sleep never reads it (api_server.py →
+  // executor_base.py `sleep`, which marks every tag asleep; gpu_worker.py `sleep` then frees whatever the pools hold,
+  // nothing without the flag), so the simulator's /sleep, /wake_up and /is_sleeping behave alike either way.
+  'enable-sleep-mode': { inert: 'enable_sleep_mode', kind: 'bool', help: 'accepted and ignored: vLLM 0.10.0\'s dev-mode /sleep does not read it, and no memory is simulated' },
+  'no-enable-sleep-mode': { inert: 'enable_sleep_mode', kind: 'no-bool', help: 'accepted and ignored (the default)' },
   // `trust_remote_code: bool` (line 277, added at 468): BooleanOptionalAction.
   'trust-remote-code': { inert: 'trust_remote_code', kind: 'bool', help: 'accepted and ignored: Qwen3 needs no remote code, and the tokenizer is bundled' },
   'no-trust-remote-code': { inert: 'trust_remote_code', kind: 'no-bool', help: 'accepted and ignored (the default)' },

@@ -137,3 +137,29 @@ describe('--enable-auto-tool-choice with --tool-call-parser (cli_args.py @ v0.10
     expect(() => parseCli([MODEL, '--tool-call-parser', 'None'])).toThrow(/invalid choice/);
   });
 });
+
+// llm-d-inference-sim v0.10.2 pkg/tests/http_server_test.go Context("sleep mode") "Should enter sleep mode and wake up":
+// `--enable-sleep-mode` with VLLM_SERVER_DEV_MODE=1, then POST /sleep → /is_sleeping true, POST /wake_up → false.
+// vLLM v0.10.0: `--enable-sleep-mode` is EngineArgs.enable_sleep_mode (vllm/engine/arg_utils.py, a BooleanOptionalAction
+// from ModelConfig's bool). The dev-mode /sleep (api_server.py) reaches the executor's sleep (executor_base.py), which
+// marks every tag asleep without reading the flag; the flag only decides whether the CuMem pools the worker's sleep
+// frees hold anything. So, unlike llm-d-inference-sim's "Should not enter sleep mode without the flag", a vLLM started
+// without it is asleep after /sleep too.
+describe('--enable-sleep-mode (arg_utils.py EngineArgs.enable_sleep_mode @ v0.10.0; llm-d-inference-sim http_server_test.go)', () => {
+  it.each([[['--enable-sleep-mode']], [['--no-enable-sleep-mode']], [[]]])('%j: accepted, and /sleep then /wake_up work in dev mode', async (flags) => {
+    const sim = await startFromCli([MODEL, ...flags], { serverDevMode: true });
+    try {
+      expect((await http(sim.url, 'POST', '/sleep')).status).toBe(200);
+      expect((await http(sim.url, 'GET', '/is_sleeping')).json()).toEqual({ is_sleeping: true });
+      expect((await http(sim.url, 'POST', '/wake_up')).status).toBe(200);
+      expect((await http(sim.url, 'GET', '/is_sleeping')).json()).toEqual({ is_sleeping: false });
+    } finally {
+      await sim.close();
+    }
+  });
+
+  it('takes no value (argparse BooleanOptionalAction); the pair conflicts, as every pair of flags here', () => {
+    expect(() => parseCli([MODEL, '--enable-sleep-mode=1'])).toThrow(/--enable-sleep-mode: takes no value/);
+    expect(() => parseCli([MODEL, '--enable-sleep-mode', '--no-enable-sleep-mode'])).toThrow(/conflicts with --enable-sleep-mode/);
+  });
+});
