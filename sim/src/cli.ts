@@ -90,6 +90,12 @@ const FLAGS: Record<string, FlagSpec> = {
   'no-decode-prefill-interference': { key: 'decodePrefillInterference', kind: 'no-bool', help: 'the pre-audit-23 model: decode every --itl-ms whatever prefills, a step\'s prefills one after another' },
   'time-scale': { key: 'timeScale', kind: 'float', help: 'run N× faster than real time; reported times stay in model seconds (default 1)' },
   'api-key': { key: 'apiKey', kind: 'optional-string', help: 'require "Authorization: Bearer <key>" on /v1 paths (401 otherwise), as vLLM (default $VLLM_API_KEY or none)' },
+  // FrontendArgs (cli_args.py @ v0.10.0) `ssl_keyfile`, `ssl_certfile`, `ssl_ca_certs: Optional[str] = None`
+  // (optional_type(str)) and `ssl_cert_reqs: int = int(ssl.CERT_NONE)` (type=int), which run_server hands to uvicorn.
+  'ssl-keyfile': { key: 'sslKeyfile', kind: 'optional-string', help: 'the private key\'s PEM file; needs --ssl-certfile' },
+  'ssl-certfile': { key: 'sslCertfile', kind: 'optional-string', help: 'serve HTTPS with this PEM certificate (chain); the key too, without --ssl-keyfile' },
+  'ssl-ca-certs': { key: 'sslCaCerts', kind: 'optional-string', help: 'PEM CAs that client certificates are verified against' },
+  'ssl-cert-reqs': { key: 'sslCertReqs', kind: 'py-int', help: 'client certificates: 0 not asked for (default), 1 optional, 2 required (Python\'s ssl.VerifyMode)' },
   'pod-name': { key: 'podName', kind: 'string', help: 'name reported in x-kvroute-pod and logs (default $POD_NAME or hostname)' },
   'default-max-tokens': { key: 'defaultMaxTokens', kind: 'int', help: 'max_tokens when a request omits it (default 16)' },
   // argparse type=int and no range check in vLLM 0.10.0 (SchedulerConfig._verify_args checks it against max_model_len

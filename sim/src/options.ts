@@ -125,6 +125,21 @@ export interface SimulatorOptions {
    */
   timeoutKeepAlive: number;
   /**
+   * vLLM's `--ssl-keyfile` and `--ssl-certfile` (FrontendArgs, passed by run_server to uvicorn, api_server.py @
+   * v0.10.0): with a certificate file the API is served over HTTPS. As uvicorn's Config.load has it, a key file needs a
+   * certificate file (`assert self.ssl_certfile`), and without a key file the private key is read from the certificate
+   * file (`load_cert_chain(certfile, keyfile)`). Paths, read when the server starts. @default null
+   */
+  sslKeyfile: string | null;
+  sslCertfile: string | null;
+  /** vLLM's `--ssl-ca-certs`: the CAs client certificates are verified against (`load_verify_locations`). @default null */
+  sslCaCerts: string | null;
+  /**
+   * vLLM's `--ssl-cert-reqs`, Python's `ssl.VerifyMode`: 0 `CERT_NONE` (no client certificate asked for), 1
+   * `CERT_OPTIONAL` (asked for, not required), 2 `CERT_REQUIRED` (a handshake without a valid one fails). @default 0
+   */
+  sslCertReqs: number;
+  /**
    * vLLM's `--api-key`: with a key, a request whose path starts with `/v1` (any method but OPTIONS) must carry
    * `Authorization: Bearer <key>`, else it is answered 401 `{"error":"Unauthorized"}` before routing, CORS included
    * (vllm/entrypoints/openai/api_server.py @ v0.10.0 `AuthenticationMiddleware`, added after CORSMiddleware so it runs
@@ -206,6 +221,11 @@ export function defaultOptions(): SimulatorOptions {
     timeoutKeepAlive: 5,
     // parseCli reads $VLLM_API_KEY when the flag is absent.
     apiKey: null,
+    sslKeyfile: null,
+    sslCertfile: null,
+    sslCaCerts: null,
+    // FrontendArgs `ssl_cert_reqs: int = int(ssl.CERT_NONE)` (cli_args.py @ v0.10.0).
+    sslCertReqs: 0,
     decodePrefillInterference: true,
   };
 }
@@ -283,6 +303,18 @@ export function resolveOptions(partial: SimulatorInput = {}): SimulatorOptions {
   // timers take (2^31 - 1 ms).
   if (!Number.isInteger(o.timeoutKeepAlive) || o.timeoutKeepAlive < 1 || o.timeoutKeepAlive > 2_147_483) {
     throw new OptionError('--timeout-keep-alive', `expected a whole number of seconds in [1, 2147483] (uvicorn's timeout_keep_alive; vLLM's default 5), got ${o.timeoutKeepAlive}`);
+  }
+  for (const [flag, v] of [['--ssl-keyfile', o.sslKeyfile], ['--ssl-certfile', o.sslCertfile], ['--ssl-ca-certs', o.sslCaCerts]] as const) {
+    if (v !== null && (typeof v !== 'string' || v.length === 0)) throw new OptionError(flag, 'expected a file path');
+  }
+  // uvicorn's Config.load: TLS is on when either file is given, and then `assert self.ssl_certfile`.
+  if (o.sslKeyfile !== null && o.sslCertfile === null) {
+    throw new OptionError('--ssl-keyfile', 'needs --ssl-certfile: uvicorn serves TLS with a certificate file, and asserts one whenever --ssl-keyfile is given');
+  }
+  // `ssl.VerifyMode(cert_reqs)` raises ValueError for anything else when uvicorn builds its SSL context, which it does
+  // only with TLS on.
+  if (o.sslCertfile !== null && ![0, 1, 2].includes(o.sslCertReqs)) {
+    throw new OptionError('--ssl-cert-reqs', `expected 0 (CERT_NONE), 1 (CERT_OPTIONAL) or 2 (CERT_REQUIRED), Python's ssl.VerifyMode, got ${o.sslCertReqs}`);
   }
   if (typeof o.decodePrefillInterference !== 'boolean') throw new OptionError('--decode-prefill-interference', 'expected a boolean');
   if (typeof o.disableLogStats !== 'boolean') throw new OptionError('--disable-log-stats', 'expected a boolean');

@@ -1,5 +1,8 @@
 import { randomUUID } from 'node:crypto';
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { readFileSync } from 'node:fs';
+import { createServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer, type ServerOptions as HttpsServerOptions } from 'node:https';
+import { createSecureContext } from 'node:tls';
 import type { AddressInfo, Socket } from 'node:net';
 import { gzipSync } from 'node:zlib';
 import { RealtimeClock, type SimClock } from './clock';
@@ -39,7 +42,7 @@ import {
 } from './openai';
 import { pythonJsonDumps } from '@kvroute/protocol/openai';
 import { parseRequiredCalls, requiredStreamDelta, toolOutput, type ToolOutput } from './tool-calls';
-import { resolveOptions, type SimulatorInput, type SimulatorOptions } from './options';
+import { OptionError, resolveOptions, type SimulatorInput, type SimulatorOptions } from './options';
 import { loadQwen3Tokenizer, type SimTokenizer } from './tokenizer';
 import { ServedModels } from './served-models';
 import {
@@ -63,7 +66,7 @@ export interface StartOptions extends SimulatorInput {
 export interface Simulator {
   readonly port: number;
   readonly host: string;
-  /** Base URL, e.g. http://127.0.0.1:43817 */
+  /** Base URL, e.g. http://127.0.0.1:43817 (https: with --ssl-certfile) */
   readonly url: string;
   readonly options: SimulatorOptions;
   readonly engine: Engine;
@@ -83,6 +86,8 @@ const MAX_BODY_BYTES = 32 * 1024 * 1024;
 export async function startSimulator(start: StartOptions = {}): Promise<Simulator> {
   const { clock: injectedClock, ...partial } = start;
   const options = resolveOptions(partial);
+  // Read before anything is started, so a bad file stops the start as uvicorn's does, leaving nothing open.
+  const tls = options.sslCertfile === null ? null : tlsServerOptions(options);
   const tokenizer = loadQwen3Tokenizer();
   const clock = injectedClock ?? new RealtimeClock(options.timeScale);
   const generation = generationOf(options.prefixCachingHashAlgo);
@@ -140,12 +145,14 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
   }
   const eng = engine;
   const models = new ServedModels(options);
+  /** uvicorn's `scope["scheme"]`, which Starlette's redirects build their URLs with. */
+  const scheme = tls === null ? 'http' : 'https';
   /** The executor's `sleeping_tags` (POST /sleep, /wake_up): asleep while any is left. */
   let sleepingTags = new Set<string>();
   const inflight = new Set<Promise<void>>();
   let draining = false;
 
-  const server = createServer((req, res) => {
+  const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
     const http = instrumentRequest(req, res);
     httpTimings.set(res, http);
     const done = handle(req, res, http).catch((e: unknown) => {
@@ -174,7 +181,8 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
     });
     inflight.add(done);
     void done.finally(() => inflight.delete(done));
-  });
+  };
+  const server: HttpServer = tls === null ? createServer(onRequest) : createHttpsServer(tls, onRequest);
   // uvicorn closes a connection idle for timeout_keep_alive seconds: vLLM's VLLM_HTTP_TIMEOUT_KEEP_ALIVE, 5 by default
   // (vllm/envs.py @ v0.10.0 L602-603; vllm/entrypoints/openai/api_server.py @ v0.10.0 L1832). Until audit 23 the sim
   // kept idle connections 65 s, so a client pooling them longer than 5 s never met the resets real vLLM gives it.
@@ -408,7 +416,7 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
         if (routeOf(stripped) !== undefined) {
           const query = (req.url ?? '').includes('?') ? (req.url ?? '').slice((req.url ?? '').indexOf('?')) : '';
           const host = req.headers.host ?? `${options.host}:${options.port}`;
-          res.writeHead(307, { location: `http://${host}${stripped}${query}`, 'content-length': '0' });
+          res.writeHead(307, { location: `${scheme}://${host}${stripped}${query}`, 'content-length': '0' });
           res.end();
           return;
         }
@@ -1155,7 +1163,7 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
   return {
     port: addr.port,
     host: options.host,
-    url: `http://${urlHost === '0.0.0.0' ? '127.0.0.1' : urlHost}:${addr.port}`,
+    url: `${scheme}://${urlHost === '0.0.0.0' ? '127.0.0.1' : urlHost}:${addr.port}`,
     options,
     engine: eng,
     metrics,
@@ -1184,6 +1192,40 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
       return closing;
     },
   };
+}
+
+/**
+ * The TLS side of vLLM's `--ssl-*` flags as uvicorn builds it (uvicorn/config.py create_ssl_context, from vLLM's
+ * run_server → serve_http @ v0.10.0): `load_cert_chain(certfile, keyfile)` (without a key file, the key is read from
+ * the certificate file; OpenSSL's PEM reader skips the blocks of the other kind, so the same file serves as both here),
+ * `verify_mode = ssl.VerifyMode(cert_reqs)`, `load_verify_locations(ca_certs)` when given. A file that cannot be read or
+ * a key that does not fit stops the start. Differences: with CERT_OPTIONAL Node accepts a client certificate that fails
+ * verification where Python ends the handshake, and without --ssl-ca-certs Node verifies client certificates against
+ * its bundled root CAs where uvicorn's context has none.
+ */
+function tlsServerOptions(o: SimulatorOptions): HttpsServerOptions {
+  const read = (flag: string, path: string): Buffer => {
+    try {
+      return readFileSync(path);
+    } catch (e) {
+      throw new OptionError(flag, `cannot read ${JSON.stringify(path)}: ${(e as Error).message}`);
+    }
+  };
+  const cert = read('--ssl-certfile', o.sslCertfile as string);
+  const tls: HttpsServerOptions = {
+    cert,
+    key: o.sslKeyfile === null ? cert : read('--ssl-keyfile', o.sslKeyfile),
+    ...(o.sslCaCerts === null ? {} : { ca: read('--ssl-ca-certs', o.sslCaCerts) }),
+    requestCert: o.sslCertReqs !== 0,
+    rejectUnauthorized: o.sslCertReqs === 2,
+  };
+  try {
+    createSecureContext(tls);
+  } catch (e) {
+    const pair = o.sslKeyfile === null ? 'and no --ssl-keyfile (the key is then read from the certificate file)' : `and --ssl-keyfile ${JSON.stringify(o.sslKeyfile)}`;
+    throw new OptionError('--ssl-certfile', `${JSON.stringify(o.sslCertfile)} ${pair}: ${(e as Error).message}`);
+  }
+  return tls;
 }
 
 /** Routes vLLM registers only when VLLM_SERVER_DEV_MODE is set (api_server.py @ v0.10.0). */

@@ -78,6 +78,13 @@ describe('flag parsing', () => {
       '--api-key',
       'k-1',
       '--enable-request-id-headers',
+      '--ssl-certfile=/tls/cert.pem',
+      '--ssl-keyfile',
+      '/tls/key.pem',
+      '--ssl-ca-certs',
+      '/tls/ca.pem',
+      '--ssl-cert-reqs',
+      '1',
     ]);
     expect(r).toEqual({
       kind: 'run',
@@ -130,6 +137,10 @@ describe('flag parsing', () => {
         timeoutKeepAlive: 7,
         apiKey: 'k-1',
         enableRequestIdHeaders: true,
+        sslCertfile: '/tls/cert.pem',
+        sslKeyfile: '/tls/key.pem',
+        sslCaCerts: '/tls/ca.pem',
+        sslCertReqs: 1,
         decodePrefillInterference: false,
       },
     });

@@ -3,6 +3,11 @@
  * from a command line, over real HTTP on loopback (as api.test.ts). Cases from llm-d-inference-sim v0.10.2's
  * pkg/tests/http_server_test.go where vLLM v0.10.0 agrees with them.
  */
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import { request as httpsRequest } from 'node:https';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import { parseCli } from '../src/cli';
 import { startSimulator, type Simulator } from '../src/server';
 import { http } from './helpers';
@@ -161,5 +166,93 @@ describe('--enable-sleep-mode (arg_utils.py EngineArgs.enable_sleep_mode @ v0.10
   it('takes no value (argparse BooleanOptionalAction); the pair conflicts, as every pair of flags here', () => {
     expect(() => parseCli([MODEL, '--enable-sleep-mode=1'])).toThrow(/--enable-sleep-mode: takes no value/);
     expect(() => parseCli([MODEL, '--enable-sleep-mode', '--no-enable-sleep-mode'])).toThrow(/conflicts with --enable-sleep-mode/);
+  });
+});
+
+// llm-d-inference-sim v0.10.2 pkg/tests/http_server_test.go Context("SSL/HTTPS Configuration") "Should start HTTPS
+// server with provided SSL certificates". vLLM v0.10.0 cli_args.py FrontendArgs ssl_keyfile / ssl_certfile /
+// ssl_ca_certs / ssl_cert_reqs, which api_server.py run_server passes through serve_http to uvicorn: Config.load turns
+// TLS on when either file is given and asserts ssl_certfile; create_ssl_context does load_cert_chain(certfile, keyfile)
+// (no key file: the key is read from the certificate file), verify_mode = ssl.VerifyMode(cert_reqs) and
+// load_verify_locations(ca_certs).
+describe('--ssl-keyfile / --ssl-certfile / --ssl-ca-certs / --ssl-cert-reqs (cli_args.py, api_server.py run_server → uvicorn @ v0.10.0)', () => {
+  let dir: string;
+  let key: string;
+  let cert: string;
+  beforeAll(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sim-tls-'));
+    key = path.join(dir, 'key.pem');
+    cert = path.join(dir, 'cert.pem');
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=localhost'], { stdio: 'ignore' });
+  });
+  afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  /** A GET over TLS, trusting any server certificate; `client` presents a client certificate. */
+  const get = (sim: Simulator, p: string, client: { key?: Buffer; cert?: Buffer } = {}) =>
+    new Promise<{ status: number; body: string; location: string | undefined }>((resolve, reject) => {
+      const { port } = new URL(sim.url);
+      httpsRequest({ host: '127.0.0.1', port, path: p, rejectUnauthorized: false, agent: false, ...client }, (res) => {
+        let body = '';
+        res.on('data', (c: Buffer) => (body += c.toString()));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body, location: res.headers.location }));
+      })
+        .on('error', reject)
+        .end();
+    });
+
+  it('serves /health and /v1/models over HTTPS, and redirects to https URLs', async () => {
+    const sim = await startFromCli([MODEL, '--ssl-keyfile', key, '--ssl-certfile', cert]);
+    try {
+      expect(sim.url).toMatch(/^https:\/\/127\.0\.0\.1:\d+$/);
+      expect((await get(sim, '/health')).status).toBe(200);
+      const models = await get(sim, '/v1/models');
+      expect(models.status).toBe(200);
+      expect((JSON.parse(models.body) as { data: { id: string }[] }).data[0]!.id).toBe(MODEL);
+      await expect(fetch(sim.url.replace('https:', 'http:') + '/health')).rejects.toThrow();
+      // Starlette's redirect_slashes builds the URL from the scope's scheme, https under uvicorn's TLS.
+      const redirect = await get(sim, '/v1/models/');
+      expect(redirect.status).toBe(307);
+      expect(redirect.location).toMatch(/^https:\/\/127\.0\.0\.1:\d+\/v1\/models$/);
+    } finally {
+      await sim.close();
+    }
+  });
+
+  it('takes the key from the certificate file when no key file is given, as load_cert_chain(certfile, None) does', async () => {
+    const both = path.join(dir, 'both.pem');
+    fs.writeFileSync(both, Buffer.concat([fs.readFileSync(cert), fs.readFileSync(key)]));
+    const sim = await startFromCli([MODEL, '--ssl-certfile', both]);
+    try {
+      expect((await get(sim, '/health')).status).toBe(200);
+    } finally {
+      await sim.close();
+    }
+  });
+
+  it('--ssl-cert-reqs 2 with --ssl-ca-certs: a client without a verified certificate fails the handshake', async () => {
+    const sim = await startFromCli([MODEL, '--ssl-keyfile', key, '--ssl-certfile', cert, '--ssl-ca-certs', cert, '--ssl-cert-reqs', '2']);
+    try {
+      expect((await get(sim, '/health', { key: fs.readFileSync(key), cert: fs.readFileSync(cert) })).status).toBe(200);
+      await expect(get(sim, '/health')).rejects.toThrow();
+    } finally {
+      await sim.close();
+    }
+  });
+
+  it('refuses a key file without a certificate file, a certificate file without a key, unreadable files, and a cert_reqs ssl.VerifyMode refuses', async () => {
+    expect(() => parseCli([MODEL, '--ssl-keyfile', key])).toThrow(/--ssl-keyfile: needs --ssl-certfile/);
+    expect(() => parseCli([MODEL, '--ssl-certfile', cert, '--ssl-cert-reqs', '3'])).toThrow(/--ssl-cert-reqs: expected 0 \(CERT_NONE\), 1 \(CERT_OPTIONAL\) or 2 \(CERT_REQUIRED\)/);
+    await expect(startFromCli([MODEL, '--ssl-certfile', cert])).rejects.toThrow(/--ssl-certfile: .* and no --ssl-keyfile \(the key is then read from the certificate file\)/);
+    await expect(startFromCli([MODEL, '--ssl-certfile', path.join(dir, 'absent.pem'), '--ssl-keyfile', key])).rejects.toThrow(/--ssl-certfile: cannot read/);
+  });
+
+  it('without the files the server is plain HTTP, whatever --ssl-cert-reqs says (uvicorn reads it only with TLS on)', async () => {
+    const sim = await startFromCli([MODEL, '--ssl-cert-reqs', '3', '--ssl-keyfile', 'None']);
+    try {
+      expect(sim.url).toMatch(/^http:/);
+      expect((await http(sim.url, 'GET', '/health')).status).toBe(200);
+    } finally {
+      await sim.close();
+    }
   });
 });
