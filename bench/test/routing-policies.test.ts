@@ -284,7 +284,9 @@ describe('the policy catalogue', () => {
     const policy = routingPolicy('kvroute-precise-lru', { seed: 1, sglang: {} });
     if (policy.kind !== 'epp' || policy.precise !== true || policy.configTransform === undefined) throw new Error('expected a precise EPP policy with a transform');
     const config = policy.configTransform(precise);
-    expect(config.plugins.find((p) => p.type === 'no-hit-lru-scorer')).toEqual(defaultEndpointPickerConfig().plugins.find((p) => p.type === 'no-hit-lru-scorer'));
+    // Naming the precise scorer, whose match it read when measured (one naming none reads the default approximate producer).
+    const lru = defaultEndpointPickerConfig().plugins.find((p) => p.type === 'no-hit-lru-scorer')!;
+    expect(config.plugins.find((p) => p.type === 'no-hit-lru-scorer')).toEqual({ ...lru, parameters: { ...lru.parameters, prefixMatchInfoProducerName: 'precise-prefix-cache-scorer' } });
     const refs = config.schedulingProfiles[0]!.plugins;
     const at = refs.findIndex((r) => r.pluginRef === 'precise-prefix-cache-scorer');
     expect(refs[at + 1]).toEqual({ pluginRef: 'no-hit-lru-scorer', weight: 4 });

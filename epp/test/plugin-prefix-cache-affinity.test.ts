@@ -406,7 +406,9 @@ schedulingProfiles:
 
 describe('inflight-load-producer counts', () => {
   function producer(now: { t: number }, reader = true) {
-    const config = validateEndpointPickerConfig({ apiVersion: 'llm-d.ai/v1alpha1', kind: 'EndpointPickerConfig', plugins: [{ type: 'inflight-load-producer' }, { type: 'max-score-picker' }] });
+    // The prefix-cache-scorer is the default producer the load producer reads (llm-d-router v0.10.0
+    // inflightload/producer.go: PrefixCacheMatchInfoDataKey.WithNonEmptyProducerName("")); without one it discounts nothing.
+    const config = validateEndpointPickerConfig({ apiVersion: 'llm-d.ai/v1alpha1', kind: 'EndpointPickerConfig', plugins: [{ type: 'inflight-load-producer' }, { type: 'prefix-cache-scorer' }, { type: 'max-score-picker' }] });
     const scheduler = buildScheduler(config, { now: () => now.t });
     const p = scheduler.plugin('inflight-load-producer') as InFlightLoadProducer;
     if (reader) p.addReader();
@@ -416,7 +418,7 @@ describe('inflight-load-producer counts', () => {
     const req: LLMRequest = { ...request(prompt), requestId: id };
     const result: SchedulingResult = {
       target, profile: 'default', scores: new Map(),
-      prefixMatch: { unit: 'characters', promptLength: prompt.length, cachedLength: new Map([[target.endpoint.key, cached]]) },
+      prefixMatch: { producer: 'prefix-cache-scorer', unit: 'characters', promptLength: prompt.length, cachedLength: new Map([[target.endpoint.key, cached]]) },
     };
     p.preRequest(req, result);
     return req;
@@ -603,9 +605,10 @@ describe('prefix-cache-affinity-filter with a precise scorer outside its profile
         return candidates.map((c) => (c.endpoint.name === 'p1' ? 1 : 0));
       },
     };
+    // Named: a filter naming none reads upstream's default approximate producer instead (plugin-prefix-cache-affinity-precise.test.ts).
     const scheduler = buildScheduler(parseEndpointPickerConfig(`${HEADER}plugins:
 - type: prefix-cache-affinity-filter
-  parameters: { maxTTFTPenaltyMs: 0 }
+  parameters: { maxTTFTPenaltyMs: 0, prefixMatchInfoProducerName: precise-prefix-cache-scorer }
 - type: precise-prefix-cache-scorer
   parameters: { kvEventsConfig: { discoverPods: false, zmqEndpoint: "tcp://127.0.0.1:0" } }
 - type: max-score-picker

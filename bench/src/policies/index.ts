@@ -190,14 +190,16 @@ function withPluginParameter(config: EndpointPickerConfig, type: string, key: st
 
 /**
  * The precise config with the default's `no-hit-lru-scorer` (its parameters, weight 4) right after the precise scorer,
- * whose prefix match it reads to tell a cold request.
+ * whose prefix match it reads to tell a cold request: named, since one naming no producer reads upstream's default
+ * approximate producer (llm-d-router v0.10.0 `nohitlru/no_hit_lru.go`), as measured in session 39 it read the precise one.
  */
 function withPreciseNoHitLru(config: EndpointPickerConfig): EndpointPickerConfig {
   const noHitLru = defaultEndpointPickerConfig().plugins.find((plugin) => plugin.type === 'no-hit-lru-scorer');
   if (noHitLru === undefined) throw new Error('the default config has no no-hit-lru-scorer');
+  const readingPrecise = { ...noHitLru, parameters: { ...noHitLru.parameters, prefixMatchInfoProducerName: 'precise-prefix-cache-scorer' } };
   return validateEndpointPickerConfig({
     ...config,
-    plugins: [...config.plugins, noHitLru],
+    plugins: [...config.plugins, readingPrecise],
     schedulingProfiles: config.schedulingProfiles.map((profile) => ({
       ...profile,
       plugins: profile.plugins.flatMap((ref) => (ref.pluginRef === 'precise-prefix-cache-scorer' ? [ref, { pluginRef: noHitLru.name ?? noHitLru.type, weight: 4 }] : [ref])),

@@ -4,6 +4,7 @@ import {
   ENDPOINT_PICKER_CONFIG_API_VERSION,
   ENDPOINT_PICKER_CONFIG_KIND,
   type EndpointPickerConfig,
+  type PluginSpecFor,
 } from './types';
 
 /** The `latency-scorer` of kvroute's configs, with the reasons for its parameters. */
@@ -443,7 +444,7 @@ export function preciseEndpointPickerConfig(precise: PreciseDefaults): EndpointP
   const base = withoutNoHitLru(defaultEndpointPickerConfig());
   // The saturation filter comes from the default, in admission mode: on llm-d's ramp (`bench/README.md`,
   // poisson-groups) filter mode took precise hits from 91% to 60% and sent 22% of requests to the wait limit.
-  const plugins = base.plugins.map((p) => (p.type !== 'prefix-cache-scorer' ? p : {
+  const plugins = base.plugins.map((p) => (p.type === 'inflight-load-producer' ? inflightReadingPrecise(p) : p.type !== 'prefix-cache-scorer' ? p : {
     type: 'precise-prefix-cache-scorer' as const,
     parameters: {
       kvEventsConfig: precise.mode === 'per-pod'
@@ -474,4 +475,15 @@ export function preciseEndpointPickerConfig(precise: PreciseDefaults): EndpointP
     }),
   }));
   return validateEndpointPickerConfig({ ...base, plugins, schedulingProfiles });
+}
+
+/**
+ * The default's `inflight-load-producer` (which the loader adds for its `active-request-scorer`) discounting each
+ * pick's cached prefix by the precise scorer's match, named: one naming no producer reads upstream's default approximate
+ * producer's match (llm-d-router v0.10.0 `inflightload/producer.go`, `WithNonEmptyProducerName("")`), which this config
+ * has not, and would count every prompt whole in `llm_d_epp_inflight_tokens`; the KV events' match is what the pods
+ * actually skip.
+ */
+function inflightReadingPrecise(plugin: PluginSpecFor<'inflight-load-producer'>): PluginSpecFor<'inflight-load-producer'> {
+  return { ...plugin, parameters: { ...plugin.parameters, prefixMatchInfoProducerName: 'precise-prefix-cache-scorer' } };
 }

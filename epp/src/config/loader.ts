@@ -7,7 +7,7 @@ import { FieldReader, isPlainObject } from './fields';
 import { parseQuantity } from './quantity';
 import { parseDuration } from './duration';
 import { resolvePluginParameters } from './parameters';
-import { LLMD_BLOCK_CUT, LLMD_MAX_PREFIX_BLOCKS, LLMD_MAX_PREFIX_TOKENS, normalizeProducerForms } from './producer-form';
+import { DEFAULT_APPROX_PRODUCER_NAME, LLMD_BLOCK_CUT, LLMD_MAX_PREFIX_BLOCKS, LLMD_MAX_PREFIX_TOKENS, normalizeProducerForms } from './producer-form';
 import {
   ENDPOINT_PICKER_CONFIG_API_VERSION,
   ENDPOINT_PICKER_CONFIG_API_VERSIONS,
@@ -57,8 +57,8 @@ export function parseEndpointPickerConfig(yamlText: string): EndpointPickerConfi
  * - a plugin reading the default in-flight load (upstream's `Consumes()`: `prefix-cache-affinity-filter` whose load
  *   gate reads in-flight tokens, `utilization-filter` with an `active-requests` condition, `active-request-scorer`,
  *   `concurrency-detector`, `predicted-latency-producer`) and no `inflight-load-producer` → one is added;
- * - a `prefix-cache-affinity-filter` naming no producer and no prefix scorer → a `prefix-cache-scorer` with upstream's
- *   producer defaults, at weight 0 in the filter's profiles;
+ * - a `prefix-cache-affinity-filter`, `no-hit-lru-scorer` or `predicted-latency-producer` naming no prefix producer and
+ *   no approximate `prefix-cache-scorer` → one with upstream's producer defaults, at weight 0 in their profiles;
  * - a P/D profile handler and no prefix scorer → a `prefix-cache-scorer` in no profile, with upstream's producer defaults;
  * - every scorer reference has a weight (1 by default); weights are finite numbers, integral or not, negative ones
  *   included (a penalty: upstream takes any float64, `configloader.go` NewWeightedScorer @ llm-d-router v0.10.0);
@@ -122,7 +122,7 @@ function validateNormalized(document: unknown): EndpointPickerConfig {
   for (const profile of profiles) addDefaultPicker(profile, plugins, declaredProfiles.indexOf(profile));
   addDefaultProfileHandler(plugins, profiles);
   addInFlightLoadProducer(plugins);
-  addAffinityPrefixScorer(plugins, profiles, notes);
+  addDefaultPrefixScorer(plugins, profiles, notes);
   addPdPrefixScorer(plugins);
   // After the profiles, as GIE's ensureSaturationDetector runs after ensureSchedulingLayer: a detector the section
   // adds is not put into the defaulted profile.
@@ -913,28 +913,52 @@ function addInFlightLoadProducer(plugins: PluginSpec[]): void {
 }
 
 /**
- * A `prefix-cache-affinity-filter` naming no producer, in a config with no prefix scorer, gets a `prefix-cache-scorer`
- * with llm-d-router v0.10.0's `approx-prefix-cache-producer` defaults, listed at weight 0 in each profile listing such
- * a filter (kvroute's approximate scorer learns only the picks of the profiles that list it): upstream's filter
- * `Consumes()` PrefixCacheMatchInfo (`filter/prefixcacheaffinity/plugin.go`) and the data-layer DAG makes the key's
- * default producer when no plugin produces it (`datalayer/data_graph.go` CreateMissingDataProducers;
- * `cmd/epp/runner/runner.go` RegisterAsDefaultProducer), so the filter's README example loads there. Said in a note;
- * the rendered config shows the scorer.
+ * The readers of the prefix match that llm-d-router v0.10.0 makes require its producer (`Consumes()` Required), so that
+ * its data layer creates the default one when none is configured: `filter/prefixcacheaffinity/plugin.go`,
+ * `scorer/nohitlru/no_hit_lru.go`, `dataproducer/predictedlatency/dataproducer_hooks.go`. (`inflight-load-producer`
+ * reads it Optional: without a producer it counts the whole prompt, and so does kvroute's.)
  */
-function addAffinityPrefixScorer(plugins: PluginSpec[], profiles: SchedulingProfileSpec[], notes: string[]): void {
-  if (plugins.some((p) => p.type === 'prefix-cache-scorer' || p.type === 'precise-prefix-cache-scorer')) return;
-  const filters = plugins.filter((p) => p.type === 'prefix-cache-affinity-filter'
+const DEFAULT_PREFIX_READER_TYPES: readonly string[] = ['prefix-cache-affinity-filter', 'no-hit-lru-scorer', 'predicted-latency-producer'];
+
+/**
+ * Readers of the prefix match naming no producer (`DEFAULT_PREFIX_READER_TYPES`), in a config with no approximate
+ * `prefix-cache-scorer`, get one with llm-d-router v0.10.0's `approx-prefix-cache-producer` defaults, listed at weight 0
+ * in each profile listing such a reader (kvroute's approximate scorer learns only the picks of the profiles that list
+ * it). Upstream such a reader reads the default producer's key, `PrefixCacheMatchInfoDataKey/approx-prefix-cache-producer`
+ * (`datalayer/attribute/prefix/data_types.go`; `WithNonEmptyProducerName("")` keeps it), which a precise producer does
+ * not write (it publishes under its own name: `dataproducer/preciseprefixcache/producer.go`), and the data-layer DAG
+ * makes that producer when no plugin produces the key (`datalayer/data_graph.go` CreateMissingDataProducers;
+ * `cmd/epp/runner/runner.go` RegisterAsDefaultProducer): so beside a precise scorer as well as with no prefix scorer at
+ * all (llm-d-router's `deploy/config/sim-epp-no-hit-lru.yaml` lists a precise producer and a no-hit-lru-scorer naming
+ * none). Named `prefix-cache-scorer`, or upstream's producer name when a precise scorer merged from llm-d's form holds
+ * that one. Said in a note; the rendered config shows the scorer.
+ */
+function addDefaultPrefixScorer(plugins: PluginSpec[], profiles: SchedulingProfileSpec[], notes: string[]): void {
+  if (plugins.some((p) => p.type === 'prefix-cache-scorer')) return;
+  const readers = plugins.filter((p) => DEFAULT_PREFIX_READER_TYPES.includes(p.type)
     && ((p.parameters as { prefixMatchInfoProducerName?: string } | undefined)?.prefixMatchInfoProducerName ?? '') === '');
-  if (filters.length === 0) return;
-  const path = 'plugins (adding the prefix-cache-scorer a prefix-cache-affinity-filter reads, as upstream\'s default approx-prefix-cache-producer)';
-  // Named after its type, as ensurePlugin names what it adds.
-  ensurePlugin('prefix-cache-scorer', plugins, path, { maxPrefixTokensToMatch: LLMD_MAX_PREFIX_TOKENS, maxPrefixBlocksToMatch: LLMD_MAX_PREFIX_BLOCKS, ...LLMD_BLOCK_CUT });
-  const names = new Set(filters.map((f) => f.name));
+  if (readers.length === 0) return;
+  const name = plugins.some((p) => p.name === 'prefix-cache-scorer') ? DEFAULT_APPROX_PRODUCER_NAME : 'prefix-cache-scorer';
+  const taken = plugins.find((p) => p.name === name);
+  const path = `plugins (adding the prefix-cache-scorer ${readers.map((r) => r.type).join(', ')} read, as upstream's default approx-prefix-cache-producer)`;
+  if (taken !== undefined) throw new ConfigError(path, `the default prefix-cache-scorer would be named ${JSON.stringify(name)}, but that name is taken by a ${taken.type}`);
+  const parameters = { maxPrefixTokensToMatch: LLMD_MAX_PREFIX_TOKENS, maxPrefixBlocksToMatch: LLMD_MAX_PREFIX_BLOCKS, ...LLMD_BLOCK_CUT };
+  const added = pluginSpec('prefix-cache-scorer', name, resolvePluginParameters('prefix-cache-scorer', parameters, path));
+  addedByLoader.add(added);
+  plugins.push(added);
+  const names = new Set(readers.map((r) => r.name));
   const listing = profiles.filter((profile) => profile.plugins.some((ref) => names.has(ref.pluginRef)));
-  for (const profile of listing) profile.plugins.push({ pluginRef: 'prefix-cache-scorer', weight: 0 });
+  for (const profile of listing) {
+    // Before the first scorer reading the prefix match, which scorers publish in the order listed (`checkCycleStateOrder`).
+    const reader = profile.plugins.findIndex((ref) => {
+      const plugin = plugins.find((q) => q.name === ref.pluginRef);
+      return plugin !== undefined && pluginHasKind(plugin.type, 'scorer') && pluginCycleState(plugin.type).reads.includes('prefix-match');
+    });
+    profile.plugins.splice(reader === -1 ? profile.plugins.length : reader, 0, { pluginRef: name, weight: 0 });
+  }
   notes.push(
-    `plugins: added a prefix-cache-scorer (weight 0 in profile ${listing.map((p) => p.name).join(', ')}), which prefix-cache-affinity-filter `
-      + `${filters.map((f) => JSON.stringify(f.name)).join(', ')} reads, as llm-d-router v0.10.0's data layer adds its default approx-prefix-cache-producer`,
+    `plugins: added a prefix-cache-scorer${name !== 'prefix-cache-scorer' ? ` named ${JSON.stringify(name)}` : ''} (weight 0 in profile ${listing.map((p) => p.name).join(', ')}), which `
+      + `${readers.map((r) => `${r.type} ${JSON.stringify(r.name)}`).join(', ')} read${readers.length === 1 ? 's' : ''}, as llm-d-router v0.10.0's data layer adds its default approx-prefix-cache-producer`,
   );
 }
 

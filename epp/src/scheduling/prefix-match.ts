@@ -5,14 +5,21 @@
  * match in tokens is kept over one in characters: it is what vLLM will actually find.
  */
 import { batchPrompts, isBatch, promptOf } from '@kvroute/protocol/openai';
+import { ConfigError } from '../config/errors';
+import { DEFAULT_APPROX_PRODUCER_NAME } from '../config/producer-form';
 import type { EndpointSnapshot } from '../datastore/types';
-import { CycleState, stateKey, type CycleContext, type Plugin } from './framework';
+import { CycleState, stateKey, type CycleContext, type Plugin, type PluginHandle } from './framework';
 import { LazyReadonlyMap } from './lazy-map';
 import type { LLMRequest } from './types';
 
 export interface PrefixMatchEstimate {
   /** `characters` for the approximate `prefix-cache-scorer`, `tokens` for the `precise-prefix-cache-scorer`. */
   readonly unit: 'characters' | 'tokens';
+  /**
+   * The name of the prefix scorer that made this match, so a reader resolved to one producer can tell its match from
+   * another scorer's in the shared slot (`producerMatch`).
+   */
+  readonly producer?: string;
   /**
    * The whole prompt's length in `unit` (matches cover at most the scorer's hashed leading part of it); a batch's, all
    * its prompts' summed.
@@ -145,6 +152,48 @@ export interface PrefixMatchRatios extends Plugin {
 
 export function isPrefixMatchRatios(plugin: Plugin): plugin is PrefixMatchRatios {
   return (PREFIX_SCORER_TYPES as readonly string[]).includes(plugin.type) && typeof (plugin as Partial<PrefixMatchRatios>).matchRatios === 'function';
+}
+
+/**
+ * The prefix scorer a reader of the prefix match (`prefixMatchInfoProducerName` at `path`, value `named`) reads, as
+ * llm-d-router v0.10.0's readers key it (`PrefixCacheMatchInfoDataKey.WithNonEmptyProducerName(name)`,
+ * `framework/interface/plugin/datakey.go`): a name → that producer (an llm-d producer merged into a scorer is named by
+ * the scorer, `config/producer-form.ts`); no name → the key's default producer, `approx-prefix-cache-producer`
+ * (`datalayer/attribute/prefix/data_types.go`), whatever precise producer the config has, since the precise one
+ * publishes under its own name (`dataproducer/preciseprefixcache/producer.go`). Here that is the config's approximate
+ * `prefix-cache-scorer`; among several, the one named `prefix-cache-scorer` (the scorer that reads the default producer
+ * when llm-d's form is merged), else the one named after upstream's producer (as the loader names the one it adds
+ * beside a precise scorer named `prefix-cache-scorer`), else the name is
+ * required. Undefined when the config has no approximate scorer (the loader adds one for the readers that require the
+ * match upstream: `addDefaultPrefixScorer`).
+ * @throws ConfigError when the name is unknown, names another kind of plugin, or the default is ambiguous.
+ */
+export function resolvePrefixProducer(handle: PluginHandle, path: string, named: string): PrefixMatchRatios | undefined {
+  const plugins = [...(handle.plugins?.() ?? [])];
+  if (named !== '') {
+    const plugin = handle.plugin?.(named) ?? plugins.find((x) => x.name === named);
+    if (plugin === undefined) throw new ConfigError(path, `no plugin named ${JSON.stringify(named)}`);
+    if (!isPrefixMatchRatios(plugin)) throw new ConfigError(path, `${JSON.stringify(named)} is a ${plugin.type}; name a ${PREFIX_SCORER_TYPES.join(' or ')}`);
+    return plugin;
+  }
+  const approx = plugins.filter((x): x is PrefixMatchRatios => x.type === 'prefix-cache-scorer' && isPrefixMatchRatios(x));
+  if (approx.length <= 1) return approx[0];
+  const preferred = approx.find((x) => x.name === 'prefix-cache-scorer') ?? approx.find((x) => x.name === DEFAULT_APPROX_PRODUCER_NAME);
+  if (preferred !== undefined) return preferred;
+  throw new ConfigError(path, `the config has several prefix-cache-scorers (${approx.map((x) => x.name).join(', ')}) and none reads upstream's default producer: name the one to read`);
+}
+
+/**
+ * `source`'s match of the prompt on `candidates` in this cycle: the one it published in the cycle's slot over these very
+ * candidates, else asked of it in a cycle state of the reader's own (the profile's state, and what the scorer learns at
+ * post-cycle, stay its own run's). Never another scorer's match, which the slot may hold instead.
+ */
+export function producerMatch(cycle: CycleContext, source: PrefixMatchRatios, candidates: readonly EndpointSnapshot[]): PrefixMatchEstimate | undefined {
+  const published = cycle.state.get(PREFIX_MATCH);
+  if (published?.producer === source.name && published.byCandidate?.candidates === candidates) return published;
+  const scratch: CycleContext = { request: cycle.request, state: new CycleState() };
+  source.matchRatios(scratch, candidates);
+  return scratch.state.get(PREFIX_MATCH);
 }
 
 /** A prefix scorer that records a pick made by a profile not listing it (the approximate one: `PrefixCacheScorer`). */

@@ -7,7 +7,7 @@ import { REQUEST_FLOW_LABELS, type PostResponse, type PreRequest, type ResponseC
 import { CycleState, stateKey, type PluginHandle } from '../framework';
 import type { GaugeSeries, InflightLoadSeries } from '../metrics-hooks';
 import { definePlugin, parameters } from '../plugin';
-import { isPrefixMatchRatios, PREFIX_MATCH, PREFIX_SCORER_TYPES, uncachedPromptTokens, type PrefixMatchEstimate, type PrefixMatchRatios } from '../prefix-match';
+import { PREFIX_MATCH, resolvePrefixProducer, uncachedPromptTokens, type PrefixMatchEstimate, type PrefixMatchRatios } from '../prefix-match';
 import { UPSTREAM_PREFILL_PROFILE, type LLMRequest, type SchedulingResult } from '../types';
 
 export interface InFlightLoadProducerParameters {
@@ -22,9 +22,12 @@ export interface InFlightLoadProducerParameters {
   /** Upstream's cap on that estimate; checked (>= 0), unused. Absent: no cap. */
   maxEstimatedOutputTokens?: number;
   /**
-   * The prefix scorer whose match discounts each pick's cached prefix (upstream: the prefix producer, approximate by
-   * default). A `prefix-cache-scorer` or `precise-prefix-cache-scorer` of the config, asked for the pick alone; "" takes
-   * the match the primary profile's prefix scorer published in the cycle (the precise one's when both ran). @default ""
+   * The prefix scorer whose match discounts each pick's cached prefix (upstream: the prefix producer): a
+   * `prefix-cache-scorer` or `precise-prefix-cache-scorer` of the config. "": upstream's default producer, the
+   * approximate one (`resolvePrefixProducer`), even beside a precise scorer; a config without one discounts nothing, as
+   * upstream's producer, reading the match only if some plugin makes it (an Optional key), counts the whole prompt then.
+   * The primary pick reads the match its producer published in the cycle, any other pick the producer's match of it
+   * alone. @default ""
    */
   prefixMatchInfoProducerName?: string;
   /**
@@ -74,8 +77,8 @@ interface Held {
  * streaming, once the first token is out; for a non-streaming response, its one chunk, after the generation), or at
  * the end of the exchange, whichever comes first.
  *
- * Here the same tokens (the cycle's prefix match; without one, the prompt's characters ÷ 4; a P/D prefill pick is
- * discounted only where the primary profile's match covers its pod) are added at the commit and released at:
+ * Here the same tokens (the match of the producer `prefixMatchInfoProducerName` resolves to; without one, the prompt's
+ * characters ÷ 4) are added at the commit and released at:
  * - a non-streaming response's headers (they come with its only body, after the generation: upstream's one chunk);
  * - the exchange's end (completed, failed, cancelled: upstream's `EndOfStream`);
  * - for a streaming response, the scrape whose `vllm:time_to_first_token_seconds` count shows the pod produced the
@@ -120,13 +123,7 @@ export class InFlightLoadProducer implements PreRequest, PostResponse, ResponseC
   }
 
   resolveReferences(): void {
-    const ref = this.parameters.prefixMatchInfoProducerName;
-    if (ref === '') return;
-    const plugin = this.handle.plugin?.(ref);
-    const path = `${this.name}.parameters.prefixMatchInfoProducerName`;
-    if (plugin === undefined) throw new ConfigError(path, `no plugin named ${JSON.stringify(ref)}`);
-    if (!isPrefixMatchRatios(plugin)) throw new ConfigError(path, `${JSON.stringify(ref)} is a ${plugin.type}; name a ${PREFIX_SCORER_TYPES.join(' or ')}`);
-    this.prefixScorer = plugin;
+    this.prefixScorer = resolvePrefixProducer(this.handle, `${this.name}.parameters.prefixMatchInfoProducerName`, this.parameters.prefixMatchInfoProducerName);
   }
 
   /** A filter reads the counts from now on (see `refreshGauges`). */
@@ -184,9 +181,11 @@ export class InFlightLoadProducer implements PreRequest, PostResponse, ResponseC
 
   /** The prefix match that discounts `target`'s prefill (see `prefixMatchInfoProducerName`). */
   private matchFor(request: LLMRequest, result: SchedulingResult, target: EndpointSnapshot): PrefixMatchEstimate | undefined {
-    if (this.prefixScorer === undefined) return result.prefixMatch;
+    const source = this.prefixScorer;
+    if (source === undefined) return undefined;
+    if (target === result.target && result.prefixMatch?.producer === source.name) return result.prefixMatch;
     const scratch = { request, state: new CycleState() };
-    this.prefixScorer.matchRatios(scratch, [target]);
+    source.matchRatios(scratch, [target]);
     return scratch.state.get(PREFIX_MATCH);
   }
 

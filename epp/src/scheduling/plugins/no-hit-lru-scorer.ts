@@ -3,18 +3,15 @@ import type { PreRequest } from '../../requestcontrol/hooks';
 import type { CycleContext, PluginHandle, Scorer } from '../framework';
 import { scoresFromInto, stateKey } from '../framework';
 import { definePlugin, parameters } from '../plugin';
-import { isPrefixMatchRatios, PREFIX_MATCH, PREFIX_SCORER_TYPES } from '../prefix-match';
-import { ConfigError } from '../../config/errors';
+import { producerMatch, resolvePrefixProducer, type PrefixMatchRatios } from '../prefix-match';
 import type { FieldReader } from '../../config/fields';
 import { LOADED_CANDIDATES } from './saturation-filter';
 import { UPSTREAM_PREFILL_PROFILE, type LLMRequest, type SchedulingResult } from '../types';
 
 export interface NoHitLruScorerParameters {
   /**
-   * Accepted for llm-d configs, which name the prefix scorer whose state is read. kvroute's prefix scorers (the
-   * approximate `prefix-cache-scorer` and the `precise-prefix-cache-scorer`) publish their per-endpoint match in one
-   * cycle slot (`prefix-match.ts`, a match in tokens over one in characters), and this scorer reads that slot whichever
-   * of them ran: list it after the prefix scorer in the profile. @default "prefix-cache-scorer"
+   * Accepted for llm-d configs (up to v0.7, the prefix plugin whose state was read); unused: the match read is the
+   * producer's of `prefixMatchInfoProducerName`. @default "prefix-cache-scorer"
    */
   prefixPluginType?: string;
   /** Accepted for llm-d configs; see `prefixPluginType`. @default "prefix-cache-scorer" */
@@ -27,8 +24,8 @@ export interface NoHitLruScorerParameters {
   /**
    * llm-d-router v0.10.0's name of the producer whose prefix match tells a cold request (`nohitlru/no_hit_lru.go`
    * Parameters). Here a `prefix-cache-scorer` or `precise-prefix-cache-scorer` of the config (an llm-d producer merged
-   * into a scorer names that scorer); checked, then the match is read from the cycle slot as with `prefixPluginType`.
-   * Absent or "": the default producer (upstream), the profile's prefix scorer here.
+   * into a scorer names that scorer). Absent or "": upstream's default producer, the approximate one
+   * (`resolvePrefixProducer`), even beside a precise scorer; the loader adds one when the config has none.
    */
   prefixMatchInfoProducerName?: string;
 }
@@ -49,7 +46,10 @@ export const NEUTRAL_SCORE = 0.5;
  * holds, candidates or not), `max(0, 1 − (neverUsed + position)/(N−1))`. It learns at pre-request, once the pick is
  * committed: a cold request's target moves to the LRU's most recent end, followed, under P/D disaggregation, by the
  * pick of the profile named `prefill` (as upstream, which hardcodes that name). Coldness is read from the prefix match of the
- * same cycle; without one (no prefix scorer ran before it) every request is cold, as upstream treats a missing state.
+ * producer `prefixMatchInfoProducerName` names, else of upstream's default approximate one (`resolvePrefixProducer`),
+ * in the same cycle: the match that producer published over these candidates, else asked of it (a precise scorer's
+ * match in the profile is not read unless named); without a producer every request is cold, as upstream treats a
+ * missing state.
  *
  * Mirrors llm-d/llm-d-router pkg/epp/framework/plugins/scheduling/scorer/nohitlru/no_hit_lru.go @ v0.10.0 (unchanged in
  * its scoring since llm-d-inference-scheduler v0.8.0, 05c91f0d; `pkg/plugins/scorer/no_hit_lru.go` in v0.4.0–v0.7.x, added by 12aa104c "a scoring plugin to distribute new
@@ -67,6 +67,8 @@ export class NoHitLruScorer implements Scorer, PreRequest {
   private readonly lru = new Map<string, true>();
   /** Whether the request's last scoring found it cold, read at pre-request (lives on the request's attributes). */
   private readonly coldKey = stateKey<boolean>('no-hit-lru-scorer cold');
+  /** The prefix scorer whose match tells a cold request (see `prefixMatchInfoProducerName`). */
+  private prefix: PrefixMatchRatios | undefined;
 
   constructor(
     readonly name: string,
@@ -117,14 +119,9 @@ export class NoHitLruScorer implements Scorer, PreRequest {
     }
   }
 
-  /** `prefixMatchInfoProducerName`, when set, names a prefix scorer of the config. */
+  /** The producer whose match tells a cold request: the one named, else upstream's default approximate one. */
   resolveReferences(): void {
-    const ref = this.parameters.prefixMatchInfoProducerName;
-    if (ref === undefined || ref === '') return;
-    const plugin = this.handle.plugin?.(ref);
-    const path = `${this.name}.parameters.prefixMatchInfoProducerName`;
-    if (plugin === undefined) throw new ConfigError(path, `no plugin named ${JSON.stringify(ref)}`);
-    if (!isPrefixMatchRatios(plugin)) throw new ConfigError(path, `${JSON.stringify(ref)} is a ${plugin.type}; name a ${PREFIX_SCORER_TYPES.join(' or ')}`);
+    this.prefix = resolvePrefixProducer(this.handle, `${this.name}.parameters.prefixMatchInfoProducerName`, this.parameters.prefixMatchInfoProducerName ?? '');
   }
 
   /**
@@ -157,12 +154,12 @@ export class NoHitLruScorer implements Scorer, PreRequest {
     return [...this.lru.keys()];
   }
 
-  /** Cold: no candidate holds a leading block of the prompt (or no prefix scorer published a match). */
+  /** Cold: no candidate holds a leading block of the prompt by the producer's match (or there is no producer). */
   private isCold(cycle: CycleContext, candidates: readonly EndpointSnapshot[]): boolean {
-    const match = cycle.state.get(PREFIX_MATCH);
+    const match = this.prefix === undefined ? undefined : producerMatch(cycle, this.prefix, candidates);
     if (match === undefined) return true;
     const byCandidate = match.byCandidate;
-    // The prefix scorer counted these very candidates' matches: no lookup by key.
+    // The producer counted these very candidates' matches: no lookup by key.
     if (byCandidate !== undefined && byCandidate.candidates === candidates) return byCandidate.matched === 0;
     for (const candidate of candidates) if ((match.cachedLength.get(candidate.endpoint.key) ?? 0) > 0) return false;
     return true;

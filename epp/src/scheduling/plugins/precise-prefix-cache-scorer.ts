@@ -538,7 +538,7 @@ export class PrecisePrefixCacheScorer implements Scorer, PostCycle, PrepareReque
       // vLLM looks no prompt-logprobs request up in its prefix cache (kv_cache_manager.py @ v0.10.0
       // get_computed_blocks): every pod prefills all of it, so no pod scores and the predicted cached length is 0. Its
       // blocks are still stored on the pick (postCycle speculates them, and its events confirm them).
-      publishPrefixMatch(cycle.state, { unit: 'tokens', promptLength: totalTokens(blocks), cachedLength: new Map() });
+      publishPrefixMatch(cycle.state, { producer: this.name, unit: 'tokens', promptLength: totalTokens(blocks), cachedLength: new Map() });
       return candidates.map(() => 0);
     }
     const minMax = this.parameters.scoreNormalization === 'min-max';
@@ -555,6 +555,7 @@ export class PrecisePrefixCacheScorer implements Scorer, PostCycle, PrepareReque
     let longest = 0;
     for (const m of matches.values()) if (m.blocks > longest) longest = m.blocks;
     publishPrefixMatch(cycle.state, {
+      producer: this.name,
       unit: 'tokens',
       promptLength: totalTokens(blocks),
       cachedLength: new Map([...matches].map(([k, m]) => [k, m.blocks * this.blockSize])),

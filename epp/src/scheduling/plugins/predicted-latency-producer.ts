@@ -35,7 +35,8 @@
  *   published. Upstream decides by the producer's `streamingMode`, not by the request's `stream` field, and so does this.
  *   kvroute only: until some pod's page has had the inter-token histogram there is no TPOT model, and TPOT is
  *   neutralized whatever the mode (`tpot = 0`), as before the model existed.
- * - The prefix match comes from the config's prefix scorer, in the cycle's own state (it is published there for the
+ * - The prefix match comes from the prefix scorer `prefixMatchInfoProducerName` names (else upstream's default producer,
+ *   the approximate one), in the cycle's own state (it is published there for the
  *   `latency-scorer` after it). Upstream's producer consumes the prefix match info, so upstream's data layer creates an
  *   approximate prefix producer that learns every pick; kvroute's approximate scorer learns only from the picks of the
  *   profiles listing it, so this producer records its profile's pick into that scorer's index (post-cycle) when the
@@ -53,7 +54,7 @@ import type { Endpoint, EndpointSnapshot } from '../../datastore/types';
 import { CycleState, stateKey, type CycleContext, type Filter, type Plugin, type PluginHandle, type PostCycle, type ProfileRunResult, type StateKey } from '../framework';
 import { referencedPlugin } from './plugin-reference';
 import { definePlugin, parameters } from '../plugin';
-import { isPrefixMatchRatios, PREFIX_MATCH, type PrefixMatchRatios } from '../prefix-match';
+import { PREFIX_MATCH, resolvePrefixProducer, type PrefixMatchRatios } from '../prefix-match';
 import type { PreRequest, ResponseComplete } from '../../requestcontrol/hooks';
 import type { LLMRequest, SchedulingResult } from '../types';
 import type { LatencyScorer } from './latency-scorer';
@@ -109,7 +110,10 @@ export interface PredictedLatencyProducerParameters {
   endpointRoleLabel?: string;
   /** false: publish no predictions (upstream's training-only mode): the tier filter keeps everyone, the admitter admits. @default true */
   predictInProduce?: boolean;
-  /** The prefix scorer whose match feeds the TTFT prediction. "": the config's `prefix-cache-scorer`, else its `precise-prefix-cache-scorer`. @default "" */
+  /**
+   * The prefix scorer whose match feeds the TTFT prediction. "": upstream's default producer, the approximate one
+   * (`resolvePrefixProducer`), even beside a precise scorer; the loader adds one when the config has none. @default ""
+   */
   prefixMatchInfoProducerName?: string;
   /** kvroute: the `latency-scorer` whose model predicts TTFT. "": the config's one. @default "" */
   latencyScorerName?: string;
@@ -211,14 +215,7 @@ export class PredictedLatencyProducer implements Filter, PostCycle, PreRequest, 
     this.resolved = true;
     const plugins = [...(this.handle.plugins?.() ?? [])];
     const p = this.parameters;
-    const prefix = this.reference(plugins, p.prefixMatchInfoProducerName, 'prefixMatchInfoProducerName', (x) => x.type === 'prefix-cache-scorer')
-      ?? this.reference(plugins, p.prefixMatchInfoProducerName, 'prefixMatchInfoProducerName', (x) => x.type === 'precise-prefix-cache-scorer');
-    if (prefix !== undefined) {
-      if (!isPrefixMatchRatios(prefix)) {
-        throw new ConfigError(`${this.name}.parameters.prefixMatchInfoProducerName`, `${JSON.stringify(prefix.name)} is a ${prefix.type}; name a prefix-cache-scorer or precise-prefix-cache-scorer`);
-      }
-      this.prefix = prefix;
-    }
+    this.prefix = resolvePrefixProducer(this.handle, `${this.name}.parameters.prefixMatchInfoProducerName`, p.prefixMatchInfoProducerName);
     const latency = this.reference(plugins, p.latencyScorerName, 'latencyScorerName', (x) => x.type === 'latency-scorer');
     if (latency === undefined) {
       throw new ConfigError(`${this.name}.type`, 'predicts TTFT with kvroute\'s latency-scorer (its online per-pod model, in place of upstream\'s XGBoost sidecars), '

@@ -4,7 +4,7 @@ import type { EndpointSnapshot } from '../../datastore/types';
 import { CycleState, type CycleContext, type Filter, type Plugin, type PluginHandle } from '../framework';
 import { referencedPlugin } from './plugin-reference';
 import { definePlugin, parameters } from '../plugin';
-import { isPrefixMatchRatios, PREFIX_MATCH, type PrefixMatchRatios } from '../prefix-match';
+import { PREFIX_MATCH, resolvePrefixProducer, type PrefixMatchRatios } from '../prefix-match';
 import type { InFlightLoadProducer } from './inflight-load-producer';
 import type { LatencyScorer } from './latency-scorer';
 import { PredictedLatencyProducer } from './predicted-latency-producer';
@@ -37,8 +37,8 @@ export interface PrefixCacheAffinityFilterParameters {
   peakPrefillThroughput?: number;
   /**
    * The prefix scorer whose match decides stickiness (upstream: the prefix producer, approximate by default): a
-   * `prefix-cache-scorer` or `precise-prefix-cache-scorer`. "": the config's `prefix-cache-scorer`, else its
-   * `precise-prefix-cache-scorer`. @default ""
+   * `prefix-cache-scorer` or `precise-prefix-cache-scorer`. "": upstream's default producer, the approximate one
+   * (`resolvePrefixProducer`), even beside a precise scorer; the loader adds one when the config has none. @default ""
    */
   prefixMatchInfoProducerName?: string;
   /**
@@ -106,16 +106,15 @@ export function stickyCandidates(
  * over everyone once the gate breaks). llm-d's predicted-latency guide lists it twice, at 0.99 and 0.8.
  *
  * **The match.** Upstream reads `PrefixCacheMatchInfo`, which its prefix producer writes on every candidate before
- * scheduling. kvroute's match is made by its prefix scorer, after the filters; so the filter asks the config's prefix
- * scorer (`prefixMatchInfoProducerName`; by default the `prefix-cache-scorer`, else the `precise-prefix-cache-scorer`)
- * for the ratio of each of its candidates (`matchRatios`: the approximate scorer's score, matched ÷ window blocks; the
+ * scheduling. kvroute's match is made by its prefix scorer, after the filters; so the filter asks the prefix scorer
+ * `prefixMatchInfoProducerName` names (by default upstream's default producer, the approximate `prefix-cache-scorer`,
+ * not a precise one, which publishes under its own name upstream: `resolvePrefixProducer`) for the ratio of each of its candidates (`matchRatios`: the approximate scorer's score, matched ÷ window blocks; the
  * precise one's tier-weighted match ÷ prompt blocks), in a cycle state of its own: the profile's state, and so what
  * the scorer records at post-cycle (its own run, over the candidates the filters left), are untouched.
  * The approximate scorer learns only from the picks of the profiles that list it, so each profile that lists this
- * filter must list it too (`weight: 0` learns without scoring). A config listing no prefix scorer gets one from the
- * loader, at weight 0 in the profiles listing the filter, as upstream's data layer creates its default approximate
- * producer for the filter (`addAffinityPrefixScorer` in `config/loader.ts`); like that producer's match, the added
- * scorer's is then what the latency scorer, the no-hit LRU, the P/D decider and `Prefer: if-available` read.
+ * filter must list it too (`weight: 0` learns without scoring). A config listing no approximate prefix scorer, with a
+ * filter naming no producer, gets one from the loader, at weight 0 in the profiles listing the filter, as upstream's
+ * data layer creates its default approximate producer for the filter (`addDefaultPrefixScorer` in `config/loader.ts`).
  *
  * **The load gate** (`maxTTFTPenaltyMs` > 0; compared only when some candidates are sticky and some not):
  * - `prefillThroughput`: TTFT ms = in-flight tokens ÷ `peakPrefillThroughput` × 1000, the tokens from the config's
@@ -149,14 +148,10 @@ export class PrefixCacheAffinityFilter implements Filter {
   resolveReferences(): void {
     const plugins = [...(this.handle.plugins?.() ?? [])];
     const p = this.parameters;
-    const prefix = this.reference(plugins, 'prefixMatchInfoProducerName', (x) => x.type === 'prefix-cache-scorer')
-      ?? this.reference(plugins, 'prefixMatchInfoProducerName', (x) => x.type === 'precise-prefix-cache-scorer', 'precise-prefix-cache-scorer');
+    const prefix = resolvePrefixProducer(this.handle, `${this.name}.parameters.prefixMatchInfoProducerName`, p.prefixMatchInfoProducerName);
     if (prefix === undefined) {
-      throw new ConfigError(`${this.name}.type`, 'reads the prefix match of a prefix-cache-scorer or precise-prefix-cache-scorer, and the config has none: '
-        + 'add one to each profile that lists this filter (weight 0 learns without scoring)');
-    }
-    if (!isPrefixMatchRatios(prefix)) {
-      throw new ConfigError(`${this.name}.parameters.prefixMatchInfoProducerName`, `${JSON.stringify(prefix.name)} is a ${prefix.type}; name a prefix-cache-scorer or precise-prefix-cache-scorer`);
+      throw new ConfigError(`${this.name}.type`, 'reads the prefix match of upstream\'s default approximate producer, a prefix-cache-scorer, and the config has none: '
+        + 'add one to each profile that lists this filter (weight 0 learns without scoring), or name a prefix scorer in prefixMatchInfoProducerName');
     }
     this.prefix = prefix;
     // The precise index learns from the pods' KV events; the approximate one only from its profiles' picks.

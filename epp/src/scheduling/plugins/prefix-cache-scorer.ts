@@ -342,6 +342,7 @@ export class PrefixCacheScorer implements Scorer, PostCycle, PrefixMatchRatios {
     }
     cycle.state.set(this.matchKey, { blocks, windowBlocks, blockChars: hashBlockSize, matches, candidates, cachedLength });
     publishPrefixMatch(cycle.state, {
+      producer: this.name,
       unit: 'characters',
       promptLength: request.prompt.length,
       cachedLength: new LazyLengths(matches.keys, matches.counts, hashBlockSize, tailEnds === undefined ? undefined : lengthOf),
@@ -401,6 +402,7 @@ export class PrefixCacheScorer implements Scorer, PostCycle, PrefixMatchRatios {
     const matches = { keys: [...held.keys()], counts: [...held.values()] };
     cycle.state.set(this.matchKey, { blocks: prompts[0]!, otherPrompts: prompts.slice(1), windowBlocks: total, blockChars: hashBlockSize, matches, candidates, cachedLength });
     publishPrefixMatch(cycle.state, {
+      producer: this.name,
       unit: 'characters',
       promptLength,
       cachedLength: new LazyLengths(matches.keys, matches.counts, hashBlockSize),
