@@ -6,10 +6,12 @@
  * @ cde7227, the profile behind the "KV-cache wins you can see" numbers): inference-perf `shared_prefix`, 150 groups × 5 prompts,
  * Poisson load in stages — a warm-up of 15 QPS for 50 s, then 3, 10, 15, 20, 22, 25, 30, 35, 40, 43, 46, 49, 52, 55,
  * 57, 60 QPS for 20-38 s each. inference-perf's shared-prefix generator (kubernetes-sigs/inference-perf
- * `inference_perf/datagen/shared_prefix_datagen.py` @ 3788ed5, `get_data`) shuffles the G × P prompts once and then cycles
- * through them (`i = (i + 1) % len(prompts)`), so over ~16,000 requests every prompt comes back about 20 times, and the
- * KV working set (the distinct prompts, ≈ 73% of the cluster's KV there) is revisited while running sequences keep
- * evicting it: the caches turn over many times.
+ * `inference_perf/datagen/shared_prefix_datagen.py` @ v0.6.1, as at 3788ed5) shuffles the G × P prompts once; every
+ * stage takes a fresh `get_data()` (`loadgen/load_generator.py` `run_stage`), which counts from 0, and request k of the
+ * stage is prompt k mod G × P (`load_lazy_data`). So each stage walks the list again from its first prompt: the 750-request
+ * warm-up sends every prompt once, the top stages (~1,500 requests) twice, and over ~17,000 requests every prompt comes
+ * back about 20 times; the KV working set (the distinct prompts, ≈ 73% of the cluster's KV there) is revisited while
+ * running sequences keep evicting it: the caches turn over many times.
  *
  * How it is scaled to 2 cores, decided from that shape and the pool, not from which policy wins:
  * - The stages are upstream's, as fractions of its top (3/60 … 60/60) with its relative durations, warm-up included,
@@ -17,7 +19,9 @@
  *   a stage, the next stage once they have all finished and the stage interval (1 s, scaled as the durations are) has
  *   passed. Before session 65 the ramp was one continuous stream, whose top stage got 104 of its 168 requests with the
  *   default seed and whose stages inherited each other's backlog.
- * - The prompts cycle as inference-perf's do, `passes` times (each prompt once per pass, same shuffled order).
+ * - The ramp sends `passes` × G × P requests in all, and each stage sends the shuffled list from its first prompt, as
+ *   inference-perf's stages do (`stagePrompts`). Upstream sends 22.8 × G × P; with fewer, a stage covers less of the
+ *   list than upstream's does (with the defaults, 8 passes of 48 × 5, no stage reaches the list's end).
  * - The top is the pool's capacity for the best placement its KV allows: the saturation throughput of the pods, run
  *   by the simulator's own engine in virtual time, with the groups statically partitioned over them (the ideal
  *   affinity router) and every pod always given work (`idealSaturation`). Measured rather than written as
@@ -94,6 +98,21 @@ export function rampArrivals(n: number, stages: readonly RampStage[], random: ()
     }
   });
   return { unitSeconds, stageOfRequest, stageSeconds: stages.map((s) => s.upstreamSeconds * scale), gapSeconds: UPSTREAM_STAGE_INTERVAL_SECONDS * scale };
+}
+
+/**
+ * The prompt each ramp request sends, as an index into the once-shuffled list of `prompts`: request k of every stage
+ * sends prompt k mod `prompts`, because inference-perf starts a new `get_data()` generator, counting from 0, for each
+ * stage (inference_perf/loadgen/load_generator.py @ v0.6.1 `run_stage`; datagen/shared_prefix_datagen.py `get_data`,
+ * `load_lazy_data`).
+ */
+export function stagePrompts(stageOfRequest: readonly number[], prompts: number): number[] {
+  const sentInStage = new Map<number, number>();
+  return stageOfRequest.map((stage) => {
+    const k = sentInStage.get(stage) ?? 0;
+    sentInStage.set(stage, k + 1);
+    return k % prompts;
+  });
 }
 
 export interface PoolCapacity {

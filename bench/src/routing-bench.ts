@@ -14,7 +14,9 @@ import { analyze, quantile, type PolicyResult } from './analysis';
 import { decimal, directory, integer, listOf, oneOf, parseFlags, SWITCH, UsageError } from './cli-args';
 import { cacheablePrefix, finiteCapacityHitRates, idealHitRate, roundRobinHitRate } from './bounds';
 import { bestHitRate } from './oracle';
-import { censoredTtft, idealSaturation, planRamp, preciseGoals, rampArrivals, stageResults, UPSTREAM_RAMP, type RampPlan } from './poisson-ramp';
+import {
+  censoredTtft, idealSaturation, planRamp, preciseGoals, rampArrivals, stagePrompts, stageResults, UPSTREAM_RAMP, type RampPlan,
+} from './poisson-ramp';
 import { defaultOptions } from '@kvroute/sim';
 import {
   DEFAULT_LADDER_OPTIONS, LADDER_WORKLOAD_NAMES, ISSUE_REFERENCE_DEFAULT, loadList, QUICK_LADDER_OVERRIDES, runLoadLadder, type LadderOptions, type LadderReport,
@@ -56,7 +58,11 @@ export interface PoissonSize extends SharedPrefixSize {
   readonly rate?: number;
   /** max_tokens of each reply. */
   readonly outputTokens: number;
-  /** Times the G × P prompts are sent, in the same shuffled order each pass (inference-perf's shared_prefix cycles). */
+  /**
+   * Fixed-rate form: times the G × P prompts are sent, in the same shuffled order each pass (inference-perf's
+   * shared_prefix cycles through them). Ramp form: the ramp's requests, in units of G × P; each stage sends the list
+   * from its first prompt, as inference-perf restarts its generator per stage (`poisson-ramp.ts` `stagePrompts`).
+   */
   readonly passes: number;
   /** Ramp form: the most requests per wall-clock second the top may offer; simulated time slows down to keep under it. */
   readonly maxWallRps: number;
@@ -150,8 +156,9 @@ export const DEFAULT_ROUTING_OPTIONS: RoutingBenchOptions = {
   // GIE's low-cache set (system 256, question 2048), scaled the same way.
   lowCache: { groups: 16, promptsPerGroup: 8, systemTokens: 128, questionTokens: 1024 },
   // llm-d's precise-vs-approximate benchmark (150 groups × 5 users, 6,000-token contexts, Poisson arrivals ramped
-  // 3 → 60 QPS, the prompts cycled ~20 times) scaled to 2 cores (poisson-ramp.ts says how and why): 48 groups × 5,
-  // 8 passes (1,920 requests, 1,911 sent by the ramp's stages), upstream's ramp up to the pool's prefill capacity. Replies of 16 tokens: in the
+  // 3 → 60 QPS, each prompt sent ~20 times) scaled to 2 cores (poisson-ramp.ts says how and why): 48 groups × 5,
+  // 8 passes (1,920 requests, 1,911 sent by the ramp's stages; each stage sends the list from its first prompt, so the
+  // stages of 6-173 requests send 173 of the 240 prompts), upstream's ramp up to the pool's prefill capacity. Replies of 16 tokens: in the
   // simulator each output token holds one of a pod's 16 sequence slots for 20 ms (a GPU batches decode), so upstream's
   // 1,000-token outputs scaled by the prompt (≈128) would make decode slots the pool's bottleneck, a regime in which a
   // cache hit barely shortens a request; upstream's pods are bound by prefill. At most 24 requests per wall second:
@@ -213,29 +220,34 @@ export function buildBenchWorkload(name: WorkloadName, o: RoutingBenchOptions, t
   if (name === 'multi-turn') return buildChats({ seed: o.seed, ...o.chat, outputTokens: o.outputTokens }, tok);
   if (name === 'poisson-groups') {
     const { rate, passes, maxWallRps: _, ...size } = o.poisson;
-    const w = cycled(buildSharedPrefix(name, { seed: o.seed, ...size }, tok), passes);
-    const times = passes > 1 ? `, sent ${passes} times over` : '';
+    const list = buildSharedPrefix(name, { seed: o.seed, ...size }, tok);
     if (rate !== undefined) {
+      // One stage: inference-perf's one get_data() generator cycles through the list.
+      const w = cycled(list, passes);
       return {
         ...w,
-        description: `${w.description}${times}, Poisson arrivals at ${rate} req/s (open loop)`,
+        description: `${w.description}${passes > 1 ? `, sent ${passes} times over` : ''}, Poisson arrivals at ${rate} req/s (open loop)`,
         arrivalsMs: poissonArrivals(w.requests.length, rate, o.seed * 7919 + 4),
         arrivalRate: rate,
       };
     }
-    const arrivals = rampArrivals(w.requests.length, UPSTREAM_RAMP, rng(o.seed * 7919 + 5));
-    // The stages send int(rate × duration) each, a few requests short of the passes: the last pass is cut there.
-    const sent = arrivals.unitSeconds.length;
+    // The stages send int(rate × duration) each, adding up to a few requests short of passes × G × P.
+    const arrivals = rampArrivals(list.requests.length * passes, UPSTREAM_RAMP, rng(o.seed * 7919 + 5));
+    const picks = stagePrompts(arrivals.stageOfRequest, list.requests.length);
     // No x-session-id: inference-perf's shared_prefix requests carry none, so a router sees only the prompt. With the
-    // prompts coming back every pass, a session header would let kvroute's hard session affinity pin every user's
+    // prompts coming back every stage, a session header would let kvroute's hard session affinity pin every user's
     // later requests to its first pod, and the benchmark would measure that instead of prefix routing.
-    const rag = w.workload.rag.slice(0, sent).map(({ headers: _, ...plan }) => plan);
+    const rag = picks.map((i) => {
+      const { headers: _, ...plan } = list.workload.rag[i]!;
+      return plan;
+    });
     return {
-      ...w,
-      workload: { ...w.workload, rag, totalRequests: sent, options: { ...w.workload.options, ragRequests: sent } },
-      requests: w.requests.slice(0, sent),
-      ...(w.groupOf ? { groupOf: w.groupOf.slice(0, sent) } : {}),
-      description: `${w.description}${times}, Poisson arrivals ramped in llm-d's ${UPSTREAM_RAMP.length} stages up to the pool's capacity `
+      ...list,
+      workload: { ...list.workload, rag, totalRequests: rag.length, options: { ...list.workload.options, ragRequests: rag.length } },
+      requests: picks.map((i) => list.requests[i]!),
+      ...(list.groupOf ? { groupOf: picks.map((i) => list.groupOf![i]!) } : {}),
+      description: `${list.description}, ${rag.length} requests, each stage sending the prompts from the first, `
+        + `Poisson arrivals ramped in llm-d's ${UPSTREAM_RAMP.length} stages up to the pool's capacity `
         + `(open loop within a stage; each stage starts once the one before has finished)`,
       ramp: { arrivals, stages: UPSTREAM_RAMP },
     };
@@ -244,7 +256,10 @@ export function buildBenchWorkload(name: WorkloadName, o: RoutingBenchOptions, t
   return buildSharedPrefix(name, { seed: o.seed, ...size, outputTokens: o.outputTokens }, tok);
 }
 
-/** The workload's prompts sent `passes` times, in the same order each pass, as inference-perf's shared_prefix does. */
+/**
+ * The workload's prompts sent `passes` times, in the same order each pass, as inference-perf's shared_prefix cycles
+ * through its list within one stage.
+ */
 function cycled(w: BenchWorkload, passes: number): BenchWorkload {
   if (passes === 1) return w;
   const repeat = <T>(xs: readonly T[]): T[] => Array.from({ length: passes }, () => xs).flat();
@@ -787,8 +802,9 @@ Workloads (tokens of the simulator's Qwen3 tokenizer)
                                low-cache set (default ${DEFAULT_ROUTING_OPTIONS.lowCache.groups} × ${DEFAULT_ROUTING_OPTIONS.lowCache.promptsPerGroup}, ${DEFAULT_ROUTING_OPTIONS.lowCache.systemTokens} / ${DEFAULT_ROUTING_OPTIONS.lowCache.questionTokens})
   --poisson-groups N --poisson-prompts-per-group N --poisson-system-tokens N --poisson-question-tokens N
   --poisson-output-tokens N --poisson-passes N
-                               poisson-groups set, its prompts sent N times (default ${DEFAULT_ROUTING_OPTIONS.poisson.groups} × ${DEFAULT_ROUTING_OPTIONS.poisson.promptsPerGroup}, ${DEFAULT_ROUTING_OPTIONS.poisson.systemTokens} / ${DEFAULT_ROUTING_OPTIONS.poisson.questionTokens}, output ${DEFAULT_ROUTING_OPTIONS.poisson.outputTokens}, ${DEFAULT_ROUTING_OPTIONS.poisson.passes} passes),
-                               open loop: llm-d's Poisson ramp up to the pool's capacity (see bench/README.md)
+                               poisson-groups set, N × G × P requests (default ${DEFAULT_ROUTING_OPTIONS.poisson.groups} × ${DEFAULT_ROUTING_OPTIONS.poisson.promptsPerGroup}, ${DEFAULT_ROUTING_OPTIONS.poisson.systemTokens} / ${DEFAULT_ROUTING_OPTIONS.poisson.questionTokens}, output ${DEFAULT_ROUTING_OPTIONS.poisson.outputTokens}, ${DEFAULT_ROUTING_OPTIONS.poisson.passes} passes),
+                               open loop: llm-d's Poisson ramp up to the pool's capacity, each stage sending the
+                               prompts from the first as inference-perf's do (see bench/README.md)
   --poisson-max-wall-rps X     the ramp's top in wall-clock requests/s at most (simulated time slows; default ${DEFAULT_ROUTING_OPTIONS.poisson.maxWallRps})
   --rate X                     poisson-groups at a fixed X requests/s instead of the ramp (the earlier form; the recorded
                                fixed-rate runs used --rate 22 --poisson-output-tokens 128 --poisson-passes 1)
