@@ -15,6 +15,8 @@ export interface PolicyResult {
   readonly policy: string;
   readonly requests: number;
   readonly succeeded: number;
+  /** Successful requests whose stream carried no content token: they have no TTFT (`ttftOf`). */
+  readonly noToken: number;
   readonly successRate: number;
   /** Prefix-cache hits / queries in tokens, summed over the pods (vLLM's counters). */
   readonly hitRate: number;
@@ -67,6 +69,28 @@ export function quantile(values: readonly number[], q: number): number | null {
   return sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo);
 }
 
+/**
+ * Seconds from sending a request to its first content token; undefined for a failed request and for a successful one
+ * whose stream carried no content token, which has no TTFT and is left out of TTFT percentiles, as inference-perf v0.6.1
+ * leaves it out: inference_perf/apis/streaming_parser.py `parse_sse_stream` timestamps content-bearing chunks only, and
+ * reportgen/base.py `summarize_requests` appends None for a request without token times and filters the Nones out
+ * before the percentiles. (Its end-to-end time is not a first token: counted as one, a reply that never streamed would
+ * read as a late first token.)
+ */
+export function ttftOf(r: RequestRecord): number | undefined {
+  return r.result.ok ? r.result.ttft : undefined;
+}
+
+/** Successful requests whose stream carried no content token (no TTFT; `ttftOf`). */
+export function noTokenCount(results: readonly { readonly ok: boolean; readonly ttft?: number }[]): number {
+  return results.filter((r) => r.ok && r.ttft === undefined).length;
+}
+
+/** A count of failed requests, with the successful ones that carried no content token beside it when there are any. */
+export function failedText(failed: number, noToken: number): string {
+  return noToken > 0 ? `${failed}, ${noToken} without a token` : String(failed);
+}
+
 function summary(values: number[]): LatencySummary {
   return { count: values.length, p50: quantile(values, 0.5), p90: quantile(values, 0.9) };
 }
@@ -101,13 +125,14 @@ export function analyze(policy: string, records: readonly RequestRecord[], count
     else sessionMoves[id] = moves;
   }
 
-  // Client-measured times, scaled back to the simulated GPU's clock.
-  const ttft = (r: RequestRecord) => (r.result.ttft ?? r.result.e2e) * timeScale;
+  // Client-measured times, scaled back to the simulated GPU's clock, of the successful requests with a first token.
+  const timed = ok.filter((r) => ttftOf(r) !== undefined);
+  const ttft = (r: RequestRecord) => ttftOf(r)! * timeScale;
   // From usage.prompt_tokens_details.cached_tokens, which needs the pods' --enable-prompt-tokens-details (stack.ts
   // simArgs); the hit rate above does not, it comes from the pods' counters.
   const cachedShare = (r: RequestRecord) => (r.result.cachedTokens ?? 0) / Math.max(1, r.result.promptTokens ?? 1);
-  const cached = ok.filter((r) => cachedShare(r) >= 0.5).map(ttft);
-  const uncached = ok.filter((r) => cachedShare(r) < 0.1).map(ttft);
+  const cached = timed.filter((r) => cachedShare(r) >= 0.5).map(ttft);
+  const uncached = timed.filter((r) => cachedShare(r) < 0.1).map(ttft);
   const ttftCached = summary(cached);
   const ttftUncached = summary(uncached);
   const hitRate = counters.queries > 0 ? counters.hits / counters.queries : 0;
@@ -120,6 +145,7 @@ export function analyze(policy: string, records: readonly RequestRecord[], count
     policy,
     requests: records.length,
     succeeded: ok.length,
+    noToken: ok.length - timed.length,
     successRate: records.length > 0 ? ok.length / records.length : 0,
     hitRate,
     servedHitRate,
@@ -129,7 +155,7 @@ export function analyze(policy: string, records: readonly RequestRecord[], count
     requestStickiness: chatRequests > 0 ? sticky / chatRequests : 1,
     sessionsOnOnePod: bySession.size > 0 ? onOne / bySession.size : 1,
     sessionMoves,
-    ttft: summary(ok.map(ttft)),
+    ttft: summary(timed.map(ttft)),
     ttftCached,
     ttftUncached,
     cachedSpeedup: ttftCached.p50 && ttftUncached.p50 ? ttftUncached.p50 / ttftCached.p50 : null,

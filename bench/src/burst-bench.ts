@@ -16,7 +16,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { ChatClient, type ChatResult } from './client';
 import { decimal, integer, listOf, parseFlags, SWITCH, directory } from './cli-args';
-import { quantile } from './analysis';
+import { failedText, noTokenCount, quantile } from './analysis';
 import { routingPolicy, type PolicyName } from './policies';
 import { SGLANG_DEFAULTS } from './policies/cache-aware';
 import { noteMachine, type MachineNote } from './machine';
@@ -55,6 +55,8 @@ export const DEFAULT_BURST_OPTIONS: BurstBenchOptions = {
 export interface BurstRound {
   readonly ok: number;
   readonly errors: number;
+  /** Successful requests whose stream carried no content token: counted in `ok`, left out of the TTFTs (`ttftOf`). */
+  readonly noToken: number;
   readonly ttftP50: number | null;
   readonly ttftP90: number | null;
   /** Cached ÷ prompt tokens, as the responses' usage reported them. */
@@ -79,6 +81,7 @@ export interface BurstPolicyResult {
   /** The most sessions one pod carried in any seed's first round, as a share of the burst. */
   readonly maxPodShare: number;
   readonly errors: number;
+  readonly noToken: number;
 }
 
 /** The sessions' turns, deterministic from the seed: one shared system prompt, then `rounds` questions per session. */
@@ -89,15 +92,18 @@ export function burstWorkload(o: Pick<BurstBenchOptions, 'sessions' | 'rounds' |
   return { system, turns };
 }
 
-/** One round's summary from what the clients saw (TTFT in simulated seconds). */
+/**
+ * One round's summary from what the clients saw (TTFT in simulated seconds). A successful request whose stream carried
+ * no content token is a success without a TTFT, as in the other benchmarks (analysis.ts `ttftOf`).
+ */
 export function summarizeBurstRound(results: readonly ChatResult[], podAddresses: readonly string[], timeScale: number): BurstRound {
-  const ok = results.filter((r) => r.ok && r.ttft !== undefined);
+  const ok = results.filter((r) => r.ok);
   const perPod = podAddresses.map((a) => ok.filter((r) => r.servedBy === a).length);
   const prompt = ok.reduce((t, r) => t + (r.promptTokens ?? 0), 0);
   const cached = ok.reduce((t, r) => t + (r.cachedTokens ?? 0), 0);
-  const ttfts = ok.map((r) => r.ttft! * timeScale);
+  const ttfts = ok.flatMap((r) => (r.ttft === undefined ? [] : [r.ttft * timeScale]));
   return {
-    ok: ok.length, errors: results.length - ok.length, ttftP50: quantile(ttfts, 0.5), ttftP90: quantile(ttfts, 0.9),
+    ok: ok.length, errors: results.length - ok.length, noToken: noTokenCount(results), ttftP50: quantile(ttfts, 0.5), ttftP90: quantile(ttfts, 0.9),
     hitRate: prompt > 0 ? cached / prompt : null, perPod,
   };
 }
@@ -121,6 +127,7 @@ export function summarizeBurstPolicy(policy: string, runs: readonly BurstRun[], 
     hitRate: median(runs.map(hitOf)),
     maxPodShare: Math.max(0, ...runs.map((r) => Math.max(0, ...(r.rounds[0]?.perPod ?? [0])) / sessions)),
     errors: runs.reduce((t, r) => t + r.rounds.reduce((u, x) => u + x.errors, 0), 0),
+    noToken: runs.reduce((t, r) => t + r.rounds.reduce((u, x) => u + x.noToken, 0), 0),
   };
 }
 
@@ -160,7 +167,7 @@ export function burstTable(results: readonly BurstPolicyResult[], rounds: number
   return [
     `| policy | ${header.join(' | ')} | hit rate | most sessions on one pod | errors |`,
     `| --- | ${header.map(() => '---:').join(' | ')} | ---: | ---: | ---: |`,
-    ...results.map((r) => `| ${r.policy} | ${Array.from({ length: rounds }, (_, i) => `${secs(r.medianP50[i] ?? null)} / ${secs(r.medianP90[i] ?? null)}`).join(' | ')} | ${pct(r.hitRate)} | ${Math.round(100 * r.maxPodShare)}% | ${r.errors} |`),
+    ...results.map((r) => `| ${r.policy} | ${Array.from({ length: rounds }, (_, i) => `${secs(r.medianP50[i] ?? null)} / ${secs(r.medianP90[i] ?? null)}`).join(' | ')} | ${pct(r.hitRate)} | ${Math.round(100 * r.maxPodShare)}% | ${failedText(r.errors, r.noToken)} |`),
   ].join('\n');
 }
 

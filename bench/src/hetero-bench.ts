@@ -15,7 +15,7 @@ import * as path from 'path';
 import { parseEndpointPickerConfig } from '@kvroute/epp/config';
 import { ChatClient, sendAtArrivals, type ChatResult } from './client';
 import { decimal, integer, listOf, parseFlags, SWITCH, UsageError, directory } from './cli-args';
-import { quantile } from './analysis';
+import { failedText, noTokenCount, quantile } from './analysis';
 import { routingPolicy, type PolicyName } from './policies';
 import { SGLANG_DEFAULTS } from './policies/cache-aware';
 import { secs } from './report';
@@ -93,7 +93,9 @@ export interface HeteroPolicyResult {
   readonly policy: string;
   readonly ok: number;
   readonly errors: number;
-  /** TTFT of the successful requests, in simulated seconds: all of them, and those the slow pods served. */
+  /** Successful requests whose stream carried no content token: counted in `ok`, left out of the TTFTs (`ttftOf`). */
+  readonly noToken: number;
+  /** TTFT of the successful requests with a first token, in simulated seconds: all of them, and those the slow pods served. */
   readonly ttft: Latencies;
   readonly slowTtft: Latencies;
   readonly e2eP50: number | null;
@@ -107,10 +109,14 @@ function latencies(xs: readonly number[]): Latencies {
   return { p50: quantile(xs, 0.5), p90: quantile(xs, 0.9), p99: quantile(xs, 0.99) };
 }
 
-/** Summarizes one policy's run from what the clients saw. */
+/**
+ * Summarizes one policy's run from what the clients saw. A successful request whose stream carried no content token is
+ * a success without a TTFT, as in the other benchmarks (analysis.ts `ttftOf`).
+ */
 export function summarizeHeteroRun(policy: string, results: readonly ChatResult[], podAddresses: readonly string[], slowdown: readonly number[],
   timeScale: number, wallSeconds: number): HeteroPolicyResult {
-  const ok = results.filter((r) => r.ok && r.ttft !== undefined);
+  const ok = results.filter((r) => r.ok);
+  const timed = ok.filter((r) => r.ttft !== undefined);
   const sim = (s: number) => s * timeScale;
   const podOf = (r: ChatResult) => (r.servedBy === undefined ? -1 : podAddresses.indexOf(r.servedBy));
   const counts = podAddresses.map(() => 0);
@@ -119,8 +125,9 @@ export function summarizeHeteroRun(policy: string, results: readonly ChatResult[
     policy,
     ok: ok.length,
     errors: results.length - ok.length,
-    ttft: latencies(ok.map((r) => sim(r.ttft!))),
-    slowTtft: latencies(ok.filter((r) => (slowdown[podOf(r)] ?? 1) > 1).map((r) => sim(r.ttft!))),
+    noToken: noTokenCount(results),
+    ttft: latencies(timed.map((r) => sim(r.ttft!))),
+    slowTtft: latencies(timed.filter((r) => (slowdown[podOf(r)] ?? 1) > 1).map((r) => sim(r.ttft!))),
     e2eP50: quantile(ok.map((r) => sim(r.e2e)), 0.5),
     share: counts.map((c) => (ok.length > 0 ? c / ok.length : 0)),
     throughput: wallSeconds > 0 ? ok.length / sim(wallSeconds) : 0,
@@ -145,7 +152,7 @@ async function runPolicy(policy: RoutingPolicy, o: HeteroBenchOptions, requests:
 export function heteroTable(results: readonly HeteroPolicyResult[]): string {
   const base = results.find((r) => r.policy === 'kvroute')?.ttft.p90 ?? null;
   const pct = (x: number) => `${Math.round(100 * x)}%`;
-  const rows = results.map((r) => `| ${r.policy} | ${secs(r.ttft.p50)} / ${secs(r.ttft.p90)} / ${secs(r.ttft.p99)} | ${base !== null && r.ttft.p90 !== null && base > 0 ? `${(r.ttft.p90 / base).toFixed(2)}×` : '–'} | ${secs(r.slowTtft.p50)} / ${secs(r.slowTtft.p90)} | ${secs(r.e2eP50)} | ${r.share.map(pct).join(', ')} | ${r.throughput.toFixed(1)} | ${r.errors} |`);
+  const rows = results.map((r) => `| ${r.policy} | ${secs(r.ttft.p50)} / ${secs(r.ttft.p90)} / ${secs(r.ttft.p99)} | ${base !== null && r.ttft.p90 !== null && base > 0 ? `${(r.ttft.p90 / base).toFixed(2)}×` : '–'} | ${secs(r.slowTtft.p50)} / ${secs(r.slowTtft.p90)} | ${secs(r.e2eP50)} | ${r.share.map(pct).join(', ')} | ${r.throughput.toFixed(1)} | ${failedText(r.errors, r.noToken)} |`);
   return [
     '| policy | TTFT p50 / p90 / p99 | p90 ÷ kvroute\'s | slow pods\' TTFT p50 / p90 | e2e p50 | requests per pod | req/s | errors |',
     '| --- | ---: | ---: | ---: | ---: | --- | ---: | ---: |',
@@ -176,7 +183,7 @@ export async function runHeteroBench(o: HeteroBenchOptions, log: (line: string) 
   for (const policy of policies) {
     const name = policy.name;
     const r = await runPolicy(policy, o, requests);
-    log(`  ${name}: TTFT p50 ${secs(r.ttft.p50)}, p90 ${secs(r.ttft.p90)}, p99 ${secs(r.ttft.p99)}; slow pods p90 ${secs(r.slowTtft.p90)}; ${r.errors} errors; per pod ${r.share.map((x) => `${Math.round(100 * x)}%`).join(', ')}`);
+    log(`  ${name}: TTFT p50 ${secs(r.ttft.p50)}, p90 ${secs(r.ttft.p90)}, p99 ${secs(r.ttft.p99)}; slow pods p90 ${secs(r.slowTtft.p90)}; ${r.errors} errors${r.noToken > 0 ? `, ${r.noToken} without a token` : ''}; per pod ${r.share.map((x) => `${Math.round(100 * x)}%`).join(', ')}`);
     results.push(r);
   }
   const report: HeteroReport = { options: o, podSlowdown: slowdown, machine: machine.finish(), started, results };

@@ -3,6 +3,7 @@
  * capacity and a chart of TTFT p90 against load per policy (inline SVG, a log-scale axis since p90s span orders of
  * magnitude between policies; no scripts or external assets, like report.ts's charts).
  */
+import { failedText } from './analysis';
 import { escape, pct, policyColour, secs } from './report';
 import { DELAY_GROWTH_MAX, DELAY_SLOPE_MIN, KEPT_UP_MIN, type LadderCell, type LadderGoal, type LadderReport, type LadderRun } from './load-ladder';
 
@@ -26,7 +27,7 @@ const ratio = (v: number | null | undefined) => (v === null || v === undefined |
 
 function row(r: LadderRun): string[] {
   return [loadText(r.load), r.policy, r.offeredRps.toFixed(1), secs(r.ttftP50), secs(r.ttftP90), secs(r.ttftP99), secs(r.cachedP50),
-    secs(r.uncachedP50), times(r.cachedSpeedup), pct(r.hitRate), String(r.rejected429), String(r.failed), String(r.heldBack), r.throughputRps.toFixed(1), r.balance.toFixed(2),
+    secs(r.uncachedP50), times(r.cachedSpeedup), pct(r.hitRate), String(r.rejected429), failedText(r.failed, r.noToken ?? 0), String(r.heldBack), r.throughputRps.toFixed(1), r.balance.toFixed(2),
     ratio(r.keptUp), ratio(r.delayGrowth), r.delaySlope == null ? '–' : r.delaySlope.toFixed(3), r.overloaded ? 'overloaded' : 'steady'];
 }
 

@@ -38,7 +38,7 @@
  */
 import * as fs from 'fs';
 import * as path from 'path';
-import { analyze, quantile } from './analysis';
+import { analyze, quantile, ttftOf } from './analysis';
 import { UsageError, type ValueParser } from './cli-args';
 import { ChatClient } from './client';
 import { routingPolicy, type CacheAwareOptions, type PolicyName } from './policies';
@@ -198,8 +198,10 @@ export interface LadderRun {
   readonly rejected429: number;
   /** Failed otherwise. */
   readonly failed: number;
+  /** Succeeded without a content token, so without a TTFT (`ttftOf`); absent in runs recorded before session 67. */
+  readonly noToken?: number;
   readonly hitRate: number;
-  /** Simulated seconds, over successful requests. */
+  /** Simulated seconds, over the successful requests with a first token. */
   readonly ttftP50: number | null;
   readonly ttftP90: number | null;
   readonly ttftP99: number | null;
@@ -550,10 +552,16 @@ export function overloadSigns(records: readonly RequestRecord[], scheduledMs: re
   const arrived = scheduledMs.filter((t) => t > from - sojourn && t <= to - sojourn).length;
   const served = records.filter((r) => r.result.ok && r.endedMs > from && r.endedMs <= to).length;
   const keptUp = arrived > 0 && to > from ? served / arrived : null;
-  const delays = sent.map((r, i) => (r.result.ok ? (r.startedMs + (r.result.ttft ?? r.result.e2e) * 1000 - scheduledMs[i]) * timeScale : Infinity));
+  // A failed request's delay is unbounded; a successful one without a first token has none (NaN, left out).
+  const delays = sent.map((r, i) => {
+    if (!r.result.ok) return Infinity;
+    const ttft = ttftOf(r);
+    return ttft === undefined ? NaN : (r.startedMs + ttft * 1000 - scheduledMs[i]) * timeScale;
+  });
   const q = Math.floor(n / 4);
-  const second = quantile(delays.slice(q, 2 * q), 0.5);
-  const last = quantile(delays.slice(n - q), 0.5);
+  const median = (xs: readonly number[]) => quantile(xs.filter((d) => !Number.isNaN(d)), 0.5);
+  const second = median(delays.slice(q, 2 * q));
+  const last = median(delays.slice(n - q));
   const delayGrowth = second !== null && last !== null && second > 0 ? last / second : null;
   const delaySlope = slope(scheduledMs.slice(q, n).map((t) => t * timeScale), delays.slice(q));
   const overloaded = (keptUp !== null && keptUp < KEPT_UP_MIN)
@@ -561,7 +569,7 @@ export function overloadSigns(records: readonly RequestRecord[], scheduledMs: re
   return { keptUp, delayGrowth, delaySlope, overloaded };
 }
 
-/** Least-squares slope of y on x over the pairs whose y is finite (failed requests left out); null below 3 pairs. */
+/** Least-squares slope of y on x over the pairs whose y is finite (failed and tokenless requests left out); null below 3 pairs. */
 function slope(x: readonly number[], y: readonly number[]): number | null {
   const pairs = x.flatMap((xi, i) => (Number.isFinite(y[i]) ? [[xi, y[i]!] as const] : []));
   if (pairs.length < 3) return null;
@@ -579,7 +587,10 @@ function slope(x: readonly number[], y: readonly number[]): number | null {
 export function summarizeRun(policy: string, load: number, offeredRps: number, records: readonly RequestRecord[],
   counters: { hits: number; queries: number }, wallSeconds: number, timeScale: number, pods: number, scheduledMs: readonly number[] = []): LadderRun {
   const result = analyze(policy, records, counters, wallSeconds, null, timeScale);
-  const ttfts = records.filter((r) => r.result.ok).map((r) => (r.result.ttft ?? r.result.e2e) * timeScale);
+  const ttfts = records.flatMap((r) => {
+    const ttft = ttftOf(r);
+    return ttft === undefined ? [] : [ttft * timeScale];
+  });
   const counts = Object.values(result.perEndpoint);
   const mean = result.succeeded / pods;
   return {
@@ -590,6 +601,7 @@ export function summarizeRun(policy: string, load: number, offeredRps: number, r
     succeeded: result.succeeded,
     rejected429: records.filter((r) => r.result.status === 429).length,
     failed: records.filter((r) => !r.result.ok && r.result.status !== 429).length,
+    noToken: result.noToken,
     hitRate: result.hitRate,
     ttftP50: quantile(ttfts, 0.5),
     ttftP90: quantile(ttfts, 0.9),

@@ -17,7 +17,7 @@ import * as path from 'path';
 import { defaultEndpointPickerConfig, renderEndpointPickerConfig, withLoraRoomFilter } from '@kvroute/epp/config';
 import { ChatClient, sendAtArrivals, type ChatResult } from './client';
 import { decimal, integer, listOf, parseFlags, SWITCH, UsageError, directory } from './cli-args';
-import { quantile } from './analysis';
+import { failedText, noTokenCount, quantile } from './analysis';
 import { secs } from './report';
 import { poissonArrivals } from './routing-workloads';
 import { noteMachine, type MachineNote } from './machine';
@@ -139,7 +139,9 @@ export interface LoraPolicyResult {
   readonly policy: LoraPolicyName;
   readonly ok: number;
   readonly errors: number;
-  /** TTFT and end-to-end latency of the successful requests, in simulated seconds. */
+  /** Successful requests whose stream carried no content token: counted in `ok`, left out of the TTFTs (`ttftOf`). */
+  readonly noToken: number;
+  /** TTFT (of those with a first token) and end-to-end latency of the successful requests, in simulated seconds. */
   readonly ttft: { readonly p50: number | null; readonly p90: number | null; readonly p99: number | null };
   readonly e2eP50: number | null;
   /** Distinct adapters each pod served, in pod order. */
@@ -148,12 +150,15 @@ export interface LoraPolicyResult {
   readonly throughput: number;
 }
 
-/** Summarizes one policy's run from what the clients saw. */
+/**
+ * Summarizes one policy's run from what the clients saw. A successful request whose stream carried no content token is
+ * a success without a TTFT, as in the other benchmarks (analysis.ts `ttftOf`).
+ */
 export function summarizeLoraRun(policy: LoraPolicyName, requests: readonly LoraRequest[], results: readonly ChatResult[], podAddresses: readonly string[],
   timeScale: number, wallSeconds: number): LoraPolicyResult {
-  const ok = results.filter((r) => r.ok && r.ttft !== undefined);
+  const ok = results.filter((r) => r.ok);
   const sim = (s: number) => s * timeScale;
-  const ttfts = ok.map((r) => sim(r.ttft!));
+  const ttfts = ok.flatMap((r) => (r.ttft === undefined ? [] : [sim(r.ttft)]));
   const served = podAddresses.map(() => new Set<string>());
   results.forEach((r, i) => {
     const pod = r.servedBy === undefined ? -1 : podAddresses.indexOf(r.servedBy);
@@ -163,6 +168,7 @@ export function summarizeLoraRun(policy: LoraPolicyName, requests: readonly Lora
     policy,
     ok: ok.length,
     errors: results.length - ok.length,
+    noToken: noTokenCount(results),
     ttft: { p50: quantile(ttfts, 0.5), p90: quantile(ttfts, 0.9), p99: quantile(ttfts, 0.99) },
     e2eP50: quantile(ok.map((r) => sim(r.e2e)), 0.5),
     adaptersPerPod: served.map((s) => s.size),
@@ -186,7 +192,7 @@ async function runPolicy(name: LoraPolicyName, o: LoraBenchOptions, requests: re
 
 export function loraTable(results: readonly LoraPolicyResult[]): string {
   const base = results.find((r) => r.policy === 'kvroute')?.ttft.p90 ?? null;
-  const rows = results.map((r) => `| ${r.policy} | ${secs(r.ttft.p50)} / ${secs(r.ttft.p90)} / ${secs(r.ttft.p99)} | ${base !== null && r.ttft.p90 !== null && base > 0 ? `${(r.ttft.p90 / base).toFixed(2)}×` : '–'} | ${secs(r.e2eP50)} | ${r.throughput.toFixed(1)} | ${r.errors} | ${r.adaptersPerPod.join(', ')} |`);
+  const rows = results.map((r) => `| ${r.policy} | ${secs(r.ttft.p50)} / ${secs(r.ttft.p90)} / ${secs(r.ttft.p99)} | ${base !== null && r.ttft.p90 !== null && base > 0 ? `${(r.ttft.p90 / base).toFixed(2)}×` : '–'} | ${secs(r.e2eP50)} | ${r.throughput.toFixed(1)} | ${failedText(r.errors, r.noToken)} | ${r.adaptersPerPod.join(', ')} |`);
   return ['| policy | TTFT p50 / p90 / p99 | p90 ÷ kvroute\'s | e2e p50 | req/s | errors | adapters per pod |', '| --- | ---: | ---: | ---: | ---: | ---: | --- |', ...rows].join('\n');
 }
 
@@ -206,7 +212,7 @@ export async function runLoraBench(o: LoraBenchOptions, log: (line: string) => v
   const results: LoraPolicyResult[] = [];
   for (const name of o.policies) {
     const r = await runPolicy(name, o, requests);
-    log(`  ${name}: TTFT p50 ${secs(r.ttft.p50)}, p90 ${secs(r.ttft.p90)}, p99 ${secs(r.ttft.p99)}; ${r.errors} errors; adapters per pod ${r.adaptersPerPod.join(', ')}`);
+    log(`  ${name}: TTFT p50 ${secs(r.ttft.p50)}, p90 ${secs(r.ttft.p90)}, p99 ${secs(r.ttft.p99)}; ${r.errors} errors${r.noToken > 0 ? `, ${r.noToken} without a token` : ''}; adapters per pod ${r.adaptersPerPod.join(', ')}`);
     results.push(r);
   }
   const report: LoraReport = { options: o, machine: machine.finish(), started, results };

@@ -37,7 +37,7 @@
  *   second: what this machine's processes (client, gateway, EPP, pods) carry; TTFTs are reported in simulated time.
  */
 import { Engine, ManualClock } from '@kvroute/sim';
-import { quantile } from './analysis';
+import { quantile, ttftOf } from './analysis';
 import type { BenchWorkload, TokenizerLike } from './routing-workloads';
 import type { RequestRecord } from './run';
 import type { SimulatorSettings } from './stack';
@@ -224,12 +224,19 @@ export interface StageResult {
   readonly ttftP90: number | null;
 }
 
-/** Wall seconds to a request's first token; a failed request counts the time it waited (a lower bound). */
-export function censoredTtft(r: RequestRecord): number {
-  return r.result.ok ? (r.result.ttft ?? r.result.e2e) : (r.endedMs - r.startedMs) / 1000;
+/**
+ * Wall seconds to a request's first token; a failed request counts the time it waited (a lower bound: its first token,
+ * had it come, would have come later). Undefined for a successful request whose stream carried no content token: it was
+ * not cut off before its first token, it has none, so it is left out as inference-perf leaves it out (`ttftOf`).
+ */
+export function censoredTtft(r: RequestRecord): number | undefined {
+  return r.result.ok ? ttftOf(r) : (r.endedMs - r.startedMs) / 1000;
 }
 
-/** TTFT per stage of one run (a request belongs to the stage it was sent in; failed ones count as `censoredTtft`). */
+/**
+ * TTFT per stage of one run (a request belongs to the stage it was sent in; failed ones count as `censoredTtft`,
+ * successful ones without a first token not at all).
+ */
 export function stageResults(plan: RampPlan, records: readonly RequestRecord[]): StageResult[] {
   const byStage = plan.stages.map(() => ({ requests: 0, succeeded: 0, ttfts: [] as number[] }));
   for (const r of records) {
@@ -237,7 +244,8 @@ export function stageResults(plan: RampPlan, records: readonly RequestRecord[]):
     const s = byStage[r.stage]!;
     s.requests++;
     if (r.result.ok) s.succeeded++;
-    s.ttfts.push(censoredTtft(r) * plan.timeScale);
+    const ttft = censoredTtft(r);
+    if (ttft !== undefined) s.ttfts.push(ttft * plan.timeScale);
   }
   return plan.stages.map((st, i) => ({
     fraction: st.fraction, rateRps: st.rateRps, requests: byStage[i].requests, succeeded: byStage[i].succeeded,

@@ -104,7 +104,7 @@ export function htmlReport(input: ReportInput): string {
       bar(x, x.ttftUncached.p50 ?? 0, `${x.policy} uncached`, true),
     ]), secs, maxTtft),
   ];
-  const rows = r.map((x) => `<tr><td>${escape(x.policy)}</td><td>${x.succeeded}/${x.requests}</td><td>${pct(x.hitRate)}</td><td>${pct(x.hitRateOfBest)}</td>`
+  const rows = r.map((x) => `<tr><td>${escape(x.policy)}</td><td>${x.succeeded}/${x.requests}${x.noToken > 0 ? ` (${x.noToken} without a token)` : ''}</td><td>${pct(x.hitRate)}</td><td>${pct(x.hitRateOfBest)}</td>`
     + `<td>${pct(x.requestStickiness)}</td><td>${pct(x.sessionsOnOnePod)}</td><td>${secs(x.ttft.p50)}</td><td>${secs(x.ttft.p90)}</td>`
     + `<td>${secs(x.ttftCached.p50)}</td><td>${secs(x.ttftUncached.p50)}</td><td>${times(x.cachedSpeedup)}</td><td>${x.throughputRps.toFixed(1)}</td></tr>`).join('\n');
   const targets = input.targets.map((t) => `<tr class="${t.met ? 'met' : 'missed'}"><td>${t.met ? '✔' : '✘'}</td><td>${escape(t.name)}</td><td>${escape(t.target)}</td><td>${escape(t.actual)}</td></tr>`).join('\n');

@@ -10,7 +10,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { parseEndpointPickerConfig } from '@kvroute/epp/config';
-import { analyze, quantile, type PolicyResult } from './analysis';
+import { analyze, quantile, ttftOf, type PolicyResult } from './analysis';
 import { decimal, directory, integer, listOf, oneOf, parseFlags, SWITCH, UsageError } from './cli-args';
 import { cacheablePrefix, finiteCapacityHitRates, idealHitRate, roundRobinHitRate } from './bounds';
 import { bestHitRate } from './oracle';
@@ -384,19 +384,24 @@ async function runOnce(w: BenchWorkload, capacity: CapacityName, blocks: number,
     const result = analyze(policyName, outcome.records, counters, outcome.wallSeconds, null, sim.timeScale);
     // A ramp overloads every policy that hits less than the ideal placement, and a request still queued when the
     // client gives up (120 s without a byte) fails: its TTFT counts as at least the time it waited, so a policy's
-    // percentiles cannot improve by losing its slowest requests.
-    const ttfts = plan ? outcome.records.map((r) => censoredTtft(r) * sim.timeScale) : [];
+    // percentiles cannot improve by losing its slowest requests. A successful request without a first token has no TTFT.
+    const ttftOfRecord = plan ? censoredTtft : ttftOf;
+    const ttfts = outcome.records.flatMap((r) => {
+      const ttft = ttftOfRecord(r);
+      return ttft === undefined ? [] : [ttft * sim.timeScale];
+    });
     const record: RunRecord = {
       policy: policyName,
       repeat,
       requests: result.requests,
       succeeded: result.succeeded,
+      noToken: result.noToken,
       hitRate: result.hitRate,
       servedHitRate: result.servedHitRate,
       lookupsPerPromptToken: result.lookupsPerPromptToken,
       ttftP50: plan ? quantile(ttfts, 0.5) : result.ttft.p50,
       ttftP90: plan ? quantile(ttfts, 0.9) : result.ttft.p90,
-      ttftP99: quantile(plan ? ttfts : outcome.records.filter((r) => r.result.ok).map((r) => (r.result.ttft ?? r.result.e2e) * sim.timeScale), 0.99),
+      ttftP99: quantile(ttfts, 0.99),
       throughputRps: result.throughputRps,
       wallSeconds: result.wallSeconds,
       balance: balanceOf(result, o.pods),
@@ -654,7 +659,7 @@ export async function runRoutingBench(o: RoutingBenchOptions): Promise<RoutingRe
           done++;
           if (!bestFrom || (record.succeeded === record.requests && bestFrom.some((r) => !r.result.ok))) bestFrom = records;
           log(o, `[${done}/${totalRuns}] ${`${w.name} × ${capacity}`.padEnd(26)} ${policy.padEnd(14)} hit ${(record.hitRate * 100).toFixed(1).padStart(5)}%  `
-            + `TTFT p50 ${((record.ttftP50 ?? 0) * 1000).toFixed(0).padStart(5)} ms  ok ${record.succeeded}/${record.requests}  (${((Date.now() - started) / 1000).toFixed(1)} s)`);
+            + `TTFT p50 ${((record.ttftP50 ?? 0) * 1000).toFixed(0).padStart(5)} ms  ok ${record.succeeded}/${record.requests}${record.noToken ? ` (${record.noToken} without a token)` : ''}  (${((Date.now() - started) / 1000).toFixed(1)} s)`);
         }
       }
       workloadCells.push({ capacity, runs });

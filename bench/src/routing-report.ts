@@ -58,6 +58,8 @@ export interface RunRecord {
   readonly repeat: number;
   readonly requests: number;
   readonly succeeded: number;
+  /** Succeeded without a content token, so without a TTFT (analysis.ts `ttftOf`); absent in runs recorded before session 67. */
+  readonly noToken?: number;
   readonly hitRate: number;
   /** The clients' view (`PolicyResult.servedHitRate`); absent in runs recorded before it was measured. */
   readonly servedHitRate?: number | null;
