@@ -922,7 +922,7 @@ const DEFAULT_PREFIX_READER_TYPES: readonly string[] = ['prefix-cache-affinity-f
 
 /**
  * Readers of the prefix match naming no producer (`DEFAULT_PREFIX_READER_TYPES`), in a config with no approximate
- * `prefix-cache-scorer`, get one with llm-d-router v0.10.0's `approx-prefix-cache-producer` defaults, listed at weight 0
+ * `prefix-cache-scorer` (or several, none of them the one `resolvePrefixProducer` takes for the default producer), get one with llm-d-router v0.10.0's `approx-prefix-cache-producer` defaults, listed at weight 0
  * in each profile listing such a reader (kvroute's approximate scorer learns only the picks of the profiles that list
  * it). Upstream such a reader reads the default producer's key, `PrefixCacheMatchInfoDataKey/approx-prefix-cache-producer`
  * (`datalayer/attribute/prefix/data_types.go`; `WithNonEmptyProducerName("")` keeps it), which a precise producer does
@@ -934,7 +934,8 @@ const DEFAULT_PREFIX_READER_TYPES: readonly string[] = ['prefix-cache-affinity-f
  * that one. Said in a note; the rendered config shows the scorer.
  */
 function addDefaultPrefixScorer(plugins: PluginSpec[], profiles: SchedulingProfileSpec[], notes: string[]): void {
-  if (plugins.some((p) => p.type === 'prefix-cache-scorer')) return;
+  const approx = plugins.filter((p) => p.type === 'prefix-cache-scorer');
+  if (approx.length === 1 || approx.some((p) => p.name === 'prefix-cache-scorer' || p.name === DEFAULT_APPROX_PRODUCER_NAME)) return;
   const readers = plugins.filter((p) => DEFAULT_PREFIX_READER_TYPES.includes(p.type)
     && ((p.parameters as { prefixMatchInfoProducerName?: string } | undefined)?.prefixMatchInfoProducerName ?? '') === '');
   if (readers.length === 0) return;

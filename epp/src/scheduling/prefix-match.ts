@@ -163,12 +163,14 @@ export function isPrefixMatchRatios(plugin: Plugin): plugin is PrefixMatchRatios
  * publishes under its own name (`dataproducer/preciseprefixcache/producer.go`). Here that is the config's approximate
  * `prefix-cache-scorer`; among several, the one named `prefix-cache-scorer` (the scorer that reads the default producer
  * when llm-d's form is merged), else the one named after upstream's producer (as the loader names the one it adds
- * beside a precise scorer named `prefix-cache-scorer`), else the name is
- * required. Undefined when the config has no approximate scorer (the loader adds one for the readers that require the
- * match upstream: `addDefaultPrefixScorer`).
- * @throws ConfigError when the name is unknown, names another kind of plugin, or the default is ambiguous.
+ * beside a precise scorer named `prefix-cache-scorer`). Undefined when the config has no approximate scorer, or, for a
+ * reader that reads the match `optional`ly (`inflight-load-producer`: upstream counts the whole prompt without it),
+ * several and none of those two: the loader adds one for the readers that require the match upstream
+ * (`addDefaultPrefixScorer`), as upstream's data layer creates the default producer for them.
+ * @throws ConfigError when the name is unknown, names another kind of plugin, or the default is ambiguous for a reader
+ * that requires it.
  */
-export function resolvePrefixProducer(handle: PluginHandle, path: string, named: string): PrefixMatchRatios | undefined {
+export function resolvePrefixProducer(handle: PluginHandle, path: string, named: string, optional = false): PrefixMatchRatios | undefined {
   const plugins = [...(handle.plugins?.() ?? [])];
   if (named !== '') {
     const plugin = handle.plugin?.(named) ?? plugins.find((x) => x.name === named);
@@ -179,7 +181,7 @@ export function resolvePrefixProducer(handle: PluginHandle, path: string, named:
   const approx = plugins.filter((x): x is PrefixMatchRatios => x.type === 'prefix-cache-scorer' && isPrefixMatchRatios(x));
   if (approx.length <= 1) return approx[0];
   const preferred = approx.find((x) => x.name === 'prefix-cache-scorer') ?? approx.find((x) => x.name === DEFAULT_APPROX_PRODUCER_NAME);
-  if (preferred !== undefined) return preferred;
+  if (preferred !== undefined || optional) return preferred;
   throw new ConfigError(path, `the config has several prefix-cache-scorers (${approx.map((x) => x.name).join(', ')}) and none reads upstream's default producer: name the one to read`);
 }
 

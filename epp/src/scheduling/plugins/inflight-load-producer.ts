@@ -123,7 +123,7 @@ export class InFlightLoadProducer implements PreRequest, PostResponse, ResponseC
   }
 
   resolveReferences(): void {
-    this.prefixScorer = resolvePrefixProducer(this.handle, `${this.name}.parameters.prefixMatchInfoProducerName`, this.parameters.prefixMatchInfoProducerName);
+    this.prefixScorer = resolvePrefixProducer(this.handle, `${this.name}.parameters.prefixMatchInfoProducerName`, this.parameters.prefixMatchInfoProducerName, true);
   }
 
   /** A filter reads the counts from now on (see `refreshGauges`). */
