@@ -65,11 +65,11 @@ describe('header-label-affinity-scorer (llm-d-router v0.10.0 scorer/headerlabela
     }
   });
 
-  // plugin.go Factory's checks and messages (llm-d-router v0.10.0); no parameters, or `parameters:` written empty
-  // (null), reach the factory as a nil decoder (plugin/registry.go StrictDecoder); `{}` is a decoder.
+  // plugin.go Factory's checks and messages (llm-d-router v0.10.0); no parameters reach the factory as a nil decoder
+  // (plugin/registry.go StrictDecoder); `parameters:` written empty (null) is the RawMessage `null`, a decoder, as `{}`.
   test.each<[string, unknown, string]>([
     ['no parameters', undefined, 'p: header-label-affinity-scorer requires parameters'],
-    ['null parameters', null, 'p: header-label-affinity-scorer requires parameters'],
+    ['null parameters', null, 'p.headerName: header-label-affinity-scorer headerName is required'],
     ['empty parameters', {}, 'p.headerName: header-label-affinity-scorer headerName is required'],
     ['no headerName', { labelKey: 'k' }, 'p.headerName: header-label-affinity-scorer headerName is required'],
     ['an empty labelKey', { headerName: 'h', labelKey: '' }, 'p.labelKey: header-label-affinity-scorer labelKey is required'],

@@ -16,13 +16,17 @@ export class FieldReader {
   private constructor(
     private readonly fields: Readonly<Record<string, unknown>>,
     readonly path: string,
-    /** False for an absent or null map read as empty (what upstream's StrictDecoder hands a factory as nil). */
+    /**
+     * False for an absent map read as empty: what upstream's StrictDecoder hands a factory as nil. A null one (YAML's
+     * `parameters:` with nothing after it) is given: Go decodes JSON null into a json.RawMessage as the bytes `null`,
+     * which make a decoder (encoding/json, golang/go#40495).
+     */
     readonly given = true,
   ) {}
 
   /** `null`/absent become an empty map because YAML writes `parameters:` with nothing after it as null. */
   static ofOptionalMap(value: unknown, path: string): FieldReader {
-    if (value === undefined || value === null) return new FieldReader({}, path, false);
+    if (value === undefined || value === null) return new FieldReader({}, path, value !== undefined);
     return FieldReader.ofMap(value, path);
   }
 
