@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer, type ServerOptions as HttpsServerOptions } from 'node:https';
-import { createSecureContext } from 'node:tls';
+import { createSecureContext, type TLSSocket } from 'node:tls';
 import type { AddressInfo, Socket } from 'node:net';
 import { gzipSync } from 'node:zlib';
 import { RealtimeClock, type SimClock } from './clock';
@@ -183,6 +183,13 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
     void done.finally(() => inflight.delete(done));
   };
   const server: HttpServer = tls === null ? createServer(onRequest) : createHttpsServer(tls, onRequest);
+  if (tls !== null && options.sslCertReqs === 1) {
+    // Python's CERT_OPTIONAL verifies a certificate the client chooses to send and aborts the handshake when it fails;
+    // Node's rejectUnauthorized: false would serve that client, so its connection is dropped here, before any request.
+    server.on('secureConnection', (socket: TLSSocket) => {
+      if (!socket.authorized && Object.keys(socket.getPeerCertificate()).length > 0) socket.destroy();
+    });
+  }
   // uvicorn closes a connection idle for timeout_keep_alive seconds: vLLM's VLLM_HTTP_TIMEOUT_KEEP_ALIVE, 5 by default
   // (vllm/envs.py @ v0.10.0 L602-603; vllm/entrypoints/openai/api_server.py @ v0.10.0 L1832). Until audit 23 the sim
   // kept idle connections 65 s, so a client pooling them longer than 5 s never met the resets real vLLM gives it.
@@ -1199,9 +1206,10 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
  * run_server → serve_http @ v0.10.0): `load_cert_chain(certfile, keyfile)` (without a key file, the key is read from
  * the certificate file; OpenSSL's PEM reader skips the blocks of the other kind, so the same file serves as both here),
  * `verify_mode = ssl.VerifyMode(cert_reqs)`, `load_verify_locations(ca_certs)` when given. A file that cannot be read or
- * a key that does not fit stops the start. Differences: with CERT_OPTIONAL Node accepts a client certificate that fails
- * verification where Python ends the handshake, and without --ssl-ca-certs Node verifies client certificates against
- * its bundled root CAs where uvicorn's context has none.
+ * a key that does not fit stops the start. With CERT_OPTIONAL a client certificate that fails verification ends the
+ * connection right after the handshake (the server's `secureConnection` check), where Python ends the handshake itself.
+ * Difference: without --ssl-ca-certs Node verifies client certificates against its bundled root CAs where uvicorn's
+ * context has none.
  */
 function tlsServerOptions(o: SimulatorOptions): HttpsServerOptions {
   const read = (flag: string, path: string): Buffer => {

@@ -239,6 +239,21 @@ describe('--ssl-keyfile / --ssl-certfile / --ssl-ca-certs / --ssl-cert-reqs (cli
     }
   });
 
+  // Python's ssl docs, CERT_OPTIONAL in server mode: a certificate the client chooses to send "is verified. Any
+  // verification error immediately aborts the TLS handshake."
+  it('--ssl-cert-reqs 1 (CERT_OPTIONAL): a client without a certificate is served, one whose certificate does not verify is not', async () => {
+    const stranger = { key: path.join(dir, 'stranger-key.pem'), cert: path.join(dir, 'stranger-cert.pem') };
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', stranger.key, '-out', stranger.cert, '-days', '1', '-subj', '/CN=stranger'], { stdio: 'ignore' });
+    const sim = await startFromCli([MODEL, '--ssl-keyfile', key, '--ssl-certfile', cert, '--ssl-ca-certs', cert, '--ssl-cert-reqs', '1']);
+    try {
+      expect((await get(sim, '/health')).status).toBe(200);
+      expect((await get(sim, '/health', { key: fs.readFileSync(key), cert: fs.readFileSync(cert) })).status).toBe(200);
+      await expect(get(sim, '/health', { key: fs.readFileSync(stranger.key), cert: fs.readFileSync(stranger.cert) })).rejects.toThrow();
+    } finally {
+      await sim.close();
+    }
+  });
+
   it('refuses a key file without a certificate file, a certificate file without a key, unreadable files, and a cert_reqs ssl.VerifyMode refuses', async () => {
     expect(() => parseCli([MODEL, '--ssl-keyfile', key])).toThrow(/--ssl-keyfile: needs --ssl-certfile/);
     expect(() => parseCli([MODEL, '--ssl-certfile', cert, '--ssl-cert-reqs', '3'])).toThrow(/--ssl-cert-reqs: expected 0 \(CERT_NONE\), 1 \(CERT_OPTIONAL\) or 2 \(CERT_REQUIRED\)/);
