@@ -282,6 +282,7 @@ export async function startEpp(options: EppOptions, logger: Logger = jsonLogger(
     scheduler,
     metrics: metrics.collectors,
     poolName,
+    poolTargetPorts: () => watched?.currentPool?.targetPorts,
     ...(options.disableEndpointSubsetFilter ? { disableEndpointSubsetFilter: true } : {}),
     ...(options.emitEndpointScores ? { emitEndpointScores: true } : {}),
     ...(flowQueue ? {

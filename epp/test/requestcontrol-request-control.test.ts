@@ -69,6 +69,14 @@ describe('RequestControl', () => {
     ds.setMetrics('10.0.0.8:8001', { waitingQueueSize: 0, runningQueueSize: 0, kvCacheUsagePercent: 0.1, updateTime: Date.now(), consecutiveFailures: 0 });
     expect(await director.route(request(chat(), { [SUBSET_HINT_NAMESPACE]: { [SUBSET_HINT_KEY]: ['10.0.0.9:8001'] } }))).toMatchObject({ kind: 'reject', status: 503 });
     expect(await picks(['10.0.0.9:8001', '10.0.0.8:8001'])).toEqual(new Set(['10.0.0.8:8001']));
+    // The pool's targetPorts decide, not the endpoints that happen to exist: with no pod serving 8001 at all, a hint
+    // on 8001 still selects nothing (lwepp matches IP and port).
+    ds.removeEndpoint('10.0.0.8:8001');
+    const pooled = new RequestControl({ datastore: ds, scheduler: buildScheduler(defaultEndpointPickerConfig()), poolTargetPorts: () => [8000, 8001] });
+    expect(await pooled.route(request(chat(), { [SUBSET_HINT_NAMESPACE]: { [SUBSET_HINT_KEY]: ['10.0.0.9:8001'] } }))).toMatchObject({ kind: 'reject', status: 503 });
+    const byIp = await pooled.route(request(chat(), { [SUBSET_HINT_NAMESPACE]: { [SUBSET_HINT_KEY]: ['10.0.0.9:1234'] } }));
+    expect(byIp).toMatchObject({ kind: 'route', endpoint: '10.0.0.9:8000' });
+    if (byIp.kind === 'route') pooled.release(byIp.ticket, 'completed');
     const none = await director.route(request(chat(), { [SUBSET_HINT_NAMESPACE]: { [SUBSET_HINT_KEY]: ' , ' } }));
     expect(none).toMatchObject({ kind: 'reject', status: 503 });
   });

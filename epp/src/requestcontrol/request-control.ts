@@ -94,6 +94,11 @@ export interface RequestControlOptions {
    * `--disable-endpoint-subset-filter`, `pkg/epp/requestcontrol/candidates.go`). @default false
    */
   readonly disableEndpointSubsetFilter?: boolean;
+  /**
+   * The InferencePool's `targetPorts` once discovery has read it: a subset-hint entry on one of them selects that
+   * endpoint only. @default the ports of the endpoints the datastore holds (static and file discovery)
+   */
+  readonly poolTargetPorts?: () => readonly number[] | undefined;
   /** Put every scored candidate's score in the answer (`RouteDecision.endpointScores`; llm-d's `--emit-endpoint-scores`). */
   readonly emitEndpointScores?: boolean;
   /** Uniform [0, 1) for tie-breaks among equally loaded endpoints. @default Math.random */
@@ -1724,8 +1729,8 @@ export class RequestControl implements RequestDirector {
    * The ready endpoints, narrowed to a proxy's subset hint when it sent one (an empty hint means none qualify). The
    * hint is a list of `ip:port` (GIE v1.5.0 `candidates.go` reads a list only), or one comma-separated string, which
    * GIE's reference EPP reads too since v1.6.0 (lwepp `handleRequestHeaders`, #2935: what Envoy's header-to-metadata
-   * rules produce). An entry whose port is one of the pool's selects only the endpoint at its `ip:port`, none when
-   * that pod does not serve the port (lwepp's port-aware matching for data-parallel ranks, #2963; the protocol's
+   * rules produce). An entry whose port is one of the pool's (its `targetPorts`, `poolTargetPorts`) selects only the
+   * endpoint at its `ip:port`, none when that pod does not serve the port (lwepp's port-aware matching for data-parallel ranks, #2963; the protocol's
    * "Endpoint Subset": only endpoints from the list); a bare IP, or a port no endpoint of the pool has, every endpoint
    * at its IP: v1.5.0 matches IPs only, so a hint whose port is not the pool's still selects the pod.
    */
@@ -1737,7 +1742,7 @@ export class RequestControl implements RequestDirector {
     if (Array.isArray(hint)) entries = hint.filter((h): h is string => typeof h === 'string').flatMap((h) => h.split(','));
     else if (typeof hint === 'string') entries = hint.split(',');
     else return all;
-    const ports = new Set(all.map((s) => s.endpoint.port));
+    const ports = new Set(this.options.poolTargetPorts?.() ?? all.map((s) => s.endpoint.port));
     const exact = new Set<string>();
     const hosts = new Set<string>();
     for (const raw of entries) {
