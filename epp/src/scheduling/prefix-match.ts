@@ -103,10 +103,21 @@ export function uncachedTokensOf(match: PrefixMatchEstimate, cachedLength: numbe
   return match.unit === 'tokens' ? uncached : uncached / charactersPerToken;
 }
 
-/** Publishes `match` unless a match in tokens is already there and this one is in characters. */
+/**
+ * The match of another producer than `PREFIX_MATCH`'s, kept when a profile lists two (the loader's approximate scorer
+ * beside a precise one, `addDefaultPrefixScorer`), so a reader of either (`producerMatch`) finds it without asking its
+ * producer again.
+ */
+const OTHER_PREFIX_MATCH = stateKey<PrefixMatchEstimate>('prefix match per endpoint, of the other producer');
+
+/** Publishes `match` unless a match in tokens is already there and this one is in characters; keeps the other one. */
 export function publishPrefixMatch(state: CycleState, match: PrefixMatchEstimate): void {
   const existing = state.get(PREFIX_MATCH);
-  if (existing?.unit === 'tokens' && match.unit === 'characters') return;
+  if (existing?.unit === 'tokens' && match.unit === 'characters') {
+    state.set(OTHER_PREFIX_MATCH, match);
+    return;
+  }
+  if (existing !== undefined && existing.producer !== match.producer) state.set(OTHER_PREFIX_MATCH, existing);
   state.set(PREFIX_MATCH, match);
 }
 
@@ -186,13 +197,14 @@ export function resolvePrefixProducer(handle: PluginHandle, path: string, named:
 }
 
 /**
- * `source`'s match of the prompt on `candidates` in this cycle: the one it published in the cycle's slot over these very
- * candidates, else asked of it in a cycle state of the reader's own (the profile's state, and what the scorer learns at
+ * `source`'s match of the prompt on `candidates` in this cycle: the one it published in the cycle's slot (or as the
+ * other producer's) over these very candidates, else asked of it in a cycle state of the reader's own (the profile's state, and what the scorer learns at
  * post-cycle, stay its own run's). Never another scorer's match, which the slot may hold instead.
  */
 export function producerMatch(cycle: CycleContext, source: PrefixMatchRatios, candidates: readonly EndpointSnapshot[]): PrefixMatchEstimate | undefined {
-  const published = cycle.state.get(PREFIX_MATCH);
-  if (published?.producer === source.name && published.byCandidate?.candidates === candidates) return published;
+  for (const published of [cycle.state.get(PREFIX_MATCH), cycle.state.get(OTHER_PREFIX_MATCH)]) {
+    if (published?.producer === source.name && published.byCandidate?.candidates === candidates) return published;
+  }
   const scratch: CycleContext = { request: cycle.request, state: new CycleState() };
   source.matchRatios(scratch, candidates);
   return scratch.state.get(PREFIX_MATCH);
