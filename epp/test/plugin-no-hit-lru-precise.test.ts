@@ -111,4 +111,27 @@ describe('no-hit-lru-scorer without a producer name beside a precise producer (l
       await scheduler.plugins.close();
     }
   });
+
+  // The approximate scorer the loader adds runs in the profile at weight 0 and publishes its match while the precise
+  // (tokens) match keeps the cycle's slot: the LRU scorer reads that published match, not a second hash and lookup.
+  test('the approximate match the no-hit-lru-scorer reads is computed once per scheduling cycle', async () => {
+    const scheduler = buildScheduler(parseEndpointPickerConfig(SAMPLE), { now: () => now, random: () => 0 });
+    try {
+      const approx = scheduler.plugins.ofKind('scorer').find((p) => p.type === 'prefix-cache-scorer' && p.name !== 'prefix-cache-scorer') as unknown as Record<string, (...args: unknown[]) => unknown>;
+      expect(approx).toBeDefined();
+      let matches = 0;
+      const original = approx['match']!.bind(approx);
+      approx['match'] = (...args: unknown[]) => { matches++; return original(...args); };
+      const pods = [snapshot(a), snapshot(b)];
+      const content = 'a system prompt shared by many requests. '.repeat(20);
+      const body = parseRequestBody(Buffer.from(JSON.stringify({ model: MODEL, messages: [{ role: 'user', content }] })));
+      const request: LLMRequest = { requestId: 'r1', model: MODEL, prompt: content, input: body.input, headers: {}, attributes: new CycleState() };
+      for (const p of scheduler.plugins.ofKind('prepare-request')) await p.prepareRequest(request, new AbortController().signal);
+      for (const pod of pods) scheduler.plugins.addEndpoint(pod.endpoint);
+      scheduler.schedule(request, pods);
+      expect(matches).toBe(1);
+    } finally {
+      await scheduler.plugins.close();
+    }
+  });
 });
