@@ -51,3 +51,36 @@ test('two named approximate prefix scorers beside a no-hit-lru-scorer naming non
   const scheduler = buildScheduler(parsed);
   await scheduler.plugins.close();
 });
+
+// The default-named approx-prefix-cache-producer listed (llm-d's form) and merged into two scorers: readers naming no
+// producer read it, as upstream's read its key; no default scorer is added (CreateMissingDataProducers makes one only
+// when none produces the key).
+test('a listed default-named approx-prefix-cache-producer read by two scorers is what a no-hit-lru-scorer naming none reads', () => {
+  const parsed = parseEndpointPickerConfig(`apiVersion: llm-d.ai/v1alpha1
+kind: EndpointPickerConfig
+plugins:
+- type: approx-prefix-cache-producer
+  parameters:
+    blockSizeTokens: 32
+    maxPrefixTokensToMatch: 4096
+- type: prefix-cache-scorer
+  name: prefix-a
+- type: prefix-cache-scorer
+  name: prefix-b
+- type: no-hit-lru-scorer
+- type: max-score-picker
+- type: single-profile-handler
+schedulingProfiles:
+- name: default
+  plugins:
+  - pluginRef: max-score-picker
+  - pluginRef: prefix-a
+    weight: 2
+  - pluginRef: prefix-b
+    weight: 1
+  - pluginRef: no-hit-lru-scorer
+    weight: 1
+`);
+  expect(parsed.plugins.filter((p) => p.type === 'prefix-cache-scorer').map((p) => p.name)).toEqual(['prefix-a', 'prefix-b']);
+  expect(parsed.plugins.find((p) => p.type === 'no-hit-lru-scorer')!.parameters).toMatchObject({ prefixMatchInfoProducerName: 'prefix-a' });
+});

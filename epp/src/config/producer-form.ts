@@ -332,15 +332,18 @@ const MATCH_READER_TYPES = ['prefix-cache-affinity-filter', 'inflight-load-produ
 
 /**
  * `prefixMatchInfoProducerName` of the other readers (`prefix-cache-affinity-filter`, `inflight-load-producer`,
- * `predicted-latency-producer`, `no-hit-lru-scorer`) naming a
- * merged producer names the scorer that now does its work.
+ * `predicted-latency-producer`, `no-hit-lru-scorer`) naming a merged producer names the scorer that now does its work;
+ * naming none, when `defaultProducer` (the default-named approximate producer, which upstream's readers then read:
+ * `PrefixCacheMatchInfoDataKey.WithNonEmptyProducerName("")`) was merged, the scorer that does its work.
  */
-function renameMatchReaders(plugins: unknown[], scorerOf: ReadonlyMap<string, string>): unknown[] {
+function renameMatchReaders(plugins: unknown[], scorerOf: ReadonlyMap<string, string>, defaultProducer?: string): unknown[] {
   return plugins.map((p) => {
-    if (!isPlainObject(p) || typeof p.type !== 'string' || !MATCH_READER_TYPES.includes(p.type) || !isPlainObject(p.parameters)) return p;
-    const named = p.parameters[PRODUCER_REF];
-    const scorer = typeof named === 'string' ? scorerOf.get(named) : undefined;
-    return scorer === undefined ? p : { ...p, parameters: { ...p.parameters, [PRODUCER_REF]: scorer } };
+    if (!isPlainObject(p) || typeof p.type !== 'string' || !MATCH_READER_TYPES.includes(p.type)) return p;
+    const parameters = isPlainObject(p.parameters) ? p.parameters : {};
+    const named = parameters[PRODUCER_REF];
+    const producer = typeof named === 'string' && named !== '' ? named : defaultProducer;
+    const scorer = producer !== undefined ? scorerOf.get(producer) : undefined;
+    return scorer === undefined ? p : { ...p, parameters: { ...parameters, [PRODUCER_REF]: scorer } };
   });
 }
 
@@ -540,7 +543,7 @@ function mergeLlmdApproxProducers(document: unknown): Merged {
   }
   checkNoProfileRefersToProducer(document.schedulingProfiles, new Set(producers.keys()), APPROX_PRODUCER_TYPE);
   const removed = [...producers.values()].map((p) => p.index);
-  return { document: { ...document, plugins: renameMatchReaders(merged.filter((_, i) => !removed.includes(i)), readerOf) }, removed, notes };
+  return { document: { ...document, plugins: renameMatchReaders(merged.filter((_, i) => !removed.includes(i)), readerOf, DEFAULT_APPROX_PRODUCER_NAME) }, removed, notes };
 }
 
 /** llm-d-router v0.10.0's approximate prefix window: 128K tokens (`approximateprefix/types.go` defaultMaxPrefixTokens, #1548). */
