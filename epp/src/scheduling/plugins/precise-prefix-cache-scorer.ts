@@ -644,12 +644,12 @@ export class PrecisePrefixCacheScorer implements Scorer, PostCycle, PrepareReque
    * configured blocks the pod holds: whole engine blocks only, and never the prompt's last token, which vLLM recomputes
    * for its logits (vllm/v1/core/kv_cache_manager.py get_computed_blocks @ v0.10.0: max_cache_hit_length =
    * num_tokens - 1; its prefix_cache_stats count those hits over every prompt token). A fully cached 48-token prompt of
-   * 16-token blocks hits 32 tokens, not 48. `engineBlockSize` is the pod's vLLM block size, which a configured block
-   * of several engine blocks (many:1) is a multiple of.
+   * 16-token blocks hits 32 tokens, not 48. `engineBlockSize` is the pod's vLLM block size: a match ending inside an
+   * engine block (an engine block of several configured blocks, 1:many) hits only the engine blocks before it.
    */
   private predictedHitTokens(matched: number, promptTokens: number, engineBlockSize: number): number {
-    const hittable = Math.floor(Math.max(0, promptTokens - 1) / engineBlockSize) * engineBlockSize;
-    return Math.min(matched * this.blockSize, hittable);
+    const hittable = Math.min(matched * this.blockSize, Math.max(0, promptTokens - 1));
+    return Math.floor(hittable / engineBlockSize) * engineBlockSize;
   }
 
   /** Records on `pod` a prompt routed there, which it holds `match` of. */
