@@ -345,14 +345,17 @@ export function measureWorkload(w: BenchWorkload, tok: TokenizerLike, blockSize:
   let sharedPrefixTokens: number | undefined;
   let uniqueTokens: number | undefined;
   if (w.kind === 'shared-prefix' && w.groupOf) {
-    const byGroup = new Map<number, ArrayLike<number>[]>();
+    // Each group's distinct prompts: a stage of the ramp may send one prompt of a group several times and no other
+    // (each stage starts the list over), and its copies would "share" the whole prompt.
+    const byGroup = new Map<number, Map<string, ArrayLike<number>>>();
     w.groupOf.forEach((g, i) => {
-      if (!byGroup.has(g)) byGroup.set(g, []);
-      byGroup.get(g)!.push(prompts[i]);
+      if (!byGroup.has(g)) byGroup.set(g, new Map());
+      byGroup.get(g)!.set(Array.prototype.join.call(prompts[i], ','), prompts[i]);
     });
     let shared = 0;
     let groups = 0;
-    for (const members of byGroup.values()) {
+    for (const distinct of byGroup.values()) {
+      const members = [...distinct.values()];
       if (members.length < 2) continue;
       let lcp = members[0].length;
       for (let i = 1; i < members.length; i++) lcp = Math.min(lcp, commonPrefixLength(members[0], members[i]));
