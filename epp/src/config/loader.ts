@@ -70,15 +70,15 @@ export function parseEndpointPickerConfig(yamlText: string): EndpointPickerConfi
  *         producers merged away counted.
  */
 export function validateEndpointPickerConfig(value: unknown): EndpointPickerConfig {
-  const { document, pluginOrigins, notes: producerNotes } = normalizeProducerForms(value);
+  const { document, pluginOrigins, notes: producerNotes, defaultProducerScorer } = normalizeProducerForms(value);
   if (pluginOrigins === undefined) {
-    const config = validateNormalized(document);
+    const config = validateNormalized(document, defaultProducerScorer);
     if (producerNotes.length > 0) configNotes.set(config, [...producerNotes, ...(configNotes.get(config) ?? [])]);
     return config;
   }
   let config: EndpointPickerConfig;
   try {
-    config = validateNormalized(document);
+    config = validateNormalized(document, defaultProducerScorer);
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error;
     throw new ConfigError(originalPluginIndices(error.path, pluginOrigins), originalPluginIndices(error.problem, pluginOrigins));
@@ -100,7 +100,7 @@ function originalPluginIndices(text: string, origins: readonly number[]): string
   });
 }
 
-function validateNormalized(document: unknown): EndpointPickerConfig {
+function validateNormalized(document: unknown, defaultProducerScorer?: string): EndpointPickerConfig {
   const top = FieldReader.ofMap(document, '');
   const notes: string[] = [];
   const apiVersion = readApiVersion(top, notes);
@@ -121,7 +121,7 @@ function validateNormalized(document: unknown): EndpointPickerConfig {
       : [{ name: DEFAULT_PROFILE_NAME, plugins: defaultProfileRefs(plugins) }];
   for (const profile of profiles) addDefaultPicker(profile, plugins, declaredProfiles.indexOf(profile));
   addDefaultProfileHandler(plugins, profiles);
-  addInFlightLoadProducer(plugins);
+  addInFlightLoadProducer(plugins, defaultProducerScorer);
   addDefaultPrefixScorer(plugins, profiles, notes);
   addPdPrefixScorer(plugins);
   // After the profiles, as GIE's ensureSaturationDetector runs after ensureSchedulingLayer: a detector the section
@@ -889,7 +889,7 @@ function addDefaultProfileHandler(plugins: PluginSpec[], profiles: readonly Sche
  * Each only when it names no producer. The rendered config shows it. Picks do not change: the counts the filters and
  * scorers read are the datastore's, and only `prefix-cache-affinity-filter` reads the producer's tokens.
  */
-function addInFlightLoadProducer(plugins: PluginSpec[]): void {
+function addInFlightLoadProducer(plugins: PluginSpec[], defaultProducerScorer: string | undefined): void {
   if (plugins.some((p) => p.type === 'inflight-load-producer')) return;
   const reader = plugins.find((p) => {
     const q = p.parameters as { inFlightLoadProducerName?: string } | undefined;
@@ -909,7 +909,12 @@ function addInFlightLoadProducer(plugins: PluginSpec[]): void {
         return false;
     }
   });
-  if (reader !== undefined) ensurePlugin('inflight-load-producer', plugins, `plugins (adding the inflight-load-producer a ${reader.type} reads)`);
+  // Upstream's default producer reads the default approximate producer's key, which a listed one merged into a scorer
+  // writes (`defaultProducerScorer`).
+  if (reader !== undefined) {
+    ensurePlugin('inflight-load-producer', plugins, `plugins (adding the inflight-load-producer a ${reader.type} reads)`,
+      defaultProducerScorer !== undefined ? { prefixMatchInfoProducerName: defaultProducerScorer } : undefined);
+  }
 }
 
 /**

@@ -65,6 +65,11 @@ interface Merged {
   readonly removed: readonly number[];
   /** What was skipped that upstream also ignores without a word, for the config's notes (plugin indices as written). */
   readonly notes?: readonly string[];
+  /**
+   * The scorer doing the work of the default-named approximate producer (`approx-prefix-cache-producer`) when one was
+   * merged: what a reader naming no producer reads, the loader's own included.
+   */
+  readonly defaultProducerScorer?: string;
 }
 
 /**
@@ -74,7 +79,7 @@ interface Merged {
  * `pluginOrigins[i]` is the index in the given document's `plugins` of the result's `plugins[i]`, so errors found later
  * can name the plugin as the user wrote it (undefined when nothing was dropped).
  */
-export function normalizeProducerForms(value: unknown): { document: unknown; pluginOrigins: readonly number[] | undefined; notes: readonly string[] } {
+export function normalizeProducerForms(value: unknown): { document: unknown; pluginOrigins: readonly number[] | undefined; notes: readonly string[]; defaultProducerScorer?: string } {
   const checked = checkProducerReferences(rewriteCacheTrackingMode(value));
   const precise = mergePreciseProducers(checked);
   const approx = isPlainObject(precise.document) && precise.document.apiVersion === LLMD_ENDPOINT_PICKER_CONFIG_API_VERSION
@@ -82,10 +87,11 @@ export function normalizeProducerForms(value: unknown): { document: unknown; plu
     : mergeGieApproxProducer(precise.document);
   const notes = [...(precise.notes ?? []), ...(approx.notes ?? [])];
   const document = applyLlmdPrefixWindow(approx.document, notes);
-  if (precise.removed.length === 0 && approx.removed.length === 0) return { document, pluginOrigins: undefined, notes };
+  const defaults = approx.defaultProducerScorer !== undefined ? { defaultProducerScorer: approx.defaultProducerScorer } : {};
+  if (precise.removed.length === 0 && approx.removed.length === 0) return { document, pluginOrigins: undefined, notes, ...defaults };
   const count = isPlainObject(checked) && Array.isArray(checked.plugins) ? checked.plugins.length : 0;
   const afterPrecise = Array.from({ length: count }, (_, i) => i).filter((i) => !precise.removed.includes(i));
-  return { document, pluginOrigins: afterPrecise.filter((_, i) => !approx.removed.includes(i)), notes };
+  return { document, pluginOrigins: afterPrecise.filter((_, i) => !approx.removed.includes(i)), notes, ...defaults };
 }
 
 /**
@@ -339,8 +345,11 @@ const MATCH_READER_TYPES = ['prefix-cache-affinity-filter', 'inflight-load-produ
 function renameMatchReaders(plugins: unknown[], scorerOf: ReadonlyMap<string, string>, defaultProducer?: string): unknown[] {
   return plugins.map((p) => {
     if (!isPlainObject(p) || typeof p.type !== 'string' || !MATCH_READER_TYPES.includes(p.type)) return p;
+    // Parameters that are not a map, or a name that is not a string, are left for the plugin's own check to refuse.
+    if (p.parameters !== undefined && p.parameters !== null && !isPlainObject(p.parameters)) return p;
     const parameters = isPlainObject(p.parameters) ? p.parameters : {};
     const named = parameters[PRODUCER_REF];
+    if (named !== undefined && named !== null && typeof named !== 'string') return p;
     const producer = typeof named === 'string' && named !== '' ? named : defaultProducer;
     const scorer = producer !== undefined ? scorerOf.get(producer) : undefined;
     return scorer === undefined ? p : { ...p, parameters: { ...parameters, [PRODUCER_REF]: scorer } };
@@ -460,7 +469,12 @@ function mergeGieApproxProducer(document: unknown): Merged {
   checkNoProfileRefersToProducer(document.schedulingProfiles, new Set([name]), APPROX_PRODUCER_TYPE);
   const scorerName = (plugins[scorers[0]!] as Record<string, unknown>).name;
   const renamed = new Map([[name, typeof scorerName === 'string' && scorerName !== '' ? scorerName : SCORER_TYPE]]);
-  return { document: { ...document, plugins: renameMatchReaders(merged.filter((_, i) => i !== index), renamed) }, removed: [index] };
+  // Unnamed, the producer is the default-named one (its type), whose key readers naming none read.
+  return {
+    document: { ...document, plugins: renameMatchReaders(merged.filter((_, i) => i !== index), renamed, DEFAULT_APPROX_PRODUCER_NAME) },
+    removed: [index],
+    defaultProducerScorer: renamed.get(DEFAULT_APPROX_PRODUCER_NAME),
+  };
 }
 
 /** GIE v1.5.0 has one match-info key, so one approximate producer. */
@@ -543,7 +557,12 @@ function mergeLlmdApproxProducers(document: unknown): Merged {
   }
   checkNoProfileRefersToProducer(document.schedulingProfiles, new Set(producers.keys()), APPROX_PRODUCER_TYPE);
   const removed = [...producers.values()].map((p) => p.index);
-  return { document: { ...document, plugins: renameMatchReaders(merged.filter((_, i) => !removed.includes(i)), readerOf, DEFAULT_APPROX_PRODUCER_NAME) }, removed, notes };
+  return {
+    document: { ...document, plugins: renameMatchReaders(merged.filter((_, i) => !removed.includes(i)), readerOf, DEFAULT_APPROX_PRODUCER_NAME) },
+    removed,
+    notes,
+    defaultProducerScorer: readerOf.get(DEFAULT_APPROX_PRODUCER_NAME),
+  };
 }
 
 /** llm-d-router v0.10.0's approximate prefix window: 128K tokens (`approximateprefix/types.go` defaultMaxPrefixTokens, #1548). */

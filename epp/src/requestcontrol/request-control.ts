@@ -1729,10 +1729,11 @@ export class RequestControl implements RequestDirector {
    * The ready endpoints, narrowed to a proxy's subset hint when it sent one (an empty hint means none qualify). The
    * hint is a list of `ip:port` (GIE v1.5.0 `candidates.go` reads a list only), or one comma-separated string, which
    * GIE's reference EPP reads too since v1.6.0 (lwepp `handleRequestHeaders`, #2935: what Envoy's header-to-metadata
-   * rules produce). An entry whose port is one of the pool's (its `targetPorts`, `poolTargetPorts`) selects only the
-   * endpoint at its `ip:port`, none when that pod does not serve the port (lwepp's port-aware matching for data-parallel ranks, #2963; the protocol's
-   * "Endpoint Subset": only endpoints from the list); a bare IP, or a port no endpoint of the pool has, every endpoint
-   * at its IP: v1.5.0 matches IPs only, so a hint whose port is not the pool's still selects the pod.
+   * rules produce). An entry whose port is one of the pool's (its `targetPorts`, `poolTargetPorts`; without discovery
+   * of a pool, the endpoints' ports) selects only the endpoint at its `ip:port`, none when that pod does not serve the
+   * port (lwepp's port-aware matching for data-parallel ranks, #2963; the protocol's "Endpoint Subset": only endpoints
+   * from the list); a bare IP, or a port not the pool's, every endpoint at its IP: v1.5.0 matches IPs only, so a hint
+   * whose port is not the pool's still selects the pod.
    */
   private hinted(req: IncomingRequest): readonly EndpointSnapshot[] {
     const all = this.options.datastore.snapshot();
