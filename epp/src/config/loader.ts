@@ -7,7 +7,7 @@ import { FieldReader, isPlainObject } from './fields';
 import { parseQuantity } from './quantity';
 import { parseDuration } from './duration';
 import { resolvePluginParameters } from './parameters';
-import { DEFAULT_APPROX_PRODUCER_NAME, LLMD_BLOCK_CUT, LLMD_MAX_PREFIX_BLOCKS, LLMD_MAX_PREFIX_TOKENS, normalizeProducerForms } from './producer-form';
+import { DEFAULT_APPROX_PRODUCER_NAME, defaultApproxScorer, LLMD_BLOCK_CUT, LLMD_MAX_PREFIX_BLOCKS, LLMD_MAX_PREFIX_TOKENS, normalizeProducerForms } from './producer-form';
 import {
   ENDPOINT_PICKER_CONFIG_API_VERSION,
   ENDPOINT_PICKER_CONFIG_API_VERSIONS,
@@ -939,8 +939,7 @@ const DEFAULT_PREFIX_READER_TYPES: readonly string[] = ['prefix-cache-affinity-f
  * that one. Said in a note; the rendered config shows the scorer.
  */
 function addDefaultPrefixScorer(plugins: PluginSpec[], profiles: SchedulingProfileSpec[], notes: string[]): void {
-  const approx = plugins.filter((p) => p.type === 'prefix-cache-scorer');
-  if (approx.length === 1 || approx.some((p) => p.name === 'prefix-cache-scorer' || p.name === DEFAULT_APPROX_PRODUCER_NAME)) return;
+  if (defaultApproxScorer(plugins) !== undefined) return;
   const readers = plugins.filter((p) => DEFAULT_PREFIX_READER_TYPES.includes(p.type)
     && ((p.parameters as { prefixMatchInfoProducerName?: string } | undefined)?.prefixMatchInfoProducerName ?? '') === '');
   if (readers.length === 0) return;

@@ -42,6 +42,17 @@ export const APPROX_PRODUCER_TYPE = 'approx-prefix-cache-producer';
  */
 export const DEFAULT_APPROX_PRODUCER_NAME = APPROX_PRODUCER_TYPE;
 const SCORER_TYPE = 'prefix-cache-scorer';
+
+/**
+ * The approximate `prefix-cache-scorer` among `plugins` standing for upstream's default producer, which readers naming
+ * no producer read: the only one; among several, the one named `prefix-cache-scorer` (the scorer reading the default
+ * producer when llm-d's form is merged), else the one named after that producer; else none.
+ */
+export function defaultApproxScorer<T extends { readonly type: string; readonly name?: string }>(plugins: readonly T[]): T | undefined {
+  const approx = plugins.filter((p) => p.type === SCORER_TYPE);
+  if (approx.length <= 1) return approx[0];
+  return approx.find((p) => p.name === SCORER_TYPE) ?? approx.find((p) => p.name === DEFAULT_APPROX_PRODUCER_NAME);
+}
 const PRECISE_SCORER_TYPE = 'precise-prefix-cache-scorer';
 const PD_HANDLER_TYPE = 'pd-profile-handler';
 const PRODUCER_REF = 'prefixMatchInfoProducerName';

@@ -6,7 +6,7 @@
  */
 import { batchPrompts, isBatch, promptOf } from '@kvroute/protocol/openai';
 import { ConfigError } from '../config/errors';
-import { DEFAULT_APPROX_PRODUCER_NAME } from '../config/producer-form';
+import { defaultApproxScorer } from '../config/producer-form';
 import type { EndpointSnapshot } from '../datastore/types';
 import { CycleState, stateKey, type CycleContext, type Plugin, type PluginHandle } from './framework';
 import { LazyReadonlyMap } from './lazy-map';
@@ -190,9 +190,8 @@ export function resolvePrefixProducer(handle: PluginHandle, path: string, named:
     return plugin;
   }
   const approx = plugins.filter((x): x is PrefixMatchRatios => x.type === 'prefix-cache-scorer' && isPrefixMatchRatios(x));
-  if (approx.length <= 1) return approx[0];
-  const preferred = approx.find((x) => x.name === 'prefix-cache-scorer') ?? approx.find((x) => x.name === DEFAULT_APPROX_PRODUCER_NAME);
-  if (preferred !== undefined || optional) return preferred;
+  const chosen = defaultApproxScorer(approx);
+  if (chosen !== undefined || optional || approx.length === 0) return chosen;
   throw new ConfigError(path, `the config has several prefix-cache-scorers (${approx.map((x) => x.name).join(', ')}) and none reads upstream's default producer: name the one to read`);
 }
 
