@@ -30,11 +30,14 @@ export class ServedModels {
   /**
    * The model a request names: absent or "" means the first served name, a served name or loaded LoRA adapter is used
    * as sent, anything else is a 404 (serving_engine.py `_check_model`, `_is_model_supported`, `_get_model_name` @
-   * v0.10.0).
+   * v0.10.0). With VLLM_ALLOW_RUNTIME_LORA_UPDATING an unknown name first goes through `resolve_lora`, which takes an id
+   * from `lora_id_counter` before trying its resolvers (none are registered here): the 404 spends an id, so the next
+   * adapter loaded gets the one after (serving_models.py `resolve_lora` @ v0.10.0); the id is BlockStored's `lora_id`.
    */
   resolve(model: string | undefined): string {
     if (!model) return this.o.servedModelNames[0];
     if (this.o.servedModelNames.includes(model) || this.adapters.has(model)) return model;
+    if (this.o.allowRuntimeLoraUpdating) ++this.loraIdCounter;
     throw new ApiError(404, `The model \`${model}\` does not exist.`, 'NotFoundError');
   }
 

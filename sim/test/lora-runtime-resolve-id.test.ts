@@ -1,0 +1,88 @@
+/**
+ * With VLLM_ALLOW_RUNTIME_LORA_UPDATING, a request naming a model vLLM does not serve goes through
+ * OpenAIServingModels.resolve_lora before its 404 (serving_engine.py `_check_model` @ v0.10.0:
+ * `envs.VLLM_ALLOW_RUNTIME_LORA_UPDATING and request.model and (load_result := await self.models.resolve_lora(...))`),
+ * and resolve_lora takes `unique_id = self.lora_id_counter.inc(1)` before it tries the resolvers (none registered: the
+ * 404 "LoRA adapter x does not exist", which _check_model turns into "The model `x` does not exist."). So the id is
+ * spent: the next adapter loaded through /v1/load_lora_adapter gets lora_int_id 2, not 1, which vLLM reports as
+ * BlockStored.lora_id (and, up to #27577, hashes into every block of the adapter's requests).
+ * Real HTTP and ZMQ on loopback.
+ */
+import { decode } from '@msgpack/msgpack';
+import { Subscriber } from 'zeromq';
+import { ManualClock } from '../src/clock';
+import { startSimulator } from '../src/server';
+import { http, waitFor } from './helpers';
+
+class Collector {
+  readonly sub = new Subscriber({ linger: 0 });
+  readonly got: Buffer[] = [];
+  private readonly loop: Promise<void>;
+  private connected = false;
+
+  constructor() {
+    this.sub.subscribe('');
+    this.sub.events.on('handshake', () => (this.connected = true));
+    this.loop = (async () => {
+      try {
+        for await (const frames of this.sub) this.got.push(frames[2]!);
+      } catch {
+        // closed
+      }
+    })();
+  }
+
+  async ready(): Promise<void> {
+    await waitFor(() => this.connected, 'the SUB socket\'s handshake');
+    await new Promise((r) => setTimeout(r, 150));
+  }
+
+  async close(): Promise<void> {
+    this.sub.close();
+    await this.loop;
+  }
+}
+
+const raw = (payload: Uint8Array): unknown[] => decode(payload, { useBigInt64: true }) as unknown[];
+const PROMPT = Array.from({ length: 40 }, (_, i) => 1 + i);
+
+describe('resolve_lora spends a lora_int_id on an unknown model (VLLM_ALLOW_RUNTIME_LORA_UPDATING)', () => {
+  for (const encoding of ['map', 'positional'] as const) {
+    it(`${encoding}: after a 404 for an unknown model, the first adapter loaded at run time is lora_id 2`, async () => {
+      const clock = new ManualClock();
+      const sim = await startSimulator({
+        port: 0,
+        clock,
+        prefixCachingHashAlgo: 'sha256_cbor',
+        pythonHashSeed: '42',
+        ...(encoding === 'map' ? { kvEventsEncoding: 'map' as const } : {}),
+        enableLora: true,
+        allowRuntimeLoraUpdating: true,
+        kvEventsConfig: { enable_kv_cache_events: true, publisher: 'zmq', endpoint: 'tcp://127.0.0.1:*' },
+      });
+      const sub = new Collector();
+      sub.sub.connect(sim.kvEvents!.endpoint);
+      try {
+        await sub.ready();
+        // An unknown model: 404 as vLLM answers it (resolve_lora ran, and took id 1).
+        const nope = await http(sim.url, 'POST', '/v1/completions', { model: 'nope', prompt: PROMPT, max_tokens: 1 });
+        expect(nope.status).toBe(404);
+        const load = await http(sim.url, 'POST', '/v1/load_lora_adapter', { lora_name: 'sql-lora', lora_path: '/adapters/sql' });
+        expect(load.status).toBe(200);
+        const r = http(sim.url, 'POST', '/v1/completions', { model: 'sql-lora', prompt: PROMPT, max_tokens: 1 });
+        await waitFor(() => sim.engine.stats().running + sim.engine.stats().waiting > 0, 'the request to reach the engine');
+        clock.runAll();
+        expect((await r).status).toBe(200);
+        await waitFor(() => sub.got.length >= 1, 'the LoRA batch');
+        const [, events] = raw(sub.got[0]!) as [number, unknown[]];
+        const stored = events[0]!;
+        // map: {type, ..., lora_id}; positional 0.10: ['BlockStored', hashes, parent, tokens, block_size, lora_id].
+        const loraId = encoding === 'map' ? (stored as Record<string, unknown>).lora_id : (stored as unknown[])[5];
+        expect(Number(loraId)).toBe(2);
+      } finally {
+        await sub.close();
+        await sim.close();
+      }
+    });
+  }
+});
