@@ -3,7 +3,7 @@ import { k8s } from 'cdk8s-plus-28';
 import { hardenedContainerSecurityContext, PodSecurityException, RUNTIME_DEFAULT_SECCOMP } from './pod-security';
 import { checkSecretKeyReference } from './session-store';
 import {
-  checkDns1035Label, checkDnsLabel, checkFraction, checkImage, checkInteger, checkLabels, checkOneOf, checkQuantity, PropsError,
+  checkClusterDomain, checkDns1035Label, checkDnsLabel, checkFraction, checkImage, checkInteger, checkLabels, checkOneOf, checkQuantity, PropsError,
 } from './validation';
 
 /**
@@ -48,7 +48,7 @@ export interface KvEventsOptions {
   /**
    * `central`: the endpoint vLLM connects to, the EPP's (e.g. `tcp://<epp service>:5557`), with a port from 1 to 65535.
    * The EPP binds that port, so under `KvAwareRouting` it must not be one of the EPP's own (9002, 9003, 9090).
-   * @default under `KvAwareRouting`, `tcp://<name>-epp.<namespace>.svc.cluster.local:5557`; required otherwise
+   * @default under `KvAwareRouting`, `tcp://<name>-epp.<namespace>.svc.<clusterDomain>:5557`; required otherwise
    * @see https://docs.vllm.ai/en/v0.10.0/api/vllm/config.html#vllm.config.KVEventsConfig
    */
   readonly endpoint?: string;
@@ -60,6 +60,13 @@ export interface KvEventsOptions {
 export interface DecodePoolProps {
   /** Namespace of every object. */
   readonly namespace: string;
+  /**
+   * The cluster's DNS domain: the decode DestinationRule's host and the EnvoyFilter's cluster match name the Service
+   * `<name>-decode.<namespace>.svc.<clusterDomain>`, as Istio names it (istiod's `--domain`).
+   * @default 'cluster.local'
+   * @see https://kubernetes.io/docs/concepts/services-networking/dns-pod-service/
+   */
+  readonly clusterDomain?: string;
   /**
    * Base name; the Deployment and Service are `<name>-decode`, matching llm-d-modelservice's `<fullname>-decode`.
    * Also the value of the pods' `llm-d.ai/model` label, as in llm-d. A DNS-1035 label (it starts the Service's name) of
@@ -307,7 +314,7 @@ export class DecodePool extends Construct {
   public readonly namespace: string;
   public readonly deploymentName: string;
   public readonly serviceName: string;
-  /** `<service>.<namespace>.svc.cluster.local`: the host Istio names the decode cluster after. */
+  /** `<service>.<namespace>.svc.<clusterDomain>`: the host Istio names the decode cluster after. */
   public readonly serviceFqdn: string;
   public readonly servicePort = DecodePool.SIDECAR_PORT;
   /** Labels every decode pod carries; the selector of the Deployment, Service, InferencePool and PodMonitor. */
@@ -503,7 +510,7 @@ export class DecodePool extends Construct {
 
     this.deploymentName = `${name}-decode`;
     this.serviceName = `${name}-decode`;
-    this.serviceFqdn = `${this.serviceName}.${this.namespace}.svc.cluster.local`;
+    this.serviceFqdn = `${this.serviceName}.${this.namespace}.svc.${checkClusterDomain(SCOPE, props.clusterDomain)}`;
     this.podLabels = {
       'llm-d.ai/inferenceServing': 'true',
       'llm-d.ai/model': name,

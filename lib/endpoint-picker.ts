@@ -13,7 +13,7 @@ import { ROUTING_SIDECAR_CLIENT_HEADERS } from './gateway';
 import { hardenedContainerSecurityContext, PodSecurityException, RUNTIME_DEFAULT_SECCOMP } from './pod-security';
 import { checkSecretKeyReference, SESSION_STORE_PASSWORD_ENV, type SecretKeyReference, type SessionStoreConnection } from './session-store';
 import {
-  checkDns1035Label, checkDnsLabel, checkDnsSubdomain, checkDuration, checkImage, checkInteger, checkOneOf, checkQuantity, durationMs, PropsError,
+  checkClusterDomain, checkDns1035Label, checkDnsLabel, checkDnsSubdomain, checkDuration, checkImage, checkInteger, checkOneOf, checkQuantity, durationMs, PropsError,
 } from './validation';
 
 /**
@@ -31,10 +31,17 @@ export interface EndpointPickerProps {
   readonly namespace: string;
   /**
    * Name of the Deployment, Service, ServiceAccount, Role and ConfigMap. The EnvoyFilter's gRPC cluster is derived
-   * from it (`outbound|9002||<name>.<namespace>.svc.cluster.local`). A DNS-1035 label (it is the Service's name).
+   * from it (`outbound|9002||<name>.<namespace>.svc.<clusterDomain>`). A DNS-1035 label (it is the Service's name).
    * @see https://kubernetes.io/docs/concepts/overview/working-with-objects/names/#rfc-1035-label-names
    */
   readonly name: string;
+  /**
+   * The cluster's DNS domain: the EnvoyFilter's gRPC cluster and the DestinationRule name the Service `<name>.<namespace>.svc.<clusterDomain>`,
+   * as Istio names it (istiod's `--domain`, Istio's `global.proxy.clusterDomain`).
+   * @default 'cluster.local'
+   * @see https://kubernetes.io/docs/concepts/services-networking/dns-pod-service/
+   */
+  readonly clusterDomain?: string;
   /** Name of the InferencePool the EPP reads (its selector and target port define the endpoints). */
   readonly poolName: string;
   /** @default 'inference.networking.x-k8s.io' (InferencePool v1alpha2) */
@@ -337,7 +344,7 @@ export class EndpointPicker extends Construct {
     }
 
     this.serviceName = this.name;
-    this.serviceFqdn = `${this.name}.${this.namespace}.svc.cluster.local`;
+    this.serviceFqdn = `${this.name}.${this.namespace}.svc.${checkClusterDomain(SCOPE, props.clusterDomain)}`;
     this.podLabels = { 'llm-d.ai/epp': this.name };
     const metadata = { name: this.name, namespace: this.namespace, labels: { ...this.podLabels } };
 

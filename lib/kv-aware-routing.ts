@@ -10,7 +10,7 @@ import { istioSupport, type IstioSupport } from './istio';
 import { Monitoring, MonitoringProps } from './monitoring';
 import { checkNetworkPeer, DecodeNetworkPolicy, DecodeNetworkPolicyProps, EppNetworkPolicy, EppNetworkPolicyProps, SessionStoreNetworkPolicy } from './network-policy';
 import { existingSessionStore, SessionStore, type SessionStoreConnection, type SessionStoreProps } from './session-store';
-import { checkDns1035Label, checkDnsLabel, checkOneOf, PropsError } from './validation';
+import { checkClusterDomain, checkDns1035Label, checkDnsLabel, checkOneOf, PropsError } from './validation';
 import type { EndpointPickerConfig } from '@kvroute/epp/config';
 
 /**
@@ -72,16 +72,27 @@ export interface KvAwareRoutingProps {
    * @default '1.27.0' (the seed's Istio, the oldest supported)
    */
   readonly istioVersion?: string;
+  /**
+   * The cluster's DNS domain (kubelet's `--cluster-domain`; Istio's `global.proxy.clusterDomain`, istiod's `--domain`),
+   * as llm-d-router's chart takes it (`router.clusterDomain`, llm-d-router v0.10.0 config/charts/routerlib/values.yaml).
+   * Every in-cluster Service name ends `.svc.<clusterDomain>`: the EnvoyFilter's ext_proc cluster and cluster match, the
+   * DestinationRules' hosts, the `referenced-services` annotations, a deployed session store's address and the central
+   * KV-event endpoint. Istio names its clusters after it (pilot/pkg/serviceregistry/kube/conversion.go ServiceHostname),
+   * so with another domain a `cluster.local` name matches nothing and the gateway cannot reach the EPP.
+   * @default 'cluster.local'
+   * @see https://kubernetes.io/docs/concepts/services-networking/dns-pod-service/
+   */
+  readonly clusterDomain?: string;
   /** Who calls the EPP; see {@link InferenceRouting}. @default 'envoy-filter' */
   readonly inferenceRouting?: InferenceRouting;
   /** The vLLM decode pods. */
-  readonly decode: Omit<DecodePoolProps, 'namespace' | 'name'>;
+  readonly decode: Omit<DecodePoolProps, 'namespace' | 'name' | 'clusterDomain'>;
   /**
    * The Endpoint Picker. `poolApiGroup` defaults to the InferencePool API the Istio version reads (v1alpha2 on 1.27,
    * v1 from 1.28), not to the construct's own default.
    * @default its defaults
    */
-  readonly endpointPicker?: Omit<EndpointPickerProps, 'namespace' | 'name' | 'poolName' | 'requestBodyMode' | 'responseBodyMode' | 'precise' | 'sessionStore'>;
+  readonly endpointPicker?: Omit<EndpointPickerProps, 'namespace' | 'name' | 'clusterDomain' | 'poolName' | 'requestBodyMode' | 'responseBodyMode' | 'precise' | 'sessionStore'>;
   /**
    * Share session bindings between EPP replicas through Redis or Valkey: `deploy` a Valkey (StatefulSet, Service and
    * a NetworkPolicy admitting the EPP pods only), or use an `existing` one with its password in a Secret. The EPP's
@@ -236,10 +247,11 @@ export class KvAwareRouting extends Chart {
 
     // Central KV events: vLLM connects to the EPP's Service unless the profile names another endpoint.
     const eppName = `${name}-epp`;
+    const clusterDomain = checkClusterDomain('KvAwareRouting', props.clusterDomain);
     const decodeProps = props.decode.kvEvents?.mode === 'central' && props.decode.kvEvents.endpoint === undefined
-      ? { ...props.decode, kvEvents: { ...props.decode.kvEvents, endpoint: `tcp://${eppName}.${namespace}.svc.cluster.local:5557` } }
+      ? { ...props.decode, kvEvents: { ...props.decode.kvEvents, endpoint: `tcp://${eppName}.${namespace}.svc.${clusterDomain}:5557` } }
       : props.decode;
-    this.decodePool = new DecodePool(this, 'Decode', { ...decodeProps, namespace, name });
+    this.decodePool = new DecodePool(this, 'Decode', { ...decodeProps, namespace, name, clusterDomain });
     const events = this.decodePool.kvEvents;
     const store = props.sessionStore;
     let storeConnection: SessionStoreConnection | undefined;
@@ -250,7 +262,7 @@ export class KvAwareRouting extends Chart {
         throw new PropsError('KvAwareRouting', 'sessionStore', 'must set exactly one of deploy (a Valkey kvroute deploys) or existing (host, port, passwordSecret)', store);
       }
       if (store.deploy !== undefined) {
-        this.sessionStore = new SessionStore(this, 'SessionStore', { ...store.deploy, namespace, name: `${name}${SESSION_STORE_SUFFIX}` });
+        this.sessionStore = new SessionStore(this, 'SessionStore', { ...store.deploy, namespace, clusterDomain, name: `${name}${SESSION_STORE_SUFFIX}` });
         storeConnection = this.sessionStore.connection;
       } else {
         storeConnection = existingSessionStore(store.existing);
@@ -292,6 +304,7 @@ export class KvAwareRouting extends Chart {
           }
         : {}),
       namespace,
+      clusterDomain,
       name: eppName,
       poolName,
     });

@@ -1,7 +1,7 @@
 import { Construct } from 'constructs';
 import { k8s } from 'cdk8s-plus-28';
 import { hardenedContainerSecurityContext, PodSecurityException, RUNTIME_DEFAULT_SECCOMP } from './pod-security';
-import { checkDns1035Label, checkDnsLabel, checkDnsSubdomain, checkImage, checkPort, checkQuantity, PropsError } from './validation';
+import { checkClusterDomain, checkDns1035Label, checkDnsLabel, checkDnsSubdomain, checkImage, checkPort, checkQuantity, PropsError } from './validation';
 import type { NetworkPeer } from './network-policy';
 
 /** A key of a Kubernetes Secret in the EPP's namespace, read into an environment variable. */
@@ -141,6 +141,12 @@ export function existingSessionStore(props: ExistingSessionStoreProps): SessionS
 export interface SessionStoreConstructProps extends DeployedSessionStoreProps {
   readonly namespace: string;
   /**
+   * The cluster's DNS domain: the EPP connects to `<name>.<namespace>.svc.<clusterDomain>`, a name cluster DNS answers.
+   * @default 'cluster.local'
+   * @see https://kubernetes.io/docs/concepts/services-networking/dns-pod-service/
+   */
+  readonly clusterDomain?: string;
+  /**
    * Name of the StatefulSet and Service: a DNS-1035 label (a Service name) of at most
    * {@link SessionStore.MAX_NAME_LENGTH} characters, so that the pod's `controller-revision-hash` label fits.
    * @see https://kubernetes.io/docs/concepts/workloads/controllers/statefulset/#pod-name-label
@@ -199,7 +205,7 @@ export class SessionStore extends Construct {
     const passwordSecret = secretRef('deploy.passwordSecret', props.passwordSecret);
     const cpu = checkQuantity(SCOPE, 'deploy.cpu', props.cpu ?? '100m');
     this.podLabels = { 'app.kubernetes.io/name': 'valkey', 'app.kubernetes.io/instance': this.name, 'app.kubernetes.io/component': 'session-store' };
-    this.serviceFqdn = `${this.name}.${this.namespace}.svc.cluster.local`;
+    this.serviceFqdn = `${this.name}.${this.namespace}.svc.${checkClusterDomain(SCOPE, props.clusterDomain)}`;
     const metadata = { name: this.name, namespace: this.namespace, labels: { ...this.podLabels } };
 
     this.service = new k8s.KubeService(this, 'Service', {

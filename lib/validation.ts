@@ -50,6 +50,17 @@ export function checkDns1035Label(scope: string, field: string, value: string, m
   return value;
 }
 
+/** The DNS domain Kubernetes and Istio name Services under by default (kubelet's --cluster-domain, istiod's --domain). */
+export const DEFAULT_CLUSTER_DOMAIN = 'cluster.local';
+
+/**
+ * The cluster's DNS domain, which every in-cluster Service name `<name>.<namespace>.svc.<domain>` ends with: cluster DNS
+ * answers only under it, and Istio names each Service's host and `outbound|<port>||<host>` cluster after it.
+ */
+export function checkClusterDomain(scope: string, value: string | undefined): string {
+  return checkDnsSubdomain(scope, 'clusterDomain', value ?? DEFAULT_CLUSTER_DOMAIN);
+}
+
 export function checkDnsSubdomain(scope: string, field: string, value: string): string {
   if (typeof value !== 'string' || value.length > 253 || !DNS_SUBDOMAIN.test(value)) {
     throw new PropsError(scope, field, "must be a DNS-1123 subdomain (lower-case alphanumerics, '-' and '.')", value);
