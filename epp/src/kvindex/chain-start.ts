@@ -8,7 +8,8 @@
  *   `lora_extra_keys + mm_extra_keys + cache_salt_keys + prompt_embeds_keys`
  * - LoRA: `[lora_request.lora_name]`, a string (vLLM >= #27577, which also added `lora_name` to `BlockStored`);
  *   `[lora_int_id]`, an int, before it (events report it as `lora_id` from #27728; vLLM 0.10.x failed on them), named here from the pool's `--lora-modules` order when configured;
- * - multimodal: one `(identifier, offset)` tuple per item in the block (a bare mm hash string in v0.10.x);
+ * - multimodal: one `(identifier, offset)` tuple per item in the block (vLLM >= #36708); before it the bare identifier
+ *   string, which `BlockStored` carries from #33304 until #36708;
  * - `[cache_salt]`, a string, on the block that starts at token 0 only, and only when the salt is non-empty;
  * - prompt embeddings: a 32-byte SHA-256 digest per block.
  * `BlockStored` carries them per block in `extra_keys` since #33304 (vllm/v1/core/block_pool.py `cache_full_blocks`:
@@ -62,9 +63,15 @@ export function chainStartOf(event: BlockStored, loraAdapters: readonly string[]
   // The LoRA key comes first when the request had an adapter: its name (or, before #27577, its int id).
   const skip = event.loraId !== null || loraName !== null ? 1 : 0;
   // Multimodal keys are tuples (arrays) and prompt-embedding digests bytes, so the salt is the one string left; read
-  // from the end, because multimodal keys that were bare hash strings (as in v0.10.x) would come before it.
+  // from the end, because multimodal keys that were bare identifier strings (#33304 to #36708) come before it.
   for (let i = first.length - 1; i >= skip; i--) {
-    if (typeof first[i] === 'string') return { adapter, cacheSalt: first[i] as string };
+    const key = first[i];
+    if (typeof key !== 'string') continue;
+    // A bare multimodal identifier and no salt: the last string is the image's. The salt is on block 0 only, while an
+    // item spanning blocks repeats its identifier in the next block's keys, so a string seen again is not the salt. An
+    // image ending within block 0 cannot be told from a salt; its chain is then keyed apart (a miss, never a false hit).
+    if (event.extraKeys!.slice(1).some((keys) => keys?.includes(key) === true)) return { adapter };
+    return { adapter, cacheSalt: key };
   }
   return { adapter };
 }
