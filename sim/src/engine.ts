@@ -276,11 +276,12 @@ function less(x: TimedEvent, y: TimedEvent): boolean {
  *    priority policy), until the allocation succeeds or the request preempted itself;
  * 2. only if nothing was preempted: waiting requests in FCFS order (by priority, then arrival, under the priority
  *    policy) while fewer than max-num-seqs run and the step's token budget lasts, in a step that can schedule prefill
- *    (a lane free by the time the step's overhead is paid, or a running request's next chunk scheduled; see
- *    admitWaiting). vLLM leaves a request in WAITING, holding no blocks and not yet looked up, while a step is in
- *    flight or the running requests' tokens and chunks spend the budget (scheduler.py, `while self.waiting and
- *    token_budget > 0`). Each attempt looks the prefix cache up and is counted in the prefix-cache metrics, even when
- *    the head then cannot get its blocks and blocks the queue (so a head waiting for KV counts again every step);
+ *    (a lane free and no step holding decode tokens in flight by the time the step's overhead is paid, or a running
+ *    request's next chunk scheduled; see admitWaiting). vLLM leaves a request in WAITING, holding no blocks and not
+ *    yet looked up, while a step is in flight or the running requests' tokens and chunks spend the budget
+ *    (scheduler.py, `while self.waiting and token_budget > 0`). Each attempt looks the prefix cache up and is counted
+ *    in the prefix-cache metrics, even when the head then cannot get its blocks and blocks the queue (so a head
+ *    waiting for KV counts again every step);
  * 3. the step's KV events go out as one batch, if there are any.
  *
  * **Time.** Every state change happens at an exact simulated instant computed from the latency model, so a late
@@ -330,6 +331,12 @@ export class Engine {
   private readonly interference: boolean;
   /** The end of the last step that scheduled prefill chunks: a decode token cannot come before the chunks in flight. */
   private busyUntil = -Infinity;
+  /**
+   * With interference: the instants of the last two steps that scheduled decode tokens. Such a step is a forward
+   * pass in flight until its instant + itl, even when no prefill lane is busy (decodeStepInFlightUntil).
+   */
+  private decodeStepAt = -Infinity;
+  private prevDecodeStepAt = -Infinity;
   /** With interference: what this step scheduled, timed at the step's end once the whole step is known (flushStep). */
   private readonly stepChunks: { r: Req; epoch: number; fresh: readonly number[] }[] = [];
   private readonly stepDecodes: { r: Req; epoch: number; fresh: readonly number[] }[] = [];
@@ -641,6 +648,10 @@ export class Engine {
       budget -= numNew;
       if (r.need === 'decode') {
         this.stepDoneAt = Math.max(this.stepDoneAt, at + this.config.itlMs);
+        if (this.interference && this.decodeStepAt < at) {
+          this.prevDecodeStepAt = this.decodeStepAt;
+          this.decodeStepAt = at;
+        }
         r.need = 'none';
         if (this.interference) this.stepDecodes.push({ r, epoch: r.epoch, fresh });
         else {
@@ -659,9 +670,14 @@ export class Engine {
     // `_process_engine_step()`, vllm/v1/engine/core.py @ v0.10.0; `Scheduler.add_request` records QUEUED): a request
     // that arrived during a step in flight is neither waiting nor queued until that step ends. With prefill lanes a
     // boundary is an instant a step can schedule prefill (admitWaiting's test below); without, every step is one.
-    if (!lanes || chunkScheduled || joined || this.laneCanStart(at)) {
+    if (!lanes || chunkScheduled || joined || this.canSchedulePrefill(at)) {
       for (const r of this.waiting) if (r.queuedMs === null) r.queuedMs = at;
     }
+    // A request that arrived during a decode step in flight is taken in the overhead before that step ends, as at a
+    // lane's end (canSchedulePrefill); nothing else need happen then, so that instant gets a step of its own.
+    const decodeBoundary = this.decodeStepInFlightUntil(at) - this.config.ttftOverheadMs;
+    const arrived = decodeBoundary > at ? this.waiting.find((r) => r.queuedMs === null) : undefined;
+    if (arrived) this.heap.push({ at: decodeBoundary, order: this.order++, req: arrived, epoch: arrived.epoch, kind: 'wake', k: 0 });
     // WAITING requests, only if nothing was preempted in this step, with the budget the running ones left.
     if (!preempted) this.admitWaiting(at, joined || chunkScheduled, budget);
     if (this.interference) this.flushStep();
@@ -700,19 +716,41 @@ export class Engine {
   }
 
   /**
-   * The waiting phase of a step. With prefill lanes, a step that can schedule prefill is one where a lane is free by
-   * the time the step's overhead is paid, or one where a running request's next prefill chunk was scheduled (the
-   * lane is between two of vLLM's steps then); between those instants the lane's prefill is a step in flight, and
-   * vLLM runs no `schedule()` while a step executes. In such a step, waiting requests are scheduled FCFS while the
-   * step's token budget lasts, as vLLM's `while self.waiting and token_budget > 0` (vllm/v1/core/sched/scheduler.py @
-   * v0.10.0, `schedule()`, lines 192-214 and 333-494): max-num-batched-tokens, less the chunks the running requests
-   * took in this step and one token per decoding request, less each scheduled request's first chunk. A request
+   * The waiting phase of a step. With prefill lanes, a step that can schedule prefill is one where a lane is free,
+   * and a step holding decode tokens is over, by the time the step's overhead is paid (canSchedulePrefill), or one
+   * where a running request's next prefill chunk was scheduled (the lane is between two of vLLM's steps then);
+   * between those instants the lane's prefill or the decode step is a step in flight, and vLLM runs no `schedule()`
+   * while a step executes. In such a step, waiting requests are scheduled FCFS while the step's token budget lasts,
+   * as vLLM's `while self.waiting and token_budget > 0` (vllm/v1/core/sched/scheduler.py @ v0.10.0, `schedule()`,
+   * lines 192-214 and 333-494): max-num-batched-tokens, less the chunks the running requests took in this step and
+   * one token per decoding request, less each scheduled request's first chunk. A request
    * scheduled behind another on the same lane counts as running, holds its first chunk's blocks and is looked up now;
    * its prefill starts when the lane reaches it. With several lanes, each lane that frees opens a step with a whole
    * budget, so the budget is in effect per lane; with none (prefill-concurrency 0) there is no budget. Until session
    * 16 (2026-11-30) a step scheduled one waiting request per free lane, so a burst of short prompts showed as waiting
    * requests that vLLM schedules together.
    */
+  /**
+   * Whether a step at `at` can schedule prefill: no forward pass is in flight once the step's overhead is paid, that
+   * of a step holding decode tokens (decodeStepInFlightUntil) nor a lane's prefill (laneCanStart). vLLM runs no
+   * `schedule()` while a step executes, whatever its batch holds (vllm/v1/engine/core.py @ v0.10.0: `run_busy_loop`
+   * reads new requests only between `_process_engine_step()` calls, and `EngineCore.step` is one `schedule()`, one
+   * `execute_model()` and one `update_from_output()`, decode-only batches included). The overhead may overlap the
+   * step in flight, as it does a lane's prefill, so with --ttft-overhead-ms ≥ --itl-ms (the defaults) a decode never
+   * holds a request back.
+   */
+  private canSchedulePrefill(at: number): boolean {
+    return this.decodeStepInFlightUntil(at) - this.config.ttftOverheadMs <= at && this.laneCanStart(at);
+  }
+
+  /**
+   * With interference, the end (instant + itl) of the last step before `at` that scheduled decode tokens; a step at
+   * `at` itself is the one scheduling now, not one in flight. Its chunks, if any, are the lanes' (laneCanStart).
+   */
+  private decodeStepInFlightUntil(at: number): number {
+    return (this.decodeStepAt < at ? this.decodeStepAt : this.prevDecodeStepAt) + this.config.itlMs;
+  }
+
   /**
    * Whether a step at `at` can schedule prefill on a lane: the freest lane is free once the step's overhead is paid.
    * Under a long-prefill threshold a lane that a running request will take its next chunk on is not free before that
@@ -767,9 +805,10 @@ export class Engine {
     while (i < this.waiting.length) {
       // Checked before the cache lookup, so a request held back by max-num-seqs is not counted.
       if (this.running.length >= c.maxNumSeqs) break;
-      // Also before the lookup: a step in flight on every lane, or no token budget left, keeps the request WAITING.
+      // Also before the lookup: a step in flight (on every lane, or holding decodes), or no token budget left, keeps
+      // the request WAITING.
       if (lanes) {
-        if (!stepOpen && !this.laneCanStart(at)) break;
+        if (!stepOpen && !this.canSchedulePrefill(at)) break;
         if (budget <= 0) break;
       }
       const r = this.waiting[i]!;

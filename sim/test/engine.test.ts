@@ -154,6 +154,53 @@ describe('Engine latency model (simulated time, ManualClock)', () => {
     expect(ttft(a)).toBeCloseTo(20 + 250);
   });
 
+  // vLLM v0.10.0 vllm/v1/engine/core.py: EngineCoreProc.run_busy_loop reads its input queue (_process_input_queue) only
+  // between steps (_process_engine_step), and EngineCore.step is one synchronous schedule() → execute_model() →
+  // update_from_output() whatever the batch holds (async scheduling is off by default). A decode-only forward pass is
+  // a step like any other: a request arriving during it reaches Scheduler.add_request when it ends, and its prefill is
+  // computed by the next forward pass. As at a lane's end, the request is taken in the overhead before the step ends.
+  it('a request that arrives while a decode-only step is in flight is computed after that step (vllm/v1/engine/core.py @ v0.10.0 run_busy_loop, EngineCore.step; --itl-ms 100 > --ttft-overhead-ms 20)', () => {
+    const clock = new ManualClock();
+    const engine = new Engine({ ...BASE, itlMs: 100, ttftOverheadMs: 20 }, clock);
+    // D: 100-token prompt, first token at 20 + 25 = 45, then decode-only steps 45→145, 145→245, ...
+    const d = submit(engine, tokens(100, 1), 20);
+    clock.advanceTo(150);
+    expect(d.tokenTimes).toEqual([45, 145]);
+    // P (1000 tokens, uncached) arrives at 150, 5 ms into the decode step 145→245: still in the input queue.
+    const p = submit(engine, tokens(1000, 2), 1);
+    expect(engine.stats()).toMatchObject({ running: 1, waiting: 0, inputQueue: 1 });
+    clock.runAll();
+    expect(d.tokenTimes.slice(0, 3)).toEqual([45, 145, 245]);
+    // Taken in at 245 − 20 = 225, so its prefill starts as the decode step ends: first token at 245 + 250 = 495, not
+    // 20 + 250 = 270 after its arrival (a prefill computed at 170-420, inside D's decode step).
+    expect(p.result?.queuedMs).toBe(225);
+    expect(p.result?.firstTokenMs).toBe(495);
+    expect(ttft(p)).toBe(345);
+  });
+
+  it('a request that arrives after a step\'s short last chunk is computed but before its decode ends waits for the step\'s end (vllm/v1/engine/core.py @ v0.10.0 EngineCore.step; --itl-ms 100 > --ttft-overhead-ms 20)', () => {
+    const clock = new ManualClock();
+    const engine = new Engine({ ...BASE, itlMs: 100, ttftOverheadMs: 20 }, clock);
+    // D decodes: first token at 45, then 145, ...
+    const d = submit(engine, tokens(100, 1), 20);
+    clock.advanceTo(145);
+    // P (2,087 tokens) arrives at the instant of D's step at 145 and joins it: a 2,047-token chunk (D's decode takes
+    // one of the 2,048) computed 165 → 676.75, then its last 40 tokens in the step at 676.75 with D's decode, whose
+    // lane frees at 686.75 while the step runs until 676.75 + 100 = 776.75.
+    const p = submit(engine, tokens(2087, 2), 1);
+    clock.advanceTo(700);
+    expect(p.result).toBeUndefined();
+    // Q arrives at 700: the lane is free, but the step holding D's decode is in flight until 776.75.
+    const q = submit(engine, tokens(1000, 3), 1);
+    expect(engine.stats()).toMatchObject({ running: 2, waiting: 0, inputQueue: 1 });
+    clock.runAll();
+    expect(p.result?.firstTokenMs).toBe(776.75);
+    expect(d.tokenTimes.slice(0, 5)).toEqual([45, 145, 245, 676.75, 776.75]);
+    // Taken in at 776.75 − 20, its prefill computed from 776.75: first token at 776.75 + 250, not at 700 + 20 + 250.
+    expect(q.result?.queuedMs).toBe(756.75);
+    expect(q.result?.firstTokenMs).toBe(1026.75);
+  });
+
   it('a step schedules waiting requests while its token budget lasts (scheduler.py @ v0.10.0 `while self.waiting and token_budget > 0`): a burst of short prompts runs together, the one past the budget waits', () => {
     const clock = new ManualClock();
     const engine = new Engine(BASE, clock);
