@@ -716,21 +716,6 @@ export class Engine {
   }
 
   /**
-   * The waiting phase of a step. With prefill lanes, a step that can schedule prefill is one where a lane is free,
-   * and a step holding decode tokens is over, by the time the step's overhead is paid (canSchedulePrefill), or one
-   * where a running request's next prefill chunk was scheduled (the lane is between two of vLLM's steps then);
-   * between those instants the lane's prefill or the decode step is a step in flight, and vLLM runs no `schedule()`
-   * while a step executes. In such a step, waiting requests are scheduled FCFS while the step's token budget lasts,
-   * as vLLM's `while self.waiting and token_budget > 0` (vllm/v1/core/sched/scheduler.py @ v0.10.0, `schedule()`,
-   * lines 192-214 and 333-494): max-num-batched-tokens, less the chunks the running requests took in this step and
-   * one token per decoding request, less each scheduled request's first chunk. A request
-   * scheduled behind another on the same lane counts as running, holds its first chunk's blocks and is looked up now;
-   * its prefill starts when the lane reaches it. With several lanes, each lane that frees opens a step with a whole
-   * budget, so the budget is in effect per lane; with none (prefill-concurrency 0) there is no budget. Until session
-   * 16 (2026-11-30) a step scheduled one waiting request per free lane, so a burst of short prompts showed as waiting
-   * requests that vLLM schedules together.
-   */
-  /**
    * Whether a step at `at` can schedule prefill: no forward pass is in flight once the step's overhead is paid, that
    * of a step holding decode tokens (decodeStepInFlightUntil) nor a lane's prefill (laneCanStart). vLLM runs no
    * `schedule()` while a step executes, whatever its batch holds (vllm/v1/engine/core.py @ v0.10.0: `run_busy_loop`
@@ -792,6 +777,21 @@ export class Engine {
     return lane;
   }
 
+  /**
+   * The waiting phase of a step. With prefill lanes, a step that can schedule prefill is one where a lane is free,
+   * and a step holding decode tokens is over, by the time the step's overhead is paid (canSchedulePrefill), or one
+   * where a running request's next prefill chunk was scheduled (the lane is between two of vLLM's steps then);
+   * between those instants the lane's prefill or the decode step is a step in flight, and vLLM runs no `schedule()`
+   * while a step executes. In such a step, waiting requests are scheduled FCFS while the step's token budget lasts,
+   * as vLLM's `while self.waiting and token_budget > 0` (vllm/v1/core/sched/scheduler.py @ v0.10.0, `schedule()`,
+   * lines 192-214 and 333-494): max-num-batched-tokens, less the chunks the running requests took in this step and
+   * one token per decoding request, less each scheduled request's first chunk. A request
+   * scheduled behind another on the same lane counts as running, holds its first chunk's blocks and is looked up now;
+   * its prefill starts when the lane reaches it. With several lanes, each lane that frees opens a step with a whole
+   * budget, so the budget is in effect per lane; with none (prefill-concurrency 0) there is no budget. Until session
+   * 16 (2026-11-30) a step scheduled one waiting request per free lane, so a burst of short prompts showed as waiting
+   * requests that vLLM schedules together.
+   */
   private admitWaiting(at: number, stepOpen: boolean, budget: number): void {
     // Nothing to schedule and no new prefill step to record (a decode-only step, most of them).
     if (this.waiting.length === 0 && !stepOpen) return;
