@@ -9,6 +9,8 @@ import { OptionError, resolveOptions, type SimulatorInput, type SimulatorOptions
  * `optional-py-int`, `optional-string`: vLLM's `optional_type(int)` / `optional_type(str)` (vllm/engine/arg_utils.py @
  * 6eca337ce lines 77-85): "" and "None" are None, anything else goes through the type.
  * `choice`: argparse `choices` (an exact match of one of `choices`).
+ * `optional-human-int`: vLLM's `optional_type(human_readable_int)`, the type of its two Optional[int] fields
+ * max_model_len and max_num_batched_tokens (see {@link humanReadableInt}); "" and "None" leave the default.
  */
 type Kind =
   | 'int'
@@ -23,6 +25,7 @@ type Kind =
   | 'py-float'
   | 'optional-py-int'
   | 'optional-string'
+  | 'optional-human-int'
   | 'choice';
 
 interface FlagSpec {
@@ -77,7 +80,7 @@ const FLAGS: Record<string, FlagSpec> = {
   'block-size': { key: 'blockSize', kind: 'int', help: 'tokens per KV block: 1, 8, 16, 32, 64 or 128 (default 16)' },
   'kv-cache-blocks': { key: 'kvCacheBlocks', kind: 'int', help: 'KV cache capacity in blocks (default 8192)' },
   'max-num-seqs': { key: 'maxNumSeqs', kind: 'int', help: 'max concurrently running requests; the rest wait (default 256)' },
-  'max-model-len': { key: 'maxModelLen', kind: 'int', help: 'max prompt + completion tokens per request (default 40960)' },
+  'max-model-len': { key: 'maxModelLen', kind: 'optional-human-int', help: 'max prompt + completion tokens per request, e.g. 32768, 32k (32000) or 32K (32768) (default 40960)' },
   'ttft-overhead-ms': { key: 'ttftOverheadMs', kind: 'float', help: 'fixed time before prefill, per request (default 20)' },
   'prefill-ms-per-token': { key: 'prefillMsPerToken', kind: 'float', help: 'prefill time per uncached prompt token (default 0.25)' },
   'itl-ms': { key: 'itlMs', kind: 'float', help: 'time per output token after the first (default 20)' },
@@ -101,7 +104,7 @@ const FLAGS: Record<string, FlagSpec> = {
   // argparse type=int and no range check in vLLM 0.10.0 (SchedulerConfig._verify_args checks it against max_model_len
   // only with --max-num-partial-prefills above 1); the scheduler reads 0 or less as no cap.
   'long-prefill-token-threshold': { key: 'longPrefillTokenThreshold', kind: 'py-int', help: 'the most tokens one request computes in a scheduler step, as vLLM (0 or less: no cap, the default); a long prompt then shares its steps with the requests scheduled beside it' },
-  'max-num-batched-tokens': { key: 'maxNumBatchedTokens', kind: 'int', help: 'a scheduler step\'s token budget: a prefill chunk at most, and what the requests a step schedules share (with prefill lanes; default 2048)' },
+  'max-num-batched-tokens': { key: 'maxNumBatchedTokens', kind: 'optional-human-int', help: 'a scheduler step\'s token budget: a prefill chunk at most, and what the requests a step schedules share (with prefill lanes; 2k, 2K as --max-model-len; default 2048)' },
   'enable-prompt-tokens-details': { key: 'enablePromptTokensDetails', kind: 'bool', help: 'report usage.prompt_tokens_details.cached_tokens, as vLLM (default off)' },
   'no-enable-prompt-tokens-details': { key: 'enablePromptTokensDetails', kind: 'no-bool', help: 'the default' },
   // FrontendArgs `enable_request_id_headers: bool = False` (vllm/entrypoints/openai/cli_args.py @ v0.10.0), added
@@ -494,6 +497,9 @@ function convert(flag: string, spec: FlagSpec, raw: string | boolean): unknown {
       return pythonFloat(flag, value);
     case 'optional-string':
       return value === '' || value === 'None' ? null : value;
+    case 'optional-human-int':
+      // None is "not given": vLLM then derives max_model_len from the model and picks V1's default token budget.
+      return value === '' || value === 'None' ? undefined : humanReadableInt(flag, value);
     case 'choice': {
       // argparse: "argument --dtype: invalid choice: 'x' (choose from 'auto', 'bfloat16', ...)".
       const choices = spec.choices ?? [];
@@ -531,9 +537,46 @@ function convert(flag: string, spec: FlagSpec, raw: string | boolean): unknown {
 
 /** Python's `int(value)` (argparse type=int): surrounding whitespace, a sign, `_` between digits; base 10. */
 function pythonInt(flag: string, value: string): number {
+  const n = pythonIntValue(value);
+  if (n === undefined) throw new OptionError(flag, `expected an integer, got ${JSON.stringify(value)}`);
+  return n;
+}
+
+/** What Python's `int(value)` returns, or undefined where it raises (or the integer is past a double's exact range). */
+function pythonIntValue(value: string): number | undefined {
   const m = /^\s*([+-]?)(\d+(?:_\d+)*)\s*$/.exec(value);
   const n = m ? Number(`${m[1]}${m[2].replace(/_/g, '')}`) : Number.NaN;
-  if (!Number.isSafeInteger(n)) throw new OptionError(flag, `expected an integer, got ${JSON.stringify(value)}`);
+  return Number.isSafeInteger(n) ? n : undefined;
+}
+
+const DECIMAL_MULTIPLIERS: Readonly<Record<string, number>> = { k: 1e3, m: 1e6, g: 1e9 };
+const BINARY_MULTIPLIERS: Readonly<Record<string, number>> = { K: 2 ** 10, M: 2 ** 20, G: 2 ** 30 };
+
+/**
+ * vLLM's `human_readable_int` (vllm/engine/arg_utils.py; vLLM #18968 gave it max_num_batched_tokens beside
+ * max_model_len before v0.10.0, read here in a v0.10.1 copy, where it is unchanged): the stripped value fully matching
+ * `(\d+(?:\.\d+)?)([kKmMgGtT])` is `int(float(number) * mult)` for k/m/g (10^3, 10^6, 10^9; a double's product, so
+ * 25.6k is 25600), `int(number) * mult` for K/M/G (2^10, 2^20, 2^30), whose decimals it refuses with an
+ * ArgumentTypeError; t/T match but have no multiplier, so they reach the plain `int(value)`, which then fails.
+ */
+function humanReadableInt(flag: string, value: string): number {
+  const m = /^(\d+(?:\.\d+)?)([kKmMgGtT])$/.exec(value.trim());
+  if (m) {
+    const [, number, suffix] = m;
+    const decimal = DECIMAL_MULTIPLIERS[suffix];
+    if (decimal !== undefined) return Math.trunc(Number(number) * decimal);
+    const binary = BINARY_MULTIPLIERS[suffix];
+    if (binary !== undefined) {
+      if (number.includes('.')) {
+        throw new OptionError(flag, `Decimals are not allowed with binary suffixes like ${suffix}. Did you mean to use ${number}${suffix.toLowerCase()} instead?`);
+      }
+      return Number(number) * binary;
+    }
+  }
+  const n = pythonIntValue(value);
+  if (n === undefined) {
+    throw new OptionError(flag, `expected an integer, or a number with a k/m/g (×1000) or K/M/G (×1024) suffix (vLLM's human_readable_int), got ${JSON.stringify(value)}`);
+  }
   return n;
 }
 

@@ -271,3 +271,58 @@ describe('--ssl-keyfile / --ssl-certfile / --ssl-ca-certs / --ssl-cert-reqs (cli
     }
   });
 });
+
+// vLLM v0.10.0 vllm/engine/arg_utils.py _compute_kwargs: an int field named max_model_len or max_num_batched_tokens gets
+// `type = human_readable_int` (vLLM #18968, merged 2025-05-30, extended it from max_model_len to max_num_batched_tokens
+// before v0.10.0; the copy read is a v0.10.1 one, arg_utils.py with `--runner`, unchanged there), and both fields are
+// Optional[int], so optional_type wraps it ("" and "None" are None: the default). human_readable_int strips the value,
+// then `re.fullmatch(r"(\d+(?:\.\d+)?)([kKmMgGtT])")`: k/m/g multiply a decimal by 10^3/10^6/10^9 (`int(float(n) *
+// mult)`, so 25.6k is 25600), K/M/G an integer by 2^10/2^20/2^30 (`1.5K` raises ArgumentTypeError "Decimals are not
+// allowed with binary suffixes like K. Did you mean to use 1.5k instead?"); t/T match but have no multiplier and fall
+// through to `int(value)`, which fails, as anything else int() refuses.
+describe('--max-model-len and --max-num-batched-tokens take human_readable_int (arg_utils.py @ v0.10.0)', () => {
+  it.each([
+    ['32k', 32000],
+    ['32K', 32768],
+    ['25.6k', 25600],
+    [' 4096 ', 4096],
+    ['1_024', 1024],
+  ])('vllm serve --max-model-len %j starts with max_model_len %d in /v1/models and /tokenize', async (flag, expected) => {
+    const sim = await startFromCli([MODEL, '--max-model-len', flag]);
+    try {
+      const models = (await http(sim.url, 'GET', '/v1/models')).json<{ data: { max_model_len: number }[] }>();
+      expect(models.data[0]!.max_model_len).toBe(expected);
+      expect((await http(sim.url, 'POST', '/tokenize', { prompt: 'hi' })).json().max_model_len).toBe(expected);
+    } finally {
+      await sim.close();
+    }
+  });
+
+  it('--max-num-batched-tokens takes the same suffixes', () => {
+    const budget = (flag: string): number => {
+      const r = parseCli([MODEL, '--max-num-batched-tokens', flag]);
+      if (r.kind !== 'run') throw new Error('expected run');
+      return r.options.maxNumBatchedTokens;
+    };
+    expect(budget('8k')).toBe(8000);
+    expect(budget('8K')).toBe(8192);
+    expect(budget('0.5k')).toBe(500);
+    expect(budget('4096')).toBe(4096);
+  });
+
+  it('"None" or empty is optional_type\'s None: the default', () => {
+    const r = parseCli([MODEL, '--max-model-len', 'None', '--max-num-batched-tokens=']);
+    expect(r.kind === 'run' && [r.options.maxModelLen, r.options.maxNumBatchedTokens]).toEqual([40960, 2048]);
+  });
+
+  it.each([
+    [['--max-model-len', '1.5K'], '--max-model-len', 'Decimals are not allowed with binary suffixes like K. Did you mean to use 1.5k instead?'],
+    [['--max-num-batched-tokens', '2.5M'], '--max-num-batched-tokens', 'Decimals are not allowed with binary suffixes like M. Did you mean to use 2.5m instead?'],
+    [['--max-model-len', '32t'], '--max-model-len', 'expected an integer, or a number with a k/m/g (×1000) or K/M/G (×1024) suffix (vLLM\'s human_readable_int), got "32t"'],
+    [['--max-model-len', '2T'], '--max-model-len', 'expected an integer, or a number with a k/m/g (×1000) or K/M/G (×1024) suffix (vLLM\'s human_readable_int), got "2T"'],
+    [['--max-model-len', '32 k'], '--max-model-len', 'expected an integer, or a number with a k/m/g (×1000) or K/M/G (×1024) suffix (vLLM\'s human_readable_int), got "32 k"'],
+    [['--max-num-batched-tokens', '1e3'], '--max-num-batched-tokens', 'expected an integer, or a number with a k/m/g (×1000) or K/M/G (×1024) suffix (vLLM\'s human_readable_int), got "1e3"'],
+  ])('%j stops the start naming %s', (argv, flag, message) => {
+    expect(() => parseCli([MODEL, ...argv])).toThrow(`${flag}: ${message}`);
+  });
+});
