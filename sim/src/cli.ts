@@ -213,7 +213,8 @@ ${Object.entries(FLAGS)
   ${'--help, -h'.padEnd(34)}show this help
 
 Environment: PYTHONHASHSEED seeds the block hashes as it seeds vLLM's (NONE_HASH);
-VLLM_SERVER_DEV_MODE=1 serves POST /reset_prefix_cache, as vLLM's dev mode does.
+VLLM_SERVER_DEV_MODE=1 serves POST /reset_prefix_cache, as vLLM's dev mode does;
+VLLM_ALLOW_LONG_MAX_MODEL_LEN=1 lets --max-model-len exceed a Qwen3 model's 40960, with a warning.
 
 On start it prints one JSON line, {"event":"listening","port":N,...}, to stdout.
 `;

@@ -269,6 +269,7 @@ export function resolveOptions(partial: SimulatorInput = {}): SimulatorOptions {
   int('--kv-cache-blocks', o.kvCacheBlocks, 2, 1 << 26);
   int('--max-num-seqs', o.maxNumSeqs, 1);
   int('--max-model-len', o.maxModelLen, 2);
+  checkDerivedMaxModelLen(o.model, o.maxModelLen);
   num('--ttft-overhead-ms', o.ttftOverheadMs, 0);
   num('--prefill-ms-per-token', o.prefillMsPerToken, 0);
   num('--itl-ms', o.itlMs, 0);
@@ -386,10 +387,47 @@ export function serverDevModeFromEnv(value: string | undefined): boolean {
   return /[1-9]/.test(m[1]);
 }
 
-/** `VLLM_ALLOW_RUNTIME_LORA_UPDATING` as vllm/envs.py @ v0.10.0 reads it: "1" or "true", any case, around spaces. */
+/** `VLLM_ALLOW_RUNTIME_LORA_UPDATING` as vllm/envs.py @ v0.10.0 reads it (envFlag). */
 export function runtimeLoraUpdatingFromEnv(value: string | undefined): boolean {
+  return envFlag(value);
+}
+
+/**
+ * A boolean variable as vllm/envs.py @ v0.10.0 reads VLLM_ALLOW_RUNTIME_LORA_UPDATING and VLLM_ALLOW_LONG_MAX_MODEL_LEN,
+ * `os.environ.get(name, "0").strip().lower() in ("1", "true")`: any other value is off.
+ */
+function envFlag(value: string | undefined): boolean {
   // Python's str.strip() with no argument strips whitespace, as String.prototype.trim does for these values.
   return ['1', 'true'].includes((value ?? '0').trim().toLowerCase());
+}
+
+/**
+ * The max_model_len vLLM derives for the models the simulator stands in for, from their config.json: Qwen3-0.6B, -1.7B,
+ * -4B and -8B have max_position_embeddings 40960, no rope_scaling and no model_max_length (vllm/config.py @ v0.10.0
+ * `_get_and_verify_max_len`). No other model's config is known here, so no other model is checked.
+ */
+const DERIVED_MAX_MODEL_LEN = new Map<string, number>([
+  ['Qwen/Qwen3-0.6B', 40960],
+  ['Qwen/Qwen3-1.7B', 40960],
+  ['Qwen/Qwen3-4B', 40960],
+  ['Qwen/Qwen3-8B', 40960],
+]);
+
+/**
+ * `_get_and_verify_max_len` (vllm/config.py @ v0.10.0), which ModelConfig runs before anything starts: a max_model_len
+ * above the derived one is a ValueError that stops vLLM, unless $VLLM_ALLOW_LONG_MAX_MODEL_LEN is set, when it is only
+ * logged as a warning.
+ */
+function checkDerivedMaxModelLen(model: string, maxModelLen: number): void {
+  const derived = DERIVED_MAX_MODEL_LEN.get(model);
+  if (derived === undefined || maxModelLen <= derived) return;
+  const msg =
+    `User-specified max_model_len (${maxModelLen}) is greater than the derived max_model_len (max_position_embeddings=${derived} or model_max_length=None in model's config.json). ` +
+    'This may lead to incorrect model outputs or CUDA errors.';
+  if (!envFlag(process.env.VLLM_ALLOW_LONG_MAX_MODEL_LEN)) {
+    throw new OptionError('--max-model-len', `${msg} To allow overriding this maximum, set the env var VLLM_ALLOW_LONG_MAX_MODEL_LEN=1`);
+  }
+  process.stderr.write(`${JSON.stringify({ level: 'warn', msg: `${msg} Make sure the value is correct and within the model context size.` })}\n`);
 }
 
 /**

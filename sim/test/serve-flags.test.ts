@@ -9,6 +9,7 @@ import { request as httpsRequest } from 'node:https';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { parseCli } from '../src/cli';
+import { resolveOptions } from '../src/options';
 import { startSimulator, type Simulator } from '../src/server';
 import { http } from './helpers';
 
@@ -324,5 +325,63 @@ describe('--max-model-len and --max-num-batched-tokens take human_readable_int (
     [['--max-num-batched-tokens', '1e3'], '--max-num-batched-tokens', 'expected an integer, or a number with a k/m/g (×1000) or K/M/G (×1024) suffix (vLLM\'s human_readable_int), got "1e3"'],
   ])('%j stops the start naming %s', (argv, flag, message) => {
     expect(() => parseCli([MODEL, ...argv])).toThrow(`${flag}: ${message}`);
+  });
+});
+
+// vLLM v0.10.0 vllm/config.py _get_and_verify_max_len (ModelConfig.__post_init__): a --max-model-len above the length
+// derived from the model's config.json (Qwen3-0.6B…8B: max_position_embeddings 40960, no rope_scaling, no
+// model_max_length) raises "User-specified max_model_len (65536) is greater than the derived max_model_len
+// (max_position_embeddings=40960 or model_max_length=None in model's config.json). This may lead to incorrect model
+// outputs or CUDA errors. To allow overriding this maximum, set the env var VLLM_ALLOW_LONG_MAX_MODEL_LEN=1", and the
+// server does not start; with envs.VLLM_ALLOW_LONG_MAX_MODEL_LEN (vllm/envs.py: the value stripped and lowered is "1"
+// or "true") it only logs the warning.
+describe("--max-model-len above the model's derived length (config.py _get_and_verify_max_len @ v0.10.0)", () => {
+  const saved = process.env.VLLM_ALLOW_LONG_MAX_MODEL_LEN;
+  afterEach(() => {
+    if (saved === undefined) delete process.env.VLLM_ALLOW_LONG_MAX_MODEL_LEN;
+    else process.env.VLLM_ALLOW_LONG_MAX_MODEL_LEN = saved;
+  });
+
+  it.each([['Qwen/Qwen3-0.6B'], ['Qwen/Qwen3-1.7B'], ['Qwen/Qwen3-4B'], ['Qwen/Qwen3-8B']])('vllm serve %s --max-model-len 65536 stops the start', (model) => {
+    delete process.env.VLLM_ALLOW_LONG_MAX_MODEL_LEN;
+    expect(() => parseCli([model, '--max-model-len', '65536', '--kv-cache-blocks', '8192'])).toThrow(
+      "--max-model-len: User-specified max_model_len (65536) is greater than the derived max_model_len (max_position_embeddings=40960 or model_max_length=None in model's config.json). This may lead to incorrect model outputs or CUDA errors. To allow overriding this maximum, set the env var VLLM_ALLOW_LONG_MAX_MODEL_LEN=1",
+    );
+    // The programmatic API refuses it too; the derived length itself is accepted.
+    expect(() => resolveOptions({ model, maxModelLen: 40961 })).toThrow(/User-specified max_model_len \(40961\)/);
+    expect(resolveOptions({ model, maxModelLen: 40960 }).maxModelLen).toBe(40960);
+  });
+
+  it.each([['1'], ['true'], [' TRUE ']])('with VLLM_ALLOW_LONG_MAX_MODEL_LEN=%j it starts, warning on stderr (vLLM only warns)', async (value) => {
+    process.env.VLLM_ALLOW_LONG_MAX_MODEL_LEN = value;
+    const write = jest.spyOn(process.stderr, 'write').mockImplementation(() => true);
+    let warnings: string;
+    try {
+      const r = parseCli([MODEL, '--max-model-len', '64K', '--kv-cache-blocks', '8192']);
+      if (r.kind !== 'run') throw new Error('expected run');
+      warnings = write.mock.calls.map((c) => String(c[0])).join('');
+    } finally {
+      write.mockRestore();
+    }
+    expect(warnings).toContain(
+      "User-specified max_model_len (65536) is greater than the derived max_model_len (max_position_embeddings=40960 or model_max_length=None in model's config.json). This may lead to incorrect model outputs or CUDA errors. Make sure the value is correct and within the model context size.",
+    );
+    const sim = await startFromCli([MODEL, '--max-model-len', '64K', '--kv-cache-blocks', '8192']);
+    try {
+      expect((await http(sim.url, 'GET', '/v1/models')).json().data[0].max_model_len).toBe(65536);
+    } finally {
+      await sim.close();
+    }
+  });
+
+  it.each([['0'], ['yes'], ['']])('VLLM_ALLOW_LONG_MAX_MODEL_LEN=%j is not set for vLLM: the start stops', (value) => {
+    process.env.VLLM_ALLOW_LONG_MAX_MODEL_LEN = value;
+    expect(() => parseCli([MODEL, '--max-model-len', '65536', '--kv-cache-blocks', '8192'])).toThrow(/greater than the derived max_model_len/);
+  });
+
+  it("a model whose config.json the simulator does not stand in for is not checked (no derived length is known)", () => {
+    delete process.env.VLLM_ALLOW_LONG_MAX_MODEL_LEN;
+    const r = parseCli(['meta-llama/Llama-3.1-8B-Instruct', '--max-model-len', '131072', '--kv-cache-blocks', '8192']);
+    expect(r.kind === 'run' && r.options.maxModelLen).toBe(131072);
   });
 });
