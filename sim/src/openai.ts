@@ -107,10 +107,7 @@ export function pyValueStr(v: unknown): string {
  * vLLM's `validation_exception_handler` renders it: 400, type `Bad Request` (api_server.py @ v0.10.0). The message
  * imitates pydantic's error list (`[{'type': …, 'loc': ('body', …), 'msg': …, 'input': …}]`), naming the field.
  */
-export function validationError(loc: readonly (string | number)[], type: string, msg: string, input?: unknown, ctx?: Readonly<Record<string, number | string | bigint>>): ApiError {
-  // Python's tuple repr: a one-element tuple keeps its comma, ('body',).
-  const parts = ['body', ...loc].map((p) => (typeof p === 'number' ? String(p) : `'${p}'`));
-  const locStr = parts.length === 1 ? `(${parts[0]},)` : `(${parts.join(', ')})`;
+export function validationError(loc: readonly (string | number)[], type: string, msg: string, input?: unknown, ctx?: Readonly<Record<string, number | string | bigint>>): RequestValidationError {
   // pydantic's error dict holds the input itself, and str() of the list prints its full repr (no truncation: that is
   // only ValidationError.__str__'s input_value).
   const inputStr = input === undefined ? '' : `, 'input': ${pyValueRepr(input)}`;
@@ -119,7 +116,36 @@ export function validationError(loc: readonly (string | number)[], type: string,
   // A ValueError raised in a validator keeps the exception itself as ctx.error (pydantic-core #753, "Preserve
   // exceptions in error context"), printed as its repr: `'ctx': {'error': ValueError('…')}`.
   const errorCtx = type === 'value_error' && ctx === undefined ? `, 'ctx': {'error': ValueError(${pyStr(msg.replace(/^Value error, /, ''))})}` : '';
-  return new ApiError(400, `[{'type': '${type}', 'loc': ${locStr}, 'msg': ${pyStr(msg)}${inputStr}${ctxStr}${errorCtx}}]`, 'Bad Request');
+  return new RequestValidationError([{ type, loc, rest: `'msg': ${pyStr(msg)}${inputStr}${ctxStr}${errorCtx}` }]);
+}
+
+/** One pydantic error of a request-validation 400: its type, its loc under ('body',), and the rest of its dict, written. */
+interface PydanticErrorEntry {
+  readonly type: string;
+  readonly loc: readonly (string | number)[];
+  readonly rest: string;
+}
+
+/**
+ * A request-validation 400 (see {@link validationError}), which keeps its errors apart so that a union's members can
+ * list theirs, each under the member's name ({@link underUnionMember}).
+ */
+export class RequestValidationError extends ApiError {
+  constructor(readonly entries: readonly PydanticErrorEntry[]) {
+    super(400, `[${entries.map(writeEntry).join(', ')}]`, 'Bad Request');
+  }
+}
+
+function writeEntry(e: PydanticErrorEntry): string {
+  // Python's tuple repr: a one-element tuple keeps its comma, ('body',).
+  const parts = ['body', ...e.loc].map((p) => (typeof p === 'number' ? String(p) : `'${p}'`));
+  const locStr = parts.length === 1 ? `(${parts[0]},)` : `(${parts.join(', ')})`;
+  return `{'type': '${e.type}', 'loc': ${locStr}, ${e.rest}}`;
+}
+
+/** A union member's errors as pydantic reports them when no member validates: each loc under the member's class name. */
+function underUnionMember(e: RequestValidationError, member: string): RequestValidationError {
+  return new RequestValidationError(e.entries.map((entry) => ({ ...entry, loc: [member, ...entry.loc] })));
 }
 
 /** `Optional[Annotated[int, Field(ge=min)]]`: a lax int, then pydantic's greater_than_equal check on the sent value. */
@@ -460,8 +486,8 @@ function strList(v: unknown, loc: Loc): string[] {
 }
 
 /** Several errors of one validation, in pydantic's order, as FastAPI's error list prints them. */
-function validationErrors(errors: readonly ApiError[]): ApiError {
-  return new ApiError(400, `[${errors.map((e) => e.message.slice(1, -1)).join(', ')}]`, 'Bad Request');
+function validationErrors(errors: readonly RequestValidationError[]): RequestValidationError {
+  return new RequestValidationError(errors.flatMap((e) => e.entries));
 }
 
 /**
@@ -481,13 +507,13 @@ function checkResponseFormat(v: unknown, loc: Loc): void {
     );
   }
   const o = v as Json;
-  const literal = (at: Loc, allowed: readonly string[]): ApiError | null => {
+  const literal = (at: Loc, allowed: readonly string[]): RequestValidationError | null => {
     if (o.type === undefined) return validationError([...at, 'type'], 'missing', 'Field required', o);
     if (typeof o.type === 'string' && allowed.includes(o.type)) return null;
     const expected = allowed.length === 1 ? `'${allowed[0]}'` : `${allowed.slice(0, -1).map((a) => `'${a}'`).join(', ')} or '${allowed.at(-1)}'`;
     return validationError([...at, 'type'], 'literal_error', `Input should be ${expected}`, o.type, { expected });
   };
-  const plain = [literal(member('ResponseFormat'), ['text', 'json_object', 'json_schema'])].filter((e): e is ApiError => e !== null);
+  const plain = [literal(member('ResponseFormat'), ['text', 'json_object', 'json_schema'])].filter((e): e is RequestValidationError => e !== null);
   if (plain.length === 0) return;
   const tag = member('StructuralTagResponseFormat');
   const tagged = [literal(tag, ['structural_tag'])];
@@ -495,7 +521,7 @@ function checkResponseFormat(v: unknown, loc: Loc): void {
     if (o[field] === undefined) tagged.push(validationError([...tag, field], 'missing', 'Field required', o));
     else if (!Array.isArray(o[field])) tagged.push(validationError([...tag, field], 'list_type', 'Input should be a valid list', o[field]));
   }
-  const tagErrors = tagged.filter((e): e is ApiError => e !== null);
+  const tagErrors = tagged.filter((e): e is RequestValidationError => e !== null);
   if (tagErrors.length === 0) return;
   throw validationErrors([...plain, ...tagErrors]);
 }
@@ -710,39 +736,72 @@ export type TokenizeRequest =
 
 /**
  * POST /tokenize's body: `TokenizeRequest = Union[TokenizeCompletionRequest, TokenizeChatRequest]` (protocol.py @
- * 6eca337ce lines 1829-1909; the same fields at 61aa4b290). Their only fields are `model`, `prompt` / `messages`,
+ * 6eca337ce lines 1829-1909; the same fields at 61aa4b290), the type of the route's body parameter (api_server.py @
+ * v0.10.0 `tokenize(request: TokenizeRequest, raw_request)`). Their only fields are `model`, `prompt` / `messages`,
  * `add_special_tokens` (True for a prompt, False for messages), `return_token_strs`, and for messages
  * `add_generation_prompt`, `continue_final_message`, `chat_template`, `chat_template_kwargs`, `mm_processor_kwargs` and
  * `tools`; their only validator is check_generation_prompt. Everything else (sampling fields, `stream_options`,
- * `tool_choice`, `documents`, …) is an ignored extra (`extra="allow"`), never checked.
+ * `tool_choice`, `documents`, …) is an ignored extra (`extra="allow"`), never checked, so a body one member takes is
+ * that member's whatever the other member's fields hold. A body with `messages` is tried as the chat member first.
+ * When neither member validates, pydantic lists the errors of both, in the union's order, each under its member's
+ * class name (FastAPI prefixes ('body',)). Each member reports its first error only, as every request model here does.
  */
 export function parseTokenizeRequest(body: Json): TokenizeRequest {
-  const model = opt(body, 'model', strictStr, undefined as string | undefined);
-  const returnTokenStrs = opt(body, 'return_token_strs', laxBool, false);
-  if (body.messages === undefined) {
-    if (body.prompt === undefined) throw validationError(['prompt'], 'missing', 'Field required');
-    const prompt = strictStr(body.prompt, ['prompt']);
-    return { kind: 'completion', model, prompt, addSpecialTokens: req(body, 'add_special_tokens', laxBool, true), returnTokenStrs };
+  const members = [
+    { name: 'TokenizeCompletionRequest', parse: parseTokenizeCompletionRequest },
+    { name: 'TokenizeChatRequest', parse: parseTokenizeChatRequest },
+  ];
+  const errors = new Map<string, RequestValidationError>();
+  for (const member of body.messages === undefined ? members : [...members].reverse()) {
+    try {
+      return member.parse(body);
+    } catch (e) {
+      // Only a validation error means "this member does not fit"; anything else (a 501 for a content part the
+      // simulator does not model) is answered as it is.
+      if (!(e instanceof RequestValidationError)) throw e;
+      errors.set(member.name, underUnionMember(e, member.name));
+    }
   }
+  throw validationErrors(members.map((m) => errors.get(m.name)!));
+}
+
+function parseTokenizeCompletionRequest(body: Json): TokenizeRequest {
+  const model = opt(body, 'model', strictStr, undefined as string | undefined);
+  if (body.prompt === undefined) throw validationError(['prompt'], 'missing', 'Field required', body);
+  const prompt = strictStr(body.prompt, ['prompt']);
+  const addSpecialTokens = req(body, 'add_special_tokens', laxBool, true);
+  return { kind: 'completion', model, prompt, addSpecialTokens, returnTokenStrs: opt(body, 'return_token_strs', laxBool, false) };
+}
+
+function parseTokenizeChatRequest(body: Json): TokenizeRequest {
   // check_generation_prompt, a mode="before" validator: `data.get("continue_final_message") and
   // data.get("add_generation_prompt")`, Python truthiness of the values as sent.
   if (truthy(body.continue_final_message) && truthy(body.add_generation_prompt)) {
     throw validationError([], 'value_error', 'Value error, Cannot set both `continue_final_message` and `add_generation_prompt` to True.', body);
   }
+  // The fields in their declaration order, which is pydantic's order of checks.
+  const model = opt(body, 'model', strictStr, undefined as string | undefined);
+  if (body.messages === undefined) throw validationError(['messages'], 'missing', 'Field required', body);
   const messages = list(body.messages, ['messages']).map((m, i) => normalizeMessage(m, i));
+  const addGenerationPrompt = req(body, 'add_generation_prompt', laxBool, true);
+  const returnTokenStrs = opt(body, 'return_token_strs', laxBool, false);
+  const continueFinalMessage = req(body, 'continue_final_message', laxBool, false);
+  const addSpecialTokens = req(body, 'add_special_tokens', laxBool, false);
+  const chatTemplate = opt(body, 'chat_template', strictStr, undefined as string | undefined);
+  const templateKwargs = opt(body, 'chat_template_kwargs', dict, {});
   const tools = toolDicts(opt(body, 'tools', list, undefined as unknown[] | undefined));
   return {
     kind: 'chat',
     model,
-    addSpecialTokens: req(body, 'add_special_tokens', laxBool, false),
+    addSpecialTokens,
     returnTokenStrs,
     messages,
-    addGenerationPrompt: req(body, 'add_generation_prompt', laxBool, true),
-    continueFinalMessage: req(body, 'continue_final_message', laxBool, false),
+    addGenerationPrompt,
+    continueFinalMessage,
     tools: tools && tools.length > 0 ? tools : undefined,
-    templateKwargs: opt(body, 'chat_template_kwargs', dict, {}),
+    templateKwargs,
     documents: undefined,
-    chatTemplate: opt(body, 'chat_template', strictStr, undefined as string | undefined),
+    chatTemplate,
   };
 }
 

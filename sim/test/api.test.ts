@@ -227,6 +227,45 @@ describe('OpenAI API over loopback', () => {
       }
     });
 
+    // api_server.py @ v0.10.0: `async def tokenize(request: TokenizeRequest, raw_request: Request)`, protocol.py's
+    // `TokenizeRequest = Union[TokenizeCompletionRequest, TokenizeChatRequest]`. FastAPI validates the body against the
+    // union; when no member validates, pydantic lists each member's errors in the union's order, each loc under the
+    // member's class name, a missing field's error with the body as its input (as for response_format above). A body
+    // one member takes is that member's, whatever the other's fields hold.
+    describe('/tokenize validates its body as the TokenizeRequest union', () => {
+      it.each([
+        [
+          {},
+          "[{'type': 'missing', 'loc': ('body', 'TokenizeCompletionRequest', 'prompt'), 'msg': 'Field required', 'input': {}}, " +
+            "{'type': 'missing', 'loc': ('body', 'TokenizeChatRequest', 'messages'), 'msg': 'Field required', 'input': {}}]",
+        ],
+        [
+          { prompt: 5 },
+          "[{'type': 'string_type', 'loc': ('body', 'TokenizeCompletionRequest', 'prompt'), 'msg': 'Input should be a valid string', 'input': 5}, " +
+            "{'type': 'missing', 'loc': ('body', 'TokenizeChatRequest', 'messages'), 'msg': 'Field required', 'input': {'prompt': 5}}]",
+        ],
+        [
+          { messages: 'hi' },
+          "[{'type': 'missing', 'loc': ('body', 'TokenizeCompletionRequest', 'prompt'), 'msg': 'Field required', 'input': {'messages': 'hi'}}, " +
+            "{'type': 'list_type', 'loc': ('body', 'TokenizeChatRequest', 'messages'), 'msg': 'Input should be a valid list', 'input': 'hi'}]",
+        ],
+        [
+          { messages: [{ role: 'user', content: 'x' }], continue_final_message: true, add_generation_prompt: true },
+          "[{'type': 'missing', 'loc': ('body', 'TokenizeCompletionRequest', 'prompt'), 'msg': 'Field required', 'input': {'messages': [{'role': 'user', 'content': 'x'}], 'continue_final_message': True, 'add_generation_prompt': True}}, " +
+            "{'type': 'value_error', 'loc': ('body', 'TokenizeChatRequest'), 'msg': 'Value error, Cannot set both `continue_final_message` and `add_generation_prompt` to True.', 'input': {'messages': [{'role': 'user', 'content': 'x'}], 'continue_final_message': True, 'add_generation_prompt': True}, 'ctx': {'error': ValueError('Cannot set both `continue_final_message` and `add_generation_prompt` to True.')}}]",
+        ],
+      ])('%j: both members\' errors', async (body, message) => {
+        await expectError('/tokenize', body, 400, 'Bad Request');
+        expect((await http(sim.url, 'POST', '/tokenize', body)).json().message).toBe(message);
+      });
+
+      it('a body the completion member takes is tokenized as a prompt, whatever its messages hold (an ignored extra there)', async () => {
+        const r = await http(sim.url, 'POST', '/tokenize', { prompt: 'Hello world', messages: 'not a list' });
+        expect(r.status).toBe(200);
+        expect(r.json().tokens).toEqual((await http(sim.url, 'POST', '/tokenize', { prompt: 'Hello world' })).json().tokens);
+      });
+    });
+
     // protocol.py @ v0.10.0: `skip_special_tokens: bool = True` (both requests), `parallel_tool_calls: Optional[bool] =
     // False` (chat), `guided_choice: Optional[list[str]]` (both): pydantic's error list as FastAPI's 400.
     it.each([
@@ -434,7 +473,9 @@ describe('OpenAI API over loopback', () => {
     it('message without a role → 400', () => expectError('/v1/chat/completions', { model: MODEL, messages: [{ content: 'hi' }] }, 400, 'Bad Request', /'role'/));
     it('a message name or tool_call_id that is not a string → 400 (openai TypedDicts: name str, tool_call_id str)', async () => {
       await expectError('/v1/chat/completions', { model: MODEL, messages: [{ role: 'user', content: 'hi', name: 5 }] }, 400, 'Bad Request', /'loc': \('body', 'messages', 0, 'name'\)/);
-      await expectError('/tokenize', { model: MODEL, messages: [{ role: 'tool', content: 'r', tool_call_id: 7 }] }, 400, 'Bad Request', /'loc': \('body', 'messages', 0, 'tool_call_id'\)/);
+      // /tokenize's body is the TokenizeRequest union: the chat member's error under its name, after the completion
+      // member's missing prompt.
+      await expectError('/tokenize', { model: MODEL, messages: [{ role: 'tool', content: 'r', tool_call_id: 7 }] }, 400, 'Bad Request', /^\[\{'type': 'missing', 'loc': \('body', 'TokenizeCompletionRequest', 'prompt'\).*'loc': \('body', 'TokenizeChatRequest', 'messages', 0, 'tool_call_id'\)/);
     });
     it('messages [] → 400 from the chat template, on /v1/chat/completions and /tokenize (vllm/entrypoints/chat_utils.py apply_hf_chat_template, serving_chat.py, serving_tokenization.py @ v0.10.0)', async () => {
       // transformers reads conversation[0]: IndexError, re-raised as ValueError(str(e)) from e, answered f"{e} {e.__cause__}".
