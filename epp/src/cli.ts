@@ -79,7 +79,10 @@ export interface EppOptions {
   readonly drainTimeoutMs: number;
   /** How long, after the drain window, open ext_proc streams (each lasts as long as its response) get before being cancelled. */
   readonly shutdownGracePeriodMs: number;
-  /** llm-d's `--grpc-max-recv-msg-size` / `--grpc-max-send-msg-size` in bytes; undefined or 0: kvroute's defaults. */
+  /**
+   * llm-d's `--grpc-max-recv-msg-size` / `--grpc-max-send-msg-size` in bytes; undefined or 0: kvroute's defaults; -1: no
+   * limit (2Gi or more, past grpc-js's 32-bit lengths).
+   */
   readonly grpcMaxRecvMsgSize?: number;
   readonly grpcMaxSendMsgSize?: number;
   /** llm-d's `--emit-endpoint-scores`: every candidate's score in the answer's `envoy.lb` metadata. */
@@ -242,9 +245,10 @@ const FLAGS: readonly FlagSpec[] = [
   { name: 'enable-grpc-stream-metrics', aliases: [], kind: 'ignored-bool', help: 'ignored: no ext_proc stream gauges or histograms of upstream\'s; routing is unchanged' },
   { name: 'emit-endpoint-scores', aliases: [], kind: 'bool', default: 'false', help: 'write every scored candidate\'s final score into the answer\'s dynamic metadata, envoy.lb x-gateway-destination-endpoint-scores (a struct of ip:port → score), as llm-d-router v0.10.0 does (handlers/request.go generateMetadata); off by default' },
   // llm-d-router v0.10.0 pkg/epp/server/options.go: Kubernetes quantities with an optional trailing B (sanitizeSizeString),
-  // non-negative; 0 keeps the default; the limits go to the gRPC server (runserver.go MaxRecvMsgSize / MaxSendMsgSize).
-  { name: 'grpc-max-recv-msg-size', aliases: [], kind: 'string', help: 'largest gRPC message the ext_proc server accepts, a size like 10MiB or 25MB (default: the request body limit + 1 MiB, so a buffered body fits)' },
-  { name: 'grpc-max-send-msg-size', aliases: [], kind: 'string', help: 'largest gRPC message the ext_proc server sends, a size like 10MiB or 25MB (default: unlimited, grpc-js\'s)' },
+  // non-negative, up to math.MaxInt64; 0 keeps the default; the limits go to the gRPC server (runserver.go MaxRecvMsgSize /
+  // MaxSendMsgSize), 2Gi and more as no limit (grpc-js's lengths are 32-bit).
+  { name: 'grpc-max-recv-msg-size', aliases: [], kind: 'string', help: 'largest gRPC message the ext_proc server accepts, a size like 10MiB or 25MB; 2Gi or more: no limit (default: the request body limit + 1 MiB, so a buffered body fits)' },
+  { name: 'grpc-max-send-msg-size', aliases: [], kind: 'string', help: 'largest gRPC message the ext_proc server sends, a size like 10MiB or 25MB; 2Gi or more: no limit (default: unlimited, grpc-js\'s)' },
   {
     name: 'tls-min-version', aliases: [], kind: 'ignored-fixed', fixed: ['VersionTLS10', 'VersionTLS11', 'VersionTLS12'],
     help: 'sets the lowest TLS version of secure serving; kvroute\'s is always TLS 1.2 (Node\'s default), at least what VersionTLS10, VersionTLS11 or VersionTLS12 ask, so those are accepted and ignored; VersionTLS13 is refused (kvroute cannot raise its floor), other values are not TLS versions (allowed: VersionTLS10, VersionTLS11, VersionTLS12, VersionTLS13)',
@@ -530,22 +534,23 @@ export function parseArgs(argv: readonly string[], env: Readonly<Record<string, 
 /**
  * `--grpc-max-recv-msg-size` and `--grpc-max-send-msg-size` as llm-d-router v0.10.0 reads them
  * (`pkg/epp/server/options.go` Complete, sanitizeSizeString): a Kubernetes quantity (`10Mi`, `25M`, `1048576`) with an
- * optional trailing `B`/`b`, not negative; 0 leaves the server's default.
+ * optional trailing `B`/`b`, whole (`Quantity.AsInt64`), not negative, at most Go's math.MaxInt64; 0 leaves the
+ * server's default. grpc-js holds a limit in a 32-bit signed length, so 2Gi and more (grpc-go's limit of that many bytes,
+ * which no message reaches) is -1, grpc-js's "no limit".
  */
 function messageSizes(recv: string | undefined, send: string | undefined): { grpcMaxRecvMsgSize?: number; grpcMaxSendMsgSize?: number } {
   const size = (flag: string, text: string): number => {
     let s = text.trim();
     if (s.length > 1 && (s.endsWith('B') || s.endsWith('b'))) s = s.slice(0, -1);
-    let bytes: number;
+    let bytes: bigint;
     try {
       bytes = parseWholeQuantity(s);
     } catch (e) {
       throw new UsageError(`--${flag} ${(e as Error).message}`);
     }
-    if (bytes < 0) throw new UsageError(`--${flag} must be non-negative, got ${JSON.stringify(text)}`);
-    // grpc-js takes a 32-bit signed length.
-    if (bytes > 2 ** 31 - 1) throw new UsageError(`--${flag} must be at most 2Gi - 1 bytes (gRPC's limit), got ${JSON.stringify(text)}`);
-    return bytes;
+    if (bytes > 2n ** 63n - 1n || bytes < -(2n ** 63n)) throw new UsageError(`--${flag} overflows maximum supported size: ${s}`);
+    if (bytes < 0n) throw new UsageError(`--${flag} must be non-negative, got ${JSON.stringify(text)}`);
+    return bytes >= 2n ** 31n ? -1 : Number(bytes);
   };
   return {
     ...(recv !== undefined ? { grpcMaxRecvMsgSize: size('grpc-max-recv-msg-size', recv) } : {}),

@@ -196,7 +196,7 @@ describe('llm-d-router v0.10.0 flags (pkg/epp/server/options.go AddFlags, Comple
     expect(() => parseArgs(['--pool-name', 'p', '--emit-endpoint-scores=maybe'], {})).toThrow('--emit-endpoint-scores: must be true or false, got "maybe"');
   });
 
-  test('--grpc-max-recv-msg-size / --grpc-max-send-msg-size: Kubernetes quantities with an optional trailing B, not negative (options.go Complete, sanitizeSizeString)', () => {
+  test('--grpc-max-recv-msg-size / --grpc-max-send-msg-size: Kubernetes quantities with an optional trailing B, not negative, up to math.MaxInt64 (llm-d-router v0.10.0 pkg/epp/server/options.go Complete, sanitizeSizeString)', () => {
     const sizes = (...flags: string[]) => {
       const o = parseArgs(['--pool-name', 'p', ...flags], {})!;
       return [o.grpcMaxRecvMsgSize, o.grpcMaxSendMsgSize];
@@ -206,10 +206,15 @@ describe('llm-d-router v0.10.0 flags (pkg/epp/server/options.go AddFlags, Comple
     expect(sizes('--grpc-max-recv-msg-size', ' 1048576 ', '--grpc-max-send-msg-size', '0')).toEqual([1_048_576, 0]);
     expect(() => sizes('--grpc-max-recv-msg-size', '-1Mi')).toThrow('--grpc-max-recv-msg-size must be non-negative, got "-1Mi"');
     expect(() => sizes('--grpc-max-send-msg-size', 'lots')).toThrow(/^--grpc-max-send-msg-size must be a Kubernetes quantity/);
-    expect(() => sizes('--grpc-max-recv-msg-size', '4Gi')).toThrow(/at most 2Gi - 1 bytes/);
+    // Upstream refuses only what Quantity.AsInt64 cannot hold; grpc-js's lengths are 32-bit, so 2Gi and more is -1, no limit.
+    expect(sizes('--grpc-max-recv-msg-size', '2Gi', '--grpc-max-send-msg-size', '4GiB')).toEqual([-1, -1]);
+    expect(sizes('--grpc-max-recv-msg-size', '2147483647', '--grpc-max-send-msg-size', '9223372036854775807')).toEqual([2 ** 31 - 1, -1]);
+    expect(sizes('--grpc-max-recv-msg-size', '4Ei')).toEqual([-1, undefined]);
+    expect(() => sizes('--grpc-max-recv-msg-size', '8Ei')).toThrow('--grpc-max-recv-msg-size overflows maximum supported size: 8Ei');
+    expect(() => sizes('--grpc-max-send-msg-size', '1e100')).toThrow('--grpc-max-send-msg-size overflows maximum supported size: 1e100');
     // Quantity.AsInt64 refuses fractions: 1.5Mi is a whole number of bytes, 1m (a thousandth) and 0.5 are not.
     expect(sizes('--grpc-max-recv-msg-size', '1.5Mi')).toEqual([1_572_864, undefined]);
-    for (const fraction of ['1m', '0.5', '100.5']) expect(() => sizes('--grpc-max-recv-msg-size', fraction)).toThrow(/must be a whole number of bytes/);
+    for (const fraction of ['1m', '0.5', '100.5', '1e-1000']) expect(() => sizes('--grpc-max-recv-msg-size', fraction)).toThrow(/must be a whole number of bytes/);
   });
 
   test('--tls-min-version: the versions kvroute\'s TLS 1.2 floor meets are ignored, VersionTLS13 and non-versions are refused naming the allowed values', () => {

@@ -1,7 +1,7 @@
 /**
  * llm-d-router v0.10.0's ext_proc server flags with their effect, over a real gRPC stream to the whole EPP:
  * `--emit-endpoint-scores` (`pkg/epp/handlers/request.go` generateMetadata, `requestcontrol/director.go` prepareRequest)
- * and `--grpc-max-recv-msg-size` (`pkg/epp/server/options.go`, `runserver.go` grpc.MaxRecvMsgSize).
+ * and `--grpc-max-recv-msg-size` / `--grpc-max-send-msg-size` (`pkg/epp/server/options.go`, `runserver.go` grpc.MaxRecvMsgSize).
  */
 import * as grpc from '@grpc/grpc-js';
 import { structToJson, type StructObject } from '@kvroute/protocol/envoy';
@@ -48,5 +48,12 @@ describe('llm-d-router v0.10.0 ext_proc flags', () => {
     const s = live.envoy!.open();
     s.send(requestHeaders({ ...BASE, 'x-big': 'x'.repeat(4096) }, false));
     expect((await s.status).code).toBe(grpc.status.RESOURCE_EXHAUSTED);
+  });
+
+  // options.go Complete refuses only a negative size or one past math.MaxInt (64-bit), and runserver.go hands it to
+  // grpc.MaxRecvMsgSize / MaxSendMsgSize: 2Gi and 4Gi, as good as no limit, start the EPP.
+  test('--grpc-max-recv-msg-size 2Gi and --grpc-max-send-msg-size 4Gi start the EPP, which routes', async () => {
+    await start('--grpc-max-recv-msg-size', '2Gi', '--grpc-max-send-msg-size', '4Gi');
+    expect(live.pods.map((p) => `127.0.0.1:${p.port}`)).toContain((await pick()).endpoint);
   });
 });

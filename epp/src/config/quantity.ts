@@ -30,13 +30,35 @@ export function parseQuantity(value: unknown): number {
   return result;
 }
 
+/** The decimal SI suffixes as powers of ten, for `parseWholeQuantity`'s exact arithmetic. */
+const DECIMAL_EXPONENT: Readonly<Record<string, number>> = { n: -9, u: -6, m: -3, '': 0, k: 3, M: 6, G: 9, T: 12, P: 15, E: 18 };
+
 /**
  * A quantity that must be a whole number, as Kubernetes' `Quantity.AsInt64` requires (`1.5Mi` is, `1m` and `0.5` are
- * not): llm-d-router's byte sizes (`pkg/epp/server/options.go` Complete).
+ * not), exactly, as a bigint: llm-d-router's byte sizes (`pkg/epp/server/options.go` Complete) go up to Go's
+ * math.MaxInt64, past what a number holds exactly; the caller bounds it.
  */
-export function parseWholeQuantity(value: string): number {
-  if (!quantityValue(value).integral) throw new Error(`must be a whole number of bytes, got ${JSON.stringify(value)}`);
-  return parseQuantity(value);
+export function parseWholeQuantity(value: string): bigint {
+  const match = QUANTITY.exec(value);
+  if (match === null) throw new Error(`must be ${QUANTITY_FORMAT_HINT}, got ${JSON.stringify(value)}`);
+  const number = match[1]!;
+  const suffix = match[2] ?? '';
+  const [whole, fraction = ''] = number.replace(/^[+-]/, '').split('.');
+  const digits = `${whole}${fraction}`.replace(/^0+(?=\d)/, '');
+  let mantissa = BigInt(digits) * (suffix in BINARY ? BigInt(BINARY[suffix]!) : 1n);
+  const exponent = -fraction.length + (suffix in BINARY ? 0 : suffix in DECIMAL_EXPONENT ? DECIMAL_EXPONENT[suffix]! : Number(suffix.slice(1)));
+  if (mantissa !== 0n) {
+    if (exponent < 0) {
+      // A power of ten longer than the mantissa cannot divide it (and 10^exponent stays small).
+      const divisor = -exponent <= mantissa.toString().length ? 10n ** BigInt(-exponent) : 0n;
+      if (divisor === 0n || mantissa % divisor !== 0n) throw new Error(`must be a whole number of bytes, got ${JSON.stringify(value)}`);
+      mantissa /= divisor;
+    } else {
+      // Past 10^40 the size is out of any caller's range; the bound keeps 10^exponent small.
+      mantissa *= 10n ** BigInt(Math.min(exponent, 40));
+    }
+  }
+  return number.startsWith('-') ? -mantissa : mantissa;
 }
 
 function quantityValue(value: string): { exact: number; nearest: number; integral: boolean } {

@@ -61,7 +61,7 @@ export interface ExtProcServerOptions {
   readonly maxRequestBodyBytes?: number;
   /**
    * The gRPC server's message limits (llm-d's `--grpc-max-recv-msg-size` / `--grpc-max-send-msg-size`); undefined or 0:
-   * receive the request body limit + 1 MiB (a buffered body is one message), send unlimited.
+   * receive the request body limit + 1 MiB (a buffered body is one message), send unlimited; -1: no limit (grpc-js's).
    */
   readonly maxReceiveMessageBytes?: number;
   readonly maxSendMessageBytes?: number;
