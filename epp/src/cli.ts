@@ -4,6 +4,7 @@
  * flag is parsed once here into typed options; an unknown flag, a missing value or a malformed one is an error that
  * names the flag, never silently ignored.
  */
+import type { SecureVersion } from 'tls';
 import { DEPRECATED_SATURATION_ENV, type DeprecatedSaturationEnv } from './config/deprecated-saturation-env';
 import { DEPRECATED_ENV_FEATURE_GATES, parseGoBool, type DeprecatedFeatureGateEnv } from './config/deprecated-env-feature-gates';
 import { parseDuration } from './config/duration';
@@ -14,6 +15,7 @@ import { parseEndpointList } from './datastore/static-discovery';
 import { parseLabelSelector, type LabelSelector } from './datastore/label-selector';
 import { POOL_GROUPS, type PoolGroup } from './datastore/inference-pool';
 import { SCRAPE_MODES, type ScrapeMode } from './datastore/datastore';
+import { parseTlsVersion } from './extproc/tls-policy';
 
 export type RequestBodyModeFlag = 'full-duplex' | 'buffered';
 export type ResponseBodyModeFlag = 'none' | 'full-duplex';
@@ -73,6 +75,8 @@ export interface EppOptions {
   readonly enableCertReload: boolean;
   /** TLS on the ext_proc port: `certPath`'s certificate, else a self-signed one (`--secure-serving`). */
   readonly secureServing?: boolean;
+  /** `--tls-min-version` in Node's spelling: the lowest TLS version secure serving accepts; Node's default (1.2) when unset. */
+  readonly tlsMinVersion?: SecureVersion;
   readonly requestBodyMode: RequestBodyModeFlag;
   readonly responseBodyMode: ResponseBodyModeFlag;
   /** `--drain-timeout`: how long after SIGTERM new ext_proc streams are still accepted (NOT_SERVING meanwhile). */
@@ -249,10 +253,7 @@ const FLAGS: readonly FlagSpec[] = [
   // MaxSendMsgSize), 2Gi and more as no limit (grpc-js's lengths are 32-bit).
   { name: 'grpc-max-recv-msg-size', aliases: [], kind: 'string', help: 'largest gRPC message the ext_proc server accepts, a size like 10MiB or 25MB; 2Gi or more: no limit (default: the request body limit + 1 MiB, so a buffered body fits)' },
   { name: 'grpc-max-send-msg-size', aliases: [], kind: 'string', help: 'largest gRPC message the ext_proc server sends, a size like 10MiB or 25MB; 2Gi or more: no limit (default: unlimited, grpc-js\'s)' },
-  {
-    name: 'tls-min-version', aliases: [], kind: 'ignored-fixed', fixed: ['VersionTLS10', 'VersionTLS11', 'VersionTLS12'],
-    help: 'sets the lowest TLS version of secure serving; kvroute\'s is always TLS 1.2 (Node\'s default), at least what VersionTLS10, VersionTLS11 or VersionTLS12 ask, so those are accepted and ignored; VersionTLS13 is refused (kvroute cannot raise its floor), other values are not TLS versions (allowed: VersionTLS10, VersionTLS11, VersionTLS12, VersionTLS13)',
-  },
+  { name: 'tls-min-version', aliases: [], kind: 'string', help: 'the lowest TLS version secure serving accepts: VersionTLS10, VersionTLS11, VersionTLS12 or VersionTLS13 (default TLS 1.2, Node\'s); below VersionTLS12 the ext_proc port also lowers OpenSSL\'s security level to 0, without which OpenSSL 3 refuses TLS 1.0 and 1.1. Without secure serving it changes nothing (reported as ignored)' },
   { name: 'tls-cipher-suites', aliases: [], kind: 'unsupported', help: 'is not supported: kvroute cannot restrict secure serving\'s cipher suites (Node\'s defaults), and ignoring the list would serve ciphers it excludes; drop the flag or terminate TLS in the mesh' },
   { name: 'metrics-cert-dir', aliases: [], kind: 'unsupported', help: 'is not supported: /metrics is plain HTTP; ignoring the flag would serve it without the TLS asked for (restrict it with the NetworkPolicy, or put the mesh\'s mTLS in front)' },
   { name: 'metrics-client-ca-file', aliases: [], kind: 'unsupported', help: 'is not supported: /metrics cannot require client certificates; ignoring the flag would serve it unauthenticated (restrict it with the NetworkPolicy, or put the mesh\'s mTLS in front)' },
@@ -347,7 +348,7 @@ function parseValue(spec: FlagSpec, flag: string, raw: string): string | number 
 const APPENDING: ReadonlySet<string> = new Set(['endpoint-target-ports']);
 
 /** String flags whose empty value stands for unset (their default, or the environment's): GIE's pool and config flags. */
-const EMPTY_IS_UNSET: ReadonlySet<string> = new Set(['config-file', 'config-text', 'pool-name', 'pool-namespace', 'pool-group', 'endpoints', 'endpoint-selector', 'endpoint-target-ports', 'kubeconfig', 'cert-path']);
+const EMPTY_IS_UNSET: ReadonlySet<string> = new Set(['config-file', 'config-text', 'pool-name', 'pool-namespace', 'pool-group', 'endpoints', 'endpoint-selector', 'endpoint-target-ports', 'kubeconfig', 'cert-path', 'tls-min-version']);
 
 /**
  * Parses `argv` (without `node` and the script). Returns `undefined` when `--help` was asked for.
@@ -485,6 +486,17 @@ export function parseArgs(argv: readonly string[], env: Readonly<Record<string, 
   if (!standalone && values.has('endpoint-target-ports')) ignoredFlags.push('--endpoint-target-ports');
   // Upstream reloads only a --cert-path certificate (runserver.go: `r.CertPath != "" && r.EnableCertReload`).
   if (certPath === undefined && values.has('enable-cert-reload')) ignoredFlags.push('--enable-cert-reload');
+  // Upstream applies its TLS overrides to the secure listener only (runserver.go applyTLSOverrides under SecureServing).
+  const tlsMinVersionName = get<string>('tls-min-version');
+  let tlsMinVersion: SecureVersion | undefined;
+  if (tlsMinVersionName !== undefined) {
+    try {
+      tlsMinVersion = parseTlsVersion(tlsMinVersionName);
+    } catch (e) {
+      throw new UsageError(`--tls-min-version: ${(e as Error).message}`);
+    }
+    if (!secureServing) ignoredFlags.push('--tls-min-version');
+  }
   const verbosity = get<number>('v')!;
   if (verbosity < 0) throw new UsageError(`--v: must be >= 0, got ${verbosity}`);
 
@@ -520,6 +532,7 @@ export function parseArgs(argv: readonly string[], env: Readonly<Record<string, 
     certPath,
     enableCertReload: certPath !== undefined && get<boolean>('enable-cert-reload') === true,
     secureServing,
+    ...(secureServing && tlsMinVersion !== undefined ? { tlsMinVersion } : {}),
     requestBodyMode: bodyMode,
     responseBodyMode,
     drainTimeoutMs: get<number>('drain-timeout')!,

@@ -332,6 +332,7 @@ export async function startEpp(options: EppOptions, logger: Logger = jsonLogger(
       tlsCertDir: options.certPath,
       tlsCertReload: options.enableCertReload,
       selfSignedTls: options.secureServing === true && options.certPath === undefined,
+      tlsPolicy: { minVersion: options.tlsMinVersion },
       defaultRequestBodyMode: options.requestBodyMode === 'buffered' ? 'BUFFERED' : 'FULL_DUPLEX_STREAMED',
       defaultResponseBodyMode: options.responseBodyMode === 'none' ? 'NONE' : 'FULL_DUPLEX_STREAMED',
       ...(options.grpcMaxRecvMsgSize ? { maxReceiveMessageBytes: options.grpcMaxRecvMsgSize } : {}),

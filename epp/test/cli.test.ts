@@ -217,10 +217,22 @@ describe('llm-d-router v0.10.0 flags (pkg/epp/server/options.go AddFlags, Comple
     for (const fraction of ['1m', '0.5', '100.5', '1e-1000']) expect(() => sizes('--grpc-max-recv-msg-size', fraction)).toThrow(/must be a whole number of bytes/);
   });
 
-  test('--tls-min-version: the versions kvroute\'s TLS 1.2 floor meets are ignored, VersionTLS13 and non-versions are refused naming the allowed values', () => {
-    expect(parseArgs(['--pool-name', 'p', '--tls-min-version', 'VersionTLS12'], {})!.ignoredFlags).toEqual(['--tls-min-version']);
-    for (const bad of ['VersionTLS13', 'TLSv1.3']) {
-      expect(() => parseArgs(['--pool-name', 'p', '--tls-min-version', bad], {})).toThrow(/^--tls-min-version: got ".*"; .*allowed: VersionTLS10, VersionTLS11, VersionTLS12, VersionTLS13\)$/);
+  test('--tls-min-version: upstream\'s four Go names in Node\'s spelling with secure serving, ignored without it, others refused with parseTLSVersion\'s message (llm-d-router v0.10.0 pkg/epp/server/options.go)', () => {
+    const floor = (...flags: string[]) => parseArgs(['--pool-name', 'p', ...flags], {})!;
+    expect(floor('--secure-serving').tlsMinVersion).toBeUndefined();
+    expect(floor('--secure-serving', '--tls-min-version', 'VersionTLS13').tlsMinVersion).toBe('TLSv1.3');
+    expect(floor('--cert-path', '/certs', '--tls-min-version', 'VersionTLS12').tlsMinVersion).toBe('TLSv1.2');
+    expect(floor('--secure-serving', '--tls-min-version', 'VersionTLS11').tlsMinVersion).toBe('TLSv1.1');
+    expect(floor('--secure-serving', '--tls-min-version', 'VersionTLS10')).toMatchObject({ tlsMinVersion: 'TLSv1', ignoredFlags: [] });
+    // runserver.go applies it to the secure listener only.
+    const plaintext = floor('--tls-min-version', 'VersionTLS13');
+    expect([plaintext.tlsMinVersion, plaintext.ignoredFlags]).toEqual([undefined, ['--tls-min-version']]);
+    // options.go Complete parses it only when non-empty.
+    const empty = floor('--secure-serving', '--tls-min-version', '');
+    expect([empty.tlsMinVersion, empty.ignoredFlags]).toEqual([undefined, []]);
+    for (const bad of ['TLSv1.3', 'versiontls12']) {
+      expect(() => floor('--secure-serving', '--tls-min-version', bad))
+        .toThrow(`--tls-min-version: unknown TLS version ${JSON.stringify(bad)}; supported values: VersionTLS10, VersionTLS11, VersionTLS12, VersionTLS13`);
     }
   });
 

@@ -11,6 +11,7 @@
  */
 import { selfSignedCertificate } from './self-signed-certificate';
 import { CertReloader } from './cert-reloader';
+import { withTlsPolicy, type TlsPolicy } from './tls-policy';
 import * as fs from 'fs';
 import * as net from 'net';
 import * as path from 'path';
@@ -46,6 +47,8 @@ export interface ExtProcServerOptions {
   readonly tlsCertReload?: boolean;
   /** Without `tlsCertDir`: serve TLS with a self-signed certificate made now (GIE's `--secure-serving` default). */
   readonly selfSignedTls?: boolean;
+  /** With TLS: the lowest version served (`--tls-min-version`). */
+  readonly tlsPolicy?: TlsPolicy;
   /** The request body mode assumed when Envoy sends no `protocol_config`. @default 'FULL_DUPLEX_STREAMED' */
   readonly defaultRequestBodyMode?: BodyMode;
   /**
@@ -273,13 +276,14 @@ export async function startExtProcServer(opts: ExtProcServerOptions): Promise<Ex
   let reloader: CertReloader | undefined;
   try {
     if (opts.tlsCertDir !== undefined && opts.tlsCertReload === true) reloader = new CertReloader(opts.tlsCertDir, opts.logger ?? consoleLogger);
-    const creds = reloader
+    const tlsCreds = reloader
       ? grpc.experimental.createCertificateProviderServerCredentials(reloader, null, false)
       : opts.tlsCertDir
       ? readTls(opts.tlsCertDir)
       : opts.selfSignedTls === true
         ? selfSignedTls()
-        : grpc.ServerCredentials.createInsecure();
+        : undefined;
+    const creds = tlsCreds ? withTlsPolicy(tlsCreds, opts.tlsPolicy ?? {}) : grpc.ServerCredentials.createInsecure();
     const port = await bind(main, hostPort(host, opts.port ?? DEFAULT_EXT_PROC_PORT), creds, 'ext_proc');
     let healthPort: number | undefined;
     if (opts.healthPort !== undefined && opts.healthPort !== null) {

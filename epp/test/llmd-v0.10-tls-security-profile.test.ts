@@ -1,0 +1,89 @@
+/**
+ * llm-d-router v0.10.0's TLS security profile of the ext_proc listener, over real TLS handshakes (ALPN h2, as Envoy's
+ * gRPC client) to the whole EPP: `--tls-min-version` (`pkg/epp/server/options.go` Complete → parseTLSVersion;
+ * `pkg/epp/server/runserver.go` AsRunnable → applyTLSOverrides sets `tls.Config.MinVersion` on the listener, with or
+ * without `--enable-cert-reload`).
+ */
+import { execFileSync } from 'child_process';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import * as tls from 'tls';
+import { INTEGRATION_TEST_TIMEOUT_MS } from '@kvroute/testkit';
+import { waitFor } from './extproc-harness';
+import { liveEpp } from './live-epp';
+
+jest.setTimeout(INTEGRATION_TEST_TIMEOUT_MS);
+
+interface Offer {
+  readonly min: tls.SecureVersion;
+  readonly max: tls.SecureVersion;
+  /** OpenSSL cipher list the client offers (TLS 1.2 and below). */
+  readonly ciphers?: string;
+}
+
+/** One handshake: the protocol and the certificate's CN (else its organisation), or `refused: <why>`. */
+function handshake(port: number, offer: Offer): Promise<string> {
+  return new Promise((resolve) => {
+    const socket = tls.connect({
+      host: '127.0.0.1', port, minVersion: offer.min, maxVersion: offer.max, ALPNProtocols: ['h2'], rejectUnauthorized: false,
+      ...(offer.ciphers !== undefined ? { ciphers: offer.ciphers } : {}),
+    });
+    socket.once('secureConnect', () => {
+      const { subject } = socket.getPeerCertificate();
+      resolve(`${socket.getProtocol()} ${subject.CN ?? subject.O}`);
+      socket.destroy();
+    });
+    socket.once('error', (e) => resolve(`refused: ${e.message}`));
+  });
+}
+
+/** A client of TLS 1.0 or 1.1 only: Node's OpenSSL offers them at security level 0 alone. */
+const legacy = (version: 'TLSv1' | 'TLSv1.1'): Offer => ({ min: version, max: version, ciphers: 'DEFAULT@SECLEVEL=0' });
+
+function certificate(dir: string, cn: string): void {
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1',
+    '-subj', `/CN=${cn}`, '-keyout', path.join(dir, 'tls.key'), '-out', path.join(dir, 'tls.crt')], { stdio: 'ignore' });
+}
+
+describe('llm-d-router v0.10.0 --tls-min-version (options.go parseTLSVersion, runserver.go applyTLSOverrides)', () => {
+  const live = liveEpp();
+  let dir: string;
+  beforeEach(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kvroute-tls-profile-'));
+  });
+  afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  test('VersionTLS13 with --secure-serving: a TLS 1.3 client is served, one that offers at most TLS 1.2 is refused', async () => {
+    await live.start(1, '--secure-serving', '--tls-min-version', 'VersionTLS13');
+    const port = live.epp!.grpcPort;
+    expect(await handshake(port, { min: 'TLSv1.3', max: 'TLSv1.3' })).toBe('TLSv1.3 Inference Ext');
+    expect(await handshake(port, { min: 'TLSv1.2', max: 'TLSv1.2' })).toMatch(/^refused: .*protocol version/);
+  });
+
+  test('VersionTLS13 with --cert-path --enable-cert-reload: the floor holds for the first certificate and a rotated one', async () => {
+    certificate(dir, 'first');
+    await live.start(1, '--cert-path', dir, '--enable-cert-reload', '--tls-min-version', 'VersionTLS13');
+    const port = live.epp!.grpcPort;
+    expect(await handshake(port, { min: 'TLSv1.3', max: 'TLSv1.3' })).toBe('TLSv1.3 first');
+    expect(await handshake(port, { min: 'TLSv1.2', max: 'TLSv1.2' })).toMatch(/^refused/);
+    certificate(dir, 'second');
+    await waitFor(async () => (await handshake(port, { min: 'TLSv1.3', max: 'TLSv1.3' })) === 'TLSv1.3 second', 'the rotated certificate', { intervalMs: 50 });
+    expect(await handshake(port, { min: 'TLSv1.2', max: 'TLSv1.2' })).toMatch(/^refused/);
+  });
+
+  test('unset, the floor is TLS 1.2; VersionTLS10 and VersionTLS11 lower it, as Go serves those versions once MinVersion allows them', async () => {
+    certificate(dir, 'epp');
+    await live.start(1, '--cert-path', dir);
+    expect(await handshake(live.epp!.grpcPort, { min: 'TLSv1.2', max: 'TLSv1.2' })).toBe('TLSv1.2 epp');
+    expect(await handshake(live.epp!.grpcPort, legacy('TLSv1.1'))).toMatch(/^refused/);
+    await live.stop();
+    await live.start(1, '--cert-path', dir, '--tls-min-version', 'VersionTLS11');
+    expect(await handshake(live.epp!.grpcPort, legacy('TLSv1.1'))).toBe('TLSv1.1 epp');
+    expect(await handshake(live.epp!.grpcPort, legacy('TLSv1'))).toMatch(/^refused/);
+    expect(await handshake(live.epp!.grpcPort, { min: 'TLSv1.2', max: 'TLSv1.3' })).toBe('TLSv1.3 epp');
+    await live.stop();
+    await live.start(1, '--cert-path', dir, '--tls-min-version', 'VersionTLS10');
+    expect(await handshake(live.epp!.grpcPort, legacy('TLSv1'))).toBe('TLSv1 epp');
+  });
+});
