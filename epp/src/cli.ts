@@ -15,7 +15,7 @@ import { parseEndpointList } from './datastore/static-discovery';
 import { parseLabelSelector, type LabelSelector } from './datastore/label-selector';
 import { POOL_GROUPS, type PoolGroup } from './datastore/inference-pool';
 import { SCRAPE_MODES, type ScrapeMode } from './datastore/datastore';
-import { parseTlsVersion } from './extproc/tls-policy';
+import { parseCipherSuites, parseTlsVersion } from './extproc/tls-policy';
 
 export type RequestBodyModeFlag = 'full-duplex' | 'buffered';
 export type ResponseBodyModeFlag = 'none' | 'full-duplex';
@@ -77,6 +77,8 @@ export interface EppOptions {
   readonly secureServing?: boolean;
   /** `--tls-min-version` in Node's spelling: the lowest TLS version secure serving accepts; Node's default (1.2) when unset. */
   readonly tlsMinVersion?: SecureVersion;
+  /** `--tls-cipher-suites`: Go names of the TLS 1.0-1.2 suites secure serving allows; Node's defaults when unset. */
+  readonly tlsCipherSuites?: readonly string[];
   readonly requestBodyMode: RequestBodyModeFlag;
   readonly responseBodyMode: ResponseBodyModeFlag;
   /** `--drain-timeout`: how long after SIGTERM new ext_proc streams are still accepted (NOT_SERVING meanwhile). */
@@ -254,7 +256,7 @@ const FLAGS: readonly FlagSpec[] = [
   { name: 'grpc-max-recv-msg-size', aliases: [], kind: 'string', help: 'largest gRPC message the ext_proc server accepts, a size like 10MiB or 25MB; 2Gi or more: no limit (default: the request body limit + 1 MiB, so a buffered body fits)' },
   { name: 'grpc-max-send-msg-size', aliases: [], kind: 'string', help: 'largest gRPC message the ext_proc server sends, a size like 10MiB or 25MB; 2Gi or more: no limit (default: unlimited, grpc-js\'s)' },
   { name: 'tls-min-version', aliases: [], kind: 'string', help: 'the lowest TLS version secure serving accepts: VersionTLS10, VersionTLS11, VersionTLS12 or VersionTLS13 (default TLS 1.2, Node\'s); below VersionTLS12 the ext_proc port also lowers OpenSSL\'s security level to 0, without which OpenSSL 3 refuses TLS 1.0 and 1.1. Without secure serving it changes nothing (reported as ignored)' },
-  { name: 'tls-cipher-suites', aliases: [], kind: 'unsupported', help: 'is not supported: kvroute cannot restrict secure serving\'s cipher suites (Node\'s defaults), and ignoring the list would serve ciphers it excludes; drop the flag or terminate TLS in the mesh' },
+  { name: 'tls-cipher-suites', aliases: [], kind: 'string', help: 'comma-separated Go crypto/tls suite names (TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256, ...), given again appended: the only TLS 1.0-1.2 suites secure serving allows, in Go\'s preference order; TLS 1.3 suites are not configurable (their names are accepted and change nothing); Go\'s RC4 and 3DES suites, which Node\'s OpenSSL lacks, are not served (warned at start-up); a list with no other TLS 1.2 suite serves TLS 1.3 only. Without secure serving it changes nothing (reported as ignored)' },
   { name: 'metrics-cert-dir', aliases: [], kind: 'unsupported', help: 'is not supported: /metrics is plain HTTP; ignoring the flag would serve it without the TLS asked for (restrict it with the NetworkPolicy, or put the mesh\'s mTLS in front)' },
   { name: 'metrics-client-ca-file', aliases: [], kind: 'unsupported', help: 'is not supported: /metrics cannot require client certificates; ignoring the flag would serve it unauthenticated (restrict it with the NetworkPolicy, or put the mesh\'s mTLS in front)' },
   { name: 'endpoint-selector', aliases: [], kind: 'string', help: 'llm-d-router\'s standalone mode: the pods this Kubernetes label selector matches in the namespace are the pool, no InferencePool (\'app=vllm,env in (prod,staging)\'); needs --endpoint-target-ports and $POD_NAME; exclusive with --pool-name and --endpoints' },
@@ -343,12 +345,12 @@ function parseValue(spec: FlagSpec, flag: string, raw: string): string | number 
 /**
  * Flags upstream declares as slices (`fs.IntSliceVar` in GIE v1.5.0 / llm-d-router v0.10.0 pkg/epp/server/options.go):
  * pflag's Set replaces the default on the first use and appends on every later one (spf13/pflag int_slice.go), so a
- * repeated one adds to the list. (Upstream's other slice flag, `--tls-cipher-suites`, is refused here.)
+ * repeated one adds to the list; `--tls-cipher-suites` is a string slice, the same way.
  */
-const APPENDING: ReadonlySet<string> = new Set(['endpoint-target-ports']);
+const APPENDING: ReadonlySet<string> = new Set(['endpoint-target-ports', 'tls-cipher-suites']);
 
 /** String flags whose empty value stands for unset (their default, or the environment's): GIE's pool and config flags. */
-const EMPTY_IS_UNSET: ReadonlySet<string> = new Set(['config-file', 'config-text', 'pool-name', 'pool-namespace', 'pool-group', 'endpoints', 'endpoint-selector', 'endpoint-target-ports', 'kubeconfig', 'cert-path', 'tls-min-version']);
+const EMPTY_IS_UNSET: ReadonlySet<string> = new Set(['config-file', 'config-text', 'pool-name', 'pool-namespace', 'pool-group', 'endpoints', 'endpoint-selector', 'endpoint-target-ports', 'kubeconfig', 'cert-path', 'tls-min-version', 'tls-cipher-suites']);
 
 /**
  * Parses `argv` (without `node` and the script). Returns `undefined` when `--help` was asked for.
@@ -497,6 +499,16 @@ export function parseArgs(argv: readonly string[], env: Readonly<Record<string, 
     }
     if (!secureServing) ignoredFlags.push('--tls-min-version');
   }
+  const tlsCipherSuiteList = get<string>('tls-cipher-suites');
+  let tlsCipherSuites: string[] | undefined;
+  if (tlsCipherSuiteList !== undefined) {
+    try {
+      tlsCipherSuites = parseCipherSuites(tlsCipherSuiteList);
+    } catch (e) {
+      throw new UsageError(`--tls-cipher-suites: ${(e as Error).message}`);
+    }
+    if (!secureServing) ignoredFlags.push('--tls-cipher-suites');
+  }
   const verbosity = get<number>('v')!;
   if (verbosity < 0) throw new UsageError(`--v: must be >= 0, got ${verbosity}`);
 
@@ -533,6 +545,8 @@ export function parseArgs(argv: readonly string[], env: Readonly<Record<string, 
     enableCertReload: certPath !== undefined && get<boolean>('enable-cert-reload') === true,
     secureServing,
     ...(secureServing && tlsMinVersion !== undefined ? { tlsMinVersion } : {}),
+    // options.go Complete applies a list only when it names a suite (len(opts.TLSCipherSuites) > 0).
+    ...(secureServing && tlsCipherSuites !== undefined && tlsCipherSuites.length > 0 ? { tlsCipherSuites } : {}),
     requestBodyMode: bodyMode,
     responseBodyMode,
     drainTimeoutMs: get<number>('drain-timeout')!,

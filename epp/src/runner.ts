@@ -20,6 +20,7 @@ import { StaticDiscovery, type Discovery } from './datastore/static-discovery';
 import { FileDiscovery } from './datastore/file-discovery';
 import { allAddresses, hostPort, startExtProcServer, type ExtProcServer } from './extproc/server';
 import { streamResetLimitWarning } from './extproc/stream-reset-limit';
+import { unservableCipherSuites } from './extproc/tls-policy';
 import type { ExtProcLogger } from './extproc/stream';
 import { createEppMetrics, type EppMetrics } from './metrics';
 import { RequestControl } from './requestcontrol/request-control';
@@ -332,13 +333,15 @@ export async function startEpp(options: EppOptions, logger: Logger = jsonLogger(
       tlsCertDir: options.certPath,
       tlsCertReload: options.enableCertReload,
       selfSignedTls: options.secureServing === true && options.certPath === undefined,
-      tlsPolicy: { minVersion: options.tlsMinVersion },
+      tlsPolicy: { minVersion: options.tlsMinVersion, cipherSuites: options.tlsCipherSuites },
       defaultRequestBodyMode: options.requestBodyMode === 'buffered' ? 'BUFFERED' : 'FULL_DUPLEX_STREAMED',
       defaultResponseBodyMode: options.responseBodyMode === 'none' ? 'NONE' : 'FULL_DUPLEX_STREAMED',
       ...(options.grpcMaxRecvMsgSize ? { maxReceiveMessageBytes: options.grpcMaxRecvMsgSize } : {}),
       ...(options.grpcMaxSendMsgSize ? { maxSendMessageBytes: options.grpcMaxSendMsgSize } : {}),
       logger,
     });
+    const unservable = unservableCipherSuites(options.tlsCipherSuites ?? []);
+    if (unservable.length > 0) logger.warn('--tls-cipher-suites lists suites Node\'s OpenSSL does not implement; they are not served', { suites: unservable });
     const resetWarning = streamResetLimitWarning(extProc.streamResetLimitLifted);
     if (resetWarning) logger.warn(resetWarning);
 

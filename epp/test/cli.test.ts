@@ -236,8 +236,21 @@ describe('llm-d-router v0.10.0 flags (pkg/epp/server/options.go AddFlags, Comple
     }
   });
 
+  test('--tls-cipher-suites: Go crypto/tls names, trimmed, empty entries skipped, repeated flags appended, unknown names refused with parseCipherSuites\' message (llm-d-router v0.10.0 pkg/epp/server/options.go)', () => {
+    const suites = (...flags: string[]) => parseArgs(['--pool-name', 'p', ...flags], {})!;
+    expect(suites('--secure-serving').tlsCipherSuites).toBeUndefined();
+    expect(suites('--secure-serving', '--tls-cipher-suites', ' TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,,TLS_AES_128_GCM_SHA256 ', '--tls-cipher-suites', 'TLS_RSA_WITH_3DES_EDE_CBC_SHA').tlsCipherSuites)
+      .toEqual(['TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256', 'TLS_AES_128_GCM_SHA256', 'TLS_RSA_WITH_3DES_EDE_CBC_SHA']);
+    // Complete applies a list only when it names a suite; runserver.go applies it to the secure listener only.
+    for (const flags of [['--secure-serving', '--tls-cipher-suites', ''], ['--secure-serving', '--tls-cipher-suites', ',']]) expect(suites(...flags).tlsCipherSuites).toBeUndefined();
+    const plaintext = suites('--tls-cipher-suites', 'TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256');
+    expect([plaintext.tlsCipherSuites, plaintext.ignoredFlags]).toEqual([undefined, ['--tls-cipher-suites']]);
+    for (const bad of ['ECDHE-RSA-AES128-GCM-SHA256', 'TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305']) {
+      expect(() => suites('--secure-serving', '--tls-cipher-suites', `TLS_AES_128_GCM_SHA256,${bad}`)).toThrow(`--tls-cipher-suites: unknown cipher suite ${JSON.stringify(bad)}`);
+    }
+  });
+
   test.each([
-    ['--tls-cipher-suites', 'TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256', /^--tls-cipher-suites is not supported: kvroute cannot restrict/],
     ['--metrics-cert-dir', '/certs', /^--metrics-cert-dir is not supported: \/metrics is plain HTTP/],
     ['--metrics-client-ca-file', '/ca.pem', /^--metrics-client-ca-file is not supported: \/metrics cannot require client certificates/],
   ])('%s, which ignoring would weaken security, is refused with the reason', (flag, value, message) => {

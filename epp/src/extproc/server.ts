@@ -47,7 +47,7 @@ export interface ExtProcServerOptions {
   readonly tlsCertReload?: boolean;
   /** Without `tlsCertDir`: serve TLS with a self-signed certificate made now (GIE's `--secure-serving` default). */
   readonly selfSignedTls?: boolean;
-  /** With TLS: the lowest version served (`--tls-min-version`). */
+  /** With TLS: the lowest version and the TLS 1.0-1.2 suites served (`--tls-min-version`, `--tls-cipher-suites`). */
   readonly tlsPolicy?: TlsPolicy;
   /** The request body mode assumed when Envoy sends no `protocol_config`. @default 'FULL_DUPLEX_STREAMED' */
   readonly defaultRequestBodyMode?: BodyMode;

@@ -1,7 +1,7 @@
 /**
- * llm-d-router v0.10.0's TLS security profile of the ext_proc server (`--tls-min-version`; `pkg/epp/server/options.go`
- * parseTLSVersion, `runserver.go` applyTLSOverrides, which sets the listener's `tls.Config.MinVersion`), as Node's
- * secure-context options.
+ * llm-d-router v0.10.0's TLS security profile of the ext_proc server (`--tls-min-version`, `--tls-cipher-suites`;
+ * `pkg/epp/server/options.go` parseTLSVersion and parseCipherSuites, `runserver.go` applyTLSOverrides, which sets the
+ * listener's `tls.Config.MinVersion` and `CipherSuites`), as Node's secure-context options.
  */
 import * as tls from 'tls';
 import * as grpc from '@grpc/grpc-js';
@@ -24,20 +24,92 @@ export function parseTlsVersion(name: string): tls.SecureVersion {
   return version;
 }
 
-export interface TlsPolicy {
-  /** The lowest TLS version served; Node's default (TLS 1.2) when undefined. */
-  readonly minVersion?: tls.SecureVersion;
+/**
+ * The suites Go's crypto/tls implements (`CipherSuites()` and `InsecureCipherSuites()`, the names parseCipherSuites
+ * takes) with OpenSSL's name for each TLS 1.0-1.2 one, in Go's server preference order (`cipherSuitesPreferenceOrder`,
+ * which Go filters by `Config.CipherSuites` but never reorders). The TLS 1.3 suites have none: Go ignores them in
+ * `Config.CipherSuites` ("TLS 1.3 cipher suites are not configurable", the flag's help).
+ */
+const GO_CIPHER_SUITES: readonly (readonly [go: string, openssl: string | undefined])[] = [
+  ['TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256', 'ECDHE-ECDSA-AES128-GCM-SHA256'],
+  ['TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256', 'ECDHE-RSA-AES128-GCM-SHA256'],
+  ['TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384', 'ECDHE-ECDSA-AES256-GCM-SHA384'],
+  ['TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384', 'ECDHE-RSA-AES256-GCM-SHA384'],
+  ['TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256', 'ECDHE-ECDSA-CHACHA20-POLY1305'],
+  ['TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256', 'ECDHE-RSA-CHACHA20-POLY1305'],
+  ['TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA', 'ECDHE-ECDSA-AES128-SHA'],
+  ['TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA', 'ECDHE-RSA-AES128-SHA'],
+  ['TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA', 'ECDHE-ECDSA-AES256-SHA'],
+  ['TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA', 'ECDHE-RSA-AES256-SHA'],
+  ['TLS_RSA_WITH_AES_128_GCM_SHA256', 'AES128-GCM-SHA256'],
+  ['TLS_RSA_WITH_AES_256_GCM_SHA384', 'AES256-GCM-SHA384'],
+  ['TLS_RSA_WITH_AES_128_CBC_SHA', 'AES128-SHA'],
+  ['TLS_RSA_WITH_AES_256_CBC_SHA', 'AES256-SHA'],
+  ['TLS_ECDHE_RSA_WITH_3DES_EDE_CBC_SHA', 'ECDHE-RSA-DES-CBC3-SHA'],
+  ['TLS_RSA_WITH_3DES_EDE_CBC_SHA', 'DES-CBC3-SHA'],
+  ['TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256', 'ECDHE-ECDSA-AES128-SHA256'],
+  ['TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA256', 'ECDHE-RSA-AES128-SHA256'],
+  ['TLS_RSA_WITH_AES_128_CBC_SHA256', 'AES128-SHA256'],
+  ['TLS_ECDHE_ECDSA_WITH_RC4_128_SHA', 'ECDHE-ECDSA-RC4-SHA'],
+  ['TLS_ECDHE_RSA_WITH_RC4_128_SHA', 'ECDHE-RSA-RC4-SHA'],
+  ['TLS_RSA_WITH_RC4_128_SHA', 'RC4-SHA'],
+  ['TLS_AES_128_GCM_SHA256', undefined],
+  ['TLS_AES_256_GCM_SHA384', undefined],
+  ['TLS_CHACHA20_POLY1305_SHA256', undefined],
+];
+
+const GO_SUITE_NAMES: ReadonlySet<string> = new Set(GO_CIPHER_SUITES.map(([go]) => go));
+
+/**
+ * The Go suite names of a `--tls-cipher-suites` list, as parseCipherSuites reads them: trimmed, empty entries
+ * skipped.
+ * @throws Error with parseCipherSuites' message for a name Go does not implement.
+ */
+export function parseCipherSuites(list: string): string[] {
+  const names = list.split(',').map((n) => n.trim()).filter((n) => n !== '');
+  for (const name of names) if (!GO_SUITE_NAMES.has(name)) throw new Error(`unknown cipher suite ${JSON.stringify(name)}`);
+  return names;
+}
+
+/** OpenSSL's name of each listed TLS 1.0-1.2 suite that Node's OpenSSL offers, in Go's preference order. */
+function opensslSuites(names: readonly string[]): string[] {
+  const offered = new Set(tls.getCiphers());
+  return GO_CIPHER_SUITES.filter(([go, openssl]) => openssl !== undefined && names.includes(go) && offered.has(openssl.toLowerCase())).map(([, openssl]) => openssl!);
 }
 
 /**
- * The secure-context options that enforce `policy`. Below TLS 1.2 OpenSSL 3 needs security level 0 as well: at its
- * default level 1 it refuses TLS 1.0 and 1.1 handshakes (their MD5/SHA-1 signatures count as under 80 bits), which
- * Go's crypto/tls serves once MinVersion allows them.
+ * The listed suites this Node cannot serve: Go's RC4 and 3DES ones, which Node's OpenSSL 3 leaves out. They are
+ * skipped, so the port still serves nothing outside the list.
+ */
+export function unservableCipherSuites(names: readonly string[]): string[] {
+  const served = new Set(opensslSuites(names));
+  return GO_CIPHER_SUITES.filter(([go, openssl]) => openssl !== undefined && names.includes(go) && !served.has(openssl)).map(([go]) => go);
+}
+
+export interface TlsPolicy {
+  /** The lowest TLS version served; Node's default (TLS 1.2) when undefined. */
+  readonly minVersion?: tls.SecureVersion;
+  /** Go names of the TLS 1.0-1.2 suites served (TLS 1.3 names among them change nothing); Node's defaults when undefined. */
+  readonly cipherSuites?: readonly string[];
+}
+
+/**
+ * The secure-context options that enforce `policy`: `ciphers` bounds TLS 1.0-1.2 only (Node sets TLS 1.3's suites
+ * apart, from names starting TLS_, none given here), as Go's CipherSuites does. Below TLS 1.2 OpenSSL 3 needs
+ * security level 0 as well: at its default level 1 it refuses TLS 1.0 and 1.1 handshakes (their MD5/SHA-1 signatures
+ * count as under 80 bits), which Go's crypto/tls serves once MinVersion allows them.
  */
 function tlsPolicyOptions(policy: TlsPolicy): tls.SecureContextOptions {
-  if (policy.minVersion === undefined) return {};
+  const suites = policy.cipherSuites === undefined ? undefined : opensslSuites(policy.cipherSuites);
+  // No TLS 1.0-1.2 suite left (only TLS 1.3 names, or only ones Node lacks): Go then completes no TLS 1.2 handshake,
+  // and an empty OpenSSL list is no restriction at all, so the floor is TLS 1.3.
+  if (suites !== undefined && suites.length === 0) return { minVersion: 'TLSv1.3' };
   const legacy = policy.minVersion === 'TLSv1' || policy.minVersion === 'TLSv1.1';
-  return { minVersion: policy.minVersion, ...(legacy ? { ciphers: `${tls.DEFAULT_CIPHERS}:@SECLEVEL=0` } : {}) };
+  const ciphers = suites === undefined ? (legacy ? tls.DEFAULT_CIPHERS : undefined) : suites.join(':');
+  return {
+    ...(policy.minVersion !== undefined ? { minVersion: policy.minVersion } : {}),
+    ...(ciphers !== undefined ? { ciphers: legacy ? `${ciphers}:@SECLEVEL=0` : ciphers } : {}),
+  };
 }
 
 type SecureContextWatcher = Parameters<grpc.ServerCredentials['_addWatcher']>[0];
