@@ -7,6 +7,13 @@ import { parseArgs, usage, UsageError } from './cli';
 import { jsonLogger, startEpp } from './runner';
 
 async function main(): Promise<number> {
+  // First, as llm-d-router v0.10.0 cmd/epp/main.go installs ctrl.SetupSignalHandler() before the runner starts: a
+  // SIGTERM that arrives while the EPP is still starting (a slow config read, a large pool) then stops it once started
+  // and the process exits 0, where Node's default for an unhandled SIGTERM would kill it by the signal.
+  const stopSignal = new Promise<string>((resolve) => {
+    process.once('SIGTERM', () => resolve('SIGTERM'));
+    process.once('SIGINT', () => resolve('SIGINT'));
+  });
   let options;
   try {
     options = parseArgs(process.argv.slice(2));
@@ -47,14 +54,7 @@ async function main(): Promise<number> {
       ? { maxQueued: epp.flowControl.maxQueued, maxQueuedBytes: epp.flowControl.maxQueuedBytes, maxWaitMs: Number.isFinite(epp.flowControl.maxWaitMs) ? epp.flowControl.maxWaitMs : 'none', dispatchPerTick: epp.flowControl.dispatchPerTick, dispatchIntervalMs: epp.flowControl.dispatchIntervalMs }
       : false,
   })}\n`);
-  await new Promise<void>((resolve) => {
-    const onSignal = (signal: string) => {
-      logger.warn('shutting down', { signal });
-      resolve();
-    };
-    process.once('SIGTERM', onSignal);
-    process.once('SIGINT', onSignal);
-  });
+  logger.warn('shutting down', { signal: await stopSignal });
   await epp.stop();
   return 0;
 }

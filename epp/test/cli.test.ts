@@ -1,5 +1,7 @@
-import { execFileSync, spawnSync } from 'child_process';
+import { execFileSync, spawn, spawnSync } from 'child_process';
+import * as fs from 'fs';
 import * as net from 'net';
+import * as os from 'os';
 import * as path from 'path';
 import { parseArgs, usage, UsageError } from '../src/cli';
 
@@ -161,6 +163,35 @@ describe('the built binary', () => {
     expect(run.status).toBe(1);
     expect(run.stdout + run.stderr).toMatch(/"error":"--host \\"notanip.invalid\\": not an address or a name this machine resolves/);
   });
+
+  // llm-d-router v0.10.0 cmd/epp/main.go run (GIE v1.5.0's the same): ctrl.SetupSignalHandler() comes before
+  // runner.Run, so a SIGTERM during start-up cancels the run's context; it stops once started and returns nil, exit 0.
+  // Here start-up waits on its config file, a FIFO nobody has written yet.
+  (built ? test : test.skip)('a SIGTERM during start-up stops the EPP once started, exit 0, instead of killing it by the signal', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kvroute-early-sigterm-'));
+    const config = path.join(dir, 'config.yaml');
+    execFileSync('mkfifo', [config]);
+    const child = spawn('node', [main, '--endpoints', '127.0.0.1:1', '--grpc-port', '0', '--grpc-health-port', '0', '--metrics-port', '0',
+      '--host', '127.0.0.1', '--config-file', config], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    child.stdout!.on('data', (d: Buffer) => (output += d.toString()));
+    child.stderr!.on('data', (d: Buffer) => (output += d.toString()));
+    const exit = new Promise<{ code: number | null; signal: string | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+    try {
+      // Opening the FIFO to write completes once the EPP has opened it to read its config: start-up is under way.
+      const writer = await fs.promises.open(config, 'w');
+      child.kill('SIGTERM');
+      // Killed by the signal, the EPP has gone and the write fails (EPIPE); the exit below says so.
+      await writer.write('apiVersion: inference.networking.x-k8s.io/v1alpha1\nkind: EndpointPickerConfig\nplugins:\n- type: queue-scorer\nschedulingProfiles:\n- name: default\n  plugins:\n  - pluginRef: queue-scorer\n').catch(() => undefined);
+      await writer.close().catch(() => undefined);
+      expect(await exit).toEqual({ code: 0, signal: null });
+      expect(output).toContain('"event":"listening"');
+      expect(output).toMatch(/"msg":"shutting down".*"signal":"SIGTERM"/);
+    } finally {
+      child.kill('SIGKILL');
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  }, 30_000);
 
   (built ? test : test.skip)('a port already in use fails start-up naming the address and the server', async () => {
     const taken = net.createServer();
