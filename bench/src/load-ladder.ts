@@ -36,8 +36,6 @@
  * The arrival times of every rung are the same seeded unit-rate draw scaled by the rung's rate, so rungs differ only
  * in how fast the same requests come.
  */
-import * as fs from 'fs';
-import * as path from 'path';
 import { analyze, quantile, ttftOf } from './analysis';
 import { UsageError, type ValueParser } from './cli-args';
 import { ChatClient } from './client';
@@ -46,6 +44,7 @@ import { secs } from './report';
 import type { CapacityName } from './routing-report';
 import { buildChats, buildSharedPrefix, measureWorkload, poissonArrivals, type BenchWorkload, type SharedPrefixOrder, type TokenizerLike, type WorkloadStats } from './routing-workloads';
 import { runWorkload, type RequestRecord } from './run';
+import type { RunLogPaths } from './processes';
 import { prefixCacheCounters, startStack, type SimulatorSettings } from './stack';
 import { rng, type ChatMessage, type RagPlan, type Workload } from './workload';
 
@@ -117,7 +116,8 @@ export interface LadderContext {
   readonly capacityRatio: number;
   readonly sim: SimulatorSettings;
   readonly sglang: CacheAwareOptions;
-  readonly outDir: string;
+  /** The run's own log folders (`<--out>/logs/<name>`). */
+  readonly logPath: RunLogPaths;
   readonly log: (line: string) => void;
 }
 
@@ -463,9 +463,9 @@ async function saturationRun(w: LadderWorkload, capacity: CapacityName, blocks: 
   : Promise<{ rateRps: number; hitRate: number; requests: number; wallSeconds: number }> {
   const sim = simWith(ctx, o.timeScale[w.name], blocks);
   const inFlight = o.saturationInFlightPerPod * ctx.pods;
+  const logDir = ctx.logPath(`ladder-${w.name}-${capacity}-saturation`);
   const stack = await startStack({
-    pods: ctx.pods, sim, policy: routingPolicy(o.saturationPolicy, { seed: ctx.seed, sglang: ctx.sglang }),
-    logDir: path.join(ctx.outDir, 'logs', `ladder-${w.name}-${capacity}-saturation`),
+    pods: ctx.pods, sim, policy: routingPolicy(o.saturationPolicy, { seed: ctx.seed, sglang: ctx.sglang }), logDir,
   });
   try {
     const all = asSingleRequests(w);
@@ -475,7 +475,7 @@ async function saturationRun(w: LadderWorkload, capacity: CapacityName, blocks: 
     const failed = outcome.records.filter((r) => !r.result.ok);
     if (failed.length > 0) {
       throw new Error(`ladder ${w.name} × ${capacity}: the saturation run failed ${failed.length} of ${outcome.records.length} requests `
-        + `(first: ${failed[0].result.status} ${failed[0].result.error ?? ''}); see ${path.join(ctx.outDir, 'logs')}`);
+        + `(first: ${failed[0].result.status} ${failed[0].result.error ?? ''}); see ${logDir}`);
     }
     return {
       rateRps: steadyThroughput(outcome.records, o.saturationTrim) / sim.timeScale,
@@ -623,7 +623,7 @@ async function runRung(w: LadderWorkload, capacity: CapacityName, blocks: number
   const sim = simWith(ctx, o.timeScale[w.name], blocks);
   const stack = await startStack({
     pods: ctx.pods, sim, policy: routingPolicy(policy, { seed: ctx.seed, sglang: ctx.sglang }),
-    logDir: path.join(ctx.outDir, 'logs', `ladder-${w.name}-${capacity}-${Math.round(load * 100)}`),
+    logDir: ctx.logPath(`ladder-${w.name}-${capacity}-${Math.round(load * 100)}`),
   });
   try {
     let outcome: { records: RequestRecord[]; wallSeconds: number; heldBack: number };
@@ -770,7 +770,6 @@ export function checkGoals(cells: readonly LadderCell[], loads: readonly number[
 export async function runLoadLadder(o: LadderOptions, ctx: LadderContext, tok: TokenizerLike): Promise<LadderReport> {
   const t0 = Date.now();
   for (const l of o.loads) if (!(l > 0 && l <= 1.5)) throw new RangeError(`ladder load ${l} must be in (0, 1.5]`);
-  fs.mkdirSync(path.join(ctx.outDir, 'logs'), { recursive: true });
   const workloads = o.workloads.map((name) => buildLadderWorkload(name, o, ctx.seed, tok, ctx.sim.blockSize));
   const blocks = new Map(workloads.map((w) => [w.name, new Map(o.capacities.map((c) => [c, ladderCapacityBlocks(w, c, o, ctx)]))]));
   const total = workloads.length * o.capacities.length * o.loads.length * o.policies.length;

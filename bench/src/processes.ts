@@ -25,6 +25,29 @@ export const ENTRY = {
   gateway: binOf('@kvroute/gateway'),
 } as const;
 
+/** A run's own log paths under its logs folder: `name` (a folder, or one log file) to the path of that entry. */
+export type RunLogPaths = (name: string) => string;
+
+/**
+ * The paths of a run's own logs under `root` (the `logs/` of a command's --out). Each entry is removed the first time
+ * the run names it, because the processes append to their logs (a pod restarted mid-run keeps one file) and a
+ * previous run's lines would otherwise come first. Nothing else under `root` is touched: `--out ~` keeps whatever
+ * ~/logs held, as inference-perf v0.6.1 (inference_perf/client/filestorage/local.py LocalStorageClient.save_report)
+ * only makes its folder and writes its own files.
+ */
+export function runLogPaths(root: string): RunLogPaths {
+  const named = new Set<string>();
+  return (name) => {
+    const entry = path.join(root, name);
+    if (!named.has(name)) {
+      named.add(name);
+      fs.rmSync(entry, { recursive: true, force: true });
+      fs.mkdirSync(root, { recursive: true });
+    }
+    return entry;
+  };
+}
+
 export interface Started {
   readonly name: string;
   readonly child: ChildProcess;

@@ -26,7 +26,7 @@ import {
   APPROX_PREFIX_CONFIG, CACHE_MISS_ROUTINGS, CacheAwareDirector, CANDIDATE_POLICY_NAMES, DEFAULT_POLICY_NAMES, CountingDirector, OPT_IN_BASELINE_NAMES, POLICY_DESCRIPTIONS, POLICY_NAMES, RoundRobinDirector, SGLANG_DEFAULTS,
   routingPolicy, type CacheAwareOptions, type PolicyName,
 } from './policies';
-import { ENTRY, BENCH_DIR, startProcess, type Started } from './processes';
+import { ENTRY, BENCH_DIR, runLogPaths, startProcess, type RunLogPaths, type Started } from './processes';
 import {
   cellTerminalTable, overheadTerminalTable, routingHtmlReport, summaryTable,
   type Bounds, type CapacityName, type CellReport, type FiniteBounds, type OverheadReport, type OverheadVariant, type PolicySummary,
@@ -364,12 +364,12 @@ interface RunOutput {
 }
 
 async function runOnce(w: BenchWorkload, capacity: CapacityName, blocks: number, policyName: PolicyName, repeat: number,
-  o: RoutingBenchOptions, plan?: RampPlan): Promise<RunOutput> {
+  o: RoutingBenchOptions, logPath: RunLogPaths, plan?: RampPlan): Promise<RunOutput> {
   const sim = simFor(o, blocks, plan?.timeScale);
   const arrivalsMs = plan?.arrivalsMs ?? w.arrivalsMs;
   const policy = routingPolicy(policyName, { seed: o.seed + repeat, sglang: o.sglang });
   const stack = await startStack({
-    pods: o.pods, sim, policy, logDir: path.join(o.outDir, 'logs', `${w.name}-${capacity}-r${repeat}`),
+    pods: o.pods, sim, policy, logDir: logPath(`${w.name}-${capacity}-r${repeat}`),
     ...(policy.kind === 'epp' && (o.eppReplicas ?? 1) > 1 ? { eppReplicas: o.eppReplicas } : {}),
   });
   try {
@@ -487,10 +487,10 @@ function truncated(w: Workload, n: number): Workload {
  * Not measured: the first processes of an invocation start on a cold file cache, and this process's client and
  * ext_proc code is not compiled yet. One short run through the EPP and one through an in-process director pay for it.
  */
-async function warmUp(w: BenchWorkload, blocks: number, o: RoutingBenchOptions): Promise<void> {
+async function warmUp(w: BenchWorkload, blocks: number, o: RoutingBenchOptions, logPath: RunLogPaths): Promise<void> {
   for (const name of ['kvroute', 'sglang'] as const) {
     const sim = simFor(o, blocks);
-    const stack = await startStack({ pods: o.pods, sim, policy: routingPolicy(name, { seed: o.seed, sglang: o.sglang }), logDir: path.join(o.outDir, 'logs', 'warm-up') });
+    const stack = await startStack({ pods: o.pods, sim, policy: routingPolicy(name, { seed: o.seed, sglang: o.sglang }), logDir: logPath('warm-up') });
     try {
       await runWorkload(truncated(w.workload, 16), { gatewayUrl: stack.gatewayUrl, model: sim.model, concurrency: concurrencyOf(w, o) });
     } finally {
@@ -534,13 +534,13 @@ function overheadWorkload(bases: readonly string[], tag: string, outputTokens: n
   };
 }
 
-async function measureOverhead(o: RoutingBenchOptions, tok: TokenizerLike): Promise<OverheadReport> {
+async function measureOverhead(o: RoutingBenchOptions, tok: TokenizerLike, logPath: RunLogPaths): Promise<OverheadReport> {
   const ov = o.overhead;
   const sim: SimulatorSettings = { ...o.sim, timeScale: 1, kvCacheBlocks: 4096 };
   const random = rng(o.seed + 1000);
   const bases = Array.from({ length: ov.requests }, () => sizedText(random, ov.promptTokens, '', tok.count));
   const warm = Array.from({ length: 8 }, () => text(random, 40));
-  const logDir = path.join(o.outDir, 'logs', 'overhead');
+  const logDir = logPath('overhead');
   fs.mkdirSync(logDir, { recursive: true });
   const pods: Started[] = await Promise.all(Array.from({ length: o.pods }, (_, i) =>
     startProcess(`sim-${i}`, ENTRY.sim, simArgs(sim, `decode-${i}`), { logFile: path.join(logDir, `sim-${i}.log`) })));
@@ -609,7 +609,7 @@ export async function runRoutingBench(o: RoutingBenchOptions): Promise<RoutingRe
     throw new Error(`the approx-prefix EPP config does not load: ${(e as Error).message}`);
   }
   fs.mkdirSync(o.outDir, { recursive: true });
-  fs.rmSync(path.join(o.outDir, 'logs'), { recursive: true, force: true });
+  const logPath = runLogPaths(path.join(o.outDir, 'logs'));
   const machine = machineDescription();
   const loadAtStart = os.loadavg().map((l) => l.toFixed(2)).join(' ');
   log(o, `routing benchmark on ${machine}; load average ${loadAtStart}`);
@@ -624,7 +624,7 @@ export async function runRoutingBench(o: RoutingBenchOptions): Promise<RoutingRe
 
   if (o.warmUp && benchWorkloads.length > 0) {
     log(o, 'warming up (not measured)');
-    await warmUp(benchWorkloads[0], blocks.get(benchWorkloads[0].name)!.ample, o);
+    await warmUp(benchWorkloads[0], blocks.get(benchWorkloads[0].name)!.ample, o, logPath);
   }
 
   const workloadReports: WorkloadReport[] = [];
@@ -654,7 +654,7 @@ export async function runRoutingBench(o: RoutingBenchOptions): Promise<RoutingRe
         const order = o.policies.map((_, i) => o.policies[(i + cellIndex + repeat) % o.policies.length]);
         for (const policy of order) {
           const started = Date.now();
-          const { record, records } = await runOnce(w, capacity, kv, policy, repeat, o, plan);
+          const { record, records } = await runOnce(w, capacity, kv, policy, repeat, o, logPath, plan);
           runs.push(record);
           done++;
           if (!bestFrom || (record.succeeded === record.requests && bestFrom.some((r) => !r.result.ok))) bestFrom = records;
@@ -668,7 +668,7 @@ export async function runRoutingBench(o: RoutingBenchOptions): Promise<RoutingRe
     // The best any router could reach on these requests (every policy sends the same ones: chat replies are the
     // simulator's deterministic filler), from a run in which every request succeeded when there is one.
     if (bestFrom) {
-      best = await bestHitRate(bestFrom, o.sim, w.workload.options.maxTokens, path.join(o.outDir, 'logs', `${w.name}-oracle.log`));
+      best = await bestHitRate(bestFrom, o.sim, w.workload.options.maxTokens, logPath(`${w.name}-oracle.log`));
     }
     workloadReports.push({
       name: w.name, kind: w.kind, description: w.description, stats: st, concurrency: concurrencyOf(w, o),
@@ -704,14 +704,14 @@ export async function runRoutingBench(o: RoutingBenchOptions): Promise<RoutingRe
 
   let overhead: OverheadReport | undefined;
   if (o.overhead.enabled && matrix) {
-    overhead = await measureOverhead(o, tok);
+    overhead = await measureOverhead(o, tok, logPath);
     if (!o.quiet) process.stdout.write(`\n${overheadTerminalTable(overhead)}\n`);
   }
 
   let ladder: LadderReport | undefined;
   if (o.only === 'ladder' || (o.ladder.enabled && o.only !== 'matrix')) {
     ladder = await runLoadLadder(o.ladder, {
-      pods: o.pods, seed: o.seed, capacityRatio: o.capacityRatio, sim: o.sim, sglang: o.sglang, outDir: o.outDir, log: (line) => log(o, line),
+      pods: o.pods, seed: o.seed, capacityRatio: o.capacityRatio, sim: o.sim, sglang: o.sglang, logPath, log: (line) => log(o, line),
     }, tok);
     if (!o.quiet) {
       for (const c of ladder.cells) process.stdout.write(`\n${ladderCellTerminalTable(c)}\n`);

@@ -1,0 +1,60 @@
+/**
+ * The --out directory as a user gives it to the built CLI. bench/README.md: --out is where a command's results and
+ * logs/ go. inference-perf v0.6.1 (inference_perf/client/filestorage/local.py LocalStorageClient.save_report) makes
+ * its report folder (os.makedirs exist_ok) and writes its own files, deleting nothing that was there.
+ */
+import { spawn } from 'child_process';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { E2E_TEST_TIMEOUT_MS, waitFor } from '@kvroute/testkit';
+import { ENTRY } from '../src/processes';
+
+jest.setTimeout(E2E_TEST_TIMEOUT_MS);
+
+const MAIN = path.join(__dirname, '..', 'dist', 'main.js');
+const built = [MAIN, ...Object.values(ENTRY)].every((f) => fs.existsSync(f));
+
+interface Bench {
+  readonly pid: number;
+  readonly stderr: () => string;
+  readonly exited: Promise<number | null>;
+}
+
+function runBench(args: string[]): Bench {
+  // Its own process group, so an interrupt reaches the bench and every child it started (a terminal's Ctrl-C).
+  const child = spawn(process.execPath, [MAIN, ...args], { stdio: ['ignore', 'ignore', 'pipe'], detached: true });
+  let stderr = '';
+  child.stderr.on('data', (b: Buffer) => { stderr += b.toString('utf8'); });
+  return { pid: child.pid!, stderr: () => stderr, exited: new Promise((resolve) => child.once('exit', (code) => resolve(code))) };
+}
+
+/** The files under `dir` whose text includes `needle`. */
+function filesWith(dir: string, needle: string): string[] {
+  if (!fs.existsSync(dir)) return [];
+  return fs.readdirSync(dir).filter((f) => fs.readFileSync(path.join(dir, f), 'utf8').includes(needle));
+}
+
+(built ? describe : describe.skip)('--out as a user gives it', () => {
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'kvroute-out-dir-'));
+  afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
+
+  test('routing --out DIR empties the log folders the run writes and leaves the rest of DIR/logs (a home folder\'s own logs/)', async () => {
+    const out = path.join(root, 'home');
+    const runFolder = path.join(out, 'logs', 'high-cache-ample-r0');
+    fs.mkdirSync(runFolder, { recursive: true });
+    fs.writeFileSync(path.join(out, 'logs', 'mine.txt'), 'a user\'s own file\n');
+    fs.writeFileSync(path.join(runFolder, 'round-robin-sim-0.log'), 'a line from an earlier run\n');
+    // The smallest matrix there is, interrupted once its first process logs: only what happens before that matters.
+    const bench = runBench(['routing', '--quick', '--only', 'matrix', '--workloads', 'high-cache', '--capacities', 'ample', '--policies', 'round-robin',
+      '--no-warm-up', '--no-overhead', '--quiet', '--out', out]);
+    try {
+      await waitFor(() => filesWith(runFolder, 'kvroute harness: process started').length > 0, 'the run\'s first log line', { limitMs: 90_000, intervalMs: 50 });
+    } finally {
+      process.kill(-bench.pid, 'SIGINT');
+      await bench.exited;
+    }
+    expect(fs.readFileSync(path.join(out, 'logs', 'mine.txt'), 'utf8')).toBe('a user\'s own file\n');
+    expect(filesWith(runFolder, 'a line from an earlier run')).toEqual([]);
+  });
+});
