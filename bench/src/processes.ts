@@ -1,7 +1,7 @@
 /**
  * Child processes of the local stack (simulators, the EPP, the gateway): started from their built entry points on
  * free ports, awaited until they print their JSON "listening" line, and always cleaned up — on normal exit, on error,
- * and on Ctrl-C — so a demo never leaves servers behind.
+ * and on Ctrl-C or SIGTERM, whether they are listening yet or still starting — so a demo never leaves servers behind.
  */
 import { spawn, type ChildProcess } from 'child_process';
 import * as fs from 'fs';
@@ -68,7 +68,11 @@ export interface Started {
 
 const READY_TIMEOUT_MS = 120_000;
 
-const running = new Set<Started>();
+/**
+ * Every child from its spawn until its exit, each with the promise of that exit: one still starting (not yet
+ * "listening") is as much this process's to stop as one serving.
+ */
+const running = new Map<ChildProcess, Promise<void>>();
 let hooked = false;
 let interruptHandler: ((signal: NodeJS.Signals) => void) | undefined;
 
@@ -76,7 +80,7 @@ function hookExit(): void {
   if (hooked) return;
   hooked = true;
   const killAll = () => {
-    for (const p of running) p.child.kill('SIGKILL');
+    for (const child of running.keys()) child.kill('SIGKILL');
   };
   process.on('exit', killAll);
   for (const signal of ['SIGINT', 'SIGTERM'] as const) {
@@ -84,14 +88,24 @@ function hookExit(): void {
       const handler = interruptHandler;
       interruptHandler = undefined;
       if (handler) return handler(signal);
-      // Those still running are killed outright (SIGKILL); the exit status is the shell's for the signal (128 + its number).
-      // A child the terminal's Ctrl-C already ended is still in `running` until someone stops it: not counted.
-      const alive = [...running].filter((p) => !p.exited).length;
+      // Those still running are killed outright (SIGKILL), and this process exits once they have, with the shell's
+      // status for the signal (128 + its number). A child the terminal's Ctrl-C already ended is not counted.
+      const alive = [...running.keys()].filter((child) => child.exitCode === null && child.signalCode === null).length;
       killAll();
       process.stderr.write(`\n${signal}: killed ${alive} child process${alive === 1 ? '' : 'es'} still running\n`);
-      process.exit(signal === 'SIGINT' ? 130 : 143);
+      void Promise.all(running.values()).then(() => process.exit(signal === 'SIGINT' ? 130 : 143));
     });
   }
+}
+
+/** SIGTERM, then SIGKILL after `graceMs`; resolves once the child has exited. */
+async function stopChild(child: ChildProcess, exit: Promise<void>, graceMs: number): Promise<void> {
+  child.kill('SIGTERM');
+  // A paused process (`pause`) handles SIGTERM only once it runs again.
+  child.kill('SIGCONT');
+  const t = setTimeout(() => child.kill('SIGKILL'), graceMs);
+  await exit;
+  clearTimeout(t);
 }
 
 /**
@@ -137,9 +151,11 @@ export function startProcess(name: string, entry: string, args: readonly string[
   let exited = false;
   const exit = new Promise<void>((resolve) => child.once('exit', () => {
     exited = true;
+    running.delete(child);
     log?.end();
     resolve();
   }));
+  running.set(child, exit);
 
   return new Promise<Started>((resolve, reject) => {
     const timer = setTimeout(() => {
@@ -169,19 +185,11 @@ export function startProcess(name: string, entry: string, args: readonly string[
             return exited;
           },
           async stop(graceMs = 5000) {
-            if (exited) return;
-            child.kill('SIGTERM');
-            // A paused process (`pause`) handles SIGTERM only once it runs again.
-            child.kill('SIGCONT');
-            const t = setTimeout(() => child.kill('SIGKILL'), graceMs);
-            await exit;
-            clearTimeout(t);
-            running.delete(started);
+            if (!exited) await stopChild(child, exit, graceMs);
           },
           async kill() {
             if (!exited) child.kill('SIGKILL');
             await exit;
-            running.delete(started);
           },
           pause() {
             if (!exited) child.kill('SIGSTOP');
@@ -190,14 +198,13 @@ export function startProcess(name: string, entry: string, args: readonly string[
             if (!exited) child.kill('SIGCONT');
           },
         };
-        running.add(started);
         resolve(started);
       }
     });
   });
 }
 
-/** Stops every process still running (in parallel). */
+/** Stops every process still running, started or still starting (in parallel). */
 export async function stopAll(): Promise<void> {
-  await Promise.all([...running].map((p) => p.stop()));
+  await Promise.all([...running].map(([child, exit]) => stopChild(child, exit, 5000)));
 }
