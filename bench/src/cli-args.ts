@@ -3,6 +3,7 @@
  * a value given to a switch or a flag given twice is refused, and so is a value that fails its flag's check. Every
  * refusal is a `UsageError` whose message starts with the flag it is about; `main.ts` prints it and exits with status 2.
  */
+import * as fs from 'fs';
 import * as path from 'path';
 import { parseArgs } from 'node:util';
 
@@ -170,8 +171,17 @@ export function listOf<T extends string>(known: readonly T[]): ValueParser<T[]> 
   };
 }
 
-/** A directory, resolved against the working directory. */
+/**
+ * A directory, resolved against the working directory: one that exists, or one the command can make later because
+ * its nearest existing ancestor is a directory. Anything else would fail only at the command's mkdir, mid-command.
+ */
 export const directory: ValueParser<string> = (flag, raw) => {
   if (raw === undefined || raw === '') throw new UsageError(`${flag}: expects a directory`);
-  return path.resolve(raw);
+  const dir = path.resolve(raw);
+  let existing = dir;
+  while (!fs.existsSync(existing)) existing = path.dirname(existing);
+  if (!fs.statSync(existing).isDirectory()) {
+    throw new UsageError(existing === dir ? `${flag}: ${dir} exists and is not a directory` : `${flag}: cannot make ${dir}: ${existing} is not a directory`);
+  }
+  return dir;
 };

@@ -1,3 +1,5 @@
+import * as fs from 'fs';
+import * as os from 'os';
 import * as path from 'path';
 import { decimal, directory, integer, listOf, oneOf, parseFlags, SWITCH, UsageError } from '../src/cli-args';
 
@@ -63,6 +65,26 @@ describe('parseFlags', () => {
     [['--out='], '--out: expects a directory'],
   ])('%j is refused: %s', (argv, message) => {
     expect(refusal(argv).message).toBe(message);
+  });
+});
+
+describe('a directory flag (--out, --log-dir): refused before anything starts when it cannot be a directory', () => {
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'kvroute-cli-dir-'));
+  const file = path.join(root, 'a-file');
+  fs.writeFileSync(file, '');
+  afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
+
+  test('one that exists, or one whose nearest existing ancestor is a directory, is taken (made later by the command)', () => {
+    expect(parseFlags(['--out', root], FLAGS)).toEqual({ out: root });
+    expect(parseFlags(['--out', path.join(root, 'new', 'deeper')], FLAGS)).toEqual({ out: path.join(root, 'new', 'deeper') });
+  });
+
+  test('an existing file is refused, naming the flag (mkdir would fail with EEXIST mid-command)', () => {
+    expect(refusal(['--out', file]).message).toBe(`--out: ${file} exists and is not a directory`);
+  });
+
+  test('a path under a file cannot be made: refused, naming the flag and the file', () => {
+    expect(refusal(['--out', path.join(file, 'sub')]).message).toBe(`--out: cannot make ${path.join(file, 'sub')}: ${file} is not a directory`);
   });
 });
 

@@ -1,6 +1,7 @@
 /**
  * The --out directory as a user gives it to the built CLI. bench/README.md: --out is where a command's results and
- * logs/ go. inference-perf v0.6.1 (inference_perf/client/filestorage/local.py LocalStorageClient.save_report) makes
+ * logs/ go, and "a bad value stops the command before anything starts, with a message naming the flag (exit status
+ * 2)". inference-perf v0.6.1 (inference_perf/client/filestorage/local.py LocalStorageClient.save_report) makes
  * its report folder (os.makedirs exist_ok) and writes its own files, deleting nothing that was there.
  */
 import { spawn } from 'child_process';
@@ -57,4 +58,13 @@ function filesWith(dir: string, needle: string): string[] {
     expect(fs.readFileSync(path.join(out, 'logs', 'mine.txt'), 'utf8')).toBe('a user\'s own file\n');
     expect(filesWith(runFolder, 'a line from an earlier run')).toEqual([]);
   });
+
+  test.each([['routing', '--out'], ['lora', '--out'], ['hetero', '--out'], ['burst', '--out'], ['demo', '--out'], ['stack', '--log-dir']])(
+    '%s %s FILE is a bad flag value: exit 2, a message naming the flag, no stack trace', async (command, flag) => {
+      const file = path.join(root, `${command}-a-file`);
+      fs.writeFileSync(file, '');
+      const bench = runBench([command, flag, file]);
+      expect(await bench.exited).toBe(2);
+      expect(bench.stderr()).toBe(`kvroute-bench ${command}: ${flag}: ${file} exists and is not a directory\n`);
+    });
 });
