@@ -49,10 +49,15 @@ export interface Gateway {
 export const MAX_REQUEST_HEADERS_COUNT = 100;
 export const MAX_REQUEST_HEADERS_KB = 60;
 
-/** Whether Envoy's HTTP/1 codec would refuse these request headers (count, or bytes of names and values). */
-function requestHeadersTooLarge(raw: readonly string[]): boolean {
+/**
+ * Whether Envoy's HTTP/1 codec would refuse this request head: more header fields than the count limit, or more bytes
+ * than the size limit in the codec's count, the request URL plus every name and value (ServerConnectionImpl::
+ * getHeadersSize adds `request_url_.size()` to ConnectionImpl::getHeadersSize, `source/common/http/http1/codec_impl.cc`
+ * @ v1.35.0).
+ */
+function requestHeadersTooLarge(url: string, raw: readonly string[]): boolean {
   if (raw.length / 2 > MAX_REQUEST_HEADERS_COUNT) return true;
-  let bytes = 0;
+  let bytes = Buffer.byteLength(url, 'latin1');
   for (const part of raw) bytes += Buffer.byteLength(part, 'latin1');
   return bytes > MAX_REQUEST_HEADERS_KB * 1024;
 }
@@ -291,12 +296,13 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       protocolError(req, res, 501);
       return;
     }
-    if (requestHeadersTooLarge(req.rawHeaders)) {
+    if (requestHeadersTooLarge(req.url ?? '', req.rawHeaders)) {
       // Envoy's HTTP/1 codec: more than `max_request_headers_count` header fields, or more than
-      // `max_request_headers_kb` of names and values (the HCM's defaults, 100 and 60 KiB; neither Istio nor kvroute sets
-      // them), is a protocol error answered 431 with the code's name as the body, and the connection is closed
-      // (`source/common/http/http1/codec_impl.cc` @ v1.35.0 completeCurrentHeader L571-578, checkMaxHeadersSize L604-614,
-      // ServerConnectionImpl::sendProtocolError L1369-1390).
+      // `max_request_headers_kb` of request URL, header names and values (the HCM's defaults, 100 and 60 KiB; neither
+      // Istio nor kvroute sets them), is a protocol error answered 431 with the code's name as the body, and the
+      // connection is closed (`source/common/http/http1/codec_impl.cc` @ v1.35.0 completeCurrentHeader L571-578,
+      // checkMaxHeadersSize L604-614 with ServerConnectionImpl::getHeadersSize, ServerConnectionImpl::sendProtocolError
+      // L1369-1390).
       protocolError(req, res, 431);
       return;
     }

@@ -181,6 +181,59 @@ describe('upstream response head limits (HTTP/1 ClientConnectionImpl with the cl
   });
 });
 
+/** Raw bytes in; everything the gateway wrote until it closed the connection or `idleMs` passed without data. */
+function rawUntilIdle(port: number, request: string, idleMs = 1500): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(port, LOOPBACK, () => socket.write(request));
+    let data = '';
+    let timer: NodeJS.Timeout | undefined;
+    const arm = (): void => {
+      clearTimeout(timer);
+      timer = setTimeout(() => {
+        socket.destroy();
+        resolve(data);
+      }, idleMs);
+    };
+    arm();
+    socket.setEncoding('latin1');
+    socket.on('data', (c: string) => {
+      data += c;
+      arm();
+    });
+    socket.on('close', () => {
+      clearTimeout(timer);
+      resolve(data);
+    });
+    socket.on('error', reject);
+  });
+}
+
+/**
+ * `source/common/http/http1/codec_impl.cc` @ v1.35.0 ServerConnectionImpl::getHeadersSize: "Add in the size of the
+ * request URL if processing request headers" (`url_size + ConnectionImpl::getHeadersSize()`, the latter the names and
+ * values so far), which ConnectionImpl::checkMaxHeadersSize compares with `max_request_headers_kb` (60 KiB by default,
+ * set by neither Istio nor kvroute) and answers 431 through sendProtocolError.
+ */
+describe('request head limits (HTTP/1 ServerConnectionImpl::getHeadersSize, checkMaxHeadersSize)', () => {
+  test('the request URL counts towards the 60 KiB of max_request_headers_kb: 431 before any pod', async () => {
+    const gw = await gateway({ endpoints: [up.address] });
+    try {
+      const before = up.seen.length;
+      const query = 'q='.padEnd(40 * 1024, 'a');
+      const filler = 'b'.repeat(30 * 1024);
+      // 40 KiB of URL and ~30 KiB of header values: over 60 KiB in Envoy's count, under it without the URL.
+      const head = await rawUntilIdle(gw.port, `GET /v1/models?${query} HTTP/1.1\r\nHost: x\r\nX-Filler: ${filler}\r\n\r\n`);
+      // The gateway's own 431 (the code's name as the body), not the test pod's (a Node server with a 16 KiB limit,
+      // which answers 431 with no body).
+      expect(head.split('\r\n')[0]).toBe('HTTP/1.1 431 Request Header Fields Too Large');
+      expect(head.endsWith('\r\n\r\nRequest Header Fields Too Large')).toBe(true);
+      expect(up.seen.length).toBe(before);
+    } finally {
+      await gw.close();
+    }
+  });
+});
+
 /** What the client's socket receives, lower-cased, for requests written raw, once `responses` status lines are in. */
 async function rawExchange(port: number, requests: string, responses = 1): Promise<string> {
   return new Promise((resolve, reject) => {
