@@ -6,7 +6,7 @@
  */
 import { randomUUID } from 'crypto';
 import type * as http from 'http';
-import { HeaderList, HOP_BY_HOP, trailerList, trailerRecord } from './headers';
+import { HeaderList, REQUEST_HOP_BY_HOP, trailerList, trailerRecord } from './headers';
 import { normalizePath } from './path-normalization';
 import type { StatsCollector } from './stats';
 
@@ -118,7 +118,19 @@ export class Downstream {
       [':method', this.method],
       [':scheme', 'http'],
     ]);
-    for (const [n, v] of list.pairs) if (n !== 'host' && !HOP_BY_HOP.has(n)) headers.add(n, v);
+    // Expect goes only when it is `100-continue`, which the HCM answers itself (Node's server has sent the `100
+    // Continue`) and removes "so it won't be handled again upstream" (ActiveStream::decodeHeaders,
+    // `conn_manager_impl.cc` @ v1.35.0; proxy_100_continue is off); any other value goes on. HTTP2-Settings goes only
+    // beside an `Upgrade: h2c` upgrade, which the HTTP/1 codec drops with it (ConnectionImpl::onHeadersCompleteImpl,
+    // `http1/codec_impl.cc` @ v1.35.0: "Ignore h2c upgrade requests until we support them").
+    const expect100 = list.getJoined('expect')?.toLowerCase() === '100-continue';
+    const h2c = list.getJoined('upgrade')?.toLowerCase() === 'h2c'
+      && (list.getJoined('connection') ?? '').split(',').some((t) => t.trim().toLowerCase() === 'upgrade');
+    for (const [n, v] of list.pairs) {
+      if (n === 'host' || REQUEST_HOP_BY_HOP.has(n)) continue;
+      if ((n === 'expect' && expect100) || (n === 'http2-settings' && h2c)) continue;
+      headers.add(n, v);
+    }
     // TE is kept as `trailers` when it lists that token, else removed (ConnectionManagerUtility::sanitizeTEHeader,
     // `source/common/http/conn_manager_utility.cc` @ v1.35.0 L297-317), so the EPP and the upstream see it as from
     // Envoy.
@@ -234,6 +246,10 @@ export class Downstream {
     // A pod answering before the upload is done ends the connection too (the same check in Envoy covers every response).
     this.closeIfRequestIncomplete(headers);
     this.omitKeepAlive();
+    // A pod's Trailer goes on as Envoy's HCM leaves it, except on a response Node will not chunk (a Content-Length, no
+    // body, an HTTP/1.0 client): Node refuses to write Trailer there (ERR_HTTP_TRAILER_INVALID), so it cannot be carried.
+    const bodiless = this.method === 'HEAD' || status < 200 || status === 204 || status === 304;
+    if (headers.has('content-length') || bodiless || this.req.httpVersion !== '1.1') headers.remove('trailer');
     this.onResponseHeaders();
     this.onActivity();
     this.headSent = true;

@@ -10,8 +10,32 @@ import type { HeaderMap, HeaderValue } from '@kvroute/protocol/envoy';
 
 export type HeaderPair = [name: string, value: string];
 
-/** Hop-by-hop headers (RFC 9110 §7.6.1) plus ones Envoy never forwards; the proxy writes its own framing. */
-export const HOP_BY_HOP = new Set([
+/**
+ * The request headers Envoy's connection manager removes before any filter (ConnectionManagerUtility::
+ * mutateRequestHeaders, `source/common/http/conn_manager_utility.cc` @ v1.35.0): Connection and Upgrade, Keep-Alive,
+ * Proxy-Connection, Transfer-Encoding; and TE, which sanitizeTEHeader puts back as `trailers` when it lists that token
+ * (`Downstream`). Envoy keeps Connection and Upgrade on an upgrade request; this proxy has no upgrade path (it answers
+ * such a request as a plain one), so it removes them always. Expect and HTTP2-Settings go only in some cases
+ * (`Downstream`); Trailer stays.
+ */
+export const REQUEST_HOP_BY_HOP: ReadonlySet<string> = new Set([
+  'connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te',
+]);
+
+/**
+ * The response headers Envoy's connection manager removes (ConnectionManagerUtility::mutateResponseHeaders,
+ * `conn_manager_utility.cc` @ v1.35.0): Connection, Upgrade, Transfer-Encoding, Keep-Alive, Proxy-Connection. A pod's
+ * Trailer and TE go on to the client.
+ */
+export const RESPONSE_HOP_BY_HOP: ReadonlySet<string> = new Set([
+  'connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade',
+]);
+
+/**
+ * Names this HTTP/1.1 proxy never takes from a header mutation nor carries in trailers: the hop-by-hop headers
+ * (RFC 9110 §7.6.1) and the ones whose framing Node writes itself.
+ */
+const HOP_BY_HOP = new Set([
   'connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'expect',
   'http2-settings',
 ]);

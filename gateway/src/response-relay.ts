@@ -9,7 +9,7 @@
 import type * as http from 'http';
 import type { Downstream } from './downstream';
 import type { Endpoint } from './endpoints';
-import { HeaderList, HOP_BY_HOP, trailerList } from './headers';
+import { HeaderList, RESPONSE_HOP_BY_HOP, trailerList } from './headers';
 import { SERVED_HEADER } from './router';
 
 /**
@@ -106,7 +106,7 @@ export class ResponseRelay {
     const headers = new HeaderList([[':status', String(status)]]);
     for (let i = 0; i + 1 < res.rawHeaders.length; i += 2) {
       const n = res.rawHeaders[i].toLowerCase();
-      if (!HOP_BY_HOP.has(n) && n !== SERVED_HEADER) headers.add(n, res.rawHeaders[i + 1]);
+      if (!RESPONSE_HOP_BY_HOP.has(n) && n !== SERVED_HEADER) headers.add(n, res.rawHeaders[i + 1]);
     }
     // Set by the router before the encoder filters run, so the EPP's response_headers carry it too.
     if (serviceTimeMs !== undefined) headers.set('x-envoy-upstream-service-time', String(serviceTimeMs));

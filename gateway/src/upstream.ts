@@ -57,6 +57,9 @@ export const ATTEMPT_COUNT_HEADER = 'x-envoy-attempt-count';
  */
 export const EXPECTED_TIMEOUT_HEADER = 'x-envoy-expected-rq-timeout-ms';
 
+/** Methods Node's client sends without chunked framing when no Content-Length is given (ClientRequest). */
+const UNCHUNKED_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'DELETE', 'OPTIONS', 'TRACE', 'CONNECT']);
+
 export interface UpstreamCallbacks {
   onResponse(res: http.IncomingMessage, endpoint: Endpoint, attempts: number): void;
   /** No response could be obtained. `status` is what the client should get (503, or 500 for an unsendable request). */
@@ -393,7 +396,12 @@ export class UpstreamCall {
     if (!this.head.headers.has('host')) add('host', endpoint.address);
     const expectedTimeout = this.expectedTimeoutMs();
     const set = (n: string): boolean => n === ATTEMPT_COUNT_HEADER || (expectedTimeout !== undefined && n === EXPECTED_TIMEOUT_HEADER);
-    for (const [n, v] of this.head.headers.pairs) if (!set(n) && !n.startsWith(':')) add(n, v);
+    // A client's Trailer goes on as Envoy's HCM leaves it, except on a request Node will not chunk (a Content-Length, or
+    // a method it sends unchunked): Node refuses to write Trailer there (ERR_HTTP_TRAILER_INVALID), so it cannot be
+    // carried.
+    const unchunked = this.head.headers.has('content-length') || UNCHUNKED_METHODS.has(this.head.method);
+    const skip = (n: string): boolean => set(n) || n.startsWith(':') || (unchunked && n === 'trailer');
+    for (const [n, v] of this.head.headers.pairs) if (!skip(n)) add(n, v);
     // Set, not appended: Envoy overwrites whatever the client (or nobody) put there.
     add(ATTEMPT_COUNT_HEADER, String(this.attempts));
     if (expectedTimeout !== undefined) add(EXPECTED_TIMEOUT_HEADER, String(expectedTimeout));

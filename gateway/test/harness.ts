@@ -117,6 +117,8 @@ export async function startUpstream(port = 0): Promise<Upstream> {
       res.end(req.method === 'HEAD' ? undefined : out);
     });
   });
+  // An Expect other than 100-continue is served like any request (as uvicorn does), not answered 417 as Node would.
+  server.on('checkExpectation', (req: http.IncomingMessage, res: http.ServerResponse) => server.emit('request', req, res));
   await new Promise<void>((resolve) => server.listen(port, LOOPBACK, resolve));
   const actual = (server.address() as AddressInfo).port;
   return {

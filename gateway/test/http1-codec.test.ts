@@ -234,6 +234,64 @@ describe('request head limits (HTTP/1 ServerConnectionImpl::getHeadersSize, chec
   });
 });
 
+/**
+ * Envoy's hop-by-hop sets, cited at v1.35.0: `source/common/http/conn_manager_utility.cc`
+ * ConnectionManagerUtility::mutateRequestHeaders removes Connection and Upgrade (on a non-upgrade request), Keep-Alive,
+ * Proxy-Connection, Transfer-Encoding and sanitizes TE; `conn_manager_impl.cc` ActiveStream::decodeHeaders removes
+ * Expect only when it is `100-continue`; `http1/codec_impl.cc` ConnectionImpl::onHeadersCompleteImpl removes
+ * HTTP2-Settings only beside `Upgrade: h2c`; mutateResponseHeaders removes Connection, Upgrade, Transfer-Encoding,
+ * Keep-Alive and Proxy-Connection from a response. Everything else goes on.
+ */
+describe('hop-by-hop headers (conn_manager_utility.cc mutateRequestHeaders / mutateResponseHeaders)', () => {
+  test('Expect (not 100-continue), Trailer and HTTP2-Settings reach the pod; a pod\'s Trailer reaches the client', async () => {
+    const gw = await gateway({ endpoints: [up.address] });
+    try {
+      const before = up.seen.length;
+      const head = await rawUntilIdle(gw.port, 'POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n'
+        + 'Expect: x-custom\r\nTrailer: x-t\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\nKeep-Alive: timeout=5\r\nTransfer-Encoding: chunked\r\n\r\n'
+        + '2\r\n{}\r\n0\r\n\r\n', 800);
+      expect(head.split('\r\n')[0]).toBe('HTTP/1.1 200 OK');
+      const h = up.seen[before].headers;
+      expect({ expect: h.expect, trailer: h.trailer, settings: h['http2-settings'], keepAlive: h['keep-alive'] })
+        .toEqual({ expect: 'x-custom', trailer: 'x-t', settings: 'AAMAAABkAAQAAP__', keepAlive: undefined });
+      const resp = await rawUntilIdle(gw.port, 'GET /v1/completions?trailers=1 HTTP/1.1\r\nHost: x\r\n\r\n', 800);
+      expect(resp.split('\r\n')[0]).toBe('HTTP/1.1 200 OK');
+      expect(resp.toLowerCase()).toContain('\r\ntrailer: x-upstream-trailer\r\n');
+    } finally {
+      await gw.close();
+    }
+  });
+
+  test('Expect: 100-continue is answered and removed; HTTP2-Settings goes with an `Upgrade: h2c` upgrade', async () => {
+    const gw = await gateway({ endpoints: [up.address] });
+    try {
+      const before = up.seen.length;
+      const out = await rawUntilIdle(gw.port, 'POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n'
+        + 'Expect: 100-continue\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n'
+        + 'Content-Length: 2\r\n\r\n{}', 800);
+      expect(out.split('\r\n')[0]).toBe('HTTP/1.1 100 Continue');
+      expect(out).toContain('HTTP/1.1 200 OK');
+      const h = up.seen[before].headers;
+      expect({ expect: h.expect, upgrade: h.upgrade, settings: h['http2-settings'] }).toEqual({ expect: undefined, upgrade: undefined, settings: undefined });
+    } finally {
+      await gw.close();
+    }
+  });
+
+  test('a Trailer Node cannot frame (a Content-Length request) is the one left out; the request goes on', async () => {
+    const gw = await gateway({ endpoints: [up.address] });
+    try {
+      const before = up.seen.length;
+      const out = await rawUntilIdle(gw.port, 'POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n'
+        + 'Trailer: x-t\r\nContent-Length: 2\r\n\r\n{}', 800);
+      expect(out.split('\r\n')[0]).toBe('HTTP/1.1 200 OK');
+      expect(up.seen[before].headers.trailer).toBeUndefined();
+    } finally {
+      await gw.close();
+    }
+  });
+});
+
 /** What the client's socket receives, lower-cased, for requests written raw, once `responses` status lines are in. */
 async function rawExchange(port: number, requests: string, responses = 1): Promise<string> {
   return new Promise((resolve, reject) => {
