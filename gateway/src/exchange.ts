@@ -69,7 +69,13 @@ export class Exchange implements FilterHost {
   /** The route timeout of the route the router took (0: none). */
   private routeTimeoutMs = 0;
 
-  constructor(private readonly ctx: ExchangeContext, req: http.IncomingMessage, res: http.ServerResponse) {
+  /** `streamStartedAt`: when the request's head began to arrive (`performance.now()`), if the listener saw it. */
+  constructor(
+    private readonly ctx: ExchangeContext,
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+    private readonly streamStartedAt?: number,
+  ) {
     this.downstream = new Downstream(req, res, ctx.stats, ctx.opts.http1EnableTrailers);
     this.router = new Router(ctx, {
       onResponse: (upstreamRes, endpoint, serviceTimeMs) => this.onUpstreamResponse(upstreamRes, endpoint, serviceTimeMs),
@@ -93,7 +99,7 @@ export class Exchange implements FilterHost {
       end: () => this.onClientEnd(),
       closed: (complete) => this.onClosed(complete),
     });
-    this.timeouts.start();
+    this.timeouts.start(this.streamStartedAt);
     if (downstream.pathRejected) {
       // ConnectionManagerImpl::ActiveStream::decodeHeaders: a path that normalization refuses is answered 400 with an
       // empty body (`path_normalization_failed`) before the filter chain runs.

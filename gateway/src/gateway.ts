@@ -14,7 +14,7 @@ import { ExtProcClient } from './extproc-client';
 import { DEFAULT_HCM_STAT_PREFIX, ENVOY_STATS_PATH, envoyPrometheusText, extProcCounterValues } from './envoy-stats';
 import { EnvoyFailurePolicy } from './failure-policy';
 import { envoyConfigRejection, resolveOptions, type GatewayOptions, type ResolvedOptions } from './options';
-import { StatsCollector, type GatewayStats } from './stats';
+import { StatsCollector, type GatewayStats, type TimeoutKind } from './stats';
 
 export const HEALTH_PATH = '/healthz';
 export const STATS_PATH = '/gateway/stats';
@@ -108,8 +108,19 @@ function sendJson(res: http.ServerResponse, status: number, body: unknown, head:
  * legacy path removed in 1.22) it goes out as the HCM's local reply, so it carries the HCM's `server` header too.
  */
 function codecErrorReply(status: number): { body: Buffer; headers: Record<string, string> } {
-  const body = Buffer.from(http.STATUS_CODES[status] ?? '');
+  return closingReply(http.STATUS_CODES[status] ?? '');
+}
+
+/** A text reply after which the connection closes, with the HCM's headers. */
+function closingReply(text: string): { body: Buffer; headers: Record<string, string> } {
+  const body = Buffer.from(text);
   return { body, headers: { 'content-length': String(body.length), 'content-type': 'text/plain', server: SERVER_NAME, connection: 'close' } };
+}
+
+/** `reply` as bytes for a socket no `ServerResponse` owns. */
+function rawReply(status: number, reply: { body: Buffer; headers: Record<string, string> }): Buffer {
+  const lines = [...Object.entries(reply.headers), ['date', new Date().toUTCString()]].map(([k, v]) => `${k}: ${v}\r\n`).join('');
+  return Buffer.concat([Buffer.from(`HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\n${lines}\r\n`, 'latin1'), reply.body]);
 }
 
 /**
@@ -240,20 +251,28 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     req.resume();
   };
 
-  const idleTrackers = new WeakMap<object, { start(): void; end(): void }>();
+  const idleTrackers = new WeakMap<object, { start(req: http.IncomingMessage): void; end(): void }>();
+  /** When each request's head began to arrive (`performance.now()`): the start of its stream in Envoy. */
+  const streamStarts = new WeakMap<http.IncomingMessage, number>();
   const server = http.createServer({
     // Node's keep-alive timer would close an idle connection after this and advertise `Keep-Alive: timeout=…`, which
     // Envoy does not send: off, and the HCM's connection idle timeout below instead.
     keepAliveTimeout: 0,
     // Envoy's own stream timeouts (HCM request_timeout and stream_idle_timeout, route timeout) are the gateway's, per
-    // exchange (`timeouts.ts`); Node's must not answer first.
+    // exchange (`timeouts.ts`) and, while a request head comes in, per connection (below); Node's must not answer first.
     requestTimeout: 0,
+    headersTimeout: 0,
     // Node answers a Host-less HTTP/1.1 request itself (400, no `server` header, connection closed); Envoy's HCM
     // answers it as a local reply (below).
     requireHostHeader: false,
     // Node's own 16 KiB header limit would answer before Envoy's 60 KiB one (checked per request below).
     maxHeaderSize: 2 * MAX_REQUEST_HEADERS_KB * 1024,
   }, (req, res) => {
+    // A connection answered 408 while a head was coming in takes nothing the rest of that head would complete.
+    if (req.socket.writableEnded) {
+      req.socket.destroy();
+      return;
+    }
     const path = (req.url ?? '/').split('?')[0];
     if (path === EXT_PROC_MEMBERS_PATH) {
       updateMembers(req, res);
@@ -317,7 +336,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       req.resume();
       return;
     }
-    const x = new Exchange(ctx, req, res);
+    const x = new Exchange(ctx, req, res, streamStarts.get(req));
     exchanges.add(x);
     try {
       x.start();
@@ -334,20 +353,56 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   });
   // Envoy's connection idle timer runs while no request is in flight on the connection (ConnectionManagerImpl
   // `idle_timer_`, source/common/http/conn_manager_impl.cc): armed at accept and whenever the last stream ends.
+  // A stream begins with its request's first byte: the HTTP/1 codec calls ConnectionManagerImpl::newStream from
+  // onMessageBeginImpl (`source/common/http/http1/codec_impl.cc` @ v1.35.0 ServerConnectionImpl::onMessageBeginBase),
+  // which disables the connection idle timer, and the ActiveStream constructor arms request_timeout and
+  // stream_idle_timeout (`conn_manager_impl.cc` L885-890). Node says nothing before the head is complete, so the first
+  // byte with no request in flight stands for that start: until the head is in, both timers run here, and one that
+  // expires answers 408 (the request is incomplete: Utility::maybeRequestTimeoutCode) with its body, "request timeout"
+  // (onRequestTimeout) or "stream timeout" (onIdleTimeout), and closes the connection. Once the head is in, the
+  // exchange takes them over (`timeouts.ts`): the request timer from the same start, the idle timer reset by the
+  // headers, as Envoy resets it on decodeHeaders.
   server.on('connection', (socket: import('node:net').Socket) => {
     let inFlight = 0;
     let timer: NodeJS.Timeout | undefined;
+    let headStartedAt: number | undefined;
+    let headTimers: NodeJS.Timeout[] = [];
     const arm = () => {
       if (opts.connectionIdleTimeoutMs === 0) return;
       timer = setTimeout(() => socket.destroy(), opts.connectionIdleTimeoutMs);
       timer.unref();
     };
+    const stopHeadTimers = () => {
+      for (const t of headTimers) clearTimeout(t);
+      headTimers = [];
+    };
+    const headTimeout = (kind: TimeoutKind, body: string) => {
+      stopHeadTimers();
+      if (socket.destroyed || !socket.writable) return;
+      stats.timeouts[kind]++;
+      stats.status(408);
+      socket.end(rawReply(408, closingReply(body)), () => socket.destroy());
+    };
+    const startHead = () => {
+      if (inFlight > 0 || headStartedAt !== undefined) return;
+      headStartedAt = performance.now();
+      clearTimeout(timer);
+      if (opts.requestReceiveTimeoutMs > 0) headTimers.push(setTimeout(() => headTimeout('requestReceive', 'request timeout'), opts.requestReceiveTimeoutMs));
+      if (opts.idleTimeoutMs > 0) headTimers.push(setTimeout(() => headTimeout('idle', 'stream timeout'), opts.idleTimeoutMs));
+    };
     arm();
-    socket.on('close', () => clearTimeout(timer));
+    socket.on('data', startHead);
+    socket.on('close', () => {
+      clearTimeout(timer);
+      stopHeadTimers();
+    });
     idleTrackers.set(socket, {
-      start: () => {
+      start: (req) => {
         inFlight++;
         clearTimeout(timer);
+        stopHeadTimers();
+        if (headStartedAt !== undefined) streamStarts.set(req, headStartedAt);
+        headStartedAt = undefined;
       },
       end: () => {
         if (--inFlight === 0 && !socket.destroyed) arm();
@@ -357,10 +412,11 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   // Node answers an `Expect` other than 100-continue with 417 itself; Envoy's HCM acts only on 100-continue
   // (conn_manager_impl.cc ActiveStream::decodeHeaders) and the request goes on as any other.
   server.on('checkExpectation', (req: http.IncomingMessage, res: http.ServerResponse) => server.emit('request', req, res));
-  server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
+  // Before the request handler, which hands the stream's start to the exchange.
+  server.prependListener('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
     const tracker = idleTrackers.get(req.socket);
     if (tracker === undefined) return;
-    tracker.start();
+    tracker.start(req);
     res.once('close', tracker.end);
   });
   // A message Node's parser refuses (a malformed request line or header line, Content-Length beside chunked
@@ -384,10 +440,8 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
         return;
       }
       const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : unsupportedVersion(err) ? 426 : 400;
-      const { body, headers } = codecErrorReply(status);
       stats.status(status);
-      const lines = [...Object.entries(headers), ['date', new Date().toUTCString()]].map(([k, v]) => `${k}: ${v}\r\n`).join('');
-      socket.end(Buffer.concat([Buffer.from(`HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\n${lines}\r\n`, 'latin1'), body]));
+      socket.end(rawReply(status, codecErrorReply(status)));
     };
     const inFlight = (socket as { _httpMessage?: http.ServerResponse | null })._httpMessage;
     if (inFlight && !inFlight.req.complete) {

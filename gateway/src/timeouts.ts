@@ -3,13 +3,15 @@
  * at envoyproxy/envoy v1.35.0 (84305a6cb6); the same code runs in every release the gateway can play.
  *
  * - HCM `request_timeout` (`requestReceiveTimeoutMs`): armed when the stream is created (ActiveStream constructor,
- *   `source/common/http/conn_manager_impl.cc` L885-890); disarmed only once the whole request has passed every
+ *   `source/common/http/conn_manager_impl.cc` L885-890), which the HTTP/1 codec does on the request's first byte
+ *   (`http1/codec_impl.cc` ConnectionImpl::onMessageBeginImpl → ServerConnectionImpl::onMessageBeginBase →
+ *   ConnectionManagerImpl::newStream; the gateway's listener runs both timers while a head is coming in); disarmed only once the whole request has passed every
  *   decoder filter, the router included (`source/common/http/filter_manager.cc` decodeHeaders L655-658, decodeData
  *   L781-784, decodeTrailers L863: a filter that stops iteration returns before these), or when response headers are
  *   encoded (encodeHeaders L1254-1255). So it bounds the client's upload plus the time the EPP holds the request.
  *   Expiry: onRequestTimeout (L980-986), a local reply "request timeout".
  * - HCM `stream_idle_timeout` (`idleTimeoutMs`): on every stream, whatever its route (armed in the ActiveStream
- *   constructor; a route's own `idle_timeout` would replace it, refreshIdleTimeout L2155-2176, and the manifests set
+ *   constructor, at the request's first byte as well; a route's own `idle_timeout` would replace it, refreshIdleTimeout L2155-2176, and the manifests set
  *   none); reset by every header, data or trailer event either way (see `DownstreamEvents.activity`). Expiry:
  *   onIdleTimeout (L970-978), a local reply "stream timeout".
  * - route `timeout` of the route the router took (the inference route's `requestTimeoutMs`; the models route has
@@ -44,10 +46,14 @@ export class StreamTimeouts {
 
   constructor(private readonly settings: TimeoutSettings, private readonly expire: (e: TimeoutExpiry) => void) {}
 
-  /** The stream exists and its request headers are in. */
-  start(): void {
+  /**
+   * The request headers are in. `streamStartedAt` (`performance.now()`) is when the stream began, the head's first
+   * byte: the request timer has run since then, while the idle timer starts over with the headers.
+   */
+  start(streamStartedAt = performance.now()): void {
     if (this.settings.requestReceiveTimeoutMs > 0) {
-      this.requestTimer = setTimeout(() => this.fire({ kind: 'requestReceive', body: 'request timeout' }), this.settings.requestReceiveTimeoutMs);
+      const left = Math.max(0, this.settings.requestReceiveTimeoutMs - (performance.now() - streamStartedAt));
+      this.requestTimer = setTimeout(() => this.fire({ kind: 'requestReceive', body: 'request timeout' }), left);
     }
     this.activity();
   }

@@ -332,3 +332,92 @@ describe('HCM connection idle_timeout (common_http_protocol_options.idle_timeout
     }
   });
 });
+
+/** Everything the gateway wrote for `request`, until it closed the connection or `idleMs` passed without data. */
+function rawUntilIdle(port: number, request: string, idleMs: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(port, LOOPBACK, () => socket.write(request));
+    let data = '';
+    let timer: NodeJS.Timeout | undefined;
+    const arm = (): void => {
+      clearTimeout(timer);
+      timer = setTimeout(() => {
+        socket.destroy();
+        resolve(data);
+      }, idleMs);
+    };
+    arm();
+    socket.setEncoding('latin1');
+    socket.on('data', (c: string) => {
+      data += c;
+      arm();
+    });
+    socket.on('close', () => {
+      clearTimeout(timer);
+      resolve(data);
+    });
+    socket.on('error', reject);
+  });
+}
+
+/**
+ * Envoy's HTTP/1 codec opens the stream on the request's first byte: `source/common/http/http1/codec_impl.cc` @ v1.35.0
+ * ConnectionImpl::onMessageBeginImpl → ServerConnectionImpl::onMessageBeginBase → `callbacks_.newStream(...)`, and
+ * `conn_manager_impl.cc` ConnectionManagerImpl::newStream disables the connection idle timer while the ActiveStream
+ * constructor arms request_timeout and stream_idle_timeout (CM L885-890). A client that stalls inside its request head
+ * meets them: onRequestTimeout / onIdleTimeout answer 408 (maybeRequestTimeoutCode, the request incomplete), as
+ * `test/integration/idle_timeout_integration_test.cc` RequestTimeoutTriggersOnRawIncompleteRequestWithHeaders expects.
+ */
+describe('a client that stalls inside its request head (the stream starts at its first byte)', () => {
+  const stall = 'POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n';
+
+  it('meets request_timeout: 408 "request timeout", the connection closed', async () => {
+    const gw = await gateway({ endpoints: [up.address], requestReceiveTimeoutMs: 500, idleTimeoutMs: 60_000 });
+    try {
+      const before = up.seen.length;
+      const started = Date.now();
+      const out = await rawUntilIdle(gw.port, stall, 5000);
+      expect(out.split('\r\n')[0]).toBe('HTTP/1.1 408 Request Timeout');
+      expect(out).toContain('\r\nconnection: close\r\n');
+      expect(out.endsWith('\r\n\r\nrequest timeout')).toBe(true);
+      // Closed by the gateway, not by the client's 5 s wait.
+      expect(Date.now() - started).toBeLessThan(4000);
+      expect(gw.stats().timeouts.requestReceive).toBe(1);
+      expect(up.seen.length).toBe(before);
+    } finally {
+      await gw.close();
+    }
+  });
+
+  it('meets stream_idle_timeout: 408 "stream timeout"', async () => {
+    const gw = await gateway({ endpoints: [up.address], requestReceiveTimeoutMs: 60_000, idleTimeoutMs: 500 });
+    try {
+      const out = await rawUntilIdle(gw.port, stall, 5000);
+      expect(out.split('\r\n')[0]).toBe('HTTP/1.1 408 Request Timeout');
+      expect(out.endsWith('\r\n\r\nstream timeout')).toBe(true);
+      expect(gw.stats().timeouts.idle).toBe(1);
+    } finally {
+      await gw.close();
+    }
+  });
+
+  it('the request timer keeps running from the first byte once the head is complete', async () => {
+    const gw = await gateway({ endpoints: [up.address], requestReceiveTimeoutMs: 1500, idleTimeoutMs: 60_000 });
+    const socket = net.connect(gw.port, LOOPBACK);
+    try {
+      await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject));
+      let received = '';
+      socket.on('data', (d: Buffer) => { received += d.toString('latin1'); });
+      socket.write(stall);
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      // The head completes 1 s in and the body never comes: the 408 comes 1.5 s after the first byte, not after the head.
+      socket.write('Content-Length: 2\r\n\r\n');
+      await new Promise((resolve) => setTimeout(resolve, 1300));
+      expect(received.split('\r\n')[0]).toBe('HTTP/1.1 408 Request Timeout');
+      expect(received).toContain('request timeout');
+    } finally {
+      socket.destroy();
+      await gw.close();
+    }
+  });
+});
