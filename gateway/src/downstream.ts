@@ -6,6 +6,7 @@
  */
 import { randomUUID } from 'crypto';
 import type * as http from 'http';
+import { envoyUrlAccepts } from './envoy-url';
 import { HeaderList, REQUEST_HOP_BY_HOP, trailerList, trailerRecord } from './headers';
 import { normalizePath } from './path-normalization';
 import type { StatsCollector } from './stats';
@@ -136,6 +137,11 @@ export class Downstream {
     // Envoy.
     const te = list.getJoined('te');
     if (te !== undefined && te.split(',').some((t) => t.trim() === 'trailers')) headers.add('te', 'trailers');
+    // "Sanitize referer field if exists" (ConnectionManagerUtility::mutateRequestHeaders, `conn_manager_utility.cc`
+    // @ v1.35.0): a repeated Referer, or one Utility::Url::initialize does not take as an absolute URL, is removed
+    // before any filter, so neither the EPP nor the pod sees it.
+    const referers = headers.pairs.filter(([n]) => n === 'referer');
+    if (referers.length > 1 || (referers.length === 1 && !envoyUrlAccepts(referers[0][1]))) headers.remove('referer');
     const remote = (req.socket.remoteAddress ?? '').replace(/^::ffff:/, '');
     // Envoy appends the peer's address with a bare "," (Utility::appendXff: `headers.appendForwardedFor(
     // remote_address.ip()->addressAsString(), ",")`, `source/common/http/utility.cc`, the same in every indexed

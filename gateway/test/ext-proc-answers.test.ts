@@ -308,6 +308,34 @@ describe('what Envoy sends on every message', () => {
     });
   });
 
+  // `source/common/http/conn_manager_utility.cc` @ v1.35.0 ConnectionManagerUtility::mutateRequestHeaders, before any
+  // filter: "Sanitize referer field if exists": removed when repeated or when Utility::Url::initialize(value, false)
+  // (`source/common/http/utility.cc`) refuses it, which takes only what http_parser_parse_url (nodejs/http-parser
+  // 2.9.4, strict) parses with a host: `scheme://[userinfo@]host[:port][/path][?query][#fragment]`.
+  it('removes a Referer that is not an absolute URL with a host, or a repeated one, before the EPP and the pod', async () => {
+    await withEpp({}, async (port, epp) => {
+      const seen = async (referer: string | string[]): Promise<{ epp: string[]; pod: unknown }> => {
+        // Node's own types allow one Referer; its client writes an array as repeated lines all the same.
+        const headers: Record<string, string | string[]> = { ...json, referer };
+        const r = await send(port, { body: completion(), headers });
+        expect(r.status).toBe(200);
+        const sent = epp.streams.at(-1)?.messages[0]?.request_headers?.headers?.headers ?? [];
+        return {
+          epp: sent.filter((h) => h.key === 'referer').map((h) => Buffer.from(h.raw_value ?? '').toString()),
+          pod: r.json().headers.referer,
+        };
+      };
+      for (const kept of ['https://example.com/page', 'http://user:pw@host.example:8080/p?q=1#f', 'http://[::1]:80/x', 'http://host?q']) {
+        expect(await seen(kept)).toEqual({ epp: [kept], pod: kept });
+      }
+      for (const removed of ['not a url', '/relative/page', 'example.com/page', 'http:///toto', 'http://host:65536/',
+        'http://host_name/', 'android-app://com.example/', 'https://a.example/x y', 'http://[::1x]/']) {
+        expect([removed, await seen(removed)]).toEqual([removed, { epp: [], pod: undefined }]);
+      }
+      expect(await seen(['https://a.example/', 'https://b.example/'])).toEqual({ epp: [], pod: undefined });
+    });
+  });
+
   // Istio's gateway HCM: forward_client_cert_details SANITIZE_SET (istio/istio pilot/pkg/networking/core/gateway.go
   // @ 1.27.0 L707) and use_remote_address (L662, L684). Envoy: ConnectionManagerUtility::mutateXfccRequestHeader
   // ("When Sanitize is set, or the connection is not mutual TLS, remove the XFCC header") and Utility::appendXff
