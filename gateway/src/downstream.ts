@@ -252,10 +252,11 @@ export class Downstream {
     // A pod answering before the upload is done ends the connection too (the same check in Envoy covers every response).
     this.closeIfRequestIncomplete(headers);
     this.omitKeepAlive();
+    const chunkedHead = this.frameHeadResponse(status, headers);
     // A pod's Trailer goes on as Envoy's HCM leaves it, except on a response Node will not chunk (a Content-Length, no
     // body, an HTTP/1.0 client): Node refuses to write Trailer there (ERR_HTTP_TRAILER_INVALID), so it cannot be carried.
     const bodiless = this.method === 'HEAD' || status < 200 || status === 204 || status === 304;
-    if (headers.has('content-length') || bodiless || this.req.httpVersion !== '1.1') headers.remove('trailer');
+    if (!chunkedHead && (headers.has('content-length') || bodiless || this.req.httpVersion !== '1.1')) headers.remove('trailer');
     this.onResponseHeaders();
     this.onActivity();
     this.headSent = true;
@@ -323,16 +324,33 @@ export class Downstream {
       status = 200;
       bytes = Buffer.alloc(0);
     }
-    headers.set('content-length', String(bytes.length));
+    // Utility::prepareLocalReply sets Content-Length only for a body; the encoder adds `content-length: 0` to a
+    // bodiless one except in answer to HEAD (frameHeadResponse).
+    if (bytes.length > 0 || this.method !== 'HEAD') headers.set('content-length', String(bytes.length));
+    else headers.remove('content-length');
     headers.set('server', SERVER_NAME);
     this.closeIfRequestIncomplete(headers);
     this.omitKeepAlive();
+    this.frameHeadResponse(status, headers);
     this.onResponseHeaders();
     this.onActivity();
     this.headSent = true;
     this.stats.status(status);
     this.res.writeHead(status, headers.toRawArray());
     this.res.end(bytes);
+  }
+
+  /**
+   * A response to HEAD without Content-Length says `transfer-encoding: chunked`, as the GET's would, and carries no
+   * body: Envoy's HTTP/1 encoder writes it so (StreamEncoderImpl::encodeHeadersBase, `source/common/http/http1/
+   * codec_impl.cc` @ v1.35.0, with is_response_to_head_request_: not for 1xx, 204, 304 or an HTTP/1.0 client), where
+   * Node writes no framing header for HEAD. Node sends no body for HEAD, and no last chunk either. True when added.
+   */
+  private frameHeadResponse(status: number, headers: HeaderList): boolean {
+    const chunked = this.method === 'HEAD' && !headers.has('content-length') && status >= 200 && status !== 204
+      && status !== 304 && this.req.httpVersion === '1.1';
+    if (chunked) headers.set('transfer-encoding', 'chunked');
+    return chunked;
   }
 
   /**

@@ -352,6 +352,38 @@ describe('the connection header of a response (HTTP/1 ResponseEncoderImpl::encod
 });
 
 /**
+ * `source/common/http/http1/codec_impl.cc` @ v1.35.0 StreamEncoderImpl::encodeHeadersBase: a response without
+ * Content-Length to a HEAD request skips the `end_stream && !is_response_to_head_request_` branch (no
+ * `content-length: 0`) and, on HTTP/1.1, takes the last one, which writes `transfer-encoding: chunked` with
+ * chunk_encoding_ false ("When sending a response to a HEAD request Envoy may send an informational
+ * \"Transfer-Encoding: chunked\" header, but should not send a chunk encoded body"). A local reply with no body has no
+ * Content-Length (Utility::prepareLocalReply removes it), so it is framed the same way.
+ */
+describe('a HEAD response without Content-Length (HTTP/1 StreamEncoderImpl::encodeHeadersBase)', () => {
+  test('carries `transfer-encoding: chunked` and no body, from the pod or the gateway; one with a Content-Length keeps it', async () => {
+    const gw = await gateway({ endpoints: [up.address], routePrefixes: ['/v1'] });
+    try {
+      const head = (path: string): string => `HEAD ${path} HTTP/1.1\r\nHost: x\r\n\r\n`;
+      const next = 'POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}';
+      // The connection goes on after each HEAD: no body (no last chunk) was written.
+      for (const path of ['/v1/completions?empty=1', '/other']) {
+        const out = await rawExchange(gw.port, head(path) + next, 2);
+        const first = out.slice(0, out.indexOf('\r\n\r\n') + 4);
+        expect(first).toContain('\r\ntransfer-encoding: chunked\r\n');
+        expect(first).not.toContain('content-length');
+        expect(out.slice(first.length)).toMatch(/^http\/1\.1 200 /);
+      }
+      const sized = await rawExchange(gw.port, head('/v1/completions') + next, 2);
+      const first = sized.slice(0, sized.indexOf('\r\n\r\n') + 4);
+      expect(first).toMatch(/\r\ncontent-length: \d+\r\n/);
+      expect(first).not.toContain('transfer-encoding');
+    } finally {
+      await gw.close();
+    }
+  });
+});
+
+/**
  * Envoy's HTTP/1 RequestEncoderImpl::encodeHeaders writes the request line and the header map (encodeHeadersBase adds
  * only `transfer-encoding: chunked` or `content-length: 0`), and the HCM has removed the client's `connection` as a
  * hop-by-hop header: a keep-alive upstream request carries no `connection` header. Node's client adds `Connection:
