@@ -230,6 +230,31 @@ describe('saturation-filter', () => {
     }
   });
 
+  // GIE v1.5.0 never answers 503 for failed scrapes (backend/metrics/pod_metrics.go refreshMetrics stores nothing, and
+  // saturationdetector/utilization/detector.go Saturation counts the stale pod as full: flow control waits). kvroute
+  // waits likewise for scrapes that only timed out, fewer than maxConsecutiveScrapeFailures in a row; a fast failure,
+  // or that many timeouts, is a pod gone (503).
+  it('a pod whose last scrapes only timed out, fewer than maxConsecutiveScrapeFailures in a row, is late (metrics-late); one more timeout, or any fast failure, and it is lost (no-endpoints), in both modes', () => {
+    for (const mode of ['filter', 'admission'] as const) {
+      const reasonFor = (metrics: Partial<EndpointMetrics>, parameters: Record<string, unknown> = {}) => {
+        const { filter } = saturationFilter({ mode, ...parameters });
+        const c = { request: cycle.request, state: new CycleState() };
+        expect(filter.filter(c, [pod('p', { metrics: { updateTime: NOW - 1_500, ...metrics } })])).toEqual([]);
+        return emptyReason(filter, c);
+      };
+      expect(reasonFor({ consecutiveFailures: 1, timedOutFailures: 1 })).toBe('metrics-late');
+      expect(reasonFor({ consecutiveFailures: 2, timedOutFailures: 2 })).toBe('metrics-late');
+      expect(reasonFor({ consecutiveFailures: 3, timedOutFailures: 3 })).toBe('no-endpoints');
+      expect(reasonFor({ consecutiveFailures: 4, timedOutFailures: 4 }, { maxConsecutiveScrapeFailures: 5 })).toBe('metrics-late');
+      expect(reasonFor({ consecutiveFailures: 1, timedOutFailures: 1 }, { maxConsecutiveScrapeFailures: 0 })).toBe('no-endpoints');
+      // A refused connection among them (or alone) says the pod is gone.
+      expect(reasonFor({ consecutiveFailures: 2, timedOutFailures: 1 })).toBe('no-endpoints');
+      expect(reasonFor({ consecutiveFailures: 1 })).toBe('no-endpoints');
+      // Timeouts do not stretch the late window: past staleness + LATE_WINDOW_MS the metrics are lost.
+      expect(reasonFor({ consecutiveFailures: 1, timedOutFailures: 1, updateTime: NOW - 200 - LATE_WINDOW_MS - 1 })).toBe('no-endpoints');
+    }
+  });
+
   // GIE's saturation detector (pkg/epp/saturationdetector/saturationdetector.go IsSaturated @ v0.5): the pool is
   // saturated only when NO pod has good capacity; until then loaded pods stay candidates for the scorers to weigh.
   describe('mode: admission (GIE\'s detector)', () => {

@@ -112,6 +112,24 @@ describe('MetricsScraper against a real vLLM-format server', () => {
     expect(server.requests).toBeLessThanOrEqual(s.status.scrapes + 1);
   });
 
+  // GIE v1.5.0 pkg/epp/backend/metrics/pod_metrics.go refreshMetrics stores nothing for a failed scrape, whatever the
+  // failure; kvroute tells a timeout (late) from a fast failure (gone): saturation-filter.ts scrapesLost.
+  it('counts the failures that timed out apart (timedOutFailures): a hung page is one, a reset connection, an HTTP error or a page that is not metrics is not; a good scrape clears it', async () => {
+    const s = make({ timeoutMs: 200 });
+    server.mode = 'hang';
+    expect(await s.scrapeOnce()).toBe(false);
+    expect(s.metrics).toMatchObject({ consecutiveFailures: 1, timedOutFailures: 1 });
+    for (const mode of ['reset', 'error', 'not-metrics'] as const) {
+      server.mode = mode;
+      expect(await s.scrapeOnce()).toBe(false);
+    }
+    expect(s.metrics).toMatchObject({ consecutiveFailures: 4, timedOutFailures: 1 });
+    server.mode = 'ok';
+    expect(await s.scrapeOnce()).toBe(true);
+    expect(s.metrics.consecutiveFailures).toBe(0);
+    expect(s.metrics.timedOutFailures ?? 0).toBe(0);
+  });
+
   it('partial pages update only what they carry', async () => {
     const s = make();
     expect(await s.scrapeOnce()).toBe(true);

@@ -376,7 +376,7 @@ export const EPP_METRICS = {
     name: 'kvroute_epp_scheduling_failures_total',
     type: 'counter',
     labels: ['reason'],
-    help: 'Scheduling cycles that picked nothing: reason="no-endpoints" (503), "saturated" (429) or "metrics-late" (no pod loaded, some dropped only for metrics at most 4 s past the staleness threshold whose scrapes have not failed: waits in flow control, else 503).',
+    help: 'Scheduling cycles that picked nothing: reason="no-endpoints" (503), "saturated" (429) or "metrics-late" (no pod loaded, some dropped only for metrics at most 4 s past the staleness threshold whose scrapes have not failed fast nor timed out maxConsecutiveScrapeFailures times in a row: waits in flow control, else 503).',
   },
   sessionAffinity: {
     name: 'kvroute_epp_session_affinity_total',

@@ -41,7 +41,8 @@ export interface ScrapeStatus {
 export const DEFAULT_REFRESH_INTERVAL_MS = 50;
 /**
  * Upstream waits 5 s. At a 50 ms cadence, metrics older than 200 ms already make the saturation filter drop the pod, so
- * a long timeout buys nothing but a late consecutiveFailures count; 1 s still tolerates a busy Python event loop.
+ * a long timeout buys nothing but a late consecutiveFailures count; 1 s still tolerates a busy Python event loop. A
+ * timeout is counted apart from a fast failure (`timedOutFailures`): an EPP starved of CPU times its own scrapes out.
  */
 export const DEFAULT_SCRAPE_TIMEOUT_MS = 1000;
 const DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024;
@@ -49,8 +50,12 @@ const REQUEST_HEADERS = { accept: 'text/plain;version=0.0.4;q=1,*/*;q=0.1' };
 
 class ScrapeError extends Error {}
 
+/** The scrape timeout's abort reason, which tells a timed-out scrape from a stopped one. */
+class ScrapeTimeout extends ScrapeError {}
+
 /**
- * Polls one endpoint's `/metrics`. Failures keep the previous values and lengthen `consecutiveFailures`; `updateTime`
+ * Polls one endpoint's `/metrics`. Failures keep the previous values and lengthen `consecutiveFailures` (and, for a
+ * timeout, `timedOutFailures`); `updateTime`
  * only moves on success, so a pod that stops answering ages out of the saturation filter by itself and comes back on
  * its first good scrape.
  */
@@ -192,7 +197,12 @@ export class MetricsScraper {
       ok = true;
     } catch (err) {
       error = describe(err, abort, this.timeoutMs);
-      next = endpointMetrics({ ...this.current, consecutiveFailures: this.current.consecutiveFailures + 1 });
+      const timedOut = abort.signal.reason instanceof ScrapeTimeout;
+      next = endpointMetrics({
+        ...this.current,
+        consecutiveFailures: this.current.consecutiveFailures + 1,
+        timedOutFailures: (this.current.timedOutFailures ?? 0) + (timedOut ? 1 : 0),
+      });
     }
     if (this.stopped) return ok;
     this.current = next;
@@ -211,7 +221,7 @@ export class MetricsScraper {
 
   /** The page, and when the request that brought it went out (a retry on a fresh connection sends it again). */
   private async fetchWithRetry(abort: AbortController): Promise<{ body: Buffer; sentAt: number }> {
-    const timer = setTimeout(() => abort.abort(new ScrapeError(`timed out after ${this.timeoutMs} ms`)), this.timeoutMs);
+    const timer = setTimeout(() => abort.abort(new ScrapeTimeout(`timed out after ${this.timeoutMs} ms`)), this.timeoutMs);
     const send = async () => {
       const sentAt = Date.now();
       return { body: await this.fetchOnce(abort.signal), sentAt };

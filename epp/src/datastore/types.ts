@@ -108,6 +108,13 @@ export interface EndpointMetrics {
   /** Consecutive failed scrapes since the last success. */
   readonly consecutiveFailures: number;
   /**
+   * How many of `consecutiveFailures` timed out (no whole page within the scrape timeout) rather than failed fast (a
+   * refused or reset connection, an HTTP error, a page that is not a model server's): a pod too busy to answer in time,
+   * or an EPP too starved to read the answer, looks like that, a pod that is gone does not (`scrapesLost`). Absent
+   * (0) after a success and in metrics not read by a scraper.
+   */
+  readonly timedOutFailures?: number;
+  /**
    * Successful pages so far that showed requests waiting (`vllm:num_requests_waiting` > 0), cumulative: a reader holding
    * two snapshots knows whether any page between them, read or not, showed a queue (the latency model skips such
    * intervals: `src/latency/pod-latency-model.ts`, "Which observations are real"). Absent before the first page and in
@@ -170,6 +177,7 @@ export function endpointMetrics(m: EndpointMetrics): EndpointMetrics {
     requestTime: m.requestTime,
     changedTime: m.changedTime,
     consecutiveFailures: m.consecutiveFailures,
+    timedOutFailures: m.timedOutFailures,
     waitingPages: m.waitingPages,
   };
   return Object.freeze(shaped);
@@ -187,7 +195,7 @@ function generalizeMetricsShape(): void {
   endpointMetrics({ waitingQueueSize: nothing, runningQueueSize: nothing, kvCacheUsagePercent: nothing, updateTime: nothing, consecutiveFailures: nothing });
   endpointMetrics({
     waitingQueueSize: 0.5, runningQueueSize: 0.5, kvCacheUsagePercent: 0.5, blockSize: 0.5, numGpuBlocks: 0.5, firstTokenCount: 0.5,
-    firstTokenSecondsSum: 0.5, interTokenCount: 0.5, interTokenSecondsSum: 0.5, inferenceCount: 0.5, inferenceSecondsSum: 0.5, promptTokensCount: 0.5, promptTokensSum: 0.5, engines: 0.5, prefixCacheQueryTokens: 0.5, prefixCacheHitTokens: 0.5, updateTime: 0.5, requestTime: 0.5, changedTime: 0.5, consecutiveFailures: 0.5, waitingPages: 0.5,
+    firstTokenSecondsSum: 0.5, interTokenCount: 0.5, interTokenSecondsSum: 0.5, inferenceCount: 0.5, inferenceSecondsSum: 0.5, promptTokensCount: 0.5, promptTokensSum: 0.5, engines: 0.5, prefixCacheQueryTokens: 0.5, prefixCacheHitTokens: 0.5, updateTime: 0.5, requestTime: 0.5, changedTime: 0.5, consecutiveFailures: 0.5, timedOutFailures: 0.5, waitingPages: 0.5,
     lora: { running: [], waiting: [], maxLora: 0 },
   });
 }

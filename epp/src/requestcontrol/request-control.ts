@@ -27,6 +27,7 @@ import type { HistogramSeries } from '../bound-histogram';
 import type { ValueSeries } from '../bound-counter';
 import type { Plugin } from '../scheduling/framework';
 import { agentIdentityHeaders, firstHeaderValue } from '../scheduling/plugins/agent-identity';
+import { DEFAULT_MAX_CONSECUTIVE_SCRAPE_FAILURES, scrapesLost } from '../scheduling/plugins/saturation-filter';
 import type { ExtensionPoint } from '../scheduling/metrics-hooks';
 import { withLeadingMember } from './leading-member';
 import { issueResponseId, OwnerTags, ownerTagOf, responseIdInPath, withResponseId } from './response-owner';
@@ -635,14 +636,15 @@ export class RequestControl implements RequestDirector {
     if (detector === undefined) return false;
     const saturation = detector.saturation(candidates);
     if (saturation < (typeof limit === 'number' ? limit : limit(saturation))) return false;
-    // A detector reading scraped metrics, and every pod's metrics lost (a scrape failed since the last good one, or
-    // the scraper is stuck: `unreadable`): the pods are unreachable (gone), not busy, and waiting will not bring them
-    // (issue 11: 503, not 429). The cycle goes ahead, where a saturation-filter answers 503 and otherwise the proxy's
-    // connection fails. Just out of an EPP stall, every page is merely old: then the request waits for fresh scrapes. A
-    // detector counting the EPP's own requests in flight is never excused. The same rule holds with flow control off:
-    // legacy admission then schedules such a request, sheddable or not, where GIE v1.5.0 drops a sheddable one with 429
-    // (`requestcontrol/admission.go` rejectIfSheddableAndSaturated; `saturationdetector/utilization/detector.go` counts
-    // a stale pod as 1.0), as its flow control holds it; kvroute keeps issue 11 in both modes.
+    // A detector reading scraped metrics, and every pod's metrics lost (a scrape failed fast since the last good one,
+    // or several timed out in a row, or the scraper is stuck: `unreadable`): the pods are unreachable (gone), not busy,
+    // and waiting will not bring them (issue 11: 503, not 429). The cycle goes ahead, where a saturation-filter answers
+    // 503 and otherwise the proxy's connection fails. Just out of an EPP stall, every page is merely old: then the
+    // request waits for fresh scrapes. A detector counting the EPP's own requests in flight is never excused. The same
+    // rule holds with flow control off: legacy admission then schedules such a request, sheddable or not, where GIE
+    // v1.5.0 drops a sheddable one with 429 (`requestcontrol/admission.go` rejectIfSheddableAndSaturated;
+    // `saturationdetector/utilization/detector.go` counts a stale pod as 1.0), as its flow control holds it; kvroute
+    // keeps issue 11 in both modes.
     if (detector.readsMetrics !== true || this.stalled()) return true;
     return !this.everyPodUnreachable(candidates);
   }
@@ -682,15 +684,17 @@ export class RequestControl implements RequestDirector {
   }
 
   /**
-   * Whether every candidate's metrics are lost (at least `failures` scrapes failed since the last good one, or, for a
-   * detector reading metrics, the scraper is stuck: `unreadable`): the pods are gone, not busy. True for no candidates.
-   * Just out of a stall of its own the EPP asks for two failures: the scrapes in flight while it was stopped time out as
-   * it resumes, one failure each, on pods that are fine.
+   * Whether every candidate's metrics are lost (at least `failures` scrapes failed since the last good one and they say
+   * the pod is gone, `scrapesLost`: one failed fast, or the saturation filter's default count timed out in a row; or,
+   * for a detector reading metrics, `unreadable`): the pods are gone, not busy. True for no candidates. Just out of a
+   * stall of its own the EPP asks for two failures: the scrapes in flight while it was stopped time out as it resumes,
+   * one failure each, on pods that are fine.
    */
   private everyPodUnreachable(candidates: readonly EndpointSnapshot[], failures = 1): boolean {
     const detector = this.saturationDetector;
     const unreadable = detector?.readsMetrics === true ? detector.unreadable : undefined;
-    return candidates.every((c) => c.metrics.consecutiveFailures >= failures || (failures === 1 && unreadable !== undefined && unreadable.call(detector, c)));
+    return candidates.every((c) => (c.metrics.consecutiveFailures >= failures && scrapesLost(c.metrics, DEFAULT_MAX_CONSECUTIVE_SCRAPE_FAILURES))
+      || (failures === 1 && unreadable !== undefined && unreadable.call(detector, c)));
   }
 
   /**

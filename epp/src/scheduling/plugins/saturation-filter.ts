@@ -1,5 +1,5 @@
 import { parseDuration, type Duration } from '../../config/duration';
-import type { EndpointSnapshot } from '../../datastore/types';
+import type { EndpointMetrics, EndpointSnapshot } from '../../datastore/types';
 import { stateKey, type CycleContext, type Filter, type PluginHandle } from '../framework';
 import type { SchedulingErrorReason } from '../types';
 import type { SaturationExclusionReason } from '../metrics-hooks';
@@ -14,8 +14,9 @@ export interface SaturationFilterParameters {
   /** Drop endpoints whose last successful scrape is older than this (never scraped counts as stale). @default "200ms" */
   metricsStalenessThreshold?: Duration;
   /**
-   * Drop endpoints whose last N scrapes in a row failed, even if the last good data is still fresh: a refused
-   * connection fails fast, well before the data goes stale.
+   * Drop endpoints with more than N scrapes in a row failed, even if the last good data is still fresh: a refused
+   * connection fails fast, well before the data goes stale. Also how many timed-out scrapes in a row a pod's metrics
+   * stay late rather than lost (`scrapesLost`).
    * @default 3
    */
   maxConsecutiveScrapeFailures?: number;
@@ -44,22 +45,45 @@ export interface SaturationFilterParameters {
 }
 
 /**
- * How long past the staleness threshold a pod's metrics count as late rather than lost when no scrape of it failed:
- * a starved scrape worker catches up within it; a hung one, or one that never reported, does not, and requests stop
- * waiting for it (503).
+ * How long past the staleness threshold a pod's metrics count as late rather than lost when no scrape of it failed
+ * fast: a starved scrape worker catches up within it; a hung one, or one that never reported, does not, and requests
+ * stop waiting for it (503). It bounds the wait for a pod whose scrapes keep timing out too, whatever the timeout.
  */
 export const LATE_WINDOW_MS = 4000;
 
 /**
- * Whether a pod's metrics are lost rather than only late: a scrape failed since the last good one, or the last is
- * older than the staleness threshold plus LATE_WINDOW_MS (a stuck scraper), or none ever came and the pod was
- * discovered longer ago than that (a pod found moments ago, its first scrape on its way, is late: a pool scaled from
- * zero, or replaced whole, waits for it rather than answering 503). Shared with the `utilization-detector`'s
+ * `maxConsecutiveScrapeFailures`'s default, and the timeouts in a row after which metrics are lost for readers that
+ * have no such parameter (the `utilization-detector`, request control).
+ */
+export const DEFAULT_MAX_CONSECUTIVE_SCRAPE_FAILURES = 3;
+
+/**
+ * Whether a pod's failed scrapes since its last good one say it is gone rather than late: one failed fast (a refused
+ * or reset connection, an HTTP error, a page that is not a model server's), or `maxTimeouts` or more in a row timed
+ * out. Fewer timeouts are what a pod too busy to answer within the scrape timeout, or an EPP too starved of CPU to read
+ * the answer in time, looks like: the next scrapes usually succeed. GIE v1.5.0 makes no such difference and never
+ * answers 503 for failed scrapes: a failed FetchMetrics stores nothing (`pkg/epp/backend/metrics/pod_metrics.go`
+ * refreshMetrics), and the metrics' age makes the saturation detector count the pod as full, so flow control holds the
+ * request (`saturationdetector/utilization/detector.go` Saturation). The one reading of `consecutiveFailures` for lost
+ * metrics: the `saturation-filter`, the `utilization-detector`'s `unreadable` and request control's check for a pool
+ * whose pods are all gone share it.
+ */
+export function scrapesLost(metrics: EndpointMetrics, maxTimeouts: number): boolean {
+  const failures = metrics.consecutiveFailures;
+  return failures > 0 && ((metrics.timedOutFailures ?? 0) < failures || failures >= maxTimeouts);
+}
+
+/**
+ * Whether a pod's metrics are lost rather than only late: its scrapes since the last good one say it is gone
+ * (`scrapesLost`: one failed fast, or `maxTimeouts` timed out in a row), or the last good one is older than the
+ * staleness threshold plus LATE_WINDOW_MS (a stuck scraper, or scrapes that keep timing out), or none ever came and the
+ * pod was discovered longer ago than that (a pod found moments ago, its first scrape on its way, is late: a pool scaled
+ * from zero, or replaced whole, waits for it rather than answering 503). Shared with the `utilization-detector`'s
  * `unreadable`.
  */
-export function metricsLost(candidate: EndpointSnapshot, now: number, stalenessMs: number): boolean {
+export function metricsLost(candidate: EndpointSnapshot, now: number, stalenessMs: number, maxTimeouts: number): boolean {
   const { metrics } = candidate;
-  if (metrics.consecutiveFailures > 0) return true;
+  if (scrapesLost(metrics, maxTimeouts)) return true;
   const since = metrics.updateTime > 0 ? metrics.updateTime : candidate.discoveredTime;
   return since === undefined || now - since > stalenessMs + LATE_WINDOW_MS;
 }
@@ -98,8 +122,10 @@ export type ResolvedSaturationFilterParameters = Omit<Required<SaturationFilterP
  * GIE applies the same thresholds as an all-or-nothing admission check; as a filter it also keeps prefix and session
  * affinity off an overloaded pod while others have room. When every endpoint is dropped the cycle fails: with
  * 'saturated' (429, clients back off) when some endpoint was really loaded, with 'metrics-late' (flow control waits for
- * the next scrapes) when some were dropped only because the scraper is behind, and with 'no-endpoints' (503) when all
- * were dropped for failing scrapes (pods gone), which is loud by design rather than routing blind.
+ * the next scrapes) when some were dropped only because their metrics are late (the scraper is behind, or fewer than
+ * `maxConsecutiveScrapeFailures` scrapes in a row timed out), and with 'no-endpoints' (503) when all were dropped for
+ * metrics that are lost (a scrape failed fast: refused, reset, an HTTP error; or the scrapes kept timing out: pods
+ * gone), which is loud by design rather than routing blind.
  */
 export class SaturationFilter implements Filter {
   readonly type = 'saturation-filter';
@@ -181,23 +207,25 @@ export class SaturationFilter implements Filter {
   private exclude(excluded: Exclusions, reason: SaturationExclusionReason, candidate: EndpointSnapshot, now: number): void {
     excluded.push(reason);
     this.handle.metrics.countSaturationExclusion(reason);
-    if (reason === 'stale_metrics' && !metricsLost(candidate, now, this.stalenessMs)) excluded.late = true;
+    if (reason === 'stale_metrics' && !metricsLost(candidate, now, this.stalenessMs, this.parameters.maxConsecutiveScrapeFailures)) excluded.late = true;
   }
 
   /**
    * 429 only for real load (a queue or KV cache over its threshold somewhere): clients back off and retry. When every
    * candidate was dropped because its metrics cannot be read, it depends on why:
-   * - some pod's metrics are only late: old, yet no scrape of it failed since its last good one, and not older than
-   *   the staleness threshold plus LATE_WINDOW_MS. A scrape that cannot reach its pod fails (refused at once, or at
-   *   the scrape timeout, which is no longer than the default staleness threshold), so old metrics without a failure
-   *   mean the scraper itself is behind (its worker thread starved on a busy node): 'metrics-late', and flow control
-   *   holds the request for the next scrapes, as GIE's saturation detector counts a pod with stale metrics as full and
-   *   its flow control waits (v1.5.0 `saturationdetector/utilization/detector.go` Saturation). Without flow control,
-   *   503. Past the window the scraper is stuck, not behind (a hung worker, one that never reported), and waiting
-   *   would only hold the request to its deadline: 503 then, as for a pod never scraped since it was discovered that
-   *   long ago (one discovered within the window is late: its first scrape is on its way).
-   * - every scrape is failing (pods gone): nothing says waiting helps, so 503, as upstream answers when it has no
-   *   endpoint, and clients and Envoy treat it as unavailable.
+   * - some pod's metrics are only late: old, yet no scrape of it failed fast since its last good one and fewer than
+   *   `maxConsecutiveScrapeFailures` timed out in a row, and not older than the staleness threshold plus
+   *   LATE_WINDOW_MS. Old metrics without a failure mean the scraper itself is behind (its worker thread starved on a
+   *   busy node); a timed-out scrape, that the pod answered too slowly or that the EPP, starved of CPU, read too late
+   *   (both pass): 'metrics-late', and flow control holds the request for the next scrapes, as GIE's saturation
+   *   detector counts a pod with stale metrics as full and its flow control waits (v1.5.0
+   *   `saturationdetector/utilization/detector.go` Saturation; a failed scrape stores nothing,
+   *   `backend/metrics/pod_metrics.go` refreshMetrics). Without flow control, 503. Past the window, or the timeouts,
+   *   the scraper is stuck or the pod hung, not behind, and waiting would only hold the request to its deadline: 503
+   *   then, as for a pod never scraped since it was discovered that long ago (one discovered within the window is
+   *   late: its first scrape is on its way).
+   * - every pod's scrapes fail fast (refused, reset, an HTTP error: pods gone): nothing says waiting helps, so 503, as
+   *   upstream answers when it has no endpoint, and clients and Envoy treat it as unavailable.
    */
   readonly emptyResultReason = (cycle: CycleContext): SchedulingErrorReason => {
     const excluded = cycle.state.get(this.excludedKey) ?? [];
@@ -224,7 +252,7 @@ export const saturationFilter = definePlugin({
     queueDepthThreshold: fields.integer('queueDepthThreshold', 5, 0),
     kvCacheUtilThreshold: fields.number('kvCacheUtilThreshold', 0.8, 0, 1),
     metricsStalenessThreshold: fields.duration('metricsStalenessThreshold', '200ms'),
-    maxConsecutiveScrapeFailures: fields.integer('maxConsecutiveScrapeFailures', 3, 0),
+    maxConsecutiveScrapeFailures: fields.integer('maxConsecutiveScrapeFailures', DEFAULT_MAX_CONSECUTIVE_SCRAPE_FAILURES, 0),
     ...parseMode(fields),
     ...(fields.has('countPicksSinceScrape') ? { countPicksSinceScrape: fields.boolean('countPicksSinceScrape', true) } : {}),
   }) as Required<SaturationFilterParameters>),

@@ -4,7 +4,7 @@ import type { EndpointSnapshot } from '../../datastore/types';
 import type { SaturationDetector } from '../../requestcontrol/hooks';
 import type { CycleContext, Filter, PluginHandle } from '../framework';
 import { definePlugin, parameters } from '../plugin';
-import { metricsLost } from './saturation-filter';
+import { DEFAULT_MAX_CONSECUTIVE_SCRAPE_FAILURES, metricsLost } from './saturation-filter';
 
 export interface UtilizationDetectorParameters {
   /** The ideal waiting queue (`vllm:num_requests_waiting`) of one pod; must be > 0. @default 5 */
@@ -80,11 +80,13 @@ export class UtilizationDetector implements Filter, SaturationDetector {
   }
 
   /**
-   * Lost, not late: a scrape failed since the last good one, or the last (or, never scraped, the pod's discovery) is
-   * older than the staleness threshold plus LATE_WINDOW_MS (a stuck scraper, as the `saturation-filter` reads it).
+   * Lost, not late, as the `saturation-filter` reads it (`metricsLost`): a scrape failed fast since the last good one,
+   * or DEFAULT_MAX_CONSECUTIVE_SCRAPE_FAILURES timed out in a row (this detector, as GIE's, has no such parameter), or
+   * the last good one (or, never scraped, the pod's discovery) is older than the staleness threshold plus
+   * LATE_WINDOW_MS (a stuck scraper).
    */
   unreadable(candidate: EndpointSnapshot): boolean {
-    return metricsLost(candidate, this.handle.now(), this.stalenessMs);
+    return metricsLost(candidate, this.handle.now(), this.stalenessMs, DEFAULT_MAX_CONSECUTIVE_SCRAPE_FAILURES);
   }
 
   private stale(updateTime: number, now: number): boolean {
