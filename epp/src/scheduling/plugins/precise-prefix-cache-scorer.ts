@@ -120,6 +120,10 @@ export interface PrecisePrefixCacheScorerParameters extends MatchLengthParameter
       uds?: Record<string, unknown>;
       /** The Hugging Face hub cache to look in. @default $HF_HUB_CACHE, $HF_HOME/hub or ~/.cache/huggingface/hub */
       tokenizersCacheDir?: string;
+      /**
+       * llm-d-kv-cache's tokenization worker-pool size (`pool_uds.go` @ v0.8.1): accepted so llm-d's configs load, and
+       * ignored (kvroute has no such pool: templates render on the event loop, the tokenizer encodes on libuv's pool).
+       */
       workersCount?: number;
       huggingFaceToken?: string;
     };
