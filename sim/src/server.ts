@@ -1586,13 +1586,20 @@ function requiredStr(body: Record<string, unknown>, key: string): string {
   return strictStr(body[key], [key]);
 }
 
-/** POST /detokenize: `{tokens, model?}` → `{prompt}` (serving_tokenization.py @ v0.10.0). */
+/**
+ * POST /detokenize: `{tokens, model?}` → `{prompt}` (serving_tokenization.py @ v0.10.0). The route is
+ * `detokenize(request: DetokenizeRequest, raw_request)` (api_server.py @ v0.10.0), so FastAPI validates the body
+ * (`model: Optional[str]`, then `tokens: list[int]`, required) before create_detokenize's `_check_model` runs: a bad
+ * body is a 400 whatever its model, and spends no LoRA id (ServedModels.resolve).
+ */
 function detokenizeResponse(body: Record<string, unknown>, tokenizer: SimTokenizer, models: ServedModels): unknown {
-  models.resolve(body.model === undefined || body.model === null ? undefined : strictStr(body.model, ['model']));
+  const model = body.model === undefined || body.model === null ? undefined : strictStr(body.model, ['model']);
   if (body.tokens === undefined) throw validationError(['tokens'], 'missing', 'Field required', body);
   if (!Array.isArray(body.tokens)) throw validationError(['tokens'], 'list_type', 'Input should be a valid list', body.tokens);
   const ids = body.tokens.map((t, i) => laxInt(t, ['tokens', i]));
-  // The tokenizer's OverflowError, which the route re-raises as RequestValidationError(errors=[str(e)]).
+  models.resolve(model);
+  // The tokenizer's OverflowError, raised in the handler after `_check_model`, which the route re-raises as
+  // RequestValidationError(errors=[str(e)]).
   for (const t of ids) if (t < 0 || t > 0xffffffff) throw handRaisedValidationError('out of range integral type conversion attempted');
   return { prompt: tokenizer.decode(ids.filter((t) => t <= tokenizer.maxTokenId)) };
 }

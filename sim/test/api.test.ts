@@ -943,6 +943,21 @@ describe('request parameters and endpoints as vLLM 0.10.0 answers them (protocol
     expect(m.data[0].permission[0].id).toMatch(/^modelperm-[0-9a-f]{32}$/);
   });
 
+  // vLLM v0.10.0 api_server.py `detokenize(request: DetokenizeRequest, raw_request)`: FastAPI validates the body before
+  // serving_tokenization.py create_detokenize's `_check_model`, whose 404 comes before the tokenizer's OverflowError.
+  it('/detokenize: a bad body is a 400 whatever the model; a valid one naming an unknown model is a 404, even out of range', async () => {
+    const noTokens = await http(sim.url, 'POST', '/detokenize', { model: 'nope' });
+    expect(noTokens.status).toBe(400);
+    expect(noTokens.json().message).toContain("'loc': ('body', 'tokens'), 'msg': 'Field required'");
+    const badToken = await http(sim.url, 'POST', '/detokenize', { model: 'nope', tokens: ['x'] });
+    expect(badToken.status).toBe(400);
+    expect(badToken.json().message).toContain("'type': 'int_parsing', 'loc': ('body', 'tokens', 0)");
+    for (const tokens of [[1], [-1]]) {
+      const r = await http(sim.url, 'POST', '/detokenize', { model: 'nope', tokens });
+      expect([r.status, r.json().message]).toEqual([404, 'The model `nope` does not exist.']);
+    }
+  });
+
   it("HEAD is a 405 on GET routes (FastAPI APIRoutes; audit 39); CORS with vLLM's defaults (allow-origin *, preflight answered)", async () => {
     const head = await fetch(`${sim.url}/health`, { method: 'HEAD' });
     expect(head.status).toBe(405);
