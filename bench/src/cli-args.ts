@@ -174,14 +174,39 @@ export function listOf<T extends string>(known: readonly T[]): ValueParser<T[]> 
 /**
  * A directory, resolved against the working directory: one that exists, or one the command can make later because
  * its nearest existing ancestor is a directory. Anything else would fail only at the command's mkdir, mid-command.
+ * The walk looks at entries themselves (lstat), so a symlink is an existing entry, taken only when it leads to a
+ * directory: a dangling one is no place mkdir can make (fs.existsSync, which follows it, would call it absent).
  */
 export const directory: ValueParser<string> = (flag, raw) => {
   if (raw === undefined || raw === '') throw new UsageError(`${flag}: expects a directory`);
   const dir = path.resolve(raw);
   let existing = dir;
-  while (!fs.existsSync(existing)) existing = path.dirname(existing);
-  if (!fs.statSync(existing).isDirectory()) {
-    throw new UsageError(existing === dir ? `${flag}: ${dir} exists and is not a directory` : `${flag}: cannot make ${dir}: ${existing} is not a directory`);
+  let entry = entryAt(existing);
+  while (entry === undefined) {
+    existing = path.dirname(existing);
+    entry = entryAt(existing);
+  }
+  if (entry.isSymbolicLink() ? !leadsToDirectory(existing) : !entry.isDirectory()) {
+    const reason = entry.isSymbolicLink() ? 'is a symlink that leads to no directory' : existing === dir ? 'exists and is not a directory' : 'is not a directory';
+    throw new UsageError(existing === dir ? `${flag}: ${dir} ${reason}` : `${flag}: cannot make ${dir}: ${existing} ${reason}`);
   }
   return dir;
 };
+
+/** The entry at `p` itself, a symlink not followed; undefined on any error, as fs.existsSync treats one as absence. */
+function entryAt(p: string): fs.Stats | undefined {
+  try {
+    return fs.lstatSync(p);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Whether the symlink at `p` ends at a directory: a dangling link, or a loop, does not. */
+function leadsToDirectory(p: string): boolean {
+  try {
+    return fs.statSync(p).isDirectory();
+  } catch {
+    return false;
+  }
+}

@@ -86,6 +86,26 @@ describe('a directory flag (--out, --log-dir): refused before anything starts wh
   test('a path under a file cannot be made: refused, naming the flag and the file', () => {
     expect(refusal(['--out', path.join(file, 'sub')]).message).toBe(`--out: cannot make ${path.join(file, 'sub')}: ${file} is not a directory`);
   });
+
+  // fs.existsSync follows a symlink, so a dangling one looked absent and the check took its parent, while the command's
+  // fs.mkdirSync(out, { recursive: true }) then fails on it (ENOENT or EEXIST, by Node version) mid-command.
+  test('a dangling symlink, or a path under one, is refused, naming the flag and the link', () => {
+    const link = path.join(root, 'dangling');
+    fs.symlinkSync(path.join(root, 'missing-target'), link);
+    expect(() => fs.mkdirSync(link, { recursive: true })).toThrow(/ENOENT|EEXIST/);
+    expect(refusal(['--out', link]).message).toBe(`--out: ${link} is a symlink that leads to no directory`);
+    expect(refusal(['--out', path.join(link, 'sub')]).message).toBe(`--out: cannot make ${path.join(link, 'sub')}: ${link} is a symlink that leads to no directory`);
+    const toFile = path.join(root, 'to-file');
+    fs.symlinkSync(file, toFile);
+    expect(refusal(['--out', toFile]).message).toBe(`--out: ${toFile} is a symlink that leads to no directory`);
+  });
+
+  test('a symlink to a directory is taken, as is a path under it', () => {
+    const link = path.join(root, 'to-root');
+    fs.symlinkSync(root, link);
+    expect(parseFlags(['--out', link], FLAGS)).toEqual({ out: link });
+    expect(parseFlags(['--out', path.join(link, 'new')], FLAGS)).toEqual({ out: path.join(link, 'new') });
+  });
 });
 
 describe('flags npm kept for itself (`npm start --pods=2`, without "--")', () => {

@@ -67,4 +67,13 @@ function filesWith(dir: string, needle: string): string[] {
       expect(await bench.exited).toBe(2);
       expect(bench.stderr()).toBe(`kvroute-bench ${command}: ${flag}: ${file} exists and is not a directory\n`);
     });
+
+  // A dangling symlink: fs.mkdirSync(out, { recursive: true }) fails on it, so it is refused with the flags too.
+  test.each([['routing', '--out'], ['stack', '--log-dir']])('%s %s DANGLING-SYMLINK is a bad flag value: exit 2, a message naming the flag', async (command, flag) => {
+    const link = path.join(root, `${command}-dangling`);
+    fs.symlinkSync(path.join(root, `${command}-missing`), link);
+    const bench = runBench([command, flag, link]);
+    expect(await bench.exited).toBe(2);
+    expect(bench.stderr()).toBe(`kvroute-bench ${command}: ${flag}: ${link} is a symlink that leads to no directory\n`);
+  });
 });
