@@ -256,7 +256,7 @@ const FLAGS: readonly FlagSpec[] = [
   { name: 'grpc-max-recv-msg-size', aliases: [], kind: 'string', help: 'largest gRPC message the ext_proc server accepts, a size like 10MiB or 25MB; 2Gi or more: no limit (default: the request body limit + 1 MiB, so a buffered body fits)' },
   { name: 'grpc-max-send-msg-size', aliases: [], kind: 'string', help: 'largest gRPC message the ext_proc server sends, a size like 10MiB or 25MB; 2Gi or more: no limit (default: unlimited, grpc-js\'s)' },
   { name: 'tls-min-version', aliases: [], kind: 'string', help: 'the lowest TLS version secure serving accepts: VersionTLS10, VersionTLS11, VersionTLS12 or VersionTLS13 (default TLS 1.2, Node\'s); below VersionTLS12 the ext_proc port also lowers OpenSSL\'s security level to 0, without which OpenSSL 3 refuses TLS 1.0 and 1.1. Without secure serving it changes nothing (reported as ignored)' },
-  { name: 'tls-cipher-suites', aliases: [], kind: 'string', help: 'comma-separated Go crypto/tls suite names (TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256, ...), given again appended: the only TLS 1.0-1.2 suites secure serving allows, in Go\'s preference order; TLS 1.3 suites are not configurable (their names are accepted and change nothing); Go\'s RC4 and 3DES suites, which Node\'s OpenSSL lacks, are not served (warned at start-up); a list with no other TLS 1.2 suite serves TLS 1.3 only. Without secure serving it changes nothing (reported as ignored)' },
+  { name: 'tls-cipher-suites', aliases: [], kind: 'string', help: 'comma-separated Go crypto/tls suite names (TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256, ...; CSV, so a name may be double-quoted), given again appended (an empty repeat adds nothing): the only TLS 1.0-1.2 suites secure serving allows, in Go\'s preference order; TLS 1.3 suites are not configurable (their names are accepted and change nothing); Go\'s RC4 and 3DES suites, which Node\'s OpenSSL lacks, are not served (warned at start-up); a list with no other TLS 1.2 suite serves TLS 1.3 only. Without secure serving it changes nothing (reported as ignored)' },
   { name: 'metrics-cert-dir', aliases: [], kind: 'unsupported', help: 'is not supported: /metrics is plain HTTP; ignoring the flag would serve it without the TLS asked for (restrict it with the NetworkPolicy, or put the mesh\'s mTLS in front)' },
   { name: 'metrics-client-ca-file', aliases: [], kind: 'unsupported', help: 'is not supported: /metrics cannot require client certificates; ignoring the flag would serve it unauthenticated (restrict it with the NetworkPolicy, or put the mesh\'s mTLS in front)' },
   { name: 'endpoint-selector', aliases: [], kind: 'string', help: 'llm-d-router\'s standalone mode: the pods this Kubernetes label selector matches in the namespace are the pool, no InferencePool (\'app=vllm,env in (prod,staging)\'); needs --endpoint-target-ports and $POD_NAME; exclusive with --pool-name and --endpoints' },
@@ -374,8 +374,6 @@ export function parseArgs(argv: readonly string[], env: Readonly<Record<string, 
     // the release's `inferenceExtension.flags` (config/charts/epplib/templates/_deployment.yaml @ v1.5.0 L89-134).
     // A slice flag's earlier values are kept and the new ones appended.
     const earlier = APPENDING.has(spec.name) ? rawValues.get(spec.name) : undefined;
-    values.delete(spec.name);
-    rawValues.delete(spec.name);
     let raw: string;
     if (inline !== undefined) {
       raw = inline;
@@ -391,7 +389,15 @@ export function parseArgs(argv: readonly string[], env: Readonly<Record<string, 
     // An empty value of a flag whose absence means "the default" is that absence, as GIE documents for --pool-namespace
     // ("leave the flag unset or set it to an empty string", site-src/guides/epp-configuration/flags.md @ v1.5.0) and
     // kvroute extends to its other pool and config flags: Helm templates render unset values as "".
-    if (raw === '' && EMPTY_IS_UNSET.has(spec.name)) continue;
+    // A slice flag's empty use adds no entry (pflag string_slice.go readAsCSV("") is []string{}), so its earlier
+    // values stay: `--tls-cipher-suites X --tls-cipher-suites ""` is [X] upstream, not the default suites.
+    if (raw === '' && EMPTY_IS_UNSET.has(spec.name)) {
+      if (earlier === undefined) {
+        values.delete(spec.name);
+        rawValues.delete(spec.name);
+      }
+      continue;
+    }
     if (earlier !== undefined) raw = `${earlier},${raw}`;
     values.set(spec.name, parseValue(spec, `--${name}`, raw));
     rawValues.set(spec.name, raw);

@@ -281,6 +281,22 @@ describe('llm-d-router v0.10.0 flags (pkg/epp/server/options.go AddFlags, Comple
     }
   });
 
+  test('--tls-cipher-suites is a pflag string slice (spf13/pflag v1.0.10 string_slice.go readAsCSV, as llm-d-router v0.10.0 options.go fs.StringSliceVar declares it): an empty use adds nothing, each use is one CSV record', () => {
+    const suites = (...flags: string[]) => parseArgs(['--pool-name', 'p', '--secure-serving', ...flags], {})!.tlsCipherSuites;
+    const [a, b] = ['TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256', 'TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384'];
+    // readAsCSV("") is []string{}: appended to the earlier list, it leaves the list as it was.
+    expect(suites('--tls-cipher-suites', a, '--tls-cipher-suites', '')).toEqual([a]);
+    expect(suites('--tls-cipher-suites', '', '--tls-cipher-suites', a)).toEqual([a]);
+    // encoding/csv: a field may be double-quoted, a doubled quote inside it is one quote, a quote elsewhere is an error.
+    expect(suites('--tls-cipher-suites', `"${a}","${b}"`)).toEqual([a, b]);
+    expect(suites('--tls-cipher-suites', `"${a}"`, '--tls-cipher-suites', `${b},`)).toEqual([a, b]);
+    expect(() => suites('--tls-cipher-suites', `"${a},${b}"`)).toThrow(`--tls-cipher-suites: unknown cipher suite ${JSON.stringify(`${a},${b}`)}`);
+    expect(() => suites('--tls-cipher-suites', `"TLS_""X"`)).toThrow('--tls-cipher-suites: unknown cipher suite "TLS_\\"X"');
+    expect(() => suites('--tls-cipher-suites', `${a}"`)).toThrow('--tls-cipher-suites: bare " in non-quoted-field');
+    expect(() => suites('--tls-cipher-suites', `"${a}" ,${b}`)).toThrow('--tls-cipher-suites: extraneous or missing " in quoted-field');
+    expect(() => suites('--tls-cipher-suites', `"${a}`)).toThrow('--tls-cipher-suites: extraneous or missing " in quoted-field');
+  });
+
   test.each([
     ['--metrics-cert-dir', '/certs', /^--metrics-cert-dir is not supported: \/metrics is plain HTTP/],
     ['--metrics-client-ca-file', '/ca.pem', /^--metrics-client-ca-file is not supported: \/metrics cannot require client certificates/],

@@ -112,6 +112,12 @@ describe('llm-d-router v0.10.0 --tls-cipher-suites (options.go parseCipherSuites
     expect(await handshake(port, { min: 'TLSv1.3', max: 'TLSv1.3' })).toBe('TLSv1.3 epp');
   });
 
+  test('the flag given again empty keeps the earlier list, as pflag\'s string slice appends nothing for it (spf13/pflag v1.0.10 string_slice.go readAsCSV; options.go fs.StringSliceVar)', async () => {
+    await live.start(1, '--cert-path', dir, '--tls-cipher-suites', 'TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384', '--tls-cipher-suites', '');
+    expect(await handshake(live.epp!.grpcPort, tls12('ECDHE-ECDSA-AES256-GCM-SHA384'))).toBe('TLSv1.2 epp ECDHE-ECDSA-AES256-GCM-SHA384');
+    expect(await handshake(live.epp!.grpcPort, tls12('ECDHE-ECDSA-AES128-GCM-SHA256'))).toMatch(/^refused: .*handshake failure/);
+  });
+
   test('a list of TLS 1.3 suites only leaves TLS 1.2 no suite, as Go does: TLS 1.2 clients are refused, TLS 1.3 ones served', async () => {
     await live.start(1, '--cert-path', dir, '--tls-cipher-suites', 'TLS_AES_256_GCM_SHA384');
     expect(await handshake(live.epp!.grpcPort, tls12('ECDHE-ECDSA-AES256-GCM-SHA384'))).toMatch(/^refused/);

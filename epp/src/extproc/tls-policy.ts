@@ -61,14 +61,49 @@ const GO_CIPHER_SUITES: readonly (readonly [go: string, openssl: string | undefi
 const GO_SUITE_NAMES: ReadonlySet<string> = new Set(GO_CIPHER_SUITES.map(([go]) => go));
 
 /**
- * The Go suite names of a `--tls-cipher-suites` list, as parseCipherSuites reads them: trimmed, empty entries
- * skipped.
- * @throws Error with parseCipherSuites' message for a name Go does not implement.
+ * The Go suite names of a `--tls-cipher-suites` list: one CSV record, as pflag's string slice reads it (spf13/pflag
+ * string_slice.go readAsCSV, Go's encoding/csv), so a name may be double-quoted (`"TLS_A","TLS_B"`); then as
+ * parseCipherSuites reads the names: trimmed, empty entries skipped.
+ * @throws Error with encoding/csv's message for a malformed record, parseCipherSuites' for a name Go does not implement.
  */
 export function parseCipherSuites(list: string): string[] {
-  const names = list.split(',').map((n) => n.trim()).filter((n) => n !== '');
+  const names = readCsvRecord(list).map((n) => n.trim()).filter((n) => n !== '');
   for (const name of names) if (!GO_SUITE_NAMES.has(name)) throw new Error(`unknown cipher suite ${JSON.stringify(name)}`);
   return names;
+}
+
+/**
+ * The fields of a one-line CSV record as Go's encoding/csv Reader reads them by default: comma-separated; a field that
+ * starts with `"` is quoted, may hold commas, and writes a quote as `""`; a quote anywhere else is an error.
+ */
+function readCsvRecord(line: string): string[] {
+  const fields: string[] = [];
+  let i = 0;
+  for (;;) {
+    if (line[i] !== '"') {
+      const end = line.indexOf(',', i);
+      const field = line.slice(i, end < 0 ? line.length : end);
+      if (field.includes('"')) throw new Error('bare " in non-quoted-field');
+      fields.push(field);
+      if (end < 0) return fields;
+      i = end + 1;
+      continue;
+    }
+    let field = '';
+    for (i++; ; ) {
+      const quote = line.indexOf('"', i);
+      if (quote < 0) throw new Error('extraneous or missing " in quoted-field');
+      field += line.slice(i, quote);
+      i = quote + 1;
+      if (line[i] !== '"') break;
+      field += '"';
+      i++;
+    }
+    fields.push(field);
+    if (i === line.length) return fields;
+    if (line[i] !== ',') throw new Error('extraneous or missing " in quoted-field');
+    i++;
+  }
 }
 
 /** OpenSSL's name of each listed TLS 1.0-1.2 suite that Node's OpenSSL offers, in Go's preference order. */
