@@ -8,7 +8,7 @@ import type { SecureVersion } from 'tls';
 import { DEPRECATED_SATURATION_ENV, type DeprecatedSaturationEnv } from './config/deprecated-saturation-env';
 import { DEPRECATED_ENV_FEATURE_GATES, parseGoBool, type DeprecatedFeatureGateEnv } from './config/deprecated-env-feature-gates';
 import { parseDuration } from './config/duration';
-import { parseWholeQuantity } from './config/quantity';
+import { quantityAsInt64 } from './config/quantity';
 import { MAX_FLOW_PRIORITY } from './config/flow-control-defaults';
 import { LORA_INFO_METRIC, VLLM_METRIC_NAMES } from './datastore/vllm-metrics';
 import { parseEndpointList } from './datastore/static-discovery';
@@ -251,8 +251,8 @@ const FLAGS: readonly FlagSpec[] = [
   { name: 'enable-grpc-stream-metrics', aliases: [], kind: 'ignored-bool', help: 'ignored: no ext_proc stream gauges or histograms of upstream\'s; routing is unchanged' },
   { name: 'emit-endpoint-scores', aliases: [], kind: 'bool', default: 'false', help: 'write every scored candidate\'s final score into the answer\'s dynamic metadata, envoy.lb x-gateway-destination-endpoint-scores (a struct of ip:port → score), as llm-d-router v0.10.0 does (handlers/request.go generateMetadata); off by default' },
   // llm-d-router v0.10.0 pkg/epp/server/options.go: Kubernetes quantities with an optional trailing B (sanitizeSizeString),
-  // non-negative, up to math.MaxInt64; 0 keeps the default; the limits go to the gRPC server (runserver.go MaxRecvMsgSize /
-  // MaxSendMsgSize), 2Gi and more as no limit (grpc-js's lengths are 32-bit).
+  // non-negative, that Quantity.AsInt64 holds; 0 keeps the default; the limits go to the gRPC server (runserver.go
+  // MaxRecvMsgSize / MaxSendMsgSize), 2Gi and more as no limit (grpc-js's lengths are 32-bit).
   { name: 'grpc-max-recv-msg-size', aliases: [], kind: 'string', help: 'largest gRPC message the ext_proc server accepts, a size like 10MiB or 25MB; 2Gi or more: no limit (default: the request body limit + 1 MiB, so a buffered body fits)' },
   { name: 'grpc-max-send-msg-size', aliases: [], kind: 'string', help: 'largest gRPC message the ext_proc server sends, a size like 10MiB or 25MB; 2Gi or more: no limit (default: unlimited, grpc-js\'s)' },
   { name: 'tls-min-version', aliases: [], kind: 'string', help: 'the lowest TLS version secure serving accepts: VersionTLS10, VersionTLS11, VersionTLS12 or VersionTLS13 (default TLS 1.2, Node\'s); below VersionTLS12 the ext_proc port also lowers OpenSSL\'s security level to 0, without which OpenSSL 3 refuses TLS 1.0 and 1.1. Without secure serving it changes nothing (reported as ignored)' },
@@ -567,21 +567,22 @@ export function parseArgs(argv: readonly string[], env: Readonly<Record<string, 
 /**
  * `--grpc-max-recv-msg-size` and `--grpc-max-send-msg-size` as llm-d-router v0.10.0 reads them
  * (`pkg/epp/server/options.go` Complete, sanitizeSizeString): a Kubernetes quantity (`10Mi`, `25M`, `1048576`) with an
- * optional trailing `B`/`b`, whole (`Quantity.AsInt64`), not negative, at most Go's math.MaxInt64; 0 leaves the
- * server's default. grpc-js holds a limit in a 32-bit signed length, so 2Gi and more (grpc-go's limit of that many bytes,
- * which no message reaches) is -1, grpc-js's "no limit".
+ * optional trailing `B`/`b`, that `Quantity.AsInt64` holds (else upstream's "overflows maximum supported size", for
+ * `1.5Mi`, `4Ei`, `1000m` or 19 digits too: see quantityAsInt64), not negative; 0 leaves the server's default. grpc-js
+ * holds a limit in a 32-bit signed length, so 2Gi and more (grpc-go's limit of that many bytes, which no message
+ * reaches) is -1, grpc-js's "no limit".
  */
 function messageSizes(recv: string | undefined, send: string | undefined): { grpcMaxRecvMsgSize?: number; grpcMaxSendMsgSize?: number } {
   const size = (flag: string, text: string): number => {
     let s = text.trim();
     if (s.length > 1 && (s.endsWith('B') || s.endsWith('b'))) s = s.slice(0, -1);
-    let bytes: bigint;
+    let bytes: bigint | undefined;
     try {
-      bytes = parseWholeQuantity(s);
+      bytes = quantityAsInt64(s);
     } catch (e) {
       throw new UsageError(`--${flag} ${(e as Error).message}`);
     }
-    if (bytes > 2n ** 63n - 1n || bytes < -(2n ** 63n)) throw new UsageError(`--${flag} overflows maximum supported size: ${s}`);
+    if (bytes === undefined) throw new UsageError(`--${flag} overflows maximum supported size: ${s}`);
     if (bytes < 0n) throw new UsageError(`--${flag} must be non-negative, got ${JSON.stringify(text)}`);
     return bytes >= 2n ** 31n ? -1 : Number(bytes);
   };

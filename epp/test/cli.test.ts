@@ -227,7 +227,7 @@ describe('llm-d-router v0.10.0 flags (pkg/epp/server/options.go AddFlags, Comple
     expect(() => parseArgs(['--pool-name', 'p', '--emit-endpoint-scores=maybe'], {})).toThrow('--emit-endpoint-scores: must be true or false, got "maybe"');
   });
 
-  test('--grpc-max-recv-msg-size / --grpc-max-send-msg-size: Kubernetes quantities with an optional trailing B, not negative, up to math.MaxInt64 (llm-d-router v0.10.0 pkg/epp/server/options.go Complete, sanitizeSizeString)', () => {
+  test('--grpc-max-recv-msg-size / --grpc-max-send-msg-size: Kubernetes quantities with an optional trailing B, not negative, that Quantity.AsInt64 holds (llm-d-router v0.10.0 pkg/epp/server/options.go Complete, sanitizeSizeString)', () => {
     const sizes = (...flags: string[]) => {
       const o = parseArgs(['--pool-name', 'p', ...flags], {})!;
       return [o.grpcMaxRecvMsgSize, o.grpcMaxSendMsgSize];
@@ -237,15 +237,37 @@ describe('llm-d-router v0.10.0 flags (pkg/epp/server/options.go AddFlags, Comple
     expect(sizes('--grpc-max-recv-msg-size', ' 1048576 ', '--grpc-max-send-msg-size', '0')).toEqual([1_048_576, 0]);
     expect(() => sizes('--grpc-max-recv-msg-size', '-1Mi')).toThrow('--grpc-max-recv-msg-size must be non-negative, got "-1Mi"');
     expect(() => sizes('--grpc-max-send-msg-size', 'lots')).toThrow(/^--grpc-max-send-msg-size must be a Kubernetes quantity/);
-    // Upstream refuses only what Quantity.AsInt64 cannot hold; grpc-js's lengths are 32-bit, so 2Gi and more is -1, no limit.
+    // grpc-js's lengths are 32-bit, so what upstream takes from 2Gi up is -1, no limit.
     expect(sizes('--grpc-max-recv-msg-size', '2Gi', '--grpc-max-send-msg-size', '4GiB')).toEqual([-1, -1]);
-    expect(sizes('--grpc-max-recv-msg-size', '2147483647', '--grpc-max-send-msg-size', '9223372036854775807')).toEqual([2 ** 31 - 1, -1]);
-    expect(sizes('--grpc-max-recv-msg-size', '4Ei')).toEqual([-1, undefined]);
-    expect(() => sizes('--grpc-max-recv-msg-size', '8Ei')).toThrow('--grpc-max-recv-msg-size overflows maximum supported size: 8Ei');
-    expect(() => sizes('--grpc-max-send-msg-size', '1e100')).toThrow('--grpc-max-send-msg-size overflows maximum supported size: 1e100');
-    // Quantity.AsInt64 refuses fractions: 1.5Mi is a whole number of bytes, 1m (a thousandth) and 0.5 are not.
-    expect(sizes('--grpc-max-recv-msg-size', '1.5Mi')).toEqual([1_572_864, undefined]);
-    for (const fraction of ['1m', '0.5', '100.5', '1e-1000']) expect(() => sizes('--grpc-max-recv-msg-size', fraction)).toThrow(/must be a whole number of bytes/);
+    expect(sizes('--grpc-max-recv-msg-size', '2147483647', '--grpc-max-send-msg-size', '999999999999999999')).toEqual([2 ** 31 - 1, -1]);
+    expect(sizes('--grpc-max-recv-msg-size', '1.5k', '--grpc-max-send-msg-size', '9.22337203685477580E')).toEqual([1500, -1]);
+    expect(sizes('--grpc-max-recv-msg-size', '1.Mi', '--grpc-max-send-msg-size', '10Ti')).toEqual([2 ** 20, -1]);
+    expect(sizes('--grpc-max-recv-msg-size', '99999Gi', '--grpc-max-send-msg-size', '0e100')).toEqual([-1, 0]);
+  });
+
+  // llm-d-router v0.10.0 pkg/epp/server/options.go Complete: resource.ParseQuantity, then q.AsInt64(), false
+  // ("overflows maximum supported size") whenever ParseQuantity left its int64 fast path or the int64Amount has a
+  // negative scale (k8s.io/apimachinery v0.35.7 pkg/api/resource/quantity.go ParseQuantity, amount.go AsInt64).
+  test.each([
+    ['4Ei', 'a binary suffix whose precision (15 - digits - exponent*3/10 - 1) is negative: every Pi and Ei'],
+    ['1Pi', 'the same: 1Pi'],
+    ['100Ti', 'the same: Ti takes at most 2 digits'],
+    ['100000Gi', 'the same: Gi takes at most 5 digits'],
+    ['1.5Mi', 'a binary suffix with a fraction'],
+    ['9223372036854775807', 'more than 18 digits (precision 18 - digits < 0), math.MaxInt64 included'],
+    ['1000000000000000000', 'more than 18 digits though 1E is taken'],
+    ['8Ei', 'past math.MaxInt64'],
+    ['10E', 'a scale past math.MaxInt64 (positiveScaleInt64 overflows)'],
+    ['1e100', 'the same'],
+    ['1000m', 'a negative scale (int64Amount scale -3), though a whole number'],
+    ['1.0', 'a fraction digit (scale -1), though a whole number'],
+    ['0m', 'a negative scale, though zero'],
+    ['0.5', 'a fraction'],
+    ['1e-1000', 'a scale below Nano (inf.Dec)'],
+  ])('%s is refused as upstream refuses it: %s', (value) => {
+    const parse = (flag: string) => parseArgs(['--pool-name', 'p', flag, value], {});
+    expect(() => parse('--grpc-max-recv-msg-size')).toThrow(`--grpc-max-recv-msg-size overflows maximum supported size: ${value}`);
+    expect(() => parse('--grpc-max-send-msg-size')).toThrow(`--grpc-max-send-msg-size overflows maximum supported size: ${value}`);
   });
 
   test('--tls-min-version: upstream\'s four Go names in Node\'s spelling with secure serving, ignored without it, others refused with parseTLSVersion\'s message (llm-d-router v0.10.0 pkg/epp/server/options.go)', () => {

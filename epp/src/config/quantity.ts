@@ -30,35 +30,44 @@ export function parseQuantity(value: unknown): number {
   return result;
 }
 
-/** The decimal SI suffixes as powers of ten, for `parseWholeQuantity`'s exact arithmetic. */
+/** The decimal SI suffixes as powers of ten, for `quantityAsInt64`'s exact arithmetic. */
 const DECIMAL_EXPONENT: Readonly<Record<string, number>> = { n: -9, u: -6, m: -3, '': 0, k: 3, M: 6, G: 9, T: 12, P: 15, E: 18 };
 
+const MAX_INT64 = 2n ** 63n - 1n;
+
 /**
- * A quantity that must be a whole number, as Kubernetes' `Quantity.AsInt64` requires (`1.5Mi` is, `1m` and `0.5` are
- * not), exactly, as a bigint: llm-d-router's byte sizes (`pkg/epp/server/options.go` Complete) go up to Go's
- * math.MaxInt64, past what a number holds exactly; the caller bounds it.
+ * `value` as Kubernetes' `Quantity.AsInt64` gives it after `ParseQuantity`, exactly, as a bigint (llm-d-router's byte
+ * sizes, `pkg/epp/server/options.go` Complete, go up to Go's math.MaxInt64, past what a number holds exactly), or
+ * undefined where AsInt64 is false. That is wherever ParseQuantity left its int64 fast path for an inf.Dec, or gave an
+ * int64Amount with a negative scale (k8s.io/apimachinery v0.35.7 `pkg/api/resource/quantity.go` ParseQuantity,
+ * `amount.go` AsInt64): more than 18 digits (`9223372036854775807`); a binary suffix with a fraction (`1.5Mi`) or more
+ * digits than it keeps exact (`15 - digits - exponent*3/10 - 1 < 0`: 11 for Ki, 8 Mi, 5 Gi, 2 Ti, none for Pi and Ei);
+ * a negative scale, even for a whole number or zero (`1000m`, `1.0`, `0m`); a result past math.MaxInt64 (`10E`).
+ * @throws Error when `value` is not a quantity.
  */
-export function parseWholeQuantity(value: string): bigint {
+export function quantityAsInt64(value: string): bigint | undefined {
   const match = QUANTITY.exec(value);
   if (match === null) throw new Error(`must be ${QUANTITY_FORMAT_HINT}, got ${JSON.stringify(value)}`);
   const number = match[1]!;
   const suffix = match[2] ?? '';
   const [whole, fraction = ''] = number.replace(/^[+-]/, '').split('.');
-  const digits = `${whole}${fraction}`.replace(/^0+(?=\d)/, '');
-  let mantissa = BigInt(digits) * (suffix in BINARY ? BigInt(BINARY[suffix]!) : 1n);
-  const exponent = -fraction.length + (suffix in BINARY ? 0 : suffix in DECIMAL_EXPONENT ? DECIMAL_EXPONENT[suffix]! : Number(suffix.slice(1)));
-  if (mantissa !== 0n) {
-    if (exponent < 0) {
-      // A power of ten longer than the mantissa cannot divide it (and 10^exponent stays small).
-      const divisor = -exponent <= mantissa.toString().length ? 10n ** BigInt(-exponent) : 0n;
-      if (divisor === 0n || mantissa % divisor !== 0n) throw new Error(`must be a whole number of bytes, got ${JSON.stringify(value)}`);
-      mantissa /= divisor;
-    } else {
-      // Past 10^40 the size is out of any caller's range; the bound keeps 10^exponent small.
-      mantissa *= 10n ** BigInt(Math.min(exponent, 40));
-    }
+  // parseQuantityString drops the leading zeros before counting digits.
+  const num = whole!.replace(/^0+/, '') || '0';
+  const sign = number.startsWith('-') ? -1n : 1n;
+  if (suffix in BINARY) {
+    const exponent = Math.log2(BINARY[suffix]!);
+    if (fraction !== '' || 15 - num.length - Math.trunc((exponent * 3) / 10) - 1 < 0) return undefined;
+    return sign * (BigInt(num) << BigInt(exponent));
   }
-  return number.startsWith('-') ? -mantissa : mantissa;
+  if (num.length + fraction.length > 18) return undefined;
+  const scale = (suffix in DECIMAL_EXPONENT ? DECIMAL_EXPONENT[suffix]! : Number(suffix.slice(1))) - fraction.length;
+  if (scale < 0) return undefined;
+  const mantissa = BigInt(num + fraction);
+  if (mantissa === 0n) return 0n;
+  // A non-zero mantissa times 10^19 or more is past math.MaxInt64; the bound keeps 10^scale small.
+  if (scale > 18) return undefined;
+  const result = mantissa * 10n ** BigInt(scale);
+  return result > MAX_INT64 ? undefined : sign * result;
 }
 
 function quantityValue(value: string): { exact: number; nearest: number; integral: boolean } {
