@@ -35,8 +35,8 @@ const TOKENS = [151644, 872, 198, 151652, ...Array.from({ length: 28 }, () => IM
  * and `extra_keys`: `[ts, [["BlockStored", hashes, parent, tokens, block_size, lora_id, medium, lora_name,
  * extra_keys]], dp_rank]`.
  */
-function positionalBatch(extraKeys: unknown[]): Uint8Array {
-  const event = ['BlockStored', [7001, 7002, 7003], null, TOKENS, 16, null, 'GPU', null, extraKeys];
+function positionalBatch(extraKeys: unknown[], loraName: string | null = null): Uint8Array {
+  const event = ['BlockStored', [7001, 7002, 7003], null, TOKENS, 16, null, 'GPU', loraName, extraKeys];
   return encode([Date.now() / 1000, [event], 0]);
 }
 
@@ -55,6 +55,17 @@ describe('an unsalted multimodal prompt\'s first block, as vLLM between #33304 a
   test('a salt after a bare identifier that the next block repeats is still the salt', () => {
     const decoded = decodeEventBatch(positionalBatch([['mm-hash-of-image-A', 'tenant-1'], ['mm-hash-of-image-A'], null])).events[0] as BlockStored;
     expect(chainStartOf(decoded).cacheSalt).toBe('tenant-1');
+  });
+
+  // vLLM >= #27577 (kv_cache_utils.py `_gen_lora_extra_hash_keys`: `[lora_request.lora_name]`, which
+  // `generate_block_hash_extra_keys` puts first in every block's keys) repeats the LoRA name on each block, so only the
+  // keys after it can repeat a multimodal identifier: a salt equal to the adapter's name is still the salt.
+  test('a LoRA request whose cache_salt equals its adapter\'s name: the LoRA key every block starts with is not a repeat of the salt', () => {
+    const salted = decodeEventBatch(positionalBatch([['tenant-a', 'tenant-a'], ['tenant-a'], ['tenant-a']], 'tenant-a')).events[0] as BlockStored;
+    expect(chainStartOf(salted)).toEqual({ adapter: 'tenant-a', cacheSalt: 'tenant-a' });
+    // The bare identifier that the next block repeats after its LoRA key is still no salt.
+    const unsalted = decodeEventBatch(positionalBatch([['tenant-a', 'mm-hash-of-image-A'], ['tenant-a', 'mm-hash-of-image-A'], ['tenant-a']], 'tenant-a')).events[0] as BlockStored;
+    expect(chainStartOf(unsalted)).toEqual({ adapter: 'tenant-a' });
   });
 
   test('control: the same blocks with #36708\'s tuple keys read no salt', () => {

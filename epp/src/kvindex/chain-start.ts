@@ -6,7 +6,8 @@
  * vLLM's extra keys of a block (vllm-project/vllm: vllm/v1/core/kv_cache_utils.py `generate_block_hash_extra_keys`,
  * read at main 001cabc1; the same order since v0.10.0) are, in order:
  *   `lora_extra_keys + mm_extra_keys + cache_salt_keys + prompt_embeds_keys`
- * - LoRA: `[lora_request.lora_name]`, a string (vLLM >= #27577, which also added `lora_name` to `BlockStored`);
+ * - LoRA, on every block of a LoRA request: `[lora_request.lora_name]`, a string (vLLM >= #27577, which also added
+ *   `lora_name` to `BlockStored`);
  *   `[lora_int_id]`, an int, before it (events report it as `lora_id` from #27728; vLLM 0.10.x failed on them), named here from the pool's `--lora-modules` order when configured;
  * - multimodal: one `(identifier, offset)` tuple per item in the block (vLLM >= #36708); before it the bare identifier
  *   string, which `BlockStored` carries from #33304 until #36708;
@@ -70,7 +71,9 @@ export function chainStartOf(event: BlockStored, loraAdapters: readonly string[]
     // A bare multimodal identifier and no salt: the last string is the image's. The salt is on block 0 only, while an
     // item spanning blocks repeats its identifier in the next block's keys, so a string seen again is not the salt. An
     // image ending within block 0 cannot be told from a salt; its chain is then keyed apart (a miss, never a false hit).
-    if (event.extraKeys!.slice(1).some((keys) => keys?.includes(key) === true)) return { adapter };
+    // Every block's keys start with the LoRA key, so only what follows it is compared: a salt equal to the adapter's
+    // name is still the salt.
+    if (event.extraKeys!.slice(1).some((keys) => keys?.slice(skip).includes(key) === true)) return { adapter };
     return { adapter, cacheSalt: key };
   }
   return { adapter };
