@@ -357,7 +357,8 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   // onMessageBeginImpl (`source/common/http/http1/codec_impl.cc` @ v1.35.0 ServerConnectionImpl::onMessageBeginBase),
   // which disables the connection idle timer, and the ActiveStream constructor arms request_timeout and
   // stream_idle_timeout (`conn_manager_impl.cc` L885-890). Node says nothing before the head is complete, so the first
-  // byte with no request in flight stands for that start: until the head is in, both timers run here, and one that
+  // byte, other than CR or LF, after the previous request's end and with no request in flight stands for that start
+  // (http_parser's s_start_req skips CR and LF before a request line): until the head is in, both timers run here, and one that
   // expires answers 408 (the request is incomplete: Utility::maybeRequestTimeoutCode) with its body, "request timeout"
   // (onRequestTimeout) or "stream timeout" (onIdleTimeout), and closes the connection. Once the head is in, the
   // exchange takes them over (`timeouts.ts`): the request timer from the same start, the idle timer reset by the
@@ -386,12 +387,26 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     const startHead = () => {
       if (inFlight > 0 || headStartedAt !== undefined) return;
       headStartedAt = performance.now();
-      clearTimeout(timer);
       if (opts.requestReceiveTimeoutMs > 0) headTimers.push(setTimeout(() => headTimeout('requestReceive', 'request timeout'), opts.requestReceiveTimeoutMs));
       if (opts.idleTimeoutMs > 0) headTimers.push(setTimeout(() => headTimeout('idle', 'stream timeout'), opts.idleTimeoutMs));
+      // With neither stream timer on, the connection idle timer stays: nothing else would ever close the connection.
+      if (headTimers.length > 0) clearTimeout(timer);
     };
+    // The request Node parsed last, and whether its body was all in before the chunk now being read: only bytes after
+    // a request's end can begin the next one (the rest of the body of a request answered early is not a head).
+    let lastRequest: http.IncomingMessage | undefined;
+    let requestsInChunk = 0;
+    let lastEndedBeforeChunk = true;
     arm();
-    socket.on('data', startHead);
+    // Node's own 'data' listener, added first, has parsed the chunk when this one runs.
+    socket.on('data', (chunk: Buffer) => {
+      const startedNone = requestsInChunk === 0;
+      const endedBefore = lastEndedBeforeChunk;
+      requestsInChunk = 0;
+      lastEndedBeforeChunk = lastRequest?.complete ?? true;
+      // http_parser skips CR and LF before a request line (s_start_req), so Envoy opens no stream for them.
+      if (startedNone && endedBefore && chunk.some((byte) => byte !== 0x0d && byte !== 0x0a)) startHead();
+    });
     socket.on('close', () => {
       clearTimeout(timer);
       stopHeadTimers();
@@ -399,6 +414,8 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     idleTrackers.set(socket, {
       start: (req) => {
         inFlight++;
+        lastRequest = req;
+        requestsInChunk++;
         clearTimeout(timer);
         stopHeadTimers();
         if (headStartedAt !== undefined) streamStarts.set(req, headStartedAt);

@@ -420,4 +420,59 @@ describe('a client that stalls inside its request head (the stream starts at its
       await gw.close();
     }
   });
+
+  /** Writes `first`, waits, writes `then`, and returns what came back `wait` ms later and whether the connection closed. */
+  const rawTwice = async (gwPort: number, first: string, then: string, wait: number): Promise<{ out: string; closed: boolean }> => {
+    const socket = net.connect(gwPort, LOOPBACK);
+    try {
+      await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject));
+      let out = '';
+      let closed = false;
+      socket.on('data', (d: Buffer) => { out += d.toString('latin1'); });
+      socket.on('close', () => { closed = true; });
+      socket.write(first);
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      socket.write(then);
+      await new Promise((resolve) => setTimeout(resolve, wait));
+      return { out, closed };
+    } finally {
+      socket.destroy();
+    }
+  };
+
+  // nodejs/http-parser 2.9.4 (Envoy v1.35.0's HTTP/1 parser) http_parser.c s_start_req: "if (ch == CR || ch == LF)
+  // break;" — CR and LF before a request line begin no message, so Envoy opens no stream and arms no timer for them.
+  it('a CRLF between keep-alive requests begins no request: no 408', async () => {
+    const gw = await gateway({ endpoints: [up.address], requestReceiveTimeoutMs: 500, idleTimeoutMs: 60_000 });
+    try {
+      const { out } = await rawTwice(gw.port, 'GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n', '\r\n', 1500);
+      expect(out.split('\r\n')[0]).toBe('HTTP/1.1 200 OK');
+      expect(out).not.toContain('408');
+    } finally {
+      await gw.close();
+    }
+  });
+
+  it('a CRLF between keep-alive requests leaves the connection idle timer running (stream timers off)', async () => {
+    const gw = await gateway({ endpoints: [up.address], requestReceiveTimeoutMs: 0, idleTimeoutMs: 0, connectionIdleTimeoutMs: 500 });
+    try {
+      const { closed } = await rawTwice(gw.port, 'GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n', '\r\n', 2000);
+      expect(closed).toBe(true);
+    } finally {
+      await gw.close();
+    }
+  });
+
+  // The rest of the body of a request answered before its body was in belongs to that request (http_parser reads it
+  // as body), not to a new stream: no second response.
+  it('the rest of the body of a request already answered (405) begins no request: no 408', async () => {
+    const gw = await gateway({ endpoints: [up.address], requestReceiveTimeoutMs: 500, idleTimeoutMs: 60_000 });
+    try {
+      const { out } = await rawTwice(gw.port, 'POST /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabcde', 'f', 1500);
+      expect(out.split('\r\n')[0]).toBe('HTTP/1.1 405 Method Not Allowed');
+      expect(out).not.toContain('408');
+    } finally {
+      await gw.close();
+    }
+  });
 });
