@@ -183,6 +183,10 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
     void done.finally(() => inflight.delete(done));
   };
   const server: HttpServer = tls === null ? createServer(onRequest) : createHttpsServer(tls, onRequest);
+  // uvicorn acts on `Expect: 100-continue` only and serves a request with any other expectation as usual (uvicorn
+  // protocols/http/httptools_impl.py on_header; uvicorn[standard], which vLLM installs, runs httptools), where Node
+  // would answer 417 itself.
+  server.on('checkExpectation', onRequest);
   if (tls !== null && options.sslCertReqs === 1) {
     // Python's CERT_OPTIONAL verifies a certificate the client chooses to send and aborts the handshake when it fails;
     // Node's rejectUnauthorized: false would serve that client, so its connection is dropped here, before any request.

@@ -18,6 +18,25 @@ describe('OpenAI API over loopback', () => {
   });
   afterAll(() => sim.close());
 
+  // uvicorn (vLLM's server) acts on `Expect: 100-continue` only and serves a request with any other expectation as
+  // usual (uvicorn protocols/http/httptools_impl.py on_header: `if name == b"expect" and value.lower() ==
+  // b"100-continue"`), where Node answers 417 itself. kvroute's gateway forwards such an Expect, as Envoy does.
+  it('serves a request with an Expect other than 100-continue, as uvicorn does (no 417)', async () => {
+    const body = JSON.stringify({ model: MODEL, prompt: 'hi', max_tokens: 2 });
+    const status = await new Promise<number | undefined>((resolve, reject) => {
+      const req = httpRequest(`${sim.url}/v1/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), expect: 'x-custom' },
+      }, (res: IncomingMessage) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode));
+      });
+      req.on('error', reject);
+      req.end(body);
+    });
+    expect(status).toBe(200);
+  });
+
   it('GET /health and /v1/models', async () => {
     const h = await http(sim.url, 'GET', '/health');
     expect(h.status).toBe(200);
