@@ -397,15 +397,23 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     let lastRequest: http.IncomingMessage | undefined;
     let requestsInChunk = 0;
     let lastEndedBeforeChunk = true;
+    let headWaiting = false;
     arm();
-    // Node's own 'data' listener, added first, has parsed the chunk when this one runs.
+    // Node's own 'data' listener, added first, has parsed the chunk when this one runs. Bytes of a next head in the same
+    // chunk as the end of a request cannot be told from that request's own (Node's parser does not say where a message
+    // ended): they start nothing (gateway/README.md, Timeouts).
     socket.on('data', (chunk: Buffer) => {
       const startedNone = requestsInChunk === 0;
       const endedBefore = lastEndedBeforeChunk;
       requestsInChunk = 0;
       lastEndedBeforeChunk = lastRequest?.complete ?? true;
       // http_parser skips CR and LF before a request line (s_start_req), so Envoy opens no stream for them.
-      if (startedNone && endedBefore && chunk.some((byte) => byte !== 0x0d && byte !== 0x0a)) startHead();
+      if (!startedNone || !endedBefore || !chunk.some((byte) => byte !== 0x0d && byte !== 0x0a)) return;
+      // Bytes after a request whose response is still going out wait in Envoy's codec, paused after each message
+      // (http1/codec_impl.cc ServerConnectionImpl::onMessageCompleteBase "Always pause the parser"), and begin the next
+      // stream when that one ends (ConnectionManagerImpl::doEndStream resumes the codec, which re-dispatches them).
+      if (inFlight > 0) headWaiting = true;
+      else startHead();
     });
     socket.on('close', () => {
       clearTimeout(timer);
@@ -420,9 +428,12 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
         stopHeadTimers();
         if (headStartedAt !== undefined) streamStarts.set(req, headStartedAt);
         headStartedAt = undefined;
+        headWaiting = false;
       },
       end: () => {
-        if (--inFlight === 0 && !socket.destroyed) arm();
+        if (--inFlight > 0 || socket.destroyed) return;
+        arm();
+        if (headWaiting) startHead();
       },
     });
   });

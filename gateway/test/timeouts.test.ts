@@ -475,4 +475,30 @@ describe('a client that stalls inside its request head (the stream starts at its
       await gw.close();
     }
   });
+
+  // Envoy v1.35.0 http1/codec_impl.cc ServerConnectionImpl::onMessageCompleteBase pauses the parser after each request
+  // ("Always pause the parser so that the calling code can process 1 request at a time"); the bytes of the next head
+  // wait, and its stream (with request_timeout) begins when the first stream ends and the codec re-dispatches them.
+  it('a request head sent while the previous response is still going out meets request_timeout once that stream ends', async () => {
+    const gw = await gateway({ endpoints: [up.address], requestReceiveTimeoutMs: 500, idleTimeoutMs: 60_000 });
+    const socket = net.connect(gw.port, LOOPBACK);
+    try {
+      await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject));
+      let out = '';
+      socket.on('data', (d: Buffer) => { out += d.toString('latin1'); });
+      const body = completion();
+      socket.write(`POST /sse?n=2 HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`);
+      await waitFor(() => out.includes('"i":0'));
+      socket.write(stall);
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      up.gate.open();
+      await waitFor(() => out.includes('[DONE]'));
+      expect(out).not.toContain('408');
+      await waitFor(() => out.includes('HTTP/1.1 408 Request Timeout'), 'the 408', { limitMs: 3000 });
+      expect(out.endsWith('request timeout')).toBe(true);
+    } finally {
+      socket.destroy();
+      await gw.close();
+    }
+  });
 });
