@@ -6,7 +6,7 @@
  */
 import { randomUUID } from 'crypto';
 import type * as http from 'http';
-import { envoyUrlAccepts } from './envoy-url';
+import { isValidRefererValue } from './envoy-url';
 import { HeaderList, REQUEST_HOP_BY_HOP, trailerList, trailerRecord } from './headers';
 import { normalizePath } from './path-normalization';
 import type { StatsCollector } from './stats';
@@ -138,10 +138,11 @@ export class Downstream {
     const te = list.getJoined('te');
     if (te !== undefined && te.split(',').some((t) => t.trim() === 'trailers')) headers.add('te', 'trailers');
     // "Sanitize referer field if exists" (ConnectionManagerUtility::mutateRequestHeaders, `conn_manager_utility.cc`
-    // @ v1.35.0): a repeated Referer, or one Utility::Url::initialize does not take as an absolute URL, is removed
-    // before any filter, so neither the EPP nor the pod sees it.
+    // @ v1.35.0): a repeated Referer, or one Utility::isValidRefererValue refuses (an absolute URL with userinfo or a
+    // fragment, or a value that is neither an absolute URL nor a relative reference), is removed before any filter,
+    // so neither the EPP nor the pod sees it.
     const referers = headers.pairs.filter(([n]) => n === 'referer');
-    if (referers.length > 1 || (referers.length === 1 && !envoyUrlAccepts(referers[0][1]))) headers.remove('referer');
+    if (referers.length > 1 || (referers.length === 1 && !isValidRefererValue(referers[0][1]))) headers.remove('referer');
     const remote = (req.socket.remoteAddress ?? '').replace(/^::ffff:/, '');
     // Envoy appends the peer's address with a bare "," (Utility::appendXff: `headers.appendForwardedFor(
     // remote_address.ip()->addressAsString(), ",")`, `source/common/http/utility.cc`, the same in every indexed

@@ -1,7 +1,7 @@
 /**
  * Whether Envoy's Utility::Url::initialize(value, false) takes a value as an absolute URL (`source/common/http/utility.cc`
- * @ v1.35.0), which is how the connection manager decides to keep a Referer (ConnectionManagerUtility::
- * mutateRequestHeaders). initialize runs http_parser_parse_url with is_connect false (nodejs/http-parser 2.9.4, built
+ * @ v1.35.0), the first test of isValidRefererValue, by which the connection manager decides to keep a Referer
+ * (ConnectionManagerUtility::mutateRequestHeaders). initialize runs http_parser_parse_url with is_connect false (nodejs/http-parser 2.9.4, built
  * with its default HTTP_PARSER_STRICT), wants a host or a scheme from it, and for an IPv6 literal an IP address. What
  * that accepts is `scheme://[userinfo@]host[:port]` followed by an optional path, query and fragment: the scheme
  * letters only, the host alphanumerics, `.` and `-` (or a bracketed IPv6 literal), the port at most 65535, and the
@@ -111,24 +111,61 @@ function hostValid(authority: string, foundAt: boolean): boolean {
   return port === '' || Number(port) <= 0xffff;
 }
 
-export function envoyUrlAccepts(value: string): boolean {
+/** What Utility::Url::initialize(value, false) found in an absolute URL it took, or null when it refused the value. */
+interface EnvoyUrl {
+  readonly userinfo: boolean;
+  readonly fragment: boolean;
+}
+
+function envoyUrl(value: string): EnvoyUrl | null {
   let s: UrlState = 'start';
   let schema = false;
   let authority = '';
   let foundAt = false;
+  let fragment = false;
   for (const c of value) {
     s = urlChar(s, c);
-    if (s === 'dead') return false;
+    if (s === 'dead') return null;
     if (s === 'schema') schema = true;
+    if (s === 'fragmentStart' || s === 'fragment') fragment = true;
     if (s === 'server' || s === 'serverWithAt') {
       authority += c;
       if (s === 'serverWithAt') foundAt = true;
     }
   }
   // A scheme without a host fails http_parse_host, and Url::initialize wants a host or a scheme.
-  if (!schema && authority === '') return false;
-  if (!hostValid(authority, foundAt)) return false;
+  if (!schema && authority === '') return null;
+  if (!hostValid(authority, foundAt)) return null;
   // Url::initialize: a bracketed host must be an IP address (parseAuthority's is_ip_address_).
   const v6 = /(?:^|@)\[([^\]]*)\]/.exec(authority);
-  return v6 === null || isIPv6(v6[1]);
+  if (v6 !== null && !isIPv6(v6[1])) return null;
+  return { userinfo: foundAt, fragment };
+}
+
+/**
+ * RFC 3986 query and fragment characters (`pchar / "/" / "?"`), Envoy's kUriQueryAndFragmentCharTable
+ * (`source/common/http/character_set_validation.h`).
+ */
+const URI_QUERY_AND_FRAGMENT_CHAR = /^[A-Za-z0-9\-._~%!$&'()*+,;=:@/?]$/;
+
+/**
+ * Utility::isValidRefererValue (`source/common/http/utility.cc`, under the runtime guard
+ * `envoy.reloadable_features.http_allow_partial_urls_in_referer`, a RUNTIME_GUARD on by default since Envoy 1.27 and
+ * so in the 1.35/1.36 Istio 1.27/1.28 ship): an absolute URL Url::initialize takes, without a fragment or userinfo;
+ * else a relative reference, with no `:` before its first `/` (RFC 3986 §3.3) and only query/fragment characters.
+ */
+export function isValidRefererValue(value: string): boolean {
+  const url = envoyUrl(value);
+  if (url !== null) return !(url.fragment || url.userinfo);
+  let seenSlash = false;
+  for (const c of value) {
+    if (c === ':') {
+      if (!seenSlash) return false;
+    } else if (c === '/') {
+      seenSlash = true;
+    } else if (!URI_QUERY_AND_FRAGMENT_CHAR.test(c)) {
+      return false;
+    }
+  }
+  return true;
 }

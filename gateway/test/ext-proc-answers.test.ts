@@ -309,10 +309,12 @@ describe('what Envoy sends on every message', () => {
   });
 
   // `source/common/http/conn_manager_utility.cc` @ v1.35.0 ConnectionManagerUtility::mutateRequestHeaders, before any
-  // filter: "Sanitize referer field if exists": removed when repeated or when Utility::Url::initialize(value, false)
-  // (`source/common/http/utility.cc`) refuses it, which takes only what http_parser_parse_url (nodejs/http-parser
-  // 2.9.4, strict) parses with a host: `scheme://[userinfo@]host[:port][/path][?query][#fragment]`.
-  it('removes a Referer that is not an absolute URL with a host, or a repeated one, before the EPP and the pod', async () => {
+  // filter: "Sanitize referer field if exists": removed when repeated or when Utility::isValidRefererValue
+  // (`source/common/http/utility.cc`, runtime guard http_allow_partial_urls_in_referer, on by default) refuses it: an
+  // absolute URL as Utility::Url::initialize(value, false) takes it (http_parser_parse_url, nodejs/http-parser 2.9.4,
+  // strict: `scheme://[userinfo@]host[:port][/path][?query][#fragment]`) without userinfo or a fragment, or a relative
+  // reference with no `:` before its first `/` and only RFC 3986 query/fragment characters.
+  it('removes a Referer that is neither an absolute URL without userinfo or fragment nor a relative reference, or a repeated one, before the EPP and the pod', async () => {
     await withEpp({}, async (port, epp) => {
       const seen = async (referer: string | string[]): Promise<{ epp: string[]; pod: unknown }> => {
         // Node's own types allow one Referer; its client writes an array as repeated lines all the same.
@@ -325,11 +327,13 @@ describe('what Envoy sends on every message', () => {
           pod: r.json().headers.referer,
         };
       };
-      for (const kept of ['https://example.com/page', 'http://user:pw@host.example:8080/p?q=1#f', 'http://[::1]:80/x', 'http://host?q']) {
+      for (const kept of ['https://example.com/page', 'http://[::1]:80/x', 'http://host?q', '/relative/page', 'example.com/page',
+        '../up?x=a:b', 'a/b:c']) {
         expect(await seen(kept)).toEqual({ epp: [kept], pod: kept });
       }
-      for (const removed of ['not a url', '/relative/page', 'example.com/page', 'http:///toto', 'http://host:65536/',
-        'http://host_name/', 'android-app://com.example/', 'https://a.example/x y', 'http://[::1x]/']) {
+      for (const removed of ['not a url', 'http://user:pw@host.example:8080/p?q=1', 'https://host.example/p#f', 'http:///toto',
+        'http://host:65536/', 'http://host_name/', 'android-app://com.example/', 'https://a.example/x y', 'http://[::1x]/',
+        'a:b/c', '/page#f', '/x[1]']) {
         expect([removed, await seen(removed)]).toEqual([removed, { epp: [], pod: undefined }]);
       }
       expect(await seen(['https://a.example/', 'https://b.example/'])).toEqual({ epp: [], pod: undefined });
