@@ -5,6 +5,7 @@
  * alone (`flushHeaders`), so a test can decide what the gateway has received when the EPP fails.
  */
 import * as http from 'http';
+import * as net from 'net';
 import { LOOPBACK } from './harness';
 
 export class StreamingReply {
@@ -81,4 +82,31 @@ export class StreamingReply {
       }
     }
   }
+}
+
+/** Raw bytes in; everything the gateway wrote until it closed the connection or `idleMs` passed without data. */
+export function rawUntilIdle(port: number, request: string, idleMs = 1500): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(port, LOOPBACK, () => socket.write(request));
+    let data = '';
+    let timer: NodeJS.Timeout | undefined;
+    const arm = (): void => {
+      clearTimeout(timer);
+      timer = setTimeout(() => {
+        socket.destroy();
+        resolve(data);
+      }, idleMs);
+    };
+    arm();
+    socket.setEncoding('latin1');
+    socket.on('data', (c: string) => {
+      data += c;
+      arm();
+    });
+    socket.on('close', () => {
+      clearTimeout(timer);
+      resolve(data);
+    });
+    socket.on('error', reject);
+  });
 }

@@ -7,6 +7,7 @@ import * as http from 'http';
 import * as net from 'net';
 import type { AddressInfo } from 'net';
 import { destroyClientAgent, gateway, LOOPBACK, send, startUpstream, type Upstream } from './harness';
+import { rawUntilIdle } from './clients';
 import { startScriptedExtProc } from './scripted-ext-proc';
 
 jest.setTimeout(30_000);
@@ -180,33 +181,6 @@ describe('upstream response head limits (HTTP/1 ClientConnectionImpl with the cl
     expect(await through(head(101))).toEqual({ status: 503, big: 0, body: reset, retries: 0 });
   });
 });
-
-/** Raw bytes in; everything the gateway wrote until it closed the connection or `idleMs` passed without data. */
-function rawUntilIdle(port: number, request: string, idleMs = 1500): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const socket = net.connect(port, LOOPBACK, () => socket.write(request));
-    let data = '';
-    let timer: NodeJS.Timeout | undefined;
-    const arm = (): void => {
-      clearTimeout(timer);
-      timer = setTimeout(() => {
-        socket.destroy();
-        resolve(data);
-      }, idleMs);
-    };
-    arm();
-    socket.setEncoding('latin1');
-    socket.on('data', (c: string) => {
-      data += c;
-      arm();
-    });
-    socket.on('close', () => {
-      clearTimeout(timer);
-      resolve(data);
-    });
-    socket.on('error', reject);
-  });
-}
 
 /**
  * `source/common/http/http1/codec_impl.cc` @ v1.35.0 ServerConnectionImpl::getHeadersSize: "Add in the size of the

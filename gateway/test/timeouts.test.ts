@@ -8,7 +8,7 @@ import * as http from 'http';
 import * as net from 'net';
 import type { AddressInfo } from 'net';
 import type { ExtProcServer } from '@kvroute/epp/extproc';
-import { StreamingReply } from './clients';
+import { rawUntilIdle, StreamingReply } from './clients';
 import { completion, deadPort, destroyClientAgent, gateway, LOOPBACK, pseudoRandom, send, startEpp, startUpstream, TestDirector, waitFor, type Upstream } from './harness';
 import { startScriptedExtProc } from './scripted-ext-proc';
 
@@ -332,33 +332,6 @@ describe('HCM connection idle_timeout (common_http_protocol_options.idle_timeout
     }
   });
 });
-
-/** Everything the gateway wrote for `request`, until it closed the connection or `idleMs` passed without data. */
-function rawUntilIdle(port: number, request: string, idleMs: number): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const socket = net.connect(port, LOOPBACK, () => socket.write(request));
-    let data = '';
-    let timer: NodeJS.Timeout | undefined;
-    const arm = (): void => {
-      clearTimeout(timer);
-      timer = setTimeout(() => {
-        socket.destroy();
-        resolve(data);
-      }, idleMs);
-    };
-    arm();
-    socket.setEncoding('latin1');
-    socket.on('data', (c: string) => {
-      data += c;
-      arm();
-    });
-    socket.on('close', () => {
-      clearTimeout(timer);
-      resolve(data);
-    });
-    socket.on('error', reject);
-  });
-}
 
 /**
  * Envoy's HTTP/1 codec opens the stream on the request's first byte: `source/common/http/http1/codec_impl.cc` @ v1.35.0
