@@ -7,10 +7,11 @@ import { decode } from '@msgpack/msgpack';
 import { encodeEventBatch } from '@kvroute/protocol/kv-events';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Dealer, Subscriber } from 'zeromq';
+import { Dealer } from 'zeromq';
 import { ManualClock } from '../src/clock';
 import { startSimulator, type Simulator } from '../src/server';
 import { http, waitFor } from './helpers';
+import { KvEventCollector as Collector } from './kv-event-collector';
 
 const MODEL = 'Qwen/Qwen3-0.6B';
 const TOPIC = 'kv@sim-0@Qwen/Qwen3-0.6B';
@@ -25,50 +26,6 @@ const MAIN = (JSON.parse(readFileSync(join(__dirname, 'vectors', 'block-hash.jso
   main_cases: { name: string; seed: string; tokens: number[]; cache_salt: string; main: { blocks: { event: string; extra_keys: unknown }[] } }[];
 }).main_cases;
 const P = GOLDEN.tokens; // 40 tokens: two full blocks and a partial one
-
-interface Live {
-  topic: string;
-  seq: bigint;
-  payload: Buffer;
-}
-
-/** A SUB socket that keeps every message it receives. */
-class Collector {
-  readonly sub = new Subscriber({ linger: 0 });
-  readonly got: Live[] = [];
-  private readonly loop: Promise<void>;
-  private connected = false;
-
-  constructor(topicPrefix: string) {
-    this.sub.subscribe(topicPrefix);
-    // The ZMTP handshake, not the TCP connect: the SUB sends its subscription right after it, so only the PUB's I/O
-    // thread is left to apply it (the short wait in `ready`), however slowly this process got to the connect.
-    this.sub.events.on('handshake', () => (this.connected = true));
-    this.loop = (async () => {
-      try {
-        for await (const frames of this.sub) {
-          expect(frames).toHaveLength(3);
-          const [topic, seq, payload] = frames;
-          expect(seq).toHaveLength(8);
-          this.got.push({ topic: topic.toString('utf8'), seq: seq.readBigUInt64BE(0), payload });
-        }
-      } catch {
-        // closed
-      }
-    })();
-  }
-
-  /** After the ZMTP handshake, give the subscription a moment to reach the PUB (ZMQ's slow joiner). */
-  async ready(): Promise<void> {
-    await waitFor(() => this.connected, 'the SUB socket\'s handshake');
-    await new Promise((r) => setTimeout(r, 150));
-  }
-
-  async close(): Promise<void> {
-    this.sub.close();
-    await this.loop;
-  }
-}
 
 /** Decodes a payload with @msgpack/msgpack alone; 64-bit ints come back as bigint. */
 const raw = (payload: Uint8Array): unknown[] => decode(payload, { useBigInt64: true }) as unknown[];

@@ -9,39 +9,10 @@
  * Real HTTP and ZMQ on loopback.
  */
 import { decode } from '@msgpack/msgpack';
-import { Subscriber } from 'zeromq';
 import { ManualClock } from '../src/clock';
 import { startSimulator } from '../src/server';
 import { http, waitFor } from './helpers';
-
-class Collector {
-  readonly sub = new Subscriber({ linger: 0 });
-  readonly got: Buffer[] = [];
-  private readonly loop: Promise<void>;
-  private connected = false;
-
-  constructor() {
-    this.sub.subscribe('');
-    this.sub.events.on('handshake', () => (this.connected = true));
-    this.loop = (async () => {
-      try {
-        for await (const frames of this.sub) this.got.push(frames[2]!);
-      } catch {
-        // closed
-      }
-    })();
-  }
-
-  async ready(): Promise<void> {
-    await waitFor(() => this.connected, 'the SUB socket\'s handshake');
-    await new Promise((r) => setTimeout(r, 150));
-  }
-
-  async close(): Promise<void> {
-    this.sub.close();
-    await this.loop;
-  }
-}
+import { KvEventCollector } from './kv-event-collector';
 
 const raw = (payload: Uint8Array): unknown[] => decode(payload, { useBigInt64: true }) as unknown[];
 const PROMPT = Array.from({ length: 40 }, (_, i) => 1 + i);
@@ -61,7 +32,7 @@ async function firstRuntimeLoraId(encoding: 'map' | 'positional', before: (url: 
     allowRuntimeLoraUpdating: true,
     kvEventsConfig: { enable_kv_cache_events: true, publisher: 'zmq', endpoint: 'tcp://127.0.0.1:*' },
   });
-  const sub = new Collector();
+  const sub = new KvEventCollector('');
   sub.sub.connect(sim.kvEvents!.endpoint);
   try {
     await sub.ready();
@@ -73,7 +44,7 @@ async function firstRuntimeLoraId(encoding: 'map' | 'positional', before: (url: 
     clock.runAll();
     expect((await r).status).toBe(200);
     await waitFor(() => sub.got.length >= 1, 'the LoRA batch');
-    const [, events] = raw(sub.got[0]!) as [number, unknown[]];
+    const [, events] = raw(sub.got[0]!.payload) as [number, unknown[]];
     const stored = events[0]!;
     // map: {type, ..., lora_id}; positional 0.10: ['BlockStored', hashes, parent, tokens, block_size, lora_id].
     return Number(encoding === 'map' ? (stored as Record<string, unknown>).lora_id : (stored as unknown[])[5]);
