@@ -127,7 +127,8 @@ function envoyUrl(value: string): EnvoyUrl | null {
     s = urlChar(s, c);
     if (s === 'dead') return null;
     if (s === 'schema') schema = true;
-    if (s === 'fragmentStart' || s === 'fragment') fragment = true;
+    // http_parser sets UF_FRAGMENT on a character after `#` (s_req_fragment), not on the `#` alone.
+    if (s === 'fragment') fragment = true;
     if (s === 'server' || s === 'serverWithAt') {
       authority += c;
       if (s === 'serverWithAt') foundAt = true;
@@ -139,7 +140,8 @@ function envoyUrl(value: string): EnvoyUrl | null {
   // Url::initialize: a bracketed host must be an IP address (parseAuthority's is_ip_address_).
   const v6 = /(?:^|@)\[([^\]]*)\]/.exec(authority);
   if (v6 !== null && !isIPv6(v6[1])) return null;
-  return { userinfo: foundAt, fragment };
+  // UF_USERINFO is set on a character before the `@` (s_http_userinfo); `http://@host` has none.
+  return { userinfo: foundAt && authority.indexOf('@') > 0, fragment };
 }
 
 /**

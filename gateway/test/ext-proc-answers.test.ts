@@ -328,12 +328,12 @@ describe('what Envoy sends on every message', () => {
         };
       };
       for (const kept of ['https://example.com/page', 'http://[::1]:80/x', 'http://host?q', '/relative/page', 'example.com/page',
-        '../up?x=a:b', 'a/b:c']) {
+        '../up?x=a:b', 'a/b:c', 'http://example.com/page#', 'http://@example.com/page']) {
         expect(await seen(kept)).toEqual({ epp: [kept], pod: kept });
       }
       for (const removed of ['not a url', 'http://user:pw@host.example:8080/p?q=1', 'https://host.example/p#f', 'http:///toto',
         'http://host:65536/', 'http://host_name/', 'android-app://com.example/', 'https://a.example/x y', 'http://[::1x]/',
-        'a:b/c', '/page#f', '/x[1]']) {
+        'a:b/c', '/page#f', '/x[1]', 'http://u@example.com/']) {
         expect([removed, await seen(removed)]).toEqual([removed, { epp: [], pod: undefined }]);
       }
       expect(await seen(['https://a.example/', 'https://b.example/'])).toEqual({ epp: [], pod: undefined });
