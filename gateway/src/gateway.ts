@@ -389,8 +389,8 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       headStartedAt = performance.now();
       if (opts.requestReceiveTimeoutMs > 0) headTimers.push(setTimeout(() => headTimeout('requestReceive', 'request timeout'), opts.requestReceiveTimeoutMs));
       if (opts.idleTimeoutMs > 0) headTimers.push(setTimeout(() => headTimeout('idle', 'stream timeout'), opts.idleTimeoutMs));
-      // With neither stream timer on, the connection idle timer stays: nothing else would ever close the connection.
-      if (headTimers.length > 0) clearTimeout(timer);
+      // ConnectionManagerImpl::newStream disables the connection idle timer whatever the stream timers are.
+      clearTimeout(timer);
     };
     // The request Node parsed last, and whether its body was all in before the chunk now being read: only bytes after
     // a request's end can begin the next one (the rest of the body of a request answered early is not a head).
@@ -440,6 +440,12 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   // Node answers an `Expect` other than 100-continue with 417 itself; Envoy's HCM acts only on 100-continue
   // (conn_manager_impl.cc ActiveStream::decodeHeaders) and the request goes on as any other.
   server.on('checkExpectation', (req: http.IncomingMessage, res: http.ServerResponse) => server.emit('request', req, res));
+  // Node takes any list holding 100-continue for it; Envoy answers 100 only to exactly `100-continue` (any case) and
+  // forwards any other Expect.
+  server.on('checkContinue', (req: http.IncomingMessage, res: http.ServerResponse) => {
+    if (req.headers.expect?.trim().toLowerCase() === '100-continue') res.writeContinue();
+    server.emit('request', req, res);
+  });
   // Before the request handler, which hands the stream's start to the exchange.
   server.prependListener('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
     const tracker = idleTrackers.get(req.socket);

@@ -252,6 +252,21 @@ describe('hop-by-hop headers (conn_manager_utility.cc mutateRequestHeaders / mut
     }
   });
 
+  // conn_manager_impl.cc ActiveStream::decodeHeaders answers 100 only when Expect equals `100-continue` (any case);
+  // Node's server would answer any list holding it.
+  test('Expect: 100-continue, x-foo is not answered 100 Continue and reaches the pod as sent', async () => {
+    const gw = await gateway({ endpoints: [up.address] });
+    try {
+      const before = up.seen.length;
+      const out = await rawUntilIdle(gw.port, 'POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n'
+        + 'Expect: 100-continue, x-foo\r\nContent-Length: 2\r\n\r\n{}', 800);
+      expect(out.split('\r\n')[0]).toBe('HTTP/1.1 200 OK');
+      expect(up.seen[before].headers.expect).toBe('100-continue, x-foo');
+    } finally {
+      await gw.close();
+    }
+  });
+
   test('a Trailer Node cannot frame (a Content-Length request) is the one left out; the request goes on', async () => {
     const gw = await gateway({ endpoints: [up.address] });
     try {

@@ -344,6 +344,31 @@ describe('HCM connection idle_timeout (common_http_protocol_options.idle_timeout
 describe('a client that stalls inside its request head (the stream starts at its first byte)', () => {
   const stall = 'POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n';
 
+  // ConnectionManagerImpl::newStream (conn_manager_impl.cc @ v1.35.0) disables the connection idle timer whatever the
+  // stream timers are: a head in progress is a request in flight.
+  it('a head in progress stops the connection idle timer, even with both stream timers off', async () => {
+    const gw = await gateway({ endpoints: [up.address], requestReceiveTimeoutMs: 0, idleTimeoutMs: 0, connectionIdleTimeoutMs: 300 });
+    const socket = net.connect(gw.port, LOOPBACK);
+    try {
+      await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject));
+      let out = '';
+      let closed = false;
+      socket.on('data', (d: Buffer) => { out += d.toString('latin1'); });
+      socket.on('close', () => { closed = true; });
+      socket.on('error', () => {});
+      socket.write('GET /healthz HTTP/1.1\r\nHost: x\r\n');
+      // Well past the connection idle timeout: a running idle timer would have closed the connection by now.
+      await new Promise((r) => setTimeout(r, 1200));
+      expect(closed).toBe(false);
+      socket.write('\r\n');
+      await waitFor(() => out.includes('\r\n\r\n') || closed, 'the response head');
+      expect(out.split('\r\n')[0]).toBe('HTTP/1.1 200 OK');
+    } finally {
+      socket.destroy();
+      await gw.close();
+    }
+  });
+
   it('meets request_timeout: 408 "request timeout", the connection closed', async () => {
     const gw = await gateway({ endpoints: [up.address], requestReceiveTimeoutMs: 500, idleTimeoutMs: 60_000 });
     try {

@@ -187,6 +187,12 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
   // protocols/http/httptools_impl.py on_header; uvicorn[standard], which vLLM installs, runs httptools), where Node
   // would answer 417 itself.
   server.on('checkExpectation', onRequest);
+  // uvicorn's on_header compares the whole value, `value.lower() == b"100-continue"`; Node would send 100 Continue for
+  // any list holding it.
+  server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
+    if (req.headers.expect?.trim().toLowerCase() === '100-continue') res.writeContinue();
+    onRequest(req, res);
+  });
   if (tls !== null && options.sslCertReqs === 1) {
     // Python's CERT_OPTIONAL verifies a certificate the client chooses to send and aborts the handshake when it fails;
     // Node's rejectUnauthorized: false would serve that client, so its connection is dropped here, before any request.

@@ -37,6 +37,21 @@ describe('OpenAI API over loopback', () => {
     expect(status).toBe(200);
   });
 
+  // uvicorn protocols/http/httptools_impl.py on_header: `value.lower() == b"100-continue"`, the whole value.
+  it('answers no 100 Continue to an Expect list holding 100-continue, as uvicorn compares the whole value', async () => {
+    const body = JSON.stringify({ model: MODEL, prompt: 'hi', max_tokens: 2 });
+    const socket = connect(Number(new URL(sim.url).port), '127.0.0.1');
+    let out = '';
+    socket.on('data', (d: Buffer) => { out += d.toString('latin1'); });
+    try {
+      socket.write(`POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nExpect: 100-continue, x-foo\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+      await waitFor(() => out.includes('\r\n\r\n'), 'the response head');
+      expect(out.split('\r\n')[0]).toBe('HTTP/1.1 200 OK');
+    } finally {
+      socket.destroy();
+    }
+  });
+
   it('GET /health and /v1/models', async () => {
     const h = await http(sim.url, 'GET', '/health');
     expect(h.status).toBe(200);
