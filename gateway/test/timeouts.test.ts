@@ -491,8 +491,9 @@ describe('a client that stalls inside its request head (the stream starts at its
       await new Promise((resolve) => setTimeout(resolve, 300));
       up.gate.open();
       await waitFor(() => out.includes('[DONE]'));
-      expect(out).not.toContain('408');
-      await waitFor(() => out.includes('HTTP/1.1 408 Request Timeout'), 'the 408', { limitMs: 3000 });
+      // Not asserted: that no 408 came before [DONE] was read, which a machine stalled past 500 ms after the stream's
+      // end would see arrive in the same read; the code before this rule sent none at all.
+      await waitFor(() => out.includes('HTTP/1.1 408 Request Timeout'), 'the 408');
       expect(out.endsWith('request timeout')).toBe(true);
     } finally {
       socket.destroy();
