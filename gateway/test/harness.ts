@@ -135,11 +135,21 @@ export async function startUpstream(port = 0): Promise<Upstream> {
 
 /** A loopback port with nothing listening (bound, then released). */
 export async function deadPort(): Promise<number> {
-  const s = http.createServer();
-  await new Promise<void>((r) => s.listen(0, LOOPBACK, r));
-  const port = (s.address() as AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
+  // Below Linux's ephemeral range (32768 and up), where other tests reserve ports by binding port 0 and bind them again
+  // later: a port freed there could be one of theirs a moment later, and a server would answer the "dead" endpoint (a
+  // CI run saw a 431 there).
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const port = 20_000 + Math.floor(Math.random() * 12_000);
+    const s = http.createServer();
+    const free = await new Promise<boolean>((resolve) => {
+      s.once('error', () => resolve(false));
+      s.listen(port, LOOPBACK, () => resolve(true));
+    });
+    if (!free) continue;
+    await new Promise<void>((r) => s.close(() => r()));
+    return port;
+  }
+  throw new Error('no free port below the ephemeral range');
 }
 
 // ---------------------------------------------------------------------------------------------------------------------
