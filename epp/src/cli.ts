@@ -495,26 +495,21 @@ export function parseArgs(argv: readonly string[], env: Readonly<Record<string, 
   // Upstream reloads only a --cert-path certificate (runserver.go: `r.CertPath != "" && r.EnableCertReload`).
   if (certPath === undefined && values.has('enable-cert-reload')) ignoredFlags.push('--enable-cert-reload');
   // Upstream applies its TLS overrides to the secure listener only (runserver.go applyTLSOverrides under SecureServing).
-  const tlsMinVersionName = get<string>('tls-min-version');
-  let tlsMinVersion: SecureVersion | undefined;
-  if (tlsMinVersionName !== undefined) {
+  // A TLS override's value parsed with its flag named in the error, and reported as ignored without secure serving.
+  const tlsOverride = <T>(flag: string, parse: (value: string) => T): T | undefined => {
+    const value = get<string>(flag);
+    if (value === undefined) return undefined;
+    let parsed: T;
     try {
-      tlsMinVersion = parseTlsVersion(tlsMinVersionName);
+      parsed = parse(value);
     } catch (e) {
-      throw new UsageError(`--tls-min-version: ${(e as Error).message}`);
+      throw new UsageError(`--${flag}: ${(e as Error).message}`);
     }
-    if (!secureServing) ignoredFlags.push('--tls-min-version');
-  }
-  const tlsCipherSuiteList = get<string>('tls-cipher-suites');
-  let tlsCipherSuites: string[] | undefined;
-  if (tlsCipherSuiteList !== undefined) {
-    try {
-      tlsCipherSuites = parseCipherSuites(tlsCipherSuiteList);
-    } catch (e) {
-      throw new UsageError(`--tls-cipher-suites: ${(e as Error).message}`);
-    }
-    if (!secureServing) ignoredFlags.push('--tls-cipher-suites');
-  }
+    if (!secureServing) ignoredFlags.push(`--${flag}`);
+    return parsed;
+  };
+  const tlsMinVersion = tlsOverride('tls-min-version', parseTlsVersion);
+  const tlsCipherSuites = tlsOverride('tls-cipher-suites', parseCipherSuites);
   const verbosity = get<number>('v')!;
   if (verbosity < 0) throw new UsageError(`--v: must be >= 0, got ${verbosity}`);
 
