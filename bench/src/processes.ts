@@ -76,6 +76,12 @@ const running = new Map<ChildProcess, Promise<void>>();
 let hooked = false;
 let interruptHandler: ((signal: NodeJS.Signals) => void) | undefined;
 
+/**
+ * Set once a signal is killing every child: a start those kills end is not a failure to report (its rejection would
+ * race this process's exit with the signal's status, exit 1 from an unhandled or reported error).
+ */
+let killedBySignal = false;
+
 function hookExit(): void {
   if (hooked) return;
   hooked = true;
@@ -91,6 +97,7 @@ function hookExit(): void {
       // Those still running are killed outright (SIGKILL), and this process exits once they have, with the shell's
       // status for the signal (128 + its number). A child the terminal's Ctrl-C already ended is not counted.
       const alive = [...running.keys()].filter((child) => child.exitCode === null && child.signalCode === null).length;
+      killedBySignal = true;
       killAll();
       process.stderr.write(`\n${signal}: killed ${alive} child process${alive === 1 ? '' : 'es'} still running\n`);
       void Promise.all(running.values()).then(() => process.exit(signal === 'SIGINT' ? 130 : 143));
@@ -164,6 +171,7 @@ export function startProcess(name: string, entry: string, args: readonly string[
     }, options.readyTimeoutMs ?? READY_TIMEOUT_MS);
     child.once('exit', (code, signal) => {
       clearTimeout(timer);
+      if (killedBySignal) return;
       reject(new Error(`${name} exited (${signal ?? code}) before listening\n${stderrTail.join('')}`));
     });
     const lines = readline.createInterface({ input: child.stdout! });
