@@ -65,7 +65,14 @@ export class Downstream {
   readonly hasBody: boolean;
   /** The request is gRPC (Grpc::Common::hasGrpcContentType): local replies are gRPC's. */
   readonly isGrpcRequest: boolean;
+  /**
+   * An upgrade the Istio gateway's HCM has no upgrade config for: every type but `websocket` (and `h2c`, which the
+   * HTTP/1 codec drops), answered 403 where a route matches (`Exchange.start`).
+   */
+  readonly upgradeRejected: boolean;
   private bodyEnded = false;
+  /** The connection ends after this response whatever the client asked (Envoy's `saw_connection_close_`). */
+  private closeAfterResponse = false;
   private bodyTrailers: HeaderList | null = null;
   private connectionDone = false;
   private headSent = false;
@@ -125,8 +132,16 @@ export class Downstream {
     // beside an `Upgrade: h2c` upgrade, which the HTTP/1 codec drops with it (ConnectionImpl::onHeadersCompleteImpl,
     // `http1/codec_impl.cc` @ v1.35.0: "Ignore h2c upgrade requests until we support them").
     const expect100 = list.getJoined('expect')?.toLowerCase() === '100-continue';
-    const h2c = list.getJoined('upgrade')?.toLowerCase() === 'h2c'
+    // An upgrade request has an Upgrade header and the `upgrade` token in Connection (Utility::isUpgrade,
+    // `source/common/http/utility.cc` @ v1.35.0); the codec drops an h2c one, so it is a plain request.
+    const upgrade = list.getJoined('upgrade')?.toLowerCase();
+    const isUpgrade = upgrade !== undefined
       && (list.getJoined('connection') ?? '').split(',').some((t) => t.trim().toLowerCase() === 'upgrade');
+    const h2c = isUpgrade && upgrade === 'h2c';
+    // Istio gives its gateway HCM one upgrade config, `websocket` (istio/istio `pilot/pkg/networking/core/
+    // listener_builder.go` @ 1.29.6 L361-363, the same since 1.0), and HttpConnectionManagerConfig::
+    // createUpgradeFilterChain matches the type case-insensitively against it: any other type is refused.
+    this.upgradeRejected = isUpgrade && upgrade !== 'h2c' && upgrade !== 'websocket';
     for (const [n, v] of list.pairs) {
       if (n === 'host' || REQUEST_HOP_BY_HOP.has(n)) continue;
       if ((n === 'expect' && expect100) || (n === 'http2-settings' && h2c)) continue;
@@ -362,10 +377,15 @@ export class Downstream {
    * `downstream_rq_response_before_rq_complete`, the connection closed after the response).
    */
   private closeIfRequestIncomplete(headers: HeaderList): void {
-    if (this.requestComplete()) return;
+    if (!this.requestComplete()) this.stats.responseBeforeRequestComplete++;
+    else if (!this.closeAfterResponse) return;
     headers.set('connection', 'close');
     this.res.shouldKeepAlive = false;
-    this.stats.responseBeforeRequestComplete++;
+  }
+
+  /** Ends the connection after the response, whatever the client asked (Envoy's `saw_connection_close_`). */
+  endConnectionAfterResponse(): void {
+    this.closeAfterResponse = true;
   }
 
   /**

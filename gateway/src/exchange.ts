@@ -106,6 +106,16 @@ export class Exchange implements FilterHost {
       this.sendLocalReply(400, '');
       return;
     }
+    if (downstream.upgradeRejected && this.cachedRoute !== 'none') {
+      // ConnectionManagerImpl::ActiveStream::decodeHeaders (`conn_manager_impl.cc` @ v1.35.0): an upgrade no config
+      // allows, on a request a route matched (without one the router's 404 answers), gets 403 with an empty body
+      // before any filter, details `upgrade_failed`, counted `downstream_rq_ws_on_non_ws_route`; and the connection
+      // ends after it, "to avoid a class of HTTP/1.1 smuggling bugs" (`saw_connection_close_`).
+      this.ctx.stats.upgradesRejected++;
+      downstream.endConnectionAfterResponse();
+      this.sendLocalReply(403, '');
+      return;
+    }
     if (!extProc || this.bypassed) {
       this.bodyRoute = 'upstream';
       this.route();

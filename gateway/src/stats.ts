@@ -64,6 +64,8 @@ export interface GatewayStats {
    * `downstream_rq_response_before_rq_complete`).
    */
   readonly responseBeforeRequestComplete: number;
+  /** Upgrades refused with 403 (any type but websocket on a route: Envoy's `downstream_rq_ws_on_non_ws_route`). */
+  readonly upgradesRejected: number;
   /** Status codes sent to clients. */
   readonly responsesByStatus: Readonly<Record<string, number>>;
   /** The subset of `responsesByStatus` that are errors (>= 400). */
@@ -114,6 +116,7 @@ export class StatsCollector {
   rejectedHeaderMutations = 0;
   routeCacheClears = 0;
   responseBeforeRequestComplete = 0;
+  upgradesRejected = 0;
   readonly responsesByStatus: Record<string, number> = {};
   /** Envoy's own ext_proc counters, those the filter counts (`envoy-stats.ts`). */
   readonly envoy = new EnvoyExtProcStats();
@@ -171,6 +174,7 @@ export class StatsCollector {
       rejectedHeaderMutations: this.rejectedHeaderMutations,
       routeCacheClears: this.routeCacheClears,
       responseBeforeRequestComplete: this.responseBeforeRequestComplete,
+      upgradesRejected: this.upgradesRejected,
       responsesByStatus: { ...this.responsesByStatus },
       errorsByStatus,
       endpoints,

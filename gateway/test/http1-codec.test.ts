@@ -281,6 +281,59 @@ describe('hop-by-hop headers (conn_manager_utility.cc mutateRequestHeaders / mut
   });
 });
 
+/**
+ * Upgrades: Istio's gateway HCM has one upgrade config, `websocket` (istio/istio `pilot/pkg/networking/core/
+ * listener_builder.go` @ 1.29.6 L361-363), so HttpConnectionManagerConfig::createUpgradeFilterChain refuses every other
+ * type and ConnectionManagerImpl::ActiveStream::decodeHeaders (`conn_manager_impl.cc` @ v1.35.0) answers 403, empty, and
+ * closes the connection (`saw_connection_close_`), where a route matched. An Upgrade header without the `upgrade`
+ * token in Connection is no upgrade (Utility::isUpgrade) and mutateRequestHeaders removes it.
+ */
+describe('upgrades (conn_manager_impl.cc decodeHeaders upgrade_rejected, Istio\'s websocket-only upgrade config)', () => {
+  test('an upgrade to a type other than websocket is answered 403 with an empty body and the connection closed; a pipelined request behind it is not served', async () => {
+    const gw = await gateway({ endpoints: [up.address] });
+    try {
+      const before = up.seen.length;
+      const out = await rawUntilIdle(gw.port, 'GET /v1/completions HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, Upgrade\r\nUpgrade: foo/1\r\n\r\n'
+        + 'GET /v1/completions HTTP/1.1\r\nHost: x\r\n\r\n', 3000);
+      expect(out.split('\r\n')[0]).toBe('HTTP/1.1 403 Forbidden');
+      expect(out.toLowerCase()).toContain('\r\ncontent-length: 0\r\n');
+      expect(out.toLowerCase()).toContain('\r\nconnection: close\r\n');
+      expect(out.endsWith('\r\n\r\n')).toBe(true);
+      expect(out.match(/HTTP\/1\.1 \d{3}/g)).toHaveLength(1);
+      expect(up.seen.length).toBe(before);
+      expect(gw.stats().upgradesRejected).toBe(1);
+    } finally {
+      await gw.close();
+    }
+  });
+
+  test('an Upgrade header without `upgrade` in Connection is no upgrade: the request is served and the header removed', async () => {
+    const gw = await gateway({ endpoints: [up.address] });
+    try {
+      const before = up.seen.length;
+      const out = await rawUntilIdle(gw.port, 'GET /v1/completions HTTP/1.1\r\nHost: x\r\nUpgrade: foo/1\r\n\r\n', 800);
+      expect(out.split('\r\n')[0]).toBe('HTTP/1.1 200 OK');
+      expect(up.seen[before].headers.upgrade).toBeUndefined();
+      expect(gw.stats().upgradesRejected).toBe(0);
+    } finally {
+      await gw.close();
+    }
+  });
+
+  test('a websocket upgrade (any case) is not refused; without a route an upgrade gets the router\'s 404', async () => {
+    const gw = await gateway({ endpoints: [up.address], routePrefixes: ['/v1'] });
+    try {
+      const ws = await rawUntilIdle(gw.port, 'GET /v1/completions HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: WebSocket\r\n\r\n', 800);
+      expect(ws.split('\r\n')[0]).not.toBe('HTTP/1.1 403 Forbidden');
+      const unrouted = await rawUntilIdle(gw.port, 'GET /other HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: foo\r\n\r\n', 800);
+      expect(unrouted.split('\r\n')[0]).toBe('HTTP/1.1 404 Not Found');
+      expect(gw.stats().upgradesRejected).toBe(0);
+    } finally {
+      await gw.close();
+    }
+  });
+});
+
 /** What the client's socket receives, lower-cased, for requests written raw, once `responses` status lines are in. */
 async function rawExchange(port: number, requests: string, responses = 1): Promise<string> {
   return new Promise((resolve, reject) => {
