@@ -41,7 +41,10 @@ ARG COMMIT_SHA=unknown
 ARG BUILD_REF=unknown
 ENV NODE_ENV=production KVROUTE_COMMIT_SHA=${COMMIT_SHA} KVROUTE_BUILD_REF=${BUILD_REF}
 WORKDIR /app
-COPY --from=deps /app/node_modules ./node_modules
+# The deps stage's whole /app, not only its node_modules: npm nests a workspace's dependency under <ws>/node_modules
+# when the root slot holds another version of it (lru-cache 11 for epp and tokenizer, beside a dev tool's lru-cache 5
+# at the root of the lockfile), and the EPP cannot load without those.
+COPY --from=deps /app/ ./
 COPY --from=build /out/ ./
 # A numeric uid so a pod's runAsNonRoot can verify it; the manifests run every kvroute container as 65532.
 USER 65532:65532
