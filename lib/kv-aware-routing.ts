@@ -37,7 +37,9 @@ export interface KvAwareRoutingProps {
    * Emit the Namespace object too. Turn off when the namespace is managed elsewhere (it must then exist). The emitted
    * Namespace carries Pod Security Admission labels: it enforces `baseline` and warns and audits at `restricted`. The
    * EPP and session store pods meet restricted; the decode pod meets baseline, and restricted with `decode.runAsUser`
-   * (`DecodePool.podSecurityExceptions`); Istio's gateway pods meet baseline.
+   * (`DecodePool.podSecurityExceptions`); Istio's gateway pods meet baseline. It also carries Argo CD's and Flux's
+   * never-prune annotations (`NAMESPACE_PRUNE_PROTECTION`): turning this off later, or removing the stack from Git,
+   * leaves the namespace and what else lives in it; delete it by hand.
    * The namespaces Kubernetes itself creates (`default`, `kube-system`, `kube-public`, `kube-node-lease`) are never
    * emitted: the labels would enforce `baseline` on every other workload there (kube-system's network and proxy pods
    * need `privileged`), and a GitOps tool would take them as the stack's own, so a prune would try to delete them (the
@@ -159,6 +161,20 @@ export const NAMESPACE_POD_SECURITY_LABELS: Readonly<Record<string, string>> = {
 };
 
 /**
+ * The GitOps tools' "never prune" annotations on the Namespace kvroute emits. Deleting a namespace deletes everything
+ * in it (the GPU pods, Secrets made by hand, Istio's gateway Deployment), so when the Namespace leaves the rendered set
+ * (`createNamespace: false` once the namespace is managed elsewhere, or the stack removed from Git) Argo CD and Flux
+ * leave it in place instead of pruning it; it is then deleted by hand. Neither GIE's nor llm-d's charts render a
+ * Namespace at all (everything goes into the release's namespace), so no values change of theirs can delete one.
+ * @see https://argo-cd.readthedocs.io/en/stable/user-guide/sync-options/#no-prune-resources
+ * @see https://fluxcd.io/flux/components/kustomize/kustomizations/#garbage-collection
+ */
+export const NAMESPACE_PRUNE_PROTECTION: Readonly<Record<string, string>> = {
+  'argocd.argoproj.io/sync-options': 'Prune=false',
+  'kustomize.toolkit.fluxcd.io/prune': 'disabled',
+};
+
+/**
  * One cluster's KV-cache-aware routing stack: decode pool, EPP, InferencePool, gateway, the ext_proc wiring,
  * monitoring and the EPP's NetworkPolicy. Names, ports and selectors flow from construct to construct; nothing is repeated as a string.
  *
@@ -217,7 +233,9 @@ export class KvAwareRouting extends Chart {
     if (createsNamespace(namespace, props.createNamespace)) {
       // Enforce the level every pod of the stack meets, and report what would break restricted on each apply (warn)
       // and in the audit log, so an image update that loses a control shows before a stricter level is enforced.
-      new k8s.KubeNamespace(this, 'Namespace', { metadata: { name: namespace, labels: NAMESPACE_POD_SECURITY_LABELS } });
+      new k8s.KubeNamespace(this, 'Namespace', {
+        metadata: { name: namespace, labels: NAMESPACE_POD_SECURITY_LABELS, annotations: NAMESPACE_PRUNE_PROTECTION },
+      });
     }
     this.istio = istioSupport(props.istioVersion ?? '1.27.0');
     this.inferenceRouting = checkOneOf('KvAwareRouting', 'inferenceRouting', props.inferenceRouting ?? 'envoy-filter', ['envoy-filter', 'native'] as const);

@@ -705,6 +705,16 @@ describe('one stack per namespace', () => {
     expect(namespaces(withOverrides(DEMO, { namespace: 'kube-systemx' }))).toEqual(['kube-systemx']);
   });
 
+  // Argo CD (docs/user-guide/sync-options.md: "Resources such as Namespaces are critical and should not be pruned")
+  // and Flux (kustomize.toolkit.fluxcd.io/prune: disabled) prune what leaves the rendered set; deleting a Namespace
+  // deletes everything in it (kube-controller-manager's namespace controller). Review rev-gitops69.
+  test('the emitted Namespace is never pruned by Argo CD or Flux, so createNamespace: false later leaves the running stack\'s namespace in place', () => {
+    for (const profile of CLUSTERS) {
+      const [ns] = synthProps(profile.routing, profile.name).filter((m) => m.kind === 'Namespace');
+      expect(ns?.metadata?.annotations).toEqual({ 'argocd.argoproj.io/sync-options': 'Prune=false', 'kustomize.toolkit.fluxcd.io/prune': 'disabled' });
+    }
+  });
+
   test('stacks nested below other constructs are found too', () => {
     const app = Testing.app();
     const team = new Chart(app, 'team');
