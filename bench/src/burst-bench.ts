@@ -19,6 +19,7 @@ import { decimal, integer, listOf, parseFlags, SWITCH, directory } from './cli-a
 import { failedText, noTokenCount, quantile } from './analysis';
 import { routingPolicy, type PolicyName } from './policies';
 import { SGLANG_DEFAULTS } from './policies/cache-aware';
+import { writeJsonAtomic } from './out-files';
 import { noteMachine, type MachineNote } from './machine';
 import { BENCH_DIR } from './processes';
 import { secs } from './report';
@@ -194,7 +195,7 @@ export async function runBurstBench(o: BurstBenchOptions, log: (line: string) =>
   }
   const results = o.policies.map((name) => summarizeBurstPolicy(name, runs.get(name)!, o.sessions));
   const report: BurstReport = { options: o, machine: machine.finish(), started, results };
-  fs.writeFileSync(path.join(o.outDir, 'burst-results.json'), `${JSON.stringify(report, null, 2)}\n`);
+  writeJsonAtomic(path.join(o.outDir, 'burst-results.json'), report);
   log(burstTable(results, o.rounds));
   return report;
 }

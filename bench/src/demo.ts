@@ -15,6 +15,7 @@ import { decimal, directory, integer, listOf, oneOf, parseFlags, SWITCH, type Va
 import { ChatClient } from './client';
 import { DEMO_SESSION_STORE_TIMEOUT, HA_OUTLIER_DETECTION, queueSampler, replicaTargets, runReplicas, type ReplicaRun } from './demo-ha';
 import { bestHitRate } from './oracle';
+import { writeFileAtomic, writeJsonAtomic } from './out-files';
 import { BENCH_DIR } from './processes';
 import { htmlReport, terminalTable, type TargetCheck } from './report';
 import { runWorkload, type FaultHook, type RequestRecord } from './run';
@@ -361,9 +362,9 @@ export async function runDemo(options: DemoOptions): Promise<{ results: PolicyRe
       + `backlog: ${JSON.stringify(stallRun.stall ?? null)}.`] : []),
   ];
   const report = { title: 'kvroute validator loop', subtitle, results, bestHitRate: best, targets, notes };
-  fs.writeFileSync(path.join(options.outDir, 'results.json'),
-    `${JSON.stringify({ date: new Date().toISOString(), machine, options, ...report, ...(replicaRuns.length > 0 ? { replicaRuns } : {}), passed }, null, 2)}\n`);
-  fs.writeFileSync(path.join(options.outDir, 'report.html'), htmlReport(report));
+  writeJsonAtomic(path.join(options.outDir, 'results.json'),
+    { date: new Date().toISOString(), machine, options, ...report, ...(replicaRuns.length > 0 ? { replicaRuns } : {}), passed });
+  writeFileAtomic(path.join(options.outDir, 'report.html'), htmlReport(report));
   if (!options.quiet) {
     process.stdout.write(`\n${terminalTable(results, best)}\n\n`);
     for (const t of targets) process.stdout.write(`${t.met ? 'PASS' : 'MISS'}  ${t.name}: wanted ${t.target}, got ${t.actual}\n`);

@@ -20,6 +20,7 @@ import { routingPolicy, type PolicyName } from './policies';
 import { SGLANG_DEFAULTS } from './policies/cache-aware';
 import { secs } from './report';
 import { poissonArrivals } from './routing-workloads';
+import { writeJsonAtomic } from './out-files';
 import { noteMachine, type MachineNote } from './machine';
 import { BENCH_DIR } from './processes';
 import { DEFAULT_SIM, startStack, type RoutingPolicy, type SimulatorSettings } from './stack';
@@ -187,7 +188,7 @@ export async function runHeteroBench(o: HeteroBenchOptions, log: (line: string) 
     results.push(r);
   }
   const report: HeteroReport = { options: o, podSlowdown: slowdown, machine: machine.finish(), started, results };
-  fs.writeFileSync(path.join(o.outDir, 'hetero-results.json'), `${JSON.stringify(report, null, 2)}\n`);
+  writeJsonAtomic(path.join(o.outDir, 'hetero-results.json'), report);
   log(heteroTable(results));
   return report;
 }

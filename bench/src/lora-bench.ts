@@ -20,6 +20,7 @@ import { decimal, integer, listOf, parseFlags, SWITCH, UsageError, directory } f
 import { failedText, noTokenCount, quantile } from './analysis';
 import { secs } from './report';
 import { poissonArrivals } from './routing-workloads';
+import { writeJsonAtomic } from './out-files';
 import { noteMachine, type MachineNote } from './machine';
 import { BENCH_DIR } from './processes';
 import { DEFAULT_SIM, startStack, type RoutingPolicy, type SimulatorSettings } from './stack';
@@ -216,7 +217,7 @@ export async function runLoraBench(o: LoraBenchOptions, log: (line: string) => v
     results.push(r);
   }
   const report: LoraReport = { options: o, machine: machine.finish(), started, results };
-  fs.writeFileSync(path.join(o.outDir, 'lora-results.json'), `${JSON.stringify(report, null, 2)}\n`);
+  writeJsonAtomic(path.join(o.outDir, 'lora-results.json'), report);
   log(loraTable(results));
   return report;
 }

@@ -14,6 +14,7 @@ import { analyze, quantile, ttftOf, type PolicyResult } from './analysis';
 import { decimal, directory, integer, listOf, oneOf, parseFlags, SWITCH, UsageError } from './cli-args';
 import { cacheablePrefix, finiteCapacityHitRates, idealHitRate, roundRobinHitRate } from './bounds';
 import { bestHitRate } from './oracle';
+import { writeFileAtomic, writeJsonAtomic } from './out-files';
 import {
   censoredTtft, idealSaturation, planRamp, preciseGoals, rampArrivals, stagePrompts, stageResults, UPSTREAM_RAMP, type RampPlan,
 } from './poisson-ramp';
@@ -752,8 +753,8 @@ export async function runRoutingBench(o: RoutingBenchOptions): Promise<RoutingRe
         + 'policies run as a separate process; round-robin and session-hash are the gateway alone. Every run starts fresh pods, gateway and router.',
     ],
   };
-  fs.writeFileSync(path.join(o.outDir, 'results.json'), `${JSON.stringify(report, null, 2)}\n`);
-  fs.writeFileSync(path.join(o.outDir, 'report.html'), routingHtmlReport(report));
+  writeJsonAtomic(path.join(o.outDir, 'results.json'), report);
+  writeFileAtomic(path.join(o.outDir, 'report.html'), routingHtmlReport(report));
   if (!o.quiet) {
     if (cells.length > 0) process.stdout.write(`\n${summaryTable(cells)}\n`);
     process.stdout.write(`\nmachine: ${report.machine}\nwall time: ${wallSeconds.toFixed(0)} s\n`);

@@ -36,7 +36,13 @@ const built = Object.values(ENTRY).every((f) => fs.existsSync(f));
       outDir: out,
       quiet: true,
     };
+    // An earlier run's results, which a reader still holds (a hard link stands for it): the new results replace the
+    // name by a rename (bench/src/out-files.ts), so the earlier file is never rewritten in place, never half-written.
+    fs.writeFileSync(path.join(out, 'results.json'), '{"earlier":true}\n');
+    fs.linkSync(path.join(out, 'results.json'), path.join(out, 'earlier-results.json'));
     const report = await runRoutingBench(options);
+    expect(fs.readFileSync(path.join(out, 'earlier-results.json'), 'utf8')).toBe('{"earlier":true}\n');
+    expect(fs.readdirSync(out).filter((f) => f.endsWith('.tmp'))).toEqual([]);
     expect(report.cells).toHaveLength(1);
     const cell = report.cells[0];
     const [sglang, rr] = cell.policies;
