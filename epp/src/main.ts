@@ -9,10 +9,19 @@ import { jsonLogger, startEpp } from './runner';
 async function main(): Promise<number> {
   // First, as llm-d-router v0.10.0 cmd/epp/main.go installs ctrl.SetupSignalHandler() before the runner starts: a
   // SIGTERM that arrives while the EPP is still starting (a slow config read, a large pool) then stops it once started
-  // and the process exits 0, where Node's default for an unhandled SIGTERM would kill it by the signal.
+  // and the process exits 0, where Node's default for an unhandled SIGTERM would kill it by the signal. A second
+  // SIGTERM or SIGINT, at any time (still starting, or draining after the first), exits 1 at once, as that handler does
+  // (controller-runtime v0.23.3 pkg/manager/signals/signal.go is k8s.io/apiserver pkg/server/signal.go
+  // SetupSignalContext: `os.Exit(1) // second signal. Exit directly.`).
   const stopSignal = new Promise<string>((resolve) => {
-    process.once('SIGTERM', () => resolve('SIGTERM'));
-    process.once('SIGINT', () => resolve('SIGINT'));
+    let received = false;
+    const onSignal = (signal: string) => {
+      if (received) process.exit(1);
+      received = true;
+      resolve(signal);
+    };
+    process.on('SIGTERM', onSignal);
+    process.on('SIGINT', onSignal);
   });
   let options;
   try {

@@ -193,6 +193,39 @@ describe('the built binary', () => {
     }
   }, 30_000);
 
+  // controller-runtime v0.23.3 pkg/manager/signals/signal.go (SetupSignalHandler = k8s.io/apiserver pkg/server/signal.go
+  // SetupSignalContext), which llm-d-router v0.10.0 cmd/epp/main.go calls: the first signal cancels the context, the
+  // second is `os.Exit(1) // second signal. Exit directly.`, whether the runner has started serving or not.
+  (built ? test : test.skip)('a second signal during start-up exits 1 at once, before the EPP serves, as controller-runtime\'s signal handler', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kvroute-second-signal-'));
+    const config = path.join(dir, 'config.yaml');
+    execFileSync('mkfifo', [config]);
+    const child = spawn('node', [main, '--endpoints', '127.0.0.1:1', '--grpc-port', '0', '--grpc-health-port', '0', '--metrics-port', '0',
+      '--host', '127.0.0.1', '--config-file', config], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    child.stdout!.on('data', (d: Buffer) => (output += d.toString()));
+    child.stderr!.on('data', (d: Buffer) => (output += d.toString()));
+    const exit = new Promise<{ code: number | null; signal: string | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+    let writer: fs.promises.FileHandle | undefined;
+    try {
+      // Opened for writing once the EPP has opened it to read its config: start-up is under way. Both signals arrive
+      // while it reads (a synchronous read: Node runs the handlers once it returns, still before anything listens).
+      writer = await fs.promises.open(config, 'w');
+      child.kill('SIGTERM');
+      child.kill('SIGINT');
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      // A config that starts: without the exit on the second signal the EPP would serve, then stop (exit 0).
+      await writer.write('apiVersion: inference.networking.x-k8s.io/v1alpha1\nkind: EndpointPickerConfig\nplugins:\n- type: queue-scorer\nschedulingProfiles:\n- name: default\n  plugins:\n  - pluginRef: queue-scorer\n').catch(() => undefined);
+      await writer.close().catch(() => undefined);
+      expect(await exit).toEqual({ code: 1, signal: null });
+      expect(output).not.toContain('"event":"listening"');
+    } finally {
+      await writer?.close().catch(() => undefined);
+      child.kill('SIGKILL');
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  }, 30_000);
+
   (built ? test : test.skip)('a port already in use fails start-up naming the address and the server', async () => {
     const taken = net.createServer();
     await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
