@@ -992,6 +992,33 @@ export function parseRoutingArgs(argv: readonly string[]): RoutingBenchOptions |
   return withLadder;
 }
 
+/**
+ * The matrix and ladder cells in which a policy had requests and not one succeeded, over all its runs there (e.g. the
+ * EPP refused its config, or every request was a 5xx), as `<workload> × <capacity>: <policy>` (`ladder ` before a
+ * ladder cell). A broken build shows here: its numbers are no measurement. A policy with any success is not listed.
+ */
+export function cellsWithoutSuccess(report: RoutingReport): string[] {
+  const none = (runs: readonly { readonly requests: number; readonly succeeded: number }[]) =>
+    runs.length > 0 && runs.some((r) => r.requests > 0) && runs.every((r) => r.succeeded === 0);
+  const policiesWithout = (runs: readonly { readonly policy: string; readonly requests: number; readonly succeeded: number }[]) =>
+    [...new Set(runs.map((r) => r.policy))].filter((p) => none(runs.filter((r) => r.policy === p)));
+  return [
+    ...report.cells.flatMap((c) => policiesWithout(c.runs).map((p) => `${c.workload} × ${c.capacity}: ${p}`)),
+    ...(report.ladder?.cells ?? []).flatMap((c) => policiesWithout(c.runs).map((p) => `ladder ${c.workload} × ${c.capacity}: ${p}`)),
+  ];
+}
+
+/**
+ * The exit status of a run whose reports are written: 1, naming the cells on stderr, when some policy had no request
+ * succeed in a cell (so a CI job running `npm run bench:routing` fails on a broken build), else 0.
+ */
+export function routingExitStatus(report: RoutingReport, stderr: (line: string) => void): number {
+  const failed = cellsWithoutSuccess(report);
+  if (failed.length === 0) return 0;
+  stderr(`kvroute-bench routing: every request failed in ${failed.length} cell${failed.length === 1 ? '' : 's'}: ${failed.join('; ')}\n`);
+  return 1;
+}
+
 /** `kvroute-bench routing`: parses the flags, runs, and returns the exit status. */
 export async function routingCommand(argv: readonly string[]): Promise<number> {
   const options = parseRoutingArgs(argv);
@@ -999,6 +1026,6 @@ export async function routingCommand(argv: readonly string[]): Promise<number> {
     process.stdout.write(`${ROUTING_USAGE}\n`);
     return 0;
   }
-  await runRoutingBench(options);
-  return 0;
+  const report = await runRoutingBench(options);
+  return routingExitStatus(report, (line) => process.stderr.write(line));
 }

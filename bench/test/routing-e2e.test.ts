@@ -7,7 +7,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { ENTRY, stopAll } from '../src/processes';
-import { DEFAULT_ROUTING_OPTIONS, runRoutingBench, type RoutingBenchOptions } from '../src/routing-bench';
+import { DEFAULT_ROUTING_OPTIONS, routingExitStatus, runRoutingBench, type RoutingBenchOptions } from '../src/routing-bench';
 
 const built = Object.values(ENTRY).every((f) => fs.existsSync(f));
 
@@ -66,6 +66,8 @@ const built = Object.values(ENTRY).every((f) => fs.existsSync(f));
     // The overhead check ran every path.
     expect(report.overhead!.variants.map((v) => v.name)).toEqual(['gateway round-robin', 'gateway + kvroute EPP', 'gateway + ext_proc RR director']);
     for (const v of report.overhead!.variants) expect(v.successRate).toBe(1);
+    // Every cell served: the command's exit status is 0.
+    expect(routingExitStatus(report, (line) => { throw new Error(`unexpected: ${line}`); })).toBe(0);
 
     const json = JSON.parse(fs.readFileSync(path.join(out, 'results.json'), 'utf8'));
     expect(json.cells[0].policies).toHaveLength(2);
