@@ -11,12 +11,14 @@
  * (refused connections, HTTP errors) and waits, as upstream does, for scrapes that only came too late.
  */
 import { FakeVllmServer, sleep, waitFor } from '@kvroute/testkit';
-import { defaultEndpointPickerConfig } from '../src/config';
+import { defaultEndpointPickerConfig, parseEndpointPickerConfig } from '../src/config';
 import { Datastore } from '../src/datastore/datastore';
 import { endpointKey } from '../src/datastore/endpoint-key';
 import type { IncomingRequest, RouteDecision } from '../src/extproc/request-director';
 import { FlowControlQueue } from '../src/requestcontrol/flow-control';
 import { RequestControl, RESUME_GRACE_MS } from '../src/requestcontrol/request-control';
+import { DEFAULT_MAX_CONSECUTIVE_SCRAPE_FAILURES } from '../src/scheduling/plugins/saturation-filter';
+import type { UtilizationDetector } from '../src/scheduling/plugins/utilization-detector';
 import { buildScheduler } from '../src/scheduling/scheduler';
 
 jest.setTimeout(30_000);
@@ -110,5 +112,86 @@ describe('request control over a pod whose scrapes time out (real scrapers, real
     const { answer, held } = await routeOrHeld('refused');
     expect(held).toBe(false);
     expect(await answer).toMatchObject({ kind: 'reject', status: 503 });
+  });
+});
+
+/**
+ * `maxConsecutiveScrapeFailures` set away from its default (3) in a config the real loader reads: the filter, the
+ * `utilization-detector`'s `unreadable` and request control's check for a pool whose pods are all gone count the same
+ * timeouts as lost (`scrapeTimeoutsToLost`), where the other two used the default whatever the config said.
+ */
+describe('one count of timed-out scrapes from the loaded config (saturation-filter maxConsecutiveScrapeFailures: 5)', () => {
+  const LIMIT = 5;
+  const CONFIG = `apiVersion: inference.networking.x-k8s.io/v1alpha1
+kind: EndpointPickerConfig
+plugins:
+- type: saturation-filter
+  parameters: {metricsStalenessThreshold: ${STALENESS}, maxConsecutiveScrapeFailures: ${LIMIT}}
+- type: utilization-detector
+  parameters: {metricsStalenessThreshold: ${STALENESS}}
+- type: queue-scorer
+- type: max-score-picker
+saturationDetector: {pluginRef: utilization-detector}
+schedulingProfiles:
+- name: default
+  plugins:
+  - pluginRef: saturation-filter
+  - pluginRef: queue-scorer
+  - pluginRef: max-score-picker
+`;
+  let pod: FakeVllmServer;
+  let ds: Datastore;
+  let director: RequestControl;
+  let queue: FlowControlQueue;
+  let detector: UtilizationDetector;
+  let key: string;
+
+  beforeEach(async () => {
+    pod = await FakeVllmServer.start({ engines: [{ waiting: 0, running: 0, kvUsage: 0.1 }] });
+    ds = new Datastore({ refreshIntervalMs: 20, scrapeTimeoutMs: SCRAPE_TIMEOUT_MS });
+    key = endpointKey('127.0.0.1', pod.port);
+    ds.upsertEndpoint({ key, name: 'pod-0', namespace: 'default', address: '127.0.0.1', port: pod.port, labels: {} });
+    const scheduler = buildScheduler(parseEndpointPickerConfig(CONFIG), { now: () => Date.now() });
+    detector = scheduler.plugins.get('utilization-detector') as UtilizationDetector;
+    // A short deadline: the request waits out its time while the pod has timed out fewer than LIMIT times.
+    queue = new FlowControlQueue({ maxQueued: 16, maxWaitMs: 300, maxDispatchPerCall: 4 });
+    director = new RequestControl({ datastore: ds, scheduler, flowControl: { queue, tickMs: 500 } });
+    await waitFor(() => (ds.metrics(key)?.updateTime ?? 0) > 0, 'the first scrape');
+    await sleep(RESUME_GRACE_MS + 100);
+  });
+
+  afterEach(async () => {
+    director.close();
+    await ds.stop();
+    await pod.close();
+  });
+
+  const incoming = (id: string): IncomingRequest => ({
+    requestId: id,
+    headers: new Map([[':method', 'POST'], [':path', '/v1/completions'], ['content-type', 'application/json']]),
+    body: Buffer.from(JSON.stringify({ model: 'm', prompt: `hello ${id}` })),
+    filterMetadata: {},
+  });
+  const snapshot = () => ds.snapshot().find((c) => c.endpoint.key === key)!;
+
+  it(`after ${DEFAULT_MAX_CONSECUTIVE_SCRAPE_FAILURES} timeouts (the default) the metrics are late for every reader: held, then 429 at its deadline, not 503; lost for all of them at ${LIMIT}`, async () => {
+    pod.mode = 'hang';
+    await waitFor(() => (ds.metrics(key)?.consecutiveFailures ?? 0) >= DEFAULT_MAX_CONSECUTIVE_SCRAPE_FAILURES, 'the default count of timeouts');
+    // The next timeout is SCRAPE_TIMEOUT_MS away, the one that loses the metrics twice that: the deadline (300 ms) comes first.
+    expect(detector.unreadable(snapshot())).toBe(false);
+    const pending = director.route(incoming('late'));
+    let settled = false;
+    void pending.then(() => { settled = true; });
+    await waitFor(() => settled || queue.size > 0, 'an answer or a wait');
+    expect(settled).toBe(false);
+    const answer = await pending;
+    expect(ds.metrics(key)!.consecutiveFailures).toBeLessThan(LIMIT);
+    expect(answer).toMatchObject({ kind: 'reject', status: 429 });
+
+    await waitFor(() => (ds.metrics(key)?.consecutiveFailures ?? 0) >= LIMIT, `${LIMIT} timeouts`);
+    expect(detector.unreadable(snapshot())).toBe(true);
+    const lost = await director.route(incoming('lost'));
+    expect(lost).toMatchObject({ kind: 'reject', status: 503 });
+    expect(JSON.parse((lost as { body: string }).body).error).toMatchObject({ code: 'no_ready_endpoints' });
   });
 });

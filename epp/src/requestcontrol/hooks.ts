@@ -139,8 +139,8 @@ export interface SaturationDetector extends Plugin {
    * Whether `candidate`'s metrics are lost rather than late: a scrape failed fast since the last good one, or several
    * timed out in a row, or none came for longer than waiting for the next can help. Request control holds no request
    * for a pool of such pods.
-   * @default the scrapes since the last good one say the pod is gone (`scrapesLost` with the saturation filter's
-   * default `maxConsecutiveScrapeFailures`)
+   * @default the scrapes since the last good one say the pod is gone (`scrapesLost` with the config's
+   * `maxConsecutiveScrapeFailures`, `scrapeTimeoutsToLost`)
    */
   unreadable?(candidate: EndpointSnapshot): boolean;
 }

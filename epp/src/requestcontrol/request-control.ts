@@ -27,7 +27,7 @@ import type { HistogramSeries } from '../bound-histogram';
 import type { ValueSeries } from '../bound-counter';
 import type { Plugin } from '../scheduling/framework';
 import { agentIdentityHeaders, firstHeaderValue } from '../scheduling/plugins/agent-identity';
-import { DEFAULT_MAX_CONSECUTIVE_SCRAPE_FAILURES, scrapesLost } from '../scheduling/plugins/saturation-filter';
+import { scrapesLost, scrapeTimeoutsToLost } from '../scheduling/plugins/saturation-filter';
 import type { ExtensionPoint } from '../scheduling/metrics-hooks';
 import { withLeadingMember } from './leading-member';
 import { issueResponseId, OwnerTags, ownerTagOf, responseIdInPath, withResponseId } from './response-owner';
@@ -522,6 +522,8 @@ export class RequestControl implements RequestDirector {
   private readonly responseCompletePlugins: readonly ResponseComplete[];
   /** The config's `saturationDetector`, when it names one, and the usage-limit policy that says where it holds requests. */
   private readonly saturationDetector: SaturationDetector | undefined;
+  /** Timed-out scrapes in a row that lose a pod's metrics, as the config's `saturation-filter` counts them (`scrapeTimeoutsToLost`). */
+  private readonly scrapeTimeoutsToLost: number;
   private readonly usageLimitPolicy: UsageLimitPolicyPlugin;
   /**
    * The priority levels active whatever waits (`activePriorities`): 0, the config's `priorityBands` and its
@@ -560,6 +562,7 @@ export class RequestControl implements RequestDirector {
     const specs = (plugins.config as typeof plugins.config | undefined)?.plugins ?? [];
     this.agentHeaders = agentIdentityHeaders(specs.flatMap((p) => (p.type === 'agent-identity' && p.name !== undefined ? [plugins.get(p.name)!] : [])));
     ({ detector: this.saturationDetector, usageLimitPolicy: this.usageLimitPolicy } = saturationDetectorOf(options.scheduler));
+    this.scrapeTimeoutsToLost = scrapeTimeoutsToLost(plugins.ofKind('filter'));
     this.configuredPriorities = new Set([
       0,
       ...(options.scheduler.config?.flowControl?.priorityBands ?? []).map((band) => band.priority),
@@ -685,7 +688,7 @@ export class RequestControl implements RequestDirector {
 
   /**
    * Whether every candidate's metrics are lost (at least `failures` scrapes failed since the last good one and they say
-   * the pod is gone, `scrapesLost`: one failed fast, or the saturation filter's default count timed out in a row; or,
+   * the pod is gone, `scrapesLost`: one failed fast, or the config's saturation filter's count timed out in a row; or,
    * for a detector reading metrics, `unreadable`): the pods are gone, not busy. True for no candidates. Just out of a
    * stall of its own the EPP asks for two failures: the scrapes in flight while it was stopped time out as it resumes,
    * one failure each, on pods that are fine.
@@ -693,7 +696,7 @@ export class RequestControl implements RequestDirector {
   private everyPodUnreachable(candidates: readonly EndpointSnapshot[], failures = 1): boolean {
     const detector = this.saturationDetector;
     const unreadable = detector?.readsMetrics === true ? detector.unreadable : undefined;
-    return candidates.every((c) => (c.metrics.consecutiveFailures >= failures && scrapesLost(c.metrics, DEFAULT_MAX_CONSECUTIVE_SCRAPE_FAILURES))
+    return candidates.every((c) => (c.metrics.consecutiveFailures >= failures && scrapesLost(c.metrics, this.scrapeTimeoutsToLost))
       || (failures === 1 && unreadable !== undefined && unreadable.call(detector, c)));
   }
 

@@ -1,6 +1,6 @@
 import { parseDuration, type Duration } from '../../config/duration';
 import type { EndpointMetrics, EndpointSnapshot } from '../../datastore/types';
-import { stateKey, type CycleContext, type Filter, type PluginHandle } from '../framework';
+import { stateKey, type CycleContext, type Filter, type Plugin, type PluginHandle } from '../framework';
 import type { SchedulingErrorReason } from '../types';
 import type { SaturationExclusionReason } from '../metrics-hooks';
 import { FieldReader } from '../../config/fields';
@@ -51,11 +51,24 @@ export interface SaturationFilterParameters {
  */
 export const LATE_WINDOW_MS = 4000;
 
-/**
- * `maxConsecutiveScrapeFailures`'s default, and the timeouts in a row after which metrics are lost for readers that
- * have no such parameter (the `utilization-detector`, request control).
- */
+/** `maxConsecutiveScrapeFailures`'s default; also the count `scrapeTimeoutsToLost` gives a config without the filter. */
 export const DEFAULT_MAX_CONSECUTIVE_SCRAPE_FAILURES = 3;
+
+/**
+ * The timed-out scrapes in a row after which a pod's metrics are lost, for the readers that have no such parameter of
+ * their own (the `utilization-detector`'s `unreadable`, request control's check for a pool whose pods are all gone):
+ * the `maxConsecutiveScrapeFailures` of the config's `saturation-filter`, so that a request the filter holds for
+ * metrics it reads as late is not answered by request control as if they were lost (or the reverse); the largest when
+ * several filters set it (a request waits because some filter read its pods as late, and the largest count says so
+ * longest); the default without a filter.
+ */
+export function scrapeTimeoutsToLost(plugins: Iterable<Plugin>): number {
+  let limit: number | undefined;
+  for (const plugin of plugins) {
+    if (plugin instanceof SaturationFilter) limit = Math.max(limit ?? 0, plugin.maxConsecutiveScrapeFailures);
+  }
+  return limit ?? DEFAULT_MAX_CONSECUTIVE_SCRAPE_FAILURES;
+}
 
 /**
  * Whether a pod's failed scrapes since its last good one say it is gone rather than late: one failed fast (a refused
@@ -138,6 +151,11 @@ export class SaturationFilter implements Filter {
     private readonly handle: PluginHandle,
   ) {
     this.stalenessMs = parseDuration(parameters.metricsStalenessThreshold);
+  }
+
+  /** Its configured count, which the other readers of lost metrics share (`scrapeTimeoutsToLost`). */
+  get maxConsecutiveScrapeFailures(): number {
+    return this.parameters.maxConsecutiveScrapeFailures;
   }
 
   filter(cycle: CycleContext, candidates: readonly EndpointSnapshot[]): readonly EndpointSnapshot[] {

@@ -4,7 +4,7 @@ import type { EndpointSnapshot } from '../../datastore/types';
 import type { SaturationDetector } from '../../requestcontrol/hooks';
 import type { CycleContext, Filter, PluginHandle } from '../framework';
 import { definePlugin, parameters } from '../plugin';
-import { DEFAULT_MAX_CONSECUTIVE_SCRAPE_FAILURES, metricsLost } from './saturation-filter';
+import { DEFAULT_MAX_CONSECUTIVE_SCRAPE_FAILURES, metricsLost, scrapeTimeoutsToLost } from './saturation-filter';
 
 export interface UtilizationDetectorParameters {
   /** The ideal waiting queue (`vllm:num_requests_waiting`) of one pod; must be > 0. @default 5 */
@@ -79,14 +79,21 @@ export class UtilizationDetector implements Filter, SaturationDetector {
     return kept.length > 0 ? kept : candidates;
   }
 
+  /** The config's count of timed-out scrapes that lose a pod's metrics (`scrapeTimeoutsToLost`), once every plugin is built. */
+  private maxTimeouts = DEFAULT_MAX_CONSECUTIVE_SCRAPE_FAILURES;
+
+  resolveReferences(): void {
+    this.maxTimeouts = scrapeTimeoutsToLost(this.handle.plugins?.() ?? []);
+  }
+
   /**
    * Lost, not late, as the `saturation-filter` reads it (`metricsLost`): a scrape failed fast since the last good one,
-   * or DEFAULT_MAX_CONSECUTIVE_SCRAPE_FAILURES timed out in a row (this detector, as GIE's, has no such parameter), or
-   * the last good one (or, never scraped, the pod's discovery) is older than the staleness threshold plus
-   * LATE_WINDOW_MS (a stuck scraper).
+   * or as many timed out in a row as the config's `saturation-filter` allows (`scrapeTimeoutsToLost`: this detector,
+   * as GIE's, has no such parameter), or the last good one (or, never scraped, the pod's discovery) is older than the
+   * staleness threshold plus LATE_WINDOW_MS (a stuck scraper).
    */
   unreadable(candidate: EndpointSnapshot): boolean {
-    return metricsLost(candidate, this.handle.now(), this.stalenessMs, DEFAULT_MAX_CONSECUTIVE_SCRAPE_FAILURES);
+    return metricsLost(candidate, this.handle.now(), this.stalenessMs, this.maxTimeouts);
   }
 
   private stale(updateTime: number, now: number): boolean {
