@@ -138,7 +138,9 @@ function readEndpointSelector(
   const targetPorts: number[] = [];
   for (const part of portsText.split(',')) {
     if (!/^\d{1,5}$/.test(part) || Number(part) < 1 || Number(part) > 65535) {
-      throw new UsageError(`--endpoint-target-ports: ${JSON.stringify(part)} is not a port 1-65535 (write e.g. 8000,8001 with no spaces)`);
+      // Not an integer: pflag's IntSlice Set fails (a parse error, exit 2); an integer out of range: Validate's "invalid port number".
+      const message = `--endpoint-target-ports: ${JSON.stringify(part)} is not a port 1-65535 (write e.g. 8000,8001 with no spaces)`;
+      throw /^\d+$/.test(part) ? new UsageError(message) : new FlagParseError(message);
     }
     if (!targetPorts.includes(Number(part))) targetPorts.push(Number(part));
   }
@@ -152,10 +154,28 @@ function readEndpointSelector(
   return { selector, targetPorts, poolName: match[1]! };
 }
 
+/**
+ * A flag value the EPP refuses once the flags are read (exclusive flags, a missing one, a value out of range, a flag
+ * kvroute does not take): exit status 1, as llm-d-router v0.10.0's runner returns opts.Complete / opts.Validate errors
+ * from Run and cmd/epp/main.go run turns any error into `return 1` (os.Exit(1)).
+ */
 export class UsageError extends Error {
   constructor(message: string) {
     super(message);
     this.name = 'UsageError';
+  }
+}
+
+/**
+ * Argv that does not parse as flags: an unknown flag, a missing value, a value that is not the flag's type (integer,
+ * boolean, duration, list of integers). Exit status 2, as pflag exits for a parse error of its CommandLine set, which
+ * llm-d-router v0.10.0 cmd/epp/runner/runner.go Run parses with pflag.Parse(): `CommandLine = NewFlagSet(os.Args[0],
+ * ExitOnError)`, and FlagSet.Parse's `case ExitOnError: fmt.Println(err); os.Exit(2)` (spf13/pflag flag.go).
+ */
+export class FlagParseError extends UsageError {
+  constructor(message: string) {
+    super(message);
+    this.name = 'FlagParseError';
   }
 }
 
@@ -300,12 +320,15 @@ export function usage(): string {
 function parseValue(spec: FlagSpec, flag: string, raw: string): string | number | boolean {
   switch (spec.kind) {
     case 'int': {
-      if (!/^-?\d+$/.test(raw)) throw new UsageError(`${flag}: must be an integer, got ${JSON.stringify(raw)}`);
+      if (!/^-?\d+$/.test(raw)) throw new FlagParseError(`${flag}: must be an integer, got ${JSON.stringify(raw)}`);
       return Number(raw);
     }
     case 'port': {
       const n = Number(raw);
-      if (!/^\d+$/.test(raw) || n > 65535) throw new UsageError(`${flag}: must be a port number from 0 to 65535, got ${JSON.stringify(raw)}`);
+      // Upstream's ports are IntVar flags: a value that is not an integer fails the parse; one out of range parses.
+      const message = `${flag}: must be a port number from 0 to 65535, got ${JSON.stringify(raw)}`;
+      if (!/^-?\d+$/.test(raw)) throw new FlagParseError(message);
+      if (n < 0 || n > 65535) throw new UsageError(message);
       return n;
     }
     case 'ignored-string':
@@ -319,23 +342,28 @@ function parseValue(spec: FlagSpec, flag: string, raw: string): string | number 
     case 'bool': {
       // Go's strconv.ParseBool, which GIE's flags use.
       const b = parseGoBool(raw);
-      if (b === undefined) throw new UsageError(`${flag}: must be true or false, got ${JSON.stringify(raw)}`);
+      if (b === undefined) throw new FlagParseError(`${flag}: must be true or false, got ${JSON.stringify(raw)}`);
       return b;
     }
-    case 'duration':
+    case 'duration': {
+      // Go's time.ParseDuration (pflag's DurationVar) reads a sign: a negative duration parses, and is refused after.
+      const negative = raw.startsWith('-');
+      let ms: number;
       try {
-        const ms = parseDuration(raw);
-        // 0 is GIE's defaultRequestTTL for "no deadline of the EPP's own"; every other duration flag must be positive.
-        if (ms === 0 && spec.name === 'flow-control-max-wait') return Infinity;
-        // GIE takes 0 here too: no pod's metrics are fresh enough, so the pool gauges read no ready pod.
-        if (ms === 0 && spec.name === 'metrics-staleness-threshold') return 0;
-        // llm-d-router: "A drainTimeout of 0 stops the servers as soon as the manager terminates."
-        if (ms === 0 && spec.name === 'drain-timeout') return 0;
-        if (ms <= 0) throw new Error(`must be positive, got ${JSON.stringify(raw)}`);
-        return ms;
+        ms = parseDuration(negative ? raw.slice(1) : raw);
       } catch (e) {
-        throw new UsageError(`${flag}: ${(e as Error).message}`);
+        throw new FlagParseError(`${flag}: ${(e as Error).message}`);
       }
+      if (negative) throw new UsageError(`${flag}: must not be negative, got ${JSON.stringify(raw)}`);
+      // 0 is GIE's defaultRequestTTL for "no deadline of the EPP's own"; every other duration flag must be positive.
+      if (ms === 0 && spec.name === 'flow-control-max-wait') return Infinity;
+      // GIE takes 0 here too: no pod's metrics are fresh enough, so the pool gauges read no ready pod.
+      if (ms === 0 && spec.name === 'metrics-staleness-threshold') return 0;
+      // llm-d-router: "A drainTimeout of 0 stops the servers as soon as the manager terminates."
+      if (ms === 0 && spec.name === 'drain-timeout') return 0;
+      if (ms <= 0) throw new UsageError(`${flag}: must be positive, got ${JSON.stringify(raw)}`);
+      return ms;
+    }
     case 'string':
       if (raw === '') throw new UsageError(`${flag}: must not be empty`);
       return raw;
@@ -354,7 +382,8 @@ const EMPTY_IS_UNSET: ReadonlySet<string> = new Set(['config-file', 'config-text
 
 /**
  * Parses `argv` (without `node` and the script). Returns `undefined` when `--help` was asked for.
- * @throws UsageError naming the offending flag.
+ * @throws FlagParseError (exit 2) when argv does not parse as flags, UsageError (exit 1) for a value refused after;
+ *   both name the offending flag.
  */
 export function parseArgs(argv: readonly string[], env: Readonly<Record<string, string | undefined>> = process.env): EppOptions | undefined {
   const values = new Map<string, string | number | boolean>();
@@ -363,12 +392,12 @@ export function parseArgs(argv: readonly string[], env: Readonly<Record<string, 
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     const m = /^--?([A-Za-z][A-Za-z0-9-]*)(?:=(.*))?$/s.exec(arg);
-    if (!m) throw new UsageError(`unexpected argument ${JSON.stringify(arg)}: flags start with - or --, and this program takes no positional arguments`);
+    if (!m) throw new FlagParseError(`unexpected argument ${JSON.stringify(arg)}: flags start with - or --, and this program takes no positional arguments`);
     const [, name, inline] = m;
     const spec = BY_NAME.get(name);
     if (!spec) {
       const near = [...BY_NAME.keys()].find((k) => k.toLowerCase().replace(/-/g, '') === name.toLowerCase().replace(/-/g, ''));
-      throw new UsageError(`unknown flag ${arg.split('=')[0]}${near ? ` (did you mean --${near}?)` : ''}; see --help`);
+      throw new FlagParseError(`unknown flag ${arg.split('=')[0]}${near ? ` (did you mean --${near}?)` : ''}; see --help`);
     }
     // A repeated flag keeps its last value, as Go's pflag does: GIE's chart writes some flags itself and then appends
     // the release's `inferenceExtension.flags` (config/charts/epplib/templates/_deployment.yaml @ v1.5.0 L89-134).
@@ -379,11 +408,11 @@ export function parseArgs(argv: readonly string[], env: Readonly<Record<string, 
       raw = inline;
     } else if (spec.kind === 'bool' || spec.kind === 'ignored-bool') {
       if (argv[i + 1] === 'true' || argv[i + 1] === 'false') {
-        throw new UsageError(`--${name} ${argv[i + 1]}: write --${name}=${argv[i + 1]} (a boolean flag takes its value after "=")`);
+        throw new FlagParseError(`--${name} ${argv[i + 1]}: write --${name}=${argv[i + 1]} (a boolean flag takes its value after "=")`);
       }
       raw = 'true';
     } else {
-      if (i + 1 >= argv.length) throw new UsageError(`--${name}: needs a value`);
+      if (i + 1 >= argv.length) throw new FlagParseError(`--${name}: needs a value`);
       raw = argv[++i];
     }
     // An empty value of a flag whose absence means "the default" is that absence, as GIE documents for --pool-namespace

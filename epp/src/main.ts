@@ -3,8 +3,16 @@
  * `kvroute-epp`: parse flags, start the EPP, print one JSON line with the bound ports (so harnesses can use port 0),
  * and shut down gracefully on SIGTERM/SIGINT (Kubernetes sends SIGTERM, then waits terminationGracePeriodSeconds).
  */
-import { parseArgs, usage, UsageError } from './cli';
+import { FlagParseError, parseArgs, usage, UsageError } from './cli';
 import { jsonLogger, startEpp } from './runner';
+
+/**
+ * 2 for argv that does not parse as flags, as pflag's ExitOnError CommandLine exits; 1 for a value refused after, as
+ * llm-d-router v0.10.0's runner returns opts.Validate's error and cmd/epp/main.go run answers it `return 1`.
+ */
+function usageExitStatus(e: UsageError): number {
+  return e instanceof FlagParseError ? 2 : 1;
+}
 
 async function main(): Promise<number> {
   // First, as llm-d-router v0.10.0 cmd/epp/main.go installs ctrl.SetupSignalHandler() before the runner starts: a
@@ -29,7 +37,7 @@ async function main(): Promise<number> {
   } catch (e) {
     if (e instanceof UsageError) {
       process.stderr.write(`kvroute-epp: ${e.message}\n`);
-      return 2;
+      return usageExitStatus(e);
     }
     throw e;
   }
@@ -48,7 +56,7 @@ async function main(): Promise<number> {
     // Flags that only conflict with the config (file discovery and --endpoints) are usage errors too.
     if (e instanceof UsageError) {
       process.stderr.write(`kvroute-epp: ${e.message}\n`);
-      return 2;
+      return usageExitStatus(e);
     }
     logger.error('start-up failed', { error: (e as Error).message });
     return 1;

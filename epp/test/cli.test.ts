@@ -3,7 +3,7 @@ import * as fs from 'fs';
 import * as net from 'net';
 import * as os from 'os';
 import * as path from 'path';
-import { parseArgs, usage, UsageError } from '../src/cli';
+import { FlagParseError, parseArgs, usage, UsageError } from '../src/cli';
 
 describe('kvroute-epp flags', () => {
   test('kebab-case flags with defaults', () => {
@@ -104,23 +104,39 @@ describe('kvroute-epp flags', () => {
     expect(parseArgs(['--pool-name=p', '--pool-group=inference.networking.k8s.io'])!.poolGroup).toBe('inference.networking.k8s.io');
   });
 
-  test.each<[string[], RegExp]>([
-    [['--pool-name', 'p', '--bogus'], /^unknown flag --bogus; see --help$/],
-    [['--pool-name', 'p', '--poolname', 'q'], /did you mean --pool-name\?/],
-    [['--pool-name', 'p', 'extra'], /unexpected argument "extra"/],
-    [[], /one of --pool-name .* or --endpoints .* is required/],
-    [['--pool-name', 'p', '--endpoints', '127.0.0.1:1'], /exclusive/],
-    [['--endpoints', '127.0.0.1:99999'], /^--endpoints: /],
-    [['--pool-name', 'p', '--grpc-port', 'abc'], /^--grpc-port: must be a port number/],
-    [['--pool-name', 'p', '--refresh-metrics-interval', '50'], /^--refresh-metrics-interval: /],
-    [['--pool-name', 'p', '--secureServing', 'false'], /write --secureServing=false/],
-    [['--pool-name', 'p', '--pool-group', 'example.com'], /^--pool-group: must be/],
-    [['--pool-name', 'p', '--request-body-mode', 'streamed'], /^--request-body-mode: must be full-duplex or buffered/],
-    [['--pool-name', 'p', '--config-file', 'a', '--config-text', 'b'], /exclusive/],
-    [['--pool-name'], /--pool-name: needs a value/],
-  ])('rejects %j', (argv, message) => {
-    expect(() => parseArgs(argv)).toThrow(UsageError);
-    expect(() => parseArgs(argv)).toThrow(message);
+  // 'parse': argv that pflag's Parse refuses (unknown flag, missing value, a value not of the flag's type), exit 2 as
+  // its ExitOnError CommandLine exits; 'validate': refused after parsing, exit 1 as llm-d-router v0.10.0's runner
+  // returns opts.Validate's error and cmd/epp/main.go answers `return 1` (main.ts usageExitStatus).
+  test.each<[string[], RegExp, 'parse' | 'validate']>([
+    [['--pool-name', 'p', '--bogus'], /^unknown flag --bogus; see --help$/, 'parse'],
+    [['--pool-name', 'p', '--poolname', 'q'], /did you mean --pool-name\?/, 'parse'],
+    [['--pool-name', 'p', 'extra'], /unexpected argument "extra"/, 'parse'],
+    [[], /one of --pool-name .* or --endpoints .* is required/, 'validate'],
+    [['--pool-name', 'p', '--endpoints', '127.0.0.1:1'], /exclusive/, 'validate'],
+    [['--endpoints', '127.0.0.1:99999'], /^--endpoints: /, 'validate'],
+    [['--pool-name', 'p', '--grpc-port', 'abc'], /^--grpc-port: must be a port number/, 'parse'],
+    [['--pool-name', 'p', '--grpc-port', '70000'], /^--grpc-port: must be a port number/, 'validate'],
+    [['--pool-name', 'p', '--refresh-metrics-interval', '50'], /^--refresh-metrics-interval: /, 'parse'],
+    [['--pool-name', 'p', '--refresh-metrics-interval', '-1s'], /^--refresh-metrics-interval: must not be negative/, 'validate'],
+    [['--pool-name', 'p', '--refresh-metrics-interval', '0s'], /^--refresh-metrics-interval: must be positive/, 'validate'],
+    [['--pool-name', 'p', '--secure-serving=maybe'], /^--secure-serving: must be true or false/, 'parse'],
+    [['--pool-name', 'p', '--secureServing', 'false'], /write --secureServing=false/, 'parse'],
+    [['--pool-name', 'p', '--pool-group', 'example.com'], /^--pool-group: must be/, 'validate'],
+    [['--pool-name', 'p', '--request-body-mode', 'streamed'], /^--request-body-mode: must be full-duplex or buffered/, 'validate'],
+    [['--pool-name', 'p', '--config-file', 'a', '--config-text', 'b'], /exclusive/, 'validate'],
+    [['--pool-name'], /--pool-name: needs a value/, 'parse'],
+    [['--endpoint-selector', 'app=vllm', '--endpoint-target-ports', '80a'], /^--endpoint-target-ports: "80a" is not a port/, 'parse'],
+    [['--endpoint-selector', 'app=vllm', '--endpoint-target-ports', '70000'], /^--endpoint-target-ports: "70000" is not a port/, 'validate'],
+  ])('rejects %j', (argv, message, stage) => {
+    let error: unknown;
+    try {
+      parseArgs(argv, { POD_NAME: 'epp-5d9c7b8f4-x2x9q' });
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(UsageError);
+    expect((error as Error).message).toMatch(message);
+    expect(error instanceof FlagParseError).toBe(stage === 'parse');
   });
 
   test('--metrics-scrape-mode and --metrics-scrape-workers: worker threads by default, errors name the allowed values', () => {
@@ -155,6 +171,23 @@ describe('the built binary', () => {
     expect(bad.status).toBe(2);
     expect(bad.stderr).toBe('kvroute-epp: unknown flag --nope; see --help\n');
     expect(execFileSync('node', [main, '--help'], { encoding: 'utf8' })).toContain('Usage: kvroute-epp');
+  });
+
+  // llm-d-router v0.10.0 cmd/epp/runner/runner.go Run: `pflag.Parse()` on pflag's CommandLine, made
+  // `NewFlagSet(os.Args[0], ExitOnError)`, whose Parse answers a parse error `case ExitOnError: fmt.Println(err);
+  // os.Exit(2)` (spf13/pflag flag.go); then `if err := opts.Validate(); err != nil { ...; return err }`, and
+  // cmd/epp/main.go run: `if err := runner.NewRunner().Run(ctx); err != nil { return 1 }`.
+  (built ? test : test.skip)('a value of the wrong type exits 2, as pflag\'s parse; a value refused after parsing exits 1, as upstream\'s Validate', () => {
+    const run = (...argv: string[]) => {
+      const r = spawnSync('node', [main, ...argv], { encoding: 'utf8' });
+      return { status: r.status, stderr: r.stderr };
+    };
+    expect(run('--pool-name', 'p', '--grpc-port', 'abc')).toEqual({ status: 2, stderr: 'kvroute-epp: --grpc-port: must be a port number from 0 to 65535, got "abc"\n' });
+    expect(run('--pool-name', 'p', '--refresh-metrics-interval', '50').status).toBe(2);
+    expect(run('--pool-name', 'p', '--config-file', 'a', '--config-text', 'b')).toEqual({ status: 1, stderr: 'kvroute-epp: --config-file and --config-text are exclusive\n' });
+    expect(run('--grpc-port', '9002').stderr).toMatch(/^kvroute-epp: one of --pool-name .* is required/);
+    expect(run('--grpc-port', '9002').status).toBe(1);
+    expect(run('--pool-name', 'p', '--grpc-port', '70000').status).toBe(1);
   });
 
   (built ? test : test.skip)('a --host that does not resolve fails start-up naming --host, not grpc-js\'s "Name resolution failed"', () => {
