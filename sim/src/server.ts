@@ -183,6 +183,10 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
     void done.finally(() => inflight.delete(done));
   };
   const server: HttpServer = tls === null ? createServer(onRequest) : createHttpsServer(tls, onRequest);
+  // uvicorn's httptools protocol keeps every header field it parses (protocols/http/httptools_impl.py on_header appends
+  // each, no count limit), within the head's size. Node keeps the first 1,000 fields and drops the rest silently (Node
+  // 20), or answers 431 above 1,000 (Node >= 22.23.2, CVE-2026-58044, on the images' node:22): no limit here either.
+  server.maxHeadersCount = 0;
   // uvicorn acts on `Expect: 100-continue` only and serves a request with any other expectation as usual (uvicorn
   // protocols/http/httptools_impl.py on_header; uvicorn[standard], which vLLM installs, runs httptools), where Node
   // would answer 417 itself.

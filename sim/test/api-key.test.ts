@@ -3,6 +3,7 @@
  * paths not starting with "/v1", else `Authorization` must equal "Bearer <key>", else 401 `{"error":"Unauthorized"}`),
  * added after CORSMiddleware so it runs before it and before routing.
  */
+import * as net from 'node:net';
 import { startSimulator, type Simulator } from '../src/server';
 
 describe('--api-key: vLLM AuthenticationMiddleware (api_server.py @ v0.10.0)', () => {
@@ -41,6 +42,23 @@ describe('--api-key: vLLM AuthenticationMiddleware (api_server.py @ v0.10.0)', (
     const auth = { authorization: 'Bearer sk-test' };
     expect((await fetch(`${sim.url}/v1/models`, { method: 'DELETE', headers: auth })).status).toBe(405);
     expect((await fetch(`${sim.url}/v1/nothing-here`, { headers: auth })).status).toBe(404);
+  });
+
+  // uvicorn's httptools_impl.py on_header keeps every field; Node's server kept the first 1,000 (Node 20) or refused
+  // the request with 431 (Node >= 22.23.2) unless maxHeadersCount is lifted (review rev-node22).
+  it('a key sent after 1,200 other header fields is read, as uvicorn reads every field', async () => {
+    const fields = Array.from({ length: 1200 }, (_, i) => `x-h${i}: 1\r\n`).join('');
+    const body = JSON.stringify(chat);
+    const head = await new Promise<string>((resolve, reject) => {
+      const socket = net.connect(Number(new URL(sim.url).port), '127.0.0.1', () => socket.write(`POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n${fields}`
+        + `Content-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nAuthorization: Bearer sk-test\r\nConnection: close\r\n\r\n${body}`));
+      let data = '';
+      socket.setEncoding('latin1');
+      socket.on('data', (c: string) => (data += c));
+      socket.on('close', () => resolve(data));
+      socket.on('error', reject);
+    });
+    expect(head.split('\r\n')[0]).toBe('HTTP/1.1 200 OK');
   });
 
   it('paths outside /v1 need no key: health, metrics, tokenize, version', async () => {
