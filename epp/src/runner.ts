@@ -369,7 +369,10 @@ export async function startEpp(options: EppOptions, logger: Logger = jsonLogger(
       updateServing();
     });
     datastore.on('endpointRemoved', (ep) => {
-      // The prefix index and session bindings must forget the pod, or they keep steering traffic to its address.
+      // Plugins that track endpoints by address (prefix indexes, load and latency state) must forget it, or they keep
+      // steering traffic to it. Session bindings are left as they are, as upstream's: they name the pod
+      // (endpointIdentity), so a session whose pod is no longer a candidate rebinds to the next pick, and a new pod
+      // given this address inherits none of them.
       scheduler.plugins.removeEndpoint(ep.key);
       metrics.forgetEndpoint(ep);
       logger.info('endpoint removed', { endpoint: ep.key, name: ep.name, pod: ep.podName ?? ep.name });

@@ -318,12 +318,14 @@ describe('P/D through the EPP (pd-epp-config.yaml)', () => {
     const first = await send(document('gamma'), { 'x-session-id': 's1' });
     expect(pods.prefill.map(key)).toContain(first.prefiller);
     const filter = epp!.scheduler.plugin('session-affinity-filter') as unknown as { boundEndpoint(id: string): string | undefined };
-    expect(filter.boundEndpoint('s1')).toBe(first.destination);
+    // Bound by the decode pod's namespace/name (file discovery's default namespace), as upstream's md.ID.String().
+    const decodePod = `default/decode-${pods.decode.map(key).indexOf(first.destination)}`;
+    expect(filter.boundEndpoint('s1')).toBe(decodePod);
     for (let i = 0; i < 3; i++) {
       const next = await send(document(`turn-${i}`), { 'x-session-id': 's1' });
       expect(pods.prefill.map(key)).toContain(next.prefiller); // disaggregated: the prefill profile ran, and did not rebind
       expect(next.destination).toBe(first.destination);
-      expect(filter.boundEndpoint('s1')).toBe(first.destination);
+      expect(filter.boundEndpoint('s1')).toBe(decodePod);
     }
   });
 

@@ -114,7 +114,7 @@ describe('session-affinity-scorer: llm-d-router v0.10.0 parameters (scorer/sessi
     const [a, b] = [f.pod('a'), f.pod('b', { waitingQueueSize: 1 })];
     // Unbound: no preference; the queue scorer places it on a.
     expect(f.route({ 'x-session-id': 's1' }, [a, b])).toBe('a');
-    expect(scorer.boundEndpoint('s1')).toBe('a:8000');
+    expect(scorer.boundEndpoint('s1')).toBe('team/a');
     // Bound: a keeps it even once b is the emptier pod (weight 10 against 1).
     const [a2, b2] = [f.pod('a', { waitingQueueSize: 3 }), f.pod('b')];
     expect(f.route({ 'x-session-id': 's1' }, [a2, b2])).toBe('a');
@@ -129,19 +129,19 @@ describe('session-affinity-scorer: llm-d-router v0.10.0 parameters (scorer/sessi
     expect(f.route({ 'x-session-id': 's' }, [f.pod('a'), f.pod('b', { waitingQueueSize: 4 })])).toBe('a');
     // a is busier: the queue scorer (weight 1) outvotes affinity (weight 0.5).
     expect(f.route({ 'x-session-id': 's' }, [f.pod('a', { waitingQueueSize: 100 }), f.pod('b')])).toBe('b');
-    expect(scorer.boundEndpoint('s')).toBe('a:8000');
+    expect(scorer.boundEndpoint('s')).toBe('team/a');
     // a is gone: the pick (b) becomes the binding.
     expect(f.route({ 'x-session-id': 's' }, [f.pod('b', { waitingQueueSize: 9 }), f.pod('c')])).toBe('c');
-    expect(scorer.boundEndpoint('s')).toBe('c:8000');
+    expect(scorer.boundEndpoint('s')).toBe('team/c');
   });
 
   it('session_id: sources in priority order; evictionTtlSeconds expires a binding unused that long (evictionSweepSeconds accepted)', () => {
     const f = new Fixture(scorerConfig('strategy: session_id\nsessionIdConfig:\n  sources: [{header: X-Conversation}, {header: x-session-id}]\n  evictionTtlSeconds: 60\n  evictionSweepSeconds: 5'));
     const scorer = f.plugin<SessionAffinityScorer>('affinity');
     f.route({ 'x-conversation': 'c1', 'x-session-id': 'ignored' }, [f.pod('a'), f.pod('b', { waitingQueueSize: 1 })]);
-    expect(scorer.boundEndpoint('c1')).toBe('a:8000');
+    expect(scorer.boundEndpoint('c1')).toBe('team/a');
     f.now += 59_000;
-    expect(scorer.boundEndpoint('c1')).toBe('a:8000');
+    expect(scorer.boundEndpoint('c1')).toBe('team/a');
     f.now += 2_000;
     expect(scorer.boundEndpoint('c1')).toBeUndefined();
   });
@@ -329,7 +329,7 @@ schedulingProfiles:
     const f = new Fixture(withProducer(COOKIE_PRODUCER, 'filter', '[{attribute: SessionIDDataKey/session-id-producer}]'));
     const filter = f.plugin<SessionAffinityFilter>('affinity');
     expect(f.route({ cookie: 'theme=dark; flag; llm-d-session=abc' }, [f.pod('a'), f.pod('b', { waitingQueueSize: 5 })])).toBe('a');
-    expect(filter.boundEndpoint('abc')).toBe('a:8000');
+    expect(filter.boundEndpoint('abc')).toBe('team/a');
     // Bound to a: stays there though b is now the emptier pod.
     expect(f.route({ cookie: 'llm-d-session= abc ' }, [f.pod('a', { waitingQueueSize: 9 }), f.pod('b')])).toBe('a');
     // No such cookie: no session.
@@ -341,11 +341,11 @@ schedulingProfiles:
     const f = new Fixture(withProducer(producer, 'scorer', '[{header: x-session-id}, {attribute: SessionIDDataKey/conv}]'));
     const scorer = f.plugin<SessionAffinityScorer>('affinity');
     expect(f.route({ 'x-conversation': 'c1' }, [f.pod('a'), f.pod('b', { waitingQueueSize: 1 })])).toBe('a');
-    expect(scorer.boundEndpoint('c1')).toBe('a:8000');
+    expect(scorer.boundEndpoint('c1')).toBe('team/a');
     expect(f.route({ 'x-conversation': 'c1' }, [f.pod('a', { waitingQueueSize: 3 }), f.pod('b')])).toBe('a');
     // The header source comes first.
     f.route({ 'x-session-id': 's1', 'x-conversation': 'c1' }, [f.pod('a', { waitingQueueSize: 3 }), f.pod('b')]);
-    expect(scorer.boundEndpoint('s1')).toBe('b:8000');
+    expect(scorer.boundEndpoint('s1')).toBe('team/b');
     // The header's value trimmed, as the cookie's (producer.go extract: strings.TrimSpace(request.Headers[headerName])).
     expect(f.route({ 'x-conversation': ' c1 ' }, [f.pod('a', { waitingQueueSize: 3 }), f.pod('b')])).toBe('a');
     // A header source trimmed too (util/sessionaffinity/session_id.go resolveSessionID: TrimSpace).
@@ -388,7 +388,7 @@ describe('multicluster-session-affinity-filter (filter/sessionaffinity/multiclus
     const f = new Fixture(multicluster('strategy: session_id'));
     expect(f.route({ 'x-session-id': 's' }, [f.pod('a'), f.pod('b', { waitingQueueSize: 1 })])).toBe('a');
     expect(f.route({ 'x-session-id': 's' }, [f.pod('a', { waitingQueueSize: 9 }), f.pod('b')])).toBe('a');
-    expect(f.plugin<SessionAffinityFilter>('affinity').boundEndpoint('s')).toBe('a:8000');
+    expect(f.plugin<SessionAffinityFilter>('affinity').boundEndpoint('s')).toBe('team/a');
     expect(configError(() => parseEndpointPickerConfig(multicluster('strategy: sticky'))).path).toBe('plugins[0].parameters.strategy');
   });
 });

@@ -163,10 +163,10 @@ describe('session-affinity-filter', () => {
     const fixture = new Fixture();
     const pods = fixture.pods('a', 'b', 'c');
     const byId = fixture.route({ 'x-session-id': 'id-1', 'x-session-token': 'token-1' }, pods);
-    expect(fixture.filter.boundEndpoint('id-1')).toBe(`${byId}:8000`);
+    expect(fixture.filter.boundEndpoint('id-1')).toBe(`default/${byId}`);
     expect(fixture.filter.boundEndpoint('token-1')).toBeUndefined();
     const byToken = fixture.route({ 'x-session-token': 'token-1' }, pods);
-    expect(fixture.filter.boundEndpoint('token-1')).toBe(`${byToken}:8000`);
+    expect(fixture.filter.boundEndpoint('token-1')).toBe(`default/${byToken}`);
     expect(fixture.route({ 'x-session-id': '' }, pods)).toBeDefined();
     expect(fixture.filter.stats().bindings).toBe(2);
   });
@@ -178,11 +178,11 @@ describe('session-affinity-filter', () => {
     const ids = Array.from({ length: 300 }, (_, i) => `${i}:`.padEnd(4000, 'x'));
     for (const id of ids) fixture.route({ 'x-session-id': id }, pods);
     expect(fixture.filter.stats().bindings).toBe(300);
-    // 22 characters of digest + the endpoint key per binding: a few dozen bytes, not the 4,000 sent.
-    expect(fixture.filter.bindingCharacters()).toBeLessThanOrEqual(300 * (22 + 'a:8000'.length));
+    // 22 characters of digest + the pod's namespace/name per binding: a few dozen bytes, not the 4,000 sent.
+    expect(fixture.filter.bindingCharacters()).toBeLessThanOrEqual(300 * (22 + 'default/a'.length));
     // A long id still gets its affinity.
     const bound = fixture.filter.boundEndpoint(ids[7]!);
-    expect(fixture.route({ 'x-session-id': ids[7]! }, pods)).toBe(bound!.split(':')[0]);
+    expect(fixture.route({ 'x-session-id': ids[7]! }, pods)).toBe(bound!.split('/')[1]);
   });
 
   it('ignores session ids over MAX_SESSION_ID_LENGTH (no binding, no hashing of a 60 KiB header per request)', () => {

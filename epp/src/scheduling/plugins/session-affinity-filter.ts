@@ -240,7 +240,14 @@ function isOtherPools(read: SessionStoreRead, candidates: readonly EndpointSnaps
   return !candidates.some((candidate) => candidate.endpoint.namespace === namespace);
 }
 
-/** An endpoint's identity in the shared store: `namespace/pod`, stable across IP reuse, as llm-d's token names pods. */
+/**
+ * What a session binding names, in every table (the filter's, the scorer's `session_id`, the shared store): the
+ * endpoint's `namespace/name`, as llm-d-router v0.10.0 binds a session to `md.ID.String()` and matches candidates by it
+ * (util/sessionaffinity/session_id.go pickedPodName, Choose) and as llm-d's token names pods. Not its address:port,
+ * which Kubernetes hands to a later pod (every vLLM pod serves one port), and which a pod re-created under its name
+ * does not keep. Static endpoints have no pod name (their name is their address:port, in no namespace): there the
+ * identity is `/address:port`.
+ */
 export function endpointIdentity(endpoint: { readonly namespace: string; readonly name: string }): string {
   return `${endpoint.namespace}/${endpoint.name}`;
 }
@@ -369,16 +376,9 @@ export class SessionAffinityFilter implements Filter, PostCycle, PrepareRequest,
     const shared = lookup !== undefined && isOtherPools(lookup.read, candidates) ? MISS : lookup?.read;
     // The shared binding wins when the store has one: another replica may have re-pinned the session since this one
     // last saw it. Otherwise (no store, no binding there, or the store unavailable) this replica's table decides.
-    let bound: EndpointSnapshot | undefined;
-    let wasBound: boolean;
-    if (shared?.status === 'hit') {
-      bound = candidates.find((candidate) => endpointIdentity(candidate.endpoint) === shared.value);
-      wasBound = true;
-    } else {
-      const boundKey = this.bindings.get(sessionId);
-      bound = boundKey === undefined ? undefined : candidates.find((candidate) => candidate.endpoint.key === boundKey);
-      wasBound = boundKey !== undefined;
-    }
+    const boundPod = shared?.status === 'hit' ? shared.value : this.bindings.get(sessionId);
+    let bound = boundPod === undefined ? undefined : candidates.find((candidate) => endpointIdentity(candidate.endpoint) === boundPod);
+    const wasBound = boundPod !== undefined;
     const outcome: SessionAffinityOutcome = bound !== undefined ? 'hit' : wasBound ? 'repin' : 'miss';
     let hashed = false;
     if (bound === undefined && shared?.status === 'unavailable' && (shared.reason === 'unavailable' || shared.reason === 'error')
@@ -447,7 +447,7 @@ export class SessionAffinityFilter implements Filter, PostCycle, PrepareRequest,
     if (pending === undefined) return;
     // A bound session the scorers sent elsewhere moved (counted as a re-pin): soft mode, or hard mode off a loaded pod.
     const outcome: SessionAffinityOutcome = pending.outcome === 'hit' && pending.boundKey !== target.endpoint.key ? 'repin' : pending.outcome;
-    this.bindings.set(pending.sessionId, target.endpoint.key);
+    this.bindings.set(pending.sessionId, endpointIdentity(target.endpoint));
     this.counts[outcome]++;
     this.handle.metrics.countSessionAffinity(outcome);
     this.handle.metrics.setSessionBindings(this.bindings.size);
@@ -470,7 +470,7 @@ export class SessionAffinityFilter implements Filter, PostCycle, PrepareRequest,
     return shared.status === 'miss' || shared.value !== endpointIdentity(target.endpoint);
   }
 
-  /** The endpoint key a session id is bound to now, if any. */
+  /** The endpoint a session id is bound to now (its `endpointIdentity`), if any. */
   boundEndpoint(sessionId: string): string | undefined {
     const key = sessionId === '' ? undefined : sessionIdKey(sessionId);
     return key === undefined ? undefined : this.bindings.get(key);

@@ -18,7 +18,7 @@ import { stateKey, type CycleContext, type PluginHandle, type PostCycle, type Pr
 import { definePlugin, parameters } from '../plugin';
 import { publishedAttributeReads } from './session-id-producer';
 import type { LLMRequest } from '../types';
-import { sessionIdKey, sessionKeyOf } from './session-affinity-filter';
+import { endpointIdentity, sessionIdKey, sessionKeyOf } from './session-affinity-filter';
 
 /** Sessions the `session_id` strategy remembers at most (upstream's map is unbounded): the filter's default `capacity`. */
 export const SESSION_ID_SCORER_CAPACITY = 65536;
@@ -78,8 +78,8 @@ export interface ResolvedSessionAffinityScorerParameters {
 /** What the `session_id` strategy's score saw, for its post-cycle binding (upstream's `boundPodPresence`). */
 interface SessionIdChoice {
   readonly key: string;
-  /** The endpoint key the session was bound to, if any. */
-  readonly boundKey?: string;
+  /** The endpoint the session was bound to (its `endpointIdentity`), if any. */
+  readonly boundPod?: string;
   /** Whether that endpoint was among the candidates scored. */
   readonly present: boolean;
 }
@@ -89,11 +89,6 @@ interface PresentedToken {
   readonly pod?: string;
   /** Half the token's lifetime, or 0 when it was signed with the previous key (renewed at once onto the new key). */
   readonly renewAt?: number;
-}
-
-/** `namespace/name`, Go's NamespacedName string (so `/name` for static endpoints), as llm-d encodes it. */
-function namespacedName(endpoint: Endpoint): string {
-  return `${endpoint.namespace}/${endpoint.name}`;
 }
 
 /**
@@ -117,7 +112,8 @@ function namespacedName(endpoint: Endpoint): string {
  * `session_id` (upstream's `SessionIDHeader`, util/sessionaffinity/session_id.go @ v0.10.0): the first non-empty of
  * `sessionIdConfig.sources`' headers is an opaque session id, bound server-side to the pod that served it, in the
  * session-affinity filter's table (keyed by the id's digest, `sessionKeyOf`; at most SESSION_ID_SCORER_CAPACITY
- * sessions, least recently used dropped; expiring `evictionTtlSeconds` after the binding was last refreshed). Its bound
+ * sessions, least recently used dropped; expiring `evictionTtlSeconds` after the binding was last refreshed). A binding
+ * names the pod by `endpointIdentity` (namespace/name, upstream's `md.ID.String()`), not by address. Its bound
  * pod scores 1 while a candidate; an unbound session, or one whose pod is not a candidate, scores 0 everywhere. After
  * the pick a new session is bound, a session picked onto its pod refreshed, and one whose pod was not a candidate moved
  * to the pick; one whose pod was a candidate but lost the vote keeps its binding (upstream migrates only on a
@@ -134,7 +130,7 @@ export class SessionAffinityScorer implements Scorer, PostResponse, PostCycle {
   private readonly strategy: SessionAffinityStrategy;
   /** The encoded_endpoint_header strategy's request and response header. */
   private readonly header: string;
-  /** Where the session_id strategy reads a session id, in priority order, and its bindings (session key -> endpoint key). */
+  /** Where the session_id strategy reads a session id, in priority order, and its bindings (session key -> endpointIdentity). */
   private sessionReads: readonly SessionIdRead[];
   private readonly bindings: LRUCache<string, string> | undefined;
 
@@ -179,17 +175,17 @@ export class SessionAffinityScorer implements Scorer, PostResponse, PostCycle {
   score(cycle: CycleContext, candidates: readonly EndpointSnapshot[]): number[] {
     if (this.bindings !== undefined) return this.scoreSessionId(cycle, candidates, this.bindings);
     const wanted = this.tokenPod(cycle.request).pod;
-    return candidates.map((candidate) => (wanted !== undefined && namespacedName(candidate.endpoint) === wanted ? 1 : 0));
+    return candidates.map((candidate) => (wanted !== undefined && endpointIdentity(candidate.endpoint) === wanted ? 1 : 0));
   }
 
   /** `session_id`: upstream's `Choose` (session_id.go @ v0.10.0). Reading a binding neither refreshes nor moves it. */
   private scoreSessionId(cycle: CycleContext, candidates: readonly EndpointSnapshot[], bindings: LRUCache<string, string>): number[] {
     const key = sessionKeyOf(cycle.request, this.sessionReads);
     if (key === undefined) return candidates.map(() => 0);
-    const boundKey = bindings.get(key, { updateAgeOnGet: false });
-    const present = boundKey !== undefined && candidates.some((candidate) => candidate.endpoint.key === boundKey);
-    cycle.state.set(this.choiceKey, { key, present, ...(boundKey !== undefined ? { boundKey } : {}) });
-    return candidates.map((candidate) => (present && candidate.endpoint.key === boundKey ? 1 : 0));
+    const boundPod = bindings.get(key, { updateAgeOnGet: false });
+    const present = boundPod !== undefined && candidates.some((candidate) => endpointIdentity(candidate.endpoint) === boundPod);
+    cycle.state.set(this.choiceKey, { key, present, ...(boundPod !== undefined ? { boundPod } : {}) });
+    return candidates.map((candidate) => (present && endpointIdentity(candidate.endpoint) === boundPod ? 1 : 0));
   }
 
   /**
@@ -207,11 +203,12 @@ export class SessionAffinityScorer implements Scorer, PostResponse, PostCycle {
     const choice = cycle.state.get(this.choiceKey);
     if (choice === undefined) return;
     // Bound to a candidate the picker passed over: kept (only a confirmed absence moves a session).
-    if (choice.boundKey !== undefined && choice.boundKey !== target.endpoint.key && choice.present) return;
-    this.bindings.set(choice.key, target.endpoint.key);
+    const pick = endpointIdentity(target.endpoint);
+    if (choice.boundPod !== undefined && choice.boundPod !== pick && choice.present) return;
+    this.bindings.set(choice.key, pick);
   }
 
-  /** The endpoint key a session id is bound to under `session_id` (for tests and stats). */
+  /** The endpoint a session id is bound to under `session_id` (its `endpointIdentity`; for tests and stats). */
   boundEndpoint(sessionId: string): string | undefined {
     const key = sessionId === '' ? undefined : sessionIdKey(sessionId);
     return key === undefined ? undefined : this.bindings?.get(key, { updateAgeOnGet: false });
@@ -227,7 +224,7 @@ export class SessionAffinityScorer implements Scorer, PostResponse, PostCycle {
     if (this.bindings !== undefined) return undefined;
     const written = this.responsePod.of(request, target);
     if (written === undefined) return undefined;
-    const pod = namespacedName(written);
+    const pod = endpointIdentity(written);
     if (this.parameters.tokenSigning === undefined) return { [this.header]: encodeEndpoint(pod) };
     const signer = this.requireSigner();
     const nowSeconds = Math.floor(this.handle.now() / 1000);
