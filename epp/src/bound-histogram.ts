@@ -116,6 +116,14 @@ export class BoundHistogram<L extends string> {
     return { name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values };
   }
 
+  /**
+   * Drops the series whose labels `matches` (a collected flow's). Only for families observed by label set
+   * (`observe`): a child handed out before would go on counting into a series no longer exported.
+   */
+  removeWhere(matches: (labels: Readonly<Record<string, string>>) => boolean): void {
+    for (const [key, s] of this.series) if (matches(s.labels)) this.series.delete(key);
+  }
+
   /** Zeroes every series (children handed out stay valid). */
   reset(): void {
     for (const s of this.series.values()) {

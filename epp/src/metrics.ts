@@ -30,7 +30,8 @@ type LabelsOf<K extends EppMetricKey> = Definitions[K]['labels'][number];
  * The histograms observed on every request are `BoundHistogram`s (see there): the plugin durations about a dozen times
  * per request, the request's size, duration and scheduling time and the prefix match once each. prom-client's
  * `observe(labels, v)` cost ~1 µs unlabelled and ~2.3 µs with two labels (loaded 2-core machine), `BoundHistogram`'s a
- * bucket search; the exposition is the same (test/metrics-bound-histogram.test.ts).
+ * bucket search; the exposition is the same (test/metrics-bound-histogram.test.ts). GIE's per-flow flow-control
+ * histograms are among them so that a collected flow's series can be dropped (`forgetFlowSeries`).
  */
 const HOT_HISTOGRAM_KEYS = [
   'pluginDuration',
@@ -45,12 +46,15 @@ const HOT_HISTOGRAM_KEYS = [
   'llmdResponseProcessingDuration',
   'llmdPrefixIndexerHitRatio',
   'llmdPrefixIndexerHitBytes',
+  'gieFlowControlQueueDuration',
+  'gieFlowControlEnqueueDuration',
 ] as const satisfies readonly EppMetricKey[];
 type HotHistogramKey = (typeof HOT_HISTOGRAM_KEYS)[number];
 const HOT_HISTOGRAMS: ReadonlySet<EppMetricKey> = new Set(HOT_HISTOGRAM_KEYS);
 /**
- * `BoundCounter`s (see there): the counters and gauges updated on every request, and the ones labelled by pod, whose
- * series go when their pod leaves the pool (`forgetEndpoint`).
+ * `BoundCounter`s (see there): the counters and gauges updated on every request, the ones labelled by pod, whose
+ * series go when their pod leaves the pool (`forgetEndpoint`), and GIE's per-flow queue gauges, whose series go when
+ * their flow is collected (`forgetFlowSeries`).
  */
 const BOUND_COUNTER_KEYS = [
   'requestTotal',
@@ -64,6 +68,8 @@ const BOUND_COUNTER_KEYS = [
   'kvEventReplays',
   'kvIndexResets',
   'kvIndexBlocks',
+  'gieFlowControlQueueSize',
+  'gieFlowControlQueueBytes',
 ] as const satisfies readonly EppMetricKey[];
 type BoundCounterKey = (typeof BOUND_COUNTER_KEYS)[number];
 const BOUND_COUNTERS: ReadonlySet<EppMetricKey> = new Set(BOUND_COUNTER_KEYS);
@@ -274,6 +280,20 @@ export function createEppMetrics(options: EppMetricsOptions = {}): EppMetrics {
     inflight?.tokens.removeWhere(ofEndpoint);
   };
   return { registry, collectors, scheduling, forgetEndpoint };
+}
+
+/**
+ * Drops the series of a flow the flow-control GC collected (`requestcontrol/flow-series-gc.ts`), as llm-d-router v0.10.0
+ * `pkg/epp/metrics/metrics.go` DeleteFlowControlFlowSeries does: every series labelled with this `fairness_id` and
+ * `priority` of the request queue-duration and enqueue-duration histograms and the queue size and bytes gauges. Their
+ * `llm_d_epp_flow_control_*` twins are derived from these families at scrape time, so they go too.
+ */
+export function forgetFlowSeries(collectors: EppCollectors, fairnessId: string, priority: string): void {
+  const ofFlow = (labels: Readonly<Record<string, string>>): boolean => labels.fairness_id === fairnessId && labels.priority === priority;
+  collectors.gieFlowControlQueueDuration.removeWhere(ofFlow);
+  collectors.gieFlowControlEnqueueDuration.removeWhere(ofFlow);
+  collectors.gieFlowControlQueueSize.removeWhere(ofFlow);
+  collectors.gieFlowControlQueueBytes.removeWhere(ofFlow);
 }
 
 /** What a registered collector's `get()` yields, as the Registry renders it. */

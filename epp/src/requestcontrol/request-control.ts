@@ -11,7 +11,7 @@ import { selectWeightedTarget, type ModelRewrites } from '../datastore/model-rew
 import type { EndpointSnapshot } from '../datastore/types';
 import { rejectWith, type IncomingRequest, type ReleaseOutcome, type RequestDirector, type RouteDecision } from '../extproc/request-director';
 import type { Endpoint } from '../datastore/types';
-import type { EppCollectors } from '../metrics';
+import { forgetFlowSeries, type EppCollectors } from '../metrics';
 import { BoundedLabelValues, MAX_MODEL_LABELS, MAX_MODEL_LABEL_LENGTH, OTHER_LABEL } from '../bounded-label';
 import type { Scheduler } from '../scheduling/scheduler';
 import { CycleState } from '../scheduling/framework';
@@ -19,6 +19,7 @@ import { ENGINE_PRIORITY, REQUEST_FLOW_LABELS, SET_REQUEST_HEADERS, type Admitte
 import { computeCeilings, StaticUsageLimitPolicy, UsageLimitPolicyPlugin } from '../scheduling/plugins/flow-control-policies';
 import { DROPPED_NO_ENDPOINTS, DROPPED_REASON_HEADER, DROPPED_REASONS, FLOW_CONTROL_HEADER, FlowControlRejection, type FlowControlQueue, type FlowRejectionReason } from './flow-control';
 import { FLOW_CONTROL_DEFAULTS, MAX_FLOW_PRIORITY } from '../config/flow-control-defaults';
+import { FLOW_GC_INTERVAL_MS, FlowSeriesGc } from './flow-series-gc';
 import { parseDuration } from '../config/duration';
 import { SchedulingError, UPSTREAM_PREFILL_PROFILE, type LLMRequest, type SchedulingErrorReason, type SchedulingResult } from '../scheduling/types';
 import { ResponseObserver, type UsageFormat } from './response-usage';
@@ -106,6 +107,11 @@ export interface RequestControlOptions {
   readonly random?: () => number;
   /** Monotonic seconds. @default performance-based */
   readonly monotonicSeconds?: () => number;
+  /**
+   * How often idle flows' flow-control series are collected, and how long a flow must have been idle (`FlowSeriesGc`).
+   * For tests: like upstream's FlowGCTimeout, no config field sets it. @default FLOW_GC_INTERVAL_MS (5 minutes)
+   */
+  readonly flowGcIntervalMs?: number;
   /**
    * Where internal errors are reported: a scheduler failure before the request falls back to the least-loaded endpoint
    * (no `hook`), or a request-control plugin hook that threw (`hook` names it), after which the request goes on.
@@ -534,6 +540,8 @@ export class RequestControl implements RequestDirector {
   private readonly dispatchGate: ((priority: number) => boolean) | undefined;
   /** Dispatches the flow-control queue, when there is one, and notices this process's own stalls (`stalled`). */
   private readonly ticker: NodeJS.Timeout;
+  /** Leases of the flows that have flow-control series, and their collection when idle (with metrics only). */
+  private readonly flowSeriesGc: FlowSeriesGc | undefined;
   /** Monotonic seconds of the ticker's last run, and of the end of the last stall it noticed. */
   private lastTick = 0;
   /**
@@ -585,6 +593,10 @@ export class RequestControl implements RequestDirector {
         }
       }
       : undefined;
+    const m = options.metrics;
+    // llm-d-router v0.10.0's flow GC: an idle flow's series are dropped (flow-series-gc.ts).
+    this.flowSeriesGc = m === undefined ? undefined
+      : new FlowSeriesGc(options.flowGcIntervalMs ?? FLOW_GC_INTERVAL_MS, (fairnessId, priority) => forgetFlowSeries(m, fairnessId, priority), () => this.monotonicSeconds() * 1000);
     const flow = options.flowControl;
     // Scrapes, not only releases, free capacity (a pod's queue drains): retry the head of the queue every tick, paced.
     const tickMs = flow?.tickMs ?? 50;
@@ -724,6 +736,7 @@ export class RequestControl implements RequestDirector {
   /** Stops the ticker and rejects whatever still waits in the flow-control queue. */
   close(): void {
     clearInterval(this.ticker);
+    this.flowSeriesGc?.close();
     this.options.flowControl?.queue.close();
   }
 
@@ -958,6 +971,7 @@ export class RequestControl implements RequestDirector {
     const m = this.options.metrics;
     if (m !== undefined) {
       const labels = this.gieFlowLabels(m, request, model);
+      this.flowSeriesGc?.touch(labels.fairness_id, labels.priority);
       m.flowControlRejections.inc({ reason: 'queue-full' });
       m.gieFlowControlEnqueueDuration.observe({ fairness_id: labels.fairness_id, priority: labels.priority, outcome: 'RejectedCapacity' }, 0);
       const { fairness_id, priority, inference_pool, model_name, target_model_name } = labels;
@@ -972,6 +986,7 @@ export class RequestControl implements RequestDirector {
     const m = this.options.metrics;
     if (m === undefined) return;
     const labels = this.gieFlowLabels(m, request, model);
+    this.flowSeriesGc?.touch(labels.fairness_id, labels.priority);
     m.gieFlowControlEnqueueDuration.observe({ fairness_id: labels.fairness_id, priority: labels.priority, outcome: 'NotYetFinalized' }, 0);
     const { fairness_id, priority, inference_pool, model_name, target_model_name } = labels;
     m.gieFlowControlQueueDuration.observe({ fairness_id, priority, outcome: 'Dispatched', inference_pool, model_name, target_model_name }, 0);
@@ -1052,6 +1067,8 @@ export class RequestControl implements RequestDirector {
     // autoscalers to read; every label a client chooses is bounded.
     const bytes = req.body?.length ?? 0;
     const gieLabels = this.gieFlowLabels(m, request, model);
+    // The flow's series stay while it waits: collected, the gauges' increments would be gone before their decrements.
+    const releaseFlow = this.flowSeriesGc?.lease(gieLabels.fairness_id, gieLabels.priority);
     m?.gieFlowControlQueueSize.inc(gieLabels);
     m?.gieFlowControlQueueBytes.inc(gieLabels, bytes);
     // Every way out of the wait takes the request off the gauges once, thrown errors included.
@@ -1085,6 +1102,7 @@ export class RequestControl implements RequestDirector {
       return await this.waitLoop(req, request, model, signal, started, { flow, priority, deadlineMs, arrival, bytes, admitted, narrowed, admissionRan }, waited);
     } finally {
       leave();
+      releaseFlow?.();
     }
   }
 
