@@ -29,6 +29,14 @@ const SCRAPE_TIMEOUT_MS = 600;
 const STALENESS = '150ms';
 const MAX_FAILURES = 3;
 
+/** A completion request as the ext_proc stream hands it to request control. */
+const incoming = (id: string): IncomingRequest => ({
+  requestId: id,
+  headers: new Map([[':method', 'POST'], [':path', '/v1/completions'], ['content-type', 'application/json']]),
+  body: Buffer.from(JSON.stringify({ model: 'm', prompt: `hello ${id}` })),
+  filterMetadata: {},
+});
+
 describe('request control over a pod whose scrapes time out (real scrapers, real HTTP servers)', () => {
   let pod: FakeVllmServer;
   let ds: Datastore;
@@ -61,12 +69,6 @@ describe('request control over a pod whose scrapes time out (real scrapers, real
     await pod.close();
   });
 
-  const incoming = (id: string): IncomingRequest => ({
-    requestId: id,
-    headers: new Map([[':method', 'POST'], [':path', '/v1/completions'], ['content-type', 'application/json']]),
-    body: Buffer.from(JSON.stringify({ model: 'm', prompt: `hello ${id}` })),
-    filterMetadata: {},
-  });
 
   /** Resolves with the request's answer, or with 'held' once it waits in flow control and has no answer yet. */
   async function routeOrHeld(id: string): Promise<{ answer: Promise<RouteDecision>; held: boolean }> {
@@ -166,12 +168,6 @@ schedulingProfiles:
     await pod.close();
   });
 
-  const incoming = (id: string): IncomingRequest => ({
-    requestId: id,
-    headers: new Map([[':method', 'POST'], [':path', '/v1/completions'], ['content-type', 'application/json']]),
-    body: Buffer.from(JSON.stringify({ model: 'm', prompt: `hello ${id}` })),
-    filterMetadata: {},
-  });
   const snapshot = () => ds.snapshot().find((c) => c.endpoint.key === key)!;
 
   it(`after ${DEFAULT_MAX_CONSECUTIVE_SCRAPE_FAILURES} timeouts (the default) the metrics are late for every reader: held, then 429 at its deadline, not 503; lost for all of them at ${LIMIT}`, async () => {
