@@ -8,6 +8,7 @@ import type { SecureVersion } from 'tls';
 import { DEPRECATED_SATURATION_ENV, type DeprecatedSaturationEnv } from './config/deprecated-saturation-env';
 import { DEPRECATED_ENV_FEATURE_GATES, parseGoBool, type DeprecatedFeatureGateEnv } from './config/deprecated-env-feature-gates';
 import { parseDuration } from './config/duration';
+import { parseGoAtoi, parseGoInt } from './config/go-strconv';
 import { quantityAsInt64 } from './config/quantity';
 import { MAX_FLOW_PRIORITY } from './config/flow-control-defaults';
 import { LORA_INFO_METRIC, VLLM_METRIC_NAMES } from './datastore/vllm-metrics';
@@ -137,12 +138,14 @@ function readEndpointSelector(
   if (portsText === undefined) throw new UsageError('--endpoint-selector needs --endpoint-target-ports: the pods\' model-server ports, e.g. 8000');
   const targetPorts: number[] = [];
   for (const part of portsText.split(',')) {
-    if (!/^\d{1,5}$/.test(part) || Number(part) < 1 || Number(part) > 65535) {
-      // Not an integer: pflag's IntSlice Set fails (a parse error, exit 2); an integer out of range: Validate's "invalid port number".
+    // pflag's IntSlice Set reads each item with strconv.Atoi (a sign allowed): what it cannot read is a parse error
+    // (exit 2); an integer out of range is Validate's "invalid port number" (options.go @ v0.10.0, exit 1).
+    const port = parseGoAtoi(part);
+    if (port === undefined || port < 1 || port > 65535) {
       const message = `--endpoint-target-ports: ${JSON.stringify(part)} is not a port 1-65535 (write e.g. 8000,8001 with no spaces)`;
-      throw /^\d+$/.test(part) ? new UsageError(message) : new FlagParseError(message);
+      throw port === undefined ? new FlagParseError(message) : new UsageError(message);
     }
-    if (!targetPorts.includes(Number(part))) targetPorts.push(Number(part));
+    if (!targetPorts.includes(port)) targetPorts.push(port);
   }
   if (targetPorts.length > 8) throw new UsageError(`--endpoint-target-ports: at most 8 ports, got ${targetPorts.length}`);
   const podName = env.POD_NAME;
@@ -320,14 +323,16 @@ export function usage(): string {
 function parseValue(spec: FlagSpec, flag: string, raw: string): string | number | boolean {
   switch (spec.kind) {
     case 'int': {
-      if (!/^-?\d+$/.test(raw)) throw new FlagParseError(`${flag}: must be an integer, got ${JSON.stringify(raw)}`);
-      return Number(raw);
+      // pflag's IntVar: strconv.ParseInt(s, 0, 64), so 0x10, 0o17, 1_000 and +5 are integers too.
+      const n = parseGoInt(raw);
+      if (n === undefined) throw new FlagParseError(`${flag}: must be an integer, got ${JSON.stringify(raw)}`);
+      return n;
     }
     case 'port': {
-      const n = Number(raw);
       // Upstream's ports are IntVar flags: a value that is not an integer fails the parse; one out of range parses.
+      const n = parseGoInt(raw);
       const message = `${flag}: must be a port number from 0 to 65535, got ${JSON.stringify(raw)}`;
-      if (!/^-?\d+$/.test(raw)) throw new FlagParseError(message);
+      if (n === undefined) throw new FlagParseError(message);
       if (n < 0 || n > 65535) throw new UsageError(message);
       return n;
     }
@@ -346,15 +351,16 @@ function parseValue(spec: FlagSpec, flag: string, raw: string): string | number 
       return b;
     }
     case 'duration': {
-      // Go's time.ParseDuration (pflag's DurationVar) reads a sign: a negative duration parses, and is refused after.
-      const negative = raw.startsWith('-');
+      // Go's time.ParseDuration (pflag's DurationVar) reads a sign: a negative duration parses, and is refused after;
+      // "-0s" is 0 and "+50ms" 50ms, as there.
+      const signed = raw.startsWith('-') || raw.startsWith('+');
       let ms: number;
       try {
-        ms = parseDuration(negative ? raw.slice(1) : raw);
+        ms = parseDuration(signed ? raw.slice(1) : raw);
       } catch (e) {
         throw new FlagParseError(`${flag}: ${(e as Error).message}`);
       }
-      if (negative) throw new UsageError(`${flag}: must not be negative, got ${JSON.stringify(raw)}`);
+      if (raw.startsWith('-') && ms > 0) throw new UsageError(`${flag}: must not be negative, got ${JSON.stringify(raw)}`);
       // 0 is GIE's defaultRequestTTL for "no deadline of the EPP's own"; every other duration flag must be positive.
       if (ms === 0 && spec.name === 'flow-control-max-wait') return Infinity;
       // GIE takes 0 here too: no pod's metrics are fresh enough, so the pool gauges read no ready pod.

@@ -127,6 +127,12 @@ describe('kvroute-epp flags', () => {
     [['--pool-name'], /--pool-name: needs a value/, 'parse'],
     [['--endpoint-selector', 'app=vllm', '--endpoint-target-ports', '80a'], /^--endpoint-target-ports: "80a" is not a port/, 'parse'],
     [['--endpoint-selector', 'app=vllm', '--endpoint-target-ports', '70000'], /^--endpoint-target-ports: "70000" is not a port/, 'validate'],
+    // strconv.Atoi reads a sign, so -1 parses and Validate refuses it (review of session 69).
+    [['--endpoint-selector', 'app=vllm', '--endpoint-target-ports', '-1'], /^--endpoint-target-ports: "-1" is not a port/, 'validate'],
+    [['--endpoint-selector', 'app=vllm', '--endpoint-target-ports', '0x1f40'], /^--endpoint-target-ports: "0x1f40" is not a port/, 'parse'],
+    [['--pool-name', 'p', '--grpc-port', '08'], /^--grpc-port: must be a port number/, 'parse'],
+    [['--pool-name', 'p', '--grpc-port', '1__0'], /^--grpc-port: must be a port number/, 'parse'],
+    [['--pool-name', 'p', '--grpc-port', '99999999999999999999'], /^--grpc-port: must be a port number/, 'parse'],
   ])('rejects %j', (argv, message, stage) => {
     let error: unknown;
     try {
@@ -137,6 +143,23 @@ describe('kvroute-epp flags', () => {
     expect(error).toBeInstanceOf(UsageError);
     expect((error as Error).message).toMatch(message);
     expect(error instanceof FlagParseError).toBe(stage === 'parse');
+  });
+
+  // pflag's IntVar parses with strconv.ParseInt(s, 0, 64), its IntSlice with strconv.Atoi, its DurationVar with
+  // time.ParseDuration (go/src/strconv/atoi.go, go/src/time/format.go): signs, base prefixes and digit separators are
+  // values there, and "-0s" is 0 (review of session 69).
+  test('integers and durations read as Go reads them: 0x2352, 0o21, 0b1_0, +9002, 1_000; +8000 as a target port; -0s and +50ms', () => {
+    const base = ['--pool-name', 'p'];
+    expect(parseArgs([...base, '--grpc-port', '0x2352'])!.grpcPort).toBe(9042);
+    expect(parseArgs([...base, '--grpc-port', '0o21'])!.grpcPort).toBe(17);
+    expect(parseArgs([...base, '--grpc-port', '021'])!.grpcPort).toBe(17);
+    expect(parseArgs([...base, '--grpc-port', '0b1_0'])!.grpcPort).toBe(2);
+    expect(parseArgs([...base, '--grpc-port', '+9002'])!.grpcPort).toBe(9002);
+    expect(parseArgs([...base, '--metrics-scrape-budget', '1_000'])!.metricsScrapeBudget).toBe(1000);
+    expect(parseArgs([...base, '--drain-timeout=-0s'])!.drainTimeoutMs).toBe(0);
+    expect(parseArgs([...base, '--refresh-metrics-interval=+50ms'])!.refreshMetricsIntervalMs).toBe(50);
+    expect(parseArgs(['--endpoint-selector', 'app=vllm', '--endpoint-target-ports', '+8000,08001'], { POD_NAME: 'epp-5d9c7b8f4-x2x9q' })!.endpointSelector!.targetPorts)
+      .toEqual([8000, 8001]);
   });
 
   test('--metrics-scrape-mode and --metrics-scrape-workers: worker threads by default, errors name the allowed values', () => {
