@@ -22,6 +22,25 @@ describe('writeFileAtomic / writeJsonAtomic', () => {
     expect(fs.readdirSync(dir).sort()).toEqual(['held', 'results.json']);
   });
 
+  // An in-place write goes through a symbolic link (inference-perf v0.6.1 local.py save_report: open(report_path, "w")),
+  // which a rename over the link would not (review of session 69).
+  test('a symbolic link (here to a file in another folder, through a second link) stays a link and its target gets the new content', () => {
+    const elsewhere = fs.mkdtempSync(path.join(os.tmpdir(), 'kvroute-out-files-target-'));
+    try {
+      const target = path.join(elsewhere, 'published.json');
+      fs.writeFileSync(target, '{"old":true}\n');
+      fs.symlinkSync(target, path.join(dir, 'hop'));
+      fs.symlinkSync('hop', path.join(dir, 'results.json'));
+      writeJsonAtomic(path.join(dir, 'results.json'), { new: true });
+      expect(fs.lstatSync(path.join(dir, 'results.json')).isSymbolicLink()).toBe(true);
+      expect(fs.readFileSync(target, 'utf8')).toBe('{\n  "new": true\n}\n');
+      expect(fs.readdirSync(elsewhere)).toEqual(['published.json']);
+      expect(fs.readdirSync(dir).sort()).toEqual(['hop', 'results.json']);
+    } finally {
+      fs.rmSync(elsewhere, { recursive: true, force: true });
+    }
+  });
+
   test('a value that cannot be serialized (its toJSON throws) leaves the old file as it was and no temp file', () => {
     const file = path.join(dir, 'results.json');
     fs.writeFileSync(file, '{"old":true}\n');
