@@ -1,4 +1,4 @@
-import { execFileSync, spawn, spawnSync } from 'child_process';
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'child_process';
 import * as fs from 'fs';
 import * as net from 'net';
 import * as os from 'os';
@@ -220,11 +220,15 @@ describe('the built binary', () => {
     expect(run.stdout + run.stderr).toMatch(/"error":"--host \\"notanip.invalid\\": not an address or a name this machine resolves/);
   });
 
-  // llm-d-router v0.10.0 cmd/epp/main.go run (GIE v1.5.0's the same): ctrl.SetupSignalHandler() comes before
-  // runner.Run, so a SIGTERM during start-up cancels the run's context; it stops once started and returns nil, exit 0.
-  // Here start-up waits on its config file, a FIFO nobody has written yet.
-  (built ? test : test.skip)('a SIGTERM during start-up stops the EPP once started, exit 0, instead of killing it by the signal', async () => {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kvroute-early-sigterm-'));
+  /** A config that starts, written into the FIFO once the signals are sent. */
+  const STARTING_CONFIG = 'apiVersion: inference.networking.x-k8s.io/v1alpha1\nkind: EndpointPickerConfig\nplugins:\n- type: queue-scorer\nschedulingProfiles:\n- name: default\n  plugins:\n  - pluginRef: queue-scorer\n';
+
+  /**
+   * The EPP binary starting up on a config file that is a FIFO nobody has written yet; `signal` runs once the EPP has
+   * opened it to read (start-up under way), then the config is written. Resolves with the exit and what it printed.
+   */
+  async function signalDuringStartUp(signal: (child: ChildProcess) => Promise<void>): Promise<{ exit: { code: number | null; signal: string | null }; output: string }> {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kvroute-start-up-signal-'));
     const config = path.join(dir, 'config.yaml');
     execFileSync('mkfifo', [config]);
     const child = spawn('node', [main, '--endpoints', '127.0.0.1:1', '--grpc-port', '0', '--grpc-health-port', '0', '--metrics-port', '0',
@@ -232,54 +236,47 @@ describe('the built binary', () => {
     let output = '';
     child.stdout!.on('data', (d: Buffer) => (output += d.toString()));
     child.stderr!.on('data', (d: Buffer) => (output += d.toString()));
-    const exit = new Promise<{ code: number | null; signal: string | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+    const exit = new Promise<{ code: number | null; signal: string | null }>((resolve) => child.once('exit', (code, sig) => resolve({ code, signal: sig })));
+    let writer: fs.promises.FileHandle | undefined;
     try {
       // Opening the FIFO to write completes once the EPP has opened it to read its config: start-up is under way.
-      const writer = await fs.promises.open(config, 'w');
-      child.kill('SIGTERM');
-      // Killed by the signal, the EPP has gone and the write fails (EPIPE); the exit below says so.
-      await writer.write('apiVersion: inference.networking.x-k8s.io/v1alpha1\nkind: EndpointPickerConfig\nplugins:\n- type: queue-scorer\nschedulingProfiles:\n- name: default\n  plugins:\n  - pluginRef: queue-scorer\n').catch(() => undefined);
+      writer = await fs.promises.open(config, 'w');
+      await signal(child);
+      // An EPP the signal killed has gone and the write fails (EPIPE); the exit says so.
+      await writer.write(STARTING_CONFIG).catch(() => undefined);
       await writer.close().catch(() => undefined);
-      expect(await exit).toEqual({ code: 0, signal: null });
-      expect(output).toContain('"event":"listening"');
-      expect(output).toMatch(/"msg":"shutting down".*"signal":"SIGTERM"/);
+      return { exit: await exit, output };
     } finally {
+      await writer?.close().catch(() => undefined);
       child.kill('SIGKILL');
       fs.rmSync(dir, { recursive: true, force: true });
     }
+  }
+
+  // llm-d-router v0.10.0 cmd/epp/main.go run (GIE v1.5.0's the same): ctrl.SetupSignalHandler() comes before
+  // runner.Run, so a SIGTERM during start-up cancels the run's context; it stops once started and returns nil, exit 0.
+  (built ? test : test.skip)('a SIGTERM during start-up stops the EPP once started, exit 0, instead of killing it by the signal', async () => {
+    const { exit, output } = await signalDuringStartUp(async (child) => {
+      child.kill('SIGTERM');
+    });
+    expect(exit).toEqual({ code: 0, signal: null });
+    expect(output).toContain('"event":"listening"');
+    expect(output).toMatch(/"msg":"shutting down".*"signal":"SIGTERM"/);
   }, 30_000);
 
   // controller-runtime v0.23.3 pkg/manager/signals/signal.go (SetupSignalHandler = k8s.io/apiserver pkg/server/signal.go
   // SetupSignalContext), which llm-d-router v0.10.0 cmd/epp/main.go calls: the first signal cancels the context, the
   // second is `os.Exit(1) // second signal. Exit directly.`, whether the runner has started serving or not.
   (built ? test : test.skip)('a second signal during start-up exits 1 at once, before the EPP serves, as controller-runtime\'s signal handler', async () => {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kvroute-second-signal-'));
-    const config = path.join(dir, 'config.yaml');
-    execFileSync('mkfifo', [config]);
-    const child = spawn('node', [main, '--endpoints', '127.0.0.1:1', '--grpc-port', '0', '--grpc-health-port', '0', '--metrics-port', '0',
-      '--host', '127.0.0.1', '--config-file', config], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let output = '';
-    child.stdout!.on('data', (d: Buffer) => (output += d.toString()));
-    child.stderr!.on('data', (d: Buffer) => (output += d.toString()));
-    const exit = new Promise<{ code: number | null; signal: string | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
-    let writer: fs.promises.FileHandle | undefined;
-    try {
-      // Opened for writing once the EPP has opened it to read its config: start-up is under way. Both signals arrive
-      // while it reads (a synchronous read: Node runs the handlers once it returns, still before anything listens).
-      writer = await fs.promises.open(config, 'w');
+    // Both signals arrive while it reads (a synchronous read: Node runs the handlers once it returns, still before
+    // anything listens); without the exit on the second the EPP would serve, then stop (exit 0).
+    const { exit, output } = await signalDuringStartUp(async (child) => {
       child.kill('SIGTERM');
       child.kill('SIGINT');
       await new Promise((resolve) => setTimeout(resolve, 200));
-      // A config that starts: without the exit on the second signal the EPP would serve, then stop (exit 0).
-      await writer.write('apiVersion: inference.networking.x-k8s.io/v1alpha1\nkind: EndpointPickerConfig\nplugins:\n- type: queue-scorer\nschedulingProfiles:\n- name: default\n  plugins:\n  - pluginRef: queue-scorer\n').catch(() => undefined);
-      await writer.close().catch(() => undefined);
-      expect(await exit).toEqual({ code: 1, signal: null });
-      expect(output).not.toContain('"event":"listening"');
-    } finally {
-      await writer?.close().catch(() => undefined);
-      child.kill('SIGKILL');
-      fs.rmSync(dir, { recursive: true, force: true });
-    }
+    });
+    expect(exit).toEqual({ code: 1, signal: null });
+    expect(output).not.toContain('"event":"listening"');
   }, 30_000);
 
   (built ? test : test.skip)('a port already in use fails start-up naming the address and the server', async () => {
