@@ -110,3 +110,25 @@ export function rawUntilIdle(port: number, request: string, idleMs = 1500): Prom
     socket.on('error', reject);
   });
 }
+
+/** A raw connection to the gateway, once connected: everything it has received so far (latin1), and whether it closed. */
+export interface RawConnection {
+  readonly socket: net.Socket;
+  received(): string;
+  closed(): boolean;
+}
+
+export async function rawConnection(port: number): Promise<RawConnection> {
+  const socket = net.connect(port, LOOPBACK);
+  let data = '';
+  let closed = false;
+  socket.on('data', (d: Buffer) => { data += d.toString('latin1'); });
+  socket.on('close', () => { closed = true; });
+  try {
+    await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject));
+  } catch (e) {
+    socket.destroy();
+    throw e;
+  }
+  return { socket, received: () => data, closed: () => closed };
+}

@@ -8,7 +8,7 @@ import * as http from 'http';
 import * as net from 'net';
 import type { AddressInfo } from 'net';
 import type { ExtProcServer } from '@kvroute/epp/extproc';
-import { rawUntilIdle, StreamingReply } from './clients';
+import { rawConnection, rawUntilIdle, StreamingReply, type RawConnection } from './clients';
 import { completion, deadPort, destroyClientAgent, gateway, LOOPBACK, pseudoRandom, send, startEpp, startUpstream, TestDirector, waitFor, type Upstream } from './harness';
 import { startScriptedExtProc } from './scripted-ext-proc';
 
@@ -308,26 +308,23 @@ describe('HCM connection idle_timeout (common_http_protocol_options.idle_timeout
   it('closes a client connection idle for it, never one whose response is still streaming; sends no Keep-Alive header, as Envoy does not (audit s36: Node\'s 65 s keep-alive and its header)', async () => {
     // 1 s: the timer is armed from the accept until the request arrives, which a loaded machine can delay past 300 ms.
     const gw = await gateway({ endpoints: [up.address], extProc: `${LOOPBACK}:${epp.port}`, connectionIdleTimeoutMs: 1000 });
-    const socket = net.connect(gw.port, LOOPBACK);
+    let conn: RawConnection | undefined;
     try {
-      await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject));
-      let received = '';
-      let closed = false;
-      socket.on('data', (d: Buffer) => { received += d.toString(); });
-      socket.on('close', () => { closed = true; });
+      conn = await rawConnection(gw.port);
+      const { received, closed } = conn;
       const body = completion();
-      socket.write(`POST /sse?n=2 HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
-      await waitFor(() => received.includes('"i":0'), 'the first event');
+      conn.socket.write(`POST /sse?n=2 HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+      await waitFor(() => received().includes('"i":0'), 'the first event');
       // Over twice the idle timeout with the response in flight: the connection stays.
       await new Promise((resolve) => setTimeout(resolve, 2100));
-      expect(closed).toBe(false);
+      expect(closed()).toBe(false);
       up.gate.open();
-      await waitFor(() => received.includes('[DONE]'), 'the end of the response');
-      expect(received).not.toMatch(/^keep-alive:/im);
+      await waitFor(() => received().includes('[DONE]'), 'the end of the response');
+      expect(received()).not.toMatch(/^keep-alive:/im);
       // Then idle: closed by the gateway.
-      await waitFor(() => closed, 'the idle connection to be closed');
+      await waitFor(closed, 'the idle connection to be closed');
     } finally {
-      socket.destroy();
+      conn?.socket.destroy();
       await gw.close();
     }
   });
@@ -348,23 +345,20 @@ describe('a client that stalls inside its request head (the stream starts at its
   // stream timers are: a head in progress is a request in flight.
   it('a head in progress stops the connection idle timer, even with both stream timers off', async () => {
     const gw = await gateway({ endpoints: [up.address], requestReceiveTimeoutMs: 0, idleTimeoutMs: 0, connectionIdleTimeoutMs: 300 });
-    const socket = net.connect(gw.port, LOOPBACK);
+    let conn: RawConnection | undefined;
     try {
-      await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject));
-      let out = '';
-      let closed = false;
-      socket.on('data', (d: Buffer) => { out += d.toString('latin1'); });
-      socket.on('close', () => { closed = true; });
+      conn = await rawConnection(gw.port);
+      const { socket, received, closed } = conn;
       socket.on('error', () => {});
       socket.write('GET /healthz HTTP/1.1\r\nHost: x\r\n');
       // Well past the connection idle timeout: a running idle timer would have closed the connection by now.
       await new Promise((r) => setTimeout(r, 1200));
-      expect(closed).toBe(false);
+      expect(closed()).toBe(false);
       socket.write('\r\n');
-      await waitFor(() => out.includes('\r\n\r\n') || closed, 'the response head');
-      expect(out.split('\r\n')[0]).toBe('HTTP/1.1 200 OK');
+      await waitFor(() => received().includes('\r\n\r\n') || closed(), 'the response head');
+      expect(received().split('\r\n')[0]).toBe('HTTP/1.1 200 OK');
     } finally {
-      socket.destroy();
+      conn?.socket.destroy();
       await gw.close();
     }
   });
@@ -401,40 +395,33 @@ describe('a client that stalls inside its request head (the stream starts at its
 
   it('the request timer keeps running from the first byte once the head is complete', async () => {
     const gw = await gateway({ endpoints: [up.address], requestReceiveTimeoutMs: 1500, idleTimeoutMs: 60_000 });
-    const socket = net.connect(gw.port, LOOPBACK);
+    let conn: RawConnection | undefined;
     try {
-      await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject));
-      let received = '';
-      socket.on('data', (d: Buffer) => { received += d.toString('latin1'); });
-      socket.write(stall);
+      conn = await rawConnection(gw.port);
+      conn.socket.write(stall);
       await new Promise((resolve) => setTimeout(resolve, 1000));
       // The head completes 1 s in and the body never comes: the 408 comes 1.5 s after the first byte, not after the head.
-      socket.write('Content-Length: 2\r\n\r\n');
+      conn.socket.write('Content-Length: 2\r\n\r\n');
       await new Promise((resolve) => setTimeout(resolve, 1300));
-      expect(received.split('\r\n')[0]).toBe('HTTP/1.1 408 Request Timeout');
-      expect(received).toContain('request timeout');
+      expect(conn.received().split('\r\n')[0]).toBe('HTTP/1.1 408 Request Timeout');
+      expect(conn.received()).toContain('request timeout');
     } finally {
-      socket.destroy();
+      conn?.socket.destroy();
       await gw.close();
     }
   });
 
   /** Writes `first`, waits, writes `then`, and returns what came back `wait` ms later and whether the connection closed. */
   const rawTwice = async (gwPort: number, first: string, then: string, wait: number): Promise<{ out: string; closed: boolean }> => {
-    const socket = net.connect(gwPort, LOOPBACK);
+    const conn = await rawConnection(gwPort);
     try {
-      await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject));
-      let out = '';
-      let closed = false;
-      socket.on('data', (d: Buffer) => { out += d.toString('latin1'); });
-      socket.on('close', () => { closed = true; });
-      socket.write(first);
+      conn.socket.write(first);
       await new Promise((resolve) => setTimeout(resolve, 300));
-      socket.write(then);
+      conn.socket.write(then);
       await new Promise((resolve) => setTimeout(resolve, wait));
-      return { out, closed };
+      return { out: conn.received(), closed: conn.closed() };
     } finally {
-      socket.destroy();
+      conn.socket.destroy();
     }
   };
 
@@ -479,24 +466,23 @@ describe('a client that stalls inside its request head (the stream starts at its
   // wait, and its stream (with request_timeout) begins when the first stream ends and the codec re-dispatches them.
   it('a request head sent while the previous response is still going out meets request_timeout once that stream ends', async () => {
     const gw = await gateway({ endpoints: [up.address], requestReceiveTimeoutMs: 500, idleTimeoutMs: 60_000 });
-    const socket = net.connect(gw.port, LOOPBACK);
+    let conn: RawConnection | undefined;
     try {
-      await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject));
-      let out = '';
-      socket.on('data', (d: Buffer) => { out += d.toString('latin1'); });
+      conn = await rawConnection(gw.port);
+      const { socket, received } = conn;
       const body = completion();
       socket.write(`POST /sse?n=2 HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`);
-      await waitFor(() => out.includes('"i":0'));
+      await waitFor(() => received().includes('"i":0'));
       socket.write(stall);
       await new Promise((resolve) => setTimeout(resolve, 300));
       up.gate.open();
-      await waitFor(() => out.includes('[DONE]'));
+      await waitFor(() => received().includes('[DONE]'));
       // Not asserted: that no 408 came before [DONE] was read, which a machine stalled past 500 ms after the stream's
       // end would see arrive in the same read; the code before this rule sent none at all.
-      await waitFor(() => out.includes('HTTP/1.1 408 Request Timeout'), 'the 408');
-      expect(out.endsWith('request timeout')).toBe(true);
+      await waitFor(() => received().includes('HTTP/1.1 408 Request Timeout'), 'the 408');
+      expect(received().endsWith('request timeout')).toBe(true);
     } finally {
-      socket.destroy();
+      conn?.socket.destroy();
       await gw.close();
     }
   });
