@@ -15,6 +15,8 @@ export interface RedisProcess {
   readonly port: number;
   /** `redis://127.0.0.1:<port>`, the EPP config's `sessionStore.address`. */
   readonly url: string;
+  /** Its own temporary directory (its `--dir`), removed when it stops or this process exits. */
+  readonly dir: string;
   stop(): Promise<void>;
 }
 
@@ -57,8 +59,15 @@ export async function startRedisServer(port: number, logFile?: string, readyTime
     log?.end();
     resolve();
   }));
-  process.once('exit', () => { if (!exited) child.kill('SIGKILL'); });
+  // A bench that exits without stopping the stack (a signal, an error) still kills the server and removes its directory;
+  // the hook is removed on stop, so a run that starts many stores does not pile up exit listeners.
+  const onProcessExit = () => {
+    if (!exited) child.kill('SIGKILL');
+    fs.rmSync(dir, { recursive: true, force: true });
+  };
+  process.once('exit', onProcessExit);
   const stop = async () => {
+    process.removeListener('exit', onProcessExit);
     if (!exited) child.kill('SIGKILL');
     await exit;
     fs.rmSync(dir, { recursive: true, force: true });
@@ -73,5 +82,5 @@ export async function startRedisServer(port: number, logFile?: string, readyTime
     }
     await new Promise((r) => setTimeout(r, 50));
   }
-  return { port, url: `redis://127.0.0.1:${port}`, stop };
+  return { port, url: `redis://127.0.0.1:${port}`, dir, stop };
 }
