@@ -182,7 +182,12 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
     inflight.add(done);
     void done.finally(() => inflight.delete(done));
   };
-  const server: HttpServer = tls === null ? createServer(onRequest) : createHttpsServer(tls, onRequest);
+  // uvicorn with httptools (vLLM's, http='auto' with uvicorn[standard]) caps no request head: its protocol appends URL
+  // and header bytes as they come (uvicorn protocols/http/httptools_impl.py @ 0.35.0 on_url, on_header) and httptools
+  // (llhttp) has no limit; vLLM's h11_max_incomplete_event_size (launcher.py serve_http) binds the h11 protocol only.
+  // Node's server answers 431 past 16 KiB (--max-http-header-size), which Envoy's 60 KiB lets through: lifted.
+  const headLimit = { maxHeaderSize: Number.MAX_SAFE_INTEGER };
+  const server: HttpServer = tls === null ? createServer(headLimit, onRequest) : createHttpsServer({ ...tls, ...headLimit }, onRequest);
   // uvicorn's httptools protocol keeps every header field it parses (protocols/http/httptools_impl.py on_header appends
   // each, no count limit), within the head's size. Node keeps the first 1,000 fields and drops the rest silently (Node
   // 20), or answers 431 above 1,000 (Node >= 22.23.2, CVE-2026-58044, on the images' node:22): no limit here either.

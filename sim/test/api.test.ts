@@ -52,6 +52,26 @@ describe('OpenAI API over loopback', () => {
     }
   });
 
+  // uvicorn picks httptools when it is installed (uvicorn[standard], as vLLM installs it), and neither its protocol
+  // (uvicorn protocols/http/httptools_impl.py @ 0.35.0: on_url / on_header append, no size check; vLLM's
+  // h11_max_incomplete_event_size applies to the h11 protocol only) nor httptools (parser.pyx @ v0.8.0, llhttp has no
+  // head limit of its own) caps a request head. Node's server answers 431 past 16 KiB (--max-http-header-size), so a
+  // request with a big header that Envoy lets through (up to 60 KiB) would fail on the simulator and not on vLLM.
+  it('serves a request whose head is 48 KiB (over Node\'s 16 KiB default), as uvicorn with httptools does', async () => {
+    const body = JSON.stringify({ model: MODEL, prompt: 'hi', max_tokens: 2 });
+    const socket = connect(Number(new URL(sim.url).port), '127.0.0.1');
+    let out = '';
+    socket.on('data', (d: Buffer) => { out += d.toString('latin1'); });
+    try {
+      socket.write(`POST /v1/completions?q=${'u'.repeat(16 * 1024)} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n`
+        + `X-Big: ${'a'.repeat(32 * 1024)}\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+      await waitFor(() => out.includes('\r\n\r\n'), 'the response head');
+      expect(out.split('\r\n')[0]).toBe('HTTP/1.1 200 OK');
+    } finally {
+      socket.destroy();
+    }
+  });
+
   it('GET /health and /v1/models', async () => {
     const h = await http(sim.url, 'GET', '/health');
     expect(h.status).toBe(200);
