@@ -7,7 +7,7 @@
 import { randomUUID } from 'crypto';
 import type * as http from 'http';
 import { isValidRefererValue } from './envoy-url';
-import { HeaderList, REQUEST_HOP_BY_HOP, trailerList, trailerRecord } from './headers';
+import { envoyRequestHeaderLines, HeaderList, REQUEST_HOP_BY_HOP, trailerList, trailerRecord } from './headers';
 import { normalizePath } from './path-normalization';
 import type { StatsCollector } from './stats';
 
@@ -92,7 +92,9 @@ export class Downstream {
     private readonly enableTrailers: boolean,
   ) {
     this.method = req.method ?? 'GET';
-    const list = HeaderList.fromRaw(req.rawHeaders);
+    // A repeated inline header (Content-Type, User-Agent, Host, …) is one value joined with "," from here on, as in
+    // Envoy's request map: the EPP, the route and the pod see it so (envoyRequestHeaderLines).
+    const list = envoyRequestHeaderLines(HeaderList.fromRaw(req.rawHeaders));
     // A client's own `x-gateway-destination-endpoint` is kept, as Envoy keeps it (ConnectionManagerUtility removes only
     // its `x-envoy-*` list and XFCC): the EPP sees it, and its own `set_headers` overwrites it. It is never obeyed,
     // since the pick comes only from `envoy.lb` dynamic metadata, which only the EPP can set.

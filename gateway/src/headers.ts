@@ -40,6 +40,56 @@ const HOP_BY_HOP = new Set([
   'http2-settings',
 ]);
 
+/**
+ * Envoy's O(1) inline request headers, as the HTTP/1 codec's map knows them whatever extensions are built in
+ * (`envoy/http/header_map.h` INLINE_REQ_STRING_HEADERS, INLINE_REQ_NUMERIC_HEADERS, INLINE_REQ_RESP_STRING_HEADERS,
+ * INLINE_REQ_RESP_NUMERIC_HEADERS), by wire name; `host` is the static lookup table's HostLegacy alias of `:authority`.
+ * Extensions may register more (CustomInlineHeaderRegistry); which ones an Istio proxy build registers is not known
+ * here, so those stay one entry per line.
+ */
+const ENVOY_INLINE_REQUEST_HEADERS: ReadonlySet<string> = new Set([
+  // INLINE_REQ_RESP_STRING_HEADERS, INLINE_REQ_RESP_NUMERIC_HEADERS
+  'connection', 'content-type', 'x-envoy-decorator-operation', 'keep-alive', 'proxy-connection', 'proxy-status',
+  'x-request-id', 'transfer-encoding', 'upgrade', 'via', 'content-length', 'x-envoy-attempt-count',
+  // INLINE_REQ_STRING_HEADERS (`:method`, `:path`, `:protocol`, `:scheme` have no HTTP/1 header line)
+  'x-client-trace-id', 'x-envoy-downstream-service-cluster', 'x-envoy-downstream-service-node', 'x-envoy-external-address',
+  'x-envoy-force-trace', 'x-envoy-hedge-on-per-try-timeout', 'x-envoy-internal', 'x-envoy-ip-tags', 'x-envoy-retry-on',
+  'x-envoy-retry-grpc-on', 'x-envoy-retriable-status-codes', 'x-envoy-retriable-header-names', 'x-envoy-original-path',
+  'x-envoy-original-url', 'x-envoy-upstream-alt-stat-name', 'x-envoy-upstream-rq-timeout-alt-response', 'expect',
+  'x-forwarded-client-cert', 'x-forwarded-for', 'x-forwarded-host', 'x-forwarded-proto', 'grpc-timeout', 'host', 'te',
+  'user-agent',
+  // INLINE_REQ_NUMERIC_HEADERS
+  'x-envoy-expected-rq-timeout-ms', 'x-envoy-max-retries', 'x-envoy-upstream-rq-timeout-ms',
+  'x-envoy-upstream-rq-per-try-timeout-ms', 'x-envoy-upstream-stream-duration-ms',
+]);
+
+/**
+ * The request header lines as Envoy's HTTP/1 codec builds its map: each line goes through HeaderMapImpl::addViaMove
+ * (`source/common/http/http1/codec_impl.cc` ConnectionImpl::completeCurrentHeader), which appends a repeated inline
+ * header to the first occurrence (`source/common/http/header_map_impl.cc` insertByKey → appendToHeader: "," between
+ * values, none before a first value that is empty, an empty value adds nothing; Cookie's "; " does not apply, Cookie is
+ * not among the built-in inline headers). Other names keep one entry per line, in order.
+ */
+export function envoyRequestHeaderLines(list: HeaderList): HeaderList {
+  const out: HeaderPair[] = [];
+  const inline = new Map<string, HeaderPair>();
+  for (const [name, value] of list.pairs) {
+    if (!ENVOY_INLINE_REQUEST_HEADERS.has(name)) {
+      out.push([name, value]);
+      continue;
+    }
+    const first = inline.get(name);
+    if (first === undefined) {
+      const pair: HeaderPair = [name, value];
+      inline.set(name, pair);
+      out.push(pair);
+    } else if (value !== '') {
+      first[1] = first[1] === '' ? value : `${first[1]},${value}`;
+    }
+  }
+  return new HeaderList(out);
+}
+
 export class HeaderList {
   constructor(readonly pairs: HeaderPair[] = []) {}
 

@@ -282,6 +282,42 @@ describe('hop-by-hop headers (conn_manager_utility.cc mutateRequestHeaders / mut
 });
 
 /**
+ * Envoy's HTTP/1 codec adds each header line to the request map with HeaderMapImpl::addViaMove
+ * (`source/common/http/http1/codec_impl.cc` ConnectionImpl::completeCurrentHeader), which appends a repeated O(1)
+ * inline header to the first with "," (`source/common/http/header_map_impl.cc` insertByKey → appendToHeader with
+ * delimiterByHeader: "," for all but Cookie; an empty value adds nothing), and maps `host` onto `:authority` (the
+ * static lookup table's HostLegacy case). The inline request headers are Envoy's own list (`envoy/http/header_map.h`
+ * INLINE_REQ_STRING_HEADERS, INLINE_REQ_RESP_STRING_HEADERS: Content-Type, User-Agent, Via, X-Forwarded-Host, …); any
+ * other name stays one entry per line. So the EPP and the pod see one joined Content-Type, as vLLM behind Envoy does
+ * (its validate_json_request then refuses `application/json,application/json` with 400, where the first line alone
+ * passes).
+ */
+describe('repeated inline request headers (HeaderMapImpl::addViaMove / appendToHeader)', () => {
+  test('two Content-Type, User-Agent or Host lines become one value joined with ","; an empty one adds nothing; other names stay repeated', async () => {
+    const epp = await startScriptedExtProc();
+    const gw = await gateway({ endpoints: [up.address], extProc: epp.address });
+    try {
+      const before = up.seen.length;
+      const out = await rawUntilIdle(gw.port, 'POST /v1/completions HTTP/1.1\r\nHost: a\r\nHost: b\r\nContent-Type: application/json\r\n'
+        + 'Content-Type: text/plain\r\nUser-Agent: one\r\nUser-Agent:\r\nUser-Agent: two\r\nX-Multi: a\r\nX-Multi: b\r\nContent-Length: 2\r\n\r\n{}', 800);
+      expect(out.split('\r\n')[0]).toBe('HTTP/1.1 200 OK');
+      const raw = up.seen[before].rawHeaders;
+      const values = (name: string): string[] => raw.flatMap((v, i) => (i % 2 === 0 && v.toLowerCase() === name ? [raw[i + 1]] : []));
+      expect({ host: values('host'), ct: values('content-type'), ua: values('user-agent'), multi: values('x-multi') })
+        .toEqual({ host: ['a,b'], ct: ['application/json,text/plain'], ua: ['one,two'], multi: ['a', 'b'] });
+      const sent = (epp.streams[0].messages[0]?.request_headers?.headers?.headers ?? [])
+        .map((h) => [h.key, Buffer.from(h.raw_value ?? '').toString('latin1')]);
+      expect(sent.filter(([n]) => n === 'content-type')).toEqual([['content-type', 'application/json,text/plain']]);
+      expect(sent.filter(([n]) => n === ':authority')).toEqual([[':authority', 'a,b']]);
+      expect(sent.filter(([n]) => n === 'x-multi')).toEqual([['x-multi', 'a'], ['x-multi', 'b']]);
+    } finally {
+      await gw.close();
+      await epp.stop();
+    }
+  });
+});
+
+/**
  * Upgrades: Istio's gateway HCM has one upgrade config, `websocket` (istio/istio `pilot/pkg/networking/core/
  * listener_builder.go` @ 1.29.6 L361-363), so HttpConnectionManagerConfig::createUpgradeFilterChain refuses every other
  * type and ConnectionManagerImpl::ActiveStream::decodeHeaders (`conn_manager_impl.cc` @ v1.35.0) answers 403, empty, and
