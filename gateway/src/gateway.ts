@@ -251,6 +251,17 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     req.resume();
   };
 
+  /** Requests whose `Expect: 100-continue` the HCM answers (see `checkContinue` below). */
+  const expectsContinue = new WeakSet<http.IncomingMessage>();
+  /**
+   * Envoy's HCM answers `Expect: 100-continue` in ActiveStream::decodeHeaders (`conn_manager_impl.cc` @ v1.35.0),
+   * before its own checks (missing Host, path, route) but after the HTTP/1 codec accepted the head: a request the codec
+   * refuses (431, 501, 426) gets its protocol error alone, and its client sends no body into a closing connection.
+   */
+  const answerExpectContinue = (req: http.IncomingMessage, res: http.ServerResponse): void => {
+    if (expectsContinue.delete(req)) res.writeContinue();
+  };
+
   const idleTrackers = new WeakMap<object, { start(req: http.IncomingMessage): void; end(): void }>();
   /** When each request's head began to arrive (`performance.now()`): the start of its stream in Envoy. */
   const streamStarts = new WeakMap<http.IncomingMessage, number>();
@@ -274,6 +285,9 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       return;
     }
     const path = (req.url ?? '/').split('?')[0];
+    if (path === EXT_PROC_MEMBERS_PATH || path === HEALTH_PATH || path === STATS_PATH || path === ENVOY_STATS_PATH) {
+      answerExpectContinue(req, res);
+    }
     if (path === EXT_PROC_MEMBERS_PATH) {
       updateMembers(req, res);
       return;
@@ -325,6 +339,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       protocolError(req, res, 431);
       return;
     }
+    answerExpectContinue(req, res);
     // An absolute-form target carries the authority, which the codec turns into the Host (`allow_absolute_url`, on by
     // default, as `Downstream` reads it).
     if (req.headers.host === undefined && !/^https?:\/\//i.test(req.url ?? '')) {
@@ -442,8 +457,9 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   server.on('checkExpectation', (req: http.IncomingMessage, res: http.ServerResponse) => server.emit('request', req, res));
   // Node takes any list holding 100-continue for it; Envoy answers 100 only to exactly `100-continue` (any case) and
   // forwards any other Expect.
+  // The 100 goes out from the request handler once the codec's own checks passed (`answerExpectContinue`).
   server.on('checkContinue', (req: http.IncomingMessage, res: http.ServerResponse) => {
-    if (req.headers.expect?.trim().toLowerCase() === '100-continue') res.writeContinue();
+    if (req.headers.expect?.trim().toLowerCase() === '100-continue') expectsContinue.add(req);
     server.emit('request', req, res);
   });
   // Before the request handler, which hands the stream's start to the exchange.

@@ -254,6 +254,27 @@ describe('hop-by-hop headers (conn_manager_utility.cc mutateRequestHeaders / mut
 
   // conn_manager_impl.cc ActiveStream::decodeHeaders answers 100 only when Expect equals `100-continue` (any case);
   // Node's server would answer any list holding it.
+  // The HCM answers 100 in ActiveStream::decodeHeaders (`conn_manager_impl.cc` @ v1.35.0), which a request the HTTP/1
+  // codec refuses never reaches: an unsupported transfer coding (ConnectionImpl::onHeadersCompleteImpl, 501) or a head
+  // over max_request_headers_kb (checkMaxHeadersSize, 431) is answered by sendProtocolError alone. A client told to go
+  // on would send its body into a connection about to close.
+  test('Expect: 100-continue on a request the codec refuses (501, 431) gets no 100 Continue before the error', async () => {
+    const gw = await gateway({ endpoints: [up.address] });
+    try {
+      const before = up.seen.length;
+      const refused = [
+        'POST /v1/completions HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nTransfer-Encoding: gzip, chunked\r\n\r\n',
+        `POST /v1/completions HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nX-Big: ${'a'.repeat(61 * 1024)}\r\nContent-Length: 2\r\n\r\n`,
+      ];
+      const first: string[] = [];
+      for (const request of refused) first.push((await rawUntilIdle(gw.port, request, 800)).split('\r\n')[0]);
+      expect(first).toEqual(['HTTP/1.1 501 Not Implemented', 'HTTP/1.1 431 Request Header Fields Too Large']);
+      expect(up.seen.length).toBe(before);
+    } finally {
+      await gw.close();
+    }
+  });
+
   test('Expect: 100-continue, x-foo is not answered 100 Continue and reaches the pod as sent', async () => {
     const gw = await gateway({ endpoints: [up.address] });
     try {
