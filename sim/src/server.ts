@@ -192,6 +192,27 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
   // each, no count limit), within the head's size. Node keeps the first 1,000 fields and drops the rest silently (Node
   // 20), or answers 431 above 1,000 (Node >= 22.23.2, CVE-2026-58044, on the images' node:22): no limit here either.
   server.maxHeadersCount = 0;
+  // A request the parser refuses gets uvicorn's own 400, whose connection then closes (protocols/http/httptools_impl.py
+  // @ 0.35.0 data_received: httptools.HttpParserError → send_400_response: the server state's default headers, `date`
+  // then `server: uvicorn`, a text/plain body, `connection: close`), where Node writes a bare 400, and that only if
+  // nothing was written on the connection yet. Both parsers are llhttp, so they refuse the same heads. A refusal behind
+  // a response still being written (a pipelined request) only closes the connection here.
+  server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
+    const inFlight = (socket as { _httpMessage?: ServerResponse | null })._httpMessage;
+    const busy = inFlight != null && inFlight.headersSent && !inFlight.writableFinished;
+    if (err.code?.startsWith('HPE_') && socket.writable && !busy) {
+      const msg = 'Invalid HTTP request received.';
+      socket.end(`HTTP/1.1 400 Bad Request\r\ndate: ${new Date().toUTCString()}\r\nserver: uvicorn\r\n`
+        + `content-type: text/plain; charset=utf-8\r\ncontent-length: ${msg.length}\r\nconnection: close\r\n\r\n${msg}`);
+      return;
+    }
+    // Node's own answer otherwise (its request timeout's 408 on a connection nothing was written on yet), then the close.
+    if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT' && socket.writable && socket.bytesWritten === 0) {
+      socket.end('HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n\r\n');
+      return;
+    }
+    socket.destroy();
+  });
   // uvicorn acts on `Expect: 100-continue` only and serves a request with any other expectation as usual (uvicorn
   // protocols/http/httptools_impl.py on_header; uvicorn[standard], which vLLM installs, runs httptools), where Node
   // would answer 417 itself.

@@ -72,6 +72,26 @@ describe('OpenAI API over loopback', () => {
     }
   });
 
+  // uvicorn's httptools protocol answers a request its parser refuses with its own 400 and closes
+  // (protocols/http/httptools_impl.py @ 0.35.0 data_received: HttpParserError → send_400_response("Invalid HTTP request
+  // received."), the server state's default headers, date then server, first), where Node writes a bare 400.
+  it('answers a request the parser refuses with uvicorn\'s 400 body and closes the connection', async () => {
+    for (const request of ['GET /health HTTP/1.1\r\nHost: x\r\nBad Header Line\r\n\r\n', 'get /health HTTP/1.1\r\nHost: x\r\n\r\n']) {
+      const socket = connect(Number(new URL(sim.url).port), '127.0.0.1');
+      let out = '';
+      socket.on('data', (d: Buffer) => { out += d.toString('latin1'); });
+      const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+      socket.write(request);
+      await closed;
+      const [head, body] = out.split('\r\n\r\n');
+      const lines = head!.split('\r\n');
+      expect(lines[0]).toBe('HTTP/1.1 400 Bad Request');
+      expect(lines.slice(1).map((l) => l.split(':')[0]!.toLowerCase())).toEqual(['date', 'server', 'content-type', 'content-length', 'connection']);
+      expect(lines.slice(2)).toEqual(['server: uvicorn', 'content-type: text/plain; charset=utf-8', 'content-length: 30', 'connection: close']);
+      expect(body).toBe('Invalid HTTP request received.');
+    }
+  });
+
   it('GET /health and /v1/models', async () => {
     const h = await http(sim.url, 'GET', '/health');
     expect(h.status).toBe(200);
