@@ -1,7 +1,7 @@
 import { ConfigError } from '../../config/errors';
 import type { EndpointSnapshot } from '../../datastore/types';
 import type { SaturationDetector } from '../../requestcontrol/hooks';
-import type { CycleContext, Filter } from '../framework';
+import type { CycleContext, Filter, PluginHandle } from '../framework';
 import { definePlugin, parameters } from '../plugin';
 
 export interface ConcurrencyDetectorParameters {
@@ -14,6 +14,12 @@ export interface ConcurrencyDetectorParameters {
   maxConcurrency?: number;
   /** How far the filter lets one pod go above `maxConcurrency` (0.1 = 10%); the pool fraction ignores it. @default 0 */
   headroom?: number;
+  /**
+   * llm-d-router v0.10.0's: the `inflight-load-producer` whose counts it reads ("": the default one). When set it must
+   * name one in the config; the count read is the same either way (the datastore's, which the producer's stands for).
+   * @default ""
+   */
+  inFlightLoadProducerName?: string;
 }
 
 /**
@@ -32,9 +38,23 @@ export class ConcurrencyDetector implements Filter, SaturationDetector {
   readonly emptyResultReason = 'saturated' as const;
   private readonly limit: number;
 
-  constructor(readonly name: string, private readonly parameters: Required<ConcurrencyDetectorParameters>) {
+  constructor(
+    readonly name: string,
+    private readonly parameters: ConcurrencyDetectorParameters & Required<Pick<ConcurrencyDetectorParameters, 'maxConcurrency' | 'headroom'>>,
+    private readonly handle?: PluginHandle,
+  ) {
     // Go's int64(float64(max) * (1 + headroom)) truncates.
     this.limit = Math.trunc(parameters.maxConcurrency * (1 + parameters.headroom));
+  }
+
+  /** A named producer must be an `inflight-load-producer` of the config (upstream's detector Consumes its key). */
+  resolveReferences(): void {
+    const ref = this.parameters.inFlightLoadProducerName ?? '';
+    if (ref === '' || this.handle === undefined) return;
+    const plugin = this.handle.plugin?.(ref);
+    const path = `${this.name}.parameters.inFlightLoadProducerName`;
+    if (plugin === undefined) throw new ConfigError(path, `no plugin named ${JSON.stringify(ref)}`);
+    if (plugin.type !== 'inflight-load-producer') throw new ConfigError(path, `${JSON.stringify(ref)} is a ${plugin.type}; name an inflight-load-producer`);
   }
 
   saturation(candidates: readonly EndpointSnapshot[]): number {
@@ -59,16 +79,25 @@ export const concurrencyDetector = definePlugin({
   type: 'concurrency-detector',
   kinds: ['filter', 'saturation-detector'],
   parameters: parameters<ConcurrencyDetectorParameters>((fields) => {
-    if (fields.oneOf('concurrencyMode', ['requests', 'tokens'] as const, 'requests') === 'tokens') {
+    // llm-d-router v0.10.0 adds "hybrid" (`concurrency/config.go` validateConfig), which reads token counts as well.
+    const mode = fields.oneOf('concurrencyMode', ['requests', 'tokens', 'hybrid'] as const, 'requests');
+    if (mode === 'tokens') {
       throw new ConfigError(fields.fieldPath('concurrencyMode'), 'GIE\'s "tokens" mode is not supported (kvroute does not reproduce its token estimator); use "requests"');
+    }
+    if (mode === 'hybrid') {
+      throw new ConfigError(fields.fieldPath('concurrencyMode'), 'llm-d-router\'s "hybrid" mode is not supported (it reads token counts, and kvroute does not reproduce the token estimator); use "requests"');
     }
     // GIE validates it in every mode and uses it in tokens mode only (`concurrency/config.go` @ v1.5.0): checked, unused.
     fields.integer('maxTokenConcurrency', 1_000_000, 1);
+    // llm-d-router v0.10.0 `concurrency/config.go` apiConfig.InFlightLoadProducerName (a plain string field).
+    const inFlightLoadProducerName = fields.goString('inFlightLoadProducerName', 'a plugin name');
     return {
       concurrencyMode: 'requests',
       maxConcurrency: fields.integer('maxConcurrency', 100, 1),
       headroom: fields.number('headroom', 0, 0),
-    };
+      // Rendered only when given, so configs that never set it render unchanged.
+      ...(inFlightLoadProducerName !== '' ? { inFlightLoadProducerName } : {}),
+    } as Required<ConcurrencyDetectorParameters>;
   }),
-  create: (name, resolved) => new ConcurrencyDetector(name, resolved),
+  create: (name, resolved, handle) => new ConcurrencyDetector(name, resolved, handle),
 });
