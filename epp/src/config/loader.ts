@@ -46,9 +46,10 @@ export function parseEndpointPickerConfig(yamlText: string): EndpointPickerConfi
 }
 
 /**
- * Checks a config strictly (unknown fields are errors, plugin parameters included: upstream decodes the document
- * strictly but each plugin's `parameters` with plain json.Unmarshal, which ignores unknown keys; kvroute names them, so
- * a misspelt parameter cannot silently fall back to its default) and returns it normalized:
+ * Checks a config strictly (unknown fields are errors, plugin parameters included: GIE v1.5.0 decodes the document
+ * strictly but each plugin's `parameters` with plain json.Unmarshal, which ignores unknown keys; llm-d-router v0.10.0
+ * gives each factory a DisallowUnknownFields decoder (`fwkplugin.StrictDecoder`), as kvroute names them, so a misspelt
+ * parameter cannot silently fall back to its default) and returns it normalized:
  * - every plugin has a `name` (its type by default) and its `parameters` with **every default filled in**, so the
  *   rendered ConfigMap states the effective values; plugins without parameters have no `parameters` key;
  * - no profiles → a `default` profile with every filter, scorer and picker, in declaration order;
