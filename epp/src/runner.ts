@@ -209,16 +209,40 @@ export function resolveFlowControl(config: EndpointPickerConfig, flags: FlowCont
 /**
  * Where pods' metrics are scraped: a `metrics-data-source` plugin's parameters when the config has one (GIE v1.5.0
  * moved these settings from the `--model-server-metrics-*` flags, deprecated there, into that plugin:
- * `pkg/epp/server/options.go`, `datalayer/source/metrics/datasource.go`), else the flags.
+ * `pkg/epp/server/options.go`, `datalayer/source/metrics/datasource.go`), else the flags. llm-d-router v0.10.0's
+ * `port` overrides every endpoint's port, and its `interval` gives the scrape period (`intervalMs`; see
+ * {@link sourceIntervalMs}).
  */
-export function scrapeTarget(config: EndpointPickerConfig, options: Pick<EppOptions, 'modelServerMetricsPath' | 'modelServerMetricsScheme' | 'modelServerMetricsInsecureSkipVerify'>): { path: string; scheme: 'http' | 'https'; insecureSkipVerify: boolean } {
+export function scrapeTarget(
+  config: EndpointPickerConfig,
+  options: Pick<EppOptions, 'modelServerMetricsPath' | 'modelServerMetricsScheme' | 'modelServerMetricsInsecureSkipVerify'> & Partial<Pick<EppOptions, 'refreshMetricsIntervalMs'>>,
+): { path: string; scheme: 'http' | 'https'; insecureSkipVerify: boolean; port?: number; intervalMs?: number } {
   for (const plugin of config.plugins) {
     if (plugin.type === 'metrics-data-source') {
       const p = plugin.parameters ?? {};
-      return { path: p.path ?? '/metrics', scheme: p.scheme ?? 'http', insecureSkipVerify: p.insecureSkipVerify ?? true };
+      const intervalMs = p.interval === undefined ? undefined : sourceIntervalMs(p.interval, options.refreshMetricsIntervalMs ?? 50);
+      return {
+        path: p.path ?? '/metrics', scheme: p.scheme ?? 'http', insecureSkipVerify: p.insecureSkipVerify ?? true,
+        ...(p.port !== undefined ? { port: p.port } : {}),
+        ...(intervalMs !== undefined ? { intervalMs } : {}),
+      };
     }
   }
   return { path: options.modelServerMetricsPath, scheme: options.modelServerMetricsScheme, insecureSkipVerify: options.modelServerMetricsInsecureSkipVerify };
+}
+
+/**
+ * The scrape period a `metrics-data-source` `interval` gives, as llm-d-router v0.10.0's data-layer runtime sets it
+ * (`pkg/epp/datalayer/runtime.go` Configure, `interval_dispatcher.go` periodTicks): the base tick is the refresh
+ * interval, lowered to the source's interval when that is shorter but not below 50ms (`defaultRefreshInterval`), and
+ * the period is the interval rounded to the nearest whole number of ticks, at least one. Undefined for 0: every tick.
+ */
+export function sourceIntervalMs(interval: string, refreshIntervalMs: number): number | undefined {
+  const requested = parseDuration(interval.startsWith('+') ? interval.slice(1) : interval);
+  if (requested <= 0) return undefined;
+  const lowered = Math.max(requested, 50);
+  const tick = lowered < refreshIntervalMs ? lowered : refreshIntervalMs;
+  return Math.max(1, Math.round(requested / tick)) * tick;
 }
 
 export async function startEpp(options: EppOptions, logger: Logger = jsonLogger(options.verbosity)): Promise<RunningEpp> {
@@ -232,7 +256,10 @@ export async function startEpp(options: EppOptions, logger: Logger = jsonLogger(
   const gated = applyDeprecatedEnvFeatureGates(loaded.config, options.deprecatedFeatureGateEnv);
   for (const note of gated.notes) logger.info(note);
   const config = gated.config;
-  for (const w of stalenessWarnings(config, options.metricsScrapeMode, options.refreshMetricsIntervalMs, options.metricsScrapeBudget)) logger.warn(w);
+  const scrape = scrapeTarget(config, options);
+  // A metrics-data-source's `interval` is the scrape period (llm-d-router v0.10.0), else --refresh-metrics-interval.
+  const refreshIntervalMs = scrape.intervalMs ?? options.refreshMetricsIntervalMs;
+  for (const w of stalenessWarnings(config, options.metricsScrapeMode, refreshIntervalMs, options.metricsScrapeBudget)) logger.warn(w);
   const metrics = createEppMetrics({
     collectDefaultMetrics: true,
     ...(options.commit !== undefined ? { commit: options.commit } : {}),
@@ -244,7 +271,6 @@ export async function startEpp(options: EppOptions, logger: Logger = jsonLogger(
     // One debug line per decision (its size bounded by DECISION_TOP_CANDIDATES): a line per request is for diagnosis.
     ...(options.verbosity >= 3 ? { decisionLog: (decision) => logger.debug('scheduling decision', { ...decision }) } : {}),
   });
-  const scrape = scrapeTarget(config, options);
   // vLLM's LoRA family only grows (one series per change): read it only for a plugin that uses it.
   const readsLora = config.plugins.some((p) => p.type === 'lora-affinity-scorer' || p.type === 'lora-room-filter');
   const scrapes = scrapesModelServerMetrics(config);
@@ -252,8 +278,9 @@ export async function startEpp(options: EppOptions, logger: Logger = jsonLogger(
     // llm-d-router v0.10.0 `dataLayer.injectDefaults: false` with no metrics-data-source listed: nothing is scraped.
     ...(scrapes ? {} : { scrape: false }),
     ...(readsLora ? { metricNames: { ...VLLM_METRIC_NAMES, loraInfo: LORA_INFO_METRIC } } : {}),
-    refreshIntervalMs: options.refreshMetricsIntervalMs,
+    refreshIntervalMs,
     metricsPort: options.modelServerMetricsPort,
+    ...(scrape.port !== undefined ? { metricsPortOverride: scrape.port } : {}),
     metricsPath: scrape.path,
     metricsScheme: scrape.scheme,
     metricsInsecureSkipVerify: scrape.insecureSkipVerify,

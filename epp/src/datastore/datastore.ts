@@ -20,6 +20,11 @@ export interface DatastoreOptions {
   readonly scrapeTimeoutMs?: number;
   /** Scrape this port instead of the endpoint's own (`-modelServerMetricsPort`; 0 or unset = the endpoint port). */
   readonly metricsPort?: number;
+  /**
+   * Scrape this port on every endpoint, a multi-port pod's ranks included (llm-d-router v0.10.0 `metrics-data-source`
+   * `port`: `WithPortOverride`, "scrape podIP:port instead of the endpoint's MetricsHost"). Wins over `metricsPort`.
+   */
+  readonly metricsPortOverride?: number;
   /** Default `/metrics`. */
   readonly metricsPath?: string;
   /** Default `http`. */
@@ -342,7 +347,7 @@ export class Datastore {
     const rec: EndpointRecord = { endpoint: ep, metrics: EMPTY_METRICS, snap: undefined, position: -1, queued: false, discoveredTime: Date.now(), sinceScrape: new SinceScrapeLedger() };
     this.records.set(ep.key, rec);
     this.poolChanged();
-    const url = metricsUrl(ep.address, ep.metricsPort ?? (this.options.metricsPort || ep.port), {
+    const url = metricsUrl(ep.address, this.options.metricsPortOverride ?? ep.metricsPort ?? (this.options.metricsPort || ep.port), {
       scheme: this.options.metricsScheme,
       path: this.options.metricsPath,
     });

@@ -8,6 +8,7 @@
  * load, their parameters are checked, and `metrics-data-source`'s parameters set how pods are scraped (as upstream
  * moved those settings from flags into this plugin). Parameters kvroute cannot honour are errors naming the field.
  */
+import { DURATION_FORMAT_HINT, parseDuration } from '../../config/duration';
 import { ConfigError } from '../../config/errors';
 import { definePlugin, NO_PARAMETERS, parameters } from '../plugin';
 
@@ -23,6 +24,21 @@ export interface MetricsDataSourceParameters {
   path?: string;
   /** With https, accept the model servers' self-signed certificates. @default true */
   insecureSkipVerify?: boolean;
+  /**
+   * llm-d-router v0.10.0's: scrape this port on every endpoint instead of its own (1-65535; `WithPortOverride`).
+   * @default the endpoint's port, or `--model-server-metrics-port`
+   */
+  port?: number;
+  /**
+   * llm-d-router v0.10.0's: the scrape period, a Go duration, rounded to a multiple of the base tick
+   * (`--refresh-metrics-interval`, lowered to it when shorter, not below 50ms); "" or 0: every base tick.
+   * @default ""
+   */
+  interval?: string;
+  /** llm-d-router v0.10.0's TLS files: read only with `https` (see the parser for which kvroute can honour). */
+  caCertPath?: string;
+  clientCertPath?: string;
+  clientKeyPath?: string;
 }
 
 /** `metrics-data-source` (GIE v1.5.0 `datalayer/source/metrics/datasource.go`): where pods' metrics are scraped. */
@@ -36,7 +52,44 @@ export const metricsDataSource = definePlugin({
     }
     const path = fields.optionalString('path') ?? '/metrics';
     if (!path.startsWith('/')) throw new ConfigError(fields.fieldPath('path'), `must start with "/", got ${JSON.stringify(path)}`);
-    return { scheme, path, insecureSkipVerify: fields.boolean('insecureSkipVerify', true) };
+    const insecureSkipVerify = fields.boolean('insecureSkipVerify', true);
+    // llm-d-router v0.10.0 datalayer/source/metrics/datasource.go MetricsDataSourceFactory: `Port *int`, refused outside
+    // 1-65535 with this message; `Interval string`, read by http.ParseIntervalOption (time.ParseDuration, "" a no-op)
+    // and refused when negative by NewHTTPDataSource.
+    const port = fields.integer('port', 0, Number.MIN_SAFE_INTEGER);
+    if (fields.has('port') && (port < 1 || port > 65535)) {
+      throw new ConfigError(fields.fieldPath('port'), `invalid port ${port}: must be between 1 and 65535`);
+    }
+    const interval = fields.goString('interval', DURATION_FORMAT_HINT);
+    if (interval !== '') {
+      const unsigned = interval.startsWith('+') ? interval.slice(1) : interval;
+      if (unsigned.startsWith('-')) throw new ConfigError(fields.fieldPath('interval'), `interval must be non-negative, got ${JSON.stringify(interval)}`);
+      try {
+        parseDuration(unsigned);
+      } catch (e) {
+        throw new ConfigError(fields.fieldPath('interval'), `invalid interval ${JSON.stringify(interval)}: ${(e as Error).message}`);
+      }
+    }
+    // The TLS files matter only with https (upstream builds its TLS config for https alone: http.NewHTTPDataSource), and
+    // the CA only when certificates are verified (tlsClientConfig: "Ignored when SkipVerify is set"). kvroute's scraper
+    // verifies against Node's CA bundle and presents no client certificate, so where upstream would use them they are
+    // refused rather than silently not used.
+    const tls = { caCertPath: fields.goString('caCertPath'), clientCertPath: fields.goString('clientCertPath'), clientKeyPath: fields.goString('clientKeyPath') };
+    if (scheme === 'https') {
+      if (!insecureSkipVerify && tls.caCertPath !== '') {
+        throw new ConfigError(fields.fieldPath('caCertPath'), 'is not supported: kvroute verifies the model servers\' certificates against Node\'s CA bundle only (or set insecureSkipVerify: true, the default)');
+      }
+      for (const key of ['clientCertPath', 'clientKeyPath'] as const) {
+        if (tls[key] !== '') throw new ConfigError(fields.fieldPath(key), 'is not supported: kvroute\'s scraper presents no client certificate (mTLS to the model servers)');
+      }
+    }
+    return {
+      scheme, path, insecureSkipVerify,
+      // Rendered only when given, so configs without them render unchanged.
+      ...(fields.has('port') ? { port } : {}),
+      ...(interval !== '' ? { interval } : {}),
+      ...Object.fromEntries(Object.entries(tls).filter(([, value]) => value !== '')),
+    } as Required<MetricsDataSourceParameters>;
   }),
   create: (name) => new DataLayerPlugin('metrics-data-source', name),
 });
