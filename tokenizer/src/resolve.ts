@@ -29,8 +29,8 @@ export interface ResolveOptions {
   /** A folder holding `tokenizer.json` and `tokenizer_config.json`; searched first. */
   readonly path?: string;
   /**
-   * The Hugging Face hub cache. @default $HF_HUB_CACHE, else $HF_HOME/hub, else ~/.cache/huggingface/hub (the
-   * huggingface_hub defaults vLLM downloads into)
+   * The Hugging Face hub cache. @default $HF_HUB_CACHE, else $HUGGINGFACE_HUB_CACHE, else $HF_HOME/hub, else
+   * $XDG_CACHE_HOME/huggingface/hub, else ~/.cache/huggingface/hub (the huggingface_hub defaults vLLM downloads into)
    */
   readonly hubCache?: string;
 }
@@ -44,8 +44,14 @@ export class TokenizerNotFoundError extends Error {
 }
 
 
+/**
+ * The hub cache as huggingface_hub resolves it (src/huggingface_hub/constants.py): `HF_HUB_CACHE`, else the legacy
+ * `HUGGINGFACE_HUB_CACHE` (still read there, and set by older vLLM manifests), else `HF_HOME/hub`, where `HF_HOME`
+ * defaults to `$XDG_CACHE_HOME/huggingface`, else `~/.cache/huggingface`.
+ */
 export function defaultHubCache(env: NodeJS.ProcessEnv = process.env): string {
   if (env.HF_HUB_CACHE) return env.HF_HUB_CACHE;
+  if (env.HUGGINGFACE_HUB_CACHE) return env.HUGGINGFACE_HUB_CACHE;
   if (env.HF_HOME) return path.join(env.HF_HOME, 'hub');
   return path.join(env.XDG_CACHE_HOME ?? path.join(os.homedir(), '.cache'), 'huggingface', 'hub');
 }
