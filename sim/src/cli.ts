@@ -213,8 +213,11 @@ ${Object.entries(FLAGS)
   ${'--help, -h'.padEnd(34)}show this help
 
 Environment: PYTHONHASHSEED seeds the block hashes as it seeds vLLM's (NONE_HASH);
-VLLM_SERVER_DEV_MODE=1 serves POST /reset_prefix_cache, as vLLM's dev mode does;
-VLLM_ALLOW_LONG_MAX_MODEL_LEN=1 lets --max-model-len exceed a Qwen3 model's 40960, with a warning.
+VLLM_SERVER_DEV_MODE=1 serves vLLM's dev-mode routes: POST /reset_prefix_cache, GET /server_info, POST /sleep,
+POST /wake_up and GET /is_sleeping; VLLM_ALLOW_RUNTIME_LORA_UPDATING=1 (or true) serves POST /v1/load_lora_adapter
+and /v1/unload_lora_adapter; VLLM_ALLOW_LONG_MAX_MODEL_LEN=1 lets --max-model-len exceed a Qwen3 model's 40960,
+with a warning. VLLM_API_KEY, VLLM_HTTP_TIMEOUT_KEEP_ALIVE and POD_NAME are the defaults of --api-key,
+--timeout-keep-alive and --pod-name.
 
 On start it prints one JSON line, {"event":"listening","port":N,...}, to stdout.
 `;

@@ -1277,10 +1277,10 @@ function tlsServerOptions(o: SimulatorOptions): HttpsServerOptions {
 }
 
 /** Routes vLLM registers only when VLLM_SERVER_DEV_MODE is set (api_server.py @ v0.10.0). */
-const DEV_MODE_ROUTES: ReadonlySet<string> = new Set(['/server_info', '/reset_prefix_cache', '/sleep', '/wake_up', '/is_sleeping']);
+export const DEV_MODE_ROUTES: ReadonlySet<string> = new Set(['/server_info', '/reset_prefix_cache', '/sleep', '/wake_up', '/is_sleeping']);
 
 /** Routes vLLM registers only when VLLM_ALLOW_RUNTIME_LORA_UPDATING is set. */
-const RUNTIME_LORA_ROUTES: ReadonlySet<string> = new Set(['/v1/load_lora_adapter', '/v1/unload_lora_adapter']);
+export const RUNTIME_LORA_ROUTES: ReadonlySet<string> = new Set(['/v1/load_lora_adapter', '/v1/unload_lora_adapter']);
 
 /** Routes of the other tasks (pooling, scoring, speech), each with the API name its 400 gives for a generate model. */
 const UNSUPPORTED_TASK_ROUTES: Record<string, string> = {

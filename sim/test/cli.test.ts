@@ -1,8 +1,10 @@
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { join } from 'node:path';
 import { parseCli, USAGE } from '../src/cli';
 import { OptionError, resolveOptions, runtimeLoraUpdatingFromEnv, serverDevModeFromEnv } from '../src/options';
-import { startSimulator } from '../src/server';
+import { DEV_MODE_ROUTES, RUNTIME_LORA_ROUTES, startSimulator } from '../src/server';
 import { http } from './helpers';
 import { E2E_TEST_TIMEOUT_MS } from '@kvroute/testkit';
 
@@ -679,5 +681,14 @@ describe('--help text', () => {
     expect(flagLines.length).toBeGreaterThan(40);
     for (const line of flagLines) expect(line).toMatch(/^  --[a-z0-9-]+(?:, -h)?(?:\s{2,}\S.*)?$/);
     expect(USAGE).toContain('  --disable-frontend-multiprocessing\n');
+  });
+
+  it('names every environment variable the simulator reads, and every route the dev-mode and runtime-LoRA variables serve', () => {
+    const dir = path.join(__dirname, '..', 'src');
+    const read = new Set(fs.readdirSync(dir).filter((f) => f.endsWith('.ts'))
+      .flatMap((f) => [...fs.readFileSync(path.join(dir, f), 'utf8').matchAll(/process\.env\.([A-Z][A-Z0-9_]*)/g)].map((m) => m[1]!)));
+    expect([...read]).toEqual(expect.arrayContaining(['VLLM_SERVER_DEV_MODE', 'PYTHONHASHSEED']));
+    expect([...read].filter((name) => !USAGE.includes(name))).toEqual([]);
+    expect([...DEV_MODE_ROUTES, ...RUNTIME_LORA_ROUTES].filter((route) => !new RegExp(`${route}\\b`).test(USAGE))).toEqual([]);
   });
 });
