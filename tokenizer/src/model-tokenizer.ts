@@ -152,6 +152,8 @@ interface TokenizerStage {
   readonly behavior?: string;
   readonly invert?: boolean;
   readonly add_prefix_space?: boolean;
+  /** Metaspace's (`always`, `first`, `never`): where it marks a word's start. */
+  readonly prepend_scheme?: string;
 }
 
 /**
