@@ -411,6 +411,18 @@ export async function startEpp(options: EppOptions, logger: Logger = jsonLogger(
       scheduler.plugins.endpointRestarted(ep.key, sinceMs);
       logger.info('model server restarted (a new process start time, or its counters went back): what the EPP knew of its cache is dropped', { endpoint: ep.key, name: ep.name, pod: ep.podName ?? ep.name });
     });
+    // Once per failing spell (the datastore tells it once until the pod's scrapes succeed again for a while): a pool
+    // whose pages cannot be read (a wrong --model-server-metrics-port or path, a NetworkPolicy) answers every request
+    // 503 "saturation-filter left none", and this is the line that says why. GIE v1.5.0 logs every failed scrape,
+    // at TRACE only (`pkg/epp/backend/metrics/pod_metrics.go` refreshMetrics: "Failed to refresh metrics").
+    datastore.on('endpointScrapesFailing', (ep, error, failures) => {
+      logger.warn('model server metrics cannot be read: filters that read them leave the endpoint out until a scrape succeeds (logged again only after it recovered)', {
+        endpoint: ep.key, name: ep.name, pod: ep.podName ?? ep.name, failures, error,
+      });
+    });
+    datastore.on('endpointScrapesRecovered', (ep) => {
+      logger.info('model server metrics read again', { endpoint: ep.key, name: ep.name, pod: ep.podName ?? ep.name });
+    });
     datastore.on('poolSyncChanged', updateServing);
 
     // Pool gauges are computed when Prometheus scrapes, so they are never staler than the scrape itself.

@@ -72,6 +72,11 @@ export interface DatastoreOptions {
   readonly onScrapeWorkerError?: (err: Error) => void;
   /** Where exceptions thrown by event listeners go; they never propagate into discovery. Default process.emitWarning. */
   readonly onListenerError?: (err: unknown, event: keyof DatastoreEvents) => void;
+  /**
+   * How long an endpoint reported by `endpointScrapesFailing` must be scraped without a failure before
+   * `endpointScrapesRecovered` is told. Default SCRAPES_RECOVERED_AFTER_MS.
+   */
+  readonly scrapesRecoveredAfterMs?: number;
 }
 
 export interface DatastoreEvents {
@@ -87,7 +92,28 @@ export interface DatastoreEvents {
    * `updateTime`, before which nothing came from the new process.
    */
   endpointRestarted: [endpoint: Endpoint, sinceMs: number];
+  /**
+   * An endpoint's scrapes failed SCRAPE_FAILURES_REPORTED times in a row (`error`: the last one's reason). Told once
+   * until `endpointScrapesRecovered`, however long they keep failing, so a log line per event stays bounded.
+   */
+  endpointScrapesFailing: [endpoint: Endpoint, error: string, failures: number];
+  /** An endpoint told as failing was scraped without a failure for `scrapesRecoveredAfterMs`. */
+  endpointScrapesRecovered: [endpoint: Endpoint];
 }
+
+/**
+ * Failed scrapes in a row that make an endpoint's scrapes failing for `endpointScrapesFailing`: the saturation filter's
+ * default `maxConsecutiveScrapeFailures`, so one slow page does not make a line, and a page that cannot be read (a
+ * wrong metrics port or path, HTTP 404, a refused connection) makes one within a few scrape periods.
+ */
+export const SCRAPE_FAILURES_REPORTED = 3;
+
+/**
+ * How long a failing endpoint must be scraped without a failure before it is told as recovered: a pod whose scrapes
+ * alternate between failing and succeeding makes one pair of lines per this period, not one per flip (at the 50 ms
+ * period, up to ten a second per pod).
+ */
+export const SCRAPES_RECOVERED_AFTER_MS = 30_000;
 
 export type ScrapeMode = 'worker' | 'adaptive' | 'event-loop';
 export const SCRAPE_MODES: readonly ScrapeMode[] = ['worker', 'adaptive', 'event-loop'];
@@ -134,6 +160,10 @@ interface EndpointRecord {
   discoveredTime: number;
   /** Routes and ends since its last page's request (`EndpointSnapshot.netPicksSinceScrape`). */
   sinceScrape: SinceScrapeLedger;
+  /** Told as `endpointScrapesFailing`, and not yet as recovered. */
+  scrapesFailingTold?: boolean;
+  /** While told as failing: `performance.now()` of the first of the successful scrapes since its last failure. */
+  scrapesGoodSince?: number;
 }
 
 const ADAPT_WINDOW_MS = 1000;
@@ -155,6 +185,8 @@ export class Datastore {
     endpointRemoved: new Set(),
     endpointRestarted: new Set(),
     poolSyncChanged: new Set(),
+    endpointScrapesFailing: new Set(),
+    endpointScrapesRecovered: new Set(),
   };
   /** `event-loop` and `adaptive` modes: the scrapers run on this thread. */
   private readonly scrapesOnLoop: boolean;
@@ -231,6 +263,7 @@ export class Datastore {
         rec.scrapeStatus = status;
         this.applyMetrics(rec, metrics, 'scrape');
         this.countScrape(status);
+        this.trackScrapeHealth(rec, metrics, status);
       },
       onError: options.onScrapeWorkerError ?? ((err) => process.emitWarning(err.message)),
     });
@@ -255,6 +288,30 @@ export class Datastore {
   private countScrape(status: ScrapeStatus): void {
     if (status.lastError === undefined) this.scrapeTotals.success++;
     else this.scrapeTotals.failure++;
+  }
+
+  /**
+   * Tells when an endpoint's scrapes start failing and when they have succeeded again for a while, once each: failed
+   * scrapes are otherwise only counted (`kvroute_epp_model_server_scrapes_total`, no endpoint label), and a pool whose
+   * every page is unreadable answers every request 503 with nothing in the log to say why.
+   */
+  private trackScrapeHealth(rec: EndpointRecord, metrics: EndpointMetrics, status: ScrapeStatus): void {
+    if (status.lastError !== undefined) {
+      rec.scrapesGoodSince = undefined;
+      if (rec.scrapesFailingTold !== true && metrics.consecutiveFailures >= SCRAPE_FAILURES_REPORTED) {
+        rec.scrapesFailingTold = true;
+        this.emit('endpointScrapesFailing', rec.endpoint, status.lastError, metrics.consecutiveFailures);
+      }
+      return;
+    }
+    if (rec.scrapesFailingTold !== true) return;
+    // Monotonic: a wall-clock step must neither cut the period short nor stretch it.
+    const now = performance.now();
+    rec.scrapesGoodSince ??= now;
+    if (now - rec.scrapesGoodSince < (this.options.scrapesRecoveredAfterMs ?? SCRAPES_RECOVERED_AFTER_MS)) return;
+    rec.scrapesFailingTold = false;
+    rec.scrapesGoodSince = undefined;
+    this.emit('endpointScrapesRecovered', rec.endpoint);
   }
 
   /** Worker mode: worker threads restarted after crashes. */
@@ -370,6 +427,7 @@ export class Datastore {
           this.adaptWindow.costMs += status.lastCostMs;
           this.countScrape(status);
           this.applyMetrics(rec, m, 'scrape');
+          this.trackScrapeHealth(rec, m, status);
         },
       });
       rec.scraper = scraper;
