@@ -279,6 +279,11 @@ export class KvEventSubscriber {
   private readonly publishers = new Map<string, PublisherState>();
   /** Per-pod subscriptions not yet connected whose warm-up wait has not run out, with the timer that ends it. */
   private readonly warmingUp = new Map<string, NodeJS.Timeout>();
+  /**
+   * Endpoints (`''`: the central socket's batches that name none) whose malformed batches were logged, until one of
+   * their batches decodes again: see `malformed`.
+   */
+  private readonly malformedTold = new Set<string>();
   private closed = false;
   /** `both` mode's optional bind failed (see `bindIsOptional`). */
   private bindSkipped = false;
@@ -527,6 +532,7 @@ export class KvEventSubscriber {
       socket.close();
     }
     for (const [key, state] of this.publishers) if (state.endpointKey === endpointKey) this.publishers.delete(key);
+    this.malformedTold.delete(endpointKey);
     const timer = this.warmingUp.get(endpointKey);
     if (timer !== undefined) {
       clearTimeout(timer);
@@ -581,7 +587,7 @@ export class KvEventSubscriber {
   private receive(frames: Buffer[], socketEndpoint: string | undefined): void {
     const { events } = this.options;
     if (frames.length !== 3) {
-      events.dropped(socketEndpoint, 'malformed');
+      this.malformed(socketEndpoint, `${frames.length} frames, not vLLM's 3 (topic, sequence, payload)`);
       return;
     }
     const [topicFrame, seqFrame, payload] = frames as [Buffer, Buffer, Buffer];
@@ -607,7 +613,7 @@ export class KvEventSubscriber {
     }
     const seq = decodeSeq(seqFrame);
     if (seq === undefined) {
-      events.dropped(endpointKey, 'malformed');
+      this.malformed(endpointKey, `a sequence frame of ${seqFrame.length} bytes, not an 8-byte big-endian number`);
       return;
     }
     const key = streamKey(endpointKey, rank);
@@ -716,14 +722,32 @@ export class KvEventSubscriber {
     if (this.publishers.get(streamKey(endpointKey, state.rank)) !== state) return;
     if (state.next === undefined || seq >= state.next) state.next = seq + 1n;
     if (!decoded.batch) {
-      this.options.events.dropped(endpointKey, 'malformed');
-      this.options.logger.debug('malformed KV-event batch skipped', { endpoint: endpointKey, error: decoded.error });
+      this.malformed(endpointKey, decoded.error ?? 'undecodable payload');
       return;
     }
+    if (this.malformedTold.size > 0) this.malformedTold.delete(endpointKey);
     const { skips } = decoded;
     if (skips.unknownEvents > 0) this.options.events.dropped(endpointKey, 'unknown-event', skips.unknownEvents);
     if (skips.unknownFields > 0) this.options.events.dropped(endpointKey, 'unknown-field', skips.unknownFields);
     this.options.events.batch(endpointKey, decoded.batch, model);
+  }
+
+  /**
+   * A batch that cannot be read is counted (`dropped_malformed`) and skipped. The first of a publisher's is a warning,
+   * further ones only debug lines until one of its batches decodes again: a publisher whose every batch is unreadable
+   * (another engine's or version's format, a wrong `encoding`) leaves precise scoring without its blocks, which the
+   * operator needs to read once, while llm-d-kv-cache v0.7.1 logs an error for each such message
+   * (`pkg/kvevents/pool.go` processRawMessage: "Failed to parse message"), a line per batch for as long as it publishes.
+   */
+  private malformed(endpointKey: string | undefined, error: string): void {
+    this.options.events.dropped(endpointKey, 'malformed');
+    const key = endpointKey ?? '';
+    if (this.malformedTold.has(key)) {
+      this.options.logger.debug('malformed KV-event batch skipped', { endpoint: endpointKey, error });
+      return;
+    }
+    this.malformedTold.add(key);
+    this.options.logger.warn('malformed KV-event batch skipped; further ones from this publisher are only counted (kvroute_epp_kv_events_total{outcome="dropped_malformed"}) until one of its batches decodes', { endpoint: endpointKey, error });
   }
 
   /**
