@@ -42,7 +42,7 @@ async function main(argv: readonly string[]): Promise<number> {
     const stop = (signal: string): void => {
       if (stopping) return;
       stopping = true;
-      process.stderr.write(`${JSON.stringify({ level: 'info', msg: 'shutting down', signal })}\n`);
+      process.stderr.write(`${JSON.stringify({ ts: new Date().toISOString(), level: 'info', msg: 'shutting down', signal })}\n`);
       g.close().then(
         () => {
           process.stdout.write(`${JSON.stringify({ event: 'stopped' })}\n`);

@@ -284,7 +284,9 @@ function oneOf<T extends string>(option: string, v: unknown, allowed: readonly T
 }
 
 const stderrLogger: GatewayLogger = {
-  warn: (msg, fields) => process.stderr.write(`${JSON.stringify({ level: 'warn', msg, ...fields })}\n`),
+  // With the time it was written, as Envoy's lines (`--log-format`'s default starts `[%Y-%m-%d %T.%e]`) and the EPP's
+  // (`ts`): the bench stack appends each process's stderr to one file across restarts.
+  warn: (msg, fields) => process.stderr.write(`${JSON.stringify({ ts: new Date().toISOString(), level: 'warn', msg, ...fields })}\n`),
 };
 
 function resolveExtProcTargets(v: unknown): string[] {

@@ -143,6 +143,29 @@ describe('the kvroute-gateway process', () => {
     }
   });
 
+  it('writes its log lines on stderr as JSON with the time (`ts`), as Envoy\'s carry theirs (--log-format\'s default starts [%Y-%m-%d %T.%e]) and the EPP\'s do', async () => {
+    // No EPP on port 1: the request fails open with a warning; SIGTERM adds the shutdown line.
+    const child = run(['--port', '0', '--endpoints', up.address, '--ext-proc', '127.0.0.1:1']);
+    const exited = exit(child);
+    let stderr = '';
+    child.stderr?.on('data', (c: Buffer) => (stderr += c.toString()));
+    try {
+      const lines = createInterface({ input: child.stdout! });
+      const it = lines[Symbol.asyncIterator]();
+      const first = JSON.parse((await it.next()).value as string) as { event: string; port: number };
+      expect((await send(first.port, { body: completion(), headers: { 'content-type': 'application/json' } })).status).toBe(200);
+      child.kill('SIGTERM');
+      expect(await exited).toBe(0);
+    } finally {
+      if (child.exitCode === null) child.kill('SIGKILL');
+    }
+    const logged = stderr.split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(logged.map((l) => l.msg)).toEqual(['ext_proc failed; failing open', 'shutting down']);
+    for (const line of logged) {
+      expect(line.ts).toMatch(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/);
+    }
+  });
+
   it('exits with status 2 and names the flag on a bad flag', async () => {
     const child = run(['--endpoints', up.address, '--processing-mode', 'nope']);
     let stderr = '';

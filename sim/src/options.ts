@@ -2,6 +2,7 @@ import { hostname } from 'node:os';
 import { generationOf, HASH_ALGOS, type HashAlgo } from './block-hash';
 import { SCHEDULING_POLICIES, type SchedulingPolicy } from './engine';
 import { OptionError } from './option-error';
+import { logLine } from './log-line';
 import { KV_EVENTS_ENCODINGS, parseKvEventsConfig, type KvEventsConfig, type KvEventsEncoding } from './kv-events-config';
 
 export interface SimulatorOptions {
@@ -288,9 +289,7 @@ export function resolveOptions(partial: SimulatorInput = {}): SimulatorOptions {
     throw new OptionError('--max-num-batched-tokens', `max_num_batched_tokens (${o.maxNumBatchedTokens}) must be greater than or equal to max_num_seqs (${o.maxNumSeqs}).`);
   }
   if (o.maxNumBatchedTokens > o.maxNumSeqs * o.maxModelLen) {
-    process.stderr.write(
-      `${JSON.stringify({ level: 'warn', msg: `max_num_batched_tokens (${o.maxNumBatchedTokens}) exceeds max_num_seqs * max_model_len (${o.maxNumSeqs * o.maxModelLen}). This may lead to unexpected behavior.` })}\n`,
-    );
+    logLine('warn', `max_num_batched_tokens (${o.maxNumBatchedTokens}) exceeds max_num_seqs * max_model_len (${o.maxNumSeqs * o.maxModelLen}). This may lead to unexpected behavior.`);
   }
   if (typeof o.enableAutoToolChoice !== 'boolean') throw new OptionError('--enable-auto-tool-choice', 'expected a boolean');
   if (typeof o.enablePromptTokensDetails !== 'boolean') throw new OptionError('--enable-prompt-tokens-details', 'expected a boolean');
@@ -334,7 +333,7 @@ export function resolveOptions(partial: SimulatorInput = {}): SimulatorOptions {
     // The map encoding simulates v0.26, whose publisher defaults to "zmq" once events are enabled.
     o.kvEventsConfig = parseKvEventsConfig(o.kvEventsConfig as Partial<KvEventsConfig> | string, o.kvEventsEncoding === 'map' ? 'v0.26' : 'v0.10', (field) =>
       // vLLM 0.10 ignores it silently (pydantic's extra="ignore"); a warning at least shows the typo.
-      process.stderr.write(`${JSON.stringify({ level: 'warn', msg: 'unknown --kv-events-config field ignored, as vLLM 0.10 does', field })}\n`),
+      logLine('warn', 'unknown --kv-events-config field ignored, as vLLM 0.10 does', { field }),
     );
   }
   if (!KV_EVENTS_ENCODINGS.includes(o.kvEventsEncoding)) {
@@ -427,7 +426,7 @@ function checkDerivedMaxModelLen(model: string, maxModelLen: number): void {
   if (!envFlag(process.env.VLLM_ALLOW_LONG_MAX_MODEL_LEN)) {
     throw new OptionError('--max-model-len', `${msg} To allow overriding this maximum, set the env var VLLM_ALLOW_LONG_MAX_MODEL_LEN=1`);
   }
-  process.stderr.write(`${JSON.stringify({ level: 'warn', msg: `${msg} Make sure the value is correct and within the model context size.` })}\n`);
+  logLine('warn', `${msg} Make sure the value is correct and within the model context size.`);
 }
 
 /**

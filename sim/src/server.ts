@@ -45,6 +45,7 @@ import { parseRequiredCalls, requiredStreamDelta, toolOutput, type ToolOutput } 
 import { OptionError, resolveOptions, type SimulatorInput, type SimulatorOptions } from './options';
 import { loadQwen3Tokenizer, type SimTokenizer } from './tokenizer';
 import { ServedModels } from './served-models';
+import { logLine } from './log-line';
 import {
   constructInputMessages,
   invalidIdError,
@@ -1712,7 +1713,7 @@ function vllmConfigString(o: SimulatorOptions): string {
 /** vLLM-style warnings on stderr, one JSON line each (stdout carries only the lifecycle lines). */
 const stderrLogger = {
   warn(msg: string, fields: Record<string, unknown> = {}): void {
-    process.stderr.write(`${JSON.stringify({ level: 'warn', msg, ...fields })}\n`);
+    logLine('warn', msg, fields);
   },
 };
 
