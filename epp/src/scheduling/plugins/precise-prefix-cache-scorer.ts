@@ -357,8 +357,11 @@ export class PrecisePrefixCacheScorer implements Scorer, PostCycle, PrepareReque
   /** Per pod, when (the handle's clock) its publisher was last seen restarting (its sequence stepped back). */
   private readonly publisherRestartedAt = new Map<string, number>();
   private readonly warmListeners: (() => void)[] = [];
-  /** (pod, kind) pairs already warned about, so a stream of such events logs once. */
-  private readonly warned = new Set<string>();
+  /**
+   * The kinds of warning each pod has had, so a stream of such events logs once per pod; forgotten when the pod leaves,
+   * so pods coming and going do not grow it, and a new pod under the same name is warned about afresh.
+   */
+  private readonly warned = new Map<string, Set<string>>();
 
   constructor(
     readonly name: string,
@@ -466,6 +469,7 @@ export class PrecisePrefixCacheScorer implements Scorer, PostCycle, PrepareReque
     this.endpoints.delete(endpointKey);
     this.capacities.delete(endpointKey);
     this.publisherRestartedAt.delete(endpointKey);
+    this.warned.delete(endpointKey);
     this.subscriber.removeEndpoint(endpointKey);
     this.index.removePod(endpointKey);
   }
@@ -735,9 +739,10 @@ export class PrecisePrefixCacheScorer implements Scorer, PostCycle, PrepareReque
   }
 
   private warnOnce(endpoint: string, kind: string, message: string, fields: Record<string, unknown>, level: 'warn' | 'info' = 'warn'): void {
-    const key = `${kind} ${endpoint}`;
-    if (this.warned.has(key)) return;
-    this.warned.add(key);
+    let kinds = this.warned.get(endpoint);
+    if (kinds === undefined) this.warned.set(endpoint, (kinds = new Set()));
+    if (kinds.has(kind)) return;
+    kinds.add(kind);
     this.handle.logger[level](message, { endpoint, ...fields });
   }
 
