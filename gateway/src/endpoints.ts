@@ -6,6 +6,7 @@
  */
 import { createHash } from 'crypto';
 import { isIPv6 } from 'net';
+import { monotonicMs } from './clock';
 
 /** `ip:port`, `[ipv6]:port` or `hostname:port`, normalized to lower case with IPv6 in brackets. */
 export interface Endpoint {
@@ -67,7 +68,7 @@ export class EndpointPool {
   readonly health: ReadonlyMap<string, EndpointHealth>;
   private readonly byAddress = new Map<string, Endpoint>();
 
-  constructor(endpoints: readonly Endpoint[], private readonly ejectMs: number, private readonly now: () => number = Date.now) {
+  constructor(endpoints: readonly Endpoint[], private readonly ejectMs: number, private readonly now: () => number = monotonicMs) {
     if (endpoints.length === 0) throw new Error('the endpoint pool is empty');
     const health = new Map<string, EndpointHealth>();
     for (const e of endpoints) {

@@ -43,6 +43,7 @@
  * fails on one replica is not tried on another; the filter's failure_mode_allow decides what the request does.
  */
 import type { ExtProcClient, ExtProcSession, SessionHandlers } from './extproc-client';
+import { monotonicMs } from './clock';
 
 export type ExtProcLbPolicy = 'least-request' | 'round-robin';
 export const EXT_PROC_LB_POLICIES: readonly ExtProcLbPolicy[] = ['least-request', 'round-robin'];
@@ -176,7 +177,7 @@ export class ExtProcCluster {
       ejected: false, ejections: 0, lastEjectionAt: 0, lastUnejectionAt: null, backoff: 0,
     }));
     this.random = options.random ?? Math.random;
-    this.now = options.now ?? Date.now;
+    this.now = options.now ?? monotonicMs;
     // Envoy's interval timer (armIntervalTimer); unref'd so an idle gateway can exit.
     if (options.outlierDetection) {
       this.timer = setInterval(() => this.onInterval(), options.outlierDetection.intervalMs);

@@ -15,6 +15,7 @@ import * as grpc from '@grpc/grpc-js';
 import { loadEnvoyApi, type ProcessingRequest } from '@kvroute/protocol/envoy';
 import type { DecodedProcessingResponse } from './ext-proc-answers';
 import type { Direction } from './failure-policy';
+import { monotonicMs } from './clock';
 
 export const EXT_PROC_SERVICE = 'envoy.service.ext_proc.v3.ExternalProcessor';
 const PROCESS_PATH = `/${EXT_PROC_SERVICE}/Process`;
@@ -319,7 +320,7 @@ export class ExtProcSession {
     const t = this.timers[direction];
     if (this.done || t.handle) return;
     if (!this.handlers.owed(direction)) return;
-    const wait = Math.max(1, t.startedAt + t.timeoutMs(this.timeoutMs) - Date.now());
+    const wait = Math.max(1, t.startedAt + t.timeoutMs(this.timeoutMs) - monotonicMs());
     t.handle = setTimeout(() => this.onTimer(direction), wait);
   }
 
@@ -329,7 +330,7 @@ export class ExtProcSession {
     t.handle = undefined;
     if (this.done || !this.handlers.owed(direction)) return;
     const timeoutMs = t.timeoutMs(this.timeoutMs);
-    if (Date.now() - t.startedAt >= timeoutMs) {
+    if (monotonicMs() - t.startedAt >= timeoutMs) {
       this.fail('timeout', `no ${direction} answer from the EPP within ${timeoutMs} ms`, grpc.status.DEADLINE_EXCEEDED);
       return;
     }
@@ -353,7 +354,7 @@ const DIRECTIONS: readonly Direction[] = ['request', 'response'];
 class MessageTimer {
   handle: NodeJS.Timeout | undefined;
   /** When the direction's current wait began: its last message out, its last answer, or an honoured override. */
-  startedAt = Date.now();
+  startedAt = monotonicMs();
   /** An honoured `override_message_timeout` for the wait now; null: the configured timeout. */
   private overrideMs: number | null = null;
   /** An override was already honoured in this wait (Envoy's `new_timeout_received_`). */
@@ -361,13 +362,13 @@ class MessageTimer {
 
   /** A message of this direction went out, or its answer came in: a fresh wait with the configured timeout. */
   restart(): void {
-    this.startedAt = Date.now();
+    this.startedAt = monotonicMs();
     this.overrideMs = null;
     this.overrideUsed = false;
   }
 
   override(ms: number): void {
-    this.startedAt = Date.now();
+    this.startedAt = monotonicMs();
     this.overrideMs = ms;
     this.overrideUsed = true;
   }

@@ -6,6 +6,7 @@
 import * as http from 'http';
 import type { AddressInfo } from 'net';
 import { loadEnvoyApi } from '@kvroute/protocol/envoy';
+import { monotonicMs } from './clock';
 import { Downstream, SERVER_NAME } from './downstream';
 import { EndpointPool, RingHash, RoundRobin, type FallbackPolicy } from './endpoints';
 import { Exchange, type ExchangeContext } from './exchange';
@@ -79,7 +80,7 @@ function statusCodeResolver(): (code: string | number | undefined) => number {
 function throttledWarn(opts: ResolvedOptions): ExchangeContext['warn'] {
   const last = new Map<string, { at: number; suppressed: number }>();
   return (key, msg, fields) => {
-    const now = Date.now();
+    const now = monotonicMs();
     const entry = last.get(key);
     if (entry && now - entry.at < WARN_INTERVAL_MS) {
       entry.suppressed++;

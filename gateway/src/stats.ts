@@ -3,6 +3,7 @@ import type { EndpointPool } from './endpoints';
 import { EnvoyExtProcStats } from './envoy-stats';
 import type { ProcFailure } from './extproc-client';
 import type { ExtProcClusterStats } from './ext-proc-cluster';
+import { monotonicMs } from './clock';
 
 /** Why a request went on without the EPP. `spurious`: the EPP answered out of order. */
 export type FailOpenReason = ProcFailure | 'spurious';
@@ -138,7 +139,7 @@ export class StatsCollector {
     this.responsesByStatus[k] = (this.responsesByStatus[k] ?? 0) + 1;
   }
 
-  snapshot(pool: EndpointPool, extProc: GatewayStats['extProc'], fallbackPolicy: string, now = Date.now()): GatewayStats {
+  snapshot(pool: EndpointPool, extProc: GatewayStats['extProc'], fallbackPolicy: string, now = monotonicMs()): GatewayStats {
     const endpoints: Record<string, EndpointStats> = {};
     for (const e of pool.endpoints) {
       const h = pool.stat(e);
