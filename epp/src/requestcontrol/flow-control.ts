@@ -43,6 +43,7 @@
  * Rejections carry the reason, for the 429's `x-kvroute-flow-control` header.
  */
 
+import { monotonicMs } from '../clock';
 import { DeadlineHeap, type DeadlineEntry } from './deadline-heap';
 import { SortedKeys } from './sorted-keys';
 
@@ -97,7 +98,11 @@ export interface FlowControlOptions {
   readonly maxWaitMs: number;
   /** The most requests one `dispatch` call releases (pacing). */
   readonly maxDispatchPerCall: number;
-  /** Wall clock in ms. @default Date.now */
+  /**
+   * The queue's clock in ms. @default monotonicMs: deadlines on the wall clock expired every waiting request at once
+   * when it stepped forward and kept them for the length of the step when it stepped back (GIE v1.5.0 times them on
+   * `clock.RealClock`, Go's monotonic time, `flowcontrol/controller/controller.go` `enqueueTime := fc.clock.Now()`).
+   */
   readonly now?: () => number;
   /** Expire deadlines by timer; tests that drive `expire()` themselves turn it off. @default true */
   readonly timers?: boolean;
@@ -382,7 +387,7 @@ export class FlowControlQueue {
         if (v !== undefined && !(Number.isInteger(v) && v >= 1)) throw new RangeError(`${where}.${key} must be an integer >= 1, got ${v}`);
       }
     }
-    this.now = options.now ?? Date.now;
+    this.now = options.now ?? monotonicMs;
   }
 
   /** How long a request waits when it names no deadline of its own, in ms. */
