@@ -29,6 +29,7 @@ import { LLMD_ENDPOINT_PICKER_CONFIG_API_VERSION, type PriorityBandConfig } from
 import { FLOW_CONTROL_DEFAULTS } from './config/flow-control-defaults';
 import { buildScheduler, type Scheduler } from './scheduling/scheduler';
 import { UsageError, type EppOptions, type FlowControlFlags } from './cli';
+import { monotonicMs } from './clock';
 
 export interface Logger extends ExtProcLogger {
   info(msg: string, fields?: Record<string, unknown>): void;
@@ -429,7 +430,7 @@ export async function startEpp(options: EppOptions, logger: Logger = jsonLogger(
     let counted = { success: 0, failure: 0, restarts: 0 };
     let elu = performance.eventLoopUtilization();
     const updatePoolGauges = () => {
-      const stats = datastore.poolStats(Date.now(), options.metricsStalenessThresholdMs);
+      const stats = datastore.poolStats(monotonicMs(), options.metricsStalenessThresholdMs);
       const c = metrics.collectors;
       // Scrape counts live in the datastore as plain numbers (thousands a second at 256 pods) and reach the counters
       // here, once per Prometheus scrape.

@@ -3,8 +3,14 @@
  * reset); the EPP's durations must not. Upstream measures them on Go's monotonic clock (`time` package docs,
  * "Monotonic Clocks"). These tests step `Date.now()` only (timers and the monotonic clock run on) and expect no change.
  */
-import { sleep, turns } from '@kvroute/testkit';
+import { FakeVllmServer, sleep, turns, waitFor } from '@kvroute/testkit';
+import { defaultEndpointPickerConfig } from '../src/config';
+import { Datastore, metricsFresh } from '../src/datastore/datastore';
+import { endpointKey } from '../src/datastore/endpoint-key';
+import type { IncomingRequest } from '../src/extproc/request-director';
 import { FlowControlQueue, FlowControlRejection } from '../src/requestcontrol/flow-control';
+import { RequestControl, RESUME_GRACE_MS } from '../src/requestcontrol/request-control';
+import { buildScheduler } from '../src/scheduling/scheduler';
 
 const HOUR_MS = 3_600_000;
 const realNow = Date.now.bind(Date);
@@ -57,5 +63,69 @@ describe('flow control deadlines (GIE v1.5.0 controller.go: TTL from clock.RealC
     } finally {
       q.close();
     }
+  });
+});
+
+/** A completion request as the ext_proc stream hands it to request control. */
+const incoming = (id: string): IncomingRequest => ({
+  requestId: id,
+  headers: new Map([[':method', 'POST'], [':path', '/v1/completions'], ['content-type', 'application/json']]),
+  body: Buffer.from(JSON.stringify({ model: 'm', prompt: `hello ${id}` })),
+  filterMetadata: {},
+});
+
+// GIE v1.5.0 stamps a pod's metrics with `time.Now()` (pkg/epp/backend/metrics/pod_metrics.go) and judges their age
+// with `time.Since(UpdateTime)` (saturationdetector/utilization/detector.go): Go's monotonic reading, so a wall-clock
+// step changes no age. Real scrapers (the default worker thread) of a real HTTP server, the default scheduler clock.
+describe('metric staleness (GIE v1.5.0: time.Since on the metrics\' UpdateTime, monotonic)', () => {
+  let pod: FakeVllmServer;
+  let ds: Datastore;
+  let director: RequestControl;
+  let key: string;
+
+  async function start(staleness: string): Promise<void> {
+    pod = await FakeVllmServer.start({ engines: [{ waiting: 0, running: 0, kvUsage: 0.1 }] });
+    // One scrape at start, the next a minute later: what a request sees is the age of that one page.
+    ds = new Datastore({ refreshIntervalMs: 60_000 });
+    key = endpointKey('127.0.0.1', pod.port);
+    ds.upsertEndpoint({ key, name: 'pod-0', namespace: 'default', address: '127.0.0.1', port: pod.port, labels: {} });
+    const config = defaultEndpointPickerConfig();
+    for (const p of config.plugins) {
+      if (p.type === 'saturation-filter' || p.type === 'utilization-detector') Object.assign(p.parameters ??= {}, { metricsStalenessThreshold: staleness });
+    }
+    director = new RequestControl({ datastore: ds, scheduler: buildScheduler(config) });
+    await waitFor(() => (ds.metrics(key)?.updateTime ?? 0) > 0, 'the first scrape');
+  }
+
+  afterEach(async () => {
+    director.close();
+    await ds.stop();
+    await pod.close();
+  });
+
+  it('a step forward of an hour does not make a pod scraped a moment ago stale (no 503)', async () => {
+    await start('30s');
+    expect(await director.route(incoming('before'))).toMatchObject({ kind: 'route', endpoint: key });
+    stepMs = HOUR_MS;
+    // On the wall clock the page was an hour old: every pod stale, the request refused with a 503.
+    expect(await director.route(incoming('after'))).toMatchObject({ kind: 'route', endpoint: key });
+    expect(metricsFresh(ds.metrics(key)!, 30_000)).toBe(true);
+  });
+
+  it('a step back of an hour does not keep a page older than the threshold fresh', async () => {
+    await start('150ms');
+    await sleep(RESUME_GRACE_MS + 300);
+    expect(metricsFresh(ds.metrics(key)!, 150)).toBe(false);
+    const before = await director.route(incoming('before'));
+    expect(ds.poolStats(undefined, 150).readyEndpoints).toBe(0);
+    stepMs = -HOUR_MS;
+    // On the wall clock the page was an hour in the future: fresh, and routed on, for the next hour.
+    expect(metricsFresh(ds.metrics(key)!, 150)).toBe(false);
+    // GIE's inference_pool_ready_pods (the pool's gauge): the pod is not ready on a stale page.
+    expect(ds.poolStats(undefined, 150).readyEndpoints).toBe(0);
+    const after = await director.route(incoming('after'));
+    // Without flow control a pool whose only page is stale answers 503 (the saturation filter keeps no pod), as before the step.
+    expect(before).toMatchObject({ kind: 'reject', status: 503 });
+    expect(after).toMatchObject({ kind: 'reject', status: 503 });
   });
 });

@@ -12,6 +12,7 @@ import {
 } from './scraper';
 import { modelServerRestarted, EMPTY_METRICS, endpointMetrics, nextWaitingPages, type Endpoint, type EndpointMetrics, type EndpointSnapshot } from './types';
 import type { VllmMetricNames } from './vllm-metrics';
+import { monotonicMs } from '../clock';
 
 export interface DatastoreOptions {
   /** Per-endpoint scrape cadence (`-refreshMetricsInterval`). Default 50 ms. */
@@ -401,7 +402,7 @@ export class Datastore {
       }
       this.removeEndpoint(ep.key);
     }
-    const rec: EndpointRecord = { endpoint: ep, metrics: EMPTY_METRICS, snap: undefined, position: -1, queued: false, discoveredTime: Date.now(), sinceScrape: new SinceScrapeLedger() };
+    const rec: EndpointRecord = { endpoint: ep, metrics: EMPTY_METRICS, snap: undefined, position: -1, queued: false, discoveredTime: monotonicMs(), sinceScrape: new SinceScrapeLedger() };
     this.records.set(ep.key, rec);
     this.poolChanged();
     const url = metricsUrl(ep.address, this.options.metricsPortOverride ?? ep.metricsPort ?? (this.options.metricsPort || ep.port), {
@@ -540,7 +541,7 @@ export class Datastore {
     this.inFlight.set(key, (this.inFlight.get(key) ?? 0) + 1);
     const rec = this.records.get(key);
     if (rec === undefined) return undefined;
-    const routeId = rec.sinceScrape.routed(Date.now());
+    const routeId = rec.sinceScrape.routed(monotonicMs());
     this.changed(rec);
     return routeId;
   }
@@ -557,8 +558,8 @@ export class Datastore {
     if (n === 0) return;
     const rec = this.records.get(key);
     if (rec !== undefined) {
-      if (lateEndOf === undefined) rec.sinceScrape.ended(Date.now());
-      else rec.sinceScrape.endedSince(lateEndOf, Date.now());
+      if (lateEndOf === undefined) rec.sinceScrape.ended(monotonicMs());
+      else rec.sinceScrape.endedSince(lateEndOf, monotonicMs());
       this.changed(rec);
     }
   }
@@ -646,7 +647,7 @@ export class Datastore {
    * scrape is at most `stalenessMs` old (GIE's `--metrics-staleness-threshold`); a pod never scraped, hung or
    * unreachable is not ready.
    */
-  poolStats(nowMs: number = Date.now(), stalenessMs: number = Infinity): PoolStats {
+  poolStats(nowMs: number = monotonicMs(), stalenessMs: number = Infinity): PoolStats {
     let ready = 0;
     let kv = 0;
     let waiting = 0;
@@ -750,7 +751,7 @@ export function withoutStuckGauges(m: EndpointMetrics): EndpointMetrics {
 }
 
 /** Age of an endpoint's metrics in ms; Infinity when it was never scraped. */
-export function metricsAgeMs(metrics: EndpointMetrics, now: number = Date.now()): number {
+export function metricsAgeMs(metrics: EndpointMetrics, now: number = monotonicMs()): number {
   return metrics.updateTime === 0 ? Infinity : Math.max(0, now - metrics.updateTime);
 }
 
@@ -759,7 +760,7 @@ export function metricsAgeMs(metrics: EndpointMetrics, now: number = Date.now())
  * whose scrapes keep failing stops passing once its last success is older than the threshold, and passes again on
  * its next good scrape; a pod never scraped does not pass.
  */
-export function metricsFresh(metrics: EndpointMetrics, stalenessMs: number, now: number = Date.now()): boolean {
+export function metricsFresh(metrics: EndpointMetrics, stalenessMs: number, now: number = monotonicMs()): boolean {
   return metricsAgeMs(metrics, now) <= stalenessMs;
 }
 

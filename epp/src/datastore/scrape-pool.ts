@@ -13,10 +13,11 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import type { ScrapeWorkerConfig, ToMain, ToWorker } from './scrape-protocol';
+import { clockAnchorMs } from '../clock';
 import type { ScrapeStatus } from './scraper';
 import { endpointMetrics, type EndpointMetrics } from './types';
 
-export interface ScrapePoolOptions extends Omit<ScrapeWorkerConfig, 'batchMs'> {
+export interface ScrapePoolOptions extends Omit<ScrapeWorkerConfig, 'batchMs' | 'clockAnchorMs'> {
   /** Worker threads. Default 1; each pod stays on one worker. */
   readonly workers?: number;
   /** Longest a finished scrape waits in its worker before being posted. Default 5 ms. */
@@ -49,7 +50,7 @@ const STOP_GRACE_MS = 5000;
 export class ScrapeWorkerPool {
   private readonly slots: Slot[];
   private readonly entries = new Map<number, Entry>();
-  private readonly config: ScrapeWorkerConfig;
+  private readonly config: Omit<ScrapeWorkerConfig, 'clockAnchorMs'>;
   private stopping = false;
   private restarts = 0;
   private intervalMs: number;
@@ -150,7 +151,7 @@ export class ScrapeWorkerPool {
 
   private spawn(slot: Slot): void {
     const entry = workerEntry();
-    const worker = new Worker(entry.file, { workerData: { ...this.config, intervalMs: this.intervalMs } satisfies ScrapeWorkerConfig, execArgv: entry.execArgv, name: `scrape-${slot.index}` });
+    const worker = new Worker(entry.file, { workerData: { ...this.config, intervalMs: this.intervalMs, clockAnchorMs: clockAnchorMs() } satisfies ScrapeWorkerConfig, execArgv: entry.execArgv, name: `scrape-${slot.index}` });
     slot.worker = worker;
     slot.lastError = undefined;
     worker.on('message', (msg: ToMain) => {

@@ -13,6 +13,8 @@ export interface ScrapeWorkerConfig {
   readonly modelName?: string;
   /** Longest a finished scrape waits in the worker before its batch is posted. */
   readonly batchMs: number;
+  /** The main thread's `clockAnchorMs()`: the worker's scrape times then read on the scheduler's clock (src/clock.ts). */
+  readonly clockAnchorMs: number;
 }
 
 /** One finished scrape: `id` is the pool's handle for the endpoint's scraper (a key can be re-added later). */

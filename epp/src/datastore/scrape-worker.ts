@@ -5,6 +5,7 @@
  * numbers), batched, never the page.
  */
 import { parentPort, workerData } from 'node:worker_threads';
+import { adoptClockAnchor } from '../clock';
 import { MetricsScraper } from './scraper';
 import type { ScrapeWorkerConfig, ToMain, ToWorker, WorkerReading } from './scrape-protocol';
 
@@ -83,4 +84,5 @@ function run(config: ScrapeWorkerConfig): void {
   post({ type: 'ready' });
 }
 
+adoptClockAnchor((workerData as ScrapeWorkerConfig).clockAnchorMs);
 run(workerData as ScrapeWorkerConfig);

@@ -1,6 +1,7 @@
 import { Client, type Dispatcher } from 'undici';
 import { EMPTY_METRICS, endpointMetrics, type EndpointMetrics } from './types';
 import { applyReading, hasLoadSignal, VllmPageReader, type VllmMetricNames } from './vllm-metrics';
+import { monotonicMs } from '../clock';
 
 export interface MetricsScraperOptions {
   /** Time between scrape starts. A tick that finds the previous scrape still running is skipped. Default 50 ms. */
@@ -172,7 +173,7 @@ export class MetricsScraper {
   }
 
   private async scrape(): Promise<boolean> {
-    const started = Date.now();
+    const started = monotonicMs();
     const abort = new AbortController();
     this.inFlightAbort = abort;
     let ok = false;
@@ -192,7 +193,7 @@ export class MetricsScraper {
         );
       }
       issues = reading.issues.length;
-      next = applyReading(this.current, reading, Date.now(), sentAt);
+      next = applyReading(this.current, reading, monotonicMs(), sentAt);
       cost = performance.now() - t0;
       ok = true;
     } catch (err) {
@@ -223,7 +224,7 @@ export class MetricsScraper {
   private async fetchWithRetry(abort: AbortController): Promise<{ body: Buffer; sentAt: number }> {
     const timer = setTimeout(() => abort.abort(new ScrapeTimeout(`timed out after ${this.timeoutMs} ms`)), this.timeoutMs);
     const send = async () => {
-      const sentAt = Date.now();
+      const sentAt = monotonicMs();
       return { body: await this.fetchOnce(abort.signal), sentAt };
     };
     try {

@@ -218,8 +218,16 @@ export const SILENT_PLUGIN_LOGGER: PluginLogger = Object.freeze({ debug: ignore,
 
 /** What a plugin factory gets besides its name and parameters; injectable so tests control time and chance. */
 export interface PluginHandle {
-  /** Wall-clock milliseconds, comparable with `EndpointMetrics.updateTime`. */
+  /**
+   * Milliseconds on the EPP's monotonic clock (`monotonicMs`, src/clock.ts), comparable with `EndpointMetrics.updateTime`
+   * and every other time the EPP keeps for itself; a wall-clock step does not move it.
+   */
   readonly now: () => number;
+  /**
+   * Wall-clock milliseconds, for timestamps others read (a signed session token's issue time, checked by other replicas
+   * and held by clients). Absent (handles built by hand in tests): `now`.
+   */
+  readonly wallNow?: () => number;
   /** Uniform in [0, 1). */
   readonly random: () => number;
   readonly metrics: SchedulingMetrics;

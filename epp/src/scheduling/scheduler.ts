@@ -30,10 +30,16 @@ import { SchedulingError, type LLMRequest, type SchedulingResult } from './types
 import { LazyReadonlyMap } from './lazy-map';
 import { isPickLearner, pdPrefixSource, type PickLearner, pickPrefixMatch, PREFIX_MATCH, type PrefixMatchEstimate, type PrefixMatchRatios } from './prefix-match';
 import { isConditionalDecode, pickHoldsCachedPrefix } from '../requestcontrol/conditional-decode';
+import { monotonicMs } from '../clock';
 
 export interface PluginSetOptions {
-  /** Wall clock in ms for TTLs and metric staleness. @default Date.now */
+  /**
+   * The clock, in ms, of TTLs, deadlines and metric staleness (it must be the scrapers' clock: `updateTime` is read on
+   * it). @default monotonicMs, which a wall-clock step does not move
+   */
   readonly now?: () => number;
+  /** The wall clock in ms, for timestamps that leave the EPP (signed session tokens). @default `now` if given, else Date.now */
+  readonly wallNow?: () => number;
   /** Uniform [0, 1) source for tie-breaks and random picks. @default Math.random */
   readonly random?: () => number;
   /** Where scheduling metrics go. @default NOOP_SCHEDULING_METRICS */
@@ -152,7 +158,8 @@ export function buildPlugins(config: EndpointPickerConfig, options: PluginSetOpt
   normalized.plugins.forEach((spec, index) => {
     const name = spec.name ?? spec.type;
     const handle: PluginHandle = {
-      now: options.now ?? Date.now,
+      now: options.now ?? monotonicMs,
+      wallNow: options.wallNow ?? options.now ?? Date.now,
       random: options.random ?? Math.random,
       metrics: options.metrics ?? NOOP_SCHEDULING_METRICS,
       logger: withPlugin(logger, name),

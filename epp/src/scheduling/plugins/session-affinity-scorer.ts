@@ -227,7 +227,7 @@ export class SessionAffinityScorer implements Scorer, PostResponse, PostCycle {
     const pod = endpointIdentity(written);
     if (this.parameters.tokenSigning === undefined) return { [this.header]: encodeEndpoint(pod) };
     const signer = this.requireSigner();
-    const nowSeconds = Math.floor(this.handle.now() / 1000);
+    const nowSeconds = Math.floor((this.handle.wallNow ?? this.handle.now)() / 1000);
     const presented = this.tokenPod(request);
     if (presented.pod === pod && presented.renewAt !== undefined && nowSeconds < presented.renewAt) return undefined;
     return { [this.header]: signer.issue(pod, nowSeconds) };
@@ -245,7 +245,7 @@ export class SessionAffinityScorer implements Scorer, PostResponse, PostCycle {
         if (pod !== undefined) result = { pod };
       } else {
         const signer = this.requireSigner();
-        const check = signer.verify(token, Math.floor(this.handle.now() / 1000));
+        const check = signer.verify(token, Math.floor((this.handle.wallNow ?? this.handle.now)() / 1000));
         this.handle.metrics.countSessionToken(check.outcome);
         // Renewed past half its lifetime, whichever key signed it: during a rotation's rollout the replicas disagree on
         // which key is current, and renewing every previous-key token at once re-issued the token on every response,
