@@ -22,6 +22,7 @@
  * subscription keeps retrying and its entries arrive once it connects. Central mode is warm once its socket is bound.
  */
 import type * as Zmq from 'zeromq';
+import { monotonicMs } from '../clock';
 import {
   decodeEventBatch,
   decodeSeq,
@@ -133,7 +134,7 @@ class ReplaySlots {
 
   constructor(private free: number) {}
 
-  /** Resolves true once a slot is this caller's (to `release`), false when `deadline` (epoch ms) passed first. */
+  /** Resolves true once a slot is this caller's (to `release`), false when `deadline` (`monotonicMs`) passed first. */
   acquire(deadline: number): Promise<boolean> {
     if (this.free > 0) {
       this.free--;
@@ -147,7 +148,7 @@ class ReplaySlots {
       const timer = setTimeout(() => {
         this.waiting.splice(this.waiting.indexOf(admit), 1);
         resolve(false);
-      }, Math.max(0, deadline - Date.now()));
+      }, Math.max(0, deadline - monotonicMs()));
       timer.unref();
       this.waiting.push(admit);
     });
@@ -204,7 +205,7 @@ function streamKey(endpointKey: string, rank: number): string {
 
 /** Whether the publisher's last replay failed less than REPLAY_COOLDOWN_MS ago. */
 function coolingDown(state: PublisherState): boolean {
-  return state.replayFailedAt !== undefined && Date.now() - state.replayFailedAt < REPLAY_COOLDOWN_MS;
+  return state.replayFailedAt !== undefined && monotonicMs() - state.replayFailedAt < REPLAY_COOLDOWN_MS;
 }
 
 function decodePayload(payload: Uint8Array): Decoded {
@@ -781,7 +782,7 @@ export class KvEventSubscriber {
     // answer must not keep the live batches held for ever. The deadline counts from the request, waits for a replay
     // slot included, as upstream's context does: the live batches are held from then, so that is what it bounds; the
     // quiet-answer timeout (`replayTimeoutMs`) only starts once an answer is asked for, with a slot taken.
-    const deadline = Date.now() + REPLAY_DEADLINE_MS;
+    const deadline = monotonicMs() + REPLAY_DEADLINE_MS;
     for (;;) {
       // One slot an answer, given back between answers, as llm-d-router holds `processReplayLimiter` per attempt.
       const admitted = await replaySlots.acquire(deadline);
@@ -844,7 +845,7 @@ export class KvEventSubscriber {
       // is past what arrived, so ask again from the first missing one rather than find the hole afterwards.
       if (outcome === 'complete' && !(state.next !== undefined && state.held?.some((m) => m.seq > state.next!))) break;
       idleAttempts = progressed ? 0 : idleAttempts + 1;
-      if (outcome === 'moved-on' || idleAttempts >= MAX_IDLE_REPLAY_ATTEMPTS || Date.now() >= deadline) {
+      if (outcome === 'moved-on' || idleAttempts >= MAX_IDLE_REPLAY_ATTEMPTS || monotonicMs() >= deadline) {
         const reason = outcome === 'moved-on' ? 'the replay buffer moved past the batches still missing'
           : idleAttempts >= MAX_IDLE_REPLAY_ATTEMPTS ? 'replay answers stopped bringing batches' : `the replay took over ${REPLAY_DEADLINE_MS / 1000} s`;
         this.options.logger.warn('KV-event replay failed; dropping the pod\'s entries', { endpoint: endpointKey, error: failure ?? reason });
@@ -856,7 +857,7 @@ export class KvEventSubscriber {
       this.options.logger.debug('KV-event replay interrupted; asking again', { endpoint: endpointKey, from: String(askFrom), error: failure });
     }
     if (!registered()) return;
-    state.replayFailedAt = covered ? undefined : Date.now();
+    state.replayFailedAt = covered ? undefined : monotonicMs();
     this.options.events.replay(endpointKey, covered ? 'repaired' : 'failed');
     const held = state.held ?? [];
     state.held = undefined;
