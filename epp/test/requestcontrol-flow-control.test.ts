@@ -463,7 +463,9 @@ describe('RequestControl with flow control: saturated pools queue instead of ans
     }
   };
   beforeEach(() => {
-    ds = new Datastore({ scrape: false });
+    // The tests set pages by hand on Date.now (often jest's fake one), the scheduler's clock: discovery times and the
+    // since-scrape ledger follow it too.
+    ds = new Datastore({ scrape: false, now: () => Date.now() });
     for (let i = 0; i < 2; i++) {
       const address = `10.0.0.${i + 1}`;
       ds.upsertEndpoint({ key: `${address}:8000`, name: `p${i}`, namespace: 'ns', address, port: 8000, labels: {} });
@@ -814,7 +816,7 @@ describe('RequestControl with flow control: saturated pools queue instead of ans
   it('a pod discovered moments ago, not scraped yet, alone in the pool: the request waits for its first scrape; one never read since discovery long ago gets a 503', async () => {
     jest.useFakeTimers({ now: T0, doNotFake: ['setImmediate'] });
     try {
-      const pool = new Datastore({ scrape: false });
+      const pool = new Datastore({ scrape: false, now: () => Date.now() });
       const scheduler = buildScheduler(defaultEndpointPickerConfig(), { now: () => Date.now() });
       const q = new FlowControlQueue({ maxQueued: 16, maxWaitMs: 60_000, maxDispatchPerCall: 4 });
       director = new RequestControl({ datastore: pool, scheduler, monotonicSeconds: () => Date.now() / 1000, flowControl: { queue: q, tickMs: 50 } });

@@ -78,6 +78,11 @@ export interface DatastoreOptions {
    * `endpointScrapesRecovered` is told. Default SCRAPES_RECOVERED_AFTER_MS.
    */
   readonly scrapesRecoveredAfterMs?: number;
+  /**
+   * The clock of discovery times and of the since-scrape ledger. Default `monotonicMs` (src/clock.ts), the clock the
+   * scrapers stamp pages with; only tests that set metrics by hand (`scrape: false`) on a clock of their own change it.
+   */
+  readonly now?: () => number;
 }
 
 export interface DatastoreEvents {
@@ -222,8 +227,10 @@ export class Datastore {
    */
   private lastSnapshot: EndpointSnapshot[] | undefined;
   private readonly changedSince: EndpointRecord[] = [];
+  private readonly now: () => number;
 
   constructor(private readonly options: DatastoreOptions = {}) {
+    this.now = options.now ?? monotonicMs;
     if (options.metricsPort !== undefined && options.metricsPort !== 0 && !isPort(options.metricsPort)) {
       throw new Error(`metricsPort must be 1-65535, got ${options.metricsPort}`);
     }
@@ -402,7 +409,7 @@ export class Datastore {
       }
       this.removeEndpoint(ep.key);
     }
-    const rec: EndpointRecord = { endpoint: ep, metrics: EMPTY_METRICS, snap: undefined, position: -1, queued: false, discoveredTime: monotonicMs(), sinceScrape: new SinceScrapeLedger() };
+    const rec: EndpointRecord = { endpoint: ep, metrics: EMPTY_METRICS, snap: undefined, position: -1, queued: false, discoveredTime: this.now(), sinceScrape: new SinceScrapeLedger() };
     this.records.set(ep.key, rec);
     this.poolChanged();
     const url = metricsUrl(ep.address, this.options.metricsPortOverride ?? ep.metricsPort ?? (this.options.metricsPort || ep.port), {
@@ -541,7 +548,7 @@ export class Datastore {
     this.inFlight.set(key, (this.inFlight.get(key) ?? 0) + 1);
     const rec = this.records.get(key);
     if (rec === undefined) return undefined;
-    const routeId = rec.sinceScrape.routed(monotonicMs());
+    const routeId = rec.sinceScrape.routed(this.now());
     this.changed(rec);
     return routeId;
   }
@@ -558,8 +565,8 @@ export class Datastore {
     if (n === 0) return;
     const rec = this.records.get(key);
     if (rec !== undefined) {
-      if (lateEndOf === undefined) rec.sinceScrape.ended(monotonicMs());
-      else rec.sinceScrape.endedSince(lateEndOf, monotonicMs());
+      if (lateEndOf === undefined) rec.sinceScrape.ended(this.now());
+      else rec.sinceScrape.endedSince(lateEndOf, this.now());
       this.changed(rec);
     }
   }
@@ -647,7 +654,7 @@ export class Datastore {
    * scrape is at most `stalenessMs` old (GIE's `--metrics-staleness-threshold`); a pod never scraped, hung or
    * unreachable is not ready.
    */
-  poolStats(nowMs: number = monotonicMs(), stalenessMs: number = Infinity): PoolStats {
+  poolStats(nowMs: number = this.now(), stalenessMs: number = Infinity): PoolStats {
     let ready = 0;
     let kv = 0;
     let waiting = 0;
