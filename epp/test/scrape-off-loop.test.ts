@@ -13,6 +13,7 @@ import { metricsUrl } from '../src/datastore/scraper';
 import { EMPTY_METRICS, type Endpoint, type EndpointMetrics } from '../src/datastore/types';
 import { defaultEndpointPickerConfig, parseEndpointPickerConfig } from '../src/config';
 import { stalenessWarnings } from '../src/runner';
+import { monotonicMs } from '../src/clock';
 
 // Every wait is a condition with a generous limit that only bounds a broken test; nothing here asserts speed.
 jest.setTimeout(90_000);
@@ -117,7 +118,7 @@ describe('ScrapeWorkerPool: scraping off the routing thread', () => {
       // A worker sends its next request only after parsing the previous answer, so once two more requests were
       // answered after the switch, a page showing 7 has been fetched and parsed, all while this thread was blocked.
       server.blockUntilServed(at + 2);
-      const unblocked = Date.now();
+      const unblocked = monotonicMs();
       await waitFor(() => readings.some((m) => m.waitingQueueSize === 7), 'the reading parsed during the block');
       const first = readings.find((m) => m.waitingQueueSize === 7) as EndpointMetrics;
       // Parsed (and stamped) before this thread could run again: on the routing thread it could not have been.
@@ -142,7 +143,7 @@ describe('ScrapeWorkerPool: scraping off the routing thread', () => {
       const readBeforeBlock = ds.metrics(ep.key)?.waitingQueueSize === 7;
       // At most the one request already in flight can be answered while this thread cannot issue the next.
       expect(() => server.blockUntilServed(at + 2, 2000)).toThrow(/answered only/);
-      const unblocked = Date.now();
+      const unblocked = monotonicMs();
       await waitFor(() => ds.metrics(ep.key)?.waitingQueueSize === 7, 'the page after unblocking');
       if (!readBeforeBlock) expect(ds.metrics(ep.key)?.updateTime).toBeGreaterThanOrEqual(unblocked);
     } finally {

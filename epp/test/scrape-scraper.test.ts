@@ -4,6 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { MetricsScraper, metricsUrl } from '../src/datastore/scraper';
 import { FakeVllmServer } from '@kvroute/testkit';
 import type { EndpointMetrics } from '../src/datastore/types';
+import { monotonicMs } from '../src/clock';
 
 /** Polls waitFor `cond` holds; the generous limit only bounds a broken test, it asserts nothing about speed. */
 // The waits below are conditions with generous limits, not speed assertions; give them room on a shared machine.
@@ -35,7 +36,7 @@ describe('MetricsScraper against a real vLLM-format server', () => {
 
   it('a single scrape fills every field', async () => {
     const s = make();
-    const before = Date.now();
+    const before = monotonicMs();
     expect(await s.scrapeOnce()).toBe(true);
     expect(s.metrics).toMatchObject({
       waitingQueueSize: 3,
@@ -156,9 +157,9 @@ describe('MetricsScraper against a real vLLM-format server', () => {
     let receivedAt = 0;
     let answeredAt = 0;
     const slow = http.createServer((_req, res) => {
-      receivedAt = Date.now();
+      receivedAt = monotonicMs();
       setTimeout(() => {
-        answeredAt = Date.now();
+        answeredAt = monotonicMs();
         res.end('vllm:num_requests_waiting 1\n');
       }, 30);
     });
@@ -204,11 +205,11 @@ describe('MetricsScraper against a real vLLM-format server', () => {
       const n = (perSocket.get(req.socket) ?? 0) + 1;
       perSocket.set(req.socket, n);
       if (n >= 2) {
-        droppedAt = Date.now();
+        droppedAt = monotonicMs();
         req.socket.destroy();
         return;
       }
-      answeredAt = Date.now();
+      answeredAt = monotonicMs();
       res.end('vllm:num_requests_waiting 2\n');
     });
     await new Promise<void>((r) => closing.listen(0, '127.0.0.1', () => r()));
