@@ -362,6 +362,25 @@ describe('KubernetesDiscovery against a fake API server', () => {
     expect(Number(resumed[resumed.length - 1]?.query.resourceVersion)).toBeGreaterThan(0);
   });
 
+  it('a watch that ran past QUICK_CLOSE_MS is resumed at once after a wall-clock step back (its age is monotonic, as client-go\'s reflector times it with the clock package\'s time.Since)', async () => {
+    api.upsertPool(fakePoolV1('pool', SELECTOR, 8000));
+    api.upsertPod(fakePod({ name: 'a', ip: ip(1), labels: SELECTOR }));
+    // A clean close after a short watch is backed off like an error; this backoff would outlast the wait below.
+    const d = await start({ backoff: { initialMs: 60_000, maxMs: 60_000 } });
+    await d.waitForSync(15_000);
+    await waitFor(() => api.openWatches === 2, 'watches open');
+    await new Promise((r) => setTimeout(r, 1_200)); // past QUICK_CLOSE_MS (1 s) on any clock
+    const wall = Date.now;
+    const stepped = jest.spyOn(Date, 'now').mockImplementation(() => wall.call(Date) - 3_600_000);
+    try {
+      api.closeWatches();
+      api.upsertPod(fakePod({ name: 'b', ip: ip(2), labels: SELECTOR }));
+      await waitFor(() => ds.has(`${ip(2)}:8000`), 'b via the watch resumed at once');
+    } finally {
+      stepped.mockRestore();
+    }
+  });
+
   it('retries API errors with backoff and syncs once the server answers', async () => {
     api.upsertPool(fakePoolV1('pool', SELECTOR, 8000));
     api.upsertPod(fakePod({ name: 'a', ip: ip(1), labels: SELECTOR }));

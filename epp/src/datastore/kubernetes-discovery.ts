@@ -1,4 +1,5 @@
 import type * as K8s from '@kubernetes/client-node' with { 'resolution-mode': 'import' };
+import { monotonicMs } from '../clock';
 import type { Datastore } from './datastore';
 import type { LabelSelector } from './label-selector';
 import {
@@ -372,14 +373,14 @@ export class KubernetesDiscovery implements Discovery {
           continue;
         }
         this.applyPool(found.pool);
-        const watchStarted = Date.now();
+        const watchStarted = monotonicMs();
         const outcome = await this.watchPool(found.pool, found.listVersion);
         if (outcome === 'deleted') this.poolMissing(`InferencePool ${this.namespace}/${this.poolName} was deleted`);
         if (outcome === 'marked-for-deletion') this.poolMissing(this.markedForDeletionMessage());
         // Any other end (server timeout, 410, dropped connection) falls through to a fresh list, which is cheap for
         // one object and re-establishes a valid resourceVersion. A watch that ends at once, again and again, is
         // backed off like an error so a misbehaving server cannot spin this loop.
-        if (outcome === 'error' || Date.now() - watchStarted < QUICK_CLOSE_MS) {
+        if (outcome === 'error' || monotonicMs() - watchStarted < QUICK_CLOSE_MS) {
           await this.sleep(backoff);
           backoff = this.nextBackoff(backoff);
         } else {
@@ -551,7 +552,7 @@ export class KubernetesDiscovery implements Discovery {
           this.podsListedGeneration = generation;
           this.setSynced(true);
         }
-        const watchStarted = Date.now();
+        const watchStarted = monotonicMs();
         const result = await this.watchPods(pool, resourceVersion, current);
         if (!current()) return;
         if (!result.ok) {
@@ -743,7 +744,7 @@ export class KubernetesDiscovery implements Discovery {
         const path = `/apis/${group}/${V1ALPHA2_VERSION}/namespaces/${this.namespace}/${kind.plural}`;
         let rv = resourceVersion;
         let watchError: unknown;
-        const watchStarted = Date.now();
+        const watchStarted = monotonicMs();
         const handle = this.startWatch(path, { resourceVersion: rv || undefined, allowWatchBookmarks: true, timeoutSeconds: this.watchTimeoutSeconds }, (type, obj) => {
           if (type === 'ERROR') {
             // A Status object: keep its code, so a 410 relists and others are logged with it.
@@ -918,7 +919,7 @@ export class KubernetesDiscovery implements Discovery {
    * started, when it is backed off like an error so a misbehaving server cannot spin the loop. Returns the next backoff.
    */
   private async afterCleanClose(watchStarted: number, backoff: number): Promise<number> {
-    if (Date.now() - watchStarted >= QUICK_CLOSE_MS) return this.initialBackoffMs;
+    if (monotonicMs() - watchStarted >= QUICK_CLOSE_MS) return this.initialBackoffMs;
     await this.sleep(backoff);
     return this.nextBackoff(backoff);
   }
