@@ -17,6 +17,10 @@ export interface RedisProcess {
   readonly url: string;
   /** Its own temporary directory (its `--dir`), removed when it stops or this process exits. */
   readonly dir: string;
+  /** The redis-server process: `npm start` lists it with the others and stops the stack when it dies. */
+  readonly child: ChildProcess;
+  /** Where its output goes, if anywhere. */
+  readonly logFile?: string;
   stop(): Promise<void>;
 }
 
@@ -82,5 +86,5 @@ export async function startRedisServer(port: number, logFile?: string, readyTime
     }
     await new Promise((r) => setTimeout(r, 50));
   }
-  return { port, url: `redis://127.0.0.1:${port}`, dir, stop };
+  return { port, url: `redis://127.0.0.1:${port}`, dir, child, ...(logFile ? { logFile } : {}), stop };
 }

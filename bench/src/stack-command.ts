@@ -3,6 +3,7 @@
  * simulated vLLM pods, the EPP and the gateway, each its own process on 127.0.0.1 — until Ctrl-C. It prints the base
  * URL, the model and examples to copy, where each process logs, and one JSON line `{"event":"ready",...}` for scripts.
  */
+import type { ChildProcess } from 'child_process';
 import * as net from 'net';
 import * as path from 'path';
 import { decimal, directory, integer, oneOf, parseFlags, UsageError } from './cli-args';
@@ -116,8 +117,34 @@ function portsOf(p: Started): number[] {
   return Object.entries(p.info).filter(([key, v]) => /port$/i.test(key) && typeof v === 'number').map(([, v]) => v as number);
 }
 
-function processesOf(stack: Stack): Started[] {
-  return [...stack.pods, ...stack.epps, stack.gateway];
+/** A process the stack started, as the banner and the ready line list it and as the wait for Ctrl-C watches it. */
+interface Listed {
+  readonly name: string;
+  readonly child: ChildProcess;
+  readonly ports: number[];
+  readonly logFile?: string;
+  readonly exited: boolean;
+}
+
+function listed(p: Started): Listed {
+  return { name: p.name, child: p.child, ports: portsOf(p), ...(p.logFile ? { logFile: p.logFile } : {}), get exited() { return p.exited; } };
+}
+
+/**
+ * Every process the stack started, the shared session store's redis-server included (--epp-replicas > 1 or
+ * --session-store redis): its pid and log are listed like the others', and its death stops the stack as theirs does.
+ */
+function processesOf(stack: Stack): Listed[] {
+  const all = [...stack.pods, ...stack.epps].map(listed);
+  const redis = stack.redis;
+  if (redis) {
+    const child = redis.child;
+    all.push({
+      name: 'redis', child, ports: [redis.port], ...(redis.logFile ? { logFile: redis.logFile } : {}),
+      get exited() { return child.exitCode !== null || child.signalCode !== null; },
+    });
+  }
+  return [...all, listed(stack.gateway)];
 }
 
 /** The text a person reads: where to point a client, what to paste, where the logs are. */
@@ -126,7 +153,8 @@ function banner(stack: Stack, baseUrl: string, options: StackCommandOptions): st
   const shown = (file: string | undefined) => (file ? path.relative(process.cwd(), file) || file : '(not kept)');
   const router = stack.epp ? 'the EPP (kvroute)' : `no EPP (the gateway's ${options.policy} alone)`;
   const processes = processesOf(stack).map((p) => {
-    const where = p.name.startsWith('sim-') ? stack.podAddresses[Number(p.name.slice(4))] ?? '' : '';
+    const where = p.name.startsWith('sim-') ? stack.podAddresses[Number(p.name.slice(4))] ?? ''
+      : p.name === 'redis' ? `127.0.0.1:${p.ports[0]}` : '';
     return `  ${p.name.padEnd(8)} ${where.padEnd(16)} ${shown(p.logFile)}`;
   });
   // The EPP's ports are random here (9090 in a cluster); its /metrics is where the picks are counted.
@@ -136,7 +164,7 @@ function banner(stack: Stack, baseUrl: string, options: StackCommandOptions): st
   const metricsText = eppMetrics.length > 0
     ? `\nThe EPP's Prometheus metrics (kvroute_epp_picks_total and the rest; its log shows each pick with --epp-verbosity 3):\n${eppMetrics.join('\n')}\n`
     : '';
-  return `kvroute is running on 127.0.0.1: ${stack.pods.length} simulated vLLM pods, ${router} and the gateway.
+  return `kvroute is running on 127.0.0.1: ${stack.pods.length} simulated vLLM pod${stack.pods.length === 1 ? '' : 's'}, ${router} and the gateway.
 
   OpenAI base URL  ${baseUrl}
   model            ${model}
@@ -213,10 +241,10 @@ export async function stackCommand(argv: readonly string[]): Promise<number> {
     baseUrl,
     model: options.sim.model,
     policy: options.policy,
-    processes: processes.map((p) => ({ name: p.name, pid: p.child.pid, ports: portsOf(p), log: p.logFile })),
+    processes: processes.map((p) => ({ name: p.name, pid: p.child.pid, ports: p.ports, log: p.logFile })),
   })}\n`);
 
-  const end = await new Promise<{ signal: NodeJS.Signals } | { died: Started }>((resolve) => {
+  const end = await new Promise<{ signal: NodeJS.Signals } | { died: Listed }>((resolve) => {
     onNextInterrupt((signal) => resolve({ signal }));
     for (const p of processes) {
       if (p.exited) resolve({ died: p });

@@ -2,7 +2,7 @@
  * `npm start` as a person runs it: the built `bench/dist/main.js stack` in a process of its own, with its pods, EPP and
  * gateway as its children, talked to only through what it prints and the sockets it opens.
  */
-import { spawn, type ChildProcessByStdio } from 'child_process';
+import { spawn, spawnSync, type ChildProcessByStdio } from 'child_process';
 import * as fs from 'fs';
 import * as http from 'http';
 import * as net from 'net';
@@ -11,6 +11,7 @@ import * as path from 'path';
 import type { Readable } from 'stream';
 import { E2E_TEST_TIMEOUT_MS, waitFor } from '@kvroute/testkit';
 import { ENTRY } from '../src/processes';
+import { REDIS_SERVER_BINARY } from '../src/redis-process';
 import { DEFAULT_SIM, httpGet, MIN_KV_CACHE_BLOCKS } from '../src/stack';
 import { parseStackArgs, stackPolicy } from '../src/stack-command';
 
@@ -18,6 +19,7 @@ jest.setTimeout(E2E_TEST_TIMEOUT_MS);
 
 const MAIN = path.join(__dirname, '..', 'dist', 'main.js');
 const built = [MAIN, ...Object.values(ENTRY)].every((f) => fs.existsSync(f));
+const redis = spawnSync(REDIS_SERVER_BINARY, ['--version']).status === 0;
 
 interface ReadyLine {
   event: 'ready';
@@ -150,6 +152,37 @@ function isAlive(pid: number): boolean {
       expect([p.name, isAlive(p.pid)]).toEqual([p.name, false]);
       for (const port of p.ports) expect([p.name, port, await connectOutcome(port)]).toEqual([p.name, port, 'ECONNREFUSED']);
     }
+  });
+
+  // README.md ("The last line is for scripts: ... each process's pid, ports and log", redis-server's log marker) and
+  // bench/README.md ("a process that dies on its own stops the rest"): the session store's redis-server is one of the
+  // processes npm start runs, so it is listed and watched like the others. It was started but listed nowhere, and
+  // the stack ran on without it, every EPP session lookup failing, when it died.
+  (redis ? test : test.skip)('the shared session store\'s redis-server is listed with its pid, port and log, and its death stops the stack', async () => {
+    const bench = runBench(['stack', '--pods', '1', '--port', '0', '--log-dir', logDir, '--session-store', 'redis']);
+    let ready: ReadyLine | undefined;
+    try {
+      await waitFor(() => {
+        ready = readyLine(bench.output.stdout);
+        return ready !== undefined || bench.child.exitCode !== null;
+      }, 'the ready line', { limitMs: 90_000 });
+      expect(ready).toBeDefined();
+      expect(ready!.processes.map((p) => p.name)).toEqual(['sim-0', 'epp', 'redis', 'gateway']);
+      const store = ready!.processes.find((p) => p.name === 'redis')!;
+      expect(isAlive(store.pid)).toBe(true);
+      expect(await connectOutcome(store.ports[0]!)).toBe('connected');
+      expect(fs.readFileSync(store.log, 'utf8')).toContain(`kvroute harness: redis-server started on port ${store.ports[0]} (pid ${store.pid})`);
+      expect(bench.output.stdout).toContain('kvroute is running on 127.0.0.1: 1 simulated vLLM pod, the EPP');
+      expect(bench.output.stdout).toMatch(new RegExp(`^ {2}redis +127\\.0\\.0\\.1:${store.ports[0]} +\\S*kvroute-redis\\.log$`, 'm'));
+      process.kill(store.pid, 'SIGKILL');
+      expect(await bench.exited).toEqual({ code: 1, signal: null });
+      expect(bench.output.stdout).toContain('\nredis exited (SIGKILL); stopping the others\nstopped\n');
+      expect(bench.output.stderr).toBe(`kvroute-bench stack: redis exited unexpectedly; see its log, ${store.log}\n`);
+    } finally {
+      bench.child.kill('SIGKILL');
+      for (const p of ready?.processes ?? []) if (isAlive(p.pid)) process.kill(p.pid, 'SIGKILL');
+    }
+    for (const p of ready!.processes) expect([p.name, isAlive(p.pid)]).toEqual([p.name, false]);
   });
 
   test('a --port that is taken stops it before anything starts, with a message naming --port', async () => {
