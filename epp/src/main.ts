@@ -4,7 +4,8 @@
  * and shut down gracefully on SIGTERM/SIGINT (Kubernetes sends SIGTERM, then waits terminationGracePeriodSeconds).
  */
 import { FlagParseError, parseArgs, usage, UsageError } from './cli';
-import { jsonLogger, startEpp } from './runner';
+import * as grpc from '@grpc/grpc-js';
+import { grpcJsLogger, jsonLogger, startEpp } from './runner';
 
 /**
  * 2 for argv that does not parse as flags, as pflag's ExitOnError CommandLine exits; 1 for a value refused after, as
@@ -46,6 +47,9 @@ async function main(): Promise<number> {
     return 0;
   }
   const logger = jsonLogger(options.verbosity);
+  // grpc-js writes its own lines ("E No address added out of total 1 resolved" when the ext_proc port is taken) to
+  // stderr as plain text; through the logger they are JSON records like every other line of the EPP's log.
+  grpc.setLogger(grpcJsLogger(logger));
   if (options.ignoredFlags.length > 0) {
     logger.warn('accepted for compatibility with upstream manifests, but ignored', { flags: options.ignoredFlags });
   }

@@ -7,6 +7,7 @@ import { applyDeprecatedEnvFeatureGates } from './config/deprecated-env-feature-
 import * as dns from 'dns';
 import * as fs from 'fs';
 import * as http from 'http';
+import * as util from 'util';
 import { performance } from 'perf_hooks';
 import type { AddressInfo } from 'net';
 import { defaultEndpointPickerConfig, parseEndpointPickerConfig, type EndpointPickerConfig } from './config';
@@ -45,6 +46,20 @@ export function jsonLogger(verbosity: number, out: NodeJS.WritableStream = proce
     info: (msg, fields) => { if (verbosity >= 1) write('info', msg, fields); },
     warn: (msg, fields) => write('warn', msg, fields),
     error: (msg, fields) => write('error', msg, fields),
+  };
+}
+
+/**
+ * grpc-js's own log lines (its default logger writes `E <text>` to stderr: a bind that fails, a GRPC_TRACE line) as
+ * records of `logger`, so the binary's stderr stays JSON lines whatever grpc-js reports; the EPP's main installs it
+ * with grpc.setLogger, which is process-wide.
+ */
+export function grpcJsLogger(logger: Logger): Partial<Console> {
+  const text = (message: unknown, params: unknown[]) => util.format(message, ...params);
+  return {
+    error: (message?: unknown, ...params: unknown[]) => logger.error(text(message, params), { logger: 'grpc-js' }),
+    info: (message?: unknown, ...params: unknown[]) => logger.info(text(message, params), { logger: 'grpc-js' }),
+    debug: (message?: unknown, ...params: unknown[]) => logger.debug(text(message, params), { logger: 'grpc-js' }),
   };
 }
 

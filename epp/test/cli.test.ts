@@ -287,6 +287,17 @@ describe('the built binary', () => {
       const grpc = spawnSync('node', [main, '--host', '127.0.0.1', '--grpc-port', String(port), '--grpc-health-port', '0', '--metrics-port', '0', '--endpoints', '127.0.0.1:1'], { encoding: 'utf8', timeout: 30_000 });
       expect(grpc.status).toBe(1);
       expect(grpc.stdout + grpc.stderr).toContain(`cannot listen on 127.0.0.1:${port} for ext_proc`);
+      // Every line stays a JSON record (the --zap-encoder help: "logs are always JSON lines"): grpc-js's own report of
+      // the failed bind went to stderr as plain text ("E No address added out of total 1 resolved").
+      const records = grpc.stderr.split('\n').filter((l) => l !== '').map((l) => {
+        try {
+          return (JSON.parse(l) as { logger?: string; level?: string }).logger ?? 'kvroute';
+        } catch {
+          return `not JSON: ${l}`;
+        }
+      });
+      expect(records.filter((r) => r.startsWith('not JSON'))).toEqual([]);
+      expect(records).toContain('grpc-js');
       const metrics = spawnSync('node', [main, '--host', '127.0.0.1', '--grpc-port', '0', '--grpc-health-port', '0', '--metrics-port', String(port), '--endpoints', '127.0.0.1:1'], { encoding: 'utf8', timeout: 30_000 });
       expect(metrics.status).toBe(1);
       expect(metrics.stdout + metrics.stderr).toContain(`cannot listen on 127.0.0.1:${port} for metrics (--host, --metrics-port): listen EADDRINUSE`);
