@@ -1,7 +1,7 @@
-import { ConfigError } from '../../config/errors';
 import type { EndpointSnapshot } from '../../datastore/types';
 import { scoresFromInto, type CycleContext, type PluginHandle, type Scorer } from '../framework';
 import { definePlugin, parameters } from '../plugin';
+import { checkInFlightLoadProducerRef } from './inflight-load-producer';
 
 export interface ActiveRequestScorerParameters {
   /**
@@ -51,12 +51,7 @@ export class ActiveRequestScorer implements Scorer {
   ) {}
 
   resolveReferences(): void {
-    const ref = this.parameters.inFlightLoadProducerName ?? '';
-    if (ref === '' || this.handle === undefined) return;
-    const plugin = this.handle.plugin?.(ref);
-    const path = `${this.name}.parameters.inFlightLoadProducerName`;
-    if (plugin === undefined) throw new ConfigError(path, `no plugin named ${JSON.stringify(ref)}`);
-    if (plugin.type !== 'inflight-load-producer') throw new ConfigError(path, `${JSON.stringify(ref)} is a ${plugin.type}; name an inflight-load-producer`);
+    checkInFlightLoadProducerRef(this.name, this.parameters.inFlightLoadProducerName, this.handle);
   }
 
   score(cycle: CycleContext, candidates: readonly EndpointSnapshot[]): number[] {

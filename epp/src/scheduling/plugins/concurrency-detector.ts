@@ -3,6 +3,7 @@ import type { EndpointSnapshot } from '../../datastore/types';
 import type { SaturationDetector } from '../../requestcontrol/hooks';
 import type { CycleContext, Filter, PluginHandle } from '../framework';
 import { definePlugin, parameters } from '../plugin';
+import { checkInFlightLoadProducerRef } from './inflight-load-producer';
 
 export interface ConcurrencyDetectorParameters {
   /**
@@ -49,12 +50,7 @@ export class ConcurrencyDetector implements Filter, SaturationDetector {
 
   /** A named producer must be an `inflight-load-producer` of the config (upstream's detector Consumes its key). */
   resolveReferences(): void {
-    const ref = this.parameters.inFlightLoadProducerName ?? '';
-    if (ref === '' || this.handle === undefined) return;
-    const plugin = this.handle.plugin?.(ref);
-    const path = `${this.name}.parameters.inFlightLoadProducerName`;
-    if (plugin === undefined) throw new ConfigError(path, `no plugin named ${JSON.stringify(ref)}`);
-    if (plugin.type !== 'inflight-load-producer') throw new ConfigError(path, `${JSON.stringify(ref)} is a ${plugin.type}; name an inflight-load-producer`);
+    checkInFlightLoadProducerRef(this.name, this.parameters.inFlightLoadProducerName, this.handle);
   }
 
   saturation(candidates: readonly EndpointSnapshot[]): number {

@@ -10,6 +10,18 @@ import { definePlugin, parameters } from '../plugin';
 import { PREFIX_MATCH, resolvePrefixProducer, uncachedPromptTokens, type PrefixMatchEstimate, type PrefixMatchRatios } from '../prefix-match';
 import { UPSTREAM_PREFILL_PROFILE, type LLMRequest, type SchedulingResult } from '../types';
 
+/**
+ * A consumer's `inFlightLoadProducerName` (llm-d-router v0.10.0 active-request-scorer and concurrency-detector, which
+ * Consume the producer's key): empty, or the name of an `inflight-load-producer` of the config.
+ */
+export function checkInFlightLoadProducerRef(consumer: string, ref: string | undefined, handle: PluginHandle | undefined): void {
+  if (ref === undefined || ref === '' || handle === undefined) return;
+  const plugin = handle.plugin?.(ref);
+  const path = `${consumer}.parameters.inFlightLoadProducerName`;
+  if (plugin === undefined) throw new ConfigError(path, `no plugin named ${JSON.stringify(ref)}`);
+  if (plugin.type !== 'inflight-load-producer') throw new ConfigError(path, `${JSON.stringify(ref)} is a ${plugin.type}; name an inflight-load-producer`);
+}
+
 export interface InFlightLoadProducerParameters {
   /**
    * Upstream: add an estimate of each request's output tokens to the counter, held until the response ends. Only
