@@ -3,7 +3,7 @@
  * reset); the EPP's durations must not. Upstream measures them on Go's monotonic clock (`time` package docs,
  * "Monotonic Clocks"). These tests step `Date.now()` only (timers and the monotonic clock run on) and expect no change.
  */
-import { FakeVllmServer, sleep, turns, waitFor } from '@kvroute/testkit';
+import { FakeVllmServer, sleep, stepWallClock, turns, waitFor, type SteppedWallClock } from '@kvroute/testkit';
 import { defaultEndpointPickerConfig } from '../src/config';
 import { Datastore, metricsFresh } from '../src/datastore/datastore';
 import { endpointKey } from '../src/datastore/endpoint-key';
@@ -13,20 +13,18 @@ import { RequestControl, RESUME_GRACE_MS } from '../src/requestcontrol/request-c
 import { buildScheduler } from '../src/scheduling/scheduler';
 
 const HOUR_MS = 3_600_000;
-const realNow = Date.now.bind(Date);
-/** How far the test has stepped the wall clock (negative: back). */
-let stepMs = 0;
+let wall: SteppedWallClock;
 
 beforeAll(() => {
-  Date.now = () => realNow() + stepMs;
+  wall = stepWallClock();
 });
 
 afterEach(() => {
-  stepMs = 0;
+  wall.reset();
 });
 
 afterAll(() => {
-  Date.now = realNow;
+  wall.restore();
 });
 
 const outcome = (p: Promise<void>): Promise<string> => p.then(() => 'dispatched', (e: unknown) => (e instanceof FlowControlRejection ? e.reason : String(e)));
@@ -38,7 +36,7 @@ describe('flow control deadlines (GIE v1.5.0 controller.go: TTL from clock.RealC
     const q = new FlowControlQueue({ maxQueued: 8, maxWaitMs: 60_000, maxDispatchPerCall: 8 });
     try {
       const first = outcome(q.enqueue({ flow: 'a', priority: 0 }));
-      stepMs = HOUR_MS;
+      wall.step(HOUR_MS);
       // The next arrival runs the queue's expiry: on the wall clock the first request was an hour past its deadline.
       const second = outcome(q.enqueue({ flow: 'b', priority: 0 }));
       await turns(5);
@@ -55,7 +53,7 @@ describe('flow control deadlines (GIE v1.5.0 controller.go: TTL from clock.RealC
     const q = new FlowControlQueue({ maxQueued: 8, maxWaitMs: 300, maxDispatchPerCall: 8 });
     try {
       const waiting = outcome(q.enqueue({ flow: 'a', priority: 0 }));
-      stepMs = -HOUR_MS;
+      wall.step(-HOUR_MS);
       // 300 ms of patience: on the wall clock the deadline moved an hour away and the request waited on.
       const result = await Promise.race([waiting, sleep(10_000).then(() => 'still waiting 10 s later')]);
       expect(result).toBe('deadline');
@@ -106,7 +104,7 @@ describe('metric staleness (GIE v1.5.0: time.Since on the metrics\' UpdateTime, 
   it('a step forward of an hour does not make a pod scraped a moment ago stale (no 503)', async () => {
     await start('30s');
     expect(await director.route(incoming('before'))).toMatchObject({ kind: 'route', endpoint: key });
-    stepMs = HOUR_MS;
+    wall.step(HOUR_MS);
     // On the wall clock the page was an hour old: every pod stale, the request refused with a 503.
     expect(await director.route(incoming('after'))).toMatchObject({ kind: 'route', endpoint: key });
     expect(metricsFresh(ds.metrics(key)!, 30_000)).toBe(true);
@@ -118,7 +116,7 @@ describe('metric staleness (GIE v1.5.0: time.Since on the metrics\' UpdateTime, 
     expect(metricsFresh(ds.metrics(key)!, 150)).toBe(false);
     const before = await director.route(incoming('before'));
     expect(ds.poolStats(undefined, 150).readyEndpoints).toBe(0);
-    stepMs = -HOUR_MS;
+    wall.step(-HOUR_MS);
     // On the wall clock the page was an hour in the future: fresh, and routed on, for the next hour.
     expect(metricsFresh(ds.metrics(key)!, 150)).toBe(false);
     // GIE's inference_pool_ready_pods (the pool's gauge): the pod is not ready on a stale page.

@@ -6,6 +6,7 @@
  * These tests step `Date.now()` (only it: timers and `performance.now()` run on) and expect the gateway not to notice.
  */
 import type { ExtProcServer } from '@kvroute/epp/extproc';
+import { stepWallClock, type SteppedWallClock } from '@kvroute/testkit';
 import {
   completion,
   deadPort,
@@ -25,20 +26,18 @@ jest.setTimeout(60_000);
 
 const HOUR_MS = 3_600_000;
 const json = { 'content-type': 'application/json' };
-const realNow = Date.now.bind(Date);
-/** How far the test has stepped the wall clock (negative: back). */
-let stepMs = 0;
+let wall: SteppedWallClock;
 
 beforeAll(() => {
-  Date.now = () => realNow() + stepMs;
+  wall = stepWallClock();
 });
 
 afterEach(() => {
-  stepMs = 0;
+  wall.reset();
 });
 
 afterAll(() => {
-  Date.now = realNow;
+  wall.restore();
 });
 
 let ups: Upstream[];
@@ -67,7 +66,7 @@ describe('a wall-clock step does not move the gateway\'s timers', () => {
       const reply = send(gw.port, { body: completion(), headers: { ...json, 'x-test-action': 'hang' } });
       // The headers message is out and its timer running: now the node's clock steps back.
       await waitFor(() => director.requests.length > seen, 'the EPP got the request');
-      stepMs = -HOUR_MS;
+      wall.step(-HOUR_MS);
       const outcome = await Promise.race([reply.then((r) => r.status), sleep(15_000).then(() => 'still waiting 15 s later')]);
       expect(outcome).toBe(504);
       expect(gw.envoyStats()).toMatchObject({ message_timeouts: 1 });
@@ -85,7 +84,7 @@ describe('a wall-clock step does not move the gateway\'s timers', () => {
     try {
       expect((await send(gw.port, { body: completion(), headers: json })).status).toBe(200);
       expect(gw.stats().extProc.cluster!.hosts[dead]).toMatchObject({ ejected: true, ejections: 1 });
-      stepMs = -HOUR_MS;
+      wall.step(-HOUR_MS);
       // 200 ms of ejection: an interval tick after it unejects the host. On Date.now it stayed out for the hour.
       await waitFor(() => !gw.stats().extProc.cluster!.hosts[dead].ejected, 'the replica unejected', { limitMs: 15_000 });
     } finally {
@@ -102,7 +101,7 @@ describe('a wall-clock step does not move the gateway\'s timers', () => {
         await send(gw.port, { body: completion(), headers: json });
         return gw.stats().endpoints[down]?.ejected === true;
       }, 'the dead endpoint avoided', { limitMs: 15_000 });
-      stepMs = -HOUR_MS;
+      wall.step(-HOUR_MS);
       await waitFor(() => gw.stats().endpoints[down]?.ejected === false, 'the dead endpoint back in rotation', { limitMs: 15_000 });
     } finally {
       await gw.close();

@@ -28,4 +28,5 @@ export {
   type ProtoJsonOptions,
 } from './envoy-proto-json';
 export { TestKvEventPublisher } from './kv-event-publisher';
+export { stepWallClock, type SteppedWallClock } from './wall-clock';
 export { templateTokenizerJson, writeTemplateTokenizer, type TemplatePiece } from './tokenizer-fixture';
