@@ -54,6 +54,16 @@ function readyLine(stdout: string): ReadyLine | undefined {
   return undefined;
 }
 
+/** The ready line once the stack printed it, or undefined if the bench exited first. */
+async function waitForReady(bench: Bench): Promise<ReadyLine | undefined> {
+  let ready: ReadyLine | undefined;
+  await waitFor(() => {
+    ready = readyLine(bench.output.stdout);
+    return ready !== undefined || bench.child.exitCode !== null;
+  }, 'the ready line', { limitMs: 90_000 });
+  return ready;
+}
+
 interface ChatReply {
   status: number;
   headers: http.IncomingHttpHeaders;
@@ -99,10 +109,7 @@ function isAlive(pid: number): boolean {
     const bench = runBench(['stack', '--pods', '2', '--port', '0', '--log-dir', logDir, '--epp-verbosity', '3']);
     let ready: ReadyLine | undefined;
     try {
-      await waitFor(() => {
-        ready = readyLine(bench.output.stdout);
-        return ready !== undefined || bench.child.exitCode !== null;
-      }, 'the ready line', { limitMs: 90_000 });
+      ready = await waitForReady(bench);
       expect(bench.output.stderr).toBe('');
       expect(ready).toBeDefined();
       const { baseUrl, model, processes } = ready!;
@@ -162,10 +169,7 @@ function isAlive(pid: number): boolean {
     const bench = runBench(['stack', '--pods', '1', '--port', '0', '--log-dir', logDir, '--session-store', 'redis']);
     let ready: ReadyLine | undefined;
     try {
-      await waitFor(() => {
-        ready = readyLine(bench.output.stdout);
-        return ready !== undefined || bench.child.exitCode !== null;
-      }, 'the ready line', { limitMs: 90_000 });
+      ready = await waitForReady(bench);
       expect(ready).toBeDefined();
       expect(ready!.processes.map((p) => p.name)).toEqual(['sim-0', 'epp', 'redis', 'gateway']);
       const store = ready!.processes.find((p) => p.name === 'redis')!;
