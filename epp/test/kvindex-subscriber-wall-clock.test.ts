@@ -4,8 +4,9 @@
  * publisher's PUB and replay ROUTER); only `Date.now()` is stepped, mid-replay.
  */
 import { encodeEventBatch, type KvEventBatch } from '@kvroute/protocol/kv-events';
-import { TestKvEventPublisher, waitFor } from '@kvroute/testkit';
-import { KvEventSubscriber, type ResetReason, type SubscriberEvents } from '../src/kvindex/event-subscriber';
+import { stepWallClock, TestKvEventPublisher, waitFor, type SteppedWallClock } from '@kvroute/testkit';
+import { KvEventSubscriber } from '../src/kvindex/event-subscriber';
+import { Recorder } from './kv-event-recorder';
 
 jest.setTimeout(60_000);
 
@@ -16,41 +17,19 @@ const HOUR_MS = 3_600_000;
 const batch = (n: number): KvEventBatch => ({ ts: 1_700_000_000 + n, events: [{ type: 'BlockRemoved', blockHashes: [String(n)] }], dataParallelRank: 0 });
 const payload = (n: number) => encodeEventBatch(batch(n), 'positional-v0.10.0');
 
-class Recorder implements SubscriberEvents {
-  readonly log: string[] = [];
-  batch(endpoint: string, b: KvEventBatch): void {
-    const first = b.events[0];
-    this.log.push(`batch ${endpoint} ${first?.type === 'BlockRemoved' ? first.blockHashes[0] : '?'}`);
-  }
-  reset(endpoint: string, reason: ResetReason): void {
-    this.log.push(`reset ${endpoint} ${reason}`);
-  }
-  dropped(endpoint: string | undefined, reason: string): void {
-    this.log.push(`dropped ${endpoint ?? '-'} ${reason}`);
-  }
-  gap(endpoint: string): void {
-    this.log.push(`gap ${endpoint}`);
-  }
-  replay(endpoint: string, outcome: string): void {
-    this.log.push(`replay ${endpoint} ${outcome}`);
-  }
-}
-
-const realNow = Date.now.bind(Date);
-let stepMs = 0;
+let wall: SteppedWallClock;
 let publisher: TestKvEventPublisher;
 let subscriber: KvEventSubscriber | undefined;
 
 beforeEach(() => {
-  Date.now = () => realNow() + stepMs;
+  wall = stepWallClock();
   publisher = new TestKvEventPublisher(TOPIC);
 });
 
 afterEach(() => {
   subscriber?.close();
   publisher.close();
-  stepMs = 0;
-  Date.now = realNow;
+  wall.restore();
 });
 
 test('a wall-clock step forward of an hour during a replay does not end it as past its 2-minute deadline: the interrupted answer is asked again and the gap repaired', async () => {
@@ -59,7 +38,7 @@ test('a wall-clock step forward of an hour during a replay does not end it as pa
   // The first answer (the warm-up replay, asked from 0) loses 10-14 and its end marker, and the node's clock steps
   // forward while it streams: the answer is asked again from 10, as llm-d-router's requestReplay does within its deadline.
   publisher.dropReplayed = (request, seq) => {
-    if (request === 0) stepMs = HOUR_MS;
+    if (request === 0) wall.step(HOUR_MS);
     if (seq === 'end') return request === 0;
     return request === 0 && seq >= 10n && seq < 15n;
   };

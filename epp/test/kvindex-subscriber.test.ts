@@ -2,7 +2,8 @@ import { encodeEventBatch, encodeSeq, liveFrames, REPLAY_END_SEQ, type KvEventBa
 import { TestKvEventPublisher, waitFor } from '@kvroute/testkit';
 import * as net from 'node:net';
 import * as zmq from 'zeromq';
-import { KvEventSubscriber, UNRESOLVED_BATCHES_PER_POD, type ResetReason, type SubscriberEvents } from '../src/kvindex/event-subscriber';
+import { KvEventSubscriber, UNRESOLVED_BATCHES_PER_POD, type SubscriberEvents } from '../src/kvindex/event-subscriber';
+import { Recorder } from './kv-event-recorder';
 
 jest.setTimeout(60_000);
 
@@ -13,30 +14,6 @@ function batch(n: number): KvEventBatch {
   return { ts: 1_700_000_000 + n, events: [{ type: 'BlockRemoved', blockHashes: [String(n)] }], dataParallelRank: 0 };
 }
 const payload = (n: number) => encodeEventBatch(batch(n), 'positional-v0.10.0');
-
-/** Records what the subscriber reports, in order. */
-class Recorder implements SubscriberEvents {
-  readonly log: string[] = [];
-  batch(endpoint: string, b: KvEventBatch, model: string | undefined): void {
-    const first = b.events[0];
-    this.log.push(`batch ${endpoint} ${first?.type === 'BlockRemoved' ? first.blockHashes[0] : '?'}${model ? ` ${model}` : ''}`);
-  }
-  reset(endpoint: string, reason: ResetReason): void {
-    this.log.push(`reset ${endpoint} ${reason}`);
-  }
-  dropped(endpoint: string | undefined, reason: string): void {
-    this.log.push(`dropped ${endpoint ?? '-'} ${reason}`);
-  }
-  gap(endpoint: string): void {
-    this.log.push(`gap ${endpoint}`);
-  }
-  replay(endpoint: string, outcome: string): void {
-    this.log.push(`replay ${endpoint} ${outcome}`);
-  }
-  batches(): string[] {
-    return this.log.filter((l) => l.startsWith('batch'));
-  }
-}
 
 const quiet = { warn: () => undefined, debug: () => undefined };
 
