@@ -5,6 +5,16 @@
  * text "idle", so an idle pool reads "idle" and only a series Prometheus does not have reads "No data".
  */
 
+/**
+ * The stat panels' calculation: the value at the end of the time range, NaN included. Grafana's stat panel defaults to
+ * `lastNotNull` (public/app/plugins/panel/stat/common.ts addStandardDataReduceOptions), which skips NaN ("Last, not null
+ * value in a field (also excludes NaNs)", Grafana 10.4 and 11.4 docs, panels-visualizations/query-transform-data/
+ * calculation-types; packages/grafana-data/src/transformations/fieldReducer.ts calculateLastNotNull): a pool that went
+ * idle kept showing its last busy hit ratio or fail-open share for the whole range, and one idle throughout showed no
+ * value at all, never "idle".
+ */
+export const STAT_REDUCE_OPTIONS = { calcs: ['last'], fields: '', values: false } as const;
+
 /** Grafana's value mapping of NaN to the text "idle". */
 export const IDLE_MAPPING = { type: 'special', options: { match: 'nan', result: { text: 'idle', index: 0 } } } as const;
 
@@ -105,7 +115,7 @@ export function buildDashboard(namespace: string, recorded: Record<string, strin
         defaults: { unit: p.unit, min: 0, ...(p.max !== undefined ? { max: p.max } : {}), mappings: [IDLE_MAPPING] },
         overrides: [],
       },
-      options: {},
+      options: p.type === 'stat' ? { reduceOptions: STAT_REDUCE_OPTIONS } : {},
       targets: p.targets.map((t, j) => ({
         refId: String.fromCharCode(65 + j),
         expr: t.expr,

@@ -10,7 +10,9 @@
  * - healthy: under a light load nothing fires and every rule evaluates without error;
  * - outage: killing the EPP makes KvrouteEppDown and KvrouteEppFailingOpen go pending and fire while it is down, by
  *   Prometheus's own evaluation times within two (scaled) minutes of the kill;
- * - recovery: after the EPP restarts on its ports, both resolve, and nothing is left firing.
+ * - recovery: after the EPP restarts on its ports, both resolve, and nothing is left firing;
+ * - dashboard: under load every panel's query returns series with the labels its legend names and values its unit
+ *   fits; once the load stops, every stat panel reduces its range to "idle" as Grafana reduces it.
  * Every wait is a poll with a generous limit. The one bound on time is read on Prometheus's clock (its scheduled
  * evaluation times), with twice the rules' worst case as its limit.
  */
@@ -53,8 +55,10 @@ interface ActiveAlert { labels: { alertname: string; [k: string]: string }; stat
     let prometheus: ChildProcess | undefined;
     let api: string;
     let load: { stop(): Promise<{ ok: number; failed: string[] }> } | undefined;
+    let startedAt: number;
 
     beforeAll(async () => {
+      startedAt = Date.now() / 1000;
       dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kvroute-prometheus-'));
       stack = await startStack({ pods: 2, sim: DEFAULT_SIM, policy: { kind: 'epp', name: 'alerts' }, logDir: path.join(dir, 'logs') });
       const port = await freePort();
@@ -199,6 +203,44 @@ interface ActiveAlert { labels: { alertname: string; [k: string]: string }; stat
       if (seen.get('pending')?.size) process.stderr.write(`healthy run: pending at some point: ${[...seen.get('pending')!].join(', ')}\n`);
     });
 
+    /**
+     * What an operator sees: every panel of the shipped dashboard ConfigMap, its queries run as Grafana's Prometheus
+     * data source runs them (the panels use no Grafana variable in their PromQL; the data source is the `datasource`
+     * template variable), against the stack under the load above. Each query parses, returns series, every label its
+     * legend names is on every series, and the values are what the unit says: a share within [0, 1] (or NaN, the
+     * documented idle, for a source the load does not exercise), seconds and rates not negative.
+     */
+    test('dashboard: under load every panel\'s query returns series whose labels its legend names and whose values fit its unit', async () => {
+      const dashboard = JSON.parse(one(manifests, 'ConfigMap', `${rule.metadata.name}-dashboard`).data['kvroute.json']) as {
+        panels: { title: string; fieldConfig: { defaults: { unit: string } }; targets: { expr: string; legendFormat: string }[] }[];
+      };
+      // The recording group runs every few (scaled) seconds: wait for each panel's series rather than time it.
+      const problems = async (): Promise<string[]> => {
+        const out: string[] = [];
+        for (const panel of dashboard.panels) {
+          for (const target of panel.targets) {
+            expect(target.expr).not.toMatch(/\$/); // no Grafana variable left to substitute
+            const series = await query(target.expr);
+            if (series.length === 0) { out.push(`${panel.title}: ${target.expr} returned no series`); continue; }
+            const legendLabels = [...target.legendFormat.matchAll(/\{\{\s*(\w+)\s*\}\}/g)].map((m) => m[1]);
+            for (const s of series) {
+              const missing = legendLabels.filter((l) => s.metric[l] === undefined);
+              if (missing.length) out.push(`${panel.title}: legend ${target.legendFormat} names ${missing.join(', ')}, absent from ${JSON.stringify(s.metric)}`);
+              const v = Number(s.value[1]);
+              const unit = panel.fieldConfig.defaults.unit;
+              if (unit === 'percentunit' && !(Number.isNaN(v) || (v >= 0 && v <= 1))) out.push(`${panel.title}: ${v} is no share (${unit})`);
+              if ((unit === 's' || unit === 'reqps') && !(Number.isNaN(v) || v >= 0)) out.push(`${panel.title}: ${v} is negative (${unit})`);
+            }
+          }
+        }
+        return out;
+      };
+      let last: string[] = [];
+      await waitFor(async () => (last = await problems()).length === 0, 'every dashboard panel to show series', { limitMs: 60_000, intervalMs: 500 })
+        .catch(() => undefined);
+      expect(last).toEqual([]);
+    });
+
     test('outage: the EPP killed, both pages go pending and fire while it is down; restarted, both resolve', async () => {
       const killedAt = Date.now();
       await stack!.epp!.kill();
@@ -247,6 +289,49 @@ interface ActiveAlert { labels: { alertname: string; [k: string]: string }; stat
       expect(result.failed).toEqual([]);
       expect(result.ok).toBeGreaterThan(0);
       process.stderr.write(`outage (time scale ${SCALE}): ${JSON.stringify(firstSeen)} ms after the kill; resolved ${resolvedAfterMs} ms after the restart\n`);
+    });
+
+    /**
+     * The stat panels reduce their range to one value. Grafana (not run here) reduces it by the panel's
+     * `reduceOptions.calcs`, `lastNotNull` when unset (public/app/plugins/panel/stat/common.ts), as its docs define them
+     * (Grafana 10.4 / 11.4 panels-visualizations/query-transform-data/calculation-types): "Last: last value in a field";
+     * "Last* (not null): last, not null value in a field (also excludes NaNs)". Then its value mappings apply: NaN is
+     * mapped to "idle" by every panel. After the load, with the stack idle again, each stat panel's range (the load and
+     * the idle since) must read "idle", not the last busy value, nor nothing at all (a source idle throughout).
+     */
+    test('idle again: once the load has stopped, every stat panel reduces its range to "idle" as Grafana reduces it, not to the last busy value', async () => {
+      await load?.stop();
+      load = undefined;
+      const dashboard = JSON.parse(one(manifests, 'ConfigMap', `${rule.metadata.name}-dashboard`).data['kvroute.json']) as {
+        panels: { title: string; type: string; options: { reduceOptions?: { calcs: string[] } }; targets: { expr: string }[] }[];
+      };
+      const stats = dashboard.panels.filter((p) => p.type === 'stat');
+      expect(stats.length).toBeGreaterThan(0);
+      // The recorded ratios go NaN once their (scaled) window holds no request: wait for that rather than time it.
+      await waitFor(async () => {
+        for (const p of stats) for (const t of p.targets) if (!(await query(t.expr)).every((r) => r.value[1] === 'NaN')) return false;
+        return true;
+      }, 'the stat panels\' series to read NaN (idle)', { limitMs: 90_000, intervalMs: 500 });
+      const shown: Record<string, (string | number | null)[]> = {};
+      for (const p of stats) {
+        for (const t of p.targets) {
+          // Whole steps back from now, so that the range's last point is now (after the instant query that read NaN).
+          const end = Date.now() / 1000;
+          const start = end - Math.ceil(end - startedAt);
+          const r = await fetch(`${api}/api/v1/query_range?query=${encodeURIComponent(t.expr)}&start=${start}&end=${end}&step=1`);
+          const body = await r.json() as { status: string; data: { result: { values: [number, string][] }[] } };
+          expect(body.status).toBe('success');
+          shown[p.title] = body.data.result.map((series) => {
+            const values = series.values.map(([, v]) => Number(v));
+            const calc = p.options.reduceOptions?.calcs[0] ?? 'lastNotNull';
+            const reduced = calc === 'last' ? values[values.length - 1]
+              : calc === 'lastNotNull' ? [...values].reverse().find((v) => v != null && !Number.isNaN(v)) ?? null
+              : `unhandled calculation ${calc}`;
+            return typeof reduced === 'number' && Number.isNaN(reduced) ? 'idle' : reduced;
+          });
+        }
+      }
+      expect(shown).toEqual(Object.fromEntries(stats.map((p) => [p.title, ['idle']])));
     });
   },
 );
