@@ -15,6 +15,8 @@
  */
 export const STAT_REDUCE_OPTIONS = { calcs: ['last'], fields: '', values: false } as const;
 
+import { createHash } from 'crypto';
+
 /** Grafana's value mapping of NaN to the text "idle". */
 export const IDLE_MAPPING = { type: 'special', options: { match: 'nan', result: { text: 'idle', index: 0 } } } as const;
 
@@ -94,7 +96,7 @@ export function buildDashboard(namespace: string, recorded: Record<string, strin
   ];
 
   return {
-    uid: `kvroute-${namespace}`.slice(0, 40),
+    uid: dashboardUid(namespace),
     title: `kvroute: KV-cache-aware routing (${namespace})`,
     tags: ['kvroute', 'vllm', 'llm-d'],
     schemaVersion: 39,
@@ -124,6 +126,20 @@ export function buildDashboard(namespace: string, recorded: Record<string, strin
       })),
     })),
   };
+}
+
+/**
+ * The dashboard's uid: `kvroute-<namespace>`, at most the 40 characters Grafana takes (pkg/util/shortid_generator.go
+ * MaxUIDLength). A longer one keeps the namespace's first 23 characters and adds 8 hex digits of its SHA-256, so two
+ * long namespaces that share their first 32 characters (`llm-inference-team-a-production-us-east-1` and `…-us-west-2`)
+ * still get two uids: cut at 40 they got one, and Grafana's provisioning, finding the same uid twice, logs "the same
+ * UID is used more than once" and takes the provider's database write permission away (pkg/services/provisioning/
+ * dashboards/validator.go duplicateValidator), so the sidecar's provider stopped updating every dashboard it loads.
+ */
+export function dashboardUid(namespace: string): string {
+  const uid = `kvroute-${namespace}`;
+  if (uid.length <= 40) return uid;
+  return `kvroute-${namespace.slice(0, 23)}-${createHash('sha256').update(namespace).digest('hex').slice(0, 8)}`;
 }
 
 /** Stats in a top row of four, then time series two to a row. */

@@ -791,6 +791,22 @@ describe('names that become Service names and pod labels', () => {
     expect(one(unmonitored, 'InferencePool').metadata.name).toHaveLength(253);
   });
 
+  // Grafana takes uids of at most 40 characters (pkg/util/shortid_generator.go MaxUIDLength) and, finding one uid
+  // twice among a provider's dashboards, takes that provider's database write permission away
+  // (pkg/services/provisioning/dashboards/validator.go duplicateValidator): the kube-prometheus-stack sidecar's one
+  // provider then stops updating every dashboard it loads.
+  test('two stacks whose long namespaces share their first 32 characters get two dashboard uids, each at most 40 characters (Grafana MaxUIDLength; a duplicate uid freezes the sidecar provider)', () => {
+    const uidOf = (namespace: string): string =>
+      JSON.parse(one(synthProps(withOverrides(DEMO, { namespace })), 'ConfigMap', 'ms-llm-d-modelservice-kvroute-dashboard').data['kvroute.json']).uid;
+    const east = uidOf('llm-inference-team-a-production-us-east-1');
+    const west = uidOf('llm-inference-team-a-production-us-west-2');
+    expect(east).not.toBe(west);
+    for (const uid of [east, west, uidOf('n'.repeat(63))]) expect({ uid, valid: /^[a-zA-Z0-9_-]{1,40}$/.test(uid) }).toEqual({ uid, valid: true });
+    // A namespace that fits keeps the readable uid.
+    expect(uidOf('llm-d')).toBe('kvroute-llm-d');
+    expect(uidOf('n'.repeat(32))).toBe(`kvroute-${'n'.repeat(32)}`);
+  });
+
   test('the longest gateway name with the default class makes a 63-character Service name', () => {
     const routing = new KvAwareRouting(Testing.app(), 'test', withOverrides(DEMO, { gateway: { name: 'g'.repeat(57) } }));
     expect(routing.gateway.serviceName).toHaveLength(63);
