@@ -574,7 +574,7 @@ export class Engine {
     // @ v0.10.0, output_handler: `IterationStats() if (log_stats and num_outputs)`): a step with no sampled token records none.
     let iterationPrompt = 0;
     let iterationGenerated = 0;
-    for (const e of due) {
+    for (const e of this.inRunningOrder(due)) {
       if (e.kind === 'wake') continue; // only wakes the step: its running and admission phases
       const r = e.req;
       if (r.state !== 'running' || e.epoch !== r.epoch) continue;
@@ -692,6 +692,24 @@ export class Engine {
       if (this.eventsAfterStep) this.publishAt(this.stepDoneAt, events);
       else if (events.length > 0) this.kvEventSink({ ts: Date.now() / 1000, events, dataParallelRank: 0 });
     }
+  }
+
+  /**
+   * A step's outputs in the order vLLM processes them: `update_from_output` walks `scheduler_output.num_scheduled_tokens`
+   * (vllm/v1/core/sched/scheduler.py @ v0.10.0, since vLLM #20739; `self.running` before it), which `schedule()` fills
+   * with its running loop, in running order, and then with the requests its waiting loop appends to `running`: running
+   * order either way. Each request that stops there is freed (`_free_request`) in turn, so requests finishing in one
+   * step join the free queue in running order, which decides whose blocks are evicted first. The heap's order is not
+   * that: a step's prefill chunks are timed before its decodes (flushStep), so a request scheduled after a decoding one
+   * would be freed before it.
+   */
+  private inRunningOrder(due: readonly TimedEvent[]): readonly TimedEvent[] {
+    if (due.length < 2) return due;
+    const rank = new Map<Req, number>();
+    this.running.forEach((r, i) => rank.set(r, i));
+    const at = (e: TimedEvent): number => rank.get(e.req) ?? this.running.length;
+    // Array.prototype.sort is stable: events of one request, and of requests no longer running, keep their order.
+    return [...due].sort((x, y) => at(x) - at(y));
   }
 
   /** Publishes `events` as one batch at simulated instant `at`, never before a batch queued earlier. */
