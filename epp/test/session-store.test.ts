@@ -466,6 +466,31 @@ function config(storeAddress: string, extra = ''): string {
       await redis.stop();
     }
   });
+
+  it('a store reached and then lost within the start-up grace is logged as lost once, not also as "not reachable since start" when the grace ends', async () => {
+    const redis = await RedisServer.start();
+    const { logs, events } = sink();
+    const grace = 2000;
+    const store = new RedisSessionStore({ address: redis.url, keyPrefix: 't:', timeoutMs: 1000, ttlMs: 60_000, startGraceMs: grace }, events as unknown as SessionStoreEvents);
+    try {
+      const started = Date.now();
+      await store.start();
+      await waitFor(() => store.connected, 'connected');
+      await redis.kill(); // a store restarted by its operator, a node drained, in the EPP's first seconds
+      await waitFor(() => !store.connected, 'the loss seen');
+      await new Promise((r) => setTimeout(r, Math.max(0, started + grace + 500 - Date.now())));
+      // Whatever a slow machine logged before the connection, nothing after it says the store was never reached: the
+      // loss was logged as such, and the grace's report named a cause (ECONNREFUSED) and a history ("since start") that
+      // were not the case. llm-d's Redis index says "failed to connect" only when its first PING fails
+      // (llm-d-kv-cache v0.8.1 pkg/kvcache/kvblock/redis.go NewRedisIndex); the grace's report is kvroute's counterpart.
+      const since = logs.indexOf('session store connected ');
+      expect(since).toBeGreaterThanOrEqual(0);
+      expect(logs.slice(since)).toEqual(['session store connected ', 'session store connection lost; picks use the local bindings, reconnecting ']);
+    } finally {
+      await store.close();
+      await redis.stop();
+    }
+  });
 });
 
 describe('sessionStore configuration', () => {

@@ -148,6 +148,8 @@ export const START_GRACE_MS = 5000;
 export class RedisSessionStore {
   private client: Redis | undefined;
   private up = false;
+  /** Connected at least once: a store lost after that is reported as lost (setUp), not as never reached. */
+  private reached = false;
   private closed = false;
   /** The first failing command after each connect is logged (NOAUTH, a Redis without GETEX…); the rest only counted. */
   private errorLogged = false;
@@ -230,8 +232,10 @@ export class RedisSessionStore {
     });
     // A first attempt can fail only because start-up work kept the event loop busy past the connect timeout (a
     // tokenizer loading): the store is reported unreachable only if it still is a few seconds later.
+    // Only a store never reached: one reached and lost within the grace has had its loss logged, and "since start"
+    // would send an operator after an address or a password that worked.
     setTimeout(() => {
-      if (this.up || this.closed) return;
+      if (this.reached || this.closed) return;
       this.events.log('warn', 'session store not reachable since start; picks use the local bindings until it is', { address: this.options.address, ...(lastError !== undefined ? { error: lastError } : {}) });
     }, this.options.startGraceMs ?? START_GRACE_MS).unref();
   }
@@ -338,6 +342,7 @@ export class RedisSessionStore {
     if (up === this.up) return;
     this.up = up;
     if (up) {
+      this.reached = true;
       this.errorLogged = false;
       this.readonlyDropping = false;
     }
