@@ -19,6 +19,7 @@
  * was slower on both. It speaks RESP to Redis and Valkey alike and downloads nothing at install time.
  */
 import * as fs from 'node:fs';
+import * as net from 'node:net';
 import { Redis, ReplyError, type RedisOptions } from 'ioredis';
 import type { ConnectionOptions } from 'node:tls';
 
@@ -173,8 +174,13 @@ export class RedisSessionStore {
   async start(): Promise<void> {
     const address = parseStoreAddress(this.options.address);
     const password = this.password();
+    // No servername for an IP address: Node's tls.connect takes a host name only there (doc/api/tls.md) and prints a
+    // plain-text DEP0123 warning for an IP; left out, Node sends no SNI and verifies the certificate for the IP.
     const tls: ConnectionOptions | undefined = address.tls
-      ? { servername: address.host, ...(this.options.caFile !== undefined ? { ca: readSecretFile(this.options.caFile, 'sessionStore.caFile', false) } : {}) }
+      ? {
+        ...(net.isIP(address.host) === 0 ? { servername: address.host } : {}),
+        ...(this.options.caFile !== undefined ? { ca: readSecretFile(this.options.caFile, 'sessionStore.caFile', false) } : {}),
+      }
       : undefined;
     const options: RedisOptions = {
       host: address.host,

@@ -1,0 +1,124 @@
+/**
+ * The shared session store over TLS (`rediss://`), against a real `redis-server` serving TLS on loopback (Debian's
+ * package is built with TLS; .ci/run installs it) with a certificate `openssl` makes for the test: the store's
+ * certificate is verified against `caFile`, for the address the EPP was given, which may be an IP address.
+ */
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { freePort, INTEGRATION_TEST_TIMEOUT_MS, waitFor } from '@kvroute/testkit';
+import { RedisSessionStore, type SessionStoreEvents } from '../src/sessions/store';
+import { RedisServer, redisServerAvailable, requireRedisServerInCi } from './redis-server';
+
+requireRedisServerInCi();
+
+const main = path.join(__dirname, '..', 'dist', 'main.js');
+const built = spawnSync('node', [main, '--help']).status === 0;
+const opensslAvailable = spawnSync('openssl', ['version']).status === 0;
+
+/** A self-signed certificate (its own CA) for the subject alternative names given, e.g. `IP:127.0.0.1`. */
+function certificate(dir: string, name: string, altNames: string): { cert: string; key: string } {
+  const cert = path.join(dir, `${name}.crt`);
+  const key = path.join(dir, `${name}.key`);
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1',
+    '-subj', `/CN=${name}`, '-addext', `subjectAltName=${altNames}`, '-keyout', key, '-out', cert], { stdio: 'ignore' });
+  return { cert, key };
+}
+
+/** A redis-server that also serves TLS on `tlsPort` with `cert`, clients not asked for certificates. */
+async function tlsRedis(cert: { cert: string; key: string }, tlsPort: number): Promise<RedisServer> {
+  return RedisServer.start(['--tls-port', String(tlsPort), '--tls-cert-file', cert.cert, '--tls-key-file', cert.key,
+    '--tls-ca-cert-file', cert.cert, '--tls-auth-clients', 'no']);
+}
+
+(redisServerAvailable && opensslAvailable ? describe : describe.skip)('the session store over TLS (a real redis-server serving TLS)', () => {
+  jest.setTimeout(INTEGRATION_TEST_TIMEOUT_MS);
+  let dir: string;
+  beforeEach(() => { dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kvroute-store-tls-')); });
+  afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  // Node's tls.connect: `servername` "must be a host name, and not an IP address" (doc/api/tls.md, Node v20), and
+  // setting one is deprecated (DEP0123), a warning Node prints to stderr as plain text. The EPP passed the address's
+  // host as the servername whatever it was, so `rediss://10.0.0.5:6379` (an `existing` store given by address) put two
+  // lines that are not JSON in a log that is JSON lines throughout (the --zap-encoder help: "logs are always JSON
+  // lines"). Left out for an IP, Node sends no SNI and verifies the certificate for the IP, as Go's crypto/tls does for
+  // llm-d's `rediss://` (llm-d-kv-cache v0.8.1 pkg/kvcache/kvblock/redis.go: go-redis ParseURL's ServerName).
+  (built ? it : it.skip)('rediss:// to an IP address: the EPP binary connects with caFile and its stderr stays JSON lines (no DEP0123 warning)', async () => {
+    const tlsPort = await freePort();
+    const redis = await tlsRedis(certificate(dir, 'store', 'IP:127.0.0.1'), tlsPort);
+    const config = `apiVersion: inference.networking.x-k8s.io/v1alpha1
+kind: EndpointPickerConfig
+plugins:
+- type: session-affinity-filter
+  parameters:
+    ttl: 30m
+    sessionStore:
+      address: rediss://127.0.0.1:${tlsPort}
+      caFile: ${path.join(dir, 'store.crt')}
+- type: queue-scorer
+schedulingProfiles:
+- name: default
+  plugins:
+  - pluginRef: session-affinity-filter
+  - pluginRef: queue-scorer
+`;
+    const child = spawn('node', [main, '--endpoints', '127.0.0.1:1', '--grpc-port', '0', '--grpc-health-port', '0', '--metrics-port', '0',
+      '--host', '127.0.0.1', '--config-text', config], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+    try {
+      await waitFor(() => /"event":"listening"/.test(stdout), 'the EPP to listen');
+      const { metricsPort } = JSON.parse(stdout.split('\n').find((l) => l.includes('"event":"listening"'))!) as { metricsPort: number };
+      await waitFor(async () => /^kvroute_epp_session_store_connected 1$/m.test(await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text()),
+        'the EPP to connect to the store over TLS');
+      child.kill('SIGTERM');
+      await exited;
+      const notJson = stderr.split('\n').filter((line) => {
+        if (line === '') return false;
+        try {
+          JSON.parse(line);
+          return false;
+        } catch {
+          return true;
+        }
+      });
+      expect(notJson).toEqual([]);
+    } finally {
+      child.kill('SIGKILL');
+      await redis.stop();
+    }
+  });
+
+  it('the certificate is still verified for the address: one for another name or IP is refused, and without caFile a private CA is refused', async () => {
+    const tlsPort = await freePort();
+    const redis = await tlsRedis(certificate(dir, 'elsewhere', 'DNS:localhost,IP:127.0.0.2'), tlsPort);
+    const attempt = async (address: string, caFile: string | undefined): Promise<string> => {
+      const errors: string[] = [];
+      const events = {
+        read: () => undefined, write: () => undefined, connected: () => undefined, reconnect: () => undefined,
+        log: (_level: string, msg: string, fields?: Record<string, unknown>) => { errors.push(`${msg}: ${String(fields?.error ?? '')}`); },
+      };
+      const store = new RedisSessionStore({ address, keyPrefix: 't:', timeoutMs: 1000, ttlMs: 60_000, startGraceMs: 300, ...(caFile !== undefined ? { caFile } : {}) },
+        events as SessionStoreEvents);
+      try {
+        await store.start();
+        await waitFor(() => errors.length > 0, `${address} reported`);
+        return errors[0]!;
+      } finally {
+        await store.close();
+      }
+    };
+    try {
+      const ca = path.join(dir, 'elsewhere.crt');
+      expect(await attempt(`rediss://127.0.0.1:${tlsPort}`, ca)).toMatch(/^session store not reachable since start.*IP: 127\.0\.0\.1 is not in the cert's list/);
+      expect(await attempt(`rediss://localhost:${tlsPort}`, undefined)).toMatch(/^session store not reachable since start.*self.signed certificate/);
+      expect(await attempt(`rediss://localhost:${tlsPort}`, ca)).toBe('session store connected: ');
+    } finally {
+      await redis.stop();
+    }
+  });
+});
