@@ -115,6 +115,18 @@ export class RedisServer {
     return Array.from({ length: n }, (_, i) => lines[2 + 2 * i]!);
   }
 
+  /** A bulk string reply in full (INFO's many lines), where `command` returns its first line. */
+  async bulk(...args: string[]): Promise<string> {
+    const head = /^\$(\d+)\r\n/;
+    const raw = await this.rawReply(args, (text) => {
+      const m = head.exec(text);
+      return m === null ? text.includes('\r\n') : Buffer.byteLength(text) >= m[0].length + Number(m[1]) + 2;
+    });
+    const m = head.exec(raw);
+    if (m === null) throw new Error(`not a bulk reply: ${raw.split('\r\n')[0]}`);
+    return Buffer.from(raw).subarray(m[0].length, m[0].length + Number(m[1])).toString();
+  }
+
   private rawReply(args: string[], complete: (text: string) => boolean): Promise<string> {
     return new Promise((resolve, reject) => {
       const socket = net.connect(this.port, '127.0.0.1');

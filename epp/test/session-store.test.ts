@@ -467,6 +467,60 @@ function config(storeAddress: string, extra = ''): string {
     }
   });
 
+  // go-redis v9 (llm-d's client: llm-d-kv-cache v0.8.1 pkg/kvcache/kvblock/redis.go) selects the database in each
+  // connection's set-up and fails the connection when SELECT fails (redis.go (*baseClient).initConn: "failed to
+  // initialize connection options"). ioredis only reports the refused SELECT and uses the connection in database 0, so
+  // the EPP logged "refused the connection", then "connected", and shared bindings in a database it was not given.
+  it('a database the store will not select (out of range, or an ACL user without SELECT) keeps the store down, reported once, instead of using database 0', async () => {
+    const redis = await RedisServer.start(['--user', 'epp', 'on', '>pw', '~*', '+@all', '-select', '--user', 'full', 'on', '>pw', '~*', '+@all']);
+    process.env.KVROUTE_TEST_ACL_PASSWORD = 'pw';
+    const reads: SessionStoreReadOutcome[] = [];
+    const open = async (address: string) => {
+      const { logs, events } = sink();
+      let up = false;
+      const store = new RedisSessionStore({ address, keyPrefix: 'db:', timeoutMs: 1000, ttlMs: 60_000, passwordEnv: 'KVROUTE_TEST_ACL_PASSWORD', startGraceMs: 60_000 },
+        { ...events, read: (o: SessionStoreReadOutcome) => reads.push(o), connected: (c: boolean) => { up = c; } } as unknown as SessionStoreEvents);
+      await store.start();
+      return { store, logs, up: () => up };
+    };
+    const connections = async () => Number(/total_connections_received:(\d+)/.exec(await redis.bulk('INFO', 'stats'))![1]);
+    try {
+      for (const address of [`redis://epp@127.0.0.1:${redis.port}/2`, `redis://full@127.0.0.1:${redis.port}/20`]) {
+        const before = await connections();
+        const { store, logs, up } = await open(address);
+        try {
+          await waitFor(() => logs.length > 0, `${address}: the refusal logged`);
+          // Several reconnections later (each refused again) it is still down, said once, and nothing was written anywhere.
+          await new Promise((r) => setTimeout(r, 2500));
+          expect(logs).toEqual([expect.stringMatching(/^session store refused the connection; picks use the local bindings until it accepts (NOPERM .*'select'|ERR DB index is out of range)/)]);
+          expect(up()).toBe(false);
+          expect(store.connected).toBe(false);
+          expect(await store.read('s')).toEqual({ status: 'unavailable', reason: 'unavailable' });
+          store.write('s', 'ns/p0', true);
+          // Reconnecting with the backoff growing (50 ms, 100 ms … 2 s), not every 50 ms: six or seven attempts in these
+          // ~3 s, where a delay restarted at each refusal makes thirty or more (a slower machine makes fewer).
+          expect((await connections()) - before - 1).toBeLessThan(15);
+        } finally {
+          await store.close();
+        }
+      }
+      expect(await redis.command('DBSIZE')).toBe(':0');
+      // A database the user may select is used, and only it.
+      const { store } = await open(`redis://full@127.0.0.1:${redis.port}/2`);
+      try {
+        await waitFor(() => store.connected, 'connected to database 2');
+        store.write('s', 'ns/p0', true);
+        await waitFor(async () => (await store.read('s')).status === 'hit', 'the binding in database 2');
+        expect(await redis.command('DBSIZE')).toBe(':0');
+      } finally {
+        await store.close();
+      }
+    } finally {
+      delete process.env.KVROUTE_TEST_ACL_PASSWORD;
+      await redis.stop();
+    }
+  });
+
   it('a store reached and then lost within the start-up grace is logged as lost once, not also as "not reachable since start" when the grace ends', async () => {
     const redis = await RedisServer.start();
     const { logs, events } = sink();

@@ -156,6 +156,8 @@ export class RedisSessionStore {
   private errorLogged = false;
   /** This connection is being dropped for a READONLY reply: the commands refused with it do not count it again. */
   private readonlyDropping = false;
+  /** Connections in a row dropped after their set-up because it refused SELECT: they keep the reconnect backoff growing. */
+  private refusedConnections = 0;
 
   constructor(
     private readonly options: SessionStoreOptions,
@@ -199,7 +201,8 @@ export class RedisSessionStore {
       // per-call deadline is `withDeadline` below; a store that stops answering is dropped by the socket timeout.
       connectTimeout: Math.max(1000, this.options.timeoutMs),
       socketTimeout: socketTimeoutMs(this.options.timeoutMs),
-      retryStrategy: (attempt) => (this.closed ? null : reconnectDelayMs(attempt)),
+      // ioredis restarts `attempt` at every connection it completes, which includes one dropped for a refused SELECT.
+      retryStrategy: (attempt) => (this.closed ? null : reconnectDelayMs(attempt + this.refusedConnections)),
       // A primary demoted to a replica by a failover behind one address (a Service, a managed store's primary
       // endpoint) keeps the open connection and refuses every write command on it with READONLY, GETEX included
       // (Redis flags it "write": src/commands/getex.json), so without this every read would fail for as long as the
@@ -219,7 +222,20 @@ export class RedisSessionStore {
     };
     const client = new Redis(options);
     this.client = client;
-    client.on('ready', () => this.setUp(true));
+    // A refused SELECT (a database out of range, an ACL user without SELECT): ioredis reports it and goes on in
+    // database 0, where bindings would be shared in a database the config does not name. Such a connection is dropped
+    // before it is used, as go-redis fails a connection whose set-up fails (redis.go (*baseClient).initConn, v9).
+    let selectRefused = false;
+    client.on('connect', () => { selectRefused = false; });
+    client.on('ready', () => {
+      if (selectRefused) {
+        this.refusedConnections++;
+        client.disconnect(true);
+        return;
+      }
+      this.refusedConnections = 0;
+      this.setUp(true);
+    });
     client.on('close', () => this.setUp(false));
     // ioredis reports every failed attempt as an 'error' event; the state change is logged once in setUp instead. A
     // reply error during the handshake (AUTH, CLIENT SETNAME: a wrong or missing password, ACLs) is why the store stays
@@ -229,7 +245,9 @@ export class RedisSessionStore {
     let lastError: string | undefined;
     client.on('error', (e: Error) => {
       lastError = e.message;
-      if (!(e instanceof ReplyError) || e.message === lastRefusal) return;
+      if (!(e instanceof ReplyError)) return;
+      if (client.status === 'connect' && (e as Error & { command?: { name?: string } }).command?.name === 'select') selectRefused = true;
+      if (e.message === lastRefusal) return;
       lastRefusal = e.message;
       this.events.log('warn', 'session store refused the connection; picks use the local bindings until it accepts', { address: this.options.address, error: e.message });
     });
@@ -256,7 +274,7 @@ export class RedisSessionStore {
    */
   async read(sessionDigest: string, patienceMs?: number): Promise<SessionStoreRead> {
     const client = this.client;
-    if (client === undefined || client.status !== 'ready') {
+    if (client === undefined || client.status !== 'ready' || !this.up) {
       this.events.read('unavailable');
       return { status: 'unavailable', reason: 'unavailable' };
     }
@@ -299,7 +317,8 @@ export class RedisSessionStore {
    */
   write(sessionDigest: string, value: string, onlyIfAbsent: boolean): void {
     const client = this.client;
-    if (client === undefined || client.status !== 'ready') {
+    // `up` too: the client is 'ready' a tick before its 'ready' event, where a connection that refused SELECT is dropped.
+    if (client === undefined || client.status !== 'ready' || !this.up) {
       this.events.write('unavailable');
       return;
     }
