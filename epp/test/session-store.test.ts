@@ -521,6 +521,37 @@ function config(storeAddress: string, extra = ''): string {
     }
   });
 
+  it('a refusal is logged again when it comes back after the store accepted the connection in between (once per outage, not once per process)', async () => {
+    const redis = await RedisServer.start(['--user', 'epp', 'on', '>pw', '~*', '+@all']);
+    process.env.KVROUTE_TEST_ACL_PASSWORD = 'pw';
+    const { logs, events } = sink();
+    const store = new RedisSessionStore({ address: `redis://epp@127.0.0.1:${redis.port}`, keyPrefix: 't:', timeoutMs: 1000, ttlMs: 60_000, passwordEnv: 'KVROUTE_TEST_ACL_PASSWORD', startGraceMs: 60_000 },
+      events as unknown as SessionStoreEvents);
+    const refusals = () => logs.filter((l) => l.startsWith('session store refused the connection')).length;
+    // The user turned off (an ACL change, a rotation gone wrong) and its connections killed: the reconnects are refused.
+    const refuse = async () => {
+      expect(await redis.command('ACL', 'SETUSER', 'epp', 'off')).toBe('+OK');
+      await redis.command('CLIENT', 'KILL', 'USER', 'epp');
+    };
+    try {
+      await store.start();
+      await waitFor(() => store.connected, 'connected');
+      await refuse();
+      await waitFor(() => refusals() === 1, 'the first refusal logged');
+      expect(await redis.command('ACL', 'SETUSER', 'epp', 'on')).toBe('+OK');
+      await waitFor(() => store.connected, 'connected again');
+      await refuse();
+      await waitFor(() => !store.connected, 'the second loss');
+      await waitFor(() => refusals() === 2, 'the second refusal logged');
+      expect(logs.filter((l) => l.startsWith('session store refused the connection')))
+        .toEqual([expect.stringMatching(/WRONGPASS/), expect.stringMatching(/WRONGPASS/)]);
+    } finally {
+      delete process.env.KVROUTE_TEST_ACL_PASSWORD;
+      await store.close();
+      await redis.stop();
+    }
+  });
+
   it('a store reached and then lost within the start-up grace is logged as lost once, not also as "not reachable since start" when the grace ends', async () => {
     const redis = await RedisServer.start();
     const { logs, events } = sink();

@@ -226,6 +226,9 @@ export class RedisSessionStore {
     // database 0, where bindings would be shared in a database the config does not name. Such a connection is dropped
     // before it is used, as go-redis fails a connection whose set-up fails (redis.go (*baseClient).initConn, v9).
     let selectRefused = false;
+    // The last refusal logged: the same one is not logged again while the store keeps refusing (every ~2 s), but is
+    // once the store has accepted a connection since, as the start of another outage.
+    let lastRefusal: string | undefined;
     client.on('connect', () => { selectRefused = false; });
     client.on('ready', () => {
       if (selectRefused) {
@@ -234,14 +237,14 @@ export class RedisSessionStore {
         return;
       }
       this.refusedConnections = 0;
+      lastRefusal = undefined;
       this.setUp(true);
     });
     client.on('close', () => this.setUp(false));
     // ioredis reports every failed attempt as an 'error' event; the state change is logged once in setUp instead. A
-    // reply error during the handshake (AUTH, CLIENT SETNAME: a wrong or missing password, ACLs) is why the store stays
-    // down, reconnecting every ~2 s: logged whenever it changes, since the connection error alone says only that it
-    // closed.
-    let lastRefusal: string | undefined;
+    // reply error during the handshake (HELLO/AUTH, SELECT: a wrong or missing password, ACLs, a database out of range;
+    // ioredis drops a refused CLIENT SETNAME without a word) is why the store stays down, reconnecting every ~2 s: logged
+    // whenever it changes, since the connection error alone says only that it closed.
     let lastError: string | undefined;
     client.on('error', (e: Error) => {
       lastError = e.message;
