@@ -35,7 +35,6 @@ async function main(argv: readonly string[]): Promise<number> {
     process.stderr.write(`kvroute-gateway: cannot start: ${message}\n`);
     return 1;
   }
-  process.stdout.write(`${JSON.stringify({ event: 'listening', port: gateway.port })}\n`);
   const g = gateway;
   return new Promise<number>((resolve) => {
     let stopping = false;
@@ -56,6 +55,9 @@ async function main(argv: readonly string[]): Promise<number> {
     };
     process.once('SIGTERM', () => stop('SIGTERM'));
     process.once('SIGINT', () => stop('SIGINT'));
+    // Only now: a harness stops the gateway as soon as it reads this line, and a SIGTERM before the handlers above
+    // were installed killed it by the signal, without its graceful close.
+    process.stdout.write(`${JSON.stringify({ event: 'listening', port: g.port })}\n`);
   });
 }
 
