@@ -5,6 +5,7 @@
  */
 import { spawn, type ChildProcess } from 'child_process';
 import * as fs from 'fs';
+import * as os from 'os';
 import * as path from 'path';
 import * as readline from 'readline';
 
@@ -89,18 +90,20 @@ function hookExit(): void {
     for (const child of running.keys()) child.kill('SIGKILL');
   };
   process.on('exit', killAll);
-  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  // SIGHUP too: the children have sessions of their own (see startProcess), so a closed terminal hangs up only this
+  // process, whose death by the signal would skip the 'exit' hook and leave them running.
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
     process.on(signal, () => {
       const handler = interruptHandler;
       interruptHandler = undefined;
       if (handler) return handler(signal);
       // Those still running are killed outright (SIGKILL), and this process exits once they have, with the shell's
-      // status for the signal (128 + its number). A child the terminal's Ctrl-C already ended is not counted.
+      // status for the signal (128 + its number). A child that already exited on its own is not counted.
       const alive = [...running.keys()].filter((child) => child.exitCode === null && child.signalCode === null).length;
       killedBySignal = true;
       killAll();
       process.stderr.write(`\n${signal}: killed ${alive} child process${alive === 1 ? '' : 'es'} still running\n`);
-      void Promise.all(running.values()).then(() => process.exit(signal === 'SIGINT' ? 130 : 143));
+      void Promise.all(running.values()).then(() => process.exit(128 + os.constants.signals[signal]));
     });
   }
 }
@@ -117,7 +120,7 @@ async function stopChild(child: ChildProcess, exit: Promise<void>, graceMs: numb
 
 /**
  * For a command whose normal end is Ctrl-C (the stack): the next SIGINT or SIGTERM calls `handler` instead of killing
- * every child and exiting 130 (143 for SIGTERM), so the command can stop its processes gracefully and exit 0. A signal after that one
+ * every child and exiting 130 (143 for SIGTERM, 129 for SIGHUP), so the command can stop its processes gracefully and exit 0. A signal after that one
  * kills at once, as before.
  */
 export function onNextInterrupt(handler: (signal: NodeJS.Signals) => void): void {
@@ -144,7 +147,11 @@ export function startProcess(name: string, entry: string, args: readonly string[
   hookExit();
   // A VLLM_API_KEY exported for real vLLM servers would make every simulated pod ask for it (as vLLM does), and this
   // harness's clients send none: the stack it starts is its own, so the key is not passed on (spawn skips undefined).
-  const child = spawn(process.execPath, [entry, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, VLLM_API_KEY: undefined } });
+  // detached: a session and process group of its own, so a terminal's Ctrl-C reaches this process alone and each child
+  // is stopped by the one SIGTERM this process sends, as the kubelet sends a pod's containers one SIGTERM. In this
+  // process's group the child got the terminal's SIGINT and then that SIGTERM: a second signal, on which the EPP exits
+  // 1 at once without draining (as upstream's SetupSignalHandler does, see epp/src/main.ts).
+  const child = spawn(process.execPath, [entry, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, VLLM_API_KEY: undefined }, detached: true });
   const log = options.logFile ? fs.createWriteStream(options.logFile, { flags: 'a' }) : undefined;
   // Logs are appended (a pod restarted by a fault run keeps one file), so each start is marked: a JSON line like the
   // processes' own, which says which run and which process the lines after it belong to.
@@ -156,11 +163,18 @@ export function startProcess(name: string, entry: string, args: readonly string[
     if (stderrTail.length > 20) stderrTail.shift();
   });
   let exited = false;
-  const exit = new Promise<void>((resolve) => child.once('exit', () => {
+  child.once('exit', () => {
+    exited = true;
+  });
+  // Its exit as this process waits for it: once its stderr has been read to the end ('close'; 'exit' can come first)
+  // and its log ends with how it ended (a clean stop is status 0: did it drain, or was it killed?), written out before
+  // anything that waited for it (a stop, then this process's exit) goes on.
+  const exit = new Promise<void>((resolve) => child.once('close', (code, signal) => {
     exited = true;
     running.delete(child);
-    log?.end();
-    resolve();
+    if (!log) return resolve();
+    log.once('error', () => resolve());
+    log.end(`${JSON.stringify({ ts: new Date().toISOString(), level: 'info', msg: 'kvroute harness: process exited', process: name, pid: child.pid, code, signal })}\n`, () => resolve());
   }));
   running.set(child, exit);
 

@@ -49,9 +49,10 @@ export async function startRedisServer(port: number, logFile?: string, readyTime
     throw new Error(`a shared session store needs the ${REDIS_SERVER_BINARY} binary (Debian package "redis-server"; .ci/run installs it)`);
   }
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kvroute-bench-redis-'));
+  // detached, as processes.ts's children: a terminal's Ctrl-C reaches the bench alone, which stops the server itself.
   const child: ChildProcess = spawn(REDIS_SERVER_BINARY, [
     '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--protected-mode', 'no',
-  ], { stdio: ['ignore', 'pipe', 'pipe'] });
+  ], { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
   const log = logFile ? fs.createWriteStream(logFile, { flags: 'a' }) : undefined;
   // Appended like the other processes' logs, so each start is marked (redis-server's own lines are plain text).
   log?.write(`# ${new Date().toISOString()} kvroute harness: redis-server started on port ${port} (pid ${child.pid})\n`);

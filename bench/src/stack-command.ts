@@ -257,8 +257,8 @@ export async function stackCommand(argv: readonly string[]): Promise<number> {
     process.stdout.write('stopped\n');
     return 0;
   }
-  // A terminal's Ctrl-C reaches the whole process group, so a child may see it and exit cleanly before this process
-  // does: that is a stop, not a failure. Anything else means the stack is broken.
+  // A child stopped cleanly on its own (a signal sent to its pid) is a stop, not a failure; a terminal's Ctrl-C reaches
+  // this process alone (the children have process groups of their own). Anything else means the stack is broken.
   const { exitCode, signalCode } = end.died.child;
   process.stdout.write(`\n${end.died.name} exited (${signalCode ?? `status ${exitCode}`}); stopping the others\n`);
   await stack.stop();

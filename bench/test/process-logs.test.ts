@@ -28,11 +28,14 @@ describe('startProcess log files', () => {
       await p.stop();
     }
     const lines = fs.readFileSync(logFile, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    // Each run also ends with how it ended: this entry has no SIGTERM handler, so stop() ends it by the signal.
     expect(lines).toEqual([
       expect.objectContaining({ msg: 'kvroute harness: process started', process: 'probe', pid: pids[0], args: ['first'] }),
       { msg: 'hello', run: 'first' },
+      expect.objectContaining({ msg: 'kvroute harness: process exited', process: 'probe', pid: pids[0], code: null, signal: 'SIGTERM' }),
       expect.objectContaining({ msg: 'kvroute harness: process started', process: 'probe', pid: pids[1], args: ['second'] }),
       { msg: 'hello', run: 'second' },
+      expect.objectContaining({ msg: 'kvroute harness: process exited', process: 'probe', pid: pids[1], code: null, signal: 'SIGTERM' }),
     ]);
     expect(typeof lines[0]!.ts).toBe('string');
   });

@@ -35,8 +35,9 @@ interface Bench {
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
-function runBench(args: string[]): Bench {
-  const child = spawn(process.execPath, [MAIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+/** `ownGroup`: a process group of its own, as a shell gives a foreground job, so a group signal is a terminal's Ctrl-C. */
+function runBench(args: string[], ownGroup = false): Bench {
+  const child = spawn(process.execPath, [MAIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'], detached: ownGroup });
   const output = { stdout: '', stderr: '' };
   child.stdout.on('data', (b: Buffer) => { output.stdout += b.toString('utf8'); });
   child.stderr.on('data', (b: Buffer) => { output.stderr += b.toString('utf8'); });
@@ -158,6 +159,30 @@ function isAlive(pid: number): boolean {
     for (const p of ready!.processes) {
       expect([p.name, isAlive(p.pid)]).toEqual([p.name, false]);
       for (const port of p.ports) expect([p.name, port, await connectOutcome(port)]).toEqual([p.name, port, 'ECONNREFUSED']);
+    }
+  });
+
+  // A terminal's Ctrl-C signals the whole foreground process group. The EPP, in the bench's group, got that SIGINT and
+  // then the SIGTERM the bench's stop sends: a second signal, on which it exits 1 at once without draining (epp/src/
+  // main.ts, as llm-d-router v0.10.0's ctrl.SetupSignalHandler, k8s.io/apiserver pkg/server/signal.go: "second signal.
+  // Exit directly."). The kubelet signals a pod's containers once (SIGTERM), and so must the bench: each child has
+  // a group of its own and gets the bench's one SIGTERM.
+  test('a terminal\'s Ctrl-C (SIGINT to its process group) stops each process with one signal: the EPP drains and every process exits 0', async () => {
+    const dir = fs.mkdtempSync(path.join(logDir, 'ctrl-c-'));
+    const bench = runBench(['stack', '--pods', '1', '--port', '0', '--log-dir', dir], true);
+    let ready: ReadyLine | undefined;
+    try {
+      ready = await waitForReady(bench);
+      expect(ready).toBeDefined();
+    } finally {
+      process.kill(-bench.child.pid!, 'SIGINT');
+    }
+    expect(await bench.exited).toEqual({ code: 0, signal: null });
+    expect(bench.output.stdout).toContain('SIGINT: stopping 3 processes\nstopped\n');
+    for (const p of ready!.processes) {
+      const lines = fs.readFileSync(p.log, 'utf8').trim().split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>);
+      expect([p.name, lines.find((l) => l.msg === 'kvroute harness: process exited')]).toEqual([p.name, expect.objectContaining({ pid: p.pid, code: 0, signal: null })]);
+      if (p.name === 'epp') expect(lines.filter((l) => l.msg === 'shutting down')).toEqual([expect.objectContaining({ signal: 'SIGTERM' })]);
     }
   });
 
