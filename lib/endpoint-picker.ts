@@ -227,11 +227,13 @@ export class EndpointPicker extends Construct {
   /** Drain time the EPP gets on SIGTERM (its --shutdown-grace-period). */
   public static readonly SHUTDOWN_GRACE_SECONDS = 120;
   /**
-   * With more than one replica, how long a terminating replica keeps accepting ext_proc streams before SIGTERM (a
-   * preStop `sleep`): a deleted pod leaves the EPP Service's endpoints at once, but the gateways' Envoys learn it only at
-   * Istio's next push, and a stream Envoy opens to a replica that already stopped accepting fails open. llm-d's router
-   * chart sleeps 5 s for the same reason (llm-d/llm-d-router config/charts/routerlib/templates/_deployment.yaml @
-   * 2200bfcf, `lifecycle.preStop`).
+   * How long a terminating replica keeps accepting ext_proc streams before SIGTERM (a preStop `sleep`): a deleted pod
+   * leaves the EPP Service's endpoints at once, but the gateways' Envoys learn it only at Istio's next push, and a
+   * stream Envoy opens to a replica that already stopped accepting fails open. One replica too: its Deployment keeps
+   * the default RollingUpdate (maxSurge 25% rounds up to 1, maxUnavailable 25% down to 0), so a rollout (every config
+   * change is one) deletes the old pod as soon as the new one is ready, the same race. llm-d's router chart sleeps 5 s
+   * for the same reason (llm-d/llm-d-router config/charts/routerlib/templates/_deployment.yaml @ 2200bfcf,
+   * `lifecycle.preStop`).
    */
   public static readonly PRE_STOP_SECONDS = 5;
   private static readonly CONFIG_DIR = '/config';
@@ -437,7 +439,8 @@ export class EndpointPicker extends Construct {
             automountServiceAccountToken: true,
             // An ext_proc stream lasts as long as its HTTP exchange, so a rollout waits for generations in flight:
             // --shutdown-grace-period plus a margin.
-            terminationGracePeriodSeconds: EndpointPicker.SHUTDOWN_GRACE_SECONDS + 10 + (ha ? EndpointPicker.PRE_STOP_SECONDS : 0),
+            // The kubelet counts the preStop sleep within the grace period.
+            terminationGracePeriodSeconds: EndpointPicker.PRE_STOP_SECONDS + EndpointPicker.SHUTDOWN_GRACE_SECONDS + 10,
             // Pod Security "restricted" (see lib/pod-security.ts): the image runs as USER 65532:65532 (Dockerfile).
             securityContext: { runAsNonRoot: true, runAsUser: 65532, runAsGroup: 65532, seccompProfile: RUNTIME_DEFAULT_SECCOMP },
             ...(ha
@@ -486,7 +489,7 @@ export class EndpointPicker extends Construct {
                 limits: { memory: k8s.Quantity.fromString(memory) },
               },
               // The image is node:22-bookworm-slim, which has sleep (Kubernetes 1.28 has no preStop sleep action).
-              ...(ha ? { lifecycle: { preStop: { exec: { command: ['sleep', String(EndpointPicker.PRE_STOP_SECONDS)] } } } } : {}),
+              lifecycle: { preStop: { exec: { command: ['sleep', String(EndpointPicker.PRE_STOP_SECONDS)] } } },
               readinessProbe: grpcProbe(EndpointPicker.READINESS_SERVICE, 5),
               livenessProbe: grpcProbe(EndpointPicker.LIVENESS_SERVICE, 10),
               securityContext: {

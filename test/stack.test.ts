@@ -414,6 +414,11 @@ describe('cluster overrides', () => {
       const m = synthProfile(clusterProfile(name));
       const epp = one(m, 'Deployment', 'ms-llm-d-modelservice-epp');
       expect({ name, replicas: epp.spec.replicas, strategy: epp.spec.strategy, pdbs: all(m, 'PodDisruptionBudget').length }).toEqual({ name, replicas: 1, strategy: undefined, pdbs: 0 });
+      // The default strategy is RollingUpdate, maxSurge 25% (rounded up: 1) and maxUnavailable 25% (rounded down: 0;
+      // Kubernetes "Deployments", Rolling Update Deployment): a rollout deletes the old pod once the new one is ready,
+      // while the gateways' Envoys still send it streams until Istio's push. It keeps accepting them for the preStop.
+      expect([name, container(epp, 'epp').lifecycle]).toEqual([name, { preStop: { exec: { command: ['sleep', '5'] } } }]);
+      expect([name, epp.spec.template.spec.terminationGracePeriodSeconds]).toEqual([name, 5 + 120 + 10]);
       expect(all(m, 'DestinationRule').map((d) => d.metadata.name)).not.toContain('ms-llm-d-modelservice-epp');
     }
   });
