@@ -48,6 +48,18 @@ const HOT_HISTOGRAM_KEYS = [
   'llmdPrefixIndexerHitBytes',
   'gieFlowControlQueueDuration',
   'gieFlowControlEnqueueDuration',
+  // The response side, observed once per response when response bodies reach the EPP (`--response-body-mode
+  // full-duplex`): sizes, tokens and time per output token, GIE's and llm-d's twins, up to ten observations a request.
+  'responseSizes',
+  'inputTokens',
+  'outputTokens',
+  'promptCachedTokens',
+  'normalizedTimePerOutputToken',
+  'llmdResponseSizes',
+  'llmdInputTokens',
+  'llmdOutputTokens',
+  'llmdCachedTokens',
+  'llmdNormalizedTimePerOutputToken',
 ] as const satisfies readonly EppMetricKey[];
 type HotHistogramKey = (typeof HOT_HISTOGRAM_KEYS)[number];
 const HOT_HISTOGRAMS: ReadonlySet<EppMetricKey> = new Set(HOT_HISTOGRAM_KEYS);

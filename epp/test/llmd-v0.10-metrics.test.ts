@@ -201,6 +201,37 @@ describe('llm_d_epp_request_* (llm-d-router v0.10.0 metrics.go: each recorder wr
     }
   });
 
+  test('a response-side series appears at its first observation, as prom-client creates a labelled series: a response without output tokens adds no output-token or NTPOT series (llm-d-router v0.10.0 metrics.go RecordOutputTokens observes counts above 0)', async () => {
+    const ds = staticPool(2);
+    const { registry, collectors } = createEppMetrics();
+    const director = new RequestControl({ datastore: ds, scheduler: buildScheduler(defaultEndpointPickerConfig()), metrics: collectors });
+    try {
+      const respond = async (usage: string) => {
+        const d = await director.route(post(JSON.stringify({ model: 'm', prompt: 'hello' }), { [LLMD_FAIRNESS_ID_HEADER]: 'tenant-a' }));
+        if (d.kind !== 'route') throw new Error('expected a route');
+        director.responseHeaders(d.ticket, new Map([[':status', '200'], ['content-type', 'application/json']]));
+        director.responseBody(d.ticket, Buffer.from(`{"usage":${usage}}`), true);
+        director.release(d.ticket, 'completed');
+      };
+      const set = 'model_name="m",target_model_name="m",fairness_id="tenant-a",priority="0"';
+      await respond('{"prompt_tokens":5,"completion_tokens":0}');
+      let page = await registry.metrics();
+      expect(sample(page, `llm_d_epp_request_input_tokens_count{${set}}`)).toBe(1);
+      expect(sample(page, `llm_d_epp_response_size_bytes_count{${set}}`)).toBe(1);
+      expect(page).not.toContain('llm_d_epp_request_output_tokens_count{');
+      expect(page).not.toContain('llm_d_epp_request_ntpot_seconds_count{');
+      expect(page).not.toContain('llm_d_epp_request_cached_tokens_count{');
+      await respond('{"prompt_tokens":5,"completion_tokens":3}');
+      page = await registry.metrics();
+      expect(sample(page, `llm_d_epp_request_output_tokens_count{${set}}`)).toBe(1);
+      expect(sample(page, `llm_d_epp_request_ntpot_seconds_count{${set}}`)).toBe(1);
+      expect(sample(page, `llm_d_epp_request_input_tokens_count{${set}}`)).toBe(2);
+    } finally {
+      director.close();
+      ds.stop();
+    }
+  });
+
   test('past MAX_LLMD_LABEL_SETS client-chosen sets, a new set keeps its model pair (a new model\'s traffic stays its own) with fairness id and priority "other"', async () => {
     const ds = staticPool(2);
     const { registry, collectors } = createEppMetrics();

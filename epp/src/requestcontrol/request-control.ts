@@ -24,7 +24,7 @@ import { parseDuration } from '../config/duration';
 import { SchedulingError, UPSTREAM_PREFILL_PROFILE, type LLMRequest, type SchedulingErrorReason, type SchedulingResult } from '../scheduling/types';
 import { ResponseObserver, type UsageFormat } from './response-usage';
 import { parseAnthropicRequest, parseGenerateRequest, parseOpenAiRequest, ParserRegistry, requestPath, unclaimedPathMessage, UNREAD_BODY, type ParserRef } from './request-parsers';
-import type { HistogramSeries } from '../bound-histogram';
+import type { BoundHistogram, HistogramSeries } from '../bound-histogram';
 import type { ValueSeries } from '../bound-counter';
 import type { Plugin } from '../scheduling/framework';
 import { agentIdentityHeaders, firstHeaderValue } from '../scheduling/plugins/agent-identity';
@@ -314,6 +314,17 @@ interface Observer {
   observe(value: number): void;
 }
 
+/** A `BoundHistogram`'s series of `labels`, resolved at its first observation (see `LlmdRequestSeries.responseSeries`). */
+class LazySeries implements Observer {
+  private series: HistogramSeries | undefined;
+
+  constructor(private readonly histogram: BoundHistogram<keyof LlmdLabels & string>, private readonly labels: LlmdLabels) {}
+
+  observe(value: number): void {
+    (this.series ??= this.histogram.child(this.labels)).observe(value);
+  }
+}
+
 /** The labels of llm-d's per-request families: GIE's pair plus the request's fairness id and priority, bounded. */
 interface LlmdLabels {
   readonly model_name: string;
@@ -336,13 +347,17 @@ class LlmdRequestSeries {
 
   constructor(private readonly m: EppCollectors, readonly labels: LlmdLabels) {}
 
-  /** The response-side histograms (read only when response bodies reach the EPP), resolved once. */
+  /**
+   * The response-side histograms (read only when response bodies reach the EPP), each resolved at its first
+   * observation, as prom-client creates a labelled series: a set whose responses never had output tokens exports no
+   * output-token series, and series appear in the order first observed.
+   */
   responseSeries(): { sizes: Observer; input: Observer; output: Observer; cached: Observer; ntpot: Observer } {
     const m = this.m;
     const l = this.labels;
     return (this.response ??= {
-      sizes: m.llmdResponseSizes.labels(l), input: m.llmdInputTokens.labels(l), output: m.llmdOutputTokens.labels(l),
-      cached: m.llmdCachedTokens.labels(l), ntpot: m.llmdNormalizedTimePerOutputToken.labels(l),
+      sizes: new LazySeries(m.llmdResponseSizes, l), input: new LazySeries(m.llmdInputTokens, l), output: new LazySeries(m.llmdOutputTokens, l),
+      cached: new LazySeries(m.llmdCachedTokens, l), ntpot: new LazySeries(m.llmdNormalizedTimePerOutputToken, l),
     });
   }
 
