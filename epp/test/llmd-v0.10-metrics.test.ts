@@ -103,6 +103,16 @@ describe('llm_d_epp_prefix_indexer_* (llm-d-router v0.10.0 dataproducer/approxim
       expect(sample(page, `llm_d_epp_prefix_indexer_size{${labels}}`)).toBe(sample(page, 'inference_extension_prefix_indexer_size'));
       expect(sample(page, `llm_d_epp_prefix_indexer_size{${labels}}`)).toBeGreaterThan(0);
       expect(page).toContain('# HELP llm_d_epp_prefix_indexer_hit_bytes [ALPHA] Length of the prefix match in number of bytes in the cache lookup.');
+      // A registry reset drops the gauge's series, as prom-client's labelled gauges do; the next pick sets it again.
+      registry.resetMetrics();
+      expect(await registry.metrics()).not.toContain('llm_d_epp_prefix_indexer_size{');
+      const d = await director.route({
+        requestId: 'r2', headers: new Map([[':method', 'POST'], [':path', '/v1/completions'], ['content-type', 'application/json']]),
+        body: Buffer.from(JSON.stringify({ model: 'm', prompt })), filterMetadata: {},
+      });
+      if (d.kind !== 'route') throw new Error(`expected a route, got ${JSON.stringify(d)}`);
+      director.release(d.ticket, 'completed');
+      expect(sample(await registry.metrics(), `llm_d_epp_prefix_indexer_size{${labels}}`)).toBeGreaterThan(0);
     } finally {
       director.close();
       ds.stop();
