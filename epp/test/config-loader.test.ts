@@ -270,7 +270,7 @@ describe('validation errors name the field and what is allowed', () => {
     [
       "GIE v1.5.0's latency-scorer parameters",
       plugins('- type: latency-scorer\n  parameters: {ttftWeight: 0.8, tpotWeight: 0.2}\n'),
-      "plugins[0].parameters.ttftWeight: is a parameter of GIE v1.5.0's latency-scorer (predicted-latency headroom from its predicted-latency-producer), which kvroute does not implement; kvroute's latency-scorer learns each pod's time to first token online and takes priorPrefillMsPerToken, priorOverheadMs, priorWeight, halfLife, pendingTimeout, charactersPerToken, maxNumSeqs, slotWait, sessionHeaders, ownPrefillWeight, fasterPodRatio, keepOneOffOnHolder",
+      "plugins[0].parameters.ttftWeight: is a parameter of GIE v1.5.0's latency-scorer (predicted-latency headroom from its predicted-latency-producer), which kvroute does not implement; kvroute's latency-scorer learns each pod's time to first token online and takes priorPrefillMsPerToken, priorOverheadMs, priorWeight, halfLife, pendingTimeout, charactersPerToken, maxNumSeqs, slotWait, sessionHeaders, ownPrefillWeight, fasterPodRatio, keepOneOffOnHolder, and llm-d-router v0.10.0's latencyPredictionInfoProducerName and prefixMatchInfoProducerName",
     ],
     ['picker count', plugins('- type: max-score-picker\n  parameters: {maxNumOfEndpoints: 0}\n'), 'plugins[0].parameters.maxNumOfEndpoints: must be an integer >= 1, got 0'],
     [

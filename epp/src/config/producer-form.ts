@@ -345,11 +345,16 @@ function mergePreciseProducers(document: unknown): Merged {
 }
 
 /** Upstream's other readers of a prefix producer's match, which name it by `prefixMatchInfoProducerName`. */
-const MATCH_READER_TYPES = ['prefix-cache-affinity-filter', 'inflight-load-producer', 'predicted-latency-producer', 'no-hit-lru-scorer'];
+const MATCH_READER_TYPES = ['prefix-cache-affinity-filter', 'inflight-load-producer', 'predicted-latency-producer', 'no-hit-lru-scorer', 'latency-scorer'];
+/**
+ * Readers renamed only when they name a producer: the `latency-scorer` naming none reads its profile's match (kvroute's
+ * configs), not the default producer's.
+ */
+const NAMED_ONLY_READER_TYPES = ['latency-scorer'];
 
 /**
  * `prefixMatchInfoProducerName` of the other readers (`prefix-cache-affinity-filter`, `inflight-load-producer`,
- * `predicted-latency-producer`, `no-hit-lru-scorer`) naming a merged producer names the scorer that now does its work;
+ * `predicted-latency-producer`, `no-hit-lru-scorer`, `latency-scorer`) naming a merged producer names the scorer that now does its work;
  * naming none, when `defaultProducer` (the default-named approximate producer, which upstream's readers then read:
  * `PrefixCacheMatchInfoDataKey.WithNonEmptyProducerName("")`) was merged, the scorer that does its work.
  */
@@ -361,7 +366,7 @@ function renameMatchReaders(plugins: unknown[], scorerOf: ReadonlyMap<string, st
     const parameters = isPlainObject(p.parameters) ? p.parameters : {};
     const named = parameters[PRODUCER_REF];
     if (named !== undefined && named !== null && typeof named !== 'string') return p;
-    const producer = typeof named === 'string' && named !== '' ? named : defaultProducer;
+    const producer = typeof named === 'string' && named !== '' ? named : NAMED_ONLY_READER_TYPES.includes(p.type) ? undefined : defaultProducer;
     const scorer = producer !== undefined ? scorerOf.get(producer) : undefined;
     return scorer === undefined ? p : { ...p, parameters: { ...parameters, [PRODUCER_REF]: scorer } };
   });

@@ -7,9 +7,9 @@ import { DEFAULT_TPOT_PRIOR, TpotModel } from '../../latency/pod-tpot-model';
 import type { PostResponse, PreRequest, ResponseComplete, ResponseInfo } from '../../requestcontrol/hooks';
 import { scoresFromInto, stateKey, type CycleContext, type CycleState, type PluginHandle, type Scorer } from '../framework';
 import { definePlugin, parameters } from '../plugin';
-import { PREFIX_MATCH, uncachedPromptTokens, uncachedTokensOf, type PrefixMatchEstimate } from '../prefix-match';
+import { PREFIX_MATCH, producerMatch, resolvePrefixProducer, uncachedPromptTokens, uncachedTokensOf, type PrefixMatchEstimate, type PrefixMatchRatios } from '../prefix-match';
 import { headroomScoresInto } from './headroom-score';
-import type { LatencyPredictions, PredictedLatencyProducer } from './predicted-latency-producer';
+import { PredictedLatencyProducer, resolvePredictionProducer } from './predicted-latency-producer';
 import { sessionHeaderValue } from './session-affinity-filter';
 import { UPSTREAM_PREFILL_PROFILE, type LLMRequest, type SchedulingResult } from '../types';
 
@@ -138,17 +138,43 @@ export interface LatencyScorerParameters {
    * @default false
    */
   keepOneOffOnHolder?: boolean;
+  /**
+   * llm-d-router v0.10.0's field (`scorer/latency/plugin.go` Config): the `predicted-latency-producer` whose predictions
+   * this scorer scores as upstream's does (`LatencyPredictionInfoDataKey.WithNonEmptyProducerName`), whichever
+   * `latency-scorer` that producer predicts with. "" (the default): the producer predicting with this scorer; when the
+   * config has several producers and one does, the one named `predicted-latency-producer` (the data key's default
+   * producer name, which upstream reads), else a config error naming them; with no producer predicting with it, this
+   * scorer's own score (kvroute's configs). Not rendered unless set.
+   * @default ""
+   */
+  latencyPredictionInfoProducerName?: string;
+  /**
+   * llm-d-router v0.10.0's field: the prefix scorer (`prefix-cache-scorer` or `precise-prefix-cache-scorer`; an llm-d
+   * producer merged into a scorer is named by that scorer) whose match this scorer's own prediction reads, where
+   * upstream's composite fallback (the score without predictions) reads that producer's `PrefixCacheMatchInfo`. ""
+   * (the default): the match its profile published (the precise scorer's when a profile lists both). A producer's
+   * predictions, when scored, use that producer's own `prefixMatchInfoProducerName`. Not rendered unless set.
+   * @default ""
+   */
+  prefixMatchInfoProducerName?: string;
 }
 
 /** Which requests, and on which candidates, the latency scorer adds the wait for a free sequence slot (`slotWait`). */
 export type SlotWaitMode = 'sessions' | 'all' | 'imbalanced' | 'avoidable' | 'hot-prefixes';
 
-/** The parameters resolved: every default filled but `ownPrefillWeight`, `fasterPodRatio` and `keepOneOffOnHolder`, kept only when given so configs render unchanged. */
-export type ResolvedLatencyScorerParameters = Omit<Required<LatencyScorerParameters>, 'ownPrefillWeight' | 'fasterPodRatio' | 'keepOneOffOnHolder'> & {
+/**
+ * The parameters resolved: every default filled but `ownPrefillWeight`, `fasterPodRatio`, `keepOneOffOnHolder` and the
+ * two producer names, kept only when given so configs render unchanged.
+ */
+export type ResolvedLatencyScorerParameters = Omit<Required<LatencyScorerParameters>, OptionalLatencyScorerParameter> & {
   readonly ownPrefillWeight?: number;
   readonly fasterPodRatio?: number;
   readonly keepOneOffOnHolder?: boolean;
+  readonly latencyPredictionInfoProducerName?: string;
+  readonly prefixMatchInfoProducerName?: string;
 };
+
+type OptionalLatencyScorerParameter = 'ownPrefillWeight' | 'fasterPodRatio' | 'keepOneOffOnHolder' | 'latencyPredictionInfoProducerName' | 'prefixMatchInfoProducerName';
 
 /**
  * `slotWait: imbalanced`: a candidate with at most this share of its slots taken has room the full ones lack. A quarter
@@ -300,8 +326,9 @@ interface StagePick {
  * it as `best predicted TTFT ÷ this candidate's predicted TTFT`: 1 for the fastest candidate, 0.5 for one predicted to
  * take twice as long. The ratio keeps the score in (0, 1] whatever the absolute latencies, so it composes with the
  * other weighted scorers: at weight `w` a candidate twice as slow loses `w/2` points, ten times as slow `0.9·w`.
- * When a `predicted-latency-producer` predicts with it (llm-d's predicted-latency configs) it scores that producer's
- * predictions as llm-d-router v0.10.0's own `latency-scorer` does instead (`servePredictions`, `headroom-score.ts`).
+ * When a `predicted-latency-producer` predicts with it (llm-d's predicted-latency configs), or one is named by
+ * `latencyPredictionInfoProducerName`, it scores that producer's predictions as llm-d-router v0.10.0's own
+ * `latency-scorer` does instead (`resolveReferences`, `headroom-score.ts`).
  *
  * Uncached tokens per candidate come from the prefix scorer of the same profile (`prefix-match.ts`): the precise
  * scorer's tokens, or the approximate scorer's characters ÷ `charactersPerToken`. List this scorer after the prefix
@@ -333,8 +360,16 @@ export class LatencyScorer implements Scorer, PreRequest, PostResponse, Response
    * new snapshot feeds both once a producer asked for it: `wantTpot`), for the `predicted-latency-producer`'s TPOT; it does not enter this scorer's score.
    */
   readonly tpotModel: TpotModel;
-  /** The `predicted-latency-producer`s predicting with this scorer (`servePredictions`), whose predictions it then scores. */
+  /** The `predicted-latency-producer`s predicting with this scorer (`servePredictions`). */
   private readonly producers: PredictedLatencyProducer[] = [];
+  /**
+   * The producer whose predictions this scorer scores, once references are resolved (`resolveReferences`:
+   * `latencyPredictionInfoProducerName`, else the one predicting with it); undefined: its own score.
+   */
+  private source: PredictedLatencyProducer | undefined;
+  private sourceResolved = false;
+  /** The prefix scorer `prefixMatchInfoProducerName` names, whose match this scorer's own prediction reads; undefined: the profile's. */
+  private prefixSource: PrefixMatchRatios | undefined;
   /** Whether a `predicted-latency-producer` reads `tpotModel` (`wantTpot`): until then scoring does not feed it. */
   private tpotWanted = false;
   private readonly inputsKey = stateKey<CycleInputs>('latency-scorer inputs');
@@ -411,7 +446,8 @@ export class LatencyScorer implements Scorer, PreRequest, PostResponse, Response
 
   scoreInto(cycle: CycleContext, candidates: readonly EndpointSnapshot[], out: Float64Array): void {
     const now = this.handle.now();
-    const match = cycle.state.get(PREFIX_MATCH);
+    // The named producer's match, not whichever the profile published (the precise one's when it lists both).
+    const match = this.prefixSource !== undefined ? producerMatch(cycle, this.prefixSource, candidates) : cycle.state.get(PREFIX_MATCH);
     const slotWait = this.slotWaitFor(cycle.request, match, candidates, now);
     // Set by slotWaitFor for this request alone: the uncached tokens of a candidate holding the hot part (-1: none).
     const replicated = this.hotLength > 0 ? uncachedTokensOf(match!, this.hotLength, this.parameters.charactersPerToken) : -1;
@@ -432,7 +468,9 @@ export class LatencyScorer implements Scorer, PreRequest, PostResponse, Response
       const previous = earlier !== undefined && earlier.state === cycle.state ? earlier : undefined;
       attributes.set(this.inputsKey, { candidates, match, nowMs: now, slotWait, profile: cycle.profile, state: cycle.state, previous });
     }
-    const predictions = this.producers.length === 0 ? undefined : this.producerPredictions(cycle, candidates);
+    // Unresolved (a scorer built outside a scheduler): the first producer predicting with it.
+    const source = this.sourceResolved ? this.source : this.producers[0];
+    const predictions = source === undefined ? undefined : cycle.state.get(source.predictionsKey) ?? source.predict(cycle.request, candidates);
     if (predictions !== undefined) {
       headroomScoresInto(candidates.map((c) => predictions.get(c.endpoint.key)), out);
       return;
@@ -441,26 +479,78 @@ export class LatencyScorer implements Scorer, PreRequest, PostResponse, Response
   }
 
   /**
-   * A `predicted-latency-producer` predicts with this scorer (it calls this when it resolves its references): from then
-   * on this scorer scores as llm-d-router v0.10.0's `latency-scorer` does, from that producer's predictions
-   * (`headroom-score.ts`), which is what llm-d's predicted-latency configs list it for. kvroute's own configs list no
-   * producer, and score as before.
+   * A `predicted-latency-producer` predicts with this scorer (it calls this when it resolves its references): unless
+   * `latencyPredictionInfoProducerName` names another, this scorer then scores as llm-d-router v0.10.0's `latency-scorer`
+   * does, from that producer's predictions (`headroom-score.ts`), which is what llm-d's predicted-latency configs list
+   * it for. kvroute's own configs list no producer, and score as before.
    */
   servePredictions(producer: PredictedLatencyProducer): void {
     if (!this.producers.includes(producer)) this.producers.push(producer);
   }
 
   /**
-   * The cycle's predictions: those a producer published in this cycle's state (it ran as a filter of the profile),
-   * else the first producer's for these candidates (upstream's director runs every producer before each cycle, so its
-   * scorer always has them); undefined with `predictInProduce: false`, and this scorer then scores its own way.
+   * The producers named by `latencyPredictionInfoProducerName` and `prefixMatchInfoProducerName`, as llm-d-router
+   * v0.10.0's scorer keys them (`scorer/latency/plugin.go` Factory: `WithNonEmptyProducerName` on
+   * `LatencyPredictionInfoDataKey` and `PrefixCacheMatchInfoDataKey`). Upstream's loader fails a key no plugin produces
+   * (`datalayer/data_graph.go` CreateMissingDataProducers: no default producer for a named key); here the name must be a
+   * plugin of the right type.
    */
-  private producerPredictions(cycle: CycleContext, candidates: readonly EndpointSnapshot[]): LatencyPredictions | undefined {
-    for (const producer of this.producers) {
-      const published = cycle.state.get(producer.predictionsKey);
-      if (published !== undefined) return published;
+  resolveReferences(): void {
+    if (this.sourceResolved) return;
+    const prefixName = this.parameters.prefixMatchInfoProducerName ?? '';
+    if (prefixName !== '') {
+      const prefix = resolvePrefixProducer(this.handle, `${this.name}.parameters.prefixMatchInfoProducerName`, prefixName)!;
+      // The approximate index learns only from the picks of the profiles listing it (or of a producer recording them).
+      if (prefix.type === 'prefix-cache-scorer') {
+        const recorders = [...(this.handle.plugins?.() ?? [])].filter((x) => x instanceof PredictedLatencyProducer && x.prefixScorer() === prefix).map((x) => x.name);
+        this.requireInMyProfiles(prefix.name, recorders, `reads the prefix match of ${JSON.stringify(prefix.name)}, which learns where prompts went only from the picks of the profiles that list it`,
+          `{pluginRef: ${prefix.name}, weight: 0} learns without scoring`);
+      }
+      this.prefixSource = prefix;
     }
-    return this.producers[0]!.predict(cycle.request, candidates);
+    const source = this.predictionSource();
+    if (source !== undefined) {
+      const latency = source.latencyScorer();
+      // Another scorer's model: its commits are what count each pod's queued prefill in the predictions scored here.
+      if (latency !== this) {
+        this.requireInMyProfiles(latency.name, [source.name], `scores the predictions of ${JSON.stringify(source.name)}, made with ${JSON.stringify(latency.name)}, `
+          + `and ${JSON.stringify(latency.name)} counts the prefill queued on each pod only from the picks of the profiles that list it`, `{pluginRef: ${latency.name}, weight: 0} predicts without scoring`);
+      }
+    }
+    this.source = source;
+    this.sourceResolved = true;
+  }
+
+  /**
+   * `latencyPredictionInfoProducerName`'s producer; unnamed, none unless a producer predicts with this scorer, then the
+   * config's one, or among several the one named `predicted-latency-producer`: upstream's unnamed key is
+   * `LatencyPredictionInfoDataKey/predicted-latency-producer` (`attribute/latency/data_types.go`), which only the
+   * producer of that name publishes (each publishes under its own name: `predictedlatency/plugin.go`
+   * NewPredictedLatency). Without one of that name upstream's loader would add a default-configured producer of that
+   * name for the scorer (CreateMissingDataProducers); kvroute refuses instead.
+   */
+  private predictionSource(): PredictedLatencyProducer | undefined {
+    const named = this.parameters.latencyPredictionInfoProducerName ?? '';
+    if (named !== '') return resolvePredictionProducer(this.handle, this.name, named);
+    const producers = [...(this.handle.plugins?.() ?? [])].filter((x): x is PredictedLatencyProducer => x instanceof PredictedLatencyProducer);
+    // Each producer tells its latency-scorer when it resolves its references (servePredictions): asked here, whatever the config's order.
+    if (!producers.some((p) => p.latencyScorer() === this)) return undefined;
+    if (producers.length === 1) return producers[0];
+    const byDefault = producers.find((p) => p.name === DEFAULT_PREDICTION_PRODUCER);
+    if (byDefault !== undefined) return byDefault;
+    throw new ConfigError(`${this.name}.parameters.latencyPredictionInfoProducerName`, `the config has several predicted-latency-producers (${producers.map((p) => p.name).join(', ')}) `
+      + `and none named ${JSON.stringify(DEFAULT_PREDICTION_PRODUCER)}, the one llm-d-router v0.10.0's latency-scorer reads when it names none `
+      + '(upstream would add a default-configured one of that name): name the one to score');
+  }
+
+  /** Every profile that lists this scorer must list `required` or one of `alternatives`, which do its work there. */
+  private requireInMyProfiles(required: string, alternatives: readonly string[], because: string, weightZero: string): void {
+    (this.handle.profiles?.() ?? []).forEach((profile, i) => {
+      const refs = profile.plugins.map((r) => r.pluginRef);
+      if (!refs.includes(this.name) || refs.includes(required) || alternatives.some((p) => refs.includes(p))) return;
+      throw new ConfigError(`schedulingProfiles[${i}].plugins`, `lists ${JSON.stringify(this.name)} (latency-scorer), which ${because}: `
+        + `list ${JSON.stringify(required)} in profile ${JSON.stringify(profile.name)} too (${weightZero})`);
+    });
   }
 
   /**
@@ -1072,6 +1162,12 @@ function positive(fields: FieldReader, key: string, defaultValue: number): numbe
  */
 const GIE_LATENCY_SCORER_FIELDS = ['ttftWeight', 'tpotWeight', 'headroomSelectionStrategy', 'compositeKVWeight', 'compositeQueueWeight', 'compositePrefixWeight'];
 
+/**
+ * The producer name llm-d-router v0.10.0's `LatencyPredictionInfoDataKey` carries when a reader names none
+ * (`latencyproducerconstants.LatencyDataProviderPluginType`, `predictedlatency/constants/constants.go`).
+ */
+const DEFAULT_PREDICTION_PRODUCER = 'predicted-latency-producer';
+
 function slotWaitOf(fields: FieldReader): SlotWaitMode {
   return fields.oneOf('slotWait', ['sessions', 'all', 'imbalanced', 'avoidable', 'hot-prefixes'], 'sessions');
 }
@@ -1085,7 +1181,8 @@ export const latencyScorer = definePlugin({
     if (gie !== undefined) {
       throw new ConfigError(fields.fieldPath(gie), "is a parameter of GIE v1.5.0's latency-scorer (predicted-latency headroom from "
         + "its predicted-latency-producer), which kvroute does not implement; kvroute's latency-scorer learns each pod's "
-        + 'time to first token online and takes priorPrefillMsPerToken, priorOverheadMs, priorWeight, halfLife, pendingTimeout, charactersPerToken, maxNumSeqs, slotWait, sessionHeaders, ownPrefillWeight, fasterPodRatio, keepOneOffOnHolder');
+        + 'time to first token online and takes priorPrefillMsPerToken, priorOverheadMs, priorWeight, halfLife, pendingTimeout, charactersPerToken, maxNumSeqs, slotWait, sessionHeaders, ownPrefillWeight, fasterPodRatio, keepOneOffOnHolder, '
+        + "and llm-d-router v0.10.0's latencyPredictionInfoProducerName and prefixMatchInfoProducerName");
     }
     const resolved = {
     priorPrefillMsPerToken: fields.number('priorPrefillMsPerToken', 0.2, 0),
@@ -1103,11 +1200,16 @@ export const latencyScorer = definePlugin({
     const ownPrefillWeight = fields.number('ownPrefillWeight', 1, 1);
     const fasterPodRatio = fields.number('fasterPodRatio', 0.8, 0, 1);
     const keepOneOffOnHolder = fields.boolean('keepOneOffOnHolder', false);
+    // llm-d-router v0.10.0's Config fields (strings; "" is no name, as WithNonEmptyProducerName keeps the default).
+    const latencyPredictionInfoProducerName = fields.goString('latencyPredictionInfoProducerName', 'a plugin name');
+    const prefixMatchInfoProducerName = fields.goString('prefixMatchInfoProducerName', 'a plugin name');
     return {
       ...resolved,
       ...(fields.has('ownPrefillWeight') ? { ownPrefillWeight } : {}),
       ...(fields.has('fasterPodRatio') ? { fasterPodRatio } : {}),
       ...(fields.has('keepOneOffOnHolder') ? { keepOneOffOnHolder } : {}),
+      ...(fields.has('latencyPredictionInfoProducerName') ? { latencyPredictionInfoProducerName } : {}),
+      ...(fields.has('prefixMatchInfoProducerName') ? { prefixMatchInfoProducerName } : {}),
     } as Required<LatencyScorerParameters>;
   }),
   create: (name, resolved, handle) => new LatencyScorer(name, resolved, handle),
