@@ -217,3 +217,51 @@ describe('latency-scorer producer names render as given', () => {
     expect(config.plugins.find((p) => p.type === 'latency-scorer')!.parameters).toMatchObject({ latencyPredictionInfoProducerName: 'pa', prefixMatchInfoProducerName: 'px' });
   });
 });
+
+/**
+ * The other readers of latency predictions, unnamed among several producers, read the default key's producer as the
+ * scorer does: `slo-headroom-tier-filter` (`filter/sloheadroomtier/plugin.go`), `latency-slo-admitter`
+ * (`admitter/latencyslo/plugin.go`) and `prefix-cache-affinity-filter` (`filter/prefixcacheaffinity/plugin.go`) @
+ * llm-d-router v0.10.0 each key their read `LatencyPredictionInfoDataKey.WithNonEmptyProducerName(name)`.
+ */
+describe('readers of latency predictions, unnamed among several producers (llm-d-router v0.10.0)', () => {
+  const READERS = `- type: slo-headroom-tier-filter
+- type: latency-slo-admitter
+- type: prefix-cache-affinity-filter
+  parameters:
+    prefixMatchInfoProducerName: px
+    ttftSource: latencyPredictor
+`;
+  function withReaders(names: [string, string]): string {
+    return twoProducers('', names).replace('- type: max-score-picker', `${READERS}- type: max-score-picker`)
+      .replace('  - pluginRef: latency-scorer\n', '  - pluginRef: px\n  - pluginRef: slo-headroom-tier-filter\n  - pluginRef: prefix-cache-affinity-filter\n  - pluginRef: latency-scorer\n');
+  }
+  const producerOf = (scheduler: Scheduler, plugin: string): string => (scheduler.plugin(plugin) as unknown as { producer: { name: string } }).producer.name;
+
+  test.each([
+    [['other', 'predicted-latency-producer'] as [string, string]],
+    [['predicted-latency-producer', 'other'] as [string, string]],
+  ])('producers %j: the tier filter and the admitter read the one named predicted-latency-producer', (names) => {
+    const scheduler = buildScheduler(parseEndpointPickerConfig(withReaders(names)));
+    expect(producerOf(scheduler, 'slo-headroom-tier-filter')).toBe('predicted-latency-producer');
+    expect(producerOf(scheduler, 'latency-slo-admitter')).toBe('predicted-latency-producer');
+  });
+
+  test('the affinity filter\'s TTFT comes from the default-named producer, not the first one listed; with none of that name the choice is refused', () => {
+    // Only the affinity filter reads predictions here. The default-named producer streams (its TTFT is the first
+    // token's) and the other does not (end to end), which shows in the filter.
+    const affinityOnly = (names: [string, string]): string => withReaders(names)
+      .replace('- type: slo-headroom-tier-filter\n- type: latency-slo-admitter\n', '')
+      .replace('  - pluginRef: slo-headroom-tier-filter\n', '')
+      .replace(`  name: ${names[1]}\n  parameters:\n`, `  name: ${names[1]}\n  parameters:\n    streamingMode: ${names[1] === 'predicted-latency-producer'}\n`)
+      .replace(`  name: ${names[0]}\n  parameters:\n`, `  name: ${names[0]}\n  parameters:\n    streamingMode: ${names[0] === 'predicted-latency-producer'}\n`);
+    const endToEnd = (names: [string, string]): boolean => (buildScheduler(parseEndpointPickerConfig(affinityOnly(names))).plugin('prefix-cache-affinity-filter') as unknown as { endToEnd: boolean }).endToEnd;
+    expect(endToEnd(['other', 'predicted-latency-producer'])).toBe(false);
+    expect(endToEnd(['predicted-latency-producer', 'other'])).toBe(false);
+    // The scorer names its producer, so the only choice left open is the filter's.
+    const scorerNamed = affinityOnly(['pa', 'pb']).replace('- type: latency-scorer\n', '- type: latency-scorer\n  parameters:\n    latencyPredictionInfoProducerName: pa\n');
+    expect(configErrorOf(() => buildScheduler(parseEndpointPickerConfig(scorerNamed))))
+      .toBe('prefix-cache-affinity-filter.parameters.latencyPredictionInfoProducerName: the config has several (pa, pb) and none named "predicted-latency-producer", '
+        + 'the one llm-d-router v0.10.0 reads when a reader names none: name the one to read');
+  });
+});

@@ -9,7 +9,7 @@ import { scoresFromInto, stateKey, type CycleContext, type CycleState, type Plug
 import { definePlugin, parameters } from '../plugin';
 import { PREFIX_MATCH, producerMatch, resolvePrefixProducer, uncachedPromptTokens, uncachedTokensOf, type PrefixMatchEstimate, type PrefixMatchRatios } from '../prefix-match';
 import { headroomScoresInto } from './headroom-score';
-import { PredictedLatencyProducer, resolvePredictionProducer } from './predicted-latency-producer';
+import { DEFAULT_PREDICTION_PRODUCER, PredictedLatencyProducer, resolvePredictionProducer } from './predicted-latency-producer';
 import { sessionHeaderValue } from './session-affinity-filter';
 import { UPSTREAM_PREFILL_PROFILE, type LLMRequest, type SchedulingResult } from '../types';
 
@@ -1161,12 +1161,6 @@ function positive(fields: FieldReader, key: string, defaultValue: number): numbe
  * than with a bare "unknown field".
  */
 const GIE_LATENCY_SCORER_FIELDS = ['ttftWeight', 'tpotWeight', 'headroomSelectionStrategy', 'compositeKVWeight', 'compositeQueueWeight', 'compositePrefixWeight'];
-
-/**
- * The producer name llm-d-router v0.10.0's `LatencyPredictionInfoDataKey` carries when a reader names none
- * (`latencyproducerconstants.LatencyDataProviderPluginType`, `predictedlatency/constants/constants.go`).
- */
-const DEFAULT_PREDICTION_PRODUCER = 'predicted-latency-producer';
 
 function slotWaitOf(fields: FieldReader): SlotWaitMode {
   return fields.oneOf('slotWait', ['sessions', 'all', 'imbalanced', 'avoidable', 'hot-prefixes'], 'sessions');

@@ -379,7 +379,18 @@ class RunningTpotSlos {
   }
 }
 
-/** The producer `named` ("" → the config's one) for a reader `owner`. @throws ConfigError when there is none or the name is not one. */
+/**
+ * The producer name llm-d-router v0.10.0's `LatencyPredictionInfoDataKey` carries when a reader names none
+ * (`latencyproducerconstants.LatencyDataProviderPluginType`, `predictedlatency/constants/constants.go`): among several
+ * producers, the one a reader without `latencyPredictionInfoProducerName` reads.
+ */
+export const DEFAULT_PREDICTION_PRODUCER = 'predicted-latency-producer';
+
+/**
+ * The producer `named` ("" → the config's one, or among several the one named `predicted-latency-producer`, whose key
+ * upstream's readers read when they name none) for a reader `owner`. @throws ConfigError when there is none, the
+ * name is not one, or several with none of the default name leave the choice open.
+ */
 export function resolvePredictionProducer(handle: PluginHandle, owner: string, named: string): PredictedLatencyProducer {
   const plugins = [...(handle.plugins?.() ?? [])];
   const path = `${owner}.parameters.latencyPredictionInfoProducerName`;
@@ -391,8 +402,11 @@ export function resolvePredictionProducer(handle: PluginHandle, owner: string, n
   }
   const found = plugins.filter((x): x is PredictedLatencyProducer => x instanceof PredictedLatencyProducer);
   if (found.length === 0) throw new ConfigError(`${owner}.type`, 'reads the latency predictions of a predicted-latency-producer, and the config has none: add one');
-  if (found.length > 1) throw new ConfigError(path, `the config has several (${found.map((x) => x.name).join(', ')}): name the one to read`);
-  return found[0]!;
+  if (found.length === 1) return found[0]!;
+  const byDefault = found.find((x) => x.name === DEFAULT_PREDICTION_PRODUCER);
+  if (byDefault !== undefined) return byDefault;
+  throw new ConfigError(path, `the config has several (${found.map((x) => x.name).join(', ')}) and none named ${JSON.stringify(DEFAULT_PREDICTION_PRODUCER)}, `
+    + 'the one llm-d-router v0.10.0 reads when a reader names none: name the one to read');
 }
 
 /** A number field, any finite value (Go decodes into float64/int; a string fails). */

@@ -7,7 +7,7 @@ import { definePlugin, parameters } from '../plugin';
 import { PREFIX_MATCH, resolvePrefixProducer, type PrefixMatchRatios } from '../prefix-match';
 import type { InFlightLoadProducer } from './inflight-load-producer';
 import type { LatencyScorer } from './latency-scorer';
-import { PredictedLatencyProducer } from './predicted-latency-producer';
+import { PredictedLatencyProducer, resolvePredictionProducer } from './predicted-latency-producer';
 
 export type TtftSource = 'prefillThroughput' | 'latencyPredictor';
 
@@ -171,7 +171,8 @@ export class PrefixCacheAffinityFilter implements Filter {
       // first token, or of the whole request in non-streaming mode (prefixcacheaffinity/plugin.go reads info.TTFT();
       // predictedlatency/requestcontrol_hooks.go samples "TTFT" at end of stream there).
       const producer = latency instanceof PredictedLatencyProducer ? latency
-        : p.latencyPredictionInfoProducerName === '' ? plugins.find((x): x is PredictedLatencyProducer => x instanceof PredictedLatencyProducer) : undefined;
+        : p.latencyPredictionInfoProducerName === '' && plugins.some((x) => x instanceof PredictedLatencyProducer)
+          ? resolvePredictionProducer(this.handle, this.name, '') : undefined;
       if (producer !== undefined) {
         this.latency = producer.latencyScorer();
         this.endToEnd = !producer.parameters.streamingMode;
