@@ -5,6 +5,7 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import { loadEnvoyApi } from '@kvroute/protocol/envoy';
+import { eppFirst } from './round-stats';
 
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
@@ -169,36 +170,93 @@ export async function warmUp(client: ExtProcClient, bodies: readonly Buffer[], c
   for (let i = 0; i < count; i++) await timedExchange(client, bodies[i % bodies.length]!, [], () => undefined);
 }
 
+/** A step of `drivePaired`, in the order it is taken: what a test of its schedule records. */
+export interface PairedStep {
+  /** -1 for the untimed warm-up before the rounds. */
+  readonly round: number;
+  /** 0 the first port given (the EPP, or bench:ab's A), 1 the second (the floor, or B). */
+  readonly side: 0 | 1;
+  /** `warm-up`: the untimed exchanges before the rounds; `serial`: the phase at one in flight; `warm`: unmeasured load
+   * at `concurrency` in flight; `measured`: the phase at `concurrency` in flight that requests/s is read from. */
+  readonly phase: 'warm-up' | 'serial' | 'warm' | 'measured';
+}
+
+export interface PairedOptions {
+  /** Paired rounds; even, so each side goes first as often (default ROUNDS). */
+  readonly rounds?: number;
+  /** Unmeasured load at `concurrency` in flight before each measured phase, both sides alike (default 0). */
+  readonly warmMs?: number;
+  /** Called as each step starts, for tests and progress. */
+  readonly onStep?: (step: PairedStep) => void;
+}
+
+/** A side's load over the paired rounds, with its requests/s round by round (in round order). */
+export interface PairedLoad extends Load {
+  readonly roundRps: number[];
+}
+
 /**
- * The EPP and the floor (or any two ext_proc servers), paired: ROUNDS rounds, each a slice at one request in flight
- * and a slice at `concurrency` in flight against each server in turn, `phaseSeconds` per phase and server in all. On
- * a shared machine other work comes and goes by the second; alternating short slices gives both servers the same
- * share of it, so their ratio holds where back-to-back runs would not.
+ * Which side goes first in round `round`: the first port in even rounds, the second in odd ones (A B, B A, A B, …),
+ * the alternation `paired-rounds.ts` uses between an EPP and its floor (`eppFirst`). Always the same side first
+ * measured it right after the other side's burst, or after the warm-up, every round: an A/A run of one build read
+ * B ÷ A 1.04-2.09 and B won 8 of 9 A/B runs that way.
  */
-export async function drivePaired(eppPort: number, floorPort: number, bodies: Buffer[], phaseSeconds: number, concurrency: number): Promise<{ epp: Load; floor: Load }> {
+export function pairedSideOrder(round: number): readonly [0, 1] | readonly [1, 0] {
+  return eppFirst(round, 0) ? [0, 1] : [1, 0];
+}
+
+/**
+ * The EPP and the floor (or any two ext_proc servers, e.g. bench:ab's two builds), paired: `rounds` rounds, each a
+ * slice against each server in the order `pairedSideOrder` alternates round by round. A slice is a phase at one
+ * request in flight, `warmMs` of unmeasured load at `concurrency` in flight, then the measured phase at `concurrency`
+ * in flight, as `paired-rounds.ts` slices are; `phaseSeconds` per phase and server over all rounds. On a shared
+ * machine other work comes and goes by the second; alternating short slices gives both servers the same share of it,
+ * so their ratio holds where back-to-back runs would not, and each round's requests/s (`roundRps`) gives a per-round
+ * ratio whose spread shows the noise.
+ */
+export async function drivePaired(eppPort: number, floorPort: number, bodies: Buffer[], phaseSeconds: number, concurrency: number, options: PairedOptions = {}): Promise<{ epp: PairedLoad; floor: PairedLoad }> {
+  const rounds = options.rounds ?? ROUNDS;
+  const warmMs = options.warmMs ?? 0;
+  if (!(Number.isInteger(rounds) && rounds >= 1)) throw new Error(`rounds must be an integer >= 1, got ${rounds}`);
+  if (!(Number.isFinite(warmMs) && warmMs >= 0)) throw new Error(`warmMs must be a non-negative number of milliseconds, got ${warmMs}`);
+  const step = options.onStep ?? (() => undefined);
   const clients = [new ExtProcClient(eppPort), new ExtProcClient(floorPort)];
   const serial: number[][] = [[], []];
   const conc: number[][] = [[], []];
   const concSeconds = [0, 0];
+  const roundRps: number[][] = [[], []];
   const rejected = [0, 0];
-  const slice = (phaseSeconds * 1000) / ROUNDS;
+  const slice = (phaseSeconds * 1000) / rounds;
   try {
-    for (const c of clients) await warmUp(c, bodies);
-    for (let round = 0; round < ROUNDS; round++) {
-      for (const k of [0, 1]) {
+    for (const k of pairedSideOrder(0)) {
+      step({ round: -1, side: k, phase: 'warm-up' });
+      await warmUp(clients[k]!, bodies);
+    }
+    for (let round = 0; round < rounds; round++) {
+      for (const k of pairedSideOrder(round)) {
         const c = clients[k]!;
         const reject = () => { rejected[k]!++; };
+        step({ round, side: k, phase: 'serial' });
         await driveSerial(c, bodies, slice, serial[k]!, reject);
-        concSeconds[k]! += await driveConcurrent(c, bodies, slice, concurrency, conc[k]!, reject);
+        if (warmMs > 0) {
+          // Not timed; an answer rejected here still counts as rejected.
+          step({ round, side: k, phase: 'warm' });
+          await driveConcurrent(c, bodies, warmMs, concurrency, [], reject);
+        }
+        step({ round, side: k, phase: 'measured' });
+        const before = conc[k]!.length;
+        const seconds = await driveConcurrent(c, bodies, slice, concurrency, conc[k]!, reject);
+        concSeconds[k]! += seconds;
+        roundRps[k]!.push((conc[k]!.length - before) / seconds);
       }
     }
   } finally {
     for (const c of clients) c.close();
   }
-  const load = (k: number): Load => {
+  const load = (k: number): PairedLoad => {
     const s = serial[k]!.sort((a, b) => a - b);
     const c = conc[k]!.sort((a, b) => a - b);
-    return { rejected: rejected[k]!, answered: s.length + c.length, serialP50: quantile(s, 0.5), serialP99: quantile(s, 0.99), rps: c.length / concSeconds[k]!, concP50: quantile(c, 0.5), concP99: quantile(c, 0.99) };
+    return { rejected: rejected[k]!, answered: s.length + c.length, serialP50: quantile(s, 0.5), serialP99: quantile(s, 0.99), rps: c.length / concSeconds[k]!, concP50: quantile(c, 0.5), concP99: quantile(c, 0.99), roundRps: roundRps[k]! };
   };
   return { epp: load(0), floor: load(1) };
 }
