@@ -10,6 +10,7 @@ import * as path from 'node:path';
 import { freePort, INTEGRATION_TEST_TIMEOUT_MS, waitFor } from '@kvroute/testkit';
 import { RedisSessionStore, type SessionStoreEvents } from '../src/sessions/store';
 import { RedisServer, redisServerAvailable, requireRedisServerInCi } from './redis-server';
+import { sessionStoreConfig } from './replica';
 
 requireRedisServerInCi();
 
@@ -47,22 +48,7 @@ async function tlsRedis(cert: { cert: string; key: string }, tlsPort: number): P
   (built ? it : it.skip)('rediss:// to an IP address: the EPP binary connects with caFile and its stderr stays JSON lines (no DEP0123 warning)', async () => {
     const tlsPort = await freePort();
     const redis = await tlsRedis(certificate(dir, 'store', 'IP:127.0.0.1'), tlsPort);
-    const config = `apiVersion: inference.networking.x-k8s.io/v1alpha1
-kind: EndpointPickerConfig
-plugins:
-- type: session-affinity-filter
-  parameters:
-    ttl: 30m
-    sessionStore:
-      address: rediss://127.0.0.1:${tlsPort}
-      caFile: ${path.join(dir, 'store.crt')}
-- type: queue-scorer
-schedulingProfiles:
-- name: default
-  plugins:
-  - pluginRef: session-affinity-filter
-  - pluginRef: queue-scorer
-`;
+    const config = sessionStoreConfig(`rediss://127.0.0.1:${tlsPort}`, { extra: `      caFile: ${path.join(dir, 'store.crt')}` });
     const child = spawn('node', [main, '--endpoints', '127.0.0.1:1', '--grpc-port', '0', '--grpc-health-port', '0', '--metrics-port', '0',
       '--host', '127.0.0.1', '--config-text', config], { stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
