@@ -519,6 +519,48 @@ test('--drain-timeout: a request Envoy sends after SIGTERM, inside the window, i
   }
 }, 30_000);
 
+// A health Watch is a call that never ends on its own, and the drain (grpc-js tryShutdown, like grpc-go's GracefulStop)
+// waits for every open call: a client watching the ext_proc port's health held the stop for all of
+// --shutdown-grace-period. GIE v1.5.0 and llm-d-router v0.10.0 cmd/epp/runner/health.go answer Watch UNIMPLEMENTED.
+test('a health Watch on either port does not hold the drain: Watch is UNIMPLEMENTED (GIE v1.5.0 cmd/epp/runner/health.go) and the EPP stops well before --shutdown-grace-period', async () => {
+  const graceMs = 30_000;
+  const pod = await FakeVllmServer.start();
+  const epp = await startEpp(parseArgs(['--endpoints', `127.0.0.1:${pod.port}`, '--grpc-port', '0', '--grpc-health-port', '0',
+    '--metrics-port', '0', '--host', '127.0.0.1', '--shutdown-grace-period', `${graceMs / 1000}s`])!, quiet);
+  const pkg = grpc.loadPackageDefinition(loadEnvoyApi().packageDefinition) as unknown as {
+    grpc: { health: { v1: { Health: new (a: string, c: grpc.ChannelCredentials) => grpc.Client & { Watch(r: { service: string }): grpc.ClientReadableStream<{ status: string }> } } } };
+  };
+  const clients = [epp.grpcPort, epp.grpcHealthPort!].map((port) => new pkg.grpc.health.v1.Health(`127.0.0.1:${port}`, grpc.credentials.createInsecure()));
+  let stopping: Promise<void> | undefined;
+  try {
+    await waitFor(() => epp.serving);
+    const watches = clients.map((client) => {
+      const call = client.Watch({ service: 'envoy.service.ext_proc.v3.ExternalProcessor' });
+      const w = { seen: [] as string[], ended: false, status: new Promise<grpc.StatusObject>((resolve) => call.on('status', resolve)) };
+      call.on('data', (m: { status: string }) => w.seen.push(m.status));
+      call.on('error', () => undefined);
+      void w.status.then(() => { w.ended = true; });
+      return w;
+    });
+    // Each watch has been answered (or, before, was open and had reported SERVING) before the drain starts.
+    await waitFor(() => watches.every((w) => w.ended || w.seen.length > 0), 'every watch answered');
+    stopping = epp.stop();
+    // Not a measure of speed: the drain has nothing to wait for, so it ends in well under a second; held by a watch it
+    // ends only when the grace period does.
+    const outcome = await Promise.race([
+      stopping.then(() => 'stopped'),
+      new Promise<string>((resolve) => setTimeout(() => resolve('still draining 5 s before the grace period ends'), graceMs - 5_000).unref()),
+    ]);
+    expect(outcome).toBe('stopped');
+    const ends = await Promise.all(watches.map(async (w) => ({ seen: w.seen, code: grpc.status[(await w.status).code] })));
+    expect(ends).toEqual([{ seen: [], code: 'UNIMPLEMENTED' }, { seen: [], code: 'UNIMPLEMENTED' }]);
+  } finally {
+    for (const c of clients) c.close();
+    await (stopping ?? epp.stop());
+    await pod.close();
+  }
+}, 60_000);
+
 /**
  * GIE's conformance EPP: its config (a profile of `header-based-testing-filter`, plus `extraPlugins` declared beside it)
  * over echo-like pods on their own loopback addresses, as the conformance suite's pods have their own IPs; like its echo

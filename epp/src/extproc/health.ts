@@ -1,5 +1,5 @@
 /**
- * `grpc.health.v1.Health` (Check, List and Watch) with one process-wide status. Every service name gets that status, because
+ * `grpc.health.v1.Health` (Check and List; Watch answers UNIMPLEMENTED, below) with one process-wide status. Every service name gets that status, because
  * the probes in use ask under different names (`envoy.service.ext_proc.v3.ExternalProcessor` from Envoy's cluster
  * health check and llm-d manifests, `inference-extension` from the GIE chart) and all mean "can this EPP route?".
  * It starts NOT_SERVING: routing needs known endpoints, which the owner signals with `setServing(true)`.
@@ -8,7 +8,7 @@
  * all, so a Kubernetes liveness probe never restarts an EPP whose pool is merely empty (every decode pod still loading
  * its model), which would also wipe the prefix index it has learned.
  */
-import type * as grpc from '@grpc/grpc-js';
+import * as grpc from '@grpc/grpc-js';
 import { HEALTH_SERVICE, loadEnvoyApi } from '@kvroute/protocol/envoy';
 
 export type ServingStatus = 'SERVING' | 'NOT_SERVING';
@@ -18,7 +18,6 @@ export const LIVENESS_SERVICE = 'liveness';
 
 export class HealthState {
   private serving: boolean;
-  private readonly listeners = new Set<(status: ServingStatus) => void>();
 
   constructor(initiallyServing = false, private readonly livenessServices: readonly string[] = [LIVENESS_SERVICE]) {
     this.serving = initiallyServing;
@@ -39,19 +38,7 @@ export class HealthState {
   }
 
   setServing(serving: boolean): void {
-    if (serving === this.serving) return;
     this.serving = serving;
-    for (const fn of [...this.listeners]) fn(this.status);
-  }
-
-  /** Returns the unsubscribe function. */
-  subscribe(fn: (status: ServingStatus) => void): () => void {
-    this.listeners.add(fn);
-    return () => this.listeners.delete(fn);
-  }
-
-  get watchers(): number {
-    return this.listeners.size;
   }
 }
 
@@ -71,17 +58,16 @@ export function healthImplementation(state: HealthState): grpc.UntypedServiceImp
   const check: grpc.handleUnaryCall<HealthCheckRequest, HealthCheckResponse> = (call, callback) => {
     callback(null, { status: state.statusFor(call.request?.service) });
   };
+  // UNIMPLEMENTED, as the EPP's own health service upstream answers Watch (GIE v1.5.0 and llm-d-router v0.10.0
+  // cmd/epp/runner/health.go: `status.Error(codes.Unimplemented, "Watch is not implemented")`), which this service
+  // mirrors on both ports. A Watch is a call that never ends on its own: grpc-js's tryShutdown, like grpc-go's
+  // GracefulStop, waits for every open call, and grpc-go's health.Server (v1.82.1 health/server.go, what upstream
+  // registers on the ext_proc port with --health-checking) only pushes NOT_SERVING on Shutdown, never ending the
+  // stream, so one watcher on the ext_proc port held the drain for the whole --shutdown-grace-period. Kubernetes'
+  // gRPC probes and Envoy's gRPC health checker use Check; a client-side health-checking gRPC client that gets
+  // UNIMPLEMENTED treats the server as healthy (grpc-go v1.82.1 health/client.go), as it would with upstream's EPP.
   const watch: grpc.handleServerStreamingCall<HealthCheckRequest, HealthCheckResponse> = (call) => {
-    const service = call.request?.service;
-    const send = (): void => {
-      if (!call.destroyed && call.writable) call.write({ status: state.statusFor(service) });
-    };
-    const unsubscribe = state.subscribe(send);
-    // 'cancelled' covers client cancellation and server shutdown; 'close' and 'error' catch anything else.
-    call.on('cancelled', unsubscribe);
-    call.on('close', unsubscribe);
-    call.on('error', unsubscribe);
-    send();
+    call.emit('error', { code: grpc.status.UNIMPLEMENTED, details: 'Watch is not implemented', metadata: new grpc.Metadata() } as Partial<grpc.StatusObject>);
   };
   // GIE v1.5.0's List (cmd/epp/runner/health.go) names the ext_proc service; kvroute adds its liveness names.
   const list: grpc.handleUnaryCall<Record<string, never>, { statuses: Record<string, HealthCheckResponse> }> = (_call, callback) => {
