@@ -3,6 +3,7 @@
  * the default scheduling config, the ext_proc server), driven by a real gRPC client playing Envoy.
  */
 import * as http from 'http';
+import * as net from 'net';
 import * as grpc from '@grpc/grpc-js';
 import { loadEnvoyApi, structToJson, type StructObject } from '@kvroute/protocol/envoy';
 import { MAX_JSON_VALUES } from '@kvroute/protocol/openai';
@@ -556,6 +557,55 @@ test('a health Watch on either port does not hold the drain: Watch is UNIMPLEMEN
     expect(ends).toEqual([{ seen: [], code: 'UNIMPLEMENTED' }, { seen: [], code: 'UNIMPLEMENTED' }]);
   } finally {
     for (const c of clients) c.close();
+    await (stopping ?? epp.stop());
+    await pod.close();
+  }
+}, 60_000);
+
+// grpc-go v1.82.1 GracefulStop (internal/transport/http2_server.go): once a transport's final GOAWAY is written and no
+// stream is active it waits at most a second for the peer, then closes the connection. Node's http2 session.close()
+// waited for the peer's FIN, so an idle connection whose peer had gone silent (its node vanished, a half-open connection)
+// held the drain for all of --shutdown-grace-period, though no stream was left to drain.
+test('the drain waits for ext_proc streams, not for peers to close idle connections: a silent HTTP/2 peer does not hold it (grpc-go GracefulStop closes a drained connection itself)', async () => {
+  const graceMs = 30_000;
+  const pod = await FakeVllmServer.start();
+  const epp = await startEpp(parseArgs(['--endpoints', `127.0.0.1:${pod.port}`, '--grpc-port', '0', '--grpc-health-port', '0',
+    '--metrics-port', '0', '--host', '127.0.0.1', '--shutdown-grace-period', `${graceMs / 1000}s`])!, quiet);
+  const envoy = new FakeEnvoy(`127.0.0.1:${epp.grpcPort}`);
+  // A peer that opened an HTTP/2 connection (client preface and SETTINGS, RFC 9113 §3.4) and then went silent: it reads
+  // but neither answers nor closes its side, not even after the EPP's FIN (allowHalfOpen; a Node socket otherwise ends
+  // its side on the peer's).
+  const silent = net.connect({ port: epp.grpcPort, host: '127.0.0.1', allowHalfOpen: true });
+  silent.on('error', () => undefined);
+  silent.resume();
+  let stopping: Promise<void> | undefined;
+  try {
+    await new Promise((resolve) => silent.once('connect', resolve));
+    silent.write(Buffer.concat([Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'), Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0])]));
+    await waitFor(() => epp.serving);
+    // A stream open when the drain starts is still served to its end.
+    const s = envoy.open();
+    s.send(requestHeaders({ ':method': 'POST', ':path': '/v1/chat/completions', 'content-type': 'application/json' }, false));
+    s.send(requestBody(JSON.stringify(chat('hello')), true));
+    expect(setHeaders((await s.next()).request_headers.response.header_mutation)['x-gateway-destination-endpoint']).toBe(`127.0.0.1:${pod.port}`);
+    stopping = epp.stop();
+    await waitFor(() => !epp.serving);
+    s.send(responseHeaders({ ':status': '200', 'content-type': 'application/json' }, false));
+    await s.next();
+    s.send(responseBody('{"choices":[]}', true));
+    await s.next();
+    s.end();
+    expect((await s.status).code).toBe(grpc.status.OK);
+    // Not a measure of speed: with no stream left the drain ends about a second later; held by the silent peer it ended
+    // only with the grace period.
+    const outcome = await Promise.race([
+      stopping.then(() => 'stopped'),
+      new Promise<string>((resolve) => setTimeout(() => resolve('still draining 5 s before the grace period ends'), graceMs - 5_000).unref()),
+    ]);
+    expect(outcome).toBe('stopped');
+  } finally {
+    silent.destroy();
+    envoy.close();
     await (stopping ?? epp.stop());
     await pod.close();
   }

@@ -212,21 +212,57 @@ function bind(server: grpc.Server, address: string, creds: grpc.ServerCredential
   });
 }
 
-function shutdown(server: grpc.Server, graceMs: number): Promise<void> {
+/**
+ * How long a connection's peer gets to close it once no ext_proc stream is open on the draining server: grpc-go's
+ * GracefulStop (v1.82.1 internal/transport/http2_server.go) ends a transport's writer once its final GOAWAY is written
+ * and no stream is active, waits at most a second for the peer to close ("to avoid the potential problem where there is
+ * unread data on the receive side"), then closes the connection itself. Node's http2 session.close() instead waits for
+ * the peer's FIN without a bound, so a peer gone silent (an Envoy whose node vanished, a half-open connection) held the
+ * drain until --shutdown-grace-period ended.
+ */
+export const PEER_CLOSE_WAIT_MS = 1000;
+
+/** The server's streams, for a drain that ends once they have. */
+interface OpenStreams {
+  count(): number;
+  /** Calls `fn` whenever a stream ends. */
+  onEnded(fn: () => void): void;
+}
+
+/**
+ * Stops `server` gracefully: no new connections or streams, open streams finish. Once none is open (still none
+ * PEER_CLOSE_WAIT_MS later: a stream the peer sent before it saw the GOAWAY may start meanwhile) the connections still
+ * open are closed; after `graceMs` everything is.
+ */
+function shutdown(server: grpc.Server, graceMs: number, streams?: OpenStreams): Promise<void> {
   return new Promise((resolve) => {
     if (graceMs <= 0) {
       server.forceShutdown();
       resolve();
       return;
     }
-    const timer = setTimeout(() => {
-      server.forceShutdown();
-      resolve();
-    }, graceMs);
-    server.tryShutdown(() => {
+    let done = false;
+    let idleTimer: NodeJS.Timeout | undefined;
+    const finish = (force: boolean): void => {
+      if (done) return;
+      done = true;
       clearTimeout(timer);
+      clearTimeout(idleTimer);
+      if (force) server.forceShutdown();
       resolve();
-    });
+    };
+    const timer = setTimeout(() => finish(true), graceMs);
+    server.tryShutdown(() => finish(false));
+    if (!streams) return;
+    const closeWhenIdle = (): void => {
+      if (done || idleTimer !== undefined || streams.count() > 0) return;
+      idleTimer = setTimeout(() => {
+        idleTimer = undefined;
+        if (streams.count() === 0) finish(true);
+      }, PEER_CLOSE_WAIT_MS);
+    };
+    streams.onEnded(closeWhenIdle);
+    closeWhenIdle();
   });
 }
 
@@ -257,6 +293,7 @@ export async function startExtProcServer(opts: ExtProcServerOptions): Promise<Ex
   const health = opts.health ?? new HealthState(false);
   const host = opts.host ?? await allAddresses();
   let active = 0;
+  let onStreamEnded: (() => void) | undefined;
 
   const maxBody = settings.maxRequestBodyBytes;
   const main = new grpc.Server({
@@ -268,6 +305,7 @@ export async function startExtProcServer(opts: ExtProcServerOptions): Promise<Ex
   main.addService(definition, {
     Process: extProcHandler(settings, (d) => {
       active += d;
+      if (d < 0) onStreamEnded?.();
     }),
   });
   main.addService(healthServiceDefinition(), healthImplementation(health));
@@ -311,7 +349,7 @@ export async function startExtProcServer(opts: ExtProcServerOptions): Promise<Ex
         // The health port stays open through the drain, answering NOT_SERVING for readiness and SERVING for
         // `liveness`: closed at once, every probe would be refused, liveness included, for as long as the drain lasts.
         // It closes once the ext_proc streams have drained (or the grace period has passed).
-        await shutdown(main, graceMs);
+        await shutdown(main, graceMs, { count: () => active, onEnded: (fn) => { onStreamEnded = fn; } });
         reloader?.close();
         await Promise.all(servers.filter((s) => s !== main).map((s) => shutdown(s, 0)));
       },
