@@ -4,6 +4,7 @@
  * ratios and quantiles are NaN while the pool is idle (see `RECORDED` in monitoring.ts); every panel maps NaN to the
  * text "idle", so an idle pool reads "idle" and only a series Prometheus does not have reads "No data".
  */
+import { createHash } from 'crypto';
 
 /**
  * The stat panels' calculation: the value at the end of the time range, NaN included. Grafana's stat panel defaults to
@@ -14,8 +15,6 @@
  * value at all, never "idle".
  */
 export const STAT_REDUCE_OPTIONS = { calcs: ['last'], fields: '', values: false } as const;
-
-import { createHash } from 'crypto';
 
 /** Grafana's value mapping of NaN to the text "idle". */
 export const IDLE_MAPPING = { type: 'special', options: { match: 'nan', result: { text: 'idle', index: 0 } } } as const;
