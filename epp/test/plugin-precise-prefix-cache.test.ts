@@ -5,6 +5,7 @@ import { ModelTokenizer, resolveTokenizerFiles } from '@kvroute/tokenizer';
 import { endpointPickerConfigNotes, parseEndpointPickerConfig, preciseEndpointPickerConfig, renderEndpointPickerConfig, resolvePluginParameters } from '../src/config';
 import { EMPTY_METRICS, type EndpointSnapshot } from '../src/datastore/types';
 import { RequestControl } from '../src/requestcontrol/request-control';
+import { monotonicMs } from '../src/clock';
 import { Datastore } from '../src/datastore/datastore';
 import { CycleState } from '../src/scheduling/framework';
 import { endpointKey } from '../src/datastore/endpoint-key';
@@ -711,7 +712,8 @@ describe('precise scoring from KV events (central mode, real sockets, the model\
       await publish(k1, [old]);
       await publish(k1, [await storedFor(chat('Also before?', 'another restart manual'), 7100)]);
       await waitFor(() => scorer.index.blocksOf(k1) === 2 * old.blockHashes.length, 'the old process\'s blocks');
-      scheduler.plugins.endpointRestarted(k1, Date.now() - 50);
+      // Readings are times on the EPP's monotonic clock (src/clock.ts), as the datastore gives them: Date.now() may lag it.
+      scheduler.plugins.endpointRestarted(k1, monotonicMs() - 50);
       expect(scorer.index.blocksOf(k1)).toBe(0);
       // The new process numbers from 0: taken as a publisher joining (no replay socket here), not a step back.
       nextSeq.set(k1, 0n);
@@ -723,14 +725,14 @@ describe('precise scoring from KV events (central mode, real sockets, the model\
       await publish(k2, [old]);
       await publish(k2, [await storedFor(chat('Also before?', 'another restart manual'), 7100)]);
       await waitFor(() => scorer.index.blocksOf(k2) === 2 * old.blockHashes.length, 'k2\'s old blocks');
-      const readingBefore = Date.now();
+      const readingBefore = monotonicMs();
       nextSeq.set(k2, 0n);
       await publish(k2, [fresh]);
       await waitFor(() => scorer.index.blocksOf(k2) === fresh.blockHashes.length, 'the step back and the new batch');
       scheduler.plugins.endpointRestarted(k2, readingBefore);
       expect(scorer.index.blocksOf(k2)).toBe(fresh.blockHashes.length);
       // A restart read after that step back (a second one) drops them.
-      scheduler.plugins.endpointRestarted(k2, Date.now() + 1);
+      scheduler.plugins.endpointRestarted(k2, monotonicMs() + 1);
       expect(scorer.index.blocksOf(k2)).toBe(0);
       // An endpoint not in the pool: nothing happens.
       scheduler.plugins.endpointRestarted('10.0.7.9:8000', 0);
