@@ -15,7 +15,7 @@
  * so nearly every scrape reads a changed page, as a busy pod's would.
  */
 import * as os from 'os';
-import { ExtProcClient, ImmediateResponse, workload } from './extproc-client';
+import { ExtProcClient, ImmediateResponse, pairedSideOrder, workload } from './extproc-client';
 import { envNodeArgs, eppMetrics, forkTs, nextMessage, sleep, startEppProcess, stopChild } from './processes';
 import { processCpu } from './proc-cpu';
 import { machineTimes } from './replica-scaling';
@@ -100,7 +100,8 @@ async function routingCostAb(a: { child: { pid?: number }; grpcPort: number }, b
   try {
     for (const c of clients) await drive(c, bodies, 500, 16); // warm-up
     for (let r = 0; r < 6; r++) {
-      for (const i of [0, 1]) {
+      // A B, B A, …: either side first every round would measure it right after the other's burst (extproc-client.ts).
+      for (const i of pairedSideOrder(r)) {
         const pid = eps[i]!.child.pid!;
         const m0 = processCpu(pid).main;
         const t0 = performance.now();
@@ -177,7 +178,8 @@ async function main(): Promise<void> {
   const podCounts = flag('endpoints', '8,256').split(',').map(Number);
   const prompts = flag('prompt', '1024,16384').split(',').map(Number);
   const seconds = Number(flag('seconds', '6'));
-  const rounds = 3;
+  // Even, so that the EPP and the floor each go first in half of the rounds (pairedSideOrder).
+  const rounds = 4;
   console.log(`machine: ${os.cpus().length} × ${os.cpus()[0]?.model ?? 'unknown'}, node ${process.version}, load ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}`);
   const metricsServers = forkTs('metrics-servers.ts', metricsServerArgs(podCounts));
   // The floor under the same Node flags as the EPPs (as deployed, or BENCH_NODE_ARGS), as in epp-bench.ts.
@@ -205,7 +207,7 @@ async function main(): Promise<void> {
           try {
             for (const k of ['epp', 'floor'] as const) await drive(clients[k], bodies, 500, 16); // warm-up
             for (let r = 0; r < rounds; r++) {
-              for (const k of ['epp', 'floor'] as const) {
+              for (const k of pairedSideOrder(r).map((i) => (['epp', 'floor'] as const)[i])) {
                 await measure(pids, acc[k], () => drive(clients[k], bodies, (seconds * 1000) / rounds, 16));
               }
             }
