@@ -383,16 +383,6 @@ export class SimMetrics implements EngineObserver {
     this.prefillTime = histogram('vllm:request_prefill_time_seconds', 'Histogram of time spent in PREFILL phase for request.', REQUEST_LATENCY_BUCKETS);
     this.decodeTime = histogram('vllm:request_decode_time_seconds', 'Histogram of time spent in DECODE phase for request.', REQUEST_LATENCY_BUCKETS);
 
-    const infoLabels = cacheConfigInfoLabels(config);
-    // No model_name label: vLLM's info gauge carries only the CacheConfig fields and the engine index.
-    const info = new Gauge({
-      name: 'vllm:cache_config_info',
-      help: 'Information of the LLMEngine CacheConfig',
-      labelNames: Object.keys(infoLabels),
-      registers,
-    });
-    info.set(infoLabels, 1);
-
     this.maxLoras = config.maxLoras;
     if (config.maxLoras !== undefined) {
       // No model_name or engine label; one series per distinct (max_lora, waiting, running), each keeping the time it
@@ -404,6 +394,19 @@ export class SimMetrics implements EngineObserver {
         registers,
       });
     }
+
+    // Last of the vllm: families: PrometheusStatLogger's __init__ ends with the LoRA gauge, and the info gauge is
+    // registered by log_metrics_info, which AsyncLLM reaches through log_engine_initialized once the logger is built
+    // (vllm/v1/metrics/loggers.py @ 6eca337ce, v0.10.0); prometheus_client's registry writes families in registration
+    // order. No model_name label: vLLM's info gauge carries only the CacheConfig fields and the engine index.
+    const infoLabels = cacheConfigInfoLabels(config);
+    const info = new Gauge({
+      name: 'vllm:cache_config_info',
+      help: 'Information of the LLMEngine CacheConfig',
+      labelNames: Object.keys(infoLabels),
+      registers,
+    });
+    info.set(infoLabels, 1);
 
     // prometheus-fastapi-instrumentator's default metrics, which vLLM's mount_metrics installs with
     // `Instrumentator(excluded_handlers=[...], registry=registry).add().instrument(app)` (api_server.py @ v0.10.0

@@ -490,6 +490,17 @@ describe('vllm:lora_requests_info (vllm/v1/metrics/loggers.py lines 444-463, 563
     }
   });
 
+  it("the page lists vllm:lora_requests_info before vllm:cache_config_info, the last vllm: family: PrometheusStatLogger registers the LoRA gauge at the end of __init__ and the info gauge only in log_metrics_info, which AsyncLLM reaches through log_engine_initialized after building it (vllm/v1/metrics/loggers.py @ 6eca337ce, v0.10.0; prometheus_client's registry collects in registration order)", async () => {
+    const sim = await startSimulator({ port: 0, timeScale: 1000, servedModelNames: ['base'], enableLora: true, loraModules: ['sql'] });
+    try {
+      expect((await http(sim.url, 'POST', '/v1/completions', { model: 'sql', prompt: 'Hello', max_tokens: 2 })).status).toBe(200);
+      const families = [...(await http(sim.url, 'GET', '/metrics')).text.matchAll(/^# TYPE (\S+) /gm)].map((m) => m[1]).filter((f) => f.startsWith('vllm:'));
+      expect(families.slice(-4)).toEqual(['vllm:request_decode_time_seconds', 'vllm:request_decode_time_seconds_created', 'vllm:lora_requests_info', 'vllm:cache_config_info']);
+    } finally {
+      await sim.close();
+    }
+  });
+
   it('without --enable-lora there is no LoRAConfig and no such family', async () => {
     const sim = await startSimulator({ port: 0, timeScale: 1000 });
     try {
