@@ -231,7 +231,7 @@ describe('validation errors name the field and what is allowed', () => {
     ['not a map', '- just a list\n', 'must be a map, got a list'],
     ['wrong apiVersion', 'apiVersion: v1\nkind: EndpointPickerConfig\nplugins: []\n', 'apiVersion: must be "llm-d.ai/v1alpha1" or "inference.networking.x-k8s.io/v1alpha1", got "v1"'],
     ['wrong kind', 'apiVersion: inference.networking.x-k8s.io/v1alpha1\nkind: ConfigMap\nplugins: []\n', 'kind: must be "EndpointPickerConfig", got "ConfigMap"'],
-    ['missing plugins', HEADER, 'plugins: must be a list of plugins, got nothing'],
+    ['plugins not a list', `${HEADER}plugins: {type: queue-scorer}\n`, 'plugins: must be a list of plugins, got a map'],
     ['unknown top-level field', `${HEADER}plugins: []\nscorers: {}\n`, 'scorers: unknown field; allowed: apiVersion, kind, plugins, schedulingProfiles, featureGates, flowControl, dataLayer, parser, requestHandler, saturationDetector'],
     ['saturationDetector naming no plugin', `${HEADER}plugins: []\nsaturationDetector: {pluginRef: mine}\n`, 'saturationDetector.pluginRef: no plugin named "mine"; plugins are: max-score-picker, single-profile-handler'],
     ['unknown feature gate', `${HEADER}plugins: []\nfeatureGates: [flowControl, prepareDataPlugins]\n`, 'featureGates[1]: unknown feature gate "prepareDataPlugins"; known: flowControl, dataLayer, enableLegacyMetrics, haPopulateNonLeaderDatastore'],

@@ -661,7 +661,10 @@ const UNKNOWN_TYPE_HINTS: Readonly<Record<string, string>> = {
 };
 
 function readPlugins(top: FieldReader, notes: string[]): PluginSpec[] {
-  const list = top.raw('plugins');
+  // Absent or null is an empty list, as Go's json leaves the slice nil (llm-d-router v0.10.0 and GIE v1.5.0
+  // apix/config/v1alpha1 `Plugins []PluginSpec json:"plugins"`; no check of its length in the loader): llm-d's own
+  // cmd/epp/runner/feature_gate_test.go loads configs that set only featureGates, and the defaults then fill in.
+  const list = top.raw('plugins') ?? [];
   if (!Array.isArray(list)) throw new ConfigError('plugins', `must be a list of plugins, got ${describeValue(list)}`);
   const firstIndexByName = new Map<string, number>();
   return list.map((item, index) => {
@@ -718,7 +721,9 @@ function readProfiles(top: FieldReader, plugins: readonly PluginSpec[], notes: s
     const name = fields.requiredString('name');
     if (seenNames.has(name)) throw new ConfigError(`${path}.name`, `duplicate profile name ${JSON.stringify(name)}`);
     seenNames.add(name);
-    const refs = fields.raw('plugins');
+    // Absent or null: no entries, as Go's json decodes it (`SchedulingProfile.Plugins json:"plugins"`); the profile
+    // still gets its picker (defaults.go ensureSchedulingLayer).
+    const refs = fields.raw('plugins') ?? [];
     if (!Array.isArray(refs)) {
       throw new ConfigError(`${path}.plugins`, `must be a list of {pluginRef, weight?}, got ${describeValue(refs)}`);
     }
