@@ -52,3 +52,50 @@ describe('cmd/epp/runner/feature_gate_test.go @ llm-d-router v0.10.0: configs wi
     expect(config.schedulingProfiles).toEqual([{ name: 'default', plugins: [{ pluginRef: 'max-score-picker' }] }]);
   });
 });
+
+/**
+ * A reader of the prefix match naming `approx-prefix-cache-producer` when no plugin has that name. In llm-d-router
+ * v0.10.0 each reader keys the match `PrefixCacheMatchInfoDataKey.WithNonEmptyProducerName(name)`
+ * (`framework/interface/plugin/datakey.go`), and that key's default producer name is `approx-prefix-cache-producer`
+ * (`datalayer/attribute/prefix/data_types.go`), so naming it is the very key a reader naming none reads. For a reader
+ * that `Consumes()` it Required (`scorer/nohitlru/no_hit_lru.go`, `filter/prefixcacheaffinity/plugin.go`,
+ * `dataproducer/predictedlatency/dataproducer_hooks.go`, `scorer/latency/plugin.go`) the runner makes that producer
+ * with its defaults (`datalayer/data_graph.go` CreateMissingDataProducers, `cmd/epp/runner/runner.go`
+ * RegisterAsDefaultProducer); `inflightload/producer.go` reads it Optional and counts the whole prompt without it.
+ */
+describe('a reader naming the default producer, approx-prefix-cache-producer, unlisted reads what naming none reads', () => {
+  const LLMD = 'apiVersion: llm-d.ai/v1alpha1\nkind: EndpointPickerConfig\n';
+  const NAMED = '  parameters:\n    prefixMatchInfoProducerName: approx-prefix-cache-producer\n';
+  /** Each reader, the private field holding the prefix scorer it resolved, and what else it needs in the config. */
+  const READERS: readonly (readonly [type: string, field: string, besides: string])[] = [
+    ['no-hit-lru-scorer', 'prefix', ''],
+    ['prefix-cache-affinity-filter', 'prefix', ''],
+    ['predicted-latency-producer', 'prefix', '- type: latency-scorer\n'],
+    ['inflight-load-producer', 'prefixScorer', ''],
+    ['latency-scorer', 'prefixSource', ''],
+  ];
+  const resolved = (yaml: string, type: string, field: string): string | undefined => {
+    const scheduler = buildScheduler(parseEndpointPickerConfig(yaml));
+    return (scheduler.plugin(type) as unknown as Record<string, { name: string } | undefined>)[field]?.name;
+  };
+
+  test.each(READERS)('%s beside the config\'s approximate prefix-cache-scorer reads that scorer, as naming none does', (type, field, besides) => {
+    const named = `${LLMD}plugins:\n- type: prefix-cache-scorer\n  name: gpu\n${besides}- type: ${type}\n${NAMED}`;
+    expect(resolved(named, type, field)).toBe('gpu');
+    // Naming none reads the same scorer (the latency-scorer naming none reads its profile's match instead: kvroute's).
+    if (type !== 'latency-scorer') expect(resolved(named.replace(NAMED, ''), type, field)).toBe('gpu');
+  });
+
+  test.each(READERS)('%s with no prefix scorer in the config: the loader adds the default one for a reader that requires it', (type, field, besides) => {
+    const config = parseEndpointPickerConfig(`${LLMD}plugins:\n${besides}- type: ${type}\n${NAMED}`);
+    const added = config.plugins.filter((p) => p.type === 'prefix-cache-scorer').map((p) => p.name);
+    // inflight-load-producer reads the match Optional: upstream makes no producer for it, and it counts the whole prompt.
+    expect(added).toEqual(type === 'inflight-load-producer' ? [] : ['prefix-cache-scorer']);
+    expect(resolved(renderEndpointPickerConfig(config), type, field)).toBe(type === 'inflight-load-producer' ? undefined : 'prefix-cache-scorer');
+  });
+
+  test('another name no plugin has is still refused', () => {
+    expect(() => buildScheduler(parseEndpointPickerConfig(`${LLMD}plugins:\n- type: prefix-cache-scorer\n- type: no-hit-lru-scorer\n${NAMED.replace('approx-prefix-cache-producer', 'gpu-producer')}`)))
+      .toThrow('no-hit-lru-scorer.parameters.prefixMatchInfoProducerName: no plugin named "gpu-producer"');
+  });
+});

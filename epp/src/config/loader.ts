@@ -946,8 +946,14 @@ const DEFAULT_PREFIX_READER_TYPES: readonly string[] = ['prefix-cache-affinity-f
  */
 function addDefaultPrefixScorer(plugins: PluginSpec[], profiles: SchedulingProfileSpec[], notes: string[]): void {
   if (defaultApproxScorer(plugins) !== undefined) return;
-  const readers = plugins.filter((p) => DEFAULT_PREFIX_READER_TYPES.includes(p.type)
-    && ((p.parameters as { prefixMatchInfoProducerName?: string } | undefined)?.prefixMatchInfoProducerName ?? '') === '');
+  const readers = plugins.filter((p) => {
+    const named = (p.parameters as { prefixMatchInfoProducerName?: string } | undefined)?.prefixMatchInfoProducerName ?? '';
+    if (named === '') return DEFAULT_PREFIX_READER_TYPES.includes(p.type);
+    // The default producer named, and no plugin of that name: the same key as naming none (`resolvePrefixProducer`),
+    // for the `latency-scorer` too, which requires it upstream (`scorer/latency/plugin.go` Consumes) and reads its
+    // profile's match here only when it names none.
+    return named === DEFAULT_APPROX_PRODUCER_NAME && !plugins.some((q) => q.name === named) && [...DEFAULT_PREFIX_READER_TYPES, 'latency-scorer'].includes(p.type);
+  });
   if (readers.length === 0) return;
   const name = plugins.some((p) => p.name === 'prefix-cache-scorer') ? DEFAULT_APPROX_PRODUCER_NAME : 'prefix-cache-scorer';
   const taken = plugins.find((p) => p.name === name);

@@ -6,7 +6,7 @@
  */
 import { batchPrompts, isBatch, promptOf } from '@kvroute/protocol/openai';
 import { ConfigError } from '../config/errors';
-import { defaultApproxScorer } from '../config/producer-form';
+import { DEFAULT_APPROX_PRODUCER_NAME, defaultApproxScorer } from '../config/producer-form';
 import type { EndpointSnapshot } from '../datastore/types';
 import { CycleState, stateKey, type CycleContext, type Plugin, type PluginHandle } from './framework';
 import { LazyReadonlyMap } from './lazy-map';
@@ -177,14 +177,17 @@ export function isPrefixMatchRatios(plugin: Plugin): plugin is PrefixMatchRatios
  * beside a precise scorer named `prefix-cache-scorer`). Undefined when the config has no approximate scorer, or, for a
  * reader that reads the match `optional`ly (`inflight-load-producer`: upstream counts the whole prompt without it),
  * several and none of those two: the loader adds one for the readers that require the match upstream
- * (`addDefaultPrefixScorer`), as upstream's data layer creates the default producer for them.
+ * (`addDefaultPrefixScorer`), as upstream's data layer creates the default producer for them. Naming that producer,
+ * `approx-prefix-cache-producer`, when no plugin has its name is naming none: the same data key.
  * @throws ConfigError when the name is unknown, names another kind of plugin, or the default is ambiguous for a reader
  * that requires it.
  */
 export function resolvePrefixProducer(handle: PluginHandle, path: string, named: string, optional = false): PrefixMatchRatios | undefined {
   const plugins = [...(handle.plugins?.() ?? [])];
-  if (named !== '') {
-    const plugin = handle.plugin?.(named) ?? plugins.find((x) => x.name === named);
+  const plugin = named !== '' ? handle.plugin?.(named) ?? plugins.find((x) => x.name === named) : undefined;
+  // The default producer's own name, with no plugin of that name, is the default: WithNonEmptyProducerName gives the
+  // very key a reader naming none reads, whose producer upstream's data layer makes (CreateMissingDataProducers).
+  if (named !== '' && !(plugin === undefined && named === DEFAULT_APPROX_PRODUCER_NAME)) {
     if (plugin === undefined) throw new ConfigError(path, `no plugin named ${JSON.stringify(named)}`);
     if (!isPrefixMatchRatios(plugin)) throw new ConfigError(path, `${JSON.stringify(named)} is a ${plugin.type}; name a ${PREFIX_SCORER_TYPES.join(' or ')}`);
     return plugin;
