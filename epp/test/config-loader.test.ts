@@ -210,8 +210,8 @@ schedulingProfiles:
   });
 
   it('an unknown type is named with the known ones listed', () => {
-    expect(configErrorOf(() => parseEndpointPickerConfig(`${HEADER}plugins:\n- type: encode-filter\n`)))
-      .toBe(`plugins[0].type: unknown plugin type "encode-filter"; known types: ${KNOWN_PLUGIN_TYPES.join(', ')}`);
+    expect(configErrorOf(() => parseEndpointPickerConfig(`${HEADER}plugins:\n- type: encode-filer\n`)))
+      .toBe(`plugins[0].type: unknown plugin type "encode-filer"; known types: ${KNOWN_PLUGIN_TYPES.join(', ')}`);
   });
 });
 

@@ -53,7 +53,7 @@ describe('llm-d v0.10.0 well-known guide configs (wellknown_configs_test.go)', (
 
   test('the deprecated data-parallel-profile-handler (deploy/config/dp-epp-config.yaml) is refused with upstream\'s own advice', () => {
     expect(configErrorOf(() => parseEndpointPickerConfig('apiVersion: llm-d.ai/v1alpha1\nkind: EndpointPickerConfig\nplugins:\n- type: data-parallel-profile-handler\n')))
-      .toMatch(/^plugins\[0\]\.type: unknown plugin type "data-parallel-profile-handler" \(deprecated in llm-d-router v0\.10\.0 \("use simple-profile-handler with Istio >= 1\.28\.1"/);
+      .toMatch(/^plugins\[0\]\.type: llm-d-router v0\.10\.0's plugin type "data-parallel-profile-handler" is not implemented in kvroute \(epp\/README\.md, "Not supported"\); deprecated in llm-d-router v0\.10\.0 \("use simple-profile-handler with Istio >= 1\.28\.1"/);
   });
 
   test('predicted-latency-slo loads verbatim and builds on kvroute\'s online latency model (no sidecar): every plugin it lists, by name', () => {

@@ -2,8 +2,12 @@
  * EndpointPickerConfigs shipped in llm-d-router v0.10.0 (llm-d/llm-d-router, tag v0.10.0) that no other test loads,
  * each verbatim with its file cited, run through the loader and scheduler builder `--config-file`/`--config-text` use.
  */
-import { featureGateEnabled, parseEndpointPickerConfig, renderEndpointPickerConfig } from '../src/config';
+import { createHash } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { featureGateEnabled, KNOWN_PLUGIN_TYPES, parseEndpointPickerConfig, renderEndpointPickerConfig } from '../src/config';
 import { buildScheduler } from '../src/scheduling/scheduler';
+import { configErrorOf } from './config-error';
 
 /**
  * cmd/epp/runner/feature_gate_test.go @ v0.10.0: the configs TestHAPopulateNonLeaderDatastoreFeatureGate and
@@ -97,5 +101,62 @@ describe('a reader naming the default producer, approx-prefix-cache-producer, un
   test('another name no plugin has is still refused', () => {
     expect(() => buildScheduler(parseEndpointPickerConfig(`${LLMD}plugins:\n- type: prefix-cache-scorer\n- type: no-hit-lru-scorer\n${NAMED.replace('approx-prefix-cache-producer', 'gpu-producer')}`)))
       .toThrow('no-hit-lru-scorer.parameters.prefixMatchInfoProducerName: no plugin named "gpu-producer"');
+  });
+});
+
+/**
+ * Upstream samples naming a plugin type kvroute deliberately does not implement (epp/README.md, "Not supported"):
+ * verbatim copies of llm-d-router v0.10.0's deploy/config files (fixtures/llm-d-router-v0.10.0/, blob ids checked) and
+ * GIE v1.5.0's site-src/guides/troubleshooting.md predicted-latency example. Each is refused naming the type, the
+ * upstream that has it and that kvroute does not implement it, rather than as a type never heard of.
+ */
+describe('upstream samples naming a plugin kvroute does not implement are refused saying so', () => {
+  const FIXTURES = path.join(__dirname, 'fixtures', 'llm-d-router-v0.10.0');
+  const SAMPLES: readonly (readonly [file: string, blob: string, index: number, type: string])[] = [
+    ['sim-e-pd-epp-config.yaml', 'c0d5f967480e8511878bc202bf435fe374f62fac', 0, 'encode-filter'],
+    ['epp-mm-embeddings-cache-config.yaml', '6b157f6235c37063e100f46da2aee0f48f47cc87', 4, 'mm-embeddings-cache-producer'],
+    ['pd-topology-epp-config.yaml', '74e5625cb69dfb97b2a3f59bdb178b3c5c69ec73', 6, 'topology-extractor'],
+    ['sim-epp-gpu-config.yaml', '7e9e499fe38b57ca3bd6bfc154bf98f9d45e3701', 0, 'dcgm-data-source'],
+    ['sim-program-aware-config.yaml', '4d5920153979a8d4d398bd6610d2242b8e20c786', 0, 'program-aware-fairness'],
+  ];
+
+  test.each(SAMPLES)('deploy/config/%s @ llm-d-router v0.10.0 (blob %s) names plugins[%d] %s', (file, blob, index, type) => {
+    const bytes = fs.readFileSync(path.join(FIXTURES, file));
+    expect(createHash('sha1').update(`blob ${bytes.length}\0`).update(bytes).digest('hex')).toBe(blob);
+    expect(configErrorOf(() => parseEndpointPickerConfig(bytes.toString('utf8'))))
+      .toBe(`plugins[${index}].type: llm-d-router v0.10.0's plugin type "${type}" is not implemented in kvroute (epp/README.md, "Not supported"); known types: ${KNOWN_PLUGIN_TYPES.join(', ')}`);
+  });
+
+  // site-src/guides/troubleshooting.md @ GIE v1.5.0: the custom-plugins.yaml of its Helm values, verbatim.
+  const GIE_TROUBLESHOOTING_PREDICTED_LATENCY = `apiVersion: inference.networking.x-k8s.io/v1alpha1
+kind: EndpointPickerConfig
+plugins:
+- type: queue-scorer
+- type: kv-cache-utilization-scorer
+- type: prefix-cache-scorer
+  parameters:
+    blockSize: 64 # Match your setup
+    maxPrefixBlocksToMatch: 512 # Match your setup
+    lruCapacityPerServer: 31250 # Match your setup
+- type: predicted-latency-scorer
+  parameters:
+    # Include your latency predictor parameters here
+    samplingMean: 1000.0
+schedulingProfiles:
+- name: default
+  plugins:
+  - pluginRef: predicted-latency-scorer
+featureGates:
+- prepareDataPlugins
+`;
+
+  test('GIE v1.5.0 site-src/guides/troubleshooting.md: predicted-latency-scorer', () => {
+    expect(configErrorOf(() => parseEndpointPickerConfig(GIE_TROUBLESHOOTING_PREDICTED_LATENCY)))
+      .toMatch(/^plugins\[3\]\.type: GIE v1\.5\.0's plugin type "predicted-latency-scorer" is not implemented in kvroute \(epp\/README\.md, "Not supported"\); known types: /);
+  });
+
+  test('a type no upstream registers is still unknown', () => {
+    expect(configErrorOf(() => parseEndpointPickerConfig('apiVersion: llm-d.ai/v1alpha1\nkind: EndpointPickerConfig\nplugins:\n- type: custom-scorer\n')))
+      .toBe(`plugins[0].type: unknown plugin type "custom-scorer"; known types: ${KNOWN_PLUGIN_TYPES.join(', ')}`);
   });
 });

@@ -660,6 +660,35 @@ const UNKNOWN_TYPE_HINTS: Readonly<Record<string, string>> = {
   'data-parallel-profile-handler': 'deprecated in llm-d-router v0.10.0 ("use simple-profile-handler with Istio >= 1.28.1", dataparallel/dp_profile_handler.go): list every data-parallel rank\'s port in the InferencePool\'s targetPorts and use single-profile-handler',
 };
 
+/**
+ * Plugin types upstream registers that kvroute deliberately does not implement (epp/README.md, "Not supported"), and
+ * the upstream that registers each (`cmd/epp/runner/runner.go` @ llm-d-router v0.10.0 and @ GIE v1.5.0; llm-d v0.8.0's
+ * `model-server-protocol-models`). A config naming one is refused saying so, not as a type kvroute has never heard of.
+ */
+const LLMD = 'llm-d-router v0.10.0';
+const LLMD_AND_GIE = 'llm-d-router v0.10.0 and GIE v1.5.0';
+const NOT_IMPLEMENTED_TYPES: Readonly<Record<string, string>> = {
+  'token-load-scorer': LLMD_AND_GIE,
+  'k8s-notification-source': LLMD_AND_GIE,
+  'request-attribute-reporter': LLMD_AND_GIE,
+  'edf-ordering-policy': LLMD_AND_GIE,
+  'slo-deadline-ordering-policy': LLMD_AND_GIE,
+  // GIE's sidecar-trained predicted-latency scorer (site-src/guides/troubleshooting.md lists it); kvroute's own is the
+  // latency-scorer, with llm-d-router v0.10.0's predicted-latency-producer.
+  'predicted-latency-scorer': 'GIE v1.5.0',
+  'model-server-protocol-models': 'llm-d v0.8.0',
+  ...Object.fromEntries([
+    'encode-filter', 'context-length-aware', 'models-data-source', 'models-data-extractor', 'burst-prefix-cache-producer',
+    'mm-embeddings-cache-producer', 'mm-embeddings-cache-scorer', 'topology-extractor', 'topology-affinity-filter',
+    'topology-affinity-scorer', 'dcgm-data-source', 'dcgm-extractor', 'program-aware-fairness', 'endpoint-attribute-filter',
+    'endpoint-attribute-scorer', 'p2p-source-producer', 'disaggregatedset-rollout-screener', 'always-disagg-multimodal-decider',
+    'data-parallel-profile-handler', 'multicluster-file-discovery', 'multicluster-metrics-data-source',
+    'multicluster-metrics-extractor', 'multicluster-queue-scorer', 'multicluster-kv-cache-utilization-scorer',
+    'multicluster-prefix-cache-scorer', 'multicluster-approx-prefix-cache-producer',
+    'priority-then-time-eviction-order-policy', 'sheddable-eviction-filter',
+  ].map((type) => [type, LLMD])),
+};
+
 function readPlugins(top: FieldReader, notes: string[]): PluginSpec[] {
   // Absent or null is an empty list, as Go's json leaves the slice nil (llm-d-router v0.10.0 and GIE v1.5.0
   // apix/config/v1alpha1 `Plugins []PluginSpec json:"plugins"`; no check of its length in the loader): llm-d's own
@@ -674,10 +703,11 @@ function readPlugins(top: FieldReader, notes: string[]): PluginSpec[] {
     if (UNSUPPORTED_PARSER_TYPES.includes(type)) throw unsupportedParser(`${path}.type`, type);
     if (!isKnownPluginType(type)) {
       const hint = UNKNOWN_TYPE_HINTS[type];
-      throw new ConfigError(
-        `${path}.type`,
-        `unknown plugin type ${JSON.stringify(type)}${hint !== undefined ? ` (${hint})` : ''}; known types: ${KNOWN_PLUGIN_TYPES.join(', ')}`,
-      );
+      const upstream = NOT_IMPLEMENTED_TYPES[type];
+      const what = upstream !== undefined
+        ? `${upstream}'s plugin type ${JSON.stringify(type)} is not implemented in kvroute (epp/README.md, "Not supported")`
+        : `unknown plugin type ${JSON.stringify(type)}`;
+      throw new ConfigError(`${path}.type`, `${what}${hint !== undefined ? `; ${hint}` : ''}; known types: ${KNOWN_PLUGIN_TYPES.join(', ')}`);
     }
     const name = fields.optionalString('name') ?? type;
     const sameName = firstIndexByName.get(name);
