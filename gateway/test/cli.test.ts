@@ -6,6 +6,7 @@ import { spawn, type ChildProcess } from 'child_process';
 import * as path from 'path';
 import { createInterface } from 'readline';
 import { CLI_DEFAULT_PORT, CliError, parseArgs } from '../src/cli';
+import { E2E_TEST_TIMEOUT_MS, INTEGRATION_TEST_TIMEOUT_MS } from '@kvroute/testkit';
 import { completion, destroyClientAgent, send, startEpp, startUpstream, TestDirector, type Upstream } from './harness';
 
 // Generous bounds for a shared, loaded machine (no test relies on them for timing).
@@ -109,6 +110,10 @@ describe('the kvroute-gateway process', () => {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const exit = (child: ChildProcess): Promise<number | null> => new Promise((resolve) => child.once('exit', (code) => resolve(code)));
+  // Each start compiles the entry point through ts-node: about 1.3 s of CPU, 7-10 s of wall time on a loaded two-core
+  // machine. So a test that starts one process gets the end-to-end limit (as sim/test/cli.test.ts does), and one that
+  // starts several gets a limit per start: they bound a hung process, not the machine's speed (jest's 30 s cut the
+  // eight starts below short under load).
 
   let up: Upstream;
 
@@ -141,7 +146,7 @@ describe('the kvroute-gateway process', () => {
       if (child.exitCode === null) child.kill('SIGKILL');
       await epp.stop();
     }
-  });
+  }, E2E_TEST_TIMEOUT_MS);
 
   it('writes its log lines on stderr as JSON with the time (`ts`), as Envoy\'s carry theirs (--log-format\'s default starts [%Y-%m-%d %T.%e]) and the EPP\'s do', async () => {
     // No EPP on port 1: the request fails open with a warning; SIGTERM adds the shutdown line.
@@ -164,13 +169,14 @@ describe('the kvroute-gateway process', () => {
     for (const line of logged) {
       expect(line.ts).toMatch(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/);
     }
-  });
+  }, E2E_TEST_TIMEOUT_MS);
 
   // A harness (the bench's stack, a supervisor) may stop the gateway the moment it reads the listening line: that
   // line came before the SIGTERM/SIGINT handlers were installed, and a SIGTERM in between killed the gateway by the
   // signal (about 4 starts in 10 on a 2-core machine) instead of its graceful close. Several starts, each stopped at once.
+  const STARTS = 8;
   it('a SIGTERM sent as soon as the listening line is read still gets the graceful close: exit 0, after its stopped line', async () => {
-    for (let i = 0; i < 8; i++) {
+    for (let i = 0; i < STARTS; i++) {
       const child = run(['--port', '0', '--endpoints', up.address, '--ext-proc', '127.0.0.1:1']);
       const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
       try {
@@ -184,7 +190,7 @@ describe('the kvroute-gateway process', () => {
         if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
       }
     }
-  });
+  }, STARTS * INTEGRATION_TEST_TIMEOUT_MS);
 
   it('exits with status 2 and names the flag on a bad flag', async () => {
     const child = run(['--endpoints', up.address, '--processing-mode', 'nope']);
@@ -192,7 +198,7 @@ describe('the kvroute-gateway process', () => {
     child.stderr?.on('data', (c: Buffer) => (stderr += c.toString()));
     expect(await exit(child)).toBe(2);
     expect(stderr).toContain('--processing-mode: expects one of buffered, full-duplex');
-  });
+  }, E2E_TEST_TIMEOUT_MS);
 
   it.each([
     [['--processing-mode', 'full-duplex'], '--processing-mode: Envoy 1.35.0 (Istio 1.27.0) rejects this ext_proc filter: '
@@ -208,5 +214,5 @@ describe('the kvroute-gateway process', () => {
     child.stderr?.on('data', (c: Buffer) => (stderr += c.toString()));
     expect(await exit(child)).toBe(1);
     expect(stderr).toBe(`kvroute-gateway: cannot start: ${message}\n`);
-  });
+  }, E2E_TEST_TIMEOUT_MS);
 });
