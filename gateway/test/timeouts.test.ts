@@ -344,7 +344,10 @@ describe('a client that stalls inside its request head (the stream starts at its
   // ConnectionManagerImpl::newStream (conn_manager_impl.cc @ v1.35.0) disables the connection idle timer whatever the
   // stream timers are: a head in progress is a request in flight.
   it('a head in progress stops the connection idle timer, even with both stream timers off', async () => {
-    const gw = await gateway({ endpoints: [up.address], requestReceiveTimeoutMs: 0, idleTimeoutMs: 0, connectionIdleTimeoutMs: 300 });
+    // 1 s, not 300 ms: the timer is armed at the accept and runs until the head's first byte is read, and a process
+    // stalled 400 ms in between (a loaded machine, a GC pause) fired a 300 ms one first, closing a connection whose
+    // head was on its way.
+    const gw = await gateway({ endpoints: [up.address], requestReceiveTimeoutMs: 0, idleTimeoutMs: 0, connectionIdleTimeoutMs: 1000 });
     let conn: RawConnection | undefined;
     try {
       conn = await rawConnection(gw.port);
@@ -352,7 +355,7 @@ describe('a client that stalls inside its request head (the stream starts at its
       socket.on('error', () => {});
       socket.write('GET /healthz HTTP/1.1\r\nHost: x\r\n');
       // Well past the connection idle timeout: a running idle timer would have closed the connection by now.
-      await new Promise((r) => setTimeout(r, 1200));
+      await new Promise((r) => setTimeout(r, 2500));
       expect(closed()).toBe(false);
       socket.write('\r\n');
       await waitFor(() => received().includes('\r\n\r\n') || closed(), 'the response head');
