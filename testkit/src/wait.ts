@@ -33,11 +33,13 @@ export async function waitFor(
     if (await cond()) return;
     await new Promise((r) => setImmediate(r));
   }
-  const deadline = Date.now() + (options.limitMs ?? DEFAULT_WAIT_LIMIT_MS);
+  // On the monotonic clock, as the timers it polls with: tests step Date.now (stepWallClock) while they wait, as a node's
+  // clock steps, and a step forward read on Date.now ended the wait at its next poll.
+  const deadline = performance.now() + (options.limitMs ?? DEFAULT_WAIT_LIMIT_MS);
   const interval = options.intervalMs ?? 5;
   for (;;) {
     if (await cond()) return;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    if (performance.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await sleep(interval);
   }
 }
