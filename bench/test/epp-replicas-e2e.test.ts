@@ -53,9 +53,12 @@ async function cluster(stack: Stack): Promise<{ failOpens: number; hosts: Record
   });
 
   test('requests never fail, the dead replica leaves the EPP cluster, and the restarted one picks with a warm index and the shared sessions', async () => {
+    // The gateway waits 10 s for each EPP answer, not the EnvoyFilter's 1 s: the test counts fail-opens, and a replica's
+    // process unscheduled past 1 s on a loaded machine (stopped for 1.5 s) failed a request open that the code under
+    // test served right. A killed replica still fails its streams at once: its connection is refused, no timer involved.
     const stack = await startStack({
       pods: 2, sim: { ...DEFAULT_SIM, timeScale: 10 }, policy: { kind: 'epp', name: 'replicas', precise: true }, logDir, eppReplicas: 2,
-      sessionStoreTimeout: '200ms', gatewayArgs: ['--ext-proc-outlier-detection', 'consecutiveGatewayFailure=1,maxEjectionPercent=50,baseEjectionTimeMs=60000'],
+      messageTimeoutMs: 10_000, sessionStoreTimeout: '200ms', gatewayArgs: ['--ext-proc-outlier-detection', 'consecutiveGatewayFailure=1,maxEjectionPercent=50,baseEjectionTimeMs=60000'],
     });
     try {
       const [a, b] = stack.eppPorts.map((p) => `127.0.0.1:${p.grpc}`);
