@@ -30,11 +30,15 @@ export async function startLocalPath(ports: readonly number[], configText: strin
     await Promise.all(sims.map((s) => s.close()));
     throw e;
   });
-  const gateway = await startGateway({ endpoints: ports.map((p) => `127.0.0.1:${p}`), extProc: `127.0.0.1:${epp.grpcPort}`, port: 0 });
+  // The gateway waits 10 s for each EPP answer, not the EnvoyFilter's 1 s: these tests assert where requests were
+  // routed, and a process stalled past 1 s between the EPP's receipt and its answer (a busy machine, a GC pause; shown
+  // with a 1.5 s busy-wait in the EPP's pick) fails the request open to round robin, routed elsewhere, a failure of
+  // the machine and not of the routing under test. No test here is about fail-open.
+  const gateway = await startGateway({ endpoints: ports.map((p) => `127.0.0.1:${p}`), extProc: `127.0.0.1:${epp.grpcPort}`, port: 0, messageTimeoutMs: 10_000 });
   await waitFor(() => epp.serving, 'the EPP to serve', HUNG);
   // And every pod's first page read: until then the EPP holds a request in flow control (every pod's metrics stale).
-  // On a loaded 2-core CI run that hold can outlast the gateway's 1 s message timeout, and the request fails open to
-  // round robin, unrouted: the likely cause of a Responses test's untagged response id in one CI run (2026-12-05).
+  // On a loaded 2-core CI run that hold outlasted the gateway's message timeout (then 1 s), and the request failed open
+  // to round robin, unrouted: the likely cause of a Responses test's untagged response id in one CI run (2026-12-05).
   await waitFor(() => {
     const pods = epp.datastore.snapshot();
     return pods.length === ports.length && pods.every((pod) => pod.metrics.updateTime > 0);
