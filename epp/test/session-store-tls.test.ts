@@ -5,6 +5,7 @@
  */
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { freePort, INTEGRATION_TEST_TIMEOUT_MS, waitFor } from '@kvroute/testkit';
@@ -75,6 +76,53 @@ async function tlsRedis(cert: { cert: string; key: string }, tlsPort: number): P
       expect(notJson).toEqual([]);
     } finally {
       child.kill('SIGKILL');
+      await redis.stop();
+    }
+  });
+
+  // ioredis 6.0.0 listens to its socket with once('error') (built/Redis.js connect, StandaloneConnector), so a socket's
+  // second error was an unhandled 'error' event, which ends the EPP's process (redis/ioredis#1183; this test's first
+  // runs met it as "SSL alert number 50" from redis-server). A TLS session that reads a record it cannot decrypt and is
+  // then reset emits two: "decryption failed or bad record mac", then "read ECONNRESET".
+  it('a TLS connection that reads a corrupt record and is then reset is lost and reconnected, not an unhandled error that ends the process', async () => {
+    const tlsPort = await freePort();
+    const redis = await tlsRedis(certificate(dir, 'store', 'IP:127.0.0.1'), tlsPort);
+    // A TCP hop in front of the store: it forwards bytes until told to corrupt the sessions it carries.
+    const clients = new Set<net.Socket>();
+    const proxy = net.createServer((client) => {
+      const upstream = net.connect(tlsPort, '127.0.0.1');
+      client.pipe(upstream);
+      upstream.pipe(client);
+      for (const s of [client, upstream]) s.on('error', () => undefined);
+      clients.add(client);
+      client.on('close', () => { clients.delete(client); upstream.destroy(); });
+    });
+    await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
+    const logs: string[] = [];
+    const ups: boolean[] = [];
+    const events = {
+      read: () => undefined, write: () => undefined, reconnect: () => undefined,
+      connected: (up: boolean) => { ups.push(up); },
+      log: (_level: string, msg: string) => { logs.push(msg); },
+    };
+    const store = new RedisSessionStore({ address: `rediss://127.0.0.1:${(proxy.address() as net.AddressInfo).port}`, keyPrefix: 't:', timeoutMs: 1000, ttlMs: 60_000,
+      caFile: path.join(dir, 'store.crt') }, events as SessionStoreEvents);
+    try {
+      await store.start();
+      await waitFor(() => store.connected, 'the store to connect over TLS');
+      const [first] = [...clients];
+      // An application-data record the session's keys did not seal, then a reset, as a failing middlebox or node sends.
+      first!.unpipe();
+      first!.write(Buffer.from([0x17, 0x03, 0x03, 0x00, 0x05, 1, 2, 3, 4, 5]));
+      await new Promise((r) => setTimeout(r, 50));
+      first!.resetAndDestroy();
+      await waitFor(() => ups.filter((u) => u).length === 2 && store.connected, 'the store to reconnect after the corrupt session');
+      expect(ups).toEqual([true, false, true]);
+      expect(logs).toEqual(['session store connected', 'session store connection lost; picks use the local bindings, reconnecting', 'session store connected']);
+    } finally {
+      await store.close();
+      for (const c of clients) c.destroy();
+      await new Promise((r) => proxy.close(r));
       await redis.stop();
     }
   });

@@ -20,8 +20,31 @@
  */
 import * as fs from 'node:fs';
 import * as net from 'node:net';
-import { Redis, ReplyError, type RedisOptions } from 'ioredis';
+import { Redis, ReplyError, type RedisOptions, type StandaloneConnectionOptions } from 'ioredis';
+import StandaloneConnector from 'ioredis/built/connectors/StandaloneConnector';
 import type { ConnectionOptions } from 'node:tls';
+
+/**
+ * ioredis's own connector, but every socket it opens keeps an 'error' listener for its whole life. ioredis listens
+ * with `once('error')` (ioredis 6.0.0 built/Redis.js connect, and its StandaloneConnector), so a socket's second
+ * error is an unhandled 'error' event, which ends the process: a TLS session that reads a bad record or an alert and
+ * is then reset emits both ("decryption failed or bad record mac", then "read ECONNRESET"; reported upstream as
+ * redis/ioredis#1183, the fix #961/#962 closed unmerged). The first error still reaches ioredis, which reconnects on
+ * the 'close' that follows; later ones change nothing and need no log of their own.
+ */
+class StreamErrorGuardConnector extends StandaloneConnector {
+  // ioredis constructs its connector with the client's whole options (ConnectorConstructor takes `unknown`).
+  constructor(options: unknown) {
+    super(options as StandaloneConnectionOptions);
+  }
+
+  override async connect(emit: Parameters<StandaloneConnector['connect']>[0]): ReturnType<StandaloneConnector['connect']> {
+    const stream = await super.connect(emit);
+    // Attached before any I/O callback can run: the stream was created in the tick this promise resolved in.
+    stream.on('error', () => undefined);
+    return stream;
+  }
+}
 
 /**
  * Commands sent and not yet answered, at most: beyond it a read is answered "unavailable" and a write dropped, both at
@@ -218,6 +241,7 @@ export class RedisSessionStore {
         return true;
       },
       connectionName: 'kvroute-epp-sessions',
+      Connector: StreamErrorGuardConnector,
       enableReadyCheck: false,
     };
     const client = new Redis(options);
