@@ -250,8 +250,11 @@ describe('the EPP in file-discovery mode (runner.go runWithFileDiscovery), end t
       expect.arrayContaining([['vllm-0', 'default', 'vllm-0'], ['vllm-1', 'default', 'vllm-1']]));
     envoy = new FakeEnvoy(`127.0.0.1:${epp.grpcPort}`);
     expect(keys(pods.slice(0, 2))).toContain(await pick());
-    const page = await (await fetch(`http://127.0.0.1:${epp.metricsPort}/metrics`)).text();
-    expect(page).toMatch(/inference_pool_ready_pods\{name="epp"\} 2/);
+    // The pool gauge counts pods with a fresh scrape, and nothing above waited for one: the pick does not need it (a
+    // pod whose first scrapes failed is routed to), and a loaded machine read 0 here. Wait for the count; a wrong pool
+    // name or endpoint count never matches.
+    const page = async () => (await fetch(`http://127.0.0.1:${epp!.metricsPort}/metrics`)).text();
+    await waitFor(async () => /inference_pool_ready_pods\{name="epp"\} 2/.test(await page()), 'both file endpoints counted ready in the pool named "epp"');
 
     replaceAtomically(path, endpointsYaml([{ name: 'vllm-2', port: pods[2]!.port }]));
     await waitFor(() => epp!.datastore.snapshot().map((s) => s.endpoint.key).join() === `127.0.0.1:${pods[2]!.port}`);
