@@ -1,6 +1,7 @@
 import { waitFor } from '@kvroute/testkit';
 import { Datastore, metricsAgeMs, metricsFresh, STUCK_GAUGES_MS, withoutStuckGauges } from '../src/datastore/datastore';
 import { endpointKey } from '../src/datastore/endpoint-key';
+import { monotonicMs } from '../src/clock';
 import { FakeVllmServer } from '@kvroute/testkit';
 import { modelServerRestarted, EMPTY_METRICS, endpointMetrics, type Endpoint, type EndpointMetrics } from '../src/datastore/types';
 
@@ -134,7 +135,9 @@ describe('Datastore without scraping', () => {
   it('a page keeps what was routed after its request went out, and drops what was routed before', () => {
     ds.upsertEndpoint(ep('10.0.0.1', 8000, 'a'));
     const key = '10.0.0.1:8000';
-    const t = Date.now();
+    // Page times on the store's own clock (monotonicMs, src/clock.ts), as its scrapers stamp them and as it stamps the
+    // routes: Date.now() drifts from it by some milliseconds (NTP slew since the anchor), which the 5 ms below are not.
+    const t = monotonicMs();
     ds.setMetrics(key, { updateTime: t - 50, requestTime: t - 55 });
     ds.acquire(key);
     ds.acquire(key);
@@ -143,7 +146,7 @@ describe('Datastore without scraping', () => {
     ds.setMetrics(key, { updateTime: t - 10, requestTime: t - 15 });
     expect(ds.netPicksSinceScrape(key)).toBe(3);
     // Requested after them: all of them are.
-    ds.setMetrics(key, { updateTime: Date.now() + 10, requestTime: Date.now() + 5 });
+    ds.setMetrics(key, { updateTime: monotonicMs() + 10, requestTime: monotonicMs() + 5 });
     expect(ds.netPicksSinceScrape(key)).toBe(0);
   });
 

@@ -7,6 +7,7 @@
  * `activeRequests`) and by `saturation-filter`'s unseen queue (`netPicksSinceScrape`).
  */
 import { parseEndpointPickerConfig } from '../src/config';
+import { monotonicMs } from '../src/clock';
 import { Datastore } from '../src/datastore/datastore';
 import type { IncomingRequest, RouteDecision } from '../src/extproc/request-director';
 import { RequestControl } from '../src/requestcontrol/request-control';
@@ -129,7 +130,10 @@ describe('a P/D request counts its prefill pod in flight (llm-d-router v0.10.0 i
     expect(unseen(ds, [PREFILL[0]!])).toEqual([1]);
     // The prefill pod's page, requested after the pick and after its prefill ended: nothing of it left to show.
     await new Promise((r) => setTimeout(r, 5));
-    ds.setMetrics(PREFILL[0]!, { waitingQueueSize: 0, runningQueueSize: 0, updateTime: Date.now(), requestTime: Date.now() });
+    // Read on the store's clock (monotonicMs, src/clock.ts), which stamped the pick: Date.now() may lag it by more than
+    // the 5 ms, and the page would then seem requested before the pick.
+    const requested = monotonicMs();
+    ds.setMetrics(PREFILL[0]!, { waitingQueueSize: 0, runningQueueSize: 0, updateTime: requested, requestTime: requested });
     expect(unseen(ds, [PREFILL[0]!])).toEqual([0]);
     control.responseHeaders(a.ticket, new Map([[':status', '200'], ['content-type', 'application/json']]), {}, false);
     expect(ds.activeRequests(PREFILL[0]!)).toBe(0);
