@@ -1020,12 +1020,18 @@ function stateWithMatch(req: LLMRequest, key: string, cachedCharacters: number):
 
 describe('latency-scorer through request control', () => {
   let ds: Datastore;
+  // The scheduler's clock, still through each test: its requests come all at once, as the bursts they stand for. On the
+  // real clock a loaded machine spread them out: a slot freed meanwhile moved picks, and a second's stall aged the
+  // pages past the saturation filter's staleness (a 503 for the whole burst).
+  let now = 0;
+  const clock = () => now;
   beforeEach(() => {
+    now = Date.now();
     ds = new Datastore({ scrape: false });
     for (let i = 0; i < 4; i++) {
       const address = `10.0.0.${i + 1}`;
       ds.upsertEndpoint({ key: `${address}:8000`, name: `p${i}`, namespace: 'ns', address, port: 8000, labels: {} });
-      ds.setMetrics(`${address}:8000`, { waitingQueueSize: 0, runningQueueSize: 0, kvCacheUsagePercent: 0, updateTime: Date.now(), consecutiveFailures: 0 });
+      ds.setMetrics(`${address}:8000`, { waitingQueueSize: 0, runningQueueSize: 0, kvCacheUsagePercent: 0, updateTime: now, consecutiveFailures: 0 });
     }
   });
   afterEach(() => ds.stop());
@@ -1038,7 +1044,7 @@ describe('latency-scorer through request control', () => {
   });
 
   it('spreads a burst of equal requests over idle pods: each pick is queued work the next one sees', async () => {
-    const scheduler = buildScheduler(latencyEndpointPickerConfig(), { random: seeded(6) });
+    const scheduler = buildScheduler(latencyEndpointPickerConfig(), { random: seeded(6), now: clock });
     const director = new RequestControl({ datastore: ds, scheduler });
     const counts = new Map<string, number>();
     for (let i = 0; i < 8; i++) {
@@ -1056,7 +1062,7 @@ describe('latency-scorer through request control', () => {
    */
   async function burstOfNewSessions(config: EndpointPickerConfig, sessions: number, withSessionIds = true,
     inspect?: (scheduler: Scheduler, holder: string) => void): Promise<number[]> {
-    const scheduler = buildScheduler(config, { random: seeded(8) });
+    const scheduler = buildScheduler(config, { random: seeded(8), now: clock });
     const director = new RequestControl({ datastore: ds, scheduler });
     const system = blocks('system', 100);
     const keys = ds.snapshot().map((s) => s.endpoint.key);
@@ -1066,7 +1072,7 @@ describe('latency-scorer through request control', () => {
         ds.setMetrics(key, { waitingQueueSize: 0, runningQueueSize: 0, kvCacheUsagePercent: 0, updateTime: at, consecutiveFailures: 0, inferenceCount: ran, inferenceSecondsSum: 0.8 * ran });
       }
     };
-    const start = Date.now();
+    const start = now;
     scrape(start);
     const warm = await director.route(incoming('warm', { model: MODEL, prompt: system + blocks('warm', 4) }));
     if (warm.kind !== 'route') throw new Error(`expected a route, got ${JSON.stringify(warm)}`);
@@ -1074,6 +1080,7 @@ describe('latency-scorer through request control', () => {
     director.release(warm.ticket, 'completed');
     // The next scrape: the warm request finished on its pod after 0.8 s running (vllm:request_inference_time_seconds).
     scrape(start + 1, warm.endpoint);
+    now = start + 1;
     const counts = new Map(keys.map((k) => [k, 0]));
     for (let i = 0; i < sessions; i++) {
       const headers = new Map([[':method', 'POST'], ['content-type', 'application/json'], ...(withSessionIds ? [['x-session-id', `s${i}`] as [string, string]] : [])]);
@@ -1101,9 +1108,9 @@ describe('latency-scorer through request control', () => {
     // One-off requests (no session id) under slotWait: sessions: their scores leave the slot wait out, so the holder
     // takes more than its slots; the start recorded for each still counts it.
     const [holder] = await burstOfNewSessions(withSlotWait(withMaxNumSeqs(withoutSessionLoad(defaultEndpointPickerConfig()), 4), 'sessions'), 16, false, (scheduler, key) => {
-      const stats = latencyOf(scheduler).model.pod(key).stats(Date.now());
+      const stats = latencyOf(scheduler).model.pod(key).stats(now);
       tracked = stats.trackedStarts;
-      latestAhead = stats.latestStartMs! - Date.now();
+      latestAhead = stats.latestStartMs! - now;
     });
     expect(holder).toBeGreaterThan(4);
     expect(tracked).toBe(holder);
@@ -1148,7 +1155,7 @@ describe('latency-scorer through request control', () => {
   });
 
   it('a non-streaming response\'s headers end the request\'s queued work; a streaming response\'s do not', async () => {
-    const scheduler = buildScheduler(latencyEndpointPickerConfig(), { random: seeded(7) });
+    const scheduler = buildScheduler(latencyEndpointPickerConfig(), { random: seeded(7), now: clock });
     const director = new RequestControl({ datastore: ds, scheduler });
     const model = latencyOf(scheduler).model;
     const streamed = await director.route(incoming('s', { model: MODEL, prompt: blocks('s', 16), stream: true }));
@@ -1157,19 +1164,19 @@ describe('latency-scorer through request control', () => {
     expect(streamed.endpoint).not.toBe(plain.endpoint);
     director.responseHeaders(streamed.ticket, new Map([[':status', '200'], ['content-type', 'text/event-stream; charset=utf-8']]));
     director.responseHeaders(plain.ticket, new Map([[':status', '200'], ['content-type', 'application/json']]));
-    expect(model.pod(streamed.endpoint).stats(Date.now()).pendingRequests).toBe(1);
-    expect(model.pod(plain.endpoint).stats(Date.now()).pendingRequests).toBe(0);
+    expect(model.pod(streamed.endpoint).stats(now).pendingRequests).toBe(1);
+    expect(model.pod(plain.endpoint).stats(now).pendingRequests).toBe(0);
   });
 
   it('keeps each routed request\'s start for the slot wait from the pick until its response ends, however it ends (review 30 #3)', async () => {
-    const scheduler = buildScheduler(latencyEndpointPickerConfig(), { random: seeded(7) });
+    const scheduler = buildScheduler(latencyEndpointPickerConfig(), { random: seeded(7), now: clock });
     const director = new RequestControl({ datastore: ds, scheduler });
     const model = latencyOf(scheduler).model;
     const a = await director.route(incoming('a', { model: MODEL, prompt: blocks('a', 16), stream: true }));
     const b = await director.route(incoming('b', { model: MODEL, prompt: blocks('a', 16), stream: true }));
     if (a.kind !== 'route' || b.kind !== 'route') throw new Error('expected routes');
     const tracked = () => [a.endpoint, b.endpoint].filter((e, i, all) => all.indexOf(e) === i)
-      .reduce((n, e) => n + model.pod(e).stats(Date.now()).trackedStarts, 0);
+      .reduce((n, e) => n + model.pod(e).stats(now).trackedStarts, 0);
     expect(tracked()).toBe(2);
     // The first token (streamed headers) does not free the slot; the response's end does.
     director.responseHeaders(a.ticket, new Map([[':status', '200'], ['content-type', 'text/event-stream']]));
@@ -1182,14 +1189,14 @@ describe('latency-scorer through request control', () => {
 
   it('tracks two requests that share an x-request-id on one pod as two, each ended by its own response (a retry or hedged copy in flight with the first)', async () => {
     for (const key of ds.snapshot().map((s) => s.endpoint.key).slice(1)) ds.removeEndpoint(key);
-    const scheduler = buildScheduler(latencyEndpointPickerConfig(), { random: seeded(7) });
+    const scheduler = buildScheduler(latencyEndpointPickerConfig(), { random: seeded(7), now: clock });
     const director = new RequestControl({ datastore: ds, scheduler });
     const model = latencyOf(scheduler).model;
     const first = await director.route(incoming('same-id', { model: MODEL, prompt: blocks('a', 16), stream: true }));
     const copy = await director.route(incoming('same-id', { model: MODEL, prompt: blocks('a', 16), stream: true }));
     if (first.kind !== 'route' || copy.kind !== 'route') throw new Error('expected routes');
     expect(copy.endpoint).toBe(first.endpoint);
-    const stats = () => model.pod(first.endpoint).stats(Date.now());
+    const stats = () => model.pod(first.endpoint).stats(now);
     expect(stats().trackedStarts).toBe(2);
     expect(stats().pendingRequests).toBe(2);
     director.release(first.ticket, 'completed');
@@ -1199,21 +1206,21 @@ describe('latency-scorer through request control', () => {
   });
 
   it('a streamed request whose client gave up before its first token stops weighing on its pod when its stream ends, not at its expiry', async () => {
-    const scheduler = buildScheduler(latencyEndpointPickerConfig(), { random: seeded(7) });
+    const scheduler = buildScheduler(latencyEndpointPickerConfig(), { random: seeded(7), now: clock });
     const director = new RequestControl({ datastore: ds, scheduler });
     const model = latencyOf(scheduler).model;
     const long = await director.route(incoming('long', { model: MODEL, prompt: blocks('long', 64), stream: true }));
     if (long.kind !== 'route') throw new Error('expected a route');
     const pod = model.pod(long.endpoint);
-    const queued = pod.stats(Date.now()).pendingTokens;
+    const queued = pod.stats(now).pendingTokens;
     expect(queued).toBeGreaterThan(0);
-    expect(pod.predict(0, EMPTY_METRICS, Date.now()).queuedTokens).toBe(queued);
+    expect(pod.predict(0, EMPTY_METRICS, now).queuedTokens).toBe(queued);
     // vLLM sends a streamed response's headers before the prefill; then the client leaves (with response body mode
     // NONE, Envoy's half-close after the headers: released as 'completed').
     director.responseHeaders(long.ticket, new Map([[':status', '200'], ['content-type', 'text/event-stream']]));
     director.release(long.ticket, 'completed');
-    expect(pod.stats(Date.now())).toMatchObject({ pendingRequests: 0, pendingTokens: 0 });
-    expect(pod.predict(0, EMPTY_METRICS, Date.now()).queuedTokens).toBe(0);
+    expect(pod.stats(now)).toMatchObject({ pendingRequests: 0, pendingTokens: 0 });
+    expect(pod.predict(0, EMPTY_METRICS, now).queuedTokens).toBe(0);
   });
 });
 
