@@ -790,12 +790,19 @@ export class KvEventSubscriber {
         if (admitted) replaySlots.release();
         return;
       }
-      const dealer = new (zmq().Dealer)({ receiveTimeout: this.options.replayTimeoutMs ?? 2000, linger: 0 });
+      let dealer: Zmq.Dealer | undefined;
       let outcome: 'complete' | 'interrupted' | 'moved-on' = 'interrupted';
       let progressed = false;
       let failure: string | undefined;
       try {
         if (!admitted) throw new Error(`no replay slot free (at most ${MAX_CONCURRENT_REPLAYS} replays at once)`);
+        // Made inside the try: libzmq refuses a new socket (EMFILE, "Too many open file descriptors") once the context
+        // holds ZMQ_MAX_SOCKETS of them (1023 by default; a per-pod subscription holds three, its SUB socket and its
+        // event observer's two, so about 340 pods reach it), and this replay runs detached (`void this.replay(…)`):
+        // a throw outside the try was an unhandled rejection, which ended the EPP. It fails this attempt instead, as
+        // llm-d-router's requestReplay gives up a replay whose dealer it cannot dial (pkg/kvevents/zmq_subscriber.go:
+        // "Failed to connect replay socket", then invalidateReplay).
+        dealer = new (zmq().Dealer)({ receiveTimeout: this.options.replayTimeoutMs ?? 2000, linger: 0 });
         dealer.connect(`tcp://${hostForUrl(ipOf(endpointKey))}:${this.options.replayPort! + state.rank}`);
         await dealer.send(['', encodeSeq(askFrom)]);
         let expected = askFrom;
@@ -837,7 +844,7 @@ export class KvEventSubscriber {
       } catch (e) {
         failure = (e as Error).message;
       } finally {
-        dealer.close();
+        dealer?.close();
         if (admitted) replaySlots.release();
       }
       if (!registered()) return;
