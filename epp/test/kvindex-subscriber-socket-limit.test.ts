@@ -18,13 +18,16 @@ jest.setTimeout(60_000);
 const SUBSCRIBER = path.join(__dirname, '..', 'src', 'kvindex', 'event-subscriber');
 
 /**
- * The child: a per-pod subscriber in a context that holds 3 sockets, the pod's SUB socket and the two PAIR sockets of
- * its event observer (measured with zeromq 6.8.0: 2 refuses the observer), so the warm-up replay's DEALER is refused.
- * It prints what the subscriber reported and exits 0 once the replay has ended.
+ * The child: a per-pod subscriber in a context of 4 sockets, one taken first, then the pod's SUB socket and the two
+ * PAIR sockets of its event observer (measured with zeromq 6.8.0: with 5 the replay's DEALER is made and the replay
+ * answered), so the warm-up replay's DEALER is refused. It prints what the subscriber reported and exits 0 once the
+ * replay has ended.
  */
 const child = (socketPort: number, replayPort: number) => `
 const zmq = require('zeromq');
-zmq.context.maxSockets = 3;
+zmq.context.maxSockets = 4;
+// The context's first socket fixes its size: the subscriber's own raise of the limit (\`zmq()\`) then changes nothing.
+const first = new zmq.Pair();
 const { KvEventSubscriber } = require(${JSON.stringify(SUBSCRIBER)});
 const warnings = [];
 const subscriber = new KvEventSubscriber({
@@ -49,15 +52,7 @@ it('a replay whose DEALER libzmq refuses (EMFILE at the context\'s socket limit)
   const publisher = new TestKvEventPublisher();
   const { socketPort, replayPort } = await publisher.bind();
   try {
-    const proc = spawn(process.execPath, ['--require', 'ts-node/register/transpile-only', '-e', child(socketPort, replayPort)], {
-      cwd: path.join(__dirname, '..'),
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    proc.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });
-    proc.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
-    const code = await new Promise<number | null>((resolve) => proc.once('close', (c) => resolve(c)));
+    const { code, stdout, stderr } = await run(child(socketPort, replayPort));
     // Before the fix: exit 1, stderr "Error: Too many open file descriptors … code: 'EMFILE'" from `new Dealer`.
     expect({ code, stderr: code === 0 ? '' : stderr }).toEqual({ code: 0, stderr: '' });
     const report = JSON.parse(stdout.trim()) as { endpoint: string; outcome: string; warm: boolean; warnings: { msg: string; error?: string }[] };
@@ -70,4 +65,40 @@ it('a replay whose DEALER libzmq refuses (EMFILE at the context\'s socket limit)
   } finally {
     publisher.close();
   }
+});
+
+/** Runs `script` in a node process that loads TypeScript; resolves to its exit code, stdout and stderr. */
+function run(script: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const proc = spawn(process.execPath, ['--require', 'ts-node/register/transpile-only', '-e', script], {
+    cwd: path.join(__dirname, '..'),
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  proc.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });
+  proc.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
+  return new Promise((resolve) => proc.once('close', (code) => resolve({ code, stdout, stderr })));
+}
+
+// libzmq's default context holds 1023 sockets and a per-pod subscription three (SUB, and its event observer's two
+// PAIR sockets), so the 342nd pod's addEndpoint threw EMFILE: the datastore caught it as a listener's error and that
+// pod's KV events were never heard. llm-d-router dials each pod with the pure-Go zmq4 (pkg/kvevents/zmq_subscriber.go),
+// which has no socket limit of its own.
+it('a pool of 400 pods is subscribed in per-pod mode, past the 341 that libzmq\'s default socket limit (1023) holds', async () => {
+  const pods = 400;
+  const { code, stdout, stderr } = await run(`
+const { KvEventSubscriber } = require(${JSON.stringify(SUBSCRIBER)});
+const subscriber = new KvEventSubscriber({
+  mode: 'per-pod', topicFilter: 'kv@', socketPort: 1, resolvePod: () => undefined,
+  logger: { warn: () => undefined, debug: () => undefined },
+  events: { batch() {}, reset() {}, dropped() {}, gap() {}, replay() {} },
+});
+for (let i = 0; i < ${pods}; i++) subscriber.addEndpoint('127.0.' + Math.floor(i / 200) + '.' + (i % 200 + 1) + ':8000');
+process.stdout.write(JSON.stringify({ subscriptions: subscriber.subscriptions }) + '\\n');
+subscriber.close();
+process.exit(0);
+`);
+  // Before the fix: exit 1, "Error: Too many open file descriptors … code: 'EMFILE'" from the 342nd addEndpoint.
+  expect({ code, stderr: code === 0 ? '' : stderr }).toEqual({ code: 0, stderr: '' });
+  expect(JSON.parse(stdout.trim())).toEqual({ subscriptions: pods });
 });

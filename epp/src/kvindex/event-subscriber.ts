@@ -218,12 +218,24 @@ function decodePayload(payload: Uint8Array): Decoded {
   }
 }
 
+let socketLimitRaised = false;
+
 /**
  * zeromq is loaded when a subscription starts, not when this module is imported: the EPP's config module (which the
  * cdk8s app imports to validate configs) reaches this file through the plugin list and must not load a native addon.
  */
 function zmq(): typeof Zmq {
-  return require('zeromq') as typeof Zmq;
+  const z = require('zeromq') as typeof Zmq;
+  if (!socketLimitRaised) {
+    // libzmq's context holds at most ZMQ_MAX_SOCKETS sockets, 1023 by default (zmq_ctx_set(3)), and refuses more with
+    // EMFILE. A per-pod subscription holds three (its SUB socket and the two PAIR sockets of its event observer), so
+    // the 342nd pod of a pool could not be subscribed and was never indexed (its addEndpoint threw), while llm-d-router
+    // dials every pod with the pure-Go zmq4, which has no such limit. The limit libzmq allows instead (65535 with
+    // zeromq 6.8.0); it takes effect only before the context's first socket, which the EPP makes here.
+    z.context.maxSockets = z.context.maxSocketsLimit;
+    socketLimitRaised = true;
+  }
+  return z;
 }
 
 function messageBytes(frames: readonly Buffer[]): number {
@@ -797,9 +809,8 @@ export class KvEventSubscriber {
       try {
         if (!admitted) throw new Error(`no replay slot free (at most ${MAX_CONCURRENT_REPLAYS} replays at once)`);
         // Made inside the try: libzmq refuses a new socket (EMFILE, "Too many open file descriptors") once the context
-        // holds ZMQ_MAX_SOCKETS of them (1023 by default; a per-pod subscription holds three, its SUB socket and its
-        // event observer's two, so about 340 pods reach it), and this replay runs detached (`void this.replay(…)`):
-        // a throw outside the try was an unhandled rejection, which ended the EPP. It fails this attempt instead, as
+        // holds ZMQ_MAX_SOCKETS of them (see `zmq()`) or the process is out of descriptors, and this replay runs
+        // detached (`void this.replay(…)`): a throw outside the try was an unhandled rejection, which ended the EPP. It fails this attempt instead, as
         // llm-d-router's requestReplay gives up a replay whose dealer it cannot dial (pkg/kvevents/zmq_subscriber.go:
         // "Failed to connect replay socket", then invalidateReplay).
         dealer = new (zmq().Dealer)({ receiveTimeout: this.options.replayTimeoutMs ?? 2000, linger: 0 });
