@@ -21,6 +21,7 @@
  * enabled on it, a network policy in the way) stops counting, so one such pod cannot keep the EPP unready forever; its
  * subscription keeps retrying and its entries arrive once it connects. Central mode is warm once its socket is bound.
  */
+import { readFileSync } from 'node:fs';
 import type * as Zmq from 'zeromq';
 import { monotonicMs } from '../clock';
 import {
@@ -86,6 +87,8 @@ export interface SubscriberOptions {
   readonly warmUpTimeoutMs?: number;
   /** Called whenever `warm` may have changed: a subscription connected, a pod left, or a pod's warm-up wait ran out. */
   readonly onWarmUpChange?: () => void;
+  /** Per-pod mode: how long after libzmq refused a pod's socket (EMFILE) it is tried again. @default SUBSCRIBE_RETRY_MS */
+  readonly subscribeRetryMs?: number;
   readonly logger: { warn(msg: string, fields?: Record<string, unknown>): void; debug(msg: string, fields?: Record<string, unknown>): void };
   /** The largest frame a socket accepts (see MAX_KV_EVENT_FRAME_BYTES). @default MAX_KV_EVENT_FRAME_BYTES */
   readonly maxFrameBytes?: number;
@@ -118,6 +121,12 @@ export const REPLAY_DEADLINE_MS = 120_000;
  * decoding them all at once would hold the event loop, and the picks waiting on it, for as long.
  */
 export const MAX_CONCURRENT_REPLAYS = 8;
+
+/**
+ * A pod whose subscription libzmq refused (EMFILE: out of file descriptors) is tried again after this long
+ * (llm-d-router v0.10.0's `retryInterval`, pkg/kvevents/zmq_subscriber.go).
+ */
+export const SUBSCRIBE_RETRY_MS = 5_000;
 
 /**
  * After a replay that failed, the publisher's replay socket is not asked again for this long (llm-d-router v0.10.0
@@ -218,6 +227,20 @@ function decodePayload(payload: Uint8Array): Decoded {
   }
 }
 
+/**
+ * The process's open-file limit (soft, the one enforced) from /proc/self/limits; undefined off Linux. Read when zeromq
+ * is loaded (`zmq()`): once the process is out of descriptors, reading the file fails too.
+ */
+let fileLimit: number | undefined;
+function readOpenFileLimit(): number | undefined {
+  try {
+    const line = /^Max open files\s+(\d+)/m.exec(readFileSync('/proc/self/limits', 'utf8'));
+    return line ? Number(line[1]) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 let socketLimitRaised = false;
 
 /**
@@ -234,6 +257,7 @@ function zmq(): typeof Zmq {
     // zeromq 6.8.0); it takes effect only before the context's first socket, which the EPP makes here.
     z.context.maxSockets = z.context.maxSocketsLimit;
     socketLimitRaised = true;
+    fileLimit = readOpenFileLimit();
   }
   return z;
 }
@@ -315,6 +339,10 @@ export class KvEventSubscriber {
    */
   private readonly unresolved = new Map<string, Buffer[][]>();
   private unresolvedBytes = 0;
+  /** Per-pod subscriptions refused with EMFILE since the last one made (`socketsRefused`). */
+  private refusedRun = 0;
+  /** Pods whose subscription libzmq refused (EMFILE), by key: the timer that tries it again. */
+  private readonly refused = new Map<string, NodeJS.Timeout>();
 
   constructor(private readonly options: SubscriberOptions) {}
 
@@ -417,8 +445,30 @@ export class KvEventSubscriber {
       this.bindRank(rank);
       this.deliverUnresolved();
     }
-    if (this.options.mode === 'central' || this.perPod.has(endpointKey) || this.closed) return;
-    const socket = this.newSocket();
+    if (this.options.mode === 'central' || this.perPod.has(endpointKey) || this.refused.has(endpointKey) || this.closed) return;
+    // The SUB socket and its event observer (two PAIR sockets, made on the first `events`) are made first, in a try:
+    // past the process's open-file limit libzmq refuses one with EMFILE, and a throw here left the socket made before
+    // it open (its descriptors leaked), the pod waited for by readiness, and one "datastore listener failed" error a
+    // pod, hundreds of them at once for a large pool (see `socketsRefused`).
+    let made: Zmq.Subscriber | undefined;
+    try {
+      made = this.newSocket();
+      void made.events;
+    } catch (err) {
+      made?.close();
+      if ((err as NodeJS.ErrnoException).code !== 'EMFILE') throw err;
+      this.socketsRefused(endpointKey, err as Error);
+      const retry = setTimeout(() => {
+        if (this.refused.get(endpointKey) !== retry) return;
+        this.refused.delete(endpointKey);
+        this.addEndpoint(endpointKey, rank);
+      }, this.options.subscribeRetryMs ?? SUBSCRIBE_RETRY_MS);
+      retry.unref();
+      this.refused.set(endpointKey, retry);
+      return;
+    }
+    const socket = made;
+    this.refusedRun = 0;
     const address = `tcp://${hostForUrl(ipOf(endpointKey))}:${this.options.socketPort + rank}`;
     const timeoutMs = this.options.warmUpTimeoutMs ?? DEFAULT_WARM_UP_TIMEOUT_MS;
     const timer = setTimeout(() => {
@@ -448,6 +498,24 @@ export class KvEventSubscriber {
     socket.subscribe(this.options.topicFilter);
     this.perPod.set(endpointKey, socket);
     void this.consume(socket, endpointKey);
+  }
+
+  /**
+   * libzmq refused a pod's sockets with EMFILE: the process is out of file descriptors (or, past 65535, libzmq's own
+   * socket limit). The pod is tried again after SUBSCRIBE_RETRY_MS, as llm-d-router's subscriber retries a socket it
+   * could not dial (`Start`, `retryInterval`, pkg/kvevents/zmq_subscriber.go @ v0.10.0), where it logs every failure.
+   * Said once here, clearly, for a run of refusals (a pool added at start-up meets it for every pod past the limit, and
+   * again at every retry); the rest of the run at debug, with the count.
+   */
+  private socketsRefused(endpointKey: string, err: Error): void {
+    this.refusedRun++;
+    if (this.refusedRun === 1) {
+      this.options.logger.warn('KV-event subscription refused: the EPP is out of file descriptors (EMFILE), so this pod and any added while it lasts are not subscribed and their KV events not indexed. Each subscribed pod holds about four descriptors (ZMQ SUB socket, its connection, its monitor) and its metrics scrape one more: raise the EPP container\'s open-file limit (RLIMIT_NOFILE, whose hard limit Node takes at start) above five per pod', {
+        endpoint: endpointKey, error: err.message, openFileLimit: fileLimit, subscriptions: this.perPod.size,
+      });
+    } else {
+      this.options.logger.debug('KV-event subscription refused (EMFILE)', { endpoint: endpointKey, refusedInARow: this.refusedRun });
+    }
   }
 
   private newSocket(): Zmq.Subscriber {
@@ -539,6 +607,8 @@ export class KvEventSubscriber {
 
   /** A pod left the pool: stop listening to it and forget its entries. */
   removeEndpoint(endpointKey: string): void {
+    clearTimeout(this.refused.get(endpointKey));
+    this.refused.delete(endpointKey);
     const socket = this.perPod.get(endpointKey);
     if (socket) {
       this.perPod.delete(endpointKey);
@@ -564,6 +634,8 @@ export class KvEventSubscriber {
     this.closed = true;
     for (const timer of this.warmingUp.values()) clearTimeout(timer);
     this.warmingUp.clear();
+    for (const timer of this.refused.values()) clearTimeout(timer);
+    this.refused.clear();
     this.central?.close();
     for (const socket of this.perPod.values()) socket.close();
     this.perPod.clear();
