@@ -12,8 +12,8 @@
  *
  * The subscriber runs in a process of its own under `ulimit -n`, the limit being the process's.
  */
-import { spawn } from 'node:child_process';
 import * as path from 'node:path';
+import { runTsChild } from './ts-child';
 
 jest.setTimeout(60_000);
 
@@ -49,7 +49,7 @@ const until = Date.now() + 15000;
 `;
 
 it(`${PODS} pods under an open-file limit of ${FD_LIMIT}: the refused subscriptions are said once and retried, not thrown a pod (llm-d-router v0.10.0 zmq_subscriber.go retryInterval)`, async () => {
-  const { code, stdout, stderr } = await run(child);
+  const { code, stdout, stderr } = await runTsChild(child, { fdLimit: FD_LIMIT });
   expect({ code, stderr: code === 0 ? '' : stderr }).toEqual({ code: 0, stderr: '' });
   const r = JSON.parse(stdout.trim()) as { thrown: number; firstThrown?: string; subscribed: number; after: number; waitingFor: number; warnings: { msg: string; error?: string; limit?: number }[] };
   // The limit was met (else the test proves nothing), and left room for the pods refused once the first ones left.
@@ -64,16 +64,3 @@ it(`${PODS} pods under an open-file limit of ${FD_LIMIT}: the refused subscripti
   expect(r.warnings[0]).toMatchObject({ error: 'Too many open file descriptors', limit: FD_LIMIT });
   expect(r.warnings[0]!.msg).toMatch(/out of file descriptors \(EMFILE\).*RLIMIT_NOFILE/);
 });
-
-/** Runs `script` in a node process (loading TypeScript) under `ulimit -n FD_LIMIT`; resolves to its exit code and output. */
-function run(script: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const proc = spawn('/bin/sh', ['-c', `ulimit -n ${FD_LIMIT} && exec "$0" --require ts-node/register/transpile-only -e "$1"`, process.execPath, script], {
-    cwd: path.join(__dirname, '..'),
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stdout = '';
-  let stderr = '';
-  proc.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });
-  proc.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
-  return new Promise((resolve) => proc.once('close', (code) => resolve({ code, stdout, stderr })));
-}

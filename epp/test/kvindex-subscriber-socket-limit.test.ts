@@ -9,9 +9,9 @@
  * The subscriber runs in a process of its own: the socket limit is the context's, set before its first socket, and an
  * unhandled rejection ends that process, which is what the test watches.
  */
-import { spawn } from 'node:child_process';
 import * as path from 'node:path';
 import { TestKvEventPublisher } from '@kvroute/testkit';
+import { runTsChild } from './ts-child';
 
 jest.setTimeout(60_000);
 
@@ -52,7 +52,7 @@ it('a replay whose DEALER libzmq refuses (EMFILE at the context\'s socket limit)
   const publisher = new TestKvEventPublisher();
   const { socketPort, replayPort } = await publisher.bind();
   try {
-    const { code, stdout, stderr } = await run(child(socketPort, replayPort));
+    const { code, stdout, stderr } = await runTsChild(child(socketPort, replayPort));
     // Before the fix: exit 1, stderr "Error: Too many open file descriptors … code: 'EMFILE'" from `new Dealer`.
     expect({ code, stderr: code === 0 ? '' : stderr }).toEqual({ code: 0, stderr: '' });
     const report = JSON.parse(stdout.trim()) as { endpoint: string; outcome: string; warm: boolean; warnings: { msg: string; error?: string }[] };
@@ -67,18 +67,6 @@ it('a replay whose DEALER libzmq refuses (EMFILE at the context\'s socket limit)
   }
 });
 
-/** Runs `script` in a node process that loads TypeScript; resolves to its exit code, stdout and stderr. */
-function run(script: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const proc = spawn(process.execPath, ['--require', 'ts-node/register/transpile-only', '-e', script], {
-    cwd: path.join(__dirname, '..'),
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stdout = '';
-  let stderr = '';
-  proc.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });
-  proc.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
-  return new Promise((resolve) => proc.once('close', (code) => resolve({ code, stdout, stderr })));
-}
 
 // libzmq's default context holds 1023 sockets and a per-pod subscription three (SUB, and its event observer's two
 // PAIR sockets), so the 342nd pod's addEndpoint threw EMFILE: the datastore caught it as a listener's error and that
@@ -86,7 +74,7 @@ function run(script: string): Promise<{ code: number | null; stdout: string; std
 // which has no socket limit of its own.
 it('a pool of 400 pods is subscribed in per-pod mode, past the 341 that libzmq\'s default socket limit (1023) holds', async () => {
   const pods = 400;
-  const { code, stdout, stderr } = await run(`
+  const { code, stdout, stderr } = await runTsChild(`
 const { KvEventSubscriber } = require(${JSON.stringify(SUBSCRIBER)});
 const subscriber = new KvEventSubscriber({
   mode: 'per-pod', topicFilter: 'kv@', socketPort: 1, resolvePod: () => undefined,
