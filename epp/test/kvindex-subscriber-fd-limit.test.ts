@@ -24,11 +24,26 @@ const FD_LIMIT = 256;
 const child = `
 const { KvEventSubscriber } = require(${JSON.stringify(SUBSCRIBER)});
 const warnings = [];
+let refusals = 0;
 const subscriber = new KvEventSubscriber({
   mode: 'per-pod', topicFilter: 'kv@', socketPort: 1, resolvePod: () => undefined, subscribeRetryMs: 100,
-  logger: { warn: (msg, fields) => warnings.push({ msg, error: fields && fields.error, limit: fields && fields.openFileLimit }), debug: () => undefined },
+  logger: {
+    warn: (msg, fields) => { refusals++; warnings.push({ msg, error: fields && fields.error, limit: fields && fields.openFileLimit }); },
+    debug: (msg) => { if (msg.includes('EMFILE')) refusals++; },
+  },
   events: { batch() {}, reset() {}, dropped() {}, gap() {}, replay() {} },
 });
+// Every subscription attempt's outcome, retries included (they call addEndpoint on the instance): libzmq's I/O thread
+// opens and closes connections meanwhile (nothing listens on the pods' port), so a descriptor can come free between two
+// attempts and a refusal follow a success: a new run of refusals, said again.
+const outcomes = [];
+const addEndpoint = subscriber.addEndpoint.bind(subscriber);
+subscriber.addEndpoint = (pod, rank) => {
+  const [subscriptions, refused] = [subscriber.subscriptions, refusals];
+  try { addEndpoint(pod, rank); } finally {
+    outcomes.push(refusals > refused ? 'refused' : subscriber.subscriptions > subscriptions ? 'made' : 'none');
+  }
+};
 const pods = Array.from({ length: ${PODS} }, (_, i) => '127.0.' + Math.floor(i / 200) + '.' + (i % 200 + 1) + ':8000');
 // As the datastore calls a listener: a throw is caught and logged, one "datastore listener failed" a pod.
 const thrown = [];
@@ -42,7 +57,9 @@ const waitingFor = ${PODS} - subscribed;
 const until = Date.now() + 15000;
 (function poll() {
   if (subscriber.subscriptions < waitingFor && Date.now() < until) return setTimeout(poll, 50);
-  process.stdout.write(JSON.stringify({ thrown: thrown.length, firstThrown: thrown[0], subscribed, after: subscriber.subscriptions, waitingFor, warnings }) + '\\n');
+  // Runs of refusals: a refusal that is the first, or follows a subscription made.
+  const runs = outcomes.filter((o) => o !== 'none').filter((o, i, all) => o === 'refused' && (i === 0 || all[i - 1] === 'made')).length;
+  process.stdout.write(JSON.stringify({ thrown: thrown.length, firstThrown: thrown[0], subscribed, after: subscriber.subscriptions, waitingFor, warnings, refusals, runs }) + '\\n');
   subscriber.close();
   process.exit(0);
 })();
@@ -51,7 +68,7 @@ const until = Date.now() + 15000;
 it(`${PODS} pods under an open-file limit of ${FD_LIMIT}: the refused subscriptions are said once and retried, not thrown a pod (llm-d-router v0.10.0 zmq_subscriber.go retryInterval)`, async () => {
   const { code, stdout, stderr } = await runTsChild(child, { fdLimit: FD_LIMIT });
   expect({ code, stderr: code === 0 ? '' : stderr }).toEqual({ code: 0, stderr: '' });
-  const r = JSON.parse(stdout.trim()) as { thrown: number; firstThrown?: string; subscribed: number; after: number; waitingFor: number; warnings: { msg: string; error?: string; limit?: number }[] };
+  const r = JSON.parse(stdout.trim()) as { thrown: number; firstThrown?: string; subscribed: number; after: number; waitingFor: number; warnings: { msg: string; error?: string; limit?: number }[]; refusals: number; runs: number };
   // The limit was met (else the test proves nothing), and left room for the pods refused once the first ones left.
   expect(r.subscribed).toBeGreaterThan(0);
   expect(r.subscribed).toBeLessThan(PODS);
@@ -59,8 +76,13 @@ it(`${PODS} pods under an open-file limit of ${FD_LIMIT}: the refused subscripti
   // Before the fix: one throw a refused pod ("Too many open file descriptors"), and none of them ever subscribed.
   expect({ thrown: r.thrown, firstThrown: r.firstThrown }).toEqual({ thrown: 0, firstThrown: undefined });
   expect(r.after).toBe(r.waitingFor);
-  // One warning for the run of refusals, naming the cause and the limit.
-  expect(r.warnings).toHaveLength(1);
-  expect(r.warnings[0]).toMatchObject({ error: 'Too many open file descriptors', limit: FD_LIMIT });
-  expect(r.warnings[0]!.msg).toMatch(/out of file descriptors \(EMFILE\).*RLIMIT_NOFILE/);
+  // One warning a run of refusals (usually one run; two seen on a busy machine), naming the cause and the limit; the
+  // other refusals at debug.
+  expect(r.refusals).toBeGreaterThanOrEqual(r.waitingFor);
+  expect(r.runs).toBeGreaterThanOrEqual(1);
+  expect(r.warnings).toHaveLength(r.runs);
+  for (const w of r.warnings) {
+    expect(w).toMatchObject({ error: 'Too many open file descriptors', limit: FD_LIMIT });
+    expect(w.msg).toMatch(/out of file descriptors \(EMFILE\).*RLIMIT_NOFILE/);
+  }
 });
