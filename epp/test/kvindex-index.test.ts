@@ -131,14 +131,15 @@ describe('KvBlockIndex: the dual-key index (own keys from token ids, engine hash
     };
     const system = tokens(5_000_000, 2 * BS);
     index.store('a', stored(['sys0', 'sys1'], null, system), ROOT);
-    requestKeys(system).forEach(refresh);
+    // A stored chain's head is its most recently used block, its tail the least (each block just below its parent).
+    [...requestKeys(system)].reverse().forEach(refresh);
     const chains: number[][] = [];
     let evicted = 0;
     for (let i = 0; i < 3000; i++) {
       const ids = tokens(10 + i * 3 * BS, 3 * BS);
       index.store('a', stored([`x${i}a`, `x${i}b`, `x${i}c`], null, ids), ROOT);
       const chain = requestKeys(ids);
-      chain.forEach(refresh);
+      [...chain].reverse().forEach(refresh);
       chains.push(chain);
       // A routed request matched an earlier chain's first two blocks, and every one the shared system prompt.
       const hit = chains[(i * 7919) % chains.length]!;
@@ -186,6 +187,43 @@ describe('KvBlockIndex: the dual-key index (own keys from token ids, engine hash
     plain.store('a', stored(['q0', 'q1'], null, tokens(100, 8)), ROOT);
     plain.store('a', stored(['r0', 'r1'], null, tokens(200, 8)), ROOT);
     expect(plain.longestPrefix(requestKeys(hot), pods('a'), 0).has('a')).toBe(false);
+  });
+
+  // vLLM frees a request's blocks in reverse, "so that the tail blocks are evicted first" (vllm/v1/core/
+  // kv_cache_manager.py free @ v0.10.0), and a BlockStored names a parent the storing request holds (block_pool.py
+  // cache_full_blocks): a chain's head is the last of it to go. Blocks are matched as a chain from the head, so a
+  // dropped head leaves the rest of the chain costing entries and matching nothing.
+  test('over capacity a chain goes from its tail: a stored or speculated chain longer than the pod\'s share keeps its head; a continuation never outlives its parent', () => {
+    const long = tokens(1, 5 * BS);
+    const stores = new KvBlockIndex(BS, 1000);
+    stores.setCapacity('a', 3);
+    stores.store('a', stored(['l0', 'l1', 'l2', 'l3', 'l4'], null, long), ROOT);
+    expect(stores.blocksOf('a')).toBe(3);
+    expect(stores.longestPrefix(requestKeys(long), pods('a'), 0).get('a')?.blocks).toBe(3);
+
+    // Engine blocks of half the configured size (many:1), gathered into configured blocks: the same.
+    const gathers = new KvBlockIndex(BS, 1000);
+    gathers.setCapacity('a', 3);
+    expect(gathers.store('a', stored(Array.from({ length: 10 }, (_, i) => `g${i}`), null, long, { blockSize: BS / 2 }), ROOT)).toEqual({ stored: 5 });
+    expect(gathers.blocksOf('a')).toBe(3);
+    expect(gathers.longestPrefix(requestKeys(long), pods('a'), 0).get('a')?.blocks).toBe(3);
+
+    const speculates = new KvBlockIndex(BS, 1000);
+    speculates.setCapacity('a', 3);
+    speculates.speculate('a', requestKeys(long), 1000);
+    expect(speculates.longestPrefix(requestKeys(long), pods('a'), 0).get('a')?.blocks).toBe(3);
+
+    // A system prompt stored first, an unrelated prompt after it, then a continuation of the system prompt: over
+    // capacity the continuation (the tail of the system prompt's chain) goes, not the system prompt under it.
+    const system = tokens(100, 2 * BS);
+    const continued = new KvBlockIndex(BS, 1000);
+    continued.setCapacity('a', 4);
+    continued.store('a', stored(['s0', 's1'], null, system), ROOT);
+    continued.store('a', stored(['x0', 'x1'], null, tokens(200, 2 * BS)), ROOT);
+    continued.store('a', stored(['u0', 'u1'], 's1', tokens(300, 2 * BS)), ROOT);
+    expect(continued.blocksOf('a')).toBe(4);
+    expect(continued.longestPrefix(requestKeys(system), pods('a'), 0).get('a')?.blocks).toBe(2);
+    expect(continued.longestPrefix(requestKeys(tokens(200, 2 * BS)), pods('a'), 0).get('a')?.blocks).toBe(2);
   });
 
   test('an event whose parent was never seen cannot be keyed: skipped, not guessed; token ids that do not fit the block size key nothing, the engine hashes do', () => {
@@ -705,9 +743,13 @@ describe('KvBlockIndex: the dual-key index (own keys from token ids, engine hash
       expect(index.store('a', stored(['c0z'], 'c0a', [9, 9], half), ROOT)).toEqual({ stored: 1 });
       // A carry whose base the capacity dropped stays while a block completed through it is held: vLLM's eviction of
       // the carry still takes that block.
-      const one = new KvBlockIndex(BS, 1);
+      // (A chain goes from its tail, so its second block outlives its first only when used since on its own.)
+      const one = new KvBlockIndex(BS, 2);
       one.store('a', stored(['e1', 'e2', 'e3', 'e4'], null, tokens(1, 8), half), ROOT);
+      one.touch('a', [requestKeys(tokens(1, 8))[1]!], 1);
+      one.setCapacity('a', 1);
       expect(one.blocksOf('a')).toBe(1);
+      expect(one.longestPrefix(requestKeys(tokens(1, 8)).slice(1), pods('a'), 0).has('a')).toBe(true);
       expect(one.remove('a', removed(['e3']))).toBe(1);
       expect(one.blocksOf('a')).toBe(0);
     });

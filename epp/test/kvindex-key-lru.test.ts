@@ -52,4 +52,28 @@ describe('KeyLru (a pod\'s keys in the KV block index, least recently stored or 
     expect(lru.keysOldestFirst()).toEqual([5]);
     expect(lru.oldest()).toBe(5);
   });
+  it('useBefore puts a key just below another (a block just below its parent), adding or moving it; the newest when the other is not held', () => {
+    const lru = new KeyLru(2);
+    lru.useBefore(1, 99); // 99 not held: 1 is the newest
+    lru.useBefore(2, 1);
+    lru.useBefore(3, 2);
+    expect(lru.keysOldestFirst()).toEqual([3, 2, 1]);
+    expect(lru.oldest()).toBe(3);
+    lru.use(4);
+    lru.useBefore(5, 4);
+    expect(lru.keysOldestFirst()).toEqual([3, 2, 1, 5, 4]);
+    // A held key moves; one already just below stays.
+    lru.useBefore(3, 4);
+    expect(lru.keysOldestFirst()).toEqual([2, 1, 5, 3, 4]);
+    lru.useBefore(3, 4);
+    expect(lru.keysOldestFirst()).toEqual([2, 1, 5, 3, 4]);
+    lru.useBefore(4, 2);
+    expect(lru.keysOldestFirst()).toEqual([4, 2, 1, 5, 3]);
+    expect(lru.oldest()).toBe(4);
+    lru.delete(4);
+    lru.delete(3);
+    lru.useBefore(6, 5);
+    expect(lru.keysOldestFirst()).toEqual([2, 1, 6, 5]);
+    expect(lru.size).toBe(4);
+  });
 });

@@ -1,6 +1,7 @@
 /**
  * A pod's own keys, least recently stored or used first: the KV block index drops from the oldest end when the pod
- * passes its capacity, and moves a key to the newest end each time it is stored again or a routed request uses it.
+ * passes its capacity, and moves a key to the newest end each time it is stored again or a routed request uses it, or
+ * just below its parent's key when its event names a held parent (`useBefore`).
  *
  * Why not a Map in insertion order (what it was until session 42): both of the ways to use one as an LRU cost
  * O(keys held) in V8. Moving a key by `delete(key); set(key, …)` leaves the deleted entry in the key's hash chain
@@ -52,6 +53,34 @@ export class KeyLru {
     this.keyAt[fresh] = key;
     this.slotOf.set(key, fresh);
     this.link(fresh);
+  }
+
+  /**
+   * Puts `key` just before `newer` in the order (the next less recently used after it), adding it when absent; the most
+   * recently used when `newer` is not held. The KV block index stores a block just before its parent, so that over
+   * capacity a chain is dropped from its tail and a held block's parent is never dropped before it.
+   */
+  useBefore(key: number, newer: number): void {
+    const anchor = this.slotOf.get(newer);
+    if (anchor === undefined || key === newer) {
+      this.use(key);
+      return;
+    }
+    let slot = this.slotOf.get(key);
+    if (slot !== undefined) {
+      if (this.newerAt[slot] === anchor) return;
+      this.unlink(slot);
+    } else {
+      slot = this.takeSlot();
+      this.keyAt[slot] = key;
+      this.slotOf.set(key, slot);
+    }
+    const older = this.olderAt[anchor]!;
+    this.olderAt[slot] = older;
+    this.newerAt[slot] = anchor;
+    if (older !== NONE) this.newerAt[older] = slot;
+    else this.oldestSlot = slot;
+    this.olderAt[anchor] = slot;
   }
 
   /** Makes `key` the most recently used if it is held; false when it is not (nothing added). */

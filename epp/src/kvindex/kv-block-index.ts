@@ -14,7 +14,8 @@
  * block leaves a pod's set only when its last copy is evicted. Entries per pod are bounded: beyond a pod's capacity
  * (its real KV capacity when known) the longest-unconfirmed keys go, because a pod cannot hold more blocks than it
  * has, so such entries can only be leftovers of lost events. All pods together are bounded by `maxEntries`, for the
- * EPP's memory: past it every pod keeps the same fraction of its capacity, its most recently stored blocks.
+ * EPP's memory: past it every pod keeps the same fraction of its capacity, its most recently stored or used blocks.
+ * Either bound drops a chain from its tail: a stored block is kept just below its parent in recency (`storeKeyed`).
  */
 import { KeyLru } from './key-lru';
 import { startsChain } from './chain-start';
@@ -495,7 +496,11 @@ export class KvBlockIndex {
       for (let j = 0; j < perHash; j++) {
         const start = (h * perHash + j) * this.blockSize;
         const key = blockKey(parent, event.tokenIds, start, start + this.blockSize, chainStart && h === 0 && j === 0 ? extraForFirstBlock : undefined);
-        this.add(pod, state, key, tier);
+        // Just less recently used than its parent (the newest, when the chain starts here or the parent is not held):
+        // over capacity the pod's chains then go from the tail and a block never outlives its parent, as in vLLM,
+        // which frees a request's blocks in reverse "so that the tail blocks are evicted first"
+        // (vllm/v1/core/kv_cache_manager.py `free` @ v0.10.0) and whose BlockStored names a parent the request holds.
+        this.add(pod, state, key, tier, parent);
         keys?.push(key);
         parent = key;
       }
@@ -665,7 +670,8 @@ export class KvBlockIndex {
       part.block = block;
       state.chunkKeys.delete(hash);
       state.engineToKey.set(hash, key);
-      this.syncSplit(pod, state, block, tier, true);
+      // Just below its parent in recency, as `storeKeyed` keeps a chain (its tail goes first).
+      this.syncSplit(pod, state, block, tier, true, base);
       if (otherChain) this.syncOtherTiers(pod, state, block, tier);
       if (state.keys.has(key)) this.linkSplit(state, block);
       stored++;
@@ -683,12 +689,12 @@ export class KvBlockIndex {
    * Brings a configured block's copies in `tier` to its parts' (`splitCopies`). Only a store may add copies: a removal
    * never brings back a block the pod's capacity dropped.
    */
-  private syncSplit(pod: string, state: PodState, block: SplitBlock, tier: Tier, mayAdd: boolean): number {
+  private syncSplit(pod: string, state: PodState, block: SplitBlock, tier: Tier, mayAdd: boolean, before?: number): number {
     const target = splitCopies(block, tier);
     const holding = this.holders.get(block.key)?.get(pod);
     let current = holding === undefined ? 0 : tierCopies(holding, tier);
     if (mayAdd) {
-      for (; current < target; current++) this.add(pod, state, block.key, tier);
+      for (; current < target; current++) this.add(pod, state, block.key, tier, before);
       if (state.splitBlocks.get(block.key) !== block && state.keys.has(block.key)) this.linkSplit(state, block);
       return 0;
     }
@@ -841,10 +847,18 @@ export class KvBlockIndex {
    * Marks `keys` as about to be cached on `pod` (the request was just sent there), until `until` (ms): a burst of
    * requests with the same new prefix then follows the first before the pod's events arrive. A real store confirms an
    * entry; otherwise it lapses.
+   *
+   * The keys become the pod's most recently used tail first, the head last, as `touch` orders them: the capacity bound
+   * then drops the request's tail before its head. Head first (as until session 72) made the request's first block its
+   * least recently used, so a request longer than the pod's share lost the system prompt it had just matched, first
+   * block first, and every later request under that prompt scored 0 there (`test/kvindex-budget-hot-prefix.test.ts`).
+   * vLLM's free queue gives a request's blocks back in reverse, "so that the tail blocks are evicted first"
+   * (vllm/v1/core/kv_cache_manager.py `free` @ v0.10.0).
    */
   speculate(pod: string, keys: readonly number[], until: number): void {
     const state = this.pod(pod);
-    for (const key of keys) {
+    for (let i = keys.length - 1; i >= 0; i--) {
+      const key = keys[i]!;
       let byPod = this.holders.get(key);
       if (!byPod) this.holders.set(key, (byPod = new Map()));
       const holding = byPod.get(pod);
@@ -970,7 +984,8 @@ export class KvBlockIndex {
     for (const [pod, state] of this.pods) this.trim(pod, state);
   }
 
-  private add(pod: string, state: PodState, key: number, tier: Tier): void {
+  /** Adds a copy of `key`; its recency just below `before`'s when given and held by the pod (`KeyLru.useBefore`). */
+  private add(pod: string, state: PodState, key: number, tier: Tier, before?: number): void {
     let byPod = this.holders.get(key);
     if (!byPod) this.holders.set(key, (byPod = new Map()));
     let holding = byPod.get(pod);
@@ -980,7 +995,8 @@ export class KvBlockIndex {
     }
     addCopy(holding, tier);
     if (tier !== 'gpu') state.share.offloads = true;
-    state.keys.use(key);
+    if (before === undefined) state.keys.use(key);
+    else state.keys.useBefore(key, before);
   }
 
   /**
