@@ -82,7 +82,9 @@ it(`${PODS} pods under an open-file limit of ${FD_LIMIT}: the refused subscripti
   expect(r.runs).toBeGreaterThanOrEqual(1);
   expect(r.warnings).toHaveLength(r.runs);
   for (const w of r.warnings) {
-    expect(w).toMatchObject({ error: 'Too many open file descriptors', limit: FD_LIMIT });
+    // Refused by libzmq, or before its sockets were made for want of the descriptors kept free (SUBSCRIBE_FD_HEADROOM).
+    expect(w).toMatchObject({ limit: FD_LIMIT });
+    expect(w.error).toMatch(/^(Too many open file descriptors|fewer than 16 file descriptors free \(kept free beside the subscriptions\))$/);
     expect(w.msg).toMatch(/out of file descriptors \(EMFILE\).*RLIMIT_NOFILE/);
   }
 });

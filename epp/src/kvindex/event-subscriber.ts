@@ -21,7 +21,7 @@
  * enabled on it, a network policy in the way) stops counting, so one such pod cannot keep the EPP unready forever; its
  * subscription keeps retrying and its entries arrive once it connects. Central mode is warm once its socket is bound.
  */
-import { readFileSync } from 'node:fs';
+import { closeSync, openSync, readFileSync } from 'node:fs';
 import type * as Zmq from 'zeromq';
 import { monotonicMs } from '../clock';
 import {
@@ -89,6 +89,12 @@ export interface SubscriberOptions {
   readonly onWarmUpChange?: () => void;
   /** Per-pod mode: how long after libzmq refused a pod's socket (EMFILE) it is tried again. @default SUBSCRIBE_RETRY_MS */
   readonly subscribeRetryMs?: number;
+  /**
+   * Per-pod mode: the file descriptors that must be free for a pod's sockets to be made (see SUBSCRIBE_FD_HEADROOM);
+   * 0 makes them whenever libzmq can.
+   * @default SUBSCRIBE_FD_HEADROOM
+   */
+  readonly subscribeFdHeadroom?: number;
   readonly logger: { warn(msg: string, fields?: Record<string, unknown>): void; debug(msg: string, fields?: Record<string, unknown>): void };
   /** The largest frame a socket accepts (see MAX_KV_EVENT_FRAME_BYTES). @default MAX_KV_EVENT_FRAME_BYTES */
   readonly maxFrameBytes?: number;
@@ -127,6 +133,19 @@ export const MAX_CONCURRENT_REPLAYS = 8;
  * (llm-d-router v0.10.0's `retryInterval`, pkg/kvevents/zmq_subscriber.go).
  */
 export const SUBSCRIBE_RETRY_MS = 5_000;
+
+/**
+ * A pod's sockets are made only while this many file descriptors are free (proven by opening as many of /dev/null and
+ * closing them just before its event observer is made), else the pod is refused as libzmq refuses it (EMFILE) and
+ * tried again after SUBSCRIBE_RETRY_MS. Two reasons. zeromq.js's Observer (src/observer.cc @ zeromq 6.8.0) makes the
+ * socket's monitor (`zmq_socket_monitor`, a PAIR socket bound to inproc) before its own PAIR socket; when the last
+ * descriptor goes to the monitor and the Observer's socket is refused, the monitor has no reader, and closing that
+ * socket blocks libzmq's reaper thread for good in the send of ZMQ_EVENT_MONITOR_STOPPED (`stop_monitor`,
+ * src/socket_base.cpp @ libzmq 4.3.5, a blocking send on a PAIR without a peer): no socket closed after it ever gives
+ * its descriptors back, so the pods that left never make room for the ones refused. And the last descriptors stay for
+ * what the EPP needs beside its subscriptions: Envoy's ext_proc connections, the metrics scrapes, /metrics.
+ */
+export const SUBSCRIBE_FD_HEADROOM = 16;
 
 /**
  * After a replay that failed, the publisher's replay socket is not asked again for this long (llm-d-router v0.10.0
@@ -343,6 +362,14 @@ export class KvEventSubscriber {
   private refusedRun = 0;
   /** Pods whose subscription libzmq refused (EMFILE), by key: the timer that tries it again. */
   private readonly refused = new Map<string, NodeJS.Timeout>();
+  /**
+   * Sockets whose event observer libzmq refused (EMFILE) after their monitor may have been made: never closed (nor
+   * left to the garbage collector, whose finalizer closes them), since closing one with a monitor but no reader blocks
+   * libzmq's reaper for good (see SUBSCRIBE_FD_HEADROOM). Only when the headroom's proof raced another thread.
+   */
+  private readonly unclosable: Zmq.Subscriber[] = [];
+  /** Whether /dev/null can be opened for the headroom's proof (a sandbox without it skips the proof). */
+  private headroomProvable = true;
 
   constructor(private readonly options: SubscriberOptions) {}
 
@@ -451,11 +478,18 @@ export class KvEventSubscriber {
     // it open (its descriptors leaked), the pod waited for by readiness, and one "datastore listener failed" error a
     // pod, hundreds of them at once for a large pool (see `socketsRefused`).
     let made: Zmq.Subscriber | undefined;
+    let observing = false;
+    let reserve: number[] = [];
     try {
+      reserve = this.reserveDescriptors();
       made = this.newSocket();
+      this.releaseDescriptors(reserve);
+      observing = true;
       void made.events;
     } catch (err) {
-      made?.close();
+      this.releaseDescriptors(reserve);
+      if (observing && (err as NodeJS.ErrnoException).code === 'EMFILE') this.unclosable.push(made!);
+      else made?.close();
       if ((err as NodeJS.ErrnoException).code !== 'EMFILE') throw err;
       this.socketsRefused(endpointKey, err as Error);
       const retry = setTimeout(() => {
@@ -510,12 +544,40 @@ export class KvEventSubscriber {
   private socketsRefused(endpointKey: string, err: Error): void {
     this.refusedRun++;
     if (this.refusedRun === 1) {
-      this.options.logger.warn('KV-event subscription refused: the EPP is out of file descriptors (EMFILE), so this pod and any added while it lasts are not subscribed and their KV events not indexed. Each subscribed pod holds about four descriptors (ZMQ SUB socket, its connection, its monitor) and its metrics scrape one more: raise the EPP container\'s open-file limit (RLIMIT_NOFILE, whose hard limit Node takes at start) above five per pod', {
+      this.options.logger.warn('KV-event subscription refused: the EPP is out of file descriptors (EMFILE), so this pod and any added while it lasts are not subscribed and their KV events not indexed. Each subscribed pod holds about four descriptors (ZMQ SUB socket, its connection, its monitor) and its metrics scrape one more: raise the EPP container\'s open-file limit (RLIMIT_NOFILE, whose hard limit Node takes at start) above five per pod, plus the descriptors kept free', {
         endpoint: endpointKey, error: err.message, openFileLimit: fileLimit, subscriptions: this.perPod.size,
+        keptFree: this.options.subscribeFdHeadroom ?? SUBSCRIBE_FD_HEADROOM,
       });
     } else {
       this.options.logger.debug('KV-event subscription refused (EMFILE)', { endpoint: endpointKey, refusedInARow: this.refusedRun });
     }
+  }
+
+  /**
+   * Proves SUBSCRIBE_FD_HEADROOM descriptors free by opening as many, held while the pod's SUB socket is made and
+   * released just before its observer is (see there); throws EMFILE, as libzmq does, when they are not.
+   */
+  private reserveDescriptors(): number[] {
+    const want = this.options.subscribeFdHeadroom ?? SUBSCRIBE_FD_HEADROOM;
+    const held: number[] = [];
+    if (!this.headroomProvable) return held;
+    try {
+      while (held.length < want) held.push(openSync('/dev/null', 'r'));
+    } catch (err) {
+      this.releaseDescriptors(held);
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'EMFILE' || code === 'ENFILE') {
+        throw Object.assign(new Error(`fewer than ${want} file descriptors free (kept free beside the subscriptions)`), { code: 'EMFILE' });
+      }
+      this.headroomProvable = false;
+      this.options.logger.debug('cannot open /dev/null: KV-event subscriptions are made without proving descriptors free', { error: (err as Error).message });
+      return [];
+    }
+    return held;
+  }
+
+  private releaseDescriptors(held: number[]): void {
+    for (const fd of held.splice(0)) closeSync(fd);
   }
 
   private newSocket(): Zmq.Subscriber {
