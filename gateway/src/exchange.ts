@@ -68,6 +68,8 @@ export class Exchange implements FilterHost {
   private readonly bypassed: boolean;
   /** The route timeout of the route the router took (0: none). */
   private routeTimeoutMs = 0;
+  /** The upstream response came from a retry (Envoy's router `is_retry_`). */
+  private responseRetried = false;
 
   /** `streamStartedAt`: when the request's head began to arrive (`performance.now()`), if the listener saw it. */
   constructor(
@@ -78,12 +80,16 @@ export class Exchange implements FilterHost {
   ) {
     this.downstream = new Downstream(req, res, ctx.stats, ctx.opts.http1EnableTrailers);
     this.router = new Router(ctx, {
-      onResponse: (upstreamRes, endpoint, serviceTimeMs) => this.onUpstreamResponse(upstreamRes, endpoint, serviceTimeMs),
+      onResponse: (upstreamRes, endpoint, serviceTimeMs, retried) => {
+        this.responseRetried = retried;
+        this.onUpstreamResponse(upstreamRes, endpoint, serviceTimeMs);
+      },
       onNoResponse: (status, message) => this.onNoUpstreamResponse(status, message),
       onDrain: () => this.downstream.resume('upstream'),
       onRequestComplete: () => this.timeouts.requestComplete(this.routeTimeoutMs),
     });
-    this.relay = new ResponseRelay(this.downstream, () => this.timeouts.responseComplete(), ctx.opts.http1EnableTrailers);
+    this.relay = new ResponseRelay(this.downstream, () => this.timeouts.responseComplete(), ctx.opts.http1EnableTrailers,
+      () => this.onUpstreamResetHeld());
     this.cachedRoute = matchRoute(ctx.opts, this.downstream.method, this.downstream.path);
     this.bypassed = this.cachedRoute === 'models';
     this.timeouts = new StreamTimeouts(ctx.opts, (e) => this.onTimeout(e));
@@ -218,6 +224,18 @@ export class Exchange implements FilterHost {
     this.ctx.warn(`upstream:${status}`, 'no upstream response', { status, message });
     // As Envoy's router sends it: the text alone, no newline (`router.cc` onUpstreamReset, sendNoHealthyHosts).
     this.sendLocalReply(status, message);
+  }
+
+  /**
+   * The pod's connection closed mid-response while the response head was still held on its way to the client (the
+   * ext_proc filter waiting for the EPP's answer to response_headers). Envoy's router takes this as any upstream reset
+   * (`Filter::onUpstreamReset`, no retry once the response started) and calls `sendLocalReply`, which the filter
+   * manager sends straight to the codec when no non-1xx headers were encoded yet (`FilterManager::sendLocalReply`,
+   * "Sending local reply with details {} directly to the encoder", source/common/http/filter_manager.cc @ v1.35.0):
+   * the client gets a 503, not a reset connection (a reset is only for a response whose headers went out).
+   */
+  private onUpstreamResetHeld(): void {
+    this.onNoUpstreamResponse(503, `upstream connect error or disconnect/reset before headers. ${this.responseRetried ? 'retried and the latest ' : ''}reset reason: connection termination`);
   }
 
   /** One of Envoy's stream timeouts expired: its local reply, or a reset once the response has started. */

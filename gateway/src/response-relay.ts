@@ -56,12 +56,14 @@ export class ResponseRelay {
    * `onUpstreamComplete`: the upstream's whole response is in (Envoy's router onUpstreamComplete). `enableTrailers`:
    * the cluster's Http1ProtocolOptions.enable_trailers; without it Envoy's HTTP/1 client codec ignores the pod's
    * trailers (`source/common/http/http1/codec_impl.cc` @ v1.35.0 ConnectionImpl::onHeaderFieldImpl), so neither the
-   * EPP nor the client gets them.
+   * EPP nor the client gets them. `onUpstreamReset`: the upstream went away before its response was complete while
+   * no byte of the response head has reached the client (an encoder filter, the ext_proc response phase, holds it).
    */
   constructor(
     private readonly downstream: Downstream,
     private readonly onUpstreamComplete: () => void,
     private readonly enableTrailers: boolean,
+    private readonly onUpstreamReset: () => void,
   ) {}
 
   get bodyRoute(): ResponseBodyRoute {
@@ -99,8 +101,11 @@ export class ResponseRelay {
     res.on('end', () => this.onEnd());
     res.on('error', () => undefined);
     res.on('close', () => {
-      // The upstream went away mid-response: the client cannot be told otherwise than by a reset.
-      if (!this.ended && !this.downstream.closed) this.downstream.reset();
+      // The upstream went away mid-response. Once the head is with the client only a reset can say so; before that
+      // (its headers still held by the EPP) the exchange answers as Envoy's router does (`onUpstreamReset`).
+      if (this.ended || this.downstream.closed) return;
+      if (this.downstream.responseStarted) this.downstream.reset();
+      else this.onUpstreamReset();
     });
     const status = res.statusCode ?? 502;
     const headers = new HeaderList([[':status', String(status)]]);

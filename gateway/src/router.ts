@@ -33,8 +33,9 @@ export interface RouterCallbacks {
   /**
    * `serviceTimeMs`: what the router writes as `x-envoy-upstream-service-time`, the milliseconds from the whole
    * request being with the router to the response headers; undefined for a response that came before that.
+   * `retried`: the response came from a retry (Envoy's `is_retry_`, which words a later reset's local reply).
    */
-  onResponse(res: http.IncomingMessage, endpoint: Endpoint, serviceTimeMs: number | undefined): void;
+  onResponse(res: http.IncomingMessage, endpoint: Endpoint, serviceTimeMs: number | undefined, retried: boolean): void;
   /** No endpoint produced a response; `status` is what the client gets. */
   onNoResponse(status: number, message: string): void;
   /** The upstream socket drained after `write` returned false. */
@@ -133,12 +134,12 @@ export class Router {
       new Candidates(hosts, () => fallback.order(hashKey), fallback.previousHosts, hashKey !== undefined,
         fallback.pick !== undefined ? (tried) => fallback.pick!(tried) : undefined),
       {
-        onResponse: (res, endpoint) => {
+        onResponse: (res, endpoint, attempts) => {
           // Filter::onUpstreamHeaders (`source/common/router/router.cc`): "Only send upstream service time if we
           // received the complete request and this is not a premature response"; Istio leaves the router's
           // suppress_envoy_headers off on gateways (listener_builder.go @ 1.27.0 L440-442, SuppressDebugHeaders false).
           const at = this.requestCompleteAt;
-          this.callbacks.onResponse(res, endpoint, at === undefined ? undefined : Math.floor(performance.now() - at));
+          this.callbacks.onResponse(res, endpoint, at === undefined ? undefined : Math.floor(performance.now() - at), attempts > 1);
         },
         onError: (status, message) => this.callbacks.onNoResponse(status, message),
         onDrain: () => this.callbacks.onDrain(),

@@ -20,6 +20,7 @@ import {
   waitFor,
   type Upstream,
 } from './harness';
+import { startScriptedExtProc } from './scripted-ext-proc';
 
 // Generous bounds for a shared, loaded machine (no test relies on them for timing).
 jest.setTimeout(30_000);
@@ -176,6 +177,39 @@ describe('connect failures', () => {
     }
   });
 
+  // Found by the chaos soak (a pod killed while the EPP sat on its response headers): the client's connection was reset
+  // with no response. Envoy's router calls sendLocalReply on the upstream reset (router.cc @ v1.35.0 onUpstreamReset ->
+  // onUpstreamAbort), and the filter manager sends it "directly to the encoder" while no non-1xx headers were encoded
+  // (filter_manager.cc @ v1.35.0 sendLocalReply): a 503; only a response whose headers went out is reset.
+  it('answers 503 "connection termination" when the pod dies while the EPP holds its response headers', async () => {
+    let podSocket: net.Socket | undefined;
+    const pod = http.createServer((req, res) => {
+      req.resume();
+      podSocket = req.socket;
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.flushHeaders();
+    });
+    await new Promise<void>((resolve) => pod.listen(0, LOOPBACK, resolve));
+    const address = `${LOOPBACK}:${(pod.address() as AddressInfo).port}`;
+    const scripted = await startScriptedExtProc({ silentOn: ['response_headers'] });
+    // The message timeout is far off, so the EPP's silence holds the head until the pod is gone (no fail-open).
+    const gw = await gateway({ endpoints: [address], ejectMs: 0, extProc: scripted.address, messageTimeoutMs: 600_000 });
+    try {
+      const reply = send(gw.port, { body: completion(), headers: json });
+      await waitFor(() => scripted.streams[0]?.events.includes('response_headers') ?? false, 'the response headers at the EPP');
+      podSocket!.destroy();
+      const r = await reply;
+      expect(r.status).toBe(503);
+      expect(r.body.toString()).toBe('upstream connect error or disconnect/reset before headers. reset reason: connection termination');
+      expect(gw.stats().responsesByStatus).toEqual({ 503: 1 });
+    } finally {
+      await gw.close();
+      await scripted.stop();
+      pod.closeAllConnections();
+      await new Promise((resolve) => pod.close(resolve));
+    }
+  });
+
   // override_host/load_balancer.cc: each attempt consumes the next entry (consumeNextHost), with no retry predicate.
   it('retries a repeated pick entry on the same endpoint before moving on, as override_host consumes one entry an attempt', async () => {
     const gw = await gateway({ endpoints: [dead, ups[0].address, ups[1].address], extProc: `${LOOPBACK}:${epp.port}`, ejectMs: 0 });
@@ -326,15 +360,18 @@ describe("consistent-hash retries (Istio's DefaultConsistentHashPolicy, retry.go
 describe('resets and clean-up', () => {
   let flaky: http.Server;
   let flakyAddress: string;
+  let flakySocket: net.Socket | undefined;
 
   beforeAll(async () => {
-    // Sends headers and part of a body, then drops the connection.
+    // Sends headers and part of a body, then drops the connection once the client has that part: the response has
+    // reached the client, so a reset is all that can tell it (dropped while the EPP still held the headers, it is a
+    // 503, see 'answers 503 "connection termination" ...' above).
     flaky = http.createServer((req, res) => {
       req.resume();
       req.on('end', () => {
         res.writeHead(200, { 'content-type': 'text/event-stream' });
         res.write('data: partial\n\n');
-        setImmediate(() => res.socket?.destroy());
+        flakySocket = res.socket ?? undefined;
       });
     });
     await new Promise<void>((r) => flaky.listen(0, LOOPBACK, r));
@@ -350,7 +387,7 @@ describe('resets and clean-up', () => {
     try {
       const outcome = await new Promise<string>((resolve) => {
         const req = http.request({ host: LOOPBACK, port: gw.port, method: 'POST', path: '/v1/x', headers: json, agent: false }, (res) => {
-          res.on('data', () => undefined);
+          res.on('data', () => flakySocket?.destroy());
           res.on('end', () => resolve('end'));
           res.on('aborted', () => resolve('aborted'));
           res.on('error', () => resolve('aborted'));
