@@ -280,6 +280,11 @@ export class Downstream {
     this.headSent = true;
     this.stats.status(status);
     this.res.writeHead(status, headers.toRawArray());
+    // Envoy's HTTP/1 codec writes the head to the connection as it encodes it (StreamEncoderImpl::encodeHeadersBase
+    // ends with flushOutput() unless the stream ends there, source/common/http/http1/codec_impl.cc @ v1.35.0); Node
+    // holds it until the first body byte, so a streaming response whose pod has not produced a token yet (a queued
+    // request, a long prefill) showed the client nothing, and a pod dying then left it a reset with no status at all.
+    this.res.flushHeaders();
   }
 
   /** False when the client's socket is full; `onceDrained` tells when to go on. */

@@ -403,6 +403,44 @@ describe('resets and clean-up', () => {
     }
   });
 
+  // Found by the chaos soak: a streaming request whose pod died before its first token (queued, or prefilling) left
+  // the client a reset with no status, because Node holds a written head until the first body byte. Envoy's HTTP/1
+  // codec flushes the head as it encodes it (StreamEncoderImpl::encodeHeadersBase -> flushOutput(),
+  // source/common/http/http1/codec_impl.cc @ v1.35.0), so the client has the 200 and then sees the reset.
+  it('passes the response head on before any body byte, so a pod dying before its first token is a 200 then a reset', async () => {
+    let podSocket: net.Socket | undefined;
+    const pod = http.createServer((req, res) => {
+      req.resume();
+      podSocket = req.socket;
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.flushHeaders();
+    });
+    await new Promise<void>((resolve) => pod.listen(0, LOOPBACK, resolve));
+    const gw = await gateway({ endpoints: [`${LOOPBACK}:${(pod.address() as AddressInfo).port}`], ejectMs: 0 });
+    try {
+      let head: number | undefined;
+      const outcome = new Promise<string>((resolve) => {
+        const req = http.request({ host: LOOPBACK, port: gw.port, method: 'POST', path: '/v1/x', headers: json, agent: false }, (res) => {
+          head = res.statusCode;
+          res.on('data', () => undefined);
+          res.on('end', () => resolve('end'));
+          res.on('aborted', () => resolve('aborted'));
+          res.on('error', () => resolve('aborted'));
+        });
+        req.on('error', (e) => resolve(`no response: ${e.message}`));
+        req.end(completion());
+      });
+      await waitFor(() => head !== undefined, 'the response head at the client', { limitMs: 10_000 }).catch(() => undefined);
+      expect(head).toBe(200);
+      podSocket!.destroy();
+      expect(await outcome).toBe('aborted');
+    } finally {
+      await gw.close();
+      pod.closeAllConnections();
+      await new Promise((resolve) => pod.close(resolve));
+    }
+  });
+
   // The stream is closed the same way (END_STREAM, then RST) whether the exchange completed or not (Filter::onDestroy,
   // envoyproxy/envoy source/extensions/filters/http/ext_proc/ext_proc.cc @ v1.35.0 L667-701). With response bodies
   // NONE the EPP cannot tell an abort from a completion (it releases on the half-close it sees first); with response
