@@ -16,6 +16,8 @@
  * has, so such entries can only be leftovers of lost events. All pods together are bounded by `maxEntries`, for the
  * EPP's memory: past it every pod keeps the same fraction of its capacity, its most recently stored or used blocks.
  * Either bound drops a chain from its tail: a stored block is kept just below its parent in recency (`storeKeyed`).
+ * Speculative marks of blocks a pod lacks are bounded apart, by the same capacity (`speculate`): the reasoning above
+ * holds for what the events confirmed only, and a mark must not push out a block the pod holds.
  */
 import { KeyLru } from './key-lru';
 import { startsChain } from './chain-start';
@@ -84,8 +86,14 @@ interface PodState {
   hashPasses: number;
   /** KV-cache groups of this pod's vLLM that are not full attention (learned from `BlockStored`), whose events are skipped. */
   readonly otherGroups: Set<number>;
-  /** Own keys this pod holds (confirmed or speculative), least recently stored or used first (see `KeyLru` for why not a Map). */
+  /** Own keys this pod holds a copy of, least recently stored or used first (see `KeyLru` for why not a Map). */
   readonly keys: KeyLru;
+  /**
+   * Keys the pod holds only a speculative mark of (no copy), least recently marked or used first: bounded apart from
+   * `keys`, by the same capacity, so that marking a request's new blocks never drops a block the pod's events said it
+   * holds (see `speculate`).
+   */
+  readonly marks: KeyLru;
   /** The pod's capacity, kept across `clearPod` (a pod's KV cache does not shrink when its events are lost). */
   readonly share: PodShare;
 }
@@ -364,7 +372,7 @@ export class KvBlockIndex {
   /** (block, pod) entries, confirmed and speculative. */
   get size(): number {
     let n = 0;
-    for (const pod of this.pods.values()) n += pod.keys.size;
+    for (const pod of this.pods.values()) n += pod.keys.size + pod.marks.size;
     return n;
   }
 
@@ -384,9 +392,10 @@ export class KvBlockIndex {
     return part === undefined ? 0 : blocksOfPart(part).length;
   }
 
-  /** Entries held for one pod. */
+  /** Entries held for one pod (blocks it holds a copy of, and speculative marks). */
   blocksOf(pod: string): number {
-    return this.pods.get(pod)?.keys.size ?? 0;
+    const state = this.pods.get(pod);
+    return state === undefined ? 0 : state.keys.size + state.marks.size;
   }
 
   /** The entries a pod may hold now (its capacity after the budget); undefined for an unknown pod. */
@@ -848,6 +857,15 @@ export class KvBlockIndex {
    * requests with the same new prefix then follows the first before the pod's events arrive. A real store confirms an
    * entry; otherwise it lapses.
    *
+   * A mark is held apart from the blocks the pod's events confirmed (`marks`, bounded by the same capacity), as
+   * upstream keeps its speculative pod entries apart (llm-d-router v0.10.0 preciseprefixcache/prerequest.go: entries
+   * with `Speculative: true`, evicted on their TTL), so marks never take a confirmed block's place. Until session 73
+   * they shared the pod's one bound: on a pod at capacity (a busy vLLM's cache is always full) every request's new
+   * blocks dropped as many of its oldest confirmed blocks, by the index's guess of vLLM's eviction order. vLLM evicts
+   * only free blocks (block_pool.py `get_new_blocks` pops the free queue; a running request's blocks are not in it) and
+   * says which in `BlockRemoved`; the guess took the blocks of long-running requests, which vLLM still held and never
+   * stores again (a hit sends nothing), so they scored 0 there until evicted for real (`test/kvindex-vllm-model.test.ts`).
+   *
    * The keys become the pod's most recently used tail first, the head last, as `touch` orders them: the capacity bound
    * then drops the request's tail before its head. Head first (as until session 72) made the request's first block its
    * least recently used, so a request longer than the pod's share lost the system prompt it had just matched, first
@@ -864,7 +882,9 @@ export class KvBlockIndex {
       const holding = byPod.get(pod);
       if (holding) holding.speculativeUntil = Math.max(holding.speculativeUntil, until);
       else byPod.set(pod, { gpu: 0, cpu: 0, others: undefined, speculativeUntil: until });
-      state.keys.use(key);
+      // A block the pod holds is used (and marked, for a copy on a slower tier); one it lacks is marked only.
+      if (state.keys.has(key)) state.keys.use(key);
+      else state.marks.use(key);
     }
     this.trim(pod, state);
   }
@@ -883,7 +903,7 @@ export class KvBlockIndex {
     // blocks in reverse, "so that the tail blocks are evicted first" (vllm/v1/core/kv_cache_manager.py `free`).
     for (let i = Math.min(count, keys.length) - 1; i >= 0; i--) {
       const key = keys[i]!;
-      state.keys.refresh(key);
+      if (!state.keys.refresh(key)) state.marks.refresh(key);
     }
   }
 
@@ -900,10 +920,12 @@ export class KvBlockIndex {
   clearPod(pod: string): void {
     const state = this.pods.get(pod);
     if (!state) return;
-    for (const key of state.keys.keys()) {
-      const byPod = this.holders.get(key);
-      if (byPod?.delete(pod) === true && key < 0) this.engineKeyed--;
-      if (byPod?.size === 0) this.holders.delete(key);
+    for (const lru of [state.keys, state.marks]) {
+      for (const key of lru.keys()) {
+        const byPod = this.holders.get(key);
+        if (byPod?.delete(pod) === true && key < 0) this.engineKeyed--;
+        if (byPod?.size === 0) this.holders.delete(key);
+      }
     }
     this.pods.delete(pod);
   }
@@ -964,7 +986,7 @@ export class KvBlockIndex {
   private pod(pod: string): PodState {
     let state = this.pods.get(pod);
     if (!state) {
-      state = { engineToKey: new Map(), chunkKeys: new Map(), parts: new Map(), splitBlocks: new Map(), splitRatio: 1, prunePartsAt: 0, partClock: 0, pruneHashesAt: 0, hashPasses: 0, otherGroups: new Set(), keys: new KeyLru(), share: this.share(pod) };
+      state = { engineToKey: new Map(), chunkKeys: new Map(), parts: new Map(), splitBlocks: new Map(), splitRatio: 1, prunePartsAt: 0, partClock: 0, pruneHashesAt: 0, hashPasses: 0, otherGroups: new Set(), keys: new KeyLru(), marks: new KeyLru(), share: this.share(pod) };
       this.pods.set(pod, state);
     }
     return state;
@@ -995,6 +1017,8 @@ export class KvBlockIndex {
     }
     addCopy(holding, tier);
     if (tier !== 'gpu') state.share.offloads = true;
+    // A marked block the pod's events now confirm.
+    if (state.marks.size > 0) state.marks.delete(key);
     if (before === undefined) state.keys.use(key);
     else state.keys.useBefore(key, before);
   }
@@ -1011,7 +1035,7 @@ export class KvBlockIndex {
     const byPod = this.holders.get(key);
     if (byPod?.delete(pod) === true && key < 0) this.engineKeyed--;
     if (byPod?.size === 0) this.holders.delete(key);
-    state.keys.delete(key);
+    if (!state.keys.delete(key)) state.marks.delete(key);
     if (state.splitBlocks.size > 0) {
       const block = state.splitBlocks.get(key);
       if (block !== undefined) {
@@ -1024,6 +1048,8 @@ export class KvBlockIndex {
   private trim(pod: string, state: PodState): void {
     const { capacity } = state.share;
     while (state.keys.size > capacity) this.drop(pod, state, state.keys.oldest()!);
+    // Marks only push out older marks: a pod cannot be about to store more blocks than it has.
+    while (state.marks.size > capacity) this.drop(pod, state, state.marks.oldest()!);
     // Engine hashes of dropped keys are found no more; prune them lazily when the map outgrows what can point at held
     // keys: a hash per key (1:1), and the completing parts of many:1 blocks, the current chains' and earlier ones' (at
     // most the parts' cap), which a pass cannot prune.

@@ -1,0 +1,64 @@
+import type { BlockRemoved, BlockStored } from '@kvroute/protocol/kv-events';
+import { KvBlockIndex } from '../src/kvindex/kv-block-index';
+import { blockKey, rootKey } from '../src/scheduling/plugins/prefix-hash';
+
+const BS = 4;
+const ROOT = rootKey('');
+const tokens = (from: number, n: number) => Array.from({ length: n }, (_, i) => from + i);
+
+function requestKeys(ids: readonly number[]): number[] {
+  const keys: number[] = [];
+  let parent = ROOT;
+  for (let i = 0; i + BS <= ids.length; i += BS) keys.push((parent = blockKey(parent, ids, i, i + BS)));
+  return keys;
+}
+const stored = (hashes: string[], ids: number[]): BlockStored => ({ type: 'BlockStored', blockHashes: hashes, parentBlockHash: null, tokenIds: ids, blockSize: BS, loraId: null });
+const removed = (hashes: string[]): BlockRemoved => ({ type: 'BlockRemoved', blockHashes: hashes });
+
+/**
+ * A vLLM with 5 KV blocks (4 usable: block 0 is the null block, vllm/v1/core/block_pool.py @ v0.10.0) and an index
+ * capacity of its 4. A long request L holds 2 blocks (running: vLLM cannot evict them, they are not in its free queue);
+ * a finished request F left 2 cached blocks in the free queue. The EPP routes a request N of 2 new blocks there and
+ * marks them speculatively (kvroute's precise config sets `speculativeIndexing: true`). vLLM then takes F's blocks
+ * from the head of its free queue (`get_new_blocks`), removes them (`BlockRemoved`) and stores N's. L's blocks are
+ * never sent again (a hit sends nothing), so an index that dropped them keeps the pod scoring 0 for L's prefix for as
+ * long as vLLM holds it. Found by `kvindex-vllm-model.test.ts` (routed seeds): until session 73 marks shared the pod's
+ * capacity with the confirmed blocks and pushed out its oldest, L's. Upstream keeps speculative entries apart from
+ * confirmed ones (llm-d-router v0.10.0 preciseprefixcache/prerequest.go: `PodEntry{Speculative: true}`, evicted by
+ * their TTL), and its index has no per-pod bound that marks could push confirmed entries out of.
+ */
+test('speculative marks on a pod at capacity do not drop the blocks its events said it holds (a running request\'s, which vLLM cannot evict)', () => {
+  const index = new KvBlockIndex(BS, 4);
+  const L = tokens(100, 2 * BS);
+  const F = tokens(200, 2 * BS);
+  const N = tokens(300, 2 * BS);
+  index.store('pod', stored(['l0', 'l1'], L), ROOT);
+  index.store('pod', stored(['f0', 'f1'], F), ROOT);
+  // F finished: vLLM's free queue now holds F1, F0 (its tail first); L's blocks are in use.
+  index.touch('pod', requestKeys(F), 2);
+  // The pick of N marks its blocks until the pod's events arrive.
+  index.speculate('pod', requestKeys(N), 1_000);
+  const held = (ids: number[], now = 0) => index.longestPrefix(requestKeys(ids), { has: () => true }, now).get('pod')?.blocks ?? 0;
+  expect(held(L)).toBe(2);
+  expect(held(N)).toBe(2); // the marks count until their TTL
+  // vLLM's events for N's step: F's blocks evicted from the free queue's head, N's stored.
+  index.remove('pod', removed(['f1']));
+  index.remove('pod', removed(['f0']));
+  index.store('pod', stored(['n0', 'n1'], N), ROOT);
+  // What the pod holds: L and N, read past every mark's TTL.
+  expect([held(L, 2_000), held(F, 2_000), held(N, 2_000)]).toEqual([2, 0, 2]);
+  expect(index.blocksOf('pod')).toBe(4);
+});
+
+test('marks are bounded by the pod\'s capacity among themselves: a later request\'s marks push out older marks, the tail first', () => {
+  const index = new KvBlockIndex(BS, 4);
+  const held = tokens(100, 4 * BS);
+  index.store('pod', stored(['h0', 'h1', 'h2', 'h3'], held), ROOT);
+  const first = tokens(200, 3 * BS);
+  const second = tokens(300, 3 * BS);
+  index.speculate('pod', requestKeys(first), 1_000);
+  index.speculate('pod', requestKeys(second), 1_000);
+  const at = (ids: number[]) => index.longestPrefix(requestKeys(ids), { has: () => true }, 0).get('pod')?.blocks ?? 0;
+  expect([at(held), at(second), at(first)]).toEqual([4, 3, 1]);
+  expect(index.blocksOf('pod')).toBe(8);
+});
