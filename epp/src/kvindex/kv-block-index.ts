@@ -94,6 +94,11 @@ interface PodState {
    * holds (see `speculate`).
    */
   readonly marks: KeyLru;
+  /**
+   * Keys indexed by parent recovery without an engine hash (the blocks before the recovered parent): a copy no event
+   * named. A later `BlockStored` of one is that block cached again, not a second copy (see `storeKeyed`).
+   */
+  readonly unhashed: Set<number>;
   /** The pod's capacity, kept across `clearPod` (a pod's KV cache does not shrink when its events are lost). */
   readonly share: PodShare;
 }
@@ -509,7 +514,15 @@ export class KvBlockIndex {
         // over capacity the pod's chains then go from the tail and a block never outlives its parent, as in vLLM,
         // which frees a request's blocks in reverse "so that the tail blocks are evicted first"
         // (vllm/v1/core/kv_cache_manager.py `free` @ v0.10.0) and whose BlockStored names a parent the request holds.
-        this.add(pod, state, key, tier, parent);
+        if (state.unhashed.size > 0 && state.unhashed.delete(key) && tier === 'gpu' && (this.holders.get(key)?.get(pod)?.gpu ?? 0) > 0) {
+          // A block parent recovery indexed without its hash: vLLM stores a block only when it is not cached (a hit
+          // sends nothing, block_pool.py `cache_full_blocks` @ v0.10.0), so the copy the recovery stood for was
+          // evicted, its BlockRemoved naming a hash this index could not resolve, and this is the block cached again:
+          // the one copy, now under a hash its next removal will find. Counted as a second, that removal left it held.
+          state.keys.useBefore(key, parent);
+        } else {
+          this.add(pod, state, key, tier, parent);
+        }
         keys?.push(key);
         parent = key;
       }
@@ -577,8 +590,11 @@ export class KvBlockIndex {
     // The prefix's head last: the most recently used, as vLLM's free queue takes a request's blocks back tail first.
     for (let i = j - 1; i >= 0; i--) {
       const holding = this.holders.get(routed.keys[i]!)?.get(pod);
-      if (holding === undefined || holding.gpu === 0) this.add(pod, state, routed.keys[i]!, 'gpu');
-      else {
+      if (holding === undefined || holding.gpu === 0) {
+        this.add(pod, state, routed.keys[i]!, 'gpu');
+        // The parent is mapped to its hash below; the blocks before it have none.
+        if (i < j - 1) state.unhashed.add(routed.keys[i]!);
+      } else {
         state.keys.use(routed.keys[i]!);
       }
     }
@@ -986,7 +1002,7 @@ export class KvBlockIndex {
   private pod(pod: string): PodState {
     let state = this.pods.get(pod);
     if (!state) {
-      state = { engineToKey: new Map(), chunkKeys: new Map(), parts: new Map(), splitBlocks: new Map(), splitRatio: 1, prunePartsAt: 0, partClock: 0, pruneHashesAt: 0, hashPasses: 0, otherGroups: new Set(), keys: new KeyLru(), marks: new KeyLru(), share: this.share(pod) };
+      state = { engineToKey: new Map(), chunkKeys: new Map(), parts: new Map(), splitBlocks: new Map(), splitRatio: 1, prunePartsAt: 0, partClock: 0, pruneHashesAt: 0, hashPasses: 0, otherGroups: new Set(), keys: new KeyLru(), marks: new KeyLru(), unhashed: new Set(), share: this.share(pod) };
       this.pods.set(pod, state);
     }
     return state;
@@ -1036,6 +1052,7 @@ export class KvBlockIndex {
     if (byPod?.delete(pod) === true && key < 0) this.engineKeyed--;
     if (byPod?.size === 0) this.holders.delete(key);
     if (!state.keys.delete(key)) state.marks.delete(key);
+    if (state.unhashed.size > 0) state.unhashed.delete(key);
     if (state.splitBlocks.size > 0) {
       const block = state.splitBlocks.get(key);
       if (block !== undefined) {
