@@ -86,7 +86,8 @@ class PoolModel {
   running: Running[] = [];
   events: KvCacheEvent[] = [];
 
-  constructor(readonly numBlocks: number, readonly named: boolean) {
+  /** `bs`: the engine's --block-size, which may be a divisor or a multiple of the index's configured `BS`. */
+  constructor(readonly numBlocks: number, readonly named: boolean, readonly bs = BS) {
     this.restart();
   }
 
@@ -103,21 +104,24 @@ class PoolModel {
   hashes(tokens: readonly number[], lora: string | undefined): string[] {
     const out: string[] = [];
     let parent: string | null = null;
-    for (let i = 0; i + BS <= tokens.length; i += BS) {
-      parent = engineHash(parent, tokens.slice(i, i + BS), lora !== undefined ? [lora] : null);
+    for (let i = 0; i + this.bs <= tokens.length; i += this.bs) {
+      parent = engineHash(parent, tokens.slice(i, i + this.bs), lora !== undefined ? [lora] : null);
       out.push(parent);
     }
     return out;
   }
 
-  /** Leading full blocks of the prompt this pool holds (what a request could hit, before vLLM's last-token rule). */
+  /**
+   * Leading full configured blocks (`BS` tokens) of the prompt this pool holds: its leading engine blocks held, in
+   * whole configured blocks (what a request could hit, before vLLM's last-token rule).
+   */
   held(tokens: readonly number[], lora: string | undefined): number {
     let n = 0;
     for (const h of this.hashes(tokens, lora)) {
       if (!this.cached.has(h)) break;
       n++;
     }
-    return n;
+    return Math.floor((n * this.bs) / BS);
   }
 
   private touch(block: Block): void {
@@ -149,7 +153,7 @@ class PoolModel {
     }
     this.events.push({
       type: 'BlockStored', blockHashes: hashes.slice(from, to), parentBlockHash: from === 0 ? null : hashes[from - 1]!,
-      tokenIds: req.tokens.slice(from * BS, to * BS), blockSize: BS, loraId: null,
+      tokenIds: req.tokens.slice(from * this.bs, to * this.bs), blockSize: this.bs, loraId: null,
       ...(this.named ? { loraName: req.lora ?? null, extraKeys: hashes.slice(from, to).map(() => (req.lora !== undefined ? [req.lora] : null)) } : {}),
     });
   }
@@ -159,14 +163,14 @@ class PoolModel {
     const all = [...prompt, ...generated];
     const promptHashes = this.hashes(prompt, lora);
     // get_computed_blocks: the longest cached prefix, within num_tokens - 1 tokens (the last is always recomputed).
-    const maxHit = Math.floor((prompt.length - 1) / BS);
+    const maxHit = Math.floor((prompt.length - 1) / this.bs);
     const hit: Block[] = [];
     for (const h of promptHashes.slice(0, maxHit)) {
       const copies = this.cached.get(h);
       if (!copies) break;
       hit.push(copies.values().next().value!);
     }
-    const needed = Math.ceil(all.length / BS) - hit.length;
+    const needed = Math.ceil(all.length / this.bs) - hit.length;
     const freeAfterTouch = this.free.length - hit.filter((b) => b.refCnt === 0).length;
     if (needed > freeAfterTouch) return false;
     for (const b of hit) this.touch(b);
@@ -260,7 +264,7 @@ interface Scenario {
   readonly seed: number;
   readonly steps: number;
   /** Pods, each with its ranks, LoRA adapters and wire encoding. */
-  readonly pods: readonly { readonly ranks: number; readonly loras: readonly string[]; readonly encoding: KvEventEncoding }[];
+  readonly pods: readonly { readonly ranks: number; readonly loras: readonly string[]; readonly encoding: KvEventEncoding; readonly engineBlockSize?: number }[];
   readonly numBlocks: number;
   readonly maxIndexEntries?: number;
   /**
@@ -297,7 +301,7 @@ plugins:
       indexerConfig:
         tokenProcessorConfig: { blockSize: ${BS} }
       speculativeIndexing: ${s.route === true}
-      maxBlocksPerPod: ${s.numBlocks}${s.maxIndexEntries !== undefined ? `\n      maxIndexEntries: ${s.maxIndexEntries}` : ''}
+      maxBlocksPerPod: ${s.numBlocks * Math.max(1, ...s.pods.map((p) => (p.engineBlockSize ?? BS) / BS))}${s.maxIndexEntries !== undefined ? `\n      maxIndexEntries: ${s.maxIndexEntries}` : ''}
   - type: max-score-picker
 `));
   await scheduler.plugins.start();
@@ -334,7 +338,7 @@ plugins:
         const publisher = new TestKvEventPublisher(`kv@${key}@${MODEL}`);
         await publisher.pub.bind(`tcp://${address}:${socketPort + rank}`);
         await publisher.router.bind(`tcp://${address}:${replayPort + rank}`);
-        endpoints.push({ key, address, rank, pool: new PoolModel(s.numBlocks, pod.encoding === 'map'), publisher, encoding: pod.encoding, loras: pod.loras, seq: 0n, degraded: false, pendingLoss: false, coolingDown: false, recovered: false });
+        endpoints.push({ key, address, rank, pool: new PoolModel(s.numBlocks, pod.encoding === 'map', pod.engineBlockSize), publisher, encoding: pod.encoding, loras: pod.loras, seq: 0n, degraded: false, pendingLoss: false, coolingDown: false, recovered: false });
       }
     }
     for (const e of endpoints) {
@@ -446,8 +450,13 @@ plugins:
         const found = scorer.index.longestPrefix(keysOf(tokens, lora), { has: () => true }, Number.MAX_SAFE_INTEGER);
         for (const other of endpoints) {
           if (other.pendingLoss) continue;
-          if (!s.route && s.maxIndexEntries === undefined) expect(scorer.index.blocksOf(other.key)).toBeLessThanOrEqual(other.pool.cached.size);
-          const index = found.get(other.key)?.blocks ?? 0;
+          // Without marks, entries are configured blocks the pool holds: never more than its blocks' worth.
+          if (!s.route && s.maxIndexEntries === undefined) expect(scorer.index.blocksOf(other.key)).toBeLessThanOrEqual(other.pool.cached.size * Math.max(1, other.pool.bs / BS));
+          // An engine block of several configured blocks (1:many) is hit whole or not at all; the index's match may end
+          // inside one (the request shares its first configured blocks with another chain's), which the scorer rounds
+          // down to whole engine blocks where it predicts hits (`predictedHitTokens`). Compared rounded so.
+          const perEngine = Math.max(1, other.pool.bs / BS);
+          const index = Math.floor((found.get(other.key)?.blocks ?? 0) / perEngine) * perEngine;
           const model = other.pool.held(tokens, lora);
           // Lost entries (a gap no replay covered) and the budget make the index hold less, never more; a recovered
           // prefix may hold more (its evictions unseen), so such an endpoint is compared no further.
@@ -501,5 +510,25 @@ describe('the precise index against a model of vLLM\'s block pool (block_pool.py
     { seed: 22, route: true },
   ])('seed $seed under maxIndexEntries (routed: $route): each pod keeps its share, never more than its pool holds', async ({ seed, route }) => {
     await expectAgreement({ seed, steps: 400, numBlocks: 24, pods: POOL, route, maxIndexEntries: 30 });
+  });
+
+  // vLLM at another --block-size than the index's: 2 under 4 (gathered, many:1) and 8 under 4 (cut, 1:many).
+  test.each([31, 32])('seed %d, engine block sizes 2 and 8 under a configured 4: configured blocks held as the pools hold them', async (seed) => {
+    await expectAgreement({
+      seed, steps: 400, numBlocks: 24,
+      pods: [
+        { ranks: 1, loras: [], encoding: 'positional-v0.10.0', engineBlockSize: 2 },
+        { ranks: 1, loras: ['lora-a'], encoding: 'map', engineBlockSize: 8 },
+      ],
+    });
+  });
+  test.each([33])('seed %d, engine block sizes 2 and 8, routed', async (seed) => {
+    await expectAgreement({
+      seed, steps: 400, numBlocks: 24, route: true,
+      pods: [
+        { ranks: 1, loras: ['lora-a'], encoding: 'map', engineBlockSize: 2 },
+        { ranks: 1, loras: [], encoding: 'positional-v0.10.0', engineBlockSize: 8 },
+      ],
+    });
   });
 });
