@@ -62,3 +62,19 @@ test('marks are bounded by the pod\'s capacity among themselves: a later request
   expect([at(held), at(second), at(first)]).toEqual([4, 3, 1]);
   expect(index.blocksOf('pod')).toBe(8);
 });
+
+test('marks that lapsed are dropped at the pod\'s next marking, so a pod does not keep a full share of stale marks beside its blocks (upstream evicts speculative entries on their TTL, llm-d-router v0.10.0 preciseprefixcache/prerequest.go)', () => {
+  const index = new KvBlockIndex(BS, 4);
+  index.store('pod', stored(['h0', 'h1', 'h2', 'h3'], tokens(100, 4 * BS)), ROOT);
+  // Requests routed at 0 ms whose blocks vLLM never stored (they hit, or were aborted): marks until 1,000 ms.
+  index.speculate('pod', requestKeys(tokens(200, 4 * BS)), 1_000, 0);
+  expect(index.blocksOf('pod')).toBe(8);
+  // A request routed at 5,000 ms: the lapsed marks go, its own stay until their TTL.
+  const later = tokens(300, 1 * BS);
+  index.speculate('pod', requestKeys(later), 6_000, 5_000);
+  expect(index.blocksOf('pod')).toBe(5);
+  expect(index.longestPrefix(requestKeys(later), { has: () => true }, 5_000).get('pod')?.blocks).toBe(1);
+  // Marks still live are kept: a request at 5,500 ms leaves the one marked at 5,000.
+  index.speculate('pod', requestKeys(tokens(400, 1 * BS)), 6_500, 5_500);
+  expect(index.blocksOf('pod')).toBe(6);
+});

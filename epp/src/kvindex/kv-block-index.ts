@@ -871,7 +871,7 @@ export class KvBlockIndex {
   /**
    * Marks `keys` as about to be cached on `pod` (the request was just sent there), until `until` (ms): a burst of
    * requests with the same new prefix then follows the first before the pod's events arrive. A real store confirms an
-   * entry; otherwise it lapses.
+   * entry; otherwise it lapses, and is dropped at the pod's next marking at `now` (oldest marks first).
    *
    * A mark is held apart from the blocks the pod's events confirmed (`marks`, bounded by the same capacity), as
    * upstream keeps its speculative pod entries apart (llm-d-router v0.10.0 preciseprefixcache/prerequest.go: entries
@@ -889,8 +889,18 @@ export class KvBlockIndex {
    * vLLM's free queue gives a request's blocks back in reverse, "so that the tail blocks are evicted first"
    * (vllm/v1/core/kv_cache_manager.py `free` @ v0.10.0).
    */
-  speculate(pod: string, keys: readonly number[], until: number): void {
+  speculate(pod: string, keys: readonly number[], until: number, now?: number): void {
     const state = this.pod(pod);
+    // Marks that lapsed go first, oldest first, as upstream evicts its speculative entries on their TTL: left to the
+    // capacity bound alone, a pod kept a full share of stale marks for good once enough requests were routed there,
+    // twice the entries (and memory) `maxIndexEntries` budgets.
+    if (now !== undefined) {
+      for (let key = state.marks.oldest(); key !== undefined; key = state.marks.oldest()) {
+        const holding = this.holders.get(key)?.get(pod);
+        if (holding !== undefined && (holding.speculativeUntil > now || holding.gpu > 0 || holding.cpu > 0)) break;
+        this.drop(pod, state, key);
+      }
+    }
     for (let i = keys.length - 1; i >= 0; i--) {
       const key = keys[i]!;
       let byPod = this.holders.get(key);

@@ -670,7 +670,8 @@ export class PrecisePrefixCacheScorer implements Scorer, PostCycle, PrepareReque
     // events say where it went. A prefix matched wholly on GPU gains nothing from the marks.
     const belowGpu = match !== undefined && match.weight < matched * this.index.gpuTierWeight;
     if (this.parameters.speculativeIndexing && (blocks.keys.length > matched || belowGpu)) {
-      this.index.speculate(pod, blocks.keys, this.handle.now() + this.speculativeTtlMs);
+      const now = this.handle.now();
+      this.index.speculate(pod, blocks.keys, now + this.speculativeTtlMs, now);
     }
     // So the pod's events that continue a prefix this index never saw stored can still be keyed (`recoverParent`).
     this.index.noteRouted(pod, blocks.root, blocks.keys, blocks.ids);
