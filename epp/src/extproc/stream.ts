@@ -18,7 +18,8 @@
  * `maxChunkBytes` if larger); in the other modes each body message gets a CONTINUE BodyResponse. The director's ticket is
  * released exactly once: 'completed' at the response's end of stream (headers or body with end_of_stream, or
  * trailers; with response body mode NONE, Envoy's half-close after the response headers); 'cancelled' when the stream
- * is cancelled or closed before that; 'error' when it fails on a protocol error.
+ * is cancelled or closed before that; 'error' when it fails on a protocol error. A half-close while the request is being
+ * routed gives the request up at once (Envoy half-closes only when it is done with the stream) and ends the stream.
  *
  * Anything out of order (body before headers, a second request headers message, an empty oneof, undecodable bytes)
  * ends the stream with INVALID_ARGUMENT; Envoy then applies its failure mode. Nothing a peer sends can throw out of
@@ -186,6 +187,18 @@ export class ExtProcStream {
     if (this.state === 'closed') return;
     // Response headers while routing are Envoy's own local reply (the upstream cannot answer a request Envoy still
     // holds): handled at once, so a request waiting in flow control stops waiting (see `abandonRequest`).
+    if (this.state === 'routing' && ev.kind === 'half-close') {
+      // Envoy half-closes only once it is done with the stream: closeStream() (END_STREAM then RST_STREAM) and, with
+      // `envoy.reloadable_features.ext_proc_graceful_grpc_close` (1.34+), halfCloseAndWaitForRemoteClose() (END_STREAM
+      // alone, then up to `remote_close_timeout_milliseconds` for the processor to end the stream) both follow
+      // `processing_complete_ = true`, after which Envoy ignores any answer (ext_proc.cc Filter::onDestroy,
+      // closeStreamMaybeGraceful). So the request is given up now, as on a reset: a flow-control wait ends (queued, it
+      // would otherwise be dispatched, scheduled and counted in flight for a request no pod will see), a decision still
+      // pending is released unused when it comes, and the stream ends as Envoy waits for it to.
+      this.abort?.abort();
+      this.finish();
+      return;
+    }
     if (this.state === 'routing' && !isResponseHeaders(ev)) {
       if (this.queue.length >= MAX_QUEUED_EVENTS) {
         this.fail(GrpcStatus.RESOURCE_EXHAUSTED, 'too many messages while the request was being routed');
