@@ -38,7 +38,8 @@ interface Plan {
   readonly steps: Step[];
   /** Index into steps at which the stream is cut short (cancel or half-close), or steps.length for a full run. */
   readonly cutAt: number;
-  readonly ending: 'cancel' | 'half-close';
+  /** How a cut stream ends: Envoy's reset, its half-close, or bytes that are no ProcessingRequest (a protocol error). */
+  readonly ending: 'cancel' | 'half-close' | 'garbage';
   /** After the request messages, Envoy's local reply's headers, whatever the EPP answered meanwhile. */
   readonly localReply?: boolean;
 }
@@ -83,6 +84,9 @@ function planStream(rnd: () => number, id: number): Plan {
       parts.forEach((p, i) => steps.push({ msg: responseBody(p, !respTrailers && i === parts.length - 1), answers: respMode === 'STREAMED' ? 1 : 0 }));
     }
     if (respTrailers) steps.push({ msg: responseTrailers({ 'grpc-status': '0' }), answers: 1 });
+  } else if (respMode === 'NONE' && rnd() < 0.5) {
+    // kvroute's EnvoyFilter: response body NONE, trailers SEND (lib/ext-proc.ts RESPONSE_TRAILER_MODE).
+    steps.push({ msg: responseTrailers({ 'x-t': '1' }), answers: 1 });
   }
   if (rnd() < 0.1) {
     // Envoy's own local reply while the request is still with the EPP (a route timeout, a body over its buffer): the
@@ -91,7 +95,7 @@ function planStream(rnd: () => number, id: number): Plan {
     return { reqMode, respMode, steps: reqSteps.map((st) => ({ ...st, answers: 0 })), cutAt: reqSteps.length, ending: 'half-close', localReply: true };
   }
   const cutAt = rnd() < 0.5 ? Math.floor(rnd() * (steps.length + 1)) : steps.length;
-  return { reqMode, respMode, steps, cutAt, ending: rnd() < 0.5 ? 'cancel' : 'half-close' };
+  return { reqMode, respMode, steps, cutAt, ending: pick(rnd, ['cancel', 'cancel', 'half-close', 'half-close', 'garbage'] as const) };
 }
 
 /** One answer's kind: which phase it answers, or 'immediate', or 'override'. */
@@ -161,6 +165,8 @@ async function drive(s: EnvoyStream, plan: Plan): Promise<string | undefined> {
   }
   if (plan.ending === 'cancel' || immediate) {
     if (!immediate) s.cancel();
+  } else if (plan.ending === 'garbage') {
+    s.sendRaw(Buffer.from([0xff, 0xff, 0xff]));
   } else {
     s.end();
   }
