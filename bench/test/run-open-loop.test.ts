@@ -87,13 +87,9 @@ describe('open loop past 256 in flight, as vLLM serve.py\'s client offers it', (
     expect(outcome.records.every((r) => r.result.ok)).toBe(true);
     // Every arrival was in the pod at the same time (an open loop), ...
     expect(peak).toBe(n);
-    // ... so no TTFT includes time spent queued inside the benchmark's own HTTP agent: a request queued there waits out
-    // a whole earlier request, decode included (19 tokens × 500 ms after its first), so its TTFT would be at least that
-    // decode, less the few milliseconds between the two sends. Measured against the run's own shortest decode rather
-    // than a bound in seconds: a fixed 5 s failed in CI at 5.05 s, 300 first tokens on a machine at load average 18.
+    // ... so no TTFT includes time spent queued inside the benchmark's own HTTP agent (about one 10 s request).
     const worst = Math.max(...outcome.records.map((r) => r.result.ttft!));
-    const shortestDecode = Math.min(...outcome.records.map((r) => (r.endedMs - r.startedMs) / 1000 - r.result.ttft!));
-    expect(worst).toBeLessThan(0.75 * shortestDecode);
+    expect(worst).toBeLessThan(5);
   });
 
   test('the client\'s timeout still bounds every request from its send: 300 to a server that never answers all fail within it', async () => {
