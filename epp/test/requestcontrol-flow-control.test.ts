@@ -512,10 +512,14 @@ describe('RequestControl with flow control: saturated pools queue instead of ans
   });
 
   it('answers 429 naming the reason when the queue is full, and when the deadline passes, in kvroute\'s header and llm-d-router\'s (pkg/common/error/error.go, requestcontrol/admission.go translateFlowControlError)', async () => {
-    const rc = control({ maxQueued: 1, maxWaitMs: 50 });
+    // The queue's clock stands still until 'b' is refused: on the real clock a stall of 50 ms between the two routes
+    // (a loaded machine) expired 'a' first, and 'b' then found room and waited out its own deadline.
+    let now = 0;
+    const rc = control({ maxQueued: 1, maxWaitMs: 50, now: () => now });
     const first = rc.route(incoming('a'));
     const second = await rc.route(incoming('b'));
     expect(second).toMatchObject({ kind: 'reject', status: 429, headers: { [FLOW_CONTROL_HEADER]: 'queue-full', [DROPPED_REASON_HEADER]: 'rejected-saturated' } });
+    now = 51; // past 'a''s deadline: the queue's own timer rejects it
     expect(await first).toMatchObject({ kind: 'reject', status: 429, headers: { [FLOW_CONTROL_HEADER]: 'deadline', [DROPPED_REASON_HEADER]: 'rejected-ttl-expired' } });
   });
 
