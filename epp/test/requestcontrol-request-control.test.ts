@@ -514,13 +514,17 @@ schedulingProfiles:
     // Every store a session id reaches in the default config (session affinity's bindings, the session-load scorer's
     // live sessions, flow control's flows) keeps a digest or nothing; kept as sent, 20,000 ids of 4,000 characters
     // would hold ~80 MB. Both tables' capacities (65,536) are above the 22,000 ids, so no eviction hides a leak.
-    const director = new RequestControl({ datastore: ds, scheduler: buildScheduler(defaultEndpointPickerConfig()) });
+    // The scheduler's clock stands still at the pods' stamp: refreshed every 500 routes on the real clock, the metrics
+    // went stale (the saturation filter's 1 s) when a loaded machine took longer than that over 500 routes, and the
+    // filter answered 503.
+    const stamp = Date.now();
+    for (const endpoint of ds.endpoints()) ds.setMetrics(endpoint.key, { updateTime: stamp });
+    const director = new RequestControl({ datastore: ds, scheduler: buildScheduler(defaultEndpointPickerConfig(), { now: () => stamp }) });
     v8.setFlagsFromString('--expose-gc');
     const gc = vm.runInNewContext('gc') as () => void;
     const heapAfterGc = () => { gc(); gc(); return process.memoryUsage().heapUsed; };
     const flood = async (from: number, count: number) => {
       for (let i = from; i < from + count; i++) {
-        if (i % 500 === 0) freshenMetrics(ds);
         const d = await director.route({ ...request(chat()), headers: new Map([[':method', 'POST'], [':path', '/v1/chat/completions'], ['x-session-id', `${i}:`.padEnd(4000, 'x')]]) });
         if (d.kind !== 'route') throw new Error(`request ${i} not routed: ${JSON.stringify(d)}`);
         director.responseHeaders(d.ticket, new Map([[':status', '200'], ['content-type', 'text/event-stream']]));
