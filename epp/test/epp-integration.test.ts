@@ -582,7 +582,9 @@ test('the drain waits for ext_proc streams, not for peers to close idle connecti
   try {
     await new Promise((resolve) => silent.once('connect', resolve));
     silent.write(Buffer.concat([Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'), Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0])]));
-    await waitFor(() => epp.serving);
+    // Serving, and the pod read once: SERVING means the pool synced, not that its pod was scraped, and a scrape worker
+    // starved past the late window (a loaded machine) answered this request 503.
+    await waitFor(() => epp.serving && epp.datastore.snapshot().every((s) => s.metrics.updateTime > 0));
     // A stream open when the drain starts is still served to its end.
     const s = envoy.open();
     s.send(requestHeaders({ ':method': 'POST', ':path': '/v1/chat/completions', 'content-type': 'application/json' }, false));
