@@ -1,11 +1,19 @@
-import { execFile } from 'node:child_process';
+import { execFile, type ExecFileException } from 'node:child_process';
 import * as path from 'node:path';
 import { redisServerAvailable, requireRedisServerInCi } from './redis-server';
 
 // The benchmark itself, shrunk to two small pools so it cannot rot: it starts the metrics servers, the floor server and
 // the real kvroute-epp binaries (dist/main.js: `npm test` builds it first) and drives them all with the same client. Nothing
-// here is about speed; the limit only bounds a hung run.
-jest.setTimeout(240_000);
+// here is about speed; the limit only bounds a hung run. The first run below took 138 s alone on one core shared with
+// a busy loop, and was killed at a 200 s limit with two jest workers on that core: each run gets 420 s.
+const RUN_LIMIT_MS = 420_000;
+jest.setTimeout(RUN_LIMIT_MS + 60_000);
+
+/** execFile's callback for a bench run: a run killed at the limit says so (its message otherwise reads as a failure). */
+const settle = (resolve: (out: string) => void, reject: (e: Error) => void) => (err: ExecFileException | null, stdout: string, stderr: string) => {
+  if (err === null) resolve(stdout);
+  else reject(new Error(`${err.killed ? `killed (${err.signal}) at the ${RUN_LIMIT_MS / 1000} s limit: ` : ''}${err.message}\n${stderr}`));
+};
 
 test('npm run bench -w epp runs end to end: EPPs, floor and metrics servers in their own processes, in paired rounds', async () => {
   const out = await new Promise<string>((resolve, reject) => {
@@ -14,11 +22,11 @@ test('npm run bench -w epp runs end to end: EPPs, floor and metrics servers in t
       ['--require', 'ts-node/register/transpile-only', path.join(__dirname, '..', 'bench', 'epp-bench.ts'), '--quick'],
       {
         cwd: path.join(__dirname, '..'),
-        timeout: 200_000,
+        timeout: RUN_LIMIT_MS,
         maxBuffer: 16 * 1024 * 1024,
         env: { ...process.env, BENCH_ENDPOINTS: '4,8', BENCH_PROMPTS: '2048', BENCH_MODES: 'worker', BENCH_SECONDS: '0.2', BENCH_ROUNDS: '2', BENCH_WARM_MS: '100', BENCH_SCHEDULE_SAMPLES: '20' },
       },
-      (err, stdout, stderr) => (err ? reject(new Error(`${err.message}\n${stderr}`)) : resolve(stdout)),
+      settle(resolve, reject),
     );
   });
   const rows = out.split('\n').filter((l) => l.startsWith('{"endpoints"')).map((l) => JSON.parse(l) as Record<string, unknown>);
@@ -65,11 +73,11 @@ test('npm run bench -w epp -- --only replicas runs end to end: replicas driven r
       ['--require', 'ts-node/register/transpile-only', path.join(__dirname, '..', 'bench', 'epp-bench.ts'), '--only', 'replicas', '--quick'],
       {
         cwd: path.join(__dirname, '..'),
-        timeout: 200_000,
+        timeout: RUN_LIMIT_MS,
         maxBuffer: 16 * 1024 * 1024,
         env: { ...process.env, BENCH_REPLICAS: '1,2', BENCH_SECONDS: '0.4' },
       },
-      (err, stdout, stderr) => (err ? reject(new Error(`${err.message}\n${stderr}`)) : resolve(stdout)),
+      settle(resolve, reject),
     );
   });
   expect(out).not.toContain('{"endpoints"'); // the cells were skipped
