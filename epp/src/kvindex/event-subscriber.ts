@@ -135,6 +135,18 @@ export const MAX_CONCURRENT_REPLAYS = 8;
 export const SUBSCRIBE_RETRY_MS = 5_000;
 
 /**
+ * The longest libzmq waits between two dials of a pod that does not accept (no publisher there yet, or a vLLM without
+ * KV events), its wait doubling from libzmq's default 100 ms (ZMQ_RECONNECT_IVL_MAX: `get_new_reconnect_ivl`,
+ * src/stream_connecter_base.cpp @ libzmq 4.3.5). Left at libzmq's default 0, a SUB dials every 100 ms for ever: ten TCP
+ * sockets a second a pod, each a file descriptor, and two monitor events (`connect:delay`, `connect:retry`) handed to
+ * the routing thread; 500 such pods cost 1.7 s of CPU every 10 s and 10,000 events a second (0.12 s and 1,000 with
+ * this). llm-d-router v0.10.0 dials such a pod 11 times 250 ms apart, then waits `retryInterval`, 5 s
+ * (pkg/kvevents/zmq_subscriber.go `Start`; go-zeromq/zmq4 v0.17.0 `Dial`, `defaultRetry`, `defaultMaxRetries`):
+ * about 1.5 dials a second. A pod that starts publishing is connected at most this long after.
+ */
+export const RECONNECT_MAX_INTERVAL_MS = SUBSCRIBE_RETRY_MS;
+
+/**
  * A pod's sockets are made only while this many file descriptors are free (proven by opening as many of /dev/null and
  * closing them just before its event observer is made), else the pod is refused as libzmq refuses it (EMFILE) and
  * tried again after SUBSCRIBE_RETRY_MS. Two reasons. zeromq.js's Observer (src/observer.cc @ zeromq 6.8.0) makes the
@@ -581,7 +593,11 @@ export class KvEventSubscriber {
   }
 
   private newSocket(): Zmq.Subscriber {
-    return new (zmq().Subscriber)({ receiveHighWaterMark: 100_000, maxMessageSize: this.options.maxFrameBytes ?? MAX_KV_EVENT_FRAME_BYTES });
+    return new (zmq().Subscriber)({
+      receiveHighWaterMark: 100_000,
+      maxMessageSize: this.options.maxFrameBytes ?? MAX_KV_EVENT_FRAME_BYTES,
+      reconnectMaxInterval: RECONNECT_MAX_INTERVAL_MS,
+    });
   }
 
   /** See REDIAL_AFTER_MS: dials `address` again when libzmq dropped the pod's connection and will not retry it. */
