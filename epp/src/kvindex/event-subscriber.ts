@@ -174,8 +174,12 @@ class ReplaySlots {
 
   constructor(private free: number) {}
 
-  /** Resolves true once a slot is this caller's (to `release`), false when `deadline` (`monotonicMs`) passed first. */
-  acquire(deadline: number): Promise<boolean> {
+  /**
+   * Resolves true once a slot is this caller's (to `release`), false when `deadline` (`monotonicMs`) passed or `signal`
+   * was aborted first (the pod left: its wait ends then, as llm-d-router's `processReplayLimiter.Acquire(replayCtx)`).
+   */
+  acquire(deadline: number, signal?: AbortSignal): Promise<boolean> {
+    if (signal?.aborted) return Promise.resolve(false);
     if (this.free > 0) {
       this.free--;
       return Promise.resolve(true);
@@ -183,13 +187,19 @@ class ReplaySlots {
     return new Promise((resolve) => {
       const admit = () => {
         clearTimeout(timer);
+        signal?.removeEventListener('abort', giveUp);
         resolve(true);
       };
-      const timer = setTimeout(() => {
-        this.waiting.splice(this.waiting.indexOf(admit), 1);
+      const giveUp = () => {
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', giveUp);
+        const at = this.waiting.indexOf(admit);
+        if (at >= 0) this.waiting.splice(at, 1);
         resolve(false);
-      }, Math.max(0, deadline - monotonicMs()));
+      };
+      const timer = setTimeout(giveUp, Math.max(0, deadline - monotonicMs()));
       timer.unref();
+      signal?.addEventListener('abort', giveUp, { once: true });
       this.waiting.push(admit);
     });
   }
@@ -229,6 +239,8 @@ interface PublisherState {
   replaying?: Promise<void>;
   /** When its last replay failed, while that is less than REPLAY_COOLDOWN_MS ago matters. */
   replayFailedAt?: number;
+  /** Aborted when the pod leaves (or the subscriber closes): ends its replay's wait for a slot and its DEALER at once. */
+  replayAbort?: AbortController;
 }
 
 /**
@@ -692,7 +704,11 @@ export class KvEventSubscriber {
       this.perPod.delete(endpointKey);
       socket.close();
     }
-    for (const [key, state] of this.publishers) if (state.endpointKey === endpointKey) this.publishers.delete(key);
+    for (const [key, state] of this.publishers) {
+      if (state.endpointKey !== endpointKey) continue;
+      this.publishers.delete(key);
+      state.replayAbort?.abort();
+    }
     this.malformedTold.delete(endpointKey);
     const timer = this.warmingUp.get(endpointKey);
     if (timer !== undefined) {
@@ -717,6 +733,7 @@ export class KvEventSubscriber {
     this.central?.close();
     for (const socket of this.perPod.values()) socket.close();
     this.perPod.clear();
+    for (const state of this.publishers.values()) state.replayAbort?.abort();
   }
 
   private async consume(socket: Zmq.Subscriber, endpointKey: string | undefined): Promise<void> {
@@ -927,32 +944,47 @@ export class KvEventSubscriber {
   }
 
   private async runReplay(state: PublisherState, from: bigint, model: string | undefined, repairing: boolean): Promise<void> {
-    // A pod that left meanwhile (its state forgotten, or replaced by a re-added pod's) is not reset or counted again.
-    const registered = () => !this.closed && this.publishers.get(streamKey(state.endpointKey, state.rank)) === state;
-    const { endpointKey } = state;
     // vLLM's replay ROUTER keeps libzmq's default send high-water mark and drops, silently, what it routes past it
     // (`_socket_setup`, `_service_replay`, vllm/distributed/kv_events.py @ v0.10.0): a replay of a few thousand
     // batches arrives with holes, or without its end marker. So every batch is checked against the one expected, and
     // an interrupted answer is asked for again from the first batch still missing, as llm-d-router's subscriber does
     // (`requestReplay`, pkg/kvevents/zmq_subscriber.go @ ebab6879): up to MAX_IDLE_REPLAY_ATTEMPTS answers in a row
     // that bring nothing new, then the entries are dropped as before.
-    let covered = false;
-    let first = true;
-    let askFrom = from;
-    let idleAttempts = 0;
     // llm-d-router bounds the whole replay too (`replayTimeout`, 2 minutes): a publisher that drops something in every
     // answer must not keep the live batches held for ever. The deadline counts from the request, waits for a replay
     // slot included, as upstream's context does: the live batches are held from then, so that is what it bounds; the
     // quiet-answer timeout (`replayTimeoutMs`) only starts once an answer is asked for, with a slot taken.
     const deadline = monotonicMs() + REPLAY_DEADLINE_MS;
+    // The pod's leaving aborts this (`removeEndpoint`, `close`): a replay of a pod that left held its DEALER (a socket, a
+    // descriptor) and a replay slot until the answer's timeout, and its wait for a slot lasted up to the deadline, where
+    // llm-d-router's replay ends at once with the subscriber's context (`requestReplay`: `replayCtx` from `ctx`, the
+    // dealer made on it, pkg/kvevents/zmq_subscriber.go @ v0.10.0).
+    const abort = new AbortController();
+    state.replayAbort = abort;
+    try {
+      await this.replayAttempts(state, from, model, repairing, deadline, abort.signal);
+    } finally {
+      if (state.replayAbort === abort) state.replayAbort = undefined;
+    }
+  }
+
+  private async replayAttempts(state: PublisherState, from: bigint, model: string | undefined, repairing: boolean, deadline: number, signal: AbortSignal): Promise<void> {
+    // A pod that left meanwhile (its state forgotten, or replaced by a re-added pod's) is not reset or counted again.
+    const registered = () => !this.closed && this.publishers.get(streamKey(state.endpointKey, state.rank)) === state;
+    const { endpointKey } = state;
+    let covered = false;
+    let first = true;
+    let askFrom = from;
+    let idleAttempts = 0;
     for (;;) {
       // One slot an answer, given back between answers, as llm-d-router holds `processReplayLimiter` per attempt.
-      const admitted = await replaySlots.acquire(deadline);
+      const admitted = await replaySlots.acquire(deadline, signal);
       if (!registered()) {
         if (admitted) replaySlots.release();
         return;
       }
       let dealer: Zmq.Dealer | undefined;
+      let dealerAbortListener: (() => void) | undefined;
       let outcome: 'complete' | 'interrupted' | 'moved-on' = 'interrupted';
       let progressed = false;
       let failure: string | undefined;
@@ -964,6 +996,12 @@ export class KvEventSubscriber {
         // llm-d-router's requestReplay gives up a replay whose dealer it cannot dial (pkg/kvevents/zmq_subscriber.go:
         // "Failed to connect replay socket", then invalidateReplay).
         dealer = new (zmq().Dealer)({ receiveTimeout: this.options.replayTimeoutMs ?? 2000, linger: 0 });
+        const made = dealer;
+        // Closing it rejects the receive waiting on it (EAGAIN), which ends this attempt.
+        const closeOnAbort = () => made.close();
+        if (signal.aborted) made.close();
+        else signal.addEventListener('abort', closeOnAbort, { once: true });
+        dealerAbortListener = closeOnAbort;
         dealer.connect(`tcp://${hostForUrl(ipOf(endpointKey))}:${this.options.replayPort! + state.rank}`);
         await dealer.send(['', encodeSeq(askFrom)]);
         let expected = askFrom;
@@ -1005,6 +1043,7 @@ export class KvEventSubscriber {
       } catch (e) {
         failure = (e as Error).message;
       } finally {
+        if (dealerAbortListener) signal.removeEventListener('abort', dealerAbortListener);
         dealer?.close();
         if (admitted) replaySlots.release();
       }
