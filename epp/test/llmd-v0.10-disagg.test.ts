@@ -266,7 +266,9 @@ describe('P/D through the EPP (pd-epp-config.yaml)', () => {
       .replace('schedulingProfiles:', 'dataLayer:\n  discovery: {pluginRef: files}\nschedulingProfiles:');
     epp = await startEpp(parseArgs(['--config-text', text, '--grpc-port', '0', '--grpc-health-port', '0', '--metrics-port', '0', '--host', '127.0.0.1', '--refresh-metrics-interval', '20ms'], {})!, quiet);
     envoy = new FakeEnvoy(`127.0.0.1:${epp.grpcPort}`);
-    await waitFor(() => epp!.datastore.snapshot().length === 4 && epp!.datastore.snapshot().every((s) => s.metrics.updateTime > 0));
+    // The EPP's start and its scrape worker's (which loads TypeScript in tests): 3-4 s alone on a loaded core, once
+    // past the default 20 s in a full loaded run.
+    await waitFor(() => epp!.datastore.snapshot().length === 4 && epp!.datastore.snapshot().every((s) => s.metrics.updateTime > 0), 'every pod scraped', { limitMs: 45_000 });
   }
 
   async function send(prompt: string, headers: Record<string, string> = {}): Promise<{ destination: string; prefiller: string | undefined; encoders?: string }> {
