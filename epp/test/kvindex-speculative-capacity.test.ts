@@ -1,19 +1,8 @@
-import type { BlockRemoved, BlockStored } from '@kvroute/protocol/kv-events';
 import { KvBlockIndex } from '../src/kvindex/kv-block-index';
-import { blockKey, rootKey } from '../src/scheduling/plugins/prefix-hash';
+import { blockFixtures, ROOT, tokens } from './kvindex-block-fixtures';
 
 const BS = 4;
-const ROOT = rootKey('');
-const tokens = (from: number, n: number) => Array.from({ length: n }, (_, i) => from + i);
-
-function requestKeys(ids: readonly number[]): number[] {
-  const keys: number[] = [];
-  let parent = ROOT;
-  for (let i = 0; i + BS <= ids.length; i += BS) keys.push((parent = blockKey(parent, ids, i, i + BS)));
-  return keys;
-}
-const stored = (hashes: string[], ids: number[]): BlockStored => ({ type: 'BlockStored', blockHashes: hashes, parentBlockHash: null, tokenIds: ids, blockSize: BS, loraId: null });
-const removed = (hashes: string[]): BlockRemoved => ({ type: 'BlockRemoved', blockHashes: hashes });
+const { requestKeys, stored, removed } = blockFixtures(BS);
 
 /**
  * A vLLM with 5 KV blocks (4 usable: block 0 is the null block, vllm/v1/core/block_pool.py @ v0.10.0) and an index

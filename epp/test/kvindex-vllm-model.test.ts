@@ -33,7 +33,7 @@
 import { createHash } from 'node:crypto';
 import * as net from 'node:net';
 import { encodeEventBatch, liveFrames, type KvCacheEvent, type KvEventBatch, type KvEventEncoding } from '@kvroute/protocol/kv-events';
-import { TestKvEventPublisher, waitFor } from '@kvroute/testkit';
+import { seededRandom, TestKvEventPublisher, waitFor } from '@kvroute/testkit';
 import { parseEndpointPickerConfig } from '../src/config';
 import { buildScheduler, type Scheduler } from '../src/scheduling/scheduler';
 import type { PrecisePrefixCacheScorer } from '../src/scheduling/plugins/precise-prefix-cache-scorer';
@@ -43,17 +43,6 @@ jest.setTimeout(240_000);
 
 const MODEL = 'Qwen/Qwen3-0.6B';
 const BS = 4;
-
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** A 64-bit block hash as vLLM's events carry it (an int), from the parent's, the tokens and the extra keys. */
 function engineHash(parent: string | null, tokens: readonly number[], extra: readonly unknown[] | null): string {
@@ -286,7 +275,7 @@ interface Disagreement {
 }
 
 async function runScenario(s: Scenario): Promise<{ disagreements: Disagreement[]; checks: number; log: string[] }> {
-  const random = rng(s.seed);
+  const random = seededRandom(s.seed);
   const hosts = s.pods.map((_, i) => `127.0.0.${i + 2}`);
   const maxRanks = Math.max(...s.pods.map((p) => p.ranks));
   // Ports from Math.random, not the scenario's generator: a busy port must not change the stream.
