@@ -44,6 +44,19 @@ afterAll(async () => {
   destroyClientAgent();
 });
 
+/** A pod that answers every request with a streaming response head and no body, keeping the request's socket. */
+async function headOnlyPod(): Promise<{ pod: http.Server; socket: () => net.Socket | undefined }> {
+  let socket: net.Socket | undefined;
+  const pod = http.createServer((req, res) => {
+    req.resume();
+    socket = req.socket;
+    res.writeHead(200, { 'content-type': 'text/event-stream' });
+    res.flushHeaders();
+  });
+  await new Promise<void>((resolve) => pod.listen(0, LOOPBACK, resolve));
+  return { pod, socket: () => socket };
+}
+
 describe('connect failures', () => {
   it('tries the next address of the pick list when the first refuses the connection', async () => {
     const gw = await gateway({ endpoints: [dead, ups[0].address, ups[1].address], extProc: `${LOOPBACK}:${epp.port}` });
@@ -182,14 +195,7 @@ describe('connect failures', () => {
   // onUpstreamAbort), and the filter manager sends it "directly to the encoder" while no non-1xx headers were encoded
   // (filter_manager.cc @ v1.35.0 sendLocalReply): a 503; only a response whose headers went out is reset.
   it('answers 503 "connection termination" when the pod dies while the EPP holds its response headers', async () => {
-    let podSocket: net.Socket | undefined;
-    const pod = http.createServer((req, res) => {
-      req.resume();
-      podSocket = req.socket;
-      res.writeHead(200, { 'content-type': 'text/event-stream' });
-      res.flushHeaders();
-    });
-    await new Promise<void>((resolve) => pod.listen(0, LOOPBACK, resolve));
+    const { pod, socket: podSocket } = await headOnlyPod();
     const address = `${LOOPBACK}:${(pod.address() as AddressInfo).port}`;
     const scripted = await startScriptedExtProc({ silentOn: ['response_headers'] });
     // The message timeout is far off, so the EPP's silence holds the head until the pod is gone (no fail-open).
@@ -197,7 +203,7 @@ describe('connect failures', () => {
     try {
       const reply = send(gw.port, { body: completion(), headers: json });
       await waitFor(() => scripted.streams[0]?.events.includes('response_headers') ?? false, 'the response headers at the EPP');
-      podSocket!.destroy();
+      podSocket()!.destroy();
       const r = await reply;
       expect(r.status).toBe(503);
       expect(r.body.toString()).toBe('upstream connect error or disconnect/reset before headers. reset reason: connection termination');
@@ -408,14 +414,7 @@ describe('resets and clean-up', () => {
   // codec flushes the head as it encodes it (StreamEncoderImpl::encodeHeadersBase -> flushOutput(),
   // source/common/http/http1/codec_impl.cc @ v1.35.0), so the client has the 200 and then sees the reset.
   it('passes the response head on before any body byte, so a pod dying before its first token is a 200 then a reset', async () => {
-    let podSocket: net.Socket | undefined;
-    const pod = http.createServer((req, res) => {
-      req.resume();
-      podSocket = req.socket;
-      res.writeHead(200, { 'content-type': 'text/event-stream' });
-      res.flushHeaders();
-    });
-    await new Promise<void>((resolve) => pod.listen(0, LOOPBACK, resolve));
+    const { pod, socket: podSocket } = await headOnlyPod();
     const gw = await gateway({ endpoints: [`${LOOPBACK}:${(pod.address() as AddressInfo).port}`], ejectMs: 0 });
     try {
       let head: number | undefined;
@@ -432,7 +431,7 @@ describe('resets and clean-up', () => {
       });
       await waitFor(() => head !== undefined, 'the response head at the client', { limitMs: 10_000 }).catch(() => undefined);
       expect(head).toBe(200);
-      podSocket!.destroy();
+      podSocket()!.destroy();
       expect(await outcome).toBe('aborted');
     } finally {
       await gw.close();
