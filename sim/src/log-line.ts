@@ -3,6 +3,6 @@
  * "%(levelname)s %(asctime)s …" in vllm/logger.py), and the bench stack appends each process's stderr to one file
  * across restarts, where a line without a time cannot be placed beside the EPP's (which have `ts`).
  */
-export function logLine(level: 'info' | 'warn', msg: string, fields: Record<string, unknown> = {}): void {
+export function logLine(level: 'info' | 'warn' | 'error', msg: string, fields: Record<string, unknown> = {}): void {
   process.stderr.write(`${JSON.stringify({ ts: new Date().toISOString(), level, msg, ...fields })}\n`);
 }

@@ -1185,7 +1185,23 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
         };
         submissions.push({ params: engineParams(p, c.pr, c.plan, n), listener });
       });
-      handles.push(...submitTracked(res, submissions));
+      try {
+        handles.push(...submitTracked(res, submissions));
+      } catch (e) {
+        if (!req.stream) throw e;
+        // The headers are out. vLLM's stream generators catch what the engine raises while they iterate it and end
+        // the stream with the error as an event, then [DONE] (serving_chat.py chat_completion_stream_generator and
+        // serving_completion.py completion_stream_generator @ v0.10.0: `except Exception as e: ... data =
+        // self.create_streaming_error_response(str(e)); yield f"data: {data}\n\n"`, then `yield "data: [DONE]\n\n"`;
+        // the chat one logs "Error in chat completion stream generator." with the traceback). Here: the engine
+        // closed by a shutdown while this request's body was still arriving.
+        // completion_stream_generator logs nothing.
+        const message = (e as Error)?.message ?? String(e);
+        if (isChat) logLine('error', 'Error in chat completion stream generator.', { error: (e as Error)?.stack ?? String(e) });
+        if (!res.writableEnded && !res.destroyed) res.end(`data: ${pythonJsonDumps(badRequest(message).streamBody(generation))}\n\ndata: [DONE]\n\n`);
+        resolve();
+        return;
+      }
       const abortAll = (): void => {
         for (const h of handles) h.abort();
       };
