@@ -15,7 +15,7 @@ import { encode } from '@msgpack/msgpack';
 import { decodeEventBatch, liveFrames, type BlockStored } from '@kvroute/protocol/kv-events';
 import { parseRequestBody } from '@kvroute/protocol/openai';
 import { TestKvEventPublisher, waitFor } from '@kvroute/testkit';
-import { parseEndpointPickerConfig } from '../src/config';
+import { subscribedConfig } from './precise-subscribed-config';
 import { EMPTY_METRICS, type EndpointSnapshot } from '../src/datastore/types';
 import { CycleState } from '../src/scheduling/framework';
 import { buildScheduler, type Scheduler } from '../src/scheduling/scheduler';
@@ -86,18 +86,8 @@ describe('end to end: the same token ids sent again score the pod that stored th
   let seq = 0n;
 
   beforeAll(async () => {
-    scheduler = buildScheduler(parseEndpointPickerConfig(`apiVersion: inference.networking.x-k8s.io/v1alpha1
-kind: EndpointPickerConfig
-plugins:
-  - type: precise-prefix-cache-scorer
-    parameters:
-      kvEventsConfig: { discoverPods: false, zmqEndpoint: "tcp://127.0.0.1:0", topicFilter: "kv@" }
-      indexerConfig:
-        tokenProcessorConfig: { blockSize: 16 }
-        tokenizersPoolConfig: { modelName: "${MODEL}" }
-      speculativeIndexing: false
-  - type: max-score-picker
-`));
+    scheduler = buildScheduler(subscribedConfig(`
+        tokenizersPoolConfig: { modelName: "${MODEL}" }`, '\n      speculativeIndexing: false'));
     await scheduler.plugins.start();
     for (const key of pods) scheduler.plugins.addEndpoint(snapshot(key).endpoint);
     pub = new TestKvEventPublisher();

@@ -2,7 +2,7 @@ import type { BlockStored, KvCacheEvent } from '@kvroute/protocol/kv-events';
 import { parseRequestBody } from '@kvroute/protocol/openai';
 import { TestKvEventPublisher, waitFor } from '@kvroute/testkit';
 import { ModelTokenizer, resolveTokenizerFiles } from '@kvroute/tokenizer';
-import { parseEndpointPickerConfig } from '../src/config';
+import { subscribedConfig } from './precise-subscribed-config';
 import { EMPTY_METRICS, type EndpointSnapshot } from '../src/datastore/types';
 import { Datastore } from '../src/datastore/datastore';
 import { RequestControl } from '../src/requestcontrol/request-control';
@@ -39,19 +39,10 @@ describe('a budget-bound pod keeps the shared system prompt its requests hit (pr
   });
 
   beforeAll(async () => {
-    scheduler = buildScheduler(parseEndpointPickerConfig(`apiVersion: inference.networking.x-k8s.io/v1alpha1
-kind: EndpointPickerConfig
-plugins:
-  - type: precise-prefix-cache-scorer
-    parameters:
-      kvEventsConfig: { discoverPods: false, zmqEndpoint: "tcp://127.0.0.1:0", topicFilter: "kv@" }
-      indexerConfig:
-        tokenProcessorConfig: { blockSize: 16 }
-        tokenizersPoolConfig: { modelName: "${MODEL}" }
+    scheduler = buildScheduler(subscribedConfig(`
+        tokenizersPoolConfig: { modelName: "${MODEL}" }`, `
       speculativeIndexing: true
-      maxIndexEntries: ${2 * SHARE}
-  - type: max-score-picker
-`));
+      maxIndexEntries: ${2 * SHARE}`));
     await scheduler.plugins.start();
     datastore = new Datastore({ scrape: false });
     for (const key of pods) {

@@ -12,6 +12,7 @@ import { endpointKey } from '../src/datastore/endpoint-key';
 import { buildScheduler, type Scheduler } from '../src/scheduling/scheduler';
 import { minMaxNormalized, type PrecisePrefixCacheScorer } from '../src/scheduling/plugins/precise-prefix-cache-scorer';
 import { engineEventHashes, engineRoot } from '../src/kvindex/engine-hash';
+import { subscribedConfig } from './precise-subscribed-config';
 import { PREFIX_MATCH } from '../src/scheduling/prefix-match';
 import { blockKey, rootKey } from '../src/scheduling/plugins/prefix-hash';
 import * as fs from 'node:fs';
@@ -23,19 +24,6 @@ jest.setTimeout(60_000);
 
 const HEADER = 'apiVersion: inference.networking.x-k8s.io/v1alpha1\nkind: EndpointPickerConfig\n';
 const MODEL = 'Qwen/Qwen3-0.6B';
-
-/**
- * A config of the precise scorer subscribed on a loopback port for `kv@` topics (central mode: the tests' publishers
- * connect to it) and a picker; `indexer` and `parameters` are further lines of its indexerConfig and parameters.
- */
-const subscribedConfig = (indexer: string, parameters = '') => parseEndpointPickerConfig(`${HEADER}plugins:
-  - type: precise-prefix-cache-scorer
-    parameters:
-      kvEventsConfig: { discoverPods: false, zmqEndpoint: "tcp://127.0.0.1:0", topicFilter: "kv@" }
-      indexerConfig:
-        tokenProcessorConfig: { blockSize: 16 }${indexer}${parameters}
-  - type: max-score-picker
-`);
 
 /** A config of the precise scorer alone (no subscription: blocks are stored straight into its index) and a picker. */
 const preciseOnlyConfig = (tokenizersPool: string, extra = '') => parseEndpointPickerConfig(`${HEADER}plugins:

@@ -6,7 +6,7 @@
  */
 import type { BlockStored } from '@kvroute/protocol/kv-events';
 import { TestKvEventPublisher, waitFor } from '@kvroute/testkit';
-import { parseEndpointPickerConfig } from '../src/config';
+import { subscribedConfig } from './precise-subscribed-config';
 import type { PluginLogger } from '../src/scheduling/framework';
 import { buildScheduler, type Scheduler } from '../src/scheduling/scheduler';
 import type { PrecisePrefixCacheScorer } from '../src/scheduling/plugins/precise-prefix-cache-scorer';
@@ -24,17 +24,8 @@ describe('precise-prefix-cache-scorer warnings about a pod\'s KV events', () => 
   let seq = 0n;
 
   beforeAll(async () => {
-    scheduler = buildScheduler(parseEndpointPickerConfig(`apiVersion: inference.networking.x-k8s.io/v1alpha1
-kind: EndpointPickerConfig
-plugins:
-  - type: precise-prefix-cache-scorer
-    parameters:
-      kvEventsConfig: { discoverPods: false, zmqEndpoint: "tcp://127.0.0.1:0", topicFilter: "kv@" }
-      indexerConfig:
-        tokenProcessorConfig: { blockSize: 16 }
-        tokenizersPoolConfig: { modelName: "${MODEL}" }
-  - type: max-score-picker
-`), { logger });
+    scheduler = buildScheduler(subscribedConfig(`
+        tokenizersPoolConfig: { modelName: "${MODEL}" }`), { logger });
     await scheduler.plugins.start();
     pub = new TestKvEventPublisher();
     pub.connect((scheduler.plugin('precise-prefix-cache-scorer') as PrecisePrefixCacheScorer).subscriber.boundEndpoint!);
