@@ -30,10 +30,21 @@ function runBench(args: string[]): Bench {
   return { pid: child.pid!, stderr: () => stderr, exited: new Promise((resolve) => child.once('exit', (code) => resolve(code))) };
 }
 
-/** The files under `dir` whose text includes `needle`. */
+/**
+ * The files under `dir` whose text includes `needle`. The folder, or a file in it, may go between the listing and the
+ * read (the bench empties its log folders while this polls: ENOENT at `scandir` failed a CI run): gone counts as none.
+ */
 function filesWith(dir: string, needle: string): string[] {
-  if (!fs.existsSync(dir)) return [];
-  return fs.readdirSync(dir).filter((f) => fs.readFileSync(path.join(dir, f), 'utf8').includes(needle));
+  const unlessGone = <T>(read: () => T, gone: T): T => {
+    try {
+      return read();
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return gone;
+      throw e;
+    }
+  };
+  return unlessGone(() => fs.readdirSync(dir), [] as string[])
+    .filter((f) => unlessGone(() => fs.readFileSync(path.join(dir, f), 'utf8'), '').includes(needle));
 }
 
 (built ? describe : describe.skip)('--out as a user gives it', () => {
