@@ -493,6 +493,11 @@ export class Engine {
     return this.kv.resetPrefixCache();
   }
 
+  /** Closed (`close`): every submission is refused from then on. */
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
   /** Aborts everything; no callbacks fire after this returns except the aborts' own onFinish. */
   close(): void {
     if (this.closed) return;

@@ -673,9 +673,28 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
     }
   }
 
+  /**
+   * A request handled once the engine is closed (a shutdown's grace ran out while its body was still arriving): vLLM's
+   * handlers check the engine right after the model, before any stream starts ("If the engine is dead, raise the
+   * engine's DEAD_ERROR. This is required for the streaming case, where we return a success status before we actually
+   * start generating text", `create_chat_completion` in serving_chat.py, `create_completion` in serving_completion.py,
+   * `create_responses` in serving_responses.py @ v0.10.0: `if self.engine_client.errored: raise
+   * self.engine_client.dead_error`; AsyncLLM is `errored` once shut down, its output handler cancelled), and the app's
+   * handler for EngineDeadError answers a bare 500 (launcher.py `_add_shutdown_handlers`:
+   * `Response(status_code=HTTPStatus.INTERNAL_SERVER_ERROR)`), streaming or not: no 200, no error event.
+   */
+  function engineDead(res: ServerResponse): void {
+    res.writeHead(500, { 'content-length': '0' });
+    res.end();
+  }
+
   /** The chat and completions routes' common tail: the model, the prompt, the engine and the answer. */
   async function serveGeneration(parsed: CompletionRequest | ChatRequest, req: IncomingMessage, res: ServerResponse): Promise<void> {
     const model = models.resolve(parsed.model);
+    if (eng.isClosed) {
+      engineDead(res);
+      return;
+    }
     const prepared = prepare(parsed, model, tokenizer, options, options.enableAutoToolChoice);
     // `_base_request_id(raw_request, request.request_id)` (serving_engine.py @ v0.10.0): `default = default or
     // random_uuid()`, then `raw_request.headers.get("X-Request-Id", default)`: the header whenever it is present, even
@@ -732,6 +751,10 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
     const body = await readJsonRequest(req);
     const r = parseResponsesRequest(body, () => `resp_${randomUUIDHex()}`);
     const model = models.resolve(r.model);
+    if (eng.isClosed) {
+      engineDead(res);
+      return;
+    }
     let prev: { messages: Record<string, unknown>[]; response: StoredResponse } | undefined;
     if (r.previousResponseId !== null) {
       const response = retrieveResponse(r.previousResponseId);
@@ -1193,9 +1216,9 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
         // the stream with the error as an event, then [DONE] (serving_chat.py chat_completion_stream_generator and
         // serving_completion.py completion_stream_generator @ v0.10.0: `except Exception as e: ... data =
         // self.create_streaming_error_response(str(e)); yield f"data: {data}\n\n"`, then `yield "data: [DONE]\n\n"`;
-        // the chat one logs "Error in chat completion stream generator." with the traceback). Here: the engine
-        // closed by a shutdown while this request's body was still arriving.
-        // completion_stream_generator logs nothing.
+        // the chat one logs "Error in chat completion stream generator." with the traceback;
+        // completion_stream_generator logs nothing). A closed engine does not get here: it is refused before the
+        // stream starts, as vLLM refuses a dead one (`engineDead`).
         const message = (e as Error)?.message ?? String(e);
         if (isChat) logLine('error', 'Error in chat completion stream generator.', { error: (e as Error)?.stack ?? String(e) });
         if (!res.writableEnded && !res.destroyed) res.end(`data: ${pythonJsonDumps(badRequest(message).streamBody(generation))}\n\ndata: [DONE]\n\n`);

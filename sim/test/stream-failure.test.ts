@@ -1,19 +1,19 @@
 /**
- * A streamed chat or completion whose engine fails after the response started ends with the error as an event, then
- * [DONE]: vLLM's stream generators catch what the engine raises while they iterate it (serving_chat.py
- * chat_completion_stream_generator and serving_completion.py completion_stream_generator @ v0.10.0: `except Exception
- * as e: data = self.create_streaming_error_response(str(e)); yield f"data: {data}\n\n"`, then `yield "data:
- * [DONE]\n\n"`; the chat one first logs "Error in chat completion stream generator." with the traceback). The
- * simulator ended such a stream with `res.end()`: a clean end of the chunked body with no event, no [DONE] and no log,
- * so a client or proxy took the cut-off stream for a complete one.
- *
- * The real trigger: a shutdown (SIGTERM → close) whose drain grace runs out while a request's body is still arriving.
- * The request passed the draining check, its body completes after the engine closed, the stream's headers go out and
- * the engine refuses the submission ("engine is closed").
+ * A chat, completion or Responses request handled once a shutdown closed the engine (its drain grace ran out while the
+ * request's body was still arriving) is answered as vLLM v0.10.0 answers a request to a dead engine: a bare 500,
+ * streaming or not. vLLM's handlers check the engine right after the model and before any stream starts
+ * (serving_chat.py `create_chat_completion`, serving_completion.py `create_completion`, serving_responses.py
+ * `create_responses` @ v0.10.0: "If the engine is dead, raise the engine's DEAD_ERROR. This is required for the
+ * streaming case, where we return a success status before we actually start generating text": `if
+ * self.engine_client.errored: raise self.engine_client.dead_error`; AsyncLLM is `errored` once shut down, its output
+ * handler cancelled), and launcher.py `_add_shutdown_handlers` answers EngineDeadError with
+ * `Response(status_code=HTTPStatus.INTERNAL_SERVER_ERROR)`: no body. Session 73 answered a stream 200 and an error
+ * event `engine is closed` then [DONE] (the stream generators' `except Exception`, which is for errors once a stream
+ * has started), and a non-streaming request a JSON 500 "Internal error: engine is closed".
  */
 import { request, type ClientRequest } from 'node:http';
 import { startSimulator, type Simulator } from '../src/server';
-import { parseSse, waitFor } from './helpers';
+import { waitFor } from './helpers';
 
 interface Streamed {
   status: number;
@@ -65,34 +65,25 @@ async function streamAcrossShutdown(sim: Simulator, path: string, body: unknown)
   const post = twoPartPost(sim.url, path, body);
   await post.accepted;
   const closing = sim.close({ graceMs: 0 });
-  // The engine is closed once the (zero) grace ran out; its `closed` flag is what Engine.submit checks.
-  await waitFor(() => (sim.engine as unknown as { closed: boolean }).closed);
+  // The engine is closed once the (zero) grace ran out.
+  await waitFor(() => sim.engine.isClosed);
   post.finish();
   const r = await post.result;
   await closing;
   return r;
 }
 
-test('vLLM v0.10.0 chat_completion_stream_generator: an engine error after the stream started is an error event, then [DONE], and is logged', async () => {
-  const sim = await startSimulator({ port: 0, host: '127.0.0.1' });
-  const { value: r, lines } = await stderrDuring(() =>
-    streamAcrossShutdown(sim, '/v1/chat/completions', { model: 'Qwen/Qwen3-0.6B', messages: [{ role: 'user', content: 'hi' }], stream: true, max_tokens: 4 }),
-  );
-  expect(r.status).toBe(200);
-  const sse = parseSse(r.text);
-  expect(sse.events).toEqual([{ error: { object: 'error', message: 'engine is closed', type: 'BadRequestError', param: null, code: 400 } }]);
-  expect(sse.done).toBe(true);
-  expect(lines).toEqual([expect.objectContaining({ level: 'error', msg: 'Error in chat completion stream generator.', error: expect.stringContaining('engine is closed') })]);
-});
+const DEAD = { status: 500, text: '', complete: true };
 
-test('vLLM v0.10.0 completion_stream_generator: the same error event and [DONE] (that generator logs nothing)', async () => {
+test.each([
+  ['/v1/chat/completions', { model: 'Qwen/Qwen3-0.6B', messages: [{ role: 'user', content: 'hi' }], stream: true, max_tokens: 4 }],
+  ['/v1/chat/completions', { model: 'Qwen/Qwen3-0.6B', messages: [{ role: 'user', content: 'hi' }], max_tokens: 4 }],
+  ['/v1/completions', { model: 'Qwen/Qwen3-0.6B', prompt: 'hi', stream: true, max_tokens: 4 }],
+  ['/v1/completions', { model: 'Qwen/Qwen3-0.6B', prompt: 'hi', max_tokens: 4 }],
+  ['/v1/responses', { model: 'Qwen/Qwen3-0.6B', input: 'hi', max_output_tokens: 4 }],
+])('vLLM v0.10.0 (engine_client.errored -> EngineDeadError -> launcher.py Response(500)): %s %j after the engine closed is a bare 500, no stream, no log', async (path, body) => {
   const sim = await startSimulator({ port: 0, host: '127.0.0.1' });
-  const { value: r, lines } = await stderrDuring(() =>
-    streamAcrossShutdown(sim, '/v1/completions', { model: 'Qwen/Qwen3-0.6B', prompt: 'hi', stream: true, max_tokens: 4 }),
-  );
-  expect(r.status).toBe(200);
-  const sse = parseSse(r.text);
-  expect(sse.events).toEqual([{ error: { object: 'error', message: 'engine is closed', type: 'BadRequestError', param: null, code: 400 } }]);
-  expect(sse.done).toBe(true);
+  const { value: r, lines } = await stderrDuring(() => streamAcrossShutdown(sim, path, body));
+  expect(r).toEqual(DEAD);
   expect(lines).toEqual([]);
 });
