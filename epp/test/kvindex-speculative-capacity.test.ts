@@ -67,3 +67,15 @@ test('marks that lapsed are dropped at the pod\'s next marking, so a pod does no
   index.speculate('pod', requestKeys(tokens(400, 1 * BS)), 6_500, 5_500);
   expect(index.blocksOf('pod')).toBe(6);
 });
+
+test('marks that lapsed on a pod no longer picked are dropped too, at another pod\'s pick a TTL on, as upstream\'s TTL cache expires them on its own (llm-d-router v0.10.0 preciseprefixcache/prerequest.go buildSpeculativeCache: go cache.Start())', () => {
+  const index = new KvBlockIndex(BS, 4);
+  // Routed at 0 ms to a, at 200 ms to c; TTL 1,000 ms. Neither pod is picked again (saturated, or its sessions moved).
+  index.speculate('a', requestKeys(tokens(100, 4 * BS)), 1_000, 0);
+  index.speculate('c', requestKeys(tokens(200, 2 * BS)), 1_200, 200);
+  expect([index.blocksOf('a'), index.blocksOf('c')]).toEqual([4, 2]);
+  // A pick of b at 1,100 ms: a's marks lapsed at 1,000 and go; c's are live until 1,200 and stay.
+  index.speculate('b', requestKeys(tokens(300, 1 * BS)), 2_100, 1_100);
+  expect([index.blocksOf('a'), index.blocksOf('c'), index.blocksOf('b')]).toEqual([0, 2, 1]);
+  expect(index.size).toBe(3);
+});

@@ -346,6 +346,8 @@ export class KvBlockIndex {
   private readonly holders = new Map<number, Map<string, Holding>>();
   private readonly pods = new Map<string, PodState>();
   private readonly shares = new Map<string, PodShare>();
+  /** When `speculate` next drops every pod's lapsed marks, not only the picked pod's (its `now`, ms). */
+  private lapsedSweepAt = Number.NEGATIVE_INFINITY;
   private readonly gpuWeight: number;
   private readonly cpuWeight: number;
 
@@ -871,7 +873,8 @@ export class KvBlockIndex {
   /**
    * Marks `keys` as about to be cached on `pod` (the request was just sent there), until `until` (ms): a burst of
    * requests with the same new prefix then follows the first before the pod's events arrive. A real store confirms an
-   * entry; otherwise it lapses, and is dropped at the pod's next marking at `now` (oldest marks first).
+   * entry; otherwise it lapses, and is dropped at the next marking at `now` of this pod or, at most a TTL later, of any
+   * (oldest marks first).
    *
    * A mark is held apart from the blocks the pod's events confirmed (`marks`, bounded by the same capacity), as
    * upstream keeps its speculative pod entries apart (llm-d-router v0.10.0 preciseprefixcache/prerequest.go: entries
@@ -893,12 +896,17 @@ export class KvBlockIndex {
     const state = this.pod(pod);
     // Marks that lapsed go first, oldest first, as upstream evicts its speculative entries on their TTL: left to the
     // capacity bound alone, a pod kept a full share of stale marks for good once enough requests were routed there,
-    // twice the entries (and memory) `maxIndexEntries` budgets.
+    // twice the entries (and memory) `maxIndexEntries` budgets. Every pod's, at most one TTL (`until - now`) apart, not
+    // only the picked pod's: upstream's TTL cache expires them on its own (llm-d-router v0.10.0
+    // preciseprefixcache/prerequest.go buildSpeculativeCache: `go cache.Start()`, OnEviction on
+    // EvictionReasonExpired), whether or not the pod is picked again, and a pod no longer picked (saturated, filtered
+    // out, its sessions gone elsewhere) kept its stale marks until its next pick (session 73).
     if (now !== undefined) {
-      for (let key = state.marks.oldest(); key !== undefined; key = state.marks.oldest()) {
-        const holding = this.holders.get(key)?.get(pod);
-        if (holding !== undefined && (holding.speculativeUntil > now || holding.gpu > 0 || holding.cpu > 0)) break;
-        this.drop(pod, state, key);
+      if (now >= this.lapsedSweepAt) {
+        for (const [other, otherState] of this.pods) this.dropLapsedMarks(other, otherState, now);
+        this.lapsedSweepAt = now + (until - now);
+      } else {
+        this.dropLapsedMarks(pod, state, now);
       }
     }
     for (let i = keys.length - 1; i >= 0; i--) {
@@ -913,6 +921,15 @@ export class KvBlockIndex {
       else state.marks.use(key);
     }
     this.trim(pod, state);
+  }
+
+  /** Drops `pod`'s marks that lapsed by `now`, oldest first, up to the first still live. */
+  private dropLapsedMarks(pod: string, state: PodState, now: number): void {
+    for (let key = state.marks.oldest(); key !== undefined; key = state.marks.oldest()) {
+      const holding = this.holders.get(key)?.get(pod);
+      if (holding !== undefined && (holding.speculativeUntil > now || holding.gpu > 0 || holding.cpu > 0)) break;
+      this.drop(pod, state, key);
+    }
   }
 
   /**
