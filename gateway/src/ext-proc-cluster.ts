@@ -102,6 +102,11 @@ export interface ExtProcClusterStats {
   readonly noHealthyUpstream: number;
 }
 
+/** A channel's counters, as the gateway sums them into its stats. */
+export type ExtProcCounters = Pick<ExtProcClient, 'streamsOpened' | 'streamsStarted' | 'streamsClosed' | 'messagesSent' | 'messagesReceived' | 'openSessions'>;
+/** The counters a closed channel hands on (its open sessions are 0 by then). */
+const COUNTERS = ['streamsOpened', 'streamsStarted', 'streamsClosed', 'messagesSent', 'messagesReceived'] as const;
+
 interface Host {
   readonly address: string;
   client: ExtProcClient;
@@ -158,8 +163,14 @@ export interface ExtProcClusterOptions {
 
 export class ExtProcCluster {
   private readonly hosts: Host[];
-  /** Channels of hosts EDS replaced, kept for their streams (and their counters) until the cluster closes. */
-  private readonly retired: ExtProcClient[] = [];
+  /**
+   * Channels of hosts EDS replaced, kept while their streams run: each closes when its last stream ends (Envoy drains
+   * and deletes a removed host's connection pools), its counters then added to `retiredCounters`. Kept until the
+   * cluster closed, a replica that left and came back again and again held one more channel and connection each time.
+   */
+  private readonly retired = new Set<ExtProcClient>();
+  /** The counters of the replaced channels that closed, so the totals the gateway reports never go back. */
+  private readonly retiredCounters: ExtProcCounters = { streamsOpened: 0, streamsStarted: 0, streamsClosed: 0, messagesSent: 0, messagesReceived: 0, openSessions: 0 };
   private rr = 0;
   private readonly random: () => number;
   private readonly now: () => number;
@@ -185,9 +196,14 @@ export class ExtProcCluster {
     }
   }
 
-  /** Every channel, those of replaced hosts included (the gateway sums their counters). */
+  /** Every open channel, those of replaced hosts still draining included. */
   get clients(): readonly ExtProcClient[] {
     return [...this.hosts.map((h) => h.client), ...this.retired];
+  }
+
+  /** The counters of every channel the cluster had, closed ones included (the gateway sums them). */
+  get counters(): readonly ExtProcCounters[] {
+    return [...this.clients, this.retiredCounters];
   }
 
   /** Opens a `Process` stream on the host the load balancer picks. Never throws. */
@@ -276,8 +292,13 @@ export class ExtProcCluster {
       h.backoff = 0;
       h.lastUnejectionAt = null;
       if (member && this.options.newClient) {
-        this.retired.push(h.client);
+        const old = h.client;
+        this.retired.add(old);
         h.client = this.options.newClient(h.address);
+        old.closeWhenIdle(() => {
+          if (!this.retired.delete(old)) return;
+          for (const k of COUNTERS) this.retiredCounters[k] += old[k];
+        });
       }
     }
     return [];

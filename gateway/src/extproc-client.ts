@@ -53,6 +53,8 @@ export class ExtProcClient {
   private readonly deserialize: (b: Buffer) => DecodedProcessingResponse;
   private readonly sessions = new Set<ExtProcSession>();
   private closed = false;
+  /** Set by `closeWhenIdle`: the channel closes when its last stream ends, then this is called. */
+  private onDrained: (() => void) | undefined;
   streamsOpened = 0;
   /** Envoy's `streams_started`: streams that opened without failing at once (the channel was not shut down). */
   streamsStarted = 0;
@@ -121,6 +123,20 @@ export class ExtProcClient {
   /** @internal */
   forget(s: ExtProcSession): void {
     this.sessions.delete(s);
+    if (this.sessions.size === 0 && this.onDrained !== undefined) this.close();
+  }
+
+  /**
+   * Envoy's DrainAndDelete of a host EDS removed: its streams go on, and the channel (its HTTP/2 connection) closes once
+   * the last has ended (at once when none is open); `onClosed` is called then. The caller opens no stream on it after.
+   */
+  closeWhenIdle(onClosed: () => void): void {
+    if (this.closed) {
+      onClosed();
+      return;
+    }
+    this.onDrained = onClosed;
+    if (this.sessions.size === 0) this.close();
   }
 
   get openSessions(): number {
@@ -132,6 +148,9 @@ export class ExtProcClient {
     this.closed = true;
     for (const s of [...this.sessions]) s.cancel();
     this.client.close();
+    const onDrained = this.onDrained;
+    this.onDrained = undefined;
+    onDrained?.();
   }
 }
 

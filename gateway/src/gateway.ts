@@ -10,7 +10,7 @@ import { monotonicMs } from './clock';
 import { Downstream, SERVER_NAME } from './downstream';
 import { EndpointPool, RingHash, RoundRobin, type FallbackPolicy } from './endpoints';
 import { Exchange, type ExchangeContext } from './exchange';
-import { ExtProcCluster } from './ext-proc-cluster';
+import { ExtProcCluster, type ExtProcCounters } from './ext-proc-cluster';
 import { ExtProcClient } from './extproc-client';
 import { DEFAULT_HCM_STAT_PREFIX, ENVOY_STATS_PATH, envoyPrometheusText, extProcCounterValues } from './envoy-stats';
 import { EnvoyFailurePolicy } from './failure-policy';
@@ -163,7 +163,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
         ejected ? 'EPP replica ejected (outlier detection)' : 'EPP replica unejected', { extProc: address, ...(type ? { type } : {}) }),
     })
     : null;
-  const sum = (f: (c: ExtProcClient) => number): number => (extProc ? extProc.clients.reduce((a, c) => a + f(c), 0) : 0);
+  const sum = (f: (c: ExtProcCounters) => number): number => (extProc ? extProc.counters.reduce((a, c) => a + f(c), 0) : 0);
   const exchanges = new Set<Exchange>();
   const idleWaiters: (() => void)[] = [];
   let closing: Promise<void> | undefined;

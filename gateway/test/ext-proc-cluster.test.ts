@@ -6,6 +6,7 @@
  * no retry of a failed ext_proc stream on another host (async_client_impl.cc startRaw → initialize(false), no
  * grpc_service.retry_policy in kvroute's EnvoyFilter).
  */
+import * as net from 'node:net';
 import type { ExtProcServer } from '@kvroute/epp/extproc';
 import { parseArgs } from '../src/cli';
 import { resolveOptions, GatewayConfigError } from '../src/options';
@@ -192,6 +193,55 @@ describe('EDS membership (the EPP Service\'s ready endpoints)', () => {
       expect(b.director.requests.length).toBe(2);
     } finally {
       await gw.close();
+      await Promise.all([a.server.stop(0), b.server.stop(0)]);
+    }
+  });
+
+  // Envoy drains a host EDS removed: its connection pools are drained and deleted, the connection closed once its
+  // streams have ended (envoyproxy/envoy source/common/upstream/cluster_manager_impl.cc
+  // ThreadLocalClusterManagerImpl::removeHosts → ClusterEntry::drainConnPools → drainOrCloseConnPools(host,
+  // DrainBehavior::DrainAndDelete); conn_pool_base.cc drainConnectionsImpl). The gateway kept every replaced channel
+  // open until it closed: each time a replica left and came back (a rolling restart, a readiness flap), one more HTTP/2
+  // connection to it stayed open (grpc-js keeps an idle channel's connection for 30 minutes) and one more channel was
+  // kept for good.
+  it('a replica that leaves and comes back again and again keeps one connection: each replaced channel closes once its streams end, its counters kept', async () => {
+    const [a, b] = await Promise.all([replica(), replica()]);
+    // Replica B behind a TCP relay that counts the gateway's open connections to it.
+    const relayed = new Set<net.Socket>();
+    const relay = net.createServer((inbound) => {
+      relayed.add(inbound);
+      const outbound = net.connect(b.port, LOOPBACK);
+      inbound.pipe(outbound).pipe(inbound);
+      const drop = (): void => {
+        relayed.delete(inbound);
+        inbound.destroy();
+        outbound.destroy();
+      };
+      inbound.on('close', drop).on('error', drop);
+      outbound.on('close', drop).on('error', drop);
+    });
+    await new Promise<void>((resolve) => relay.listen(0, LOOPBACK, resolve));
+    const viaRelay = `${LOOPBACK}:${(relay.address() as net.AddressInfo).port}`;
+    const gw = await gateway({ endpoints: ups.map((u) => u.address), extProc: [a.address, viaRelay], extProcLbPolicy: 'round-robin' });
+    const flaps = 6;
+    try {
+      for (let i = 0; i < flaps; i++) {
+        expect((await putMembers(gw, [a.address])).status).toBe(200);
+        expect((await putMembers(gw, [a.address, viaRelay])).status).toBe(200);
+        // Round robin over A and B: one stream on B's new channel.
+        expect(await sendMany(gw, 2)).toEqual([200, 200]);
+      }
+      expect(b.director.requests.length).toBe(flaps);
+      await waitFor(() => relayed.size === 1, 'one connection to replica B (the current channel\'s)', { limitMs: 10_000 })
+        .catch(() => undefined);
+      expect(relayed.size).toBe(1);
+      // The counters of the channels closed stay in the totals.
+      expect(gw.stats().extProc).toMatchObject({ streamsOpened: 2 * flaps, openStreams: 0 });
+      expect(gw.envoyStats().streams_started).toBe(2 * flaps);
+    } finally {
+      await gw.close();
+      for (const s of relayed) s.destroy();
+      await new Promise((resolve) => relay.close(resolve));
       await Promise.all([a.server.stop(0), b.server.stop(0)]);
     }
   });
