@@ -167,6 +167,32 @@ function putMembers(gw: Gateway, members: unknown): Promise<{ status: number; bo
     .then((r) => ({ status: r.status, body: r.json() }));
 }
 
+/** A TCP relay to `port` on loopback that keeps the connections it carries (closed ones leave the set). */
+async function countingRelay(port: number): Promise<{ relayed: Set<net.Socket>; address: string; close(): Promise<void> }> {
+  const relayed = new Set<net.Socket>();
+  const relay = net.createServer((inbound) => {
+    relayed.add(inbound);
+    const outbound = net.connect(port, LOOPBACK);
+    inbound.pipe(outbound).pipe(inbound);
+    const drop = (): void => {
+      relayed.delete(inbound);
+      inbound.destroy();
+      outbound.destroy();
+    };
+    inbound.on('close', drop).on('error', drop);
+    outbound.on('close', drop).on('error', drop);
+  });
+  await new Promise<void>((resolve) => relay.listen(0, LOOPBACK, resolve));
+  return {
+    relayed,
+    address: `${LOOPBACK}:${(relay.address() as net.AddressInfo).port}`,
+    close: async () => {
+      for (const s of relayed) s.destroy();
+      await new Promise((resolve) => relay.close(resolve));
+    },
+  };
+}
+
 describe('EDS membership (the EPP Service\'s ready endpoints)', () => {
   it('a replica removed from the endpoint set gets no streams, and one added back gets them with a fresh outlier state', async () => {
     const [a, b] = await Promise.all([replica(), replica()]);
@@ -207,21 +233,7 @@ describe('EDS membership (the EPP Service\'s ready endpoints)', () => {
   it('a replica that leaves and comes back again and again keeps one connection: each replaced channel closes once its streams end, its counters kept', async () => {
     const [a, b] = await Promise.all([replica(), replica()]);
     // Replica B behind a TCP relay that counts the gateway's open connections to it.
-    const relayed = new Set<net.Socket>();
-    const relay = net.createServer((inbound) => {
-      relayed.add(inbound);
-      const outbound = net.connect(b.port, LOOPBACK);
-      inbound.pipe(outbound).pipe(inbound);
-      const drop = (): void => {
-        relayed.delete(inbound);
-        inbound.destroy();
-        outbound.destroy();
-      };
-      inbound.on('close', drop).on('error', drop);
-      outbound.on('close', drop).on('error', drop);
-    });
-    await new Promise<void>((resolve) => relay.listen(0, LOOPBACK, resolve));
-    const viaRelay = `${LOOPBACK}:${(relay.address() as net.AddressInfo).port}`;
+    const { relayed, address: viaRelay, close: closeRelay } = await countingRelay(b.port);
     const gw = await gateway({ endpoints: ups.map((u) => u.address), extProc: [a.address, viaRelay], extProcLbPolicy: 'round-robin' });
     const flaps = 6;
     try {
@@ -240,9 +252,33 @@ describe('EDS membership (the EPP Service\'s ready endpoints)', () => {
       expect(gw.envoyStats().streams_started).toBe(2 * flaps);
     } finally {
       await gw.close();
-      for (const s of relayed) s.destroy();
-      await new Promise((resolve) => relay.close(resolve));
+      await closeRelay();
       await Promise.all([a.server.stop(0), b.server.stop(0)]);
+    }
+  });
+
+  it('a replaced channel keeps a stream still open to its end (Envoy drains a removed host\'s pool, it does not cut it), then closes', async () => {
+    const b = await replica();
+    const { relayed, address: viaRelay, close: closeRelay } = await countingRelay(b.port);
+    const gw = await gateway({ endpoints: ups.map((u) => u.address), extProc: [viaRelay], messageTimeoutMs: 3000 });
+    try {
+      // A stream the EPP never answers: it stays open until the filter's message timeout (then the request fails open).
+      const held = send(gw.port, { body: completion('held'), headers: { ...json, 'x-test-action': 'hang' } });
+      await waitFor(() => b.director.requests.length === 1, 'the held stream at the EPP');
+      expect((await putMembers(gw, [])).status).toBe(200);
+      expect((await putMembers(gw, [viaRelay])).status).toBe(200);
+      // Replaced, the old channel still carries the held stream; a new stream goes over the new channel.
+      expect(gw.stats().extProc).toMatchObject({ openStreams: 1 });
+      expect(await sendMany(gw, 1)).toEqual([200]);
+      expect(relayed.size).toBe(2);
+      expect((await held).status).toBe(200);
+      await waitFor(() => relayed.size === 1, 'the old channel\'s connection closed', { limitMs: 10_000 }).catch(() => undefined);
+      expect(relayed.size).toBe(1);
+      expect(gw.stats().extProc).toMatchObject({ streamsOpened: 2, openStreams: 0 });
+    } finally {
+      await gw.close();
+      await closeRelay();
+      await b.server.stop(0);
     }
   });
 
