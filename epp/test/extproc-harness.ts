@@ -48,6 +48,7 @@ export interface EnvoyStream {
   /** Unread responses so far. */
   pending(): number;
   end(): void;
+  /** RST_STREAM, as Envoy resets a stream; nothing is sent after it. */
   cancel(): void;
   status: Promise<grpc.StatusObject>;
 }
@@ -75,13 +76,31 @@ export class FakeEnvoy {
       inbox.close(new Error(`the stream ended (${grpc.status[st.code]}: ${st.details}) with no further response`));
       resolve(st);
     }));
+    // Envoy resets a stream it gives up on (RST_STREAM: the ext_proc filter's onDestroy -> resetStream), and the EPP
+    // sees that whenever Envoy had sent anything. grpc-js 1.14.7 loses a cancel() made in the few microtasks after a
+    // call starts: ResolvingCall creates its child call (the HTTP/2 stream) in `filterStack.sendMetadata(...).then(...)`
+    // without checking that the call has ended since, and `cancelWithStatus` only reaches a child that exists
+    // (build/src/resolving-call.js getConfig, cancelWithStatus). The stream is then opened and the queued message sent
+    // after the cancel, and never reset: the EPP holds the request until the connection closes. So the reset waits one
+    // turn of the event loop, by which the promise chain has run (or the call, still waiting for its channel, is dropped
+    // before any stream exists); nothing is written after it, as Envoy writes nothing to a stream it reset.
+    let cancelled = false;
     return {
-      send: (msg) => call.write(this.serialize(msg)),
-      sendRaw: (bytes) => call.write(bytes),
+      send: (msg) => {
+        if (!cancelled) call.write(this.serialize(msg));
+      },
+      sendRaw: (bytes) => {
+        if (!cancelled) call.write(bytes);
+      },
       next: () => inbox.next(),
       pending: () => inbox.size,
-      end: () => call.end(),
-      cancel: () => call.cancel(),
+      end: () => {
+        if (!cancelled) call.end();
+      },
+      cancel: () => {
+        cancelled = true;
+        setImmediate(() => call.cancel());
+      },
       status,
     };
   }

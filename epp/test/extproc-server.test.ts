@@ -572,6 +572,48 @@ describe('cancellation', () => {
   });
 });
 
+describe('a reset right behind the request\'s first messages (Envoy\'s ext_proc Filter::onDestroy -> closeStream/resetStream as soon as its downstream goes, envoy v1.35.0 ext_proc.cc, grpc_client_impl.h)', () => {
+  /** A whole exchange on the shared connection: its channel is up, and (a barrier) every frame sent before it has reached the EPP. */
+  async function exchange(): Promise<void> {
+    const s = envoy.open();
+    s.send(requestHeaders(POST_HEADERS, true));
+    expect((await s.next()).response).toBe('request_headers');
+    s.send(responseHeaders({ ':status': '200' }, true));
+    expect((await s.next()).response).toBe('response_headers');
+    s.end();
+    await s.status;
+  }
+
+  const cases: { name: string; send: (s: EnvoyStream) => void; routed: boolean }[] = [
+    { name: 'headers that end the request, its route pending', send: (s) => s.send(requestHeaders({ ...POST_HEADERS, 'x-test-action': 'hang' }, true)), routed: true },
+    { name: 'headers and part of a streamed body', send: (s) => {
+      s.send(requestHeaders(POST_HEADERS, false, protocolConfig('FULL_DUPLEX_STREAMED', 'FULL_DUPLEX_STREAMED')));
+      s.send(requestBody('{"model":', false));
+    }, routed: false },
+  ];
+  for (const c of cases) {
+    it(`${c.name}, reset in the same turn: the EPP sees the reset and holds nothing`, async () => {
+      await exchange(); // the channel is up: the call gets its HTTP/2 stream a few microtasks after it starts
+      const s = envoy.open();
+      c.send(s);
+      s.cancel();
+      expect((await s.status).code).toBe(grpc.status.CANCELLED);
+      await exchange(); // its messages went out before this one's: the EPP has had the stream
+      await waitFor(() => server.activeStreams() === 0, 'the EPP to close the reset stream');
+      const hung = director.requests.findIndex((r) => r.headers.get('x-test-action') === 'hang');
+      if (c.routed) {
+        expect(hung).toBeGreaterThanOrEqual(0);
+        expect(director.signals[hung]!.aborted).toBe(true);
+        await director.waitForReleases(3);
+        expect(director.releases.map((r) => r.outcome).sort()).toEqual(['cancelled', 'completed', 'completed']);
+      } else {
+        expect(hung).toBe(-1);
+        expect(director.requests).toHaveLength(2); // the two exchanges
+      }
+    });
+  }
+});
+
 describe('Envoy\'s local reply before the request was answered (sent to the processor by Envoy before 1.34, or with skip_ext_proc_on_local_reply off; GIE v1.5.0 handlers/server.go answers response messages in any state)', () => {
   for (const mode of ['BUFFERED', 'FULL_DUPLEX_STREAMED']) {
     it(`${mode}: response headers while the body is still coming (a 413 over Envoy's buffer limit) are answered and nothing is routed`, async () => {
