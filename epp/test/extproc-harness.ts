@@ -105,6 +105,14 @@ export class FakeEnvoy {
     };
   }
 
+  /**
+   * Resolves once the channel is connected. A stream opened before that waits in grpc-js for the channel, and one reset
+   * meanwhile never reaches the EPP (no HTTP/2 stream is made for it), whatever it was sent.
+   */
+  ready(): Promise<void> {
+    return new Promise((resolve, reject) => this.client.waitForReady(Date.now() + 10_000, (err) => (err ? reject(err) : resolve())));
+  }
+
   close(): void {
     this.client.close();
   }

@@ -274,6 +274,9 @@ describe('ext_proc lifecycle under generated sequences', () => {
     const e = epp;
     sc.roles?.forEach((role, i) => e.datastore.upsertEndpoint({ ...e.datastore.get(keys[i]!)!, labels: { 'llm-d.ai/role': role } }));
     envoy = new FakeEnvoy(`127.0.0.1:${epp.grpcPort}`);
+    // Connected first: the streams below open at once, and those cut by a reset before any answer would otherwise be
+    // reset while grpc-js still waited for the channel, never reaching the EPP (96 of the 450 resets, before).
+    await envoy.ready();
     await waitFor(() => e.datastore.snapshot().every((s) => s.metrics.updateTime > 0));
     const plans = Array.from({ length: Number(process.env.FUZZ_STREAMS ?? 200) }, (_, i) => planStream(rnd, i));
     const violations: string[] = [];
