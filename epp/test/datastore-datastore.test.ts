@@ -416,9 +416,15 @@ describe('Datastore with real scrapers', () => {
     await waitFor(() => server.requests > 0, 'a scrape');
     ds.removeEndpoint(a.key);
     // The worker thread hears of the removal on its next turn; a starved one can first run a tick that was due (at 10 ms,
-    // one is always due), so a scrape sent then lands after the removal. Let that settle, then none may follow: twenty
-    // intervals without a request.
-    await new Promise((r) => setTimeout(r, 200));
+    // one is always due), so a scrape sent then lands after the removal. A barrier rather than a fixed settle (a worker
+    // starved past a fixed 200 ms sent its last scrape of `a` into the window that must stay quiet): the one scrape
+    // worker takes its messages in order, so once a pod added after the removal has been scraped twice, the removal was
+    // handled and a scrape of `a` sent before it, written before b's first, has reached its server. Then none may
+    // follow: twenty intervals without a request.
+    const b = await vllm(0, 0.1);
+    const laterServer = servers[1] as FakeVllmServer;
+    ds.upsertEndpoint(b);
+    await waitFor(() => laterServer.requests >= 2, 'a pod added after the removal scraped twice');
     const after = server.requests;
     await new Promise((r) => setTimeout(r, 200));
     expect(server.requests).toBe(after);
