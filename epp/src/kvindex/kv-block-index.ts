@@ -904,7 +904,7 @@ export class KvBlockIndex {
     if (now !== undefined) {
       if (now >= this.lapsedSweepAt) {
         for (const [other, otherState] of this.pods) this.dropLapsedMarks(other, otherState, now);
-        this.lapsedSweepAt = now + (until - now);
+        this.lapsedSweepAt = until; // one TTL on: `until` is `now` plus the TTL
       } else {
         this.dropLapsedMarks(pod, state, now);
       }
