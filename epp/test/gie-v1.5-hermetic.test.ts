@@ -28,13 +28,17 @@ function routeTo(endpoint: string, body: string, contentLength: boolean): Norm[]
   ];
 }
 
-/** kvroute's immediate response: status, OpenAI error code, JSON content type. */
+/**
+ * kvroute's immediate response: status, OpenAI error code, JSON content type; a 503 for want of endpoints also names
+ * llm-d-router's drop reason, as its hermetic fixtures expect since 645ba71e (#2462, test/integration/epp/common_tests.go).
+ */
 function reject(norm: Norm[], status: number, code: string): void {
   expect(norm).toHaveLength(1);
   const first = norm[0] as Extract<Norm, { immediate: unknown }>;
   expect(first.immediate.status).toBe(status);
   expect(JSON.parse(first.immediate.body).error.code).toBe(code);
-  expect(first.immediate.headers).toEqual({ 'content-type': 'application/json' });
+  const dropped = code === 'no_ready_endpoints' ? { 'x-llm-d-request-dropped-reason': 'rejected-no-endpoints' } : {};
+  expect(first.immediate.headers).toEqual({ 'content-type': 'application/json', ...dropped });
 }
 
 /** A sample line with its labels sorted by name. */

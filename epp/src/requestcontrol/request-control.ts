@@ -494,6 +494,11 @@ export const ERROR_CODES: Readonly<Record<number, string>> = {
   503: 'ServiceUnavailable',
 };
 
+/** llm-d-router's drop reason on a 503 for want of endpoints (`requestcontrol/director.go` HandleRequest, #2462). */
+const NO_ENDPOINTS_HEADERS: Readonly<Record<string, string>> = Object.freeze({ [DROPPED_REASON_HEADER]: DROPPED_NO_ENDPOINTS });
+/** Its drop reason on a 429 for filters that drained the candidates (`scheduling/scheduler_profile.go` Run, #2462). */
+const SATURATED_HEADERS: Readonly<Record<string, string>> = Object.freeze({ [DROPPED_REASON_HEADER]: DROPPED_REASONS['queue-full'] });
+
 export class RequestControl implements RequestDirector {
   private readonly random: () => number;
   private readonly monotonicSeconds: () => number;
@@ -828,9 +833,10 @@ export class RequestControl implements RequestDirector {
     // a random pod of the whole pool whatever the hint, and answered 500 with no pod (GetRandomEndpoint).
     const candidates = this.candidates(req);
     if (candidates.length === 0) {
-      // No candidate is ServiceUnavailable (503, "failed to find endpoint candidates", director.go HandleRequest).
+      // No candidate is ServiceUnavailable (503, "failed to find endpoint candidates", director.go HandleRequest), with
+      // the drop reason llm-d-router gives it since 645ba71e (#2462): rejected-no-endpoints.
       const incoming = parsed !== undefined ? this.modelLabel(parsed.model ?? '') : undefined;
-      return this.reject(503, `no ready endpoint in pool ${this.options.poolName ?? ''}`.trim(), incoming, { code: 'no_ready_endpoints' }, undefined,
+      return this.reject(503, `no ready endpoint in pool ${this.options.poolName ?? ''}`.trim(), incoming, { code: 'no_ready_endpoints' }, NO_ENDPOINTS_HEADERS,
         targetModel && parsed !== undefined ? this.modelLabel(targetModel) : incoming, headerRecord(req.headers));
     }
     // Without a body to read (GET /v1/models, a multipart upload) there is no prompt to match: route by load.
@@ -913,7 +919,7 @@ export class RequestControl implements RequestDirector {
     // one was tokenized) are in flight now, and a pick must count them, not the counts from before it waited.
     const current = this.candidates(req);
     if (current.length === 0) {
-      return this.reject(503, `no ready endpoint in pool ${this.options.poolName ?? ''}`.trim(), model, { code: 'no_ready_endpoints' }, undefined, this.targetOf(request, model), request.headers);
+      return this.reject(503, `no ready endpoint in pool ${this.options.poolName ?? ''}`.trim(), model, { code: 'no_ready_endpoints' }, NO_ENDPOINTS_HEADERS, this.targetOf(request, model), request.headers);
     }
     return this.scheduleNow(req, request, model, current, () => signal, started);
   }
@@ -1180,7 +1186,7 @@ export class RequestControl implements RequestDirector {
       narrowed = this.isNarrowed(candidates);
       if (candidates.length === 0) {
         waited('rejected', 'Dispatched');
-        return this.reject(503, `no ready endpoint in pool ${this.options.poolName ?? ''}`.trim(), model, { code: 'no_ready_endpoints' }, { [DROPPED_REASON_HEADER]: DROPPED_NO_ENDPOINTS }, this.targetOf(request, model), request.headers);
+        return this.reject(503, `no ready endpoint in pool ${this.options.poolName ?? ''}`.trim(), model, { code: 'no_ready_endpoints' }, NO_ENDPOINTS_HEADERS, this.targetOf(request, model), request.headers);
       }
       // The pool detector still reads full (a race with the gate that released it): back to its place, as below.
       // Against the steady ceiling: a soft-reflective policy's gate released it on an open tick, and the tick after
@@ -1252,13 +1258,16 @@ export class RequestControl implements RequestDirector {
    * 429 for real load only ('saturated': clients back off and retry) and answers 503 when what emptied the set is not
    * load (no endpoint has the role, every pod's metrics unreadable because the pods are gone): waiting will not help, and
    * clients and Envoy treat 503 as unavailable (issue 11; the reasons are the filters', `scheduling/types.ts`). Both
-   * count a failed `inference_extension_scheduler_attempts_total` as upstream does.
+   * count a failed `inference_extension_scheduler_attempts_total` as upstream does. Each names its reason in
+   * `x-llm-d-request-dropped-reason`, as llm-d-router does since 645ba71e (#2462, after v0.10.0): filters draining the
+   * candidates are a capacity rejection, `rejected-saturated` (`scheduling/scheduler_profile.go` Run), and kvroute's 503
+   * carries the reason upstream gives its 503s for want of endpoints, `rejected-no-endpoints` (`director.go`).
    */
   private schedulingFailed(e: SchedulingError, model: string, target: string, requestHeaders: Readonly<Record<string, string>>): RouteDecision {
     this.options.metrics?.schedulerAttempts.inc({ status: 'failure', target_model_name: target, pod_name: '', namespace: '', port: '' });
     return e.reason === 'saturated'
-      ? this.reject(429, `every endpoint is saturated: ${e.message}`, model, { code: 'pool_saturated' }, undefined, target, requestHeaders)
-      : this.reject(503, e.message, model, { code: 'no_ready_endpoints' }, undefined, target, requestHeaders);
+      ? this.reject(429, `every endpoint is saturated: ${e.message}`, model, { code: 'pool_saturated' }, SATURATED_HEADERS, target, requestHeaders)
+      : this.reject(503, e.message, model, { code: 'no_ready_endpoints' }, NO_ENDPOINTS_HEADERS, target, requestHeaders);
   }
 
   /** A parsed body without a model that nothing names one for: 400, as both upstreams answer it. */
