@@ -154,6 +154,30 @@ schedulingProfiles:
     expect(text).toContain('inference_extension_model_rewrite_decisions_total{model_rewrite_name="all",model_name="base",target_model="base-v3"} 1');
   });
 
+  test('a target that is the body\'s own model leaves the body as it came, not re-serialized (llm-d-router c51b75a1, #2318: modelRewriteIfNeeded skips RewriteModelName when TargetModelName equals the body\'s model)', async () => {
+    // A canary split whose first target is the model itself, and a rewrite header naming the body's model: nothing to
+    // rewrite. Re-serialized through JSON.parse/stringify the body lost what a JS number cannot hold (a 64-bit seed).
+    ds = staticPool(1);
+    const store = new ModelRewriteStore();
+    store.set(fakeModelRewrite('canary', 'pool', [rule(['food-review'], ['food-review', 9], ['food-review-v2', 1])]));
+    const director = new RequestControl({ datastore: ds, scheduler: buildScheduler(config), modelRewrites: store, random: () => 0.1 });
+    const text = '{"model":"food-review","prompt":"hi","seed":12345678901234567890,"temperature":1.0}';
+    const send = (model: string, headers: Record<string, string>): IncomingRequest => ({ ...post({}, headers), body: Buffer.from(text.replace('food-review', model)) });
+    for (const [model, headers] of [['food-review', {}], ['other', { 'x-gateway-model-name-rewrite': 'other' }]] as [string, Record<string, string>][]) {
+      const req = send(model, headers);
+      const d = await director.route(req);
+      if (d.kind !== 'route') throw new Error(`not routed: ${JSON.stringify(d)}`);
+      expect((d.body ?? req.body!).toString()).toBe(req.body!.toString());
+      director.release(d.ticket, 'completed');
+    }
+    // A target that differs still rewrites the body.
+    const drawn = new RequestControl({ datastore: ds, scheduler: buildScheduler(config), modelRewrites: store, random: () => 0.95 });
+    const d = await drawn.route(send('food-review', {}));
+    if (d.kind !== 'route') throw new Error(`not routed: ${JSON.stringify(d)}`);
+    expect(JSON.parse(d.body!.toString()).model).toBe('food-review-v2');
+    drawn.release(d.ticket, 'completed');
+  });
+
   test('the passthrough parser mutates nothing, so no rule applies (GIE rewrites only a parsed body)', async () => {
     ds = staticPool(1);
     const store = new ModelRewriteStore();

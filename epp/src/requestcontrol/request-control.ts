@@ -842,7 +842,10 @@ export class RequestControl implements RequestDirector {
     // Without a body to read (GET /v1/models, a multipart upload) there is no prompt to match: route by load.
     if (parsed === undefined) return this.commit(leastLoaded(candidates, this.random).endpoint, undefined, started);
 
-    const rewriteTo = unread ? undefined : targetModel;
+    // A target that is the body's own model is no rewrite: the body goes as it came, not re-serialized (a 64-bit `seed`
+    // would lose digits in a JS number, and an 8 MiB prompt costs a parse and a stringify on the routing thread), as
+    // llm-d-router skips RewriteModelName and the re-marshal since c51b75a1 (#2318, `director.go` modelRewriteIfNeeded).
+    const rewriteTo = unread || targetModel === parsedModel ? undefined : targetModel;
     // The passthrough parser mutates nothing, but GIE still labels the request with the rewrite target it read from the
     // headers (handlers/request.go sets TargetModelName before the body).
     const passthroughTarget = unread ? rewriteHeader : undefined;
