@@ -153,8 +153,9 @@ export interface ExtProcClusterOptions {
   readonly random?: () => number;
   readonly now?: () => number;
   /**
-   * A new channel to a host EDS adds back: Envoy builds a new host with its own connection pool, which connects on
-   * demand, where the old grpc-js channel may still wait out its reconnect backoff and fail calls meanwhile.
+   * A new channel for a host EDS removed, made when the old one starts draining: Envoy builds a new host with its own
+   * connection pool when the host is added back, which connects on demand, where the old grpc-js channel may still
+   * wait out its reconnect backoff and fail calls meanwhile.
    */
   readonly newClient?: (address: string) => ExtProcClient;
   /** Told of every ejection and unejection (the gateway logs them). */
@@ -269,7 +270,7 @@ export class ExtProcCluster {
 
   /**
    * The cluster's membership as Istio's EDS pushes it: the EPP Service's ready endpoints. A host that leaves (its pod
-   * died or is not Ready) is not picked; its open streams go on. One that joins again is a new host to Envoy, with a
+   * died or is not Ready) is not picked; its open streams go on, and its channel closes after them. One that joins again is a new host to Envoy, with a
    * fresh outlier monitor (DetectorImpl's member update callback erases a removed host's monitor and adds a new one),
    * so an ejection it had is gone. Returns the addresses it does not know (the configured EPP addresses are the only
    * ones; they are the Service's possible endpoints).
@@ -291,7 +292,14 @@ export class ExtProcCluster {
       h.consecutiveGateway = 0;
       h.backoff = 0;
       h.lastUnejectionAt = null;
-      if (member && this.options.newClient) {
+      // Envoy drains and deletes a host's connection pools when EDS removes it, not when it comes back
+      // (cluster_manager_impl.cc ThreadLocalClusterManagerImpl::removeHosts: "purge any connection pools for hosts that
+      // got deleted" → drainConnPools → DrainAndDelete): its streams go on and its connection closes after the last.
+      // The host's next channel is made now and stays unconnected until a stream is opened on it, which is not before
+      // EDS adds the host back (a removed host is never picked), so that host starts with no reconnect backoff of the
+      // old channel's. Replaced only on its return (until session 75), a removed replica's connection stayed open as
+      // long as it stayed out.
+      if (!member && this.options.newClient) {
         const old = h.client;
         this.retired.add(old);
         h.client = this.options.newClient(h.address);

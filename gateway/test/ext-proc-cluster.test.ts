@@ -282,6 +282,42 @@ describe('EDS membership (the EPP Service\'s ready endpoints)', () => {
     }
   });
 
+  // Envoy drains a host's pools when EDS removes it, not when the host comes back (cluster_manager_impl.cc
+  // ThreadLocalClusterManagerImpl::removeHosts: "purge any connection pools for hosts that got deleted" →
+  // ClusterEntry::drainConnPools(hosts_removed) → DrainAndDelete). Session 74 drained the channel only when the replica
+  // was added back, so a replica that left (not Ready, or gone for good) kept the gateway's HTTP/2 connection until then.
+  it('a replica EDS removes has its connection closed once its open stream ends, without waiting for it to come back', async () => {
+    const [a, b] = await Promise.all([replica(), replica()]);
+    const { relayed, address: viaRelay, close: closeRelay } = await countingRelay(b.port);
+    const gw = await gateway({ endpoints: ups.map((u) => u.address), extProc: [a.address, viaRelay], extProcLbPolicy: 'round-robin', messageTimeoutMs: 3000 });
+    try {
+      // Round robin: the first stream goes to A, the held one (never answered) to B.
+      expect(await sendMany(gw, 1)).toEqual([200]);
+      const held = send(gw.port, { body: completion('held'), headers: { ...json, 'x-test-action': 'hang' } });
+      await waitFor(() => b.director.requests.length === 1, 'the held stream at B');
+      expect((await putMembers(gw, [a.address])).status).toBe(200);
+      // Removed, B keeps the stream it carries (Envoy drains, it does not cut); new streams go to A.
+      expect(gw.stats().extProc).toMatchObject({ openStreams: 1 });
+      expect(await sendMany(gw, 2)).toEqual([200, 200]);
+      expect(relayed.size).toBe(1);
+      expect((await held).status).toBe(200);
+      await waitFor(() => relayed.size === 0, 'the removed replica\'s connection closed', { limitMs: 10_000 }).catch(() => undefined);
+      expect(relayed.size).toBe(0);
+      expect(gw.stats().extProc).toMatchObject({ streamsOpened: 4, openStreams: 0 });
+      expect(gw.envoyStats().streams_started).toBe(4);
+      // Back in the set, B gets streams again over a new connection.
+      expect((await putMembers(gw, [a.address, viaRelay])).status).toBe(200);
+      expect(await sendMany(gw, 2)).toEqual([200, 200]);
+      expect(b.director.requests.length).toBe(2);
+      expect(relayed.size).toBe(1);
+      expect(gw.stats().extProc).toMatchObject({ streamsOpened: 6, openStreams: 0 });
+    } finally {
+      await gw.close();
+      await closeRelay();
+      await Promise.all([a.server.stop(0), b.server.stop(0)]);
+    }
+  });
+
   it('refuses an address that is not one of its EPP addresses, or a malformed body, naming what it expects', async () => {
     const a = await replica();
     const gw = await gateway({ endpoints: ups.map((u) => u.address), extProc: [a.address] });
