@@ -75,7 +75,8 @@ test('marks that lapsed on a pod no longer picked are dropped too, at another po
   index.speculate('c', requestKeys(tokens(200, 2 * BS)), 1_200, 200);
   expect([index.blocksOf('a'), index.blocksOf('c')]).toEqual([4, 2]);
   // A pick of b at 1,100 ms: a's marks lapsed at 1,000 and go; c's are live until 1,200 and stay.
-  index.speculate('b', requestKeys(tokens(300, 1 * BS)), 2_100, 1_100);
+  // It names the other pods whose entries it dropped (their gauges follow, precise-prefix-cache-scorer.ts recordPick).
+  expect(index.speculate('b', requestKeys(tokens(300, 1 * BS)), 2_100, 1_100)).toEqual(['a']);
   expect([index.blocksOf('a'), index.blocksOf('c'), index.blocksOf('b')]).toEqual([0, 2, 1]);
   expect(index.size).toBe(3);
 });

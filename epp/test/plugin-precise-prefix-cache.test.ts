@@ -10,6 +10,7 @@ import { Datastore } from '../src/datastore/datastore';
 import { CycleState } from '../src/scheduling/framework';
 import { endpointKey } from '../src/datastore/endpoint-key';
 import { buildScheduler, type Scheduler } from '../src/scheduling/scheduler';
+import { NOOP_SCHEDULING_METRICS } from '../src/scheduling/metrics-hooks';
 import { minMaxNormalized, type PrecisePrefixCacheScorer } from '../src/scheduling/plugins/precise-prefix-cache-scorer';
 import { engineEventHashes, engineRoot } from '../src/kvindex/engine-hash';
 import { subscribedConfig } from './precise-subscribed-config';
@@ -187,6 +188,49 @@ describe('kvCacheBackendConfigs (llm-d-kv-cache indexer.go / kvblock_scorer.go @
     expect(weightOn('[{ name: gpu, weight: 1 }]', 'CPU')).toBe(1);
     expect(weightOn('[{ name: gpu, weight: 1 }, { name: LocalDiskBackend, weight: 0.25 }]', 'LocalDiskBackend')).toBe(0.25);
   });
+});
+
+// Session 74 made a pick drop every pod's lapsed speculative marks, not only the picked pod's (llm-d-router v0.10.0
+// preciseprefixcache/prerequest.go buildSpeculativeCache: the TTL cache expires them on its own, OnEviction ->
+// index.Evict), but set `kvroute_epp_kv_index_blocks` for the picked pod only: a pod whose marks the sweep dropped went
+// on reporting them until its own next pick or events batch, which a pod no longer picked (the case the sweep is for)
+// may never have.
+test('the lapsed marks another pod\'s pick drops leave that pod\'s kv_index_blocks gauge too', async () => {
+  let clock = 0;
+  const gauge = new Map<string, number>();
+  const scheduler = buildScheduler(preciseOnlyConfig(`{ modelName: "${MODEL}" }`, '      speculativeIndexing: true\n      speculativeTTL: 2s\n'), {
+    now: () => clock,
+    metrics: { ...NOOP_SCHEDULING_METRICS, setKvIndexBlocks: (pod, blocks) => gauge.set(pod, blocks) },
+  });
+  const scorer = scheduler.plugin('precise-prefix-cache-scorer') as PrecisePrefixCacheScorer;
+  const [a, b] = ['10.0.11.1:8000', '10.0.11.2:8000'] as const;
+  const snapshot = (key: string): EndpointSnapshot => ({
+    endpoint: { key, name: key, namespace: 'ns', address: key.split(':')[0]!, port: 8000, labels: {} },
+    metrics: { ...EMPTY_METRICS, updateTime: clock }, activeRequests: 0,
+  });
+  for (const key of [a, b]) scheduler.plugins.addEndpoint(snapshot(key).endpoint);
+  const pick = async (text: string, pod: string): Promise<void> => {
+    const input = parseRequestBody(Buffer.from(JSON.stringify({ model: MODEL, messages: [{ role: 'user', content: text.repeat(40) }] }))).input;
+    const request = { requestId: text, model: MODEL, prompt: '', input, headers: {}, attributes: new CycleState() };
+    await scorer.prepareRequest(request);
+    const cycle = { request, state: new CycleState() };
+    scorer.score(cycle, [snapshot(a), snapshot(b)]);
+    scorer.postCycle(cycle, { targets: [snapshot(pod)] } as unknown as Parameters<PrecisePrefixCacheScorer['postCycle']>[1]);
+  };
+  try {
+    await pick('Alpha text. ', a);
+    const marked = scorer.index.blocksOf(a);
+    expect(marked).toBeGreaterThan(0);
+    expect(gauge.get(a)).toBe(marked);
+    // A TTL on, b is picked: a's marks lapsed and the sweep drops them; a's gauge says so.
+    clock = 2_500;
+    await pick('Beta text. ', b);
+    expect(scorer.index.blocksOf(a)).toBe(0);
+    expect(gauge.get(a)).toBe(0);
+    expect(gauge.get(b)).toBe(scorer.index.blocksOf(b));
+  } finally {
+    await scheduler.plugins.close();
+  }
 });
 
 describe('a tier weighted 0 (kvCacheBackendConfigs)', () => {

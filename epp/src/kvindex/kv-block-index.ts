@@ -50,6 +50,9 @@ interface Holding extends TierCopies {
   speculativeUntil: number;
 }
 
+/** `speculate`'s answer when its sweep dropped no other pod's marks. */
+const NONE: readonly string[] = Object.freeze([]);
+
 function copiesOf(h: TierCopies): number {
   let n = h.gpu + h.cpu;
   if (h.others !== undefined) for (const c of h.others.values()) n += c;
@@ -874,7 +877,7 @@ export class KvBlockIndex {
    * Marks `keys` as about to be cached on `pod` (the request was just sent there), until `until` (ms): a burst of
    * requests with the same new prefix then follows the first before the pod's events arrive. A real store confirms an
    * entry; otherwise it lapses, and is dropped at the next marking at `now` of this pod or, at most a TTL later, of any
-   * (oldest marks first).
+   * (oldest marks first). Returns the other pods whose lapsed marks that sweep dropped: their entry counts changed.
    *
    * A mark is held apart from the blocks the pod's events confirmed (`marks`, bounded by the same capacity), as
    * upstream keeps its speculative pod entries apart (llm-d-router v0.10.0 preciseprefixcache/prerequest.go: entries
@@ -892,8 +895,9 @@ export class KvBlockIndex {
    * vLLM's free queue gives a request's blocks back in reverse, "so that the tail blocks are evicted first"
    * (vllm/v1/core/kv_cache_manager.py `free` @ v0.10.0).
    */
-  speculate(pod: string, keys: readonly number[], until: number, now?: number): void {
+  speculate(pod: string, keys: readonly number[], until: number, now?: number): readonly string[] {
     const state = this.pod(pod);
+    let swept: string[] | undefined;
     // Marks that lapsed go first, oldest first, as upstream evicts its speculative entries on their TTL: left to the
     // capacity bound alone, a pod kept a full share of stale marks for good once enough requests were routed there,
     // twice the entries (and memory) `maxIndexEntries` budgets. Every pod's, at most one TTL (`until - now`) apart, not
@@ -903,7 +907,9 @@ export class KvBlockIndex {
     // out, its sessions gone elsewhere) kept its stale marks until its next pick (session 73).
     if (now !== undefined) {
       if (now >= this.lapsedSweepAt) {
-        for (const [other, otherState] of this.pods) this.dropLapsedMarks(other, otherState, now);
+        for (const [other, otherState] of this.pods) {
+          if (this.dropLapsedMarks(other, otherState, now) > 0 && other !== pod) (swept ??= []).push(other);
+        }
         this.lapsedSweepAt = until; // one TTL on: `until` is `now` plus the TTL
       } else {
         this.dropLapsedMarks(pod, state, now);
@@ -921,15 +927,19 @@ export class KvBlockIndex {
       else state.marks.use(key);
     }
     this.trim(pod, state);
+    return swept ?? NONE;
   }
 
-  /** Drops `pod`'s marks that lapsed by `now`, oldest first, up to the first still live. */
-  private dropLapsedMarks(pod: string, state: PodState, now: number): void {
+  /** Drops `pod`'s marks that lapsed by `now`, oldest first, up to the first still live; returns how many. */
+  private dropLapsedMarks(pod: string, state: PodState, now: number): number {
+    let dropped = 0;
     for (let key = state.marks.oldest(); key !== undefined; key = state.marks.oldest()) {
       const holding = this.holders.get(key)?.get(pod);
       if (holding !== undefined && (holding.speculativeUntil > now || holding.gpu > 0 || holding.cpu > 0)) break;
       this.drop(pod, state, key);
+      dropped++;
     }
+    return dropped;
   }
 
   /**

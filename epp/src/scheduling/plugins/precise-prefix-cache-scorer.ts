@@ -671,7 +671,11 @@ export class PrecisePrefixCacheScorer implements Scorer, PostCycle, PrepareReque
     const belowGpu = match !== undefined && match.weight < matched * this.index.gpuTierWeight;
     if (this.parameters.speculativeIndexing && (blocks.keys.length > matched || belowGpu)) {
       const now = this.handle.now();
-      this.index.speculate(pod, blocks.keys, now + this.speculativeTtlMs, now);
+      // The sweep of lapsed marks may have dropped other pods' too (pods no longer picked, whose gauge nothing else
+      // would set): each gauge follows its pod's entries. The picked pod's is set by postCycle.
+      for (const swept of this.index.speculate(pod, blocks.keys, now + this.speculativeTtlMs, now)) {
+        this.handle.metrics.setKvIndexBlocks(swept, this.index.blocksOf(swept));
+      }
     }
     // So the pod's events that continue a prefix this index never saw stored can still be keyed (`recoverParent`).
     this.index.noteRouted(pod, blocks.root, blocks.keys, blocks.ids);
