@@ -83,6 +83,8 @@ export interface Simulator {
 
 /** Request bodies above this are refused; a 128 KB prompt is far below it. */
 const MAX_BODY_BYTES = 32 * 1024 * 1024;
+/** `str(EngineDeadError())`: the message vLLM's dead engine raises with (vllm/v1/engine/exceptions.py @ v0.10.0). */
+const ENGINE_DEAD_MESSAGE = 'EngineCore encountered an issue. See stack trace (above) for the root cause.';
 
 export async function startSimulator(start: StartOptions = {}): Promise<Simulator> {
   const { clock: injectedClock, ...partial } = start;
@@ -681,7 +683,11 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
    * `create_responses` in serving_responses.py @ v0.10.0: `if self.engine_client.errored: raise
    * self.engine_client.dead_error`; AsyncLLM is `errored` once shut down, its output handler cancelled), and the app's
    * handler for EngineDeadError answers a bare 500 (launcher.py `_add_shutdown_handlers`:
-   * `Response(status_code=HTTPStatus.INTERNAL_SERVER_ERROR)`), streaming or not: no 200, no error event.
+   * `Response(status_code=HTTPStatus.INTERNAL_SERVER_ERROR)`), streaming or not: no 200, no error event. The
+   * completions route (and `/invocations` with a completion body, which calls that route) is the exception: it wraps
+   * its handler in `except Exception as e: raise HTTPException(500, detail=str(e))` (api_server.py `create_completion`
+   * @ v0.10.0, as in the vLLM copies stored from before and after it), so the app's HTTPException handler answers a
+   * JSON 500 with EngineDeadError's message (`ENGINE_DEAD_MESSAGE`, vllm/v1/engine/exceptions.py).
    */
   function engineDead(res: ServerResponse): void {
     res.writeHead(500, { 'content-length': '0' });
@@ -692,6 +698,7 @@ export async function startSimulator(start: StartOptions = {}): Promise<Simulato
   async function serveGeneration(parsed: CompletionRequest | ChatRequest, req: IncomingMessage, res: ServerResponse): Promise<void> {
     const model = models.resolve(parsed.model);
     if (eng.isClosed) {
+      if (parsed.kind === 'completion') throw new ApiError(500, ENGINE_DEAD_MESSAGE, 'Internal Server Error');
       engineDead(res);
       return;
     }

@@ -78,12 +78,35 @@ const DEAD = { status: 500, text: '', complete: true };
 test.each([
   ['/v1/chat/completions', { model: 'Qwen/Qwen3-0.6B', messages: [{ role: 'user', content: 'hi' }], stream: true, max_tokens: 4 }],
   ['/v1/chat/completions', { model: 'Qwen/Qwen3-0.6B', messages: [{ role: 'user', content: 'hi' }], max_tokens: 4 }],
-  ['/v1/completions', { model: 'Qwen/Qwen3-0.6B', prompt: 'hi', stream: true, max_tokens: 4 }],
-  ['/v1/completions', { model: 'Qwen/Qwen3-0.6B', prompt: 'hi', max_tokens: 4 }],
   ['/v1/responses', { model: 'Qwen/Qwen3-0.6B', input: 'hi', max_output_tokens: 4 }],
+  ['/invocations', { model: 'Qwen/Qwen3-0.6B', messages: [{ role: 'user', content: 'hi' }], max_tokens: 4 }],
 ])('vLLM v0.10.0 (engine_client.errored -> EngineDeadError -> launcher.py Response(500)): %s %j after the engine closed is a bare 500, no stream, no log', async (path, body) => {
   const sim = await startSimulator({ port: 0, host: '127.0.0.1' });
   const { value: r, lines } = await stderrDuring(() => streamAcrossShutdown(sim, path, body));
   expect(r).toEqual(DEAD);
   expect(lines).toEqual([]);
+});
+
+// The completions route alone catches what its handler raises: `except Exception as e: raise
+// HTTPException(status_code=500, detail=str(e))` (api_server.py create_completion @ v0.10.0, in the vLLM copies stored
+// from before it (V0 engines still in) and after it (0.10.2's nested errors)), which vLLM's http_exception_handler
+// answers as a JSON ErrorResponse: the EngineDeadError's message, type "Internal Server Error". /invocations calls that
+// route for a body without `messages`. Session 74 answered these with launcher.py's bare 500, as the chat route does.
+const ENGINE_DEAD = 'EngineCore encountered an issue. See stack trace (above) for the root cause.';
+
+test.each([
+  ['/v1/completions', { model: 'Qwen/Qwen3-0.6B', prompt: 'hi', stream: true, max_tokens: 4 }],
+  ['/v1/completions', { model: 'Qwen/Qwen3-0.6B', prompt: 'hi', max_tokens: 4 }],
+  ['/invocations', { model: 'Qwen/Qwen3-0.6B', prompt: 'hi', max_tokens: 4 }],
+])('vLLM v0.10.0 api_server.py create_completion (except Exception -> HTTPException(500, str(e))): %s %j after the engine closed is a JSON 500 with EngineDeadError\'s message, no stream, no log', async (path, body) => {
+  const sim = await startSimulator({ port: 0, host: '127.0.0.1' });
+  const { value: r, lines } = await stderrDuring(() => streamAcrossShutdown(sim, path, body));
+  expect([r.status, r.complete, JSON.parse(r.text)]).toEqual([500, true, { object: 'error', message: ENGINE_DEAD, type: 'Internal Server Error', param: null, code: 500 }]);
+  expect(lines).toEqual([]);
+});
+
+test('in 0.10.2 mode the same JSON 500 has 0.10.2\'s nested error shape', async () => {
+  const sim = await startSimulator({ port: 0, host: '127.0.0.1', prefixCachingHashAlgo: 'sha256_cbor' });
+  const r = await streamAcrossShutdown(sim, '/v1/completions', { model: 'Qwen/Qwen3-0.6B', prompt: 'hi', stream: true, max_tokens: 4 });
+  expect([r.status, JSON.parse(r.text)]).toEqual([500, { error: { message: ENGINE_DEAD, type: 'Internal Server Error', param: null, code: 500 } }]);
 });
