@@ -233,6 +233,52 @@ test('the lapsed marks another pod\'s pick drops leave that pod\'s kv_index_bloc
   }
 });
 
+// A pick wholly matched on GPU marks nothing (upstream marks every key on every pick, prerequest.go PreRequest; kvroute
+// marks only what the pod lacks or holds below GPU), and session 74 swept lapsed marks only when a pick marked: a run of
+// such picks (a hot prefix served where it is cached) kept every other pod's lapsed marks, where upstream's TTL cache
+// expires them on its own (llm-d-router v0.10.0 preciseprefixcache/prerequest.go buildSpeculativeCache: go cache.Start()).
+test('a pick that marks nothing (its prompt wholly cached on the pod) still sweeps other pods\' lapsed marks when a sweep is due', async () => {
+  const tokenizer = ModelTokenizer.load(resolveTokenizerFiles({ model: MODEL, hubCache: '/nonexistent' }));
+  let clock = 0;
+  const gauge = new Map<string, number>();
+  const scheduler = buildScheduler(preciseOnlyConfig(`{ modelName: "${MODEL}" }`, '      speculativeIndexing: true\n      speculativeTTL: 2s\n'), {
+    now: () => clock,
+    metrics: { ...NOOP_SCHEDULING_METRICS, setKvIndexBlocks: (pod, blocks) => gauge.set(pod, blocks) },
+  });
+  const scorer = scheduler.plugin('precise-prefix-cache-scorer') as PrecisePrefixCacheScorer;
+  const [a, b] = ['10.0.12.1:8000', '10.0.12.2:8000'] as const;
+  const snapshot = (key: string): EndpointSnapshot => ({
+    endpoint: { key, name: key, namespace: 'ns', address: key.split(':')[0]!, port: 8000, labels: {} },
+    metrics: { ...EMPTY_METRICS, updateTime: clock }, activeRequests: 0,
+  });
+  for (const key of [a, b]) scheduler.plugins.addEndpoint(snapshot(key).endpoint);
+  const inputOf = (text: string) => parseRequestBody(Buffer.from(JSON.stringify({ model: MODEL, messages: [{ role: 'user', content: text.repeat(40) }] }))).input;
+  const pick = async (text: string, pod: string): Promise<void> => {
+    const request = { requestId: text, model: MODEL, prompt: '', input: inputOf(text), headers: {}, attributes: new CycleState() };
+    await scorer.prepareRequest(request);
+    const cycle = { request, state: new CycleState() };
+    scorer.score(cycle, [snapshot(a), snapshot(b)]);
+    scorer.postCycle(cycle, { targets: [snapshot(pod)] } as unknown as Parameters<PrecisePrefixCacheScorer['postCycle']>[1]);
+  };
+  try {
+    // b holds the hot prompt on GPU, every block of it.
+    const { ids } = (await tokenizer.promptTokens(inputOf('Hot text. ')))!;
+    const n = Math.floor(ids.length / 16);
+    scorer.index.store(b, { type: 'BlockStored', blockHashes: Array.from({ length: n }, (_, i) => String(900 + i)), parentBlockHash: null,
+      tokenIds: Array.from(ids.slice(0, n * 16)), blockSize: 16, loraId: null }, rootKey(''));
+    await pick('Cold text. ', a);
+    expect(scorer.index.blocksOf(a)).toBeGreaterThan(0);
+    expect(gauge.get(a)).toBe(scorer.index.blocksOf(a));
+    // A TTL on, the hot prompt goes to b, which holds all of it: nothing is marked, and a's lapsed marks go.
+    clock = 2_500;
+    await pick('Hot text. ', b);
+    expect(scorer.index.blocksOf(b)).toBe(n);
+    expect([scorer.index.blocksOf(a), gauge.get(a)]).toEqual([0, 0]);
+  } finally {
+    await scheduler.plugins.close();
+  }
+});
+
 describe('a tier weighted 0 (kvCacheBackendConfigs)', () => {
   const tokenizer = ModelTokenizer.load(resolveTokenizerFiles({ model: MODEL, hubCache: '/nonexistent' }));
 

@@ -349,7 +349,7 @@ export class KvBlockIndex {
   private readonly holders = new Map<number, Map<string, Holding>>();
   private readonly pods = new Map<string, PodState>();
   private readonly shares = new Map<string, PodShare>();
-  /** When `speculate` next drops every pod's lapsed marks, not only the picked pod's (its `now`, ms). */
+  /** When `sweepLapsedMarks` next drops every pod's lapsed marks, not only the picked pod's (its `now`, ms). */
   private lapsedSweepAt = Number.NEGATIVE_INFINITY;
   private readonly gpuWeight: number;
   private readonly cpuWeight: number;
@@ -876,8 +876,9 @@ export class KvBlockIndex {
   /**
    * Marks `keys` as about to be cached on `pod` (the request was just sent there), until `until` (ms): a burst of
    * requests with the same new prefix then follows the first before the pod's events arrive. A real store confirms an
-   * entry; otherwise it lapses, and is dropped at the next marking at `now` of this pod or, at most a TTL later, of any
-   * (oldest marks first). Returns the other pods whose lapsed marks that sweep dropped: their entry counts changed.
+   * entry; otherwise it lapses, and is dropped at the next marking at `now` of this pod or, at most a TTL later, at any
+   * pick (`sweepLapsedMarks`, oldest marks first). Returns the other pods whose lapsed marks that sweep dropped: their
+   * entry counts changed.
    *
    * A mark is held apart from the blocks the pod's events confirmed (`marks`, bounded by the same capacity), as
    * upstream keeps its speculative pod entries apart (llm-d-router v0.10.0 preciseprefixcache/prerequest.go: entries
@@ -897,23 +898,13 @@ export class KvBlockIndex {
    */
   speculate(pod: string, keys: readonly number[], until: number, now?: number): readonly string[] {
     const state = this.pod(pod);
-    let swept: string[] | undefined;
+    let swept = NONE;
     // Marks that lapsed go first, oldest first, as upstream evicts its speculative entries on their TTL: left to the
     // capacity bound alone, a pod kept a full share of stale marks for good once enough requests were routed there,
-    // twice the entries (and memory) `maxIndexEntries` budgets. Every pod's, at most one TTL (`until - now`) apart, not
-    // only the picked pod's: upstream's TTL cache expires them on its own (llm-d-router v0.10.0
-    // preciseprefixcache/prerequest.go buildSpeculativeCache: `go cache.Start()`, OnEviction on
-    // EvictionReasonExpired), whether or not the pod is picked again, and a pod no longer picked (saturated, filtered
-    // out, its sessions gone elsewhere) kept its stale marks until its next pick (session 73).
+    // twice the entries (and memory) `maxIndexEntries` budgets. The picked pod's now, every pod's when a sweep is due.
     if (now !== undefined) {
-      if (now >= this.lapsedSweepAt) {
-        for (const [other, otherState] of this.pods) {
-          if (this.dropLapsedMarks(other, otherState, now) > 0 && other !== pod) (swept ??= []).push(other);
-        }
-        this.lapsedSweepAt = until; // one TTL on: `until` is `now` plus the TTL
-      } else {
-        this.dropLapsedMarks(pod, state, now);
-      }
+      swept = this.sweepLapsedMarks(now, until, pod);
+      this.dropLapsedMarks(pod, state, now);
     }
     for (let i = keys.length - 1; i >= 0; i--) {
       const key = keys[i]!;
@@ -927,6 +918,25 @@ export class KvBlockIndex {
       else state.marks.use(key);
     }
     this.trim(pod, state);
+    return swept ?? NONE;
+  }
+
+  /**
+   * Drops every pod's lapsed marks if a sweep is due at `now`, the next then due at `next` (`now` plus the TTL): not
+   * only the picked pod's, since upstream's TTL cache expires them on its own (llm-d-router v0.10.0
+   * preciseprefixcache/prerequest.go buildSpeculativeCache: `go cache.Start()`, OnEviction on EvictionReasonExpired),
+   * whether or not the pod is picked again, and a pod no longer picked (saturated, filtered out, its sessions gone
+   * elsewhere) kept its stale marks until its next pick (session 73). Called at every pick, whether it marks anything or
+   * not (a pick wholly matched on GPU marks nothing; session 74 swept only in `speculate`, so a run of such picks left
+   * every other pod's lapsed marks in place). Returns the pods other than `except` whose entries it dropped.
+   */
+  sweepLapsedMarks(now: number, next: number, except?: string): readonly string[] {
+    if (now < this.lapsedSweepAt) return NONE;
+    this.lapsedSweepAt = next;
+    let swept: string[] | undefined;
+    for (const [pod, state] of this.pods) {
+      if (this.dropLapsedMarks(pod, state, now) > 0 && pod !== except) (swept ??= []).push(pod);
+    }
     return swept ?? NONE;
   }
 

@@ -669,13 +669,15 @@ export class PrecisePrefixCacheScorer implements Scorer, PostCycle, PrepareReque
     // v0.10.0): besides the blocks it lacks, a prefix matched on a slower tier (CPU) counts as GPU until the pod's own
     // events say where it went. A prefix matched wholly on GPU gains nothing from the marks.
     const belowGpu = match !== undefined && match.weight < matched * this.index.gpuTierWeight;
-    if (this.parameters.speculativeIndexing && (blocks.keys.length > matched || belowGpu)) {
+    if (this.parameters.speculativeIndexing) {
       const now = this.handle.now();
-      // The sweep of lapsed marks may have dropped other pods' too (pods no longer picked, whose gauge nothing else
-      // would set): each gauge follows its pod's entries. The picked pod's is set by postCycle.
-      for (const swept of this.index.speculate(pod, blocks.keys, now + this.speculativeTtlMs, now)) {
-        this.handle.metrics.setKvIndexBlocks(swept, this.index.blocksOf(swept));
-      }
+      // Every pick sweeps the lapsed marks when a sweep is due, marking or not (upstream's TTL cache expires them on
+      // its own). What it drops may be other pods' (pods no longer picked, whose gauge nothing else would set): each
+      // gauge follows its pod's entries. The picked pod's is set by postCycle.
+      const swept = blocks.keys.length > matched || belowGpu
+        ? this.index.speculate(pod, blocks.keys, now + this.speculativeTtlMs, now)
+        : this.index.sweepLapsedMarks(now, now + this.speculativeTtlMs);
+      for (const other of swept) this.handle.metrics.setKvIndexBlocks(other, this.index.blocksOf(other));
     }
     // So the pod's events that continue a prefix this index never saw stored can still be keyed (`recoverParent`).
     this.index.noteRouted(pod, blocks.root, blocks.keys, blocks.ids);
