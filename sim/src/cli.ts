@@ -212,7 +212,8 @@ ${Object.entries(FLAGS)
   .join('\n')}
   ${'--help, -h'.padEnd(34)}show this help
 
-Environment: PYTHONHASHSEED seeds the block hashes as it seeds vLLM's (NONE_HASH);
+Environment: PYTHONHASHSEED seeds the block hashes as it seeds vLLM's (NONE_HASH); "random" or an integer
+0-4294967295, as CPython takes it;
 VLLM_SERVER_DEV_MODE=1 serves vLLM's dev-mode routes: POST /reset_prefix_cache, GET /server_info, POST /sleep,
 POST /wake_up and GET /is_sleeping; VLLM_ALLOW_RUNTIME_LORA_UPDATING=1 (or true) serves POST /v1/load_lora_adapter
 and /v1/unload_lora_adapter; VLLM_ALLOW_LONG_MAX_MODEL_LEN=1 lets --max-model-len exceed a Qwen3 model's 40960,

@@ -329,6 +329,9 @@ export function resolveOptions(partial: SimulatorInput = {}): SimulatorOptions {
     throw new OptionError('--prefix-caching-hash-algo', `must be one of ${HASH_ALGOS.join(', ')}, got ${JSON.stringify(o.prefixCachingHashAlgo)}`);
   }
   if (o.pythonHashSeed !== undefined && typeof o.pythonHashSeed !== 'string') throw new OptionError('PYTHONHASHSEED', 'expected a string');
+  if (o.pythonHashSeed !== undefined && !pythonStartsWithHashSeed(o.pythonHashSeed)) {
+    throw new OptionError('PYTHONHASHSEED', `must be "random" or an integer in range [0; 4294967295], got ${JSON.stringify(o.pythonHashSeed)} (CPython refuses any other value at start-up, so vLLM never starts)`);
+  }
   if (o.kvEventsConfig !== null) {
     // The map encoding simulates v0.26, whose publisher defaults to "zmq" once events are enabled.
     o.kvEventsConfig = parseKvEventsConfig(o.kvEventsConfig as Partial<KvEventsConfig> | string, o.kvEventsEncoding === 'map' ? 'v0.26' : 'v0.10', (field) =>
@@ -439,6 +442,23 @@ export function timeoutKeepAliveFromEnv(value: string | undefined): number {
   const m = /^\s*([+-]?)(\d+(?:_\d+)*)\s*$/.exec(value);
   if (!m) throw new OptionError('VLLM_HTTP_TIMEOUT_KEEP_ALIVE', `expected an integer number of seconds (vLLM reads int(value)), got ${JSON.stringify(value)}`);
   return Number(`${m[1]}${m[2].replace(/_/g, '')}`);
+}
+
+/**
+ * Whether CPython starts with this `PYTHONHASHSEED`: config_init_hash_seed (Python/initconfig.c) takes "random", and
+ * otherwise `strtoul(seed, &endptr, 10)` with nothing left over and a value of at most 4294967295, else it stops with
+ * "Fatal Python error: config_init_hash_seed: PYTHONHASHSEED must be "random" or an integer in range [0; 4294967295]"
+ * before vLLM runs. strtoul skips leading whitespace and takes a sign, so " 42", "+42" and "-0" start, while "abc",
+ * "42 ", "0x2a" and "-1" (which wraps past the range) do not. An empty value is read as unset by CPython (and hashed
+ * as "" by vLLM's init_none_hash, as here), so it starts. Checked against CPython 3.11.7.
+ */
+function pythonStartsWithHashSeed(seed: string): boolean {
+  if (seed === '' || seed === 'random') return true;
+  const m = /^[ \t\n\v\f\r]*([+-]?)(\d+)$/.exec(seed);
+  if (!m) return false;
+  const value = BigInt(m[2]!);
+  // strtoul negates a '-' value in unsigned long arithmetic: only -0 stays in range.
+  return m[1] === '-' ? value === 0n : value <= 4_294_967_295n;
 }
 
 function stripUndefined<T extends object>(o: T): Partial<T> {

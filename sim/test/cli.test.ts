@@ -554,6 +554,19 @@ describe('flag parsing', () => {
     }
   });
 
+  // CPython's config_init_hash_seed (Python/initconfig.c) stops the interpreter before vLLM runs for any other value:
+  // "Fatal Python error: config_init_hash_seed: PYTHONHASHSEED must be "random" or an integer in range [0; 4294967295]"
+  // (each value below run through CPython 3.11.7: `PYTHONHASHSEED=<v> python3 -c 1`).
+  it.each(['abc', '-1', '42 ', ' ', '0x2a', '4294967296', '1e3', '4_2'])('PYTHONHASHSEED=%j, which CPython refuses at start-up, is refused', (seed) => {
+    expect(() => resolveOptions({ pythonHashSeed: seed })).toThrow(
+      new OptionError('PYTHONHASHSEED', `must be "random" or an integer in range [0; 4294967295], got ${JSON.stringify(seed)} (CPython refuses any other value at start-up, so vLLM never starts)`),
+    );
+  });
+
+  it.each(['0', '42', '4294967295', 'random', ' 42', '\t7', '+42', '-0', '007', ''])('PYTHONHASHSEED=%j, with which CPython starts, is taken as the seed string', (seed) => {
+    expect(resolveOptions({ pythonHashSeed: seed }).pythonHashSeed).toBe(seed);
+  });
+
   it('the programmatic API validates the same way', async () => {
     expect(() => resolveOptions({ blockSize: 12 })).toThrow(/--block-size/);
     await expect(startSimulator({ itlMs: Number.NaN })).rejects.toThrow(/--itl-ms/);
@@ -603,6 +616,21 @@ describe('the kvroute-sim process', () => {
     const err = collect(p.stderr);
     expect(await exit(p)).toBe(2);
     expect(err.text).toContain('--max-num-seqs');
+  }, E2E_TEST_TIMEOUT_MS);
+
+  it('exits 2 naming PYTHONHASHSEED for a seed CPython refuses, as vLLM never starts with one', async () => {
+    const p = spawn(process.execPath, ['-r', 'ts-node/register/transpile-only', MAIN, '--port', '0'], {
+      cwd: join(__dirname, '..'),
+      env: { ...process.env, TS_NODE_PROJECT: join(__dirname, '..', 'tsconfig.json'), PYTHONHASHSEED: '42 ' },
+    });
+    const out = collect(p.stdout);
+    const err = collect(p.stderr);
+    const exited = exit(p);
+    // A simulator that wrongly starts is stopped once it says it listens, so the test ends either way.
+    p.stdout.on('data', () => out.text.includes('\n') && p.kill('SIGTERM'));
+    expect(await exited).toBe(2);
+    expect(err.text).toContain('PYTHONHASHSEED: must be "random" or an integer in range [0; 4294967295], got "42 "');
+    expect(out.text).toBe('');
   }, E2E_TEST_TIMEOUT_MS);
 
   it('starts with the spellings vLLM accepts: --enable-prefix-caching, pydantic-lax JSON, dotted keys', async () => {
