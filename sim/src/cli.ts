@@ -127,8 +127,8 @@ const FLAGS: Record<string, FlagSpec> = {
   'enable-lora': { key: 'enableLora', kind: 'bool', help: 'LoRA adapters: --lora-modules, --max-loras and vllm:lora_requests_info (default off)' },
   'no-enable-lora': { key: 'enableLora', kind: 'no-bool', help: 'the default' },
   'max-loras': { key: 'maxLoras', kind: 'int', help: 'LoRA adapters one scheduler step serves; a request for another waits (default 1)' },
-  'max-lora-rank': { inert: 'max_lora_rank', kind: 'py-int', min: 0, help: 'accepted and ignored: adapter weights are not simulated' },
-  'max-cpu-loras': { inert: 'max_cpu_loras', kind: 'py-int', min: 0, help: 'accepted and ignored: adapters are never evicted to CPU here' },
+  'max-lora-rank': { inert: 'max_lora_rank', kind: 'py-int', min: 0, help: 'checked as vLLM checks it with --enable-lora (8, 16, 32, 64, 128, 256, 320 or 512), then ignored: adapter weights are not simulated' },
+  'max-cpu-loras': { inert: 'max_cpu_loras', kind: 'py-int', min: 0, help: 'checked as vLLM checks it with --enable-lora (at least --max-loras), then ignored: adapters are never evicted to CPU here' },
   // FrontendArgs `enable_auto_tool_choice: bool = False` (vllm/entrypoints/openai/cli_args.py @ v0.10.0): a
   // BooleanOptionalAction pair. Only with --tool-call-parser (parseCli, validate_parsed_serve_args).
   'enable-auto-tool-choice': { key: 'enableAutoToolChoice', kind: 'bool', help: 'accept tool_choice "auto"; needs --tool-call-parser, as vLLM (default off: 400)' },
@@ -233,6 +233,9 @@ const PARSE_OPTIONS: Record<string, { type: 'string' | 'boolean'; short?: string
   ),
 };
 
+/** LoRAConfig's possible_max_ranks (vllm/config.py @ v0.10.0, __post_init__). */
+const MAX_LORA_RANKS: readonly number[] = [8, 16, 32, 64, 128, 256, 320, 512];
+
 /** Parses argv (without node and script) with node:util parseArgs; throws OptionError naming the offending flag. */
 export function parseCli(argv: readonly string[]): CliResult {
   const { args, dotted } = flexibleArgs(withLoraItemsJoined(withAliases(argv)));
@@ -251,12 +254,15 @@ export function parseCli(argv: readonly string[]): CliResult {
   if (positionals.length > 1) throw new OptionError(positionals[1], 'unexpected argument (flags start with --; the only positional is the model)');
   const partial: SimulatorInput = { host: '0.0.0.0', port: 8000 };
   const setBy = new Map<string, string>();
+  /** The values of the flags the simulator checks and ignores, by vLLM's field name. */
+  const inert = new Map<string, unknown>();
   const set = (flag: string, spec: FlagSpec, value: unknown): void => {
     const field = (spec.key ?? spec.inert) as string;
     const other = setBy.get(field);
     if (other !== undefined) throw new OptionError(flag, `conflicts with ${other}`);
     setBy.set(field, flag);
     if (spec.key) (partial as Record<string, unknown>)[spec.key] = value;
+    else inert.set(field, value);
   };
   for (const [name, values] of Object.entries(given) as [string, (string | boolean)[]][]) {
     const flag = `--${name}`;
@@ -291,6 +297,21 @@ export function parseCli(argv: readonly string[]): CliResult {
   // args.enable_auto_tool_choice and not args.tool_call_parser: raise TypeError(...)`.
   if (partial.enableAutoToolChoice && !setBy.has('tool_call_parser')) {
     throw new OptionError('--enable-auto-tool-choice', 'Error: --enable-auto-tool-choice requires --tool-call-parser');
+  }
+  // LoRAConfig.__post_init__ (vllm/config.py @ v0.10.0), which create_lora_config builds only with --enable-lora: a rank
+  // outside possible_max_ranks, or fewer CPU slots than GPU slots, is a ValueError that stops vLLM before it serves
+  // (lib/decode-pool.ts refuses the same maxLoraRank and maxCpuLoras). The adapters' weights are not simulated, so the
+  // values are checked and then ignored.
+  if (partial.enableLora) {
+    const rank = inert.get('max_lora_rank') as number | undefined;
+    if (rank !== undefined && !MAX_LORA_RANKS.includes(rank)) {
+      throw new OptionError('--max-lora-rank', `max_lora_rank (${rank}) must be one of (${MAX_LORA_RANKS.join(', ')}).`);
+    }
+    const cpuLoras = inert.get('max_cpu_loras') as number | undefined;
+    const maxLoras = partial.maxLoras ?? 1;
+    if (cpuLoras !== undefined && cpuLoras < maxLoras) {
+      throw new OptionError('--max-cpu-loras', `max_cpu_loras (${cpuLoras}) must be >= max_loras (${maxLoras})`);
+    }
   }
   // `args.api_key or envs.VLLM_API_KEY` (api_server.py @ v0.10.0): the flag's key when it is one, else the variable's.
   if (!partial.apiKey && process.env.VLLM_API_KEY) partial.apiKey = process.env.VLLM_API_KEY;

@@ -222,6 +222,23 @@ describe('flag parsing', () => {
     expect(() => parseCli(['--enable-lora', '--no-enable-lora'])).toThrow(/conflicts/);
   });
 
+  // LoRAConfig.__post_init__ (vllm/config.py @ v0.10.0): with --enable-lora, vLLM stops at start-up for a rank outside
+  // possible_max_ranks or max_cpu_loras below max_loras; without it no LoRAConfig is built and neither is read.
+  it.each<[string[], string]>([
+    [['--enable-lora', '--max-lora-rank', '7'], '--max-lora-rank: max_lora_rank (7) must be one of (8, 16, 32, 64, 128, 256, 320, 512).'],
+    [['--enable-lora', '--max-lora-rank', '1024'], '--max-lora-rank: max_lora_rank (1024) must be one of (8, 16, 32, 64, 128, 256, 320, 512).'],
+    [['--enable-lora', '--max-loras', '4', '--max-cpu-loras', '2'], '--max-cpu-loras: max_cpu_loras (2) must be >= max_loras (4)'],
+    [['--enable-lora', '--max-cpu-loras', '0'], '--max-cpu-loras: max_cpu_loras (0) must be >= max_loras (1)'],
+  ])('LoRAConfig refuses %j, so the simulator does', (argv, message) => {
+    expect(errorOf(argv).message).toBe(message);
+  });
+
+  it('LoRAConfig takes its ranks and max_cpu_loras >= max_loras; without --enable-lora neither is checked', () => {
+    for (const rank of ['8', '16', '320', '512']) expect(parseCli(['--enable-lora', '--max-lora-rank', rank]).kind).toBe('run');
+    expect(parseCli(['--enable-lora', '--max-loras', '4', '--max-cpu-loras', '4']).kind).toBe('run');
+    expect(parseCli(['--max-lora-rank', '7', '--max-loras', '4', '--max-cpu-loras', '2']).kind).toBe('run');
+  });
+
   it("vLLM's defaults for the new flags; --no-enable-prompt-tokens-details", () => {
     const r = parseCli([]);
     expect(r.kind === 'run' && r.options).toMatchObject({
