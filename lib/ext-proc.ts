@@ -173,7 +173,8 @@ export interface ExtProcRoutingProps {
    * Outlier detection on the gateway's EPP cluster (a DestinationRule for the EPP Service), made only when the
    * EndpointPicker runs more than one replica: a replica whose connection fails (killed, OOM, node lost) is ejected on
    * its first gateway error, so from the second request on the gateway's Envoy sends streams to the other replicas
-   * instead of failing open on it until Kubernetes' endpoint update arrives. `false` makes none.
+   * instead of failing open on it until Kubernetes' endpoint update arrives. `false` makes none. Settings given with
+   * one replica are refused (nothing would use them); every setting is checked whatever the replica count.
    * @default { consecutiveGatewayErrors: 1, interval: '1s', baseEjectionTime: '10s', maxEjectionPercent: 50 } with replicas > 1
    * @see https://istio.io/latest/docs/reference/config/networking/destination-rule/#OutlierDetection
    */
@@ -492,25 +493,26 @@ export class ExtProcRouting extends Construct {
     // carry an immediate 429/503 for the client, and a deliberate gRPC error is not a dead replica. Not verified
     // against a running Envoy here (there is none); the local gateway models the same detector (gateway/README.md).
     const detection = props.eppOutlierDetection;
-    if (endpointPicker.replicas > 1 && detection !== false) {
-      const d = detection ?? {};
-      const consecutive = checkInteger(S, 'eppOutlierDetection.consecutiveGatewayErrors', d.consecutiveGatewayErrors ?? 1, 1, 100);
-      const interval = toProtoDuration(checkDuration(S, 'eppOutlierDetection.interval', d.interval ?? '1s'));
-      const baseEjection = toProtoDuration(checkDuration(S, 'eppOutlierDetection.baseEjectionTime', d.baseEjectionTime ?? '10s'));
-      const maxEjection = checkInteger(S, 'eppOutlierDetection.maxEjectionPercent', d.maxEjectionPercent ?? 50, 1, 100);
+    // Checked whether or not it is used, so a bad value fails synth now rather than on the day the EPP is scaled out.
+    const d = detection === false ? undefined : detection ?? {};
+    const outlierDetection = d && {
+      consecutiveGatewayErrors: checkInteger(S, 'eppOutlierDetection.consecutiveGatewayErrors', d.consecutiveGatewayErrors ?? 1, 1, 100),
+      consecutive5XxErrors: 0,
+      interval: toProtoDuration(checkDuration(S, 'eppOutlierDetection.interval', d.interval ?? '1s')),
+      baseEjectionTime: toProtoDuration(checkDuration(S, 'eppOutlierDetection.baseEjectionTime', d.baseEjectionTime ?? '10s')),
+      maxEjectionPercent: checkInteger(S, 'eppOutlierDetection.maxEjectionPercent', d.maxEjectionPercent ?? 50, 1, 100),
+    };
+    // With one replica there is no other to send streams to, and no DestinationRule is made: settings given for it would
+    // be silently dropped.
+    if (endpointPicker.replicas === 1 && detection !== undefined && detection !== false) {
+      throw new PropsError(S, 'eppOutlierDetection', 'applies only with more than one EPP replica (endpointPicker.replicas > 1): with one there is no other replica to eject it for, and no DestinationRule is made; leave it unset or false', detection);
+    }
+    if (endpointPicker.replicas > 1 && outlierDetection) {
       this.eppDestinationRule = new dr.DestinationRule(this, 'EppDestinationRule', {
         metadata: { name: endpointPicker.serviceName, namespace: endpointPicker.namespace },
         spec: {
           host: endpointPicker.serviceFqdn,
-          trafficPolicy: {
-            outlierDetection: {
-              consecutiveGatewayErrors: consecutive,
-              consecutive5XxErrors: 0,
-              interval,
-              baseEjectionTime: baseEjection,
-              maxEjectionPercent: maxEjection,
-            },
-          },
+          trafficPolicy: { outlierDetection },
         },
       });
     }

@@ -191,6 +191,13 @@ describe('invalid props fail synth with a message that names the field and what 
       /^ExtProcRouting\.eppOutlierDetection\.maxEjectionPercent: must be an integer from 1 to 100, got 0$/],
     ['a bad EPP ejection time', withOverrides(DEMO, { endpointPicker: { replicas: 2 }, extProc: { eppOutlierDetection: { baseEjectionTime: 'ten' } } }),
       /^ExtProcRouting\.eppOutlierDetection\.baseEjectionTime: must be a duration/],
+    // A setting the construct would drop (one EPP replica makes no DestinationRule), and bad values even then.
+    ['EPP outlier detection with one EPP replica, which makes no DestinationRule', withOverrides(DEMO, { extProc: { eppOutlierDetection: { consecutiveGatewayErrors: 2 } } }),
+      /^ExtProcRouting\.eppOutlierDetection: applies only with more than one EPP replica \(endpointPicker\.replicas > 1\): .*leave it unset or false, got \{"consecutiveGatewayErrors":2\}$/],
+    ['a bad EPP outlier detection interval with one EPP replica', withOverrides(DEMO, { extProc: { eppOutlierDetection: { interval: 'abc' } } }),
+      /^ExtProcRouting\.eppOutlierDetection\.interval: must be a duration such as "500ms", "10s" or "5m", got "abc"$/],
+    ['a negative EPP consecutiveGatewayErrors with one EPP replica', withOverrides(DEMO, { extProc: { eppOutlierDetection: { consecutiveGatewayErrors: -1 } } }),
+      /^ExtProcRouting\.eppOutlierDetection\.consecutiveGatewayErrors: must be an integer from 1 to 100, got -1$/],
     ['an unknown request body mode', withOverrides(DEMO, { extProc: { requestBodyMode: 'streamed' as never } }),
       /^ExtProcRouting\.requestBodyMode: must be one of "buffered", "full-duplex", got "streamed"$/],
     ['a body buffer below Envoy\'s 1 MiB default', withOverrides(DEMO, { extProc: { requestBodyBufferLimitBytes: 4096 } }),
