@@ -13,7 +13,7 @@ import { ROUTING_SIDECAR_CLIENT_HEADERS } from './gateway';
 import { hardenedContainerSecurityContext, PodSecurityException, RUNTIME_DEFAULT_SECCOMP } from './pod-security';
 import { checkSecretKeyReference, SESSION_STORE_PASSWORD_ENV, type SecretKeyReference, type SessionStoreConnection } from './session-store';
 import {
-  checkClusterDomain, checkDns1035Label, checkDnsLabel, checkDnsSubdomain, checkDuration, checkImage, checkInteger, checkOneOf, checkQuantity, durationMs, PropsError,
+  checkClusterDomain, checkDns1035Label, checkDnsLabel, checkDnsSubdomain, checkDuration, checkImage, checkInteger, checkOneOf, checkQuantity, durationMs, durationNanos, PropsError,
 } from './validation';
 
 /**
@@ -118,7 +118,7 @@ export interface EndpointPickerProps {
    */
   readonly tokenizerCacheClaim?: string;
   /**
-   * How often the EPP scrapes each pod's `/metrics`.
+   * How often the EPP scrapes each pod's `/metrics` (`--refresh-metrics-interval`); above 0, which the EPP refuses.
    * @default '50ms'
    */
   readonly refreshMetricsInterval?: string;
@@ -300,6 +300,11 @@ export class EndpointPicker extends Construct {
     this.image = checkImage(SCOPE, props.image ? 'image' : 'imageRegistry', props.image ?? `${registry}/kvroute-epp:${eppPackage.version}`);
     this.nodeArgs = checkNodeArgs(props.nodeArgs ?? EndpointPicker.DEFAULT_NODE_ARGS);
     const refresh = checkDuration(SCOPE, 'refreshMetricsInterval', props.refreshMetricsInterval ?? '50ms');
+    // The EPP refuses --refresh-metrics-interval at 0 ("must be positive", `epp/src/cli.ts`, exit 1): refuse it here,
+    // not in a crash-looping pod.
+    if (durationNanos(refresh) === 0n) {
+      throw new PropsError(SCOPE, 'refreshMetricsInterval', 'must be a duration above 0 such as "50ms" (how often the EPP scrapes each pod; it refuses 0)', props.refreshMetricsInterval);
+    }
     const replicas = checkInteger(SCOPE, 'replicas', props.replicas ?? 1, 1, 10);
     this.replicas = replicas;
     const nodeSpread = checkOneOf(SCOPE, 'nodeSpread', props.nodeSpread ?? 'preferred', ['preferred', 'required'] as const);

@@ -5,6 +5,7 @@ import * as path from 'path';
 import { spawnSync } from 'child_process';
 import { App, Chart, Testing } from 'cdk8s';
 import * as YAML from 'yaml';
+import { parseArgs } from '@kvroute/epp/cli';
 import { defaultEndpointPickerConfig, parseEndpointPickerConfig, withMaxNumSeqs, withPrefillPriority } from '@kvroute/epp/config';
 import { CLUSTERS, DEMO, Overrides, withOverrides } from '../lib/clusters';
 import { EndpointPicker } from '../lib/endpoint-picker';
@@ -166,6 +167,10 @@ describe('invalid props fail synth with a message that names the field and what 
     ['KV events for a model whose tokenizer the EPP image lacks, with no tokenizer claim',
       withOverrides(DEMO, { decode: { model: 'meta-llama/Llama-3.1-8B-Instruct', kvEvents: { mode: 'per-pod' } } }),
       /^EndpointPicker\.tokenizerCacheClaim: must name a PersistentVolumeClaim holding the Hugging Face cache with the tokenizer of meta-llama\/Llama-3\.1-8B-Instruct when the decode pods publish KV events .*, got undefined$/],
+    // The EPP refuses --refresh-metrics-interval=0s at start-up (see the crossref test below): refused at synth instead.
+    ...['0s', '0ms', '0.0s', '0h0m0s'].map((refreshMetricsInterval): [string, KvAwareRoutingProps, RegExp] => [`a scrape interval of ${refreshMetricsInterval}, which the EPP refuses`,
+      withOverrides(DEMO, { endpointPicker: { refreshMetricsInterval } }),
+      new RegExp(`^EndpointPicker\\.refreshMetricsInterval: must be a duration above 0 such as "50ms" \\(how often the EPP scrapes each pod; it refuses 0\\), got "${refreshMetricsInterval}"$`)]),
     ['a bad scrape interval', withOverrides(DEMO, { endpointPicker: { refreshMetricsInterval: '50' } }),
       /^EndpointPicker\.refreshMetricsInterval: must be a duration such as "500ms", "10s" or "5m", got "50"$/],
     ['a bad message timeout', withOverrides(DEMO, { extProc: { messageTimeout: 'soon' } }),
@@ -554,6 +559,16 @@ schedulingProfiles:
       withOverrides(DEMO, { istioVersion: '1.28', inferenceRouting: 'native', gateway: { idleTimeout: '20s' } }),
     ];
     for (const props of builds) expect(() => synthProps(props)).not.toThrow();
+  });
+
+  test('refreshMetricsInterval: the lib refuses exactly the intervals the EPP refuses at start-up (0), and writes the others for it', () => {
+    const eppArgs = (refreshMetricsInterval: string): string[] =>
+      container(one(synthProps(withOverrides(DEMO, { endpointPicker: { refreshMetricsInterval } })), 'Deployment', 'ms-llm-d-modelservice-epp'), 'epp').args;
+    for (const interval of ['1ms', '0.5ms', '50ms', '1m30s']) {
+      expect(parseArgs(eppArgs(interval))!.refreshMetricsIntervalMs).toBeGreaterThan(0);
+    }
+    expect(() => parseArgs(['--pool-name=p', '--refresh-metrics-interval=0s'])).toThrow(/^--refresh-metrics-interval: must be positive, got "0s"$/);
+    expect(() => eppArgs('0s')).toThrow(/^EndpointPicker\.refreshMetricsInterval: must be a duration above 0/);
   });
 
   test('the defaults build without error', () => {
