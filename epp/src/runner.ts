@@ -20,6 +20,7 @@ import { KubernetesDiscovery } from './datastore/kubernetes-discovery';
 import { StaticDiscovery, type Discovery } from './datastore/static-discovery';
 import { FileDiscovery } from './datastore/file-discovery';
 import { allAddresses, hostPort, startExtProcServer, type ExtProcServer } from './extproc/server';
+import { CertificatePairError } from './extproc/cert-reloader';
 import { streamResetLimitWarning } from './extproc/stream-reset-limit';
 import { unservableCipherSuites } from './extproc/tls-policy';
 import type { ExtProcLogger } from './extproc/stream';
@@ -261,6 +262,16 @@ export function sourceIntervalMs(interval: string, refreshIntervalMs: number): n
   return Math.max(1, Math.round(requested / tick)) * tick;
 }
 
+/** startExtProcServer, with a certificate pair it cannot use refused naming the flag that gave it. */
+async function startExtProcServerNamingCertPath(opts: Parameters<typeof startExtProcServer>[0]): Promise<ExtProcServer> {
+  try {
+    return await startExtProcServer(opts);
+  } catch (e) {
+    if (e instanceof CertificatePairError) throw new Error(`--cert-path: ${e.message}`);
+    throw e;
+  }
+}
+
 export async function startEpp(options: EppOptions, logger: Logger = jsonLogger(options.verbosity)): Promise<RunningEpp> {
   const read = loadConfig(options);
   // Info, as llm-d-router v0.10.0 logs them (pkg/epp/config/loader/configloader.go LoadRawConfig: logger.Info("DEPRECATION: …")):
@@ -368,7 +379,7 @@ export async function startEpp(options: EppOptions, logger: Logger = jsonLogger(
     // After ext_proc has stopped: whatever still waits is refused ('closed'), and the dispatch ticker stops.
     cleanups.push(() => director.close());
     await scheduler.plugins.start();
-    const extProc: ExtProcServer = await startExtProcServer({
+    const extProc: ExtProcServer = await startExtProcServerNamingCertPath({
       director,
       host,
       port: options.grpcPort,

@@ -18,12 +18,46 @@ type IdentityListener = experimental.IdentityCertificateUpdateListener;
 /** GIE's `debounceDelay`: the kubelet swaps a Secret's files in several steps. */
 export const CERT_RELOAD_DEBOUNCE_MS = 250;
 
-/** Reads `tls.crt` and `tls.key` from `dir`; throws when they are unreadable or do not make a usable pair. */
+/**
+ * `tls.crt` and `tls.key` that cannot serve TLS. The message names the directory and the file, and says what is wrong in
+ * words as well as OpenSSL's: its own ("error:05800074:x509 certificate routines::key values mismatch") reached the
+ * operator as the reason the ext_proc port could not be listened on.
+ */
+export class CertificatePairError extends Error {
+  constructor(readonly dir: string, message: string) {
+    super(message);
+    this.name = 'CertificatePairError';
+  }
+}
+
+/** OpenSSL's reasons for the mistakes a mounted Secret makes most, in words. */
+const OPENSSL_REASONS: readonly [RegExp, string][] = [
+  [/key values mismatch/, 'tls.key is not the private key of tls.crt\'s certificate'],
+  [/no start line|bad base64 decode|bad end line/, 'tls.crt or tls.key is not PEM (-----BEGIN ...----- blocks)'],
+];
+
+/**
+ * Reads `tls.crt` and `tls.key` from `dir`; throws a CertificatePairError when they are unreadable or do not make a
+ * usable pair, as Go's tls.LoadX509KeyPair refuses them (GIE v1.5.0 / llm-d-router v0.10.0 pkg/epp/server/runserver.go).
+ */
 export function loadCertificatePair(dir: string): IdentityUpdate {
-  const certificate = fs.readFileSync(path.join(dir, 'tls.crt'));
-  const privateKey = fs.readFileSync(path.join(dir, 'tls.key'));
+  const read = (file: string): Buffer => {
+    try {
+      return fs.readFileSync(path.join(dir, file));
+    } catch (e) {
+      throw new CertificatePairError(dir, `cannot read ${file} in ${dir}: ${(e as Error).message}`);
+    }
+  };
+  const certificate = read('tls.crt');
+  const privateKey = read('tls.key');
   // What Go's tls.LoadX509KeyPair checks: both parse and the key is the certificate's.
-  tls.createSecureContext({ cert: certificate, key: privateKey });
+  try {
+    tls.createSecureContext({ cert: certificate, key: privateKey });
+  } catch (e) {
+    const message = (e as Error).message;
+    const reason = OPENSSL_REASONS.find(([pattern]) => pattern.test(message))?.[1];
+    throw new CertificatePairError(dir, `tls.crt and tls.key in ${dir} are not a usable certificate and key${reason ? `: ${reason}` : ''} (${message})`);
+  }
   return { certificate, privateKey };
 }
 

@@ -10,11 +10,9 @@
  * answer, and guessing wrong would stall the request until Envoy's message timeout.
  */
 import { selfSignedCertificate } from './self-signed-certificate';
-import { CertReloader } from './cert-reloader';
+import { CertReloader, loadCertificatePair } from './cert-reloader';
 import { withTlsPolicy, type TlsPolicy } from './tls-policy';
-import * as fs from 'fs';
 import * as net from 'net';
-import * as path from 'path';
 import * as grpc from '@grpc/grpc-js';
 import { loadEnvoyApi, processingRequestReader } from '@kvroute/protocol/envoy';
 import type { RequestDirector } from './request-director';
@@ -200,9 +198,9 @@ function selfSignedTls(): grpc.ServerCredentials {
 }
 
 function readTls(dir: string): grpc.ServerCredentials {
-  const cert = fs.readFileSync(path.join(dir, 'tls.crt'));
-  const key = fs.readFileSync(path.join(dir, 'tls.key'));
-  return grpc.ServerCredentials.createSsl(null, [{ cert_chain: cert, private_key: key }], false);
+  // Checked as the reloader checks a pair, so a bad one is refused naming it rather than as a failure to listen.
+  const { certificate, privateKey } = loadCertificatePair(dir);
+  return grpc.ServerCredentials.createSsl(null, [{ cert_chain: certificate, private_key: privateKey }], false);
 }
 
 /** Binds `address`; a failure names the address and the server, which grpc-js's own message does not always do. */
