@@ -22,7 +22,17 @@ export async function runCli(argv: readonly string[]): Promise<number> {
     process.stdout.write(USAGE);
     return 0;
   }
-  const sim = await startSimulator(parsed.options);
+  let sim;
+  try {
+    sim = await startSimulator(parsed.options);
+  } catch (e) {
+    const reason = startFailure(e, parsed.options.host, parsed.options.port);
+    if (reason === undefined) throw e;
+    // One line, as uvicorn logs a server it cannot start (`except OSError as exc: logger.error(exc)`, then
+    // sys.exit(1); uvicorn/server.py @ 0.35.0 Server.startup), not a stack trace.
+    process.stderr.write(`kvroute-sim: error: ${reason}\n`);
+    return 1;
+  }
   const o = sim.options;
   log({
     event: 'listening',
@@ -56,6 +66,20 @@ export async function runCli(argv: readonly string[]): Promise<number> {
     process.on('SIGTERM', stop);
     process.on('SIGINT', stop);
   });
+}
+
+/**
+ * Why the simulator could not start, when that is the operator's to fix: a flag's file it cannot use (an OptionError
+ * from the start, e.g. an unreadable --ssl-certfile), or an address it cannot listen on (a port in use, a host that does
+ * not resolve or is not this machine's). Undefined for anything else, which is a bug and keeps its stack trace.
+ */
+function startFailure(e: unknown, host: string, port: number): string | undefined {
+  if (e instanceof OptionError) return e.message;
+  const err = e as NodeJS.ErrnoException;
+  if (err?.syscall === 'listen' || err?.syscall === 'getaddrinfo' || err?.code === 'EADDRNOTAVAIL') {
+    return `cannot listen on ${host}:${port} (--host, --port): ${err.message}`;
+  }
+  return undefined;
 }
 
 if (require.main === module) {

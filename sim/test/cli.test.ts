@@ -1,5 +1,6 @@
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as net from 'node:net';
 import * as path from 'node:path';
 import { join } from 'node:path';
 import { parseCli, USAGE } from '../src/cli';
@@ -634,6 +635,31 @@ describe('the kvroute-sim process', () => {
     expect(await exit(p)).toBe(2);
     expect(err.text).toContain('--max-num-seqs');
   }, E2E_TEST_TIMEOUT_MS);
+
+  // uvicorn/server.py @ 0.35.0 Server.startup logs the OSError of a server it cannot create and exits 1; the simulator
+  // printed a Node stack trace under "fatal:" instead.
+  it('a port in use or an unreadable --ssl-certfile: exit 1 and one line naming the flag, no stack trace', async () => {
+    const taken = net.createServer();
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+    const port = (taken.address() as net.AddressInfo).port;
+    try {
+      for (const [args, line] of [
+        [['--host', '127.0.0.1', '--port', String(port)], `kvroute-sim: error: cannot listen on 127.0.0.1:${port} (--host, --port): listen EADDRINUSE: address already in use 127.0.0.1:${port}\n`],
+        [['--port', '0', '--ssl-certfile', '/nonexistent/cert.pem'], 'kvroute-sim: error: --ssl-certfile: cannot read "/nonexistent/cert.pem": ENOENT: no such file or directory, open \'/nonexistent/cert.pem\'\n'],
+      ] as const) {
+        const p = run([...args]);
+        const out = collect(p.stdout);
+        const err = collect(p.stderr);
+        const exited = exit(p);
+        // A simulator that wrongly starts is stopped once it says it listens, so the test ends either way.
+        p.stdout.on('data', () => out.text.includes('\n') && p.kill('SIGTERM'));
+        expect(await exited).toBe(1);
+        expect(err.text).toBe(line);
+      }
+    } finally {
+      taken.close();
+    }
+  }, 2 * E2E_TEST_TIMEOUT_MS);
 
   it('exits 2 naming PYTHONHASHSEED for a seed CPython refuses, as vLLM never starts with one', async () => {
     const p = spawn(process.execPath, ['-r', 'ts-node/register/transpile-only', MAIN, '--port', '0'], {
