@@ -390,7 +390,9 @@ const DEMO_FLAGS = {
   faults: SWITCH,
   replicas: integer(1, 8),
   'replica-scorer': oneOf(['precise', 'approximate'] as const),
-  'kv-cache-blocks': integer(MIN_KV_CACHE_BLOCKS),
+  // At most the simulator's own bound (sim/src/cli.ts --kv-cache-blocks, 2^26), as `stack` has it: above it every pod
+  // refused to start mid-run, after the command had started its processes.
+  'kv-cache-blocks': integer(MIN_KV_CACHE_BLOCKS, 1 << 26),
   'time-scale': decimal(0, Infinity, { aboveMin: true }),
   out: directory,
   quiet: SWITCH,
@@ -407,7 +409,7 @@ export const DEMO_USAGE = `Usage: npm run demo -- [flags]
                        loopback, beside a single-replica run (default 1 = no replica runs; needs redis-server)
   --replica-scorer S   precise (default: the replica runs score prefixes from the pods' KV events, every
                        replica subscribed to every pod) or approximate (each replica's own index, which diverge)
-  --kv-cache-blocks N  KV-cache blocks per pod (default ${DEFAULT_SIM.kvCacheBlocks}, at least ${MIN_KV_CACHE_BLOCKS})
+  --kv-cache-blocks N  KV-cache blocks per pod (default ${DEFAULT_SIM.kvCacheBlocks}, ${MIN_KV_CACHE_BLOCKS} to ${1 << 26})
   --time-scale X       simulated time runs X times faster than real time (default ${DEFAULT_SIM.timeScale})
   --out DIR            where results.json, report.html and logs/ go (default bench/out)
   --quiet              no progress or table

@@ -40,5 +40,8 @@ test('demo flags are validated', () => {
   expect(() => parseDemoArgs(['--pods', '1'])).toThrow(/--pods: must be an integer >= 2/);
   expect(() => parseDemoArgs(['--policies', 'magic'])).toThrow(/^--policies: unknown value "magic"; known: kvroute, round-robin, session-hash$/);
   expect(() => parseDemoArgs(['--nope'])).toThrow(/unknown flag --nope/);
+  // The simulator refuses more than 2^26 blocks (sim/src/cli.ts): refused here, not by every pod once the run started.
+  expect(() => parseDemoArgs(['--kv-cache-blocks', String(2 ** 26 + 1)])).toThrow(/^--kv-cache-blocks: must be an integer from 1024 to 67108864, got "67108865"$/);
+  expect(parseDemoArgs(['--kv-cache-blocks', String(2 ** 26)])!.sim.kvCacheBlocks).toBe(2 ** 26);
   expect(parseDemoArgs(['--help'])).toBeUndefined();
 });
