@@ -130,6 +130,25 @@ schedulingProfiles:
   ])('%s is refused, naming the field', (params, message) => {
     expect(() => parseEndpointPickerConfig(`${HEADER}plugins:\n  - type: precise-prefix-cache-scorer\n    parameters: { ${params} }\n`)).toThrow(message);
   });
+
+  // llm-d-router v0.10.0 pkg/kvcache/kvblock/token_processor.go `HashSeed string`: its strict decoder fails a YAML number
+  // ("cannot unmarshal number into Go struct field ... of type string"). Read as a string it would lose the seed's
+  // spelling (007 is 7, vLLM hashes "007"), and every block would miss.
+  test.each([
+    ['tokenProcessorConfig: { hashSeed: 42 }', 'plugins[0].parameters.tokenProcessorConfig.hashSeed', '42'],
+    ['indexerConfig: { tokenProcessorConfig: { hashSeed: 007 } }', 'plugins[0].parameters.indexerConfig.tokenProcessorConfig.hashSeed', '7'],
+    ['tokenProcessorConfig: { hashSeed: true }', 'plugins[0].parameters.tokenProcessorConfig.hashSeed', 'true'],
+  ])('a hashSeed that is not a string (%s) is refused, saying to quote it', (params, field, got) => {
+    expect(() => parseEndpointPickerConfig(`${HEADER}plugins:\n  - type: precise-prefix-cache-scorer\n    parameters: { ${params} }\n`))
+      .toThrow(`${field}: must be a string, the vLLM pods' PYTHONHASHSEED as they spell it; quote it (hashSeed: "42"), got ${got}`);
+  });
+
+  test('a quoted hashSeed keeps its spelling; null is unset, as Go leaves the string empty', () => {
+    const tokenProcessor = (seed: string): unknown =>
+      (parseEndpointPickerConfig(`${HEADER}plugins:\n  - type: precise-prefix-cache-scorer\n    parameters: { tokenProcessorConfig: { hashSeed: ${seed} } }\n`).plugins[0]!.parameters as Record<string, unknown>).tokenProcessorConfig;
+    expect(tokenProcessor('"007"')).toEqual({ hashSeed: '007' });
+    expect(tokenProcessor('null')).toEqual({});
+  });
 });
 
 describe('values llm-d-router v0.10.0 takes as unset, and its replaySocketPort', () => {

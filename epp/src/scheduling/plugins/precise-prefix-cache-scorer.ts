@@ -299,8 +299,22 @@ function tokenProcessor(f: FieldReader): Record<string, unknown> {
   return {
     ...size('blockSize'),
     ...size('blockSizeTokens'),
-    ...optional(f, 'hashSeed', () => f.raw('hashSeed')),
+    ...optional(f, 'hashSeed', () => hashSeed(f)),
   };
+}
+
+/**
+ * `hashSeed`: a string, as upstream's strict decoder takes it (`HashSeed string`, pkg/kvcache/kvblock/token_processor.go
+ * @ llm-d-router v0.10.0; the factory fails "cannot unmarshal number into Go struct field ... of type string"). A YAML
+ * number is refused rather than turned into a string: it no longer spells the PYTHONHASHSEED it stood for (`007` reads
+ * as 7, while vLLM hashes the seed string "007"), and every block would then miss. null is Go's unset, as before.
+ */
+function hashSeed(f: FieldReader): unknown {
+  const value = f.raw('hashSeed');
+  if (value !== null && typeof value !== 'string') {
+    throw new ConfigError(f.fieldPath('hashSeed'), `must be a string, the vLLM pods' PYTHONHASHSEED as they spell it; quote it (hashSeed: "42"), got ${describeValue(value)}`);
+  }
+  return value;
 }
 
 /**
