@@ -9,7 +9,7 @@ import * as net from 'net';
 import type { AddressInfo } from 'net';
 import type { ExtProcServer } from '@kvroute/epp/extproc';
 import { rawConnection, rawUntilIdle, StreamingReply, type RawConnection } from './clients';
-import { completion, deadPort, destroyClientAgent, gateway, LOOPBACK, pseudoRandom, send, startEpp, startUpstream, TestDirector, waitFor, type Upstream } from './harness';
+import { completion, deadPort, destroyClientAgent, gateway, LOOPBACK, pseudoRandom, send, sleep, startEpp, startUpstream, TestDirector, waitFor, type Upstream } from './harness';
 import { startScriptedExtProc } from './scripted-ext-proc';
 
 // Generous bounds for a shared, loaded machine (no test relies on them for timing).
@@ -71,6 +71,31 @@ describe('HCM stream_idle_timeout (CM onIdleTimeout L970-978, reset by every eve
       expect(gw.stats().timeouts.idle).toBe(1);
     } finally {
       up.gate.open();
+      await gw.close();
+    }
+  });
+
+  // ActiveStream::resetIdleTimer (conn_manager_impl.cc @ v1.35.0) re-arms the timer on every event, so the bound is on
+  // the gap between events, not on the stream's length: a generation that streams for longer than stream_idle_timeout
+  // must not be cut. Five events a third of the timeout apart outlast it; a timer armed once would reset the stream.
+  it('is re-armed by every event: a stream whose events come closer than the timeout outlives it', async () => {
+    const idleMs = 3000;
+    const gw = await gateway({ endpoints: [up.address], extProc: `${LOOPBACK}:${epp.port}`, idleTimeoutMs: idleMs });
+    try {
+      const n = 5;
+      const reply = new StreamingReply(gw.port, `/sse?n=${n}`, completion());
+      await reply.until('"i":0');
+      for (let i = 1; i < n && !reply.reset; i++) {
+        await sleep(idleMs / 3);
+        up.gate.open();
+        await reply.until(`"i":${i}`);
+      }
+      await reply.done;
+      expect(reply.reset).toBe(false);
+      expect(reply.status).toBe(200);
+      expect(reply.text).toContain('data: [DONE]');
+      expect(gw.stats().timeouts).toEqual({ requestReceive: 0, idle: 0, route: 0 });
+    } finally {
       await gw.close();
     }
   });
