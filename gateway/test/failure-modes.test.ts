@@ -5,6 +5,7 @@
  * hash) without losing a byte, on every Envoy release; without it the client gets Envoy's 500/504. What differs
  * between releases (FULL_DUPLEX_STREAMED) is in envoy-versions.test.ts.
  */
+import * as grpc from '@grpc/grpc-js';
 import * as http from 'http';
 import type { ExtProcServer } from '@kvroute/epp/extproc';
 import { ENVOY_SEMANTICS_VERSIONS } from '../src/envoy-semantics';
@@ -25,6 +26,7 @@ import {
   waitFor,
   type Upstream,
 } from './harness';
+import { startScriptedExtProc } from './scripted-ext-proc';
 
 // Generous bounds for a shared, loaded machine (no test relies on them for timing).
 jest.setTimeout(30_000);
@@ -194,6 +196,26 @@ describe('EPP that never answers', () => {
       expect(logs.lines.map((l) => l.fields?.details)).toContain('ext_proc_error_per-message_timeout_exceeded');
     } finally {
       await gw.close();
+    }
+  });
+});
+
+// An EPP that ends its stream with status OK is not a failure: onGrpcClose ("Successful close. We can ignore the stream
+// for the rest of our request and response processing") closes the stream and continues the request, with no
+// failure_mode_allow check (`ext_proc.cc` @ v1.35.0 L1675-1684), so even a fail-closed filter serves it by the fallback.
+describe('EPP that ends the stream with OK', () => {
+  it('is not a failure: the request goes on to the fallback policy even with failure_mode_allow false (onGrpcClose @ v1.35.0)', async () => {
+    const epp = await startScriptedExtProc({ failOn: { message: 'request_headers', code: grpc.status.OK } });
+    const gw = await gateway({ endpoints: [ups[0].address], extProc: epp.address, failureModeAllow: false });
+    try {
+      const r = await send(gw.port, { body: completion(), headers: json });
+      expect(r.status).toBe(200);
+      expect(r.json().port).toBe(ups[0].port);
+      expect(epp.streams[0].events.slice(0, 2)).toEqual(['request_headers', 'failed']);
+      expect(gw.stats().failOpenReasons).toMatchObject({ closed: 1 });
+    } finally {
+      await gw.close();
+      await epp.stop();
     }
   });
 });
