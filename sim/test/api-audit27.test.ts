@@ -215,6 +215,10 @@ describe('audit 27 (0.10.2 mode: a 0.10.2 hash algorithm)', () => {
   it("F2: serving_engine.py @ 61aa4b290 lines 672-686 (#22803): prompt >= max_model_len first, then the 'max_tokens' … too large message; chat adds ' None'", async () => {
     const over = await http(sim.url, 'POST', '/v1/completions', { prompt: 'hi', max_tokens: 64 });
     expect(over.json()).toEqual({ error: { message: "'max_tokens' or 'max_completion_tokens' is too large: 64. This model's maximum context length is 64 tokens and your request has 1 input tokens (64 > 64 - 1).", type: 'BadRequestError', param: null, code: 400 } });
+    // The boundary is the same `>`: 1 + 63 fills the context exactly and is served (#22803 kept `>`, lines 679-686).
+    const fits = await http(sim.url, 'POST', '/v1/completions', { prompt: 'hi', max_tokens: 63 });
+    expect(fits.status).toBe(200);
+    expect(fits.json().usage.prompt_tokens).toBe(1);
     const long = await http(sim.url, 'POST', '/v1/completions', { prompt: new Array(64).fill(785), max_tokens: 1 });
     expect(long.json().error.message).toBe("This model's maximum context length is 64 tokens. However, your request has 64 input tokens. Please reduce the length of the input messages.");
     const c = await http(sim.url, 'POST', '/v1/chat/completions', { ...chat(), max_tokens: 64 });

@@ -653,6 +653,21 @@ describe('OpenAI API over loopback', () => {
         await small.close();
       }
     });
+    // _validate_input refuses only `token_num + max_tokens > max_model_len` (serving_engine.py @ v0.10.0 lines 618-632):
+    // a request that exactly fills the context is served, one token more is refused.
+    it('prompt + max_tokens exactly max-model-len → 200; one more → 400 (serving_engine.py @ v0.10.0 _validate_input)', async () => {
+      const small = await startSimulator({ port: 0, timeScale: 1000, maxModelLen: 64 });
+      try {
+        const fits = await http(small.url, 'POST', '/v1/completions', { model: MODEL, prompt: new Array(60).fill(785), max_tokens: 4 });
+        expect(fits.status).toBe(200);
+        expect(fits.json().usage.prompt_tokens).toBe(60);
+        const over = await http(small.url, 'POST', '/v1/completions', { model: MODEL, prompt: new Array(60).fill(785), max_tokens: 5 });
+        expect(over.status).toBe(400);
+        expect(over.json().message).toMatch(/you requested 65 tokens \(60 in the messages, 5 in the completion\)/);
+      } finally {
+        await small.close();
+      }
+    });
     it('unknown route → 404, wrong method → 405, with Starlette\'s {"detail"} bodies', async () => {
       const nf = await http(sim.url, 'GET', '/v1/nope');
       expect(nf.status).toBe(404);
