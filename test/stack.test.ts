@@ -298,6 +298,15 @@ describe('cluster overrides', () => {
     });
   });
 
+  // The documented ring size (Envoy's RingHash `minimum_ring_size`, default 1024, at most 8M: ring_hash.proto @ v1.35.0;
+  // Istio's `consistentHash.ringHash.minimumRingSize`) is taken with the consistent-hash fallback, and reaches both.
+  test('a chosen minimumRingSize with the consistent-hash fallback builds, and is the ring size in Envoy and in the DestinationRule', () => {
+    const m = synthProps(withOverrides(DEMO, { extProc: { consistentHashFallback: true, minimumRingSize: 4096 } }));
+    const override = one(m, 'EnvoyFilter', 'ms-llm-d-modelservice-epp-ext-proc').spec.configPatches[1].patch.value.load_balancing_policy.policies[0].typed_extension_config;
+    expect(override.typed_config.fallback_policy.policies[0].typed_extension_config.typed_config).toMatchObject({ minimum_ring_size: 4096 });
+    expect(one(m, 'DestinationRule').spec.trafficPolicy.loadBalancer.consistentHash).toEqual({ httpHeaderName: 'x-session-id', ringHash: { minimumRingSize: 4096 } });
+  });
+
   test('withOverrides merges in depth and leaves the base untouched', () => {
     const merged = withOverrides(DEMO, { decode: { gpuMemoryUtilization: 0.5 } });
     expect(merged.decode).toEqual({ ...DEMO.decode, gpuMemoryUtilization: 0.5 });
