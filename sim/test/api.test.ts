@@ -653,6 +653,17 @@ describe('OpenAI API over loopback', () => {
         await small.close();
       }
     });
+    // The simulator's own bound (vLLM has none), documented in sim/README.md's error table: a body over 32 MiB is read
+    // to its end and refused with 413, nothing of it parsed.
+    it('a body over 32 MiB → 413 Request Entity Too Large', async () => {
+      const limit = 32 * 1024 * 1024;
+      const head = `{"model":"${MODEL}","prompt":"`;
+      const body = head + 'a'.repeat(limit + 1 - head.length - 2) + '"}';
+      expect(Buffer.byteLength(body)).toBe(limit + 1);
+      const r = await http(sim.url, 'POST', '/v1/completions', body);
+      expect(r.status).toBe(413);
+      expect(r.json()).toEqual({ object: 'error', message: `Request body exceeds ${limit} bytes.`, type: 'Request Entity Too Large', param: null, code: 413 });
+    });
     // _validate_input refuses only `token_num + max_tokens > max_model_len` (serving_engine.py @ v0.10.0 lines 618-632):
     // a request that exactly fills the context is served, one token more is refused.
     it('prompt + max_tokens exactly max-model-len → 200; one more → 400 (serving_engine.py @ v0.10.0 _validate_input)', async () => {
