@@ -156,6 +156,25 @@ describe('EPP that never answers', () => {
     }
   });
 
+  // onNewTimeout reads the override in whole milliseconds (DurationUtil::durationToMillisecondsNoThrow) and ignores one
+  // below 1 ms (`min_timeout_ms = 1`, ext_proc.cc @ v1.35.0): half a millisecond is 0 ms, ignored and counted so, and the
+  // configured timer keeps running; the answer right behind it is taken.
+  it('ignores an override under 1 ms (0.5 ms reads as 0 ms), counted as ignored; the answer behind it is taken', async () => {
+    const scripted = await startScriptedExtProc({
+      respond: (kind, _msg, plain) => (kind === 'request_headers' ? [{ override_message_timeout: { seconds: 0, nanos: 500_000 } }, plain] : undefined),
+    });
+    const gw = await gateway({ endpoints: [ups[0].address], extProc: scripted.address, messageTimeoutMs: 1000, maxMessageTimeoutMs: 5000 });
+    try {
+      const r = await send(gw.port, { body: completion(), headers: json });
+      expect(r.status).toBe(200);
+      expect(gw.stats().failOpens).toBe(0);
+      expect(gw.envoyStats()).toMatchObject({ override_message_timeout_ignored: 1, override_message_timeout_received: 0, message_timeouts: 0 });
+    } finally {
+      await gw.close();
+      await scripted.stop();
+    }
+  });
+
   it('honours an override within max_message_timeout: the late pick is taken, no timeout', async () => {
     // message_timeout 1 s (the EnvoyFilter's): a shorter one could fire on a loaded machine before the override is read.
     const gw = await gateway({ endpoints: ups.map((u) => u.address), extProc: `${LOOPBACK}:${epp.port}`, messageTimeoutMs: 1000, maxMessageTimeoutMs: 5000 });
