@@ -6,6 +6,7 @@
  * no retry of a failed ext_proc stream on another host (async_client_impl.cc startRaw → initialize(false), no
  * grpc_service.retry_policy in kvroute's EnvoyFilter).
  */
+import * as grpc from '@grpc/grpc-js';
 import * as net from 'node:net';
 import type { ExtProcServer } from '@kvroute/epp/extproc';
 import { parseArgs } from '../src/cli';
@@ -24,6 +25,7 @@ import {
   waitFor,
   type Upstream,
 } from './harness';
+import { startScriptedExtProc } from './scripted-ext-proc';
 
 jest.setTimeout(60_000);
 
@@ -377,6 +379,31 @@ describe('outlier detection', () => {
     } finally {
       await gw.close();
       await Promise.all([a.server.stop(0), b.server.stop(0)]);
+    }
+  });
+
+  // Consecutive means consecutive: a success resets the host's 5xx and gateway-failure counts
+  // (DetectorHostMonitorImpl::putHttpResponseCode, source/common/upstream/outlier_detection_impl.cc @ v1.35.0: the
+  // non-5xx branch sets consecutive_5xx_ and consecutive_gateway_failure_ to 0).
+  it('a stream answered between failures resets the consecutive count: 2 failures, 1 answer, 2 failures do not eject at consecutive5xx 3', async () => {
+    // INTERNAL is a 500 to the detector (not a gateway failure); streams 0, 1, 3, 4 and 5 fail, stream 2 is answered.
+    const epp = await startScriptedExtProc({ failOn: { message: 'request_headers', code: grpc.status.INTERNAL, streams: (i) => i !== 2 } });
+    const gw = await gateway({
+      endpoints: ups.map((u) => u.address), extProc: [epp.address],
+      extProcOutlierDetection: { consecutive5xx: 3, maxEjectionPercent: 100, baseEjectionTimeMs: 600_000 },
+    });
+    try {
+      expect(await sendMany(gw, 5)).toEqual(Array(5).fill(200));
+      expect(epp.streams.map((s) => s.events.includes('failed'))).toEqual([true, true, false, true, true]);
+      const c = gw.stats().extProc.cluster!;
+      expect(c.hosts[epp.address]).toMatchObject({ ejected: false, failures: 4, consecutive5xx: 2 });
+      expect(c.ejectionsDetected.consecutive_5xx).toBe(0);
+      // The third failure in a row ejects it.
+      expect(await sendMany(gw, 1)).toEqual([200]);
+      expect(gw.stats().extProc.cluster!.hosts[epp.address]).toMatchObject({ ejected: true, ejections: 1 });
+    } finally {
+      await gw.close();
+      await epp.stop();
     }
   });
 

@@ -16,8 +16,11 @@ export type MessageKind = 'request_headers' | 'request_body' | 'request_trailers
 export interface Script {
   /** Messages that get no answer (recorded all the same). */
   readonly silentOn?: readonly MessageKind[];
-  /** Ends the stream with this gRPC status once a message of this kind arrives. */
-  readonly failOn?: { readonly message: MessageKind; readonly code: grpc.status };
+  /**
+   * Ends the stream with this gRPC status once a message of this kind arrives; with `streams`, only on the streams
+   * (numbered from 0 in the order they opened) it returns true for.
+   */
+  readonly failOn?: { readonly message: MessageKind; readonly code: grpc.status; readonly streams?: (index: number) => boolean };
   /** Answers this message with a response-trailers answer, which nothing asked for (a spurious message). */
   readonly outOfOrderOn?: MessageKind;
   /**
@@ -54,6 +57,7 @@ export async function startScriptedExtProc(script: Script = {}): Promise<Scripte
   server.addService(extProcServiceDefinition(), {
     Process: (call: grpc.ServerDuplexStream<ProcessingRequest, unknown>) => {
       const stream: ScriptedStream = { events: [], messages: [], requestBodyBytes: 0 };
+      const index = streams.length;
       streams.push(stream);
       let duplex = false;
       let over = false;
@@ -64,7 +68,7 @@ export async function startScriptedExtProc(script: Script = {}): Promise<Scripte
         stream.messages.push(msg);
         if (kind === 'request_headers') duplex = msg.protocol_config?.request_body_mode === 'FULL_DUPLEX_STREAMED';
         if (kind === 'request_body') stream.requestBodyBytes += msg.request_body?.body?.length ?? 0;
-        if (script.failOn?.message === kind) {
+        if (script.failOn?.message === kind && (script.failOn.streams?.(index) ?? true)) {
           over = true;
           stream.events.push('failed');
           call.emit('error', { code: script.failOn.code, details: `scripted failure on ${kind}`, metadata: new grpc.Metadata() });
