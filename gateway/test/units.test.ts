@@ -264,6 +264,16 @@ describe('applyHeaderMutation (Envoy default mutation rules, mutation_utils.cc @
     expect(() => applyHeaderMutation(request(), { set_headers: set('x-big', 'v'.repeat(60 * 1024)) }, 'request')).toThrow(/header count 7 or header size 61506 bytes/);
     // 94 more headers make exactly 100: allowed.
     expect(applyHeaderMutation(request(), { set_headers: many.slice(0, 94) }, 'request').envoy).toBe(0);
+    // Every limit refuses only what is over it (`>` in responseHeaderSizeCheck and headerMutationResultCheck): exactly
+    // 100 names to remove pass, 101 do not; a result of exactly 60 KiB (61,440 bytes of names and values) passes.
+    const removes = (n: number) => Array.from({ length: n }, (_, i) => `x-${i}`);
+    expect(applyHeaderMutation(request(), { remove_headers: removes(100) }, 'request').envoy).toBe(0);
+    expect(() => applyHeaderMutation(request(), { remove_headers: removes(101) }, 'request')).toThrow('Header mutation remove header count 101 or set header count 0 exceed the HCM header countlimit 100');
+    // 100 entries to set pass the count check too (they name one header here, so the result stays small).
+    expect(applyHeaderMutation(request(), { set_headers: Array.from({ length: 100 }, () => set('x-same', 'v')[0]) }, 'request').envoy).toBe(0);
+    const base = 61506 - 'x-big'.length - 60 * 1024;
+    expect(applyHeaderMutation(request(), { set_headers: set('x-big', 'v'.repeat(60 * 1024 - base - 'x-big'.length)) }, 'request').envoy).toBe(0);
+    expect(() => applyHeaderMutation(request(), { set_headers: set('x-big', 'v'.repeat(60 * 1024 - base - 'x-big'.length + 1)) }, 'request')).toThrow(/header count 7 or header size 61441 bytes/);
     // A local reply's map has no limits.
     expect(applyHeaderMutation(new HeaderList(), { set_headers: many }, 'local-reply').envoy).toBe(0);
   });
