@@ -93,4 +93,16 @@ describe('flow-control series of idle flows are collected (llm-d-router v0.10.0 
     expect(decision.kind).toBe('route');
     await waitFor(async () => (await seriesOf('busy')).length === 0, 'busy\'s series to be collected once it is idle');
   });
+
+  // llm-d-router v0.10.0 pkg/epp/metrics/cardinality_test.go TestDeleteFlowControlFlowSeriesPreservesOverflowSeries:
+  // "A client can choose the overflow value itself as its fairness ID; GC of that flow must not delete the shared
+  // overflow series that aggregates every capped-out tenant."
+  it('the shared "other" series, chosen by a client as its fairness id, outlives a GC cycle that collects an idle flow', async () => {
+    expect((await director!.route(incoming('o1', 'other'))).kind).toBe('route');
+    expect((await director!.route(incoming('t1', 'tenant-1'))).kind).toBe('route');
+    expect(families(await seriesOf('other'))).toEqual(PER_FLOW_FAMILIES);
+    // tenant-1 went idle after "other" did: its collection proves a GC cycle ran with "other" idle a full period too.
+    await waitFor(async () => (await seriesOf('tenant-1')).length === 0, 'tenant-1\'s series to be collected');
+    expect(families(await seriesOf('other'))).toEqual(PER_FLOW_FAMILIES);
+  });
 });
