@@ -9,7 +9,7 @@
  */
 import * as net from 'node:net';
 import * as zmq from 'zeromq';
-import { REPLAY_END_SEQ } from '@kvroute/protocol/kv-events';
+import { encodeEventBatch, REPLAY_END_SEQ } from '@kvroute/protocol/kv-events';
 import { TestKvEventPublisher, waitFor } from '@kvroute/testkit';
 import { KvEventSubscriber, type SubscriberEvents } from '../src/kvindex/event-subscriber';
 
@@ -112,6 +112,48 @@ test('after a replay failed, a gap within llm-d-router\'s replayCooldown (30 s) 
   } finally {
     subscriber.close();
     router.close();
+    publisher.close();
+  }
+});
+
+// llm-d-router v0.10.0 pkg/kvevents/zmq_subscriber.go: at "Detected event sequence reset, rebuilding index" the subscriber
+// sets `z.lastReplayFailure = time.Time{}` and asks the new process's replay socket from 0: a restarted vLLM has a new
+// replay buffer, so the cooldown its predecessor's failed replay started does not apply to it.
+test('a publisher restart within the cooldown of a failed replay asks the new process for its replay: the batches it sent before the subscription came back are indexed', async () => {
+  const POD = '127.0.0.1:8000';
+  const publisher = new TestKvEventPublisher(`kv@${POD}@m`);
+  const { socketPort, replayPort } = await publisher.bind();
+  // The old process's replay socket never answers: the warm-up's three requests go unanswered and the replay fails.
+  publisher.dropReplayed = (request) => request < 3;
+  const log: string[] = [];
+  const events: SubscriberEvents = {
+    batch: (_pod, b) => log.push(`batch ${b.events[0]?.type === 'BlockRemoved' ? b.events[0].blockHashes[0] : '?'}`),
+    reset: (_pod, reason) => log.push(`reset ${reason}`), dropped: () => undefined, gap: () => log.push('gap'),
+    replay: (_pod, outcome) => log.push(`replay ${outcome}`),
+  };
+  const subscriber = new KvEventSubscriber({
+    mode: 'per-pod', topicFilter: 'kv@', socketPort, replayPort, replayTimeoutMs: 300, resolvePod: () => undefined, events, logger: quiet,
+  });
+  const removed = (seq: number) => [{ type: 'BlockRemoved' as const, blockHashes: [String(seq)] }];
+  try {
+    subscriber.addEndpoint(POD);
+    await publisher.waitSubscribed();
+    await waitFor(() => log.includes('replay failed'), 'the warm-up replay to fail');
+    await publisher.publish(removed(5), { seq: 5n });
+    await publisher.publish(removed(6), { seq: 6n });
+    await waitFor(() => log.includes('batch 6'), 'the old process\'s live batches');
+    // vLLM restarts: the new process numbers from 0, and its batches 0 and 1 went out while this subscription was
+    // reconnecting (PUB drops them), so only its replay buffer holds them.
+    publisher.buffer.length = 0;
+    for (const seq of [0, 1]) publisher.buffer.push([BigInt(seq), encodeEventBatch({ ts: 0, events: removed(100 + seq), dataParallelRank: 0 }, 'positional-v0.10.0')]);
+    await publisher.publish(removed(102), { seq: 2n });
+    // Settled either way: the new process's replay ended, or its live batch was applied with no replay asked for.
+    await waitFor(() => log.filter((l) => l.startsWith('replay ')).length === 2 || (log.includes('batch 102') && publisher.replayRequests.length === 3),
+      'the new process\'s replay to end, or its live batch to be applied without one');
+    expect(publisher.replayRequests).toEqual([0n, 0n, 0n, 0n]);
+    expect(log).toEqual(['reset gap', 'replay failed', 'batch 5', 'batch 6', 'reset publisher-restart', 'batch 100', 'batch 101', 'batch 102', 'replay repaired']);
+  } finally {
+    subscriber.close();
     publisher.close();
   }
 });
