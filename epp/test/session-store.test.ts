@@ -247,6 +247,38 @@ function config(storeAddress: string, extra = ''): string {
       }
     });
 
+    // reconnectOnError drops the connection for READONLY only (a demoted primary, test/session-store-failover.test.ts):
+    // ioredis 6.0.0 reconnects on whatever that function returns true for (README.md "Reconnect on Error", whose example
+    // reconnects "Only ... when the error contains READONLY"), and a reply
+    // error that says nothing about the node (WRONGTYPE on a key something else wrote, a command the store refuses)
+    // would otherwise drop every command in flight on the connection and leave the store down for its reconnect.
+    it('a reply error other than READONLY (WRONGTYPE) fails that read as an error and keeps the connection', async () => {
+      const reads: SessionStoreReadOutcome[] = [];
+      const ups: boolean[] = [];
+      const reconnects: string[] = [];
+      const store = new RedisSessionStore(
+        { address: redis.url, keyPrefix: 'wrongtype:', timeoutMs: 1000, ttlMs: 60_000 },
+        { read: (o) => reads.push(o), write: () => undefined, connected: (c) => ups.push(c), reconnect: (r) => reconnects.push(r), log: () => undefined },
+      );
+      await store.start();
+      try {
+        await waitFor(() => store.connected, 'the store to connect');
+        await redis.command('RPUSH', `wrongtype:${'a'.repeat(8)}`, 'not-a-binding');
+        expect(await store.read('a'.repeat(8))).toEqual({ status: 'unavailable', reason: 'error' });
+        // Written again at each poll: a write on a connection being dropped is not resent.
+        await waitFor(async () => {
+          store.write('b'.repeat(8), 'p1', false);
+          return (await store.read('b'.repeat(8))).status === 'hit';
+        }, 'a binding written after the error to be read back');
+        expect(reconnects).toEqual([]);
+        expect(ups).toEqual([true]);
+        expect(reads[0]).toBe('error');
+        expect(reads.at(-1)).toBe('hit');
+      } finally {
+        await store.close();
+      }
+    });
+
     it('unboundTimeout: ten times timeout by default, at most 250ms; refused below timeout or above 500ms; rendered only when set', () => {
       expect(unboundTimeoutMs({ address: 'r:1' })).toBe(50);
       expect(unboundTimeoutMs({ address: 'r:1', timeout: '20ms' })).toBe(200);
