@@ -491,6 +491,23 @@ describe('RequestControl with flow control: saturated pools queue instead of ans
     filterMetadata: {},
   });
 
+  // The pool emptied while the request waited (scaled to zero, every pod deleted): llm-d-router answers a queued
+  // request with no endpoint left to serve it 503 ServiceUnavailable with x-llm-d-request-dropped-reason
+  // rejected-no-endpoints ("No serving capacity exists (e.g. pool scaled to zero): signal genuine unavailability rather
+  // than backpressure", pkg/epp/requestcontrol/admission.go translateFlowControlOutcome, QueueOutcomeRejectedNoEndpoints
+  // and QueueOutcomeEvictedNoEndpoints, llm-d/llm-d-router @ ebab6879), not 429: a retry into an empty pool will not help.
+  it('a request waiting while every pod leaves the pool is answered 503 rejected-no-endpoints, not 429', async () => {
+    const rc = control({});
+    let answer: RouteDecision | undefined;
+    void rc.route(incoming('orphan')).then((d) => { answer = d; });
+    await turns(20);
+    expect(answer).toBeUndefined();
+    for (let i = 0; i < 2; i++) ds.removeEndpoint(`10.0.0.${i + 1}:8000`);
+    await waitFor(() => answer !== undefined, 'the waiting request to be answered');
+    expect(answer).toMatchObject({ kind: 'reject', status: 503, headers: { [DROPPED_REASON_HEADER]: 'rejected-no-endpoints' } });
+    expect(JSON.parse((answer as { body: string }).body).error).toMatchObject({ code: 'no_ready_endpoints' });
+  });
+
   it('holds every request of a burst while the pods are saturated and routes all of them once they drain: no 429', async () => {
     const rc = control({});
     const decisions: RouteDecision[] = [];
