@@ -4,6 +4,7 @@
  * "Monotonic Clocks"). These tests step `Date.now()` only (timers and the monotonic clock run on) and expect no change.
  */
 import { FakeVllmServer, sleep, stepWallClock, turns, waitFor, type SteppedWallClock } from '@kvroute/testkit';
+import { adoptClockAnchor, clockAnchorMs, monotonicMs } from '../src/clock';
 import { defaultEndpointPickerConfig } from '../src/config';
 import { Datastore, metricsFresh } from '../src/datastore/datastore';
 import { endpointKey } from '../src/datastore/endpoint-key';
@@ -125,5 +126,33 @@ describe('metric staleness (GIE v1.5.0: time.Since on the metrics\' UpdateTime, 
     // Without flow control a pool whose only page is stale answers 503 (the saturation filter keeps no pod), as before the step.
     expect(before).toMatchObject({ kind: 'reject', status: 503 });
     expect(after).toMatchObject({ kind: 'reject', status: 503 });
+  });
+});
+
+// The scrapes of the default `worker` mode are timed in worker threads, on their own copy of clock.ts, and compared on
+// the main thread (staleness, the since-scrape ledger, the latency models' intervals). A worker anchored on its own at
+// its start (a restart after a crash, or a pool that grew) would read a step of the wall clock since the main thread's
+// start into every page's age: the monotonic clock's point (Go's one monotonic reading per process, `time` package
+// docs, "Monotonic Clocks") is that no thread of the process sees the step.
+describe('scrape workers stamp their pages on the main thread\'s clock (clock.ts adoptClockAnchor)', () => {
+  it('a worker started after the wall clock stepped back an hour since the main thread\'s start: its page is a moment old, not an hour', async () => {
+    const anchor = clockAnchorMs();
+    const pod = await FakeVllmServer.start({ engines: [{ waiting: 0, running: 0, kvUsage: 0.1 }] });
+    // The main thread anchored before the step: its clock reads an hour past the wall clock a thread anchors on now.
+    adoptClockAnchor(anchor + HOUR_MS);
+    const ds = new Datastore({ refreshIntervalMs: 60_000, scrapeMode: 'worker' });
+    try {
+      const key = endpointKey('127.0.0.1', pod.port);
+      ds.upsertEndpoint({ key, name: 'pod-0', namespace: 'default', address: '127.0.0.1', port: pod.port, labels: {} });
+      await waitFor(() => (ds.metrics(key)?.updateTime ?? 0) > 0, 'the first scrape');
+      const age = monotonicMs() - ds.metrics(key)!.updateTime;
+      expect(age).toBeGreaterThanOrEqual(0);
+      expect(age).toBeLessThan(HOUR_MS / 2);
+      expect(metricsFresh(ds.metrics(key)!, 30_000)).toBe(true);
+    } finally {
+      await ds.stop();
+      await pod.close();
+      adoptClockAnchor(anchor);
+    }
   });
 });
