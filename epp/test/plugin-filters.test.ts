@@ -155,6 +155,17 @@ describe('saturation-filter', () => {
     expect(() => saturationFilter({ countPicksSinceScrape: 'yes' })).toThrow(/countPicksSinceScrape.*must be true or false, got "yes"/);
   });
 
+  // As since-scrape-ledger.ts documents it: ends count as well as routes, because vLLM's waiting queue moves with both
+  // (an ended request frees a running slot the next waiting one takes); counting routes alone capped a pod at
+  // queueDepthThreshold + 1 requests per scrape interval however fast it served them.
+  it('a pod whose page showed a queue over the threshold is kept once as many of this EPP\'s requests ended there since (net picks below 0)', () => {
+    const { filter, excluded } = saturationFilter({ queueDepthThreshold: 5 });
+    const drained = (net: number) => ({ ...pod(`net${net}`, { metrics: { waitingQueueSize: 7 } }), netPicksSinceScrape: net });
+    // 7 scraped, 2 ended since: 5, at the threshold, stays; 1 ended: 6, over it.
+    expect(names(filter.filter({ request: cycle.request, state: new CycleState() }, [drained(-2), drained(-1)]))).toEqual(['net-2']);
+    expect(excluded).toEqual(['queue']);
+  });
+
   it('drops endpoints with stale or never-scraped metrics (default bound 200ms)', () => {
     const { filter, excluded } = saturationFilter();
     const pods = [
