@@ -145,6 +145,10 @@ describe('Datastore without scraping', () => {
     // Requested before the three routes, applied after them: none of them is in it.
     ds.setMetrics(key, { updateTime: t - 10, requestTime: t - 15 });
     expect(ds.netPicksSinceScrape(key)).toBe(3);
+    // Requested before them, stamped after them (the three were routed during its round trip): none of them is in it
+    // either. The request's time decides, not the reading's.
+    ds.setMetrics(key, { updateTime: monotonicMs() + 10, requestTime: t - 5 });
+    expect(ds.netPicksSinceScrape(key)).toBe(3);
     // Requested after them: all of them are.
     ds.setMetrics(key, { updateTime: monotonicMs() + 10, requestTime: monotonicMs() + 5 });
     expect(ds.netPicksSinceScrape(key)).toBe(0);
