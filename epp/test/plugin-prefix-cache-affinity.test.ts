@@ -467,6 +467,26 @@ describe('inflight-load-producer counts', () => {
     expect(p.inFlightTokens(scraped(6, 1100))).toBe(200);
     expect(p.inFlightTokens(scraped(7, 1150))).toBe(0);
   });
+
+  // Its queue is the latency model's (pod-latency-model.ts `restarted`): the prefills committed to a pod before its model
+  // server restarted went with the old process (their requests failed), so they stop counting at the restart rather
+  // than at their timeout (up to 30 s), which kept a restarted, idle pod looking loaded to the affinity filter's gate.
+  it('drops the tokens committed to a pod before its model server restarted, keeps those committed after, and leaves other pods alone', () => {
+    const now = { t: 1000 };
+    const config = validateEndpointPickerConfig({ apiVersion: 'llm-d.ai/v1alpha1', kind: 'EndpointPickerConfig', plugins: [{ type: 'inflight-load-producer' }, { type: 'prefix-cache-scorer' }, { type: 'max-score-picker' }] });
+    const scheduler = buildScheduler(config, { now: () => now.t });
+    const p = scheduler.plugin('inflight-load-producer') as InFlightLoadProducer;
+    p.addReader();
+    const [a, b] = [pod('a'), pod('b')];
+    commit(p, a, 'x'.repeat(4000), 0, 'old');
+    commit(p, b, 'x'.repeat(400), 0, 'other');
+    now.t = 1100;
+    commit(p, a, 'x'.repeat(400), 0, 'new');
+    expect(p.inFlightTokens(a)).toBe(1100);
+    scheduler.plugins.endpointRestarted('a:8000', 1050);
+    expect(p.inFlightTokens(a)).toBe(100);
+    expect(p.inFlightTokens(b)).toBe(100);
+  });
 });
 
 /**
