@@ -30,6 +30,8 @@ describe('label selectors (apimachinery pkg/labels/selector.go Parse and Require
     ['!deprecated', { deprecated: 'x' }, false],
     ['llm-d.ai/role=decode,!canary', { 'llm-d.ai/role': 'decode' }, true],
     ['rank>1', { rank: '2' }, true],
+    ['rank>2', { rank: '2' }, false], // strict: Matches' GreaterThan is `lsValue > rValue`
+    ['rank<2', { rank: '2' }, false], // and LessThan `lsValue < rValue`
     ['rank<1', { rank: 'a' }, false], // a value that is not an integer never matches
     ['app=', { app: '' }, true],
     ['', { anything: 'x' }, true], // labels.Everything()
