@@ -18,6 +18,15 @@ jest.setTimeout(60_000);
 const PODS = 12;
 const quiet = { warn: () => undefined, debug: () => undefined };
 
+/** Subscriber events written to `log` in order: each batch by its first removed block, resets, gaps, replay outcomes. */
+function loggedEvents(log: string[]): SubscriberEvents {
+  return {
+    batch: (_pod, b) => log.push(`batch ${b.events[0]?.type === 'BlockRemoved' ? b.events[0].blockHashes[0] : '?'}`),
+    reset: (_pod, reason) => log.push(`reset ${reason}`), dropped: () => undefined, gap: () => log.push('gap'),
+    replay: (_pod, outcome) => log.push(`replay ${outcome}`),
+  };
+}
+
 async function freePort(host: string): Promise<number> {
   const server = net.createServer();
   await new Promise<void>((resolve) => server.listen(0, host, resolve));
@@ -86,11 +95,7 @@ test('after a replay failed, a gap within llm-d-router\'s replayCooldown (30 s) 
   let asked = 0;
   void (async () => { for await (const _ of router) asked++; })().catch(() => undefined);
   const log: string[] = [];
-  const events: SubscriberEvents = {
-    batch: (_pod, b) => log.push(`batch ${b.events[0]?.type === 'BlockRemoved' ? b.events[0].blockHashes[0] : '?'}`),
-    reset: (_pod, reason) => log.push(`reset ${reason}`), dropped: () => undefined, gap: () => log.push('gap'),
-    replay: (_pod, outcome) => log.push(`replay ${outcome}`),
-  };
+  const events = loggedEvents(log);
   const subscriber = new KvEventSubscriber({
     mode: 'per-pod', topicFilter: 'kv@', socketPort, replayPort: Number(/:(\d+)$/.exec(router.lastEndpoint ?? '')![1]),
     replayTimeoutMs: 300, resolvePod: () => undefined, events, logger: quiet,
@@ -126,11 +131,7 @@ test('a publisher restart within the cooldown of a failed replay asks the new pr
   // The old process's replay socket never answers: the warm-up's three requests go unanswered and the replay fails.
   publisher.dropReplayed = (request) => request < 3;
   const log: string[] = [];
-  const events: SubscriberEvents = {
-    batch: (_pod, b) => log.push(`batch ${b.events[0]?.type === 'BlockRemoved' ? b.events[0].blockHashes[0] : '?'}`),
-    reset: (_pod, reason) => log.push(`reset ${reason}`), dropped: () => undefined, gap: () => log.push('gap'),
-    replay: (_pod, outcome) => log.push(`replay ${outcome}`),
-  };
+  const events = loggedEvents(log);
   const subscriber = new KvEventSubscriber({
     mode: 'per-pod', topicFilter: 'kv@', socketPort, replayPort, replayTimeoutMs: 300, resolvePod: () => undefined, events, logger: quiet,
   });

@@ -209,40 +209,50 @@ describe('kvCacheBackendConfigs (llm-d-kv-cache indexer.go / kvblock_scorer.go @
   });
 });
 
+/**
+ * A precise scorer marking speculatively (TTL 2 s) on a manual clock (`clock.now`, ms), pods `a` and `b` in subnet
+ * 10.0.`subnet`.0, its `kvroute_epp_kv_index_blocks` gauge recorded per pod, and `pick` scoring a prompt of `text` on
+ * both and committing it to `pod`.
+ */
+function speculativePicks(subnet: number) {
+  const clock = { now: 0 };
+  const gauge = new Map<string, number>();
+  const scheduler = buildScheduler(preciseOnlyConfig(`{ modelName: "${MODEL}" }`, '      speculativeIndexing: true\n      speculativeTTL: 2s\n'), {
+    now: () => clock.now,
+    metrics: { ...NOOP_SCHEDULING_METRICS, setKvIndexBlocks: (pod, blocks) => gauge.set(pod, blocks) },
+  });
+  const scorer = scheduler.plugin('precise-prefix-cache-scorer') as PrecisePrefixCacheScorer;
+  const [a, b] = [`10.0.${subnet}.1:8000`, `10.0.${subnet}.2:8000`] as const;
+  const snapshot = (key: string): EndpointSnapshot => ({
+    endpoint: { key, name: key, namespace: 'ns', address: key.split(':')[0]!, port: 8000, labels: {} },
+    metrics: { ...EMPTY_METRICS, updateTime: clock.now }, activeRequests: 0,
+  });
+  for (const key of [a, b]) scheduler.plugins.addEndpoint(snapshot(key).endpoint);
+  const inputOf = (text: string) => parseRequestBody(Buffer.from(JSON.stringify({ model: MODEL, messages: [{ role: 'user', content: text.repeat(40) }] }))).input;
+  const pick = async (text: string, pod: string): Promise<void> => {
+    const request = { requestId: text, model: MODEL, prompt: '', input: inputOf(text), headers: {}, attributes: new CycleState() };
+    await scorer.prepareRequest(request);
+    const cycle = { request, state: new CycleState() };
+    scorer.score(cycle, [snapshot(a), snapshot(b)]);
+    scorer.postCycle(cycle, { targets: [snapshot(pod)] } as unknown as Parameters<PrecisePrefixCacheScorer['postCycle']>[1]);
+  };
+  return { clock, gauge, scheduler, scorer, a, b, inputOf, pick };
+}
+
 // Session 74 made a pick drop every pod's lapsed speculative marks, not only the picked pod's (llm-d-router v0.10.0
 // preciseprefixcache/prerequest.go buildSpeculativeCache: the TTL cache expires them on its own, OnEviction ->
 // index.Evict), but set `kvroute_epp_kv_index_blocks` for the picked pod only: a pod whose marks the sweep dropped went
 // on reporting them until its own next pick or events batch, which a pod no longer picked (the case the sweep is for)
 // may never have.
 test('the lapsed marks another pod\'s pick drops leave that pod\'s kv_index_blocks gauge too', async () => {
-  let clock = 0;
-  const gauge = new Map<string, number>();
-  const scheduler = buildScheduler(preciseOnlyConfig(`{ modelName: "${MODEL}" }`, '      speculativeIndexing: true\n      speculativeTTL: 2s\n'), {
-    now: () => clock,
-    metrics: { ...NOOP_SCHEDULING_METRICS, setKvIndexBlocks: (pod, blocks) => gauge.set(pod, blocks) },
-  });
-  const scorer = scheduler.plugin('precise-prefix-cache-scorer') as PrecisePrefixCacheScorer;
-  const [a, b] = ['10.0.11.1:8000', '10.0.11.2:8000'] as const;
-  const snapshot = (key: string): EndpointSnapshot => ({
-    endpoint: { key, name: key, namespace: 'ns', address: key.split(':')[0]!, port: 8000, labels: {} },
-    metrics: { ...EMPTY_METRICS, updateTime: clock }, activeRequests: 0,
-  });
-  for (const key of [a, b]) scheduler.plugins.addEndpoint(snapshot(key).endpoint);
-  const pick = async (text: string, pod: string): Promise<void> => {
-    const input = parseRequestBody(Buffer.from(JSON.stringify({ model: MODEL, messages: [{ role: 'user', content: text.repeat(40) }] }))).input;
-    const request = { requestId: text, model: MODEL, prompt: '', input, headers: {}, attributes: new CycleState() };
-    await scorer.prepareRequest(request);
-    const cycle = { request, state: new CycleState() };
-    scorer.score(cycle, [snapshot(a), snapshot(b)]);
-    scorer.postCycle(cycle, { targets: [snapshot(pod)] } as unknown as Parameters<PrecisePrefixCacheScorer['postCycle']>[1]);
-  };
+  const { clock, gauge, scheduler, scorer, a, b, pick } = speculativePicks(11);
   try {
     await pick('Alpha text. ', a);
     const marked = scorer.index.blocksOf(a);
     expect(marked).toBeGreaterThan(0);
     expect(gauge.get(a)).toBe(marked);
     // A TTL on, b is picked: a's marks lapsed and the sweep drops them; a's gauge says so.
-    clock = 2_500;
+    clock.now = 2_500;
     await pick('Beta text. ', b);
     expect(scorer.index.blocksOf(a)).toBe(0);
     expect(gauge.get(a)).toBe(0);
@@ -258,27 +268,7 @@ test('the lapsed marks another pod\'s pick drops leave that pod\'s kv_index_bloc
 // expires them on its own (llm-d-router v0.10.0 preciseprefixcache/prerequest.go buildSpeculativeCache: go cache.Start()).
 test('a pick that marks nothing (its prompt wholly cached on the pod) still sweeps other pods\' lapsed marks when a sweep is due', async () => {
   const tokenizer = ModelTokenizer.load(resolveTokenizerFiles({ model: MODEL, hubCache: '/nonexistent' }));
-  let clock = 0;
-  const gauge = new Map<string, number>();
-  const scheduler = buildScheduler(preciseOnlyConfig(`{ modelName: "${MODEL}" }`, '      speculativeIndexing: true\n      speculativeTTL: 2s\n'), {
-    now: () => clock,
-    metrics: { ...NOOP_SCHEDULING_METRICS, setKvIndexBlocks: (pod, blocks) => gauge.set(pod, blocks) },
-  });
-  const scorer = scheduler.plugin('precise-prefix-cache-scorer') as PrecisePrefixCacheScorer;
-  const [a, b] = ['10.0.12.1:8000', '10.0.12.2:8000'] as const;
-  const snapshot = (key: string): EndpointSnapshot => ({
-    endpoint: { key, name: key, namespace: 'ns', address: key.split(':')[0]!, port: 8000, labels: {} },
-    metrics: { ...EMPTY_METRICS, updateTime: clock }, activeRequests: 0,
-  });
-  for (const key of [a, b]) scheduler.plugins.addEndpoint(snapshot(key).endpoint);
-  const inputOf = (text: string) => parseRequestBody(Buffer.from(JSON.stringify({ model: MODEL, messages: [{ role: 'user', content: text.repeat(40) }] }))).input;
-  const pick = async (text: string, pod: string): Promise<void> => {
-    const request = { requestId: text, model: MODEL, prompt: '', input: inputOf(text), headers: {}, attributes: new CycleState() };
-    await scorer.prepareRequest(request);
-    const cycle = { request, state: new CycleState() };
-    scorer.score(cycle, [snapshot(a), snapshot(b)]);
-    scorer.postCycle(cycle, { targets: [snapshot(pod)] } as unknown as Parameters<PrecisePrefixCacheScorer['postCycle']>[1]);
-  };
+  const { clock, gauge, scheduler, scorer, a, b, inputOf, pick } = speculativePicks(12);
   try {
     // b holds the hot prompt on GPU, every block of it.
     const { ids } = (await tokenizer.promptTokens(inputOf('Hot text. ')))!;
@@ -289,7 +279,7 @@ test('a pick that marks nothing (its prompt wholly cached on the pod) still swee
     expect(scorer.index.blocksOf(a)).toBeGreaterThan(0);
     expect(gauge.get(a)).toBe(scorer.index.blocksOf(a));
     // A TTL on, the hot prompt goes to b, which holds all of it: nothing is marked, and a's lapsed marks go.
-    clock = 2_500;
+    clock.now = 2_500;
     await pick('Hot text. ', b);
     expect(scorer.index.blocksOf(b)).toBe(n);
     expect([scorer.index.blocksOf(a), gauge.get(a)]).toEqual([0, 0]);
