@@ -502,6 +502,36 @@ schedulingProfiles:
   });
 });
 
+// Upstream decodes the config with sigs.k8s.io/yaml over go-yaml v2 (YAML 1.1), which merges `<<: *anchor` into its
+// mapping, keys written beside it winning (GIE v1.6.0 / llm-d-router v0.10.0 pkg/epp/config/loader/configloader.go,
+// runtime.DecodeInto with the apimachinery YAML serializer); kvroute read `<<` as a literal key and refused the entry
+// as lacking `type`.
+describe('YAML 1.1 merge keys', () => {
+  it('merges an anchored mapping into the entries that name it, a key written beside `<<` overriding the merged one', () => {
+    const config = parseEndpointPickerConfig(`${HEADER}plugins:
+- &prefix
+  type: prefix-cache-scorer
+  parameters: &params {blockSizeTokens: 32, maxPrefixBlocksToMatch: 128}
+- <<: *prefix
+  name: prefix-long
+  parameters:
+    <<: *params
+    maxPrefixBlocksToMatch: 512
+- type: queue-scorer
+`);
+    const [first, second] = config.plugins;
+    expect(second).toMatchObject({ type: 'prefix-cache-scorer', name: 'prefix-long' });
+    // blockSizeTokens 32 is read as 128 characters (4 a token; the default is 64).
+    expect(second!.parameters).toMatchObject({ hashBlockSize: 128, maxPrefixBlocksToMatch: 512 });
+    expect(first!.parameters).toMatchObject({ hashBlockSize: 128, maxPrefixBlocksToMatch: 128 });
+  });
+
+  it('still refuses a key written twice beside a merge', () => {
+    expect(() => parseEndpointPickerConfig(`${HEADER}plugins:\n- type: queue-scorer\n  <<: {name: q}\n  type: queue-scorer\n`))
+      .toThrow(/^invalid YAML: Map keys must be unique/);
+  });
+});
+
 describe('round trip and normalization', () => {
   const samples: [string, EndpointPickerConfig][] = [
     ['the default config', defaultEndpointPickerConfig()],

@@ -36,7 +36,9 @@ const DEFAULT_PROFILE_HANDLER_TYPE = 'single-profile-handler';
  * @throws ConfigError for YAML syntax errors, duplicate keys and every validation failure.
  */
 export function parseEndpointPickerConfig(yamlText: string): EndpointPickerConfig {
-  const document = parseDocument(yamlText, { uniqueKeys: true, prettyErrors: true });
+  // `merge`: YAML 1.1 merge keys (`<<: *anchor`), which upstream's decoder (sigs.k8s.io/yaml over go-yaml v2, YAML 1.1)
+  // merges, keys written beside `<<` winning; without it `<<` was read as a key and the entry reported as lacking `type`.
+  const document = parseDocument(yamlText, { uniqueKeys: true, prettyErrors: true, merge: true });
   const [firstError] = document.errors;
   if (firstError?.code === 'MULTIPLE_DOCS') throw new ConfigError('', 'expected one YAML document, got several');
   if (firstError !== undefined) throw new ConfigError('', `invalid YAML: ${firstError.message}`);
