@@ -20,6 +20,7 @@ import { BENCH_DIR } from './processes';
 import { htmlReport, terminalTable, type TargetCheck } from './report';
 import { runWorkload, type FaultHook, type RequestRecord } from './run';
 import { DEFAULT_SIM, httpGet, MIN_KV_CACHE_BLOCKS, prefixCacheCounters, startStack, type RoutingPolicy, type SimulatorSettings } from './stack';
+import { MAX_KV_CACHE_BLOCKS } from '@kvroute/sim';
 import { buildWorkload, DEFAULT_WORKLOAD, type WorkloadOptions } from './workload';
 
 export interface DemoOptions {
@@ -390,9 +391,9 @@ const DEMO_FLAGS = {
   faults: SWITCH,
   replicas: integer(1, 8),
   'replica-scorer': oneOf(['precise', 'approximate'] as const),
-  // At most the simulator's own bound (sim/src/cli.ts --kv-cache-blocks, 2^26), as `stack` has it: above it every pod
+  // At most the simulator's own bound (MAX_KV_CACHE_BLOCKS), as `stack` has it: above it every pod
   // refused to start mid-run, after the command had started its processes.
-  'kv-cache-blocks': integer(MIN_KV_CACHE_BLOCKS, 1 << 26),
+  'kv-cache-blocks': integer(MIN_KV_CACHE_BLOCKS, MAX_KV_CACHE_BLOCKS),
   'time-scale': decimal(0, Infinity, { aboveMin: true }),
   out: directory,
   quiet: SWITCH,
@@ -409,7 +410,7 @@ export const DEMO_USAGE = `Usage: npm run demo -- [flags]
                        loopback, beside a single-replica run (default 1 = no replica runs; needs redis-server)
   --replica-scorer S   precise (default: the replica runs score prefixes from the pods' KV events, every
                        replica subscribed to every pod) or approximate (each replica's own index, which diverge)
-  --kv-cache-blocks N  KV-cache blocks per pod (default ${DEFAULT_SIM.kvCacheBlocks}, ${MIN_KV_CACHE_BLOCKS} to ${1 << 26})
+  --kv-cache-blocks N  KV-cache blocks per pod (default ${DEFAULT_SIM.kvCacheBlocks}, ${MIN_KV_CACHE_BLOCKS} to ${MAX_KV_CACHE_BLOCKS})
   --time-scale X       simulated time runs X times faster than real time (default ${DEFAULT_SIM.timeScale})
   --out DIR            where results.json, report.html and logs/ go (default bench/out)
   --quiet              no progress or table

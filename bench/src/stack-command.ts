@@ -10,6 +10,7 @@ import { decimal, directory, integer, oneOf, parseFlags, UsageError } from './cl
 import { POLICIES } from './demo';
 import { BENCH_DIR, onNextInterrupt, type Started } from './processes';
 import { DEFAULT_SIM, MIN_KV_CACHE_BLOCKS, startStack, type RoutingPolicy, type SimulatorSettings, type Stack } from './stack';
+import { MAX_KV_CACHE_BLOCKS } from '@kvroute/sim';
 
 export interface StackCommandOptions {
   readonly pods: number;
@@ -33,7 +34,7 @@ const STACK_FLAGS = {
   pods: integer(1, 16),
   port: integer(0, 65535),
   // The floor is checked against --max-model-len below (one longest sequence must fit, as vLLM requires).
-  'kv-cache-blocks': integer(1, 1 << 26),
+  'kv-cache-blocks': integer(1, MAX_KV_CACHE_BLOCKS),
   // Qwen3-0.6B's max_position_embeddings (40960): vLLM refuses a longer --max-model-len for it.
   'max-model-len': integer(2, 40960),
   'time-scale': decimal(0, Infinity, { aboveMin: true }),

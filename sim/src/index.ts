@@ -1,7 +1,7 @@
 /** The simulator as a library: start one in-process, or drive its engine and KV cache directly. */
 export { startSimulator } from './server';
 export type { Simulator, StartOptions } from './server';
-export { defaultOptions, resolveOptions, OptionError } from './options';
+export { defaultOptions, resolveOptions, OptionError, MAX_KV_CACHE_BLOCKS } from './options';
 export type { SimulatorInput, SimulatorOptions } from './options';
 export { parseCli } from './cli';
 export { Engine } from './engine';

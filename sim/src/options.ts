@@ -233,6 +233,9 @@ export function defaultOptions(): SimulatorOptions {
 
 export { OptionError };
 
+/** The most KV-cache blocks a pod may have (`--kv-cache-blocks`); tools that start simulators check against it. */
+export const MAX_KV_CACHE_BLOCKS = 1 << 26;
+
 /** Fills defaults and checks every value; errors name the CLI flag. */
 export function resolveOptions(partial: SimulatorInput = {}): SimulatorOptions {
   const o = { ...defaultOptions(), ...stripUndefined(partial) } as SimulatorOptions;
@@ -267,7 +270,7 @@ export function resolveOptions(partial: SimulatorInput = {}): SimulatorOptions {
     throw new OptionError('--block-size', `must be one of ${VLLM_BLOCK_SIZES.join(', ')} (vLLM's choices), got ${o.blockSize}`);
   }
   // At least 2: block 0 is vLLM's null block.
-  int('--kv-cache-blocks', o.kvCacheBlocks, 2, 1 << 26);
+  int('--kv-cache-blocks', o.kvCacheBlocks, 2, MAX_KV_CACHE_BLOCKS);
   int('--max-num-seqs', o.maxNumSeqs, 1);
   int('--max-model-len', o.maxModelLen, 2);
   checkDerivedMaxModelLen(o.model, o.maxModelLen);
