@@ -918,7 +918,7 @@ export class KvBlockIndex {
       else state.marks.use(key);
     }
     this.trim(pod, state);
-    return swept ?? NONE;
+    return swept;
   }
 
   /**
