@@ -503,27 +503,57 @@ schedulingProfiles:
 });
 
 // Upstream decodes the config with sigs.k8s.io/yaml over go-yaml v2 (YAML 1.1), which merges `<<: *anchor` into its
-// mapping, keys written beside it winning (GIE v1.6.0 / llm-d-router v0.10.0 pkg/epp/config/loader/configloader.go,
-// runtime.DecodeInto with the apimachinery YAML serializer); kvroute read `<<` as a literal key and refused the entry
-// as lacking `type`.
+// mapping (llm-d-router v0.10.0 pkg/epp/config/loader/configloader.go decodeRawConfig, runtime.DecodeInto with the
+// apimachinery YAML serializer); kvroute read `<<` as a literal key and refused the entry as lacking `type`. The decoder
+// is strict (`serializer.EnableStrict`: sigs.k8s.io/yaml YAMLToJSONStrict), and go-yaml v2's strict decoder sets merged
+// keys through the same setMapIndex as written ones, which refuses a key already in the map ("key "x" already set in
+// map"; gopkg.in/yaml.v2 decode.go, go-yaml/yaml#410): an override of a merged key is refused upstream, not applied.
 describe('YAML 1.1 merge keys', () => {
-  it('merges an anchored mapping into the entries that name it, a key written beside `<<` overriding the merged one', () => {
+  it('merges an anchored mapping into the mappings that name it, beside keys of their own', () => {
     const config = parseEndpointPickerConfig(`${HEADER}plugins:
 - &prefix
   type: prefix-cache-scorer
   parameters: &params {blockSizeTokens: 32, maxPrefixBlocksToMatch: 128}
-- <<: *prefix
+- name: prefix-long
+  <<: *prefix
+- type: prefix-cache-scorer
+  name: prefix-lru
+  parameters:
+    <<: *params
+    lruCapacityPerServer: 1000
+- type: queue-scorer
+`);
+    const [first, second, third] = config.plugins;
+    expect(second).toMatchObject({ type: 'prefix-cache-scorer', name: 'prefix-long' });
+    // blockSizeTokens 32 is read as 128 characters (4 a token; the default is 64).
+    expect(second!.parameters).toMatchObject({ hashBlockSize: 128, maxPrefixBlocksToMatch: 128 });
+    expect(third!.parameters).toMatchObject({ hashBlockSize: 128, maxPrefixBlocksToMatch: 128, lruCapacityPerServer: 1000 });
+    expect(first!.parameters).toMatchObject({ hashBlockSize: 128, maxPrefixBlocksToMatch: 128 });
+  });
+
+  it('refuses a key written beside `<<` that the merged mapping sets too, as upstream\'s strict decoder does (go-yaml v2: key already set in map)', () => {
+    const override = `${HEADER}plugins:
+- &prefix
+  type: prefix-cache-scorer
+  parameters: &params {blockSizeTokens: 32, maxPrefixBlocksToMatch: 128}
+- type: prefix-cache-scorer
   name: prefix-long
   parameters:
     <<: *params
     maxPrefixBlocksToMatch: 512
-- type: queue-scorer
-`);
-    const [first, second] = config.plugins;
-    expect(second).toMatchObject({ type: 'prefix-cache-scorer', name: 'prefix-long' });
-    // blockSizeTokens 32 is read as 128 characters (4 a token; the default is 64).
-    expect(second!.parameters).toMatchObject({ hashBlockSize: 128, maxPrefixBlocksToMatch: 512 });
-    expect(first!.parameters).toMatchObject({ hashBlockSize: 128, maxPrefixBlocksToMatch: 128 });
+`;
+    expect(() => parseEndpointPickerConfig(override)).toThrow(/^invalid YAML: line 11: key "maxPrefixBlocksToMatch" already set in map/);
+    // Written before the merge, it is refused all the same (go-yaml sets the merged key second).
+    expect(() => parseEndpointPickerConfig(`${HEADER}plugins:\n- &q {type: queue-scorer, name: q}\n- name: q2\n  <<: *q\n`))
+      .toThrow(/key "name" already set in map/);
+  });
+
+  it('refuses a key two merged mappings both set, as upstream\'s strict decoder does', () => {
+    expect(() => parseEndpointPickerConfig(`${HEADER}plugins:
+- &a {type: queue-scorer, name: a}
+- &b {name: b}
+- <<: [*b, *a]
+`)).toThrow(/key "name" already set in map/);
   });
 
   it('still refuses a key written twice beside a merge', () => {

@@ -1,5 +1,5 @@
 import { FLOW_CONTROL_DEFAULTS, MAX_FLOW_PRIORITY } from './flow-control-defaults';
-import { parseDocument, stringify } from 'yaml';
+import { isAlias, isMap, isScalar, isSeq, parseDocument, stringify, visit, type Document, type Node as YamlNode, type YAMLMap } from 'yaml';
 import { NO_PARAMETERS, PROFILE_KINDS } from '../scheduling/plugin';
 import { isKnownPluginType, KNOWN_PLUGIN_TYPES, pluginCycleState, pluginDefinition, pluginHasKind, type PluginKind, type PluginType } from './catalogue';
 import { ConfigError, describeValue } from './errors';
@@ -37,14 +37,78 @@ const DEFAULT_PROFILE_HANDLER_TYPE = 'single-profile-handler';
  */
 export function parseEndpointPickerConfig(yamlText: string): EndpointPickerConfig {
   // `merge`: YAML 1.1 merge keys (`<<: *anchor`), which upstream's decoder (sigs.k8s.io/yaml over go-yaml v2, YAML 1.1)
-  // merges, keys written beside `<<` winning; without it `<<` was read as a key and the entry reported as lacking `type`.
+  // merges; without it `<<` was read as a key and the entry reported as lacking `type`. A key a merge sets twice is
+  // refused as upstream's strict decoder refuses it (`mergeCollision`).
   const document = parseDocument(yamlText, { uniqueKeys: true, prettyErrors: true, merge: true });
   const [firstError] = document.errors;
   if (firstError?.code === 'MULTIPLE_DOCS') throw new ConfigError('', 'expected one YAML document, got several');
   if (firstError !== undefined) throw new ConfigError('', `invalid YAML: ${firstError.message}`);
+  const collision = mergeCollision(document);
+  if (collision !== undefined) {
+    const line = yamlText.slice(0, collision.offset).split('\n').length;
+    throw new ConfigError('', `invalid YAML: line ${line}: key ${JSON.stringify(collision.key)} already set in map (a key written beside a merge key (<<) that the merged mapping sets too, or that two merged mappings both set: upstream's strict decoder refuses it; drop one of them from the anchor or from here)`);
+  }
   const value: unknown = document.toJS({ maxAliasCount: 100 });
   if (value === null || value === undefined) throw new ConfigError('', 'empty document; expected an EndpointPickerConfig');
   return validateEndpointPickerConfig(value);
+}
+
+/**
+ * The first key a mapping of `document` sets twice through a merge key (`<<`): written beside the merge and set by the
+ * merged mapping too, or set by two merged mappings. Upstream decodes the config strictly (llm-d-router v0.10.0
+ * pkg/epp/config/loader/configloader.go decodeRawConfig: `serializer.EnableStrict`, so the apimachinery YAML
+ * serializer runs sigs.k8s.io/yaml `YAMLToJSONStrict` over the document), and go-yaml v2's strict decoder merges each
+ * merged key through the same `setMapIndex` as a written one, which refuses a key already in the map: "line N: key "x"
+ * already set in map" (gopkg.in/yaml.v2 decode.go `mapping`, `merge`, `setMapIndex`; go-yaml/yaml#410, never fixed in
+ * v2), whichever comes first. YAML 1.1's own rule (a key written beside `<<` wins) therefore never applies upstream.
+ */
+function mergeCollision(document: Document): { key: string; offset: number } | undefined {
+  // Keys as go-yaml holds them (1 and "1" are different keys), named as written.
+  const id = (key: { value: unknown }): string => `${typeof key.value}:${String(key.value)}`;
+  const keysOf = (node: unknown, seen: Set<unknown>): string[] => {
+    const target = isAlias(node) ? node.resolve(document) : node;
+    if (!isMap(target) || seen.has(target)) return [];
+    seen.add(target);
+    const keys: string[] = [];
+    for (const pair of target.items) {
+      if (isMergePair(pair.key)) {
+        for (const source of mergeSources(pair.value)) keys.push(...keysOf(source, seen));
+      } else if (isScalar(pair.key)) {
+        keys.push(id(pair.key));
+      }
+    }
+    return keys;
+  };
+  let found: { key: string; offset: number } | undefined;
+  visit(document, {
+    Map(_key, map: YAMLMap) {
+      const set = new Set<string>();
+      for (const pair of map.items) {
+        const keys = isMergePair(pair.key)
+          ? mergeSources(pair.value).flatMap((source) => keysOf(source, new Set([map])))
+          : isScalar(pair.key) ? [id(pair.key)] : [];
+        for (const key of keys) {
+          if (set.has(key)) {
+            found = { key: key.slice(key.indexOf(':') + 1), offset: (pair.key as YamlNode).range?.[0] ?? 0 };
+            return visit.BREAK;
+          }
+          set.add(key);
+        }
+      }
+      return undefined;
+    },
+  });
+  return found;
+}
+
+/** A merge key as the parser read it with `merge` (a plain `<<`; a quoted one is a plain key). */
+function isMergePair(key: unknown): boolean {
+  return isScalar(key) && typeof key.value === 'symbol';
+}
+
+/** The mappings a merge key's value names: one (an alias or a mapping written in place), or a sequence of them. */
+function mergeSources(value: unknown): unknown[] {
+  return isSeq(value) ? value.items : [value];
 }
 
 /**
