@@ -58,6 +58,36 @@ schedulingProfiles:
     expect(d.headers?.[DROPPED_REASON_HEADER]).toBe('rejected-no-endpoints');
   });
 
+  // Not every 429 names a reason: llm-d-router's legacy admission (flow control off) drops a sheddable request on a
+  // saturated pool with a bare ResourceExhausted, no Headers (pkg/epp/requestcontrol/admission.go
+  // LegacyAdmissionController "system saturated, sheddable request dropped", unchanged by #2462, @ v0.10.0 and ebab687).
+  test('flow control off, a sheddable request on a saturated pool: 429 without a dropped reason, as the legacy admission answers it', async () => {
+    for (const e of ds.endpoints()) ds.setMetrics(e.key, { waitingQueueSize: 500, kvCacheUsagePercent: 0.99, updateTime: Date.now() });
+    const config = parseEndpointPickerConfig(`
+apiVersion: inference.networking.x-k8s.io/v1alpha1
+kind: EndpointPickerConfig
+plugins:
+- type: utilization-detector
+- type: queue-scorer
+- type: max-score-picker
+saturationDetector:
+  pluginRef: utilization-detector
+schedulingProfiles:
+- name: default
+  plugins:
+  - pluginRef: queue-scorer
+  - pluginRef: max-score-picker
+`);
+    const director = new RequestControl({ datastore: ds, scheduler: buildScheduler(config) });
+    const request = chat();
+    (request.headers as Map<string, string>).set('x-kvroute-priority', '-1');
+    const d = await director.route(request);
+    expect(d).toMatchObject({ kind: 'reject', status: 429 });
+    if (d.kind !== 'reject') return;
+    expect(d.body).toContain('sheddable request dropped');
+    expect(d.headers?.[DROPPED_REASON_HEADER]).toBeUndefined();
+  });
+
   test('no candidate at all (an empty pool, a subset hint naming none of it): 503 with rejected-no-endpoints, as director.go answers "failed to find endpoint candidates"', async () => {
     const director = new RequestControl({ datastore: ds, scheduler: buildScheduler(defaultEndpointPickerConfig()) });
     const hinted = await director.route(chat({ [SUBSET_HINT_NAMESPACE]: { [SUBSET_HINT_KEY]: ['10.0.0.9:8000'] } }));
