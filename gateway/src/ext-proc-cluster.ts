@@ -107,21 +107,32 @@ export type ExtProcCounters = Pick<ExtProcClient, 'streamsOpened' | 'streamsStar
 /** The counters a closed channel hands on (its open sessions are 0 by then). */
 const COUNTERS = ['streamsOpened', 'streamsStarted', 'streamsClosed', 'messagesSent', 'messagesReceived'] as const;
 
+/**
+ * One host of the cluster as Envoy holds it: a HostImpl with its outlier monitor and its `rq_active`. A stream keeps
+ * the Host it was opened on. EDS adding an address back makes a new Host (see `setMembers`), so what the streams of
+ * the removed one report afterwards, and their ends, stay with the removed one.
+ */
 interface Host {
   readonly address: string;
   client: ExtProcClient;
-  /** In the cluster's endpoint set (EDS): a host Istio removed (its pod not Ready) is never picked. */
+  /** In the cluster's endpoint set (EDS): a host Istio removed (its pod not Ready) is never picked; never true again. */
   member: boolean;
-  streams: number;
+  /** The address's stream and failure counts, kept across the Hosts EDS makes for it. */
+  readonly totals: { streams: number; failures: number; ejections: number };
   active: number;
-  failures: number;
   consecutive5xx: number;
   consecutiveGateway: number;
   ejected: boolean;
-  ejections: number;
   lastEjectionAt: number;
   lastUnejectionAt: number | null;
   backoff: number;
+}
+
+function newHost(address: string, client: ExtProcClient, totals: Host['totals']): Host {
+  return {
+    address, client, member: true, totals, active: 0, consecutive5xx: 0, consecutiveGateway: 0, ejected: false,
+    lastEjectionAt: 0, lastUnejectionAt: null, backoff: 0,
+  };
 }
 
 /** gRPC status → HTTP status, as Envoy's Grpc::Utility::grpcToHttpStatus maps it for the router's outlier reports. */
@@ -184,10 +195,7 @@ export class ExtProcCluster {
 
   constructor(clients: readonly { address: string; client: ExtProcClient }[], private readonly options: ExtProcClusterOptions) {
     if (clients.length === 0) throw new Error('the EPP cluster has no hosts');
-    this.hosts = clients.map(({ address, client }) => ({
-      address, client, member: true, streams: 0, active: 0, failures: 0, consecutive5xx: 0, consecutiveGateway: 0,
-      ejected: false, ejections: 0, lastEjectionAt: 0, lastUnejectionAt: null, backoff: 0,
-    }));
+    this.hosts = clients.map(({ address, client }) => newHost(address, client, { streams: 0, failures: 0, ejections: 0 }));
     this.random = options.random ?? Math.random;
     this.now = options.now ?? monotonicMs;
     // Envoy's interval timer (armIntervalTimer); unref'd so an idle gateway can exit.
@@ -216,7 +224,7 @@ export class ExtProcCluster {
       // nothing for the outlier detector.
       return this.hosts[0].client.refuse(handlers, 'no healthy upstream');
     }
-    host.streams++;
+    host.totals.streams++;
     host.active++;
     let answered = false;
     let ended = false;
@@ -247,8 +255,8 @@ export class ExtProcCluster {
     const hosts: Record<string, ExtProcHostStats> = {};
     for (const h of this.hosts) {
       hosts[h.address] = {
-        streams: h.streams, activeStreams: h.active, failures: h.failures, consecutive5xx: h.consecutive5xx,
-        ejections: h.ejections, ejected: h.ejected, member: h.member,
+        streams: h.totals.streams, activeStreams: h.active, failures: h.totals.failures, consecutive5xx: h.consecutive5xx,
+        ejections: h.totals.ejections, ejected: h.ejected, member: h.member,
       };
     }
     return {
@@ -280,18 +288,28 @@ export class ExtProcCluster {
     const unknown = addresses.filter((a) => !known.has(a));
     if (unknown.length > 0) return unknown;
     const wanted = new Set(addresses);
-    for (const h of this.hosts) {
+    for (let i = 0; i < this.hosts.length; i++) {
+      const h = this.hosts[i];
       const member = wanted.has(h.address);
       if (member === h.member) continue;
-      h.member = member;
+      if (member) {
+        // Back in the set, it is a new host to Envoy (BaseDynamicClusterImpl::updateDynamicHostList matches the
+        // addresses EDS sends only against hosts still in the cluster), with a new outlier monitor (the detector's
+        // member update callback adds one) and its own rq_active. The removed Host stays with the streams opened on it:
+        // what they report is dropped, as Envoy's DetectorImpl::onConsecutiveErrorWorker ignores a host no longer in
+        // host_monitors_, and their ends do not count against the new host's active requests (LEAST_REQUEST). One Host
+        // for both (until session 76), a stream opened before the removal and failing after the return counted
+        // against the returned replica (with consecutiveGatewayErrors 1, ejected it), and its open streams made P2C
+        // pass it over.
+        this.hosts[i] = newHost(h.address, h.client, h.totals);
+        continue;
+      }
+      // Removed: its monitor leaves the detector (an ejection it had no longer counts against max_ejection_percent).
+      h.member = false;
       if (h.ejected) {
         h.ejected = false;
         this.ejectionsActive--;
       }
-      h.consecutive5xx = 0;
-      h.consecutiveGateway = 0;
-      h.backoff = 0;
-      h.lastUnejectionAt = null;
       // Envoy drains and deletes a host's connection pools when EDS removes it, not when it comes back
       // (cluster_manager_impl.cc ThreadLocalClusterManagerImpl::removeHosts: "purge any connection pools for hosts that
       // got deleted" → drainConnPools → DrainAndDelete): its streams go on and its connection closes after the last.
@@ -299,7 +317,7 @@ export class ExtProcCluster {
       // EDS adds the host back (a removed host is never picked), so that host starts with no reconnect backoff of the
       // old channel's. Replaced only on its return (until session 75), a removed replica's connection stayed open as
       // long as it stayed out.
-      if (!member && this.options.newClient) {
+      if (this.options.newClient) {
         const old = h.client;
         this.retired.add(old);
         h.client = this.options.newClient(h.address);
@@ -331,7 +349,7 @@ export class ExtProcCluster {
 
   /** DetectorHostMonitorImpl::putHttpResponseCode. */
   private putResult(h: Host, http: number): void {
-    if (http >= 500) h.failures++;
+    if (http >= 500) h.totals.failures++;
     const od = this.options.outlierDetection;
     // A host EDS removed has no outlier monitor any more: what its last streams report is dropped.
     if (!od || !h.member) return;
@@ -369,7 +387,7 @@ export class ExtProcCluster {
     this.ejectionsActive++;
     this.ejectionsEnforcedTotal++;
     h.ejected = true;
-    h.ejections++;
+    h.totals.ejections++;
     h.lastEjectionAt = this.now();
     if (h.backoff * od.baseEjectionTimeMs < od.maxEjectionTimeMs + od.baseEjectionTimeMs) h.backoff++;
     this.options.onEjection?.(h.address, true, type);
