@@ -25,7 +25,10 @@
  * - results without split_external_local_origin_errors (Envoy's default, putResultNoLocalExternalSplit): a connect
  *   failure is a 503 (resultToHttpCode), a reset stream a connect failure too (the router reports
  *   LocalOriginConnectFailed on an upstream reset), a gRPC status its HTTP mapping (503 for UNAVAILABLE, 500 for
- *   INTERNAL, ...), the first answer (the upstream's 200 response headers) a success that resets the counters;
+ *   INTERNAL, ...) when it comes without an answer before it (a trailers-only response), the first answer (the
+ *   upstream's 200 response headers) a success that resets the counters; a status after the answer, in the trailers,
+ *   is not reported (router.cc onUpstreamHeaders), except UNAVAILABLE, grpc-js's end of a stream whose connection was
+ *   lost, reported as the reset it is (503);
  * - `consecutive_5xx` (Envoy default 5, enforced 100%) and `consecutive_gateway_failure` (502/503/504; Envoy counts 5
  *   but enforces 0%, Istio enforces 100% when a DestinationRule sets consecutiveGatewayErrors: here 0 = not enforced);
  * - an ejection is refused (`ejections_overflow`) when `100 * (active ejections + 1) / hosts > max_ejection_percent`
@@ -238,9 +241,20 @@ export class ExtProcCluster {
         handlers.onMessage(msg);
       },
       onFailure: (kind, detail, code) => {
-        if (kind === 'unavailable' || kind === 'error') this.putResult(host, grpcToHttpStatus(code));
-        else if (kind === 'closed' && !answered) this.putResult(host, 200);
+        // Envoy's router reports a gRPC stream at its response headers (router.cc Filter::onUpstreamHeaders): a
+        // trailers-only response (no answer before it) as its grpc-status's HTTP mapping, headers without grpc-status
+        // (those of the first answer, reported above) as 200. A grpc-status in the trailers after them is not reported
+        // ("does not handle the case when an error grpc-status is sent as a trailer"); a reset stream still is
+        // (onUpstreamReset: LocalOriginConnectFailed, a 503). grpc-js gives no way to tell the EPP's trailers from a
+        // reset, so after the answer only UNAVAILABLE, which is how grpc-js ends a stream whose connection was lost,
+        // counts, as the reset's 503; until session 76 every status after the answer was reported too (an answered
+        // stream the EPP ended with DEADLINE_EXCEEDED a 504 gateway failure, with INTERNAL a 5xx).
         // 'timeout' is the filter's own timer: Envoy resets the stream locally, which the router does not report.
+        if (!answered) {
+          if (kind === 'unavailable' || kind === 'error' || kind === 'closed') this.putResult(host, grpcToHttpStatus(code));
+        } else if (kind === 'unavailable') {
+          this.putResult(host, 503);
+        }
         handlers.onFailure(kind, detail, code);
       },
       onEnd: () => {

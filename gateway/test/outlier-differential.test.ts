@@ -36,6 +36,7 @@
  * picked without drawing.
  */
 import * as grpc from '@grpc/grpc-js';
+import * as net from 'node:net';
 import { extProcServiceDefinition } from '@kvroute/epp/extproc';
 import { headersResponse, headerValue, type ProcessingRequest } from '@kvroute/protocol/envoy';
 import { seededRandom } from '@kvroute/testkit';
@@ -234,10 +235,17 @@ interface Replica {
   stop(): void;
 }
 
-/** Ends a stream the server holds (or answers it): `answer`, `end` (OK, no message), or a gRPC status code. */
+/**
+ * Ends a stream the server holds (or answers it): `answer`, `end` (OK, no message), a gRPC status code (trailers-only:
+ * no message before it), or `answer+<code>`: an answer, then that status in the trailers.
+ */
 function finish(call: ServerCall, outcome: string): void {
   if (outcome === 'answer') call.write(headersResponse('request'));
   else if (outcome === 'end') call.end();
+  else if (outcome.startsWith('answer+')) {
+    call.write(headersResponse('request'));
+    setImmediate(() => call.emit('error', { code: Number(outcome.slice('answer+'.length)), details: 'scripted', metadata: new grpc.Metadata() }));
+  }
   else call.emit('error', { code: Number(outcome), details: 'scripted', metadata: new grpc.Metadata() });
 }
 
@@ -283,7 +291,8 @@ interface Held {
   readonly address: string;
   readonly session: ExtProcSession;
   readonly model: EnvoyHost;
-  readonly outcome: Promise<string>;
+  readonly ended: Promise<string>;
+  readonly failed: Promise<string>;
 }
 
 interface Scenario {
@@ -321,12 +330,18 @@ async function runScenario(replicas: readonly Replica[], sc: Scenario): Promise<
   const open = async (outcome: string): Promise<void> => {
     const id = `${sc.seed}-${streamNo++}`;
     const before = cluster.stats();
+    // `ended`: the first answer or the failure, whichever comes first; `failed`: the failure.
     let settle!: (how: string) => void;
+    let settleFailure!: (how: string) => void;
     const ended = new Promise<string>((resolve) => { settle = resolve; });
+    const failed = new Promise<string>((resolve) => { settleFailure = resolve; });
     const session = cluster.open({
       owed: () => false,
       onMessage: () => settle('message'),
-      onFailure: (kind, _detail, code) => settle(`${kind}:${code}`),
+      onFailure: (kind, _detail, code) => {
+        settle(`${kind}:${code}`);
+        settleFailure(`${kind}:${code}`);
+      },
     });
     const after = cluster.stats();
     const went = addresses.find((a) => after.hosts[a].streams > before.hosts[a].streams) ?? null;
@@ -344,19 +359,24 @@ async function runScenario(replicas: readonly Replica[], sc: Scenario): Promise<
     if (outcome === 'hold') {
       const replica = byAddress.get(went)!;
       await waitFor(() => replica.held.has(id), `stream ${id} held at ${went}`);
-      held.push({ id, address: went, session, model: m, outcome: ended });
+      held.push({ id, address: went, session, model: m, ended, failed });
       return;
     }
-    await settleModel(m, session, outcome, ended);
+    await settleModel(m, session, outcome, ended, failed);
   };
 
   /** Both sides see the stream's end: an answer (200 at its response headers, then the gateway closes it), or a status. */
-  const settleModel = async (m: EnvoyHost, session: ExtProcSession, outcome: string, ended: Promise<string>): Promise<void> => {
+  const settleModel = async (m: EnvoyHost, session: ExtProcSession, outcome: string, ended: Promise<string>, failed: Promise<string>): Promise<void> => {
     const how = await endOf(ended, () => `no end for the stream after:\n${log.slice(-15).join('\n')}`);
     if (outcome === 'answer') {
       expect(how).toBe('message');
       model.result(m, 200);
       session.close();
+    } else if (outcome.startsWith('answer+')) {
+      // The answer came with the response headers (200, reported); the status in the trailers is not reported.
+      const code = Number(outcome.slice('answer+'.length));
+      expect(await endOf(failed, () => `no status after the answer:\n${log.slice(-15).join('\n')}`)).toBe(`error:${code}`);
+      model.result(m, 200);
     } else {
       const code = outcome === 'end' ? 0 : Number(outcome);
       expect(how).toBe(code === 0 ? 'closed:0' : `${code === 14 ? 'unavailable' : 'error'}:${code}`);
@@ -366,7 +386,7 @@ async function runScenario(replicas: readonly Replica[], sc: Scenario): Promise<
     model.end(m);
   };
 
-  const outcomes = ['answer', 'answer', 'answer', 'end', '14', '14', '14', '4', '13', '2', '8', '3', 'hold', 'hold'];
+  const outcomes = ['answer', 'answer', 'answer', 'end', '14', '14', '14', '4', '13', '2', '8', '3', 'hold', 'hold', 'answer+13', 'answer+4', 'answer+8'];
   for (let step = 0; step < sc.steps; step++) {
     const r = script();
     if (r < 0.55) {
@@ -374,7 +394,7 @@ async function runScenario(replicas: readonly Replica[], sc: Scenario): Promise<
     } else if (r < 0.7 && held.length > 0) {
       // A held stream ends: the server answers it or ends it with a status, or the gateway resets it (not reported).
       const h = held.splice(Math.floor(script() * held.length), 1)[0];
-      const how = pick(['answer', 'end', '14', '13', '4', 'reset']);
+      const how = pick(['answer', 'end', '14', '13', '4', 'answer+13', 'answer+4', 'reset']);
       log.push(`${h.id}@${h.address} released: ${how}`);
       if (how === 'reset') {
         h.session.close();
@@ -384,7 +404,7 @@ async function runScenario(replicas: readonly Replica[], sc: Scenario): Promise<
         const call = server.get(h.id)!;
         server.delete(h.id);
         finish(call, how);
-        await settleModel(h.model, h.session, how, h.outcome);
+        await settleModel(h.model, h.session, how, h.ended, h.failed);
       }
     } else if (r < 0.8) {
       // EDS: the Service's ready endpoints change.
@@ -443,7 +463,7 @@ describe('the EPP cluster against a reference model of Envoy\'s outlier detector
     // Round robin, both detectors, a low cap: the backoff stops growing at max + base.
     { seed: 37, lb: 'round-robin', steps: 500, od: { consecutive5xx: 3, consecutiveGatewayFailure: 2, intervalMs: I, baseEjectionTimeMs: I + I / 3, maxEjectionTimeMs: 3 * I, maxEjectionPercent: 100 } },
     // Default max_ejection_percent: overflow only.
-    { seed: 41, lb: 'least-request', steps: 300, od: { consecutive5xx: 2, consecutiveGatewayFailure: 1, intervalMs: I, baseEjectionTimeMs: 2 * I, maxEjectionTimeMs: 300 * I, maxEjectionPercent: 10 } },
+    { seed: 43, lb: 'least-request', steps: 300, od: { consecutive5xx: 2, consecutiveGatewayFailure: 1, intervalMs: I, baseEjectionTimeMs: 2 * I, maxEjectionTimeMs: 300 * I, maxEjectionPercent: 10 } },
   ];
 
   // The case the sequences above found: Envoy's EDS makes a new host for an address it adds back, and the old host's
@@ -488,6 +508,79 @@ describe('the EPP cluster against a reference model of Envoy\'s outlier detector
       expect(c).toMatchObject({ ejectionsActive: 0, ejectionsEnforcedTotal: 0, ejectionsDetected: { consecutive_gateway_failure: 0 } });
     } finally {
       cluster.close();
+    }
+  });
+
+  // router.cc Filter::onUpstreamHeaders reports a gRPC stream at its response headers; "an error grpc-status ... sent
+  // as a trailer" is not reported. The EPP answered (its response headers, a 200), then ended the stream with
+  // DEADLINE_EXCEEDED (a 504, a gateway failure if it were reported): Envoy ejects nothing.
+  it('a status the EPP sends in the trailers after its answer is not reported: DEADLINE_EXCEEDED after an answer is no gateway failure', async () => {
+    const [a, b] = replicas;
+    const newClient = (target: string): ExtProcClient => new ExtProcClient({ target, messageTimeoutMs: 600_000, maxMessageBytes: 1 << 20 });
+    const cluster = new ExtProcCluster([a, b].map(({ address }) => ({ address, client: newClient(address) })), {
+      lbPolicy: 'round-robin', newClient, now: () => 0,
+      outlierDetection: { consecutive5xx: 1, consecutiveGatewayFailure: 1, intervalMs: INTERVAL_MS, baseEjectionTimeMs: 10 * INTERVAL_MS, maxEjectionTimeMs: 300 * INTERVAL_MS, maxEjectionPercent: 100 },
+    });
+    try {
+      for (let i = 0; i < 4; i++) {
+        let settleFailure!: (how: string) => void;
+        const failed = new Promise<string>((resolve) => { settleFailure = resolve; });
+        const session = cluster.open({ owed: () => false, onMessage: () => undefined, onFailure: (kind, _d, code) => settleFailure(`${kind}:${code}`) });
+        session.send({ request_headers: { headers: { headers: [
+          { key: 'x-stream', raw_value: Buffer.from(`trailers-${i}`) }, { key: 'x-outcome', raw_value: Buffer.from(i % 2 === 0 ? 'answer+4' : 'answer+13') },
+        ] }, end_of_stream: true } });
+        expect(await endOf(failed, () => `no status for stream ${i}`)).toBe(`error:${i % 2 === 0 ? 4 : 13}`);
+      }
+      const c = cluster.stats();
+      for (const r of [a, b]) expect(c.hosts[r.address]).toMatchObject({ streams: 2, ejected: false, failures: 0, consecutive5xx: 0 });
+      expect(c).toMatchObject({ ejectionsEnforcedTotal: 0, ejectionsDetected: { consecutive_5xx: 0, consecutive_gateway_failure: 0 } });
+    } finally {
+      cluster.close();
+    }
+  });
+
+  // The other half of the same rule: a stream reset after the response headers is reported (router.cc
+  // Filter::onUpstreamReset: LocalOriginConnectFailed, a 503). A replica's connection lost after its answer (the pod
+  // killed) is a gateway failure.
+  it('an answered stream whose connection is then lost is still reported, as the reset\'s 503', async () => {
+    const [a] = replicas;
+    const sockets = new Set<net.Socket>();
+    const relay = net.createServer((inbound) => {
+      const outbound = net.connect(Number(a.address.split(':')[1]), LOOPBACK);
+      sockets.add(inbound).add(outbound);
+      inbound.pipe(outbound).pipe(inbound);
+      const drop = (): void => { inbound.destroy(); outbound.destroy(); };
+      inbound.on('close', drop).on('error', drop);
+      outbound.on('close', drop).on('error', drop);
+    });
+    await new Promise<void>((resolve) => relay.listen(0, LOOPBACK, resolve));
+    const viaRelay = `${LOOPBACK}:${(relay.address() as net.AddressInfo).port}`;
+    const newClient = (target: string): ExtProcClient => new ExtProcClient({ target, messageTimeoutMs: 600_000, maxMessageBytes: 1 << 20 });
+    const cluster = new ExtProcCluster([{ address: viaRelay, client: newClient(viaRelay) }], {
+      lbPolicy: 'round-robin', newClient, now: () => 0,
+      outlierDetection: { consecutive5xx: 0, consecutiveGatewayFailure: 1, intervalMs: INTERVAL_MS, baseEjectionTimeMs: 10 * INTERVAL_MS, maxEjectionTimeMs: 300 * INTERVAL_MS, maxEjectionPercent: 100 },
+    });
+    try {
+      let answered!: () => void;
+      let settleFailure!: (how: string) => void;
+      const answer = new Promise<void>((resolve) => { answered = resolve; });
+      const failed = new Promise<string>((resolve) => { settleFailure = resolve; });
+      const session = cluster.open({ owed: () => false, onMessage: () => answered(), onFailure: (kind, _d, code) => settleFailure(`${kind}:${code}`) });
+      session.send({ request_headers: { headers: { headers: [
+        { key: 'x-stream', raw_value: Buffer.from('lost') }, { key: 'x-outcome', raw_value: Buffer.from('hold') },
+      ] }, end_of_stream: true } });
+      await waitFor(() => a.held.has('lost'), 'the stream at the replica');
+      finish(a.held.get('lost')!, 'answer');
+      a.held.delete('lost');
+      await answer;
+      for (const s of sockets) s.destroy();
+      expect(await endOf(failed, () => 'no status after the connection was lost')).toBe('unavailable:14');
+      expect(cluster.stats().hosts[viaRelay]).toMatchObject({ ejected: true, failures: 1 });
+      expect(cluster.stats().ejectionsDetected.consecutive_gateway_failure).toBe(1);
+    } finally {
+      cluster.close();
+      for (const s of sockets) s.destroy();
+      await new Promise((resolve) => relay.close(resolve));
     }
   });
 
