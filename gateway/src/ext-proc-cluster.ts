@@ -27,8 +27,8 @@
  *   LocalOriginConnectFailed on an upstream reset), a gRPC status its HTTP mapping (503 for UNAVAILABLE, 500 for
  *   INTERNAL, ...) when it comes without an answer before it (a trailers-only response), the first answer (the
  *   upstream's 200 response headers) a success that resets the counters; a status after the answer, in the trailers,
- *   is not reported (router.cc onUpstreamHeaders), except UNAVAILABLE, grpc-js's end of a stream whose connection was
- *   lost, reported as the reset it is (503);
+ *   is not reported (router.cc onUpstreamHeaders); UNAVAILABLE and CANCELLED, grpc-js's ends of a stream whose
+ *   connection was lost or that the EPP reset (a grpc-js server's forceShutdown), are reported as the reset (503);
  * - `consecutive_5xx` (Envoy default 5, enforced 100%) and `consecutive_gateway_failure` (502/503/504; Envoy counts 5
  *   but enforces 0%, Istio enforces 100% when a DestinationRule sets consecutiveGatewayErrors: here 0 = not enforced);
  * - an ejection is refused (`ejections_overflow`) when `100 * (active ejections + 1) / hosts > max_ejection_percent`
@@ -156,6 +156,9 @@ export function grpcToHttpStatus(code: number): number {
   }
 }
 
+const GRPC_CANCELLED = 1;
+const GRPC_UNAVAILABLE = 14;
+
 function isGatewayError(http: number): boolean {
   return http === 502 || http === 503 || http === 504;
 }
@@ -244,16 +247,21 @@ export class ExtProcCluster {
         // Envoy's router reports a gRPC stream at its response headers (router.cc Filter::onUpstreamHeaders): a
         // trailers-only response (no answer before it) as its grpc-status's HTTP mapping, headers without grpc-status
         // (those of the first answer, reported above) as 200. A grpc-status in the trailers after them is not reported
-        // ("does not handle the case when an error grpc-status is sent as a trailer"); a reset stream still is
-        // (onUpstreamReset: LocalOriginConnectFailed, a 503). grpc-js gives no way to tell the EPP's trailers from a
-        // reset, so after the answer only UNAVAILABLE, which is how grpc-js ends a stream whose connection was lost,
-        // counts, as the reset's 503; until session 76 every status after the answer was reported too (an answered
-        // stream the EPP ended with DEADLINE_EXCEEDED a 504 gateway failure, with INTERNAL a 5xx).
+        // ("does not handle the case when an error grpc-status is sent as a trailer"); a reset stream is, before or
+        // after the headers (onUpstreamReset: LocalOriginConnectFailed, a 503). grpc-js gives no way to tell the EPP's
+        // status from a reset, so the two statuses grpc-js ends a lost stream with count as the reset: UNAVAILABLE (the
+        // connection lost or refused) and CANCELLED (RST_STREAM CANCEL from the EPP, as a grpc-js server's
+        // forceShutdown resets its open streams; the gateway's own cancellations are never reported here). An EPP
+        // sending grpc-status CANCELLED or, after an answer, UNAVAILABLE is counted as a reset too. Until session 76
+        // every status was reported by its mapping: an answered stream the EPP ended with DEADLINE_EXCEEDED was a 504
+        // gateway failure, and a stream reset by a replica shutting down a 499, a success resetting the counters.
         // 'timeout' is the filter's own timer: Envoy resets the stream locally, which the router does not report.
-        if (!answered) {
-          if (kind === 'unavailable' || kind === 'error' || kind === 'closed') this.putResult(host, grpcToHttpStatus(code));
-        } else if (kind === 'unavailable') {
+        if (kind === 'timeout') {
+          // not reported
+        } else if (code === GRPC_UNAVAILABLE || code === GRPC_CANCELLED) {
           this.putResult(host, 503);
+        } else if (!answered) {
+          this.putResult(host, grpcToHttpStatus(code));
         }
         handlers.onFailure(kind, detail, code);
       },

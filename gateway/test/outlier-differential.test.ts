@@ -455,8 +455,9 @@ describe('the EPP cluster against a reference model of Envoy\'s outlier detector
 
   const I = INTERVAL_MS;
   const scenarios: Scenario[] = [
-    // kvroute's manifests: consecutiveGatewayErrors 1, consecutive5xxErrors 0, interval 1 s, base 10 s (10 intervals),
-    // maxEjectionPercent 50, Envoy's max_ejection_time 300 s (300 intervals).
+    // kvroute's manifests' detector (consecutiveGatewayErrors 1, consecutive5xxErrors 0, maxEjectionPercent 50), with
+    // base and max ejection times scaled down (3 and 90 intervals for the manifests' 10 and Envoy's 300) so that
+    // ejected replicas come back within the sequence.
     { seed: 12, lb: 'least-request', steps: 500, od: { consecutive5xx: 0, consecutiveGatewayFailure: 1, intervalMs: I, baseEjectionTimeMs: 3 * I, maxEjectionTimeMs: 90 * I, maxEjectionPercent: 50 } },
     // Envoy's consecutive_5xx alone (no gateway-failure enforcement), a max_ejection_percent that ejects 3 of 4.
     { seed: 23, lb: 'least-request', steps: 500, od: { consecutive5xx: 3, consecutiveGatewayFailure: 0, intervalMs: I, baseEjectionTimeMs: 3 * I, maxEjectionTimeMs: 30 * I, maxEjectionPercent: 75 } },
@@ -581,6 +582,41 @@ describe('the EPP cluster against a reference model of Envoy\'s outlier detector
       cluster.close();
       for (const s of sockets) s.destroy();
       await new Promise((resolve) => relay.close(resolve));
+    }
+  });
+
+  // A replica that shuts down with streams open: a grpc-js server's forceShutdown (the EPP's, once its grace period is
+  // over) resets them with RST_STREAM CANCEL, which grpc-js reports as CANCELLED. To Envoy that is an upstream reset,
+  // reported as LocalOriginConnectFailed (router.cc Filter::onUpstreamReset), a 503 gateway failure, whether or not
+  // the replica had answered; not a grpc-status CANCELLED (499, a success that would reset the counters).
+  it.each([false, true])('a stream the replica resets as it shuts down (answered first: %s) is a gateway failure', async (answerFirst) => {
+    const dying = await startReplica();
+    const newClient = (target: string): ExtProcClient => new ExtProcClient({ target, messageTimeoutMs: 600_000, maxMessageBytes: 1 << 20 });
+    const cluster = new ExtProcCluster([{ address: dying.address, client: newClient(dying.address) }], {
+      lbPolicy: 'round-robin', newClient, now: () => 0,
+      outlierDetection: { consecutive5xx: 0, consecutiveGatewayFailure: 1, intervalMs: INTERVAL_MS, baseEjectionTimeMs: 10 * INTERVAL_MS, maxEjectionTimeMs: 300 * INTERVAL_MS, maxEjectionPercent: 100 },
+    });
+    try {
+      let answered!: () => void;
+      let settleFailure!: (how: string) => void;
+      const answer = new Promise<void>((resolve) => { answered = resolve; });
+      const failed = new Promise<string>((resolve) => { settleFailure = resolve; });
+      const session = cluster.open({ owed: () => false, onMessage: () => answered(), onFailure: (kind, _d, code) => settleFailure(`${kind}:${code}`) });
+      session.send({ request_headers: { headers: { headers: [
+        { key: 'x-stream', raw_value: Buffer.from('shutdown') }, { key: 'x-outcome', raw_value: Buffer.from('hold') },
+      ] }, end_of_stream: true } });
+      await waitFor(() => dying.held.has('shutdown'), 'the stream at the replica');
+      if (answerFirst) {
+        finish(dying.held.get('shutdown')!, 'answer');
+        await answer;
+      }
+      dying.stop();
+      // RST_STREAM CANCEL (CANCELLED), or the connection's close if it comes first (UNAVAILABLE): a reset either way.
+      expect(['error:1', 'unavailable:14']).toContain(await endOf(failed, () => 'no status after the shutdown'));
+      expect(cluster.stats().hosts[dying.address]).toMatchObject({ ejected: true, failures: 1 });
+    } finally {
+      cluster.close();
+      dying.stop();
     }
   });
 
