@@ -1,5 +1,6 @@
 import { defaultEndpointPickerConfig, parseEndpointPickerConfig, type EndpointPickerConfig } from '@kvroute/epp/config';
-import { GATEWAY_ENVOY_FLAGS } from '@kvroute/bench';
+import { GATEWAY_ENVOY_FLAGS, HA_OUTLIER_DETECTION } from '@kvroute/bench';
+import { parseArgs, resolveOptions } from '@kvroute/gateway';
 import * as YAML from 'yaml';
 import { CLUSTERS, clusterProfile, DEMO, withOverrides } from '../lib/clusters';
 import { all, container, Manifest, one, synthProfile, synthProps } from './support/manifests';
@@ -209,6 +210,27 @@ describe('the seed (demo cluster)', () => {
     expect(flag('--request-receive-timeout-ms')).toBe(ms(patchOf(timeouts, 'NETWORK_FILTER').patch.value.typed_config.request_timeout));
     expect(flag('--idle-timeout-ms')).toBe(ms(patchOf(timeouts, 'NETWORK_FILTER').patch.value.typed_config.stream_idle_timeout));
     expect(flag('--request-timeout-ms')).toBe(ms(one(demo, 'HTTPRoute', 'llm-d-gateway').spec.rules[0].timeouts.request));
+  });
+
+  // The demo's EPP replicas (bench/src/demo-ha.ts) play the gateway's Envoy with the outlier detection the EPP
+  // DestinationRule gives it, as Istio translates it (istio/istio pilot/pkg/networking/core/cluster_traffic_policy.go
+  // applyOutlierDetection @ 461f85ba, read here; lib/ext-proc.ts cites it at 1.27: consecutive5xxErrors →
+  // consecutive_5xx, 0 = never; consecutiveGatewayErrors → consecutive_gateway_failure, enforced 100; interval,
+  // baseEjectionTime and maxEjectionPercent as given; max_ejection_time not set, so Envoy's max(300 s, base)). The demo's flag left consecutive5xx at Envoy's 5, so its
+  // gateway ejected a replica after five INTERNAL statuses that the manifests' Envoy never counts.
+  test('the demo\'s gateway (bench/src/demo-ha.ts HA_OUTLIER_DETECTION) ejects EPP replicas as the EPP DestinationRule does', () => {
+    const ms = (duration: string) => [...duration.matchAll(/(\d+)(ms|h|m|s)/g)].reduce((t, [, n, unit]) => t + Number(n) * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[unit!]!, 0);
+    const od = one(synthProfile(clusterProfile('prod-ha')), 'DestinationRule', 'ms-llm-d-modelservice-epp').spec.trafficPolicy.outlierDetection;
+    const base = ms(od.baseEjectionTime ?? '30s');
+    const cmd = parseArgs(['--endpoints', '127.0.0.1:1', '--ext-proc', '127.0.0.1:2,127.0.0.1:3', '--ext-proc-outlier-detection', HA_OUTLIER_DETECTION]);
+    expect(cmd.kind === 'run' && resolveOptions(cmd.options).extProcOutlierDetection).toEqual({
+      consecutive5xx: od.consecutive5xxErrors ?? 5,
+      consecutiveGatewayFailure: od.consecutiveGatewayErrors ?? 0,
+      intervalMs: ms(od.interval ?? '10s'),
+      baseEjectionTimeMs: base,
+      maxEjectionTimeMs: Math.max(300_000, base),
+      maxEjectionPercent: od.maxEjectionPercent || 10,
+    });
   });
 
   test('the decode DestinationRule balances round robin with locality load balancing off', () => {

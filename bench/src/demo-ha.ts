@@ -34,8 +34,9 @@ import { buildWorkload, type WorkloadOptions } from './workload';
  * With `consecutiveGatewayErrors: 2` a run lost a session turn to a stream that failed open on the dead replica before
  * the second failure ejected it.
  */
-// The values the manifests' EPP DestinationRule sets (lib/ext-proc.ts `eppOutlierDetection` defaults).
-export const HA_OUTLIER_DETECTION = 'consecutiveGatewayFailure=1,intervalMs=1000,baseEjectionTimeMs=10000,maxEjectionPercent=50';
+// The values the manifests' EPP DestinationRule sets (lib/ext-proc.ts `eppOutlierDetection` defaults), consecutive5xx
+// included: its `consecutive5xxErrors: 0` turns Envoy's consecutive_5xx (default 5) off (test/stack.test.ts checks).
+export const HA_OUTLIER_DETECTION = 'consecutive5xx=0,consecutiveGatewayFailure=1,intervalMs=1000,baseEjectionTimeMs=10000,maxEjectionPercent=50';
 
 /**
  * The session store's per-call timeout in the demo: the EPP's default. (It was 50 ms while the store's deadline was

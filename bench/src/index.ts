@@ -12,4 +12,5 @@ export {
   type Stack,
   type StackOptions,
 } from './stack';
+export { HA_OUTLIER_DETECTION } from './demo-ha';
 export type { Started } from './processes';
