@@ -86,6 +86,27 @@ describe('FlowControlQueue', () => {
     expect(q.sizes()).toEqual(new Map([[0, 2], [-1, 2]]));
   });
 
+  it('a retry keeps its place for shedding too: a request released into a full pool and back is not the newest of its band', async () => {
+    // Newest first by arrival, as llm-d-router v0.10.0 evicts the newest of the lowest priority first
+    // (eviction/ordering/priority_time.go Less) and as kvroute's retries keep their place: before, a retry was pushed
+    // again and counted newest, so in a saturated pool (each tick's releases coming back) the sheddable requests that
+    // had waited longest were the first displaced.
+    const { q } = queue({ maxQueued: 2 });
+    const log: string[] = [];
+    const oldest = q.arrivalTicket();
+    void track(q, log, 'old', { flow: 'batch', priority: -1, arrival: oldest });
+    void track(q, log, 'new', { flow: 'batch', priority: -1 });
+    // The tick releases the oldest; it finds every pod saturated and goes back with its ticket.
+    expect(q.dispatch(1)).toBe(1);
+    await turns(5);
+    expect(log).toEqual(['old']);
+    void track(q, log, 'old-retry', { flow: 'batch', priority: -1, arrival: oldest, retry: true });
+    // Full: a standard newcomer displaces the sheddable request that arrived last.
+    void track(q, log, 'chat', { flow: 'chat', priority: 0 });
+    await turns(5);
+    expect(log).toEqual(['old', 'new:shed']);
+  });
+
   it('sheds the newest sheddable requests still waiting, passing over those that left (aborted, dispatched), however many left before', async () => {
     const { q } = queue({ maxQueued: 200, maxDispatchPerCall: 200 });
     const log: string[] = [];

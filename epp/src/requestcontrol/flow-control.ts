@@ -214,8 +214,10 @@ class Band {
   /** The waiters' `bytes`. */
   bytes = 0;
   /**
-   * Every waiter pushed, in push order (ascending `seq`), those that left still in it until they outnumber the ones
-   * waiting: shedding takes the newest first from the end without sorting the band (`newestFirst`).
+   * Every waiter pushed, in arrival order (ascending `arrival`), those that left still in it until they outnumber the
+   * ones waiting: shedding takes the newest first from the end without sorting the band (`newestFirst`). A retry goes
+   * back to its arrival's place, not the end: pushed again after each release into a full pool, it would otherwise
+   * count as the newest, and the sheddable requests that had waited longest would be displaced first.
    */
   private pushed: Waiter[] = [];
 
@@ -234,7 +236,7 @@ class Band {
   push(w: Waiter): void {
     this.size++;
     this.bytes += w.request.bytes ?? 0;
-    this.pushed.push(w);
+    this.addPushed(w);
     if (w.request.narrowed === true) {
       this.narrowed.push(w);
       return;
@@ -270,7 +272,24 @@ class Band {
     return w;
   }
 
-  /** The waiters from the newest (the last pushed) back, skipping those that left. */
+  /** Adds `w` to `pushed` at its arrival's place: the end for a newcomer, by binary search for a retry. */
+  private addPushed(w: Waiter): void {
+    const pushed = this.pushed;
+    if (pushed.length === 0 || pushed[pushed.length - 1]!.arrival <= w.arrival) {
+      pushed.push(w);
+      return;
+    }
+    let lo = 0;
+    let hi = pushed.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (pushed[mid]!.arrival <= w.arrival) lo = mid + 1;
+      else hi = mid;
+    }
+    pushed.splice(lo, 0, w);
+  }
+
+  /** The waiters from the newest (the latest arrival) back, skipping those that left. */
   *newestFirst(): IterableIterator<Waiter> {
     while (this.pushed.length > 0 && this.pushed[this.pushed.length - 1]!.left) this.pushed.pop();
     for (let i = this.pushed.length - 1; i >= 0; i--) {
