@@ -524,3 +524,47 @@ describe('processor_test.go hasCapacity (llm-d-router v0.10.0), ported', () => {
     await Promise.allSettled(held);
   });
 });
+
+/**
+ * llm-d-router v0.10.0 `processor_test.go` "dispatchCycle", ported where kvroute claims the same: one release is one
+ * cycle (`dispatch(1, ready)`), `ready` the detector's gate. Not ported: the registry and policy error paths (mocks of
+ * upstream's interfaces kvroute does not have).
+ */
+describe('processor_test.go dispatchCycle (llm-d-router v0.10.0), ported', () => {
+  const queue = () => new FlowControlQueue({ maxQueued: 100, maxWaitMs: Infinity, maxDispatchPerCall: 1, timers: false });
+  const outcomes = (q: FlowControlQueue, items: [string, string, number][]) => {
+    const log: string[] = [];
+    for (const [id, flow, priority] of items) q.enqueue({ flow, priority }).then(() => { log.push(id); }, () => { log.push(`${id}:rejected`); });
+    return log;
+  };
+
+  test('should do nothing if no items are queued', () => {
+    expect(queue().dispatch(1)).toBe(0);
+  });
+
+  test('should block dispatch on HoL saturation: a viable low-priority item waits behind a saturated high band', async () => {
+    const q = queue();
+    const log = outcomes(q, [['item-high', 'test-flow', 10], ['item-low', 'flow-low', 5]]);
+    // Saturation 1.0 against the static policy's 1.0: every band held, the lower one too.
+    expect(q.dispatch(1, () => false)).toBe(0);
+    await turns(1);
+    expect(log).toEqual([]);
+    expect(q.sizes()).toEqual(new Map([[10, 1], [5, 1]]));
+    q.close();
+  });
+
+  test('should guarantee strict priority by starving lower priority items', async () => {
+    const q = queue();
+    const items: [string, string, number][] = [];
+    for (let i = 0; i < 3; i++) items.push([`req-high-${i}`, 'flow-high', 20], [`req-low-${i}`, 'flow-low', 10]);
+    const log = outcomes(q, items);
+    for (let i = 0; i < 3; i++) expect(q.dispatch(1, () => true)).toBe(1);
+    await turns(1);
+    expect(log).toEqual(['req-high-0', 'req-high-1', 'req-high-2']);
+    expect(q.sizes()).toEqual(new Map([[10, 3]]));
+    for (let i = 0; i < 3; i++) expect(q.dispatch(1, () => true)).toBe(1);
+    await turns(1);
+    expect(log.slice(3)).toEqual(['req-low-0', 'req-low-1', 'req-low-2']);
+    expect(q.size).toBe(0);
+  });
+});
