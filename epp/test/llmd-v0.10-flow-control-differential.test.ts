@@ -33,6 +33,10 @@
  * `RejectedCapacity` (sequences without negative priorities check upstream's rule alone); and round robin does not
  * forget the flow served last when its band empties (`RESETS_EMPTY_BAND_CURSOR`). Requests whose deadlines come at
  * one instant may expire in any order. kvroute's narrowed requests have no upstream counterpart and are not generated.
+ * Not modelled either: upstream finalizes an expired or cancelled item in place (`internal/item.go` Finalize) and
+ * takes it out of its queue at the next cleanup sweep (`processor.go` sweepFinalizedItems, every
+ * `ExpiryCleanupInterval`, 1 s by default) or when a cycle reaches it (a cycle spent on it), so for up to a second it
+ * still counts against the bounds; the model, like kvroute, frees its room at once.
  *
  * The seed is fixed; FLOW_SEED=<n> explores others.
  */
