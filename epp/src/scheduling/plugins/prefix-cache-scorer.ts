@@ -40,7 +40,11 @@ export interface PrefixCacheScorerParameters extends MatchLengthParameters {
    * the pods' own block size is scraped. @default 64
    */
   hashBlockSize?: number;
-  /** Prompt blocks considered, from the start; longer prompts are truncated. @default 256 */
+  /**
+   * Prompt blocks considered, from the start; longer prompts are truncated. 0 (with `maxPrefixTokensToMatch` 0 too)
+   * hashes the whole prompt, as llm-d-router v0.10.0 reads both caps at 0 (`approximateprefix/plugin.go`
+   * resolveMaxBlocks: unlimitedPrefixBlocks; the prompt is bounded by the model's context window anyway). @default 256
+   */
   maxPrefixBlocksToMatch?: number;
   /**
    * The smallest block hashed, in tokens (× 4 characters): a block size given or tuned from the pods under it is raised
@@ -436,11 +440,12 @@ export class PrefixCacheScorer implements Scorer, PostCycle, PrefixMatchRatios {
 
   /**
    * Blocks hashed at most: GIE's token window over this request's blocks when one is set (a window under one block
-   * hashes none, as GIE's integer division gives 0), else `maxPrefixBlocksToMatch`.
+   * hashes none, as GIE's integer division gives 0), else `maxPrefixBlocksToMatch`, or no cap when that is 0 too
+   * (llm-d-router v0.10.0 `approximateprefix/plugin.go` resolveMaxBlocks).
    */
   private maxBlocksFor(blockChars: number): number {
     const { maxPrefixTokensToMatch, maxPrefixBlocksToMatch } = this.parameters;
-    if (maxPrefixTokensToMatch <= 0) return maxPrefixBlocksToMatch;
+    if (maxPrefixTokensToMatch <= 0) return maxPrefixBlocksToMatch > 0 ? maxPrefixBlocksToMatch : Number.POSITIVE_INFINITY;
     return Math.floor((maxPrefixTokensToMatch * CHARACTERS_PER_TOKEN) / blockChars);
   }
 
@@ -677,7 +682,7 @@ export const prefixCacheScorer = definePlugin({
     const blockSizeTokens = fields.integer('blockSizeTokens', 16, 1);
     const hashBlockSize = upstreamSize === 'blockSizeTokens' ? blockSizeTokens * CHARACTERS_PER_TOKEN : upstreamSize === 'blockSize' ? blockSize : characters;
     const maxPrefixTokens = fields.integer('maxPrefixTokensToMatch', 0, 0);
-    const maxPrefixBlocks = fields.integer('maxPrefixBlocksToMatch', 256, 1);
+    const maxPrefixBlocks = fields.integer('maxPrefixBlocksToMatch', 256, 0);
     const minBlockSizeTokens = fields.integer('minBlockSizeTokens', 1, 1);
     const partialLastBlock = fields.boolean('partialLastBlock', false);
     const autoTune = fields.boolean('autoTune', true);
