@@ -118,6 +118,34 @@ describe('llm_d_epp_prefix_indexer_* (llm-d-router v0.10.0 dataproducer/approxim
       ds.stop();
     }
   });
+  test('a pick whose prompt hashes to no block is observed as 0 bytes matched and no ratio, as upstream observes every primary pick (GIE v1.5.0 and llm-d-router v0.10.0 approximateprefix/plugin.go PreRequest, metrics.go recordPrefixCacheMatch)', async () => {
+    // Produce (PrepareRequestData in GIE v1.5.0) writes its state whatever the prompt hashed to, and PreRequest records
+    // matchLen × blockSize × 4 of total × blockSize × 4 from it: hit_bytes gets a 0, hit_ratio nothing (total 0).
+    const ds = staticPool(2);
+    const { registry, collectors, scheduling } = createEppMetrics();
+    const director = new RequestControl({ datastore: ds, scheduler: buildScheduler(defaultEndpointPickerConfig(), { metrics: scheduling }), metrics: collectors });
+    try {
+      for (const [i, prompt] of ['Hi.', 'The same long system prompt for every request. '.repeat(8)].entries()) {
+        const d = await director.route({
+          requestId: `r${i}`, headers: new Map([[':method', 'POST'], [':path', '/v1/completions'], ['content-type', 'application/json']]),
+          body: Buffer.from(JSON.stringify({ model: 'm', prompt })), filterMetadata: {},
+        });
+        if (d.kind !== 'route') throw new Error(`expected a route, got ${JSON.stringify(d)}`);
+        director.release(d.ticket, 'completed');
+      }
+      const page = await registry.metrics();
+      const labels = 'plugin_name="prefix-cache-scorer",plugin_type="prefix-cache-scorer"';
+      expect(sample(page, 'inference_extension_prefix_indexer_hit_bytes_count')).toBe(2);
+      expect(sample(page, 'inference_extension_prefix_indexer_hit_bytes_bucket{le="0"}')).toBe(2);
+      expect(sample(page, `llm_d_epp_prefix_indexer_hit_bytes_count{${labels}}`)).toBe(2);
+      // The ratio only where the prompt had blocks.
+      expect(sample(page, 'inference_extension_prefix_indexer_hit_ratio_count')).toBe(1);
+      expect(sample(page, `llm_d_epp_prefix_indexer_hit_ratio_count{${labels}}`)).toBe(1);
+    } finally {
+      director.close();
+      ds.stop();
+    }
+  });
 });
 
 describe('llm_d_epp_request_processing_duration_seconds and llm_d_epp_response_processing_duration_seconds (llm_d_router_metrics.go, handlers/server.go @ v0.10.0)', () => {

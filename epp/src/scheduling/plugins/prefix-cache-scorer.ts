@@ -551,7 +551,13 @@ export class PrefixCacheScorer implements Scorer, PostCycle, PrefixMatchRatios {
     if (target === undefined) return;
     // Every pick, a prompt shorter than one block too (it hashes nothing, but vLLM counts its tokens).
     if (this.parameters.autoTune) this.recordRouted(cycle.request);
-    if (match === undefined) return;
+    if (match === undefined) {
+      // The prompt hashed to no block. Upstream still observes the pick: 0 bytes matched, and no ratio of 0 blocks
+      // (GIE v1.5.0 and llm-d-router v0.10.0 approximateprefix/plugin.go PreRequest reads the state Produce wrote
+      // whatever it hashed; metrics.go recordPrefixCacheMatch), so hit_bytes counts every pick there.
+      this.metrics.observePrefixMatch(0, 0, this);
+      return;
+    }
     const hits = matchedBlocksOf(match, target);
     this.picks++;
     this.pickedBlocks += match.windowBlocks;
