@@ -299,6 +299,14 @@ function run(s: Scenario, seed: number): Outcome {
   let nextPod = 0;
   const newPod = (): ModelPod => ({ id: `pod-${nextPod++}:8000`, blockSize: s.podBlockSize, numGpuBlocks: s.numGpuBlocks });
   let pods: ModelPod[] = Array.from({ length: s.pods }, newPod);
+  const removed: ModelPod[] = [];
+  // One snapshot object per pod while it stays, as the datastore hands out (the scorer caches by object identity).
+  const snapshots = new Map<ModelPod, EndpointSnapshot>();
+  const snapshotOf = (pod: ModelPod): EndpointSnapshot => {
+    let snap = snapshots.get(pod);
+    if (snap === undefined) snapshots.set(pod, (snap = snapshot(pod)));
+    return snap;
+  };
   const bases = Array.from({ length: 6 }, () => text(random, s.blockChars * s.maxPromptBlocks));
   const models = ['llama', 'llama-lora-a', 'qwen'];
   const outcome: Outcome = { compared: 0, upstreamCountsMore: 0, hits: 0, evictions: 0, removals: 0 };
@@ -321,9 +329,12 @@ function run(s: Scenario, seed: number): Outcome {
       pods = pods.filter((p) => p !== gone);
       scorer.removeEndpoint(gone.id);
       model.indexer.removePod(gone.id);
+      snapshots.delete(gone);
+      removed.push(gone);
       outcome.removals++;
     }
-    if (random() < 0.02) pods.push(newPod());
+    // A new pod, or one that left coming back under its name (a pod restarted in place), in a random place.
+    if (random() < 0.03) pods.splice(Math.floor(random() * (pods.length + 1)), 0, removed.length > 0 && random() < 0.5 ? removed.pop()! : newPod());
 
     const modelName = pick(models);
     const cacheSalt = random() < 0.15 ? pick(['s1', 's2']) : undefined;
@@ -359,8 +370,7 @@ function run(s: Scenario, seed: number): Outcome {
       request: { requestId: `r${step}`, model: modelName, prompt: parsed.prompt, input: parsed.input, headers: {}, ...(cacheSalt !== undefined ? { cacheSalt } : {}) },
       state: new CycleState(),
     };
-    const snapshots = candidates.map(snapshot);
-    const scores = scorer.score(cycle, snapshots);
+    const scores = scorer.score(cycle, candidates.map(snapshotOf));
     let hit = false;
     candidates.forEach((pod, i) => {
       const unbroken = match.unbroken.get(pod.id) ?? 0;
@@ -383,7 +393,7 @@ function run(s: Scenario, seed: number): Outcome {
     const target = pick(candidates);
     const sizeBefore = model.indexer.podToLRU.get(target.id)?.keys.size ?? 0;
     const added = new Set(match.perPromptHashes.flat()).size;
-    scorer.postCycle(cycle, { targets: [snapshots[candidates.indexOf(target)]!], scores: new Map() });
+    scorer.postCycle(cycle, { targets: [snapshotOf(target)], scores: new Map() });
     model.preRequest(match, target);
     if (sizeBefore + added > capacityOf(target)) outcome.evictions++;
     // Every LRU holds just what kvroute's index holds for the pod. and holds just what kvroute's index holds for the pod.
