@@ -29,6 +29,7 @@ import { EMPTY_METRICS, type EndpointSnapshot } from '../src/datastore/types';
 import { CycleState, type CycleContext } from '../src/scheduling/framework';
 import { NOOP_SCHEDULING_METRICS } from '../src/scheduling/metrics-hooks';
 import { PrefixCacheScorer, type PrefixCacheScorerParameters } from '../src/scheduling/plugins/prefix-cache-scorer';
+import { PrefixBlockIndex } from '../src/scheduling/plugins/prefix-index';
 
 // ---------------------------------------------------------------------------------------------------------------------
 // The reference model.
@@ -498,5 +499,130 @@ describe('prefix-cache-scorer against a reference model of llm-d-router v0.10.0 
     scorer.postCycle(first, { targets: [a], scores: new Map() });
     // 2500 of 3000 one-token blocks held: a cap at 2048 blocks would read a full match.
     expect(scorer.score(cycleOf(shared + 'X'.repeat(4 * 500)), [a, b])).toEqual([2500 / 3000, 0]);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------------------------------
+// Upstream's own table tests, ported. Its tests send token ids; llm-d-router v0.10.0's estimate packs a text prompt into
+// pseudo-tokens of 4 bytes (tokenizer/estimate.go packBytes), which is what kvroute's characters are, so a token here
+// is 4 characters of a completion's prompt.
+
+/** A prompt of the given "token ids", 4 characters each. */
+const tokens = (...ids: number[]): string => ids.map((id) => `${String(id).padStart(3, '0')};`).join('');
+
+describe("llm-d-router v0.10.0 approximateprefix plugin_test.go and indexer_test.go, ported to kvroute's prefix-cache-scorer", () => {
+  const podOf = (name: string, blockSize = 0, numGpuBlocks = 0) => snapshot({ id: `${name}:8000`, blockSize, numGpuBlocks });
+  const request = (prompt: string | string[], model = 'test-model'): CycleContext => {
+    const parsed = parseRequestBody(Buffer.from(JSON.stringify({ model, prompt })), '/v1/completions');
+    return { request: { requestId: 'r', model, prompt: parsed.prompt, input: parsed.input, headers: {} }, state: new CycleState() };
+  };
+  /** Scores `prompt` on `pods`, then records it on `picked` (Produce, then PreRequest). */
+  const route = (scorer: PrefixCacheScorer, prompt: string | string[], pods: EndpointSnapshot[], picked?: EndpointSnapshot): number[] => {
+    const cycle = request(prompt);
+    const scores = scorer.score(cycle, pods);
+    if (picked !== undefined) scorer.postCycle(cycle, { targets: [picked], scores: new Map() });
+    return scores;
+  };
+  /** disableMinBlockSizeClamp: the 64-token floor lowered to 1 for small blocks. */
+  const small = (parameters: Record<string, unknown>) => loadScorer(LLMD, { minBlockSizeTokens: 1, ...parameters });
+  const [pod1, pod2] = [podOf('pod1'), podOf('pod2')];
+
+  test('TestProduce, TestPreRequest "Basic cache update", TestPrefixPluginMatchesSameTokens: 2 tokens at blockSize 1 are 2 blocks, none matched, then all held by the pick', () => {
+    const scorer = small({ blockSizeTokens: 1 });
+    expect(route(scorer, tokens(1, 2), [pod1, pod2], pod1)).toEqual([0, 0]);
+    expect(scorer.index.blocksOf(pod1.endpoint.key)).toHaveLength(2);
+    expect(route(scorer, tokens(1, 2), [pod1, pod2])).toEqual([1, 0]);
+  });
+
+  test('TestPreRequest "Respects LRUCapacityPerServer config": of three one-block prompts on an LRU of 2, the first is evicted', () => {
+    const scorer = small({ autoTune: false, blockSizeTokens: 1, lruCapacityPerServer: 2 });
+    for (const id of [1, 2, 3]) route(scorer, tokens(id), [pod1], pod1);
+    expect([1, 2, 3].map((id) => route(scorer, tokens(id), [pod1])[0])).toEqual([0, 1, 1]);
+  });
+
+  test('TestPrefixPluginPartialPrefixMatch: [1, 3] after [1, 2] on pod1 matches 1 of 2 blocks there, none elsewhere', () => {
+    const scorer = small({ blockSizeTokens: 1 });
+    route(scorer, tokens(1, 2), [pod1, pod2], pod1);
+    expect(route(scorer, tokens(1, 3), [pod1, pod2])).toEqual([0.5, 0]);
+  });
+
+  test('TestPrefixPluginPrefixGrowth: a prompt extending the last one matches its blocks of the longer total', () => {
+    const scorer = small({ autoTune: false, blockSizeTokens: 2 });
+    route(scorer, tokens(1, 2, 3, 4, 5, 6), [pod1], pod1);
+    expect(route(scorer, tokens(1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12), [pod1])).toEqual([3 / 6]);
+  });
+
+  test("TestPrefixPluginAutoTune: the pod's 128-token blocks win over blockSizeTokens 256, and its 1000 GPU blocks over lruCapacityPerServer 1", () => {
+    const scorer = loadScorer(LLMD, { autoTune: true, blockSizeTokens: 256, lruCapacityPerServer: 1 });
+    const pod = podOf('pod-autotune', 128, 1000);
+    const prompt = tokens(...Array.from({ length: 192 }, (_, i) => i + 1));
+    route(scorer, prompt, [pod], pod);
+    // 192 tokens at 128 a block: 2 blocks (the short last one hashed too).
+    expect(scorer.index.blocksOf(pod.endpoint.key)).toHaveLength(2);
+    expect(scorer.index.capacityOf(pod.endpoint.key)).toBe(1000);
+  });
+
+  test('TestMaxPrefixTokensToMatch and TestMaxPrefixBothCapsZeroMatchesEverything: 2 tokens cap at 2 blocks; 0 tokens fall back to 3 blocks; both 0 hash all 4', () => {
+    // The blocks a 4-token prompt is hashed to: 1 ÷ the score of a prompt sharing its first block with one held. (Not
+    // the entries recorded: past the window kvroute records a few tail probes too.)
+    const blocksHashed = (parameters: Record<string, unknown>): number => {
+      const scorer = small({ blockSizeTokens: 1, autoTune: false, ...parameters });
+      route(scorer, tokens(1, 9, 9, 9), [pod1], pod1);
+      return 1 / route(scorer, tokens(1, 2, 3, 4), [pod1])[0]!;
+    };
+    expect(blocksHashed({ maxPrefixTokensToMatch: 2 })).toBe(2);
+    expect(blocksHashed({ maxPrefixTokensToMatch: 0, maxPrefixBlocksToMatch: 3 })).toBe(3);
+    expect(blocksHashed({ maxPrefixTokensToMatch: 0, maxPrefixBlocksToMatch: 0 })).toBe(4);
+  });
+
+  test('TestGetBlockSize_*: a block size under 64 tokens, from the pod, the fallback or the config, is raised to 64; 128 passes', () => {
+    // 512 tokens: 8 blocks of 64, 4 of 128.
+    const prompt = tokens(...Array.from({ length: 512 }, (_, i) => i));
+    const blocksHashed = (parameters: Record<string, unknown>, pod: EndpointSnapshot): number => {
+      const scorer = loadScorer(LLMD, parameters);
+      route(scorer, prompt, [pod], pod);
+      return scorer.index.blocksOf(pod.endpoint.key).length;
+    };
+    expect(blocksHashed({ autoTune: true, blockSizeTokens: 16 }, podOf('p', 16, 100))).toBe(8);
+    expect(blocksHashed({ autoTune: true, blockSizeTokens: 16 }, podOf('p', 128, 100))).toBe(4);
+    expect(blocksHashed({ autoTune: false, blockSizeTokens: 32 }, podOf('p'))).toBe(8);
+    expect(blocksHashed({ autoTune: true, blockSizeTokens: 16 }, podOf('p'))).toBe(8);
+  });
+
+  test('TestProduce_MultiPrompt, TestMultiPromptMatchAggregation, TestMultiPromptPartialMatch: a batch\'s prompts are hashed and matched one by one, summed', () => {
+    const scorer = small({ blockSizeTokens: 1 });
+    expect(route(scorer, [tokens(1, 2, 3), tokens(4, 5)], [pod1], pod1)).toEqual([0]);
+    expect(scorer.index.blocksOf(pod1.endpoint.key)).toHaveLength(5);
+    expect(route(scorer, [tokens(1, 2, 3), tokens(4, 5)], [pod1])).toEqual([5 / 5]);
+    const other = small({ blockSizeTokens: 1 });
+    route(other, [tokens(1, 2), tokens(3, 4)], [pod1], pod1);
+    expect(route(other, [tokens(1, 2), tokens(5, 6)], [pod1])).toEqual([2 / 4]);
+  });
+
+  test('indexer_test.go TestIndexer_AddAndGet: the pod\'s own size (2) wins over the default (3); a third block evicts the first', () => {
+    const index = new PrefixBlockIndex({ defaultCapacityPerEndpoint: 3 });
+    index.setCapacity('server1', 2);
+    index.record('server1', [1]);
+    expect(index.blocksOf('server1')).toEqual([1]);
+    index.record('server1', [2]);
+    index.record('server1', [3]);
+    expect(index.blocksOf('server1')).toEqual([2, 3]);
+    expect(index.longestPrefixMatches([4])).toEqual(new Map());
+  });
+
+  test('indexer_test.go TestIndexer_RemovePodAndEviction: an eviction takes the block from its pod only; a removed pod holds nothing', () => {
+    const index = new PrefixBlockIndex({ defaultCapacityPerEndpoint: 10 });
+    for (let h = 0; h < 10; h++) {
+      index.record('server1', [h]);
+      index.record('server2', [h]);
+    }
+    for (let h = 0; h < 10; h++) expect(index.longestPrefixMatches([h])).toEqual(new Map([['server1', 1], ['server2', 1]]));
+    index.record('server1', [10]);
+    expect(index.blocksOf('server1')).toHaveLength(10);
+    expect(index.longestPrefixMatches([0])).toEqual(new Map([['server2', 1]]));
+    index.removeEndpoint('server2');
+    expect(index.longestPrefixMatches([0])).toEqual(new Map());
+    for (let h = 1; h <= 10; h++) expect(index.longestPrefixMatches([h])).toEqual(new Map([['server1', 1]]));
+    expect(index.size).toBe(10);
   });
 });
