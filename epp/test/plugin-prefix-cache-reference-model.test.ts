@@ -626,3 +626,30 @@ describe("llm-d-router v0.10.0 approximateprefix plugin_test.go and indexer_test
     expect(index.size).toBe(10);
   });
 });
+
+describe("a chat's tools, which the template renders into the prompt (llm-d-router v0.10.0 tokenizer/estimate.go chatCompletionsBytes hashes their JSON ahead of the messages)", () => {
+  const chat = (tools?: unknown[]): CycleContext => {
+    const body = { model: 'm', messages: [{ role: 'system', content: 'You are a careful assistant. '.repeat(20) }, { role: 'user', content: 'What now?' }], ...(tools !== undefined ? { tools } : {}) };
+    const parsed = parseRequestBody(Buffer.from(JSON.stringify(body)), '/v1/chat/completions');
+    return { request: { requestId: 'r', model: 'm', prompt: parsed.prompt, input: parsed.input, headers: {} }, state: new CycleState() };
+  };
+  const tool = (name: string) => ({ type: 'function', function: { name, description: `Calls ${name}.`, parameters: { type: 'object', properties: { q: { type: 'string' } } } } });
+  const [a, b] = [snapshot({ id: 'a:8000', blockSize: 0, numGpuBlocks: 0 }), snapshot({ id: 'b:8000', blockSize: 0, numGpuBlocks: 0 })];
+
+  test.each([['GIE\'s group', GIE], ['llm-d\'s group', LLMD]])('%s: the same messages with other tools are another prompt; with the same tools, or none after none, the same', (_, group) => {
+    const scorer = loadScorer(group, {});
+    const served = (context: CycleContext): number[] => {
+      const scores = scorer.score(context, [a, b]);
+      scorer.postCycle(context, { targets: [a], scores: new Map() });
+      return scores;
+    };
+    expect(served(chat([tool('search')]))).toEqual([0, 0]);
+    // vLLM renders other tools into the prompt, so pod a holds none of this one's blocks: no hit may be predicted.
+    expect(scorer.score(chat([tool('calendar')]), [a, b])).toEqual([0, 0]);
+    expect(scorer.score(chat(), [a, b])).toEqual([0, 0]);
+    expect(scorer.score(chat([tool('search')]), [a, b])).toEqual([1, 0]);
+    served(chat());
+    expect(scorer.score(chat(), [a, b])).toEqual([1, 0]);
+    expect(scorer.score(chat([]), [a, b])).toEqual([1, 0]);
+  });
+});

@@ -145,6 +145,27 @@ function matchedBlocksOf(match: PrefixMatch, target: EndpointSnapshot): number {
   return j >= 0 ? Math.min(match.windowBlocks, match.matches.counts[j]!) : 0;
 }
 
+/** Each tools list's JSON, made once per parsed request (an affinity filter's match and the score read it twice). */
+const toolsJson = new WeakMap<readonly unknown[], string>();
+
+/**
+ * What a request's chain of block keys starts from. vLLM shares no KV block across cache salts, so a salted request's
+ * chain starts from its own seed: the model and the salt, as upstream seeds it (GIE v1.5.0 approximateprefix/hashing.go,
+ * llm-d-router v0.10.0 prefixhash/hashing.go computeBlockHashes: TargetModel, then the CacheSalt). A chat's `tools`,
+ * which the chat template renders into the prompt, are in the seed too: llm-d-router v0.10.0 hashes their JSON ahead
+ * of the messages (`tokenizer/estimate.go` chatCompletionsBytes), so the same messages with other tools share no block
+ * there, and no pod caches them for another tool list. The seed rather than the hashed text, so that lengths stay the
+ * rendered messages' characters for the plugins reading the match. GIE v1.5.0 hashes the messages alone.
+ */
+function chainSeed(request: CycleContext['request']): string {
+  const seed = request.cacheSalt ? `${request.model}\u0000${request.cacheSalt}` : request.model;
+  const input = request.input;
+  if (input === undefined || input.kind !== 'chat' || input.tools === undefined || input.tools.length === 0) return seed;
+  let json = toolsJson.get(input.tools);
+  if (json === undefined) toolsJson.set(input.tools, (json = JSON.stringify(input.tools)));
+  return `${seed}\u0001${json}`;
+}
+
 /** Running totals over the picks this scorer saw, for logs and tests (metrics get per-pick observations). */
 export interface PrefixCacheStats {
   /** (block, endpoint) pairs in the index. */
@@ -278,9 +299,7 @@ export class PrefixCacheScorer implements Scorer, PostCycle, PrefixMatchRatios {
     const hashBlockSize = this.blockCharsFor(candidates);
     const maxPrefixBlocksToMatch = this.maxBlocksFor(hashBlockSize);
     const hashedChars = hashBlockSize * maxPrefixBlocksToMatch;
-    // vLLM shares no KV block across cache salts, so a salted request's chain starts from its own seed: the model and
-    // the salt, as GIE v1.5.0 seeds it (approximateprefix/hashing.go: TargetModel, then the body's CacheSalt).
-    const seed = request.cacheSalt ? `${request.model}\u0000${request.cacheSalt}` : request.model;
+    const seed = chainSeed(request);
     if (request.input !== undefined && isBatch(request.input)) {
       this.matchBatch(cycle, candidates, out, matchLengthWeight, request.input, seed, hashBlockSize, maxPrefixBlocksToMatch);
       return;
