@@ -249,7 +249,7 @@ describe('validation errors name the field and what is allowed', () => {
       'plugins[2].parameters.hashBlockSize: must be an integer >= 1, got "abc"',
     ],
     ['zero block size', plugins('- type: prefix-cache-scorer\n  parameters: {hashBlockSize: 0}\n'), 'plugins[0].parameters.hashBlockSize: must be an integer >= 1, got 0'],
-    ['fractional capacity', plugins('- type: prefix-cache-scorer\n  parameters: {lruCapacityPerServer: 1.5}\n'), 'plugins[0].parameters.lruCapacityPerServer: must be an integer >= 1, got 1.5'],
+    ['fractional capacity', plugins('- type: prefix-cache-scorer\n  parameters: {lruCapacityPerServer: 1.5}\n'), 'plugins[0].parameters.lruCapacityPerServer: must be an integer >= 0, got 1.5'],
     ['unknown mode', plugins('- type: prefix-cache-scorer\n  parameters: {mode: exact}\n'), 'plugins[0].parameters.mode: must be "estimate" or "cache_tracking" (llm-d v0.2\'s precise mode), got "exact"'],
     [
       'unknown parameter',

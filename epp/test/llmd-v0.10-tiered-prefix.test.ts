@@ -161,8 +161,9 @@ describe('named approx-prefix-cache-producers under llm-d\'s group', () => {
     ['a match-length parameter on the producer', TIERED.replace('    autoTune: false\n', '    autoTune: false\n    matchLengthWeight: 0.5\n'),
       'plugins[1].parameters.matchLengthWeight: is a prefix-cache-scorer parameter (llm-d-router v0.10.0 scheduling/scorer/prefix/plugin.go), not the approx-prefix-cache-producer\'s: set it on the scorer that reads this producer'],
     // Errors in a producer's parameters name the producer's field, not the scorer's that carries them after the merge.
-    ['a bad producer parameter', TIERED.replace('lruCapacityPerServer: 1000', 'lruCapacityPerServer: 0'),
-      'plugins[1].parameters.lruCapacityPerServer: must be an integer >= 1, got 0'],
+    // (0 is upstream's default, approximateprefix/plugin.go makeserver; a negative size is no size.)
+    ['a bad producer parameter', TIERED.replace('lruCapacityPerServer: 1000', 'lruCapacityPerServer: -1'),
+      'plugins[1].parameters.lruCapacityPerServer: must be an integer >= 0, got -1'],
     ['an unknown producer parameter', TIERED.replace('lruCapacityPerServer: 1000', 'lruCapacity: 1000'),
       'plugins[1].parameters.lruCapacity: unknown field; allowed: mode, hashBlockSize, blockSize, blockSizeTokens, maxPrefixTokensToMatch, maxPrefixBlocksToMatch, minBlockSizeTokens, partialLastBlock, autoTune, tuneBlockSize, '
         + 'capacityFactor, learnCharactersPerToken, lruCapacityPerServer, maxIndexEntries, matchLengthWeight, matchLengthScaleTokens'],

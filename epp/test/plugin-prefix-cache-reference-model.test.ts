@@ -599,6 +599,14 @@ describe("llm-d-router v0.10.0 approximateprefix plugin_test.go and indexer_test
     expect(route(other, [tokens(1, 2), tokens(5, 6)], [pod1])).toEqual([2 / 4]);
   });
 
+  test("lruCapacityPerServer: 0 is upstream's default of 31250 (plugin.go makeserver: a size only when > 0, else defaultLRUCapacityPerServer)", () => {
+    for (const group of [LLMD, GIE]) {
+      const scorer = loadScorer(group, { autoTune: false, lruCapacityPerServer: 0 });
+      route(scorer, tokens(...Array.from({ length: 300 }, (_, i) => i)), [pod1], pod1);
+      expect(scorer.index.capacityOf(pod1.endpoint.key)).toBe(31250);
+    }
+  });
+
   test('indexer_test.go TestIndexer_AddAndGet: the pod\'s own size (2) wins over the default (3); a third block evicts the first', () => {
     const index = new PrefixBlockIndex({ defaultCapacityPerEndpoint: 3 });
     index.setCapacity('server1', 2);

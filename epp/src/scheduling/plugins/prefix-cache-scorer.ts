@@ -104,7 +104,7 @@ export interface PrefixCacheScorerParameters extends MatchLengthParameters {
   /**
    * Block hashes remembered per endpoint (LRU) until its KV capacity is scraped, or always without `autoTune`.
    * 31,250 ≈ (80 GB − 16 GB of weights) / 128 KB of KV per token ≈ 500k tokens ≈ 2M characters ÷ 64 (GIE's sizing).
-   * @default 31250
+   * 0 is the default, as in llm-d-router v0.10.0 (`approximateprefix/plugin.go` makeserver). @default 31250
    */
   lruCapacityPerServer?: number;
   /**
@@ -732,7 +732,8 @@ export const prefixCacheScorer = definePlugin({
       capacityFactor,
       // Like tuneBlockSize: read either way, in force only with autoTune (the capacities it scales are autoTune's).
       learnCharactersPerToken: autoTune && learnCharactersPerToken,
-      lruCapacityPerServer: fields.integer('lruCapacityPerServer', 31250, 1),
+      // 0 is the default, as upstream sizes a pod from it only when positive (approximateprefix/plugin.go makeserver).
+      lruCapacityPerServer: fields.integer('lruCapacityPerServer', 31250, 0) || 31250,
       maxIndexEntries: fields.integer('maxIndexEntries', DEFAULT_MAX_INDEX_ENTRIES, 1),
       ...readMatchLength(fields),
     };
