@@ -13,9 +13,9 @@
  *   max_num_seqs; update_from_output: a token sampled once num_computed_tokens reaches num_tokens, finished requests
  *   freed in num_scheduled_tokens order; make_stats).
  *
- * The simulator's latency model is set to zero cost (no overhead, no per-token prefill time, no ITL), so that every
- * simulated step is one `schedule()` + `update_from_output()`: everything a step schedules is due at the same instant,
- * and the engine runs it as the next step. Requests arrive and are aborted between steps, from the scheduler-stats
+ * The simulator's latency model is set to cost nothing but the ITL (no overhead, no per-token prefill time; an ITL of 0
+ * or 1 ms), so that every simulated step is one `schedule()` + `update_from_output()`: everything a step schedules is
+ * due at the same instant (decodePrefillInterference: a step is one batch), and the engine runs it as the next step. Requests arrive and are aborted between steps, from the scheduler-stats
  * hook (after a step's outputs, before the next `schedule()`, where vLLM's engine core takes its input queue). The
  * same seeded workload goes through both; they must agree step by step on the KV events (blocks cached and evicted),
  * every request's block ids, the free queue, every prefix-cache lookup (queries and hits in tokens), the running /
@@ -422,8 +422,10 @@ async function runSim(s: Scenario): Promise<{ obs: Obs; actions: Map<number, Act
     longPrefillTokenThreshold: s.sched.longPrefillTokenThreshold,
     ttftOverheadMs: 0,
     prefillMsPerToken: 0,
-    itlMs: 0,
-    prefillConcurrency: 1,
+    // A decode step may take time (the step then ends when its decodes do, prefill chunks included); prefill costs
+    // nothing, so a prefill lane is never busy and the number of lanes does not matter.
+    itlMs: s.seed % 2,
+    prefillConcurrency: 1 + (s.seed % 3),
     hashAlgo: HASH_ALGO,
     pythonHashSeed: '0',
     enablePrefixCaching: s.sched.enableCaching,
