@@ -350,6 +350,13 @@ export class Engine {
     private readonly kvEventSink?: KvEventSink,
   ) {
     if (!Number.isInteger(config.maxNumBatchedTokens) || config.maxNumBatchedTokens < 1) throw new RangeError('maxNumBatchedTokens must be a positive integer');
+    // vLLM refuses this configuration (SchedulerConfig._verify_args, vllm/config.py @ v0.10.0), as options.ts does for
+    // the CLI. The step model relies on it: each running request whose token is not due still takes one token of the
+    // step's budget, and with fewer tokens than requests those tokens could spend the whole budget before a request
+    // that needs its slot, whose wake-up then comes at the same instant again and again, spinning forever.
+    if (config.maxNumBatchedTokens < config.maxNumSeqs) {
+      throw new RangeError(`max_num_batched_tokens (${config.maxNumBatchedTokens}) must be greater than or equal to max_num_seqs (${config.maxNumSeqs}).`);
+    }
     // The hash algorithm picks the simulated release (block-hash.ts, generationOf); 0.10.2 changed get_usage.
     this.kv = new KvCacheManager(
       config.kvCacheBlocks,

@@ -606,6 +606,15 @@ function recorder(clock: ManualClock) {
 }
 
 describe('Engine scheduling like vLLM v0.10.0 (vllm/v1/core/sched/scheduler.py @ v0.10.0)', () => {
+  it('refuses max_num_batched_tokens below max_num_seqs, as SchedulerConfig._verify_args (vllm/config.py @ v0.10.0) does', () => {
+    // Accepted, a step budget of 1 token for 2 requests spun forever at one simulated instant once the first request
+    // decoded (its not-yet-due token took the whole budget, the second request's wake-up came at the same instant).
+    expect(() => new Engine({ ...BASE, maxNumSeqs: 2, maxNumBatchedTokens: 1 }, new ManualClock())).toThrow(
+      new RangeError('max_num_batched_tokens (1) must be greater than or equal to max_num_seqs (2).'),
+    );
+    expect(() => new Engine({ ...BASE, maxNumSeqs: 2, maxNumBatchedTokens: 2 }, new ManualClock())).not.toThrow();
+  });
+
   it('preempts the last running request when decode runs out of blocks; it waits at the front and resumes by re-hitting its blocks', () => {
     const clock = new ManualClock();
     const { log, observer } = recorder(clock);
