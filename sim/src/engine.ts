@@ -250,7 +250,7 @@ interface TimedEvent {
   req: Req;
   epoch: number;
   /** `wake`: a step with nothing due but scheduling: a prefill lane frees (less the overhead), or running requests a
-   * self-preempting request left unserved. */
+   * self-preempting request left unserved, at the end of the step. */
   kind: 'chunk' | 'token' | 'wake';
   /** For tokens: the output index. */
   k: number;
@@ -624,6 +624,7 @@ export class Engine {
     // left (a request joining it, admitWaiting); without lanes there is no step budget, only the per-request chunk.
     let budget = !lanes ? Infinity : joined ? this.openStepBudget : this.config.maxNumBatchedTokens;
     let preempted = false;
+    let selfPreempted = false;
     let chunkScheduled = false;
     for (let i = 0; i < this.running.length && budget > 0; i++) {
       const r = this.running[i];
@@ -651,9 +652,9 @@ export class Engine {
       }
       if (!fresh) {
         // It preempted itself. Under fcfs it was the last running request; under priority requests after it may still
-        // need their slot or chunk: vLLM ends this step's running loop there and serves them in its next step, which
-        // follows at once (the engine loops while it has requests), so wake one now.
-        if (this.running.slice(i).some((q) => q.need !== 'none')) this.heap.push({ at, order: this.order++, req: r, epoch: r.epoch, kind: 'wake', k: 0 });
+        // need their slot or chunk: vLLM ends this step's running loop there and serves them in its next step (woken
+        // below, with the requests the budget did not reach).
+        selfPreempted = true;
         break;
       }
       r.numComputedTokens += numNew;
@@ -693,8 +694,11 @@ export class Engine {
     // WAITING requests, only if nothing was preempted in this step, with the budget the running ones left.
     if (!preempted) this.admitWaiting(at, joined || chunkScheduled, budget);
     if (this.interference) this.flushStep();
-    // Running requests the budget did not reach are served in vLLM's next step, which follows this one's end.
-    const starved = budget <= 0 ? this.running.find((q) => q.need !== 'none') : undefined;
+    // Running requests the budget did not reach, or that came after a request that preempted itself, are served in
+    // vLLM's next step, which follows this one's end: the next `schedule()` runs after this step's forward pass (the
+    // engine loops while it has requests; vllm/v1/engine/core.py @ v0.10.0 `step`), not at this instant, where a step
+    // of its own would serve them, and admit waiting requests, ahead of the tokens this step computes.
+    const starved = budget <= 0 || selfPreempted ? this.running.find((q) => q.need !== 'none') : undefined;
     if (starved) this.heap.push({ at: Math.max(this.stepDoneAt, at), order: this.order++, req: starved, epoch: starved.epoch, kind: 'wake', k: 0 });
 
     if (this.kvEventSink) {

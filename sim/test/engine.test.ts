@@ -414,6 +414,32 @@ describe('Engine latency model (simulated time, ManualClock)', () => {
     }
   });
 
+  it('under priority the running requests after one that preempted itself wait for the next step, after the forward pass of this one (scheduler.py @ v0.10.0)', () => {
+    // 4 usable blocks of 16, no prefill cost. X (priority 0) and R (priority 9), 1-token prompts, are scheduled at 0 ms
+    // and sample a token every 20 ms; Y (priority 0, 1 token) arrives at 19 ms and runs after them (first token at 40).
+    // Each holds 1 block, 1 is free. At 300 ms X and R each need a second block for their 17th token: X, first, takes
+    // the last one; R, the running request with the largest (priority, arrival), preempts itself, which ends the
+    // running loop (`if not can_schedule: break`) and, something being preempted, skips the waiting loop. Y is not
+    // served in that step, which computes X's token until 320 ms; vLLM's next schedule() comes after that forward
+    // pass and serves Y (its token at 340) and then looks R up again.
+    const clock = new ManualClock();
+    const { log, observer } = recorder(clock);
+    const engine = new Engine({ ...BASE, kvCacheBlocks: 5, ttftOverheadMs: 0, prefillMsPerToken: 0, schedulingPolicy: 'priority' }, clock, observer);
+    const [x, r] = [{ tokenTimes: [] as number[], result: undefined as RequestResult | undefined }, { tokenTimes: [] as number[], result: undefined as RequestResult | undefined }];
+    engine.submitAll(([[x, 0], [r, 9]] as const).map(([t, priority], i) => ({
+      params: { promptTokens: tokens(1, i + 1), outputTokens: output(18), priority },
+      listener: { onToken: (_k: number, _id: number, at: number) => t.tokenTimes.push(at), onFinish: (res: RequestResult) => { t.result = res; } },
+    })));
+    clock.advanceTo(19);
+    const y = submit(engine, tokens(1, 3), 18, undefined, 0);
+    clock.runAll();
+    expect(r.result).toMatchObject({ finishReason: 'length', preemptions: 1 });
+    expect(x.tokenTimes.slice(14, 17)).toEqual([280, 300, 320]);
+    // Before, a step of its own at 300 ms served Y (its token at 320) and looked R up, ahead of X's forward pass.
+    expect(y.tokenTimes.slice(12, 15)).toEqual([280, 300, 340]);
+    expect(log.queries.filter((q) => q.queries === 17).map((q) => q.at)[0]).toBe(320);
+  });
+
   it('a request aborted during its prefill hands back the chunks not yet scheduled: the one in flight is computed first, as vLLM reads the abort between forward passes (core.py @ v0.10.0 run_busy_loop)', () => {
     const clock = new ManualClock();
     const engine = new Engine({ ...BASE, prefillConcurrency: 1 }, clock);

@@ -9,8 +9,9 @@
  * - vllm/v1/core/kv_cache_manager.py (get_computed_blocks: max_cache_hit_length = num_tokens - 1, the prefix-cache
  *   stats in tokens; allocate_slots);
  * - vllm/v1/core/sched/scheduler.py (schedule: the running loop with its token budget, long_prefill_token_threshold
- *   and recompute preemption of `self.running.pop()`, then the waiting loop only if nothing was preempted, under
- *   max_num_seqs; update_from_output: a token sampled once num_computed_tokens reaches num_tokens, finished requests
+ *   and recompute preemption of `self.running.pop()` (fcfs) or of `max(self.running, key=(priority, arrival_time))`
+ *   (priority; request_queue.py's heap for the waiting queue), then the waiting loop only if nothing was preempted,
+ *   under max_num_seqs; update_from_output: a token sampled once num_computed_tokens reaches num_tokens, finished requests
  *   freed in num_scheduled_tokens order; make_stats).
  *
  * The simulator's latency model is set to cost nothing but the ITL (no overhead, no per-token prefill time; an ITL of 0
@@ -55,6 +56,10 @@ interface RefReq {
   status: 'waiting' | 'running' | 'preempted' | 'finished';
   /** SamplingParams.prompt_logprobs is set: get_computed_blocks skips the lookup. */
   promptLogprobs: boolean;
+  priority: number;
+  arrivalTime: number;
+  /** Submission order: breaks ties of (priority, arrival_time), as the engine does. */
+  seq: number;
   preemptions: number;
   /** req_to_block_hashes[request_id] (kept across preemption, dropped at the end). */
   blockHashes: BlockHash[];
@@ -224,6 +229,7 @@ interface SchedConfig {
   maxNumBatchedTokens: number;
   longPrefillTokenThreshold: number;
   enableCaching: boolean;
+  policy: 'fcfs' | 'priority';
 }
 
 /** scheduler.py @ v0.10.0 (FCFS), one step at a time; writes what it observes into `obs`. */
@@ -233,6 +239,8 @@ class RefScheduler {
   readonly running: RefReq[] = [];
   readonly reqs = new Map<string, RefReq>();
   preemptions = 0;
+  /** Requests the last schedule() preempted. */
+  preemptedInStep = 0;
   /** The Prometheus counters as the frontend advances them (vllm/v1/metrics/loggers.py @ v0.10.0). */
   readonly counters = { prefixQueries: 0, prefixHits: 0, numPreemptions: 0 };
   /** KVCacheManager.prefix_cache_stats: taken (and reset) by make_stats. */
@@ -242,10 +250,33 @@ class RefScheduler {
     this.kv = new RefKvCacheManager(numBlocks, blockSize, hasher, config.enableCaching);
   }
 
-  add(id: string, prompt: number[], output: number[], promptLogprobs: boolean): void {
-    const r: RefReq = { id, prompt, output, all: [...prompt], numComputedTokens: 0, numCachedTokens: -1, status: 'waiting', promptLogprobs, preemptions: 0, blockHashes: [], pendingPreemptedEvents: 0 };
-    this.reqs.set(id, r);
-    this.waiting.push(r);
+  add(a: SubmitAction): void {
+    const r: RefReq = {
+      id: a.id, prompt: a.prompt, output: a.output, all: [...a.prompt], numComputedTokens: 0, numCachedTokens: -1, status: 'waiting',
+      promptLogprobs: a.promptLogprobs, priority: a.priority, arrivalTime: a.arrivalTime, seq: this.reqs.size, preemptions: 0, blockHashes: [], pendingPreemptedEvents: 0,
+    };
+    this.reqs.set(r.id, r);
+    this.enqueue(r);
+  }
+
+  /**
+   * FCFSRequestQueue.add_request appends; PriorityRequestQueue.add_request pushes (priority, arrival_time, request)
+   * on a heap (vllm/v1/core/sched/request_queue.py @ v0.10.0), its prepend_request too.
+   */
+  private enqueue(r: RefReq, front = false): void {
+    if (this.config.policy === 'fcfs') {
+      if (front) this.waiting.unshift(r);
+      else this.waiting.push(r);
+      return;
+    }
+    const key = (q: RefReq): [number, number, number] => [q.priority, q.arrivalTime, q.seq];
+    const less = (x: RefReq, y: RefReq): boolean => {
+      const [a, b] = [key(x), key(y)];
+      return a[0] !== b[0] ? a[0] < b[0] : a[1] !== b[1] ? a[1] < b[1] : a[2] < b[2];
+    };
+    let i = this.waiting.length;
+    while (i > 0 && less(r, this.waiting[i - 1]!)) i--;
+    this.waiting.splice(i, 0, r);
   }
 
   abort(id: string): void {
@@ -282,14 +313,31 @@ class RefScheduler {
           canSchedule = true;
           break;
         }
-        const victim = this.running.pop()!;
+        let victim: RefReq;
+        if (c.policy === 'priority') {
+          // max(self.running, key=lambda r: (r.priority, r.arrival_time)): the first of equal keys.
+          let v = 0;
+          this.running.forEach((q, k) => {
+            const w = this.running[v]!;
+            if (q.priority > w.priority || (q.priority === w.priority && q.arrivalTime > w.arrivalTime)) v = k;
+          });
+          victim = this.running.splice(v, 1)[0]!;
+          // v0.10.0 leaves req_index alone, so the request after r would go unserved this step; the engine, like later
+          // vLLM, tracks the removed index (a divergence engine.ts documents), and so does this model.
+          if (v < i) i--;
+          // A victim already scheduled in this step computes nothing (later vLLM drops it from the step); its tokens
+          // stay spent from the budget, as in v0.10.0, which does not give them back.
+          scheduled.delete(victim);
+        } else {
+          victim = this.running.pop()!;
+        }
         this.kv.free(victim);
         victim.status = 'preempted';
         victim.numComputedTokens = 0;
         victim.preemptions++;
         victim.pendingPreemptedEvents++;
         this.preemptions++;
-        this.waiting.unshift(victim); // prepend_request
+        this.enqueue(victim, true); // prepend_request
         preempted.push(victim);
         if (victim === r) break;
       }
@@ -321,6 +369,7 @@ class RefScheduler {
         if (r.numCachedTokens < 0) r.numCachedTokens = hit.tokens;
       }
     }
+    this.preemptedInStep = preempted.length;
     // _update_after_schedule
     for (const [r, n] of scheduled) r.numComputedTokens += n;
     const events = this.kv.pool.events;
@@ -380,15 +429,26 @@ interface Obs {
 
 const newObs = (): Obs => ({ events: [], prefix: [], stats: [], kvState: [], tokens: [], results: [], totals: [] });
 
-type Action = { kind: 'submit'; id: string; prompt: number[]; output: number[]; promptLogprobs: boolean } | { kind: 'abort'; id: string };
+interface SubmitAction {
+  kind: 'submit';
+  id: string;
+  prompt: number[];
+  output: number[];
+  promptLogprobs: boolean;
+  priority: number;
+  /** The engine clock when submitted. */
+  arrivalTime: number;
+}
+type Action = SubmitAction | { kind: 'abort'; id: string };
+type NewRequest = Omit<SubmitAction, 'kind' | 'id' | 'arrivalTime'>;
 
 /** Prompts from a few shared prefixes plus a random tail; a small vocabulary so tails collide too. */
-function workload(s: Scenario): { rng: () => number; makeRequest: () => { prompt: number[]; output: number[]; promptLogprobs: boolean } } {
+function workload(s: Scenario): { rng: () => number; makeRequest: () => NewRequest } {
   const rng = mulberry32(s.seed);
   const maxSeq = (s.kvCacheBlocks - 1) * s.blockSize + 1;
   const prefixes = Array.from({ length: 3 }, (_, p) => Array.from({ length: s.blockSize * (2 + p * 2) }, (_, i) => 1000 * (p + 1) + i));
   const seen: number[][] = [];
-  const makeRequest = (): { prompt: number[]; output: number[]; promptLogprobs: boolean } => {
+  const makeRequest = (): NewRequest => {
     const long = rng() < 0.1;
     const prefix = rng() < 0.7 ? prefixes[Math.floor(rng() * prefixes.length)]!.slice(0, 1 + Math.floor(rng() * s.blockSize * 6)) : [];
     const tailLen = long ? Math.floor(maxSeq * 0.6) : 1 + Math.floor(rng() * s.blockSize * 4);
@@ -402,7 +462,7 @@ function workload(s: Scenario): { rng: () => number; makeRequest: () => { prompt
     if (prompt.length + outLen > maxSeq) prompt = prompt.slice(0, Math.max(1, maxSeq - outLen));
     if (prompt.length + outLen > maxSeq) outLen = maxSeq - prompt.length;
     const output = Array.from({ length: outLen }, () => 1 + Math.floor(rng() * 4));
-    return { prompt, output, promptLogprobs: rng() < 0.1 };
+    return { prompt, output, promptLogprobs: rng() < 0.1, priority: s.sched.policy === 'priority' ? Math.floor(rng() * 3) : 0 };
   };
   return { rng, makeRequest };
 }
@@ -427,6 +487,7 @@ async function runSim(s: Scenario): Promise<{ obs: Obs; actions: Map<number, Act
     itlMs: s.seed % 2,
     prefillConcurrency: 1 + (s.seed % 3),
     hashAlgo: HASH_ALGO,
+    schedulingPolicy: s.sched.policy,
     pythonHashSeed: '0',
     enablePrefixCaching: s.sched.enableCaching,
   };
@@ -436,10 +497,10 @@ async function runSim(s: Scenario): Promise<{ obs: Obs; actions: Map<number, Act
   let engine!: Engine;
   const step = (): number => engine.stats().steps;
   /** Submits requests together (one arrival), named as the engine names them: seq-0, seq-1, ... */
-  const submit = (reqs: Extract<Action, { kind: 'submit' }>[]): void => {
+  const submit = (reqs: SubmitAction[]): void => {
     const handles = engine.submitAll(
-      reqs.map(({ id, prompt, output, promptLogprobs }) => ({
-        params: { promptTokens: prompt, outputTokens: output, skipPrefixCache: promptLogprobs },
+      reqs.map(({ id, prompt, output, promptLogprobs, priority }) => ({
+        params: { promptTokens: prompt, outputTokens: output, skipPrefixCache: promptLogprobs, priority },
         listener: {
           onToken: (k: number) => obs.tokens.push(`${step()} ${id} #${k}`),
           onFinish: (r: RequestResult) => {
@@ -469,7 +530,7 @@ async function runSim(s: Scenario): Promise<{ obs: Obs; actions: Map<number, Act
       if (submitted < MAX_REQUESTS && rng() < 0.35) {
         const n = 1 + Math.floor(rng() * 2);
         for (let i = 0; i < n && submitted < MAX_REQUESTS; i++) {
-          acts.push({ kind: 'submit', id: `seq-${submitted++}`, ...makeRequest() });
+          acts.push({ kind: 'submit', id: `seq-${submitted++}`, arrivalTime: clock.now(), ...makeRequest() });
         }
       }
       if (live.size > 0 && rng() < 0.08) {
@@ -492,8 +553,8 @@ async function runSim(s: Scenario): Promise<{ obs: Obs; actions: Map<number, Act
     }) as never;
   }
   engine = new Engine(config, clock, observer, (batch) => obs.events.push(`${step()} ${JSON.stringify(batch.events)}`));
-  const initial: Extract<Action, { kind: 'submit' }>[] = [];
-  for (let i = 0; i < INITIAL; i++) initial.push({ kind: 'submit', id: `seq-${submitted++}`, ...makeRequest() });
+  const initial: SubmitAction[] = [];
+  for (let i = 0; i < INITIAL; i++) initial.push({ kind: 'submit', id: `seq-${submitted++}`, arrivalTime: clock.now(), ...makeRequest() });
   submit(initial);
   clock.runAll();
   const st = engine.stats();
@@ -511,7 +572,7 @@ async function runSim(s: Scenario): Promise<{ obs: Obs; actions: Map<number, Act
 function runRef(s: Scenario, initial: Action[], actions: Map<number, Action[]>): { obs: Obs; steps: number } {
   const obs = newObs();
   const ref = new RefScheduler(s.sched, s.kvCacheBlocks, s.blockSize, new BlockHasher(HASH_ALGO, '0'), obs);
-  for (const a of initial) if (a.kind === 'submit') ref.add(a.id, a.prompt, a.output, a.promptLogprobs);
+  for (const a of initial) if (a.kind === 'submit') ref.add(a);
   let scheduled = new Map<RefReq, number>();
   let step = 1;
   for (; ; step++) {
@@ -524,14 +585,16 @@ function runRef(s: Scenario, initial: Action[], actions: Map<number, Action[]>):
         const pool = ref.kv.pool;
         obs.kvState.push(`${step} ${liveIds.map((id) => `${id}:[${(ref.kv.reqToBlocks.get(id) ?? []).join(',')}]`).join(' ')} free=${pool.free.map((b) => pool.hash[b]?.key.slice(0, 8) ?? '-').join(',')}`);
         for (const a of actions.get(step) ?? []) {
-          if (a.kind === 'submit') ref.add(a.id, a.prompt, a.output, a.promptLogprobs);
+          if (a.kind === 'submit') ref.add(a);
           else ref.abort(a.id);
         }
       }
     }
     if (ref.running.length === 0 && ref.waiting.length === 0) break;
     scheduled = ref.schedule(step);
-    if (scheduled.size === 0) break;
+    // Nothing scheduled and nothing changed: no step would ever schedule anything (vLLM would spin; the engine idles).
+    // A step that only preempted (under priority, the first running request preempting itself) is followed by the next.
+    if (scheduled.size === 0 && ref.preemptedInStep === 0) break;
     if (step > 100_000) throw new Error('reference model did not finish');
   }
   obs.totals.push(`preemptions=${ref.preemptions} running=${ref.running.length} waiting=${ref.waiting.length} usage=${ref.kv.pool.usage().toFixed(6)}`);
@@ -572,6 +635,7 @@ for (let seed = 1; seed <= 24; seed++) {
       longPrefillTokenThreshold: r() < 0.3 ? 1 + Math.floor(r() * blockSize * 3) : 0,
       // --no-enable-prefix-caching in a few.
       enableCaching: seed % 8 !== 0,
+      policy: seed % 4 === 3 ? 'priority' : 'fcfs',
     },
   });
 }
