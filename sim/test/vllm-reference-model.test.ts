@@ -11,7 +11,7 @@
  * - vllm/v1/core/sched/scheduler.py (schedule: the running loop with its token budget, long_prefill_token_threshold
  *   and recompute preemption of `self.running.pop()` (fcfs) or of `max(self.running, key=(priority, arrival_time))`
  *   (priority; request_queue.py's heap for the waiting queue), then the waiting loop only if nothing was preempted,
- *   under max_num_seqs; update_from_output: a token sampled once num_computed_tokens reaches num_tokens, finished requests
+ *   under max_num_seqs, skipping a request whose LoRA adapter would exceed max_loras (scheduled_loras); update_from_output: a token sampled once num_computed_tokens reaches num_tokens, finished requests
  *   freed in num_scheduled_tokens order; make_stats).
  *
  * The simulator's latency model is set to cost nothing but the ITL (no overhead, no per-token prefill time; an ITL of 0
@@ -58,6 +58,8 @@ interface RefReq {
   promptLogprobs: boolean;
   priority: number;
   arrivalTime: number;
+  /** lora_request.lora_int_id, or null: a key of every block's hash (generate_block_hash_extra_keys) and BlockStored's lora_id. */
+  loraId: number | null;
   /** Submission order: breaks ties of (priority, arrival_time), as the engine does. */
   seq: number;
   preemptions: number;
@@ -93,7 +95,7 @@ class RefBlockPool {
   cacheFullBlocks(req: RefReq, blocks: number[], numCached: number, numFull: number, hasher: BlockHasher): void {
     if (numCached === numFull) return;
     // Block hashes missing from the request's list are computed from its tokens and appended.
-    extendBlockHashes(hasher, req.blockHashes, req.all, this.blockSize, {}, numFull * this.blockSize);
+    extendBlockHashes(hasher, req.blockHashes, req.all, this.blockSize, { loraId: req.loraId }, numFull * this.blockSize);
     const stored: string[] = [];
     for (let i = numCached; i < numFull; i++) {
       const b = blocks[i]!;
@@ -111,7 +113,7 @@ class RefBlockPool {
       parentBlockHash: numCached === 0 ? null : this.hash[blocks[numCached - 1]!]!.event.toString(),
       tokenIds: req.all.slice(numCached * this.blockSize, numFull * this.blockSize),
       blockSize: this.blockSize,
-      loraId: null,
+      loraId: req.loraId,
     } as KvCacheEvent);
   }
 
@@ -174,7 +176,7 @@ class RefKvCacheManager {
    */
   getComputedBlocks(req: RefReq): { blocks: number[]; tokens: number } | null {
     if (!this.enableCaching || req.promptLogprobs) return null;
-    if (req.blockHashes.length === 0) extendBlockHashes(this.hasher, req.blockHashes, req.all, this.blockSize); // hash_request_tokens
+    if (req.blockHashes.length === 0) extendBlockHashes(this.hasher, req.blockHashes, req.all, this.blockSize, { loraId: req.loraId }); // hash_request_tokens
     const maxBlocks = Math.floor((req.all.length - 1) / this.blockSize);
     const blocks: number[] = [];
     for (const h of req.blockHashes.slice(0, maxBlocks)) {
@@ -230,6 +232,8 @@ interface SchedConfig {
   longPrefillTokenThreshold: number;
   enableCaching: boolean;
   policy: 'fcfs' | 'priority';
+  /** --max-loras with --enable-lora, or undefined (no LoRAConfig). */
+  maxLoras?: number;
 }
 
 /** scheduler.py @ v0.10.0 (FCFS), one step at a time; writes what it observes into `obs`. */
@@ -253,7 +257,7 @@ class RefScheduler {
   add(a: SubmitAction): void {
     const r: RefReq = {
       id: a.id, prompt: a.prompt, output: a.output, all: [...a.prompt], numComputedTokens: 0, numCachedTokens: -1, status: 'waiting',
-      promptLogprobs: a.promptLogprobs, priority: a.priority, arrivalTime: a.arrivalTime, seq: this.reqs.size, preemptions: 0, blockHashes: [], pendingPreemptedEvents: 0,
+      promptLogprobs: a.promptLogprobs, priority: a.priority, arrivalTime: a.arrivalTime, loraId: a.loraId, seq: this.reqs.size, preemptions: 0, blockHashes: [], pendingPreemptedEvents: 0,
     };
     this.reqs.set(r.id, r);
     this.enqueue(r);
@@ -347,9 +351,18 @@ class RefScheduler {
       i++;
     }
     if (preempted.length === 0) {
-      while (this.waiting.length > 0 && budget > 0) {
+      // scheduled_loras: the adapters of the running requests this step scheduled (lora_int_id > 0).
+      const loras = new Set<number>();
+      for (const q of scheduled.keys()) if (q.loraId !== null) loras.add(q.loraId);
+      // Requests skipped for max_loras go to skipped_waiting_requests and back to the front, in order, at the end.
+      let w = 0;
+      while (w < this.waiting.length && budget > 0) {
         if (this.running.length === c.maxNumSeqs) break;
-        const r = this.waiting[0]!;
+        const r = this.waiting[w]!;
+        if (c.maxLoras !== undefined && r.loraId !== null && loras.size === c.maxLoras && !loras.has(r.loraId)) {
+          w++;
+          continue;
+        }
         const hit = this.kv.getComputedBlocks(r) ?? { blocks: [], tokens: 0 };
         if (this.kv.enableCaching && !r.promptLogprobs) {
           this.obs.prefix.push(`${step} q=${r.all.length} h=${hit.tokens}`);
@@ -360,8 +373,9 @@ class RefScheduler {
         if (c.longPrefillTokenThreshold > 0 && c.longPrefillTokenThreshold < n) n = c.longPrefillTokenThreshold;
         n = Math.min(n, budget);
         if (this.kv.allocateSlots(r, n, hit) === null) break;
-        this.waiting.shift();
+        this.waiting.splice(w, 1);
         this.running.push(r);
+        if (r.loraId !== null) loras.add(r.loraId);
         scheduled.set(r, n);
         budget -= n;
         r.status = 'running';
@@ -436,6 +450,7 @@ interface SubmitAction {
   output: number[];
   promptLogprobs: boolean;
   priority: number;
+  loraId: number | null;
   /** The engine clock when submitted. */
   arrivalTime: number;
 }
@@ -462,7 +477,13 @@ function workload(s: Scenario): { rng: () => number; makeRequest: () => NewReque
     if (prompt.length + outLen > maxSeq) prompt = prompt.slice(0, Math.max(1, maxSeq - outLen));
     if (prompt.length + outLen > maxSeq) outLen = maxSeq - prompt.length;
     const output = Array.from({ length: outLen }, () => 1 + Math.floor(rng() * 4));
-    return { prompt, output, promptLogprobs: rng() < 0.1, priority: s.sched.policy === 'priority' ? Math.floor(rng() * 3) : 0 };
+    return {
+      prompt,
+      output,
+      promptLogprobs: rng() < 0.1,
+      priority: s.sched.policy === 'priority' ? Math.floor(rng() * 3) : 0,
+      loraId: s.sched.maxLoras !== undefined && rng() < 0.7 ? 1 + Math.floor(rng() * 3) : null,
+    };
   };
   return { rng, makeRequest };
 }
@@ -488,6 +509,7 @@ async function runSim(s: Scenario): Promise<{ obs: Obs; actions: Map<number, Act
     prefillConcurrency: 1 + (s.seed % 3),
     hashAlgo: HASH_ALGO,
     schedulingPolicy: s.sched.policy,
+    maxLoras: s.sched.maxLoras,
     pythonHashSeed: '0',
     enablePrefixCaching: s.sched.enableCaching,
   };
@@ -499,8 +521,8 @@ async function runSim(s: Scenario): Promise<{ obs: Obs; actions: Map<number, Act
   /** Submits requests together (one arrival), named as the engine names them: seq-0, seq-1, ... */
   const submit = (reqs: SubmitAction[]): void => {
     const handles = engine.submitAll(
-      reqs.map(({ id, prompt, output, promptLogprobs, priority }) => ({
-        params: { promptTokens: prompt, outputTokens: output, skipPrefixCache: promptLogprobs, priority },
+      reqs.map(({ id, prompt, output, promptLogprobs, priority, loraId }) => ({
+        params: { promptTokens: prompt, outputTokens: output, skipPrefixCache: promptLogprobs, priority, loraId, loraName: loraId === null ? null : `lora-${loraId}` },
         listener: {
           onToken: (k: number) => obs.tokens.push(`${step()} ${id} #${k}`),
           onFinish: (r: RequestResult) => {
@@ -636,6 +658,8 @@ for (let seed = 1; seed <= 24; seed++) {
       // --no-enable-prefix-caching in a few.
       enableCaching: seed % 8 !== 0,
       policy: seed % 4 === 3 ? 'priority' : 'fcfs',
+      // --enable-lora with 1 or 2 adapters at once in a few; the requests use 3.
+      maxLoras: seed % 5 === 1 ? 1 + (seed % 2) : undefined,
     },
   });
 }
