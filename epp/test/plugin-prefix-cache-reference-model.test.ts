@@ -24,6 +24,7 @@
  * than a pod's LRU holds (upstream's Add then keeps the evicted blocks in hashToPods, see the last test).
  */
 import { parseRequestBody } from '@kvroute/protocol/openai';
+import { seededRandom } from '@kvroute/testkit';
 import { parseEndpointPickerConfig } from '../src/config';
 import { EMPTY_METRICS, type EndpointSnapshot } from '../src/datastore/types';
 import { CycleState, type CycleContext } from '../src/scheduling/framework';
@@ -220,17 +221,6 @@ class ReferenceApproxPrefix {
 // ---------------------------------------------------------------------------------------------------------------------
 // The driver.
 
-/** mulberry32: a small seeded generator, so every run sees the same traffic. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const LLMD = 'apiVersion: llm-d.ai/v1alpha1\nkind: EndpointPickerConfig\n';
 const GIE = 'apiVersion: inference.networking.x-k8s.io/v1alpha1\nkind: EndpointPickerConfig\n';
@@ -293,7 +283,7 @@ interface Outcome {
 }
 
 function run(s: Scenario, seed: number): Outcome {
-  const random = rng(seed);
+  const random = seededRandom(seed);
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(random() * xs.length)]!;
   const scorer = loadScorer(s.group, s.parameters);
   const model = new ReferenceApproxPrefix(s.model);
@@ -492,7 +482,7 @@ describe('prefix-cache-scorer against a reference model of llm-d-router v0.10.0 
     const scorer = loadScorer(LLMD, { minBlockSizeTokens: 1, blockSizeTokens: 1, autoTune: false, maxPrefixTokensToMatch: 0, maxPrefixBlocksToMatch: 0, lruCapacityPerServer: 10000 });
     const [a, b] = [snapshot({ id: 'a:8000', blockSize: 0, numGpuBlocks: 0 }), snapshot({ id: 'b:8000', blockSize: 0, numGpuBlocks: 0 })];
     const cycleOf = (prompt: string): CycleContext => ({ request: { requestId: 'r', model: 'm', prompt, headers: {} }, state: new CycleState() });
-    const random = rng(99);
+    const random = seededRandom(99);
     const shared = text(random, 4 * 2500);
     const first = cycleOf(shared + text(random, 4 * 500));
     scorer.score(first, [a, b]);

@@ -27,20 +27,10 @@ import { BlockHasher, extendBlockHashes, type BlockHash } from '../src/block-has
 import { ManualClock } from '../src/clock';
 import { Engine, type EngineConfig, type EngineObserver, type RequestHandle, type RequestResult } from '../src/engine';
 import { SimMetrics } from '../src/metrics';
+import { seededRandom } from '@kvroute/testkit';
 import { metricValue, parsePrometheus } from './helpers';
 
 const HASH_ALGO = 'sha256_cbor_64bit'; // a 0.10.0 generation (block-hash.ts generationOf)
-
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 // ---------------------------------------------------------------------------------------------------------------------
 // The reference model.
@@ -459,7 +449,7 @@ type NewRequest = Omit<SubmitAction, 'kind' | 'id' | 'arrivalTime'>;
 
 /** Prompts from a few shared prefixes plus a random tail; a small vocabulary so tails collide too. */
 function workload(s: Scenario): { rng: () => number; makeRequest: () => NewRequest } {
-  const rng = mulberry32(s.seed);
+  const rng = seededRandom(s.seed);
   const maxSeq = (s.kvCacheBlocks - 1) * s.blockSize + 1;
   const prefixes = Array.from({ length: 3 }, (_, p) => Array.from({ length: s.blockSize * (2 + p * 2) }, (_, i) => 1000 * (p + 1) + i));
   const seen: number[][] = [];
@@ -645,7 +635,7 @@ function firstDivergence(what: string, sim: string[], ref: string[]): string | n
 
 const SCENARIOS: Scenario[] = [];
 for (let seed = 1; seed <= 24; seed++) {
-  const r = mulberry32(seed * 7919);
+  const r = seededRandom(seed * 7919);
   const blockSize = [2, 4, 4, 8][Math.floor(r() * 4)]!;
   SCENARIOS.push({
     seed,
