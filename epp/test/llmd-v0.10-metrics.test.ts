@@ -87,14 +87,7 @@ describe('llm_d_epp_prefix_indexer_* (llm-d-router v0.10.0 dataproducer/approxim
     const director = new RequestControl({ datastore: ds, scheduler: buildScheduler(defaultEndpointPickerConfig(), { metrics: scheduling }), metrics: collectors });
     try {
       const prompt = 'The same long system prompt for every request. '.repeat(8);
-      for (let i = 0; i < 2; i++) {
-        const d = await director.route({
-          requestId: `r${i}`, headers: new Map([[':method', 'POST'], [':path', '/v1/completions'], ['content-type', 'application/json']]),
-          body: Buffer.from(JSON.stringify({ model: 'm', prompt })), filterMetadata: {},
-        });
-        if (d.kind !== 'route') throw new Error(`expected a route, got ${JSON.stringify(d)}`);
-        director.release(d.ticket, 'completed');
-      }
+      await routeCompletions(director, [prompt, prompt]);
       const page = await registry.metrics();
       const labels = 'plugin_name="prefix-cache-scorer",plugin_type="prefix-cache-scorer"';
       expect(sample(page, `llm_d_epp_prefix_indexer_hit_bytes_count{${labels}}`)).toBe(2);
@@ -125,14 +118,7 @@ describe('llm_d_epp_prefix_indexer_* (llm-d-router v0.10.0 dataproducer/approxim
     const { registry, collectors, scheduling } = createEppMetrics();
     const director = new RequestControl({ datastore: ds, scheduler: buildScheduler(defaultEndpointPickerConfig(), { metrics: scheduling }), metrics: collectors });
     try {
-      for (const [i, prompt] of ['Hi.', 'The same long system prompt for every request. '.repeat(8)].entries()) {
-        const d = await director.route({
-          requestId: `r${i}`, headers: new Map([[':method', 'POST'], [':path', '/v1/completions'], ['content-type', 'application/json']]),
-          body: Buffer.from(JSON.stringify({ model: 'm', prompt })), filterMetadata: {},
-        });
-        if (d.kind !== 'route') throw new Error(`expected a route, got ${JSON.stringify(d)}`);
-        director.release(d.ticket, 'completed');
-      }
+      await routeCompletions(director, ['Hi.', 'The same long system prompt for every request. '.repeat(8)]);
       const page = await registry.metrics();
       const labels = 'plugin_name="prefix-cache-scorer",plugin_type="prefix-cache-scorer"';
       expect(sample(page, 'inference_extension_prefix_indexer_hit_bytes_count')).toBe(2);
@@ -293,3 +279,15 @@ describe('llm_d_epp_request_* (llm-d-router v0.10.0 metrics.go: each recorder wr
     }
   });
 });
+
+/** Routes one /v1/completions request per prompt through `director`, each released as completed. */
+async function routeCompletions(director: RequestControl, prompts: readonly string[]): Promise<void> {
+  for (const [i, prompt] of prompts.entries()) {
+    const d = await director.route({
+      requestId: `r${i}`, headers: new Map([[':method', 'POST'], [':path', '/v1/completions'], ['content-type', 'application/json']]),
+      body: Buffer.from(JSON.stringify({ model: 'm', prompt })), filterMetadata: {},
+    });
+    if (d.kind !== 'route') throw new Error(`expected a route, got ${JSON.stringify(d)}`);
+    director.release(d.ticket, 'completed');
+  }
+}
