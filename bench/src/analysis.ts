@@ -47,6 +47,12 @@ export interface PolicyResult {
   readonly ttftUncached: LatencySummary;
   /** Median uncached TTFT / median cached TTFT. */
   readonly cachedSpeedup: number | null;
+  /**
+   * Successful requests per simulated second (the clock the TTFTs are read in: wall seconds × `timeScale`), over the
+   * run from its start to its last answer, as vLLM's `request_throughput = completed / dur_s` (vllm/benchmarks/serve.py
+   * `calculate_metrics`) counts it in the clock its rates and latencies share. Per wall second until session 76, which
+   * read the same at time scale 1 and, for the `poisson-groups` ramp at its 0.127, 1/0.127 of the simulated rates beside it.
+   */
   readonly throughputRps: number;
   readonly wallSeconds: number;
   /** Requests served by each endpoint. */
@@ -159,7 +165,7 @@ export function analyze(policy: string, records: readonly RequestRecord[], count
     ttftCached,
     ttftUncached,
     cachedSpeedup: ttftCached.p50 && ttftUncached.p50 ? ttftUncached.p50 / ttftCached.p50 : null,
-    throughputRps: wallSeconds > 0 ? ok.length / wallSeconds : 0,
+    throughputRps: wallSeconds > 0 && timeScale > 0 ? ok.length / (wallSeconds * timeScale) : 0,
     wallSeconds,
     perEndpoint,
     failures: records.filter((r) => !r.result.ok).map((r) => ({ status: r.result.status, error: r.result.error ?? '' })),

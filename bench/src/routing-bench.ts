@@ -742,7 +742,8 @@ export async function runRoutingBench(o: RoutingBenchOptions): Promise<RoutingRe
         + 'independent reference model with the prefix working set G·S_b against the capacity a pod has left after its share of live requests.',
       `TTFT: first streamed token as the client measured it, multiplied by the time scale (${o.sim.timeScale}) to read as simulated-GPU time; real `
         + 'per-request overheads (gateway, ext_proc, the client) are multiplied too. Medians over repeats (repeats: ' + o.repeats + '). '
-        + 'Throughput: successful requests per wall-clock second at a fixed number of requests in flight (closed loop). '
+        + 'Throughput (req/s): successful requests per simulated second (wall seconds × the run\'s time scale, the clock the TTFTs and the ramp\'s rates are read in), '
+        + 'from the run\'s start to its last answer, as vLLM\'s request_throughput; a closed loop keeps a fixed number of requests in flight, an open loop sends at the arrival times. '
         + 'Balance: requests on the busiest pod over the mean per pod.',
       `Working set: distinct full KV blocks of every prompt and reply, deduplicated by prefix; "reused" counts blocks more than one request uses. `
         + `Constrained capacity is the working set / ${o.capacityRatio} per pod; ample holds the whole working set (plus live requests) on every pod.`,
