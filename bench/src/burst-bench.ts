@@ -62,6 +62,9 @@ export interface BurstRound {
   readonly ttftP90: number | null;
   /** Cached ÷ prompt tokens, as the responses' usage reported them. */
   readonly hitRate: number | null;
+  /** The sums behind `hitRate`, over the successful requests: the run's hit rate sums them over its rounds. */
+  readonly promptTokens: number;
+  readonly cachedTokens: number;
   /** Requests each pod served this round, in pod order. */
   readonly perPod: readonly number[];
 }
@@ -105,7 +108,7 @@ export function summarizeBurstRound(results: readonly ChatResult[], podAddresses
   const ttfts = ok.flatMap((r) => (r.ttft === undefined ? [] : [r.ttft * timeScale]));
   return {
     ok: ok.length, errors: results.length - ok.length, noToken: noTokenCount(results), ttftP50: quantile(ttfts, 0.5), ttftP90: quantile(ttfts, 0.9),
-    hitRate: prompt > 0 ? cached / prompt : null, perPod,
+    hitRate: prompt > 0 ? cached / prompt : null, promptTokens: prompt, cachedTokens: cached, perPod,
   };
 }
 
@@ -116,9 +119,12 @@ function median(xs: readonly (number | null)[]): number | null {
 /** A policy's runs over the seeds, reduced to the medians the table shows. */
 export function summarizeBurstPolicy(policy: string, runs: readonly BurstRun[], sessions: number): BurstPolicyResult {
   const rounds = Math.max(0, ...runs.map((r) => r.rounds.length));
+  // The whole run's cached tokens over its prompt tokens, as vLLM counts a hit rate and inference-perf v0.6.1 reports the
+  // responses' one (reportgen/base.py `summarize_prompt_token_usage`: cached total ÷ prompt total). Not the mean of the
+  // rounds' rates: later rounds carry the history, so their prompts are longer and more of them cached.
   const hitOf = (run: BurstRun) => {
-    const ok = run.rounds.filter((r) => r.hitRate !== null);
-    return ok.length > 0 ? ok.reduce((t, r) => t + r.hitRate!, 0) / ok.length : null;
+    const prompt = run.rounds.reduce((t, r) => t + r.promptTokens, 0);
+    return prompt > 0 ? run.rounds.reduce((t, r) => t + r.cachedTokens, 0) / prompt : null;
   };
   return {
     policy,

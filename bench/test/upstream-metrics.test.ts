@@ -16,6 +16,7 @@
  */
 import type { ChatResult } from '../src/client';
 import { analyze } from '../src/analysis';
+import { summarizeBurstPolicy, summarizeBurstRound } from '../src/burst-bench';
 import { summarizeHeteroRun } from '../src/hetero-bench';
 import { summarizeRun } from '../src/load-ladder';
 import { summarizeLoraRun, type LoraRequest } from '../src/lora-bench';
@@ -146,4 +147,18 @@ test('an empty cell reports no percentiles and no throughput rather than zeros r
   const run = summarizeRun('p', 0.3, 1, [], { hits: 0, queries: 0 }, 0, 1, 4);
   expect(run).toMatchObject({ requests: 0, succeeded: 0, rejected429: 0, failed: 0, throughputRps: 0, keptUp: null, overloaded: false });
   expect(run.ttftP90).toBeNull();
+});
+
+test('bench:burst\'s hit rate is the whole run\'s cached tokens over its prompt tokens (inference-perf v0.6.1 summarize_prompt_token_usage, vLLM\'s token ratio), not the mean of its rounds\' rates', () => {
+  const pods = ['a:1', 'b:1'];
+  const reply = (promptTokens: number, cachedTokens: number): ChatResult => ({ ok: true, status: 200, servedBy: 'a:1', ttft: 0.1, e2e: 0.2, reply: 'x', promptTokens, cachedTokens });
+  // Round 0: short prompts, half cached; round 1: the history makes them four times longer, nearly all cached.
+  const rounds = [
+    [reply(100, 50), reply(100, 50), { ok: false, status: 429, e2e: 0, reply: '' }],
+    [reply(400, 390), reply(400, 390), reply(400, 0)],
+  ].map((results) => summarizeBurstRound(results, pods, 1));
+  const sent = [[100, 50], [100, 50], [400, 390], [400, 390], [400, 0]];
+  const whole = sent.reduce((t, [, c]) => t + c!, 0) / sent.reduce((t, [p]) => t + p!, 0);
+  const result = summarizeBurstPolicy('p', [{ seed: 1, rounds }], 2);
+  expect(result.hitRate).toBeCloseTo(whole, 12);
 });
