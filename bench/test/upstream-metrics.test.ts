@@ -21,6 +21,7 @@ import { summarizeHeteroRun } from '../src/hetero-bench';
 import { summarizeRun } from '../src/load-ladder';
 import { summarizeLoraRun, type LoraRequest } from '../src/lora-bench';
 import type { RequestRecord } from '../src/run';
+import { poissonArrivals } from '../src/routing-workloads';
 import { rng } from '../src/workload';
 
 /** numpy's default `percentile` (linear between the closest ranks). */
@@ -161,4 +162,21 @@ test('bench:burst\'s hit rate is the whole run\'s cached tokens over its prompt 
   const whole = sent.reduce((t, [, c]) => t + c!, 0) / sent.reduce((t, [p]) => t + p!, 0);
   const result = summarizeBurstPolicy('p', [{ seed: 1, rounds }], 2);
   expect(result.hitRate).toBeCloseTo(whole, 12);
+});
+
+test('Poisson arrivals as vLLM get_request draws them at burstiness 1: exponential gaps of mean 1/rate, summed, the first after its own gap, rescaled so the last is at n / rate', () => {
+  // vllm/benchmarks/serve.py @ 009e6d4 get_request: delay_ts = cumsum(gamma(shape=1, scale=1/rate)), then × (n/rate) / delay_ts[-1].
+  const n = 500;
+  const rate = 7.5;
+  const random = rng(3);
+  const delays: number[] = [];
+  let t = 0;
+  for (let i = 0; i < n; i++) delays.push((t += -Math.log(1 - random()) / rate));
+  const expected = delays.map((d) => (d * (n / rate)) / delays[n - 1]! * 1000);
+  const got = poissonArrivals(n, rate, 3);
+  got.forEach((ms, i) => expect(ms).toBeCloseTo(expected[i]!, 6));
+  expect(got[0]).toBeGreaterThan(0);
+  // The labelled rate: n arrivals over n / rate seconds, a mean gap of 1 / rate.
+  expect(got[n - 1]! / 1000).toBeCloseTo(n / rate, 9);
+  expect((got[n - 1]! - 0) / n / 1000).toBeCloseTo(1 / rate, 9);
 });
