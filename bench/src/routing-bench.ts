@@ -840,7 +840,7 @@ Open-loop load ladder (issue 9; after the matrix, or alone with --only ladder)
   --ladder-shared-prefix-order O
                                ${SHARED_PREFIX_ORDERS.join(' or ')}: groups start evenly over the run, or every prompt shuffled
                                as SGLang's benchmark sends them and ladder runs before session 53 did (default ${DEFAULT_LADDER_OPTIONS.sharedPrefixOrder})
-  The ladder runs --policies (default: all, the candidates included) and --capacities.
+  The ladder runs --policies (default: ${LADDER_DEFAULT_POLICIES.join(', ')}; every policy until session 62) and --capacities.
 
 SGLang-style director
   --sglang-abs-threshold N     balance_abs_threshold (default ${DEFAULT_ROUTING_OPTIONS.sglang.balanceAbsThreshold}; SGLang's 64 never triggers at this concurrency)
