@@ -131,6 +131,31 @@ describe('MetricsScraper against a real vLLM-format server', () => {
     expect(s.metrics.timedOutFailures ?? 0).toBe(0);
   });
 
+  // llm-d-router v0.10.0 (GIE v1.6.0's EPP): source/metrics/datasource.go parseMetrics returns expfmt's
+  // TextToMetricFamilies error, source/http/client.go Get passes it on, and source/http/datasource.go Poll/Dispatch
+  // then runs no extractor, so the page updates nothing; prometheus/common v0.67.5 expfmt/text_parse.go errors on the
+  // unterminated label set.
+  it('a page with a malformed line of a family it reads fails the scrape and updates nothing, as upstream refuses the page', async () => {
+    const s = make();
+    expect(await s.scrapeOnce()).toBe(true);
+    const good = s.metrics;
+    server.body = [
+      '# TYPE vllm:num_requests_waiting gauge',
+      'vllm:num_requests_waiting{engine="0",model_name="m"} 8.0',
+      '# TYPE vllm:num_requests_running gauge',
+      'vllm:num_requests_running{engine="0",model_name="m" 9.0',
+      '',
+    ].join('\n');
+    expect(await s.scrapeOnce()).toBe(false);
+    expect(s.metrics).toMatchObject({ waitingQueueSize: good.waitingQueueSize, runningQueueSize: good.runningQueueSize, updateTime: good.updateTime, consecutiveFailures: 1 });
+    expect(s.status.lastError).toMatch(/malformed metrics page \(1 malformed lines, first: line 4 /);
+    expect(s.status.lastIssues).toBe(1);
+    // The same lines well formed are read.
+    server.body = server.body.replace('"m" 9.0', '"m"} 9.0');
+    expect(await s.scrapeOnce()).toBe(true);
+    expect(s.metrics).toMatchObject({ waitingQueueSize: 8, runningQueueSize: 9, consecutiveFailures: 0 });
+  });
+
   it('partial pages update only what they carry', async () => {
     const s = make();
     expect(await s.scrapeOnce()).toBe(true);

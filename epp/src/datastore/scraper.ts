@@ -193,6 +193,11 @@ export class MetricsScraper {
         );
       }
       issues = reading.issues.length;
+      // A malformed line of a family read here refuses the page, as upstream's parse error does (llm-d-router v0.10.0
+      // source/metrics/datasource.go parseMetrics returns expfmt's error, source/http/datasource.go Poll/Dispatch then
+      // runs no extractor): applying the rest kept the malformed family's old value beside a fresh updateTime.
+      const first = reading.issues[0];
+      if (first !== undefined) throw new ScrapeError(`malformed metrics page (${issues} malformed lines, first: line ${first.line} ${first.message})`);
       next = applyReading(this.current, reading, monotonicMs(), sentAt);
       cost = performance.now() - t0;
       ok = true;

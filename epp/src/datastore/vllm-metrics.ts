@@ -88,7 +88,7 @@ export interface VllmParseOptions {
   readonly modelName?: string;
 }
 
-/** Parses a vLLM `/metrics` page. Malformed lines of the wanted families are skipped and reported, not fatal. */
+/** Parses a vLLM `/metrics` page. Malformed lines of the wanted families are skipped and reported in `issues` (the scraper then refuses the page). */
 export function parseVllmMetrics(text: string, options: VllmParseOptions = {}): VllmMetricsReading {
   return parseWanted(wantedLines(text, wantedFamilies(options.names)), options, undefined, undefined, processStartTimeOf(text));
 }
