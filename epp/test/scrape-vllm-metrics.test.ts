@@ -135,6 +135,15 @@ describe('parseVllmMetrics', () => {
     expect(parseVllmMetrics(pages[0] as string)).toMatchObject({ firstTokenCount: expect.any(Number), prefixCacheQueryTokens: expect.any(Number) });
   });
 
+  // prometheus/common v0.67.5 expfmt/text_parse.go, which llm-d-router v0.10.0 reads pods with, takes the value right
+  // after '}' (skipBlankTab, then readingValue): the line was an issue here and the family left unread.
+  it('reads a value written right after the label set, on both readers, as expfmt does', () => {
+    const page = '# TYPE vllm:num_requests_waiting gauge\nvllm:num_requests_waiting{engine="0",model_name="m"}4.0\nvllm:num_requests_running{}2\n';
+    const r = parseVllmMetrics(page);
+    expect(r).toMatchObject({ waitingQueueSize: 4, runningQueueSize: 2, issues: [] });
+    expect(new VllmPageReader().readBytes(Buffer.from(page))).toMatchObject({ waitingQueueSize: 4, runningQueueSize: 2, issues: [] });
+  });
+
   it('still reports garbage lines, with their line numbers, after the pre-filter', () => {
     const r = parseVllmMetrics('# HELP x y\nprocess_cpu_seconds_total 1\n<html>hello</html>\nvllm:num_requests_waiting 2\n');
     expect(r.waitingQueueSize).toBe(2);

@@ -226,6 +226,15 @@ describe('parsePrometheusText: histograms with labels', () => {
   });
 });
 
+describe('parsePrometheusText: a value right after the label set', () => {
+  // prometheus/common v0.67.5 expfmt/text_parse.go: after '}' (startLabelName / startLabelValue) skipBlankTab reads on
+  // and readingValue takes what follows, blank or not; GIE v1.6.0 / llm-d-router v0.10.0 read pods with it.
+  it('reads m{a="1"}1 and m{}2 as expfmt does', () => {
+    const fams = parsePrometheusText('m{a="1"}1\nm{}2 3\n').families;
+    expect(fams.get('m')?.samples).toEqual([{ name: 'm', labels: { a: '1' }, value: 1 }, { name: 'm', labels: {}, value: 2, timestampMs: 3 }]);
+  });
+});
+
 describe('parsePrometheusText: errors', () => {
   const bad: Array<[string, string, RegExp]> = [
     ['unterminated label value', 'm{a="x} 1', /unterminated value of label a/],
@@ -239,7 +248,6 @@ describe('parsePrometheusText: errors', () => {
     ['duplicate label', 'm{a="1",a="2"} 1', /duplicate label a/],
     ['bad label name', 'm{1a="1"} 1', /missing label name|invalid label name/],
     ['bad metric name', '1m 1', /invalid metric name "1m"/],
-    ['name glued to value', 'm{a="1"}1', /expected a blank before the value/],
     ['second TYPE', '# TYPE m gauge\n# TYPE m counter\nm 1', /second TYPE line for m/],
     ['second HELP', '# HELP m a\n# HELP m b\nm 1', /second HELP line for m/],
     ['TYPE after samples', 'm 1\n# TYPE m gauge', /TYPE line for m after its samples/],

@@ -9,7 +9,8 @@
  * - lines end with `\n`; blank lines are ignored; blanks (space, tab) separate tokens; leading/trailing blanks are ignored;
  * - `# HELP <name> <docstring>` (escapes `\\`, `\n`), `# TYPE <name> <counter|gauge|histogram|summary|untyped>`,
  *   any other `#` line is a comment; at most one HELP and one TYPE per name, and TYPE before the family's first sample;
- * - `<name>[{<label>="<value>"[,...][,]}] <value> [<timestamp ms>]`; label values escape `\\`, `\"`, `\n`;
+ * - `<name>[{<label>="<value>"[,...][,]}] <value> [<timestamp ms>]` (the value may follow `}` without a blank, as
+ *   prometheus/common's expfmt reads it); label values escape `\\`, `\"`, `\n`;
  *   values are Go floats including `NaN`, `+Inf`, `-Inf`; timestamps are integers.
  * - histogram `h` owns `h_bucket` (with `le`), `h_sum`, `h_count`; summary `s` owns `s` (with `quantile`), `s_sum`, `s_count`.
  */
@@ -177,7 +178,10 @@ function parseSampleLine(cur: Cursor, families: Map<string, FamilyBuilder>, want
   if (cur.peek() === CH_LBRACE) {
     cur.pos++;
     parseLabels(cur, labels);
-    blankBeforeValue = cur.skipBlanks() > 0;
+    // The closing brace ends the token: the value may follow it directly, as prometheus/common's expfmt reads it
+    // (text_parse.go @ v0.67.5: after '}' skipBlankTab, then readingValue), which is how GIE and llm-d read pods.
+    cur.skipBlanks();
+    blankBeforeValue = true;
   }
   if (!blankBeforeValue && !cur.atEnd()) throw new LineError('expected a blank before the value');
   const valueToken = cur.readWhile(isNotBlank);
