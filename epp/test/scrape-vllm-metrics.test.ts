@@ -144,6 +144,18 @@ describe('parseVllmMetrics', () => {
     expect(new VllmPageReader().readBytes(Buffer.from(page))).toMatchObject({ waitingQueueSize: 4, runningQueueSize: 2, issues: [] });
   });
 
+  // prometheus/common v0.67.5 expfmt/text_parse.go parseFloat: strconv.ParseFloat's ErrRange is a parse error, so
+  // llm-d-router v0.10.0 refuses the page; here the value read as Infinity and was dropped as absent without an issue.
+  it('a value beyond the float range is a malformed line on both readers, not an absent value', () => {
+    for (const v of ['1e400', '9'.repeat(310)]) {
+      const page = `# TYPE vllm:num_requests_waiting gauge\nvllm:num_requests_waiting{engine="0"} ${v}\nvllm:num_requests_running{engine="0"} 2\n`;
+      for (const r of [parseVllmMetrics(page), new VllmPageReader().readBytes(Buffer.from(page))]) {
+        expect(r.waitingQueueSize).toBeUndefined();
+        expect(r.issues).toEqual([expect.objectContaining({ line: 2, message: `invalid value "${v}"` })]);
+      }
+    }
+  });
+
   it('still reports garbage lines, with their line numbers, after the pre-filter', () => {
     const r = parseVllmMetrics('# HELP x y\nprocess_cpu_seconds_total 1\n<html>hello</html>\nvllm:num_requests_waiting 2\n');
     expect(r.waitingQueueSize).toBe(2);

@@ -328,4 +328,13 @@ describe('parseGoFloat', () => {
   it('rejects what Go would reject', () => {
     for (const t of ['', '+', '1e', 'e5', '0x10', '1_000', 'Infinit', '--1', '1.2.3']) expect(parseGoFloat(t)).toBeUndefined();
   });
+
+  // strconv.ParseFloat returns ±Inf with ErrRange past the float range, and expfmt's parseFloat (prometheus/common
+  // v0.67.5 expfmt/text_parse.go) passes the error on: the line is malformed. An underflow is 0 without an error.
+  it('refuses a decimal beyond the float range, as Go does, and reads an underflow as 0', () => {
+    for (const t of ['1e400', '-1e400', '1.8e308', '9'.repeat(310)]) expect(parseGoFloat(t)).toBeUndefined();
+    expect(parseGoFloat('1.7976931348623157e308')).toBe(Number.MAX_VALUE);
+    expect(parseGoFloat('1e-400')).toBe(0);
+    expect(parseGoFloat('+Inf')).toBe(Infinity);
+  });
 });

@@ -131,7 +131,8 @@ function sampleLine(s: string, start: number, end: number, families: Map<string,
 
 /**
  * `parseGoFloat`, with the common case first: digits with at most one `.` and at least one digit (`0.0`, `27153`,
- * `.5`), which `Number` reads exactly as the strict parser's decimal form does; anything else (signs, exponents,
+ * `.5`), which `Number` reads exactly as the strict parser's decimal form does (beyond the float range, no value
+ * either); anything else (signs, exponents,
  * `NaN`, `+Inf`) goes to `parseGoFloat`.
  */
 function readValue(token: string): number | undefined {
@@ -143,7 +144,9 @@ function readValue(token: string): number | undefined {
     else if (c === 46 && dots === 0) dots++;
     else return parseGoFloat(token);
   }
-  return digits > 0 ? Number(token) : parseGoFloat(token);
+  if (digits === 0) return parseGoFloat(token);
+  const v = Number(token);
+  return Number.isFinite(v) ? v : undefined; // a 310-digit integer overflows: parseGoFloat's range error
 }
 
 /** The histogram or summary whose `_bucket`/`_sum`/`_count` series `name` is, as the strict parser resolves it. */

@@ -331,9 +331,16 @@ function unescapeHelp(s: string): string {
 const DECIMAL_FLOAT = /^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?$/;
 const INF = /^[+-]?inf(?:inity)?$/i;
 
-/** Go's strconv.ParseFloat on the forms exporters emit: decimals, exponents, NaN and ±Inf in any case. */
+/**
+ * Go's strconv.ParseFloat on the forms exporters emit: decimals, exponents, NaN and ±Inf in any case. A decimal beyond
+ * the float range (1e400) is no value: Go answers ±Inf with ErrRange, which expfmt's parseFloat returns as the error
+ * that refuses the page (prometheus/common v0.67.5 expfmt/text_parse.go); an underflow reads 0, as in Go.
+ */
 export function parseGoFloat(token: string): number | undefined {
-  if (DECIMAL_FLOAT.test(token)) return Number(token);
+  if (DECIMAL_FLOAT.test(token)) {
+    const v = Number(token);
+    return Number.isFinite(v) ? v : undefined;
+  }
   if (INF.test(token)) return token.startsWith('-') ? -Infinity : Infinity;
   if (/^nan$/i.test(token)) return NaN;
   return undefined;
