@@ -156,6 +156,25 @@ describe('parseVllmMetrics', () => {
     }
   });
 
+  // prometheus/common v0.67.5 expfmt/text_parse.go (GIE v1.6.0 / llm-d-router v0.10.0 read pods with it): startComment
+  // skips blanks before the keyword and after it, and readingType takes the rest of the line in any case (ToUpper;
+  // GAUGEHISTOGRAM too). The line pre-filter kept only '# TYPE <name>' written with single spaces, so the histogram's
+  // TYPE line was dropped and its _count/_sum went unread; an upper-case type was an issue.
+  it('reads a histogram whose TYPE line has other blanks around TYPE, or its type in another case, on both readers', () => {
+    const samples = 'vllm:time_to_first_token_seconds_count{engine="0"} 3.0\nvllm:time_to_first_token_seconds_sum{engine="0"} 0.5\nvllm:num_requests_waiting{engine="0"} 1.0\n';
+    const ttft = VLLM_LATENCY_METRIC_NAMES.timeToFirstToken;
+    for (const type of [`#TYPE ${ttft} histogram`, `#\tTYPE ${ttft} histogram`, `#  TYPE ${ttft} histogram`, `# TYPE\t${ttft} histogram`, `# TYPE  ${ttft} histogram`, `# TYPE ${ttft} HISTOGRAM`, `# TYPE ${ttft} Histogram`, `# TYPE ${ttft} gaugehistogram`]) {
+      const page = `${type}\n${samples}`;
+      for (const r of [parseVllmMetrics(page), new VllmPageReader().readBytes(Buffer.from(page)), new VllmPageReader().read(page)]) {
+        expect(r).toMatchObject({ firstTokenCount: 3, firstTokenSecondsSum: 0.5, waitingQueueSize: 1, issues: [] });
+      }
+    }
+    // A type with a trailing blank is unknown there (the rest of the line, "histogram "): a malformed line here too.
+    expect(parseVllmMetrics(`# TYPE ${ttft} histogram \n${samples}`).issues).toEqual([expect.objectContaining({ line: 1, message: 'unknown metric type "histogram "' })]);
+    // Other comments stay dropped.
+    expect(wantedLines(`#TYPEX ${ttft} histogram\n# HELP ${ttft} x\n#  ${ttft}\n`, [ttft])).toBe('');
+  });
+
   it('still reports garbage lines, with their line numbers, after the pre-filter', () => {
     const r = parseVllmMetrics('# HELP x y\nprocess_cpu_seconds_total 1\n<html>hello</html>\nvllm:num_requests_waiting 2\n');
     expect(r.waitingQueueSize).toBe(2);

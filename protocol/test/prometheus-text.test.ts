@@ -235,6 +235,18 @@ describe('parsePrometheusText: a value right after the label set', () => {
   });
 });
 
+describe('parsePrometheusText: TYPE lines as expfmt reads them', () => {
+  // prometheus/common v0.67.5 expfmt/text_parse.go readingType: the rest of the line, upper-cased, one of COUNTER, GAUGE,
+  // SUMMARY, UNTYPED, HISTOGRAM, GAUGE_HISTOGRAM or GAUGEHISTOGRAM (a gauge histogram, grouped as a histogram).
+  it('takes the type in any case, a gauge histogram as a histogram, and nothing after the name as no type', () => {
+    const fams = parsePrometheusText('# TYPE a GAUGE\na 1\n# TYPE h Histogram\nh_count 2\n# TYPE g gauge_histogram\ng_sum 3\n# TYPE u\nu 4\n').families;
+    expect([...fams.values()].map((f) => [f.name, f.type])).toEqual([['a', 'gauge'], ['h', 'histogram'], ['g', 'histogram'], ['u', 'untyped']]);
+  });
+  it('refuses a type with a trailing blank, which expfmt reads as an unknown type', () => {
+    expect(() => parsePrometheusText('# TYPE m gauge \nm 1\n')).toThrow(/unknown metric type "gauge "/);
+  });
+});
+
 describe('parsePrometheusText: errors', () => {
   const bad: Array<[string, string, RegExp]> = [
     ['unterminated label value', 'm{a="x} 1', /unterminated value of label a/],

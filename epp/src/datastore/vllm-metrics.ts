@@ -302,6 +302,33 @@ function writeWantedLineBytes(buf: Buffer, table: ByteNameTable, out: Uint8Array
   return w;
 }
 
+/**
+ * Where the metric name of a TYPE comment starting at `start` begins, or -1 when the line is another comment. Blanks
+ * (spaces, tabs) may come before `TYPE`, must follow it, and may be several, as the strict parser and prometheus/common's
+ * expfmt (text_parse.go @ v0.67.5 startComment) read them: the `# TYPE ` that prometheus_client writes, then
+ * `#TYPE`, `# TYPE\t`, `# TYPE  name`. Most comments are `# HELP` lines and fail at their third byte.
+ */
+function typeNameAtBytes(b: Uint8Array, start: number, end: number): number {
+  let i = start + 1;
+  while (i < end && (b[i] === 32 || b[i] === 9)) i++;
+  if (i + 4 >= end || b[i] !== 84 || b[i + 1] !== 89 || b[i + 2] !== 80 || b[i + 3] !== 69) return -1;
+  i += 4;
+  if (b[i] !== 32 && b[i] !== 9) return -1;
+  while (i < end && (b[i] === 32 || b[i] === 9)) i++;
+  return i;
+}
+
+/** `typeNameAtBytes` on a string's characters. */
+function typeNameAt(s: string, start: number, end: number): number {
+  let i = start + 1;
+  while (i < end && (s.charCodeAt(i) === 32 || s.charCodeAt(i) === 9)) i++;
+  if (i + 4 >= end || !s.startsWith('TYPE', i)) return -1;
+  i += 4;
+  if (s.charCodeAt(i) !== 32 && s.charCodeAt(i) !== 9) return -1;
+  while (i < end && (s.charCodeAt(i) === 32 || s.charCodeAt(i) === 9)) i++;
+  return i;
+}
+
 function bytesAt(b: Uint8Array, at: number, s: Uint8Array): boolean {
   if (at + s.length > b.length) return false;
   for (let i = 0; i < s.length; i++) if (b[at + i] !== s[i]) return false;
@@ -314,9 +341,8 @@ function keepLineBytes(b: Uint8Array, start: number, end: number, table: ByteNam
   let sample = true;
   const c = b[start] as number;
   if (c === 35 /* # */) {
-    // '# TYPE ', compared inline: half a page's lines are comments.
-    if (b[start + 1] !== 32 || b[start + 2] !== 84 || b[start + 3] !== 89 || b[start + 4] !== 80 || b[start + 5] !== 69 || b[start + 6] !== 32) return false;
-    nameAt = start + 7;
+    nameAt = typeNameAtBytes(b, start, end);
+    if (nameAt < 0) return false;
     sample = false;
   } else if (!isNameStart(c)) {
     return true; // garbage, for the parser to report
@@ -346,7 +372,7 @@ function keepLineBytes(b: Uint8Array, start: number, end: number, table: ByteNam
  * The page with every line the reading does not need blanked (kept empty, so issue line numbers stay the page's).
  * The EPP wants about ten of vLLM's ~50 families, a few hundred bytes of a ~20 KB page; the strict parser skips the
  * others correctly but still tokenizes each line's name, which made it most of a scrape's CPU at 256 pods. Kept:
- * `# TYPE` lines of wanted names, sample lines of wanted families (the name, then anything but a metric-name
+ * `# TYPE` lines of wanted names (with any blanks around `TYPE`, as `typeNameAt` reads them), sample lines of wanted families (the name, then anything but a metric-name
  * character, or `_sum`/`_count` and then such a character), and lines that start with neither a metric-name character
  * nor `#` (garbage, for the parser to report). Dropped: other families' lines (including a wanted name's longer
  * cousins such as `_created` and `_total` families), comments and `# HELP` lines (the parser keeps help text, which
@@ -390,8 +416,8 @@ function keepLine(text: string, start: number, end: number, prefix: string, byCh
   let sample = true;
   const c = text.charCodeAt(start);
   if (c === 35 /* # */) {
-    if (!text.startsWith('# TYPE ', start)) return false; // a plain comment, HELP, or meta the parser ignores
-    nameAt = start + 7;
+    nameAt = typeNameAt(text, start, end);
+    if (nameAt < 0) return false; // a plain comment, HELP, or meta the parser ignores
     sample = false;
   } else if (!isNameStart(c)) {
     return true; // garbage, for the parser to report

@@ -7,7 +7,8 @@
  *
  * Grammar followed (prometheus.io "Exposition formats", text format details):
  * - lines end with `\n`; blank lines are ignored; blanks (space, tab) separate tokens; leading/trailing blanks are ignored;
- * - `# HELP <name> <docstring>` (escapes `\\`, `\n`), `# TYPE <name> <counter|gauge|histogram|summary|untyped>`,
+ * - `# HELP <name> <docstring>` (escapes `\\`, `\n`), `# TYPE <name> <counter|gauge|histogram|summary|untyped>` (in
+ *   any case, the rest of the line, as expfmt reads it; a gauge histogram is read as a histogram),
  *   any other `#` line is a comment; at most one HELP and one TYPE per name, and TYPE before the family's first sample;
  * - `<name>[{<label>="<value>"[,...][,]}] <value> [<timestamp ms>]` (the value may follow `}` without a blank, as
  *   prometheus/common's expfmt reads it); label values escape `\\`, `\"`, `\n`;
@@ -66,7 +67,11 @@ export interface ParsedExposition {
   readonly issues: readonly ParseIssue[];
 }
 
-const TYPES: ReadonlySet<string> = new Set(['counter', 'gauge', 'histogram', 'summary', 'untyped']);
+/** expfmt's type names, upper-cased, and the type each is read as here (a gauge histogram's series are a histogram's). */
+const TYPE_NAMES: ReadonlyMap<string, MetricType> = new Map<string, MetricType>([
+  ['COUNTER', 'counter'], ['GAUGE', 'gauge'], ['HISTOGRAM', 'histogram'], ['SUMMARY', 'summary'], ['UNTYPED', 'untyped'],
+  ['GAUGE_HISTOGRAM', 'histogram'], ['GAUGEHISTOGRAM', 'histogram'],
+]);
 
 const CH_TAB = 9;
 const CH_SPACE = 32;
@@ -155,14 +160,18 @@ function parseMetaLine(cur: Cursor, families: Map<string, FamilyBuilder>, wanted
     return;
   }
 
-  const type = cur.readWhile(isNotBlank);
-  cur.skipBlanks();
-  if (!cur.atEnd()) throw new LineError(`unexpected text after TYPE ${type}`);
-  if (!TYPES.has(type)) throw new LineError(`unknown metric type "${type}"`);
+  // The type is the rest of the line, in any case, as prometheus/common's expfmt reads it (text_parse.go @ v0.67.5
+  // readingType: strings.ToUpper of the rest, GAUGEHISTOGRAM and GAUGE_HISTOGRAM taken as gauge histograms, which it
+  // groups as histograms): `HISTOGRAM` is a histogram, `gauge ` (a trailing blank) an unknown type. Nothing there
+  // declares nothing, as there.
+  const typeText = cur.rest();
+  if (typeText === '') return;
+  const type = TYPE_NAMES.get(typeText.toUpperCase());
+  if (type === undefined) throw new LineError(`unknown metric type "${typeText}"`);
   const fb = familyFor(families, name);
   if (fb.typeDeclared) throw new LineError(`second TYPE line for ${name}`);
   if (fb.samples.length > 0) throw new LineError(`TYPE line for ${name} after its samples`);
-  fb.type = type as MetricType;
+  fb.type = type;
   fb.typeDeclared = true;
 }
 
