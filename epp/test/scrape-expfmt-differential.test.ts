@@ -111,6 +111,7 @@ const MUTATIONS: Array<{ name: string; lenient?: boolean; apply: (p: string) => 
   { name: 'TYPE after the samples', apply: (p) => p.replace(/(# TYPE vllm:num_requests_waiting gauge\n)(vllm:num_requests_waiting[^\n]*\n)/, '$2$1') },
   { name: 'a second TYPE block', apply: (p) => `${p}# TYPE vllm:num_requests_running gauge\nvllm:num_requests_running{engine="1"} 5.0\n` },
   { name: '# EOF', apply: (p) => `${p}# EOF\n` },
+  { name: 'a histogram sample without a suffix', apply: (p) => p.replace(`\n${TTFT}_count{`, `\n${TTFT}{engine="0"} 7\n${TTFT}_count{`) },
   { name: 'a longer family named like a wanted one', apply: (p) => `${p}# TYPE ${W}_by_reason gauge\n${W}_by_reason{reason="x"} 9.0\n${W}_total 4\n` },
   { name: 'a plain comment', apply: (p) => `# a comment # TYPE ${W} counter\n${p}` },
   { name: 'blank lines', apply: (p) => `\n \n${p.replace(`# TYPE ${W}`, `\n\t\n# TYPE ${W}`)}` },

@@ -175,6 +175,16 @@ describe('parseVllmMetrics', () => {
     expect(wantedLines(`#TYPEX ${ttft} histogram\n# HELP ${ttft} x\n#  ${ttft}\n`, [ttft])).toBe('');
   });
 
+  // prometheus/common v0.67.5 expfmt/text_parse.go readingValue stores nothing and reports nothing for a histogram's
+  // bare-named sample, so llm-d-router v0.10.0 reads such a page; here it was a malformed line, which refuses the page.
+  it('skips a histogram sample without a suffix, as expfmt does, and reads the page', () => {
+    const ttft = VLLM_LATENCY_METRIC_NAMES.timeToFirstToken;
+    const page = `# TYPE ${ttft} histogram\n${ttft}{engine="0"} 9\n${ttft}_count{engine="0"} 3.0\n${ttft}_sum{engine="0"} 0.5\nvllm:num_requests_waiting 1\n`;
+    for (const r of [parseVllmMetrics(page), new VllmPageReader().readBytes(Buffer.from(page))]) {
+      expect(r).toMatchObject({ firstTokenCount: 3, firstTokenSecondsSum: 0.5, waitingQueueSize: 1, issues: [] });
+    }
+  });
+
   it('still reports garbage lines, with their line numbers, after the pre-filter', () => {
     const r = parseVllmMetrics('# HELP x y\nprocess_cpu_seconds_total 1\n<html>hello</html>\nvllm:num_requests_waiting 2\n');
     expect(r.waitingQueueSize).toBe(2);

@@ -247,6 +247,17 @@ describe('parsePrometheusText: TYPE lines as expfmt reads them', () => {
   });
 });
 
+describe('parsePrometheusText: samples a histogram or summary has no place for', () => {
+  // prometheus/common v0.67.5 expfmt/text_parse.go readingValue stores a histogram sample's value only as a bucket
+  // (with le), _sum or _count, a summary's only with quantile, _sum or _count, and reports nothing for the others.
+  it('skips them without an issue, as expfmt does', () => {
+    const r = parsePrometheusText('# TYPE h histogram\nh 1\nh_bucket{a="1"} 2\nh_count 3\n# TYPE s summary\ns 4\ns_sum 5\n', { strict: false });
+    expect(r.issues).toEqual([]);
+    expect(r.families.get('h')?.samples.map((x) => [x.name, x.value])).toEqual([['h_count', 3]]);
+    expect(r.families.get('s')?.samples.map((x) => [x.name, x.value])).toEqual([['s_sum', 5]]);
+  });
+});
+
 describe('parsePrometheusText: errors', () => {
   const bad: Array<[string, string, RegExp]> = [
     ['unterminated label value', 'm{a="x} 1', /unterminated value of label a/],
@@ -265,9 +276,8 @@ describe('parsePrometheusText: errors', () => {
     ['TYPE after samples', 'm 1\n# TYPE m gauge', /TYPE line for m after its samples/],
     ['unknown type', '# TYPE m gauges', /unknown metric type "gauges"/],
     ['TYPE without name', '# TYPE', /TYPE without a metric name/],
-    ['histogram sample without suffix', '# TYPE h histogram\nh 1', /needs a _bucket, _sum or _count suffix/],
-    ['bucket without le', '# TYPE h histogram\nh_bucket{a="1"} 1', /without an "le" label/],
-    ['summary quantile without label', '# TYPE s summary\ns 1', /without a "quantile" label/],
+    ['bucket with an le that is not a float', '# TYPE h histogram\nh_bucket{le="x"} 1', /has invalid le="x"/],
+    ['summary quantile that is not a float', '# TYPE s summary\ns{quantile="x"} 1', /has invalid quantile="x"/],
   ];
 
   it.each(bad)('strict mode rejects %s', (_what, text, message) => {

@@ -208,7 +208,7 @@ function parseSampleLine(cur: Cursor, families: Map<string, FamilyBuilder>, want
   if (!cur.atEnd()) throw new LineError('unexpected text after the sample');
 
   const fb = owner.family ?? familyFor(families, name);
-  checkSampleShape(fb, name, labels);
+  if (!checkSampleShape(fb, name, labels)) return;
   // Null-prototype, so a label called `__proto__` stays an ordinary key.
   const frozenLabels = Object.freeze(labels);
   const sample: PromSample =
@@ -239,19 +239,26 @@ function resolveFamily(
   return {};
 }
 
-function checkSampleShape(fb: FamilyBuilder, name: string, labels: Record<string, string>): void {
+/**
+ * Whether a histogram's or summary's sample is one of its series. prometheus/common's expfmt (text_parse.go @ v0.67.5
+ * readingValue) stores nothing, and reports nothing, for a histogram sample that is neither a `_bucket` with `le` nor
+ * `_sum`/`_count` (the family's bare name, a bucket without `le`), or a summary's bare-named sample without `quantile`:
+ * such a line is skipped here too, not an issue. An `le` or `quantile` that is not a float is its parse error.
+ */
+function checkSampleShape(fb: FamilyBuilder, name: string, labels: Record<string, string>): boolean {
   if (fb.type === 'histogram') {
-    if (name === fb.name) throw new LineError(`histogram ${fb.name} sample needs a _bucket, _sum or _count suffix`);
+    if (name === fb.name) return false;
     if (name.endsWith('_bucket')) {
       const le = labels.le;
-      if (le === undefined) throw new LineError(`bucket of ${fb.name} without an "le" label`);
+      if (le === undefined) return false;
       if (parseGoFloat(le) === undefined) throw new LineError(`bucket of ${fb.name} has invalid le="${le}"`);
     }
   } else if (fb.type === 'summary' && name === fb.name) {
     const q = labels.quantile;
-    if (q === undefined) throw new LineError(`summary ${fb.name} sample without a "quantile" label`);
+    if (q === undefined) return false;
     if (parseGoFloat(q) === undefined) throw new LineError(`summary ${fb.name} has invalid quantile="${q}"`);
   }
+  return true;
 }
 
 function parseLabels(cur: Cursor, labels: Record<string, string>): void {
