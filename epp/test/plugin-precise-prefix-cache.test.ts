@@ -262,8 +262,8 @@ test('the lapsed marks another pod\'s pick drops leave that pod\'s kv_index_bloc
   }
 });
 
-// A pick wholly matched on GPU marks nothing (upstream marks every key on every pick, prerequest.go PreRequest; kvroute
-// marks only what the pod lacks or holds below GPU), and session 74 swept lapsed marks only when a pick marked: a run of
+// A pick wholly matched on GPU marked nothing until session 76 (upstream marks every key on every pick, prerequest.go
+// PreRequest; it now does too: test/llmd-v0.10-speculative-removal.test.ts), and session 74 swept lapsed marks only when a pick marked: a run of
 // such picks (a hot prefix served where it is cached) kept every other pod's lapsed marks, where upstream's TTL cache
 // expires them on its own (llm-d-router v0.10.0 preciseprefixcache/prerequest.go buildSpeculativeCache: go cache.Start()).
 test('a pick that marks nothing (its prompt wholly cached on the pod) still sweeps other pods\' lapsed marks when a sweep is due', async () => {

@@ -717,9 +717,10 @@ export class KvBlockIndex {
 
   /**
    * Brings a configured block's copies in `tier` to its parts' (`splitCopies`). Only a store may add copies: a removal
-   * never brings back a block the pod's capacity dropped.
+   * never brings back a block the pod's capacity dropped. A removal at `now` leaves a block that loses its last copy
+   * its live speculative mark (see `remove`).
    */
-  private syncSplit(pod: string, state: PodState, block: SplitBlock, tier: Tier, mayAdd: boolean, before?: number): number {
+  private syncSplit(pod: string, state: PodState, block: SplitBlock, tier: Tier, mayAdd: boolean, before?: number, now = Number.POSITIVE_INFINITY): number {
     const target = splitCopies(block, tier);
     const holding = this.holders.get(block.key)?.get(pod);
     let current = holding === undefined ? 0 : tierCopies(holding, tier);
@@ -731,7 +732,11 @@ export class KvBlockIndex {
     if (holding === undefined) return 0;
     let taken = 0;
     for (; current > target; current--, taken++) takeCopy(holding, tier);
-    if (taken > 0 && copiesOf(holding) === 0) this.drop(pod, state, block.key);
+    if (taken > 0 && copiesOf(holding) === 0) {
+      const until = holding.speculativeUntil;
+      this.drop(pod, state, block.key);
+      if (until > now && block.key >= 0) this.keepMark(pod, state, block.key, until);
+    }
     return taken;
   }
 
@@ -756,10 +761,10 @@ export class KvBlockIndex {
    * with it keeps as many copies there as its scarcest part (vLLM can no longer hit it whole once a part is gone). The
    * part is forgotten when no tier holds it.
    */
-  private removePart(pod: string, state: PodState, hash: string, part: Part, tier: Tier): number {
+  private removePart(pod: string, state: PodState, hash: string, part: Part, tier: Tier, now: number): number {
     if (!takePartCopy(part, tier)) return 0;
     let removed = 0;
-    for (const block of this.blocksOfPartNow(state, part)) removed += this.syncSplit(pod, state, block, tier, false);
+    for (const block of this.blocksOfPartNow(state, part)) removed += this.syncSplit(pod, state, block, tier, false, undefined, now);
     if (!partHeld(part)) this.forgetPart(state, hash, part);
     return removed;
   }
@@ -832,8 +837,15 @@ export class KvBlockIndex {
     return byEngineHash > 0 ? { stored, byEngineHash } : { stored };
   }
 
-  /** Applies a `BlockRemoved` event: one copy of each block leaves the tier it names. Unknown hashes are ignored. */
-  remove(pod: string, event: BlockRemoved): number {
+  /**
+   * Applies a `BlockRemoved` event: one copy of each block leaves the tier it names. Unknown hashes are ignored. A
+   * block whose last copy leaves keeps its speculative mark while the mark is live at `now` (ms; by default none is):
+   * the mark says a request routed there will store the block, which a removal of an earlier copy does not undo
+   * (vLLM recomputes it), as upstream's `BlockRemoved` evicts only the tier's confirmed entry and leaves the pod's
+   * `Speculative` entry to its TTL (llm-d-router v0.10.0 pkg/kvevents/pool.go, PodEntry{DeviceTier}; in_memory.go
+   * evictPodsFromRequestKey removes the entries given, and prerequest.go's TTL cache the speculative one).
+   */
+  remove(pod: string, event: BlockRemoved, now = Number.POSITIVE_INFINITY): number {
     const state = this.pods.get(pod);
     if (!state) return 0;
     // A group known not to be full attention shares the full group's hashes: its removals are not the prefix's.
@@ -843,7 +855,7 @@ export class KvBlockIndex {
     for (const hash of event.blockHashes) {
       const part = state.parts.get(hash);
       if (part !== undefined) {
-        removed += this.removePart(pod, state, hash, part, tier);
+        removed += this.removePart(pod, state, hash, part, tier, now);
         continue;
       }
       const key = state.engineToKey.get(hash);
@@ -860,8 +872,10 @@ export class KvBlockIndex {
         takeCopy(holding, tier);
         removed++;
         if (copiesOf(holding) === 0) {
-          // The last copy is gone; a speculative mark for it is stale too.
+          // The last copy is gone; a live speculative mark stays (as a mark only) until its TTL, a lapsed one goes.
+          const until = holding.speculativeUntil;
           this.drop(pod, state, k);
+          if (until > now && k >= 0) this.keepMark(pod, state, k, until);
           gone++;
         }
       }
@@ -926,9 +940,10 @@ export class KvBlockIndex {
    * only the picked pod's, since upstream's TTL cache expires them on its own (llm-d-router v0.10.0
    * preciseprefixcache/prerequest.go buildSpeculativeCache: `go cache.Start()`, OnEviction on EvictionReasonExpired),
    * whether or not the pod is picked again, and a pod no longer picked (saturated, filtered out, its sessions gone
-   * elsewhere) kept its stale marks until its next pick (session 73). Called at every pick, whether it marks anything or
-   * not (a pick wholly matched on GPU marks nothing; session 74 swept only in `speculate`, so a run of such picks left
-   * every other pod's lapsed marks in place). Returns the pods other than `except` whose entries it dropped.
+   * elsewhere) kept its stale marks until its next pick (session 73). Called at every pick, by `speculate` (until
+   * session 76 a pick wholly matched on GPU marked nothing and called it directly; session 74 swept only in
+   * `speculate`, so a run of such picks left every other pod's lapsed marks in place). Returns the pods other than
+   * `except` whose entries it dropped.
    */
   sweepLapsedMarks(now: number, next: number, except?: string): readonly string[] {
     if (now < this.lapsedSweepAt) return NONE;
@@ -1092,6 +1107,14 @@ export class KvBlockIndex {
    */
   offloads(pod: string): boolean {
     return this.shares.get(pod)?.offloads ?? false;
+  }
+
+  /** Holds `key` on `pod` as a speculative mark only, until `until` (its copies are gone). */
+  private keepMark(pod: string, state: PodState, key: number, until: number): void {
+    let byPod = this.holders.get(key);
+    if (!byPod) this.holders.set(key, (byPod = new Map()));
+    byPod.set(pod, { gpu: 0, cpu: 0, others: undefined, speculativeUntil: until });
+    state.marks.use(key);
   }
 
   private drop(pod: string, state: PodState, key: number): void {

@@ -681,16 +681,15 @@ export class PrecisePrefixCacheScorer implements Scorer, PostCycle, PrepareReque
     if (matched > 0) this.index.touch(pod, blocks.keys, matched);
     // Upstream marks every key of the request on the pick (preciseprefixcache/prerequest.go PreRequest @ llm-d-router
     // v0.10.0): besides the blocks it lacks, a prefix matched on a slower tier (CPU) counts as GPU until the pod's own
-    // events say where it went. A prefix matched wholly on GPU gains nothing from the marks.
-    const belowGpu = match !== undefined && match.weight < matched * this.index.gpuTierWeight;
+    // events say where it went, and one matched on GPU keeps counting if vLLM evicts it before the request runs (the
+    // request stores it again; a `BlockRemoved` leaves the live mark, as upstream's leaves its speculative entry).
+    // Until session 76 a prefix matched wholly on GPU was not marked, and such a removal dropped it at once.
     if (this.parameters.speculativeIndexing) {
       const now = this.handle.now();
-      // Every pick sweeps the lapsed marks when a sweep is due, marking or not (upstream's TTL cache expires them on
-      // its own). What it drops may be other pods' (pods no longer picked, whose gauge nothing else would set): each
-      // gauge follows its pod's entries. The picked pod's is set by postCycle.
-      const swept = blocks.keys.length > matched || belowGpu
-        ? this.index.speculate(pod, blocks.keys, now + this.speculativeTtlMs, now)
-        : this.index.sweepLapsedMarks(now, now + this.speculativeTtlMs);
+      // Every pick sweeps the lapsed marks when a sweep is due (upstream's TTL cache expires them on its own). What it
+      // drops may be other pods' (pods no longer picked, whose gauge nothing else would set): each gauge follows its
+      // pod's entries. The picked pod's is set by postCycle.
+      const swept = this.index.speculate(pod, blocks.keys, now + this.speculativeTtlMs, now);
       for (const other of swept) this.handle.metrics.setKvIndexBlocks(other, this.index.blocksOf(other));
     }
     // So the pod's events that continue a prefix this index never saw stored can still be keyed (`recoverParent`).
@@ -745,7 +744,7 @@ export class PrecisePrefixCacheScorer implements Scorer, PostCycle, PrepareReque
           break;
         }
         case 'BlockRemoved':
-          this.index.remove(endpoint, event);
+          this.index.remove(endpoint, event, this.handle.now());
           applied++;
           break;
         case 'AllBlocksCleared':
