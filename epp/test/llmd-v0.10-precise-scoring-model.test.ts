@@ -7,6 +7,7 @@ import { CycleState } from '../src/scheduling/framework';
 import { buildScheduler } from '../src/scheduling/scheduler';
 import type { PrecisePrefixCacheScorer } from '../src/scheduling/plugins/precise-prefix-cache-scorer';
 import { blockKey, rootKey } from '../src/scheduling/plugins/prefix-hash';
+import { KvBlockIndex } from '../src/kvindex/kv-block-index';
 
 jest.setTimeout(30_000);
 
@@ -274,5 +275,46 @@ describe('precise scoring against a reference model of llm-d-router v0.10.0 (ind
     const seen = await run(seed, 300);
     // The sequence reached what it is for: partial and full matches, and every kind of step.
     for (const [what, n] of Object.entries(seen)) expect([what, n > 0]).toEqual([what, true]);
+  });
+});
+
+/**
+ * llm-d-router v0.10.0 `pkg/kvcache/kvblock_scorer_test.go` TestLongestPrefixScorer and
+ * TestLongestPrefixScorerDifferentTiers (gpu 1.0, cpu 0.5; six keys), their hit maps built through events on kvroute's
+ * index: pod A holds keys 1-3 and 6 (key 3 on GPU and CPU, or on CPU only), pod B keys 4-5 on CPU.
+ */
+describe('kvblock_scorer_test.go (llm-d-router v0.10.0) on kvroute\'s index', () => {
+  const ids = Array.from({ length: 6 * BS }, (_, i) => 500 + i);
+  const keys = keysOf(ids);
+  const hashes = keys.map((_, i) => String(1001 + i));
+  const stored = (from: number, to: number, medium: string, tokens = true): KvCacheEvent => ({
+    type: 'BlockStored', blockHashes: hashes.slice(from, to), parentBlockHash: from === 0 ? null : hashes[from - 1]!,
+    tokenIds: tokens ? ids.slice(from * BS, to * BS) : [], blockSize: BS, loraId: null, medium,
+  });
+  const removed = (from: number, to: number, medium: string): KvCacheEvent => ({ type: 'BlockRemoved', blockHashes: hashes.slice(from, to), medium });
+  function index(aEvents: KvCacheEvent[]): KvBlockIndex {
+    const idx = new KvBlockIndex(BS, 1000, new Map([['gpu', 1.0], ['cpu', 0.5]]));
+    const apply = (pod: string, events: KvCacheEvent[]) => {
+      for (const e of events) {
+        if (e.type === 'BlockStored') idx.store(pod, e, rootKey(''));
+        else if (e.type === 'BlockRemoved') idx.remove(pod, e);
+      }
+    };
+    apply('podA', aEvents);
+    // B: keys 4-5 on CPU only.
+    apply('podB', [stored(0, 5, 'CPU'), removed(0, 3, 'CPU')]);
+    return idx;
+  }
+  const scores = (idx: KvBlockIndex) => {
+    const m = idx.longestPrefix(keys, new Set(['podA', 'podB']), 0);
+    return { podA: m.get('podA')?.weight ?? 0, podB: m.get('podB')?.weight ?? 0 };
+  };
+
+  test('TestLongestPrefixScorer: key 3 on GPU and CPU takes the better weight; A scores 3, B 0 (no key 1)', () => {
+    expect(scores(index([stored(0, 6, 'GPU'), stored(2, 3, 'CPU', false), removed(3, 5, 'GPU')]))).toEqual({ podA: 3, podB: 0 });
+  });
+
+  test('TestLongestPrefixScorerDifferentTiers: key 3 on CPU only weighs 0.5; A scores 2.5', () => {
+    expect(scores(index([stored(0, 6, 'GPU'), stored(2, 3, 'CPU', false), removed(2, 5, 'GPU')]))).toEqual({ podA: 2.5, podB: 0 });
   });
 });
