@@ -8,6 +8,7 @@ import { buildScheduler } from '../src/scheduling/scheduler';
 import type { PrecisePrefixCacheScorer } from '../src/scheduling/plugins/precise-prefix-cache-scorer';
 import { blockKey, rootKey } from '../src/scheduling/plugins/prefix-hash';
 import { KvBlockIndex } from '../src/kvindex/kv-block-index';
+import { seededRandom } from '@kvroute/testkit';
 
 jest.setTimeout(30_000);
 
@@ -110,18 +111,6 @@ class UpstreamModel {
   }
 }
 
-/** A deterministic PRNG (mulberry32). */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /**
  * Prompts from a binary tree of blocks: a prompt is a path of 1..DEPTH choices, block i's 16 tokens determined by the
  * path up to i, so prompts share prefixes. A block's engine hash is its path's number (vLLM's hash is of the content).
@@ -140,7 +129,7 @@ function keysOf(ids: readonly number[]): number[] {
 }
 
 async function run(seed: number, steps: number): Promise<Record<string, number>> {
-  const random = rng(seed);
+  const random = seededRandom(seed);
   const int = (n: number) => Math.floor(random() * n);
   const clock = { now: 1_000 };
   const scheduler = buildScheduler(parseEndpointPickerConfig(`apiVersion: inference.networking.x-k8s.io/v1alpha1

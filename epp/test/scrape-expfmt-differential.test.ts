@@ -2,6 +2,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { refParse, refRead, type RefFamily } from './expfmt-reference';
 import { LORA_INFO_METRIC, VLLM_METRIC_NAMES, VllmPageReader, type VllmMetricsReading } from '../src/datastore/vllm-metrics';
+import { seededRandom } from '@kvroute/testkit';
 
 /**
  * kvroute's page reader against a reference model of how llm-d-router v0.10.0 (GIE v1.6.0's EPP) reads a pod's page:
@@ -19,18 +20,6 @@ const names = { ...VLLM_METRIC_NAMES, loraInfo: LORA_INFO_METRIC };
 const W = 'vllm:num_requests_waiting';
 const TTFT = 'vllm:time_to_first_token_seconds';
 const PROMPT = 'vllm:request_prompt_tokens';
-
-/** A small deterministic generator (mulberry32). */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function setValue(page: string, series: string, value: string): string {
   const at = page.indexOf(`\n${series}{`);
@@ -158,7 +147,7 @@ function ours(r: VllmMetricsReading): Values {
 
 describe('the page reader against a model of expfmt and llm-d-router v0.10.0 extraction', () => {
   it('seeded vLLM pages, mutated: the same values where upstream reads the page, refused where it refuses it (bar the documented leniencies)', () => {
-    const r = rng(76);
+    const r = seededRandom(76);
     const sequence = new VllmPageReader({ names });
     const seen = new Map<string, { agreed: number; refusedBoth: number; lenient: number }>();
     let previous: string | undefined;
