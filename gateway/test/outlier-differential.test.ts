@@ -286,6 +286,34 @@ async function endOf(ended: Promise<string>, explain: () => string): Promise<str
 
 const INTERVAL_MS = 3_600_000;
 
+/** The gateway's client to one replica, with a message timeout longer than any test. */
+function newClient(target: string): ExtProcClient {
+  return new ExtProcClient({ target, messageTimeoutMs: 600_000, maxMessageBytes: 1 << 20 });
+}
+
+/** A round-robin cluster over `addresses` at a clock that stays at 0, with `outlierDetection` as given. */
+function focusedCluster(addresses: readonly string[], outlierDetection: OutlierDetectionConfig): ExtProcCluster {
+  return new ExtProcCluster(addresses.map((address) => ({ address, client: newClient(address) })), { lbPolicy: 'round-robin', newClient, now: () => 0, outlierDetection });
+}
+
+/** Gateway-failure detection at 1, consecutive_5xx off, the ejection percentage as given. */
+function gatewayFailureAt1(maxEjectionPercent: number): OutlierDetectionConfig {
+  return { consecutive5xx: 0, consecutiveGatewayFailure: 1, intervalMs: INTERVAL_MS, baseEjectionTimeMs: 10 * INTERVAL_MS, maxEjectionTimeMs: 300 * INTERVAL_MS, maxEjectionPercent };
+}
+
+/** Opens a stream on `cluster` asking the replica for `outcome`; `answer` settles at its first answer, `failed` with its failure (kind:code). */
+function openWatched(cluster: ExtProcCluster, id: string, outcome: string): { session: ExtProcSession; answer: Promise<void>; failed: Promise<string> } {
+  let answered!: () => void;
+  let settleFailure!: (how: string) => void;
+  const answer = new Promise<void>((resolve) => { answered = resolve; });
+  const failed = new Promise<string>((resolve) => { settleFailure = resolve; });
+  const session = cluster.open({ owed: () => false, onMessage: () => answered(), onFailure: (kind, _d, code) => settleFailure(`${kind}:${code}`) });
+  session.send({ request_headers: { headers: { headers: [
+    { key: 'x-stream', raw_value: Buffer.from(id) }, { key: 'x-outcome', raw_value: Buffer.from(outcome) },
+  ] }, end_of_stream: true } });
+  return { session, answer, failed };
+}
+
 interface Held {
   readonly id: string;
   readonly address: string;
@@ -310,7 +338,6 @@ async function runScenario(replicas: readonly Replica[], sc: Scenario): Promise<
   let now = 0;
   let nextTick = INTERVAL_MS;
   const gwEvents: string[] = [];
-  const newClient = (target: string): ExtProcClient => new ExtProcClient({ target, messageTimeoutMs: 600_000, maxMessageBytes: 1 << 20 });
   const cluster = new ExtProcCluster(addresses.map((address) => ({ address, client: newClient(address) })), {
     lbPolicy: sc.lb, outlierDetection: sc.od, random: seededRandom(sc.seed + 1), now: () => now, newClient,
     onEjection: (address, ejected, type) => gwEvents.push(ejected ? `eject ${address} ${type}` : `uneject ${address}`),
@@ -473,11 +500,7 @@ describe('the EPP cluster against a reference model of Envoy\'s outlier detector
   // failed from before, nor passed over by LEAST_REQUEST for the streams of its old host.
   it('a stream opened before EDS removed a replica and failing after EDS added it back neither ejects it nor counts as its active request', async () => {
     const [a, b] = replicas;
-    const newClient = (target: string): ExtProcClient => new ExtProcClient({ target, messageTimeoutMs: 600_000, maxMessageBytes: 1 << 20 });
-    const cluster = new ExtProcCluster([a, b].map(({ address }) => ({ address, client: newClient(address) })), {
-      lbPolicy: 'round-robin', newClient, now: () => 0,
-      outlierDetection: { consecutive5xx: 0, consecutiveGatewayFailure: 1, intervalMs: INTERVAL_MS, baseEjectionTimeMs: 10 * INTERVAL_MS, maxEjectionTimeMs: 300 * INTERVAL_MS, maxEjectionPercent: 50 },
-    });
+    const cluster = focusedCluster([a.address, b.address], gatewayFailureAt1(50));
     try {
       // Round robin: the first stream goes to A, the second (held) to B.
       const open = (id: string, outcome: string): { session: ExtProcSession; ended: Promise<string> } => {
@@ -517,19 +540,10 @@ describe('the EPP cluster against a reference model of Envoy\'s outlier detector
   // DEADLINE_EXCEEDED (a 504, a gateway failure if it were reported): Envoy ejects nothing.
   it('a status the EPP sends in the trailers after its answer is not reported: DEADLINE_EXCEEDED after an answer is no gateway failure', async () => {
     const [a, b] = replicas;
-    const newClient = (target: string): ExtProcClient => new ExtProcClient({ target, messageTimeoutMs: 600_000, maxMessageBytes: 1 << 20 });
-    const cluster = new ExtProcCluster([a, b].map(({ address }) => ({ address, client: newClient(address) })), {
-      lbPolicy: 'round-robin', newClient, now: () => 0,
-      outlierDetection: { consecutive5xx: 1, consecutiveGatewayFailure: 1, intervalMs: INTERVAL_MS, baseEjectionTimeMs: 10 * INTERVAL_MS, maxEjectionTimeMs: 300 * INTERVAL_MS, maxEjectionPercent: 100 },
-    });
+    const cluster = focusedCluster([a.address, b.address], { ...gatewayFailureAt1(100), consecutive5xx: 1 });
     try {
       for (let i = 0; i < 4; i++) {
-        let settleFailure!: (how: string) => void;
-        const failed = new Promise<string>((resolve) => { settleFailure = resolve; });
-        const session = cluster.open({ owed: () => false, onMessage: () => undefined, onFailure: (kind, _d, code) => settleFailure(`${kind}:${code}`) });
-        session.send({ request_headers: { headers: { headers: [
-          { key: 'x-stream', raw_value: Buffer.from(`trailers-${i}`) }, { key: 'x-outcome', raw_value: Buffer.from(i % 2 === 0 ? 'answer+4' : 'answer+13') },
-        ] }, end_of_stream: true } });
+        const { failed } = openWatched(cluster, `trailers-${i}`, i % 2 === 0 ? 'answer+4' : 'answer+13');
         expect(await endOf(failed, () => `no status for stream ${i}`)).toBe(`error:${i % 2 === 0 ? 4 : 13}`);
       }
       const c = cluster.stats();
@@ -556,20 +570,9 @@ describe('the EPP cluster against a reference model of Envoy\'s outlier detector
     });
     await new Promise<void>((resolve) => relay.listen(0, LOOPBACK, resolve));
     const viaRelay = `${LOOPBACK}:${(relay.address() as net.AddressInfo).port}`;
-    const newClient = (target: string): ExtProcClient => new ExtProcClient({ target, messageTimeoutMs: 600_000, maxMessageBytes: 1 << 20 });
-    const cluster = new ExtProcCluster([{ address: viaRelay, client: newClient(viaRelay) }], {
-      lbPolicy: 'round-robin', newClient, now: () => 0,
-      outlierDetection: { consecutive5xx: 0, consecutiveGatewayFailure: 1, intervalMs: INTERVAL_MS, baseEjectionTimeMs: 10 * INTERVAL_MS, maxEjectionTimeMs: 300 * INTERVAL_MS, maxEjectionPercent: 100 },
-    });
+    const cluster = focusedCluster([viaRelay], gatewayFailureAt1(100));
     try {
-      let answered!: () => void;
-      let settleFailure!: (how: string) => void;
-      const answer = new Promise<void>((resolve) => { answered = resolve; });
-      const failed = new Promise<string>((resolve) => { settleFailure = resolve; });
-      const session = cluster.open({ owed: () => false, onMessage: () => answered(), onFailure: (kind, _d, code) => settleFailure(`${kind}:${code}`) });
-      session.send({ request_headers: { headers: { headers: [
-        { key: 'x-stream', raw_value: Buffer.from('lost') }, { key: 'x-outcome', raw_value: Buffer.from('hold') },
-      ] }, end_of_stream: true } });
+      const { answer, failed } = openWatched(cluster, 'lost', 'hold');
       await waitFor(() => a.held.has('lost'), 'the stream at the replica');
       finish(a.held.get('lost')!, 'answer');
       a.held.delete('lost');
@@ -591,20 +594,9 @@ describe('the EPP cluster against a reference model of Envoy\'s outlier detector
   // the replica had answered; not a grpc-status CANCELLED (499, a success that would reset the counters).
   it.each([false, true])('a stream the replica resets as it shuts down (answered first: %s) is a gateway failure', async (answerFirst) => {
     const dying = await startReplica();
-    const newClient = (target: string): ExtProcClient => new ExtProcClient({ target, messageTimeoutMs: 600_000, maxMessageBytes: 1 << 20 });
-    const cluster = new ExtProcCluster([{ address: dying.address, client: newClient(dying.address) }], {
-      lbPolicy: 'round-robin', newClient, now: () => 0,
-      outlierDetection: { consecutive5xx: 0, consecutiveGatewayFailure: 1, intervalMs: INTERVAL_MS, baseEjectionTimeMs: 10 * INTERVAL_MS, maxEjectionTimeMs: 300 * INTERVAL_MS, maxEjectionPercent: 100 },
-    });
+    const cluster = focusedCluster([dying.address], gatewayFailureAt1(100));
     try {
-      let answered!: () => void;
-      let settleFailure!: (how: string) => void;
-      const answer = new Promise<void>((resolve) => { answered = resolve; });
-      const failed = new Promise<string>((resolve) => { settleFailure = resolve; });
-      const session = cluster.open({ owed: () => false, onMessage: () => answered(), onFailure: (kind, _d, code) => settleFailure(`${kind}:${code}`) });
-      session.send({ request_headers: { headers: { headers: [
-        { key: 'x-stream', raw_value: Buffer.from('shutdown') }, { key: 'x-outcome', raw_value: Buffer.from('hold') },
-      ] }, end_of_stream: true } });
+      const { answer, failed } = openWatched(cluster, 'shutdown', 'hold');
       await waitFor(() => dying.held.has('shutdown'), 'the stream at the replica');
       if (answerFirst) {
         finish(dying.held.get('shutdown')!, 'answer');
