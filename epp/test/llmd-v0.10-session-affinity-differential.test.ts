@@ -231,3 +231,45 @@ describe('session affinity against a reference model of llm-d-router v0.10.0 (ut
     }
   });
 });
+
+/**
+ * TestSessionAffinity_FactoryValidation (scorer/sessionaffinity/session_affinity_test.go and
+ * filter/sessionaffinity/session_affinity_test.go @ llm-d-router v0.10.0), its rows unchanged, plus rows for what its
+ * validate() leaves alone (the block the strategy does not select is not validated) and what SessionIDSource.validate
+ * refuses (an empty header is unset).
+ */
+describe('TestSessionAffinity_FactoryValidation (llm-d-router v0.10.0) on the config loader', () => {
+  const rows: [string, string, boolean][] = [
+    ['empty params default to encoded_endpoint_header', '', false],
+    ['explicit encoded_endpoint_header', '{"strategy":"encoded_endpoint_header"}', false],
+    ['session_id with defaults', '{"strategy":"session_id"}', false],
+    ['session_id with attribute source', '{"strategy":"session_id","sessionIdConfig":{"sources":[{"attribute":"agent-identity"}]}}', false],
+    ['session_id header then attribute fallback sources', '{"strategy":"session_id","sessionIdConfig":{"sources":[{"header":"x-session-id"},{"attribute":"agent-identity"}]}}', false],
+    ['session_id empty sources defaults, valid', '{"strategy":"session_id","sessionIdConfig":{"sources":[]}}', false],
+    ['session_id zero ttl defaults, valid', '{"strategy":"session_id","sessionIdConfig":{"evictionTtlSeconds":0}}', false],
+    ['unknown strategy rejected', '{"strategy":"bogus"}', true],
+    ['session_id source with both header and attribute rejected', '{"strategy":"session_id","sessionIdConfig":{"sources":[{"header":"h","attribute":"a"}]}}', true],
+    ['session_id negative ttl rejected', '{"strategy":"session_id","sessionIdConfig":{"evictionTtlSeconds":-1}}', true],
+    ['session_id negative sweep rejected', '{"strategy":"session_id","sessionIdConfig":{"evictionSweepSeconds":-1}}', true],
+    ['encoded_endpoint_header ignores an invalid sessionIdConfig (validate() checks the selected strategy only)', '{"strategy":"encoded_endpoint_header","sessionIdConfig":{"evictionTtlSeconds":-1}}', false],
+    ['session_id fractional ttl and sweep', '{"strategy":"session_id","sessionIdConfig":{"evictionTtlSeconds":0.5,"evictionSweepSeconds":0.1}}', false],
+    ['session_id source with an empty header rejected (neither set)', '{"strategy":"session_id","sessionIdConfig":{"sources":[{"header":""}]}}', true],
+  ];
+  const cases = ['session-affinity-scorer', 'session-affinity-filter'].flatMap((type) => rows.map(([name, params, err]) => [type, name, params, err] as const));
+  it.each(cases)('%s: %s', (type, _name, params, expectErr) => {
+    const cfg = `apiVersion: llm-d.ai/v1alpha1
+kind: EndpointPickerConfig
+plugins:
+- name: a
+  type: ${type}
+${params === '' ? '' : `  parameters: ${params}\n`}- type: agent-identity
+schedulingProfiles:
+- name: default
+  plugins:
+  - pluginRef: a
+`;
+    const build = () => buildScheduler(parseEndpointPickerConfig(cfg), { now: () => 0, random: seededRandom(1), metrics: NOOP_SCHEDULING_METRICS });
+    if (expectErr) expect(build).toThrow();
+    else expect(build).not.toThrow();
+  });
+});
