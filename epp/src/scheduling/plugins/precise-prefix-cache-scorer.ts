@@ -357,6 +357,14 @@ export class PrecisePrefixCacheScorer implements Scorer, PostCycle, PrepareReque
   /** Base-model names seen in event topics: a request naming one uses the base chain, any other name a LoRA's. */
   private readonly baseModels = new Set<string>();
   /**
+   * Per endpoint, the base models its event topics named. llm-d-router v0.10.0 chains a block from the topic's model
+   * (pool.go processEventBatch `effectiveModelName`; token_processor.go `getInitHash(modelName)`) and a request from the
+   * model it targets (preciseprefixcache/blockkeys.go `request.TargetModel`), so a pod publishing under another base
+   * model matches none of a request's blocks. kvroute chains every base model from one root, so it drops such a pod's
+   * match at scoring instead (`score`).
+   */
+  private readonly endpointModels = new Map<string, Set<string>>();
+  /**
    * Tokenizers by model name; a name without one is kept as such, so one failed load (a first request naming a LoRA
    * adapter before any event named the base model) does not turn precise scoring off for the others. Bounded: without
    * `modelName` and before any event, the name is the client's.
@@ -483,6 +491,7 @@ export class PrecisePrefixCacheScorer implements Scorer, PostCycle, PrepareReque
     this.endpoints.delete(endpointKey);
     this.capacities.delete(endpointKey);
     this.publisherRestartedAt.delete(endpointKey);
+    this.endpointModels.delete(endpointKey);
     this.warned.delete(endpointKey);
     this.subscriber.removeEndpoint(endpointKey);
     this.index.removePod(endpointKey);
@@ -572,6 +581,14 @@ export class PrecisePrefixCacheScorer implements Scorer, PostCycle, PrepareReque
     const found = blocks.rest === undefined
       ? this.index.longestPrefix(blocks.keys, looked, this.handle.now(), blocks.engineKeys)
       : this.batchLongestPrefix(blocks, looked);
+    // A base-model request matches nothing on a pod whose topics named only other base models (upstream keys their
+    // blocks from the other model's root): models sharing a tokenizer (one family's sizes) store equal token blocks.
+    if (blocks.root === rootKey('') && cycle.request.model !== '') {
+      for (const pod of [...found.keys()]) {
+        const models = this.endpointModels.get(pod);
+        if (models !== undefined && !models.has(cycle.request.model)) found.delete(pod);
+      }
+    }
     const matches = minMax ? new Map([...found].filter(([pod]) => candidateKeys.has(pod))) : found;
     cycle.state.set(MATCHES, matches);
     let longest = 0;
@@ -710,7 +727,13 @@ export class PrecisePrefixCacheScorer implements Scorer, PostCycle, PrepareReque
   }
 
   private applyBatch(endpoint: string, batch: KvEventBatch, model: string | undefined): void {
-    if (model) this.rememberModel(model);
+    if (model) {
+      this.rememberModel(model);
+      // The topic's model counts as a base model unless the events name a LoRA, as upstream's effectiveModelName.
+      let models = this.endpointModels.get(endpoint);
+      if (models === undefined) this.endpointModels.set(endpoint, (models = new Set()));
+      models.add(model);
+    }
     let applied = 0;
     for (const event of batch.events) {
       switch (event.type) {
