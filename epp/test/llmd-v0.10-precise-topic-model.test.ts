@@ -69,4 +69,20 @@ describe('a pod whose topic names another base model matches none of a request\'
     expect(await score(SMALL)).toEqual([1, 0]);
     expect(await score(LARGE)).toEqual([0, 1]);
   });
+
+  // Upstream keys every block by its topic's model, so a pod restarted at the same address under the large model holds
+  // the large model's blocks only: a request for the small model matches nothing there.
+  test('pod a restarted under the large model: the small model\'s request no longer matches its new blocks', async () => {
+    const ids = [...(await tokenizer.promptTokens(inputOf(SMALL)))!.ids];
+    const n = Math.floor(ids.length / 16);
+    scorer.endpointRestarted(a, 0);
+    expect(scorer.index.blocksOf(a)).toBe(0);
+    await pub.publish([{
+      type: 'BlockStored', blockHashes: Array.from({ length: n }, (_, i) => String(300 + i)), parentBlockHash: null,
+      tokenIds: ids.slice(0, n * 16), blockSize: 16, loraId: null,
+    }], { topic: `kv@${a}@${LARGE}`, encoding: 'positional-v0.10.0', seq: 0n });
+    await waitFor(() => scorer.index.blocksOf(a) === n, 'the restarted pod\'s blocks to be applied');
+    expect(await score(SMALL)).toEqual([0, 0]);
+    expect(await score(LARGE)).toEqual([1, 1]);
+  });
 });

@@ -792,6 +792,9 @@ export class PrecisePrefixCacheScorer implements Scorer, PostCycle, PrepareReque
   private reset(endpoint: string, reason: ResetReason | 'pod-restart'): void {
     if (reason === 'publisher-restart') this.publisherRestartedAt.set(endpoint, this.handle.now());
     this.index.clearPod(endpoint);
+    // The models its topics named go with its blocks: a pod restarted under another model (same address) names its new
+    // one with its next batch, and a request for the old model must not match the new model's blocks there.
+    this.endpointModels.delete(endpoint);
     this.handle.metrics.countKvIndexReset(endpoint, reason.replace(/-/g, '_'));
     this.handle.metrics.setKvIndexBlocks(endpoint, 0);
   }
