@@ -141,18 +141,23 @@ export function refParse(page: Buffer | string): RefParse {
       readByte();
     }
   };
+  /** The byte after a backslash, as expfmt unescapes it (\\, \n, \"): pushed, or false after the parse error. */
+  const pushEscaped = (): boolean => {
+    if (currentByte === 92) token.push(92);
+    else if (currentByte === 110) token.push(10);
+    else if (currentByte === 34) token.push(34);
+    else {
+      parseError(`invalid escape sequence '\\${String.fromCharCode(currentByte)}'`);
+      return false;
+    }
+    return true;
+  };
   const readTokenUntilNewline = (escapes: boolean) => {
     token = [];
     let escaped = false;
     while (!err) {
       if (escapes && escaped) {
-        if (currentByte === 92) token.push(92);
-        else if (currentByte === 110) token.push(10);
-        else if (currentByte === 34) token.push(34);
-        else {
-          parseError(`invalid escape sequence '\\${String.fromCharCode(currentByte)}'`);
-          return;
-        }
+        if (!pushEscaped()) return;
         escaped = false;
       } else if (currentByte === 10) return;
       else if (currentByte === 92) escaped = true;
@@ -167,13 +172,7 @@ export function refParse(page: Buffer | string): RefParse {
     if (!start(currentByte)) return;
     while (!err) {
       if (escaped) {
-        if (currentByte === 92) token.push(92);
-        else if (currentByte === 110) token.push(10);
-        else if (currentByte === 34) token.push(34);
-        else {
-          parseError(`invalid escape sequence '\\${String.fromCharCode(currentByte)}'`);
-          return;
-        }
+        if (!pushEscaped()) return;
         escaped = false;
       } else if (currentByte === 34) {
         quoted = !quoted;
