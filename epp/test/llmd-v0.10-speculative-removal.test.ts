@@ -2,7 +2,7 @@ import type { KvCacheEvent } from '@kvroute/protocol/kv-events';
 import { parseRequestBody } from '@kvroute/protocol/openai';
 import { TestKvEventPublisher, waitFor } from '@kvroute/testkit';
 import { ModelTokenizer, resolveTokenizerFiles } from '@kvroute/tokenizer';
-import { subscribedConfig } from './precise-subscribed-config';
+import { startSubscribed, subscribedConfig } from './precise-subscribed-config';
 import { EMPTY_METRICS, type EndpointSnapshot } from '../src/datastore/types';
 import { CycleState } from '../src/scheduling/framework';
 import { buildScheduler, type Scheduler } from '../src/scheduling/scheduler';
@@ -30,6 +30,7 @@ describe('a removal does not take a live speculative mark (llm-d-router v0.10.0 
   let scheduler: Scheduler;
   let scorer: PrecisePrefixCacheScorer;
   let pub: TestKvEventPublisher;
+  let close: () => Promise<void>;
   const tokenizer = ModelTokenizer.load(resolveTokenizerFiles({ model: MODEL, hubCache: '/nonexistent' }));
   const [a, b] = ['10.0.31.1:8000', '10.0.31.2:8000'] as const;
   const snapshot = (key: string): EndpointSnapshot => ({
@@ -43,17 +44,9 @@ describe('a removal does not take a live speculative mark (llm-d-router v0.10.0 
         tokenizersPoolConfig: { modelName: "${MODEL}" }`, `
       speculativeIndexing: true
       speculativeTTL: 2s`), { now: () => clock.now });
-    scorer = scheduler.plugin('precise-prefix-cache-scorer') as PrecisePrefixCacheScorer;
-    await scheduler.plugins.start();
-    for (const key of [a, b]) scheduler.plugins.addEndpoint(snapshot(key).endpoint);
-    pub = new TestKvEventPublisher();
-    pub.connect(scorer.subscriber.boundEndpoint!);
-    await pub.waitSubscribed();
+    ({ scorer, pub, close } = await startSubscribed(scheduler, [a, b].map((key) => snapshot(key).endpoint)));
   });
-  afterAll(async () => {
-    pub.close();
-    await scheduler.plugins.close();
-  });
+  afterAll(() => close());
 
   let seq = 0n;
   let sentinel = 0;
