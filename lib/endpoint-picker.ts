@@ -105,7 +105,7 @@ export interface EndpointPickerProps {
    * already running that many requests is predicted to make the next one wait for a slot. Not applied to a `config`
    * given here. `KvAwareRouting` sets it from `decode.maxNumSeqs`.
    * @default the scorer's own, 1024 (vLLM 0.10's largest default)
-   * @see epp/README.md "Waiting for a sequence slot"
+   * @see epp/README.md "Scheduling by predicted time to first token (`latency-scorer`)"
    */
   readonly maxNumSeqs?: number;
   /**

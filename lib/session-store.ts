@@ -76,7 +76,7 @@ export interface ExistingSessionStoreProps {
 /**
  * Where the EPP replicas share session bindings: exactly one of `deploy` (a Valkey kvroute deploys) or `existing` (a
  * Redis or Valkey the platform runs).
- * @see epp/README.md "Shared sessions"
+ * @see epp/README.md "Sessions across replicas"
  */
 export type SessionStoreProps =
   | { readonly deploy: DeployedSessionStoreProps; readonly existing?: undefined }

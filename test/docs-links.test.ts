@@ -64,3 +64,26 @@ describe('Markdown links', () => {
     expect(broken).toEqual([]);
   });
 });
+
+/**
+ * The constructs' props cite README sections by their heading (`@see epp/README.md "Sessions across replicas"`), which
+ * an IDE shows beside the prop; a renamed or never-written heading leaves the reader searching. Two did (session 77:
+ * "Shared sessions", "Waiting for a sequence slot").
+ */
+describe('@see references from lib/ to README headings', () => {
+  const libFiles = fs.readdirSync(path.join(ROOT, 'lib')).filter((f) => f.endsWith('.ts')).map((f) => path.join(ROOT, 'lib', f));
+  const refs = libFiles.flatMap((file) =>
+    [...fs.readFileSync(file, 'utf8').matchAll(/@see ((?:[\w-]+\/)*[\w-]+\.md) "([^"]+)"/g)].map((m) => ({ file: path.relative(ROOT, file), doc: m[1]!, heading: m[2]! })),
+  );
+
+  it('finds the references', () => {
+    expect(refs.length).toBeGreaterThanOrEqual(5);
+  });
+
+  it('each names a heading of the file it cites (paths from the repository root)', () => {
+    const headings = (doc: string): Set<string> =>
+      new Set(prose(fs.readFileSync(path.join(ROOT, doc), 'utf8')).split('\n').flatMap((l) => /^#{1,6}\s+(.*?)\s*#*\s*$/.exec(l)?.[1] ?? []));
+    const broken = refs.filter((r) => !fs.existsSync(path.join(ROOT, r.doc)) || !headings(r.doc).has(r.heading)).map((r) => `${r.file}: ${r.doc} "${r.heading}"`);
+    expect(broken).toEqual([]);
+  });
+});
