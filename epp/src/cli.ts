@@ -234,7 +234,7 @@ const FLAGS: readonly FlagSpec[] = [
   { name: 'model-server-metrics-path', aliases: ['modelServerMetricsPath'], kind: 'string', default: '/metrics', help: 'path of the model servers\' Prometheus metrics' },
   { name: 'model-server-metrics-scheme', aliases: ['modelServerMetricsScheme'], kind: 'string', default: 'http', help: 'http or https for the model servers\' metrics' },
   { name: 'model-server-metrics-https-insecure-skip-verify', aliases: ['modelServerMetricsHttpsInsecureSkipVerify'], kind: 'bool', default: 'true', help: 'with https, accept the model servers\' self-signed certificates' },
-  { name: 'cert-path', aliases: ['certPath'], kind: 'string', help: 'directory with tls.crt and tls.key: serve TLS on the ext_proc port (default plaintext; the mesh brings mTLS)' },
+  { name: 'cert-path', aliases: ['certPath'], kind: 'string', help: 'directory with tls.crt and tls.key: serve TLS on the ext_proc port (default plaintext; the mesh brings mTLS). With --secure-serving=false it changes nothing (reported as ignored), as upstream' },
   { name: 'secure-serving', aliases: ['secureServing'], kind: 'bool', default: 'false', help: 'serve TLS on the ext_proc port: with --cert-path\'s certificate, else a self-signed one made at start-up (GIE\'s default; kvroute\'s default is plaintext, the mesh brings mTLS)' },
   { name: 'request-body-mode', aliases: [], kind: 'string', default: 'full-duplex', help: 'body mode assumed when Envoy sends no protocol_config: full-duplex (FULL_DUPLEX_STREAMED) or buffered; must match the filter\'s processing_mode' },
   { name: 'response-body-mode', aliases: [], kind: 'string', default: 'none', help: 'response body mode assumed when Envoy sends no protocol_config: none (kvroute\'s EnvoyFilter: the stream ends with the exchange) or full-duplex; a body that arrives under an assumed none is streamed back in full duplex, as GIE does' },
@@ -470,11 +470,13 @@ export function parseArgs(argv: readonly string[], env: Readonly<Record<string, 
     throw new UsageError(`--pool-group: must be inference.networking.x-k8s.io or inference.networking.k8s.io, got ${JSON.stringify(poolGroup)}`);
   }
 
-  const certPath = get<string>('cert-path');
+  // Upstream reads --cert-path only under SecureServing (pkg/epp/server/runserver.go @ llm-d-router v0.10.0 and
+  // GIE v1.5.0: `if r.SecureServing { if r.CertPath != "" {...} }`), so an explicit --secure-serving=false serves
+  // plaintext and the path goes unused: reported as ignored below, not refused (an upstream command line still starts).
+  const plaintextAsked = values.get('secure-serving') === false;
+  const certPathGiven = get<string>('cert-path');
+  const certPath = plaintextAsked ? undefined : certPathGiven;
   const secureServing = get<boolean>('secure-serving') === true || certPath !== undefined;
-  if (certPath && values.get('secure-serving') === false) {
-    throw new UsageError('--cert-path was given with --secure-serving=false: drop one of them');
-  }
   const responseBodyMode = get<string>('response-body-mode')!;
   if (responseBodyMode !== 'none' && responseBodyMode !== 'full-duplex') {
     throw new UsageError(`--response-body-mode: must be none or full-duplex, got ${JSON.stringify(responseBodyMode)}`);
@@ -528,6 +530,7 @@ export function parseArgs(argv: readonly string[], env: Readonly<Record<string, 
   // Upstream reads the target ports only with a selector and ignores them beside --pool-name (options.go Validate).
   if (!standalone && values.has('endpoint-target-ports')) ignoredFlags.push('--endpoint-target-ports');
   // Upstream reloads only a --cert-path certificate (runserver.go: `r.CertPath != "" && r.EnableCertReload`).
+  if (certPathGiven !== undefined && certPath === undefined) ignoredFlags.push('--cert-path');
   if (certPath === undefined && values.has('enable-cert-reload')) ignoredFlags.push('--enable-cert-reload');
   // Upstream applies its TLS overrides to the secure listener only (runserver.go applyTLSOverrides under SecureServing).
   // A TLS override's value parsed with its flag named in the error, and reported as ignored without secure serving.

@@ -33,6 +33,13 @@ describe('kvroute-epp flags', () => {
     // With a --cert-path (GIE v1.5.0 runserver.go: `r.CertPath != "" && r.EnableCertReload`) the pair is followed.
     const withCert = parseArgs(['--pool-name', 'p', '--cert-path', '/certs', '--enable-cert-reload'], {})!;
     expect({ reload: withCert.enableCertReload, ignored: withCert.ignoredFlags }).toEqual({ reload: true, ignored: [] });
+    // An explicit --secure-serving=false serves plaintext with the path unused, as upstream's runserver.go reads
+    // --cert-path only under SecureServing (llm-d-router v0.10.0, GIE v1.5.0): reported, not refused.
+    for (const args of [['--cert-path', '/certs', '--secure-serving=false', '--enable-cert-reload'], ['--secureServing=false', '--certPath=/certs', '--enable-cert-reload']]) {
+      const plain = parseArgs(['--pool-name', 'p', ...args], {})!;
+      expect({ certPath: plain.certPath, secure: plain.secureServing, reload: plain.enableCertReload, ignored: plain.ignoredFlags })
+        .toEqual({ certPath: undefined, secure: false, reload: false, ignored: ['--cert-path', '--enable-cert-reload'] });
+    }
     // Used, as GIE v1.5.0 uses it: the pool gauges' staleness (pkg/epp/datalayer/logger/logger.go).
     expect(o.metricsStalenessThresholdMs).toBe(2000);
     expect(parseArgs(['--pool-name', 'p', '--metrics-staleness-threshold', '500ms'], {})!.metricsStalenessThresholdMs).toBe(500);
