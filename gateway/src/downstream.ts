@@ -347,6 +347,15 @@ export class Downstream {
       status = 200;
       bytes = Buffer.alloc(0);
     }
+    if (status > 999) {
+      // Only the EPP's ImmediateResponse can ask for such a status (MutationUtils::isValidHttpStatus only floors it at
+      // 200). Envoy's HTTP/1 codec writes the number as it is (ResponseEncoderImpl::encodeHeaders,
+      // `source/common/http/http1/codec_impl.cc` @ v1.35.0: `HTTP/1.1 1000 Unknown`), a status line no HTTP/1.1
+      // client reads (RFC 9112 §4: status-code = 3DIGIT), and Node's http cannot write it at all: the client's
+      // connection is closed instead, which is what a client makes of Envoy's line. Nothing was sent, nothing counted.
+      this.res.destroy();
+      return;
+    }
     // Utility::prepareLocalReply sets Content-Length only for a body; the encoder adds `content-length: 0` to a
     // bodiless one except in answer to HEAD (frameHeadResponse).
     if (bytes.length > 0 || this.method !== 'HEAD') headers.set('content-length', String(bytes.length));

@@ -9,7 +9,7 @@ import {
   bodyResponse, destinationMetadata, headersResponse, structToJson, type ProcessingResponse,
 } from '@kvroute/protocol/envoy';
 import {
-  completion, deadPort, destroyClientAgent, gateway, LOOPBACK, send, startUpstream, type Upstream,
+  collectLogs, completion, deadPort, destroyClientAgent, gateway, LOOPBACK, send, startUpstream, type Upstream,
 } from './harness';
 import { startScriptedExtProc, type MessageKind, type Script, type ScriptedExtProc } from './scripted-ext-proc';
 import type { GatewayOptions } from '../src/options';
@@ -113,6 +113,24 @@ describe('ImmediateResponse: Filter::sendImmediateResponse (EP/ext_proc.cc @ v1.
       expect(r.headers['grpc-status']).toBe('14');
       expect(r.headers['grpc-message']).toBe('slow down%0A');
     });
+  });
+
+  // MutationUtils::isValidHttpStatus only floors the code at 200, so Envoy's local reply takes 1000 and its HTTP/1 codec
+  // writes the number (source/common/http/http1/codec_impl.cc ResponseEncoderImpl::encodeHeaders @ v1.35.0): a status
+  // line no HTTP/1.1 client reads (RFC 9112 §4: status-code = 3DIGIT), which Node's http cannot write. A gRPC client
+  // gets its usual 200 with grpc-status UNKNOWN (prepareLocalReply, Grpc::Utility::httpToGrpcStatus).
+  it('a status of 1000 or more closes a plain client\'s connection (Envoy writes an unreadable status line), quietly and counted once; a gRPC client gets 200 with grpc-status UNKNOWN', async () => {
+    const logs = collectLogs();
+    await withEpp(on('request_headers', () => [immediate({ status: { code: 1000 }, body: raw('x') })]), async (port, _epp, gw) => {
+      await expect(send(port, { body: completion(), headers: json })).rejects.toThrow();
+      const grpcReply = await send(port, { body: Buffer.alloc(5), headers: { 'content-type': 'application/grpc' } });
+      expect(grpcReply.status).toBe(200);
+      expect(grpcReply.headers['grpc-status']).toBe('2');
+      expect(grpcReply.headers['grpc-message']).toBe('x');
+      expect(gw.stats().responsesByStatus).toEqual({ 200: 1 });
+      expect(gw.envoyStats()).toMatchObject({ immediate_responses_sent: 2, stream_msgs_received: 2 });
+      expect(logs.lines.map((l) => l.msg)).toEqual([]);
+    }, { envoySemantics: '1.37', logger: logs });
   });
 
   it('a gRPC client of a failed EPP gets grpc-status UNKNOWN for the 500 (Grpc::Utility::httpToGrpcStatus)', async () => {
