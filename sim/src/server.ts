@@ -1559,17 +1559,24 @@ function prepare(req: CompletionRequest | ChatRequest, model: string, tokenizer:
       : req.prompts.map((pr) =>
           typeof pr === 'string' ? { tokens: tokenizer.encode(pr, true), text: pr, specialTokens: true } : { tokens: Uint32Array.from(pr, (t) => Math.max(0, t)), ids: pr, text: tokenizer.decode(pr.filter((t) => t >= 0 && t <= tokenizer.maxTokenId)), specialTokens: false },
         );
-  const prompts = inputs.map((input) => {
+  // _preprocess_completion / _preprocess_chat tokenize and _validate_input checks every prompt of the request (a
+  // completion batch: all of them) before create_completion builds the first prompt's SamplingParams (serving_completion.py,
+  // read in the stored copy 2d5f987 from before v0.10.0): a batch with a prompt too long for the context is that
+  // prompt's context-length error even when an earlier prompt's sampling check fails.
+  const tokenized = inputs.map((input) => {
     // truncate_prompt_tokens -1 (0.10.2 only) keeps the last max_model_len tokens (serving_engine.py @ 61aa4b290 lines
     // 573-579 and 607-612); 0 (0.10.2 only, refused by SamplingParams below) is taken as no truncation here.
     const keep = req.truncatePromptTokens === undefined || req.truncatePromptTokens === 0 ? undefined : req.truncatePromptTokens < 0 ? o.maxModelLen : req.truncatePromptTokens;
-    const { tokens, text, ids } = truncated(input, keep, tokenizer);
-    const n = tokens.length;
-    const tooLong = contextLengthError(n, req.maxTokens, o.maxModelLen, req.generation);
+    const t = truncated(input, keep, tokenizer);
+    const tooLong = contextLengthError(t.tokens.length, req.maxTokens, o.maxModelLen, req.generation);
     // serving_chat.py @ 6eca337ce lines 207-209 (61aa4b290 line 252) answers the ValueError _preprocess_chat lets out
     // with `f"{e} {e.__cause__}"`, and _validate_input raises it without a cause: chat's message ends in " None".
     // Completions answer `str(e)` (serving_completion.py).
     if (tooLong !== undefined) throw badRequest(req.kind === 'chat' ? `${tooLong} None` : tooLong);
+    return t;
+  });
+  const prompts = tokenized.map(({ tokens, text, ids }) => {
+    const n = tokens.length;
     // get_max_tokens (vllm/entrypoints/utils.py @ v0.10.0): the smaller of the request's value and the room left,
     // which is what SamplingParams is checked against (so min_tokens up to the room left is valid without max_tokens).
     // echo with max_tokens 0 asks for one token (CompletionRequest.to_sampling_params, `echo_without_generation`).
