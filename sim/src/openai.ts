@@ -565,20 +565,27 @@ function parseIdsFields(body: Json, kind: 'chat' | 'completion', generation: Vll
 function parseCommon(body: Json, kind: 'chat' | 'completion', generation: VllmGeneration): Omit<CommonRequest, 'requestId' | 'returnTokenIds'> {
   checkCacheSalt(body);
   const salt = body.cache_salt;
+  // validate_stream_options (a mode="before" model validator, protocol.py @ v0.10.0): `data.get("stream_options") and
+  // not data.get("stream")`, Python truthiness of the values as sent, before any field is parsed: `stream: "false"`
+  // (a non-empty string, then parsed False) passes it and the request is served without streaming, `{}` passes, and a
+  // truthy non-object (`"x"`) without stream is refused here rather than as StreamOptions' type error.
+  if (truthy(body.stream_options) && !truthy(body.stream)) {
+    throw validationError([], 'value_error', 'Value error, Stream options can only be defined when `stream=True`.', body);
+  }
   const model = opt(body, 'model', strictStr, undefined as string | undefined);
   const stream = opt(body, 'stream', laxBool, false);
   const so = body.stream_options;
   let includeUsage = false;
   let continuousUsage = false;
   if (so !== undefined && so !== null) {
-    const o = dict(so, ['stream_options']);
+    // `stream_options: Optional[StreamOptions]`, a pydantic model: anything but an object is its model_type error.
+    if (typeof so !== 'object' || Array.isArray(so)) {
+      throw validationError(['stream_options'], 'model_type', 'Input should be a valid dictionary or instance of StreamOptions', so, { class_name: 'StreamOptions' });
+    }
+    const o = so as Json;
     // StreamOptions: include_usage defaults to True, continuous_usage_stats to False (protocol.py @ v0.10.0).
     const iu = o.include_usage === undefined || o.include_usage === null ? o.include_usage === undefined : laxBool(o.include_usage, ['stream_options', 'include_usage']);
     const cu = o.continuous_usage_stats === undefined || o.continuous_usage_stats === null ? false : laxBool(o.continuous_usage_stats, ['stream_options', 'continuous_usage_stats']);
-    // validate_stream_options (a model validator): a truthy stream_options without stream=True is refused.
-    if (Object.keys(o).length > 0 && !stream) {
-      throw validationError([], 'value_error', 'Value error, Stream options can only be defined when `stream=True`.', body);
-    }
     // The serving classes read `if stream_options:` of the parsed StreamOptions, a pydantic model, which is truthy
     // even when built from `{}` (serving_chat.py / serving_completion.py @ v0.10.0): its defaults apply then.
     includeUsage = iu;
@@ -691,6 +698,7 @@ export function parseCompletionRequest(body: Json, generation: VllmGeneration): 
 /** A chat request as the simulated release reads it (`generation`: 0.10.0 or 0.10.2, see block-hash.ts). */
 export function parseChatRequest(body: Json, generation: VllmGeneration): ChatRequest {
   checkCacheSalt(body);
+  checkGenerationPrompt(body);
   // check_tool_usage is a mode="before" validator defined before check_generation_prompt and check_cache_salt_support,
   // after the stream_options, logprobs and guided-decoding ones: pydantic runs it before those and before any field.
   let toolChoice = checkToolUsage(body);
@@ -704,11 +712,10 @@ export function parseChatRequest(body: Json, generation: VllmGeneration): ChatRe
   const messages = list(raw, ['messages']).map((m, i) => normalizeMessage(m, i));
   const tools = toolDicts(opt(body, 'tools', list, undefined as unknown[] | undefined));
   if (toolChoice === undefined || toolChoice === null) toolChoice = 'none';
+  // Both parsed true (continue_final_message alone, add_generation_prompt defaulting to True) passed
+  // check_generation_prompt, which reads the raw values; the chat template then refuses the pair (a 400, see tokenizeChat).
   const addGenerationPrompt = req(body, 'add_generation_prompt', laxBool, true);
   const continueFinal = req(body, 'continue_final_message', laxBool, false);
-  if (continueFinal && addGenerationPrompt) {
-    throw validationError([], 'value_error', 'Value error, Cannot set both `continue_final_message` and `add_generation_prompt` to True.', body);
-  }
   const ids = parseIdsFields(body, 'chat', generation);
   return {
     kind: 'chat',
@@ -773,12 +780,21 @@ function parseTokenizeCompletionRequest(body: Json): TokenizeRequest {
   return { kind: 'completion', model, prompt, addSpecialTokens, returnTokenStrs: opt(body, 'return_token_strs', laxBool, false) };
 }
 
-function parseTokenizeChatRequest(body: Json): TokenizeRequest {
-  // check_generation_prompt, a mode="before" validator: `data.get("continue_final_message") and
-  // data.get("add_generation_prompt")`, Python truthiness of the values as sent.
+/**
+ * check_generation_prompt, a mode="before" validator of ChatCompletionRequest and TokenizeChatRequest (protocol.py @
+ * v0.10.0): `data.get("continue_final_message") and data.get("add_generation_prompt")`, Python truthiness of the values
+ * as sent, so `add_generation_prompt` absent (None) passes whatever its default, and "false" (a non-empty string) counts.
+ * ChatCompletionRequest defines it after check_tool_usage and before check_cache_salt_support: it runs right after the
+ * latter, before every other check.
+ */
+function checkGenerationPrompt(body: Json): void {
   if (truthy(body.continue_final_message) && truthy(body.add_generation_prompt)) {
     throw validationError([], 'value_error', 'Value error, Cannot set both `continue_final_message` and `add_generation_prompt` to True.', body);
   }
+}
+
+function parseTokenizeChatRequest(body: Json): TokenizeRequest {
+  checkGenerationPrompt(body);
   // The fields in their declaration order, which is pydantic's order of checks.
   const model = opt(body, 'model', strictStr, undefined as string | undefined);
   if (body.messages === undefined) throw validationError(['messages'], 'missing', 'Field required', body);

@@ -33,6 +33,8 @@ import { http, parseSse } from './helpers';
 
 const MODEL = 'Qwen/Qwen3-0.6B';
 const ALIAS = 'qwen-alias';
+/** A --lora-modules adapter: a served model name of its own (serving_engine.py _check_model, _get_model_name). */
+const LORA = 'sql-lora';
 const MAX_MODEL_LEN = 160;
 const DEFAULT_MAX_TOKENS = 16;
 
@@ -67,7 +69,7 @@ function words(n: number, seed: number): string {
 function randomRequest(rnd: () => number, i: number): { kind: Kind; body: Record<string, unknown> } {
   const kind: Kind = rnd() < 0.5 ? 'chat' : 'completion';
   const body: Record<string, unknown> = {};
-  const model = pick(rnd, [MODEL, MODEL, ALIAS, undefined, '', 'nope']);
+  const model = pick(rnd, [MODEL, MODEL, ALIAS, LORA, undefined, '', 'nope']);
   if (model !== undefined) body.model = model;
   // Prompt lengths from a few tokens to past the context, so every context-length branch is drawn.
   const len = () => pick(rnd, [2, 5, 20, 60, 120, 140, 150, 158, 170]);
@@ -84,7 +86,9 @@ function randomRequest(rnd: () => number, i: number): { kind: Kind; body: Record
   if (rnd() < 0.4) body.n = pick(rnd, [0, 1, 2, 3]);
   if (rnd() < 0.3) body.temperature = pick(rnd, [0, 0.7]);
   if (rnd() < 0.2) body.ignore_eos = true;
-  if (rnd() < 0.55) body.stream = true;
+  // `stream` as sent: validate_stream_options reads its truthiness, the field its pydantic lax bool.
+  if (rnd() < 0.55) body.stream = pick(rnd, [true, true, true, 'true', 1]);
+  else if (rnd() < 0.25) body.stream = pick(rnd, [false, 0, 'false', '0']);
   if (rnd() < 0.3) {
     const k = pick(rnd, [0, 5, 21, 21]);
     if (kind === 'chat') Object.assign(body, { logprobs: true, top_logprobs: k });
@@ -92,11 +96,24 @@ function randomRequest(rnd: () => number, i: number): { kind: Kind; body: Record
   }
   // Completions' echo: not with logprobs (the merged prompt logprobs are not simulated: 501), and streamed only with
   // max_tokens 0 (a streamed echo that generates is not modelled here; see the report of this test's review).
-  if (kind === 'completion' && body.logprobs === undefined && rnd() < 0.2 && (body.stream !== true || body.max_tokens === 0)) body.echo = true;
+  if (kind === 'completion' && body.logprobs === undefined && rnd() < 0.2 && (!laxStream(body.stream) || body.max_tokens === 0)) body.echo = true;
   if (rnd() < 0.5) {
     body.stream_options = pick(rnd, [{}, { include_usage: true }, { include_usage: false }, { include_usage: true, continuous_usage_stats: true }, { continuous_usage_stats: true }, { include_usage: null }]);
   }
   return { kind, body };
+}
+
+/** Python's truthiness of a JSON value as sent. */
+function pyTruthy(v: unknown): boolean {
+  if (v === undefined || v === null || v === false || v === 0 || v === '') return false;
+  if (Array.isArray(v)) return v.length > 0;
+  if (typeof v === 'object') return Object.keys(v).length > 0;
+  return true;
+}
+
+/** pydantic's lax bool for the values the generator sends. */
+function laxStream(v: unknown): boolean {
+  return v === true || v === 1 || v === 'true';
 }
 
 function laxInt(v: unknown): number {
@@ -105,13 +122,13 @@ function laxInt(v: unknown): number {
 
 /** The reference model: vLLM v0.10.0 as the simulator stands in for it (see the comment above). */
 function reference(kind: Kind, body: Record<string, unknown>, promptTokens: number[]): Outcome {
-  const stream = body.stream === true;
+  const stream = laxStream(body.stream);
   const so = body.stream_options as Record<string, unknown> | undefined;
-  if (so !== undefined && Object.keys(so).length > 0 && !stream) {
+  if (pyTruthy(so) && !pyTruthy(body.stream)) {
     return { status: 400, error: { type: 'Bad Request', message: 'Stream options can only be defined when `stream=True`.' } };
   }
   const model = body.model as string | undefined;
-  if (model !== undefined && model !== '' && model !== MODEL && model !== ALIAS) {
+  if (model !== undefined && model !== '' && model !== MODEL && model !== ALIAS && model !== LORA) {
     return { status: 404, error: { type: 'NotFoundError', message: `The model \`${model}\` does not exist.` } };
   }
   const bad = (message: string): Outcome => ({ status: 400, error: { type: 'BadRequestError', message } });
@@ -204,7 +221,7 @@ function observed(kind: Kind, body: Record<string, unknown>, status: number, tex
     const e = JSON.parse(text) as { type: string; message: string };
     return { status, error: { type: e.type, message: normaliseValidation(e.message) } };
   }
-  if (body.stream !== true) {
+  if (!laxStream(body.stream)) {
     const r = JSON.parse(text);
     if (r.object === 'error') return { status, error: { type: r.type, message: r.message } };
     return {
@@ -294,7 +311,7 @@ const CATEGORIES = ['400:stream-options', '404:model', '400:context', '400:sampl
 describe('the OpenAI API against a reference model of vLLM v0.10.0 (seeded random requests over real HTTP)', () => {
   let sim: Simulator;
   beforeAll(async () => {
-    sim = await startSimulator({ port: 0, timeScale: 1e6, servedModelNames: [MODEL, ALIAS], maxModelLen: MAX_MODEL_LEN, kvCacheBlocks: 64, defaultMaxTokens: DEFAULT_MAX_TOKENS });
+    sim = await startSimulator({ port: 0, timeScale: 1e6, servedModelNames: [MODEL, ALIAS], maxModelLen: MAX_MODEL_LEN, kvCacheBlocks: 64, defaultMaxTokens: DEFAULT_MAX_TOKENS, enableLora: true, maxLoras: 2, loraModules: [LORA] });
   });
   afterAll(() => sim.close());
 
@@ -332,6 +349,57 @@ describe('the OpenAI API against a reference model of vLLM v0.10.0 (seeded rando
         `This model's maximum context length is ${MAX_MODEL_LEN} tokens. However, you requested ${longTokens + 8} tokens (${longTokens} in the messages, 8 in the completion). Please reduce the length of the messages or completion.`,
       ]);
     }
+  });
+
+  // protocol.py @ v0.10.0 (and every stored copy before and after it): validate_stream_options and
+  // check_generation_prompt are mode="before" model validators that read the body as sent, `data.get(...)` with
+  // Python's truthiness, before any field is parsed. The simulator applied both to the parsed, defaulted values.
+  describe('mode="before" validators read the raw body', () => {
+    const messages = [{ role: 'user', content: 'hi' }, { role: 'assistant', content: 'ok' }];
+    const refused = (name: string) => new RegExp(`^\\[\\{'type': 'value_error', 'loc': \\('body',\\), 'msg': 'Value error, ${name}`);
+
+    it('validate_stream_options: a stream given as a non-empty string that parses false is served without streaming', async () => {
+      for (const [path, body] of [
+        ['/v1/chat/completions', { messages }],
+        ['/v1/completions', { prompt: 'hi' }],
+      ] as const) {
+        for (const stream of ['false', '0', 'off']) {
+          const r = await http(sim.url, 'POST', path, { model: MODEL, ...body, max_tokens: 2, stream, stream_options: { include_usage: true } });
+          expect([r.status, r.headers['content-type']]).toEqual([200, 'application/json']);
+          expect(r.json().usage.completion_tokens).toBe(2);
+        }
+        // 0 and false are falsy as sent: refused, as before.
+        for (const stream of [0, false]) {
+          const r = await http(sim.url, 'POST', path, { model: MODEL, ...body, stream, stream_options: { include_usage: true } });
+          expect([r.status, r.json().message]).toEqual([400, expect.stringMatching(refused('Stream options can only be defined when `stream=True`\\.'))]);
+        }
+      }
+    });
+
+    it('validate_stream_options: a truthy non-object stream_options without stream is the validator\'s error; with stream, StreamOptions\' model_type', async () => {
+      const without = await http(sim.url, 'POST', '/v1/completions', { model: MODEL, prompt: 'hi', stream_options: 'x' });
+      expect([without.status, without.json().message]).toEqual([400, expect.stringMatching(refused('Stream options can only be defined when `stream=True`\\.'))]);
+      const streamed = await http(sim.url, 'POST', '/v1/completions', { model: MODEL, prompt: 'hi', stream: true, stream_options: 'x' });
+      expect([streamed.status, streamed.json().message]).toEqual([
+        400,
+        "[{'type': 'model_type', 'loc': ('body', 'stream_options'), 'msg': 'Input should be a valid dictionary or instance of StreamOptions', 'input': 'x', 'ctx': {'class_name': 'StreamOptions'}}]",
+      ]);
+    });
+
+    it('check_generation_prompt: continue_final_message alone passes it, and the chat template refuses the default add_generation_prompt', async () => {
+      // apply_hf_chat_template re-raises transformers' ValueError, which serving_chat.py answers `f"{e} {e.__cause__}"`:
+      // the message twice, as for the same pair given in chat_template_kwargs (api.test.ts).
+      const r = await http(sim.url, 'POST', '/v1/chat/completions', { model: MODEL, messages, continue_final_message: true, max_tokens: 2 });
+      expect([r.status, r.json().type]).toEqual([400, 'BadRequestError']);
+      expect(r.json().message).toMatch(/^continue_final_message and add_generation_prompt are not compatible\. .* continue_final_message and add_generation_prompt are not compatible\. /);
+    });
+
+    it('check_generation_prompt: values truthy as sent are refused even when they parse false', async () => {
+      for (const extra of [{ continue_final_message: true, add_generation_prompt: 'false' }, { continue_final_message: 'no', add_generation_prompt: true }]) {
+        const r = await http(sim.url, 'POST', '/v1/chat/completions', { model: MODEL, messages, max_tokens: 2, ...extra });
+        expect([r.status, r.json().type, r.json().message]).toEqual([400, 'Bad Request', expect.stringMatching(refused('Cannot set both `continue_final_message` and `add_generation_prompt` to True\\.'))]);
+      }
+    });
   });
 
   for (const seed of (process.env.DIFF_SEEDS ? process.env.DIFF_SEEDS.split(",").map(Number) : [1, 2, 3])) {
