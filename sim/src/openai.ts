@@ -594,22 +594,24 @@ function parseCommon(body: Json, kind: 'chat' | 'completion', generation: VllmGe
   let logprobs: number | undefined;
   let promptLogprobs = opt(body, 'prompt_logprobs', laxInt, undefined as number | undefined);
   const echo = req(body, 'echo', laxBool, false);
+  // check_logprobs (a mode="before" model validator of both requests, protocol.py @ v0.10.0) reads the body as sent:
+  // its own prompt_logprobs (echo's implied ones come later, in to_sampling_params, so a streamed chat echo with
+  // top_logprobs passes), `data.get("stream")` and, for chat, `data.get("logprobs")` with Python's truthiness
+  // (`stream: "false"` counts as streaming there; `logprobs: "false"` as set).
+  if (promptLogprobs !== undefined) {
+    if (truthy(body.stream) && promptLogprobs > 0) throw validationError([], 'value_error', 'Value error, `prompt_logprobs` are not available when `stream=True`.', body);
+    if (promptLogprobs < 0) throw validationError([], 'value_error', 'Value error, `prompt_logprobs` must be a positive value.', body);
+  }
   if (kind === 'chat') {
     const lp = opt(body, 'logprobs', laxBool, false);
     const top = opt(body, 'top_logprobs', laxInt, 0);
-    // check_logprobs (a model validator of ChatCompletionRequest @ v0.10.0).
     if (top < 0) throw validationError([], 'value_error', 'Value error, `top_logprobs` must be a positive value.', body);
-    if (top > 0 && !lp) throw validationError([], 'value_error', 'Value error, when using `top_logprobs`, `logprobs` must be set to true.', body);
+    if (top > 0 && !truthy(body.logprobs)) throw validationError([], 'value_error', 'Value error, when using `top_logprobs`, `logprobs` must be set to true.', body);
+    // to_sampling_params: `logprobs=self.top_logprobs if self.logprobs else None`, and echo's prompt logprobs.
     logprobs = lp ? top : undefined;
     if (promptLogprobs === undefined && echo) promptLogprobs = top;
   } else {
     logprobs = opt(body, 'logprobs', laxInt, undefined as number | undefined);
-  }
-  // check_logprobs (a model validator of both requests @ v0.10.0) reads the body's own prompt_logprobs, then, for
-  // completions, its logprobs; echo's implied prompt logprobs come later (to_sampling_params).
-  if (promptLogprobs !== undefined) {
-    if (stream && promptLogprobs > 0) throw validationError([], 'value_error', 'Value error, `prompt_logprobs` are not available when `stream=True`.', body);
-    if (promptLogprobs < 0) throw validationError([], 'value_error', 'Value error, `prompt_logprobs` must be a positive value.', body);
   }
   if (kind === 'completion') {
     if (logprobs !== undefined && logprobs < 0) throw validationError([], 'value_error', 'Value error, `logprobs` must be a positive value.', body);

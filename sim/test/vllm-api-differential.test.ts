@@ -394,6 +394,25 @@ describe('the OpenAI API against a reference model of vLLM v0.10.0 (seeded rando
       expect(r.json().message).toMatch(/^continue_final_message and add_generation_prompt are not compatible\. .* continue_final_message and add_generation_prompt are not compatible\. /);
     });
 
+    it('check_logprobs: a chat echo\'s implied prompt logprobs do not refuse a stream; stream and logprobs are read as sent', async () => {
+      // to_sampling_params sets prompt_logprobs = top_logprobs for echo after validation; check_logprobs reads only
+      // the body's own prompt_logprobs.
+      const echoed = await http(sim.url, 'POST', '/v1/chat/completions', { model: MODEL, messages, echo: true, stream: true, logprobs: true, top_logprobs: 2, max_tokens: 2 });
+      expect(echoed.status).toBe(200);
+      const { events, done } = parseSse(echoed.text);
+      expect(done).toBe(true);
+      expect(events.filter((e) => e.error !== undefined)).toEqual([]);
+      expect(events.filter((e) => e.choices[0]?.finish_reason === 'length')).toHaveLength(1);
+      // `data.get("stream") and prompt_logprobs > 0`: "false" is truthy as sent.
+      for (const [path, body] of [['/v1/chat/completions', { messages }], ['/v1/completions', { prompt: 'hi' }]] as const) {
+        const r = await http(sim.url, 'POST', path, { model: MODEL, ...body, stream: 'false', prompt_logprobs: 1, max_tokens: 2 });
+        expect([r.status, r.json().message]).toEqual([400, expect.stringMatching(refused('`prompt_logprobs` are not available when `stream=True`\\.'))]);
+      }
+      // `top_logprobs > 0 and not data.get("logprobs")`: "false" is truthy as sent, and then parses False: no logprobs.
+      const r = await http(sim.url, 'POST', '/v1/chat/completions', { model: MODEL, messages, logprobs: 'false', top_logprobs: 2, max_tokens: 2 });
+      expect([r.status, r.json().choices[0].logprobs]).toEqual([200, null]);
+    });
+
     it('check_generation_prompt: values truthy as sent are refused even when they parse false', async () => {
       for (const extra of [{ continue_final_message: true, add_generation_prompt: 'false' }, { continue_final_message: 'no', add_generation_prompt: true }]) {
         const r = await http(sim.url, 'POST', '/v1/chat/completions', { model: MODEL, messages, max_tokens: 2, ...extra });
