@@ -593,7 +593,9 @@ function parseCommon(body: Json, kind: 'chat' | 'completion', generation: VllmGe
   }
   let logprobs: number | undefined;
   let promptLogprobs = opt(body, 'prompt_logprobs', laxInt, undefined as number | undefined);
-  const echo = req(body, 'echo', laxBool, false);
+  // ChatCompletionRequest `echo: bool = False`, CompletionRequest `echo: Optional[bool] = False` (protocol.py @
+  // v0.10.0): null is pydantic's bool_type error on chat, and no echo on completions.
+  const echo = (kind === 'chat' ? req : opt)(body, 'echo', laxBool, false);
   // check_logprobs (a mode="before" model validator of both requests, protocol.py @ v0.10.0) reads the body as sent:
   // its own prompt_logprobs (echo's implied ones come later, in to_sampling_params, so a streamed chat echo with
   // top_logprobs passes), `data.get("stream")` and, for chat, `data.get("logprobs")` with Python's truthiness
@@ -633,7 +635,8 @@ function parseCommon(body: Json, kind: 'chat' | 'completion', generation: VllmGe
   return {
     model,
     maxTokens,
-    n: opt(body, 'n', laxInt, 1),
+    // ChatCompletionRequest `n: Optional[int] = 1` (null: one choice), CompletionRequest `n: int = 1` (null: int_type).
+    n: (kind === 'chat' ? opt : req)(body, 'n', laxInt, 1),
     stream,
     includeUsage,
     continuousUsage,

@@ -421,6 +421,22 @@ describe('the OpenAI API against a reference model of vLLM v0.10.0 (seeded rando
     });
   });
 
+  // protocol.py (the stored copies around v0.10.0): CompletionRequest has `n: int = 1` and `echo: Optional[bool] =
+  // False`, ChatCompletionRequest `n: Optional[int] = 1` and `echo: bool = False`; the simulator read both fields the
+  // same way on both routes (n null accepted, echo null refused).
+  it('n and echo null are read as each request model types them', async () => {
+    const messages = [{ role: 'user', content: 'hi' }];
+    const completionN = await http(sim.url, 'POST', '/v1/completions', { model: MODEL, prompt: 'hi', max_tokens: 2, n: null });
+    expect([completionN.status, completionN.json().message]).toEqual([400, "[{'type': 'int_type', 'loc': ('body', 'n'), 'msg': 'Input should be a valid integer', 'input': None}]"]);
+    const chatN = await http(sim.url, 'POST', '/v1/chat/completions', { model: MODEL, messages, max_tokens: 2, n: null });
+    expect([chatN.status, chatN.json().choices.length]).toEqual([200, 1]);
+    const completionEcho = await http(sim.url, 'POST', '/v1/completions', { model: MODEL, prompt: 'hi', max_tokens: 2, echo: null });
+    expect([completionEcho.status, completionEcho.json().usage.completion_tokens]).toEqual([200, 2]);
+    expect(completionEcho.json().choices[0].text.startsWith('hi')).toBe(false);
+    const chatEcho = await http(sim.url, 'POST', '/v1/chat/completions', { model: MODEL, messages, max_tokens: 2, echo: null });
+    expect([chatEcho.status, chatEcho.json().message]).toEqual([400, "[{'type': 'bool_type', 'loc': ('body', 'echo'), 'msg': 'Input should be a valid boolean', 'input': None}]"]);
+  });
+
   for (const seed of (process.env.DIFF_SEEDS ? process.env.DIFF_SEEDS.split(",").map(Number) : [1, 2, 3])) {
     it(`agrees on every outcome of 150 requests (seed ${seed})`, async () => {
       const rnd = seededRandom(seed);
