@@ -215,6 +215,17 @@ function reference(kind: Kind, body: Record<string, unknown>, promptTokens: numb
   return { status: 200, ok };
 }
 
+/**
+ * The id and created of a body or chunk: `cmpl-` / `chatcmpl-` + random_uuid()'s 32 hex digits (no X-Request-Id
+ * here), and `int(time.time())`.
+ */
+function checkIdCreated(kind: Kind, r: { id: unknown; created: unknown }): void {
+  const re = kind === 'chat' ? /^chatcmpl-[0-9a-f]{32}$/ : /^cmpl-[0-9a-f]{32}$/;
+  if (typeof r.id !== 'string' || !re.test(r.id)) throw new Error(`bad id ${String(r.id)}`);
+  const now = Date.now() / 1000;
+  if (!Number.isInteger(r.created) || Math.abs((r.created as number) - now) > 120) throw new Error(`bad created ${String(r.created)}`);
+}
+
 /** What the simulator answered, summarised as the reference model's outcome is. */
 function observed(kind: Kind, body: Record<string, unknown>, status: number, text: string): Outcome {
   if (status !== 200) {
@@ -224,6 +235,7 @@ function observed(kind: Kind, body: Record<string, unknown>, status: number, tex
   if (!laxStream(body.stream)) {
     const r = JSON.parse(text);
     if (r.object === 'error') return { status, error: { type: r.type, message: r.message } };
+    checkIdCreated(kind, r);
     return {
       status,
       ok: {
@@ -247,7 +259,11 @@ function observed(kind: Kind, body: Record<string, unknown>, status: number, tex
   let id: string | undefined;
   let object: string | undefined;
   let model: string | undefined;
+  let created: number | undefined;
   for (const ev of events) {
+    checkIdCreated(kind, ev);
+    created ??= ev.created;
+    if (ev.created !== created) throw new Error('chunks with different created');
     id ??= ev.id;
     object ??= ev.object;
     model ??= ev.model;
