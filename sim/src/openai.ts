@@ -427,6 +427,12 @@ interface CommonRequest extends StopParams {
    * EOS and gives no `max_tokens` cannot stop at one on vLLM, so its reply ends `length`, not `stop` (see prepare).
    */
   ignoreEos: boolean;
+  /**
+   * `use_beam_search: bool = False` (both requests, protocol.py @ v0.10.0): vLLM then runs beam search
+   * (`engine_client.beam_search`, `n` beams) and never streams a completion (`stream = request.stream and … and not
+   * request.use_beam_search`, serving_completion.py: one event holding the whole response). Not simulated: 501.
+   */
+  useBeamSearch: boolean;
   /** Sampling values vLLM validates in SamplingParams._verify_args; the simulator checks them the same way. */
   sampling: SamplingChecks;
   /** The simulated release, whose checks differ in places (`truncate_prompt_tokens`, the context-length messages). */
@@ -628,6 +634,8 @@ function parseCommon(body: Json, kind: 'chat' | 'completion', generation: VllmGe
   req(body, 'skip_special_tokens', laxBool, true);
   opt(body, 'guided_choice', strList, undefined);
   const ignoreEos = req(body, 'ignore_eos', laxBool, false);
+  const useBeamSearch = req(body, 'use_beam_search', laxBool, false);
+  req(body, 'length_penalty', laxFloat, 1);
   // `logit_bias: Optional[dict[str, float]]`: the values are pydantic floats; the keys are turned into token ids only
   // by SamplingParams.from_optional (checkSampling), and range-checked by the V1 processor (processorError).
   const bias = opt(body, 'logit_bias', dict, undefined as Json | undefined);
@@ -654,6 +662,7 @@ function parseCommon(body: Json, kind: 'chat' | 'completion', generation: VllmGe
     includeStopStrInOutput: req(body, 'include_stop_str_in_output', laxBool, false),
     minTokens: req(body, 'min_tokens', laxInt, 0),
     ignoreEos,
+    useBeamSearch,
     sampling: {
       temperature: opt(body, 'temperature', laxFloat, undefined as number | undefined),
       topP: opt(body, 'top_p', laxFloat, undefined as number | undefined),

@@ -1534,6 +1534,9 @@ interface Prepared {
 
 function prepare(req: CompletionRequest | ChatRequest, model: string, tokenizer: SimTokenizer, o: SimulatorOptions, autoTools: boolean): Prepared {
   if (req.kind === 'completion' && req.suffix !== undefined) throw badRequest('suffix is not currently supported');
+  // Beam search (use_beam_search, protocol.py @ v0.10.0) answers differently from sampling: n beams ranked by
+  // length_penalty, and a completion "stream" sent as one event. The filler cannot stand for it: refused, not ignored.
+  if (req.useBeamSearch) throw new ApiError(501, 'use_beam_search is not simulated.', 'Not Implemented');
   // Completions merge echo's prompt logprobs into the choice's `logprobs` (serving_completion.py @ v0.10.0,
   // request_output_to_completion_response), which is not simulated; every other prompt_logprobs request is.
   if (req.kind === 'completion' && req.echo && req.sampling.logprobs !== undefined) {

@@ -453,6 +453,27 @@ describe('the OpenAI API against a reference model of vLLM v0.10.0 (seeded rando
     expect([chatEcho.status, chatEcho.json().message]).toEqual([400, "[{'type': 'bool_type', 'loc': ('body', 'echo'), 'msg': 'Input should be a valid boolean', 'input': None}]"]);
   });
 
+  // protocol.py @ v0.10.0: both request models type `use_beam_search: bool = False` and `length_penalty: float = 1.0`,
+  // and with use_beam_search the routes run engine_client.beam_search (serving_completion.py also never streams it,
+  // answering a stream with one event). The simulator ignored both fields as extras, answering sampled filler.
+  it('use_beam_search is typed and, when true, refused as not simulated (after the model check)', async () => {
+    const messages = [{ role: 'user', content: 'hi' }];
+    for (const [path, body] of [['/v1/chat/completions', { messages }], ['/v1/completions', { prompt: 'hi' }]] as const) {
+      for (const v of [true, 'yes', 1]) {
+        const r = await http(sim.url, 'POST', path, { model: MODEL, ...body, max_tokens: 2, use_beam_search: v, stream: true });
+        expect([r.status, r.json().type]).toEqual([501, 'Not Implemented']);
+      }
+      const off = await http(sim.url, 'POST', path, { model: MODEL, ...body, max_tokens: 2, use_beam_search: false });
+      expect(off.status).toBe(200);
+      const unknown = await http(sim.url, 'POST', path, { model: 'nope', ...body, use_beam_search: true });
+      expect(unknown.status).toBe(404);
+      const typed = await http(sim.url, 'POST', path, { model: MODEL, ...body, use_beam_search: 'x' });
+      expect([typed.status, typed.json().message]).toEqual([400, "[{'type': 'bool_parsing', 'loc': ('body', 'use_beam_search'), 'msg': 'Input should be a valid boolean, unable to interpret input', 'input': 'x'}]"]);
+      const penalty = await http(sim.url, 'POST', path, { model: MODEL, ...body, length_penalty: 'x' });
+      expect([penalty.status, penalty.json().message]).toEqual([400, "[{'type': 'float_parsing', 'loc': ('body', 'length_penalty'), 'msg': 'Input should be a valid number, unable to parse string as a number', 'input': 'x'}]"]);
+    }
+  });
+
   for (const seed of (process.env.DIFF_SEEDS ? process.env.DIFF_SEEDS.split(",").map(Number) : [1, 2, 3])) {
     it(`agrees on every outcome of 150 requests (seed ${seed})`, async () => {
       const rnd = seededRandom(seed);
