@@ -636,6 +636,18 @@ function parseCommon(body: Json, kind: 'chat' | 'completion', generation: VllmGe
   const ignoreEos = req(body, 'ignore_eos', laxBool, false);
   const useBeamSearch = req(body, 'use_beam_search', laxBool, false);
   req(body, 'length_penalty', laxFloat, 1);
+  // More typed fields of both request models (protocol.py @ v0.10.0) that change nothing in the filler or that the
+  // simulator does not take: pydantic's type errors only. `add_special_tokens: bool` (True for completions, False for
+  // chat) adds no token to a Qwen3 prompt either way; guided decoding and KV transfer are not simulated.
+  req(body, 'spaces_between_special_tokens', laxBool, true);
+  req(body, 'add_special_tokens', laxBool, kind === 'completion');
+  for (const key of ['guided_regex', 'guided_grammar', 'guided_decoding_backend', 'guided_whitespace_pattern']) opt(body, key, strictStr, undefined);
+  opt(body, 'kv_transfer_params', dict, undefined);
+  if (kind === 'chat') {
+    // ChatCompletionRequest's own: `structural_tag: Optional[str]`, `mm_processor_kwargs: Optional[dict[str, Any]]`.
+    opt(body, 'structural_tag', strictStr, undefined);
+    opt(body, 'mm_processor_kwargs', dict, undefined);
+  }
   // `logit_bias: Optional[dict[str, float]]`: the values are pydantic floats; the keys are turned into token ids only
   // by SamplingParams.from_optional (checkSampling), and range-checked by the V1 processor (processorError).
   const bias = opt(body, 'logit_bias', dict, undefined as Json | undefined);

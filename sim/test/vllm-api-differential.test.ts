@@ -474,6 +474,36 @@ describe('the OpenAI API against a reference model of vLLM v0.10.0 (seeded rando
     }
   });
 
+  // protocol.py @ v0.10.0 types these fields on both request models (structural_tag and mm_processor_kwargs on chat
+  // only); the simulator took them as untyped extras.
+  it('typed fields the simulator does not act on are still type-checked', async () => {
+    const messages = [{ role: 'user', content: 'hi' }];
+    const typeError = (field: string, type: string, msg: string) => `[{'type': '${type}', 'loc': ('body', '${field}'), 'msg': '${msg}', 'input': 12.5}]`;
+    const cases: [string, string, string][] = [
+      ['spaces_between_special_tokens', 'bool_type', 'Input should be a valid boolean'],
+      ['add_special_tokens', 'bool_type', 'Input should be a valid boolean'],
+      ['guided_regex', 'string_type', 'Input should be a valid string'],
+      ['guided_grammar', 'string_type', 'Input should be a valid string'],
+      ['guided_decoding_backend', 'string_type', 'Input should be a valid string'],
+      ['guided_whitespace_pattern', 'string_type', 'Input should be a valid string'],
+      ['kv_transfer_params', 'dict_type', 'Input should be a valid dictionary'],
+    ];
+    for (const [path, body, extra] of [
+      ['/v1/chat/completions', { messages }, [['structural_tag', 'string_type', 'Input should be a valid string'], ['mm_processor_kwargs', 'dict_type', 'Input should be a valid dictionary']]],
+      ['/v1/completions', { prompt: 'hi' }, []],
+    ] as const) {
+      for (const [field, type, msg] of [...cases, ...extra]) {
+        const r = await http(sim.url, 'POST', path, { model: MODEL, ...body, max_tokens: 2, [field]: 12.5 });
+        expect([path, r.status, r.json().message]).toEqual([path, 400, typeError(field, type, msg)]);
+      }
+      // Valid values are served.
+      const ok = await http(sim.url, 'POST', path, { model: MODEL, ...body, max_tokens: 2, spaces_between_special_tokens: false, add_special_tokens: 'true', kv_transfer_params: {} });
+      expect(ok.status).toBe(200);
+    }
+    // A completion has no structural_tag field: an ignored extra.
+    expect((await http(sim.url, 'POST', '/v1/completions', { model: MODEL, prompt: 'hi', max_tokens: 2, structural_tag: 12.5 })).status).toBe(200);
+  });
+
   for (const seed of (process.env.DIFF_SEEDS ? process.env.DIFF_SEEDS.split(",").map(Number) : [1, 2, 3])) {
     it(`agrees on every outcome of 150 requests (seed ${seed})`, async () => {
       const rnd = seededRandom(seed);
