@@ -1075,12 +1075,17 @@ export function planOutput(ids: readonly number[], texts: readonly string[], p: 
     const before = text.length;
     text += texts[k];
     if (numOut > p.minTokens && p.stop.length > 0) {
+      // check_stop_strings returns the first stop string of the list found in its window, not the one found earliest
+      // in the text: with ["fox", "brown fox"] the token " fox" stops at "fox" (the text kept up to "brown ").
       let best: { at: number; s: string } | null = null;
       for (const s of p.stop) {
         // Only a stop string that ends in the new characters counts (the search window of check_stop_strings).
         const from = Math.max(0, before - s.length + 1);
         const at = text.indexOf(s, from);
-        if (at >= 0 && (best === null || at < best.at)) best = { at, s };
+        if (at >= 0) {
+          best = { at, s };
+          break;
+        }
       }
       if (best) {
         cut = p.includeStopStrInOutput ? best.at + best.s.length : best.at;

@@ -504,6 +504,24 @@ describe('the OpenAI API against a reference model of vLLM v0.10.0 (seeded rando
     expect((await http(sim.url, 'POST', '/v1/completions', { model: MODEL, prompt: 'hi', max_tokens: 2, structural_tag: 12.5 })).status).toBe(200);
   });
 
+  // vllm/v1/engine/detokenizer.py check_stop_strings (the same in every stored copy around v0.10.0, and in V0's
+  // StopChecker): `for stop_str in stop: … if stop_index == -1: continue … return stop_str, stop_index`, the first of
+  // the list found in the window wins. The simulator took the one found earliest in the text.
+  it('two stop strings found at one token: the first of the list wins, as check_stop_strings iterates the list', async () => {
+    const filler = await http(sim.url, 'POST', '/v1/completions', { model: MODEL, prompt: 'hi', max_tokens: 6 });
+    const text: string = filler.json().choices[0].text;
+    expect(text.startsWith('The quick brown fox')).toBe(true);
+    for (const [path, body] of [['/v1/completions', { prompt: 'hi' }], ['/v1/chat/completions', { messages: [{ role: 'user', content: 'hi' }] }]] as const) {
+      const first = await http(sim.url, 'POST', path, { model: MODEL, ...body, max_tokens: 10, stop: ['fox', 'brown fox'] });
+      const c1 = first.json().choices[0];
+      expect([c1.finish_reason, c1.stop_reason, c1.text ?? c1.message.content]).toEqual(['stop', 'fox', 'The quick brown ']);
+      expect(first.json().usage.completion_tokens).toBe(4);
+      const second = await http(sim.url, 'POST', path, { model: MODEL, ...body, max_tokens: 10, stop: ['brown fox', 'fox'] });
+      const c2 = second.json().choices[0];
+      expect([c2.finish_reason, c2.stop_reason, c2.text ?? c2.message.content]).toEqual(['stop', 'brown fox', 'The quick ']);
+    }
+  });
+
   for (const seed of (process.env.DIFF_SEEDS ? process.env.DIFF_SEEDS.split(",").map(Number) : [1, 2, 3])) {
     it(`agrees on every outcome of 150 requests (seed ${seed})`, async () => {
       const rnd = seededRandom(seed);
