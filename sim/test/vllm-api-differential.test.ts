@@ -40,6 +40,49 @@ const DEFAULT_MAX_TOKENS = 16;
 
 type Kind = 'chat' | 'completion';
 
+/** The simulator's filler reply, token by token (read from a stream in beforeAll): the text the reference cuts. */
+let FILLER: string[] = [];
+/** Replies the reference ended at a stop string (per seed), so the draw is known to reach that rule. */
+let stopHits = 0;
+
+/**
+ * A reply of `tokens` filler tokens under vLLM's stop-string rules (vllm/v1/engine/detokenizer.py @ v0.10.0,
+ * BaseIncrementalDetokenizer.update, check_stop_strings, get_next_output_text): after each token past min_tokens, the
+ * first stop string of the list found in the window that ends in the new text ends the reply, cut before it (after it
+ * with include_stop_str_in_output); a stream holds back the last max(len(stop)) - 1 characters until the end.
+ */
+function stopped(tokens: number, stop: string[], minTokens: number, include: boolean): { tokens: number; text: string; deltas: string[]; stopReason: string | null } {
+  let text = '';
+  let cut: number | undefined;
+  let stopReason: string | null = null;
+  let k = 0;
+  const texts: string[] = [];
+  while (k < tokens) {
+    const before = text.length;
+    text += FILLER[k];
+    texts.push(text);
+    k++;
+    if (stop.length > 0 && k > minTokens) {
+      const hit = stop.map((st) => ({ st, at: text.indexOf(st, Math.max(0, before + 1 - st.length)) })).find((h) => h.at >= 0);
+      if (hit !== undefined) {
+        cut = include ? hit.at + hit.st.length : hit.at;
+        stopReason = hit.st;
+        break;
+      }
+    }
+  }
+  const full = cut === undefined ? text : text.slice(0, cut);
+  const hold = include || stop.length === 0 ? 0 : Math.max(...stop.map((st) => st.length)) - 1;
+  const deltas: string[] = [];
+  let sent = 0;
+  texts.forEach((t, i) => {
+    const upTo = i === texts.length - 1 ? full.length : Math.min(full.length, Math.max(sent, t.length - hold));
+    deltas.push(full.slice(sent, upTo));
+    sent = upTo;
+  });
+  return { tokens: k, text: full, deltas, stopReason };
+}
+
 interface Outcome {
   status: number;
   /** An error's type and message, as the body has them. */
@@ -50,7 +93,7 @@ interface Outcome {
     object: string;
     model: string;
     /** Per choice index: the number of tokens streamed or counted, and the finish reason. */
-    choices: { index: number; finish: string | null }[];
+    choices: { index: number; finish: string | null; stopReason?: string | number | null; text?: string }[];
     usage: { prompt_tokens: number; completion_tokens: number; total_tokens: number } | null;
     /** Streams only: the per-choice chunk sequence summarised, the usage chunk, [DONE]. */
     stream?: { perChoice: Record<number, string[]>; usageChunk: unknown; done: boolean; continuous: boolean[] };
@@ -97,6 +140,31 @@ function randomRequest(rnd: () => number, i: number): { kind: Kind; body: Record
   // Completions' echo: not with logprobs (the merged prompt logprobs are not simulated: 501), and streamed only with
   // max_tokens 0 (a streamed echo that generates is not modelled here; see the report of this test's review).
   if (kind === 'completion' && body.logprobs === undefined && rnd() < 0.2 && (!laxStream(body.stream) || body.max_tokens === 0)) body.echo = true;
+  // Stop strings drawn from the filler's own text (so they are met, across token boundaries too) and one never met;
+  // not with echo, whose prompt text the reference would have to place before the cut.
+  if (body.echo === undefined && rnd() < 0.5) {
+    const text = FILLER.slice(0, 30).join('');
+    const slice = () => {
+      const at = Math.floor(rnd() * (text.length - 10));
+      return text.slice(at, at + 1 + Math.floor(rnd() * 8));
+    };
+    const nested = (): string[] => {
+      // A stop string and one of its own suffixes end at the same token: which one wins is the list's order.
+      let whole = slice();
+      let suffix = '';
+      for (let tries = 0; tries < 50; tries++) {
+        whole = slice();
+        if (whole.length < 2) continue;
+        suffix = whole.slice(1 + Math.floor(rnd() * (whole.length - 1)));
+        // Both first met at the same token (the suffix not met earlier on its own).
+        if (text.indexOf(suffix) + suffix.length === text.indexOf(whole) + whole.length) break;
+      }
+      return rnd() < 0.5 ? [whole, suffix] : [suffix, whole];
+    };
+    const r = rnd();
+    body.stop = r < 0.2 ? slice() : r < 0.5 ? nested() : Array.from({ length: 1 + Math.floor(rnd() * 3) }, () => (rnd() < 0.15 ? 'zzz' : slice()));
+    if (rnd() < 0.3) body.include_stop_str_in_output = true;
+  }
   if (rnd() < 0.5) {
     body.stream_options = pick(rnd, [{}, { include_usage: true }, { include_usage: false }, { include_usage: true, continuous_usage_stats: true }, { continuous_usage_stats: true }, { include_usage: null }]);
   }
@@ -154,8 +222,10 @@ function reference(kind: Kind, body: Record<string, unknown>, promptTokens: numb
   const n = body.n === undefined ? 1 : laxInt(body.n);
   const minTokens = body.min_tokens === undefined ? 0 : laxInt(body.min_tokens);
   const temperature = body.temperature as number | undefined;
-  const gens: { tokens: number; finish: string }[] = [];
-  for (const p of promptTokens) {
+  const gens: { tokens: number; finish: string; text: string; deltas: string[]; stopReason: string | null }[] = [];
+  const stopList = body.stop === undefined ? [] : typeof body.stop === 'string' ? [body.stop] : (body.stop as string[]);
+  const prompts = kind === 'chat' ? [''] : typeof body.prompt === 'string' ? [body.prompt] : (body.prompt as string[]);
+  for (const [pi, p] of promptTokens.entries()) {
     const room = MAX_MODEL_LEN - p;
     const param = Math.min(room, maxTokens ?? room);
     if (n < 1) return bad(`n must be at least 1, got ${n}.`);
@@ -165,12 +235,17 @@ function reference(kind: Kind, body: Record<string, unknown>, promptTokens: numb
     if (temperature !== undefined && temperature < 1e-5 && n > 1) return bad(`n must be 1 when using greedy sampling, got ${n}.`);
     // CompletionRequest.to_sampling_params: `echo_without_generation = self.echo and self.max_tokens == 0` asks the
     // engine for one token, which usage counts (the reply shows the prompt alone).
-    if (body.echo === true && maxTokens === 0) gens.push({ tokens: 1, finish: 'length' });
-    else if (maxTokens !== undefined) gens.push({ tokens: param, finish: 'length' });
-    else {
-      const t = Math.min(room, Math.max(DEFAULT_MAX_TOKENS, minTokens));
-      gens.push({ tokens: t, finish: body.ignore_eos === true || t >= room ? 'length' : 'stop' });
+    const echo = body.echo === true ? prompts[pi] : '';
+    if (body.echo === true && maxTokens === 0) {
+      gens.push({ tokens: 1, finish: 'length', text: echo, deltas: [echo], stopReason: null });
+      continue;
     }
+    const budget = maxTokens !== undefined ? param : Math.min(room, Math.max(DEFAULT_MAX_TOKENS, minTokens));
+    const finish = maxTokens !== undefined || body.ignore_eos === true || budget >= room ? 'length' : 'stop';
+    const r = stopped(budget, stopList, minTokens, body.include_stop_str_in_output === true);
+    r.deltas[0] = echo + r.deltas[0];
+    if (r.stopReason !== null) stopHits++;
+    gens.push({ tokens: r.tokens, finish: r.stopReason !== null ? 'stop' : finish, text: echo + r.text, deltas: r.deltas, stopReason: r.stopReason });
   }
   // The V1 processor (vllm/v1/engine/processor.py _validate_logprobs, max_logprobs 20) runs in AsyncLLM.add_request,
   // inside the generator the route iterates: a 400 before a non-streaming reply, an error event once a stream began.
@@ -179,7 +254,9 @@ function reference(kind: Kind, body: Record<string, unknown>, promptTokens: numb
     const error = { type: 'BadRequestError', message: `Requested sample logprobs of ${k}, which is greater than max allowed: 20` };
     return stream ? { status: 200, error } : { status: 400, error };
   }
-  const choices = promptTokens.flatMap((_, pi) => Array.from({ length: n }, (_, j) => ({ index: pi * n + j, finish: gens[pi].finish })));
+  const choices = promptTokens.flatMap((_, pi) =>
+    Array.from({ length: n }, (_, j) => ({ index: pi * n + j, finish: gens[pi].finish, ...(stream ? {} : { stopReason: gens[pi].stopReason, text: gens[pi].text }) })),
+  );
   const promptSum = promptTokens.reduce((a, b) => a + b, 0);
   const completionSum = gens.reduce((a, g) => a + g.tokens * n, 0);
   const usage = { prompt_tokens: promptSum, completion_tokens: completionSum, total_tokens: promptSum + completionSum };
@@ -204,7 +281,7 @@ function reference(kind: Kind, body: Record<string, unknown>, promptTokens: numb
         if (kind === 'chat') seq.push(`role${continuous ? `:${p}/0` : ''}`);
         for (let k = 1; k <= gens[pi].tokens; k++) {
           const fin = k === gens[pi].tokens ? gens[pi].finish : '-';
-          seq.push(`tok:${fin}${continuous ? `:${p}/${k}` : ''}`);
+          seq.push(`tok:${fin}${continuous ? `:${p}/${k}` : ''}:${JSON.stringify(gens[pi].deltas[k - 1])}`);
         }
         perChoice[idx] = seq;
       }
@@ -242,7 +319,7 @@ function observed(kind: Kind, body: Record<string, unknown>, status: number, tex
         idPrefix: r.id.startsWith('chatcmpl-') ? 'chatcmpl-' : r.id.startsWith('cmpl-') ? 'cmpl-' : r.id,
         object: r.object,
         model: r.model,
-        choices: r.choices.map((c: any) => ({ index: c.index, finish: c.finish_reason })),
+        choices: r.choices.map((c: any) => ({ index: c.index, finish: c.finish_reason, stopReason: c.stop_reason, text: kind === 'chat' ? c.message.content : c.text })),
         usage: r.usage === null ? null : { prompt_tokens: r.usage.prompt_tokens, completion_tokens: r.usage.completion_tokens, total_tokens: r.usage.total_tokens },
       },
     };
@@ -285,7 +362,7 @@ function observed(kind: Kind, body: Record<string, unknown>, status: number, tex
         seq.push(`role${u}`);
         continue;
       }
-      seq.push(`tok:${c.finish_reason ?? '-'}${u}`);
+      seq.push(`tok:${c.finish_reason ?? '-'}${u}:${JSON.stringify(kind === 'chat' ? c.delta.content : c.text)}`);
       finishes[c.index] = c.finish_reason;
     }
   }
@@ -328,6 +405,9 @@ describe('the OpenAI API against a reference model of vLLM v0.10.0 (seeded rando
   let sim: Simulator;
   beforeAll(async () => {
     sim = await startSimulator({ port: 0, timeScale: 1e6, servedModelNames: [MODEL, ALIAS], maxModelLen: MAX_MODEL_LEN, kvCacheBlocks: 64, defaultMaxTokens: DEFAULT_MAX_TOKENS, enableLora: true, maxLoras: 2, loraModules: [LORA] });
+    const r = await http(sim.url, 'POST', '/v1/completions', { model: MODEL, prompt: 'hi', max_tokens: MAX_MODEL_LEN - 1, stream: true });
+    FILLER = parseSse(r.text).events.map((e) => e.choices[0].text as string);
+    expect(FILLER).toHaveLength(MAX_MODEL_LEN - 1);
   });
   afterAll(() => sim.close());
 
@@ -527,6 +607,7 @@ describe('the OpenAI API against a reference model of vLLM v0.10.0 (seeded rando
       const rnd = seededRandom(seed);
       const diffs: string[] = [];
       const drawn = new Set<string>();
+      stopHits = 0;
       for (let i = 0; i < 150; i++) {
         const { kind, body } = randomRequest(rnd, i);
         const tokens = await promptTokens(kind, body);
@@ -541,12 +622,17 @@ describe('the OpenAI API against a reference model of vLLM v0.10.0 (seeded rando
         }
         drawn.add(category(want));
         if (JSON.stringify(got) !== JSON.stringify(want)) {
-          diffs.push(`#${i} ${kind} ${JSON.stringify(body)} tokens=${tokens}\n  want ${JSON.stringify(want)}\n  got  ${JSON.stringify(got)}`);
+          const [w, g] = [JSON.stringify(want), JSON.stringify(got)];
+          let at = 0;
+          while (at < w.length && w[at] === g[at]) at++;
+          const body_ = JSON.stringify({ ...body, ...(kind === 'chat' ? { messages: '…' } : { prompt: '…' }) });
+          diffs.push(`#${i} ${kind} ${body_} tokens=${tokens}\n  want …${w.slice(Math.max(0, at - 150), at + 150)}\n  got  …${g.slice(Math.max(0, at - 150), at + 150)}`);
         }
       }
       expect(diffs).toEqual([]);
       // The draw reaches every branch of the reference, so a change to any of them is compared.
       expect([...drawn].sort()).toEqual([...CATEGORIES].sort());
+      expect(stopHits).toBeGreaterThan(3);
     });
   }
 });
