@@ -3,12 +3,13 @@
  * `pkg/epp/metrics/llm_d_router_metrics.go`, `metrics.go` Register): the twins kvroute derives at scrape time carry
  * the same values and buckets, with llm-d's label renames and its rounded pool averages.
  */
-import { defaultEndpointPickerConfig } from '../src/config';
+import { defaultEndpointPickerConfig, parseEndpointPickerConfig } from '../src/config';
 import { Datastore } from '../src/datastore/datastore';
-import type { IncomingRequest } from '../src/extproc/request-director';
+import type { IncomingRequest, RouteDecision } from '../src/extproc/request-director';
 import { createEppMetrics, LLMD_TWIN_METRICS } from '../src/metrics';
 import { LLMD_FAIRNESS_ID_HEADER, MAX_LLMD_LABEL_SETS, PRIORITY_HEADER, RequestControl } from '../src/requestcontrol/request-control';
 import { buildScheduler } from '../src/scheduling/scheduler';
+import { LLMD_GUIDE_CONFIGS } from './llmd-guides';
 import { staticPool } from './static-pool';
 
 /** The value of one exposition line, `name{labels}`, or undefined when absent. */
@@ -127,6 +128,36 @@ describe('llm_d_epp_prefix_indexer_* (llm-d-router v0.10.0 dataproducer/approxim
       // The ratio only where the prompt had blocks.
       expect(sample(page, 'inference_extension_prefix_indexer_hit_ratio_count')).toBe(1);
       expect(sample(page, `llm_d_epp_prefix_indexer_hit_ratio_count{${labels}}`)).toBe(1);
+    } finally {
+      director.close();
+      ds.stop();
+    }
+  });
+  test('a P/D request is observed once, at its primary (decode) pick, as upstream records only ProfileResults[PrimaryProfileName]\'s match (GIE v1.5.0 and llm-d-router v0.10.0 approximateprefix/plugin.go PreRequest)', async () => {
+    // llm-d's P/D guide lists prefix-cache-scorer in both profiles. Upstream's PreRequest indexes the prompt on the
+    // decode and the prefill pick but records one match, the decode target's: the first request 0 of its blocks, the
+    // second all of them (the decode pod indexed by the first). Observed at each profile's pick, 2 requests were 4
+    // observations, the prefill picks' matches among them.
+    const ds = new Datastore({ scrape: false });
+    for (const [key, role] of [['10.0.1.1:8000', 'decode'], ['10.0.2.1:8000', 'prefill']] as const) {
+      ds.upsertEndpoint({ key, name: `${role}-0`, namespace: 'ns', address: key.split(':')[0]!, port: 8000, labels: { 'llm-d.ai/role': role } });
+      ds.setMetrics(key, { waitingQueueSize: 0, runningQueueSize: 0, kvCacheUsagePercent: 0.1, updateTime: Date.now(), consecutiveFailures: 0 });
+    }
+    const { registry, collectors, scheduling } = createEppMetrics();
+    const config = parseEndpointPickerConfig(LLMD_GUIDE_CONFIGS['pd-disaggregation']);
+    const director = new RequestControl({ datastore: ds, scheduler: buildScheduler(config, { metrics: scheduling }), metrics: collectors });
+    try {
+      const prompt = 'The same long system prompt for every request. '.repeat(40);
+      const routed = await routeCompletions(director, [prompt, prompt]);
+      // Both disaggregated (the prefill pick is the one the decode pod is told of).
+      expect(routed.map((d) => [d.endpoint, d.setHeaders?.['x-prefiller-host-port']])).toEqual([['10.0.1.1:8000', '10.0.2.1:8000'], ['10.0.1.1:8000', '10.0.2.1:8000']]);
+      const page = await registry.metrics();
+      const labels = 'plugin_name="prefix-cache-scorer",plugin_type="prefix-cache-scorer"';
+      expect(sample(page, 'inference_extension_prefix_indexer_hit_bytes_count')).toBe(2);
+      expect(sample(page, `llm_d_epp_prefix_indexer_hit_bytes_count{${labels}}`)).toBe(2);
+      expect(sample(page, 'inference_extension_prefix_indexer_hit_ratio_count')).toBe(2);
+      expect(sample(page, 'inference_extension_prefix_indexer_hit_ratio_sum')).toBe(1);
+      expect(sample(page, 'inference_extension_prefix_indexer_hit_bytes_bucket{le="0"}')).toBe(1);
     } finally {
       director.close();
       ds.stop();
@@ -280,8 +311,9 @@ describe('llm_d_epp_request_* (llm-d-router v0.10.0 metrics.go: each recorder wr
   });
 });
 
-/** Routes one /v1/completions request per prompt through `director`, each released as completed. */
-async function routeCompletions(director: RequestControl, prompts: readonly string[]): Promise<void> {
+/** Routes one /v1/completions request per prompt through `director`, each released as completed; returns the routes. */
+async function routeCompletions(director: RequestControl, prompts: readonly string[]): Promise<Extract<RouteDecision, { kind: 'route' }>[]> {
+  const routed: Extract<RouteDecision, { kind: 'route' }>[] = [];
   for (const [i, prompt] of prompts.entries()) {
     const d = await director.route({
       requestId: `r${i}`, headers: new Map([[':method', 'POST'], [':path', '/v1/completions'], ['content-type', 'application/json']]),
@@ -289,5 +321,7 @@ async function routeCompletions(director: RequestControl, prompts: readonly stri
     });
     if (d.kind !== 'route') throw new Error(`expected a route, got ${JSON.stringify(d)}`);
     director.release(d.ticket, 'completed');
+    routed.push(d);
   }
+  return routed;
 }

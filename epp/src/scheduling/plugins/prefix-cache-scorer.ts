@@ -570,11 +570,16 @@ export class PrefixCacheScorer implements Scorer, PostCycle, PrefixMatchRatios {
     if (target === undefined) return;
     // Every pick, a prompt shorter than one block too (it hashes nothing, but vLLM counts its tokens).
     if (this.parameters.autoTune) this.recordRouted(cycle.request);
+    // The hit histograms observe a request once, at its primary profile's pick: GIE v1.5.0 and llm-d-router v0.10.0
+    // approximateprefix/plugin.go PreRequest record the match of `ProfileResults[PrimaryProfileName]`'s target only,
+    // and index the `prefill` profile's pick without observing it. Observed at every profile's pick (until session 77),
+    // a P/D request listing the scorer in both profiles was counted twice, its prefill pick's match beside its decode one.
+    const observe = result.primary !== false;
     if (match === undefined) {
       // The prompt hashed to no block. Upstream still observes the pick: 0 bytes matched, and no ratio of 0 blocks
       // (GIE v1.5.0 and llm-d-router v0.10.0 approximateprefix/plugin.go PreRequest reads the state Produce wrote
       // whatever it hashed; metrics.go recordPrefixCacheMatch), so hit_bytes counts every pick there.
-      this.metrics.observePrefixMatch(0, 0, this);
+      if (observe) this.metrics.observePrefixMatch(0, 0, this);
       return;
     }
     const hits = matchedBlocksOf(match, target);
@@ -582,7 +587,7 @@ export class PrefixCacheScorer implements Scorer, PostCycle, PrefixMatchRatios {
     this.pickedBlocks += match.windowBlocks;
     this.pickedHits += hits;
     const blockSize = match.blockChars;
-    this.metrics.observePrefixMatch(hits * blockSize, match.windowBlocks * blockSize, this);
+    if (observe) this.metrics.observePrefixMatch(hits * blockSize, match.windowBlocks * blockSize, this);
     this.record(target.endpoint.key, match);
     this.metrics.setPrefixIndexerSize(this.index.size, this);
   }
