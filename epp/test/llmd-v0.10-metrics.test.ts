@@ -163,6 +163,33 @@ describe('llm_d_epp_prefix_indexer_* (llm-d-router v0.10.0 dataproducer/approxim
       ds.stop();
     }
   });
+
+  test('a request is observed at its primary pick when only another profile lists the scorer (llm-d\'s wide-ep-lws-experimental-dp-aware guide: prefill only), as upstream\'s producer observes the primary pick whatever the profiles list', async () => {
+    // Its prefix-based-pd-decider (nonCachedTokens 0) never disaggregates: the decode profile, which lists no prefix
+    // scorer, picks alone. Upstream's approximate producer still matches and records every request (PreRequest); here
+    // the scheduler records the decode pick in the scorer's index, and until session 77 observed nothing.
+    const ds = new Datastore({ scrape: false });
+    for (const [key, role] of [['10.0.1.1:8000', 'decode'], ['10.0.2.1:8000', 'prefill']] as const) {
+      ds.upsertEndpoint({ key, name: `${role}-0`, namespace: 'ns', address: key.split(':')[0]!, port: 8000, labels: { 'llm-d.ai/role': role } });
+      ds.setMetrics(key, { waitingQueueSize: 0, runningQueueSize: 0, kvCacheUsagePercent: 0.1, updateTime: Date.now(), consecutiveFailures: 0 });
+    }
+    const { registry, collectors, scheduling } = createEppMetrics();
+    const config = parseEndpointPickerConfig(LLMD_GUIDE_CONFIGS['wide-ep-lws-experimental-dp-aware']);
+    const director = new RequestControl({ datastore: ds, scheduler: buildScheduler(config, { metrics: scheduling }), metrics: collectors });
+    try {
+      const prompt = 'The same long system prompt for every request. '.repeat(40);
+      const routed = await routeCompletions(director, [prompt, prompt]);
+      expect(routed.map((d) => [d.endpoint, d.setHeaders?.['x-prefiller-host-port']])).toEqual([['10.0.1.1:8000', undefined], ['10.0.1.1:8000', undefined]]);
+      const page = await registry.metrics();
+      expect(sample(page, 'inference_extension_prefix_indexer_hit_bytes_count')).toBe(2);
+      expect(sample(page, 'inference_extension_prefix_indexer_hit_ratio_count')).toBe(2);
+      // The first 0 (nothing indexed), the second the whole prompt (the first's decode pick indexed).
+      expect(sample(page, 'inference_extension_prefix_indexer_hit_ratio_sum')).toBe(1);
+    } finally {
+      director.close();
+      ds.stop();
+    }
+  });
 });
 
 describe('llm_d_epp_request_processing_duration_seconds and llm_d_epp_response_processing_duration_seconds (llm_d_router_metrics.go, handlers/server.go @ v0.10.0)', () => {

@@ -214,7 +214,8 @@ export function producerMatch(cycle: CycleContext, source: PrefixMatchRatios, ca
 
 /** A prefix scorer that records a pick made by a profile not listing it (the approximate one: `PrefixCacheScorer`). */
 export interface PickLearner extends PrefixMatchRatios {
-  learnPick(cycle: CycleContext, target: EndpointSnapshot): void;
+  /** `primary`: the pick is the primary profile's, which the prefix-match metrics observe (once per request). */
+  learnPick(cycle: CycleContext, target: EndpointSnapshot, primary?: boolean): void;
 }
 
 export function isPickLearner(plugin: PrefixMatchRatios): plugin is PickLearner {

@@ -292,7 +292,7 @@ export class Scheduler {
         ...(profileTargets !== undefined ? { profileTargets } : {}),
       };
       if (source !== undefined && isPickLearner(source)) {
-        const learn = () => this.learnUnlistedPicks(cycle, source, target, outcomes);
+        const learn = () => this.learnUnlistedPicks(cycle, source, target, outcomes, primaryProfile);
         if (deferred !== undefined) deferred.push(learn);
         else learn();
       }
@@ -315,11 +315,13 @@ export class Scheduler {
    * The P/D prefix source records each profile's pick that its own post-cycle did not (a profile not listing it), with
    * the prompt's blocks as matched on the primary pick: upstream's approximate producer records the primary pick and
    * the prefill one in PreRequest, after the whole cycle (approximateprefix/plugin.go), one set of hashes for both.
+   * The primary profile's pick is also observed by the prefix-match metrics there, as upstream's PreRequest observes it
+   * whichever profiles list the scorer.
    */
-  private learnUnlistedPicks(cycle: CycleContext, source: PickLearner, primary: EndpointSnapshot, outcomes: ReadonlyMap<string, ProfileOutcome>): void {
+  private learnUnlistedPicks(cycle: CycleContext, source: PickLearner, primary: EndpointSnapshot, outcomes: ReadonlyMap<string, ProfileOutcome>, primaryProfile: string): void {
     for (const [name, outcome] of outcomes) {
       if (outcome instanceof SchedulingError || this.profiles.get(name)!.postCycles.some((p) => (p as Plugin) === source)) continue;
-      source.learnPick(pickPrefixMatch(cycle, source, primary), outcome.targets[0]!);
+      source.learnPick(pickPrefixMatch(cycle, source, primary), outcome.targets[0]!, name === primaryProfile);
     }
   }
 

@@ -535,11 +535,13 @@ export class PrefixCacheScorer implements Scorer, PostCycle, PrefixMatchRatios {
 
   /**
    * Records `target` as holding the prompt this scorer matched in `cycle`'s state, for a pick made by a profile that
-   * does not list this scorer (the P/D decider's decode pick, `prefix-based-pd-decider.ts`). Only the index learns: the
-   * prefix-match metrics count the profiles' own picks.
+   * does not list this scorer (the P/D decider's decode pick, `prefix-based-pd-decider.ts`). The prefix-match metrics
+   * observe it when it is the primary profile's pick (`primary`), as upstream's PreRequest observes the primary pick
+   * whichever profiles list the scorer (`postCycle`).
    */
-  learnPick(cycle: CycleContext, target: EndpointSnapshot): void {
+  learnPick(cycle: CycleContext, target: EndpointSnapshot, primary = false): void {
     const match = cycle.state.get(this.matchKey);
+    if (primary) this.observeMatch(match, target);
     if (match === undefined) return;
     this.record(target.endpoint.key, match);
     this.metrics.setPrefixIndexerSize(this.index.size, this);
@@ -574,22 +576,27 @@ export class PrefixCacheScorer implements Scorer, PostCycle, PrefixMatchRatios {
     // approximateprefix/plugin.go PreRequest record the match of `ProfileResults[PrimaryProfileName]`'s target only,
     // and index the `prefill` profile's pick without observing it. Observed at every profile's pick (until session 77),
     // a P/D request listing the scorer in both profiles was counted twice, its prefill pick's match beside its decode one.
-    const observe = result.primary !== false;
-    if (match === undefined) {
-      // The prompt hashed to no block. Upstream still observes the pick: 0 bytes matched, and no ratio of 0 blocks
-      // (GIE v1.5.0 and llm-d-router v0.10.0 approximateprefix/plugin.go PreRequest reads the state Produce wrote
-      // whatever it hashed; metrics.go recordPrefixCacheMatch), so hit_bytes counts every pick there.
-      if (observe) this.metrics.observePrefixMatch(0, 0, this);
-      return;
-    }
+    if (result.primary !== false) this.observeMatch(match, target);
+    if (match === undefined) return;
     const hits = matchedBlocksOf(match, target);
     this.picks++;
     this.pickedBlocks += match.windowBlocks;
     this.pickedHits += hits;
-    const blockSize = match.blockChars;
-    if (observe) this.metrics.observePrefixMatch(hits * blockSize, match.windowBlocks * blockSize, this);
     this.record(target.endpoint.key, match);
     this.metrics.setPrefixIndexerSize(this.index.size, this);
+  }
+
+  /** Observes a primary pick's prefix match in the hit histograms (`postCycle`, `learnPick`). */
+  private observeMatch(match: PrefixMatch | undefined, target: EndpointSnapshot): void {
+    if (match === undefined) {
+      // The prompt hashed to no block. Upstream still observes the pick: 0 bytes matched, and no ratio of 0 blocks
+      // (GIE v1.5.0 and llm-d-router v0.10.0 approximateprefix/plugin.go PreRequest reads the state Produce wrote
+      // whatever it hashed; metrics.go recordPrefixCacheMatch), so hit_bytes counts every pick there.
+      this.metrics.observePrefixMatch(0, 0, this);
+      return;
+    }
+    const blockSize = match.blockChars;
+    this.metrics.observePrefixMatch(matchedBlocksOf(match, target) * blockSize, match.windowBlocks * blockSize, this);
   }
 
   /**
