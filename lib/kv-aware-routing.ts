@@ -60,10 +60,11 @@ export interface KvAwareRoutingProps {
    */
   readonly name?: string;
   /**
-   * InferencePool name (the EPP's `--pool-name`): a DNS-1123 subdomain, of at most 235 characters with monitoring on
-   * (it names the dashboard ConfigMap `<poolName>-kvroute-dashboard`, at most 253). With `native` routing a DNS-1035
-   * label of at most 63 characters: Istio names the Service it creates for the pool `<poolName>-ip-<8 hex>` and labels
-   * it `istio.io/inferencepool-name: <poolName>`.
+   * InferencePool name (the EPP's `--pool-name`): a DNS-1123 subdomain. With monitoring on, `namespace` and it have at
+   * most 202 characters together: the Prometheus Operator keys the PrometheusRule `<poolName>-kvroute` in its rule
+   * ConfigMap `<namespace>-<name>-<36-character uid>.yaml`, at most 253 (pkg/operator/rules.go @ v0.84.0). With
+   * `native` routing a DNS-1035 label of at most 63 characters: Istio names the Service it creates for the pool
+   * `<poolName>-ip-<8 hex>` and labels it `istio.io/inferencepool-name: <poolName>`.
    * @default the `name` value
    */
   readonly poolName?: string;

@@ -283,6 +283,17 @@ export class Monitoring extends Construct {
     if (dashboardName.length > 253) {
       throw new PropsError(S, 'endpointPicker.poolName', `must be at most ${253 - (dashboardName.length - endpointPicker.poolName.length)} characters with monitoring on: the dashboard ConfigMap's name "<poolName>-kvroute-dashboard" would be ${dashboardName.length} characters, over the 253 Kubernetes allows (a DNS-1123 subdomain)`, endpointPicker.poolName);
     }
+    // The Prometheus Operator writes each PrometheusRule it selects into its rule ConfigMaps under the key
+    // "<namespace>-<name>-<uid>.yaml" (pkg/operator/rules.go PrometheusRuleSelector.Select @ v0.84.0, unchanged at
+    // v0.93.0), and a ConfigMap key may not pass 253 characters (apimachinery validation.IsConfigMapKey). A longer key
+    // fails the operator's create of the whole ConfigMap, after it has deleted the current ones
+    // (pkg/prometheus/server/rules.go createOrUpdateRuleConfigMaps): every rule of that Prometheus stops updating, not
+    // only kvroute's. The uid is 36 characters (a UUID).
+    const ruleName = `${endpointPicker.poolName}-kvroute`;
+    const ruleFileKey = `${ns}-${ruleName}-${'0'.repeat(PROMETHEUS_RULE_UID_LENGTH)}.yaml`;
+    if (ruleFileKey.length > 253) {
+      throw new PropsError(S, 'endpointPicker.poolName', `must be at most ${253 - (ruleFileKey.length - endpointPicker.poolName.length)} characters with monitoring on in namespace "${ns}": the Prometheus Operator stores the PrometheusRule "<poolName>-kvroute" as the rule file "<namespace>-<name>-<36-character uid>.yaml", a ConfigMap key of at most 253 characters, and that key would be ${ruleFileKey.length} (its ConfigMap would be refused, and with it every rule of that Prometheus)`, endpointPicker.poolName);
+    }
     const scale = props.durationScale ?? 1;
     if (typeof scale !== 'number' || !(scale > 0 && scale <= 1)) {
       throw new PropsError(S, 'durationScale', 'must be a number greater than 0 and at most 1', scale);
@@ -527,7 +538,7 @@ export class Monitoring extends Construct {
     ];
 
     this.rule = new pr.PrometheusRule(this, 'Rules', {
-      metadata: { name: `${endpointPicker.poolName}-kvroute`, namespace: ns, labels },
+      metadata: { name: ruleName, namespace: ns, labels },
       spec: {
         groups: [
           { name: 'kvroute.recording', interval: t.recordingInterval, rules },
@@ -546,6 +557,9 @@ export class Monitoring extends Construct {
     });
   }
 }
+
+/** A Kubernetes object's uid: a UUID in its 36-character text form (apimachinery util/uuid NewUUID). */
+const PROMETHEUS_RULE_UID_LENGTH = 36;
 
 /** Names as a sentence lists them: `A`, `A and B`, `A, B and C` (false entries left out). */
 function spoken(names: readonly (string | false)[]): string {

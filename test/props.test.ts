@@ -803,14 +803,32 @@ describe('names that become Service names and pod labels', () => {
 
   // kubernetes/kubernetes pkg/apis/core/validation/validation.go ValidateConfigMapName = NameIsDNSSubdomain (at most 253
   // characters; a PrometheusRule's name too), while the InferencePool's name, poolName, may itself be 253 characters.
-  test('a poolName that would name the dashboard ConfigMap <poolName>-kvroute-dashboard past 253 characters (ValidateConfigMapName) is refused with monitoring on; at 235 the name is 253; without monitoring the pool takes 253', () => {
-    expect(() => build(withOverrides(DEMO, { poolName: 'p'.repeat(236) })))
+  test('a poolName that would name the dashboard ConfigMap <poolName>-kvroute-dashboard past 253 characters (ValidateConfigMapName) is refused with monitoring on; without monitoring the pool takes 253', () => {
+    // A one-letter namespace, so that the rule file key (below) allows more than the dashboard's name does.
+    expect(() => build(withOverrides(DEMO, { namespace: 'a', poolName: 'p'.repeat(236) })))
       .toThrow(/^Monitoring\.endpointPicker\.poolName: must be at most 235 characters with monitoring on: the dashboard ConfigMap's name "<poolName>-kvroute-dashboard" would be 254 characters, over the 253 Kubernetes allows \(a DNS-1123 subdomain\), got "p{236}"$/);
-    const longest = synthProps(withOverrides(DEMO, { poolName: 'p'.repeat(235) }));
-    expect(one(longest, 'ConfigMap', `${'p'.repeat(235)}-kvroute-dashboard`).metadata.name).toHaveLength(253);
-    expect(one(longest, 'PrometheusRule').metadata.name).toBe(`${'p'.repeat(235)}-kvroute`);
     const unmonitored = synthProps(withOverrides(DEMO, { poolName: 'p'.repeat(253), monitoring: { enabled: false } }));
     expect(one(unmonitored, 'InferencePool').metadata.name).toHaveLength(253);
+  });
+
+  // prometheus-operator pkg/operator/rules.go PrometheusRuleSelector.Select @ v0.84.0 (unchanged at v0.93.0) keys each
+  // selected rule "<namespace>-<name>-<uid>.yaml" in the rule ConfigMaps it creates (pkg/prometheus/server/rules.go
+  // createOrUpdateRuleConfigMaps deletes the current ones first), and apimachinery validation.IsConfigMapKey refuses a key
+  // over 253 characters: the operator's ConfigMap create then fails for every rule of that Prometheus.
+  const ruleFileKey = (namespace: string, ruleName: string): string => `${namespace}-${ruleName}-${'0'.repeat(36)}.yaml`;
+  test.each([
+    ['"llm-d"', 197, 'llm-d'],
+    ['of 63 characters', 139, 'n'.repeat(63)],
+    ['"a"', 201, 'a'],
+  ])('in a namespace %s the longest poolName with monitoring on is %i characters: its PrometheusRule\'s rule file key "<namespace>-<poolName>-kvroute-<uid>.yaml" is then 253 (IsConfigMapKey), one more is refused naming the field', (_what, longest, namespace) => {
+    const m = synthProps(withOverrides(DEMO, { namespace, poolName: 'p'.repeat(longest) }));
+    const rule = one(m, 'PrometheusRule');
+    expect(rule.metadata.name).toBe(`${'p'.repeat(longest)}-kvroute`);
+    expect(ruleFileKey(namespace, rule.metadata.name)).toHaveLength(253);
+    expect(() => build(withOverrides(DEMO, { namespace, poolName: 'p'.repeat(longest + 1) })))
+      .toThrow(new RegExp(`^Monitoring\\.endpointPicker\\.poolName: must be at most ${longest} characters with monitoring on in namespace "${namespace}": the Prometheus Operator stores the PrometheusRule "<poolName>-kvroute" as the rule file "<namespace>-<name>-<36-character uid>\\.yaml", a ConfigMap key of at most 253 characters, and that key would be 254 .*, got "p{${longest + 1}}"$`));
+    // Without monitoring there is no PrometheusRule: the InferencePool's own limit, 253, holds.
+    expect(() => build(withOverrides(DEMO, { namespace, poolName: 'p'.repeat(longest + 1), monitoring: { enabled: false } }))).not.toThrow();
   });
 
   // Grafana takes uids of at most 40 characters (pkg/util/shortid_generator.go MaxUIDLength) and, finding one uid
