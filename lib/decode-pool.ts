@@ -103,8 +103,9 @@ export interface DecodePoolProps {
    * tells the EPP the same number (the latency scorer's `maxNumSeqs`), so it predicts that wait for a pod already
    * running this many instead of stacking a burst of requests that share a cached prefix onto it. Left unset, the flag
    * is not written and vLLM picks its default (256 for the OpenAI server; 1024 on GPUs of 70 GiB or more other than the
-   * A100, such as H100, H200, MI300x), and the EPP assumes 1024. Above 2048 it needs `--max-num-batched-tokens` of at
-   * least as many in `extraArgs` (vLLM refuses fewer batched tokens than sequences).
+   * A100, such as H100, H200, MI300x), and the EPP assumes 1024. vLLM refuses fewer batched tokens than sequences: with
+   * `--max-num-batched-tokens` in `extraArgs` (read as vLLM 0.10 reads it: `8k` is 8000, `8K` 8192) this may not exceed
+   * it, and above 2048 (vLLM's default batched tokens) that flag is required.
    * @default vLLM's (the flag is not written)
    * @see https://docs.vllm.ai/en/v0.10.0/configuration/engine_args.html
    */
@@ -369,14 +370,6 @@ export class DecodePool extends Construct {
     this.gpuMemoryUtilization = checkFraction(SCOPE, 'gpuMemoryUtilization', props.gpuMemoryUtilization ?? 0.9, 0, 1);
     const maxModelLen = checkInteger(SCOPE, 'maxModelLen', props.maxModelLen ?? 4096, 16);
     this.maxNumSeqs = props.maxNumSeqs === undefined ? undefined : checkInteger(SCOPE, 'maxNumSeqs', props.maxNumSeqs, 1, 65536);
-    if (this.maxNumSeqs !== undefined && this.maxNumSeqs > DEFAULT_MAX_NUM_BATCHED_TOKENS) {
-      const batched = extraArgValue(props.extraArgs ?? [], '--max-num-batched-tokens');
-      if (batched === undefined || !(Number(batched) >= this.maxNumSeqs)) {
-        throw new PropsError(SCOPE, 'maxNumSeqs', `above ${DEFAULT_MAX_NUM_BATCHED_TOKENS} needs --max-num-batched-tokens of at least as many in extraArgs: vLLM refuses `
-          + `max_num_batched_tokens < max_num_seqs at start-up (SchedulerConfig, vllm/config.py @ v0.10.0), and its default for the OpenAI server is `
-          + `${DEFAULT_MAX_NUM_BATCHED_TOKENS} (8192 on H100-class GPUs)`, this.maxNumSeqs);
-      }
-    }
     this.schedulingPolicy = checkOneOf(SCOPE, 'schedulingPolicy', props.schedulingPolicy ?? 'fcfs', ['fcfs', 'priority'] as const);
     this.loraAdapters = checkLoraAdapters(props.loraAdapters ?? [], this.servedModelName);
     if (props.maxLoras !== undefined) {
@@ -411,6 +404,7 @@ export class DecodePool extends Construct {
       throw new PropsError(SCOPE, 'gpusPerPod', `must equal the GPUs the parallel layout in extraArgs uses (${parallel.layout} = ${parallel.gpus})`, gpus);
     }
     const image = checkImage(SCOPE, 'image', props.image ?? DEFAULT_DECODE_IMAGE);
+    checkBatchedTokens(this.maxNumSeqs, Array.isArray(props.extraArgs) ? props.extraArgs : [], image === DEFAULT_DECODE_IMAGE);
     // vLLM's CLI takes 1 and 8 too (`--block-size` choices, vllm/config.py @ v0.10.0), but FlashAttention, V1's backend on
     // the default image's CUDA GPUs, fails the KV cache's set-up on anything but a multiple of 16
     // (vllm/v1/attention/backends/flash_attn.py get_kv_cache_shape: "Block size must be a multiple of 16.").
@@ -760,6 +754,49 @@ function checkTolerations(tolerations: readonly k8s.Toleration[]): void {
 
 /** vLLM 0.10's smallest default `max_num_batched_tokens` for the OpenAI server (`_set_default_args_v1`, vllm/engine/arg_utils.py). */
 const DEFAULT_MAX_NUM_BATCHED_TOKENS = 2048;
+
+/**
+ * `--max-num-batched-tokens` as vLLM 0.10 reads it: `human_readable_int` (vllm/engine/arg_utils.py, since vLLM #18968,
+ * 0.9.1), a whole number, or a number with `k`, `m`, `g` (10³, 10⁶, 10⁹; decimals allowed, the product truncated) or `K`,
+ * `M`, `G` (2¹⁰, 2²⁰, 2³⁰; whole numbers only). Undefined for what it refuses. Later vLLMs read other suffixes (`Ki`).
+ */
+export function vllmHumanReadableInt(value: string): number | undefined {
+  const v = value.trim();
+  const m = /^(\d+(?:\.\d+)?)([kKmMgG])$/.exec(v);
+  if (m) {
+    const [number, suffix] = [m[1]!, m[2]!];
+    const decimal: Record<string, number> = { k: 1e3, m: 1e6, g: 1e9 };
+    if (suffix in decimal) return Math.trunc(Number(number) * decimal[suffix]!);
+    if (number.includes('.')) return undefined;
+    return Number(number) * ({ K: 2 ** 10, M: 2 ** 20, G: 2 ** 30 } as Record<string, number>)[suffix]!;
+  }
+  // Python's int(): an optional sign, digits, single underscores between them.
+  return /^[-+]?\d+(_\d+)*$/.test(v) ? Number(v.replace(/_/g, '')) : undefined;
+}
+
+/**
+ * vLLM refuses to start with fewer batched tokens than sequences (SchedulerConfig._verify_args, "max_num_batched_tokens
+ * (…) must be greater than or equal to max_num_seqs (…)", vllm/config.py @ v0.10.0). An unset `--max-num-seqs` is
+ * clamped to the batched tokens and cannot fail; a set one fails against the batched tokens given in `extraArgs`, or
+ * against vLLM's default of 2048 (8192 on H100-class GPUs) when none are.
+ */
+function checkBatchedTokens(maxNumSeqs: number | undefined, extraArgs: readonly string[], defaultImage: boolean): void {
+  const given = extraArgValue(extraArgs, '--max-num-batched-tokens');
+  const batched = given === undefined ? undefined : vllmHumanReadableInt(given);
+  if (given !== undefined && batched === undefined && defaultImage) {
+    throw new PropsError(SCOPE, 'extraArgs', '--max-num-batched-tokens must be a whole number, or one with a suffix vLLM 0.10 reads ("8k" = 8000, "8K" = 8192; k, m, g decimal, K, M, G binary)', given);
+  }
+  if (maxNumSeqs === undefined) return;
+  if (given === undefined && maxNumSeqs > DEFAULT_MAX_NUM_BATCHED_TOKENS) {
+    throw new PropsError(SCOPE, 'maxNumSeqs', `above ${DEFAULT_MAX_NUM_BATCHED_TOKENS} needs --max-num-batched-tokens of at least as many in extraArgs: vLLM refuses `
+      + `max_num_batched_tokens < max_num_seqs at start-up (SchedulerConfig, vllm/config.py @ v0.10.0), and its default for the OpenAI server is `
+      + `${DEFAULT_MAX_NUM_BATCHED_TOKENS} (8192 on H100-class GPUs)`, maxNumSeqs);
+  }
+  if (batched !== undefined && batched < maxNumSeqs) {
+    throw new PropsError(SCOPE, 'maxNumSeqs', `must be at most the --max-num-batched-tokens in extraArgs (${JSON.stringify(given)}, ${batched} tokens): vLLM refuses `
+      + 'max_num_batched_tokens < max_num_seqs at start-up (SchedulerConfig, vllm/config.py @ v0.10.0)', maxNumSeqs);
+  }
+}
 
 /**
  * The value an extra argument gives `flag` (`--flag=v` or `--flag v`, `_` read as `-`; or its short alias, `-tp 2` or

@@ -126,7 +126,7 @@ describe('invalid props fail synth with a message that names the field and what 
     ['maxNumSeqs above vLLM\'s default batched tokens without raising them', withOverrides(DEMO, { decode: { maxNumSeqs: 4096 } }),
       /^DecodePool\.maxNumSeqs: above 2048 needs --max-num-batched-tokens of at least as many in extraArgs: vLLM refuses/],
     ['maxNumSeqs above the batched tokens extraArgs give', withOverrides(DEMO, { decode: { maxNumSeqs: 4096, extraArgs: ['--max-num-batched-tokens=4000'] } }),
-      /^DecodePool\.maxNumSeqs: above 2048 needs --max-num-batched-tokens/],
+      /^DecodePool\.maxNumSeqs: must be at most the --max-num-batched-tokens in extraArgs \("4000", 4000 tokens\)/],
     ['extraArgs setting --max-num-seqs, which maxNumSeqs writes', withOverrides(DEMO, { decode: { extraArgs: ['--max-num-seqs', '128'] } }),
       /^DecodePool\.extraArgs\[0\]: sets --max-num-seqs, which is written from DecodePool\.maxNumSeqs; set that instead, got "--max-num-seqs"$/],
     ['extraArgs in vLLM\'s underscore spelling', withOverrides(DEMO, { decode: { extraArgs: ['--max_loras', '4'] } }),
