@@ -222,7 +222,7 @@ export interface DecodePoolProps {
   readonly runAsUser?: number;
   /**
    * Secret holding the Hugging Face token. Referenced as optional, so public models start without it. `name` is a
-   * DNS-1123 subdomain, `key` a Secret key (alphanumerics, '-', '_' or '.').
+   * DNS-1123 subdomain, `key` a Secret key (at most 253 alphanumerics, '-', '_' or '.'; not `.`, not starting with `..`).
    * @default { name: 'llm-d-hf-token', key: 'HF_TOKEN' }
    * @see https://kubernetes.io/docs/concepts/configuration/secret/#restriction-names-data
    */

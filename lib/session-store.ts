@@ -110,9 +110,11 @@ export function checkSecretKeyReference(scope: string, field: string, ref: Secre
   const unknown = Object.keys(ref).filter((k) => k !== 'name' && k !== 'key');
   if (unknown.length > 0) throw new PropsError(scope, field, `must be { name, key? }; unknown field ${unknown.map((k) => JSON.stringify(k)).join(', ')}`, ref);
   const key = ref.key ?? defaultKey;
-  // A Secret's data keys: alphanumerics, '-', '_' and '.' (validation.IsConfigMapKey).
-  if (typeof key !== 'string' || key.length === 0 || key.length > 253 || !/^[-._a-zA-Z0-9]+$/.test(key)) {
-    throw new PropsError(scope, `${field}.key`, "must be a Secret key (alphanumerics, '-', '_' or '.')", key);
+  // A Secret's data keys: alphanumerics, '-', '_' and '.', at most 253, and neither '.' nor starting with '..'
+  // (apimachinery validation.IsConfigMapKey and its hasChDirPrefix, which the API server applies to a pod's
+  // secretKeyRef.key too: ValidateEnvVarSource, validateSecretKeySelector).
+  if (typeof key !== 'string' || key.length === 0 || key.length > 253 || !/^[-._a-zA-Z0-9]+$/.test(key) || key === '.' || key.startsWith('..')) {
+    throw new PropsError(scope, `${field}.key`, "must be a Secret key (at most 253 alphanumerics, '-', '_' or '.'; not '.', not starting with '..')", key);
   }
   return { name: checkDnsSubdomain(scope, `${field}.name`, ref.name), key };
 }

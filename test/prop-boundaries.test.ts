@@ -90,6 +90,15 @@ const rows: Row[] = [
   ['batched tokens "4.5K" (no decimals with a binary suffix)', { decode: { extraArgs: ['--max-num-batched-tokens=4.5K'] } },
     /^DecodePool\.extraArgs: --max-num-batched-tokens must be a whole number, or one with a suffix vLLM 0\.10 reads .*, got "4\.5K"$/],
 
+  // Secret keys (IsConfigMapKey, which a pod's secretKeyRef.key must pass).
+  ['a Secret key of 253 characters', { decode: { hfTokenSecret: { name: 'hf', key: 'k'.repeat(253) } } }, 'accepted'],
+  ['a Secret key starting with one dot', { decode: { hfTokenSecret: { name: 'hf', key: '.token' } } }, 'accepted'],
+  ['a Secret key of 254 characters', { decode: { hfTokenSecret: { name: 'hf', key: 'k'.repeat(254) } } }, /^DecodePool\.hfTokenSecret\.key: must be a Secret key/],
+  ['a Secret key "."', { decode: { hfTokenSecret: { name: 'hf', key: '.' } } },
+    /^DecodePool\.hfTokenSecret\.key: must be a Secret key \(at most 253 alphanumerics, '-', '_' or '\.'; not '\.', not starting with '\.\.'\), got "\."$/],
+  ['a Secret key starting with ".."', { sessionStore: { existing: { host: 'cache', passwordSecret: { name: 'auth', key: '..password' } } } },
+    /^SessionStore\.existing\.passwordSecret\.key: must be a Secret key \(.*not starting with '\.\.'\), got "\.\.password"$/],
+
   // Label values (IsValidLabelValue: at most 63).
   ['a nodeSelector value of 63 characters', { decode: { nodeSelector: { 'example.com/gpu': 'v'.repeat(63) } } }, 'accepted'],
   ['a nodeSelector value of 64 characters', { decode: { nodeSelector: { 'example.com/gpu': 'v'.repeat(64) } } }, /^DecodePool\.nodeSelector: must be a map of Kubernetes labels/],
