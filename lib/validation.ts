@@ -201,12 +201,15 @@ export function checkGatewayHostname(scope: string, field: string, value: string
 
 /**
  * A Kubernetes resource quantity, not negative: the API server's grammar (a number, then a binary suffix Ki to Ei, a
- * decimal suffix n, u, m, k, M to E, or an exponent), as in the CRDs' `quantity` pattern.
+ * decimal suffix n, u, m, k, M to E, or an exponent of whole digits), as apimachinery's ParseQuantity reads it.
  * @see https://kubernetes.io/docs/reference/kubernetes-api/common-definitions/quantity/
  */
 export function checkQuantity(scope: string, field: string, value: string): string {
-  // An explicit '+' is the API server's too (`+1`); a '-' is refused, as no resource here can be negative.
-  const quantity = /^\+?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE][-+]?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$/;
+  // An explicit '+' is the API server's too (`+1`); a '-' is refused, as no resource here can be negative. The exponent
+  // is whole digits: the CRDs' OpenAPI `quantity` pattern would take `1e1.5`, but these quantities go into core objects,
+  // which the API server decodes with ParseQuantity (k8s.io/apimachinery pkg/api/resource/quantity.go
+  // parseQuantityString: a '.' after the exponent's digits is ErrFormatWrong), refusing the whole Deployment.
+  const quantity = /^\+?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE][-+]?[0-9]+))?$/;
   if (typeof value !== 'string' || !quantity.test(value)) {
     throw new PropsError(scope, field, 'must be a Kubernetes quantity that is not negative, such as "500m", "4", "32Gi" or "1.5G"', value);
   }

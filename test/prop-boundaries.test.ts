@@ -99,6 +99,12 @@ const rows: Row[] = [
   ['a Secret key starting with ".."', { sessionStore: { existing: { host: 'cache', passwordSecret: { name: 'auth', key: '..password' } } } },
     /^SessionStore\.existing\.passwordSecret\.key: must be a Secret key \(.*not starting with '\.\.'\), got "\.\.password"$/],
 
+  // Quantities in core objects, as apimachinery ParseQuantity reads them (pkg/api/resource/quantity.go).
+  ['memory with a whole exponent "3e+10"', { decode: { memory: '3e+10' } }, 'accepted'],
+  ['memory with a fractional exponent "3e10.5" (ParseQuantity: ErrFormatWrong)', { decode: { memory: '3e10.5' } },
+    /^DecodePool\.memory: must be a Kubernetes quantity that is not negative, such as "500m", "4", "32Gi" or "1\.5G", got "3e10\.5"$/],
+  ['EPP cpu with a fractional exponent ".5e.5"', { endpointPicker: { cpu: '.5e.5' } }, /^EndpointPicker\.cpu: must be a Kubernetes quantity/],
+
   // Label values (IsValidLabelValue: at most 63).
   ['a nodeSelector value of 63 characters', { decode: { nodeSelector: { 'example.com/gpu': 'v'.repeat(63) } } }, 'accepted'],
   ['a nodeSelector value of 64 characters', { decode: { nodeSelector: { 'example.com/gpu': 'v'.repeat(64) } } }, /^DecodePool\.nodeSelector: must be a map of Kubernetes labels/],

@@ -940,10 +940,10 @@ describe('durations and quantities are checked against what the API server enfor
   });
 
   test('quantities: the API server\'s grammar, not negative', () => {
-    for (const value of ['4', '500m', '32Gi', '1.5G', '0.5', '.5', '2e3', '1E-3', '100n', '64Ki', '0', '+1']) {
+    for (const value of ['4', '500m', '32Gi', '1.5G', '0.5', '.5', '2e3', '1E-3', '1e+3', '100n', '64Ki', '0', '+1', '1.']) {
       expect({ value, ok: accepts(checkQuantity, value) }).toEqual({ value, ok: true });
     }
-    for (const value of ['lots', '32 GB', '', '-1', '+-1', '1GB', '1gi', '1.2.3', 'Gi', '1Gi ']) {
+    for (const value of ['lots', '32 GB', '', '-1', '+-1', '1GB', '1gi', '1.2.3', 'Gi', '1Gi ', '1e1.5', '1e.5', '1e']) {
       expect({ value, ok: accepts(checkQuantity, value) }).toEqual({ value, ok: false });
     }
   });
