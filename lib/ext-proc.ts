@@ -182,6 +182,20 @@ export interface ExtProcRoutingProps {
 }
 
 /**
+ * A duration Istio takes in a DestinationRule's outlier detection (`interval`, `baseEjectionTime`): at least 1ms, in
+ * whole milliseconds. The CRD refuses less (`duration(self) >= duration('1ms')`, networking.istio.io DestinationRule @
+ * 1.27.0) and istiod's validation refuses both (pkg/config/validation validateOutlierDetection → agent.ValidateDuration:
+ * "duration must be greater than 1ms", "only durations to ms precision are supported").
+ */
+function checkIstioDuration(scope: string, field: string, value: string): string {
+  const ns = durationNanos(checkDuration(scope, field, value));
+  if (ns < 1_000_000n || ns % 1_000_000n !== 0n) {
+    throw new PropsError(scope, field, 'must be a duration of at least 1ms in whole milliseconds, such as "500ms", "1s" or "1.5s" (Istio refuses shorter or finer ones in a DestinationRule)', value);
+  }
+  return value;
+}
+
+/**
  * The `max_message_timeout` the EnvoyFilter sets and the EPP is told (`--ext-proc-max-message-timeout`), as a
  * duration, or undefined when overrides are off (`'0s'`, or `full-duplex`, where Envoy runs no message timer).
  * `KvAwareRouting` resolves it for the EndpointPicker before the ExtProcRouting exists; both call this.
@@ -224,9 +238,13 @@ function checkGatewayOutlastsHold(gateway: InferenceGateway, maxMessageTimeout: 
 export interface EppOutlierDetection {
   /** Consecutive 502/503/504 or connection failures that eject a replica. @default 1 */
   readonly consecutiveGatewayErrors?: number;
-  /** How often ejections are reviewed and ejected replicas returned. @default '1s' */
+  /** How often ejections are reviewed and ejected replicas returned; at least 1ms, in whole milliseconds (Istio's). @default '1s' */
   readonly interval?: string;
-  /** Minimum ejection time; Envoy multiplies it by the number of times the replica was ejected. @default '10s' */
+  /**
+   * Minimum ejection time; Envoy multiplies it by the number of times the replica was ejected. At least 1ms, in whole
+   * milliseconds (Istio's).
+   * @default '10s'
+   */
   readonly baseEjectionTime?: string;
   /**
    * The most replicas ejected at once, in percent. Envoy's default (10) never ejects one of 2-9 replicas.
@@ -498,8 +516,8 @@ export class ExtProcRouting extends Construct {
     const outlierDetection = d && {
       consecutiveGatewayErrors: checkInteger(S, 'eppOutlierDetection.consecutiveGatewayErrors', d.consecutiveGatewayErrors ?? 1, 1, 100),
       consecutive5XxErrors: 0,
-      interval: toProtoDuration(checkDuration(S, 'eppOutlierDetection.interval', d.interval ?? '1s')),
-      baseEjectionTime: toProtoDuration(checkDuration(S, 'eppOutlierDetection.baseEjectionTime', d.baseEjectionTime ?? '10s')),
+      interval: toProtoDuration(checkIstioDuration(S, 'eppOutlierDetection.interval', d.interval ?? '1s')),
+      baseEjectionTime: toProtoDuration(checkIstioDuration(S, 'eppOutlierDetection.baseEjectionTime', d.baseEjectionTime ?? '10s')),
       maxEjectionPercent: checkInteger(S, 'eppOutlierDetection.maxEjectionPercent', d.maxEjectionPercent ?? 50, 1, 100),
     };
     // With one replica there is no other to send streams to, and no DestinationRule is made: settings given for it would

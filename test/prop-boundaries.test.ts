@@ -99,6 +99,14 @@ const rows: Row[] = [
   ['a Secret key starting with ".."', { sessionStore: { existing: { host: 'cache', passwordSecret: { name: 'auth', key: '..password' } } } },
     /^SessionStore\.existing\.passwordSecret\.key: must be a Secret key \(.*not starting with '\.\.'\), got "\.\.password"$/],
 
+  // A DestinationRule's outlier detection (networking.istio.io @ 1.27.0 CRD: duration(self) >= duration('1ms'); istiod's
+  // agent.ValidateDuration: whole milliseconds).
+  ['EPP outlier detection interval 1ms', { endpointPicker: { replicas: 2 }, extProc: { eppOutlierDetection: { interval: '1ms', baseEjectionTime: '1.5s' } } }, 'accepted'],
+  ['EPP outlier detection interval 0s', { endpointPicker: { replicas: 2 }, extProc: { eppOutlierDetection: { interval: '0s' } } },
+    /^ExtProcRouting\.eppOutlierDetection\.interval: must be a duration of at least 1ms in whole milliseconds, .*, got "0s"$/],
+  ['EPP outlier detection baseEjectionTime 1.0005s (finer than a millisecond)', { endpointPicker: { replicas: 2 }, extProc: { eppOutlierDetection: { baseEjectionTime: '1.0005s' } } },
+    /^ExtProcRouting\.eppOutlierDetection\.baseEjectionTime: must be a duration of at least 1ms in whole milliseconds/],
+
   // Quantities in core objects, as apimachinery ParseQuantity reads them (pkg/api/resource/quantity.go).
   ['memory with a whole exponent "3e+10"', { decode: { memory: '3e+10' } }, 'accepted'],
   ['memory with a fractional exponent "3e10.5" (ParseQuantity: ErrFormatWrong)', { decode: { memory: '3e10.5' } },
