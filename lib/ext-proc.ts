@@ -139,7 +139,8 @@ export interface ExtProcRoutingProps {
   readonly failureModeAllow?: boolean;
   /**
    * `buffered` only: how long Envoy waits for each EPP answer (after the whole body arrived) before failing open, or
-   * answering 504 when `failureModeAllow` is false. Envoy skips this timer in `full-duplex` mode.
+   * answering 504 when `failureModeAllow` is false. Envoy skips this timer in `full-duplex` mode. At most 1h (the
+   * proto's bound).
    * @default '1s'
    */
   readonly messageTimeout?: string;
@@ -300,6 +301,12 @@ export class ExtProcRouting extends Construct {
     const { gateway, endpointPicker, decodePool, istio } = props;
     this.requestBodyMode = checkOneOf(S, 'requestBodyMode', props.requestBodyMode ?? 'buffered', ['buffered', 'full-duplex'] as const);
     const messageTimeout = toProtoDuration(checkDuration(S, 'messageTimeout', props.messageTimeout ?? '1s'));
+    // Envoy's ext_proc proto bounds it (ext_proc.proto `message_timeout` (validate.rules).duration lte 3600s @ v1.35.0),
+    // in full-duplex too, where the timer never runs: a longer one fails the filter's config and the gateway refuses
+    // the listener update.
+    if (durationNanos(props.messageTimeout ?? '1s') > durationNanos('1h')) {
+      throw new PropsError(S, 'messageTimeout', 'must be at most 1h (Envoy\'s bound for the ext_proc filter\'s message_timeout; a longer one is refused with the whole listener)', props.messageTimeout);
+    }
     const bufferLimit = checkInteger(S, 'requestBodyBufferLimitBytes', props.requestBodyBufferLimitBytes ?? 8 * 1024 * 1024, 1024 * 1024, 1024 * 1024 * 1024);
     const failureModeAllow = props.failureModeAllow ?? true;
     this.consistentHashFallback = props.consistentHashFallback ?? false;

@@ -5,6 +5,8 @@
  * value refused here that the consumer takes is a regression too.
  */
 import { Testing } from 'cdk8s';
+import { checkEnvoyConfig } from '@kvroute/testkit';
+import { loadEnvoyApi } from '@kvroute/protocol/envoy';
 import { DEMO, Overrides, withOverrides } from '../lib/clusters';
 import { vllmHumanReadableInt } from '../lib/decode-pool';
 import { KvAwareRouting, KvAwareRoutingProps } from '../lib/kv-aware-routing';
@@ -12,6 +14,37 @@ import { Manifest, synthProps } from './support/manifests';
 import { ManifestValidator } from './support/schema';
 
 const validator = new ManifestValidator();
+const envoyApi = loadEnvoyApi([
+  'envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.proto',
+  'envoy/config/route/v3/route_components.proto',
+  'envoy/config/listener/v3/listener.proto',
+]);
+
+/** What Envoy's JSON parser and PGV rules refuse in an EnvoyFilter's patches (as test/envoy-filter.test.ts checks them). */
+function envoyErrors(m: Manifest): string[] {
+  if (m.kind !== 'EnvoyFilter') return [];
+  const types: Record<string, string> = {
+    HTTP_FILTER: 'envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter',
+    NETWORK_FILTER: 'envoy.config.listener.v3.Filter',
+    LISTENER: 'envoy.config.listener.v3.Listener',
+    CLUSTER: 'envoy.config.cluster.v3.Cluster',
+    VIRTUAL_HOST: 'envoy.config.route.v3.VirtualHost',
+    HTTP_ROUTE: 'envoy.config.route.v3.Route',
+  };
+  return (m.spec.configPatches as { applyTo: string; patch: { operation: string; value?: Record<string, unknown> } }[]).flatMap((p) => {
+    if (p.patch.value === undefined) return [];
+    const mergePatch = p.patch.operation === 'MERGE';
+    const typed = p.patch.value.typed_config as ({ '@type'?: string } & Record<string, unknown>) | undefined;
+    // Istio merges a network filter's typed_config into the generated one of the same @type: a partial message.
+    if (p.applyTo === 'NETWORK_FILTER' && mergePatch && typed?.['@type'] !== undefined) {
+      const { '@type': url, ...payload } = typed;
+      return checkEnvoyConfig(envoyApi.root, envoyApi.lookupTypeByUrl(url!)!.fullName.replace(/^\./, ''), payload, { mergePatch });
+    }
+    const type = types[p.applyTo];
+    if (type === undefined) return [`${m.metadata.name}: no Envoy message known for applyTo ${p.applyTo}`];
+    return checkEnvoyConfig(envoyApi.root, type, p.patch.value, { mergePatch }).map((e) => `${m.metadata.name} ${p.applyTo}: ${e}`);
+  });
+}
 
 /** apimachinery validation.go: IsDNS1123Subdomain, IsDNS1035Label, IsValidLabelValue, IsConfigMapKey. */
 const DNS1123_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
@@ -107,6 +140,13 @@ const rows: Row[] = [
   ['EPP outlier detection baseEjectionTime 1.0005s (finer than a millisecond)', { endpointPicker: { replicas: 2 }, extProc: { eppOutlierDetection: { baseEjectionTime: '1.0005s' } } },
     /^ExtProcRouting\.eppOutlierDetection\.baseEjectionTime: must be a duration of at least 1ms in whole milliseconds/],
 
+  // Envoy's ext_proc message_timeout: (validate.rules).duration lte 3600s (ext_proc.proto @ v1.35.0).
+  ['ext_proc messageTimeout 1h (max_message_timeout off)', { extProc: { messageTimeout: '1h', maxMessageTimeout: '0s' } }, 'accepted'],
+  ['ext_proc messageTimeout 3600.001s (max_message_timeout off)', { extProc: { messageTimeout: '3600.001s', maxMessageTimeout: '0s' } },
+    /^ExtProcRouting\.messageTimeout: must be at most 1h \(Envoy's bound for the ext_proc filter's message_timeout; .*\), got "3600\.001s"$/],
+  ['ext_proc messageTimeout 2h with full-duplex bodies (no timer runs, the bound still holds)', { extProc: { requestBodyMode: 'full-duplex', messageTimeout: '2h' } },
+    /^ExtProcRouting\.messageTimeout: must be at most 1h/],
+
   // Quantities in core objects, as apimachinery ParseQuantity reads them (pkg/api/resource/quantity.go).
   ['memory with a whole exponent "3e+10"', { decode: { memory: '3e+10' } }, 'accepted'],
   ['memory with a fractional exponent "3e10.5" (ParseQuantity: ErrFormatWrong)', { decode: { memory: '3e10.5' } },
@@ -127,7 +167,7 @@ describe('props at and past each boundary of their consumer (Kubernetes apimachi
     const props = withOverrides(DEMO, overrides);
     if (expected === 'accepted') {
       const manifests = synthProps(props);
-      expect(manifests.flatMap((m) => [...validator.validate(m), ...apiServerErrors(m)])).toEqual([]);
+      expect(manifests.flatMap((m) => [...validator.validate(m), ...apiServerErrors(m), ...envoyErrors(m)])).toEqual([]);
     } else {
       expect(() => new KvAwareRouting(Testing.app(), 'test', props)).toThrow(expected);
     }
