@@ -4,7 +4,7 @@ import { k8s } from 'cdk8s-plus-28';
 import {
   defaultEndpointPickerConfig, EndpointPickerConfig, preciseEndpointPickerConfig, renderEndpointPickerConfig,
   validateEndpointPickerConfig, withLoraRoomFilter, withMaxNumSeqs, type PreciseDefaults,
-  EPP_NODE_ARGS,
+  EPP_NODE_ARGS, parseDuration,
 } from '@kvroute/epp/config';
 import * as eppPackage from '@kvroute/epp/package.json';
 import { hasBundledTokenizer } from '@kvroute/tokenizer/bundled';
@@ -13,7 +13,7 @@ import { ROUTING_SIDECAR_CLIENT_HEADERS } from './gateway';
 import { hardenedContainerSecurityContext, PodSecurityException, RUNTIME_DEFAULT_SECCOMP } from './pod-security';
 import { checkSecretKeyReference, SESSION_STORE_PASSWORD_ENV, type SecretKeyReference, type SessionStoreConnection } from './session-store';
 import {
-  checkClusterDomain, checkDns1035Label, checkDnsLabel, checkDnsSubdomain, checkDuration, checkImage, checkInteger, checkOneOf, checkQuantity, durationMs, durationNanos, PropsError,
+  checkClusterDomain, checkDns1035Label, checkDnsLabel, checkDnsSubdomain, checkDuration, checkImage, checkInteger, checkOneOf, checkQuantity, durationMs, PropsError,
 } from './validation';
 
 /**
@@ -118,7 +118,8 @@ export interface EndpointPickerProps {
    */
   readonly tokenizerCacheClaim?: string;
   /**
-   * How often the EPP scrapes each pod's `/metrics` (`--refresh-metrics-interval`); above 0, which the EPP refuses.
+   * How often the EPP scrapes each pod's `/metrics` (`--refresh-metrics-interval`): a duration as the EPP reads it
+   * (units h, m, s, ms, us, ns; `1m30s`, `.5s`), above 0, which the EPP refuses.
    * @default '50ms'
    */
   readonly refreshMetricsInterval?: string;
@@ -299,12 +300,7 @@ export class EndpointPicker extends Construct {
     const registry = props.imageRegistry ?? 'ghcr.io/kvroute';
     this.image = checkImage(SCOPE, props.image ? 'image' : 'imageRegistry', props.image ?? `${registry}/kvroute-epp:${eppPackage.version}`);
     this.nodeArgs = checkNodeArgs(props.nodeArgs ?? EndpointPicker.DEFAULT_NODE_ARGS);
-    const refresh = checkDuration(SCOPE, 'refreshMetricsInterval', props.refreshMetricsInterval ?? '50ms');
-    // The EPP refuses --refresh-metrics-interval at 0 ("must be positive", `epp/src/cli.ts`, exit 1): refuse it here,
-    // not in a crash-looping pod.
-    if (durationNanos(refresh) === 0n) {
-      throw new PropsError(SCOPE, 'refreshMetricsInterval', 'must be a duration above 0 such as "50ms" (how often the EPP scrapes each pod; it refuses 0)', props.refreshMetricsInterval);
-    }
+    const refresh = checkRefreshMetricsInterval(props.refreshMetricsInterval ?? '50ms');
     const replicas = checkInteger(SCOPE, 'replicas', props.replicas ?? 1, 1, 10);
     this.replicas = replicas;
     const nodeSpread = checkOneOf(SCOPE, 'nodeSpread', props.nodeSpread ?? 'preferred', ['preferred', 'required'] as const);
@@ -648,6 +644,29 @@ export function checkCentralKvEventsPort(scope: string, field: string, endpoint:
     throw new PropsError(scope, field, `must not use a port the EPP already listens on (${EndpointPicker.GRPC_PORT} ext_proc gRPC, ${EndpointPicker.HEALTH_PORT} gRPC health, ${EndpointPicker.METRICS_PORT} metrics): the EPP binds the endpoint's port for central KV events`, endpoint);
   }
   return port;
+}
+
+/**
+ * `--refresh-metrics-interval` as the EPP reads it (epp/src/cli.ts, kind `duration`: an optional sign, then the EPP's
+ * own Go-style parseDuration, `.5s`, `100us` and `1h30m` included), refused where the EPP exits at start-up: a value it
+ * cannot parse, or 0 and below ("must be positive").
+ */
+function checkRefreshMetricsInterval(value: string): string {
+  let ms = NaN;
+  if (typeof value === 'string') {
+    try {
+      ms = parseDuration(value.startsWith('+') ? value.slice(1) : value);
+    } catch {
+      // Reported below.
+    }
+  }
+  if (Number.isNaN(ms)) {
+    throw new PropsError(SCOPE, 'refreshMetricsInterval', 'must be a duration such as "50ms", "1s" or "1m30s" (units h, m, s, ms, us, ns), as the EPP\'s --refresh-metrics-interval reads it', value);
+  }
+  if (!(ms > 0)) {
+    throw new PropsError(SCOPE, 'refreshMetricsInterval', 'must be a duration above 0 such as "50ms" (how often the EPP scrapes each pod; it refuses 0)', value);
+  }
+  return value;
 }
 
 /** Each flag one `--name` or `--name=value` word: a space or an empty string would pass as another argument to node. */

@@ -7,6 +7,7 @@
 import { Testing } from 'cdk8s';
 import { checkEnvoyConfig } from '@kvroute/testkit';
 import { loadEnvoyApi } from '@kvroute/protocol/envoy';
+import { parseArgs } from '@kvroute/epp/cli';
 import { DEMO, Overrides, withOverrides } from '../lib/clusters';
 import { vllmHumanReadableInt } from '../lib/decode-pool';
 import { KvAwareRouting, KvAwareRoutingProps } from '../lib/kv-aware-routing';
@@ -147,6 +148,12 @@ const rows: Row[] = [
   ['ext_proc messageTimeout 2h with full-duplex bodies (no timer runs, the bound still holds)', { extProc: { requestBodyMode: 'full-duplex', messageTimeout: '2h' } },
     /^ExtProcRouting\.messageTimeout: must be at most 1h/],
 
+  // The EPP's --refresh-metrics-interval, as its CLI reads it (epp/src/cli.ts: Go-style units h to ns, above 0).
+  ['refreshMetricsInterval ".5s"', { endpointPicker: { refreshMetricsInterval: '.5s' } }, 'accepted'],
+  ['refreshMetricsInterval "500us"', { endpointPicker: { refreshMetricsInterval: '500us' } }, 'accepted'],
+  ['refreshMetricsInterval "0us"', { endpointPicker: { refreshMetricsInterval: '0us' } }, /^EndpointPicker\.refreshMetricsInterval: must be a duration above 0/],
+  ['refreshMetricsInterval "50 ms"', { endpointPicker: { refreshMetricsInterval: '50 ms' } }, /^EndpointPicker\.refreshMetricsInterval: must be a duration such as "50ms"/],
+
   // Quantities in core objects, as apimachinery ParseQuantity reads them (pkg/api/resource/quantity.go).
   ['memory with a whole exponent "3e+10"', { decode: { memory: '3e+10' } }, 'accepted'],
   ['memory with a fractional exponent "3e10.5" (ParseQuantity: ErrFormatWrong)', { decode: { memory: '3e10.5' } },
@@ -168,6 +175,9 @@ describe('props at and past each boundary of their consumer (Kubernetes apimachi
     if (expected === 'accepted') {
       const manifests = synthProps(props);
       expect(manifests.flatMap((m) => [...validator.validate(m), ...apiServerErrors(m), ...envoyErrors(m)])).toEqual([]);
+      // The EPP's own command line parser (epp/src/cli.ts) takes the flags the Deployment passes.
+      const epp = manifests.find((m) => m.kind === 'Deployment' && m.spec.template.spec.containers[0].name === 'epp')!;
+      expect(() => parseArgs(epp.spec.template.spec.containers[0].args)).not.toThrow();
     } else {
       expect(() => new KvAwareRouting(Testing.app(), 'test', props)).toThrow(expected);
     }

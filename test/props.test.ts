@@ -172,7 +172,7 @@ describe('invalid props fail synth with a message that names the field and what 
       withOverrides(DEMO, { endpointPicker: { refreshMetricsInterval } }),
       new RegExp(`^EndpointPicker\\.refreshMetricsInterval: must be a duration above 0 such as "50ms" \\(how often the EPP scrapes each pod; it refuses 0\\), got "${refreshMetricsInterval}"$`)]),
     ['a bad scrape interval', withOverrides(DEMO, { endpointPicker: { refreshMetricsInterval: '50' } }),
-      /^EndpointPicker\.refreshMetricsInterval: must be a duration such as "500ms", "10s" or "5m", got "50"$/],
+      /^EndpointPicker\.refreshMetricsInterval: must be a duration such as "50ms", "1s" or "1m30s" \(units h, m, s, ms, us, ns\), as the EPP's --refresh-metrics-interval reads it, got "50"$/],
     ['a bad message timeout', withOverrides(DEMO, { extProc: { messageTimeout: 'soon' } }),
       /^ExtProcRouting\.messageTimeout: must be a duration/],
     ['a max message timeout below the message timeout', withOverrides(DEMO, { extProc: { messageTimeout: '2s', maxMessageTimeout: '1s' } }),
