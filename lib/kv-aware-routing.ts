@@ -52,7 +52,7 @@ export interface KvAwareRoutingProps {
   /**
    * Base name, like a Helm release's fullname: decode objects are `<name>-decode`, the EPP `<name>-epp`, a deployed
    * session store `<name>-session-store`. These are Service names, so it is a DNS-1035 label (starting with a letter) of
-   * at most 48 characters, at most 38 with `sessionStore.deploy` (the store's StatefulSet name must leave room for its
+   * at most 56 characters (`<name>-decode` is then 63), at most 38 with `sessionStore.deploy` (the store's StatefulSet name must leave room for its
    * pod's `controller-revision-hash` label). Unlike a Helm release name it does not make a second stack in the same
    * namespace possible: the Gateway, routes and monitoring are per namespace, so a second release needs its own namespace.
    * @default 'ms-llm-d-modelservice' (llm-d-modelservice release `ms`)
@@ -147,6 +147,9 @@ export interface KvAwareRoutingProps {
  */
 export const LARGE_POOL_REPLICAS = 64;
 
+/** The longest `name`: `<name>-decode`, the decode Service's name, is then 63 characters. */
+const MAX_NAME_LENGTH = 63 - '-decode'.length;
+
 /** A deployed session store is `<name>-session-store`. */
 const SESSION_STORE_SUFFIX = '-session-store';
 
@@ -220,8 +223,9 @@ export class KvAwareRouting extends Chart {
         `must differ from every other KvAwareRouting's in the app: kvroute supports one stack per namespace, and stack "${first.node.path}" already uses this one (a second release needs its own namespace)`,
         namespace);
     }
-    // <name>-decode, <name>-epp and <name>-session-store are Service names.
-    const name = checkDns1035Label('KvAwareRouting', 'name', props.name ?? 'ms-llm-d-modelservice', 48);
+    // <name>-decode, <name>-epp and <name>-session-store are Service names (DNS-1035 labels, pkg/apis/core/validation
+    // ValidateServiceName): the longest, <name>-decode, bounds the name at 63 - 7 = 56 (DecodePool's own bound).
+    const name = checkDns1035Label('KvAwareRouting', 'name', props.name ?? 'ms-llm-d-modelservice', MAX_NAME_LENGTH);
     if (props.sessionStore?.deploy !== undefined) {
       const maxName = SessionStore.MAX_NAME_LENGTH - SESSION_STORE_SUFFIX.length;
       if (name.length > maxName) {

@@ -86,8 +86,14 @@ type Row = [string, Overrides<KvAwareRoutingProps>, RegExp | 'accepted'];
 
 const rows: Row[] = [
   // Names and their derived objects (Service names: <name>-decode, <name>-epp; the gateway's <name>-<class>).
-  ['name of 48 characters (<name>-decode, <name>-epp Services)', { name: 'n'.repeat(48) }, 'accepted'],
-  ['name of 49 characters', { name: 'n'.repeat(49) }, /^KvAwareRouting\.name: must be a DNS-1035 label .*at most 48 characters/],
+  ['name of 56 characters (<name>-decode, a Service name, of 63)', { name: 'n'.repeat(56) }, 'accepted'],
+  ['name of 56 characters with native routing (the pool, and Istio\'s shadow Service, named after it)', { name: 'n'.repeat(56), istioVersion: '1.28', inferenceRouting: 'native' }, 'accepted'],
+  ['name of 56 characters with every optional object (EPP replicas, a session store elsewhere, egress)', {
+    name: 'n'.repeat(56), endpointPicker: { replicas: 2 }, decode: { kvEvents: {} },
+    sessionStore: { existing: { host: 'cache', networkPeer: { podLabels: { app: 'cache' } } } },
+    networkPolicy: { egress: { apiServer: [{ cidrs: ['10.96.0.1/32'], ports: [443] }] } },
+  }, 'accepted'],
+  ['name of 57 characters (<name>-decode of 64)', { name: 'n'.repeat(57) }, /^KvAwareRouting\.name: must be a DNS-1035 label .*at most 56 characters/],
   ['name starting with a digit (a Service name may not)', { name: '1pool' }, /^KvAwareRouting\.name: must be a DNS-1035 label/],
   ['namespace of 63 characters', { namespace: 'n'.repeat(63) }, 'accepted'],
   ['namespace of 64 characters', { namespace: 'n'.repeat(64) }, /^KvAwareRouting\.namespace: must be a DNS-1123 label/],

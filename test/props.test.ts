@@ -253,9 +253,9 @@ describe('invalid props fail synth with a message that names the field and what 
     ['a central KV-event endpoint on the EPP\'s health port', withOverrides(DEMO, { decode: { kvEvents: { mode: 'central', endpoint: 'tcp://epp.llm-d.svc:9003' } } }),
       /^KvAwareRouting\.decode\.kvEvents\.endpoint: must not use a port the EPP already listens on/],
     ['a base name starting with a digit (it starts Service names: <name>-decode, <name>-epp)', withOverrides(DEMO, { name: '1pool' }),
-      /^KvAwareRouting\.name: must be a DNS-1035 label \(lower-case alphanumerics and '-', starting with a letter, at most 48 characters\), as Service names are, got "1pool"$/],
-    ['a base name of 49 characters', withOverrides(DEMO, { name: 'a'.repeat(49) }),
-      /^KvAwareRouting\.name: must be a DNS-1035 label .*at most 48 characters/],
+      /^KvAwareRouting\.name: must be a DNS-1035 label \(lower-case alphanumerics and '-', starting with a letter, at most 56 characters\), as Service names are, got "1pool"$/],
+    ['a base name of 57 characters', withOverrides(DEMO, { name: 'a'.repeat(57) }),
+      /^KvAwareRouting\.name: must be a DNS-1035 label .*at most 56 characters/],
     ['a base name of 39 characters with a deployed session store (its StatefulSet\'s controller-revision-hash label would pass 63)', withOverrides(DEMO, { name: 'n'.repeat(39), sessionStore: { deploy: {} } }),
       /^KvAwareRouting\.name: must be at most 38 characters with sessionStore\.deploy: the store's StatefulSet "<name>-session-store" labels its pod "controller-revision-hash: <StatefulSet>-<10-character hash>", which Kubernetes limits to 63 characters, got "n{39}"$/],
     ['a gateway name starting with a digit (Istio names its Service <name>-istio)', withOverrides(DEMO, { gateway: { name: '9gw' } }),
@@ -764,8 +764,8 @@ describe('names that become Service names and pod labels', () => {
     const m = synthProps(withOverrides(DEMO, { name: longest, sessionStore: { deploy: {} } }));
     const sts = one(m, 'StatefulSet');
     expect(`${sts.metadata.name}-${'9'.repeat(10)}`.length).toBe(63);
-    // Without a deployed store the EPP's and the decode pool's names bound it (48).
-    expect(() => synthProps(withOverrides(DEMO, { name: 'n'.repeat(48) }))).not.toThrow();
+    // Without a deployed store the decode pool's Service name, <name>-decode, bounds it (56).
+    expect(() => synthProps(withOverrides(DEMO, { name: 'n'.repeat(56) }))).not.toThrow();
     expect(() => new SessionStore(Testing.chart(), 'Store', { namespace: 'llm-d', name: 's'.repeat(53) }))
       .toThrow(/^SessionStore\.name: must be a DNS-1035 label .*at most 52 characters/);
   });
