@@ -28,7 +28,9 @@ export interface DeployedSessionStoreProps {
    * Largest memory Valkey uses for data before it evicts the least recently used binding (`--maxmemory`, with
    * `allkeys-lru`: every binding has a TTL, so it evicts as `volatile-lru` would, and never refuses a write). A binding
    * takes about 220 bytes with its key (epp/README.md "Sessions across replicas"), so the default holds about 900,000
-   * sessions, 14 times the session filter's default capacity; the container's memory limit is this plus 64 MiB.
+   * sessions, 14 times the session filter's default capacity; the container's memory limit is this plus 64 MiB. As
+   * Valkey reads it: bytes, or a number with `k`, `m`, `g` (powers of 1000) or `kb`, `mb`, `gb` (of 1024), any case;
+   * at least 16mb.
    * @default '192mb'
    */
   readonly maxMemory?: string;
@@ -119,6 +121,18 @@ export function checkSecretKeyReference(scope: string, field: string, ref: Secre
   return { name: checkDnsSubdomain(scope, `${field}.name`, ref.name), key };
 }
 
+/**
+ * A memory amount as Valkey reads `--maxmemory` (memtoull, src/util.c): digits, then nothing or `b` (bytes), `k`, `m`,
+ * `g` (10³, 10⁶, 10⁹) or `kb`, `mb`, `gb` (2¹⁰, 2²⁰, 2³⁰), the unit in any case. Undefined for what Valkey refuses
+ * at start-up.
+ */
+export function valkeyMemoryBytes(value: string): number | undefined {
+  const m = typeof value === 'string' ? /^(\d{1,18})(b|k|kb|m|mb|g|gb)?$/i.exec(value) : null;
+  if (!m) return undefined;
+  const unit: Record<string, number> = { '': 1, b: 1, k: 1e3, kb: 2 ** 10, m: 1e6, mb: 2 ** 20, g: 1e9, gb: 2 ** 30 };
+  return Number(m[1]) * unit[(m[2] ?? '').toLowerCase()]!;
+}
+
 /** Checks an existing store's props and says how the EPP reaches it (a deployed store's construct says it itself). */
 export function existingSessionStore(props: ExistingSessionStoreProps): SessionStoreConnection {
   const host = props.host;
@@ -199,11 +213,11 @@ export class SessionStore extends Construct {
     this.name = checkDns1035Label(SCOPE, 'name', props.name, SessionStore.MAX_NAME_LENGTH);
     this.image = checkImage(SCOPE, 'deploy.image', props.image ?? 'valkey/valkey:8.1.8');
     const maxMemory = props.maxMemory ?? '192mb';
-    const m = /^(\d+)(mb|gb)$/.exec(typeof maxMemory === 'string' ? maxMemory : '');
-    const maxMemoryMiB = m ? Number(m[1]) * (m[2] === 'gb' ? 1024 : 1) : 0;
-    if (!m || maxMemoryMiB < 16) {
-      throw new PropsError(SCOPE, 'deploy.maxMemory', 'must be Valkey memory like "192mb" or "1gb", at least 16mb', maxMemory);
+    const maxMemoryBytes = valkeyMemoryBytes(maxMemory);
+    if (maxMemoryBytes === undefined || maxMemoryBytes < 16 * 2 ** 20) {
+      throw new PropsError(SCOPE, 'deploy.maxMemory', 'must be Valkey memory, bytes or a number with k, kb, m, mb, g or gb (any case; k, m, g are powers of 1000, kb, mb, gb of 1024) such as "192mb" or "1gb", at least 16mb', maxMemory);
     }
+    const maxMemoryMiB = Math.ceil(maxMemoryBytes / 2 ** 20);
     const passwordSecret = secretRef('deploy.passwordSecret', props.passwordSecret);
     const cpu = checkQuantity(SCOPE, 'deploy.cpu', props.cpu ?? '100m');
     this.podLabels = { 'app.kubernetes.io/name': 'valkey', 'app.kubernetes.io/instance': this.name, 'app.kubernetes.io/component': 'session-store' };

@@ -11,6 +11,7 @@ import { parseArgs } from '@kvroute/epp/cli';
 import { DEMO, Overrides, withOverrides } from '../lib/clusters';
 import { vllmHumanReadableInt } from '../lib/decode-pool';
 import { KvAwareRouting, KvAwareRoutingProps } from '../lib/kv-aware-routing';
+import { valkeyMemoryBytes } from '../lib/session-store';
 import { Manifest, synthProps } from './support/manifests';
 import { ManifestValidator } from './support/schema';
 
@@ -166,6 +167,13 @@ const rows: Row[] = [
     /^DecodePool\.memory: must be a Kubernetes quantity that is not negative, such as "500m", "4", "32Gi" or "1\.5G", got "3e10\.5"$/],
   ['EPP cpu with a fractional exponent ".5e.5"', { endpointPicker: { cpu: '.5e.5' } }, /^EndpointPicker\.cpu: must be a Kubernetes quantity/],
 
+  // Valkey's --maxmemory (memtoull, src/util.c: bytes, k/m/g powers of 1000, kb/mb/gb of 1024, any case), at least 16mb.
+  ['Valkey maxMemory in bytes, 16 MiB', { sessionStore: { deploy: { maxMemory: String(16 * 2 ** 20) } } }, 'accepted'],
+  ['Valkey maxMemory "1GB" (upper case)', { sessionStore: { deploy: { maxMemory: '1GB' } } }, 'accepted'],
+  ['Valkey maxMemory "200m" (200,000,000 bytes)', { sessionStore: { deploy: { maxMemory: '200m' } } }, 'accepted'],
+  ['Valkey maxMemory one byte under 16 MiB', { sessionStore: { deploy: { maxMemory: String(16 * 2 ** 20 - 1) } } }, /^SessionStore\.deploy\.maxMemory: must be Valkey memory, .*at least 16mb/],
+  ['Valkey maxMemory "1.5gb" (memtoull takes whole numbers)', { sessionStore: { deploy: { maxMemory: '1.5gb' } } }, /^SessionStore\.deploy\.maxMemory: must be Valkey memory/],
+
   // Label values (IsValidLabelValue: at most 63).
   ['a nodeSelector value of 63 characters', { decode: { nodeSelector: { 'example.com/gpu': 'v'.repeat(63) } } }, 'accepted'],
   ['a nodeSelector value of 64 characters', { decode: { nodeSelector: { 'example.com/gpu': 'v'.repeat(64) } } }, /^DecodePool\.nodeSelector: must be a map of Kubernetes labels/],
@@ -197,5 +205,23 @@ describe('--max-num-batched-tokens as vLLM 0.10 reads it (human_readable_int, vl
     ['1.5K', undefined], ['1t', undefined], ['1T', undefined], ['8Ki', undefined], ['8 k', undefined], ['', undefined], ['1e4', undefined], ['8__192', undefined],
   ])('%j reads as %p', (value, expected) => {
     expect(vllmHumanReadableInt(value)).toBe(expected);
+  });
+});
+
+describe('Valkey memory as Valkey reads --maxmemory (memtoull, src/util.c)', () => {
+  test.each<[string, number | undefined]>([
+    ['201326592', 201_326_592], ['192mb', 192 * 2 ** 20], ['192MB', 192 * 2 ** 20], ['1Gb', 2 ** 30], ['200m', 2e8], ['5k', 5000], ['5KB', 5120], ['7b', 7],
+    ['1.5gb', undefined], ['1gib', undefined], ['-1mb', undefined], [' 1mb', undefined],
+  ])('%j reads as %p bytes', (value, expected) => {
+    expect(valkeyMemoryBytes(value)).toBe(expected);
+  });
+
+  test('the container\'s memory limit is maxMemory in MiB, rounded up, plus 64 MiB', () => {
+    const limit = (maxMemory: string): string => {
+      const sts = synthProps(withOverrides(DEMO, { sessionStore: { deploy: { maxMemory } } })).find((m) => m.kind === 'StatefulSet')!;
+      return sts.spec.template.spec.containers[0].resources.limits.memory;
+    };
+    expect(limit('192mb')).toBe('256Mi');
+    expect(limit('200m')).toBe(`${Math.ceil(2e8 / 2 ** 20) + 64}Mi`);
   });
 });
