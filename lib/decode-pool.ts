@@ -358,8 +358,10 @@ export class DecodePool extends Construct {
     // <name>-decode is the Service's name: a DNS-1035 label of at most 63 characters.
     const name = checkDns1035Label(SCOPE, 'name', props.name, 56);
     this.namespace = checkDnsLabel(SCOPE, 'namespace', props.namespace);
-    if (typeof props.model !== 'string' || props.model.trim() === '' || /\s/.test(props.model)) {
-      throw new PropsError(SCOPE, 'model', 'must be a non-empty model id without spaces, e.g. "Qwen/Qwen3-0.6B"', props.model);
+    // `vllm serve <model>` is a positional argument: argparse takes a word starting with '-' for an option and vLLM
+    // exits (a Hugging Face repo id cannot start with '-', a path starts with '/' or a name).
+    if (typeof props.model !== 'string' || props.model.trim() === '' || /\s/.test(props.model) || props.model.startsWith('-')) {
+      throw new PropsError(SCOPE, 'model', 'must be a non-empty model id without spaces, not starting with "-", e.g. "Qwen/Qwen3-0.6B"', props.model);
     }
     this.model = props.model;
     this.servedModelName = props.servedModelName ?? props.model;

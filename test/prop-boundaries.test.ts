@@ -119,6 +119,10 @@ const rows: Row[] = [
   ['blockSize 128', { decode: { blockSize: 128 } }, 'accepted'],
   ['blockSize 256', { decode: { blockSize: 256 } }, /^DecodePool\.blockSize: must be one of 16, 32, 64, 128, got 256$/],
 
+  // `vllm serve <model>`: a positional argument argparse must not take for an option.
+  ['a model given as a path', { decode: { model: '/models/qwen3-0.6b' } }, 'accepted'],
+  ['a model starting with "-"', { decode: { model: '-Qwen3-0.6B' } }, /^DecodePool\.model: must be a non-empty model id without spaces, not starting with "-", .*, got "-Qwen3-0\.6B"$/],
+
   // vLLM SchedulerConfig._verify_args @ v0.10.0: max_num_batched_tokens >= max_num_seqs, the batched tokens read by
   // human_readable_int (vLLM #18968, 0.9.1: k/m/g decimal, K/M/G binary).
   ['maxNumSeqs 512 with 512 batched tokens', { decode: { maxNumSeqs: 512, extraArgs: ['--max-num-batched-tokens=512'] } }, 'accepted'],
