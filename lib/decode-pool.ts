@@ -438,9 +438,11 @@ export class DecodePool extends Construct {
     if (props.pythonHashSeed !== undefined && this.prefixCachingHashAlgo === 'builtin') {
       throw new PropsError(SCOPE, 'pythonHashSeed', "is set only with a prefixCachingHashAlgo other than 'builtin'", props.pythonHashSeed);
     }
-    // CPython aborts start-up on anything but "random" or an integer in [0, 4294967295] (Python/initconfig.c,
-    // config_init_hash_seed); "random" would give each pod its own block hashes, which is what the seed is for.
-    if (props.pythonHashSeed !== undefined && (typeof props.pythonHashSeed !== 'string' || !/^(0|[1-9]\d{0,9})$/.test(props.pythonHashSeed) || Number(props.pythonHashSeed) > 4294967295)) {
+    // CPython aborts start-up on anything but "random" or an integer in [0, 4294967295], read with strtoul(text, &end,
+    // 10) to the end (Python/initconfig.c config_init_hash_seed): C's leading whitespace, a sign and leading zeros pass
+    // (`007`, ` 42`, `+42`, `-0`), a negative number wraps past the bound, trailing text fails; vLLM hashes the string
+    // as given. "random" (or "", unset) would give each pod its own block hashes, which is what the seed is for.
+    if (props.pythonHashSeed !== undefined && (typeof props.pythonHashSeed !== 'string' || !pythonAcceptsHashSeed(props.pythonHashSeed))) {
       throw new PropsError(SCOPE, 'pythonHashSeed', 'must be a decimal integer from 0 to 4294967295, as a string (CPython refuses anything else at start-up; "random" would differ from pod to pod)', props.pythonHashSeed);
     }
     if (props.kvEvents) {
@@ -752,6 +754,18 @@ function checkTolerations(tolerations: readonly k8s.Toleration[]): void {
     if (!['', 'NoSchedule', 'PreferNoSchedule', 'NoExecute'].includes(effect)) throw new PropsError(SCOPE, `${field}.effect`, 'must be "NoSchedule", "PreferNoSchedule", "NoExecute" or empty (every effect)', t.effect);
     if (t.tolerationSeconds !== undefined && effect !== 'NoExecute') throw new PropsError(SCOPE, `${field}.tolerationSeconds`, 'applies only with effect "NoExecute"', t.tolerationSeconds);
   });
+}
+
+/**
+ * Whether CPython starts with this PYTHONHASHSEED as a number (checked against CPython 3.11: `PYTHONHASHSEED=<v> python3
+ * -c pass`): the simulator's `pythonStartsWithHashSeed` (sim/src/options.ts) without "" and "random", which start
+ * CPython with a random seed. The cdk8s app does not depend on the simulator's package, hence the copy.
+ */
+function pythonAcceptsHashSeed(text: string): boolean {
+  const m = /^[ \t\n\v\f\r]*([+-]?)(\d+)$/.exec(text);
+  if (m === null) return false;
+  const value = BigInt(m[2]!);
+  return m[1] === '-' ? value === 0n : value <= 4294967295n;
 }
 
 /** vLLM 0.10's smallest default `max_num_batched_tokens` for the OpenAI server (`_set_default_args_v1`, vllm/engine/arg_utils.py). */

@@ -46,7 +46,8 @@ describe('invalid props fail synth with a message that names the field and what 
       /^DecodePool\.prefixCachingHashAlgo: with kvEvents on the default image \(vLLM 0\.10\.0\) must be "builtin" or "sha256_cbor_64bit": .*no KV event reaches the EPP, got "sha256"$/],
     ['a hash algorithm the default image\'s vLLM 0.10.0 does not have', withOverrides(DEMO, { decode: { prefixCachingHashAlgo: 'sha256_cbor' } }),
       /^DecodePool\.prefixCachingHashAlgo: the default image \(ghcr\.io\/llm-d\/llm-d:v0\.2\.0, vLLM 0\.10\.0\) accepts "builtin", "sha256", "sha256_cbor_64bit"; set image to one with vLLM 0\.10\.2 or later for it, got "sha256_cbor"$/],
-    ...['abc', '-1', '4294967296', '0x2a', 'random', ''].map((seed): [string, KvAwareRoutingProps, RegExp] => [`a PYTHONHASHSEED CPython refuses or that differs per pod: ${JSON.stringify(seed)}`,
+    // Each refused by CPython 3.11 at start-up (`PYTHONHASHSEED=<v> python3 -c pass`), or random (unset, "random").
+    ...['abc', '-1', '4294967296', '0x2a', 'random', '', ' ', '+', '42 ', '1_000', '99999999999999999999'].map((seed): [string, KvAwareRoutingProps, RegExp] => [`a PYTHONHASHSEED CPython refuses or that differs per pod: ${JSON.stringify(seed)}`,
       withOverrides(DEMO, { decode: { prefixCachingHashAlgo: 'sha256', pythonHashSeed: seed } }),
       /^DecodePool\.pythonHashSeed: must be a decimal integer from 0 to 4294967295, as a string \(CPython refuses anything else at start-up; "random" would differ from pod to pod\), got /]),
     ['extraArgs turning vLLM\'s metrics off, which the EPP routes on (audit s36: every request got 503)', withOverrides(DEMO, { decode: { extraArgs: ['--disable-log-stats'] } }),
@@ -397,6 +398,13 @@ schedulingProfiles:
 `);
     expect(() => build(withOverrides(DEMO, { endpointPicker: { config } })))
       .toThrow(new RegExp(`^EndpointPicker\\.config: must not disaggregate prefill and decode \\(${handler} "${handler}"\\): these manifests deploy no prefill pool, and the /v1 HTTPRoute removes x-prefiller-host-port and x-prefiller-url`));
+  });
+
+  test('a PYTHONHASHSEED CPython 3.11 starts with (strtoul: leading whitespace, a sign, leading zeros, -0) builds and reaches vLLM as written, which vLLM hashes', () => {
+    for (const seed of ['0', '007', ' 42', '+42', '-0', '4294967295']) {
+      const m = synthProps(withOverrides(DEMO, { decode: { prefixCachingHashAlgo: 'sha256', pythonHashSeed: seed } }));
+      expect(container(one(m, 'Deployment', 'ms-llm-d-modelservice-decode'), 'vllm').env).toContainEqual({ name: 'PYTHONHASHSEED', value: seed });
+    }
   });
 
   test('vLLM\'s priority scheduling: the flag with schedulingPolicy "priority", none by default; the EPP config with prefill-priority builds on such a pool', () => {
