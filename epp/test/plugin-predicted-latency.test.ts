@@ -123,6 +123,32 @@ describe('parseSLOHeaders (plugin_test.go TestParseSLOHeaders @ v0.10.0)', () =>
     expect(sloOf(req(headers))).toEqual({ ttftSlo: ttft, tpotSlo: tpot });
   });
 
+  // strconv.ParseFloat (Go's src/strconv/atof.go special, readFloat, atof64; atoi.go underscoreOK), whose error
+  // parseFloatHeader turns into 0 (plugin.go @ v0.10.0).
+  test.each([
+    ['hexadecimal with a p exponent', '0x1p10', 1024],
+    ['hexadecimal with a fraction', '0x1.8p+9', 768],
+    ['hexadecimal with an underscore after its prefix', '0X_1P10', 1024],
+    ['hexadecimal without an exponent: a syntax error', '0x10', 0],
+    ['underscores between digits', '1_000', 1000],
+    ['underscores in the fraction and exponent', '1_0.5_0e1_0', 10.5e10],
+    ['two underscores in a row', '1__0', 0],
+    ['a leading underscore', '_1', 0],
+    ['a trailing underscore', '1_', 0],
+    ['beyond float64: ErrRange, so 0', '1e400', 0],
+    ['beyond float64, negative: 0', '-1e400', 0],
+    ['a hexadecimal beyond float64: 0', '0x1p2000', 0],
+    ['below float64: 0 without an error', '1e-400', 0],
+    ['nan', 'NaN', NaN],
+    ['a signed nan is not a float', '+nan', 0],
+    ['a signed nan is not a float (-)', '-NaN', 0],
+    ['signed infinity', '-Infinity', -Infinity],
+    ['"infinit" is not a float', 'infinit', 0],
+    ['a binary prefix is not a float', '0b101', 0],
+  ])('%s: %j', (_name, value, expected) => {
+    expect(parseSloHeader({ 'x-llm-d-slo-ttft-ms': value }, TTFT_SLO_HEADERS)).toBe(expected);
+  });
+
   test('the header names are metadata.TTFTSLOHeaderKey/TPOTSLOHeaderKey and their deprecated aliases (pkg/epp/metadata/consts.go)', () => {
     expect(TTFT_SLO_HEADERS).toEqual(['x-llm-d-slo-ttft-ms', 'x-slo-ttft-ms']);
     expect(TPOT_SLO_HEADERS).toEqual(['x-llm-d-slo-tpot-ms', 'x-slo-tpot-ms']);
