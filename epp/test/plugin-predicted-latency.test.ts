@@ -193,6 +193,8 @@ schedulingProfiles:
     const latency = scheduler.plugin('latency-scorer') as unknown as { predictTtftSeconds(r: LLMRequest, m: undefined, c: readonly EndpointSnapshot[]): Float64Array };
     const prompt = 'x'.repeat(4000);
     const pods = [endpoint('fast', { waitingQueueSize: 0 }, 1), endpoint('slow', { waitingQueueSize: 4 }, 3)];
+    // The requests committed there (request control's pre-request hooks), which the snapshots' in-flight counts show.
+    [0, 1, 1, 1].forEach((i) => producer.preRequest(req(), { target: pods[i]!, profile: 'default', scores: new Map() }));
     const predictions = producer.predict(req({ 'x-llm-d-slo-ttft-ms': '500' }, prompt), pods)!;
     const expected = latency.predictTtftSeconds(req({}, prompt), undefined, pods);
     const fast = predictions.get('fast:8000')!;
@@ -204,6 +206,32 @@ schedulingProfiles:
     expect(slow.ttft).toBeCloseTo(1020, 0);
     expect(fast).toMatchObject({ ttftValid: true, ttftHeadroom: 500 - fast.ttft, tpotValid: true, tpotHeadroom: 0, tpot: 0, dispatchedRequestCount: 1 });
     expect(slow).toMatchObject({ ttftValid: false, dispatchedRequestCount: 3 });
+  });
+
+  // dataproducer_hooks.go Produce: NewLatencyPredictionInfo(..., pl.getEndpointRunningRequestCount(endpoint)), the size
+  // of the producer's running queue there (plugin.go getEndpointRunningRequestCount), which PreRequest fills with the
+  // primary profile's target only (requestcontrol_hooks.go) and whose Add refuses a negative TPOT SLO
+  // (running_request_tpot_slo_queue.go), emptied at the response's end. Not the pod's in-flight count: a pod with
+  // requests in flight that the producer did not queue (a P/D request's prefill pick, a negative TPOT SLO) is idle to
+  // the latency-scorer's idle preference upstream.
+  test('dispatchedRequestCount: the requests the producer queued on the endpoint (getEndpointRunningRequestCount), not the pod\'s in-flight count', () => {
+    const scheduler = buildScheduler(config(), { now: () => 1_000_000 });
+    const producer = scheduler.plugin('predicted-latency-producer') as PredictedLatencyProducer;
+    // a: two requests in flight, one of them with a negative TPOT SLO the queue refused; b: one in flight (the prefill
+    // pick of a P/D request whose primary target is elsewhere: no commit to b reaches the producer); c: one, ended.
+    const a = endpoint('a', {}, 2);
+    const b = endpoint('b', {}, 1);
+    const c = endpoint('c', {}, 0);
+    const commit = (target: EndpointSnapshot, headers: Record<string, string> = {}) => {
+      const r = req(headers);
+      producer.preRequest(r, { target, profile: 'default', scores: new Map() });
+      return r;
+    };
+    commit(a, { 'x-llm-d-slo-tpot-ms': '30' });
+    commit(a, { 'x-llm-d-slo-tpot-ms': '-1' });
+    producer.responseComplete(commit(c), c.endpoint);
+    const predictions = producer.predict(req(), [a, b, c])!;
+    expect([a, b, c].map((x) => predictions.get(x.endpoint.key)!.dispatchedRequestCount)).toEqual([1, 0, 0]);
   });
 
   test('predictInProduce: false publishes nothing (training-only mode)', () => {
@@ -659,8 +687,11 @@ describe('latency-scorer serving a predicted-latency-producer scores as llm-d-ro
   // The reviewer's cases on llm-d's guide without an SLO header: every headroom is 0 − predicted.
   const guide = LLMD_GUIDE_CONFIGS['predicted-latency-slo'];
   const prompt = (i: number) => `${i} `.padEnd(4000, 'x');
+  /** `n` picks (not committed) after the pods' in-flight requests were committed through the producer. */
   function picks(pods: EndpointSnapshot[], n: number): Record<string, number> {
     const scheduler = buildScheduler(parseEndpointPickerConfig(guide), { now: () => 1_000_000, random: seededRandom(12345) });
+    const producer = scheduler.plugin('predicted-latency-producer') as PredictedLatencyProducer;
+    for (const pod of pods) for (let k = 0; k < pod.activeRequests; k++) producer.preRequest(req(), { target: pod, profile: 'default', scores: new Map() });
     const out: Record<string, number> = {};
     for (let i = 0; i < n; i++) {
       const name = scheduler.schedule({ ...req({}, prompt(i)), requestId: `r${i}` }, pods).target.endpoint.name;

@@ -75,7 +75,10 @@ export interface LatencyPredictionInfo {
   readonly ttft: number;
   /** Predicted time per output token, ms: the latency-scorer's TPOT model; 0 before any pod reported the inter-token histogram. */
   readonly tpot: number;
-  /** Requests this EPP has dispatched to the endpoint and not seen end (upstream: its running-request queue's size). */
+  /**
+   * Requests this producer saw committed to the endpoint as their primary target and not seen end: upstream's
+   * running-request queue's size (`getEndpointRunningRequestCount`), which the latency-scorer's idle preference reads.
+   */
   readonly dispatchedRequestCount: number;
 }
 
@@ -344,7 +347,10 @@ export class PredictedLatencyProducer implements Filter, PostCycle, PreRequest, 
         tpotMs: tpotSeconds[i]! * 1000, tpotSlo, sloBufferFactor, validate,
         podMinTpotSlo: validate ? this.endpointMinTpotSlo(c.endpoint.key) : 0,
       };
-      out.set(c.endpoint.key, predictionInfo(seconds[i]! * 1000, ttftSlo, c.activeRequests, tpot));
+      // getEndpointRunningRequestCount (plugin.go @ v0.10.0), the size of this producer's running queue there: the
+      // requests committed with the endpoint as their primary target (a P/D request's prefill pick is not one) whose
+      // TPOT SLO the queue took (requestPriorityQueue.Add refuses a negative one), until their response ends.
+      out.set(c.endpoint.key, predictionInfo(seconds[i]! * 1000, ttftSlo, this.running.get(c.endpoint.key)?.size ?? 0, tpot));
     }
     return out;
   }
