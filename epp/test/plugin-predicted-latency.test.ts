@@ -683,6 +683,11 @@ describe('latency-scorer serving a predicted-latency-producer scores as llm-d-ro
   test('TestScoreHierarchicalBuckets (every pod idle: one bucket, 0.8 TTFT / 0.2 TPOT blended)', () => expect(scores([info(-50, -10), info(-30, 5), info(10, -8)])).toEqual([0.01, 0.61, 0.89]));
   test('all busy and negative: the least severe deficit bucket (TPOT negative only) alone', () => expect(scores([info(-50, -10, 1), info(-30, 5, 1), info(10, -8, 1)])).toEqual([0, 0, 0.51]));
   test('a mix: only the positive ones are scored; a candidate without a prediction counts as positive', () => expect(scores([info(-5, 0), info(20, 0), undefined])).toEqual([0, 0.01, 1.01]));
+  // scoreBucket's bounds start at ±math.MaxFloat64 and move on `<` / `>` only: NaN TTFT headrooms (x-llm-d-slo-ttft-ms:
+  // NaN, which strconv.ParseFloat takes) leave them there, a range of -Inf ≤ eps, so the weight goes all to TPOT.
+  test('TTFT headroom NaN everywhere (an SLO header of NaN): no TTFT range, TPOT alone decides', () => {
+    expect(scores([info(NaN, -10, 1), info(NaN, -30, 1)])).toEqual([1.01, 0.01]);
+  });
 
   // The reviewer's cases on llm-d's guide without an SLO header: every headroom is 0 − predicted.
   const guide = LLMD_GUIDE_CONFIGS['predicted-latency-slo'];

@@ -57,15 +57,18 @@ export function headroomScoresInto(infos: readonly (LatencyPredictionInfo | unde
 function scoreBucket(infos: readonly (LatencyPredictionInfo | undefined)[], bucket: readonly number[], out: Float64Array): void {
   const ttft = (i: number): number => Math.abs(infos[i]?.ttftHeadroom ?? 0);
   const tpot = (i: number): number => Math.abs(infos[i]?.tpotHeadroom ?? 0);
-  let minTtft = Infinity;
-  let maxTtft = -Infinity;
-  let minTpot = Infinity;
-  let maxTpot = -Infinity;
+  // As plugin.go: from ±MaxFloat64, each bound moved by `<` / `>` alone, so a NaN headroom (an SLO header of "NaN",
+  // which Go's ParseFloat takes) never becomes a bound (Math.min would make it one): a dimension whose headrooms are all
+  // NaN keeps MaxFloat64 / -MaxFloat64, a range of -Inf, "no range", and gives its weight to the other dimension.
+  let minTtft = Number.MAX_VALUE;
+  let maxTtft = -Number.MAX_VALUE;
+  let minTpot = Number.MAX_VALUE;
+  let maxTpot = -Number.MAX_VALUE;
   for (const i of bucket) {
-    minTtft = Math.min(minTtft, ttft(i));
-    maxTtft = Math.max(maxTtft, ttft(i));
-    minTpot = Math.min(minTpot, tpot(i));
-    maxTpot = Math.max(maxTpot, tpot(i));
+    if (ttft(i) < minTtft) minTtft = ttft(i);
+    if (ttft(i) > maxTtft) maxTtft = ttft(i);
+    if (tpot(i) < minTpot) minTpot = tpot(i);
+    if (tpot(i) > maxTpot) maxTpot = tpot(i);
   }
   const ttftRange = maxTtft - minTtft;
   const tpotRange = maxTpot - minTpot;
