@@ -713,6 +713,18 @@ describe('latency-scorer serving a predicted-latency-producer scores as llm-d-ro
     expect(picks(pods, 100)).toEqual({ 'idle-slow': 100 });
   });
 
+  test('the guide, an infinite TTFT SLO (x-llm-d-slo-ttft-ms: inf, which ParseFloat takes): the blend is NaN, every candidate scores 0 (as amd64\'s int(NaN) clamped by enforceScoreRange) and the picks spread over all', () => {
+    const scheduler = buildScheduler(parseEndpointPickerConfig(guide), { now: () => 1_000_000, random: seededRandom(3) });
+    const pods = [0, 1, 2].map((i) => endpoint(`p${i}`, { waitingQueueSize: 2 * i, runningQueueSize: 1, kvCacheUsagePercent: 0.5 }));
+    const seen: Record<string, number> = {};
+    for (let i = 0; i < 300; i++) {
+      const result = scheduler.schedule({ ...req({ 'x-llm-d-slo-ttft-ms': 'inf' }, prompt(i)), requestId: `r${i}` }, pods);
+      expect([...result.scores.values()]).toEqual([0, 0, 0]);
+      seen[result.target.endpoint.name] = (seen[result.target.endpoint.name] ?? 0) + 1;
+    }
+    for (const pod of pods) expect(seen[pod.endpoint.name]).toBeGreaterThan(70);
+  });
+
   test('the guide, no SLO, both pods busy: the pod predicted ~4.6× slower scores 0.01 against 1.01, about 1% of the picks (under 5% here)', () => {
     const pods = [
       endpoint('fast', { waitingQueueSize: 0, runningQueueSize: 2, kvCacheUsagePercent: 0.5 }, 2),

@@ -80,7 +80,9 @@ function scoreBucket(infos: readonly (LatencyPredictionInfo | undefined)[], buck
     const nTtft = ttftRange > EPS ? (ttft(i) - minTtft) / ttftRange : 0.5;
     const nTpot = tpotRange > EPS ? (tpot(i) - minTpot) / tpotRange : 0.5;
     const combined = alpha * nTtft + beta * nTpot;
-    // Go's int() truncates toward zero.
+    // Go's int() truncates toward zero. An infinite headroom (x-llm-d-slo-ttft-ms: inf) makes the blend NaN, whose
+    // int() Go leaves to the platform (amd64: MinInt64, which the profile's enforceScoreRange clamps to 0): NaN is kept,
+    // and the profile counts it 0 (scheduler.ts clampScore), so every candidate scores 0 and the picker draws uniformly.
     out[i] = (Math.trunc((1 - combined) * W_MAX) + 1) / W_MAX;
   }
 }
