@@ -234,6 +234,15 @@ schedulingProfiles:
     expect([a, b, c].map((x) => predictions.get(x.endpoint.key)!.dispatchedRequestCount)).toEqual([1, 0, 0]);
   });
 
+  // plugin_test.go TestPredictedLatency_GetPodRunningRequestCount: 0, 1, 3 requests in the endpoint's queue.
+  test.each([[[], 0], [['0.04'], 1], [['0.04', '0.03', '0.05'], 3]])('TestPredictedLatency_GetPodRunningRequestCount: TPOT SLOs %j queued, count %d', (slos, expected) => {
+    const scheduler = buildScheduler(config(), { now: () => 1_000_000 });
+    const producer = scheduler.plugin('predicted-latency-producer') as PredictedLatencyProducer;
+    const pod = endpoint('test-pod', { kvCacheUsagePercent: 0.5, waitingQueueSize: 2, runningQueueSize: 1 });
+    for (const slo of slos) producer.preRequest(req({ 'x-llm-d-slo-tpot-ms': slo }), { target: pod, profile: 'default', scores: new Map() });
+    expect(producer.predict(req(), [pod])!.get(pod.endpoint.key)!.dispatchedRequestCount).toBe(expected);
+  });
+
   test('predictInProduce: false publishes nothing (training-only mode)', () => {
     const scheduler = buildScheduler(config('\n  parameters:\n    predictInProduce: false'), { now: () => 1_000_000 });
     expect((scheduler.plugin('predicted-latency-producer') as PredictedLatencyProducer).predict(req(), [endpoint('a')])).toBeUndefined();
