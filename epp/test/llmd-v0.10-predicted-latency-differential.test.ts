@@ -224,8 +224,12 @@ function refTier(epsilon: number, infos: readonly (RefInfo | undefined)[], draw:
   return { kept: positive.length > 0 ? positive : negative, drew: false };
 }
 
-/** scorer/latency Score with DefaultConfig; undefined where Go's int(NaN) decides. */
+/**
+ * scorer/latency Score with DefaultConfig; undefined where Go's int(NaN) decides, and for every candidate when none has
+ * a prediction (upstream's composite fallback, kvroute's own score: not compared).
+ */
 function refScores(infos: readonly (RefInfo | undefined)[]): (number | undefined)[] {
+  if (infos.every((info) => info === undefined)) return infos.map(() => undefined);
   const scores: (number | undefined)[] = infos.map(() => 0);
   const data = infos.map((info, i) => ({ i, info, ttft: info?.ttftHeadroom ?? 0, tpot: info?.tpotHeadroom ?? 0 }));
   type D = (typeof data)[number];
