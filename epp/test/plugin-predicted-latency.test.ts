@@ -234,6 +234,43 @@ schedulingProfiles:
     expect([a, b, c].map((x) => predictions.get(x.endpoint.key)!.dispatchedRequestCount)).toEqual([1, 0, 0]);
   });
 
+  test('through request control: a routed request counts on its pod from its commit to its end; one with a negative TPOT SLO counts in flight but not there', async () => {
+    const ds = new Datastore({ scrape: false });
+    try {
+      for (let i = 0; i < 2; i++) {
+        ds.upsertEndpoint({ key: `10.0.0.${i + 1}:8000`, name: `p${i}`, namespace: 'ns', address: `10.0.0.${i + 1}`, port: 8000, labels: {} });
+        ds.setMetrics(`10.0.0.${i + 1}:8000`, { waitingQueueSize: 0, runningQueueSize: 1, kvCacheUsagePercent: 0.5, updateTime: Date.now(), consecutiveFailures: 0 });
+      }
+      const scheduler = buildScheduler(parseEndpointPickerConfig(LLMD_GUIDE_CONFIGS['predicted-latency-slo']), { now: () => Date.now(), random: seededRandom(5) });
+      const producer = scheduler.plugin('predicted-latency-producer') as PredictedLatencyProducer;
+      const control = new RequestControl({ datastore: ds, scheduler, monotonicSeconds: () => Date.now() / 1000 });
+      const dispatched = () => {
+        const counts = producer.predict(req(), ds.snapshot())!;
+        return ds.endpoints().map((e) => [ds.activeRequests(e.key), counts.get(e.key)!.dispatchedRequestCount]);
+      };
+      const route = async (headers: Record<string, string>) => {
+        const d = await control.route({
+          requestId: `q${Math.random()}`,
+          headers: new Map([[':method', 'POST'], [':path', '/v1/completions'], ['content-type', 'application/json'], ...Object.entries(headers)]),
+          body: Buffer.from(JSON.stringify({ model: 'm', prompt: 'hello '.repeat(100) })),
+          filterMetadata: {},
+        });
+        if (d.kind !== 'route') throw new Error(JSON.stringify(d));
+        return d;
+      };
+      const first = await route({});
+      const at = ds.endpoints().findIndex((e) => e.key === first.endpoint);
+      expect(dispatched()[at]).toEqual([1, 1]);
+      control.release(first.ticket, 'completed');
+      expect(dispatched()).toEqual([[0, 0], [0, 0]]);
+      const refused = await route({ 'x-llm-d-slo-tpot-ms': '-1' });
+      expect(dispatched()[ds.endpoints().findIndex((e) => e.key === refused.endpoint)]).toEqual([1, 0]);
+      control.release(refused.ticket, 'cancelled');
+    } finally {
+      ds.stop();
+    }
+  });
+
   // plugin_test.go TestPredictedLatency_GetPodRunningRequestCount: 0, 1, 3 requests in the endpoint's queue.
   test.each([[[], 0], [['0.04'], 1], [['0.04', '0.03', '0.05'], 3]])('TestPredictedLatency_GetPodRunningRequestCount: TPOT SLOs %j queued, count %d', (slos, expected) => {
     const scheduler = buildScheduler(config(), { now: () => 1_000_000 });
