@@ -34,7 +34,7 @@ import { EMPTY_METRICS, type EndpointMetrics, type EndpointSnapshot } from '../s
 import { CycleState } from '../src/scheduling/framework';
 import type { LatencyScorer } from '../src/scheduling/plugins/latency-scorer';
 import type { LatencySloAdmitter } from '../src/scheduling/plugins/latency-slo-admitter';
-import type { LatencyPredictionInfo, PredictedLatencyProducer } from '../src/scheduling/plugins/predicted-latency-producer';
+import { parseSloHeader, TTFT_SLO_HEADERS, type LatencyPredictionInfo, type PredictedLatencyProducer } from '../src/scheduling/plugins/predicted-latency-producer';
 import type { SloHeadroomTierFilter } from '../src/scheduling/plugins/slo-headroom-tier-filter';
 import { buildScheduler } from '../src/scheduling/scheduler';
 import type { LLMRequest } from '../src/scheduling/types';
@@ -386,6 +386,23 @@ function config(cfg: ProducerConfig & { epsilon: number; predictInProduce: boole
 const NOW = 1_000_000;
 
 describe('predicted-latency-producer, slo-headroom-tier-filter, latency-scorer and latency-slo-admitter against a reference model of llm-d-router v0.10.0', () => {
+  it('reads an SLO header as the port of strconv.ParseFloat does, over seeded random strings of float syntax', () => {
+    const alphabet = ['0', '1', '5', '9', '.', '_', 'e', 'E', 'p', 'P', 'x', 'X', '+', '-', 'a', 'f', 'i', 'n', 'N', 'I', 'inf', 'nan', 'infinity', '0x', ' '];
+    const random = seededRandom(77);
+    let floats = 0;
+    const differ: string[] = [];
+    for (let k = 0; k < 20_000; k++) {
+      let value = '';
+      const length = 1 + Math.floor(random() * 8);
+      for (let j = 0; j < length; j++) value += alphabet[Math.floor(random() * alphabet.length)];
+      const expected = goParseFloat(value) ?? 0;
+      if (goParseFloat(value) !== undefined) floats++;
+      if (!Object.is(parseSloHeader({ 'x-llm-d-slo-ttft-ms': value }, TTFT_SLO_HEADERS), expected)) differ.push(value);
+    }
+    expect(differ).toEqual([]);
+    expect(floats).toBeGreaterThan(700);
+  });
+
   it('agree on every published prediction (validity, headroom, dispatched count), tier, score and admission over seeded cases', () => {
     const counts = { requests: 0, bothTiers: 0, allNegative: 0, idleBucket: 0, deficitBuckets: 0, denied: 0, missing: 0, nanBlend: 0, invalidHeader: 0 };
     for (let seed = 1; seed <= 100; seed++) {
