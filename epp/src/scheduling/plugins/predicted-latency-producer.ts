@@ -5,9 +5,10 @@
  *
  * Per request it reads the SLO headers (`x-llm-d-slo-ttft-ms`, else the deprecated `x-slo-ttft-ms`; `x-llm-d-slo-tpot-ms`,
  * else `x-slo-tpot-ms`: `metadata.TTFTSLOHeaderKey`/`TPOTSLOHeaderKey` and their aliases, pkg/epp/metadata/consts.go; a
- * value that is not a float counts 0, as parseSLOHeaders logs and goes on) and publishes, per candidate, upstream's
- * `LatencyPredictionInfo` (`attribute/latency/data_types.go`): predicted TTFT and TPOT in ms, their headrooms and
- * validity, and the requests this EPP has dispatched to the endpoint.
+ * value Go's strconv.ParseFloat refuses counts 0, as parseSLOHeaders logs and goes on) and publishes, per candidate,
+ * upstream's `LatencyPredictionInfo` (`attribute/latency/data_types.go`): predicted TTFT and TPOT in ms, their headrooms
+ * and validity, and the requests in this producer's running queue for the endpoint (committed there as their primary
+ * target, not yet ended).
  *
  * - TTFT: the config's `latency-scorer`'s prediction (`predictTtftSeconds`: queued prefill ahead, slot wait, the
  *   request's own uncached prefill by the prefix match, overhead), one model for scoring and for SLOs, learnt online
