@@ -345,21 +345,87 @@ function unescapeHelp(s: string): string {
 }
 
 const DECIMAL_FLOAT = /^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?$/;
-const INF = /^[+-]?inf(?:inity)?$/i;
 
 /**
- * Go's strconv.ParseFloat on the forms exporters emit: decimals, exponents, NaN and ±Inf in any case. A decimal beyond
- * the float range (1e400) is no value: Go answers ±Inf with ErrRange, which expfmt's parseFloat returns as the error
- * that refuses the page (prometheus/common v0.67.5 expfmt/text_parse.go); an underflow reads 0, as in Go.
+ * expfmt's parseFloat (prometheus/common v0.67.5 expfmt/text_parse.go): a value with `p`, `P` or `_` is refused ("unsupported
+ * character in float"), anything else is Go's strconv.ParseFloat ({@link parseGoFloat64}): decimals, exponents, NaN
+ * and ±Inf in any case. A decimal beyond the float range (1e400) is no value: Go answers ±Inf with ErrRange, which
+ * expfmt returns as the error that refuses the page; an underflow reads 0, as in Go. Plain decimals, what exporters
+ * emit, are read first.
  */
 export function parseGoFloat(token: string): number | undefined {
   if (DECIMAL_FLOAT.test(token)) {
     const v = Number(token);
     return Number.isFinite(v) ? v : undefined;
   }
-  if (INF.test(token)) return token.startsWith('-') ? -Infinity : Infinity;
-  if (/^nan$/i.test(token)) return NaN;
-  return undefined;
+  return /[pP_]/.test(token) ? undefined : parseGoFloat64(token);
+}
+
+const GO_DECIMAL = /^([0-9_]*)(?:\.([0-9_]*))?(?:[eE]([+-]?[0-9][0-9_]*))?$/;
+const GO_HEX = /^0[xX]([0-9a-fA-F_]*)(?:\.([0-9a-fA-F_]*))?[pP]([+-]?[0-9][0-9_]*)$/;
+
+/**
+ * `strconv.ParseFloat(s, 64)` (Go's src/strconv/atof.go): the value, or undefined where Go returns an error. Go takes
+ * its float literals: decimal, or hexadecimal with a `p` exponent (`0x1.8p9`), digits optionally separated by single
+ * underscores (atoi.go underscoreOK: `1_000.5`, not `1__0`, `_1` or `1_`), `inf`/`infinity` with an optional sign and
+ * `nan` without one, in any case (`special`: `+nan` is a syntax error); a value beyond float64's range (`1e400`) is an
+ * error (ErrRange), not ±Inf; no spaces.
+ */
+export function parseGoFloat64(s: string): number | undefined {
+  const sign = s[0] === '-' ? -1 : 1;
+  const body = s[0] === '-' || s[0] === '+' ? s.slice(1) : s;
+  const special = body.toLowerCase();
+  if (special === 'inf' || special === 'infinity') return sign * Infinity;
+  if (s.toLowerCase() === 'nan') return NaN;
+  const hex = GO_HEX.exec(body);
+  const decimal = hex === null ? GO_DECIMAL.exec(body) : null;
+  const parts = hex ?? decimal;
+  if (parts === null) return undefined;
+  const [, whole = '', fraction = '', exponent] = parts;
+  if (!/[0-9a-fA-F]/.test(whole + fraction)) return undefined;
+  if (s.includes('_') && !underscoresBetweenDigits(body, hex !== null)) return undefined;
+  // readFloat stops accumulating an exponent past 10000 (the value is then 0 or out of range either way).
+  let exp = 0;
+  if (exponent !== undefined) {
+    for (const c of exponent.replace(/^[+-]/, '').replace(/_/g, '')) if (exp < 10000) exp = exp * 10 + Number(c);
+    if (exponent.startsWith('-')) exp = -exp;
+  }
+  let value: number;
+  if (hex !== null) {
+    const digits = (whole + fraction).replace(/_/g, '');
+    value = Number(BigInt(`0x${digits}`));
+    // Scaled in steps, so that 2^k itself never overflows or underflows before the product does.
+    for (let k = exp - 4 * fraction.replace(/_/g, '').length; k !== 0 && value !== 0 && Number.isFinite(value);) {
+      const step = Math.max(-1000, Math.min(1000, k));
+      value *= 2 ** step;
+      k -= step;
+    }
+  } else {
+    value = Number(`${whole.replace(/_/g, '') || '0'}.${fraction.replace(/_/g, '') || '0'}e${exp}`);
+  }
+  return Number.isFinite(value) ? sign * value : undefined;
+}
+
+/** atoi.go underscoreOK, on a literal without its sign: each underscore between two digits (a base prefix counts as one). */
+function underscoresBetweenDigits(body: string, hex: boolean): boolean {
+  let saw = '^';
+  let i = 0;
+  if (hex) {
+    i = 2;
+    saw = '0';
+  }
+  for (; i < body.length; i++) {
+    const c = body[i]!;
+    if ((c >= '0' && c <= '9') || (hex && /[a-fA-F]/.test(c))) saw = '0';
+    else if (c === '_') {
+      if (saw !== '0') return false;
+      saw = '_';
+    } else {
+      if (saw === '_') return false;
+      saw = '!';
+    }
+  }
+  return saw !== '_';
 }
 
 export function isValidMetricName(name: string): boolean {

@@ -48,6 +48,7 @@
  * `DataProducer` before admission and scheduling. kvroute's admission runs before the cycle, so `latency-slo-admitter`
  * asks `predict` itself on the request's candidates (a cycle state of its own).
  */
+import { parseGoFloat64 } from '@kvroute/protocol/prometheus';
 import { DURATION_FORMAT_HINT } from '../../config/duration';
 import { ConfigError, describeValue } from '../../config/errors';
 import type { FieldReader } from '../../config/fields';
@@ -147,73 +148,6 @@ export function parseSloHeader(headers: Readonly<Record<string, string>>, names:
     return parseGoFloat64(value) ?? 0;
   }
   return 0;
-}
-
-const GO_DECIMAL = /^([0-9_]*)(?:\.([0-9_]*))?(?:[eE]([+-]?[0-9][0-9_]*))?$/;
-const GO_HEX = /^0[xX]([0-9a-fA-F_]*)(?:\.([0-9a-fA-F_]*))?[pP]([+-]?[0-9][0-9_]*)$/;
-
-/**
- * `strconv.ParseFloat(s, 64)` (Go's src/strconv/atof.go): the value, or undefined where Go returns an error. Go takes
- * its float literals: decimal, or hexadecimal with a `p` exponent (`0x1.8p9`), digits optionally separated by single
- * underscores (atoi.go underscoreOK: `1_000.5`, not `1__0`, `_1` or `1_`), `inf`/`infinity` with an optional sign and
- * `nan` without one, in any case (`special`: `+nan` is a syntax error); a value beyond float64's range (`1e400`) is an
- * error (ErrRange), not ±Inf; no spaces.
- */
-export function parseGoFloat64(s: string): number | undefined {
-  const sign = s[0] === '-' ? -1 : 1;
-  const body = s[0] === '-' || s[0] === '+' ? s.slice(1) : s;
-  const special = body.toLowerCase();
-  if (special === 'inf' || special === 'infinity') return sign * Infinity;
-  if (s.toLowerCase() === 'nan') return NaN;
-  const hex = GO_HEX.exec(body);
-  const decimal = hex === null ? GO_DECIMAL.exec(body) : null;
-  const parts = hex ?? decimal;
-  if (parts === null) return undefined;
-  const [, whole = '', fraction = '', exponent] = parts;
-  if (!/[0-9a-fA-F]/.test(whole + fraction)) return undefined;
-  if (s.includes('_') && !underscoresBetweenDigits(body, hex !== null)) return undefined;
-  // readFloat stops accumulating an exponent past 10000 (the value is then 0 or out of range either way).
-  let exp = 0;
-  if (exponent !== undefined) {
-    for (const c of exponent.replace(/^[+-]/, '').replace(/_/g, '')) if (exp < 10000) exp = exp * 10 + Number(c);
-    if (exponent.startsWith('-')) exp = -exp;
-  }
-  let value: number;
-  if (hex !== null) {
-    const digits = (whole + fraction).replace(/_/g, '');
-    value = Number(BigInt(`0x${digits}`));
-    // Scaled in steps, so that 2^k itself never overflows or underflows before the product does.
-    for (let k = exp - 4 * fraction.replace(/_/g, '').length; k !== 0 && value !== 0 && Number.isFinite(value);) {
-      const step = Math.max(-1000, Math.min(1000, k));
-      value *= 2 ** step;
-      k -= step;
-    }
-  } else {
-    value = Number(`${whole.replace(/_/g, '') || '0'}.${fraction.replace(/_/g, '') || '0'}e${exp}`);
-  }
-  return Number.isFinite(value) ? sign * value : undefined;
-}
-
-/** atoi.go underscoreOK, on a literal without its sign: each underscore between two digits (a base prefix counts as one). */
-function underscoresBetweenDigits(body: string, hex: boolean): boolean {
-  let saw = '^';
-  let i = 0;
-  if (hex) {
-    i = 2;
-    saw = '0';
-  }
-  for (; i < body.length; i++) {
-    const c = body[i]!;
-    if ((c >= '0' && c <= '9') || (hex && /[a-fA-F]/.test(c))) saw = '0';
-    else if (c === '_') {
-      if (saw !== '0') return false;
-      saw = '_';
-    } else {
-      if (saw === '_') return false;
-      saw = '!';
-    }
-  }
-  return saw !== '_';
 }
 
 /** The request's TTFT and TPOT SLOs in ms (0: none). */
