@@ -654,3 +654,23 @@ describe('prefix-based-pd-decider with no prefix match for the decode pick (pref
     expect(decider([silentScorer('prefix-cache-scorer')]).disaggregate({ request: long, state: new CycleState() }, pod('d', 'decode'))).toBe(true);
   });
 });
+
+// llm-d-router v0.10.0 prefix_based_pd_decider.go disaggregate: hitPrefixTokens = CachedBlockCount × BlockSizeTokens
+// (whole blocks of whole pseudo-tokens: 64 of 4 bytes, approximateprefix/plugin.go GetBlockSize's floor), nonCached =
+// TokenCount − that, disaggregated when nonCached >= nonCachedTokens. An 861-character ASCII prompt is 216 estimated
+// tokens (861 ÷ 4 rounded up, estimate.go); its decode pod holding its first 256-character block holds 64 of them:
+// 152 left, disaggregated at nonCachedTokens 152. kvroute took 256/861 of 216 tokens (64.2) as cached, left 151.8 and
+// kept the request decode only.
+describe('prefix-based-pd-decider counts the decode pod\'s cached tokens as whole tokens (prefix_based_pd_decider.go @ llm-d-router v0.10.0)', () => {
+  test('861 characters, the first 256 cached on the decode pod: 152 tokens left, disaggregated at nonCachedTokens 152', () => {
+    const scheduler = buildScheduler(parseEndpointPickerConfig(PD_EPP_CONFIG.replace('nonCachedTokens: 16', 'nonCachedTokens: 152')));
+    const pods = [pod('p0', 'prefill'), pod('d0', 'decode')];
+    const block = 'a'.repeat(256);
+    const send = (prompt: string) => scheduler.schedule({ requestId: 'r', model: 'm', prompt, headers: {}, attributes: new CycleState() }, pods);
+    // 1,000 characters (250 tokens), cold: disaggregated, its blocks recorded on d0 (and p0).
+    expect(send(block + 'b'.repeat(744)).profileTargets?.get('prefill')?.endpoint.name).toBe('p0');
+    const shared = send(block + 'c'.repeat(605));
+    expect(shared.target.endpoint.name).toBe('d0');
+    expect(shared.profileTargets?.get('prefill')?.endpoint.name).toBe('p0');
+  });
+});

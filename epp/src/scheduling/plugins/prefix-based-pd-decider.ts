@@ -22,12 +22,16 @@ export interface PrefixBasedPdDeciderParameters {
  * approximate scorer's tail probes past the window do not count). The precise scorer's are tokens; the approximate
  * scorer's are characters of kvroute's prompt text (a chat's ChatML turns, token ids written out), so the cached share
  * of that text is taken of the estimated tokens: upstream's blocks are of the same pseudo-tokens its estimate counts,
- * and for ASCII text the two agree.
+ * and for ASCII text the two agree. That share is rounded down to whole tokens: upstream's count is whole blocks of
+ * whole pseudo-tokens, while the estimate rounds the prompt's last partial pseudo-token up, so the unrounded share of a
+ * prompt of 861 characters (216 tokens) holding one 256-character block is 64.2, not 64, and left 151.8 tokens to
+ * prefill where upstream counts 152 (disaggregated at `nonCachedTokens: 152`). For an ASCII prompt the share is short
+ * of a whole token above upstream's, so the floor is upstream's count exactly.
  */
 function cachedTokensOf(match: PrefixMatchEstimate, cached: number, inputTokens: number): number {
   const held = Math.min(cached, match.window ?? cached);
   if (match.unit === 'tokens') return held;
-  return match.promptLength === 0 ? 0 : (Math.min(held, match.promptLength) / match.promptLength) * inputTokens;
+  return match.promptLength === 0 ? 0 : Math.floor((Math.min(held, match.promptLength) / match.promptLength) * inputTokens);
 }
 
 /**

@@ -1,0 +1,303 @@
+/**
+ * Differential test of prefill/decode disaggregation against a reference model of llm-d-router v0.10.0
+ * (`pkg/epp/framework/plugins/scheduling/profilehandler/disagg/`: `disagg_profile_handler.go` pickDecodeFirst,
+ * pickPrefillFirst, ProcessResults, PreRequest; `pd_profile_handler.go` Pick; `prefix_based_pd_decider.go`
+ * disaggregate; `always_disagg_pd_decider.go`; `disagg_headers_handler.go`; `metrics.go` RecordDisaggDecision,
+ * RecordPDDecision; `filter/bylabel/roles.go`; `requestcontrol/dataproducer/approximateprefix/plugin.go` Produce,
+ * PreRequest, GetBlockSize; `pkg/epp/scheduling/scheduler.go` Schedule: a failed profile's result is nil).
+ *
+ * kvroute's scheduler is built by its real config loader from upstream-shaped YAML (llm-d-router v0.10.0
+ * `deploy/config/pd-epp-config.yaml`'s plugins, varied: handler, stage order, decider and its thresholds, the
+ * deprecated header handler beside it) and driven with seeded random pods (roles from `llm-d.ai/role`, IPv4 and IPv6
+ * addresses) and prompts sharing 256-character blocks, a client's own `x-prefiller-host-port` now and then; its pre-request
+ * hooks then set the headers as request control runs them. The model predicts for every request: the decode pod (the
+ * set of best-scoring decode candidates, max-score-picker breaking ties at random), whether the decider disaggregates,
+ * the prefill pod (likewise a set), the prefill header, an error when no decode pod passes, and the decision counted.
+ *
+ * The model keeps upstream's approximate producer index: blocks of 64 pseudo-tokens (GetBlockSize's floor,
+ * minBlockSizeTokens; 4 bytes a pseudo-token, `tokenizer/estimate.go`), so 256 ASCII characters; a pod's match is its
+ * leading run of chained blocks; the primary (decode) pick and the `prefill` profile's pick are recorded after the
+ * cycle (PreRequest). Prompts are ASCII, where upstream's bytes and kvroute's characters agree.
+ *
+ * Deliberate differences (epp/README.md): no decode pod is kvroute's 503 where upstream answers 429 (either way the
+ * request fails); a client's `x-prefiller-host-port` is blanked rather than left to Envoy when no prefill pod is picked.
+ */
+import { parseEndpointPickerConfig } from '../src/config';
+import { EMPTY_METRICS, type EndpointSnapshot } from '../src/datastore/types';
+import { SET_REQUEST_HEADERS } from '../src/requestcontrol/hooks';
+import { CycleState } from '../src/scheduling/framework';
+import { NOOP_SCHEDULING_METRICS } from '../src/scheduling/metrics-hooks';
+import { buildScheduler } from '../src/scheduling/scheduler';
+import { SchedulingError, type LLMRequest } from '../src/scheduling/types';
+
+/** mulberry32: a small seeded generator, so every run draws the same cases. */
+function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** GetBlockSize's floor (minBlockSizeTokens 64) × 4 bytes a pseudo-token (estimate.go bytesPerToken). */
+const BLOCK_CHARS = 256;
+const PREFILL_ROLES = new Set(['prefill', 'encode-prefill', 'prefill-decode', 'both', 'encode-prefill-decode']);
+const DECODE_ROLES = new Set(['decode', 'prefill-decode', 'both', 'encode-prefill-decode']);
+const ROLES = ['prefill', 'decode', 'both', 'prefill-decode', 'encode-prefill', 'encode-prefill-decode', 'encode', 'Decode', undefined] as const;
+const PREFILL_HEADER = 'x-prefiller-host-port';
+
+type Handler = 'disagg' | 'disagg+headers' | 'pd+headers' | 'pd' | 'prefill-first';
+interface Scenario {
+  handler: Handler;
+  decider: { type: 'prefix'; nonCachedTokens: number; promptTokens: number } | { type: 'always' };
+}
+
+function configOf(s: Scenario): string {
+  const decider = s.decider.type === 'always'
+    ? '- type: always-disagg-pd-decider\n'
+    : `- type: prefix-based-pd-decider\n  parameters:\n    nonCachedTokens: ${s.decider.nonCachedTokens}\n    promptTokens: ${s.decider.promptTokens}\n`;
+  const deciderName = s.decider.type === 'always' ? 'always-disagg-pd-decider' : 'prefix-based-pd-decider';
+  let handler: string;
+  switch (s.handler) {
+    case 'disagg': handler = `- type: disagg-profile-handler\n  parameters:\n    deciders:\n      prefill: ${deciderName}\n`; break;
+    case 'disagg+headers': handler = `- type: disagg-profile-handler\n  parameters:\n    deciders:\n      prefill: ${deciderName}\n- type: disagg-headers-handler\n`; break;
+    case 'pd+headers': handler = `- type: pd-profile-handler\n  parameters:\n    deciderPluginName: ${deciderName}\n- type: prefill-header-handler\n`; break;
+    case 'pd': handler = `- type: pd-profile-handler\n  parameters:\n    deciderPluginName: ${deciderName}\n`; break;
+    case 'prefill-first': handler = '- type: disagg-profile-handler\n  parameters:\n    stageOrder: prefill-first\n'; break;
+  }
+  // deploy/config/pd-epp-config.yaml @ llm-d-router v0.10.0, the handler and decider varied.
+  return `apiVersion: llm-d.ai/v1alpha1
+kind: EndpointPickerConfig
+plugins:
+- type: approx-prefix-cache-producer
+  parameters:
+    maxPrefixTokensToMatch: 16384
+    lruCapacityPerServer: 31250
+- type: prefix-cache-scorer
+- type: queue-scorer
+- type: prefill-filter
+- type: decode-filter
+- type: max-score-picker
+${handler}${s.handler === 'prefill-first' ? '' : decider}schedulingProfiles:
+- name: prefill
+  plugins:
+  - pluginRef: prefill-filter
+  - pluginRef: max-score-picker
+  - pluginRef: prefix-cache-scorer
+    weight: 2
+  - pluginRef: queue-scorer
+    weight: 1
+- name: decode
+  plugins:
+  - pluginRef: decode-filter
+  - pluginRef: max-score-picker
+  - pluginRef: prefix-cache-scorer
+    weight: 2
+  - pluginRef: queue-scorer
+    weight: 1
+`;
+}
+
+interface ModelPod { name: string; address: string; port: number; role: string | undefined }
+
+/** net.JoinHostPort(address, port), as PreRequest writes the prefill pod. */
+const joinHostPort = (address: string, port: number) => (address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`);
+
+/** The reference model of one EPP: upstream's approximate index and the disagg handlers' cycle. */
+class Model {
+  /** Pod name → chained block prefixes recorded there (a block's key stands for the prompt through it). */
+  private readonly index = new Map<string, Set<string>>();
+
+  constructor(private readonly s: Scenario) {}
+
+  private blocks(prompt: string): string[] {
+    const keys: string[] = [];
+    for (let end = BLOCK_CHARS; end <= prompt.length; end += BLOCK_CHARS) keys.push(prompt.slice(0, end));
+    return keys;
+  }
+
+  /** matchLongestPrefix: the leading blocks the pod holds, stopping at the first it does not. */
+  cachedBlocks(pod: string, prompt: string): number {
+    const held = this.index.get(pod);
+    let n = 0;
+    for (const key of this.blocks(prompt)) {
+      if (held?.has(key) !== true) break;
+      n++;
+    }
+    return n;
+  }
+
+  /**
+   * The best candidates of a profile: prefix-cache-scorer (matched blocks ÷ the prompt's blocks, weight 2) plus
+   * queue-scorer (every queue empty: equal), so the most matched blocks; max-score-picker picks one of them at random.
+   */
+  best(candidates: readonly ModelPod[], prompt: string): Set<string> {
+    const hits = candidates.map((p) => this.cachedBlocks(p.name, prompt));
+    const top = Math.max(...hits);
+    return new Set(candidates.filter((_, i) => hits[i] === top).map((p) => p.name));
+  }
+
+  /** prefix_based_pd_decider.go disaggregate, or always_disagg_pd_decider.go. */
+  disaggregate(prompt: string, decodePod: string): boolean {
+    const d = this.s.decider;
+    if (d.type === 'always') return true;
+    if (d.nonCachedTokens === 0) return false;
+    const inputTokens = Math.ceil(Buffer.byteLength(prompt) / 4); // estimate.go: bytes packed 4 to a pseudo-token
+    if (d.promptTokens > 0 && inputTokens < d.promptTokens) return false;
+    if (inputTokens < d.nonCachedTokens) return false;
+    const hitPrefixTokens = this.cachedBlocks(decodePod, prompt) * (BLOCK_CHARS / 4); // CachedBlockCount × BlockSizeTokens
+    return inputTokens - hitPrefixTokens >= d.nonCachedTokens;
+  }
+
+  /** approximateprefix/plugin.go PreRequest: the primary pick and the `prefill` profile's pick learn every block. */
+  record(prompt: string, pods: readonly string[]): void {
+    for (const pod of pods) {
+      let held = this.index.get(pod);
+      if (held === undefined) this.index.set(pod, (held = new Set()));
+      for (const key of this.blocks(prompt)) held.add(key);
+    }
+  }
+}
+
+interface Outcome {
+  error: boolean;
+  decode?: string;
+  prefill?: string;
+  header?: string;
+  counted: string[];
+}
+
+const snapshotOf = (p: ModelPod): EndpointSnapshot => ({
+  endpoint: { key: joinHostPort(p.address, p.port), name: p.name, namespace: 'default', address: p.address, port: p.port, labels: p.role === undefined ? {} : { 'llm-d.ai/role': p.role } },
+  metrics: { ...EMPTY_METRICS, updateTime: Date.now() },
+  activeRequests: 0,
+});
+
+function runScenario(seed: number): { cases: number; disaggregated: number } {
+  const random = rng(seed);
+  const pick = <T>(xs: readonly T[]): T => xs[Math.floor(random() * xs.length)]!;
+  const handler = pick<Handler>(['disagg', 'disagg+headers', 'pd+headers', 'pd', 'prefill-first']);
+  const decider: Scenario['decider'] = random() < 0.2
+    ? { type: 'always' }
+    : { type: 'prefix', nonCachedTokens: random() < 0.1 ? 0 : 1 + Math.floor(random() * 200), promptTokens: random() < 0.5 ? 0 : Math.floor(random() * 300) };
+  const scenario: Scenario = { handler, decider };
+
+  const counted: string[] = [];
+  const count = (_n: string, type: string, _m: string, decision: string) => counted.push(`${type}:${decision}`);
+  const scheduler = buildScheduler(parseEndpointPickerConfig(configOf(scenario)),
+    { metrics: { ...NOOP_SCHEDULING_METRICS, countDisaggDecision: count, countPdDecision: count } });
+  const hooks = scheduler.plugins.ofKind('pre-request');
+  const model = new Model(scenario);
+
+  const pods: ModelPod[] = Array.from({ length: 1 + Math.floor(random() * 5) }, (_, i) => ({
+    name: `pod-${i}`,
+    address: random() < 0.3 ? `fd00::${i + 1}` : `10.0.0.${i + 1}`,
+    port: 8000 + Math.floor(random() * 3),
+    role: pick(ROLES),
+  }));
+  const decodable = pods.filter((p) => p.role === undefined || DECODE_ROLES.has(p.role));
+  const prefillable = pods.filter((p) => p.role !== undefined && PREFILL_ROLES.has(p.role));
+  const snapshots = pods.map(snapshotOf);
+  const byName = new Map(pods.map((p) => [p.name, p]));
+  const shared = Array.from({ length: 4 }, (_, i) => String.fromCharCode(97 + i).repeat(BLOCK_CHARS - 8) + `block-${i}.`);
+
+  let disaggregated = 0;
+  const cases = 25;
+  for (let r = 0; r < cases; r++) {
+    // Prompts of shared 256-character blocks and a tail of 0..600 characters (ASCII).
+    let prompt = '';
+    for (let b = Math.floor(random() * 4); b > 0; b--) prompt += pick(shared);
+    const tail = Math.floor(random() * 600);
+    for (let c = 0; c < tail; c++) prompt += String.fromCharCode(32 + Math.floor(random() * 95));
+    const clientHeader: Record<string, string> = random() < 0.3 ? { [PREFILL_HEADER]: 'attacker.example:1' } : {};
+    const where = `seed ${seed} request ${r} (${handler}, ${JSON.stringify(decider)}, ${prompt.length} characters, pods ${pods.map((p) => `${p.name}=${p.role}`).join(' ')})`;
+
+    // kvroute.
+    const request: LLMRequest = { requestId: `r${r}`, model: 'm', prompt, headers: { ...clientHeader }, attributes: new CycleState() };
+    counted.length = 0;
+    const got: Outcome = { error: false, counted: [] };
+    try {
+      const result = scheduler.schedule(request, snapshots);
+      got.decode = result.target.endpoint.name;
+      got.prefill = result.profileTargets?.get('prefill')?.endpoint.name;
+      for (const hook of hooks) hook.preRequest(request, result);
+      const set = request.attributes!.get(SET_REQUEST_HEADERS);
+      got.header = set?.[PREFILL_HEADER] ?? request.headers[PREFILL_HEADER];
+    } catch (e) {
+      if (!(e instanceof SchedulingError)) throw e;
+      got.error = true;
+    }
+    got.counted = [...counted];
+
+    // The model: which pods it allows, then the pick kvroute made among them.
+    const want: Outcome = { error: false, counted: [] };
+    const headerFor = (prefillPod: string | undefined): string | undefined => {
+      const writes = handler !== 'pd'; // pd-profile-handler is no PreRequest; the others write or blank the header
+      if (!writes) return clientHeader[PREFILL_HEADER];
+      if (prefillPod !== undefined) { const p = byName.get(prefillPod)!; return joinHostPort(p.address, p.port); }
+      // Upstream deletes it (Envoy keeps the client's); kvroute blanks it (deliberate, epp/README.md).
+      return clientHeader[PREFILL_HEADER] === undefined ? undefined : '';
+    };
+    const type = handler.startsWith('pd') ? 'pd-profile-handler' : 'disagg-profile-handler';
+    let prefillPod: string | undefined;
+    if (handler === 'prefill-first') {
+      // pickPrefillFirst: prefill (whatever it picks), then decode; a failed decode ends the cycle uncounted.
+      const prefillBest = prefillable.length === 0 ? undefined : model.best(prefillable, prompt);
+      if (prefillBest !== undefined && decodable.length > 0) {
+        expect({ where, prefill: got.prefill !== undefined && prefillBest.has(got.prefill) }).toEqual({ where, prefill: true });
+        prefillPod = got.prefill;
+      }
+      if (decodable.length === 0) {
+        want.error = true;
+      } else {
+        const decodeBest = model.best(decodable, prompt);
+        expect({ where, decode: got.decode !== undefined && decodeBest.has(got.decode) }).toEqual({ where, decode: true });
+        want.decode = got.decode;
+        want.prefill = prefillPod;
+        want.counted = [`${type}:${prefillPod !== undefined ? 'prefill-decode' : 'decode-only'}`];
+      }
+    } else if (decodable.length === 0) {
+      want.error = true; // ProcessResults: "failed to find available decode workers"
+    } else {
+      const decodeBest = model.best(decodable, prompt);
+      expect({ where, decode: got.decode !== undefined && decodeBest.has(got.decode) }).toEqual({ where, decode: true });
+      want.decode = got.decode;
+      const split = model.disaggregate(prompt, got.decode!);
+      if (split && prefillable.length > 0) {
+        const prefillBest = model.best(prefillable, prompt);
+        if (got.prefill === undefined || !prefillBest.has(got.prefill)) {
+          expect({ where, prefill: got.prefill }).toEqual({ where, prefill: [...prefillBest], hits: prefillable.map((p) => model.cachedBlocks(p.name, prompt)), decodeHits: model.cachedBlocks(got.decode!, prompt) });
+        }
+        prefillPod = got.prefill;
+      }
+      want.prefill = prefillPod;
+      // pd_profile_handler.go counts the decider's answer; disagg_profile_handler.go whether prefill picked a pod.
+      const decision = type === 'pd-profile-handler' ? (split ? 'prefill-decode' : 'decode-only') : (prefillPod !== undefined ? 'prefill-decode' : 'decode-only');
+      want.counted = [`${type}:${decision}`];
+    }
+    if (!want.error) want.header = headerFor(prefillPod);
+    expect({ where, ...got }).toEqual({ where, ...want });
+    if (!want.error) model.record(prompt, [want.decode!, ...(prefillPod !== undefined ? [prefillPod] : [])]);
+    if (prefillPod !== undefined) disaggregated++;
+  }
+  return { cases, disaggregated };
+}
+
+describe('P/D disaggregation against a reference model of llm-d-router v0.10.0 (seeded)', () => {
+  test('200 scenarios of 25 requests each: every pick, decision, header and count as the model says', () => {
+    let cases = 0;
+    let disaggregated = 0;
+    for (let seed = 1; seed <= 200; seed++) {
+      const r = runScenario(seed);
+      cases += r.cases;
+      disaggregated += r.disaggregated;
+    }
+    // Both outcomes are exercised, not just one.
+    expect(cases).toBe(5000);
+    expect(disaggregated).toBeGreaterThan(500);
+    expect(cases - disaggregated).toBeGreaterThan(500);
+  });
+});
