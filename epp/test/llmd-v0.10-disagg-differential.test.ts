@@ -56,9 +56,11 @@ const DECODE_ROLES = new Set(['decode', 'prefill-decode', 'both', 'encode-prefil
 const ROLES = ['prefill', 'decode', 'both', 'prefill-decode', 'encode-prefill', 'encode-prefill-decode', 'encode', 'Decode', undefined] as const;
 const PREFILL_HEADER = 'x-prefiller-host-port';
 
-type Handler = 'disagg' | 'disagg+headers' | 'pd+headers' | 'pd' | 'prefill-first';
+type Handler = 'disagg' | 'disagg+headers' | 'disagg-no-decider' | 'pd+headers' | 'pd' | 'prefill-first';
 interface Scenario {
   handler: Handler;
+  /** approx-prefix-cache-producer's maxPrefixTokensToMatch (the sample's 16384, or a window of a few blocks). */
+  maxPrefixTokens: number;
   decider: { type: 'prefix'; nonCachedTokens: number; promptTokens: number } | { type: 'always' };
 }
 
@@ -74,6 +76,7 @@ function configOf(s: Scenario): string {
     case 'pd+headers': handler = `- type: pd-profile-handler\n  parameters:\n    deciderPluginName: ${deciderName}\n- type: prefill-header-handler\n`; break;
     case 'pd': handler = `- type: pd-profile-handler\n  parameters:\n    deciderPluginName: ${deciderName}\n`; break;
     case 'prefill-first': handler = '- type: disagg-profile-handler\n  parameters:\n    stageOrder: prefill-first\n'; break;
+    case 'disagg-no-decider': handler = '- type: disagg-profile-handler\n'; break;
   }
   // deploy/config/pd-epp-config.yaml @ llm-d-router v0.10.0, the handler and decider varied.
   return `apiVersion: llm-d.ai/v1alpha1
@@ -81,14 +84,14 @@ kind: EndpointPickerConfig
 plugins:
 - type: approx-prefix-cache-producer
   parameters:
-    maxPrefixTokensToMatch: 16384
+    maxPrefixTokensToMatch: ${s.maxPrefixTokens}
     lruCapacityPerServer: 31250
 - type: prefix-cache-scorer
 - type: queue-scorer
 - type: prefill-filter
 - type: decode-filter
 - type: max-score-picker
-${handler}${s.handler === 'prefill-first' ? '' : decider}schedulingProfiles:
+${handler}${s.handler === 'prefill-first' || s.handler === 'disagg-no-decider' ? '' : decider}schedulingProfiles:
 - name: prefill
   plugins:
   - pluginRef: prefill-filter
@@ -120,17 +123,22 @@ class Model {
 
   constructor(private readonly s: Scenario) {}
 
-  private blocks(prompt: string): string[] {
+  /**
+   * prefixhash.GetBlockHashes: the prompt's full blocks, at most resolveMaxBlocks (maxPrefixTokensToMatch ÷ the block
+   * size, rounded down), each chained from a seed of the request's model (computeBlockHashes).
+   */
+  private blocks(model: string, prompt: string): string[] {
     const keys: string[] = [];
-    for (let end = BLOCK_CHARS; end <= prompt.length; end += BLOCK_CHARS) keys.push(prompt.slice(0, end));
+    const maxBlocks = Math.floor(this.s.maxPrefixTokens / (BLOCK_CHARS / 4));
+    for (let end = BLOCK_CHARS; end <= prompt.length && keys.length < maxBlocks; end += BLOCK_CHARS) keys.push(`${model}\u0000${prompt.slice(0, end)}`);
     return keys;
   }
 
   /** matchLongestPrefix: the leading blocks the pod holds, stopping at the first it does not. */
-  cachedBlocks(pod: string, prompt: string): number {
+  cachedBlocks(pod: string, model: string, prompt: string): number {
     const held = this.index.get(pod);
     let n = 0;
-    for (const key of this.blocks(prompt)) {
+    for (const key of this.blocks(model, prompt)) {
       if (held?.has(key) !== true) break;
       n++;
     }
@@ -141,30 +149,30 @@ class Model {
    * The best candidates of a profile: prefix-cache-scorer (matched blocks ÷ the prompt's blocks, weight 2) plus
    * queue-scorer (every queue empty: equal), so the most matched blocks; max-score-picker picks one of them at random.
    */
-  best(candidates: readonly ModelPod[], prompt: string): Set<string> {
-    const hits = candidates.map((p) => this.cachedBlocks(p.name, prompt));
+  best(candidates: readonly ModelPod[], model: string, prompt: string): Set<string> {
+    const hits = candidates.map((p) => this.cachedBlocks(p.name, model, prompt));
     const top = Math.max(...hits);
     return new Set(candidates.filter((_, i) => hits[i] === top).map((p) => p.name));
   }
 
   /** prefix_based_pd_decider.go disaggregate, or always_disagg_pd_decider.go. */
-  disaggregate(prompt: string, decodePod: string): boolean {
+  disaggregate(model: string, prompt: string, decodePod: string): boolean {
     const d = this.s.decider;
     if (d.type === 'always') return true;
     if (d.nonCachedTokens === 0) return false;
     const inputTokens = Math.ceil(Buffer.byteLength(prompt) / 4); // estimate.go: bytes packed 4 to a pseudo-token
     if (d.promptTokens > 0 && inputTokens < d.promptTokens) return false;
     if (inputTokens < d.nonCachedTokens) return false;
-    const hitPrefixTokens = this.cachedBlocks(decodePod, prompt) * (BLOCK_CHARS / 4); // CachedBlockCount × BlockSizeTokens
+    const hitPrefixTokens = this.cachedBlocks(decodePod, model, prompt) * (BLOCK_CHARS / 4); // CachedBlockCount × BlockSizeTokens
     return inputTokens - hitPrefixTokens >= d.nonCachedTokens;
   }
 
   /** approximateprefix/plugin.go PreRequest: the primary pick and the `prefill` profile's pick learn every block. */
-  record(prompt: string, pods: readonly string[]): void {
+  record(model: string, prompt: string, pods: readonly string[]): void {
     for (const pod of pods) {
       let held = this.index.get(pod);
       if (held === undefined) this.index.set(pod, (held = new Set()));
-      for (const key of this.blocks(prompt)) held.add(key);
+      for (const key of this.blocks(model, prompt)) held.add(key);
     }
   }
 }
@@ -210,7 +218,7 @@ function draws(random: () => number, pods: ModelPod[]): Draw {
       for (let c = 0; c < tail; c++) prompt += String.fromCharCode(32 + Math.floor(random() * 95));
       return prompt;
     },
-    clientHeader: () => (random() < 0.3 ? { [PREFILL_HEADER]: 'attacker.example:1' } : {}),
+    clientHeader: (): Record<string, string> => (random() < 0.3 ? { [PREFILL_HEADER]: 'attacker.example:1' } : {}),
   };
 }
 
@@ -218,7 +226,7 @@ function draws(random: () => number, pods: ModelPod[]): Draw {
  * What upstream does with `prompt`, given kvroute's picks `got` where upstream's picker would choose at random among
  * equals (those are checked to be among the model's best, then taken): the outcome kvroute must match. Records the picks.
  */
-function judge(model: Model, s: Scenario, pods: readonly ModelPod[], prompt: string, clientHeader: Record<string, string>, got: Outcome, where: string): Outcome {
+function judge(model: Model, s: Scenario, pods: readonly ModelPod[], modelName: string, prompt: string, clientHeader: Record<string, string>, got: Outcome, where: string): Outcome {
   const decodable = pods.filter((p) => p.role === undefined || DECODE_ROLES.has(p.role));
   const prefillable = pods.filter((p) => p.role !== undefined && PREFILL_ROLES.has(p.role));
   const among = (what: 'decode' | 'prefill', best: Set<string>, picked: string | undefined) => {
@@ -233,19 +241,20 @@ function judge(model: Model, s: Scenario, pods: readonly ModelPod[], prompt: str
   } else if (s.handler === 'prefill-first') {
     // pickPrefillFirst: the prefill profile (whatever it picks), then decode.
     if (prefillable.length > 0) {
-      among('prefill', model.best(prefillable, prompt), got.prefill);
+      among('prefill', model.best(prefillable, modelName, prompt), got.prefill);
       prefillPod = got.prefill;
     }
-    among('decode', model.best(decodable, prompt), got.decode);
+    among('decode', model.best(decodable, modelName, prompt), got.decode);
     want.decode = got.decode;
     want.counted = [`${type}:${prefillPod !== undefined ? 'prefill-decode' : 'decode-only'}`];
   } else {
     // pickDecodeFirst / pd_profile_handler.go Pick: decode, then the decider on the decode pick.
-    among('decode', model.best(decodable, prompt), got.decode);
+    among('decode', model.best(decodable, modelName, prompt), got.decode);
     want.decode = got.decode;
-    const split = model.disaggregate(prompt, got.decode!);
+    // "No deciders.prefill configured, P/D disaggregation disabled" (HandlerFactory): never a prefill.
+    const split = s.handler !== 'disagg-no-decider' && model.disaggregate(modelName, prompt, got.decode!);
     if (split && prefillable.length > 0) {
-      among('prefill', model.best(prefillable, prompt), got.prefill);
+      among('prefill', model.best(prefillable, modelName, prompt), got.prefill);
       prefillPod = got.prefill;
     }
     // pd_profile_handler.go counts the decider's answer; disagg_profile_handler.go whether prefill picked a pod.
@@ -263,7 +272,7 @@ function judge(model: Model, s: Scenario, pods: readonly ModelPod[], prompt: str
       // Upstream deletes it from the headers it re-sets (Envoy keeps the client's); kvroute blanks it (deliberate, epp/README.md).
       want.header = clientHeader[PREFILL_HEADER] === undefined ? undefined : '';
     }
-    model.record(prompt, [want.decode!, ...(prefillPod !== undefined ? [prefillPod] : [])]);
+    model.record(modelName, prompt, [want.decode!, ...(prefillPod !== undefined ? [prefillPod] : [])]);
   }
   return want;
 }
@@ -273,12 +282,13 @@ function drawScenario(random: () => number, handlers: readonly Handler[]): Scena
   const decider: Scenario['decider'] = random() < 0.2
     ? { type: 'always' }
     : { type: 'prefix', nonCachedTokens: random() < 0.1 ? 0 : 1 + Math.floor(random() * 200), promptTokens: random() < 0.5 ? 0 : Math.floor(random() * 300) };
-  return { handler, decider };
+  const maxPrefixTokens = random() < 0.5 ? 16384 : [32, 128, 320, 512][Math.floor(random() * 4)]!;
+  return { handler, decider, maxPrefixTokens };
 }
 
 function runScenario(seed: number): { cases: number; disaggregated: number } {
   const random = rng(seed);
-  const scenario = drawScenario(random, ['disagg', 'disagg+headers', 'pd+headers', 'pd', 'prefill-first']);
+  const scenario = drawScenario(random, ['disagg', 'disagg+headers', 'disagg-no-decider', 'pd+headers', 'pd', 'prefill-first']);
   const counted: string[] = [];
   const count = (_n: string, type: string, _m: string, decision: string) => counted.push(`${type}:${decision}`);
   const scheduler = buildScheduler(parseEndpointPickerConfig(configOf(scenario)),
@@ -294,8 +304,9 @@ function runScenario(seed: number): { cases: number; disaggregated: number } {
   for (let r = 0; r < cases; r++) {
     const prompt = draw.prompt();
     const clientHeader = draw.clientHeader();
-    const where = `seed ${seed} request ${r} (${scenario.handler}, ${JSON.stringify(scenario.decider)}, ${prompt.length} characters, pods ${pods.map((p) => `${p.name}=${p.role}`).join(' ')})`;
-    const request: LLMRequest = { requestId: `r${r}`, model: 'm', prompt, headers: { ...clientHeader }, attributes: new CycleState() };
+    const modelName = random() < 0.8 ? 'm' : 'other-model';
+    const where = `seed ${seed} request ${r} (${scenario.handler}, ${JSON.stringify(scenario.decider)}, model ${modelName}, window ${scenario.maxPrefixTokens}, ${prompt.length} characters, pods ${pods.map((p) => `${p.name}=${p.role}`).join(' ')})`;
+    const request: LLMRequest = { requestId: `r${r}`, model: modelName, prompt, headers: { ...clientHeader }, attributes: new CycleState() };
     counted.length = 0;
     const got: Outcome = { error: false, counted: [] };
     try {
@@ -310,7 +321,7 @@ function runScenario(seed: number): { cases: number; disaggregated: number } {
       got.error = true;
     }
     got.counted = [...counted];
-    const want = judge(model, scenario, pods, prompt, clientHeader, got, where);
+    const want = judge(model, scenario, pods, modelName, prompt, clientHeader, got, where);
     expect({ where, ...got }).toEqual({ where, ...want });
     if (want.prefill !== undefined) disaggregated++;
   }
@@ -352,7 +363,7 @@ describe('P/D disaggregation over the ext_proc stream against the reference mode
   // destination), from a file-discovery endpoints file (IPv4 only, as upstream's; IPv6 keys are drawn above).
   test('60 requests: destination, x-prefiller-host-port and llm_d_epp_disagg_decision_total as the model says', async () => {
     const random = rng(7);
-    const scenario: Scenario = { handler: 'disagg', decider: { type: 'prefix', nonCachedTokens: 40 + Math.floor(random() * 60), promptTokens: 0 } };
+    const scenario: Scenario = { handler: 'disagg', maxPrefixTokens: 16384, decider: { type: 'prefix', nonCachedTokens: 40 + Math.floor(random() * 60), promptTokens: 0 } };
     const pods = drawPods(random, 6, () => '127.0.0.1');
     pods[0]!.role = 'decode';
     for (const p of pods) {
@@ -387,7 +398,7 @@ describe('P/D disaggregation over the ext_proc stream against the reference mode
       const set = setHeaders(first.request_headers?.response?.header_mutation);
       const header = set[PREFILL_HEADER] ?? clientHeader[PREFILL_HEADER];
       const got: Outcome = { error: first.immediate_response !== undefined && first.immediate_response !== null, decode: byKey.get(set['x-gateway-destination-endpoint']!), prefill: header === undefined ? undefined : byKey.get(header), header, counted: [] };
-      const want = judge(model, scenario, pods, prompt, clientHeader, got, where);
+      const want = judge(model, scenario, pods, 'm', prompt, clientHeader, got, where);
       got.counted = want.counted; // counted from the metrics page below
       expect({ where, ...got }).toEqual({ where, ...want });
       for (const c of want.counted) counted.set(c, (counted.get(c) ?? 0) + 1);

@@ -19,6 +19,7 @@ import { startEpp, type Logger, type RunningEpp } from '../src/runner';
 import { createEppMetrics } from '../src/metrics';
 import { prefixBasedPdDecider } from '../src/scheduling/plugins/prefix-based-pd-decider';
 import { createPlugin } from '../src/scheduling/plugin';
+import { PREFIX_MATCH } from '../src/scheduling/prefix-match';
 import type { Plugin } from '../src/scheduling/framework';
 import type { PdDecider } from '../src/scheduling/pd-decider';
 import { FakeEnvoy, protocolConfig, requestBody, requestHeaders, responseBody, responseHeaders, setHeaders, waitFor } from './extproc-harness';
@@ -672,5 +673,50 @@ describe('prefix-based-pd-decider counts the decode pod\'s cached tokens as whol
     const shared = send(block + 'c'.repeat(605));
     expect(shared.target.endpoint.name).toBe('d0');
     expect(shared.profileTargets?.get('prefill')?.endpoint.name).toBe('p0');
+  });
+});
+
+// llm-d-router v0.10.0 prefix_based_pd_decider_test.go TestDisaggregate, ported: a 10-token prompt, the decode pod's
+// PrefixCacheMatchInfo holding `cached` tokens (blocks of 1 token there). kvroute's decider reads the decode profile's
+// prefix match: in tokens (the precise scorer's), and in characters (the approximate scorer's, 4 a token: a 40-character
+// prompt). Its "negative promptTokens is invalid" case is the config refusal above; the nil-endpoint cases have no
+// kvroute counterpart (the handler always passes the decode pick).
+describe('prefix_based_pd_decider_test.go TestDisaggregate (llm-d-router v0.10.0), ported', () => {
+  const deciderOf = (nonCachedTokens: number, promptTokens: number, scorerType: string): PdDecider => {
+    const handle = { now: Date.now, random: Math.random, metrics: NOOP_SCHEDULING_METRICS, logger: { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined }, plugins: () => [{ name: scorerType, type: scorerType, matchRatios: () => [] }] };
+    const plugin = createPlugin(prefixBasedPdDecider, 'prefix-based-pd-decider', { nonCachedTokens, promptTokens }, handle as never) as PdDecider & { resolveReferences(): void };
+    plugin.resolveReferences();
+    return plugin;
+  };
+  const endpoint = pod('test-pod', 'decode');
+  const cases: [string, number, number, number, boolean][] = [
+    // name, nonCachedTokens, promptTokens, cached tokens of the 10, expected
+    ['threshold zero disables disaggregation', 0, 0, 5, false],
+    ['input shorter than promptTokens threshold', 5, 20, 0, false],
+    ['input shorter than threshold', 20, 0, 0, false],
+    ['input equals promptTokens threshold', 5, 10, 5, true],
+    ['non-cached suffix below threshold', 5, 0, 8, false],
+    ['non-cached suffix equals threshold', 5, 0, 5, true],
+    ['non-cached suffix above threshold', 3, 0, 2, true],
+    ['fully cached prompt', 1, 0, 10, false],
+    ['no cache hit at all', 5, 0, 0, true],
+  ];
+  test.each(cases)('%s (tokens: the precise scorer\'s match)', (_name, nonCachedTokens, promptTokens, cached, expected) => {
+    const state = new CycleState();
+    state.set(PREFIX_MATCH, { unit: 'tokens', promptLength: 10, cachedLength: new Map([[endpoint.endpoint.key, cached]]) });
+    expect(deciderOf(nonCachedTokens, promptTokens, 'precise-prefix-cache-scorer').disaggregate({ request: { ...request, prompt: 'x'.repeat(40) }, state }, endpoint)).toBe(expected);
+  });
+  test.each(cases)('%s (characters: the approximate scorer\'s match)', (_name, nonCachedTokens, promptTokens, cached, expected) => {
+    const state = new CycleState();
+    state.set(PREFIX_MATCH, { unit: 'characters', promptLength: 40, cachedLength: new Map([[endpoint.endpoint.key, cached * 4]]) });
+    expect(deciderOf(nonCachedTokens, promptTokens, 'prefix-cache-scorer').disaggregate({ request: { ...request, prompt: 'x'.repeat(40) }, state }, endpoint)).toBe(expected);
+  });
+
+  // TestDisaggregate_UsesUnweightedCachedBlockCount (#1047): 4096 tokens, 240 of 256 16-token blocks cached on CPU
+  // (tier weight 0.8): the decider counts 240 blocks (256 left, under 512: decode only), not the weighted 192.
+  test('the cached block count is unweighted by tier (#1047): decode only', () => {
+    const state = new CycleState();
+    state.set(PREFIX_MATCH, { unit: 'tokens', promptLength: 4096, cachedLength: new Map([[endpoint.endpoint.key, 240 * 16]]) });
+    expect(deciderOf(512, 0, 'precise-prefix-cache-scorer').disaggregate({ request, state }, endpoint)).toBe(false);
   });
 });
