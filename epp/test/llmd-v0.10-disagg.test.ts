@@ -20,6 +20,8 @@ import { createEppMetrics } from '../src/metrics';
 import { prefixBasedPdDecider } from '../src/scheduling/plugins/prefix-based-pd-decider';
 import { createPlugin } from '../src/scheduling/plugin';
 import { PREFIX_MATCH } from '../src/scheduling/prefix-match';
+import { estimatedPromptTokens } from '../src/scheduling/estimated-tokens';
+import { parseAnthropicRequest } from '../src/requestcontrol/request-parsers';
 import type { Plugin } from '../src/scheduling/framework';
 import type { PdDecider } from '../src/scheduling/pd-decider';
 import { FakeEnvoy, protocolConfig, requestBody, requestHeaders, responseBody, responseHeaders, setHeaders, waitFor } from './extproc-harness';
@@ -718,5 +720,44 @@ describe('prefix_based_pd_decider_test.go TestDisaggregate (llm-d-router v0.10.0
     const state = new CycleState();
     state.set(PREFIX_MATCH, { unit: 'tokens', promptLength: 4096, cachedLength: new Map([[endpoint.endpoint.key, 240 * 16]]) });
     expect(deciderOf(512, 0, 'precise-prefix-cache-scorer').disaggregate({ request, state }, endpoint)).toBe(false);
+  });
+});
+
+// llm-d-router v0.10.0 tokenizer/estimate.go produce: an Anthropic Messages body (body.Messages) is packed from
+// messagesBytes: Go's JSON of its tools as []AnthropicTool, the system text (no role), each message's role and its
+// text, thinking, tool_use id + name + raw input, and tool_result text. prefix_based_pd_decider.go reads that count
+// (getUserInputLenInTokens). kvroute counted the OpenAI chat the body is converted to instead: a "system" role, tools
+// in OpenAI's wrapper, "tool" messages, and no thinking or tool-use input at all.
+describe('prefix-based-pd-decider reads an Anthropic Messages body\'s length as upstream\'s estimate counts it (estimate.go messagesBytes @ llm-d-router v0.10.0)', () => {
+  const anthropic = (o: unknown) => parseAnthropicRequest(Buffer.from(JSON.stringify(o)), '/v1/messages');
+  const toolUse = (input: unknown) => ({
+    model: 'm',
+    system: [{ type: 'text', text: 'x-anthropic-billing-header: cc_version=1' }, { type: 'text', text: 'You are ' }, { type: 'text', text: 'helpful.' }],
+    tools: [{ name: 'get_weather', description: 'Weather', input_schema: { type: 'object', properties: { city: { type: 'string' } } }, cache_control: { type: 'ephemeral' } }],
+    messages: [
+      { role: 'user', content: 'Weather in Paris?' },
+      { role: 'assistant', content: [{ type: 'thinking', thinking: 'Call it.' }, { type: 'tool_use', id: 'toolu_1', name: 'get_weather', input }] },
+      { role: 'user', content: [{ type: 'tool_result', tool_use_id: 'toolu_1', content: [{ type: 'text', text: 'Sunny' }, { type: 'text', text: '21C' }] }] },
+    ],
+  });
+
+  test('the estimate: the body\'s own fields, packed 4 bytes a token', () => {
+    const bytes = [
+      '[{"name":"get_weather","description":"Weather","input_schema":{"type":"object","properties":{"city":{"type":"string"}}}}]',
+      'You are helpful.',
+      'user', 'Weather in Paris?',
+      'assistant', 'Call it.', 'toolu_1', 'get_weather', '{"city":"Paris"}',
+      'user', 'Sunny\n21C',
+    ].reduce((n, s) => n + Buffer.byteLength(s), 0);
+    const parsed = anthropic(toolUse({ city: 'Paris' }));
+    expect(estimatedPromptTokens({ requestId: 'r', model: 'm', prompt: parsed.prompt, input: parsed.input, headers: {} })).toBe(Math.ceil(bytes / 4));
+  });
+
+  test('a cold conversation whose tool use carries a 2,000-byte file is disaggregated at nonCachedTokens 256 (upstream counts ~560 tokens)', () => {
+    const scheduler = buildScheduler(parseEndpointPickerConfig(PD_EPP_CONFIG.replace('nonCachedTokens: 16', 'nonCachedTokens: 256')));
+    const parsed = anthropic(toolUse({ path: 'notes.txt', content: 'All work and no play. '.repeat(91) }));
+    const result = scheduler.schedule({ requestId: 'r', model: 'm', prompt: parsed.prompt, input: parsed.input, headers: {}, attributes: new CycleState() }, [pod('p0', 'prefill'), pod('d0', 'decode')]);
+    expect(result.target.endpoint.name).toBe('d0');
+    expect(result.profileTargets?.get('prefill')?.endpoint.name).toBe('p0');
   });
 });

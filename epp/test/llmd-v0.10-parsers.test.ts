@@ -116,7 +116,8 @@ describe('anthropic-parser ParseRequest (parsers/anthropic/anthropic.go@v0.10.0 
     }), '/v1/messages');
     expect(parsed.model).toBe('claude-sonnet-4-6');
     expect(parsed.stream).toBe(true);
-    expect(parsed.input).toEqual({ kind: 'chat', addGenerationPrompt: true, continueFinalMessage: false, messages: [
+    // estimateBytes: upstream's estimate of the body itself (estimate.go messagesBytes): "Be brief." + "user" "Hello" + "assistant" "Hi" + "user" "Bye".
+    expect(parsed.input).toEqual({ kind: 'chat', addGenerationPrompt: true, continueFinalMessage: false, estimateBytes: 36, messages: [
       { role: 'system', content: 'Be brief.' }, { role: 'user', content: 'Hello' }, { role: 'assistant', content: 'Hi' }, { role: 'user', content: 'Bye' },
     ] });
     expect(parsed.prompt).toBe('<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHello<|im_end|>\n<|im_start|>assistant\nHi<|im_end|>\n<|im_start|>user\nBye<|im_end|>\n');
@@ -137,7 +138,8 @@ describe('anthropic-parser ParseRequest (parsers/anthropic/anthropic.go@v0.10.0 
     }), '/v1/messages');
     expect(parsed.cacheSalt).toBe('tenant-a');
     expect(parsed.input).toEqual({
-      kind: 'chat', addGenerationPrompt: true, continueFinalMessage: false,
+      // Upstream's estimate of the body's own fields (estimate.go messagesBytes), the image counting nothing here.
+      kind: 'chat', addGenerationPrompt: true, continueFinalMessage: false, estimateBytes: 222,
       tools: [{ type: 'function', function: { name: 'get_weather', parameters: { type: 'object', properties: { city: { type: 'string' } } }, description: 'Weather' } }],
       messages: [
         { role: 'system', content: 'You are helpful.' },

@@ -28,6 +28,7 @@ import {
   type ParsedRequestBody,
   type PromptInput,
 } from '@kvroute/protocol/openai';
+import { anthropicEstimateBytes } from '../scheduling/estimated-tokens';
 
 /** The parser plugin types kvroute's EPP runs. */
 export type ParserType = 'openai-parser' | 'passthrough-parser' | 'anthropic-parser' | 'vllmhttp-parser';
@@ -368,9 +369,11 @@ export function parseAnthropicRequest(body: Buffer, path: string): ParsedRequest
     }
     appendMessage(chat, m.role, m.content);
   }
+  // The prefix-based P/D decider's prompt length: upstream's estimate counts the Anthropic body's own fields.
+  const estimateBytes = anthropicEstimateBytes({ tools, systemText: sys, messages, toolResultText: (b) => toolResultContent(b).text });
   const input: PromptInput = chat.length === 0
     ? { kind: 'none' }
-    : { kind: 'chat', messages: chat, ...(tools.length > 0 ? { tools: convertTools(tools) } : {}), addGenerationPrompt: true, continueFinalMessage: false };
+    : { kind: 'chat', messages: chat, ...(tools.length > 0 ? { tools: convertTools(tools) } : {}), addGenerationPrompt: true, continueFinalMessage: false, estimateBytes };
   return parsedBody(o, input, cacheSalt);
 }
 

@@ -15,7 +15,7 @@ const utf8Bytes = (text: string): number => Buffer.byteLength(text, 'utf8');
  * Bytes of Go's `json.Marshal` of a parsed JSON value: JSON.stringify's, but Go escapes `<`, `>` and `&` as `\u003c`
  * (six bytes for one) and U+2028, U+2029 as `\u2028` (six for three). Key order (Go sorts map keys) leaves the length alone.
  */
-function goJsonBytes(value: unknown): number {
+export function goJsonBytes(value: unknown): number {
   const json = JSON.stringify(value) ?? '';
   let extra = 0;
   for (let i = 0; i < json.length; i++) {
@@ -45,7 +45,8 @@ function contentBytes(content: unknown): number {
  * (Go's JSON of them) and each message's role and text bytes ÷ 4, rounded up (chatCompletionsBytes, appendChatMessage:
  * no template, no separators). Multimodal parts, which upstream folds in as placeholder tokens, count nothing here
  * (the approximate index keys each as a short digest, not as upstream's placeholder tokens). A request without a structured input (built by a test) counts its prompt's
- * bytes. An Anthropic Messages body counts as the chat it is read into (its system text a `system` message).
+ * bytes. An Anthropic Messages body counts its own fields (`anthropicEstimateBytes`, estimate.go messagesBytes), not the
+ * chat it is read into.
  */
 export function estimatedPromptTokens(request: LLMRequest): number {
   const input = request.input;
@@ -67,6 +68,11 @@ export function estimatedPromptTokens(request: LLMRequest): number {
       bytes = utf8Bytes(input.text);
       break;
     case 'chat':
+      // An Anthropic Messages body: its own fields' bytes (anthropicEstimateBytes), counted when it was read.
+      if (input.estimateBytes !== undefined) {
+        bytes = input.estimateBytes;
+        break;
+      }
       bytes = input.tools !== undefined && input.tools.length > 0 ? goJsonBytes(input.tools) : 0;
       for (const m of input.messages) bytes += utf8Bytes(m.role ?? '') + contentBytes(m.content);
       break;
@@ -74,4 +80,53 @@ export function estimatedPromptTokens(request: LLMRequest): number {
       bytes = utf8Bytes(request.prompt);
   }
   return Math.ceil(bytes / BYTES_PER_TOKEN);
+}
+
+/** An Anthropic Messages body's fields as `anthropic-parser` decoded them (a null tool, message or block as `{}`). */
+export interface AnthropicEstimateInput {
+  readonly tools: readonly Readonly<Record<string, unknown>>[];
+  /** `anthropicSystemText` of `system`. */
+  readonly systemText: string;
+  readonly messages: readonly { readonly role: string; readonly content: string | readonly Readonly<Record<string, unknown>>[] }[];
+  /** `anthropicToolResultContent`'s text of a `tool_result` block. */
+  readonly toolResultText: (block: Readonly<Record<string, unknown>>) => string;
+}
+
+/**
+ * The bytes llm-d-router v0.10.0's estimate backend packs for an Anthropic Messages body (`requestcontrol/dataproducer/
+ * tokenizer/estimate.go` messagesBytes): Go's JSON of `tools` as `[]AnthropicTool` (name, description when not empty,
+ * input_schema when sent, strict and defer_loading when booleans; other fields dropped), the system text, then each
+ * message's role and its text: a string content, or its blocks' `text`, `thinking`, a `tool_use`'s id, name and input
+ * (the raw JSON, here as sent compactly), a `tool_result`'s text. Images count nothing here, as multimodal parts
+ * count nothing in `estimatedPromptTokens`.
+ */
+export function anthropicEstimateBytes(body: AnthropicEstimateInput): number {
+  let bytes = 0;
+  if (body.tools.length > 0) {
+    bytes += goJsonBytes(body.tools.map((t) => ({
+      name: typeof t.name === 'string' ? t.name : '',
+      ...(typeof t.description === 'string' && t.description !== '' ? { description: t.description } : {}),
+      ...(t.input_schema !== undefined ? { input_schema: t.input_schema } : {}),
+      ...(typeof t.strict === 'boolean' ? { strict: t.strict } : {}),
+      ...(typeof t.defer_loading === 'boolean' ? { defer_loading: t.defer_loading } : {}),
+    })));
+  }
+  bytes += utf8Bytes(body.systemText);
+  const str = (v: unknown): number => (typeof v === 'string' ? utf8Bytes(v) : 0);
+  for (const m of body.messages) {
+    bytes += utf8Bytes(m.role);
+    if (typeof m.content === 'string') {
+      bytes += utf8Bytes(m.content);
+      continue;
+    }
+    for (const b of m.content) {
+      switch (b.type) {
+        case 'text': bytes += str(b.text); break;
+        case 'thinking': bytes += str(b.thinking); break;
+        case 'tool_use': bytes += str(b.id) + str(b.name) + (b.input === undefined ? 0 : utf8Bytes(JSON.stringify(b.input))); break;
+        case 'tool_result': bytes += utf8Bytes(body.toolResultText(b)); break;
+      }
+    }
+  }
+  return bytes;
 }

@@ -50,6 +50,12 @@ export type PromptInput =
        * placed them); true adds the tokenizer's BOS in front of the rendered prompt.
        */
       readonly addSpecialTokens?: boolean;
+      /**
+       * The UTF-8 bytes llm-d-router's estimate token producer counts for the body this chat was read from, when that
+       * body is not a chat: an Anthropic Messages body, counted from its own fields (`tokenizer/estimate.go`
+       * messagesBytes @ v0.10.0), not from the chat it becomes (which adds roles and drops tool uses and thinking).
+       */
+      readonly estimateBytes?: number;
     }
   /**
    * A text prompt (completions, embeddings, responses with a string `input`, score, rerank, …); `addSpecialTokens` when
