@@ -329,18 +329,18 @@ function runScenario(seed: number): { cases: number; disaggregated: number } {
 }
 
 describe('P/D disaggregation against a reference model of llm-d-router v0.10.0 (seeded)', () => {
-  test('120 scenarios of 25 requests each: every pick, decision, header and count as the model says', () => {
+  test('80 scenarios of 25 requests each: every pick, decision, header and count as the model says', () => {
     let cases = 0;
     let disaggregated = 0;
-    for (let seed = 1; seed <= 120; seed++) {
+    for (let seed = 1; seed <= 80; seed++) {
       const r = runScenario(seed);
       cases += r.cases;
       disaggregated += r.disaggregated;
     }
     // Both outcomes are exercised, not just one.
-    expect(cases).toBe(3000);
-    expect(disaggregated).toBeGreaterThan(300);
-    expect(cases - disaggregated).toBeGreaterThan(300);
+    expect(cases).toBe(2000);
+    expect(disaggregated).toBeGreaterThan(200);
+    expect(cases - disaggregated).toBeGreaterThan(200);
   });
 });
 
@@ -361,7 +361,7 @@ describe('P/D disaggregation over the ext_proc stream against the reference mode
   // One EPP (its start is the slow part): pd-epp-config.yaml with disagg-profile-handler and the prefix decider at a
   // drawn threshold, six real metrics servers with drawn roles (at least one decode pod, so the stream always gets a
   // destination), from a file-discovery endpoints file (IPv4 only, as upstream's; IPv6 keys are drawn above).
-  test('60 requests: destination, x-prefiller-host-port and llm_d_epp_disagg_decision_total as the model says', async () => {
+  test('40 requests: destination, x-prefiller-host-port and llm_d_epp_disagg_decision_total as the model says', async () => {
     const random = rng(7);
     const scenario: Scenario = { handler: 'disagg', maxPrefixTokens: 16384, decider: { type: 'prefix', nonCachedTokens: 40 + Math.floor(random() * 60), promptTokens: 0 } };
     const pods = drawPods(random, 6, () => '127.0.0.1');
@@ -386,7 +386,7 @@ describe('P/D disaggregation over the ext_proc stream against the reference mode
     const model = new Model(scenario);
     const draw = draws(random, pods);
     const counted = new Map<string, number>();
-    for (let r = 0; r < 60; r++) {
+    for (let r = 0; r < 40; r++) {
       const prompt = draw.prompt();
       const clientHeader = draw.clientHeader();
       const where = `request ${r} (${JSON.stringify(scenario.decider)}, ${prompt.length} characters, pods ${pods.map((p) => `${p.name}=${p.role}@${p.address}`).join(' ')})`;
