@@ -533,6 +533,55 @@ function checkResponseFormat(v: unknown, loc: Loc): void {
 }
 
 /**
+ * validate_stream_options (a mode="before" model validator of both requests, protocol.py @ v0.10.0):
+ * `data.get("stream_options") and not data.get("stream")`, Python truthiness of the values as sent, before any field is
+ * parsed: `stream: "false"` (a non-empty string, then parsed False) passes it and the request is served without
+ * streaming, `{}` passes, and a truthy non-object (`"x"`) without stream is refused here rather than as StreamOptions'
+ * type error.
+ */
+function validateStreamOptions(body: Json): void {
+  if (truthy(body.stream_options) && !truthy(body.stream)) {
+    throw validationError([], 'value_error', 'Value error, Stream options can only be defined when `stream=True`.', body);
+  }
+}
+
+/**
+ * Python's `value < 0` / `value > 0` on a value as sent: a number or a bool (an int in Python) compares; a str, list or
+ * dict raises TypeError, which pydantic v2 does not turn into a validation error: it escapes the validator, a plain 500.
+ */
+function pyComparable(v: unknown, op: '<' | '>'): number {
+  if (typeof v === 'number') return v;
+  if (typeof v === 'boolean') return v ? 1 : 0;
+  const t = typeof v === 'string' ? 'str' : Array.isArray(v) ? 'list' : 'dict';
+  throw new PlainServerError(`'${op}' not supported between instances of '${t}' and 'int'`);
+}
+
+/**
+ * check_logprobs, a mode="before" model validator of both requests (protocol.py, read in the stored copy 0052bed, just
+ * after v0.10.0, the same as the copies before it): every value as sent, with Python's comparisons and truthiness, so
+ * `stream: "false"` counts as streaming and a chat's `logprobs: "false"` as set. Pydantic runs the before-validators
+ * last-defined first, all before any field: on chat after check_guided_decoding_count and before
+ * validate_stream_options, on completions after validate_stream_options and before check_guided_decoding_count.
+ */
+function checkLogprobs(body: Json, kind: 'chat' | 'completion'): void {
+  const pl = body.prompt_logprobs;
+  if (pl !== undefined && pl !== null) {
+    if (truthy(body.stream) && pyComparable(pl, '>') > 0) throw validationError([], 'value_error', 'Value error, `prompt_logprobs` are not available when `stream=True`.', body);
+    if (pyComparable(pl, '<') < 0) throw validationError([], 'value_error', 'Value error, `prompt_logprobs` must be a positive value.', body);
+  }
+  if (kind === 'chat') {
+    const top = body.top_logprobs;
+    if (top !== undefined && top !== null) {
+      if (pyComparable(top, '<') < 0) throw validationError([], 'value_error', 'Value error, `top_logprobs` must be a positive value.', body);
+      if (pyComparable(top, '>') > 0 && !truthy(body.logprobs)) throw validationError([], 'value_error', 'Value error, when using `top_logprobs`, `logprobs` must be set to true.', body);
+    }
+  } else {
+    const lp = body.logprobs;
+    if (lp !== undefined && lp !== null && pyComparable(lp, '<') < 0) throw validationError([], 'value_error', 'Value error, `logprobs` must be a positive value.', body);
+  }
+}
+
+/**
  * check_guided_decoding_count (protocol.py @ v0.10.0), a mode="before" model validator of both requests, on the raw
  * body: more than one of guided_json, guided_regex and guided_choice given (not null) is refused.
  */
@@ -571,13 +620,6 @@ function parseIdsFields(body: Json, kind: 'chat' | 'completion', generation: Vll
 function parseCommon(body: Json, kind: 'chat' | 'completion', generation: VllmGeneration): Omit<CommonRequest, 'requestId' | 'returnTokenIds'> {
   checkCacheSalt(body);
   const salt = body.cache_salt;
-  // validate_stream_options (a mode="before" model validator, protocol.py @ v0.10.0): `data.get("stream_options") and
-  // not data.get("stream")`, Python truthiness of the values as sent, before any field is parsed: `stream: "false"`
-  // (a non-empty string, then parsed False) passes it and the request is served without streaming, `{}` passes, and a
-  // truthy non-object (`"x"`) without stream is refused here rather than as StreamOptions' type error.
-  if (truthy(body.stream_options) && !truthy(body.stream)) {
-    throw validationError([], 'value_error', 'Value error, Stream options can only be defined when `stream=True`.', body);
-  }
   const model = opt(body, 'model', strictStr, undefined as string | undefined);
   const stream = opt(body, 'stream', laxBool, false);
   const so = body.stream_options;
@@ -602,19 +644,11 @@ function parseCommon(body: Json, kind: 'chat' | 'completion', generation: VllmGe
   // ChatCompletionRequest `echo: bool = False`, CompletionRequest `echo: Optional[bool] = False` (protocol.py @
   // v0.10.0): null is pydantic's bool_type error on chat, and no echo on completions.
   const echo = (kind === 'chat' ? req : opt)(body, 'echo', laxBool, false);
-  // check_logprobs (a mode="before" model validator of both requests, protocol.py @ v0.10.0) reads the body as sent:
-  // its own prompt_logprobs (echo's implied ones come later, in to_sampling_params, so a streamed chat echo with
-  // top_logprobs passes), `data.get("stream")` and, for chat, `data.get("logprobs")` with Python's truthiness
-  // (`stream: "false"` counts as streaming there; `logprobs: "false"` as set).
-  if (promptLogprobs !== undefined) {
-    if (truthy(body.stream) && promptLogprobs > 0) throw validationError([], 'value_error', 'Value error, `prompt_logprobs` are not available when `stream=True`.', body);
-    if (promptLogprobs < 0) throw validationError([], 'value_error', 'Value error, `prompt_logprobs` must be a positive value.', body);
-  }
+  // check_logprobs ran before any field (checkLogprobs); echo's implied prompt logprobs come later, in
+  // to_sampling_params, so a streamed chat echo with top_logprobs passes it.
   if (kind === 'chat') {
     const lp = opt(body, 'logprobs', laxBool, false);
     const top = opt(body, 'top_logprobs', laxInt, 0);
-    if (top < 0) throw validationError([], 'value_error', 'Value error, `top_logprobs` must be a positive value.', body);
-    if (top > 0 && !truthy(body.logprobs)) throw validationError([], 'value_error', 'Value error, when using `top_logprobs`, `logprobs` must be set to true.', body);
     // to_sampling_params: `logprobs=self.top_logprobs if self.logprobs else None`, and echo's prompt logprobs.
     logprobs = lp ? top : undefined;
     if (promptLogprobs === undefined && echo) promptLogprobs = top;
@@ -622,7 +656,6 @@ function parseCommon(body: Json, kind: 'chat' | 'completion', generation: VllmGe
     logprobs = opt(body, 'logprobs', laxInt, undefined as number | undefined);
   }
   if (kind === 'completion') {
-    if (logprobs !== undefined && logprobs < 0) throw validationError([], 'value_error', 'Value error, `logprobs` must be a positive value.', body);
     if (promptLogprobs === undefined && echo) promptLogprobs = logprobs;
   }
   const maxTokens = opt(body, 'max_tokens', laxInt, undefined as number | undefined);
@@ -701,6 +734,8 @@ export function parseCompletionRequest(body: Json, generation: VllmGeneration): 
     throw validationError([], 'value_error', 'Value error, At least one of `prompt` or `prompt_embeds` must be set.', body);
   }
   if (raw === undefined || raw === null) throw new ApiError(501, 'prompt_embeds are not simulated.', 'Not Implemented');
+  validateStreamOptions(body);
+  checkLogprobs(body, 'completion');
   checkGuidedDecodingCount(body);
   const common = parseCommon(body, 'completion', generation);
   // CompletionRequest.max_tokens defaults to 16 (protocol.py @ v0.10.0); an explicit null means "no limit".
@@ -729,6 +764,8 @@ export function parseChatRequest(body: Json, generation: VllmGeneration): ChatRe
   // after the stream_options, logprobs and guided-decoding ones: pydantic runs it before those and before any field.
   let toolChoice = checkToolUsage(body);
   checkGuidedDecodingCount(body);
+  checkLogprobs(body, 'chat');
+  validateStreamOptions(body);
   const common = parseCommon(body, 'chat', generation);
   // `parallel_tool_calls: Optional[bool] = False` (ChatCompletionRequest @ v0.10.0): type-checked, then not read.
   opt(body, 'parallel_tool_calls', laxBool, undefined);

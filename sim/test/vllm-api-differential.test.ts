@@ -509,6 +509,39 @@ describe('the OpenAI API against a reference model of vLLM v0.10.0 (seeded rando
       expect([r.status, r.json().choices[0].logprobs]).toEqual([200, null]);
     });
 
+    // Pydantic v2 wraps each mode="before" model validator around the previous one, so the last defined runs first, and
+    // all of them before any field (protocol.py, stored copy 0052bed just after v0.10.0: ChatCompletionRequest defines
+    // validate_stream_options, check_logprobs, check_guided_decoding_count, check_tool_usage, …; CompletionRequest
+    // check_guided_decoding_count, check_logprobs, validate_stream_options, validate_prompt_and_prompt_embeds, …).
+    it('check_logprobs runs in its place among the validators, before any field, on the values as sent', async () => {
+      const chat = (extra: Record<string, unknown>) => http(sim.url, 'POST', '/v1/chat/completions', { messages, max_tokens: 2, ...extra });
+      const completion = (extra: Record<string, unknown>) => http(sim.url, 'POST', '/v1/completions', { prompt: 'hi', max_tokens: 2, ...extra });
+      const topNeedsLogprobs = refused('when using `top_logprobs`, `logprobs` must be set to true\\.');
+      // Chat: check_logprobs before validate_stream_options, and before the `model` field's string_type.
+      let r = await chat({ model: MODEL, stream_options: { include_usage: true }, top_logprobs: 2 });
+      expect([r.status, r.json().message]).toEqual([400, expect.stringMatching(topNeedsLogprobs)]);
+      r = await chat({ model: 5, top_logprobs: 2 });
+      expect([r.status, r.json().message]).toEqual([400, expect.stringMatching(topNeedsLogprobs)]);
+      // A fractional value is compared as sent (-0.5 < 0) before pydantic's int_from_float.
+      r = await chat({ model: MODEL, prompt_logprobs: -0.5 });
+      expect([r.status, r.json().message]).toEqual([400, expect.stringMatching(refused('`prompt_logprobs` must be a positive value\\.'))]);
+      // Completions: validate_stream_options before check_logprobs, check_logprobs before check_guided_decoding_count.
+      r = await completion({ model: MODEL, stream_options: { include_usage: true }, logprobs: -1 });
+      expect([r.status, r.json().message]).toEqual([400, expect.stringMatching(refused('Stream options can only be defined when `stream=True`\\.'))]);
+      r = await completion({ model: MODEL, logprobs: -1, guided_regex: 'a', guided_choice: ['a'] });
+      expect([r.status, r.json().message]).toEqual([400, expect.stringMatching(refused('`logprobs` must be a positive value\\.'))]);
+      r = await completion({ model: MODEL, logprobs: -1.5 });
+      expect([r.status, r.json().message]).toEqual([400, expect.stringMatching(refused('`logprobs` must be a positive value\\.'))]);
+      // `prompt_logprobs < 0` on a str is Python's TypeError, which pydantic v2 lets out of the validator: a plain 500.
+      r = await completion({ model: MODEL, prompt_logprobs: '1' });
+      expect([r.status, r.text]).toEqual([500, 'Internal Server Error']);
+      // What vLLM serves is still served: ints, bools (ints to Python) and null.
+      for (const extra of [{ logprobs: true, top_logprobs: true }, { logprobs: true, top_logprobs: 0 }, { prompt_logprobs: null, top_logprobs: null }]) {
+        expect((await chat({ model: MODEL, ...extra })).status).toBe(200);
+      }
+      expect((await completion({ model: MODEL, logprobs: 0, prompt_logprobs: 0 })).status).toBe(200);
+    });
+
     it('check_generation_prompt: values truthy as sent are refused even when they parse false', async () => {
       for (const extra of [{ continue_final_message: true, add_generation_prompt: 'false' }, { continue_final_message: 'no', add_generation_prompt: true }]) {
         const r = await http(sim.url, 'POST', '/v1/chat/completions', { model: MODEL, messages, max_tokens: 2, ...extra });
