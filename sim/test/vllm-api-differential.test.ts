@@ -9,7 +9,9 @@ import { http, parseSse } from './helpers';
  *
  * The reference, in the order vLLM 0.10.0 runs it:
  * 1. FastAPI/pydantic validation (api_server.py validation_exception_handler: 400, type "Bad Request"):
- *    `validate_stream_options` (protocol.py) refuses a non-empty `stream_options` without `stream: true`.
+ *    `validate_stream_options` (protocol.py) refuses a non-empty `stream_options` without `stream: true`, and
+ *    `check_logprobs` a chat's `top_logprobs` > 0 without `logprobs` and a completion's negative `logprobs`; pydantic
+ *    runs mode="before" validators last-defined first, so chat's check_logprobs comes first, completions' second.
  * 2. `_check_model` (serving_engine.py): a model that is neither served nor empty is a 404 NotFoundError,
  *    "The model `X` does not exist.".
  * 3. `_preprocess_completion` / `_preprocess_chat` tokenize every prompt of the request (a completion batch: all of
@@ -168,6 +170,16 @@ function randomRequest(rnd: () => number, i: number): { kind: Kind; body: Record
   if (rnd() < 0.5) {
     body.stream_options = pick(rnd, [{}, { include_usage: true }, { include_usage: false }, { include_usage: true, continuous_usage_stats: true }, { continuous_usage_stats: true }, { include_usage: null }]);
   }
+  // check_logprobs' own refusals: a chat's top_logprobs without logprobs, a completion's negative logprobs (every
+  // twelfth request, drawing nothing, so the other draws stay as they were).
+  if (i % 12 === 10) {
+    if (kind === 'chat') {
+      delete body.logprobs;
+      body.top_logprobs = i % 24 === 10 ? 2 : 0;
+    } else {
+      body.logprobs = -1;
+    }
+  }
   return { kind, body };
 }
 
@@ -192,9 +204,25 @@ function laxInt(v: unknown): number {
 function reference(kind: Kind, body: Record<string, unknown>, promptTokens: number[]): Outcome {
   const stream = laxStream(body.stream);
   const so = body.stream_options as Record<string, unknown> | undefined;
+  // Step 1's mode="before" validators run last-defined first (pydantic v2 wraps each around the previous one):
+  // ChatCompletionRequest's check_logprobs before its validate_stream_options, CompletionRequest's after it.
+  const checkLogprobs = (): Outcome | undefined => {
+    const refuse = (message: string): Outcome => ({ status: 400, error: { type: 'Bad Request', message } });
+    if (kind === 'chat') {
+      const top = body.top_logprobs as number | undefined;
+      if (top !== undefined && top > 0 && !pyTruthy(body.logprobs)) return refuse('when using `top_logprobs`, `logprobs` must be set to true.');
+    } else if (typeof body.logprobs === 'number' && body.logprobs < 0) {
+      return refuse('`logprobs` must be a positive value.');
+    }
+    return undefined;
+  };
+  const chatLogprobs = kind === 'chat' ? checkLogprobs() : undefined;
+  if (chatLogprobs !== undefined) return chatLogprobs;
   if (pyTruthy(so) && !pyTruthy(body.stream)) {
     return { status: 400, error: { type: 'Bad Request', message: 'Stream options can only be defined when `stream=True`.' } };
   }
+  const completionLogprobs = kind === 'completion' ? checkLogprobs() : undefined;
+  if (completionLogprobs !== undefined) return completionLogprobs;
   const model = body.model as string | undefined;
   if (model !== undefined && model !== '' && model !== MODEL && model !== ALIAS && model !== LORA) {
     return { status: 404, error: { type: 'NotFoundError', message: `The model \`${model}\` does not exist.` } };
@@ -390,7 +418,7 @@ function normaliseValidation(message: string): string {
 function category(o: Outcome): string {
   if (o.error !== undefined) {
     const m = o.error.message;
-    const what = m.startsWith('Stream options') ? 'stream-options' : m.startsWith('The model') ? 'model' : m.startsWith("This model's maximum") ? 'context'
+    const what = m.startsWith('Stream options') ? 'stream-options' : m.startsWith('when using') || m.startsWith('`logprobs`') ? 'check-logprobs' : m.startsWith('The model') ? 'model' : m.startsWith("This model's maximum") ? 'context'
       : m.startsWith('Requested sample logprobs') ? 'logprobs' : 'sampling';
     return `${o.status}:${what}`;
   }
@@ -399,7 +427,7 @@ function category(o: Outcome): string {
   return `200:stream${s.usageChunk !== undefined ? '+usage' : ''}${s.continuous[0] ? '+continuous' : ''}`;
 }
 
-const CATEGORIES = ['400:stream-options', '404:model', '400:context', '400:sampling', '400:logprobs', '200:logprobs', '200:stop', '200:length', '200:stream', '200:stream+usage', '200:stream+usage+continuous'];
+const CATEGORIES = ['400:stream-options', '400:check-logprobs', '404:model', '400:context', '400:sampling', '400:logprobs', '200:logprobs', '200:stop', '200:length', '200:stream', '200:stream+usage', '200:stream+usage+continuous'];
 
 describe('the OpenAI API against a reference model of vLLM v0.10.0 (seeded random requests over real HTTP)', () => {
   let sim: Simulator;
