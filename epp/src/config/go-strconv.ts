@@ -3,6 +3,7 @@
  * `strconv.Atoi`), so a value llm-d-router's EPP takes is taken here, and one it refuses as a parse error is refused
  * as one (go/src/strconv/atoi.go: ParseUint, ParseInt, underscoreOK).
  */
+import { goUnderscoreOK as underscoreOK } from '@kvroute/protocol/prometheus';
 
 const INT64_MIN = -(2n ** 63n);
 const INT64_MAX = 2n ** 63n - 1n;
@@ -44,31 +45,4 @@ export function parseGoAtoi(raw: string): number | undefined {
 function inInt64(sign: string, magnitude: bigint): number | undefined {
   const value = sign === '-' ? -magnitude : magnitude;
   return value < INT64_MIN || value > INT64_MAX ? undefined : Number(value);
-}
-
-/** Go's underscoreOK: underscores only as digit separators, a base prefix counting as a digit. */
-function underscoreOK(s: string): boolean {
-  let saw = '^';
-  let i = 0;
-  let hex = false;
-  if (s.length >= 2 && s[0] === '0' && 'box'.includes(s[1]!.toLowerCase())) {
-    i = 2;
-    saw = '0';
-    hex = s[1]!.toLowerCase() === 'x';
-  }
-  for (; i < s.length; i++) {
-    const c = s[i]!;
-    if ((c >= '0' && c <= '9') || (hex && /[a-f]/i.test(c))) {
-      saw = '0';
-      continue;
-    }
-    if (c === '_') {
-      if (saw !== '0') return false;
-      saw = '_';
-      continue;
-    }
-    if (saw === '_') return false;
-    saw = '!';
-  }
-  return saw !== '_';
 }

@@ -383,7 +383,7 @@ export function parseGoFloat64(s: string): number | undefined {
   if (parts === null) return undefined;
   const [, whole = '', fraction = '', exponent] = parts;
   if (!/[0-9a-fA-F]/.test(whole + fraction)) return undefined;
-  if (s.includes('_') && !underscoresBetweenDigits(body, hex !== null)) return undefined;
+  if (s.includes('_') && !goUnderscoreOK(body)) return undefined;
   // readFloat stops accumulating an exponent past 10000 (the value is then 0 or out of range either way).
   let exp = 0;
   if (exponent !== undefined) {
@@ -406,24 +406,33 @@ export function parseGoFloat64(s: string): number | undefined {
   return Number.isFinite(value) ? sign * value : undefined;
 }
 
-/** atoi.go underscoreOK, on a literal without its sign: each underscore between two digits (a base prefix counts as one). */
-function underscoresBetweenDigits(body: string, hex: boolean): boolean {
+/**
+ * Go's underscoreOK (src/strconv/atoi.go), on a literal without its sign: underscores only between digits, a base
+ * prefix (`0b`, `0o`, `0x`) counting as a digit. Shared by this ParseFloat port and the EPP's integer flags
+ * (epp/src/config/go-strconv.ts).
+ */
+export function goUnderscoreOK(s: string): boolean {
   let saw = '^';
   let i = 0;
-  if (hex) {
+  let hex = false;
+  if (s.length >= 2 && s[0] === '0' && 'box'.includes(s[1]!.toLowerCase())) {
     i = 2;
     saw = '0';
+    hex = s[1]!.toLowerCase() === 'x';
   }
-  for (; i < body.length; i++) {
-    const c = body[i]!;
-    if ((c >= '0' && c <= '9') || (hex && /[a-fA-F]/.test(c))) saw = '0';
-    else if (c === '_') {
+  for (; i < s.length; i++) {
+    const c = s[i]!;
+    if ((c >= '0' && c <= '9') || (hex && /[a-f]/i.test(c))) {
+      saw = '0';
+      continue;
+    }
+    if (c === '_') {
       if (saw !== '0') return false;
       saw = '_';
-    } else {
-      if (saw === '_') return false;
-      saw = '!';
+      continue;
     }
+    if (saw === '_') return false;
+    saw = '!';
   }
   return saw !== '_';
 }
