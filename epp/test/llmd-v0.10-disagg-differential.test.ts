@@ -25,7 +25,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { FakeVllmServer, INTEGRATION_TEST_TIMEOUT_MS } from '@kvroute/testkit';
+import { FakeVllmServer, INTEGRATION_TEST_TIMEOUT_MS, seededRandom } from '@kvroute/testkit';
 import { parseArgs } from '../src/cli';
 import { parseEndpointPickerConfig } from '../src/config';
 import { startEpp, type Logger } from '../src/runner';
@@ -36,18 +36,6 @@ import { CycleState } from '../src/scheduling/framework';
 import { NOOP_SCHEDULING_METRICS } from '../src/scheduling/metrics-hooks';
 import { buildScheduler } from '../src/scheduling/scheduler';
 import { SchedulingError, type LLMRequest } from '../src/scheduling/types';
-
-/** mulberry32: a small seeded generator, so every run draws the same cases. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** GetBlockSize's floor (minBlockSizeTokens 64) × 4 bytes a pseudo-token (estimate.go bytesPerToken). */
 const BLOCK_CHARS = 256;
@@ -287,7 +275,7 @@ function drawScenario(random: () => number, handlers: readonly Handler[]): Scena
 }
 
 function runScenario(seed: number): { cases: number; disaggregated: number } {
-  const random = rng(seed);
+  const random = seededRandom(seed);
   const scenario = drawScenario(random, ['disagg', 'disagg+headers', 'disagg-no-decider', 'pd+headers', 'pd', 'prefill-first']);
   const counted: string[] = [];
   const count = (_n: string, type: string, _m: string, decision: string) => counted.push(`${type}:${decision}`);
@@ -362,7 +350,7 @@ describe('P/D disaggregation over the ext_proc stream against the reference mode
   // drawn threshold, six real metrics servers with drawn roles (at least one decode pod, so the stream always gets a
   // destination), from a file-discovery endpoints file (IPv4 only, as upstream's; IPv6 keys are drawn above).
   test('40 requests: destination, x-prefiller-host-port and llm_d_epp_disagg_decision_total as the model says', async () => {
-    const random = rng(7);
+    const random = seededRandom(7);
     const scenario: Scenario = { handler: 'disagg', maxPrefixTokens: 16384, decider: { type: 'prefix', nonCachedTokens: 40 + Math.floor(random() * 60), promptTokens: 0 } };
     const pods = drawPods(random, 6, () => '127.0.0.1');
     pods[0]!.role = 'decode';
