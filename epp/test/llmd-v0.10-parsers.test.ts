@@ -150,7 +150,9 @@ describe('anthropic-parser ParseRequest (parsers/anthropic/anthropic.go@v0.10.0 
     });
     // The image keyed by its data URI's digest (tokenizer/estimate.go messagesBytes → appendMMAsset @ v0.10.0).
     const image = `<|image_url:${createHash('sha256').update('data:image/png;base64,AAAA').digest('base64url').slice(0, 22)}|>`;
-    expect(parsed.prompt).toBe(`<|im_start|>system\nYou are helpful.<|im_end|>\n<|im_start|>user\nWeather in Paris?${image}<|im_end|>\n<|im_start|>assistant\n<|im_end|>\n<|im_start|>tool\nSunny\n21C<|im_end|>\n`);
+    // The thinking and the tool call are in the assistant's turn, as upstream's estimate hashes them (messagesBytes).
+    const call = '[{"id":"toolu_1","type":"function","function":{"name":"get_weather","arguments":"{\\"city\\": \\"Paris\\"}"}}]';
+    expect(parsed.prompt).toBe(`<|im_start|>system\nYou are helpful.<|im_end|>\n<|im_start|>user\nWeather in Paris?${image}<|im_end|>\n<|im_start|>assistant\n<think>Call it.</think><tool_call>${call}</tool_call><|im_end|>\n<|im_start|>tool\nSunny\n21C<|im_end|>\n`);
   });
 
   test.each([

@@ -217,6 +217,8 @@ describe('promptHead', () => {
   const bodies: unknown[] = [
     { model: 'm', messages: [{ role: 'system', content: 'You are terse.' }, { role: 'user', content: [{ type: 'text', text: 'Look: ' }, { type: 'image_url', image_url: { url: 'x' } }, { type: 'text', text: 'what is it?' }] }, { role: 'assistant', content: null }] },
     { model: 'm', messages: [{ role: 'user', content: 'é😀'.repeat(40) }, { role: 'assistant', content: '' }, { role: 'tool', content: 'x'.repeat(300) }] },
+    // A turn's reasoning and tool calls are in the prompt (renderChatTurn), so in its head and slices too.
+    { model: 'm', messages: [{ role: 'user', content: 'hi' }, { role: 'assistant', content: 'Calling.', reasoning: 'think first', tool_calls: [{ id: 'c1', type: 'function', function: { name: 'f', arguments: '{}' } }] }, { role: 'tool', content: 'done' }] },
     { model: 'm', prompt: 'a plain prompt '.repeat(20) },
     { model: 'm', prompt: ['one', 'two', 'three'] },
     { model: 'm', prompt: [1, 22, 333, 4444] },

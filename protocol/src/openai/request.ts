@@ -119,10 +119,40 @@ export interface ParsedRequestBody {
 /**
  * The chat rendering upstream's EPP hashes (GIE `pkg/epp/util/request/body.go`): ChatML turns. Keeping the same
  * string makes prefix-index behaviour comparable with llm-d's, and every turn boundary lands on the same characters
- * in every request of a conversation, which is what lets turn N+1 match turn N's blocks.
+ * in every request of a conversation, which is what lets turn N+1 match turn N's blocks. A turn's reasoning and tool
+ * calls are in it (`turnReasoning`, `turnToolCalls`).
  */
-function renderChatTurn(role: string, content: string): string {
-  return `<|im_start|>${role}\n${content}<|im_end|>\n`;
+function renderChatTurn(m: ChatMessageInput, i: number): string {
+  return `<|im_start|>${m.role ?? ''}\n${turnReasoning(m)}${messageText(m.content, `messages[${i}].content`)}${turnToolCalls(m)}<|im_end|>\n`;
+}
+
+/** `renderChatTurn`'s pieces, for the readers that cut the prompt without building it (`promptHead`, `promptSlice`). */
+function chatTurnPieces(m: ChatMessageInput, i: number): string[] {
+  return ['<|im_start|>', m.role ?? '', '\n', turnReasoning(m), messageText(m.content, `messages[${i}].content`), turnToolCalls(m), '<|im_end|>\n'];
+}
+
+/**
+ * A message's `reasoning` (what an Anthropic `thinking` block becomes, epp's anthropic-parser) ahead of its content,
+ * and its `tool_calls` (an Anthropic `tool_use`, or an OpenAI assistant's calls) after it, as chat templates render
+ * them into the prompt (Qwen3's `<think>` and `<tool_call>`): two conversations that differ only in what a tool was
+ * called with, or in the thinking replayed, share no block past it. llm-d-router v0.10.0's estimate keys an Anthropic
+ * message's thinking text and each tool_use's id, name and input in block order (`tokenizer/estimate.go`
+ * messagesBytes, L263-268); for an OpenAI chat it keys role and content only (appendChatMessage, L210-231), where
+ * kvroute keys the calls too, as vLLM's template renders them.
+ */
+function turnReasoning(m: ChatMessageInput): string {
+  return typeof m.reasoning === 'string' && m.reasoning !== '' ? `<think>${m.reasoning}</think>` : '';
+}
+
+/** Each tool-call list's JSON, made once per parsed message (the prompt, its head and its slices read it). */
+const toolCallsJson = new WeakMap<readonly unknown[], string>();
+
+function turnToolCalls(m: ChatMessageInput): string {
+  const calls = m.tool_calls;
+  if (!Array.isArray(calls) || calls.length === 0) return '';
+  let json = toolCallsJson.get(calls);
+  if (json === undefined) toolCallsJson.set(calls, (json = `<tool_call>${JSON.stringify(calls)}</tool_call>`));
+  return json;
 }
 
 /** Each media part's placeholder, digested once: the prompt, its head and its slices are all built from the same parts. */
@@ -483,7 +513,7 @@ function promptText(input: PromptInput): string {
       const { messages } = input;
       for (let i = 0; i < messages.length; i++) {
         const m = messages[i]!;
-        out += renderChatTurn(m.role ?? '', messageText(m.content, `messages[${i}].content`));
+        out += renderChatTurn(m, i);
       }
       return out;
     }
@@ -538,7 +568,7 @@ export function promptSlice(input: PromptInput, start: number, end: number): str
       const { messages } = input;
       for (let i = 0; i < messages.length && at < to; i++) {
         const m = messages[i]!;
-        const pieces = ['<|im_start|>', m.role ?? '', '\n', messageText(m.content, `messages[${i}].content`), '<|im_end|>\n'];
+        const pieces = chatTurnPieces(m, i);
         for (const piece of pieces) {
           const next = at + piece.length;
           if (next > from && at < to) out += piece.slice(Math.max(0, from - at), Math.min(piece.length, to - at));
@@ -570,7 +600,7 @@ export function promptHead(input: PromptInput, maxChars: number): string {
       for (let i = 0; i < messages.length && out.length < limit; i++) {
         const m = messages[i]!;
         // The pieces of renderChatTurn, each cut to the room left: a cut content string is a slice, not a copy.
-        const pieces = ['<|im_start|>', m.role ?? '', '\n', messageText(m.content, `messages[${i}].content`), '<|im_end|>\n'];
+        const pieces = chatTurnPieces(m, i);
         for (const piece of pieces) {
           const room = limit - out.length;
           if (room <= 0) break;
