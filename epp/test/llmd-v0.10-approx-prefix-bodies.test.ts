@@ -34,6 +34,7 @@ import { seededRandom } from '@kvroute/testkit';
 import { parseEndpointPickerConfig } from '../src/config';
 import { EMPTY_METRICS, type EndpointSnapshot } from '../src/datastore/types';
 import { parseAnthropicRequest, parseOpenAiRequest } from '../src/requestcontrol/request-parsers';
+import { estimatedPromptTokens } from '../src/scheduling/estimated-tokens';
 import { CycleState, type CycleContext } from '../src/scheduling/framework';
 import { NOOP_SCHEDULING_METRICS } from '../src/scheduling/metrics-hooks';
 import { PrefixCacheScorer, type PrefixCacheScorerParameters } from '../src/scheduling/plugins/prefix-cache-scorer';
@@ -68,7 +69,7 @@ function anthropicToolsJson(tools: readonly JsonObject[]): string {
   return `[${tools.map((t) => {
     const fields = [`"name":${goString(typeof t.name === 'string' ? t.name : '')}`];
     if (typeof t.description === 'string' && t.description !== '') fields.push(`"description":${goString(t.description)}`);
-    if (t.input_schema !== undefined && t.input_schema !== null) fields.push(`"input_schema":${goMarshalRaw(t.input_schema)}`);
+    if (t.input_schema !== undefined) fields.push(`"input_schema":${goMarshalRaw(t.input_schema)}`);
     if (typeof t.strict === 'boolean') fields.push(`"strict":${t.strict}`);
     if (typeof t.defer_loading === 'boolean') fields.push(`"defer_loading":${t.defer_loading}`);
     return `{${fields.join(',')}}`;
@@ -80,7 +81,8 @@ function anthropicToolsJson(tools: readonly JsonObject[]): string {
  * 4 tokens of a SHA-256 prefix rather than the image estimator's count of xxhash tokens: the count and the hash depend
  * on the content alone, so which requests share the bytes is the same.
  */
-function mmAsset(out: Buffer[], content: string): void {
+function mmAsset(out: Buffer[], content: string, mm: boolean): void {
+  if (!mm) return;
   const length = out.reduce((n, b) => n + b.length, 0);
   if (length % 4 !== 0) out.push(Buffer.alloc(4 - (length % 4)));
   const token = createHash('sha256').update(content).digest().subarray(0, 4);
@@ -97,8 +99,11 @@ function anthropicImageUrl(source: Json | undefined): string {
   return `data:${typeof source.media_type === 'string' && source.media_type !== '' ? source.media_type : 'image/jpeg'};base64,${data}`;
 }
 
-/** estimate.go messagesBytes (L236-280). */
-function upstreamMessagesBytes(body: JsonObject): Buffer {
+/**
+ * estimate.go messagesBytes (L236-280). Without `mm`, multimodal placeholders are left out, as kvroute's token count
+ * leaves them out (`estimated-tokens.ts`, documented).
+ */
+function upstreamMessagesBytes(body: JsonObject, mm = true): Buffer {
   const out: Buffer[] = [];
   const tools = (body.tools ?? []) as JsonObject[];
   if (tools.length > 0) out.push(Buffer.from(anthropicToolsJson(tools)));
@@ -123,7 +128,7 @@ function upstreamMessagesBytes(body: JsonObject): Buffer {
           break;
         case 'image': {
           const url = anthropicImageUrl(b.source);
-          if (url !== '') mmAsset(out, url);
+          if (url !== '') mmAsset(out, url, mm);
           break;
         }
         case 'thinking':
@@ -144,7 +149,7 @@ function upstreamMessagesBytes(body: JsonObject): Buffer {
             for (const x of blocks) {
               if (x.type !== 'image') continue;
               const url = anthropicImageUrl(x.source);
-              if (url !== '') mmAsset(out, url);
+              if (url !== '') mmAsset(out, url, mm);
             }
           }
           break;
@@ -156,8 +161,11 @@ function upstreamMessagesBytes(body: JsonObject): Buffer {
   return Buffer.concat(out);
 }
 
-/** estimate.go chatCompletionsBytes / appendChatMessage (L194-232). */
-function upstreamChatBytes(body: JsonObject): Buffer {
+/**
+ * estimate.go chatCompletionsBytes / appendChatMessage (L194-232); `mm` as for upstreamMessagesBytes, and `kvroute`:
+ * the tool calls kvroute keys and upstream does not (for the keys; the token count is upstream's).
+ */
+function upstreamChatBytes(body: JsonObject, mm = true, kvroute = true): Buffer {
   const out: Buffer[] = [];
   const tools = (body.tools ?? []) as Json[];
   if (tools.length > 0) out.push(Buffer.from(goMarshalAny(tools)));
@@ -168,12 +176,12 @@ function upstreamChatBytes(body: JsonObject): Buffer {
     } else {
       for (const p of (Array.isArray(m.content) ? m.content : []) as JsonObject[]) {
         if (p.type === 'text') out.push(Buffer.from(p.text as string));
-        else if (p.type === 'image_url' || p.type === 'video_url') mmAsset(out, (p[p.type] as JsonObject).url as string);
-        else if (p.type === 'input_audio') mmAsset(out, `${(p.input_audio as JsonObject).data as string}${(p.input_audio as JsonObject).format as string}`);
+        else if (p.type === 'image_url' || p.type === 'video_url') mmAsset(out, (p[p.type] as JsonObject).url as string, mm);
+        else if (p.type === 'input_audio') mmAsset(out, `${(p.input_audio as JsonObject).data as string}${(p.input_audio as JsonObject).format as string}`, mm);
       }
     }
     // kvroute's side (see the module comment): an assistant's tool calls are keyed, as vLLM renders them.
-    if (Array.isArray(m.tool_calls) && m.tool_calls.length > 0) out.push(Buffer.from(`\u0000kvroute:${JSON.stringify(m.tool_calls)}`));
+    if (kvroute && Array.isArray(m.tool_calls) && m.tool_calls.length > 0) out.push(Buffer.from(`\u0000kvroute:${JSON.stringify(m.tool_calls)}`));
   }
   return Buffer.concat(out);
 }
@@ -394,6 +402,18 @@ describe('approximate prefix keys of request bodies vs llm-d-router v0.10.0 toke
     expect([...changes.keys()].sort()).toEqual(api === 'messages'
       ? ['billing header', 'cache_control', 'image', 'model', 'redacted thinking', 'salt', 'sampling', 'string content', 'text', 'thinking', 'tool cache_control', 'tool description', 'tool_result', 'tool_use id', 'tool_use input', 'tool_use name']
       : ['add_generation_prompt', 'cache_control', 'chat_template_kwargs', 'image', 'message name', 'model', 'salt', 'sampling', 'string content', 'text', 'tool description', 'tool_calls']);
+  });
+
+  test.each(['messages', 'chat'] as const)('%s: the P/D decider\'s prompt tokens are upstream\'s packed bytes ÷ 4, rounded up (estimate.go packBytes; multimodal placeholders left out)', (api) => {
+    const wrong: { seed: number; upstream: number; kvroute: number }[] = [];
+    for (let seed = 1; seed <= 300; seed++) {
+      const body = api === 'messages' ? anthropicBody(seededRandom(seed)) : chatBody(seededRandom(seed));
+      const bytes = api === 'messages' ? upstreamMessagesBytes(body, false) : upstreamChatBytes(body, false, false);
+      const upstream = Math.ceil(bytes.length / 4);
+      const kvroute = estimatedPromptTokens(cycleOf(parse(api, body)).request);
+      if (kvroute !== upstream) wrong.push({ seed, upstream, kvroute });
+    }
+    expect(wrong).toEqual([]);
   });
 
   test('an Anthropic conversation that differs only in what a tool was called with shares no block past the call (estimate.go messagesBytes L265-268)', () => {
