@@ -223,6 +223,25 @@ export function isPickLearner(plugin: PrefixMatchRatios): plugin is PickLearner 
 }
 
 /**
+ * A prefix plugin that marks the request's blocks on picks made by profiles not listing it (the precise scorer): llm-d-router
+ * v0.10.0's precise producer speculates in PreRequest, whatever profiles list its scorer, on the primary profile's
+ * pick and on the `prefill` profile's (`dataproducer/preciseprefixcache/prerequest.go` L148-188).
+ */
+export interface UnlistedPickMarker extends Plugin {
+  markUnlistedPick(cycle: CycleContext, target: EndpointSnapshot): void;
+}
+
+export function isUnlistedPickMarker(plugin: Plugin): plugin is UnlistedPickMarker {
+  return typeof (plugin as Partial<UnlistedPickMarker>).markUnlistedPick === 'function';
+}
+
+/**
+ * The profile whose pick upstream's precise producer speculates besides the primary one: its name is fixed there
+ * (`experimentalPrefillProfile = "prefill"`, prerequest.go L36), whatever the disagg handler calls its prefill profile.
+ */
+export const UPSTREAM_PREFILL_PROFILE = 'prefill';
+
+/**
  * The prefix scorer whose match of a P/D cycle's picks the decider and the conditional-decode gate read when the
  * decode profile lists none, and which records the picks of the profiles not listing it: llm-d-router v0.10.0's
  * approximate producer, which matches before scheduling and records the primary and prefill picks in PreRequest

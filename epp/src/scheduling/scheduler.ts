@@ -28,7 +28,7 @@ import { NOOP_SCHEDULING_METRICS, type ExtensionPoint, type SchedulingMetrics } 
 import { createPlugin, type ParameterSpec, type PluginDefinition, type PluginKind, type PluginKindInterfaces } from './plugin';
 import { SchedulingError, type LLMRequest, type SchedulingResult } from './types';
 import { LazyReadonlyMap } from './lazy-map';
-import { isPickLearner, pdPrefixSource, type PickLearner, pickPrefixMatch, PREFIX_MATCH, type PrefixMatchEstimate, type PrefixMatchRatios } from './prefix-match';
+import { isPickLearner, isUnlistedPickMarker, pdPrefixSource, type PickLearner, pickPrefixMatch, PREFIX_MATCH, type PrefixMatchEstimate, type PrefixMatchRatios, UPSTREAM_PREFILL_PROFILE, type UnlistedPickMarker } from './prefix-match';
 import { isConditionalDecode, pickHoldsCachedPrefix } from '../requestcontrol/conditional-decode';
 import { monotonicMs } from '../clock';
 
@@ -223,6 +223,8 @@ export class Scheduler {
   private readonly matchOf = new WeakMap<CycleContext, Map<string, PrefixMatchEstimate>>();
   /** The prefix scorer a P/D handler reads beyond its profiles (`ProfileHandler.consumesPrefixMatch`), else undefined. */
   private readonly pdPrefixSource: PrefixMatchRatios | undefined;
+  /** The config's plugins that mark the primary and `prefill` picks of profiles not listing them (`markUnlistedPicks`). */
+  private readonly unlistedPickMarkers: readonly UnlistedPickMarker[];
 
   constructor(
     /** The plugins of the config, shared with request control. */
@@ -237,6 +239,7 @@ export class Scheduler {
     this.profiles = new Map(plugins.config.schedulingProfiles.map((spec) => [spec.name, resolveProfile(spec, plugins)]));
     this.profileNames = [...this.profiles.keys()];
     this.pdPrefixSource = handler.consumesPrefixMatch === true ? pdPrefixSource(plugins.ofKind('scorer')) : undefined;
+    this.unlistedPickMarkers = plugins.ofKind('scorer').filter((p): p is Scorer & UnlistedPickMarker => isUnlistedPickMarker(p));
   }
 
   /** The normalized config the scheduler was built from. */
@@ -296,6 +299,12 @@ export class Scheduler {
         if (deferred !== undefined) deferred.push(learn);
         else learn();
       }
+      if (this.unlistedPickMarkers.length > 0) {
+        const mark = () => this.markUnlistedPicks(cycle, outcomes, primaryProfile);
+        // First, while the request still carries its prompt's token ids (a listed profile's post-cycle drops them).
+        if (deferred !== undefined) deferred.unshift(mark);
+        else mark();
+      }
       if (deferred !== undefined && (!conditional || pickHoldsCachedPrefix(result))) for (const run of deferred) run();
       return result;
     } catch (error) {
@@ -322,6 +331,24 @@ export class Scheduler {
     for (const [name, outcome] of outcomes) {
       if (outcome instanceof SchedulingError || this.profiles.get(name)!.postCycles.some((p) => (p as Plugin) === source)) continue;
       source.learnPick(pickPrefixMatch(cycle, source, primary), outcome.targets[0]!, name === primaryProfile);
+    }
+  }
+
+  /**
+   * The primary profile's pick and the `prefill` profile's, for each marker whose own post-cycle did not see them (a
+   * profile not listing it): llm-d-router v0.10.0's precise producer speculates both in PreRequest, whichever profiles
+   * list its scorer (`dataproducer/preciseprefixcache/prerequest.go` L148-188, `experimentalPrefillProfile`), so with
+   * the precise scorer in one P/D profile only the other pick is marked too. No other profile's pick (an encode pod's).
+   */
+  private markUnlistedPicks(cycle: CycleContext, outcomes: ReadonlyMap<string, ProfileOutcome>, primaryProfile: string): void {
+    const names = primaryProfile === UPSTREAM_PREFILL_PROFILE ? [primaryProfile] : [primaryProfile, UPSTREAM_PREFILL_PROFILE];
+    for (const marker of this.unlistedPickMarkers) {
+      for (const name of names) {
+        const outcome = outcomes.get(name);
+        if (outcome === undefined || outcome instanceof SchedulingError) continue;
+        if (this.profiles.get(name)!.postCycles.some((p) => (p as Plugin) === marker)) continue;
+        marker.markUnlistedPick(cycle, outcome.targets[0]!);
+      }
     }
   }
 

@@ -32,7 +32,7 @@ import type { PrepareRequest, ResponseComplete } from '../../requestcontrol/hook
 import { stateKey, type CycleContext, type PluginHandle, type PostCycle, type ProfileRunResult, type Scorer } from '../framework';
 import { definePlugin, parameters } from '../plugin';
 import type { LLMRequest } from '../types';
-import { publishPrefixMatch, type PrefixMatchRatios } from '../prefix-match';
+import { publishPrefixMatch, type PrefixMatchRatios, type UnlistedPickMarker } from '../prefix-match';
 import { matchLengthScore, readMatchLength, type MatchLengthParameters } from './match-length';
 import { blockKey, rootKey, stringWords } from './prefix-hash';
 
@@ -344,7 +344,7 @@ function replayPortOf(events: KvEventsConfig): { replayPort?: number } {
   return events.replayPort !== undefined ? { replayPort: events.replayPort } : {};
 }
 
-export class PrecisePrefixCacheScorer implements Scorer, PostCycle, PrepareRequest, ResponseComplete, PrefixMatchRatios {
+export class PrecisePrefixCacheScorer implements Scorer, PostCycle, PrepareRequest, ResponseComplete, PrefixMatchRatios, UnlistedPickMarker {
   readonly type = 'precise-prefix-cache-scorer';
   readonly index: KvBlockIndex;
   readonly subscriber: KvEventSubscriber;
@@ -675,6 +675,28 @@ export class PrecisePrefixCacheScorer implements Scorer, PostCycle, PrepareReque
     cycle.request.attributes?.set(BLOCKS, blocks.rest === undefined
       ? { ...blocks, ids: NO_IDS }
       : { ...blocks, ids: NO_IDS, rest: blocks.rest.map((prompt) => ({ ...prompt, ids: NO_IDS })) });
+    this.handle.metrics.setKvIndexBlocks(pod, this.index.blocksOf(pod));
+  }
+
+  /**
+   * Records a pick of a profile that does not list this scorer, which the scheduler passes for the primary profile and
+   * the `prefill` one (`Scheduler.markUnlistedPicks`): llm-d-router v0.10.0's precise producer speculates every key of
+   * the request on both in PreRequest, whichever profiles list its scorer, with the same keys and the one TTL
+   * (`dataproducer/preciseprefixcache/prerequest.go` L148-193). Under P/D both will hold the prompt: the prefill pod
+   * computes it, the decode pod receives it through the KV connector and caches those blocks once they arrive (vLLM's
+   * scheduler `_update_waiting_for_remote_kv` → `cache_blocks`, whose `BlockStored` events name the same token ids). So
+   * a request right behind it sharing the prefix finds its KV where it will be (the P/D decider reads the decode pod's
+   * match) before those events come. Not observed in the match metrics: that is the listed profile's pick.
+   */
+  markUnlistedPick(cycle: CycleContext, target: EndpointSnapshot): void {
+    const blocks = cycle.request.attributes?.get(BLOCKS);
+    if (!blocks) return;
+    const pod = target.endpoint.key;
+    const only = new Set([pod]);
+    const now = this.handle.now();
+    for (const prompt of promptBlocks(blocks)) {
+      if (prompt.keys.length > 0) this.recordPick(pod, prompt, this.index.longestPrefix(prompt.keys, only, now, prompt.engineKeys).get(pod));
+    }
     this.handle.metrics.setKvIndexBlocks(pod, this.index.blocksOf(pod));
   }
 
