@@ -236,12 +236,6 @@ export function isUnlistedPickMarker(plugin: Plugin): plugin is UnlistedPickMark
 }
 
 /**
- * The profile whose pick upstream's precise producer speculates besides the primary one: its name is fixed there
- * (`experimentalPrefillProfile = "prefill"`, prerequest.go L36), whatever the disagg handler calls its prefill profile.
- */
-export const UPSTREAM_PREFILL_PROFILE = 'prefill';
-
-/**
  * The prefix scorer whose match of a P/D cycle's picks the decider and the conditional-decode gate read when the
  * decode profile lists none, and which records the picks of the profiles not listing it: llm-d-router v0.10.0's
  * approximate producer, which matches before scheduling and records the primary and prefill picks in PreRequest

@@ -26,9 +26,9 @@ import {
 } from './framework';
 import { NOOP_SCHEDULING_METRICS, type ExtensionPoint, type SchedulingMetrics } from './metrics-hooks';
 import { createPlugin, type ParameterSpec, type PluginDefinition, type PluginKind, type PluginKindInterfaces } from './plugin';
-import { SchedulingError, type LLMRequest, type SchedulingResult } from './types';
+import { SchedulingError, UPSTREAM_PREFILL_PROFILE, type LLMRequest, type SchedulingResult } from './types';
 import { LazyReadonlyMap } from './lazy-map';
-import { isPickLearner, isUnlistedPickMarker, pdPrefixSource, type PickLearner, pickPrefixMatch, PREFIX_MATCH, type PrefixMatchEstimate, type PrefixMatchRatios, UPSTREAM_PREFILL_PROFILE, type UnlistedPickMarker } from './prefix-match';
+import { isPickLearner, isUnlistedPickMarker, pdPrefixSource, type PickLearner, pickPrefixMatch, PREFIX_MATCH, type PrefixMatchEstimate, type PrefixMatchRatios, type UnlistedPickMarker } from './prefix-match';
 import { isConditionalDecode, pickHoldsCachedPrefix } from '../requestcontrol/conditional-decode';
 import { monotonicMs } from '../clock';
 

@@ -46,7 +46,8 @@ export interface LLMRequest {
  * The profile name llm-d-router v0.10.0 treats as a P/D request's prefill stage wherever it reads a profile's pick by a
  * hardcoded name, whatever the profile handler's `profiles.prefill` says: the in-flight count releases its pick at the
  * response's start (`dataproducer/inflightload/producer.go` profilePrefill), and the no-hit LRU records its pick beside
- * the primary one (`scorer/nohitlru/no_hit_lru.go` defaultPrefillProfile).
+ * the primary one (`scorer/nohitlru/no_hit_lru.go` defaultPrefillProfile), and the precise producer speculates on its pick
+ * beside the primary one (`dataproducer/preciseprefixcache/prerequest.go` experimentalPrefillProfile).
  */
 export const UPSTREAM_PREFILL_PROFILE = 'prefill';
 
