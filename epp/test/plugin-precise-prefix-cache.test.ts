@@ -1198,6 +1198,19 @@ describe('precise scoring from KV events (central mode, real sockets, the model\
     expect(await scores(responses)).toEqual([0, 0]);
   });
 
+  test('/v1/responses with a function call item is routed unkeyed: which prompt vLLM 0.10.0 renders from such items is not modelled (the approximate scorer keys their JSON, the precise one must match vLLM\'s tokens)', async () => {
+    const body = chat('What does the tooling appendix say?', 'the tooling manual');
+    const [system, user] = body.messages;
+    const stored = await storedFor(body, 7700);
+    await publish(pods[1]!, [stored]);
+    await waitFor(async () => (await scores(body))[1] === 1, 'the chat to be indexed');
+    const responses = {
+      model: body.model, instructions: system!.content,
+      input: [{ role: 'user', content: user!.content }, { type: 'function_call', call_id: 'call_1', name: 'lookup', arguments: '{"q":"tooling"}' }],
+    };
+    expect(await scores(responses, undefined, '/v1/responses')).toEqual([0, 0]);
+  });
+
   test('a LoRA block reported by lora_id only (vLLM #27728 to #27577) matches requests for the adapter at that place of loraAdapters (--lora-modules order: serving_models.py @ v0.10.0 numbers them 1, 2, …); an id beyond the list matches nothing', async () => {
     const body = { ...chat('What does the invoice appendix say?', 'the invoice manual'), model: 'billing-lora' };
     const stored = await storedFor(body, 9000);

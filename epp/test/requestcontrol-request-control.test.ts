@@ -440,7 +440,7 @@ schedulingProfiles:
       if (d.kind === 'route') director.release(d.ticket, 'completed');
     }
     expect(inputs).toEqual([
-      { kind: 'chat', messages: [{ role: 'system', content: 'sys' }, { role: 'user', content: 'hi' }], addGenerationPrompt: true, continueFinalMessage: false },
+      { kind: 'chat', messages: [{ role: 'system', content: 'sys' }, { role: 'user', content: 'hi' }], addGenerationPrompt: true, continueFinalMessage: false, estimateJson: [{ instructions: 'sys' }, { input: 'hi' }] },
       { kind: 'none' },
     ]);
   });

@@ -118,12 +118,13 @@ describe('OpenAI request bodies', () => {
 
     test('/v1/responses renders its input as a chat: instructions as a system message, a string input as the user\'s (serving_responses.py _construct_input_messages)', () => {
       expect(at('/v1/responses', { model: 'm', input: 'Hello, world!' }).input)
-        .toEqual({ kind: 'chat', messages: [{ role: 'user', content: 'Hello, world!' }], addGenerationPrompt: true, continueFinalMessage: false });
+        .toEqual({ kind: 'chat', messages: [{ role: 'user', content: 'Hello, world!' }], addGenerationPrompt: true, continueFinalMessage: false, estimateJson: [{ input: 'Hello, world!' }] });
       expect(at('/v1/responses?x=1', { model: 'm', instructions: 'be brief', input: [{ role: 'user', content: [{ type: 'input_text', text: 'why?' }] }] }).input).toEqual({
         kind: 'chat',
         messages: [{ role: 'system', content: 'be brief' }, { role: 'user', content: [{ type: 'input_text', text: 'why?' }] }],
         addGenerationPrompt: true,
         continueFinalMessage: false,
+        estimateJson: [{ instructions: 'be brief' }, { input: [{ role: 'user', content: [{ type: 'input_text', text: 'why?' }] }] }],
       });
       // The same ids as the chat it is: the approximate scorer's text is the chat's ChatML too.
       expect(at('/v1/responses', { model: 'm', instructions: 'sys', input: 'hi' }).prompt)
@@ -132,9 +133,15 @@ describe('OpenAI request bodies', () => {
       expect(at('/v1/responses', { model: 'm', instructions: '', input: 'hi' }).input).toMatchObject({ messages: [{ role: 'user', content: 'hi' }] });
     });
 
-    test('/v1/responses: a continued response, or an item that is no message, has no input to key', () => {
+    test('/v1/responses: a continued response has no input to key; an item that is no message is keyed by the approximate scorer only, as its JSON, and the tools as sent seed its chain (llm-d-router v0.10.0 tokenizer/estimate.go estimateBytes L171-180)', () => {
       expect(at('/v1/responses', { model: 'm', input: 'and then?', previous_response_id: 'resp_1' }).input).toEqual({ kind: 'none' });
-      expect(at('/v1/responses', { model: 'm', input: [{ type: 'function_call_output', call_id: 'c', output: '42' }] }).input).toEqual({ kind: 'none' });
+      const item = { type: 'function_call_output', call_id: 'c', output: '42' };
+      const tools = [{ type: 'function', name: 'f' }];
+      expect(at('/v1/responses', { model: 'm', input: [item], tools }).input).toEqual({
+        kind: 'chat', messages: [{ role: 'function_call_output', content: JSON.stringify(item) }], addGenerationPrompt: true, continueFinalMessage: false,
+        estimateJson: [{ tools }, { input: [item] }], keyedTools: tools, approximateOnly: true,
+      });
+      expect(at('/v1/responses', { model: 'm', input: [item] }).prompt).toBe(`<|im_start|>function_call_output\n${JSON.stringify(item)}<|im_end|>\n`);
       // GIE types `input` as any: another shape is no error, and no input.
       expect(at('/v1/responses', { model: 'm', input: 5 }).input).toEqual({ kind: 'none' });
     });

@@ -562,6 +562,9 @@ export class ModelTokenizer {
         // 50-byte loop renders for seconds), so one request could stall routing for the whole pool. vLLM renders it
         // in its own server, in jinja2's sandbox. Such a chat is routed unkeyed, by load.
         if (this.isClientTemplate(input)) return undefined;
+        // A Responses body's function calls, their outputs or reasoning items: which prompt vLLM 0.10.0 renders from
+        // them is not modelled here (`approximateOnly`, only the approximate scorer keys their text): routed unkeyed.
+        if (input.approximateOnly === true) return undefined;
         let tools: Record<string, unknown>[] | undefined;
         try {
           tools = input.tools ? vllmToolDicts(input.tools) : undefined;

@@ -46,7 +46,7 @@ function contentBytes(content: unknown): number {
  * no template, no separators). Multimodal parts, which upstream folds in as placeholder tokens, count nothing here
  * (the approximate index keys each as a short digest, not as upstream's placeholder tokens). A request without a structured input (built by a test) counts its prompt's
  * bytes. An Anthropic Messages body counts its own fields (`anthropicEstimateBytes`, estimate.go messagesBytes), not the
- * chat it is read into.
+ * chat it is read into; a Responses body, Go's JSON of `[{instructions}, {tools}, {input}]` (estimate.go estimateBytes).
  */
 export function estimatedPromptTokens(request: LLMRequest): number {
   const input = request.input;
@@ -71,6 +71,11 @@ export function estimatedPromptTokens(request: LLMRequest): number {
       // An Anthropic Messages body: its own fields' bytes (anthropicEstimateBytes), counted when it was read.
       if (input.estimateBytes !== undefined) {
         bytes = input.estimateBytes;
+        break;
+      }
+      // A Responses body: Go's JSON of its instructions, tools and input (estimate.go estimateBytes L171-180).
+      if (input.estimateJson !== undefined) {
+        bytes = goJsonBytes(input.estimateJson);
         break;
       }
       bytes = input.tools !== undefined && input.tools.length > 0 ? goJsonBytes(input.tools) : 0;

@@ -56,6 +56,24 @@ export type PromptInput =
        * messagesBytes @ v0.10.0), not from the chat it becomes (which adds roles and drops tool uses and thinking).
        */
       readonly estimateBytes?: number;
+      /**
+       * The value llm-d-router's estimate token producer marshals for the body this chat was read from, when that body
+       * is a Responses one (`[{"instructions"}, {"tools"}, {"input"}]`, `tokenizer/estimate.go` estimateBytes L171-180
+       * @ v0.10.0): its count is the Go JSON's bytes.
+       */
+      readonly estimateJson?: unknown;
+      /**
+       * A Responses body's `tools` as sent (any JSON, `[]` included): the approximate prefix scorer seeds the chain with
+       * them, as llm-d-router v0.10.0 hashes them ahead of the input (estimate.go L176-178). Not `tools`: no template
+       * renders them (vLLM 0.10.0's Responses endpoint takes tools only with Harmony).
+       */
+      readonly keyedTools?: unknown;
+      /**
+       * The messages hold items vLLM does not render as chat messages here (a Responses body's `function_call`,
+       * `function_call_output`, `reasoning` items, each a turn of its JSON): the approximate scorer keys the text, the
+       * precise one (which must render what vLLM renders) routes the request unkeyed.
+       */
+      readonly approximateOnly?: boolean;
     }
   /**
    * A text prompt (completions, embeddings, responses with a string `input`, score, rerank, …); `addSpecialTokens` when
@@ -450,13 +468,18 @@ function engineEndpoint(rawPath: string): EngineEndpoint {
  * user message, or the input items as messages, rendered with the server's chat template and its generation prompt
  * (`OpenAIServingResponses._construct_input_messages` then `_preprocess_chat`, serving_responses.py; the endpoint's
  * first version, before `_construct_input_messages`, rendered the same without `instructions`). A request continuing a
- * stored response (`previous_response_id`) is prefixed with that conversation, which only the pod that stored it knows,
- * and an item that is not a message (a function call or its output) is not rendered as one: both have no input here.
- * Tools are not rendered (vLLM refuses them on this endpoint without Harmony).
+ * stored response (`previous_response_id`) is prefixed with that conversation, which only the pod that stored it knows:
+ * it has no input here (llm-d-router v0.10.0 keys its body as any other; kvroute routes it to the pod that stored the
+ * response when it named it). An item that is not a message (a function call, its output, a reasoning item) is keyed
+ * as a turn of its JSON for the approximate scorer only (`approximateOnly`), and the tools as sent seed its chain
+ * (`keyedTools`): llm-d-router v0.10.0 hashes Go's JSON of the instructions, the tools, then the input
+ * (`tokenizer/estimate.go` estimateBytes L171-180), so an agent loop's turns share blocks there. Tools are not rendered
+ * (vLLM refuses them on this endpoint without Harmony).
  */
 function responsesChat(o: Record<string, unknown>): PromptInput {
   if (o.previous_response_id !== undefined && o.previous_response_id !== null) return NO_INPUT;
   const messages: ChatMessageInput[] = [];
+  let approximateOnly = false;
   if (typeof o.instructions === 'string' && o.instructions !== '') messages.push({ role: 'system', content: o.instructions });
   if (typeof o.input === 'string') {
     messages.push({ role: 'user', content: o.input });
@@ -466,7 +489,17 @@ function responsesChat(o: Record<string, unknown>): PromptInput {
       const item = items[i];
       if (typeof item !== 'object' || item === null || Array.isArray(item)) return NO_INPUT;
       const message = item as Record<string, unknown>;
-      if (typeof message.role !== 'string' || (message.type !== undefined && message.type !== 'message')) return NO_INPUT;
+      const isMessage = typeof message.role === 'string' && (message.type === undefined || message.type === 'message');
+      if (!isMessage) {
+        // An item of another type (a function call, its output, a reasoning item): a turn of the item's JSON, every
+        // field of it, so an agent loop's next turn matches this one's blocks and two loops whose calls differ
+        // (arguments, call id, output) share none past the call, as llm-d-router v0.10.0 keys the input's JSON
+        // (estimate.go L179). An item with neither a role nor a type is no item vLLM serves: nothing to key, as before.
+        if (typeof message.type !== 'string' || message.type === 'message') return NO_INPUT;
+        messages.push({ role: message.type, content: JSON.stringify(message) });
+        approximateOnly = true;
+        continue;
+      }
       // Checked here, where a bad content can be named by the field the client sent (the chat's reader names messages[i]).
       messageText(message.content, `input[${i}].content`);
       messages.push(message as ChatMessageInput);
@@ -475,7 +508,16 @@ function responsesChat(o: Record<string, unknown>): PromptInput {
     return NO_INPUT;
   }
   if (messages.length === 0) return NO_INPUT;
-  return { kind: 'chat', messages, addGenerationPrompt: true, continueFinalMessage: false };
+  const estimateJson: Record<string, unknown>[] = [];
+  if (o.instructions !== undefined && o.instructions !== null) estimateJson.push({ instructions: o.instructions });
+  const hasTools = o.tools !== undefined && o.tools !== null;
+  if (hasTools) estimateJson.push({ tools: o.tools });
+  estimateJson.push({ input: o.input });
+  return {
+    kind: 'chat', messages, addGenerationPrompt: true, continueFinalMessage: false, estimateJson,
+    ...(hasTools ? { keyedTools: o.tools } : {}),
+    ...(approximateOnly ? { approximateOnly } : {}),
+  };
 }
 
 /** The input as `endpoint` prefills it (see `engineEndpoint`); the fields' reading where it agrees. */

@@ -160,7 +160,11 @@ const toolsJson = new WeakMap<readonly unknown[], string>();
 function chainSeed(request: CycleContext['request']): string {
   const seed = request.cacheSalt ? `${request.model}\u0000${request.cacheSalt}` : request.model;
   const input = request.input;
-  if (input === undefined || input.kind !== 'chat' || input.tools === undefined || input.tools.length === 0) return seed;
+  if (input === undefined || input.kind !== 'chat') return seed;
+  // A Responses body's tools (`keyedTools`, any JSON, an empty list included): upstream hashes `{"tools": …}` ahead of
+  // its input whenever the body has them (estimate.go estimateBytes L176-178).
+  if (input.keyedTools !== undefined) return `${seed}\u0002${JSON.stringify(input.keyedTools)}`;
+  if (input.tools === undefined || input.tools.length === 0) return seed;
   let json = toolsJson.get(input.tools);
   if (json === undefined) toolsJson.set(input.tools, (json = JSON.stringify(input.tools)));
   return `${seed}\u0001${json}`;
