@@ -761,3 +761,33 @@ describe('prefix-based-pd-decider reads an Anthropic Messages body\'s length as 
     expect(result.profileTargets?.get('prefill')?.endpoint.name).toBe('p0');
   });
 });
+
+// llm-d-router v0.10.0: the anthropic parser decodes the body straight into MessagesRequest (parsers/anthropic/
+// anthropic.go ParseRequest: json.Unmarshal(body, &messagesReq)), whose tool_use `Input` is a json.RawMessage
+// (requesthandling/types.go L767: "keep raw JSON bytes"), and estimate.go messagesBytes appends `block.Input` as is.
+// So a tool input sent with Python's json.dumps spacing, or with \u escapes (json.dumps' ensure_ascii default), counts
+// its bytes as they came on the wire, not those of a compact re-serialization.
+describe('prefix-based-pd-decider counts a tool_use input\'s raw bytes as sent (json.RawMessage, estimate.go messagesBytes @ llm-d-router v0.10.0)', () => {
+  const tokensOf = (raw: string) => {
+    const parsed = parseAnthropicRequest(Buffer.from(raw), '/v1/messages');
+    return estimatedPromptTokens({ requestId: 'r', model: 'm', prompt: parsed.prompt, input: parsed.input, headers: {} });
+  };
+  // The body as Python's json.dumps writes it (", " and ": " separators, ensure_ascii), with a duplicated input key
+  // (Go and JSON.parse keep the last) and a second tool_use whose input is null (RawMessage "null").
+  const input = '{"city": "Z\\u00fcrich", "days": [1, 2,\n 3]}';
+  const raw = `{"model": "m", "messages": [{"role": "user", "content": "Weather?"}, {"role": "assistant", "content": [`
+    + `{"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"dropped": true}, "input": ${input}}, `
+    + `{"type": "tool_use", "id": "toolu_2", "name": "noop", "input": null}]}]}`;
+
+  test('the raw input bytes, spacing and escapes included', () => {
+    const bytes = ['user', 'Weather?', 'assistant', 'toolu_1', 'get_weather', input, 'toolu_2', 'noop', 'null'].reduce((n, s) => n + Buffer.byteLength(s), 0);
+    expect(tokensOf(raw)).toBe(Math.ceil(bytes / 4));
+  });
+
+  test('the same body sent compactly counts fewer tokens, as upstream counts it', () => {
+    const compact = JSON.stringify(JSON.parse(raw.replace('{"dropped": true}, "input": ', '')));
+    const bytes = ['user', 'Weather?', 'assistant', 'toolu_1', 'get_weather', '{"city":"Zürich","days":[1,2,3]}', 'toolu_2', 'noop', 'null'].reduce((n, s) => n + Buffer.byteLength(s), 0);
+    expect(tokensOf(compact)).toBe(Math.ceil(bytes / 4));
+    expect(tokensOf(compact)).toBeLessThan(tokensOf(raw));
+  });
+});

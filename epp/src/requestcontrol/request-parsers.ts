@@ -370,11 +370,109 @@ export function parseAnthropicRequest(body: Buffer, path: string): ParsedRequest
     appendMessage(chat, m.role, m.content);
   }
   // The prefix-based P/D decider's prompt length: upstream's estimate counts the Anthropic body's own fields.
-  const estimateBytes = anthropicEstimateBytes({ tools, systemText: sys, messages, toolResultText: (b) => toolResultContent(b).text });
+  const hasToolUse = messages.some((m) => typeof m.content !== 'string' && m.content.some((b) => b.type === 'tool_use'));
+  const rawInputs = hasToolUse ? toolUseInputBytes(body) : undefined;
+  const estimateBytes = anthropicEstimateBytes({
+    tools, systemText: sys, messages, toolResultText: (b) => toolResultContent(b).text,
+    ...(rawInputs !== undefined ? { toolUseInputBytes: (message: number, block: number) => rawInputs.get(`${message}:${block}`) } : {}),
+  });
   const input: PromptInput = chat.length === 0
     ? { kind: 'none' }
     : { kind: 'chat', messages: chat, ...(tools.length > 0 ? { tools: convertTools(tools) } : {}), addGenerationPrompt: true, continueFinalMessage: false, estimateBytes };
   return parsedBody(o, input, cacheSalt);
+}
+
+/**
+ * The bytes of each `messages[i].content[j].input` exactly as the body carries them, keyed `i:j`: upstream decodes the
+ * body straight into MessagesRequest (parsers/anthropic/anthropic.go ParseRequest @ llm-d-router v0.10.0), whose
+ * tool_use `Input` is a json.RawMessage holding the value's raw bytes (requesthandling/types.go L767), spacing and
+ * `\u` escapes included, and estimate.go messagesBytes appends those bytes. A key sent twice counts its last value, as
+ * Go and JSON.parse keep the last. Read only for a body JSON.parse has taken, so the scan need not validate.
+ */
+function toolUseInputBytes(body: Buffer): Map<string, number> {
+  const out = new Map<string, number>();
+  let pos = 0;
+  const ws = (): void => {
+    while (pos < body.length && (body[pos] === 0x20 || body[pos] === 0x09 || body[pos] === 0x0a || body[pos] === 0x0d)) pos++;
+  };
+  /** Past the string starting at `pos` (its opening quote). */
+  const passString = (): void => {
+    for (pos++; body[pos] !== 0x22; pos++) if (body[pos] === 0x5c) pos++;
+    pos++;
+  };
+  /** Past a member's key at `pos`; returns it decoded (a key may be written with escapes). */
+  const string = (): string => {
+    const start = pos;
+    passString();
+    return JSON.parse(body.toString('utf8', start, pos)) as string;
+  };
+  /** Past the value starting at `pos`. */
+  const skip = (): void => {
+    let depth = 0;
+    do {
+      const c = body[pos]!;
+      if (c === 0x22) {
+        passString();
+        continue;
+      }
+      if (c === 0x7b || c === 0x5b) depth++;
+      else if (c === 0x7d || c === 0x5d) depth--;
+      else if (depth === 0 && c !== 0x20 && c !== 0x09 && c !== 0x0a && c !== 0x0d && c !== 0x2c && c !== 0x3a) {
+        // A number or literal outside any container: to its end.
+        while (pos < body.length && !' \t\n\r,}]'.includes(String.fromCharCode(body[pos]!))) pos++;
+        return;
+      }
+      pos++;
+    } while (depth > 0 && pos < body.length);
+  };
+  /** Each member of the object at `pos` (else the value is skipped): `member` is at its value and must pass it. */
+  const object = (member: (key: string) => void): void => {
+    ws();
+    if (body[pos] !== 0x7b) return skip();
+    pos++;
+    for (ws(); body[pos] !== 0x7d; ws()) {
+      if (body[pos] === 0x2c) {
+        pos++;
+        ws();
+      }
+      const key = string();
+      ws();
+      pos++; // ':'
+      ws();
+      member(key);
+    }
+    pos++;
+  };
+  /** Each element of the array at `pos` (else the value is skipped): `element` is at it and must pass it. */
+  const array = (element: (index: number) => void): void => {
+    ws();
+    if (body[pos] !== 0x5b) return skip();
+    pos++;
+    let index = 0;
+    for (ws(); body[pos] !== 0x5d; ws()) {
+      if (body[pos] === 0x2c) {
+        pos++;
+        ws();
+      }
+      element(index++);
+    }
+    pos++;
+  };
+  object((key) => {
+    if (key !== 'messages') return skip();
+    out.clear();
+    array((i) => object((key) => {
+      if (key !== 'content') return skip();
+      for (const k of [...out.keys()]) if (k.startsWith(`${i}:`)) out.delete(k);
+      array((j) => object((key) => {
+        if (key !== 'input') return skip();
+        const start = pos;
+        skip();
+        out.set(`${i}:${j}`, pos - start);
+      }));
+    }));
+  });
+  return out;
 }
 
 /** The parsed body of a request these parsers read: its model (a non-empty string), prompt, stream flag and salt. */

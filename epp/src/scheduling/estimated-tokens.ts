@@ -95,6 +95,11 @@ export interface AnthropicEstimateInput {
   readonly messages: readonly { readonly role: string; readonly content: string | readonly Readonly<Record<string, unknown>>[] }[];
   /** `anthropicToolResultContent`'s text of a `tool_result` block. */
   readonly toolResultText: (block: Readonly<Record<string, unknown>>) => string;
+  /**
+   * The raw bytes of `messages[message].content[block].input` as the body carried them (upstream's json.RawMessage);
+   * absent, or undefined for a block: the compact JSON of the parsed input.
+   */
+  readonly toolUseInputBytes?: (message: number, block: number) => number | undefined;
 }
 
 /**
@@ -102,7 +107,7 @@ export interface AnthropicEstimateInput {
  * tokenizer/estimate.go` messagesBytes): Go's JSON of `tools` as `[]AnthropicTool` (name, description when not empty,
  * input_schema when sent, strict and defer_loading when booleans; other fields dropped), the system text, then each
  * message's role and its text: a string content, or its blocks' `text`, `thinking`, a `tool_use`'s id, name and input
- * (the raw JSON, here as sent compactly), a `tool_result`'s text. Images count nothing here, as multimodal parts
+ * (its raw JSON as the body carried it, `toolUseInputBytes`; the compact JSON of the parsed value without it), a `tool_result`'s text. Images count nothing here, as multimodal parts
  * count nothing in `estimatedPromptTokens`.
  */
 export function anthropicEstimateBytes(body: AnthropicEstimateInput): number {
@@ -118,20 +123,22 @@ export function anthropicEstimateBytes(body: AnthropicEstimateInput): number {
   }
   bytes += utf8Bytes(body.systemText);
   const str = (v: unknown): number => (typeof v === 'string' ? utf8Bytes(v) : 0);
-  for (const m of body.messages) {
+  body.messages.forEach((m, i) => {
     bytes += utf8Bytes(m.role);
     if (typeof m.content === 'string') {
       bytes += utf8Bytes(m.content);
-      continue;
+      return;
     }
-    for (const b of m.content) {
+    m.content.forEach((b, j) => {
       switch (b.type) {
         case 'text': bytes += str(b.text); break;
         case 'thinking': bytes += str(b.thinking); break;
-        case 'tool_use': bytes += str(b.id) + str(b.name) + (b.input === undefined ? 0 : utf8Bytes(JSON.stringify(b.input))); break;
+        case 'tool_use':
+          bytes += str(b.id) + str(b.name) + (b.input === undefined ? 0 : body.toolUseInputBytes?.(i, j) ?? utf8Bytes(JSON.stringify(b.input)));
+          break;
         case 'tool_result': bytes += utf8Bytes(body.toolResultText(b)); break;
       }
-    }
-  }
+    });
+  });
   return bytes;
 }
