@@ -791,3 +791,18 @@ describe('prefix-based-pd-decider counts a tool_use input\'s raw bytes as sent (
     expect(tokensOf(compact)).toBeLessThan(tokensOf(raw));
   });
 });
+
+// The same for a tool's input_schema, a json.RawMessage too (requesthandling/types.go L689 @ llm-d-router v0.10.0):
+// estimate.go messagesBytes packs json.Marshal(req.Tools), and Go marshals a RawMessage by compacting its raw bytes
+// (encoding/json encode.go marshalerEncoder: appendCompact with HTML escaping), so the whitespace goes but the escapes
+// as sent stay (`\u00fc` is six bytes, not ü's two), and `<`, `>`, `&` become `\u003c`, `\u003e`, `\u0026`.
+describe('prefix-based-pd-decider counts a tool\'s input_schema as Go compacts its raw JSON (json.RawMessage, estimate.go messagesBytes @ llm-d-router v0.10.0)', () => {
+  test('escapes as sent stay, whitespace goes', () => {
+    const schema = '{"type": "object",\n  "description": "Z\\u00fcrich, M\\u00fcnchen or K\\u00f8benhavn <city>", "x": ["a", 1.50]}';
+    const raw = `{"model": "m", "tools": [{"name": "get_weather", "input_schema": ${schema}}], "messages": [{"role": "user", "content": "Weather?"}]}`;
+    const goJson = '[{"name":"get_weather","input_schema":{"type":"object","description":"Z\\u00fcrich, M\\u00fcnchen or K\\u00f8benhavn \\u003ccity\\u003e","x":["a",1.50]}}]';
+    const bytes = [goJson, 'user', 'Weather?'].reduce((n, s) => n + Buffer.byteLength(s), 0);
+    const parsed = parseAnthropicRequest(Buffer.from(raw), '/v1/messages');
+    expect(estimatedPromptTokens({ requestId: 'r', model: 'm', prompt: parsed.prompt, input: parsed.input, headers: {} })).toBe(Math.ceil(bytes / 4));
+  });
+});

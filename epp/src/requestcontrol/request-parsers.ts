@@ -371,10 +371,12 @@ export function parseAnthropicRequest(body: Buffer, path: string): ParsedRequest
   }
   // The prefix-based P/D decider's prompt length: upstream's estimate counts the Anthropic body's own fields.
   const hasToolUse = messages.some((m) => typeof m.content !== 'string' && m.content.some((b) => b.type === 'tool_use'));
-  const rawInputs = hasToolUse ? toolUseInputBytes(body) : undefined;
+  const raw = hasToolUse || tools.some((t) => t.input_schema !== undefined) ? anthropicRawBytes(body) : undefined;
   const estimateBytes = anthropicEstimateBytes({
     tools, systemText: sys, messages, toolResultText: (b) => toolResultContent(b).text,
-    ...(rawInputs !== undefined ? { toolUseInputBytes: (message: number, block: number) => rawInputs.get(`${message}:${block}`) } : {}),
+    ...(raw !== undefined
+      ? { toolUseInputBytes: (message: number, block: number) => raw.inputs.get(`${message}:${block}`), inputSchemaBytes: (tool: number) => raw.schemas.get(tool) }
+      : {}),
   });
   const input: PromptInput = chat.length === 0
     ? { kind: 'none' }
@@ -383,14 +385,17 @@ export function parseAnthropicRequest(body: Buffer, path: string): ParsedRequest
 }
 
 /**
- * The bytes of each `messages[i].content[j].input` exactly as the body carries them, keyed `i:j`: upstream decodes the
- * body straight into MessagesRequest (parsers/anthropic/anthropic.go ParseRequest @ llm-d-router v0.10.0), whose
- * tool_use `Input` is a json.RawMessage holding the value's raw bytes (requesthandling/types.go L767), spacing and
- * `\u` escapes included, and estimate.go messagesBytes appends those bytes. A key sent twice counts its last value, as
- * Go and JSON.parse keep the last. Read only for a body JSON.parse has taken, so the scan need not validate.
+ * What upstream's estimate counts of the body's json.RawMessage fields: upstream decodes the body straight into
+ * MessagesRequest (parsers/anthropic/anthropic.go ParseRequest @ llm-d-router v0.10.0), whose tool_use `Input` and
+ * tool `InputSchema` keep the value's raw bytes (requesthandling/types.go L689, L767), spacing and `\u` escapes
+ * included. estimate.go messagesBytes appends each `messages[i].content[j].input` as is (`inputs`, keyed `i:j`) and
+ * packs json.Marshal of the tools, which compacts each `tools[k].input_schema` (`schemas`, `goCompactBytes`). A key
+ * sent twice counts its last value, as Go and JSON.parse keep the last. Read only for a body JSON.parse has taken, so
+ * the scan need not validate.
  */
-function toolUseInputBytes(body: Buffer): Map<string, number> {
+function anthropicRawBytes(body: Buffer): { inputs: Map<string, number>; schemas: Map<number, number> } {
   const out = new Map<string, number>();
+  const schemas = new Map<number, number>();
   let pos = 0;
   const ws = (): void => {
     while (pos < body.length && (body[pos] === 0x20 || body[pos] === 0x09 || body[pos] === 0x0a || body[pos] === 0x0d)) pos++;
@@ -459,6 +464,15 @@ function toolUseInputBytes(body: Buffer): Map<string, number> {
     pos++;
   };
   object((key) => {
+    if (key === 'tools') {
+      schemas.clear();
+      return array((k) => object((key) => {
+        if (key !== 'input_schema') return skip();
+        const start = pos;
+        skip();
+        schemas.set(k, goCompactBytes(body, start, pos));
+      }));
+    }
     if (key !== 'messages') return skip();
     out.clear();
     array((i) => object((key) => {
@@ -472,7 +486,41 @@ function toolUseInputBytes(body: Buffer): Map<string, number> {
       }));
     }));
   });
-  return out;
+  return { inputs: out, schemas };
+}
+
+/**
+ * Bytes of Go's json.Marshal of a json.RawMessage holding `body[start, end)` (encoding/json encode.go marshalerEncoder:
+ * appendCompact with HTML escaping): whitespace outside strings dropped, strings kept as written but `<`, `>`, `&`
+ * (one byte) and U+2028, U+2029 (three) written as six-byte `\u` escapes.
+ */
+function goCompactBytes(body: Buffer, start: number, end: number): number {
+  let bytes = 0;
+  let inString = false;
+  for (let i = start; i < end; i++) {
+    const c = body[i]!;
+    if (!inString) {
+      if (c === 0x20 || c === 0x09 || c === 0x0a || c === 0x0d) continue;
+      if (c === 0x22) inString = true;
+      bytes++;
+      continue;
+    }
+    if (c === 0x5c) {
+      bytes += 2;
+      i++;
+    } else if (c === 0x22) {
+      inString = false;
+      bytes++;
+    } else if (c === 0x3c || c === 0x3e || c === 0x26) {
+      bytes += 6;
+    } else if (c === 0xe2 && body[i + 1] === 0x80 && (body[i + 2] === 0xa8 || body[i + 2] === 0xa9)) {
+      bytes += 6;
+      i += 2;
+    } else {
+      bytes++;
+    }
+  }
+  return bytes;
 }
 
 /** The parsed body of a request these parsers read: its model (a non-empty string), prompt, stream flag and salt. */

@@ -100,12 +100,17 @@ export interface AnthropicEstimateInput {
    * absent, or undefined for a block: the compact JSON of the parsed input.
    */
   readonly toolUseInputBytes?: (message: number, block: number) => number | undefined;
+  /**
+   * Bytes of Go's JSON of `tools[tool].input_schema` (a json.RawMessage: its raw bytes compacted, escapes as sent);
+   * absent, or undefined for a tool: Go's JSON of the parsed schema.
+   */
+  readonly inputSchemaBytes?: (tool: number) => number | undefined;
 }
 
 /**
  * The bytes llm-d-router v0.10.0's estimate backend packs for an Anthropic Messages body (`requestcontrol/dataproducer/
  * tokenizer/estimate.go` messagesBytes): Go's JSON of `tools` as `[]AnthropicTool` (name, description when not empty,
- * input_schema when sent, strict and defer_loading when booleans; other fields dropped), the system text, then each
+ * input_schema when sent, its raw JSON compacted (`inputSchemaBytes`), strict and defer_loading when booleans; other fields dropped), the system text, then each
  * message's role and its text: a string content, or its blocks' `text`, `thinking`, a `tool_use`'s id, name and input
  * (its raw JSON as the body carried it, `toolUseInputBytes`; the compact JSON of the parsed value without it), a `tool_result`'s text. Images count nothing here, as multimodal parts
  * count nothing in `estimatedPromptTokens`.
@@ -113,6 +118,11 @@ export interface AnthropicEstimateInput {
 export function anthropicEstimateBytes(body: AnthropicEstimateInput): number {
   let bytes = 0;
   if (body.tools.length > 0) {
+    // A raw schema's bytes stand in for those of its parsed value (a JSON value's text is the same inside the array).
+    body.tools.forEach((t, k) => {
+      const raw = t.input_schema !== undefined ? body.inputSchemaBytes?.(k) : undefined;
+      if (raw !== undefined) bytes += raw - goJsonBytes(t.input_schema);
+    });
     bytes += goJsonBytes(body.tools.map((t) => ({
       name: typeof t.name === 'string' ? t.name : '',
       ...(typeof t.description === 'string' && t.description !== '' ? { description: t.description } : {}),
