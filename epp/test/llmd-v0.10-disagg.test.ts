@@ -21,7 +21,7 @@ import { prefixBasedPdDecider } from '../src/scheduling/plugins/prefix-based-pd-
 import { createPlugin } from '../src/scheduling/plugin';
 import { PREFIX_MATCH } from '../src/scheduling/prefix-match';
 import { estimatedPromptTokens } from '../src/scheduling/estimated-tokens';
-import { parseAnthropicRequest } from '../src/requestcontrol/request-parsers';
+import { parseAnthropicRequest, parseOpenAiRequest } from '../src/requestcontrol/request-parsers';
 import type { Plugin } from '../src/scheduling/framework';
 import type { PdDecider } from '../src/scheduling/pd-decider';
 import { FakeEnvoy, protocolConfig, requestBody, requestHeaders, responseBody, responseHeaders, setHeaders, waitFor } from './extproc-harness';
@@ -804,5 +804,31 @@ describe('prefix-based-pd-decider counts a tool\'s input_schema as Go compacts i
     const bytes = [goJson, 'user', 'Weather?'].reduce((n, s) => n + Buffer.byteLength(s), 0);
     const parsed = parseAnthropicRequest(Buffer.from(raw), '/v1/messages');
     expect(estimatedPromptTokens({ requestId: 'r', model: 'm', prompt: parsed.prompt, input: parsed.input, headers: {} })).toBe(Math.ceil(bytes / 4));
+  });
+});
+
+// llm-d-router v0.10.0 tokenizer/estimate.go chatCompletionsBytes / appendChatMessage: an OpenAI chat's stream is its
+// tools' JSON, then each message's role and content, nothing else: an assistant's tool_calls are not in it. Its
+// approximate producer hashes blocks of that stream, so a decode pod that served turn N holds every block of turn N+1
+// but those of the short tail (the assistant's role, the tool's answer). kvroute's scorer hashes ChatML turns that also
+// carry the tool calls (as vLLM renders them), so its cached characters are mapped back to the bytes the estimate
+// counts; taken as a share of the text, the 8 KB call made the pod hold a fifth of the prompt and disaggregated it.
+describe('prefix-based-pd-decider counts an OpenAI chat\'s cached share in the estimate\'s own bytes (estimate.go appendChatMessage @ llm-d-router v0.10.0)', () => {
+  test('turn N+1 after a large tool call stays on the decode pod that served turn N (nonCachedTokens 256)', () => {
+    const scheduler = buildScheduler(parseEndpointPickerConfig(PD_EPP_CONFIG.replace('nonCachedTokens: 16', 'nonCachedTokens: 256')));
+    const sys = { role: 'system', content: 'You are a coding agent. '.repeat(90) };
+    const user = { role: 'user', content: 'Write the file notes.txt please.' };
+    const call = { id: 'call_1', type: 'function', function: { name: 'write_file', arguments: JSON.stringify({ path: 'notes.txt', content: 'All work and no play. '.repeat(360) }) } };
+    const schedule = (messages: unknown[]) => {
+      const parsed = parseOpenAiRequest(Buffer.from(JSON.stringify({ model: 'm', messages })), new Map([[':path', '/v1/chat/completions']]), 'llmd');
+      const request = { requestId: 'r', model: 'm', prompt: parsed.prompt, input: parsed.input, headers: {}, attributes: new CycleState() };
+      const result = scheduler.schedule(request, [pod('p0', 'prefill'), pod('d0', 'decode')]);
+      return { tokens: estimatedPromptTokens(request), decode: result.target.endpoint.name, prefill: result.profileTargets?.get('prefill')?.endpoint.name };
+    };
+    // Turn N, cold: 551 estimated tokens, all to prefill.
+    expect(schedule([sys, user])).toEqual({ tokens: 551, decode: 'd0', prefill: 'p0' });
+    // Turn N+1: 556 tokens upstream (the call's 8 KB of arguments not among them), all but a few held by d0.
+    expect(schedule([sys, user, { role: 'assistant', content: null, tool_calls: [call] }, { role: 'tool', tool_call_id: 'call_1', content: 'written' }]))
+      .toEqual({ tokens: 556, decode: 'd0', prefill: undefined });
   });
 });

@@ -4,6 +4,7 @@
  * pseudo-token, rounded up (packBytes, align), and passes token ids through as they are. The prefix-based P/D decider
  * reads this count (`prefix_based_pd_decider.go` getUserInputLenInTokens: TokenizedPrompt.TokenCount()).
  */
+import { chatTurnPieces } from '@kvroute/protocol/openai';
 import type { LLMRequest } from './types';
 
 /** estimate.go bytesPerToken. */
@@ -151,4 +152,39 @@ export function anthropicEstimateBytes(body: AnthropicEstimateInput): number {
     });
   });
   return bytes;
+}
+
+/**
+ * The estimate's whole pseudo-tokens (as `estimatedPromptTokens` counts them) among the first `chars` characters of an
+ * OpenAI chat's prompt text, the ChatML turns the approximate prefix scorer hashes (`chatTurnPieces`); undefined for
+ * any other request. The text holds what the estimate does not count (turn markers, reasoning, tool calls:
+ * appendChatMessage reads role and content only), so a cached length of it is mapped back piece by piece, not as a
+ * share: its tools (packed first upstream) once any of it is held, each role and content as far as it is held. A
+ * conversation whose history carries an 8 KB tool call otherwise counted a decode pod holding the previous turn as
+ * holding a fifth of the prompt, where upstream's blocks, over role and content alone, hold nearly all of it.
+ */
+export function estimatedChatTokensWithin(request: LLMRequest, chars: number): number | undefined {
+  const input = request.input;
+  if (input === undefined || input.kind !== 'chat' || input.estimateBytes !== undefined) return undefined;
+  if (chars <= 0) return 0;
+  let bytes = input.tools !== undefined && input.tools.length > 0 ? goJsonBytes(input.tools) : 0;
+  let at = 0;
+  for (let i = 0; i < input.messages.length && at < chars; i++) {
+    const m = input.messages[i]!;
+    const pieces = chatTurnPieces(m, i);
+    for (let p = 0; p < pieces.length && at < chars; p++) {
+      const piece = pieces[p]!;
+      const room = chars - at;
+      if (p === 1) {
+        bytes += utf8Bytes(room >= piece.length ? piece : piece.slice(0, room));
+      } else if (p === 4) {
+        const whole = contentBytes(m.content);
+        if (room >= piece.length) bytes += whole;
+        // A cut string is counted to the cut; a cut list of parts (its media as placeholders) by its held share.
+        else bytes += typeof m.content === 'string' ? utf8Bytes(piece.slice(0, room)) : Math.floor((whole * room) / piece.length);
+      }
+      at += piece.length;
+    }
+  }
+  return Math.floor(bytes / BYTES_PER_TOKEN);
 }

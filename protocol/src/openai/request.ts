@@ -144,8 +144,12 @@ function renderChatTurn(m: ChatMessageInput, i: number): string {
   return `<|im_start|>${m.role ?? ''}\n${turnReasoning(m)}${messageText(m.content, `messages[${i}].content`)}${turnToolCalls(m)}<|im_end|>\n`;
 }
 
-/** `renderChatTurn`'s pieces, for the readers that cut the prompt without building it (`promptHead`, `promptSlice`). */
-function chatTurnPieces(m: ChatMessageInput, i: number): string[] {
+/**
+ * `renderChatTurn`'s pieces, for the readers that cut the prompt without building it (`promptHead`, `promptSlice`) and
+ * those that map a length of it back to the message's fields (the EPP's P/D decider): marker, role (1), newline,
+ * reasoning, content (4), tool calls, end marker.
+ */
+export function chatTurnPieces(m: ChatMessageInput, i: number): string[] {
   return ['<|im_start|>', m.role ?? '', '\n', turnReasoning(m), messageText(m.content, `messages[${i}].content`), turnToolCalls(m), '<|im_end|>\n'];
 }
 

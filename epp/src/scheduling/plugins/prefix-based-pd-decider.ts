@@ -2,7 +2,8 @@ import type { EndpointSnapshot } from '../../datastore/types';
 import type { CycleContext, PluginHandle } from '../framework';
 import type { PdDecider } from '../pd-decider';
 import { definePlugin, parameters } from '../plugin';
-import { estimatedPromptTokens } from '../estimated-tokens';
+import { estimatedChatTokensWithin, estimatedPromptTokens } from '../estimated-tokens';
+import type { LLMRequest } from '../types';
 import { pdPrefixSource, pickPrefixMatch, PREFIX_MATCH, type PrefixMatchEstimate, type PrefixMatchRatios } from '../prefix-match';
 
 export interface PrefixBasedPdDeciderParameters {
@@ -21,17 +22,22 @@ export interface PrefixBasedPdDeciderParameters {
  * CachedBlockCount × BlockSizeTokens counts the blocks its producer hashed, at most `maxPrefixTokensToMatch`; the
  * approximate scorer's tail probes past the window do not count). The precise scorer's are tokens; the approximate
  * scorer's are characters of kvroute's prompt text (a chat's ChatML turns, token ids written out), so the cached share
- * of that text is taken of the estimated tokens: upstream's blocks are of the same pseudo-tokens its estimate counts,
+ * of that text is taken of the estimated tokens (an OpenAI chat's held characters are mapped back to the role and
+ * content bytes the estimate counts, `estimatedChatTokensWithin`): upstream's blocks are of the same pseudo-tokens its estimate counts,
  * and for ASCII text the two agree. That share is rounded down to whole tokens: upstream's count is whole blocks of
  * whole pseudo-tokens, while the estimate rounds the prompt's last partial pseudo-token up, so the unrounded share of a
  * prompt of 861 characters (216 tokens) holding one 256-character block is 64.2, not 64, and left 151.8 tokens to
  * prefill where upstream counts 152 (disaggregated at `nonCachedTokens: 152`). For an ASCII prompt the share is short
  * of a whole token above upstream's, so the floor is upstream's count exactly.
  */
-function cachedTokensOf(match: PrefixMatchEstimate, cached: number, inputTokens: number): number {
+function cachedTokensOf(request: LLMRequest, match: PrefixMatchEstimate, cached: number, inputTokens: number): number {
   const held = Math.min(cached, match.window ?? cached);
   if (match.unit === 'tokens') return held;
-  return match.promptLength === 0 ? 0 : Math.floor((Math.min(held, match.promptLength) / match.promptLength) * inputTokens);
+  if (match.promptLength === 0) return 0;
+  const chars = Math.min(held, match.promptLength);
+  // An OpenAI chat: the held characters mapped back to the role and content bytes the estimate counts.
+  const chat = estimatedChatTokensWithin(request, chars);
+  return chat !== undefined ? Math.min(chat, inputTokens) : Math.floor((chars / match.promptLength) * inputTokens);
 }
 
 /**
@@ -81,7 +87,7 @@ class PrefixBasedPdDecider implements PdDecider {
     const byCandidate = match.byCandidate;
     const i = byCandidate !== undefined ? byCandidate.candidates.indexOf(decodeTarget) : -1;
     const cached = i !== -1 ? byCandidate!.cachedLength[i]! : match.cachedLength.get(key) ?? 0;
-    return inputTokens - cachedTokensOf(match, cached, inputTokens) >= nonCachedTokens;
+    return inputTokens - cachedTokensOf(cycle.request, match, cached, inputTokens) >= nonCachedTokens;
   }
 
 }
