@@ -25,7 +25,7 @@ import { seededRandom } from '@kvroute/testkit';
 import { parseEndpointPickerConfig } from '../src/config';
 import { EMPTY_METRICS, type EndpointSnapshot } from '../src/datastore/types';
 import { parseOpenAiRequest } from '../src/requestcontrol/request-parsers';
-import { estimatedPromptTokens } from '../src/scheduling/estimated-tokens';
+import { estimatedChatTokensWithin, estimatedPromptTokens } from '../src/scheduling/estimated-tokens';
 import { CycleState, type CycleContext } from '../src/scheduling/framework';
 import { NOOP_SCHEDULING_METRICS } from '../src/scheduling/metrics-hooks';
 import { PrefixCacheScorer, type PrefixCacheScorerParameters } from '../src/scheduling/plugins/prefix-cache-scorer';
@@ -246,6 +246,18 @@ describe('approximate prefix keys of /v1/responses bodies vs llm-d-router v0.10.
       if (kvroute !== upstream) wrong.push({ seed, upstream, kvroute });
     }
     expect(wrong).toEqual([]);
+  });
+
+  test('the P/D decider counts a wholly cached /v1/responses prompt as wholly cached: its held text is not mapped to a chat\'s role and content bytes, which are not what the estimate counts here', () => {
+    const short: { seed: number; tokens: number; cached: number }[] = [];
+    for (let seed = 1; seed <= 100; seed++) {
+      const request = cycleOf(parse(responsesBody(seededRandom(seed)))).request;
+      const tokens = estimatedPromptTokens(request);
+      // prefix-based-pd-decider's cachedTokensOf: the chat mapping when it answers, else the held share of the tokens.
+      const cached = Math.min(estimatedChatTokensWithin(request, request.prompt.length) ?? tokens, tokens);
+      if (cached !== tokens) short.push({ seed, tokens, cached });
+    }
+    expect(short).toEqual([]);
   });
 
   test('previous_response_id: no keys (a documented difference: vLLM prefixes the stored conversation, which only the storing pod has)', () => {

@@ -165,7 +165,8 @@ export function anthropicEstimateBytes(body: AnthropicEstimateInput): number {
  */
 export function estimatedChatTokensWithin(request: LLMRequest, chars: number): number | undefined {
   const input = request.input;
-  if (input === undefined || input.kind !== 'chat' || input.estimateBytes !== undefined) return undefined;
+  // An Anthropic or Responses body's estimate counts its own fields, not the chat's role and content bytes.
+  if (input === undefined || input.kind !== 'chat' || input.estimateBytes !== undefined || input.estimateJson !== undefined) return undefined;
   if (chars <= 0) return 0;
   let bytes = input.tools !== undefined && input.tools.length > 0 ? goJsonBytes(input.tools) : 0;
   let at = 0;
