@@ -29,33 +29,14 @@
  * results ahead, upstream keeps block order); each is noted where it would differ.
  */
 import { createHash } from 'node:crypto';
-import { promptHead, promptSlice, type ParsedRequestBody } from '@kvroute/protocol/openai';
+import type { ParsedRequestBody } from '@kvroute/protocol/openai';
 import { seededRandom } from '@kvroute/testkit';
-import { parseEndpointPickerConfig } from '../src/config';
-import { EMPTY_METRICS, type EndpointSnapshot } from '../src/datastore/types';
 import { parseAnthropicRequest, parseOpenAiRequest } from '../src/requestcontrol/request-parsers';
 import { estimatedPromptTokens } from '../src/scheduling/estimated-tokens';
-import { CycleState, type CycleContext } from '../src/scheduling/framework';
-import { NOOP_SCHEDULING_METRICS } from '../src/scheduling/metrics-hooks';
-import { PrefixCacheScorer, type PrefixCacheScorerParameters } from '../src/scheduling/plugins/prefix-cache-scorer';
-
-type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
-type JsonObject = { [key: string]: Json };
+import { cycleOf, goMarshalAny, goString, loadScorer, objects, pick, pod, words, type Json, type JsonObject } from './approx-prefix-reference';
 
 // ---------------------------------------------------------------------------------------------------------------------
 // The reference model: the bytes llm-d-router v0.10.0's estimate backend packs into pseudo-tokens.
-
-/** Go's `encoding/json` string escaping: HTML-safe (`<`, `>`, `&`) and U+2028/U+2029 escaped. */
-function goString(s: string): string {
-  return JSON.stringify(s).replace(/[<>&\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
-}
-
-/** `json.Marshal` of a decoded `any`: maps with sorted keys. */
-function goMarshalAny(v: Json): string {
-  if (v === null || typeof v !== 'object') return typeof v === 'string' ? goString(v) : JSON.stringify(v);
-  if (Array.isArray(v)) return `[${v.map(goMarshalAny).join(',')}]`;
-  return `{${Object.keys(v).sort().map((k) => `${goString(k)}:${goMarshalAny(v[k]!)}`).join(',')}}`;
-}
 
 /** `json.Marshal` of a `json.RawMessage`: the bytes compacted, keys in wire order. */
 function goMarshalRaw(v: Json): string {
@@ -195,16 +176,6 @@ function upstreamKey(api: 'messages' | 'chat', body: JsonObject): string {
 // ---------------------------------------------------------------------------------------------------------------------
 // Random bodies and one random change each.
 
-const WORDS = ['alpha', 'beta', 'gamma', 'delta', 'eps', 'zeta', 'eta', 'theta', 'a<b', 'x&y', 'é'];
-
-function words(random: () => number, n: number): string {
-  const out: string[] = [];
-  for (let i = 0; i < n; i++) out.push(WORDS[Math.floor(random() * WORDS.length)]!);
-  return out.join(' ');
-}
-
-const pick = <T>(random: () => number, xs: readonly T[]): T => xs[Math.floor(random() * xs.length)]!;
-
 function anthropicBody(random: () => number): JsonObject {
   const tools: JsonObject[] = [];
   for (let i = Math.floor(random() * 3); i > 0; i--) {
@@ -273,18 +244,6 @@ function chatBody(random: () => number): JsonObject {
   return body;
 }
 
-/** Every object inside `v` (itself included), for picking a place to change. */
-function objects(v: Json, out: JsonObject[] = []): JsonObject[] {
-  if (v === null || typeof v !== 'object') return out;
-  if (Array.isArray(v)) {
-    for (const x of v) objects(x, out);
-    return out;
-  }
-  out.push(v);
-  for (const k of Object.keys(v)) objects(v[k]!, out);
-  return out;
-}
-
 /** Applies one random change to `body` (a copy); returns what it changed. */
 function mutate(random: () => number, body: JsonObject, api: 'messages' | 'chat'): string {
   const all = objects(body);
@@ -330,34 +289,11 @@ function mutate(random: () => number, body: JsonObject, api: 'messages' | 'chat'
 // ---------------------------------------------------------------------------------------------------------------------
 // kvroute: the real parsers and the real scorer, as the loader builds it from a config in llm-d's group.
 
-function loadScorer(): PrefixCacheScorer {
-  // 4-token blocks (16 characters) so a change anywhere moves a block; the 64-token floor lowered as upstream's tests do.
-  const yaml = 'apiVersion: llm-d.ai/v1alpha1\nkind: EndpointPickerConfig\nplugins:\n- type: prefix-cache-scorer\n  parameters: {blockSizeTokens: 4, minBlockSizeTokens: 1, autoTune: false, maxPrefixBlocksToMatch: 0}\nschedulingProfiles:\n- name: default\n  plugins: [{pluginRef: prefix-cache-scorer}]\n';
-  const resolved = parseEndpointPickerConfig(yaml).plugins.find((p) => p.type === 'prefix-cache-scorer')!.parameters as Required<PrefixCacheScorerParameters>;
-  return new PrefixCacheScorer('prefix-cache-scorer', resolved, NOOP_SCHEDULING_METRICS);
-}
-
-function pod(name: string): EndpointSnapshot {
-  return { endpoint: { key: `${name}:8000`, name, namespace: 'default', address: name, port: 8000, labels: {} }, metrics: EMPTY_METRICS, activeRequests: 0 };
-}
-
 function parse(api: 'messages' | 'chat', body: JsonObject): ParsedRequestBody {
   const raw = Buffer.from(JSON.stringify(body));
   return api === 'messages'
     ? parseAnthropicRequest(raw, '/v1/messages')
     : parseOpenAiRequest(raw, new Map([[':path', '/v1/chat/completions']]), 'llmd');
-}
-
-/** The request as request control hands it to the scheduler (`request-control.ts`: the head and slice readers). */
-function cycleOf(parsed: ParsedRequestBody): CycleContext {
-  return {
-    request: {
-      requestId: 'r', model: parsed.model ?? '', prompt: parsed.prompt, input: parsed.input, headers: {},
-      promptHead: (n: number) => promptHead(parsed.input, n), promptSlice: (s: number, e: number) => promptSlice(parsed.input, s, e),
-      ...(parsed.cacheSalt !== undefined ? { cacheSalt: parsed.cacheSalt } : {}),
-    },
-    state: new CycleState(),
-  };
 }
 
 interface Divergence {

@@ -20,33 +20,14 @@
  * `""`, vLLM renders no system message), and `previous_response_id` (kvroute keys nothing: the stored conversation
  * that vLLM puts ahead of the input is the storing pod's, and kvroute routes there; upstream keys the body as any other).
  */
-import { promptHead, promptSlice, type ParsedRequestBody } from '@kvroute/protocol/openai';
+import type { ParsedRequestBody } from '@kvroute/protocol/openai';
 import { seededRandom } from '@kvroute/testkit';
-import { parseEndpointPickerConfig } from '../src/config';
-import { EMPTY_METRICS, type EndpointSnapshot } from '../src/datastore/types';
 import { parseOpenAiRequest } from '../src/requestcontrol/request-parsers';
 import { estimatedChatTokensWithin, estimatedPromptTokens } from '../src/scheduling/estimated-tokens';
-import { CycleState, type CycleContext } from '../src/scheduling/framework';
-import { NOOP_SCHEDULING_METRICS } from '../src/scheduling/metrics-hooks';
-import { PrefixCacheScorer, type PrefixCacheScorerParameters } from '../src/scheduling/plugins/prefix-cache-scorer';
-
-type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
-type JsonObject = { [key: string]: Json };
+import { cycleOf, goMarshalAny, loadScorer, objects, pick, pod, words, type Json, type JsonObject } from './approx-prefix-reference';
 
 // ---------------------------------------------------------------------------------------------------------------------
 // The reference model.
-
-/** Go's `encoding/json` string escaping: HTML-safe (`<`, `>`, `&`) and U+2028/U+2029 escaped. */
-function goString(s: string): string {
-  return JSON.stringify(s).replace(/[<>&\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
-}
-
-/** `json.Marshal` of a decoded `any`: maps with sorted keys. */
-function goMarshalAny(v: Json): string {
-  if (v === null || typeof v !== 'object') return typeof v === 'string' ? goString(v) : JSON.stringify(v);
-  if (Array.isArray(v)) return `[${v.map(goMarshalAny).join(',')}]`;
-  return `{${Object.keys(v).sort().map((k) => `${goString(k)}:${goMarshalAny(v[k]!)}`).join(',')}}`;
-}
 
 /** estimate.go estimateBytes, the `body.Responses != nil` case (L171-180). */
 function upstreamResponsesBytes(body: JsonObject): Buffer {
@@ -63,16 +44,6 @@ function upstreamKey(body: JsonObject): string {
 
 // ---------------------------------------------------------------------------------------------------------------------
 // Seeded agent loops and one random change each.
-
-const WORDS = ['alpha', 'beta', 'gamma', 'delta', 'eps', 'zeta', 'eta', 'theta', 'a<b', 'x&y', 'é'];
-
-function words(random: () => number, n: number): string {
-  const out: string[] = [];
-  for (let i = 0; i < n; i++) out.push(WORDS[Math.floor(random() * WORDS.length)]!);
-  return out.join(' ');
-}
-
-const pick = <T>(random: () => number, xs: readonly T[]): T => xs[Math.floor(random() * xs.length)]!;
 
 function responsesBody(random: () => number): JsonObject {
   const input: Json[] = [{ role: 'user', content: random() < 0.5 ? words(random, 6) : [{ type: 'input_text', text: words(random, 6) }] }];
@@ -98,17 +69,6 @@ function responsesBody(random: () => number): JsonObject {
   }
   if (random() < 0.2) body.cache_salt = pick(random, ['s1', 's2']);
   return body;
-}
-
-function objects(v: Json, out: JsonObject[] = []): JsonObject[] {
-  if (v === null || typeof v !== 'object') return out;
-  if (Array.isArray(v)) {
-    for (const x of v) objects(x, out);
-    return out;
-  }
-  out.push(v);
-  for (const k of Object.keys(v)) objects(v[k]!, out);
-  return out;
 }
 
 function mutate(random: () => number, body: JsonObject): string {
@@ -138,29 +98,8 @@ function mutate(random: () => number, body: JsonObject): string {
 // ---------------------------------------------------------------------------------------------------------------------
 // kvroute: the real parser and the real scorer.
 
-function loadScorer(): PrefixCacheScorer {
-  const yaml = 'apiVersion: llm-d.ai/v1alpha1\nkind: EndpointPickerConfig\nplugins:\n- type: prefix-cache-scorer\n  parameters: {blockSizeTokens: 4, minBlockSizeTokens: 1, autoTune: false, maxPrefixBlocksToMatch: 0}\nschedulingProfiles:\n- name: default\n  plugins: [{pluginRef: prefix-cache-scorer}]\n';
-  const resolved = parseEndpointPickerConfig(yaml).plugins.find((p) => p.type === 'prefix-cache-scorer')!.parameters as Required<PrefixCacheScorerParameters>;
-  return new PrefixCacheScorer('prefix-cache-scorer', resolved, NOOP_SCHEDULING_METRICS);
-}
-
-function pod(name: string): EndpointSnapshot {
-  return { endpoint: { key: `${name}:8000`, name, namespace: 'default', address: name, port: 8000, labels: {} }, metrics: EMPTY_METRICS, activeRequests: 0 };
-}
-
 function parse(body: JsonObject): ParsedRequestBody {
   return parseOpenAiRequest(Buffer.from(JSON.stringify(body)), new Map([[':path', '/v1/responses']]), 'llmd');
-}
-
-function cycleOf(parsed: ParsedRequestBody): CycleContext {
-  return {
-    request: {
-      requestId: 'r', model: parsed.model ?? '', prompt: parsed.prompt, input: parsed.input, headers: {},
-      promptHead: (n: number) => promptHead(parsed.input, n), promptSlice: (s: number, e: number) => promptSlice(parsed.input, s, e),
-      ...(parsed.cacheSalt !== undefined ? { cacheSalt: parsed.cacheSalt } : {}),
-    },
-    state: new CycleState(),
-  };
 }
 
 /** Routes `first` to pod A, then scores `second` on A and B. */
